@@ -1,0 +1,1 @@
+//! tree-sitter-vpl (placeholder until the grammar lands)

@@ -1,0 +1,2 @@
+//! The `varpulis` command line.
+fn main() {}
