@@ -1,0 +1,4 @@
+//! The `varpulis` command line as a library, so the corpus harness, `varpulis test`
+//! and the REPL share one implementation of what the commands do.
+
+pub mod expect;
