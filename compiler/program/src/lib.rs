@@ -1,1 +1,198 @@
-//! varpulis-program
+//! `varpulis-program`: the compiled artifact that is the only contract between
+//! the VPL compiler and the runtime.
+//!
+//! The pipeline is one-way: text → compiler → [`Program`] → runtime. A
+//! `Program` is plain data (serde-serialisable) holding:
+//!
+//! - [`EventSchema`]s: every event type and stream output layout, with field
+//!   slots (no string-keyed field maps at run time);
+//! - [`StreamPlan`]s: the operator graph, wired by ids;
+//! - [`Function`]s and [`Global`]s as bytecode [`Chunk`]s;
+//! - [`ConnectorDef`]s with config values;
+//! - a [`SpanTable`] so runtime errors can point at `file:line:col` without
+//!   the source text.
+//!
+//! The crate also holds the run-time data types shared by compiler, VM and
+//! hosts ([`Value`], [`Event`]) and the input readers: the `.evt` reader
+//! ([`evt`]) and the tolerant JSON event reader ([`json`]), plus the
+//! conversion of decoded records to slot events ([`decode`]).
+
+pub mod bytecode;
+pub mod decode;
+pub mod event;
+pub mod evt;
+pub mod json;
+pub mod plan;
+pub mod schema;
+pub mod span;
+pub mod time;
+pub mod value;
+
+pub use bytecode::{Builtin, Chunk, FunctionId, GlobalId, Instr};
+pub use decode::{DecodeError, DecodeWarning, EventDecoder, RawEvent};
+pub use event::{Event, Extra};
+pub use plan::{
+    AggCall, AggFunc, AggItem, AggregateSpec, AliasDef, ConfigValue, ConnectorDef, ConnectorId,
+    EmitSpec, InputRef, JoinInput, JoinSpec, Kleene, LogLevel, LogSpec, MergeBranch, Negation,
+    OpSpec, PatternCombinator, Projection, SeqStep, SequenceSpec, SourceSpec, StreamId, StreamPlan,
+    StreamTime, WindowSpec,
+};
+pub use schema::{EventSchema, FieldDef, SchemaId, SchemaOrigin, Type};
+pub use span::{SpanId, SpanInfo, SpanTable};
+pub use value::{Value, ValueKey, ValueMap};
+
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The current artifact format version. Bump it on incompatible changes;
+/// the runtime refuses programs with another version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A compiled VPL program.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Program {
+    /// Artifact format version ([`FORMAT_VERSION`]).
+    pub version: u32,
+    /// Event layouts; an [`Event::type_id`] indexes this table.
+    pub schemas: Vec<EventSchema>,
+    /// Stream plans (the operator graph).
+    pub streams: Vec<StreamPlan>,
+    /// User functions, called by [`Instr::Call`].
+    pub functions: Vec<Function>,
+    /// Top-level `let`/`var`/`const`, initialised once at load, in order.
+    pub globals: Vec<Global>,
+    /// Connector declarations.
+    pub connectors: Vec<ConnectorDef>,
+    /// Source positions.
+    pub span_table: SpanTable,
+}
+
+impl Default for Program {
+    fn default() -> Self {
+        Program {
+            version: FORMAT_VERSION,
+            schemas: Vec::new(),
+            streams: Vec::new(),
+            functions: Vec::new(),
+            globals: Vec::new(),
+            connectors: Vec::new(),
+            span_table: SpanTable::default(),
+        }
+    }
+}
+
+/// A user function (`fn name(params) -> T:` body).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Function {
+    /// The function's name.
+    pub name: Arc<str>,
+    /// Parameters; argument `i` is local slot `i`.
+    pub params: Vec<FieldDef>,
+    /// The body; `chunk.locals` counts parameters and locals.
+    pub chunk: Chunk,
+    /// The declaration.
+    pub span: SpanId,
+}
+
+/// A top-level variable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Global {
+    /// The variable's name.
+    pub name: Arc<str>,
+    /// Whether `:=` may assign it (`var`).
+    pub mutable: bool,
+    /// The initialiser, run once at load; it may read earlier globals.
+    pub init: Chunk,
+}
+
+/// Which streams consume a given input, and as which source input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consumer {
+    /// The consuming stream.
+    pub stream: StreamId,
+    /// Which input of the stream's source: 0 for single-input sources, the
+    /// branch index for merges, the input index for joins.
+    pub input: u16,
+}
+
+/// The inverse of the stream graph: for each event type and each stream, the
+/// streams that consume its events. Derived from the sources by
+/// [`Program::routes`] rather than stored, so it can never disagree with them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Routes {
+    /// Indexed by schema id: consumers of input events of that type.
+    pub by_event: Vec<Vec<Consumer>>,
+    /// Indexed by stream id: consumers of that stream's output.
+    pub by_stream: Vec<Vec<Consumer>>,
+    /// Indexed by stream id: consumers of that stream's late events.
+    pub by_late: Vec<Vec<Consumer>>,
+}
+
+impl Program {
+    /// The id of the schema with this name (linear scan; hosts should build
+    /// an [`EventDecoder`] for per-event lookups).
+    pub fn schema_id(&self, name: &str) -> Option<SchemaId> {
+        self.schemas
+            .iter()
+            .position(|s| &*s.name == name)
+            .and_then(|i| u32::try_from(i).ok())
+    }
+
+    /// The id of the stream with this name.
+    pub fn stream_id(&self, name: &str) -> Option<StreamId> {
+        self.streams
+            .iter()
+            .position(|s| &*s.name == name)
+            .and_then(|i| u32::try_from(i).ok())
+    }
+
+    /// Computes the consumer index of the operator graph. Ids out of range are
+    /// skipped here (the VM's loader reports them).
+    pub fn routes(&self) -> Routes {
+        let mut r = Routes {
+            by_event: vec![Vec::new(); self.schemas.len()],
+            by_stream: vec![Vec::new(); self.streams.len()],
+            by_late: vec![Vec::new(); self.streams.len()],
+        };
+        for (sid, plan) in self.streams.iter().enumerate() {
+            let stream = u32::try_from(sid).unwrap_or(u32::MAX);
+            let add = |input: InputRef, idx: usize, r: &mut Routes| {
+                let c = Consumer {
+                    stream,
+                    input: u16::try_from(idx).unwrap_or(u16::MAX),
+                };
+                let list = match input {
+                    InputRef::Event(s) => r.by_event.get_mut(s as usize),
+                    InputRef::Stream(s) => r.by_stream.get_mut(s as usize),
+                };
+                if let Some(list) = list {
+                    list.push(c);
+                }
+            };
+            match &plan.source {
+                SourceSpec::Input(i) => add(*i, 0, &mut r),
+                SourceSpec::Connector { schema, .. } => add(InputRef::Event(*schema), 0, &mut r),
+                SourceSpec::Merge { branches, .. } => {
+                    for (i, b) in branches.iter().enumerate() {
+                        add(b.input, i, &mut r);
+                    }
+                }
+                SourceSpec::Join(j) => {
+                    for (i, b) in j.inputs.iter().enumerate() {
+                        add(b.input, i, &mut r);
+                    }
+                }
+                SourceSpec::Timer { .. } => {}
+                SourceSpec::Late(s) => {
+                    if let Some(list) = r.by_late.get_mut(*s as usize) {
+                        list.push(Consumer { stream, input: 0 });
+                    }
+                }
+            }
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,374 @@
+//! The `.evt` event file reader (LANGUAGE.md §9.1, exact REF grammar).
+//!
+//! ```text
+//! line   := blank | comment | batch | timed | event
+//! comment:= ('#' | '//') any*
+//! batch  := 'BATCH' [ws uint]                 absolute offset in ms
+//! timed  := '@' uint ['ms'|'s'|'m'] ws+ (event | json)
+//! event  := Type ws* '{' [field (',' field)*] '}' [';']
+//!         | Type ws* '(' [value (',' value)*] ')' [';']    fields field_0, ...
+//!         | json
+//! ```
+//!
+//! Every line is trimmed first. Events without `@` take the current `BATCH`
+//! offset (initially 0); `@` offsets do not move the `BATCH` clock. Event time
+//! is `base + offset` (REC §7) unless a JSON line carries a `timestamp`.
+//! Bad lines produce an [`EvtError`] with the line number; the reader goes on
+//! with the next line and never panics.
+
+use crate::decode::RawEvent;
+use crate::json::{parse_json_event, JsonEventError};
+use crate::time::{NS_PER_MIN, NS_PER_MS, NS_PER_SEC};
+use crate::value::Value;
+use thiserror::Error;
+
+/// One event line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvtRecord {
+    /// 1-based line number.
+    pub line: usize,
+    /// Offset from the start of the replay in ns (`@` or current `BATCH`).
+    pub offset: i64,
+    /// Whether the offset came from an `@` prefix.
+    pub timed: bool,
+    /// The event.
+    pub event: RawEvent,
+}
+
+impl EvtRecord {
+    /// The event time: an explicit JSON `timestamp`, else `base + offset`.
+    pub fn event_time(&self, base: i64) -> i64 {
+        self.event
+            .timestamp
+            .unwrap_or_else(|| base.saturating_add(self.offset))
+    }
+}
+
+/// A bad line.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("line {line}: {kind}")]
+pub struct EvtError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong.
+    pub kind: EvtErrorKind,
+}
+
+/// What is wrong with a line.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum EvtErrorKind {
+    /// `BATCH` not followed by an unsigned integer.
+    #[error("invalid BATCH directive: expected `BATCH <milliseconds>`")]
+    BadBatch,
+    /// `@` not followed by `<uint>[ms|s|m]`.
+    #[error("invalid time offset `{0}`: expected `@<uint>` with optional unit ms, s or m")]
+    BadOffset(String),
+    /// `@offset` with nothing after it.
+    #[error("missing event after time offset")]
+    MissingEvent,
+    /// No `{` or `(` after the type name.
+    #[error("expected `Type {{...}}`, `Type(...)` or a JSON object")]
+    NotAnEvent,
+    /// The type name is not an identifier.
+    #[error("invalid event type name `{0}`")]
+    BadTypeName(String),
+    /// The closing `}` or `)` is missing.
+    #[error("missing closing `{0}`")]
+    Unclosed(char),
+    /// Text after the closing bracket.
+    #[error("unexpected text after the event: `{0}`")]
+    TrailingText(String),
+    /// A field without `name:`.
+    #[error("expected `name: value`, found `{0}`")]
+    BadField(String),
+    /// An empty value.
+    #[error("missing value for `{0}`")]
+    MissingValue(String),
+    /// A quoted string without its closing quote, or text after it.
+    #[error("malformed string `{0}`")]
+    BadString(String),
+    /// An array without its closing `]`.
+    #[error("malformed array `{0}`")]
+    BadArray(String),
+    /// A JSON line that is not an event.
+    #[error("{0}")]
+    Json(#[from] JsonEventError),
+}
+
+/// A stateful line parser (it tracks the `BATCH` clock). Feed it lines in
+/// order; it is cheap enough to stream files of any size.
+#[derive(Clone, Debug, Default)]
+pub struct EvtReader {
+    batch: i64,
+    line: usize,
+}
+
+impl EvtReader {
+    /// A reader at line 0 with the `BATCH` clock at 0.
+    pub fn new() -> EvtReader {
+        EvtReader::default()
+    }
+
+    /// Parses the next line. `Ok(None)` for blank lines, comments and
+    /// `BATCH` directives.
+    pub fn parse_line(&mut self, raw: &str) -> Result<Option<EvtRecord>, EvtError> {
+        self.line += 1;
+        let line = self.line;
+        self.parse(raw).map_err(|kind| EvtError { line, kind })
+    }
+
+    fn parse(&mut self, raw: &str) -> Result<Option<EvtRecord>, EvtErrorKind> {
+        let text = raw.trim();
+        if text.is_empty() || text.starts_with('#') || text.starts_with("//") {
+            return Ok(None);
+        }
+        if let Some(rest) = text.strip_prefix("BATCH") {
+            let rest = rest.trim();
+            if rest.is_empty() {
+                return Ok(None);
+            }
+            if !rest.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(EvtErrorKind::BadBatch);
+            }
+            let ms: i64 = rest.parse().map_err(|_| EvtErrorKind::BadBatch)?;
+            self.batch = ms.checked_mul(NS_PER_MS).ok_or(EvtErrorKind::BadBatch)?;
+            return Ok(None);
+        }
+        let (offset, timed, body) = match text.strip_prefix('@') {
+            Some(rest) => {
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                let (spec, body) = rest.split_at(end);
+                let offset = parse_offset(spec)
+                    .ok_or_else(|| EvtErrorKind::BadOffset(format!("@{spec}")))?;
+                let body = body.trim();
+                if body.is_empty() {
+                    return Err(EvtErrorKind::MissingEvent);
+                }
+                (offset, true, body)
+            }
+            None => (self.batch, false, text),
+        };
+        let event = parse_event(body)?;
+        Ok(Some(EvtRecord {
+            line: self.line,
+            offset,
+            timed,
+            event,
+        }))
+    }
+}
+
+/// Parses a whole `.evt` text: the records and the errors of bad lines.
+pub fn parse_evt(text: &str) -> (Vec<EvtRecord>, Vec<EvtError>) {
+    let mut reader = EvtReader::new();
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    for line in text.lines() {
+        match reader.parse_line(line) {
+            Ok(Some(r)) => records.push(r),
+            Ok(None) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    (records, errors)
+}
+
+fn parse_offset(spec: &str) -> Option<i64> {
+    let digits = spec.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let (num, unit) = spec.split_at(digits);
+    let n: i64 = num.parse().ok()?;
+    let scale = match unit {
+        "" | "ms" => NS_PER_MS,
+        "s" => NS_PER_SEC,
+        "m" => NS_PER_MIN,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+fn parse_event(text: &str) -> Result<RawEvent, EvtErrorKind> {
+    if text.starts_with('{') {
+        return Ok(parse_json_event(text)?);
+    }
+    let open = text.find(['{', '(']).ok_or(EvtErrorKind::NotAnEvent)?;
+    let name = text[..open].trim();
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(EvtErrorKind::BadTypeName(name.to_string()));
+    }
+    let opener = text[open..].chars().next().unwrap_or('{');
+    let closer = if opener == '{' { '}' } else { ')' };
+    let after_open = &text[open + 1..];
+    let close = find_close(after_open, opener, closer).ok_or(EvtErrorKind::Unclosed(closer))?;
+    let inner = &after_open[..close];
+    let trailing = after_open[close + 1..].trim();
+    if !trailing.is_empty() && trailing != ";" {
+        return Err(EvtErrorKind::TrailingText(trailing.to_string()));
+    }
+    let mut fields = Vec::new();
+    if !inner.trim().is_empty() {
+        for (i, part) in split_top(inner).into_iter().enumerate() {
+            if opener == '{' {
+                let colon = part
+                    .find(':')
+                    .ok_or_else(|| EvtErrorKind::BadField(part.trim().to_string()))?;
+                let key = part[..colon].trim();
+                if key.is_empty() {
+                    return Err(EvtErrorKind::BadField(part.trim().to_string()));
+                }
+                let v = parse_value(&part[colon + 1..], key)?;
+                fields.push((key.to_string(), v));
+            } else {
+                let key = format!("field_{i}");
+                let v = parse_value(part, &key)?;
+                fields.push((key, v));
+            }
+        }
+    }
+    Ok(RawEvent {
+        event_type: name.to_string(),
+        fields,
+        timestamp: None,
+    })
+}
+
+/// Index in `s` of the bracket closing the one just before `s`, skipping
+/// quoted text and nested brackets.
+fn find_close(s: &str, opener: char, closer: char) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' => quote = Some(c),
+            c if c == opener || c == '[' || (opener == '(' && c == '{') => depth += 1,
+            c if c == closer && depth == 0 => return Some(i),
+            ']' | '}' | ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Splits on commas outside quotes and brackets.
+fn split_top(s: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' => quote = Some(c),
+            '[' | '{' | '(' => depth += 1,
+            ']' | '}' | ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+fn parse_value(raw: &str, field: &str) -> Result<Value, EvtErrorKind> {
+    let t = raw.trim();
+    if t.is_empty() {
+        return Err(EvtErrorKind::MissingValue(field.to_string()));
+    }
+    match t {
+        "true" => return Ok(Value::Bool(true)),
+        "false" => return Ok(Value::Bool(false)),
+        "null" | "nil" => return Ok(Value::Null),
+        _ => {}
+    }
+    let first = t.chars().next().unwrap_or(' ');
+    if first == '"' || first == '\'' {
+        return parse_quoted(t, first).map(Value::str);
+    }
+    if first == '[' {
+        let inner = t
+            .strip_prefix('[')
+            .and_then(|x| x.strip_suffix(']'))
+            .ok_or_else(|| EvtErrorKind::BadArray(t.to_string()))?;
+        if inner.trim().is_empty() {
+            return Ok(Value::array(Vec::new()));
+        }
+        let items = split_top(inner)
+            .into_iter()
+            .map(|p| parse_value(p, field))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Value::array(items));
+    }
+    if let Ok(i) = t.parse::<i64>() {
+        return Ok(Value::Int(i));
+    }
+    if let Ok(f) = t.parse::<f64>() {
+        return Ok(Value::Float(f));
+    }
+    Ok(Value::str(t))
+}
+
+/// Decodes a quoted string whose first char is `q`; the closing quote must
+/// end the text.
+fn parse_quoted(t: &str, q: char) -> Result<String, EvtErrorKind> {
+    let mut out = String::new();
+    let mut chars = t.char_indices().skip(1);
+    while let Some((i, c)) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some((_, 'n')) => out.push('\n'),
+                Some((_, 't')) => out.push('\t'),
+                Some((_, '"')) => out.push('"'),
+                Some((_, '\'')) => out.push('\''),
+                Some((_, '\\')) => out.push('\\'),
+                Some((_, other)) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => return Err(EvtErrorKind::BadString(t.to_string())),
+            }
+        } else if c == q {
+            return if i + c.len_utf8() == t.len() {
+                Ok(out)
+            } else {
+                Err(EvtErrorKind::BadString(t.to_string()))
+            };
+        } else {
+            out.push(c);
+        }
+    }
+    Err(EvtErrorKind::BadString(t.to_string()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,512 @@
+//! The operator graph: stream plans, their sources and operator chains.
+//!
+//! Streams are wired by name in VPL and by ids here. A [`StreamPlan`] has one
+//! [`SourceSpec`] and a chain of [`OpSpec`]s applied left to right. Every
+//! event leaving the end of the chain is re-typed to the stream's
+//! [`StreamPlan::output_schema`] (named after the stream) and delivered to the
+//! streams whose source reads this stream ([`InputRef::Stream`]); the inverse
+//! index is computed by [`crate::Program::routes`].
+//!
+//! Field layouts: every operator that changes the shape of events (`select`,
+//! `emit`, `aggregate`, merge, join) names the schema of its output, and
+//! expressions after it address that schema's slots. The compiler guarantees
+//! that `output_schema` has exactly the layout in force at the end of the
+//! chain, so re-typing never moves values.
+
+use crate::bytecode::Chunk;
+use crate::schema::SchemaId;
+use crate::span::SpanId;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Index into [`crate::Program::streams`].
+pub type StreamId = u32;
+/// Index into [`crate::Program::connectors`].
+pub type ConnectorId = u32;
+
+/// One `stream Name = source op*` declaration, lowered.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StreamPlan {
+    /// The stream's name.
+    pub name: Arc<str>,
+    /// Where its events come from.
+    pub source: SourceSpec,
+    /// The operator chain, in order (sequence operators hoisted to the
+    /// front, LANGUAGE.md §4).
+    pub ops: Vec<OpSpec>,
+    /// The schema events are re-typed to when they leave the chain; its name
+    /// is the stream name and its fields the layout at the end of the chain.
+    pub output_schema: SchemaId,
+    /// Whether events leaving the chain are visible outputs (the chain has an
+    /// `.emit` or `.process`, LANGUAGE.md §4.6). Invisible streams only feed
+    /// other streams and sinks.
+    pub visible: bool,
+    /// Event-time settings declared on this stream.
+    pub time: StreamTime,
+    /// The declaration, for errors.
+    pub span: SpanId,
+}
+
+/// `.watermark(out_of_order: d)` and `.allowed_lateness(d)` on a stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamTime {
+    /// Bounded out-of-orderness (ns) of the stream's input sources: the
+    /// watermark of a source is its max event time minus the largest
+    /// out-of-orderness any consumer declares.
+    pub out_of_order: Option<i64>,
+    /// Allowed lateness (ns): a late event (time below the watermark) is still
+    /// processed by this stream if `time ≥ watermark − lateness`, else it is
+    /// dropped (or routed to a [`SourceSpec::Late`] stream). Without it late
+    /// events are processed like the reference does.
+    pub allowed_lateness: Option<i64>,
+}
+
+/// An input that can feed a stream: an event type or another stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InputRef {
+    /// Input events of this schema (a declared or undeclared event type).
+    Event(SchemaId),
+    /// Events leaving stream `s` (typed `streams[s].output_schema`).
+    Stream(StreamId),
+}
+
+/// Where a stream's events come from (LANGUAGE.md §3).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum SourceSpec {
+    /// `Name`: events of a type or outputs of a stream, unchanged.
+    Input(InputRef),
+    /// `Type.from(Conn, k: v)`: events of `schema` delivered by a connector.
+    /// Inside the VM this behaves like [`SourceSpec::Input`] of the schema;
+    /// the host that runs connectors uses `connector` and `params`.
+    Connector {
+        /// The event type.
+        schema: SchemaId,
+        /// The connector.
+        connector: ConnectorId,
+        /// Parameters given at the `.from` site.
+        params: Vec<(Arc<str>, ConfigValue)>,
+    },
+    /// `merge(x, y, ...)`: the union of the branches, projected onto the
+    /// merged layout `schema`.
+    Merge {
+        /// The branches.
+        branches: Vec<MergeBranch>,
+        /// Layout of merged events (the union of the branches' fields).
+        schema: SchemaId,
+    },
+    /// `join(x, y, ...).on(...)`.
+    Join(JoinSpec),
+    /// `timer(period [, initial_delay: d])`: tick events of `schema`
+    /// (`Timer_<stream>`, no fields) at event times `t0 + initial_delay + k ·
+    /// period` (t0 = first event time seen), fired as the watermark passes.
+    Timer {
+        /// Period in ns (> 0).
+        period: i64,
+        /// Delay of the first tick after t0, in ns.
+        initial_delay: i64,
+        /// The tick schema.
+        schema: SchemaId,
+    },
+    /// Late events of stream `s` (those its allowed lateness rejects), with
+    /// the layout of that stream's input.
+    Late(StreamId),
+}
+
+/// One branch of a `merge`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MergeBranch {
+    /// The branch input.
+    pub input: InputRef,
+    /// Inline `.where` of an inline branch (`stream S = T.where(e)`),
+    /// evaluated on the branch's own layout; `None` keeps every event.
+    pub filter: Option<Chunk>,
+    /// For each slot of the merged layout, the branch slot that fills it (or
+    /// `None` when the branch lacks that field).
+    pub remap: Vec<Option<u16>>,
+}
+
+/// A stream-stream join (LANGUAGE.md §3, REF semantics).
+///
+/// When an event arrives on input `i` with key `k` it is stored as the
+/// latest event of `(i, k)`. If every input has an event with key `k` whose
+/// time is in `[t − horizon, t]`, one joined event is built from the latest
+/// event of each input, stamped `t`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JoinSpec {
+    /// The joined inputs, in source order.
+    pub inputs: Vec<JoinInput>,
+    /// The window horizon in ns (`.window(d)`, default 1 minute).
+    pub horizon: i64,
+    /// Layout of joined events: `Src.field` entries and the unprefixed
+    /// `field` entries (first source wins).
+    pub schema: SchemaId,
+    /// Non-equality conjuncts of `.on(...)`, evaluated on the joined event;
+    /// joined events for which it is not `true` are dropped.
+    pub residual: Option<Chunk>,
+}
+
+/// One side of a join.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JoinInput {
+    /// The input.
+    pub input: InputRef,
+    /// Inline `.where`/`.on` filter of an inline item, on the input layout.
+    pub filter: Option<Chunk>,
+    /// Key expressions on the input's layout, one per equality conjunct, in
+    /// the same order on every input (conjunctive equality keys). An event
+    /// whose key has no value does not join.
+    pub keys: Vec<Chunk>,
+    /// `(joined slot, input slot)` pairs copying this input's fields into the
+    /// joined layout.
+    pub project: Vec<(u16, u16)>,
+}
+
+/// One operator of a chain (LANGUAGE.md §4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum OpSpec {
+    /// `.where(e)` / `.filter(e)`: keeps events for which `e` is `true`.
+    Filter(Chunk),
+    /// `.select(...)`: a new event of `schema` (same time); slot `i` is item
+    /// `i`, absent when the item has no value.
+    Select(Projection),
+    /// `.emit(...)`: like `select`, output of the stream (REC §4.6: missing
+    /// fields omitted; `items: None` = `.emit()` passes all fields through).
+    Emit(EmitSpec),
+    /// `.partition_by(e)`: sets the partition key used by the following
+    /// window, aggregate and sequence (absent key = `""`).
+    PartitionBy(Chunk),
+    /// `.window(...)`.
+    Window(WindowSpec),
+    /// `.aggregate(...)`.
+    Aggregate(AggregateSpec),
+    /// `.having(e)`: a filter after `.aggregate`.
+    Having(Chunk),
+    /// `.distinct([e])`: drops events whose value of `e` (or whole field set
+    /// when `None`) was seen among the last `capacity` distinct values.
+    Distinct {
+        /// The key expression; `None` = all fields.
+        key: Option<Chunk>,
+        /// LRU capacity (REF-like default 10 000).
+        capacity: u32,
+    },
+    /// `.limit(n)` / `.first()`: passes the first `n` events ever.
+    Limit(u64),
+    /// `.print(e...)`: side output `[PRINT] v1 v2 ...`, or with no
+    /// expressions `[PRINT] [stream] Type: {fields}`. Pass-through.
+    Print(Vec<Chunk>),
+    /// `.log(level:, message:, data:)`. Pass-through.
+    Log(LogSpec),
+    /// `.to(Conn, topic: ..., key: ...)`: sends the event to a sink and
+    /// passes it on unchanged.
+    Sink {
+        /// The connector.
+        connector: ConnectorId,
+        /// Site parameters (`topic` overrides the connector's).
+        params: Vec<(Arc<str>, ConfigValue)>,
+    },
+    /// `.process(f(args))`: evaluates the call for each event; events created
+    /// by `emit T(...)` in the function replace the current event.
+    Process(Chunk),
+    /// An in-stream sequence or named pattern (not yet executed by the VM).
+    Sequence(SequenceSpec),
+}
+
+/// Items of `.select(...)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Projection {
+    /// One expression per output slot.
+    pub items: Vec<Chunk>,
+    /// The output layout (names of the items).
+    pub schema: SchemaId,
+}
+
+/// Items of `.emit(...)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmitSpec {
+    /// One expression per output slot, or `None` for `.emit()` which keeps
+    /// the event as is (including its overflow).
+    pub items: Option<Vec<Chunk>>,
+    /// The output layout.
+    pub schema: SchemaId,
+}
+
+/// `.window(...)` forms (LANGUAGE.md §4.3). Durations in ns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WindowSpec {
+    /// `.window(d)`: anchored at the first event of each window.
+    Tumbling {
+        /// Window length.
+        size: i64,
+    },
+    /// `.window(d, sliding: s)`.
+    Sliding {
+        /// Window length.
+        size: i64,
+        /// Release period.
+        slide: i64,
+    },
+    /// `.window(n)`.
+    Count {
+        /// Events per window.
+        size: u64,
+    },
+    /// `.window(n, sliding: m)`.
+    SlidingCount {
+        /// Events kept.
+        size: u64,
+        /// Release every `slide` arrivals.
+        slide: u64,
+    },
+    /// `.window(session: g)`.
+    Session {
+        /// Inactivity gap.
+        gap: i64,
+    },
+}
+
+/// `.aggregate(name: aggexpr, ...)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AggregateSpec {
+    /// The distinct aggregate calls; item expressions read their results with
+    /// [`crate::Instr::LoadAgg`].
+    pub calls: Vec<AggCall>,
+    /// One item per output slot `0..items.len()`.
+    pub items: Vec<AggItem>,
+    /// Output layout: the items, then (optionally) the partition key under
+    /// its own name and `_partition`.
+    pub schema: SchemaId,
+    /// Slot receiving the partition key value under the key's own name (REC
+    /// §13.10); `None` when unpartitioned or when an item already has that
+    /// name.
+    pub key_slot: Option<u16>,
+    /// Slot receiving `_partition` (the key rendered as a string).
+    pub partition_slot: Option<u16>,
+}
+
+/// One aggregate function application.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AggCall {
+    /// The function.
+    pub func: AggFunc,
+    /// The argument evaluated per event (`None` for `count()`). Events where
+    /// it has no value are skipped by every function but `count`.
+    pub arg: Option<Chunk>,
+    /// The numeric parameter: `ema` N (default 12), `percentile` p in
+    /// `[0, 1]` or `(1, 100]` (percent).
+    pub param: Option<f64>,
+}
+
+/// Aggregate functions (LANGUAGE.md §6.2 plus the documented REC set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AggFunc {
+    /// Events in the group (int).
+    Count,
+    /// Sum of numeric values, NaN skipped (float, 0.0 when none).
+    Sum,
+    /// Mean (float or null).
+    Avg,
+    /// Minimum numeric value (float or null).
+    Min,
+    /// Maximum numeric value (float or null).
+    Max,
+    /// Sample standard deviation (null below two values).
+    Stddev,
+    /// Sample variance (null below two values).
+    Variance,
+    /// First value by arrival (any or null).
+    First,
+    /// Last value by arrival (any or null).
+    Last,
+    /// Number of distinct values (int).
+    CountDistinct,
+    /// Exponential moving average, α = 2/(N+1), seeded with the first value.
+    Ema,
+    /// Linear-interpolated percentile of numeric values (float or null).
+    Percentile,
+    /// The 50th percentile.
+    Median,
+    /// All values in arrival order (array).
+    Collect,
+}
+
+/// One `.aggregate` item.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AggItem {
+    /// Output field name.
+    pub name: Arc<str>,
+    /// The final arithmetic over aggregate results ([`crate::Instr::LoadAgg`]).
+    pub expr: Chunk,
+}
+
+/// `.log(level:, message:, data:)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogSpec {
+    /// The level.
+    pub level: LogLevel,
+    /// The literal message.
+    pub message: Arc<str>,
+    /// The `data` expression, appended as `data=<value>`.
+    pub data: Option<Chunk>,
+}
+
+/// `.log` levels; unknown spellings are `Info` (LANGUAGE.md §4.8).
+#[allow(missing_docs)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// Parses a level name (`warning` = `warn`; anything else is info).
+    pub fn parse(s: &str) -> LogLevel {
+        match s.to_ascii_lowercase().as_str() {
+            "error" => LogLevel::Error,
+            "warn" | "warning" => LogLevel::Warn,
+            "debug" => LogLevel::Debug,
+            "trace" => LogLevel::Trace,
+            _ => LogLevel::Info,
+        }
+    }
+
+    /// Upper-case name for log lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Error => "ERROR",
+            LogLevel::Warn => "WARN",
+            LogLevel::Info => "INFO",
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Trace => "TRACE",
+        }
+    }
+}
+
+/// A SASE+ sequence (LANGUAGE.md §4.9, §8). The VM does not run it yet
+/// (`LoadError::Unsupported`); the structure is what the matcher will need.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SequenceSpec {
+    /// The steps in order; step 0 is the stream's source.
+    pub steps: Vec<SeqStep>,
+    /// Aliases, indexed by the alias operand of [`crate::Instr::LoadAlias`].
+    pub aliases: Vec<AliasDef>,
+    /// `.not(T where e)` and `NOT X` items.
+    pub negations: Vec<Negation>,
+    /// `.within(d)` / pattern `within`: deadline from the first event (ns).
+    pub within: Option<i64>,
+    /// `.partition_by` / `partition by`: key expression per step input,
+    /// indexed like `steps` (`None` entries = shared key `""`).
+    pub partition: Option<Vec<Option<Chunk>>>,
+    /// Layout of match events after the sequence: the fields of the last
+    /// step's event (REC: unqualified names resolve against it).
+    pub schema: SchemaId,
+    /// Named-pattern combinators beyond a plain SEQ (`AND`, `OR`, `NOT p`).
+    pub combinator: Option<PatternCombinator>,
+}
+
+/// One step `-> [all] T [where f] [as a]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeqStep {
+    /// The candidate events.
+    pub input: InputRef,
+    /// The step filter: bare fields read the candidate (`LoadField`),
+    /// `alias.f` reads bound events (`LoadAlias`).
+    pub filter: Option<Chunk>,
+    /// Repetition.
+    pub kleene: Kleene,
+    /// The alias bound to the accepted event(s).
+    pub alias: Option<u16>,
+    /// Whether the filter refers to the step's own alias, so it is deferred
+    /// to completion (§8.3 subset enumeration).
+    pub self_referential: bool,
+}
+
+/// Step repetition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kleene {
+    /// Exactly one.
+    One,
+    /// `all T`, `T+`: one or more.
+    Plus,
+    /// `T*`: zero or more.
+    Star,
+    /// `T?`: zero or one (REC).
+    Optional,
+}
+
+/// A sequence alias.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AliasDef {
+    /// Alias name.
+    pub name: Arc<str>,
+    /// Layout of the bound events.
+    pub schema: SchemaId,
+}
+
+/// A negation: an arriving matching event kills open runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Negation {
+    /// The negated events.
+    pub input: InputRef,
+    /// Filter (may read aliases).
+    pub filter: Option<Chunk>,
+    /// Where it applies: `None` = the whole match (`.not`), `Some(i)` =
+    /// between steps `i` and `i + 1` (`NOT X` inside `SEQ`; a trailing one
+    /// completes at the deadline).
+    pub after_step: Option<u16>,
+}
+
+/// Combinators of named patterns beyond SEQ.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PatternCombinator {
+    /// `A AND B`: both, any order (sub-sequences by step ranges).
+    And(Vec<std::ops::Range<u16>>),
+    /// `A OR B`: either.
+    Or(Vec<std::ops::Range<u16>>),
+    /// `NOT p`: absence confirmed at the deadline.
+    Not,
+}
+
+/// Connector kinds and site parameters use config values (LANGUAGE.md §2.7).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ConfigValue {
+    /// A string.
+    Str(Arc<str>),
+    /// An int.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A bool.
+    Bool(bool),
+    /// A duration in ns.
+    Duration(i64),
+    /// A bare identifier.
+    Ident(Arc<str>),
+    /// An array of config values.
+    Array(Vec<ConfigValue>),
+}
+
+impl ConfigValue {
+    /// The value as text for string-ish uses (`topic`, `path`).
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            ConfigValue::Str(s) | ConfigValue::Ident(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// `connector Name = kind (k: v, ...)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConnectorDef {
+    /// Connector name.
+    pub name: Arc<str>,
+    /// `mqtt`, `kafka`, `file`, `console`, ...
+    pub kind: Arc<str>,
+    /// Parameters in source order.
+    pub params: Vec<(Arc<str>, ConfigValue)>,
+    /// The declaration.
+    pub span: SpanId,
+}
