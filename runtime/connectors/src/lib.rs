@@ -1,0 +1,208 @@
+//! Output connectors for Varpulis: where `.to(Conn)` sends records.
+//!
+//! The engine hands each output event to a [`Sink`] as a [`Record`], a single JSON object shaped
+//! `{"event_type": T, "timestamp": "<RFC3339>", field...}` (LANGUAGE.md §4.7). This crate knows
+//! nothing of the compiler or the VM: the CLI turns each `connector` declaration into a
+//! [`ConnectorConfig`] and calls [`open_sink`].
+//!
+//! Sinks:
+//! - [`file`]: JSON lines, appended, buffered, rotated by size.
+//! - [`http`]: webhook POST/PUT with batching, retries with backoff and a dead-letter file; the
+//!   network work runs on a background thread so [`Sink::send`] never blocks.
+//! - [`console`]: JSON lines to stdout or any writer.
+//!
+//! **Invariant:** no record is lost silently. A record that cannot be delivered goes to a
+//! dead-letter JSONL file (with `_error` and `_attempts` fields) and is counted in
+//! [`SinkMetrics`]; if even that fails, it is counted in [`SinkMetrics::dropped`] and the error
+//! names the file.
+
+mod backoff;
+pub mod config;
+pub mod console;
+mod dead_letter;
+pub mod error;
+pub mod file;
+pub mod http;
+mod metrics;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Map, Value};
+
+pub use config::{ConfigValue, ConnectorConfig};
+pub use error::{ConfigError, DeliveryFailure, RecordError, SinkError};
+pub use metrics::SinkMetrics;
+
+/// The sink kinds [`open_sink`] can build.
+pub const SINK_KINDS: &[&str] = &["console", "file", "http"];
+
+/// One output record: a single JSON object, kept serialised on one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    json: Vec<u8>,
+}
+
+impl Record {
+    /// Serialises a JSON object.
+    pub fn from_map(map: &Map<String, Value>) -> Record {
+        Record {
+            json: serde_json::to_vec(map).expect("a JSON map with string keys always serialises"),
+        }
+    }
+
+    /// Takes pre-serialised bytes, checking they hold exactly one JSON object.
+    ///
+    /// Pretty-printed input is re-serialised onto one line so JSONL output stays valid.
+    pub fn from_json(bytes: &[u8]) -> Result<Record, RecordError> {
+        let map: Map<String, Value> = serde_json::from_slice(bytes).map_err(|e| RecordError {
+            reason: e.to_string(),
+        })?;
+        if bytes.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+            Ok(Record::from_map(&map))
+        } else {
+            Ok(Record {
+                json: bytes.trim_ascii().to_vec(),
+            })
+        }
+    }
+
+    /// The serialised JSON object (no trailing newline).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// Size of the serialised object in bytes.
+    pub fn len(&self) -> usize {
+        self.json.len()
+    }
+
+    /// Whether the serialised form is empty (never true for a valid record).
+    pub fn is_empty(&self) -> bool {
+        self.json.is_empty()
+    }
+}
+
+impl From<Map<String, Value>> for Record {
+    fn from(map: Map<String, Value>) -> Record {
+        Record::from_map(&map)
+    }
+}
+
+/// A destination for output records.
+///
+/// Implementations never panic on I/O or network failures and never block the caller for an
+/// unbounded time: [`Sink::send`] returns promptly, and [`Sink::close`] waits at most a configured
+/// bound.
+pub trait Sink: Send {
+    /// The connector name, as declared in VPL.
+    fn name(&self) -> &str;
+
+    /// Accepts one record for delivery.
+    ///
+    /// `Ok` means the record was written or queued. An `Err` says what happened to it (written to
+    /// the dead-letter file, or lost and counted) and whether retrying can help.
+    fn send(&mut self, record: Record) -> Result<(), SinkError>;
+
+    /// Pushes buffered records out (called at checkpoints and before exit).
+    fn flush(&mut self) -> Result<(), SinkError>;
+
+    /// Flushes, then waits a bounded time for in-flight deliveries; what is still undelivered
+    /// goes to the dead-letter file. Further `send` calls fail with [`SinkError::Closed`].
+    fn close(&mut self) -> Result<(), SinkError>;
+
+    /// A snapshot of the sink's counters.
+    fn metrics(&self) -> SinkMetrics;
+}
+
+/// A writer shared between the console sink and its owner (stdout, or a buffer in tests).
+pub type SharedWriter = Arc<Mutex<dyn Write + Send>>;
+
+/// What sinks need from the host program.
+#[derive(Clone)]
+pub struct SinkContext {
+    /// Directory that relative `path` and `dead_letter` parameters are resolved against
+    /// (normally the directory of the `.vpl` file or the working directory).
+    pub base_dir: PathBuf,
+    /// Where the `console` sink writes; `None` means standard output.
+    pub console: Option<SharedWriter>,
+}
+
+impl SinkContext {
+    /// A context resolving relative paths against `base_dir`, with the console on stdout.
+    pub fn new(base_dir: impl Into<PathBuf>) -> Self {
+        SinkContext {
+            base_dir: base_dir.into(),
+            console: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SinkContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkContext")
+            .field("base_dir", &self.base_dir)
+            .field("console", &self.console.as_ref().map(|_| "<writer>"))
+            .finish()
+    }
+}
+
+/// Builds the sink for one connector declaration, validating its parameters.
+///
+/// Errors name the connector and the parameter, and suggest the closest known parameter or kind
+/// for typos.
+pub fn open_sink(
+    config: &ConnectorConfig,
+    context: &SinkContext,
+) -> Result<Box<dyn Sink>, ConfigError> {
+    match config.kind.as_str() {
+        "file" => Ok(Box::new(file::FileSink::open(config, context)?)),
+        "http" => Ok(Box::new(http::HttpSink::open(config, context)?)),
+        "console" => Ok(Box::new(console::ConsoleSink::open(config, context)?)),
+        other => Err(ConfigError::UnsupportedKind {
+            connector: config.name.clone(),
+            kind: other.to_string(),
+            supported: SINK_KINDS.join(", "),
+            suggestion: config::closest(other, SINK_KINDS.iter().copied()),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pretty_json_is_reserialised_onto_one_line() {
+        let r = Record::from_json(b"{\n  \"event_type\": \"A\",\n  \"x\": 1\n}\n")
+            .expect("valid object");
+        assert_eq!(r.as_bytes(), br#"{"event_type":"A","x":1}"#);
+    }
+
+    #[test]
+    fn non_object_json_is_rejected() {
+        let err = Record::from_json(b"[1,2]").expect_err("array is not a record");
+        assert!(err
+            .to_string()
+            .starts_with("a record must be one JSON object"));
+        assert!(Record::from_json(b"{\"a\":").is_err());
+    }
+
+    #[test]
+    fn compact_json_is_kept_as_given() {
+        let r = Record::from_json(b" {\"b\":1,\"a\":2} ").expect("valid");
+        assert_eq!(r.as_bytes(), br#"{"b":1,"a":2}"#);
+    }
+
+    #[test]
+    fn unknown_kind_lists_supported_kinds_and_suggests() {
+        let err = open_sink(&ConnectorConfig::new("Out", "fiel"), &SinkContext::new("."))
+            .err()
+            .expect("fiel is not a kind");
+        assert_eq!(
+            err.to_string(),
+            "connector `Out`: kind `fiel` cannot be used as a sink (supported: console, file, http); did you mean `file`?"
+        );
+    }
+}
