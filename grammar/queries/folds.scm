@@ -1,0 +1,22 @@
+; Foldable regions of a VPL file.
+[
+  (function_declaration)
+  (event_declaration)
+  (stream_declaration)
+  (pattern_declaration)
+  (config_declaration)
+  (config_block)
+  (declaration_loop)
+  (if_statement)
+  (elif_clause)
+  (else_clause)
+  (for_statement)
+  (while_statement)
+  (merge_source)
+  (join_source)
+  (sequence_source)
+  (argument_list)
+  (array)
+  (map)
+  (comment)
+] @fold
