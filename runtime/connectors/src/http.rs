@@ -207,6 +207,10 @@ struct Shared {
     close_deadline: Mutex<Option<Instant>>,
     /// Records dead-lettered because `close_timeout` elapsed.
     abandoned: std::sync::atomic::AtomicU64,
+    /// The batch the worker is delivering. Whoever takes it out accounts for it: the worker
+    /// when the delivery ends, or `close` when the worker is stuck past the deadline (then the
+    /// batch may reach the server and also be in the dead-letter file: at least once).
+    in_flight: Mutex<Option<Vec<Record>>>,
 }
 
 impl Shared {
@@ -215,6 +219,17 @@ impl Shared {
             .close_deadline
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_in_flight(&self, batch: Vec<Record>) {
+        *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) = Some(batch);
+    }
+
+    fn take_in_flight(&self) -> Option<Vec<Record>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     fn dead_letter(
@@ -265,6 +280,7 @@ impl HttpSink {
             dead_letter: Mutex::new(dead_letter),
             close_deadline: Mutex::new(None),
             abandoned: Default::default(),
+            in_flight: Mutex::new(None),
         });
         let settings = Arc::new(settings);
         let (tx, rx) = crossbeam_channel::bounded(settings.queue_capacity);
@@ -402,8 +418,10 @@ impl Sink for HttpSink {
         drop(tx);
         let _ = self.wake.try_send(());
         // The worker never starts a request past the deadline and bounds each request by it,
-        // so it stops soon after; the grace period covers a request that just started.
-        let grace = Duration::from_secs(1);
+        // so it stops soon after; the grace period lets it write its last dead-letter lines.
+        // A request started before `close` keeps its full `timeout`; its batch is taken over
+        // below.
+        let grace = Duration::from_millis(250);
         let finished = matches!(
             self.done.recv_deadline(deadline + grace),
             Err(crossbeam_channel::RecvTimeoutError::Disconnected)
@@ -415,8 +433,9 @@ impl Sink for HttpSink {
                 let _ = worker.join();
             }
         }
-        // Whatever is still queued (the worker is stuck or died) is dead-lettered here.
-        let mut left = Vec::new();
+        // Whatever is still in flight or queued (the worker is stuck or died) is dead-lettered
+        // here.
+        let mut left = self.shared.take_in_flight().unwrap_or_default();
         while let Ok(cmd) = self.rx.try_recv() {
             if let Command::Record(r) = cmd {
                 left.push(r);
@@ -518,6 +537,8 @@ impl Worker {
             return;
         }
         let body = self.body(&batch);
+        let n = batch.len() as u64;
+        self.shared.set_in_flight(batch);
         self.backoff.reset();
         let mut attempts = 0u32;
         let mut last: Option<DeliveryFailure> = None;
@@ -536,10 +557,12 @@ impl Worker {
                         if let Some(failure) = &last {
                             reason.push_str(&format!("; last error: {failure}"));
                         }
-                        self.shared
-                            .abandoned
-                            .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                        self.fail(&batch, reason, attempts, last);
+                        if let Some(batch) = self.shared.take_in_flight() {
+                            self.shared
+                                .abandoned
+                                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                            self.fail(&batch, reason, attempts, last);
+                        }
                         return;
                     }
                     left.min(self.settings.timeout)
@@ -548,10 +571,13 @@ impl Worker {
             attempts += 1;
             match self.attempt(&body, timeout) {
                 Ok(()) => {
-                    let c = &self.shared.counters;
-                    Counters::add(&c.sent, batch.len() as u64);
-                    Counters::add(&c.bytes, body.len() as u64);
-                    c.sub_pending(batch.len() as u64);
+                    // If `close` took the batch over, it has already counted it.
+                    if self.shared.take_in_flight().is_some() {
+                        let c = &self.shared.counters;
+                        Counters::add(&c.sent, n);
+                        Counters::add(&c.bytes, body.len() as u64);
+                        c.sub_pending(n);
+                    }
                     return;
                 }
                 Err(failure) => {
@@ -567,7 +593,9 @@ impl Worker {
                                 " (not retryable)"
                             }
                         );
-                        self.fail(&batch, reason, attempts, Some(failure));
+                        if let Some(batch) = self.shared.take_in_flight() {
+                            self.fail(&batch, reason, attempts, Some(failure));
+                        }
                         return;
                     }
                     Counters::add(&self.shared.counters.retried, 1);
