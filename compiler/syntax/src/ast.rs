@@ -328,6 +328,9 @@ pub enum SourceKind {
     Sequence(Vec<SequenceStep>),
     /// `timer(period [, initial_delay: d])`.
     Timer(Vec<Arg>),
+    /// A source that failed to parse; errors were reported. The stream keeps
+    /// its name so that references to it still resolve.
+    Error,
 }
 
 /// An item of `merge(...)` or `join(...)`.
