@@ -2,7 +2,7 @@
 //!
 //! `connector Alerts = http (url: "https://...", retries: 5)` arrives here as a
 //! [`ConnectorConfig`]; the CLI converts it from the compiled program so this crate does not
-//! depend on the compiler. Each sink reads its parameters through [`Params`], which checks value
+//! depend on the compiler. Each sink reads its parameters through `Params`, which checks value
 //! kinds and, once the sink has read everything it knows, reports any parameter left over as
 //! unknown, with a did-you-mean suggestion.
 

@@ -6,7 +6,7 @@
 //! [`ConnectorConfig`] and calls [`open_sink`].
 //!
 //! Sinks:
-//! - [`file`]: JSON lines, appended, buffered, rotated by size.
+//! - [`file`](mod@file): JSON lines, appended, buffered, rotated by size.
 //! - [`http`]: webhook POST/PUT with batching, retries with backoff and a dead-letter file; the
 //!   network work runs on a background thread so [`Sink::send`] never blocks.
 //! - [`console`]: JSON lines to stdout or any writer.
