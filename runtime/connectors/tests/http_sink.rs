@@ -56,47 +56,6 @@ fn dead_letter_path(dir: &Path) -> PathBuf {
 }
 
 #[test]
-fn posts_each_record_as_a_json_object_with_configured_headers_and_env_secret() {
-    std::env::set_var("VARPULIS_TEST_HOOK_TOKEN", "t0ken-42");
-    let server = TestServer::start(vec![]);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let headers = ConfigValue::Array(vec![
-        str_value("Authorization: Bearer ${VARPULIS_TEST_HOOK_TOKEN}"),
-        str_value("X-Source: varpulis"),
-    ]);
-    let mut sink = open(
-        &hook(&server.url("/alerts"), &[("headers", headers)]),
-        dir.path(),
-    );
-    for i in 0..3 {
-        sink.send(record(i)).expect("queued");
-    }
-    sink.close().expect("all delivered");
-
-    let requests = server.requests();
-    assert_eq!(requests.len(), 3);
-    for (i, r) in requests.iter().enumerate() {
-        assert_eq!(r.method, "POST");
-        assert_eq!(r.path, "/alerts");
-        assert_eq!(r.header("content-type"), Some("application/json"));
-        assert_eq!(r.header("authorization"), Some("Bearer t0ken-42"));
-        assert_eq!(r.header("x-source"), Some("varpulis"));
-        assert_eq!(
-            r.json(),
-            json!({"event_type": "Alert", "timestamp": format!("2024-01-01T00:00:0{i}Z"), "i": i})
-        );
-    }
-    let m = sink.metrics();
-    assert_eq!((m.sent, m.failed, m.retried, m.dead_lettered), (3, 0, 0, 0));
-    assert_eq!(
-        m.bytes,
-        requests.iter().map(|r| r.body.len() as u64).sum::<u64>()
-    );
-    assert_eq!(m.queue_depth, 0);
-    assert!(!dead_letter_path(dir.path()).exists());
-}
-
-#[test]
 fn batches_records_into_json_arrays_with_put() {
     let server = TestServer::start(vec![]);
     let dir = tempfile::tempdir().expect("tempdir");

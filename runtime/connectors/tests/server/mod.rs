@@ -4,6 +4,9 @@
 //! body), records it, then acts out the next scripted [`Behaviour`] (or answers 200 when the
 //! script is empty) and closes the connection.
 
+// Each test binary that includes this module uses a different subset of it.
+#![allow(dead_code)]
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -14,7 +17,6 @@ use std::time::{Duration, Instant};
 
 /// What the server does with one request.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // Not every test binary uses every behaviour.
 pub enum Behaviour {
     /// Answer with this status and body.
     Status(u16, &'static str),
@@ -62,7 +64,6 @@ pub struct TestServer {
     state: Arc<State>,
 }
 
-#[allow(dead_code)] // Not every test binary uses every helper.
 impl TestServer {
     /// Starts on a free port with a script of behaviours for the first requests.
     pub fn start(script: Vec<Behaviour>) -> TestServer {
