@@ -35,6 +35,9 @@ use crate::{Record, Sink, SinkContext, SinkMetrics};
 /// Bytes of an error response body kept for the error message.
 const ERROR_BODY_BYTES: u64 = 256;
 
+/// Bytes of a success response body read (and discarded) to keep the connection reusable.
+const DRAIN_BODY_BYTES: u64 = 64 * 1024;
+
 /// The HTTP method used for deliveries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -455,6 +458,7 @@ impl Sink for HttpSink {
                 self.settings.url,
                 self.settings.close_timeout.as_millis()
             );
+            counters.set_last_error(format!("connector `{}`: {n} record(s) {reason}", self.name));
             if let Err(e) = self.shared.dead_letter(&left, &reason, 0) {
                 result = Err(e);
             }
@@ -703,6 +707,12 @@ impl Worker {
             Ok(mut response) => {
                 let code = response.status().as_u16();
                 if (200..300).contains(&code) {
+                    // Read (a bounded amount of) the answer so the connection can be reused; the
+                    // delivery already succeeded, so a failure here changes nothing.
+                    let _ = std::io::copy(
+                        &mut response.body_mut().as_reader().take(DRAIN_BODY_BYTES),
+                        &mut std::io::sink(),
+                    );
                     return Ok(());
                 }
                 let mut snippet = Vec::new();

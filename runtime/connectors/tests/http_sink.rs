@@ -167,6 +167,26 @@ fn too_many_requests_429_is_retried() {
 }
 
 #[test]
+fn garbage_answers_are_retried_and_never_crash() {
+    let server = TestServer::start(vec![
+        Behaviour::Raw(b"SMTP ready\r\n\r\n"),
+        Behaviour::Raw(b"HTTP/1.1 abc\r\n\r\n"),
+        Behaviour::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\nshort"),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sink = open(
+        &hook(&server.url("/"), &[("retries", ConfigValue::Int(5))]),
+        dir.path(),
+    );
+    sink.send(record(1)).expect("queued");
+    sink.close()
+        .expect("delivered once the server talks HTTP again");
+    let m = sink.metrics();
+    assert_eq!((m.sent, m.failed), (1, 0));
+    assert!(m.retried >= 2, "retried = {}", m.retried);
+}
+
+#[test]
 fn bad_request_400_is_dead_lettered_at_once_without_retry() {
     let server = TestServer::start(vec![Behaviour::Status(400, "field `i` is not allowed")]);
     let dir = tempfile::tempdir().expect("tempdir");

@@ -24,6 +24,8 @@ pub enum Behaviour {
     Hang(Duration),
     /// Read the request, then say nothing until [`TestServer::release`] is called.
     Block,
+    /// Answer with these raw bytes (not necessarily HTTP) and close.
+    Raw(&'static [u8]),
 }
 
 /// One request as received.
@@ -178,6 +180,11 @@ fn handle(stream: TcpStream, state: &State) {
                 released = state.release.wait(released).expect("not poisoned");
             }
             Some((200, "ok"))
+        }
+        Behaviour::Raw(bytes) => {
+            let mut stream = &stream;
+            let _ = stream.write_all(bytes);
+            None
         }
     };
     if let Some((code, body)) = status {
