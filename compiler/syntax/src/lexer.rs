@@ -536,6 +536,24 @@ impl Lexer<'_> {
             (b'&', _) => (K::Amp, 1),
             (b'^', _) => (K::Caret, 1),
             (b'~', _) => (K::Tilde, 1),
+            (b'`', _) => {
+                // A backtick-quoted word is one mistake, not two.
+                let rest = &self.text[start + 1..];
+                let line_end = rest.find('\n').unwrap_or(rest.len());
+                let len = rest[..line_end].find('`').map_or(1, |n| n + 2);
+                self.pos += len;
+                self.errors.push(
+                    SyntaxError::new(
+                        codes::INVALID_CHARACTER,
+                        "backticks are not supported",
+                        self.span(start),
+                    )
+                    .with_label("backtick")
+                    .with_help("write strings with double or single quotes: \"text\""),
+                );
+                self.push(K::Unknown, start);
+                return;
+            }
             _ => {
                 // Consume one whole UTF-8 character.
                 let ch = self.text[start..].chars().next().map_or(1, char::len_utf8);

@@ -20,6 +20,9 @@ mod parser;
 pub mod span;
 mod split;
 
+#[cfg(test)]
+mod snapshot_tests;
+
 pub use error::{Comment, CommentKind, SyntaxError};
 pub use lexer::{lex, Token, TokenKind};
 pub use loops::{expand_decl_loops, SourceMap, MAX_ITERATIONS, MAX_PASSES};

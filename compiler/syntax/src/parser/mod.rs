@@ -465,7 +465,16 @@ impl<'a> Parser<'a> {
 
     /// Reports an unclosed bracket, unless the list already had an error.
     fn unclosed(&mut self, open: Span, open_kind: TokenKind, errors_before: usize) {
-        if self.errors.len() > errors_before {
+        // Any error inside the bracket (including a lexical one such as an
+        // unterminated string that swallowed the closing bracket) is the
+        // likelier cause.
+        let here = self.here().end;
+        if self.errors.len() > errors_before
+            || self
+                .errors
+                .iter()
+                .any(|e| e.span.start > open.start && e.span.start <= here)
+        {
             return;
         }
         let close = closing_text(open_kind);
@@ -513,6 +522,6 @@ impl<'a> Parser<'a> {
 }
 
 #[cfg(test)]
-mod sexpr;
+pub(crate) mod sexpr;
 #[cfg(test)]
 mod tests;

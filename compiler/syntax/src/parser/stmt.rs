@@ -110,7 +110,17 @@ impl<'a> Parser<'a> {
             self.end = boundary;
             let errors_before = self.errors.len();
             line(self);
-            if !self.at_end() && self.errors.len() == errors_before {
+            if !self.at_end() && self.errors.len() == errors_before && self.tok().bol {
+                self.report(
+                    SyntaxError::new(
+                        codes::UNEXPECTED_INDENT,
+                        "unexpected indentation",
+                        self.here(),
+                    )
+                    .with_label("this line is indented more than the block")
+                    .with_help("indent it like the line before, or join it to that line"),
+                );
+            } else if !self.at_end() && self.errors.len() == errors_before {
                 let found = self.found();
                 self.report(
                     SyntaxError::new(

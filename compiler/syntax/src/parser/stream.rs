@@ -313,9 +313,18 @@ impl<'a> Parser<'a> {
         if all {
             self.bump();
         }
-        let ty = match self.ident("an event type after `->`") {
+        let missing_type = self.at_word("where") || self.at_word("as");
+        let ty = if missing_type {
+            None
+        } else {
+            self.ident("an event type after `->`")
+        };
+        let ty = match ty {
             Some(id) => id,
             None => {
+                if self.at_word("where") || self.at_word("as") {
+                    self.expected("an event type after `->`");
+                }
                 self.skip_to_op();
                 return SeqStep {
                     all,
