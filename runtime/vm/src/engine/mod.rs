@@ -1,0 +1,479 @@
+//! The engine driver: routes events through stream plans, keeps event time,
+//! fires timers on watermark progress, collects outputs and side outputs,
+//! counts metrics, and snapshots/restores all state.
+//!
+//! Everything is synchronous and deterministic: no threads, no wall clock.
+//! Time is event time; `now()` is the time of the event being processed (or
+//! the watermark when timers fire).
+
+mod load;
+mod snapshot;
+pub mod source;
+
+use crate::error::{LoadError, RuntimeError};
+use crate::interp::Vm;
+use crate::ops::{Cx, Operator, Rec};
+use serde::{Deserialize, Serialize};
+use source::SourceRt;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use varpulis_program::{
+    ConfigValue, ConnectorId, Event, LogLevel, Program, Routes, SchemaId, Value,
+};
+
+/// Engine options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// [`Engine::finish`] moves the watermark to +∞ so every time window,
+    /// session and timer fires (REC §13.19). On by default.
+    pub flush_at_end: bool,
+    /// [`Engine::finish`] also releases incomplete count windows. Off by
+    /// default (REF never releases them).
+    pub flush_partial_count_windows: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            flush_at_end: true,
+            flush_partial_count_windows: false,
+        }
+    }
+}
+
+/// A visible output: an event leaving a stream that has `.emit`/`.process`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output {
+    /// The stream's name.
+    pub stream: Arc<str>,
+    /// The event type (the stream name for `.emit` outputs).
+    pub event_type: Arc<str>,
+    /// Event time, ns since the epoch.
+    pub time: i64,
+    /// Present fields in layout order, then pass-through undeclared fields.
+    pub fields: Vec<(Arc<str>, Value)>,
+}
+
+/// Output besides the visible events, for the host to print or send.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SideOutput {
+    /// A `.print(...)` line.
+    Print {
+        /// The stream.
+        stream: Arc<str>,
+        /// `[PRINT] ...`.
+        line: String,
+    },
+    /// A `.log(...)` line.
+    Log {
+        /// The stream.
+        stream: Arc<str>,
+        /// The level.
+        level: LogLevel,
+        /// `[LEVEL] [stream] message data=...`.
+        line: String,
+    },
+    /// An event for a `.to(...)` sink.
+    Sink {
+        /// The connector.
+        connector: ConnectorId,
+        /// `topic` of the site, else of the connector.
+        topic: Option<Arc<str>>,
+        /// Site parameters.
+        params: Vec<(Arc<str>, ConfigValue)>,
+        /// The payload (`event_type` is the stream name).
+        output: Output,
+    },
+}
+
+/// Counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Events pushed.
+    pub events_in: u64,
+    /// Events that left each stream's chain, by stream id.
+    pub out_per_stream: Vec<u64>,
+    /// Input events older than the watermark on arrival.
+    pub late: u64,
+    /// Events dropped: beyond a stream's allowed lateness (counted per
+    /// stream), or with an invalid type id.
+    pub dropped: u64,
+    /// Runtime errors (expressions that failed).
+    pub runtime_errors: u64,
+}
+
+pub(crate) struct StreamRt {
+    pub name: Arc<str>,
+    pub source: SourceRt,
+    pub ops: Vec<Box<dyn Operator>>,
+    pub output_schema: SchemaId,
+    pub visible: bool,
+    pub allowed_lateness: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct TimeState {
+    pub watermark: Option<i64>,
+    /// Max event time per input schema.
+    pub src_max: Vec<Option<i64>>,
+    /// Out-of-orderness per input schema.
+    pub ooo: Vec<i64>,
+    pub first_seen: Option<i64>,
+    pub max_seen: Option<i64>,
+}
+
+impl TimeState {
+    fn candidate(&self) -> Option<i64> {
+        self.src_max
+            .iter()
+            .zip(self.ooo.iter())
+            .filter_map(|(m, o)| m.map(|m| m.saturating_sub(*o)))
+            .min()
+    }
+}
+
+/// The parts of the engine operators may use, apart from the streams.
+pub(crate) struct Shared {
+    pub program: Arc<Program>,
+    pub vm: Vm,
+    pub globals: Vec<Option<Value>>,
+    pub side: Vec<SideOutput>,
+}
+
+impl Shared {
+    fn cx<'a>(&'a mut self, stream: &'a Arc<str>, now: i64) -> Cx<'a> {
+        if self.vm.stream.as_ref() != Some(stream) {
+            self.vm.stream = Some(stream.clone());
+        }
+        Cx {
+            program: &self.program,
+            vm: &mut self.vm,
+            globals: &mut self.globals,
+            side: &mut self.side,
+            stream,
+            now,
+        }
+    }
+}
+
+/// The deterministic engine running one [`Program`].
+pub struct Engine {
+    shared: Shared,
+    streams: Vec<StreamRt>,
+    routes: Routes,
+    topo: Vec<usize>,
+    /// Whether each input schema feeds some stream (only those drive time).
+    consumed: Vec<bool>,
+    config: EngineConfig,
+    metrics: Metrics,
+    time: TimeState,
+    queue: VecDeque<(usize, u16, Rec)>,
+    cur: Vec<Rec>,
+    scratch: Vec<Rec>,
+}
+
+impl Engine {
+    /// Loads a program with the default configuration: validates ids,
+    /// rejects stream cycles and unsupported features, runs global
+    /// initialisers in order.
+    pub fn new(program: Arc<Program>) -> Result<Engine, LoadError> {
+        Engine::with_config(program, EngineConfig::default())
+    }
+
+    /// Loads a program with a configuration.
+    pub fn with_config(program: Arc<Program>, config: EngineConfig) -> Result<Engine, LoadError> {
+        load::build(program, config)
+    }
+
+    /// The program being run.
+    pub fn program(&self) -> &Arc<Program> {
+        &self.shared.program
+    }
+
+    /// Pushes one event and returns the visible outputs it caused.
+    pub fn push(&mut self, event: Event) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.push_into(event, &mut out);
+        out
+    }
+
+    /// Pushes one event, appending visible outputs to `out` (no allocation
+    /// when nothing is emitted). Order: the event runs through every
+    /// consuming stream first (REF window rules apply to it), then the
+    /// watermark moves and windows of other partitions close.
+    pub fn push_into(&mut self, event: Event, out: &mut Vec<Output>) {
+        self.metrics.events_in += 1;
+        let ty = event.type_id as usize;
+        if ty >= self.shared.program.schemas.len() {
+            self.metrics.dropped += 1;
+            return;
+        }
+        let t = event.time;
+        let prev_wm = self.time.watermark;
+        let late = prev_wm.is_some_and(|w| t < w);
+        if late {
+            self.metrics.late += 1;
+        }
+        self.time.first_seen.get_or_insert(t);
+        self.time.max_seen = Some(self.time.max_seen.map_or(t, |m| m.max(t)));
+        let mut moved = false;
+        if self.consumed.get(ty).copied().unwrap_or(false) {
+            if let Some(m) = self.time.src_max.get_mut(ty) {
+                if m.is_none_or(|m| t > m) {
+                    *m = Some(t);
+                    moved = true;
+                }
+            }
+        }
+        let mut rec = Some(Rec {
+            ev: Arc::new(event),
+            key: None,
+        });
+        let consumers = self.routes.by_event.get(ty).map_or(&[][..], Vec::as_slice);
+        for (i, c) in consumers.iter().enumerate() {
+            let s = c.stream as usize;
+            // Move the record into the last consumer so a single consumer
+            // owns the event uniquely (no copy when it is re-typed).
+            let r = if i + 1 == consumers.len() {
+                rec.take()
+            } else {
+                rec.clone()
+            };
+            let Some(r) = r else { break };
+            let lateness = self.streams.get(s).and_then(|st| st.allowed_lateness);
+            if let (true, Some(l), Some(w)) = (late, lateness, prev_wm) {
+                if t < w.saturating_sub(l) {
+                    self.metrics.dropped += 1;
+                    for lc in self.routes.by_late.get(s).map_or(&[][..], Vec::as_slice) {
+                        self.queue.push_back((lc.stream as usize, 0, r.clone()));
+                    }
+                    continue;
+                }
+            }
+            self.queue.push_back((s, c.input, r));
+        }
+        self.drain(t, out);
+        if moved {
+            if let Some(c) = self.time.candidate() {
+                if prev_wm.is_none_or(|w| c > w) {
+                    self.advance(c, out);
+                }
+            }
+        }
+    }
+
+    /// Moves the watermark forward to `ts` (never backwards) and returns the
+    /// outputs of windows and timers that close.
+    pub fn advance_watermark(&mut self, ts: i64) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.time.watermark.is_none_or(|w| ts > w) {
+            self.advance(ts, &mut out);
+        }
+        out
+    }
+
+    /// End of bounded input: with [`EngineConfig::flush_at_end`] the
+    /// watermark goes to +∞ so every window, session and timer fires; with
+    /// [`EngineConfig::flush_partial_count_windows`] incomplete count windows
+    /// are released too.
+    pub fn finish(&mut self) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.config.flush_at_end {
+            self.advance(i64::MAX, &mut out);
+        }
+        if self.config.flush_partial_count_windows {
+            let now = self.time.max_seen.unwrap_or(0);
+            for k in 0..self.topo.len() {
+                let s = self.topo[k];
+                for i in 0..self.streams[s].ops.len() {
+                    let mut cur = std::mem::take(&mut self.cur);
+                    {
+                        let StreamRt { name, ops, .. } = &mut self.streams[s];
+                        let mut cx = self.shared.cx(name, now);
+                        if let Some(op) = ops.get_mut(i) {
+                            op.flush_partial(&mut cx, &mut cur);
+                        }
+                    }
+                    self.run_from(s, i + 1, &mut cur, now, &mut out);
+                    self.cur = cur;
+                }
+                self.drain(now, &mut out);
+            }
+        }
+        out
+    }
+
+    /// The current watermark (`None` before any event).
+    pub fn watermark(&self) -> Option<i64> {
+        self.time.watermark
+    }
+
+    /// Counters so far.
+    pub fn metrics(&self) -> Metrics {
+        let mut m = self.metrics.clone();
+        m.runtime_errors = self.shared.vm.error_count;
+        m
+    }
+
+    /// Takes the print/log/sink records produced so far.
+    pub fn take_side_outputs(&mut self) -> Vec<SideOutput> {
+        std::mem::take(&mut self.shared.side)
+    }
+
+    /// Takes the runtime error reports collected so far (at most
+    /// [`crate::interp::MAX_REPORTS`] between takes; the counter in
+    /// [`Engine::metrics`] is exact).
+    pub fn take_errors(&mut self) -> Vec<RuntimeError> {
+        std::mem::take(&mut self.shared.vm.reports)
+    }
+
+    /// Processes queued deliveries until none are left.
+    fn drain(&mut self, now: i64, out: &mut Vec<Output>) {
+        while let Some((s, input, rec)) = self.queue.pop_front() {
+            let Some(st) = self.streams.get_mut(s) else {
+                continue;
+            };
+            let admitted = {
+                let StreamRt { name, source, .. } = st;
+                let mut cx = self.shared.cx(name, now);
+                source.admit(input, rec, &mut cx)
+            };
+            if let Some(r) = admitted {
+                let mut cur = std::mem::take(&mut self.cur);
+                cur.push(r);
+                self.run_from(s, 0, &mut cur, now, out);
+                self.cur = cur;
+            }
+        }
+    }
+
+    /// Runs `cur` through stream `s` from operator `from`, then re-types what
+    /// leaves the chain, records visible outputs and queues deliveries.
+    fn run_from(
+        &mut self,
+        s: usize,
+        from: usize,
+        cur: &mut Vec<Rec>,
+        now: i64,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(st) = self.streams.get_mut(s) else {
+            cur.clear();
+            return;
+        };
+        {
+            let StreamRt { name, ops, .. } = st;
+            let mut cx = self.shared.cx(name, now);
+            let mut scratch = std::mem::take(&mut self.scratch);
+            for op in ops.iter_mut().skip(from) {
+                if cur.is_empty() {
+                    break;
+                }
+                scratch.clear();
+                for r in cur.drain(..) {
+                    op.process(r, &mut cx, &mut scratch);
+                }
+                std::mem::swap(cur, &mut scratch);
+            }
+            self.scratch = scratch;
+        }
+        if cur.is_empty() {
+            return;
+        }
+        let schema = st.output_schema;
+        if let Some(n) = self.metrics.out_per_stream.get_mut(s) {
+            *n += cur.len() as u64;
+        }
+        let consumers = self.routes.by_stream.get(s).map_or(&[][..], Vec::as_slice);
+        for mut r in cur.drain(..) {
+            if r.ev.type_id != schema {
+                Arc::make_mut(&mut r.ev).type_id = schema;
+            }
+            if st.visible {
+                out.push(output_of(&self.shared.program, &st.name, schema, &r.ev));
+            }
+            // Partition keys do not cross stream boundaries.
+            r.key = None;
+            for c in consumers {
+                self.queue
+                    .push_back((c.stream as usize, c.input, r.clone()));
+            }
+        }
+    }
+
+    /// Sets the watermark and fires timers stream by stream in topological
+    /// order, so a downstream stream sees upstream window outputs before its
+    /// own windows close.
+    fn advance(&mut self, wm: i64, out: &mut Vec<Output>) {
+        self.time.watermark = Some(wm);
+        let now = self.time.max_seen.map_or(wm, |m| m.min(wm));
+        for k in 0..self.topo.len() {
+            let s = self.topo[k];
+            let mut cur = std::mem::take(&mut self.cur);
+            let first = self.time.first_seen.unwrap_or(0);
+            let max_seen = self.time.max_seen.unwrap_or(i64::MIN);
+            match &mut self.streams[s].source {
+                SourceRt::Timer(t) => {
+                    for ev in t.ticks(first, wm, max_seen) {
+                        cur.push(Rec {
+                            ev: Arc::new(ev),
+                            key: None,
+                        });
+                    }
+                }
+                SourceRt::Join(j) => j.purge(wm),
+                _ => {}
+            }
+            if !cur.is_empty() {
+                self.run_from(s, 0, &mut cur, now, out);
+            }
+            for i in 0..self.streams[s].ops.len() {
+                let due = self.streams[s].ops[i].next_timer().is_some_and(|d| d <= wm);
+                if !due {
+                    continue;
+                }
+                {
+                    let StreamRt { name, ops, .. } = &mut self.streams[s];
+                    let mut cx = self.shared.cx(name, now);
+                    if let Some(op) = ops.get_mut(i) {
+                        op.on_watermark(wm, &mut cx, &mut cur);
+                    }
+                }
+                self.run_from(s, i + 1, &mut cur, now, out);
+            }
+            self.cur = cur;
+            self.drain(now, out);
+        }
+    }
+}
+
+/// Builds the named form of an event in layout `schema`.
+pub(crate) fn output_of(
+    program: &Program,
+    stream: &Arc<str>,
+    schema: SchemaId,
+    ev: &Event,
+) -> Output {
+    let s = program.schemas.get(schema as usize);
+    let mut fields = Vec::with_capacity(ev.fields.len());
+    if let Some(s) = s {
+        for (f, v) in s.fields.iter().zip(ev.fields.iter()) {
+            if let Some(v) = v {
+                fields.push((f.name.clone(), v.clone()));
+            }
+        }
+    }
+    if let Some(extra) = &ev.extra {
+        for (k, v) in extra.iter() {
+            if !fields.iter().any(|(n, _)| n == k) {
+                fields.push((k.clone(), v.clone()));
+            }
+        }
+    }
+    Output {
+        stream: stream.clone(),
+        event_type: s.map_or_else(|| stream.clone(), |s| s.name.clone()),
+        time: ev.time,
+        fields,
+    }
+}

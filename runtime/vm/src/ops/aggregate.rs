@@ -1,0 +1,284 @@
+//! `.aggregate(...)`: incremental accumulators for every aggregate function
+//! of LANGUAGE.md §6.2 (plus percentile, median, variance, collect), and the
+//! per-event aggregate used when no window precedes it (W001).
+
+use super::{Cx, Operator, PartKey, Rec};
+use crate::interp::EvalCx;
+use rustc_hash::FxHashSet;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use varpulis_program::{AggFunc, AggregateSpec, Event, Value, ValueKey};
+
+/// The running state of one aggregate call.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Acc {
+    /// `count()`.
+    Count(u64),
+    /// `sum` (and the count for `avg`).
+    Sum {
+        /// Sum of numeric values (NaN skipped).
+        sum: f64,
+        /// Values summed.
+        n: u64,
+    },
+    /// `min` / `max`.
+    Extreme(Option<f64>),
+    /// `stddev` / `variance` (Welford).
+    Moments {
+        /// Values.
+        n: u64,
+        /// Running mean.
+        mean: f64,
+        /// Sum of squared deviations.
+        m2: f64,
+    },
+    /// `first` / `last`.
+    Pick(Option<Value>),
+    /// `count_distinct`.
+    Distinct(FxHashSet<ValueKey>),
+    /// `ema`.
+    Ema(Option<f64>),
+    /// `percentile` / `median`: the numeric values.
+    Samples(Vec<f64>),
+    /// `collect`: all values.
+    Values(Vec<Value>),
+}
+
+/// Accumulators for one group.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccState {
+    accs: Vec<Acc>,
+    /// Events folded in.
+    pub n: u64,
+    /// Latest event time seen (the output's time).
+    pub max_time: i64,
+}
+
+/// The compiled aggregate: folds events into [`AccState`]s and turns a
+/// state into one output event.
+pub struct Aggregator {
+    spec: AggregateSpec,
+}
+
+impl Aggregator {
+    /// Wraps a spec.
+    pub fn new(spec: AggregateSpec) -> Aggregator {
+        Aggregator { spec }
+    }
+
+    /// Empty accumulators.
+    pub fn new_state(&self) -> AccState {
+        AccState {
+            accs: self
+                .spec
+                .calls
+                .iter()
+                .map(|c| match c.func {
+                    AggFunc::Count => Acc::Count(0),
+                    AggFunc::Sum | AggFunc::Avg => Acc::Sum { sum: 0.0, n: 0 },
+                    AggFunc::Min | AggFunc::Max => Acc::Extreme(None),
+                    AggFunc::Stddev | AggFunc::Variance => Acc::Moments {
+                        n: 0,
+                        mean: 0.0,
+                        m2: 0.0,
+                    },
+                    AggFunc::First | AggFunc::Last => Acc::Pick(None),
+                    AggFunc::CountDistinct => Acc::Distinct(FxHashSet::default()),
+                    AggFunc::Ema => Acc::Ema(None),
+                    AggFunc::Percentile | AggFunc::Median => Acc::Samples(Vec::new()),
+                    AggFunc::Collect => Acc::Values(Vec::new()),
+                })
+                .collect(),
+            n: 0,
+            max_time: i64::MIN,
+        }
+    }
+
+    /// Folds one event in.
+    pub fn update(&self, st: &mut AccState, ev: &Event, cx: &mut Cx<'_>) {
+        st.n += 1;
+        st.max_time = st.max_time.max(ev.time);
+        for (call, acc) in self.spec.calls.iter().zip(st.accs.iter_mut()) {
+            if let Acc::Count(n) = acc {
+                *n += 1;
+                continue;
+            }
+            let Some(v) = call.arg.as_ref().and_then(|c| cx.eval(c, ev)) else {
+                continue;
+            };
+            match acc {
+                Acc::Count(_) => {}
+                Acc::Sum { sum, n } => {
+                    if let Some(x) = v.as_f64().filter(|x| !x.is_nan()) {
+                        *sum += x;
+                        *n += 1;
+                    }
+                }
+                Acc::Extreme(cur) => {
+                    if let Some(x) = v.as_f64().filter(|x| !x.is_nan()) {
+                        let better = match cur {
+                            None => true,
+                            Some(c) if call.func == AggFunc::Min => x < *c,
+                            Some(c) => x > *c,
+                        };
+                        if better {
+                            *cur = Some(x);
+                        }
+                    }
+                }
+                Acc::Moments { n, mean, m2 } => {
+                    if let Some(x) = v.as_f64().filter(|x| !x.is_nan()) {
+                        *n += 1;
+                        let d = x - *mean;
+                        *mean += d / *n as f64;
+                        *m2 += d * (x - *mean);
+                    }
+                }
+                Acc::Pick(cur) => {
+                    if call.func == AggFunc::Last || cur.is_none() {
+                        *cur = Some(v);
+                    }
+                }
+                Acc::Distinct(set) => {
+                    set.insert(ValueKey(v));
+                }
+                Acc::Ema(cur) => {
+                    if let Some(x) = v.as_f64() {
+                        let n = call.param.unwrap_or(12.0);
+                        let alpha = 2.0 / (n + 1.0);
+                        *cur = Some(match cur {
+                            None => x,
+                            Some(prev) => alpha * x + (1.0 - alpha) * *prev,
+                        });
+                    }
+                }
+                Acc::Samples(xs) => {
+                    if let Some(x) = v.as_f64().filter(|x| !x.is_nan()) {
+                        xs.push(x);
+                    }
+                }
+                Acc::Values(vs) => vs.push(v),
+            }
+        }
+    }
+
+    /// The aggregate results, indexed like the calls.
+    fn results(&self, st: &AccState) -> Vec<Option<Value>> {
+        self.spec
+            .calls
+            .iter()
+            .zip(st.accs.iter())
+            .map(|(call, acc)| {
+                let float_or_null = |x: Option<f64>| Some(x.map_or(Value::Null, Value::Float));
+                match acc {
+                    Acc::Count(n) => Some(Value::Int(i64::try_from(*n).unwrap_or(i64::MAX))),
+                    Acc::Sum { sum, n } => {
+                        if call.func == AggFunc::Avg {
+                            float_or_null((*n > 0).then(|| sum / *n as f64))
+                        } else {
+                            Some(Value::Float(*sum))
+                        }
+                    }
+                    Acc::Extreme(x) | Acc::Ema(x) => float_or_null(*x),
+                    Acc::Moments { n, m2, .. } => {
+                        let var = (*n >= 2).then(|| m2 / (*n - 1) as f64);
+                        if call.func == AggFunc::Stddev {
+                            float_or_null(var.map(f64::sqrt))
+                        } else {
+                            float_or_null(var)
+                        }
+                    }
+                    Acc::Pick(v) => Some(v.clone().unwrap_or(Value::Null)),
+                    Acc::Distinct(set) => {
+                        Some(Value::Int(i64::try_from(set.len()).unwrap_or(i64::MAX)))
+                    }
+                    Acc::Samples(xs) => {
+                        let p = if call.func == AggFunc::Median {
+                            0.5
+                        } else {
+                            let p = call.param.unwrap_or(0.5);
+                            if p > 1.0 {
+                                p / 100.0
+                            } else {
+                                p
+                            }
+                        };
+                        float_or_null(percentile(xs, p))
+                    }
+                    Acc::Values(vs) => Some(Value::array(vs.clone())),
+                }
+            })
+            .collect()
+    }
+
+    /// Builds the output event of a group (`None` for an empty group:
+    /// empty windows release nothing).
+    pub fn finish(&self, st: &AccState, key: &PartKey, cx: &mut Cx<'_>) -> Option<Rec> {
+        if st.n == 0 {
+            return None;
+        }
+        let aggs = self.results(st);
+        let n_slots = cx
+            .program
+            .schemas
+            .get(self.spec.schema as usize)
+            .map_or(self.spec.items.len(), |s| s.fields.len())
+            .max(self.spec.items.len());
+        let mut fields: Vec<Option<Value>> = vec![None; n_slots];
+        let ecx = EvalCx {
+            event: None,
+            aggs: &aggs,
+            now: cx.now,
+        };
+        for (slot, item) in fields.iter_mut().zip(self.spec.items.iter()) {
+            *slot = cx.vm.eval(cx.program, cx.globals, &item.expr, &ecx);
+        }
+        if let Some(ValueKey(k)) = key {
+            if let Some(f) = self
+                .spec
+                .key_slot
+                .and_then(|s| fields.get_mut(usize::from(s)))
+            {
+                *f = Some(k.clone());
+            }
+            if let Some(f) = self
+                .spec
+                .partition_slot
+                .and_then(|s| fields.get_mut(usize::from(s)))
+            {
+                *f = Some(Value::str(k.to_string()));
+            }
+        }
+        Some(Rec {
+            ev: Arc::new(Event::new(self.spec.schema, st.max_time, fields)),
+            key: key.clone(),
+        })
+    }
+}
+
+/// Linear-interpolated percentile (`p` in `[0, 1]`) of unsorted samples.
+pub fn percentile(xs: &[f64], p: f64) -> Option<f64> {
+    if xs.is_empty() || !(0.0..=1.0).contains(&p) {
+        return None;
+    }
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = p * (v.len() - 1) as f64;
+    let lo = rank.floor() as usize;
+    let hi = rank.ceil() as usize;
+    let (a, b) = (*v.get(lo)?, *v.get(hi)?);
+    Some(a + (b - a) * (rank - lo as f64))
+}
+
+/// `.aggregate` with no window before it: every event is its own group.
+pub struct PerEventAggregate(pub Aggregator);
+
+impl Operator for PerEventAggregate {
+    fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
+        let mut st = self.0.new_state();
+        self.0.update(&mut st, &rec.ev, cx);
+        if let Some(r) = self.0.finish(&st, &rec.key, cx) {
+            out.push(r);
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Stateless operators: filter/having, select, emit, partition_by, print,
+//! log, sink (`.to`) and process.
+
+use super::{Cx, Operator, Rec};
+use crate::engine::{output_of, SideOutput};
+use std::sync::Arc;
+use varpulis_program::{
+    Chunk, ConfigValue, ConnectorId, Event, LogSpec, SchemaId, Value, ValueKey,
+};
+
+/// `.where(e)`, `.filter(e)`, `.having(e)`.
+pub struct Filter(pub Chunk);
+
+impl Operator for Filter {
+    fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
+        if cx.test(&self.0, &rec.ev) {
+            out.push(rec);
+        }
+    }
+}
+
+/// `.select(...)` and `.emit(items)`: a new event of `schema` from items.
+pub struct Project {
+    /// One expression per slot.
+    pub items: Vec<Chunk>,
+    /// Output schema.
+    pub schema: SchemaId,
+}
+
+impl Operator for Project {
+    fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
+        let fields = self.items.iter().map(|c| cx.eval(c, &rec.ev)).collect();
+        let ev = Event::new(self.schema, rec.ev.time, fields);
+        out.push(Rec {
+            ev: Arc::new(ev),
+            key: rec.key,
+        });
+    }
+}
+
+/// `.partition_by(e)`: events lacking the key share the key `""`.
+pub struct PartitionBy(pub Chunk);
+
+impl Operator for PartitionBy {
+    fn process(&mut self, mut rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
+        let k = cx.eval(&self.0, &rec.ev).unwrap_or_else(|| Value::str(""));
+        rec.key = Some(ValueKey(k));
+        out.push(rec);
+    }
+}
+
+/// `.print(...)`.
+pub struct Print {
+    /// Expressions; empty prints the whole event.
+    pub items: Vec<Chunk>,
+    /// The layout of events at this point (for the no-argument form).
+    pub layout: SchemaId,
+}
+
+impl Operator for Print {
+    fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
+        let line = if self.items.is_empty() {
+            let o = output_of(cx.program, cx.stream, self.layout, &rec.ev);
+            let fields: Vec<String> = o
+                .fields
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", render(v)))
+                .collect();
+            format!(
+                "[PRINT] [{}] {}: {{{}}}",
+                cx.stream,
+                o.event_type,
+                fields.join(", ")
+            )
+        } else {
+            let parts: Vec<String> = self
+                .items
+                .iter()
+                .map(|c| {
+                    cx.eval(c, &rec.ev)
+                        .map_or_else(|| "null".into(), |v| v.to_string())
+                })
+                .collect();
+            format!("[PRINT] {}", parts.join(" "))
+        };
+        cx.side.push(SideOutput::Print {
+            stream: cx.stream.clone(),
+            line,
+        });
+        out.push(rec);
+    }
+}
+
+fn render(v: &Value) -> String {
+    match v {
+        Value::Str(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// `.log(level:, message:, data:)`.
+pub struct Log(pub LogSpec);
+
+impl Operator for Log {
+    fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
+        let mut line = format!(
+            "[{}] [{}] {}",
+            self.0.level.name(),
+            cx.stream,
+            self.0.message
+        );
+        if let Some(d) = &self.0.data {
+            let v = cx
+                .eval(d, &rec.ev)
+                .map_or_else(|| "null".into(), |v| v.to_string());
+            line.push_str(" data=");
+            line.push_str(&v);
+        }
+        cx.side.push(SideOutput::Log {
+            stream: cx.stream.clone(),
+            level: self.0.level,
+            line,
+        });
+        out.push(rec);
+    }
+}
+
+/// `.to(Conn, ...)`.
+pub struct Sink {
+    /// The connector.
+    pub connector: ConnectorId,
+    /// `topic` from the site, else from the connector.
+    pub topic: Option<Arc<str>>,
+    /// Site parameters.
+    pub params: Vec<(Arc<str>, ConfigValue)>,
+    /// Layout of events here.
+    pub layout: SchemaId,
+}
+
+impl Operator for Sink {
+    fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
+        let mut o = output_of(cx.program, cx.stream, self.layout, &rec.ev);
+        // Sinks receive events typed by the stream (LANGUAGE.md §9.3).
+        o.event_type = cx.stream.clone();
+        cx.side.push(SideOutput::Sink {
+            connector: self.connector,
+            topic: self.topic.clone(),
+            params: self.params.clone(),
+            output: o,
+        });
+        out.push(rec);
+    }
+}
+
+/// `.process(f(args))`: events created with `emit` replace the input.
+pub struct Process(pub Chunk);
+
+impl Operator for Process {
+    fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
+        cx.vm.emitted.clear();
+        cx.eval(&self.0, &rec.ev);
+        for ev in cx.vm.emitted.drain(..) {
+            out.push(Rec {
+                ev: Arc::new(ev),
+                key: rec.key.clone(),
+            });
+        }
+    }
+}

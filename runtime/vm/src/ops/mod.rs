@@ -1,0 +1,103 @@
+//! Dataflow operators: the runtime form of [`varpulis_program::OpSpec`]s.
+//!
+//! An operator receives records one at a time ([`Operator::process`]) and
+//! pushes zero or more records downstream. Stateful operators may also emit
+//! when the watermark advances ([`Operator::on_watermark`]) and save/restore
+//! their state for snapshots. Operators never see wall-clock time.
+
+pub mod aggregate;
+pub mod basic;
+pub mod dedup;
+
+use crate::engine::SideOutput;
+use crate::interp::{EvalCx, Vm};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use varpulis_program::{Chunk, Event, Program, Value, ValueKey};
+
+/// A partition key: `None` when no `.partition_by` precedes the operator.
+pub type PartKey = Option<ValueKey>;
+
+/// One record flowing through a chain: the event and its partition key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Rec {
+    /// The event (shared: fan-out and window buffers clone the pointer).
+    pub ev: Arc<Event>,
+    /// Set by `.partition_by`.
+    pub key: PartKey,
+}
+
+/// What operators may use while running.
+pub struct Cx<'a> {
+    /// The program.
+    pub program: &'a Program,
+    /// The interpreter (and runtime error sink).
+    pub vm: &'a mut Vm,
+    /// Global variables.
+    pub globals: &'a mut [Option<Value>],
+    /// Print, log and sink records for the host.
+    pub side: &'a mut Vec<SideOutput>,
+    /// The stream being run.
+    pub stream: &'a Arc<str>,
+    /// The virtual clock: time of the event being processed, or the
+    /// watermark when timers fire.
+    pub now: i64,
+}
+
+impl Cx<'_> {
+    /// Evaluates an expression on an event.
+    pub fn eval(&mut self, chunk: &Chunk, ev: &Event) -> Option<Value> {
+        let cx = EvalCx::event(ev, self.now);
+        self.vm.eval(self.program, self.globals, chunk, &cx)
+    }
+
+    /// Evaluates a condition on an event (only `true` passes).
+    pub fn test(&mut self, chunk: &Chunk, ev: &Event) -> bool {
+        let cx = EvalCx::event(ev, self.now);
+        self.vm.test(self.program, self.globals, chunk, &cx)
+    }
+}
+
+/// Failure to save or restore operator state.
+pub type StateResult<T> = Result<T, String>;
+
+/// A runtime operator.
+pub trait Operator {
+    /// Handles one record.
+    fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>);
+
+    /// The watermark reached `wm`: emit whatever closes at or before it.
+    fn on_watermark(&mut self, _wm: i64, _cx: &mut Cx<'_>, _out: &mut Vec<Rec>) {}
+
+    /// The earliest watermark at which [`Operator::on_watermark`] would do
+    /// anything (`None` = never).
+    fn next_timer(&self) -> Option<i64> {
+        None
+    }
+
+    /// End of input with partial-window flushing enabled: release incomplete
+    /// count windows.
+    fn flush_partial(&mut self, _cx: &mut Cx<'_>, _out: &mut Vec<Rec>) {}
+
+    /// The operator's state for a snapshot (`None` when stateless).
+    fn save(&self) -> StateResult<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Restores state written by [`Operator::save`].
+    fn load(&mut self, _bytes: &[u8]) -> StateResult<()> {
+        Ok(())
+    }
+}
+
+/// Encodes operator state for a snapshot.
+pub fn encode<T: Serialize>(state: &T) -> StateResult<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    ciborium::into_writer(state, &mut out).map_err(|e| e.to_string())?;
+    Ok(Some(out))
+}
+
+/// Decodes operator state from a snapshot.
+pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> StateResult<T> {
+    ciborium::from_reader(bytes).map_err(|e| e.to_string())
+}

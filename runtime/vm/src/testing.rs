@@ -1,0 +1,1 @@
+//! Builders for hand-made programs (tests and benches).

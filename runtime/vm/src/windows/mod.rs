@@ -1,0 +1,169 @@
+//! Windows (LANGUAGE.md §4.3), one file per kind.
+//!
+//! Anchoring follows the reference (a tumbling window starts at its first
+//! event; an event past the end releases the window and anchors the next),
+//! and in addition time windows and sessions close when the watermark passes
+//! their end, through a per-operator timer queue. Released groups go either
+//! downstream as individual events or, when `.aggregate` follows the window,
+//! into the accumulators of [`crate::ops::aggregate`] (fused: tumbling,
+//! count and session windows aggregate incrementally and buffer nothing).
+
+pub mod count;
+pub mod session;
+pub mod sliding;
+pub mod sliding_count;
+pub mod tumbling;
+
+use crate::ops::aggregate::{AccState, Aggregator};
+use crate::ops::{Cx, PartKey, Rec};
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+/// The contents of one open window.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Group {
+    /// Buffered events (no aggregate follows).
+    Buffer(Vec<Rec>),
+    /// Accumulators (an aggregate follows).
+    Acc(AccState),
+}
+
+/// What a window does with released groups.
+pub struct GroupSink {
+    agg: Option<Aggregator>,
+}
+
+impl GroupSink {
+    /// Released events flow on individually.
+    pub fn pass_through() -> GroupSink {
+        GroupSink { agg: None }
+    }
+
+    /// Released groups are aggregated into one event each.
+    pub fn aggregate(agg: Aggregator) -> GroupSink {
+        GroupSink { agg: Some(agg) }
+    }
+
+    /// An empty group.
+    pub fn new_group(&self) -> Group {
+        match &self.agg {
+            Some(a) => Group::Acc(a.new_state()),
+            None => Group::Buffer(Vec::new()),
+        }
+    }
+
+    /// Adds an event to a group.
+    pub fn add(&self, g: &mut Group, rec: Rec, cx: &mut Cx<'_>) {
+        match (g, &self.agg) {
+            (Group::Acc(st), Some(a)) => a.update(st, &rec.ev, cx),
+            (Group::Buffer(v), _) => v.push(rec),
+            // A group restored from a snapshot of another program shape.
+            (Group::Acc(_), None) => {}
+        }
+    }
+
+    /// Releases a group downstream (nothing for an empty group).
+    pub fn release(&self, g: Group, key: &PartKey, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
+        match (g, &self.agg) {
+            (Group::Acc(st), Some(a)) => out.extend(a.finish(&st, key, cx)),
+            (Group::Buffer(v), None) => out.extend(v),
+            (Group::Buffer(v), Some(a)) => self.release_all(v.iter(), key, cx, out, a),
+            (Group::Acc(_), None) => {}
+        }
+    }
+
+    /// Releases copies of buffered events (sliding windows keep them).
+    pub fn release_copies<'a>(
+        &self,
+        recs: impl Iterator<Item = &'a Rec>,
+        key: &PartKey,
+        cx: &mut Cx<'_>,
+        out: &mut Vec<Rec>,
+    ) {
+        match &self.agg {
+            Some(a) => self.release_all(recs, key, cx, out, a),
+            None => out.extend(recs.cloned()),
+        }
+    }
+
+    fn release_all<'a>(
+        &self,
+        recs: impl Iterator<Item = &'a Rec>,
+        key: &PartKey,
+        cx: &mut Cx<'_>,
+        out: &mut Vec<Rec>,
+        a: &Aggregator,
+    ) {
+        let mut st = a.new_state();
+        for r in recs {
+            a.update(&mut st, &r.ev, cx);
+        }
+        out.extend(a.finish(&st, key, cx));
+    }
+}
+
+/// One pending timer: fires when the watermark reaches `due`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    /// Watermark at which it fires.
+    pub due: i64,
+    /// Unique, increasing id; ties on `due` fire in scheduling order.
+    pub seq: u64,
+    /// The window's partition.
+    pub key: PartKey,
+}
+
+impl Ord for Timer {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
+}
+
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A min-queue of timers. Window states remember the `seq` of their one
+/// pending timer; a popped timer whose seq no longer matches is stale and
+/// ignored, so the queue holds at most one live timer per open window.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<Timer>>,
+    next_seq: u64,
+}
+
+impl Timers {
+    /// Schedules a timer and returns its seq.
+    pub fn schedule(&mut self, due: i64, key: PartKey) -> u64 {
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        self.heap.push(Reverse(Timer { due, seq, key }));
+        seq
+    }
+
+    /// The earliest due time.
+    pub fn next(&self) -> Option<i64> {
+        self.heap.peek().map(|t| t.0.due)
+    }
+
+    /// Pops the earliest timer if it is due at `wm`.
+    pub fn pop_due(&mut self, wm: i64) -> Option<Timer> {
+        if self.next()? <= wm {
+            self.heap.pop().map(|t| t.0)
+        } else {
+            None
+        }
+    }
+
+    /// A fresh sequence number (orders windows created without a timer).
+    pub fn bump(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+}
+
+/// Serialisable form of a keyed state map: the entries as a list.
+pub type Entries<S> = Vec<(PartKey, S)>;
