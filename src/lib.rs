@@ -1,4 +1,5 @@
 //! The `varpulis` command line as a library, so the corpus harness, `varpulis test`
 //! and the REPL share one implementation of what the commands do.
 
+pub mod cli;
 pub mod expect;
