@@ -1,0 +1,367 @@
+//! The capability table: every pipeline operator the language knows, its
+//! argument shape and whether the engine runs it.
+//!
+//! One table serves the checker (unknown operators, arity, "not supported
+//! yet") and the lowering (which must accept exactly the [`Support::Supported`]
+//! rows), so that `check` and `run` never disagree (LANGUAGE.md §13.16).
+
+/// Whether the engine runs an operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Support {
+    /// Checked and lowered.
+    Supported,
+    /// Parsed and checked for arity only; reported as "not supported yet".
+    NotYet,
+    /// Accepted and ignored with a warning (`.tap`).
+    NoOp,
+}
+
+/// One operator row.
+#[derive(Clone, Copy, Debug)]
+pub struct OpInfo {
+    /// Name after the dot.
+    pub name: &'static str,
+    /// Whether the engine runs it.
+    pub support: Support,
+    /// Minimum number of positional arguments.
+    pub min_positional: usize,
+    /// Maximum number of positional arguments (`usize::MAX` = any).
+    pub max_positional: usize,
+    /// Accepted named arguments (`None` = any name, e.g. item lists).
+    pub named: Option<&'static [&'static str]>,
+    /// One-line description for help texts and hovers.
+    pub summary: &'static str,
+}
+
+const ANY: usize = usize::MAX;
+
+macro_rules! op {
+    ($name:literal, $support:ident, $min:expr, $max:expr, $named:expr, $summary:literal) => {
+        OpInfo {
+            name: $name,
+            support: Support::$support,
+            min_positional: $min,
+            max_positional: $max,
+            named: $named,
+            summary: $summary,
+        }
+    };
+}
+
+/// Every operator, supported or not.
+pub const OPERATORS: &[OpInfo] = &[
+    op!(
+        "where",
+        Supported,
+        1,
+        1,
+        Some(&[]),
+        "keep events for which the condition is true"
+    ),
+    op!("filter", Supported, 1, 1, Some(&[]), "alias of `.where`"),
+    op!(
+        "select",
+        Supported,
+        0,
+        ANY,
+        None,
+        "project fields: `field` or `name: expr`"
+    ),
+    op!(
+        "window",
+        Supported,
+        0,
+        1,
+        Some(&["sliding", "session", "policy"]),
+        "group events in a time or count window"
+    ),
+    op!(
+        "partition_by",
+        Supported,
+        1,
+        1,
+        Some(&[]),
+        "run windows, aggregates and sequences per key"
+    ),
+    op!(
+        "aggregate",
+        Supported,
+        0,
+        ANY,
+        None,
+        "compute `name: aggregate(...)` per window"
+    ),
+    op!(
+        "having",
+        Supported,
+        1,
+        1,
+        Some(&[]),
+        "filter aggregate results"
+    ),
+    op!(
+        "emit",
+        Supported,
+        0,
+        ANY,
+        None,
+        "produce the stream's visible output"
+    ),
+    op!(
+        "to",
+        Supported,
+        1,
+        1,
+        Some(&["topic", "key"]),
+        "send events to a connector"
+    ),
+    op!(
+        "within",
+        Supported,
+        1,
+        1,
+        Some(&[]),
+        "deadline of a sequence match"
+    ),
+    op!(
+        "not",
+        Supported,
+        1,
+        1,
+        Some(&[]),
+        "discard partial matches when an event arrives"
+    ),
+    op!("on", Supported, 1, 1, Some(&[]), "join condition"),
+    op!(
+        "print",
+        Supported,
+        0,
+        ANY,
+        Some(&[]),
+        "print events or values"
+    ),
+    op!(
+        "log",
+        Supported,
+        0,
+        0,
+        Some(&["level", "message", "data"]),
+        "log events"
+    ),
+    op!(
+        "distinct",
+        Supported,
+        0,
+        1,
+        Some(&[]),
+        "drop repeated events or values"
+    ),
+    op!(
+        "limit",
+        Supported,
+        1,
+        1,
+        Some(&[]),
+        "pass the first n events"
+    ),
+    op!("first", Supported, 0, 0, Some(&[]), "pass the first event"),
+    op!(
+        "watermark",
+        Supported,
+        0,
+        0,
+        Some(&["out_of_order"]),
+        "declare the allowed out-of-orderness"
+    ),
+    op!(
+        "allowed_lateness",
+        Supported,
+        1,
+        1,
+        Some(&[]),
+        "process late events within a bound"
+    ),
+    op!(
+        "context",
+        Supported,
+        1,
+        1,
+        Some(&[]),
+        "run the stream in a named context (a scheduling hint)"
+    ),
+    op!("tap", NoOp, 0, ANY, None, "does nothing"),
+    op!(
+        "trend_aggregate",
+        NotYet,
+        0,
+        ANY,
+        None,
+        "aggregate over Kleene trends"
+    ),
+    op!(
+        "forecast",
+        NotYet,
+        0,
+        0,
+        None,
+        "predict sequence completion"
+    ),
+    op!(
+        "enrich",
+        NotYet,
+        1,
+        1,
+        None,
+        "look up extra fields in an external store"
+    ),
+    op!("score", NotYet, 0, 0, None, "ONNX model inference"),
+    op!(
+        "pattern",
+        NotYet,
+        0,
+        ANY,
+        None,
+        "boolean test over the current window"
+    ),
+    op!(
+        "process",
+        NotYet,
+        1,
+        1,
+        Some(&[]),
+        "call a function per event"
+    ),
+    op!("map", NotYet, 0, ANY, None, "transform events"),
+    op!("collect", NotYet, 0, ANY, None, "collect events"),
+    op!("on_error", NotYet, 0, ANY, None, "handle evaluation errors"),
+    op!("fork", NotYet, 0, ANY, None, "split a stream"),
+    op!(
+        "any",
+        NotYet,
+        0,
+        ANY,
+        None,
+        "match any of several conditions"
+    ),
+    op!(
+        "all",
+        NotYet,
+        0,
+        ANY,
+        None,
+        "match all of several conditions"
+    ),
+    op!(
+        "concurrent",
+        NotYet,
+        0,
+        ANY,
+        None,
+        "run branches concurrently"
+    ),
+    op!("order_by", NotYet, 0, ANY, None, "sort events"),
+];
+
+/// The row of operator `name`.
+pub fn operator(name: &str) -> Option<&'static OpInfo> {
+    OPERATORS.iter().find(|o| o.name == name)
+}
+
+/// Operator names, for did-you-mean.
+pub fn operator_names() -> impl Iterator<Item = &'static str> {
+    OPERATORS.iter().map(|o| o.name)
+}
+
+/// Whether the engine runs `sequence(...)` sources.
+pub const SEQUENCE_SOURCE: Support = Support::Supported;
+/// Whether the engine runs `timer(...)` sources.
+pub const TIMER_SOURCE: Support = Support::NotYet;
+/// Whether the engine honours `policy` clauses of named patterns.
+pub const PATTERN_POLICY: Support = Support::NotYet;
+
+/// Connector kinds with their known parameters and the kind of value each
+/// takes. Other kinds (`database`, `redis`, ...) and other parameters are
+/// accepted without checks.
+pub const CONNECTOR_PARAMS: &[(&str, ParamKind)] = &[
+    ("url", ParamKind::Str),
+    ("host", ParamKind::Str),
+    ("brokers", ParamKind::StrOrList),
+    ("servers", ParamKind::StrOrList),
+    ("topic", ParamKind::Str),
+    ("port", ParamKind::Int),
+    ("client_id", ParamKind::Str),
+    ("qos", ParamKind::Int),
+    ("group_id", ParamKind::Str),
+    ("batch_size", ParamKind::Int),
+    ("linger_ms", ParamKind::Int),
+    ("compression_type", ParamKind::Str),
+    ("exactly_once", ParamKind::Bool),
+    ("queue_group", ParamKind::Str),
+    ("method", ParamKind::Str),
+    ("path", ParamKind::Str),
+    ("query", ParamKind::Str),
+];
+
+/// The kind of value a connector parameter takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamKind {
+    /// A string.
+    Str,
+    /// A string or an array of strings.
+    StrOrList,
+    /// An integer.
+    Int,
+    /// A boolean.
+    Bool,
+}
+
+impl ParamKind {
+    /// The kind in words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ParamKind::Str => "a string",
+            ParamKind::StrOrList => "a string or a list of strings",
+            ParamKind::Int => "an integer",
+            ParamKind::Bool => "`true` or `false`",
+        }
+    }
+}
+
+/// The kind of connector parameter `name`, if it is a known one.
+pub fn connector_param(name: &str) -> Option<ParamKind> {
+    CONNECTOR_PARAMS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, k)| *k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique() {
+        for (i, a) in OPERATORS.iter().enumerate() {
+            assert!(
+                OPERATORS[i + 1..].iter().all(|b| b.name != a.name),
+                "{}",
+                a.name
+            );
+        }
+    }
+
+    #[test]
+    fn core_operators_are_supported() {
+        for name in [
+            "where",
+            "select",
+            "window",
+            "aggregate",
+            "emit",
+            "to",
+            "within",
+        ] {
+            assert_eq!(operator(name).map(|o| o.support), Some(Support::Supported));
+        }
+    }
+}

@@ -1,0 +1,521 @@
+//! Checking declarations other than streams and patterns: event types,
+//! functions (typed parameters, imperative bodies, inferred or checked return
+//! types), globals, assignments, connectors, legacy `config`, imports and
+//! ignored top-level statements; and resolving written types.
+
+use std::sync::Arc;
+
+use varpulis_syntax::ast::{
+    Assign, Block, ConfigDecl, ConnectorDecl, EventDecl, ExprKind, FnDecl, ImportDecl, Stmt,
+    StmtKind, TypeExpr, TypeKind, VarDecl, VarKind,
+};
+
+use super::{Checker, Scope};
+use crate::capabilities::{self, ParamKind};
+use crate::codes;
+use crate::diagnostic::Diagnostic;
+use crate::model::ConnectorModel;
+use crate::resolve::DeclKind;
+use crate::suggest;
+use crate::types::{builtin_type, Field, FnSig, Schema, Type};
+
+const BUILTIN_TYPES: &[&str] = &["int", "float", "bool", "str", "timestamp", "duration"];
+
+impl Checker<'_> {
+    /// Resolves a written type.
+    pub(crate) fn resolve_type(&mut self, t: &TypeExpr) -> Type {
+        match &t.kind {
+            TypeKind::Named(n) => {
+                if let Some(b) = builtin_type(&n.name) {
+                    return b;
+                }
+                match self.env.decl(&n.name) {
+                    Some(DeclKind::TypeAlias) => self.env.type_alias(&n.name).unwrap_or(Type::Any),
+                    // Event-typed values are opaque: reading the schema here
+                    // would make signatures depend on each other (and cycle
+                    // through fields such as `parent: Node`).
+                    Some(DeclKind::Event) => Type::Event(Box::new(Schema::open(n.name.clone()))),
+                    Some(DeclKind::Stream) => Type::Any,
+                    _ => {
+                        let decls = self
+                            .env
+                            .names(|k| matches!(k, DeclKind::Event | DeclKind::TypeAlias));
+                        let help = suggest::did_you_mean(
+                            &n.name,
+                            BUILTIN_TYPES
+                                .iter()
+                                .copied()
+                                .chain(decls.iter().map(String::as_str)),
+                        )
+                        .map(str::to_string);
+                        let d = Diagnostic::new(
+                            codes::UNKNOWN_TYPE,
+                            format!("unknown type `{}`", n.name),
+                            n.span,
+                        )
+                        .with_label("not a type");
+                        let d = match help {
+                            Some(h) => d.with_help(format!("did you mean `{h}`?")).with_suggestion(n.span, h),
+                            None => d.with_note("types are `int`, `float`, `bool`, `str`, `timestamp`, `duration`, `[T]`, `{K: V}`, `T?` or a declared event type"),
+                        };
+                        self.report(d);
+                        Type::Error
+                    }
+                }
+            }
+            TypeKind::Array(t) => Type::Array(Box::new(self.resolve_type(t))),
+            TypeKind::Map(k, v) => Type::Map(
+                Box::new(self.resolve_type(k)),
+                Box::new(self.resolve_type(v)),
+            ),
+            TypeKind::Tuple(ts) => Type::Tuple(ts.iter().map(|t| self.resolve_type(t)).collect()),
+            TypeKind::Stream(t) => {
+                self.resolve_type(t);
+                Type::Any
+            }
+            TypeKind::Optional(t) => self.resolve_type(t),
+            TypeKind::Error => Type::Error,
+        }
+    }
+
+    pub(super) fn event(&mut self, e: &EventDecl) -> Arc<Schema> {
+        let mut schema = Schema::new(e.name.name.clone(), Vec::new());
+        if let Some(base) = &e.extends {
+            match self.env.decl(&base.name) {
+                Some(DeclKind::Event) if self.env.is_cyclic(&e.name.name) => {
+                    self.report(
+                        Diagnostic::new(
+                            codes::CYCLIC_DEFINITION,
+                            format!("`{}` extends itself", e.name.name),
+                            base.span,
+                        )
+                        .with_label("this parent inherits from the event being declared")
+                        .with_help("remove `extends` from one of the types in the cycle"),
+                    );
+                }
+                Some(DeclKind::Event) => {
+                    if let Some(parent) = self.env.event_schema(&base.name) {
+                        schema.fields.extend(parent.fields.iter().cloned());
+                    }
+                }
+                Some(kind) => self.report(
+                    Diagnostic::new(
+                        codes::UNKNOWN_SOURCE,
+                        format!("`{}` is {}, not an event type", base.name, kind.describe()),
+                        base.span,
+                    )
+                    .with_label("cannot extend this"),
+                ),
+                None => {
+                    let cands = self.env.names(|k| k == DeclKind::Event);
+                    let help = suggest::did_you_mean(&base.name, cands.iter().map(String::as_str))
+                        .map(str::to_string);
+                    let d = Diagnostic::new(
+                        codes::UNKNOWN_SOURCE,
+                        format!("unknown event type `{}`", base.name),
+                        base.span,
+                    )
+                    .with_label("not declared");
+                    let d = match help {
+                        Some(h) => d
+                            .with_help(format!("did you mean `{h}`?"))
+                            .with_suggestion(base.span, h),
+                        None => {
+                            d.with_help(format!("declare `event {}:` with its fields", base.name))
+                        }
+                    };
+                    self.report(d);
+                }
+            }
+        }
+        let inherited = schema.fields.len();
+        for f in &e.fields {
+            let ty = self.resolve_type(&f.ty);
+            let optional = matches!(f.ty.kind, TypeKind::Optional(_));
+            if let Some((i, _)) = schema.field(&f.name.name) {
+                let what = if i < inherited {
+                    "inherited from the parent type"
+                } else {
+                    "declared earlier"
+                };
+                let mut d = Diagnostic::new(
+                    codes::DUPLICATE_FIELD,
+                    format!("field `{}` is declared twice", f.name.name),
+                    f.name.span,
+                )
+                .with_label(format!("already {what}"))
+                .with_help("rename or remove one of them");
+                if i >= inherited {
+                    if let Some(prev) = e.fields.iter().find(|g| g.name.name == f.name.name) {
+                        d = d.with_secondary(prev.name.span, "first declared here");
+                    }
+                }
+                self.report(d);
+                continue;
+            }
+            schema.fields.push(Field {
+                name: f.name.name.clone(),
+                ty,
+                optional,
+            });
+        }
+        // REC §5.1: the event timestamp is readable as `timestamp` unless a
+        // field of that name exists.
+        Arc::new(schema)
+    }
+
+    pub(super) fn function(&mut self, f: &FnDecl) -> FnSig {
+        let mut scope = Scope::default();
+        let mut params = Vec::new();
+        for p in &f.params {
+            let t = self.resolve_type(&p.ty);
+            if params
+                .iter()
+                .any(|(n, _): &(String, Type)| *n == p.name.name)
+            {
+                self.report(
+                    Diagnostic::new(
+                        codes::DUPLICATE_DECLARATION,
+                        format!("parameter `{}` is declared twice", p.name.name),
+                        p.name.span,
+                    )
+                    .with_label("repeated parameter"),
+                );
+            }
+            params.push((p.name.name.clone(), t.clone()));
+            scope.locals.push((p.name.name.clone(), t));
+        }
+        let declared = f.ret.as_ref().map(|r| self.resolve_type(r));
+        let mut returns: Vec<(Type, varpulis_syntax::Span)> = Vec::new();
+        self.block(&f.body, &mut scope, &mut returns);
+        // The value of the last expression statement is the result.
+        if let Some(Stmt {
+            kind: StmtKind::Expr(e),
+            ..
+        }) = f.body.stmts.last()
+        {
+            if let Some(info) = self.exprs.get(&e.span) {
+                returns.push((info.ty.clone(), e.span));
+            }
+        }
+        let ret = match &declared {
+            Some(d) => {
+                for (t, span) in &returns {
+                    if !t.fits(d) {
+                        self.report(
+                            Diagnostic::new(
+                                codes::RETURN_TYPE,
+                                format!("`{}` returns `{d}` but this value is `{t}`", f.name.name),
+                                *span,
+                            )
+                            .with_label(format!("this is `{t}`"))
+                            .with_secondary(
+                                f.ret.as_ref().map_or(f.name.span, |r| r.span),
+                                format!("declared to return `{d}`"),
+                            ),
+                        );
+                    }
+                }
+                d.clone()
+            }
+            None => returns
+                .iter()
+                .try_fold(Type::Null, |acc, (t, _)| acc.join(t))
+                .map(|t| {
+                    if t == Type::Null && returns.is_empty() {
+                        Type::Null
+                    } else {
+                        t
+                    }
+                })
+                .unwrap_or(Type::Any),
+        };
+        FnSig { params, ret }
+    }
+
+    fn block(
+        &mut self,
+        b: &Block,
+        scope: &mut Scope,
+        returns: &mut Vec<(Type, varpulis_syntax::Span)>,
+    ) {
+        let depth = scope.locals.len();
+        for s in &b.stmts {
+            self.stmt(s, scope, returns);
+        }
+        scope.locals.truncate(depth);
+    }
+
+    fn stmt(
+        &mut self,
+        s: &Stmt,
+        scope: &mut Scope,
+        returns: &mut Vec<(Type, varpulis_syntax::Span)>,
+    ) {
+        match &s.kind {
+            StmtKind::Var(v) => {
+                let t = self.var_value(v, scope);
+                scope.locals.push((v.name.name.clone(), t));
+            }
+            StmtKind::Assign(a) => {
+                let t = self.expr(&a.value, scope);
+                match scope.locals.iter().rev().find(|(n, _)| *n == a.target.name) {
+                    Some((_, lt)) => {
+                        if !t.fits(lt) {
+                            self.report(
+                                Diagnostic::new(
+                                    codes::DECLARED_TYPE,
+                                    format!(
+                                        "`{}` is `{lt}` but this value is `{t}`",
+                                        a.target.name
+                                    ),
+                                    a.value.span,
+                                )
+                                .with_label(format!("this is `{t}`")),
+                            );
+                        }
+                    }
+                    None => match self.env.decl(&a.target.name) {
+                        Some(DeclKind::Global(VarKind::Let | VarKind::Const)) => self.immutable(a),
+                        _ => scope.locals.push((a.target.name.clone(), t)),
+                    },
+                }
+            }
+            StmtKind::If {
+                branches,
+                else_block,
+            } => {
+                for (c, body) in branches {
+                    self.condition(c, scope, "an `if` condition");
+                    self.block(body, scope, returns);
+                }
+                if let Some(b) = else_block {
+                    self.block(b, scope, returns);
+                }
+            }
+            StmtKind::For { var, iter, body } => {
+                let t = self.expr(iter, scope);
+                let elem = match t {
+                    Type::Array(e) => *e,
+                    Type::Str => Type::Str,
+                    Type::Map(k, _) => *k,
+                    t if t.is_unknown() => Type::Any,
+                    t => {
+                        self.report(
+                            Diagnostic::new(
+                                codes::MISMATCHED_TYPES,
+                                format!("cannot iterate over a value of type `{t}`"),
+                                iter.span,
+                            )
+                            .with_label(format!("this is `{t}`"))
+                            .with_help("iterate over an array or a range such as `0..10`"),
+                        );
+                        Type::Error
+                    }
+                };
+                scope.locals.push((var.name.clone(), elem));
+                self.block(body, scope, returns);
+                scope.locals.pop();
+            }
+            StmtKind::While { cond, body } => {
+                self.condition(cond, scope, "a `while` condition");
+                self.block(body, scope, returns);
+            }
+            StmtKind::Return(Some(e)) => {
+                let t = self.expr(e, scope);
+                returns.push((t, e.span));
+            }
+            StmtKind::Return(None) => returns.push((Type::Null, s.span)),
+            StmtKind::Emit { ty, args } => {
+                if !matches!(self.env.decl(&ty.name), Some(DeclKind::Event)) {
+                    let cands = self.env.names(|k| k == DeclKind::Event);
+                    let help = suggest::help(&ty.name, cands.iter().map(String::as_str));
+                    self.report(
+                        Diagnostic::new(
+                            codes::UNKNOWN_TYPE,
+                            format!("unknown event type `{}`", ty.name),
+                            ty.span,
+                        )
+                        .with_label("not an event type")
+                        .with_help_opt(help),
+                    );
+                }
+                for a in args {
+                    self.expr(&a.value, scope);
+                }
+            }
+            StmtKind::Expr(e) => {
+                self.expr(e, scope);
+            }
+            StmtKind::Break | StmtKind::Continue => {}
+        }
+    }
+
+    fn var_value(&mut self, v: &VarDecl, scope: &Scope) -> Type {
+        let t = self.expr(&v.value, scope);
+        match &v.ty {
+            Some(declared) => {
+                let d = self.resolve_type(declared);
+                if !t.fits(&d) {
+                    self.report(
+                        Diagnostic::new(
+                            codes::DECLARED_TYPE,
+                            format!("`{}` is declared `{d}` but its value is `{t}`", v.name.name),
+                            v.value.span,
+                        )
+                        .with_label(format!("this is `{t}`"))
+                        .with_secondary(declared.span, "declared type"),
+                    );
+                }
+                d
+            }
+            None => t,
+        }
+    }
+
+    pub(super) fn global(&mut self, v: &VarDecl) -> Type {
+        if self.env.is_cyclic(&v.name.name) {
+            self.report(
+                Diagnostic::new(
+                    codes::CYCLIC_DEFINITION,
+                    format!("`{}` is initialised from itself", v.name.name),
+                    v.name.span,
+                )
+                .with_label("its value depends on itself")
+                .with_help("initialise it from literals or from variables declared before it"),
+            );
+            return Type::Error;
+        }
+        self.var_value(v, &Scope::default())
+    }
+
+    fn immutable(&mut self, a: &Assign) {
+        self.report(
+            Diagnostic::new(
+                codes::ASSIGN_IMMUTABLE,
+                format!("cannot assign to `{}`, which is not a `var`", a.target.name),
+                a.target.span,
+            )
+            .with_label("immutable")
+            .with_help(format!(
+                "declare it with `var {} = ...` to make it mutable",
+                a.target.name
+            )),
+        );
+    }
+
+    pub(super) fn assign(&mut self, a: &Assign) {
+        self.expr(&a.value, &Scope::default());
+        if let Some(DeclKind::Global(VarKind::Let | VarKind::Const)) = self.env.decl(&a.target.name)
+        {
+            self.immutable(a);
+        }
+    }
+
+    pub(super) fn connector(&mut self, k: &ConnectorDecl) -> ConnectorModel {
+        for p in &k.params {
+            let Some(name) = &p.name else {
+                self.report(
+                    Diagnostic::new(
+                        codes::CONNECTOR_PARAM_KIND,
+                        "connector parameters must be named",
+                        p.value.span,
+                    )
+                    .with_label("no name")
+                    .with_help("write `name: value`, e.g. `path: \"out.jsonl\"`"),
+                );
+                continue;
+            };
+            let kind = capabilities::connector_param(&name.name);
+            let ok = match (&p.value.kind, kind) {
+                (ExprKind::Error, _) => true,
+                (ExprKind::Str(_) | ExprKind::Ident(_), Some(ParamKind::Str)) => true,
+                (ExprKind::Str(_) | ExprKind::Ident(_), Some(ParamKind::StrOrList)) => true,
+                (ExprKind::Array(items), Some(ParamKind::StrOrList)) => {
+                    items.iter().all(|i| matches!(i.kind, ExprKind::Str(_)))
+                }
+                (ExprKind::Int(_), Some(ParamKind::Int)) => true,
+                (ExprKind::Bool(_), Some(ParamKind::Bool)) => true,
+                (_, Some(_)) => false,
+                (v, None) => is_config_value(v),
+            };
+            if !ok {
+                let expected = kind.map_or(
+                    "a literal, an identifier or a list of those",
+                    ParamKind::describe,
+                );
+                self.report(
+                    Diagnostic::new(
+                        codes::CONNECTOR_PARAM_KIND,
+                        format!("connector parameter `{}` must be {expected}", name.name),
+                        p.value.span,
+                    )
+                    .with_label("wrong kind of value")
+                    .with_help(match kind {
+                        Some(ParamKind::Int) => {
+                            format!("write a whole number, e.g. `{}: 1883`", name.name)
+                        }
+                        Some(ParamKind::Bool) => {
+                            format!("write `{}: true` or `{}: false`", name.name, name.name)
+                        }
+                        _ => format!("write a string, e.g. `{}: \"...\"`", name.name),
+                    }),
+                );
+            }
+        }
+        ConnectorModel {
+            kind: k.kind.name.clone(),
+        }
+    }
+
+    pub(super) fn config(&mut self, c: &ConfigDecl) {
+        let span = c.name.as_ref().map_or(c.span, |n| n.span);
+        self.report(
+            Diagnostic::new(
+                codes::CONFIG_DEPRECATED,
+                "`config` blocks are deprecated and ignored",
+                span,
+            )
+            .with_label("ignored")
+            .with_help("declare a `connector` and attach it with `.from(...)` / `.to(...)`"),
+        );
+    }
+
+    pub(super) fn import(&mut self, i: &ImportDecl) {
+        self.report(
+            Diagnostic::new(
+                codes::UNSUPPORTED_CONSTRUCT,
+                "`import` is not supported yet",
+                i.span,
+            )
+            .with_label("not resolved")
+            .with_help("paste the imported declarations into this file"),
+        );
+    }
+
+    pub(super) fn top_level_stmt(&mut self, s: &Stmt) {
+        self.report(
+            Diagnostic::new(
+                codes::TOP_LEVEL_STATEMENT,
+                "top-level statements are ignored",
+                s.span,
+            )
+            .with_label("this never runs")
+            .with_help("move it into a `fn`, or remove it"),
+        );
+    }
+}
+
+fn is_config_value(v: &ExprKind) -> bool {
+    match v {
+        ExprKind::Str(_)
+        | ExprKind::Int(_)
+        | ExprKind::Float(_)
+        | ExprKind::Bool(_)
+        | ExprKind::Duration(_)
+        | ExprKind::Ident(_)
+        | ExprKind::Error => true,
+        ExprKind::Array(items) => items.iter().all(|i| is_config_value(&i.kind)),
+        _ => false,
+    }
+}

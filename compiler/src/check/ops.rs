@@ -1,0 +1,624 @@
+//! Checking the supported pipeline operators one by one: their arguments,
+//! their placement rules (one window, one aggregate, `.having` after
+//! `.aggregate`, ...) and the schema they produce.
+
+use std::sync::Arc;
+
+use varpulis_syntax::ast::{Arg, Expr, ExprKind, Ident, Op, StreamDecl};
+use varpulis_syntax::Span;
+
+use super::stream::Pipeline;
+use super::{AggMode, Checker};
+use crate::codes;
+use crate::diagnostic::Diagnostic;
+use crate::model::{OutputItem, StageKind, WindowSpec};
+use crate::resolve::DeclKind;
+use crate::suggest;
+use crate::types::{Field, Schema, Type};
+
+impl Checker<'_> {
+    pub(super) fn supported_op(
+        &mut self,
+        s: &StreamDecl,
+        op: &Op,
+        name: &Ident,
+        args: &[Arg],
+        input: &Arc<Schema>,
+        p: &mut Pipeline,
+    ) -> (StageKind, Arc<Schema>) {
+        let same = input.clone();
+        let scope = p.scope(input);
+        let first = args.first().map(|a| &a.value);
+        let kind = match name.name.as_str() {
+            "where" | "filter" => {
+                let e = first.expect("arity checked: one argument");
+                self.condition(e, &scope, "a filter");
+                StageKind::Where(e.span)
+            }
+            "having" => {
+                let e = first.expect("arity checked: one argument");
+                if p.aggregate.is_none() {
+                    self.report(
+                        Diagnostic::new(codes::HAVING_BEFORE_AGGREGATE, "`.having` before `.aggregate`", name.span)
+                            .with_label("there is no aggregate to filter yet")
+                            .with_help("move `.having(...)` after `.aggregate(...)`, or use `.where(...)` to filter events"),
+                    );
+                }
+                self.condition(e, &scope, "a `.having` condition");
+                StageKind::Having(e.span)
+            }
+            "on" => {
+                let e = first.expect("arity checked: one argument");
+                if !p.is_join {
+                    self.report(
+                        Diagnostic::new(codes::ON_WITHOUT_JOIN, "`.on` outside a join", name.span)
+                            .with_label("this stream's source is not `join(...)`")
+                            .with_help(
+                                "use `.where(...)` to filter, or make the source `join(A, B)`",
+                            ),
+                    );
+                } else if p.on {
+                    self.report(
+                        Diagnostic::new(
+                            codes::JOIN_WITHOUT_ON,
+                            "the join already has a `.on` condition",
+                            name.span,
+                        )
+                        .with_label("second condition")
+                        .with_help("combine the conditions with `and` in one `.on(...)`"),
+                    );
+                }
+                p.on = true;
+                self.condition(e, &scope, "a join condition");
+                StageKind::On(e.span)
+            }
+            "select" => {
+                let items = self.output_items(args, &scope, "select");
+                let schema = items_schema(&input.name, &items);
+                return (StageKind::Select(items), Arc::new(schema));
+            }
+            "window" => return self.window(op, name, args, input, p),
+            "partition_by" => {
+                let e = first.expect("arity checked: one argument");
+                let key = match &e.kind {
+                    ExprKind::Ident(i) => {
+                        self.expr(e, &scope);
+                        i.name.clone()
+                    }
+                    ExprKind::Error => String::new(),
+                    _ => {
+                        self.report(
+                            Diagnostic::new(codes::INVALID_PARTITION_KEY, "the partition key must be a field name", e.span)
+                                .with_label("not a field name")
+                                .with_help("compute the key with `.select(key: ...)` first, then `.partition_by(key)`"),
+                        );
+                        String::new()
+                    }
+                };
+                if let Some(w) = p.window {
+                    self.report(
+                        Diagnostic::new(
+                            codes::PARTITION_AFTER_WINDOW,
+                            "`.partition_by` after `.window` does not partition the window",
+                            name.span,
+                        )
+                        .with_label("written after the window")
+                        .with_secondary(w, "the window is shared by all keys")
+                        .with_help("move `.partition_by(...)` before `.window(...)`"),
+                    );
+                }
+                p.partition = Some(key.clone());
+                StageKind::PartitionBy(key)
+            }
+            "aggregate" => return self.aggregate(op, name, args, input, p),
+            "within" => {
+                let e = first.expect("arity checked: one argument");
+                if !p.is_sequence {
+                    self.outside_sequence(name.span, "within");
+                }
+                p.within = true;
+                StageKind::Within(self.duration_arg(e, "`.within`").unwrap_or(0))
+            }
+            "to" => {
+                let c = self.connector_args(op.span, name, args, "to");
+                StageKind::To {
+                    connector: c.unwrap_or_default(),
+                }
+            }
+            "print" => {
+                for a in args {
+                    self.expr(&a.value, &scope);
+                }
+                StageKind::Print
+            }
+            "log" => {
+                for a in args {
+                    let t = self.expr(&a.value, &scope);
+                    let n = a.name.as_ref().map_or("", |n| n.name.as_str());
+                    if (n == "level" || n == "message") && !t.fits(&Type::Str) {
+                        self.report(
+                            Diagnostic::new(
+                                codes::ARGUMENT_TYPE,
+                                format!("`{n}` must be a string, found `{t}`"),
+                                a.value.span,
+                            )
+                            .with_label(format!("this is `{t}`")),
+                        );
+                    }
+                }
+                StageKind::Log
+            }
+            "distinct" => {
+                if let Some(e) = first {
+                    self.expr(e, &scope);
+                }
+                StageKind::Distinct(first.map(|e| e.span))
+            }
+            "limit" => {
+                let e = first.expect("arity checked: one argument");
+                match &e.kind {
+                    ExprKind::Int(n) if *n >= 0 => StageKind::Limit(*n as u64),
+                    ExprKind::Error => StageKind::Invalid,
+                    _ => {
+                        let t = self.expr(e, &scope);
+                        self.report(
+                            Diagnostic::new(
+                                codes::ARGUMENT_TYPE,
+                                "`.limit` needs a non-negative integer literal",
+                                e.span,
+                            )
+                            .with_label(format!("this is `{t}`"))
+                            .with_help("write the number of events, e.g. `.limit(10)`"),
+                        );
+                        StageKind::Invalid
+                    }
+                }
+            }
+            "first" => StageKind::First,
+            "watermark" => {
+                let v = args
+                    .first()
+                    .and_then(|a| self.duration_arg(&a.value, "`out_of_order`"));
+                StageKind::Watermark(v.unwrap_or(0))
+            }
+            "allowed_lateness" => {
+                let e = first.expect("arity checked: one argument");
+                StageKind::AllowedLateness(self.duration_arg(e, "`.allowed_lateness`").unwrap_or(0))
+            }
+            "context" => {
+                let e = first.expect("arity checked: one argument");
+                StageKind::Context(self.context_ref(e).unwrap_or_default())
+            }
+            other => {
+                // The capability table and this match must list the same
+                // supported operators; a mismatch is a compiler bug, reported
+                // rather than panicking.
+                self.report(
+                    Diagnostic::new(
+                        codes::UNSUPPORTED_OPERATOR,
+                        format!("operator `.{other}` is not supported yet"),
+                        name.span,
+                    )
+                    .with_label("not supported yet"),
+                );
+                StageKind::Invalid
+            }
+        };
+        let _ = s;
+        (kind, same)
+    }
+
+    /// Resolves a context name.
+    fn context_ref(&mut self, e: &Expr) -> Option<String> {
+        let ExprKind::Ident(c) = &e.kind else {
+            self.report(
+                Diagnostic::new(
+                    codes::UNKNOWN_CONTEXT,
+                    "expected the name of a context",
+                    e.span,
+                )
+                .with_label("not a context name"),
+            );
+            return None;
+        };
+        if self.env.decl(&c.name) == Some(DeclKind::Context) {
+            return Some(c.name.clone());
+        }
+        let cands = self.env.names(|k| k == DeclKind::Context);
+        let help =
+            suggest::did_you_mean(&c.name, cands.iter().map(String::as_str)).map(str::to_string);
+        let d = Diagnostic::new(
+            codes::UNKNOWN_CONTEXT,
+            format!("unknown context `{}`", c.name),
+            c.span,
+        )
+        .with_label("not declared");
+        let d = match help {
+            Some(h) => d
+                .with_help(format!("did you mean `{h}`?"))
+                .with_suggestion(c.span, h),
+            None => d.with_help(format!("declare it with `context {}`", c.name)),
+        };
+        self.report(d);
+        None
+    }
+
+    /// Checks a duration argument; returns its value in nanoseconds when it is
+    /// a literal.
+    pub(super) fn duration_arg(&mut self, e: &Expr, what: &str) -> Option<u64> {
+        match &e.kind {
+            ExprKind::Duration(ns) => {
+                self.exprs.insert(
+                    e.span,
+                    crate::model::ExprInfo {
+                        ty: Type::Duration,
+                        resolution: None,
+                    },
+                );
+                Some(*ns)
+            }
+            ExprKind::Error => None,
+            _ => {
+                let t = self.expr(e, &super::Scope::default());
+                if t != Type::Error {
+                    let help = match &e.kind {
+                        ExprKind::Int(n) => format!("add a unit, e.g. `{n}s` or `{n}m`"),
+                        _ => "write a duration literal such as `30s`, `5m` or `1h`".to_string(),
+                    };
+                    let mut d = Diagnostic::new(
+                        codes::EXPECTED_DURATION,
+                        format!("{what} needs a duration literal, found `{t}`"),
+                        e.span,
+                    )
+                    .with_label("not a duration")
+                    .with_help(help);
+                    if let ExprKind::Int(n) = &e.kind {
+                        d = d.with_suggestion(e.span, format!("{n}s"));
+                    }
+                    self.report(d);
+                }
+                None
+            }
+        }
+    }
+
+    fn window(
+        &mut self,
+        op: &Op,
+        name: &Ident,
+        args: &[Arg],
+        input: &Arc<Schema>,
+        p: &mut Pipeline,
+    ) -> (StageKind, Arc<Schema>) {
+        if let Some(first) = p.window {
+            self.report(
+                Diagnostic::new(
+                    codes::DUPLICATE_WINDOW,
+                    "a stream can have only one `.window`",
+                    name.span,
+                )
+                .with_label("second window")
+                .with_secondary(first, "first window here")
+                .with_help("split the pipeline into two streams, the second consuming the first"),
+            );
+        } else {
+            p.window = Some(name.span);
+        }
+        let positional: Vec<&Expr> = args
+            .iter()
+            .filter(|a| a.name.is_none())
+            .map(|a| &a.value)
+            .collect();
+        let named = |n: &str| {
+            args.iter()
+                .find(|a| a.name.as_ref().is_some_and(|x| x.name == n))
+                .map(|a| &a.value)
+        };
+        let (session, sliding) = (named("session"), named("sliding"));
+        if let Some(pol) = named("policy") {
+            self.expr(pol, &p.scope(input));
+        }
+        let spec = match (positional.first(), session) {
+            (None, Some(gap)) => match &gap.kind {
+                ExprKind::Duration(ns) => Some(WindowSpec::Session { gap: *ns }),
+                _ => self.bad_window(gap, "a session gap must be a duration, e.g. `session: 5m`"),
+            },
+            (Some(_), Some(gap)) => self.bad_window(gap, "a session window takes only `session: gap`, without a size"),
+            (None, None) => {
+                self.report(
+                    Diagnostic::new(codes::INVALID_WINDOW, "`.window` needs a size", op.span)
+                        .with_label("no size given")
+                        .with_help("write `.window(5m)` for a time window or `.window(100)` for a count window"),
+                );
+                None
+            }
+            (Some(size), None) => match &size.kind {
+                ExprKind::Duration(ns) => {
+                    let slide = match sliding.map(|s| &s.kind) {
+                        None => Some(None),
+                        Some(ExprKind::Duration(d)) => Some(Some(*d)),
+                        Some(_) => None,
+                    };
+                    match slide {
+                        Some(slide) => Some(WindowSpec::Time { size: *ns, slide }),
+                        None => self.bad_window(sliding.expect("checked above"), "the slide of a time window must be a duration too"),
+                    }
+                }
+                ExprKind::Int(n) if *n > 0 => {
+                    let slide = match sliding.map(|s| &s.kind) {
+                        None => Some(None),
+                        Some(ExprKind::Int(m)) if *m > 0 => Some(Some(*m as u64)),
+                        Some(_) => None,
+                    };
+                    match slide {
+                        Some(slide) => Some(WindowSpec::Count { size: *n as u64, slide }),
+                        None => self.bad_window(sliding.expect("checked above"), "the slide of a count window must be a positive integer too"),
+                    }
+                }
+                ExprKind::Int(_) => self.bad_window(size, "a count window needs a positive number of events"),
+                ExprKind::Error => None,
+                _ => self.bad_window(size, "a window size must be a duration literal (time window) or an integer literal (count window)"),
+            },
+        };
+        let kind = spec.map_or(StageKind::Invalid, StageKind::Window);
+        (kind, input.clone())
+    }
+
+    fn bad_window(&mut self, e: &Expr, why: &str) -> Option<WindowSpec> {
+        if matches!(e.kind, ExprKind::Error) {
+            return None;
+        }
+        let t = self.expr(e, &super::Scope::default());
+        let help = match &e.kind {
+            ExprKind::Str(s) => format!("write the literal without quotes: `{s}`"),
+            ExprKind::Float(_) => "write a duration such as `30s` or a whole number of events".to_string(),
+            _ => "e.g. `.window(5m)`, `.window(5m, sliding: 30s)`, `.window(100)` or `.window(session: 2m)`".to_string(),
+        };
+        self.report(
+            Diagnostic::new(codes::INVALID_WINDOW, why.to_string(), e.span)
+                .with_label(if t.is_unknown() {
+                    "invalid here".to_string()
+                } else {
+                    format!("this is `{t}`")
+                })
+                .with_help(help),
+        );
+        None
+    }
+
+    fn aggregate(
+        &mut self,
+        op: &Op,
+        name: &Ident,
+        args: &[Arg],
+        input: &Arc<Schema>,
+        p: &mut Pipeline,
+    ) -> (StageKind, Arc<Schema>) {
+        if let Some(first) = p.aggregate {
+            self.report(
+                Diagnostic::new(codes::DUPLICATE_AGGREGATE, "a stream can have only one `.aggregate`", name.span)
+                    .with_label("second aggregate")
+                    .with_secondary(first, "first aggregate here")
+                    .with_help("merge the items into one `.aggregate(...)`, or aggregate again in a derived stream"),
+            );
+        } else {
+            p.aggregate = Some(name.span);
+        }
+        if p.window.is_none() && !p.is_sequence {
+            self.report(
+                Diagnostic::new(
+                    codes::AGGREGATE_WITHOUT_WINDOW,
+                    "`.aggregate` without a `.window`",
+                    name.span,
+                )
+                .with_label("each event is aggregated on its own")
+                .with_help("add a window before it, e.g. `.window(1m)` or `.window(100)`"),
+            );
+        }
+        let mut scope = p.scope(input);
+        scope.agg = AggMode::Inside;
+        let mut items = Vec::new();
+        let mut fields: Vec<Field> = Vec::new();
+        for a in args {
+            let Some(n) = &a.name else {
+                self.take_saw_aggregate();
+                let t = self.expr(&a.value, &scope);
+                let _ = t;
+                let help = match &a.value.kind {
+                    ExprKind::Call { callee, .. } => match &callee.kind {
+                        ExprKind::Ident(f) => format!("name it, e.g. `{}: ...`", f.name),
+                        _ => "name it: `name: aggregate(...)`".to_string(),
+                    },
+                    _ => "name it: `name: aggregate(...)`".to_string(),
+                };
+                self.report(
+                    Diagnostic::new(
+                        codes::UNNAMED_OUTPUT,
+                        "aggregate items must be named",
+                        a.value.span,
+                    )
+                    .with_label("no name")
+                    .with_help(help),
+                );
+                continue;
+            };
+            self.take_saw_aggregate();
+            let before = self.diags.len();
+            let t = self.expr(&a.value, &scope);
+            let saw = self.take_saw_aggregate();
+            if !saw && self.diags.len() == before && !matches!(a.value.kind, ExprKind::Error) {
+                self.report(
+                    Diagnostic::new(
+                        codes::NOT_AN_AGGREGATE,
+                        format!("`{}` is not computed by an aggregate function", n.name),
+                        a.value.span,
+                    )
+                    .with_label("no aggregate function here")
+                    .with_help(
+                        "use an aggregate such as `count()`, `sum(x)`, `avg(x)` or `last(x)`",
+                    ),
+                );
+            }
+            if fields.iter().any(|f| f.name == n.name) {
+                self.duplicate_field(n, "aggregate");
+                continue;
+            }
+            fields.push(Field::new(n.name.clone(), t.clone()));
+            items.push(OutputItem {
+                name: n.name.clone(),
+                expr: a.value.span,
+                ty: t,
+            });
+        }
+        // REC §13.10: the partition key under its own name, plus `_partition`.
+        if let Some(k) = p.partition.clone().filter(|k| !k.is_empty()) {
+            let ty = input.field(&k).map_or(Type::Any, |(_, f)| f.ty.clone());
+            if fields.iter().all(|f| f.name != k) {
+                fields.push(Field::new(k.clone(), ty));
+            }
+            if fields.iter().all(|f| f.name != "_partition") {
+                fields.push(Field::new("_partition", Type::Str));
+            }
+        }
+        let _ = op;
+        let schema = Schema::new(input.name.clone(), fields);
+        (
+            StageKind::Aggregate {
+                items,
+                partition: p.partition.clone().filter(|k| !k.is_empty()),
+            },
+            Arc::new(schema),
+        )
+    }
+
+    pub(super) fn duplicate_field(&mut self, n: &Ident, what: &str) {
+        self.report(
+            Diagnostic::new(
+                codes::DUPLICATE_FIELD,
+                format!("field `{}` is produced twice by `.{what}`", n.name),
+                n.span,
+            )
+            .with_label("already produced")
+            .with_help("give each output field its own name"),
+        );
+    }
+
+    /// Items of `.select` / `.emit`: `field` or `name: expr`.
+    pub(super) fn output_items(
+        &mut self,
+        args: &[Arg],
+        scope: &super::Scope,
+        what: &str,
+    ) -> Vec<OutputItem> {
+        let mut items: Vec<OutputItem> = Vec::new();
+        for a in args {
+            let t = self.expr(&a.value, scope);
+            let name = match (&a.name, &a.value.kind) {
+                (Some(n), _) => n.clone(),
+                (None, ExprKind::Ident(i)) => i.clone(),
+                (None, ExprKind::Member { name, .. }) => name.clone(),
+                (None, ExprKind::Error) => continue,
+                (None, _) => {
+                    self.report(
+                        Diagnostic::new(
+                            codes::UNNAMED_OUTPUT,
+                            format!("`.{what}` items must be named"),
+                            a.value.span,
+                        )
+                        .with_label("no name for this value")
+                        .with_help("write `name: expression`"),
+                    );
+                    continue;
+                }
+            };
+            if items.iter().any(|i| i.name == name.name) {
+                self.duplicate_field(&name, what);
+                continue;
+            }
+            items.push(OutputItem {
+                name: name.name.clone(),
+                expr: a.value.span,
+                ty: t,
+            });
+        }
+        items
+    }
+
+    pub(super) fn emit(
+        &mut self,
+        s: &StreamDecl,
+        op: &Op,
+        as_type: Option<&Ident>,
+        args: &[Arg],
+        input: &Arc<Schema>,
+        p: &mut Pipeline,
+    ) -> (StageKind, Arc<Schema>) {
+        let _ = op;
+        if let Some(t) = as_type {
+            let n = &t.name;
+            if !matches!(self.env.decl(n), Some(DeclKind::Event)) && *n != s.name.name {
+                let cands = self.env.names(|k| k == DeclKind::Event);
+                let help = suggest::help(n, cands.iter().map(String::as_str));
+                self.report(
+                    Diagnostic::new(
+                        codes::UNKNOWN_TYPE,
+                        format!("unknown event type `{n}` after `.emit as`"),
+                        t.span,
+                    )
+                    .with_label("not an event type")
+                    .with_help(help.unwrap_or_else(|| {
+                        format!("declare it with `event {n}:` or remove `as {n}`")
+                    })),
+                );
+            }
+        }
+        let scope = p.scope(input);
+        let mut context = None;
+        let fields: Vec<Arg> = args
+            .iter()
+            .filter(|a| {
+                if a.name.as_ref().is_some_and(|n| n.name == "context") {
+                    context = Some(a.value.clone());
+                    false
+                } else {
+                    true
+                }
+            })
+            .cloned()
+            .collect();
+        let context = context.and_then(|e| self.context_ref(&e));
+        if fields.is_empty() {
+            // REC §4.6: `.emit()` passes every field through.
+            let mut out = (**input).clone();
+            out.name = s.name.name.clone();
+            return (
+                StageKind::Emit {
+                    items: Vec::new(),
+                    context,
+                },
+                Arc::new(out),
+            );
+        }
+        let items = self.output_items(&fields, &scope, "emit");
+        let schema = items_schema(&s.name.name, &items);
+        (StageKind::Emit { items, context }, Arc::new(schema))
+    }
+}
+
+fn items_schema(name: &str, items: &[OutputItem]) -> Schema {
+    Schema::new(
+        name,
+        items
+            .iter()
+            .map(|i| Field::new(i.name.clone(), i.ty.clone()))
+            .collect(),
+    )
+}
+
+/// The span covering an operator's name and arguments (for diagnostics).
+pub(super) fn _op_span(name: &Ident, args: &[Arg]) -> Span {
+    Span::new(
+        name.span.start,
+        args.last().map_or(name.span.end, |a| a.span.end),
+    )
+}

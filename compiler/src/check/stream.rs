@@ -1,0 +1,758 @@
+//! Checking streams: the source, the pipeline state machine (sequence steps,
+//! window, partition, aggregate) and the stream's output schema.
+//!
+//! Operator placement around `->` follows REC §13.7: operators before the
+//! first step see the first step's event; operators after a step see the
+//! match, whose unqualified fields are those of the last bound event and
+//! whose aliases are all the aliases bound so far.
+
+use std::sync::Arc;
+
+use varpulis_syntax::ast::{Ident, InlineStream, Op, OpKind, SeqStep, SourceKind, StreamDecl};
+use varpulis_syntax::Span;
+
+use super::{Checker, Scope};
+use crate::capabilities::{self, Support};
+use crate::codes;
+use crate::diagnostic::Diagnostic;
+use crate::model::{BranchModel, SourceModel, Stage, StageKind, StreamModel};
+use crate::resolve::DeclKind;
+use crate::suggest;
+use crate::types::{AliasBinding, Field, Schema};
+
+/// Pipeline facts accumulated while walking the operators.
+#[derive(Default)]
+pub(super) struct Pipeline {
+    pub window: Option<Span>,
+    pub aggregate: Option<Span>,
+    pub partition: Option<String>,
+    pub within: bool,
+    pub is_sequence: bool,
+    pub is_join: bool,
+    pub on: bool,
+    /// Every alias of the stream with the span that binds it.
+    pub all_aliases: Vec<(String, Span)>,
+    /// Aliases bound so far.
+    pub bound: Vec<AliasBinding>,
+}
+
+impl Pipeline {
+    /// A scope over `event` plus the aliases bound so far; aliases not yet
+    /// bound are recorded for "unbound alias" diagnostics.
+    pub fn scope(&self, event: &Arc<Schema>) -> Scope {
+        let mut scope = Scope::over(event.clone());
+        for a in &self.bound {
+            if scope.aliases.iter().all(|b| b.name != a.name) {
+                scope.aliases.push(a.clone());
+            }
+        }
+        scope.later_aliases = self
+            .all_aliases
+            .iter()
+            .filter(|(n, _)| scope.aliases.iter().all(|a| a.name != *n))
+            .cloned()
+            .collect();
+        scope
+    }
+}
+
+impl Checker<'_> {
+    pub(super) fn stream(&mut self, s: &StreamDecl) -> StreamModel {
+        if let Some(ty) = &s.ty {
+            self.resolve_type(ty);
+        }
+        let mut p = Pipeline::default();
+        self.collect_aliases(s, &mut p);
+        p.is_sequence = s
+            .ops
+            .iter()
+            .any(|o| matches!(o.kind, OpKind::FollowedBy(_)))
+            || matches!(
+                &s.source.kind,
+                SourceKind::Named { all: true, .. } | SourceKind::Sequence(_)
+            );
+        let (source, mut current) = self.source(s, &mut p);
+        if matches!(source, SourceModel::Pattern { .. }) {
+            p.is_sequence = true;
+            p.within = true; // The pattern declares (or warns about) its own deadline.
+        }
+        let mut stages = Vec::with_capacity(s.ops.len());
+        for (i, op) in s.ops.iter().enumerate() {
+            let input = current.clone();
+            let (kind, output) = self.op(s, op, &input, &mut p);
+            current = output;
+            stages.push(Stage {
+                op: i,
+                kind,
+                input,
+                output: current.clone(),
+            });
+        }
+        if p.is_join && !p.on {
+            self.report(
+                Diagnostic::new(
+                    codes::JOIN_WITHOUT_ON,
+                    "`join` without a `.on(...)` condition",
+                    s.source.span,
+                )
+                .with_label("which events belong together?")
+                .with_help("add `.on(A.key == B.key)` after the join"),
+            );
+        }
+        if p.is_sequence && !p.within {
+            self.report(
+                Diagnostic::new(
+                    codes::UNBOUNDED_SEQUENCE,
+                    format!("sequence in `{}` has no `.within(...)`", s.name.name),
+                    s.name.span,
+                )
+                .with_label("partial matches of this stream never expire")
+                .with_help(
+                    "add a deadline such as `.within(5m)` so that unfinished matches are dropped",
+                ),
+            );
+        }
+        let mut output = (*current).clone();
+        output.name = s.name.name.clone();
+        StreamModel {
+            name: s.name.name.clone(),
+            source,
+            stages,
+            output: Arc::new(output),
+            is_sequence: p.is_sequence,
+        }
+    }
+
+    fn collect_aliases(&mut self, s: &StreamDecl, p: &mut Pipeline) {
+        let mut add = |c: &mut Self, a: &Ident| {
+            if let Some((_, first)) = p.all_aliases.iter().find(|(n, _)| *n == a.name) {
+                c.report(
+                    Diagnostic::new(
+                        codes::DUPLICATE_ALIAS,
+                        format!("alias `{}` is bound twice", a.name),
+                        a.span,
+                    )
+                    .with_label("bound again here")
+                    .with_secondary(*first, "first bound here")
+                    .with_help("give each step its own alias"),
+                );
+            } else {
+                p.all_aliases.push((a.name.clone(), a.span));
+            }
+        };
+        match &s.source.kind {
+            SourceKind::Named { alias: Some(a), .. } => add(self, a),
+            SourceKind::Sequence(steps) => steps.iter().for_each(|st| add(self, &st.alias)),
+            _ => {}
+        }
+        for op in &s.ops {
+            if let OpKind::FollowedBy(SeqStep { alias: Some(a), .. }) = &op.kind {
+                add(self, a);
+            }
+        }
+    }
+
+    /// Resolves a source name to its schema. `None` when reported.
+    pub(super) fn source_schema(&mut self, name: &Ident) -> (Option<DeclKind>, Arc<Schema>) {
+        let n = name.name.as_str();
+        match self.env.decl(n) {
+            Some(kind @ (DeclKind::Stream | DeclKind::Pattern | DeclKind::Event))
+                if self.env.is_cyclic(n) =>
+            {
+                self.report(
+                    Diagnostic::new(
+                        codes::CYCLIC_DEFINITION,
+                        format!("`{n}` depends on itself"),
+                        name.span,
+                    )
+                    .with_label(format!("{} defined in terms of itself", kind.describe()))
+                    .with_help("break the cycle: a stream cannot consume its own output"),
+                );
+                (Some(kind), Arc::new(Schema::open(n)))
+            }
+            Some(DeclKind::Event) => (
+                Some(DeclKind::Event),
+                self.env
+                    .event_schema(n)
+                    .unwrap_or_else(|| Arc::new(Schema::open(n))),
+            ),
+            Some(k @ (DeclKind::Stream | DeclKind::Pattern)) => (
+                Some(k),
+                self.env
+                    .stream_schema(n)
+                    .unwrap_or_else(|| Arc::new(Schema::open(n))),
+            ),
+            Some(kind) => {
+                self.report(
+                    Diagnostic::new(
+                        codes::UNKNOWN_SOURCE,
+                        format!("`{n}` is {}, not an event type or stream", kind.describe()),
+                        name.span,
+                    )
+                    .with_label("expected an event type, stream or pattern"),
+                );
+                (Some(kind), Arc::new(Schema::open(n)))
+            }
+            None => {
+                let cands = self
+                    .env
+                    .names(|k| matches!(k, DeclKind::Event | DeclKind::Stream | DeclKind::Pattern));
+                match suggest::did_you_mean(n, cands.iter().map(String::as_str)) {
+                    Some(h) => {
+                        let h = h.to_string();
+                        self.report(
+                            Diagnostic::new(
+                                codes::UNKNOWN_SOURCE,
+                                format!("unknown event type or stream `{n}`"),
+                                name.span,
+                            )
+                            .with_label("not declared")
+                            .with_help(format!("did you mean `{h}`?"))
+                            .with_suggestion(name.span, h),
+                        );
+                    }
+                    None => self.report(
+                        Diagnostic::new(
+                            codes::UNDECLARED_EVENT_TYPE,
+                            format!("event type `{n}` is not declared"),
+                            name.span,
+                        )
+                        .with_label("its fields are not checked")
+                        .with_help(format!(
+                            "declare it, e.g. `event {n}:` followed by its fields"
+                        )),
+                    ),
+                }
+                (None, Arc::new(Schema::open(n)))
+            }
+        }
+    }
+
+    fn source(&mut self, s: &StreamDecl, p: &mut Pipeline) -> (SourceModel, Arc<Schema>) {
+        match &s.source.kind {
+            SourceKind::Named { all, name, alias } => {
+                let (kind, schema) = self.source_schema(name);
+                if let Some(a) = alias {
+                    p.bound.push(AliasBinding {
+                        name: a.name.clone(),
+                        schema: (*schema).clone(),
+                        kleene: *all,
+                    });
+                }
+                let alias = alias.as_ref().map(|a| a.name.clone());
+                let model = match kind {
+                    Some(DeclKind::Stream) => SourceModel::Stream {
+                        name: name.name.clone(),
+                        alias,
+                        kleene: *all,
+                    },
+                    Some(DeclKind::Pattern) => SourceModel::Pattern {
+                        name: name.name.clone(),
+                    },
+                    Some(DeclKind::Event) | None => SourceModel::Event {
+                        name: name.name.clone(),
+                        declared: kind.is_some(),
+                        alias,
+                        kleene: *all,
+                    },
+                    Some(_) => SourceModel::Error,
+                };
+                (model, schema)
+            }
+            SourceKind::From { ty, args } => {
+                let (kind, schema) = self.source_schema(ty);
+                let connector = self.connector_args(s.source.span, ty, args, "from");
+                let model = match (kind, connector) {
+                    (Some(DeclKind::Event) | None, Some(c)) => SourceModel::From {
+                        ty: ty.name.clone(),
+                        connector: c,
+                    },
+                    _ => SourceModel::Error,
+                };
+                (model, schema)
+            }
+            SourceKind::Merge(items) => {
+                let branches = self.branches(items, false);
+                let mut merged = Schema::new("merge", Vec::new());
+                for (i, b) in branches.iter().enumerate() {
+                    merged.open |= b.schema.open;
+                    for f in &b.schema.fields {
+                        match merged.fields.iter_mut().find(|g| g.name == f.name) {
+                            Some(g) => {
+                                if g.ty != f.ty {
+                                    g.ty = g.ty.join(&f.ty).unwrap_or(crate::types::Type::Any);
+                                }
+                            }
+                            None => merged.fields.push(Field {
+                                optional: f.optional || i > 0,
+                                ..f.clone()
+                            }),
+                        }
+                    }
+                }
+                // A field missing from some branch is optional.
+                for f in &mut merged.fields {
+                    if branches
+                        .iter()
+                        .any(|b| b.schema.field(&f.name).is_none() && !b.schema.open)
+                    {
+                        f.optional = true;
+                    }
+                }
+                (SourceModel::Merge(branches), Arc::new(merged))
+            }
+            SourceKind::Join(items) => {
+                p.is_join = true;
+                let branches = self.branches(items, true);
+                if items.iter().any(|i| matches!(i, InlineStream::Decl { ops, .. } if ops.iter().any(|o| is_call(o, "on")))) {
+                    p.on = true;
+                }
+                let mut joined = Schema::new("join", Vec::new());
+                for b in &branches {
+                    joined.open |= b.schema.open;
+                    for f in &b.schema.fields {
+                        joined.push_field(f.clone());
+                    }
+                    joined.aliases.push(AliasBinding {
+                        name: b.name.clone(),
+                        schema: (*b.schema).clone(),
+                        kleene: false,
+                    });
+                    if b.source != b.name {
+                        joined.aliases.push(AliasBinding {
+                            name: b.source.clone(),
+                            schema: (*b.schema).clone(),
+                            kleene: false,
+                        });
+                    }
+                }
+                (SourceModel::Join(branches), Arc::new(joined))
+            }
+            SourceKind::Sequence(steps) => {
+                let mut last = Arc::new(Schema::open("sequence"));
+                let mut out = Vec::new();
+                for st in steps {
+                    let (_, schema) = self.source_schema(&st.ty);
+                    if let Some(f) = &st.filter {
+                        let scope = p.scope(&schema);
+                        self.condition(f, &scope, "a step filter");
+                    }
+                    if let Some(w) = &st.within {
+                        self.duration_arg(w, "`within`");
+                    }
+                    p.bound.push(AliasBinding {
+                        name: st.alias.name.clone(),
+                        schema: (*schema).clone(),
+                        kleene: false,
+                    });
+                    out.push((st.alias.name.clone(), st.ty.name.clone()));
+                    last = schema;
+                }
+                let mut m = (*last).clone();
+                m.aliases = p.bound.clone();
+                (SourceModel::Sequence(out), Arc::new(m))
+            }
+            SourceKind::Error => (
+                SourceModel::Error,
+                Arc::new(Schema::open(s.name.name.clone())),
+            ),
+            SourceKind::Timer(_) => {
+                if capabilities::TIMER_SOURCE != Support::Supported {
+                    self.report(
+                        Diagnostic::new(
+                            codes::UNSUPPORTED_CONSTRUCT,
+                            "`timer(...)` sources are not supported yet",
+                            s.source.span,
+                        )
+                        .with_label("not supported yet"),
+                    );
+                }
+                (
+                    SourceModel::Timer,
+                    Arc::new(Schema::open(format!("Timer_{}", s.name.name))),
+                )
+            }
+        }
+    }
+
+    fn branches(&mut self, items: &[InlineStream], join: bool) -> Vec<BranchModel> {
+        let mut out: Vec<BranchModel> = Vec::new();
+        for it in items {
+            let (name, src) = match it {
+                InlineStream::Ref(i) => (i, i),
+                InlineStream::Decl { name, ty, .. } => (name, ty),
+            };
+            let (_, schema) = self.source_schema(src);
+            if let InlineStream::Decl { ops, .. } = it {
+                for op in ops {
+                    match &op.kind {
+                        OpKind::Call { name: opname, args }
+                            if opname.name == "where" || (join && opname.name == "on") =>
+                        {
+                            let scope = Scope::over(schema.clone());
+                            match args.first() {
+                                Some(a) if args.len() == 1 => {
+                                    let what = if opname.name == "on" {
+                                        "a join condition"
+                                    } else {
+                                        "a filter"
+                                    };
+                                    if opname.name == "on" {
+                                        // Join conditions may mention the other branches.
+                                        let mut sc = scope.clone();
+                                        sc.event = Some(Arc::new(Schema::open(&schema.name)));
+                                        self.condition(&a.value, &sc, what);
+                                    } else {
+                                        self.condition(&a.value, &scope, what);
+                                    }
+                                }
+                                _ => self.arity(
+                                    op.span,
+                                    opname,
+                                    args.len(),
+                                    1,
+                                    1,
+                                    ".where(condition)",
+                                ),
+                            }
+                        }
+                        OpKind::Call { name: opname, .. } => self.report(
+                            Diagnostic::new(
+                                codes::UNSUPPORTED_CONSTRUCT,
+                                format!(
+                                    "`.{}` is not supported on a `{}` branch",
+                                    opname.name,
+                                    if join { "join" } else { "merge" }
+                                ),
+                                opname.span,
+                            )
+                            .with_label("only `.where` (and `.on` in joins) may follow a branch"),
+                        ),
+                        _ => self.report(
+                            Diagnostic::new(
+                                codes::UNSUPPORTED_CONSTRUCT,
+                                "this operator is not supported on a branch",
+                                op.span,
+                            )
+                            .with_label("only `.where` (and `.on` in joins) may follow a branch"),
+                        ),
+                    }
+                }
+            }
+            if let Some(prev) = out.iter().find(|b| b.name == name.name) {
+                let _ = prev;
+                self.report(
+                    Diagnostic::new(
+                        codes::DUPLICATE_ALIAS,
+                        format!("branch `{}` appears twice", name.name),
+                        name.span,
+                    )
+                    .with_label("repeated branch")
+                    .with_help(
+                        "name the inline streams differently: `stream A2 = Type.where(...)`",
+                    ),
+                );
+            }
+            out.push(BranchModel {
+                name: name.name.clone(),
+                source: src.name.clone(),
+                schema,
+            });
+        }
+        out
+    }
+
+    /// Checks `Conn, k: v, ...` arguments of `.from`/`.to`; returns the
+    /// connector's name when it resolves.
+    pub(super) fn connector_args(
+        &mut self,
+        span: Span,
+        _ty: &Ident,
+        args: &[varpulis_syntax::ast::Arg],
+        op: &str,
+    ) -> Option<String> {
+        let first = args.iter().find(|a| a.name.is_none());
+        let Some(first) = first else {
+            self.report(
+                Diagnostic::new(codes::WRONG_ARITY, format!("`.{op}` needs a connector"), span)
+                    .with_label("no connector given")
+                    .with_help(format!("write `.{op}(MyConnector)` with a connector declared by `connector MyConnector = ...`")),
+            );
+            return None;
+        };
+        for a in args.iter().filter(|a| a.name.is_some()) {
+            let scope = Scope::default();
+            if let Some(n) = &a.name {
+                let t = self.expr(&a.value, &scope);
+                if n.name == "topic" && !t.fits(&crate::types::Type::Str) {
+                    self.report(
+                        Diagnostic::new(
+                            codes::CONNECTOR_PARAM_KIND,
+                            format!("`topic` must be a string, found `{t}`"),
+                            a.value.span,
+                        )
+                        .with_label(format!("this is `{t}`")),
+                    );
+                }
+            }
+        }
+        let varpulis_syntax::ast::ExprKind::Ident(c) = &first.value.kind else {
+            if !crate::resolve::walk::has_error(&first.value) {
+                self.report(
+                    Diagnostic::new(
+                        codes::NOT_A_CONNECTOR,
+                        format!("the first argument of `.{op}` must name a connector"),
+                        first.value.span,
+                    )
+                    .with_label("not a connector name"),
+                );
+            }
+            return None;
+        };
+        match self.env.decl(&c.name) {
+            Some(DeclKind::Connector) => Some(c.name.clone()),
+            Some(kind) => {
+                self.report(
+                    Diagnostic::new(codes::NOT_A_CONNECTOR, format!("`{}` is {}, not a connector", c.name, kind.describe()), c.span)
+                        .with_label("not a connector")
+                        .with_help(format!("declare a connector, e.g. `connector Out = file (path: \"out.jsonl\")`, and use `.{op}(Out)`")),
+                );
+                None
+            }
+            None => {
+                let cands = self.env.names(|k| k == DeclKind::Connector);
+                let help = suggest::did_you_mean(&c.name, cands.iter().map(String::as_str))
+                    .map(str::to_string);
+                let d = Diagnostic::new(
+                    codes::UNKNOWN_CONNECTOR,
+                    format!("unknown connector `{}`", c.name),
+                    c.span,
+                )
+                .with_label("not declared");
+                let d = match help {
+                    Some(h) => d
+                        .with_help(format!("did you mean `{h}`?"))
+                        .with_suggestion(c.span, h),
+                    None => d.with_help(format!(
+                        "declare it, e.g. `connector {} = file (path: \"out.jsonl\")`",
+                        c.name
+                    )),
+                };
+                self.report(d);
+                None
+            }
+        }
+    }
+
+    /// Dispatches one operator; returns its semantics and output schema.
+    fn op(
+        &mut self,
+        s: &StreamDecl,
+        op: &Op,
+        input: &Arc<Schema>,
+        p: &mut Pipeline,
+    ) -> (StageKind, Arc<Schema>) {
+        match &op.kind {
+            OpKind::FollowedBy(step) => self.step(step, input, p),
+            OpKind::Not(step) => {
+                if !p.is_sequence {
+                    self.outside_sequence(op.span, "not");
+                }
+                let (_, schema) = self.source_schema(&step.ty);
+                if let Some(f) = &step.filter {
+                    let mut scope = p.scope(&schema);
+                    scope.later_aliases.clear();
+                    for (n, _) in &p.all_aliases {
+                        if scope.aliases.iter().all(|a| a.name != *n) {
+                            if let Some(b) = p.bound.iter().find(|b| b.name == *n) {
+                                scope.aliases.push(b.clone());
+                            }
+                        }
+                    }
+                    self.condition(f, &scope, "a `.not` filter");
+                }
+                (
+                    StageKind::Not {
+                        ty: step.ty.name.clone(),
+                        filter: step.filter.as_ref().map(|f| f.span),
+                    },
+                    input.clone(),
+                )
+            }
+            OpKind::Emit { as_type, args } => self.emit(s, op, as_type.as_ref(), args, input, p),
+            OpKind::Call { name, args } => self.call_op(s, op, name, args, input, p),
+        }
+    }
+
+    fn step(
+        &mut self,
+        step: &SeqStep,
+        input: &Arc<Schema>,
+        p: &mut Pipeline,
+    ) -> (StageKind, Arc<Schema>) {
+        let (_, schema) = self.source_schema(&step.ty);
+        if let Some(f) = &step.filter {
+            let mut scope = p.scope(&schema);
+            // A Kleene step's filter may refer to its own alias: the previous
+            // event of the accumulation (§8.3).
+            if let (true, Some(a)) = (step.all, &step.alias) {
+                scope.later_aliases.retain(|(n, _)| *n != a.name);
+                scope.aliases.push(AliasBinding {
+                    name: a.name.clone(),
+                    schema: (*schema).clone(),
+                    kleene: false,
+                });
+            }
+            self.condition(f, &scope, "a step filter");
+        }
+        if let Some(a) = &step.alias {
+            p.bound.retain(|b| b.name != a.name);
+            p.bound.push(AliasBinding {
+                name: a.name.clone(),
+                schema: (*schema).clone(),
+                kleene: step.all,
+            });
+        }
+        let _ = input;
+        let mut m = (*schema).clone();
+        m.aliases = p.bound.clone();
+        let kind = StageKind::Step {
+            ty: step.ty.name.clone(),
+            alias: step.alias.as_ref().map(|a| a.name.clone()),
+            kleene: step.all,
+            filter: step.filter.as_ref().map(|f| f.span),
+        };
+        (kind, Arc::new(m))
+    }
+
+    pub(super) fn outside_sequence(&mut self, span: Span, op: &str) {
+        self.report(
+            Diagnostic::new(
+                codes::WITHIN_OUTSIDE_SEQUENCE,
+                format!("`.{op}` is only meaningful in a sequence"),
+                span,
+            )
+            .with_label("this stream has no `->` steps")
+            .with_help("add a step such as `-> Next where ... as n`, or remove this operator"),
+        );
+    }
+
+    fn call_op(
+        &mut self,
+        s: &StreamDecl,
+        op: &Op,
+        name: &Ident,
+        args: &[varpulis_syntax::ast::Arg],
+        input: &Arc<Schema>,
+        p: &mut Pipeline,
+    ) -> (StageKind, Arc<Schema>) {
+        let Some(info) = capabilities::operator(&name.name) else {
+            let help = suggest::did_you_mean(&name.name, capabilities::operator_names())
+                .map(str::to_string);
+            let d = Diagnostic::new(
+                codes::UNKNOWN_OPERATOR,
+                format!("unknown operator `.{}`", name.name),
+                name.span,
+            )
+            .with_label("no such operator");
+            let d = match help {
+                Some(h) => d
+                    .with_help(format!("did you mean `.{h}`?"))
+                    .with_suggestion(name.span, h),
+                None => d,
+            };
+            self.report(d);
+            return (StageKind::Invalid, input.clone());
+        };
+        match info.support {
+            Support::NotYet => {
+                self.report(
+                    Diagnostic::new(
+                        codes::UNSUPPORTED_OPERATOR,
+                        format!("operator `.{}` is not supported yet", name.name),
+                        name.span,
+                    )
+                    .with_label("parsed, but the engine does not run it")
+                    .with_note(format!("`.{}`: {}", name.name, info.summary))
+                    .with_help(format!("remove `.{}(...)` from the pipeline", name.name)),
+                );
+                return (StageKind::Invalid, input.clone());
+            }
+            Support::NoOp => {
+                self.report(
+                    Diagnostic::new(
+                        codes::TAP_NO_OP,
+                        format!("`.{}` does nothing", name.name),
+                        op.span,
+                    )
+                    .with_label("ignored")
+                    .with_help("remove it, or use `.print(...)` to observe events"),
+                );
+                return (StageKind::Tap, input.clone());
+            }
+            Support::Supported => {}
+        }
+        if !self.op_shape(name, args, info) {
+            return (StageKind::Invalid, input.clone());
+        }
+        self.supported_op(s, op, name, args, input, p)
+    }
+
+    /// Generic arity and named-argument checks from the capability table.
+    fn op_shape(
+        &mut self,
+        name: &Ident,
+        args: &[varpulis_syntax::ast::Arg],
+        info: &capabilities::OpInfo,
+    ) -> bool {
+        let Some(named) = info.named else { return true };
+        let positional = args.iter().filter(|a| a.name.is_none()).count();
+        let mut ok = true;
+        for a in args {
+            if let Some(n) = &a.name {
+                if !named.contains(&n.name.as_str()) {
+                    let help = suggest::help(&n.name, named.iter().copied());
+                    let d = Diagnostic::new(
+                        codes::UNKNOWN_ARGUMENT,
+                        format!("`.{}` has no parameter `{}`", name.name, n.name),
+                        n.span,
+                    )
+                    .with_label("unknown parameter");
+                    let d = match help {
+                        Some(h) => d.with_help(h),
+                        None if named.is_empty() => {
+                            d.with_help(format!("`.{}` takes only positional arguments", name.name))
+                        }
+                        None => d.with_note(format!(
+                            "parameters: {}",
+                            super::expr::list(named.iter().copied())
+                        )),
+                    };
+                    self.report(d);
+                    ok = false;
+                }
+            }
+        }
+        if ok && (positional < info.min_positional || positional > info.max_positional) {
+            let sig = format!(".{}: {}", info.name, info.summary);
+            let span = Span::new(
+                name.span.start,
+                args.last().map_or(name.span.end, |a| a.span.end + 1),
+            );
+            self.arity(
+                span,
+                name,
+                positional,
+                info.min_positional,
+                info.max_positional,
+                &sig,
+            );
+            ok = false;
+        }
+        ok
+    }
+}
+
+fn is_call(op: &Op, name: &str) -> bool {
+    matches!(&op.kind, OpKind::Call { name: n, .. } if n.name == name)
+}

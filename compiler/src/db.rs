@@ -1,0 +1,374 @@
+//! The salsa database and the compiler's incremental queries.
+//!
+//! Modelled on salsa's `examples/calc` and ruff's `ruff_db`. The pipeline:
+//!
+//! ```text
+//! SourceFile (input: path, text)
+//!   └─ file_items      expand declaration loops, split into items; each item's
+//!        │             text is interned as an ItemKey (file + text)
+//!        ├─ parse_item      per ItemKey: unchanged text ⇒ not re-parsed
+//!        ├─ name_index      per file: declared names → item, duplicates, cycles
+//!        └─ analyze_item    per ItemKey: resolve + check, item-relative spans
+//!              └─ reads other items only through `signature(file, name)`
+//!   └─ file_diagnostics  absolute spans, mapped through the loop source map
+//! ```
+//!
+//! **Diagnostics are return values, not accumulators**: `analyze_item`
+//! returns them inside its [`ItemAnalysis`], and `file_diagnostics` collects
+//! them. Return values make equality-based backdating apply to diagnostics
+//! too and keep the semantic model and its diagnostics in one memo.
+//!
+//! **Incrementality invariant**: checking stream `S` depends on `S`'s own
+//! text, on the name index (backdated when names are unchanged), and on the
+//! `signature` of each name it reads (an event schema, a stream output
+//! schema, a function signature, a global's type), each backdated when equal.
+//! Editing a line inside stream `A` re-parses and re-checks `A` only; `B` is
+//! not re-checked unless `A`'s output schema changed. `tests/incremental.rs`
+//! asserts this from salsa's events.
+
+use std::sync::{Arc, Mutex};
+
+use varpulis_syntax::ast::Item;
+use varpulis_syntax::{ItemParse, SourceMap, SyntaxError};
+
+use crate::check;
+use crate::diagnostic::Diagnostic;
+use crate::model::{ItemAnalysis, ItemModel};
+use crate::resolve::{DeclKind, Env, NameIndex};
+use crate::types::{FnSig, Schema, Type};
+
+/// The database trait every query takes.
+#[salsa::db]
+pub trait Db: salsa::Database {}
+
+/// Recorded salsa events, for incrementality tests.
+pub type EventLog = Arc<Mutex<Vec<salsa::DatabaseKeyIndex>>>;
+
+/// The compiler's database.
+#[salsa::db]
+#[derive(Clone, Default)]
+pub struct Database {
+    storage: salsa::Storage<Self>,
+}
+
+impl Database {
+    /// A database that records the key of every query execution
+    /// (`WillExecute` events) into the returned log.
+    pub fn with_event_log() -> (Database, EventLog) {
+        let log: EventLog = Arc::default();
+        let sink = log.clone();
+        let storage = salsa::Storage::new(Some(Box::new(move |event: salsa::Event| {
+            if let salsa::EventKind::WillExecute { database_key } = event.kind {
+                if let Ok(mut v) = sink.lock() {
+                    v.push(database_key);
+                }
+            }
+        })));
+        (Database { storage }, log)
+    }
+}
+
+#[salsa::db]
+impl salsa::Database for Database {}
+
+#[salsa::db]
+impl Db for Database {}
+
+/// One source file: the only input.
+#[salsa::input(debug)]
+pub struct SourceFile {
+    /// Path as given by the host (used in rendered diagnostics).
+    #[returns(ref)]
+    pub path: String,
+    /// Full text.
+    #[returns(ref)]
+    pub text: String,
+}
+
+/// The text of one top-level item of a file. Interned, so an item whose text
+/// did not change keeps its key and all queries keyed by it stay cached,
+/// wherever the item moved in the file.
+#[salsa::interned(debug)]
+pub struct ItemKey<'db> {
+    /// The file the item belongs to (its declarations are the environment).
+    pub file: SourceFile,
+    /// The item's text, from its first byte (leading comments included).
+    #[returns(ref)]
+    pub text: String,
+}
+
+/// An interned top-level name, the key of [`signature`].
+#[salsa::interned(debug)]
+pub struct Name<'db> {
+    /// The name.
+    #[returns(ref)]
+    pub text: String,
+}
+
+/// One item of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, salsa::SalsaValue)]
+pub struct ItemEntry<'db> {
+    /// Offset of the item in the loop-expanded text.
+    pub offset: u32,
+    /// The item's interned text.
+    pub key: ItemKey<'db>,
+}
+
+/// The items of a file after declaration-loop expansion.
+#[derive(Clone, Debug, PartialEq, Eq, salsa::SalsaValue)]
+pub struct FileItems<'db> {
+    /// Items in order.
+    pub items: Vec<ItemEntry<'db>>,
+    /// Maps the expanded text back to the file's text.
+    pub source_map: SourceMap,
+    /// Errors of loops that could not be expanded (expanded-text spans).
+    pub loop_errors: Vec<SyntaxError>,
+}
+
+/// Expands declaration loops and splits the file into items.
+///
+/// Re-executes on every edit of the file (it reads the whole text), but is
+/// cheap: lexing for boundaries only. Downstream queries are keyed by the
+/// interned item texts, so they see the same keys for unchanged items.
+#[salsa::tracked(returns(ref))]
+pub fn file_items(db: &dyn Db, file: SourceFile) -> FileItems<'_> {
+    let text = file.text(db);
+    let (expanded, source_map, loop_errors) = varpulis_syntax::expand_decl_loops(text);
+    let items = varpulis_syntax::split_items(&expanded)
+        .into_iter()
+        .map(|r| ItemEntry {
+            offset: r.start as u32,
+            key: ItemKey::new(db, file, expanded[r].to_string()),
+        })
+        .collect();
+    FileItems {
+        items,
+        source_map,
+        loop_errors,
+    }
+}
+
+/// Parses one item. Keyed by the item's interned text, so it runs once per
+/// distinct text and never re-runs for an unchanged item.
+#[salsa::tracked(returns(ref))]
+pub fn parse_item(db: &dyn Db, key: ItemKey<'_>) -> ItemParse {
+    varpulis_syntax::parse_item(key.text(db))
+}
+
+/// The declared names of a file. Re-executes after any edit (it reads every
+/// item's parse, which is cached), and is backdated when the declared names,
+/// their kinds and positions are unchanged, which is what keeps other items'
+/// checks cached.
+#[salsa::tracked(returns(ref))]
+pub fn name_index(db: &dyn Db, file: SourceFile) -> NameIndex {
+    let items = file_items(db, file);
+    let parses: Vec<&ItemParse> = items.items.iter().map(|e| parse_item(db, e.key)).collect();
+    NameIndex::build(parses.iter().map(|p| &p.item))
+}
+
+/// What other items may read about a declaration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Signature {
+    /// An event type's schema.
+    Event(Arc<Schema>),
+    /// A stream's output schema or a pattern's match schema.
+    Stream(Arc<Schema>),
+    /// A function's signature.
+    Fn(FnSig),
+    /// A global's type.
+    Global(Type),
+    /// A type alias's meaning.
+    TypeAlias(Type),
+    /// Connectors, contexts: nothing beyond their kind.
+    Other,
+}
+
+/// The signature of the top-level `name` of `file`.
+///
+/// The firewall between items: it re-executes when the file changes, but its
+/// result is usually equal (an edit inside a stream's filter leaves its output
+/// schema as it was), so the checks that read it are not re-run. Function
+/// signatures come from the declaration's parameter and return types when the
+/// return type is written, so recursive functions do not depend on
+/// themselves. Cycles the name index did not predict fall back to `None`.
+#[salsa::tracked(cycle_result = signature_cycle)]
+pub fn signature<'db>(db: &'db dyn Db, file: SourceFile, name: Name<'db>) -> Option<Signature> {
+    let index = name_index(db, file);
+    let n = name.text(db);
+    let decl = index.get(n)?;
+    let entry = file_items(db, file).items.get(decl.item)?;
+    let env = DbEnv { db, file };
+    if let (DeclKind::Fn, Item::Fn(f)) = (decl.kind, &parse_item(db, entry.key).item) {
+        let (params, ret) = check::fn_signature(&env, f);
+        let ret = match ret {
+            Some(t) => t,
+            None if index.is_cyclic(n) => Type::Any,
+            None => match &analyze_item(db, entry.key).model {
+                ItemModel::Fn(sig) => sig.ret.clone(),
+                _ => Type::Any,
+            },
+        };
+        return Some(Signature::Fn(FnSig { params, ret }));
+    }
+    if index.is_cyclic(n) {
+        return None;
+    }
+    Some(match &analyze_item(db, entry.key).model {
+        ItemModel::Event(s) => Signature::Event(s.clone()),
+        ItemModel::Stream(m) => Signature::Stream(m.output.clone()),
+        ItemModel::Pattern(p) => Signature::Stream(p.schema.clone()),
+        ItemModel::Fn(sig) => Signature::Fn(sig.clone()),
+        ItemModel::Global(t) => Signature::Global(t.clone()),
+        ItemModel::TypeAlias(t) => Signature::TypeAlias(t.clone()),
+        ItemModel::Connector(_) | ItemModel::Other => Signature::Other,
+    })
+}
+
+fn signature_cycle<'db>(
+    _db: &'db dyn Db,
+    _id: salsa::Id,
+    _file: SourceFile,
+    _name: Name<'db>,
+) -> Option<Signature> {
+    None
+}
+
+/// Resolves and type-checks one item.
+///
+/// Keyed by the item's interned text: the check of an unchanged item is
+/// re-used unless a signature it read changed. Diagnostics have item-relative
+/// spans. When the item has syntax errors its semantic diagnostics are
+/// dropped (the model is still built), so one cause gives one diagnostic.
+#[salsa::tracked(returns(ref))]
+pub fn analyze_item(db: &dyn Db, key: ItemKey<'_>) -> ItemAnalysis {
+    let parse = parse_item(db, key);
+    let env = DbEnv {
+        db,
+        file: *key.file(db),
+    };
+    let mut analysis = check::check_item(&env, &parse.item);
+    if !parse.errors.is_empty() {
+        analysis.diagnostics.clear();
+    }
+    analysis
+}
+
+/// All diagnostics of a file, with absolute spans in the file's own text,
+/// sorted by position. Cheap: it shifts and concatenates cached results.
+#[salsa::tracked(returns(ref))]
+pub fn file_diagnostics(db: &dyn Db, file: SourceFile) -> Vec<Diagnostic> {
+    let items = file_items(db, file);
+    let mut out: Vec<Diagnostic> = items.loop_errors.iter().map(Diagnostic::from).collect();
+    for entry in &items.items {
+        let parse = parse_item(db, entry.key);
+        out.extend(
+            parse
+                .errors
+                .iter()
+                .map(|e| Diagnostic::from(e).shifted(entry.offset)),
+        );
+        let analysis = analyze_item(db, entry.key);
+        out.extend(
+            analysis
+                .diagnostics
+                .iter()
+                .map(|d| d.clone().shifted(entry.offset)),
+        );
+    }
+    let index = name_index(db, file);
+    for dup in &index.duplicates {
+        let at = |d: &crate::resolve::Decl| {
+            let off = items.items.get(d.item).map_or(0, |e| e.offset);
+            d.name_span.shifted(off)
+        };
+        out.push(
+            Diagnostic::new(
+                crate::codes::DUPLICATE_DECLARATION,
+                format!("`{}` is declared twice", dup.name),
+                at(&dup.again),
+            )
+            .with_label(format!(
+                "{} named `{}` already exists",
+                dup.first.kind.describe(),
+                dup.name
+            ))
+            .with_secondary(at(&dup.first), "first declared here")
+            .with_help("rename one of them; all top-level names share one namespace"),
+        );
+    }
+    if !items.source_map.is_identity() {
+        for d in &mut out {
+            d.map_spans(|s| items.source_map.span_to_original(s));
+        }
+    }
+    out.sort_by_key(|d| (d.primary.span.start, d.primary.span.end, d.code));
+    out
+}
+
+/// [`Env`] over the database: each method is a cached query.
+struct DbEnv<'db> {
+    db: &'db dyn Db,
+    file: SourceFile,
+}
+
+impl DbEnv<'_> {
+    fn sig(&self, name: &str) -> Option<Signature> {
+        signature(self.db, self.file, Name::new(self.db, name.to_string())).clone()
+    }
+}
+
+impl Env for DbEnv<'_> {
+    fn decl(&self, name: &str) -> Option<DeclKind> {
+        name_index(self.db, self.file).get(name).map(|d| d.kind)
+    }
+
+    fn is_cyclic(&self, name: &str) -> bool {
+        name_index(self.db, self.file).is_cyclic(name)
+    }
+
+    fn names(&self, filter: fn(DeclKind) -> bool) -> Vec<String> {
+        let mut v: Vec<String> = name_index(self.db, self.file)
+            .decls
+            .iter()
+            .filter(|(_, d)| filter(d.kind))
+            .map(|(n, _)| n.clone())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn event_schema(&self, name: &str) -> Option<Arc<Schema>> {
+        match self.sig(name)? {
+            Signature::Event(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn stream_schema(&self, name: &str) -> Option<Arc<Schema>> {
+        match self.sig(name)? {
+            Signature::Stream(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn fn_sig(&self, name: &str) -> Option<FnSig> {
+        match self.sig(name)? {
+            Signature::Fn(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn global_type(&self, name: &str) -> Option<Type> {
+        match self.sig(name)? {
+            Signature::Global(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn type_alias(&self, name: &str) -> Option<Type> {
+        match self.sig(name)? {
+            Signature::TypeAlias(t) => Some(t),
+            _ => None,
+        }
+    }
+}

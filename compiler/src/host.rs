@@ -1,0 +1,344 @@
+//! The host API used by the CLI, the REPL and the LSP. It hides salsa: hosts
+//! set file texts and ask questions; every answer is computed incrementally.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use salsa::plumbing::AsId;
+use salsa::Setter;
+use varpulis_syntax::ast::Item;
+use varpulis_syntax::Span;
+
+use crate::db::{self, Database, EventLog, SourceFile};
+use crate::diagnostic::{self, Diagnostic};
+use crate::model::{ItemAnalysis, ItemModel, StreamModel};
+use crate::resolve::DeclKind;
+use crate::types::{Field, Schema};
+
+/// A top-level declaration, for outlines and go-to-definition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Symbol {
+    /// Declared name.
+    pub name: String,
+    /// What it declares.
+    pub kind: DeclKind,
+    /// The name's span in the file.
+    pub name_span: Span,
+    /// Index of the declaring item.
+    pub item: usize,
+}
+
+/// One checked item, for the lowering.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckedItem<'a> {
+    /// Offset of the item in the loop-expanded text (add it to the item's
+    /// spans for positions in that text).
+    pub offset: u32,
+    /// The syntax tree (item-relative spans).
+    pub item: &'a Item,
+    /// Types, resolutions and per-stage schemas.
+    pub analysis: &'a ItemAnalysis,
+}
+
+/// The compiler: a set of source files and the incremental database.
+#[derive(Default)]
+pub struct Compiler {
+    db: Database,
+    files: FxHashMap<String, SourceFile>,
+    log: Option<EventLog>,
+}
+
+impl Compiler {
+    /// An empty compiler.
+    pub fn new() -> Compiler {
+        Compiler::default()
+    }
+
+    /// A compiler that records which queries execute (see
+    /// [`Compiler::take_executed`]); for incrementality tests.
+    pub fn with_event_log() -> Compiler {
+        let (db, log) = Database::with_event_log();
+        Compiler {
+            db,
+            files: FxHashMap::default(),
+            log: Some(log),
+        }
+    }
+
+    /// Adds a file or replaces its text.
+    pub fn set_file(&mut self, path: &str, text: impl Into<String>) {
+        let text = text.into();
+        match self.files.get(path) {
+            Some(f) => {
+                if f.text(&self.db) != &text {
+                    f.set_text(&mut self.db).to(text);
+                }
+            }
+            None => {
+                let f = SourceFile::new(&self.db, path.to_string(), text);
+                self.files.insert(path.to_string(), f);
+            }
+        }
+    }
+
+    /// The current text of a file.
+    pub fn text(&self, path: &str) -> Option<&str> {
+        self.files.get(path).map(|f| f.text(&self.db).as_str())
+    }
+
+    /// All diagnostics of a file (syntax and semantic), sorted by position,
+    /// with spans in the file's text. Empty for unknown files.
+    pub fn check(&self, path: &str) -> Vec<Diagnostic> {
+        self.files
+            .get(path)
+            .map(|f| db::file_diagnostics(&self.db, *f).clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether a file has errors (warnings do not count).
+    pub fn has_errors(&self, path: &str) -> bool {
+        diagnostic::has_errors(&self.check(path))
+    }
+
+    /// The lowered [`varpulis_program::Program`] of a file, or its errors.
+    ///
+    /// A file whose check reports errors is not lowered: those errors are
+    /// returned. Otherwise [`crate::lower::lower_file`] runs over the cached
+    /// parses and analyses; it is not memoised itself (it is a linear pass
+    /// and hosts ask for it once per run), so it needs no `Eq` on `Program`.
+    /// An unknown path lowers as an empty file.
+    pub fn program(&self, path: &str) -> Result<varpulis_program::Program, Vec<Diagnostic>> {
+        let errors: Vec<Diagnostic> = self
+            .check(path)
+            .into_iter()
+            .filter(Diagnostic::is_error)
+            .collect();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let Some(&file) = self.files.get(path) else {
+            return Ok(varpulis_program::Program::default());
+        };
+        let items = self.items(path);
+        let expanded = db::file_items(&self.db, file);
+        let source_map = (!expanded.source_map.is_identity()).then_some(&expanded.source_map);
+        let input = crate::lower::LowerInput {
+            file: path,
+            text: file.text(&self.db),
+            items: &items,
+            source_map,
+        };
+        crate::lower::lower_file(&input)
+    }
+
+    /// The checked items of a file in order (for the lowering).
+    pub fn items(&self, path: &str) -> Vec<CheckedItem<'_>> {
+        let Some(&file) = self.files.get(path) else {
+            return Vec::new();
+        };
+        db::file_items(&self.db, file)
+            .items
+            .iter()
+            .map(|e| CheckedItem {
+                offset: e.offset,
+                item: &db::parse_item(&self.db, e.key).item,
+                analysis: db::analyze_item(&self.db, e.key),
+            })
+            .collect()
+    }
+
+    /// The top-level declarations of a file, in order.
+    pub fn symbols(&self, path: &str) -> Vec<Symbol> {
+        let Some(&file) = self.files.get(path) else {
+            return Vec::new();
+        };
+        let items = db::file_items(&self.db, file);
+        let mut v: Vec<Symbol> = db::name_index(&self.db, file)
+            .decls
+            .iter()
+            .map(|(name, d)| Symbol {
+                name: name.clone(),
+                kind: d.kind,
+                name_span: self.original(
+                    file,
+                    d.name_span
+                        .shifted(items.items.get(d.item).map_or(0, |e| e.offset)),
+                ),
+                item: d.item,
+            })
+            .collect();
+        v.sort_by_key(|s| (s.item, s.name_span.start));
+        v
+    }
+
+    fn original(&self, file: SourceFile, span: Span) -> Span {
+        db::file_items(&self.db, file)
+            .source_map
+            .span_to_original(span)
+    }
+
+    /// The checked model of the stream `name`.
+    pub fn stream(&self, path: &str, name: &str) -> Option<&StreamModel> {
+        let item = self.item_of(path, name)?;
+        match &item.analysis.model {
+            ItemModel::Stream(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The output schema of stream (or pattern) `name`: ordered fields with
+    /// their types.
+    pub fn stream_schema(&self, path: &str, name: &str) -> Option<Arc<Schema>> {
+        let item = self.item_of(path, name)?;
+        match &item.analysis.model {
+            ItemModel::Stream(m) => Some(m.output.clone()),
+            ItemModel::Pattern(p) => Some(p.schema.clone()),
+            ItemModel::Event(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    fn item_of(&self, path: &str, name: &str) -> Option<CheckedItem<'_>> {
+        let &file = self.files.get(path)?;
+        let decl = db::name_index(&self.db, file).get(name)?;
+        self.items(path).into_iter().nth(decl.item)
+    }
+
+    /// The fields in scope at byte `offset` of a stream (the input schema of
+    /// the operator containing the offset, or the stream's output after its
+    /// last operator), for completion.
+    pub fn fields_at(&self, path: &str, offset: u32) -> Vec<Field> {
+        let Some(&file) = self.files.get(path) else {
+            return Vec::new();
+        };
+        for ci in self.items(path) {
+            let Item::Stream(s) = ci.item else { continue };
+            let span = s.span.shifted(ci.offset);
+            let span = self.original(file, span);
+            if offset < span.start || offset > span.end {
+                continue;
+            }
+            let ItemModel::Stream(m) = &ci.analysis.model else {
+                return Vec::new();
+            };
+            for (op, stage) in s.ops.iter().zip(&m.stages) {
+                let os = self.original(file, op.span.shifted(ci.offset));
+                if offset >= os.start && offset <= os.end {
+                    return stage.input.fields.clone();
+                }
+            }
+            return m.output.fields.clone();
+        }
+        Vec::new()
+    }
+
+    /// The span of the declaration named by the identifier at `offset`.
+    pub fn definition(&self, path: &str, offset: u32) -> Option<Span> {
+        let text = self.text(path)?;
+        let bytes = text.as_bytes();
+        let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+        let mut start = (offset as usize).min(bytes.len());
+        while start > 0 && is_ident(bytes[start - 1]) {
+            start -= 1;
+        }
+        let mut end = (offset as usize).min(bytes.len());
+        while end < bytes.len() && is_ident(bytes[end]) {
+            end += 1;
+        }
+        let word = text.get(start..end)?;
+        self.symbols(path)
+            .into_iter()
+            .find(|s| s.name == word)
+            .map(|s| s.name_span)
+    }
+
+    /// Drains the log of executed queries as `query(subject)` strings, where
+    /// the subject of a per-item query is the item's declared name. Empty
+    /// unless built with [`Compiler::with_event_log`].
+    pub fn take_executed(&self) -> Vec<String> {
+        let Some(log) = &self.log else {
+            return Vec::new();
+        };
+        let keys: Vec<salsa::DatabaseKeyIndex> = log
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        let mut names: FxHashMap<salsa::Id, String> = FxHashMap::default();
+        for &file in self.files.values() {
+            for e in &db::file_items(&self.db, file).items {
+                let name = db::parse_item(&self.db, e.key)
+                    .item
+                    .name()
+                    .map_or("?".to_string(), |n| n.name.clone());
+                names.insert(e.key.as_id(), name);
+            }
+        }
+        // Reading the items above may itself log executions; drop them.
+        if let Ok(mut v) = log.lock() {
+            v.clear();
+        }
+        keys.into_iter()
+            .map(|k| {
+                let query = salsa::Database::ingredient_debug_name(&self.db, k.ingredient_index());
+                match names.get(&k.key_index()) {
+                    Some(n) => format!("{query}({n})"),
+                    None => query.to_string(),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Compiler {
+        let mut c = Compiler::new();
+        c.set_file("t.vpl", text);
+        c
+    }
+
+    #[test]
+    fn stream_schema_after_emit() {
+        let c = check("event R:\n    a: int\n    b: str\nstream S = R\n    .emit(x: a * 2, b)\n");
+        let s = c.stream_schema("t.vpl", "S").expect("S exists");
+        let got: Vec<String> = s
+            .fields
+            .iter()
+            .map(|f| format!("{}: {}", f.name, f.ty))
+            .collect();
+        assert_eq!(got, ["x: int", "b: str"]);
+    }
+
+    #[test]
+    fn symbols_and_definition() {
+        let c = check("event R:\n    a: int\nstream S = R\n");
+        let syms: Vec<(String, DeclKind)> = c
+            .symbols("t.vpl")
+            .into_iter()
+            .map(|s| (s.name, s.kind))
+            .collect();
+        assert_eq!(
+            syms,
+            [
+                ("R".to_string(), DeclKind::Event),
+                ("S".to_string(), DeclKind::Stream)
+            ]
+        );
+        assert_eq!(c.definition("t.vpl", 31), Some(Span::new(6, 7)));
+    }
+
+    #[test]
+    fn fields_at_an_operator() {
+        let text = "event R:\n    a: int\nstream S = R\n    .select(b: a)\n    .where(b > 1)\n";
+        let c = check(text);
+        let off = text.find("b > 1").expect("present") as u32;
+        let names: Vec<String> = c
+            .fields_at("t.vpl", off)
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(names, ["b"]);
+    }
+}

@@ -1,0 +1,244 @@
+//! Name resolution across items: the per-file name index and the
+//! environment through which checking one item reads the *signatures* of the
+//! others.
+//!
+//! All top-level declarations share one namespace (event types, streams,
+//! patterns, functions, globals, connectors, contexts and type aliases): a
+//! stream source or a `.to()` target is a bare name, so two declarations with
+//! the same name would be ambiguous. The first declaration wins; later ones
+//! are reported as duplicates.
+
+pub mod walk;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use varpulis_syntax::ast::{Item, VarKind};
+use varpulis_syntax::Span;
+
+use crate::types::{FnSig, Schema, Type};
+use std::sync::Arc;
+
+/// What kind of thing a top-level name declares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeclKind {
+    /// `event`.
+    Event,
+    /// `stream`.
+    Stream,
+    /// `pattern`.
+    Pattern,
+    /// `fn`.
+    Fn,
+    /// `let`/`var`/`const` (or a top-level `x := e` creating a `var`).
+    Global(VarKind),
+    /// `connector`.
+    Connector,
+    /// `context`.
+    Context,
+    /// `type`.
+    TypeAlias,
+}
+
+impl DeclKind {
+    /// The kind in words, with an article (`an event type`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            DeclKind::Event => "an event type",
+            DeclKind::Stream => "a stream",
+            DeclKind::Pattern => "a pattern",
+            DeclKind::Fn => "a function",
+            DeclKind::Global(_) => "a variable",
+            DeclKind::Connector => "a connector",
+            DeclKind::Context => "a context",
+            DeclKind::TypeAlias => "a type alias",
+        }
+    }
+
+    fn of(item: &Item) -> Option<DeclKind> {
+        Some(match item {
+            Item::Event(_) => DeclKind::Event,
+            Item::Stream(_) => DeclKind::Stream,
+            Item::Pattern(_) => DeclKind::Pattern,
+            Item::Fn(_) => DeclKind::Fn,
+            Item::Var(v) => DeclKind::Global(v.kind),
+            Item::Connector(_) => DeclKind::Connector,
+            Item::Context(_) => DeclKind::Context,
+            Item::TypeAlias(_) => DeclKind::TypeAlias,
+            _ => return None,
+        })
+    }
+}
+
+/// One declaration in the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Decl {
+    /// What it declares.
+    pub kind: DeclKind,
+    /// Index of the declaring item in the file.
+    pub item: usize,
+    /// Span of the declared name (item-relative).
+    pub name_span: Span,
+}
+
+/// A declaration whose name was already taken.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Duplicate {
+    /// The name.
+    pub name: String,
+    /// The first declaration.
+    pub first: Decl,
+    /// The later one.
+    pub again: Decl,
+}
+
+/// Declared names of one file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NameIndex {
+    /// The first declaration of each name.
+    pub decls: FxHashMap<String, Decl>,
+    /// Later declarations of an existing name.
+    pub duplicates: Vec<Duplicate>,
+    /// Names whose signature depends on itself (cycles of streams, events
+    /// extending each other, recursive functions without a return type,
+    /// globals initialised from each other), with the item that closes the
+    /// cycle, sorted.
+    pub cyclic: Vec<String>,
+}
+
+impl NameIndex {
+    /// Builds the index from the items of a file, in order.
+    pub fn build<'a>(items: impl IntoIterator<Item = &'a Item>) -> NameIndex {
+        let mut index = NameIndex::default();
+        let mut deps: FxHashMap<String, Vec<String>> = FxHashMap::default();
+        for (i, item) in items.into_iter().enumerate() {
+            let (kind, name) = match (DeclKind::of(item), item.name()) {
+                (Some(kind), Some(name)) => (kind, name),
+                (None, Some(name)) if matches!(item, Item::Assign(_)) => {
+                    // `x := e` on an undeclared name creates a `var` (§2.3).
+                    if !index.decls.contains_key(&name.name) {
+                        let decl = Decl {
+                            kind: DeclKind::Global(VarKind::Var),
+                            item: i,
+                            name_span: name.span,
+                        };
+                        index.decls.insert(name.name.clone(), decl);
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            let decl = Decl {
+                kind,
+                item: i,
+                name_span: name.span,
+            };
+            match index.decls.get(&name.name) {
+                Some(first) => index.duplicates.push(Duplicate {
+                    name: name.name.clone(),
+                    first: *first,
+                    again: decl,
+                }),
+                None => {
+                    index.decls.insert(name.name.clone(), decl);
+                    deps.insert(name.name.clone(), walk::signature_deps(item));
+                }
+            }
+        }
+        index.cyclic = find_cycles(&deps);
+        index
+    }
+
+    /// The declaration of `name`.
+    pub fn get(&self, name: &str) -> Option<Decl> {
+        self.decls.get(name).copied()
+    }
+
+    /// Whether `name` is part of a definition cycle.
+    pub fn is_cyclic(&self, name: &str) -> bool {
+        self.cyclic
+            .binary_search_by(|c| c.as_str().cmp(name))
+            .is_ok()
+    }
+
+    /// Names of the given kinds, sorted, for suggestions.
+    pub fn names_of(&self, kinds: &[fn(DeclKind) -> bool]) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .decls
+            .iter()
+            .filter(|(_, d)| kinds.iter().any(|k| k(d.kind)))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Names that can reach themselves through `deps` (iterative DFS colouring).
+fn find_cycles(deps: &FxHashMap<String, Vec<String>>) -> Vec<String> {
+    let mut cyclic: FxHashSet<&str> = FxHashSet::default();
+    let mut names: Vec<&str> = deps.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    for &start in &names {
+        // Whether `start` reaches itself.
+        let mut seen: FxHashSet<&str> = FxHashSet::default();
+        let mut stack: Vec<&str> = deps[start].iter().map(String::as_str).collect();
+        while let Some(n) = stack.pop() {
+            if n == start {
+                cyclic.insert(start);
+                break;
+            }
+            if seen.insert(n) {
+                if let Some(next) = deps.get(n) {
+                    stack.extend(next.iter().map(String::as_str));
+                }
+            }
+        }
+    }
+    let mut v: Vec<String> = cyclic.into_iter().map(str::to_string).collect();
+    v.sort_unstable();
+    v
+}
+
+/// What checking one item may read about the rest of the file. Implemented
+/// over the salsa database, where each method is a separately cached query,
+/// so an item's check depends only on the signatures it actually reads.
+pub trait Env {
+    /// The declaration of a top-level name.
+    fn decl(&self, name: &str) -> Option<DeclKind>;
+    /// Whether the name is part of a definition cycle.
+    fn is_cyclic(&self, name: &str) -> bool;
+    /// Declared names of the given kind, for did-you-mean.
+    fn names(&self, filter: fn(DeclKind) -> bool) -> Vec<String>;
+    /// The full schema of a declared event type.
+    fn event_schema(&self, name: &str) -> Option<Arc<Schema>>;
+    /// The output schema of a stream, or the match schema of a pattern.
+    fn stream_schema(&self, name: &str) -> Option<Arc<Schema>>;
+    /// The signature of a user function.
+    fn fn_sig(&self, name: &str) -> Option<FnSig>;
+    /// The type of a global.
+    fn global_type(&self, name: &str) -> Option<Type>;
+    /// The type a `type` alias stands for.
+    fn type_alias(&self, name: &str) -> Option<Type>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(deps: &[(&str, &[&str])]) -> Vec<String> {
+        let map = deps
+            .iter()
+            .map(|(n, d)| (n.to_string(), d.iter().map(|s| s.to_string()).collect()))
+            .collect();
+        find_cycles(&map)
+    }
+
+    #[test]
+    fn finds_only_names_on_cycles() {
+        assert_eq!(
+            check(&[("A", &["B"]), ("B", &["A"]), ("C", &["A"])]),
+            vec!["A", "B"]
+        );
+        assert_eq!(check(&[("F", &["F"]), ("G", &["Reading"])]), vec!["F"]);
+        assert!(check(&[("A", &["B"]), ("B", &[])]).is_empty());
+    }
+}
