@@ -73,9 +73,6 @@ module.exports = grammar({
     $.duration,
     $.integer,
     $.float,
-    // Never used by the grammar: when it is valid, tree-sitter is recovering
-    // from an error and the scanner steps aside.
-    $._error_sentinel,
   ],
 
   extras: $ => [/\s/, $.comment],

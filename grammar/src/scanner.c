@@ -35,7 +35,6 @@ enum TokenType {
   DURATION,
   INTEGER,
   FLOAT,
-  ERROR_SENTINEL,
 };
 
 /* The columns of the open blocks; the bottom entry is always 0. */
@@ -176,15 +175,6 @@ static bool scan_number(TSLexer *lexer, const bool *valid) {
 }
 
 static bool scan(Scanner *scanner, TSLexer *lexer, const bool *valid) {
-  if (valid[ERROR_SENTINEL]) {
-    /* Error recovery: leave layout alone, but numbers still need lexing. */
-    while (lexer->lookahead == ' ' || lexer->lookahead == '\t' || lexer->lookahead == '\n' ||
-           lexer->lookahead == '\r') {
-      skip(lexer);
-    }
-    return is_digit(lexer->lookahead) && scan_number(lexer, valid);
-  }
-
   /* Layout tokens are zero-width at the position where the scan started. */
   lexer->mark_end(lexer);
 
@@ -216,6 +206,11 @@ static bool scan(Scanner *scanner, TSLexer *lexer, const bool *valid) {
     }
   }
 
+  /*
+   * During error recovery every symbol is "valid". The layout is reported all
+   * the same: it lets the parser close the block that holds the error instead
+   * of wrapping the rest of the file in it.
+   */
   if (found_newline) {
     uint16_t current = *array_back(&scanner->indents);
     if (valid[DEDENT] && column < current && scanner->indents.size > 1) {
