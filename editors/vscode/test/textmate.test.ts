@@ -78,6 +78,7 @@ test("declarations name their stream, event, function and connector", async () =
   assert.equal(scopeOf(tokens, "pump"), "variable.other.property.field.vpl");
   assert.equal(scopeOf(tokens, "str"), "support.type.primitive.vpl");
   assert.equal(scopeOf(tokens, "band"), "entity.name.function.vpl");
+  assert.equal(scopeOf(tokens, "->"), "keyword.operator.arrow.vpl");
   assert.equal(scopeOf(tokens, "Out"), "entity.name.constant.connector.vpl");
   assert.equal(scopeOf(tokens, "kafka"), "support.type.connector.vpl");
   assert.equal(scopeOf(tokens, "Hot"), "entity.name.type.stream.vpl");
@@ -121,6 +122,13 @@ test("word boundaries: 5min is not a duration and notes is not the keyword not",
   assert.equal(scopeOf(tokens, "5m"), undefined);
 });
 
+test("imports keep their path a string and their alias a name", async () => {
+  const tokens = await scopes("source.vpl", 'import "lib/common.vpl" as common');
+  assert.equal(scopeOf(tokens, "import"), "keyword.control.import.vpl");
+  assert.equal(scopeOf(tokens, "lib/common.vpl"), "string.quoted.double.vpl");
+  assert.equal(scopeOf(tokens, "common"), "variable.parameter.alias.vpl");
+});
+
 test("comments and strings of every kind", async () => {
   const tokens = await scopes("source.vpl", ['let s = "a # b" + \'c\\\'d\' // end', "/* x", "y */"].join("\n"));
   assert.equal(scopeOf(tokens, "// end"), "comment.line.double-slash.vpl");
@@ -143,6 +151,18 @@ test("named patterns and declaration-loop placeholders", async () => {
   assert.equal(scopeOf(tokens, "z"), "variable.other.loop.vpl");
   assert.equal(scopeOf(tokens, "..="), "keyword.operator.range.vpl");
   assert.equal(scopeOf(tokens, "{z}"), "variable.other.placeholder.vpl");
+});
+
+test("fields on the event line, capitalised names as types, ALL_CAPS as constants", async () => {
+  const tokens = await scopes(
+    "source.vpl",
+    ["event Ping: seq: int note: str?", "pattern P = SEQ(Login as l, Transfer where amount > LIMIT)"].join("\n"),
+  );
+  assert.equal(scopeOf(tokens, "seq"), "variable.other.property.field.vpl");
+  assert.equal(scopeOf(tokens, "note"), "variable.other.property.field.vpl");
+  assert.equal(scopeOf(tokens, "Login"), "entity.name.type.vpl");
+  assert.equal(scopeOf(tokens, "Transfer"), "entity.name.type.vpl");
+  assert.equal(scopeOf(tokens, "LIMIT"), "variable.other.constant.vpl");
 });
 
 test(".evt files: directives, offsets, event types, fields and JSON lines", async () => {
