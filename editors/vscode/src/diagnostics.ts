@@ -4,6 +4,15 @@
 /** The severities `varpulis check` reports. */
 export type Severity = "error" | "warning" | "info" | "hint";
 
+/** A secondary label: the other side of a conflict, with its own message. */
+export interface RelatedLabel {
+  message: string;
+  line: number;
+  column: number;
+  endLine?: number;
+  endColumn?: number;
+}
+
 /** One diagnostic as printed by `varpulis check --format json`. */
 export interface CheckDiagnostic {
   code: string;
@@ -22,6 +31,8 @@ export interface CheckDiagnostic {
   help?: string;
   /** Notes, if any. */
   notes: string[];
+  /** Secondary labels (`labels` entries that are not `primary`). */
+  related: RelatedLabel[];
 }
 
 /** A zero-based range, as editors count lines and characters. */
@@ -89,7 +100,23 @@ function toDiagnostic(item: unknown): CheckDiagnostic | string {
     notes: Array.isArray(item["notes"])
       ? item["notes"].filter((note): note is string => typeof note === "string")
       : [],
+    related: Array.isArray(item["labels"]) ? item["labels"].flatMap(toRelatedLabel) : [],
   };
+}
+
+function toRelatedLabel(label: unknown): RelatedLabel[] {
+  if (!isRecord(label) || label["primary"] === true) {
+    return [];
+  }
+  return [
+    {
+      message: typeof label["message"] === "string" ? label["message"] : "",
+      line: positiveInteger(label["line"]) ?? 1,
+      column: positiveInteger(label["column"]) ?? 1,
+      endLine: positiveInteger(label["end_line"] ?? label["endLine"]),
+      endColumn: positiveInteger(label["end_column"] ?? label["endColumn"]),
+    },
+  ];
 }
 
 function toSeverity(value: unknown): Severity {
@@ -115,17 +142,23 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 /**
- * The editor range of a diagnostic. Without an end, the range covers one
- * character so that the squiggle is visible.
+ * The editor range of a diagnostic or label (1-based, end exclusive). Without
+ * an end, or with an empty span, the range covers one character so that the
+ * squiggle is visible.
  */
-export function toZeroBasedRange(diagnostic: CheckDiagnostic): ZeroBasedRange {
-  const startLine = diagnostic.line - 1;
-  const startCharacter = diagnostic.column - 1;
-  if (diagnostic.endLine === undefined || diagnostic.endColumn === undefined) {
+export function toZeroBasedRange(position: {
+  line: number;
+  column: number;
+  endLine?: number;
+  endColumn?: number;
+}): ZeroBasedRange {
+  const startLine = position.line - 1;
+  const startCharacter = position.column - 1;
+  if (position.endLine === undefined || position.endColumn === undefined) {
     return { startLine, startCharacter, endLine: startLine, endCharacter: startCharacter + 1 };
   }
-  const endLine = diagnostic.endLine - 1;
-  const endCharacter = diagnostic.endColumn - 1;
+  const endLine = position.endLine - 1;
+  const endCharacter = position.endColumn - 1;
   const endsBeforeStart = endLine < startLine || (endLine === startLine && endCharacter <= startCharacter);
   return endsBeforeStart
     ? { startLine, startCharacter, endLine: startLine, endCharacter: startCharacter + 1 }
@@ -138,6 +171,9 @@ export function formatDiagnostic(diagnostic: CheckDiagnostic): string {
   const lines = [
     `${diagnostic.file}:${diagnostic.line}:${diagnostic.column}: ${diagnostic.severity}${code}: ${diagnostic.message}`,
   ];
+  for (const label of diagnostic.related) {
+    lines.push(`    ${diagnostic.file}:${label.line}:${label.column}: ${label.message}`);
+  }
   for (const note of diagnostic.notes) {
     lines.push(`    note: ${note}`);
   }

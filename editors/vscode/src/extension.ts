@@ -136,7 +136,7 @@ async function checkFile(
     output.appendLine(formatDiagnostic(diagnostic));
     const file = diagnostic.file === "" ? program.fsPath : path.resolve(path.dirname(program.fsPath), diagnostic.file);
     const list = byFile.get(file) ?? [];
-    list.push(toVscodeDiagnostic(diagnostic));
+    list.push(toVscodeDiagnostic(diagnostic, vscode.Uri.file(file)));
     byFile.set(file, list);
   }
   for (const [file, diagnostics] of byFile) {
@@ -150,9 +150,13 @@ async function checkFile(
   void vscode.window.setStatusBarMessage(`Varpulis check: ${summary}`, 5000);
 }
 
-function toVscodeDiagnostic(diagnostic: CheckDiagnostic): vscode.Diagnostic {
-  const r = toZeroBasedRange(diagnostic);
-  const range = new vscode.Range(r.startLine, r.startCharacter, r.endLine, r.endCharacter);
+function toRange(position: Parameters<typeof toZeroBasedRange>[0]): vscode.Range {
+  const r = toZeroBasedRange(position);
+  return new vscode.Range(r.startLine, r.startCharacter, r.endLine, r.endCharacter);
+}
+
+function toVscodeDiagnostic(diagnostic: CheckDiagnostic, file: vscode.Uri): vscode.Diagnostic {
+  const range = toRange(diagnostic);
   const severities: Record<CheckDiagnostic["severity"], vscode.DiagnosticSeverity> = {
     error: vscode.DiagnosticSeverity.Error,
     warning: vscode.DiagnosticSeverity.Warning,
@@ -163,6 +167,11 @@ function toVscodeDiagnostic(diagnostic: CheckDiagnostic): vscode.Diagnostic {
   result.source = "varpulis check";
   if (diagnostic.code !== "") {
     result.code = diagnostic.code;
+  }
+  if (diagnostic.related.length > 0) {
+    result.relatedInformation = diagnostic.related.map(
+      (label) => new vscode.DiagnosticRelatedInformation(new vscode.Location(file, toRange(label)), label.message),
+    );
   }
   return result;
 }

@@ -69,9 +69,15 @@ export function groupByStream(events: readonly OutputEvent[]): Map<string, Outpu
   return groups;
 }
 
-/** An event as compact JSON without its `stream` key, which the group header already shows. */
+/**
+ * An event as compact JSON without what the group header already shows: the
+ * `stream` key, and `event_type` when it is the stream name.
+ */
 export function formatEvent(event: OutputEvent): string {
-  const { stream: _stream, ...rest } = event;
+  const stream = streamOf(event);
+  const rest = Object.fromEntries(
+    Object.entries(event).filter(([key, value]) => key !== "stream" && !(key === "event_type" && value === stream)),
+  );
   return JSON.stringify(rest);
 }
 

@@ -17,6 +17,10 @@ const SAMPLE = JSON.stringify([
     end_column: 21,
     help: "did you mean `Readings`?",
     notes: ["streams are declared with `stream`"],
+    labels: [
+      { message: "unknown stream", primary: true, line: 3, column: 14, end_line: 3, end_column: 21 },
+      { message: "`Readings` is declared here", primary: false, line: 1, column: 8, end_line: 1, end_column: 16 },
+    ],
   },
   { code: "W0001", severity: "warning", message: "aggregate without window", file: "pumps.vpl", line: 7, column: 5 },
 ]);
@@ -31,6 +35,10 @@ test("a JSON array of diagnostics is read with ranges, help and notes", () => {
   assert.equal(error.endColumn, 21);
   assert.equal(error.help, "did you mean `Readings`?");
   assert.deepEqual(error.notes, ["streams are declared with `stream`"]);
+  assert.deepEqual(error.related, [
+    { message: "`Readings` is declared here", line: 1, column: 8, endLine: 1, endColumn: 16 },
+  ]);
+  assert.deepEqual(toZeroBasedRange(error.related[0]), { startLine: 0, startCharacter: 7, endLine: 0, endCharacter: 15 });
   assert.equal(warning.severity, "warning");
   assert.equal(warning.endLine, undefined);
 });
@@ -84,6 +92,7 @@ test("diagnostics print as file:line:column: severity[code]: message", () => {
   assert.equal(
     formatDiagnostic(parsed.diagnostics[0]),
     "pumps.vpl:3:14: error[E0201]: unknown stream `Readngs`\n" +
+      "    pumps.vpl:1:8: `Readings` is declared here\n" +
       "    note: streams are declared with `stream`\n" +
       "    help: did you mean `Readings`?",
   );

@@ -13,7 +13,7 @@ import { after, before, beforeEach, test } from "node:test";
 interface Recorded {
   commands: Map<string, (...args: unknown[]) => unknown>;
   channels: Map<string, string[]>;
-  diagnostics: Map<string, Array<{ message: string; severity: number; code?: string; range: unknown }>>;
+  diagnostics: Map<string, Diagnostic[]>;
   warnings: string[];
   errors: string[];
   clients: Array<{ command: string; args: string[] }>;
@@ -43,9 +43,24 @@ class Range {
   ) {}
 }
 
+class Location {
+  constructor(
+    readonly uri: unknown,
+    readonly range: Range,
+  ) {}
+}
+
+class DiagnosticRelatedInformation {
+  constructor(
+    readonly location: Location,
+    readonly message: string,
+  ) {}
+}
+
 class Diagnostic {
   source?: string;
   code?: string;
+  relatedInformation?: DiagnosticRelatedInformation[];
   constructor(
     readonly range: Range,
     readonly message: string,
@@ -55,7 +70,9 @@ class Diagnostic {
 
 const vscodeStub = {
   Range,
+  Location,
   Diagnostic,
+  DiagnosticRelatedInformation,
   DiagnosticSeverity: { Error: 0, Warning: 1, Information: 2, Hint: 3 },
   Uri: { file: uri },
   window: {
@@ -136,7 +153,8 @@ before(() => {
       "#!/bin/sh",
       'if [ "$1" = check ]; then',
       `  echo '[{"code":"E0201","severity":"error","message":"unknown stream","file":"prog.vpl","line":2,"column":5},` +
-        `{"code":"W0001","severity":"warning","message":"aggregate without window","file":"prog.vpl","line":4,"column":1}]'`,
+        `{"code":"W0001","severity":"warning","message":"aggregate without window","file":"prog.vpl","line":4,"column":1,` +
+        `"labels":[{"message":"window here","primary":false,"line":3,"column":2,"end_line":3,"end_column":4}]}]'`,
       "  exit 1",
       "fi",
       'if [ "$1" = simulate ]; then',
@@ -211,6 +229,11 @@ test("Check file prints the diagnostics and puts them in the Problems view", asy
     ],
   );
   assert.deepEqual(problems[0].range, new Range(1, 4, 1, 5));
+  const related = problems[1].relatedInformation ?? [];
+  assert.deepEqual(
+    related.map((r) => [r.message, r.location.range]),
+    [["window here", new Range(2, 1, 2, 3)]],
+  );
 });
 
 test("Simulate runs the picked events file and groups the output by stream", async () => {
