@@ -477,3 +477,6 @@ pub(crate) fn output_of(
         fields,
     }
 }
+
+#[cfg(test)]
+mod tests;

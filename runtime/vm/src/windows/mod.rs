@@ -167,3 +167,6 @@ impl Timers {
 
 /// Serialisable form of a keyed state map: the entries as a list.
 pub type Entries<S> = Vec<(PartKey, S)>;
+
+#[cfg(test)]
+mod tests;

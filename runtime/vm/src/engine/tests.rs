@@ -1,0 +1,731 @@
+//! Engine tests: operators, routing, time, late events, joins, snapshots.
+
+use crate::testing::*;
+use crate::{Engine, LoadError, SideOutput};
+use proptest::prelude::*;
+use std::sync::Arc;
+use varpulis_program::{
+    AggFunc, Chunk, ConfigValue, ConnectorDef, EmitSpec, Event, InputRef, Instr, JoinInput,
+    JoinSpec, LogLevel, LogSpec, MergeBranch, OpSpec, Program, Projection, SourceSpec, SpanId,
+    StreamTime, Value, WindowSpec,
+};
+
+const S: i64 = 1_000_000_000;
+
+fn reading(t: i64, pump: &str, bar: f64) -> Event {
+    event(0, t, vec![Value::str(pump), Value::Float(bar)])
+}
+
+/// `stream Hot = Reading.where(bar > 8.0).emit(pump: pump, bar: bar)`.
+fn hot() -> Arc<Program> {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let (emit, out) = b.emit("Hot", vec![("pump", field(0)), ("bar", field(1))]);
+    b.stream(
+        "Hot",
+        input(r),
+        vec![
+            OpSpec::Filter(compare(1, Instr::Gt, Value::Float(8.0))),
+            emit,
+        ],
+        out,
+    );
+    b.build()
+}
+
+#[test]
+fn filter_and_emit_produce_named_outputs() {
+    let mut e = Engine::new(hot()).expect("loads");
+    assert!(e.push(reading(1, "P1", 7.0)).is_empty());
+    let out = e.push(reading(2, "P2", 9.5));
+    assert_eq!(render(&out), ["Hot@2{pump=\"P2\",bar=9.5}"]);
+    assert_eq!(&*out[0].event_type, "Hot");
+    // A missing field makes the condition false, silently.
+    assert!(e
+        .push(Event::new(0, 3, vec![Some(Value::str("P3"))]))
+        .is_empty());
+    let m = e.metrics();
+    assert_eq!(
+        (m.events_in, m.out_per_stream[0], m.runtime_errors),
+        (3, 1, 0)
+    );
+}
+
+#[test]
+fn emit_omits_missing_fields_and_empty_emit_passes_everything() {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let (emit, out) = b.emit("E", vec![("p", field(0)), ("none", field(5))]);
+    b.stream("E", input(r), vec![emit], out);
+    let all = b.layout("All", &["pump", "bar"]);
+    b.stream(
+        "All",
+        input(r),
+        vec![OpSpec::Emit(EmitSpec {
+            items: None,
+            schema: all,
+        })],
+        all,
+    );
+    let mut e = Engine::new(b.build()).expect("loads");
+    let mut ev = reading(1, "P", 1.0);
+    ev.extra = Some(Box::new(vec![("site".into(), Value::str("x"))]));
+    assert_eq!(
+        render(&e.push(ev)),
+        ["E@1{p=\"P\"}", "All@1{pump=\"P\",bar=1.0,site=\"x\"}"]
+    );
+}
+
+#[test]
+fn select_reshapes_and_derived_streams_chain() {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let sel = b.layout("Doubled", &["double"]);
+    let doubled = b.stream(
+        "Doubled",
+        input(r),
+        vec![OpSpec::Select(Projection {
+            items: vec![code(
+                vec![Instr::LoadField(1), Instr::Const(0), Instr::Mul],
+                vec![Value::Int(2)],
+            )],
+            schema: sel,
+        })],
+        sel,
+    );
+    let (emit, out) = b.emit("Big", vec![("d", field(0))]);
+    b.stream(
+        "Big",
+        from_stream(doubled),
+        vec![OpSpec::Filter(compare(0, Instr::Gt, Value::Int(10))), emit],
+        out,
+    );
+    let mut e = Engine::new(b.build()).expect("loads");
+    assert!(e.push(reading(1, "a", 4.0)).is_empty());
+    assert_eq!(render(&e.push(reading(2, "a", 6.0))), ["Big@2{d=12.0}"]);
+    assert_eq!(
+        e.metrics().out_per_stream,
+        vec![2, 1],
+        "invisible streams still count"
+    );
+}
+
+#[test]
+fn stream_cycles_are_rejected_at_load() {
+    let mut b = ProgramBuilder::new();
+    let l = b.layout("A", &["x"]);
+    b.stream("A", from_stream(1), vec![], l);
+    b.stream("B", from_stream(0), vec![], l);
+    assert_eq!(
+        Engine::new(b.build()).err(),
+        Some(LoadError::Cycle(vec!["A".into(), "B".into(), "A".into()]))
+    );
+}
+
+#[test]
+fn invalid_programs_and_sequences_are_rejected() {
+    let mut b = ProgramBuilder::new();
+    b.stream("A", input(7), vec![], 0);
+    assert!(matches!(Engine::new(b.build()), Err(LoadError::Invalid(_))));
+    let p = Program {
+        version: 99,
+        ..Program::default()
+    };
+    assert!(matches!(
+        Engine::new(Arc::new(p)),
+        Err(LoadError::Version { .. })
+    ));
+}
+
+#[test]
+fn merge_filters_branches_and_remaps_fields() {
+    let mut b = ProgramBuilder::new();
+    let x = b.event("X", &["a", "k"]);
+    let y = b.event("Y", &["k"]);
+    let m = b.layout("M", &["k", "a"]);
+    let (emit, out) = b.emit("M", vec![("k", field(0)), ("a", field(1))]);
+    b.stream(
+        "M",
+        SourceSpec::Merge {
+            branches: vec![
+                MergeBranch {
+                    input: InputRef::Event(x),
+                    filter: Some(compare(0, Instr::Gt, Value::Int(0))),
+                    remap: vec![Some(1), Some(0)],
+                },
+                MergeBranch {
+                    input: InputRef::Event(y),
+                    filter: None,
+                    remap: vec![Some(0), None],
+                },
+            ],
+            schema: m,
+        },
+        vec![emit],
+        out,
+    );
+    let mut e = Engine::new(b.build()).expect("loads");
+    assert!(e
+        .push(event(x, 1, vec![Value::Int(0), Value::str("k1")]))
+        .is_empty());
+    assert_eq!(
+        render(&e.push(event(x, 2, vec![Value::Int(5), Value::str("k2")]))),
+        ["M@2{k=\"k2\",a=5}"]
+    );
+    assert_eq!(
+        render(&e.push(event(y, 3, vec![Value::str("k3")]))),
+        ["M@3{k=\"k3\"}"]
+    );
+}
+
+fn join_engine() -> (Engine, u32, u32) {
+    let mut b = ProgramBuilder::new();
+    let o = b.event("Order", &["id", "amount"]);
+    let p = b.event("Payment", &["order", "paid"]);
+    let j = b.layout(
+        "J",
+        &[
+            "Order.id",
+            "Order.amount",
+            "Payment.order",
+            "Payment.paid",
+            "id",
+            "amount",
+            "order",
+            "paid",
+        ],
+    );
+    let (emit, out) = b.emit("J", vec![("id", field(4)), ("paid", field(7))]);
+    b.stream(
+        "J",
+        SourceSpec::Join(JoinSpec {
+            inputs: vec![
+                JoinInput {
+                    input: InputRef::Event(o),
+                    filter: None,
+                    keys: vec![field(0)],
+                    project: vec![(0, 0), (1, 1), (4, 0), (5, 1)],
+                },
+                JoinInput {
+                    input: InputRef::Event(p),
+                    filter: None,
+                    keys: vec![field(0)],
+                    project: vec![(2, 0), (3, 1), (6, 0), (7, 1)],
+                },
+            ],
+            horizon: 60 * S,
+            schema: j,
+            residual: None,
+        }),
+        vec![emit],
+        out,
+    );
+    (Engine::new(b.build()).expect("loads"), o, p)
+}
+
+#[test]
+fn join_matches_latest_events_with_equal_keys_within_the_horizon() {
+    let (mut e, o, p) = join_engine();
+    assert!(e
+        .push(event(o, 0, vec![Value::Int(1), Value::Float(10.0)]))
+        .is_empty());
+    assert!(
+        e.push(event(p, S, vec![Value::Int(2), Value::Bool(true)]))
+            .is_empty(),
+        "other key"
+    );
+    assert_eq!(
+        render(&e.push(event(p, 2 * S, vec![Value::Int(1), Value::Bool(true)]))),
+        ["J@2000000000{id=1,paid=true}"]
+    );
+    // Beyond the horizon the order no longer joins.
+    assert!(e
+        .push(event(p, 100 * S, vec![Value::Int(1), Value::Bool(false)]))
+        .is_empty());
+}
+
+#[test]
+fn partition_key_and_partition_string_are_copied_into_aggregates() {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let (agg, schema) = b.aggregate(
+        "Stats",
+        &[
+            ("n", AggFunc::Count, None, None),
+            ("avg", AggFunc::Avg, Some(1), None),
+            ("min", AggFunc::Min, Some(1), None),
+            ("max", AggFunc::Max, Some(1), None),
+            ("sd", AggFunc::Stddev, Some(1), None),
+            ("var", AggFunc::Variance, Some(1), None),
+            ("first", AggFunc::First, Some(1), None),
+            ("last", AggFunc::Last, Some(1), None),
+            ("cd", AggFunc::CountDistinct, Some(1), None),
+            ("ema", AggFunc::Ema, Some(1), Some(3.0)),
+            ("p90", AggFunc::Percentile, Some(1), Some(90.0)),
+            ("med", AggFunc::Median, Some(1), None),
+            ("all", AggFunc::Collect, Some(1), None),
+        ],
+        Some("pump"),
+    );
+    b.stream(
+        "Stats",
+        input(r),
+        vec![
+            OpSpec::PartitionBy(field(0)),
+            OpSpec::Window(WindowSpec::Count { size: 4 }),
+            agg,
+            OpSpec::Having(compare(0, Instr::Eq, Value::Int(4))),
+            OpSpec::Emit(EmitSpec {
+                items: None,
+                schema,
+            }),
+        ],
+        schema,
+    );
+    let mut e = Engine::new(b.build()).expect("loads");
+    let mut out = Vec::new();
+    for (i, bar) in [1.0, 2.0, 2.0, 5.0].iter().enumerate() {
+        out.extend(e.push(reading(i as i64, "P1", *bar)));
+    }
+    assert_eq!(
+        render(&out),
+        ["Stats@3{n=4,avg=2.5,min=1.0,max=5.0,sd=1.7320508075688772,var=2.9999999999999996,first=1.0,last=5.0,cd=3,ema=3.375,p90=4.1000000000000005,med=2.0,all=[1.0, 2.0, 2.0, 5.0],pump=\"P1\",_partition=\"P1\"}"]
+    );
+}
+
+#[test]
+fn aggregate_without_window_aggregates_each_event_alone() {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let (agg, schema) = b.aggregate(
+        "A",
+        &[
+            ("s", AggFunc::Sum, Some(1), None),
+            ("sd", AggFunc::Stddev, Some(1), None),
+        ],
+        None,
+    );
+    b.stream(
+        "A",
+        input(r),
+        vec![
+            agg,
+            OpSpec::Emit(EmitSpec {
+                items: None,
+                schema,
+            }),
+        ],
+        schema,
+    );
+    let mut e = Engine::new(b.build()).expect("loads");
+    assert_eq!(
+        render(&e.push(reading(1, "a", 2.0))),
+        ["A@1{s=2.0,sd=null}"]
+    );
+}
+
+#[test]
+fn distinct_limit_print_log_and_sink() {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    b.program.connectors.push(ConnectorDef {
+        name: "Out".into(),
+        kind: "file".into(),
+        params: vec![("topic".into(), ConfigValue::Str("t".into()))],
+        span: SpanId::NONE,
+    });
+    let (emit, out) = b.emit("D", vec![("pump", field(0))]);
+    b.stream(
+        "D",
+        input(r),
+        vec![
+            OpSpec::Distinct {
+                key: Some(field(0)),
+                capacity: 2,
+            },
+            OpSpec::Limit(2),
+            OpSpec::Print(vec![field(0), konst(Value::Int(1))]),
+            OpSpec::Print(vec![]),
+            OpSpec::Log(LogSpec {
+                level: LogLevel::parse("warning"),
+                message: "seen".into(),
+                data: Some(field(1)),
+            }),
+            OpSpec::Sink {
+                connector: 0,
+                params: vec![],
+            },
+            emit,
+        ],
+        out,
+    );
+    let mut e = Engine::new(b.build()).expect("loads");
+    let mut outs = Vec::new();
+    for (t, p) in ["a", "a", "b", "c"].iter().enumerate() {
+        outs.extend(e.push(reading(t as i64, p, 1.0)));
+    }
+    assert_eq!(render(&outs), ["D@0{pump=\"a\"}", "D@2{pump=\"b\"}"]);
+    let side = e.take_side_outputs();
+    let lines: Vec<String> = side
+        .iter()
+        .filter_map(|s| match s {
+            SideOutput::Print { line, .. } | SideOutput::Log { line, .. } => Some(line.clone()),
+            SideOutput::Sink { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        lines[..3],
+        [
+            "[PRINT] a 1",
+            "[PRINT] [D] Reading: {pump: \"a\", bar: 1.0}",
+            "[WARN] [D] seen data=1.0"
+        ]
+    );
+    let sinks: Vec<_> = side
+        .iter()
+        .filter_map(|s| match s {
+            SideOutput::Sink { topic, output, .. } => {
+                Some((topic.clone(), output.event_type.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sinks,
+        vec![
+            (Some("t".into()), "D".into()),
+            (Some("t".into()), "D".into())
+        ]
+    );
+}
+
+#[test]
+fn runtime_errors_are_counted_with_spans_and_never_stop_the_engine() {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    b.program.span_table.files.push("rules.vpl".into());
+    let span = b.program.span_table.push(varpulis_program::SpanInfo {
+        file: 0,
+        start: 0,
+        end: 1,
+        line: 3,
+        column: 9,
+    });
+    let mut div = code(
+        vec![Instr::LoadField(1), Instr::Const(0), Instr::Div],
+        vec![Value::Int(0)],
+    );
+    div.span = span;
+    let (emit, out) = b.emit("E", vec![("q", div)]);
+    b.stream("E", input(r), vec![emit], out);
+    let p = b.build();
+    let mut e = Engine::new(p.clone()).expect("loads");
+    assert_eq!(render(&e.push(reading(1, "a", 1.0))), ["E@1{}"]);
+    assert_eq!(e.metrics().runtime_errors, 1);
+    let errs = e.take_errors();
+    assert_eq!(
+        errs[0].render(&p.span_table),
+        "R0001 division by zero (rules.vpl:3:9, stream E): float Div int"
+    );
+}
+
+#[test]
+fn late_events_are_counted_dropped_beyond_lateness_and_routed_to_a_late_stream() {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let (emit, out) = b.emit("Main", vec![("bar", field(1))]);
+    let main = b.stream("Main", input(r), vec![emit], out);
+    b.program.streams[main as usize].time = StreamTime {
+        out_of_order: Some(2 * S),
+        allowed_lateness: Some(S),
+    };
+    let (emit2, out2) = b.emit("Late", vec![("bar", field(1))]);
+    b.stream("Late", SourceSpec::Late(main), vec![emit2], out2);
+    let mut e = Engine::new(b.build()).expect("loads");
+    e.push(reading(10 * S, "a", 1.0)); // watermark 8 s
+    assert_eq!(
+        render(&e.push(reading(9 * S, "a", 2.0))),
+        ["Main@9000000000{bar=2.0}"],
+        "not late"
+    );
+    assert_eq!(
+        render(&e.push(reading(7 * S, "a", 3.0))),
+        ["Main@7000000000{bar=3.0}"],
+        "late, within lateness"
+    );
+    assert_eq!(
+        render(&e.push(reading(6 * S, "a", 4.0))),
+        ["Late@6000000000{bar=4.0}"],
+        "beyond lateness"
+    );
+    let m = e.metrics();
+    assert_eq!((m.late, m.dropped), (2, 1));
+}
+
+#[test]
+fn timer_source_ticks_in_event_time_up_to_the_last_event() {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    b.passthrough_stream("R", input(r), vec![], r);
+    let tick = b.layout("Timer_T", &[]);
+    let (emit, out) = b.emit("T", vec![("at", code(vec![Instr::LoadTime], vec![]))]);
+    b.stream(
+        "T",
+        SourceSpec::Timer {
+            period: 10 * S,
+            initial_delay: 0,
+            schema: tick,
+        },
+        vec![emit],
+        out,
+    );
+    let mut e = Engine::new(b.build()).expect("loads");
+    let mut outs = e.push(reading(5 * S, "a", 1.0));
+    outs.extend(e.push(reading(26 * S, "a", 1.0)));
+    outs.extend(e.finish());
+    let times: Vec<i64> = outs.iter().map(|o| o.time / S).collect();
+    assert_eq!(times, [5, 15, 25]);
+}
+
+#[test]
+fn globals_are_initialised_in_order_and_visible_to_streams() {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    b.program.globals.push(varpulis_program::Global {
+        name: "a".into(),
+        mutable: false,
+        init: konst(Value::Float(2.0)),
+    });
+    b.program.globals.push(varpulis_program::Global {
+        name: "limit".into(),
+        mutable: false,
+        init: code(
+            vec![Instr::LoadGlobal(0), Instr::Const(0), Instr::Mul],
+            vec![Value::Int(3)],
+        ),
+    });
+    let (emit, out) = b.emit("G", vec![("bar", field(1))]);
+    let cond = code(
+        vec![Instr::LoadField(1), Instr::LoadGlobal(1), Instr::Gt],
+        vec![],
+    );
+    b.stream("G", input(r), vec![OpSpec::Filter(cond), emit], out);
+    let mut e = Engine::new(b.build()).expect("loads");
+    assert!(e.push(reading(1, "a", 6.0)).is_empty());
+    assert_eq!(render(&e.push(reading(2, "a", 6.5))), ["G@2{bar=6.5}"]);
+}
+
+/// A program touching every stateful operator.
+fn stateful() -> Arc<Program> {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let (agg, schema) = b.aggregate(
+        "Tumble",
+        &[
+            ("n", AggFunc::Count, None, None),
+            ("s", AggFunc::Sum, Some(1), None),
+        ],
+        Some("pump"),
+    );
+    b.stream(
+        "Tumble",
+        input(r),
+        vec![
+            OpSpec::PartitionBy(field(0)),
+            OpSpec::Window(WindowSpec::Tumbling { size: 10 * S }),
+            agg,
+            OpSpec::Emit(EmitSpec {
+                items: None,
+                schema,
+            }),
+        ],
+        schema,
+    );
+    let (agg, schema) = b.aggregate("Slide", &[("m", AggFunc::Max, Some(1), None)], Some("pump"));
+    b.stream(
+        "Slide",
+        input(r),
+        vec![
+            OpSpec::PartitionBy(field(0)),
+            OpSpec::Window(WindowSpec::Sliding {
+                size: 20 * S,
+                slide: 5 * S,
+            }),
+            agg,
+            OpSpec::Emit(EmitSpec {
+                items: None,
+                schema,
+            }),
+        ],
+        schema,
+    );
+    let (agg, schema) = b.aggregate(
+        "Sess",
+        &[("cd", AggFunc::CountDistinct, Some(1), None)],
+        None,
+    );
+    b.stream(
+        "Sess",
+        input(r),
+        vec![
+            OpSpec::Window(WindowSpec::Session { gap: 7 * S }),
+            agg,
+            OpSpec::Emit(EmitSpec {
+                items: None,
+                schema,
+            }),
+        ],
+        schema,
+    );
+    let (agg, schema) = b.aggregate(
+        "Cnt",
+        &[("med", AggFunc::Median, Some(1), None)],
+        Some("pump"),
+    );
+    b.stream(
+        "Cnt",
+        input(r),
+        vec![
+            OpSpec::PartitionBy(field(0)),
+            OpSpec::Window(WindowSpec::SlidingCount { size: 3, slide: 2 }),
+            agg,
+            OpSpec::Emit(EmitSpec {
+                items: None,
+                schema,
+            }),
+        ],
+        schema,
+    );
+    let (emit, out) = b.emit("Dist", vec![("pump", field(0))]);
+    b.stream(
+        "Dist",
+        input(r),
+        vec![
+            OpSpec::Distinct {
+                key: Some(field(0)),
+                capacity: 10,
+            },
+            OpSpec::Limit(3),
+            emit,
+        ],
+        out,
+    );
+    b.build()
+}
+
+fn events(n: usize) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            let pump = ["a", "b", "c"][i * 7 % 3];
+            reading(
+                i as i64 * 3 * S,
+                &format!("{pump}{}", i % 5),
+                (i * 13 % 17) as f64,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn snapshot_and_restore_midway_gives_the_same_output_as_a_straight_run() {
+    let evs = events(60);
+    let mut straight = Engine::new(stateful()).expect("loads");
+    let mut expected = Vec::new();
+    for ev in evs.clone() {
+        expected.extend(straight.push(ev));
+    }
+    expected.extend(straight.finish());
+    assert!(expected.len() > 20);
+
+    let mut first = Engine::new(stateful()).expect("loads");
+    let mut got = Vec::new();
+    for ev in evs[..31].iter().cloned() {
+        got.extend(first.push(ev));
+    }
+    let bytes = first.snapshot().expect("snapshot");
+    drop(first);
+    let mut second = Engine::new(stateful()).expect("loads");
+    second.restore(&bytes).expect("restore");
+    for ev in evs[31..].iter().cloned() {
+        got.extend(second.push(ev));
+    }
+    got.extend(second.finish());
+    assert_eq!(render(&got), render(&expected));
+    assert_eq!(second.metrics(), straight.metrics());
+}
+
+#[test]
+fn restore_rejects_foreign_or_corrupt_snapshots() {
+    let e = Engine::new(hot()).expect("loads");
+    let bytes = e.snapshot().expect("snapshot");
+    let mut other = Engine::new(stateful()).expect("loads");
+    assert!(matches!(other.restore(&bytes), Err(LoadError::Snapshot(_))));
+    assert!(other.restore(b"junk").is_err());
+}
+
+fn arb_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::Int),
+        any::<f64>().prop_map(Value::Float),
+        "[a-c]{0,2}".prop_map(Value::str),
+        any::<i64>().prop_map(Value::Duration),
+    ]
+}
+
+fn arb_event() -> impl Strategy<Value = Event> {
+    (
+        0u32..3,
+        -5i64..200,
+        proptest::collection::vec(proptest::option::of(arb_value()), 0..3),
+    )
+        .prop_map(|(ty, t, fields)| Event::new(ty, t * S / 2, fields))
+}
+
+/// Arithmetic on every field pair so odd values reach the interpreter.
+fn noisy() -> Arc<Program> {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let _other = b.event("Other", &["x"]);
+    let mix = |op: Instr| code(vec![Instr::LoadField(0), Instr::LoadField(1), op], vec![]);
+    let (emit, out) = b.emit(
+        "N",
+        vec![
+            ("a", mix(Instr::Add)),
+            ("d", mix(Instr::Div)),
+            ("p", mix(Instr::Pow)),
+            ("i", mix(Instr::Index)),
+        ],
+    );
+    b.stream(
+        "N",
+        input(r),
+        vec![
+            OpSpec::Filter(Chunk::new(
+                vec![Instr::LoadField(0), Instr::LoadField(1), Instr::Lt],
+                vec![],
+            )),
+            emit,
+        ],
+        out,
+    );
+    let _ = stateful();
+    b.build()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn random_event_streams_never_panic_the_engine(evs in proptest::collection::vec(arb_event(), 0..60)) {
+        for p in [noisy(), stateful()] {
+            let mut e = Engine::new(p).expect("loads");
+            for ev in evs.iter().cloned() {
+                let _ = e.push(ev);
+            }
+            let _ = e.finish();
+            let bytes = e.snapshot().expect("snapshot");
+            e.restore(&bytes).expect("restore");
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! Window tests per kind, including the §4.3 edge cases.
+
+use crate::testing::*;
+use crate::Engine;
+use varpulis_program::{AggFunc, OpSpec, Value, WindowSpec};
+
+const S: i64 = 1_000_000_000;
+
+/// `Reading(pump, bar)` → [partition_by pump] → window → aggregate(n: count(), total: sum(bar)) → emit all.
+fn agg_engine(w: WindowSpec, partitioned: bool) -> Engine {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let (agg, schema) = b.aggregate(
+        "W",
+        &[
+            ("n", AggFunc::Count, None, None),
+            ("total", AggFunc::Sum, Some(1), None),
+        ],
+        partitioned.then_some("pump"),
+    );
+    let mut ops = Vec::new();
+    if partitioned {
+        ops.push(OpSpec::PartitionBy(field(0)));
+    }
+    ops.push(OpSpec::Window(w));
+    ops.push(agg);
+    ops.push(OpSpec::Emit(varpulis_program::EmitSpec {
+        items: None,
+        schema,
+    }));
+    b.stream("W", input(r), ops, schema);
+    Engine::new(b.build()).expect("loads")
+}
+
+fn push(e: &mut Engine, pump: &str, t: i64, bar: f64) -> Vec<String> {
+    render(&e.push(event(0, t, vec![Value::str(pump), Value::Float(bar)])))
+}
+
+#[test]
+fn tumbling_anchors_at_first_event_and_releases_on_the_triggering_event() {
+    let mut e = agg_engine(WindowSpec::Tumbling { size: 10 * S }, false);
+    assert!(push(&mut e, "a", 3 * S, 1.0).is_empty());
+    assert!(push(&mut e, "a", 12 * S, 2.0).is_empty(), "12 < 3 + 10");
+    // 13 ≥ 3 + 10: releases [3, 12] (not itself), next window anchored at 13.
+    assert_eq!(
+        push(&mut e, "a", 13 * S, 4.0),
+        ["W@12000000000{n=2,total=3.0}"]
+    );
+    assert!(push(&mut e, "a", 22 * S, 1.0).is_empty());
+    assert_eq!(
+        render(&e.finish()),
+        ["W@22000000000{n=2,total=5.0}"],
+        "end-of-input flush"
+    );
+    assert!(e.finish().is_empty(), "nothing left");
+}
+
+#[test]
+fn tumbling_partitions_close_on_the_watermark() {
+    let mut e = agg_engine(WindowSpec::Tumbling { size: 10 * S }, true);
+    assert!(push(&mut e, "a", 0, 1.0).is_empty());
+    assert!(push(&mut e, "b", 5 * S, 1.0).is_empty());
+    // The watermark reaches 10 s through pump b: pump a's window [0, 10) closes.
+    assert_eq!(
+        push(&mut e, "b", 10 * S, 1.0),
+        ["W@0{n=1,total=1.0,pump=\"a\",_partition=\"a\"}"]
+    );
+    // Pump b's window was anchored at 5 s: it closes at 15 s.
+    assert_eq!(
+        render(&e.advance_watermark(15 * S)),
+        ["W@10000000000{n=2,total=2.0,pump=\"b\",_partition=\"b\"}"]
+    );
+    assert!(e.finish().is_empty());
+}
+
+#[test]
+fn empty_input_and_empty_windows_release_nothing() {
+    let mut e = agg_engine(WindowSpec::Tumbling { size: 10 * S }, false);
+    assert!(e.advance_watermark(100 * S).is_empty());
+    assert!(e.finish().is_empty());
+}
+
+#[test]
+fn finish_can_be_turned_off() {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let (agg, schema) = b.aggregate("W", &[("n", AggFunc::Count, None, None)], None);
+    b.stream(
+        "W",
+        input(r),
+        vec![
+            OpSpec::Window(WindowSpec::Session { gap: 5 * S }),
+            agg,
+            OpSpec::Emit(varpulis_program::EmitSpec {
+                items: None,
+                schema,
+            }),
+        ],
+        schema,
+    );
+    let cfg = crate::EngineConfig {
+        flush_at_end: false,
+        ..Default::default()
+    };
+    let mut e = Engine::with_config(b.build(), cfg).expect("loads");
+    e.push(event(0, 0, vec![Value::str("a"), Value::Float(1.0)]));
+    assert!(e.finish().is_empty());
+}
+
+#[test]
+fn session_closes_after_the_gap_and_joins_events_at_exactly_the_gap() {
+    let mut e = agg_engine(WindowSpec::Session { gap: 5 * S }, true);
+    assert!(push(&mut e, "a", 0, 1.0).is_empty());
+    assert!(push(&mut e, "a", 5 * S, 1.0).is_empty(), "gap not exceeded");
+    // Another pump moves the watermark past 5 s + 5 s: pump a's session closes.
+    assert_eq!(
+        push(&mut e, "b", 11 * S, 1.0),
+        ["W@5000000000{n=2,total=2.0,pump=\"a\",_partition=\"a\"}"]
+    );
+    // REF path: a later event beyond the gap releases the session.
+    assert!(push(&mut e, "b", 12 * S, 1.0).is_empty());
+    assert_eq!(
+        push(&mut e, "b", 30 * S, 2.0),
+        ["W@12000000000{n=2,total=2.0,pump=\"b\",_partition=\"b\"}"]
+    );
+    assert_eq!(
+        render(&e.finish()),
+        ["W@30000000000{n=1,total=2.0,pump=\"b\",_partition=\"b\"}"]
+    );
+}
+
+#[test]
+fn count_window_releases_every_n_and_keeps_partial_windows_unless_asked() {
+    let mut e = agg_engine(WindowSpec::Count { size: 2 }, true);
+    assert!(push(&mut e, "a", 1, 1.0).is_empty());
+    assert!(push(&mut e, "b", 2, 1.0).is_empty());
+    assert_eq!(
+        push(&mut e, "a", 3, 2.0),
+        ["W@3{n=2,total=3.0,pump=\"a\",_partition=\"a\"}"]
+    );
+    assert!(
+        e.finish().is_empty(),
+        "partial count windows are not flushed by default"
+    );
+
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let (agg, schema) = b.aggregate("W", &[("n", AggFunc::Count, None, None)], None);
+    b.stream(
+        "W",
+        input(r),
+        vec![
+            OpSpec::Window(WindowSpec::Count { size: 3 }),
+            agg,
+            OpSpec::Emit(varpulis_program::EmitSpec {
+                items: None,
+                schema,
+            }),
+        ],
+        schema,
+    );
+    let cfg = crate::EngineConfig {
+        flush_partial_count_windows: true,
+        ..Default::default()
+    };
+    let mut e = Engine::with_config(b.build(), cfg).expect("loads");
+    e.push(event(0, 1, vec![Value::str("a"), Value::Float(1.0)]));
+    assert_eq!(render(&e.finish()), ["W@1{n=1}"]);
+}
+
+#[test]
+fn sliding_count_releases_once_full_then_every_m() {
+    let mut e = agg_engine(WindowSpec::SlidingCount { size: 3, slide: 2 }, false);
+    let mut outs = Vec::new();
+    for i in 1..=7 {
+        outs.extend(push(&mut e, "a", i, i as f64));
+    }
+    // full at 3 → [1,2,3]; then every 2 arrivals: 5 → [3,4,5]; 7 → [5,6,7]
+    assert_eq!(
+        outs,
+        [
+            "W@3{n=3,total=6.0}",
+            "W@5{n=3,total=12.0}",
+            "W@7{n=3,total=18.0}"
+        ]
+    );
+}
+
+#[test]
+fn sliding_time_releases_first_event_then_every_slide() {
+    let mut e = agg_engine(
+        WindowSpec::Sliding {
+            size: 10 * S,
+            slide: 5 * S,
+        },
+        false,
+    );
+    assert_eq!(
+        push(&mut e, "a", 0, 1.0),
+        ["W@0{n=1,total=1.0}"],
+        "first event releases"
+    );
+    assert!(push(&mut e, "a", 3 * S, 1.0).is_empty());
+    assert_eq!(
+        push(&mut e, "a", 5 * S, 1.0),
+        ["W@5000000000{n=3,total=3.0}"]
+    );
+    // 12 s: evicts events before 2 s; releases [3, 5, 12].
+    assert_eq!(
+        push(&mut e, "a", 12 * S, 1.0),
+        ["W@12000000000{n=3,total=3.0}"]
+    );
+    // After the input ends the window keeps sliding until it is empty:
+    // at 17 s it holds [12] (events before 7 s evicted), at 22 s still [12],
+    // at 27 s it is empty and forgotten.
+    assert_eq!(
+        render(&e.finish()),
+        [
+            "W@12000000000{n=1,total=1.0}",
+            "W@12000000000{n=1,total=1.0}"
+        ]
+    );
+}
+
+#[test]
+fn window_without_aggregate_releases_events_individually() {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let (emit, schema) = b.emit("W", vec![("bar", field(1))]);
+    b.stream(
+        "W",
+        input(r),
+        vec![OpSpec::Window(WindowSpec::Count { size: 2 }), emit],
+        schema,
+    );
+    let mut e = Engine::new(b.build()).expect("loads");
+    assert!(push(&mut e, "a", 1, 1.0).is_empty());
+    assert_eq!(push(&mut e, "a", 2, 2.0), ["W@1{bar=1.0}", "W@2{bar=2.0}"]);
+}
