@@ -192,7 +192,7 @@ pub const OPERATORS: &[OpInfo] = &[
     op!("tap", NoOp, 0, ANY, None, "does nothing"),
     op!(
         "trend_aggregate",
-        NotYet,
+        Supported,
         0,
         ANY,
         None,
@@ -275,7 +275,7 @@ pub fn operator_names() -> impl Iterator<Item = &'static str> {
 /// Whether the engine runs `sequence(...)` sources.
 pub const SEQUENCE_SOURCE: Support = Support::Supported;
 /// Whether the engine runs `timer(...)` sources.
-pub const TIMER_SOURCE: Support = Support::NotYet;
+pub const TIMER_SOURCE: Support = Support::Supported;
 /// Whether the engine honours `policy` clauses of named patterns.
 pub const PATTERN_POLICY: Support = Support::NotYet;
 

@@ -118,7 +118,9 @@ codes! {
     /// Top-level statements other than declarations are ignored.
     TOP_LEVEL_STATEMENT = "W0106", "top-level statement ignored";
     /// `.tap(...)` does nothing.
-    TAP_NO_OP = "W0107", "`.tap` does nothing";
+        TAP_NO_OP = "W0107", "`.tap` does nothing";
+    /// `import` is not resolved by the checker: imported names are unchecked.
+    UNRESOLVED_IMPORT = "W0108", "import not resolved";
 }
 
 /// One registry row.

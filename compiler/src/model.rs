@@ -281,6 +281,8 @@ pub enum StageKind {
         /// The partition key in force, if any.
         partition: Option<String>,
     },
+    /// `.trend_aggregate(...)`: trend aggregates over the Kleene sequence.
+    TrendAggregate(Vec<OutputItem>),
     /// `.having(e)`.
     Having(Span),
     /// `.emit(...)`; an empty list passes every field through.

@@ -351,6 +351,12 @@ impl Checker<'_> {
         }
     }
 
+    /// A lambda's braced body: statements with the lambda's locals.
+    pub(super) fn lambda_block(&mut self, b: &Block, scope: &mut Scope) {
+        let mut returns = Vec::new();
+        self.block(b, scope, &mut returns);
+    }
+
     fn var_value(&mut self, v: &VarDecl, scope: &Scope) -> Type {
         let t = self.expr(&v.value, scope);
         match &v.ty {
@@ -484,12 +490,13 @@ impl Checker<'_> {
     pub(super) fn import(&mut self, i: &ImportDecl) {
         self.report(
             Diagnostic::new(
-                codes::UNSUPPORTED_CONSTRUCT,
-                "`import` is not supported yet",
+                codes::UNRESOLVED_IMPORT,
+                format!("`import \"{}\"` is not resolved by the checker", i.path),
                 i.span,
             )
-            .with_label("not resolved")
-            .with_help("paste the imported declarations into this file"),
+            .with_label("imported names are not checked")
+            .with_note("names not declared in this file are treated as undeclared event types")
+            .with_help("declare the types you use in this file to have them checked"),
         );
     }
 

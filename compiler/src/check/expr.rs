@@ -140,24 +140,19 @@ impl Checker<'_> {
                 }
             }
             ExprKind::Lambda { params, body } => {
-                // Type the body anyway so names inside are resolved.
+                // Lambda values are dynamically typed: parameters and result
+                // are `any`; the body is still resolved.
                 let mut inner = scope.clone();
                 inner
                     .locals
                     .extend(params.iter().map(|p| (p.name.clone(), Type::Any)));
-                if let LambdaBody::Expr(x) = &**body {
-                    self.expr(x, &inner);
+                match &**body {
+                    LambdaBody::Expr(x) => {
+                        self.expr(x, &inner);
+                    }
+                    LambdaBody::Block(b) => self.lambda_block(b, &mut inner),
                 }
-                self.report(
-                    Diagnostic::new(
-                        codes::UNSUPPORTED_CONSTRUCT,
-                        "lambda expressions are not supported yet",
-                        e.span,
-                    )
-                    .with_label("lambda")
-                    .with_help("compute the value with a named `fn` and call it"),
-                );
-                Type::Error
+                Type::Any
             }
             ExprKind::Range { start, end, .. } => {
                 for x in [start, end] {

@@ -82,7 +82,26 @@ impl Checker<'_> {
                 let e = first.expect("arity checked: one argument");
                 let key = match &e.kind {
                     ExprKind::Ident(i) => {
-                        self.expr(e, &scope);
+                        // A sequence is partitioned on a field that its
+                        // steps' events share (§4.4); any step may carry it.
+                        let in_steps = p.is_sequence
+                            && p.bound
+                                .iter()
+                                .any(|b| b.schema.open || b.schema.field(&i.name).is_some());
+                        if in_steps && input.field(&i.name).is_none() {
+                            let res = crate::model::Resolution::DynamicField {
+                                name: i.name.clone(),
+                            };
+                            self.exprs.insert(
+                                e.span,
+                                crate::model::ExprInfo {
+                                    ty: Type::Any,
+                                    resolution: Some(res),
+                                },
+                            );
+                        } else {
+                            self.expr(e, &scope);
+                        }
                         i.name.clone()
                     }
                     ExprKind::Error => String::new(),
@@ -111,6 +130,7 @@ impl Checker<'_> {
                 StageKind::PartitionBy(key)
             }
             "aggregate" => return self.aggregate(op, name, args, input, p),
+            "trend_aggregate" => return self.trend_aggregate(name, args, input, p),
             "within" => {
                 let e = first.expect("arity checked: one argument");
                 if !p.is_sequence {
@@ -120,7 +140,7 @@ impl Checker<'_> {
                 StageKind::Within(self.duration_arg(e, "`.within`").unwrap_or(0))
             }
             "to" => {
-                let c = self.connector_args(op.span, name, args, "to");
+                let c = self.connector_args(op.span, &scope, args, "to");
                 StageKind::To {
                     connector: c.unwrap_or_default(),
                 }
@@ -602,6 +622,104 @@ impl Checker<'_> {
         let items = self.output_items(&fields, &scope, "emit");
         let schema = items_schema(&s.name.name, &items);
         (StageKind::Emit { items, context }, Arc::new(schema))
+    }
+}
+
+/// Trend aggregation functions of `.trend_aggregate` (§4.10): name, number
+/// of arguments, result type.
+const TREND_FNS: &[(&str, usize, Type)] = &[
+    ("count_trends", 0, Type::Int),
+    ("count_events", 1, Type::Int),
+    ("sum_trends", 1, Type::Float),
+    ("avg_trends", 1, Type::Float),
+    ("min_trends", 1, Type::Float),
+    ("max_trends", 1, Type::Float),
+];
+
+impl Checker<'_> {
+    fn trend_aggregate(
+        &mut self,
+        name: &Ident,
+        args: &[Arg],
+        input: &Arc<Schema>,
+        p: &mut Pipeline,
+    ) -> (StageKind, Arc<Schema>) {
+        if !p.is_sequence {
+            self.outside_sequence(name.span, "trend_aggregate");
+        }
+        let scope = p.scope(input);
+        let mut items: Vec<OutputItem> = Vec::new();
+        for a in args {
+            let Some(n) = &a.name else {
+                self.report(
+                    Diagnostic::new(
+                        codes::UNNAMED_OUTPUT,
+                        "trend aggregate items must be named",
+                        a.value.span,
+                    )
+                    .with_label("no name")
+                    .with_help("write `name: count_trends()`"),
+                );
+                continue;
+            };
+            let call = match &a.value.kind {
+                ExprKind::Call {
+                    callee,
+                    args: cargs,
+                } => match &callee.kind {
+                    ExprKind::Ident(f) => TREND_FNS
+                        .iter()
+                        .find(|(t, _, _)| *t == f.name)
+                        .map(|t| (f, t, cargs)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some((f, (_, arity, ty), cargs)) = call else {
+                if !matches!(a.value.kind, ExprKind::Error) {
+                    self.report(
+                        Diagnostic::new(codes::NOT_AN_AGGREGATE, format!("`{}` is not computed by a trend aggregate", n.name), a.value.span)
+                            .with_label("not a trend aggregate")
+                            .with_note("trend aggregates: `count_trends()`, `count_events(alias)`, `sum_trends(alias.f)`, `avg_trends`, `min_trends`, `max_trends`"),
+                    );
+                }
+                continue;
+            };
+            for x in cargs.iter() {
+                self.expr(&x.value, &scope);
+            }
+            if cargs.len() != *arity {
+                self.arity(
+                    a.value.span,
+                    f,
+                    cargs.len(),
+                    *arity,
+                    *arity,
+                    "count_trends() / count_events(alias) / sum_trends(alias.field)",
+                );
+            }
+            let res = crate::model::Resolution::Aggregate {
+                name: f.name.clone(),
+            };
+            self.exprs.insert(
+                a.value.span,
+                crate::model::ExprInfo {
+                    ty: ty.clone(),
+                    resolution: Some(res),
+                },
+            );
+            if items.iter().any(|i| i.name == n.name) {
+                self.duplicate_field(n, "trend_aggregate");
+                continue;
+            }
+            items.push(OutputItem {
+                name: n.name.clone(),
+                expr: a.value.span,
+                ty: ty.clone(),
+            });
+        }
+        let schema = items_schema(&input.name, &items);
+        (StageKind::TrendAggregate(items), Arc::new(schema))
     }
 }
 

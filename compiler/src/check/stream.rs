@@ -261,7 +261,7 @@ impl Checker<'_> {
             }
             SourceKind::From { ty, args } => {
                 let (kind, schema) = self.source_schema(ty);
-                let connector = self.connector_args(s.source.span, ty, args, "from");
+                let connector = self.connector_args(s.source.span, &Scope::default(), args, "from");
                 let model = match (kind, connector) {
                     (Some(DeclKind::Event) | None, Some(c)) => SourceModel::From {
                         ty: ty.name.clone(),
@@ -467,7 +467,7 @@ impl Checker<'_> {
     pub(super) fn connector_args(
         &mut self,
         span: Span,
-        _ty: &Ident,
+        scope: &Scope,
         args: &[varpulis_syntax::ast::Arg],
         op: &str,
     ) -> Option<String> {
@@ -481,9 +481,8 @@ impl Checker<'_> {
             return None;
         };
         for a in args.iter().filter(|a| a.name.is_some()) {
-            let scope = Scope::default();
             if let Some(n) = &a.name {
-                let t = self.expr(&a.value, &scope);
+                let t = self.expr(&a.value, scope);
                 if n.name == "topic" && !t.fits(&crate::types::Type::Str) {
                     self.report(
                         Diagnostic::new(
