@@ -298,7 +298,12 @@ impl Lexer<'_> {
                     self.errors.push(err);
                     return;
                 }
-                Some(b'\\') => self.pos += if self.peek(1) == b'\n' { 1 } else { 2 },
+                Some(b'\\') => {
+                    // Skip the backslash and the whole escaped character (a
+                    // line break still ends the string).
+                    let next = self.text[self.pos + 1..].chars().next();
+                    self.pos += 1 + next.filter(|c| *c != '\n').map_or(0, char::len_utf8);
+                }
                 Some(b) if b == quote => {
                     self.pos += 1;
                     self.push(TokenKind::Str, start);

@@ -68,8 +68,13 @@ pub struct ItemParse {
 /// of the file can be "input ended too early").
 pub fn parse(text: &str) -> Parse {
     let (expanded, source_map, mut errors) = expand_decl_loops(text);
-    let tokens = lexer::lex(&expanded);
+    let (tokens, lex_errors) = lexer::tokenize(&expanded);
     let ranges = split::split_tokens(&expanded, &tokens);
+    if ranges.is_empty() {
+        // No code at all: only lexical errors (an unterminated comment) can
+        // have occurred.
+        errors.extend(lex_errors);
+    }
     let mut items = Vec::with_capacity(ranges.len());
     let last = ranges.len().saturating_sub(1);
     for (k, range) in ranges.into_iter().enumerate() {

@@ -25,7 +25,7 @@ pub fn unit_ns(unit: &str) -> Option<u64> {
 /// Writes `ns` with the largest unit that represents it exactly (`90m`).
 pub fn format_duration(ns: u64) -> String {
     for (unit, size) in UNITS.iter().rev() {
-        if ns != 0 && ns % size == 0 {
+        if ns != 0 && ns.is_multiple_of(*size) {
             return format!("{}{unit}", ns / size);
         }
     }
@@ -161,7 +161,7 @@ fn days_in_month(y: i64, m: i64) -> i64 {
 }
 
 /// Reads exactly `n` ASCII digits from the front of `s`.
-fn take_digits<'a>(s: &'a str, n: usize) -> Option<(i64, &'a str)> {
+fn take_digits(s: &str, n: usize) -> Option<(i64, &str)> {
     let head = s.get(..n)?;
     if !head.bytes().all(|b| b.is_ascii_digit()) {
         return None;
