@@ -3,3 +3,6 @@
 
 pub mod cli;
 pub mod expect;
+pub mod input;
+pub mod job;
+pub mod output;

@@ -36,11 +36,121 @@ enum Command {
         /// The code (E0101, W0101, ...).
         code: String,
     },
+    /// Replay an event file (.evt or JSON lines) through a program on a virtual clock.
+    Simulate {
+        /// The program (or `-p/--program`).
+        program: Option<PathBuf>,
+        /// The events (or `-e/--events`).
+        events: Option<PathBuf>,
+        /// The program file.
+        #[arg(short = 'p', long = "program", value_name = "FILE")]
+        program_flag: Option<PathBuf>,
+        /// The event file.
+        #[arg(short = 'e', long = "events", value_name = "FILE")]
+        events_flag: Option<PathBuf>,
+        #[command(flatten)]
+        run: RunFlags,
+        /// Wait out the gaps between event times (same as `--speed 1`).
+        #[arg(long, conflicts_with = "speed")]
+        realtime: bool,
+        /// Replay at this multiple of real time (e.g. 10 = ten times faster).
+        #[arg(long, value_name = "X")]
+        speed: Option<f64>,
+        /// Accepted for compatibility with the reference; replay is always
+        /// deterministic and as fast as possible unless paced.
+        #[arg(long, hide = true)]
+        immediate: bool,
+        /// Accepted for compatibility; Varpulis always runs one engine
+        /// (LANGUAGE.md §13.3 REC).
+        #[arg(short = 'w', long, hide = true, value_name = "N")]
+        workers: Option<usize>,
+    },
+    /// Run a program over JSON lines from a file or stdin until end of input.
+    Run {
+        /// The program file.
+        program: PathBuf,
+        /// Input events: a .jsonl/.evt file, or `-` for stdin.
+        #[arg(short, long, default_value = "-")]
+        input: PathBuf,
+        /// Where outputs go: a file, or `-` for stdout.
+        #[arg(short, long, default_value = "-")]
+        output: PathBuf,
+        #[command(flatten)]
+        run: RunFlags,
+    },
     /// Print the syntax tree of a file (for debugging the parser).
     Parse {
         /// The file to parse.
         file: PathBuf,
     },
+}
+
+/// Flags shared by `simulate` and `run`.
+#[derive(clap::Args, Debug)]
+struct RunFlags {
+    /// Output format (default: table for simulate, jsonl for run).
+    #[arg(long, value_enum)]
+    format: Option<OutFormat>,
+    /// Stop at the first malformed line, unknown event type or mistyped field.
+    #[arg(long)]
+    strict: bool,
+    /// Do not fire open windows and timers at the end of input (REF behaviour).
+    #[arg(long)]
+    no_final_flush: bool,
+    /// Do not open `.to(...)` connectors (their events are only counted).
+    #[arg(long)]
+    no_sinks: bool,
+    /// Show a progress bar (default: when stderr is a terminal).
+    #[arg(long, overrides_with = "no_progress")]
+    progress: bool,
+    /// Hide the progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    /// Colour in diagnostics.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum OutFormat {
+    /// A table per stream, printed at the end.
+    Table,
+    /// One JSON object per output event, as produced.
+    Jsonl,
+}
+
+impl RunFlags {
+    fn args(
+        &self,
+        program: PathBuf,
+        input: PathBuf,
+        output: Option<PathBuf>,
+        default: OutFormat,
+        pace: cli::simulate::Pace,
+    ) -> cli::simulate::RunArgs {
+        cli::simulate::RunArgs {
+            program,
+            input,
+            output,
+            format: match self.format.unwrap_or(default) {
+                OutFormat::Table => cli::simulate::OutputFormat::Table,
+                OutFormat::Jsonl => cli::simulate::OutputFormat::Jsonl,
+            },
+            pace,
+            progress: if self.no_progress {
+                false
+            } else {
+                self.progress || cli::simulate::stderr_is_terminal()
+            },
+            color: self.color.enabled(),
+            job: varpulis::job::JobOptions {
+                strict: self.strict,
+                final_flush: !self.no_final_flush,
+                sinks: !self.no_sinks,
+                ..Default::default()
+            },
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -92,6 +202,42 @@ fn main() -> ExitCode {
         ),
         Command::Explain { code } => cli::explain::run(&code),
         Command::Parse { file } => cli::parse::run(&file),
+        Command::Simulate {
+            program,
+            events,
+            program_flag,
+            events_flag,
+            run,
+            realtime,
+            speed,
+            ..
+        } => {
+            let pace = match (realtime, speed) {
+                (true, _) => cli::simulate::Pace::Speed(1.0),
+                (false, Some(x)) if x > 0.0 => cli::simulate::Pace::Speed(x),
+                (false, Some(x)) => {
+                    eprintln!("error: --speed must be positive, got {x}");
+                    return ExitCode::from(2);
+                }
+                (false, None) => cli::simulate::Pace::Fast,
+            };
+            cli::simulate::pick(program, program_flag, "program file").and_then(|p| {
+                let e = cli::simulate::pick(events, events_flag, "events file")?;
+                cli::simulate::run(&run.args(p, e, None, OutFormat::Table, pace))
+            })
+        }
+        Command::Run {
+            program,
+            input,
+            output,
+            run,
+        } => cli::simulate::run(&run.args(
+            program,
+            input,
+            Some(output),
+            OutFormat::Jsonl,
+            cli::simulate::Pace::Fast,
+        )),
     };
     match result {
         Ok(code) => code,

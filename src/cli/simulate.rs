@@ -1,0 +1,298 @@
+//! `varpulis simulate PROGRAM EVENTS`: replay an event file through a program
+//! on a virtual clock, and `varpulis run PROGRAM --input ... --output ...`:
+//! the same engine over JSON lines from a file or stdin.
+//!
+//! stdout carries outputs only (a table per stream, or one JSON object per
+//! line with `--format jsonl`); summaries, warnings, `.print` and `.log`
+//! lines go to stderr.
+
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use varpulis_vm::Output;
+
+use crate::input::{InputFormat, InputRecord, Records};
+use crate::job::{compile, Job, JobOptions};
+use crate::output::{write_json, write_tables};
+
+/// How outputs are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Tables per stream after the run.
+    Table,
+    /// One JSON object per output line, as produced.
+    Jsonl,
+}
+
+/// How fast events are replayed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pace {
+    /// As fast as possible (the default).
+    Fast,
+    /// Event-time gaps are waited out, divided by the factor.
+    Speed(f64),
+}
+
+/// Everything `simulate` and `run` need.
+#[derive(Clone, Debug)]
+pub struct RunArgs {
+    /// The program file.
+    pub program: PathBuf,
+    /// The input file, or `-` for stdin.
+    pub input: PathBuf,
+    /// Where outputs go: `None` or `-` = stdout.
+    pub output: Option<PathBuf>,
+    /// Output format.
+    pub format: OutputFormat,
+    /// Replay pace.
+    pub pace: Pace,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    /// Colour diagnostics.
+    pub color: bool,
+    /// Host options (strictness, final flush, sinks).
+    pub job: JobOptions,
+}
+
+/// Runs the program over the input; exit 1 on program errors or, with
+/// `--strict`, on bad input.
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let (program, warnings) = match compile(&args.program, args.color)? {
+        Ok(ok) => ok,
+        Err(rendered) => {
+            eprint!("{rendered}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if !warnings.is_empty() {
+        eprint!("{warnings}");
+    }
+    let mut job = Job::new(program, args.job.clone())?;
+
+    let stdin_input = args.input.as_os_str() == "-";
+    let (reader, total): (Box<dyn BufRead>, Option<u64>) = if stdin_input {
+        (Box::new(BufReader::new(io::stdin().lock())), None)
+    } else {
+        let file = std::fs::File::open(&args.input)
+            .with_context(|| format!("cannot read `{}`", args.input.display()))?;
+        let len = file.metadata().ok().map(|m| m.len());
+        (Box::new(BufReader::with_capacity(1 << 16, file)), len)
+    };
+    let format = if stdin_input {
+        InputFormat::Jsonl
+    } else {
+        InputFormat::for_path(&args.input)
+    };
+    let mut records = Records::new(reader, format);
+
+    let mut sink: Box<dyn Write> = match &args.output {
+        Some(p) if p.as_os_str() != "-" => Box::new(BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot write `{}`", p.display()))?,
+        )),
+        _ => Box::new(BufWriter::with_capacity(1 << 16, io::stdout().lock())),
+    };
+    let mut progress = Progress::new(args.progress, total);
+    let mut pacer = Pacer::new(args.pace);
+    let mut outputs: Vec<Output> = Vec::new();
+    let mut kept: Vec<Output> = Vec::new();
+    let mut line = Vec::with_capacity(256);
+    let mut stderr = io::stderr().lock();
+    let started = Instant::now();
+
+    let mut emit = |outputs: &mut Vec<Output>,
+                    kept: &mut Vec<Output>,
+                    sink: &mut dyn Write|
+     -> io::Result<()> {
+        match args.format {
+            OutputFormat::Jsonl => {
+                for o in outputs.iter() {
+                    line.clear();
+                    write_json(&mut line, o);
+                    line.push(b'\n');
+                    sink.write_all(&line)?;
+                }
+            }
+            OutputFormat::Table => kept.append(outputs),
+        }
+        outputs.clear();
+        Ok(())
+    };
+
+    let mut failed = false;
+    while let Some(rec) = records.next() {
+        if let (InputRecord::Evt(r), Pace::Speed(_)) = (&rec, args.pace) {
+            pacer.wait_for(r.event_time(0));
+        }
+        if let Err(problem) = job.push_record(&rec, &mut outputs) {
+            writeln!(stderr, "error: {}: input {problem}", args.input.display())?;
+            writeln!(
+                stderr,
+                "help: run without --strict to count and skip bad input"
+            )?;
+            failed = true;
+            break;
+        }
+        for msg in job.take_messages() {
+            writeln!(stderr, "{msg}")?;
+        }
+        emit(&mut outputs, &mut kept, &mut *sink)?;
+        progress.update(records.bytes, &mut stderr);
+    }
+    job.finish(&mut outputs)?;
+    for msg in job.take_messages() {
+        writeln!(stderr, "{msg}")?;
+    }
+    emit(&mut outputs, &mut kept, &mut *sink)?;
+    if args.format == OutputFormat::Table {
+        write_tables(&mut *sink, &kept)?;
+    }
+    sink.flush()?;
+    progress.done(&mut stderr);
+    writeln!(stderr, "{}", summary(&mut job, started.elapsed()))?;
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `simulate: 1200 events in 0.01s, 14 outputs; skipped 2 (malformed 1, ...); 1 late`.
+fn summary(job: &mut Job, elapsed: Duration) -> String {
+    let stats = job.stats().clone();
+    let metrics = job.engine().metrics();
+    let mut s = format!(
+        "done: {} events in {:.2}s, {} outputs",
+        stats.events,
+        elapsed.as_secs_f64(),
+        stats.outputs
+    );
+    if stats.sink_records > 0 {
+        s.push_str(&format!(", {} sent to connectors", stats.sink_records));
+    }
+    let skipped: u64 = stats.skipped.values().sum();
+    if skipped > 0 {
+        let parts: Vec<String> = stats
+            .skipped
+            .iter()
+            .map(|(k, v)| format!("{} {v}", k.replace('_', " ")))
+            .collect();
+        s.push_str(&format!(
+            "; skipped {skipped} input records ({})",
+            parts.join(", ")
+        ));
+    }
+    if metrics.late > 0 {
+        s.push_str(&format!("; {} late events", metrics.late));
+    }
+    if metrics.dropped > 0 {
+        s.push_str(&format!(
+            "; {} dropped beyond allowed lateness",
+            metrics.dropped
+        ));
+    }
+    if metrics.runtime_errors > 0 {
+        s.push_str(&format!("; {} runtime errors", metrics.runtime_errors));
+    }
+    s
+}
+
+/// A one-line progress bar on stderr, redrawn at most ten times a second.
+struct Progress {
+    enabled: bool,
+    total: Option<u64>,
+    last: Option<Instant>,
+}
+
+impl Progress {
+    fn new(enabled: bool, total: Option<u64>) -> Progress {
+        Progress {
+            enabled,
+            total,
+            last: None,
+        }
+    }
+
+    fn update(&mut self, done: u64, w: &mut dyn Write) {
+        if !self.enabled
+            || self
+                .last
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+        {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let _ = match self.total {
+            Some(total) if total > 0 => {
+                let frac = (done as f64 / total as f64).min(1.0);
+                let filled = (frac * 30.0) as usize;
+                write!(
+                    w,
+                    "\r[{}{}] {:>3.0}%",
+                    "#".repeat(filled),
+                    " ".repeat(30 - filled),
+                    frac * 100.0
+                )
+            }
+            _ => write!(w, "\r{done} bytes read"),
+        };
+    }
+
+    fn done(&mut self, w: &mut dyn Write) {
+        if self.enabled && self.last.is_some() {
+            let _ = write!(w, "\r{}\r", " ".repeat(40));
+        }
+    }
+}
+
+/// Waits out event-time gaps for `--realtime` / `--speed`.
+struct Pacer {
+    pace: Pace,
+    origin: Option<(i64, Instant)>,
+}
+
+impl Pacer {
+    fn new(pace: Pace) -> Pacer {
+        Pacer { pace, origin: None }
+    }
+
+    fn wait_for(&mut self, event_time: i64) {
+        let Pace::Speed(speed) = self.pace else {
+            return;
+        };
+        let (t0, wall0) = *self.origin.get_or_insert((event_time, Instant::now()));
+        let due_ns = (event_time.saturating_sub(t0)).max(0) as f64 / speed.max(1e-9);
+        let due = wall0 + Duration::from_nanos(due_ns.min(u64::MAX as f64) as u64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+    }
+}
+
+/// Whether stderr is a terminal (for the default of `--progress`).
+pub fn stderr_is_terminal() -> bool {
+    io::stderr().is_terminal()
+}
+
+/// Resolves `simulate`'s positional and flag forms of the same argument.
+pub fn pick(
+    positional: Option<PathBuf>,
+    flag: Option<PathBuf>,
+    what: &str,
+) -> anyhow::Result<PathBuf> {
+    match (positional, flag) {
+        (Some(p), None) | (None, Some(p)) => Ok(p),
+        (Some(_), Some(_)) => {
+            anyhow::bail!("give the {what} once, either as an argument or with its flag")
+        }
+        (None, None) => anyhow::bail!("missing the {what}"),
+    }
+}
+
+/// Used by `run`: is `path` stdin?
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}

@@ -1,0 +1,194 @@
+//! Reading input files and pipes: `.evt` (LANGUAGE.md §9.1) or JSON lines
+//! (§9.2), one record at a time, so files of any size stream in constant
+//! memory.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use varpulis_program::evt::{EvtReader, EvtRecord};
+use varpulis_program::json::parse_json_event;
+use varpulis_program::RawEvent;
+
+/// Which reader a file needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputFormat {
+    /// The `.evt` line format (which also accepts JSON lines).
+    Evt,
+    /// One JSON event per line.
+    Jsonl,
+}
+
+impl InputFormat {
+    /// `.evt` files use the `.evt` reader; everything else (including
+    /// stdin) is read as JSON lines.
+    pub fn for_path(path: &Path) -> InputFormat {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("evt") => InputFormat::Evt,
+            _ => InputFormat::Jsonl,
+        }
+    }
+}
+
+/// One input line, decoded.
+#[derive(Clone, Debug)]
+pub enum InputRecord {
+    /// An `.evt` record (time = offset unless it has a JSON timestamp).
+    Evt(EvtRecord),
+    /// A JSON event (time = its `timestamp`, else the previous event's).
+    Json {
+        /// 1-based line.
+        line: usize,
+        /// The event.
+        event: RawEvent,
+    },
+    /// A line that is not an event.
+    Bad {
+        /// 1-based line.
+        line: usize,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Streams records from a reader.
+pub struct Records<R> {
+    reader: R,
+    format: InputFormat,
+    evt: EvtReader,
+    line: usize,
+    buf: String,
+    /// Bytes consumed so far, for progress reporting.
+    pub bytes: u64,
+}
+
+impl<R: BufRead> Records<R> {
+    /// Records of `reader` in `format`.
+    pub fn new(reader: R, format: InputFormat) -> Records<R> {
+        Records {
+            reader,
+            format,
+            evt: EvtReader::new(),
+            line: 0,
+            buf: String::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for Records<R> {
+    type Item = InputRecord;
+
+    fn next(&mut self) -> Option<InputRecord> {
+        loop {
+            self.buf.clear();
+            let n = match self.reader.read_line(&mut self.buf) {
+                Ok(0) => return None,
+                Ok(n) => n,
+                Err(e) => {
+                    self.line += 1;
+                    // A line that is not UTF-8 (or an IO error mid-file) is
+                    // reported; reading goes on with the next line.
+                    let message = format!("cannot read line: {e}");
+                    if e.kind() != std::io::ErrorKind::InvalidData {
+                        return None;
+                    }
+                    return Some(InputRecord::Bad {
+                        line: self.line,
+                        message,
+                    });
+                }
+            };
+            self.bytes += n as u64;
+            self.line += 1;
+            match self.format {
+                InputFormat::Evt => match self.evt.parse_line(&self.buf) {
+                    Ok(Some(rec)) => return Some(InputRecord::Evt(rec)),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        return Some(InputRecord::Bad {
+                            line: self.line,
+                            message: e.kind.to_string(),
+                        })
+                    }
+                },
+                InputFormat::Jsonl => {
+                    let text = self.buf.trim();
+                    if text.is_empty() {
+                        continue;
+                    }
+                    return Some(match parse_json_event(text) {
+                        Ok(event) => InputRecord::Json {
+                            line: self.line,
+                            event,
+                        },
+                        Err(e) => InputRecord::Bad {
+                            line: self.line,
+                            message: e.to_string(),
+                        },
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl crate::job::Job {
+    /// Pushes one input record, whatever its kind.
+    pub fn push_record(
+        &mut self,
+        rec: &InputRecord,
+        out: &mut Vec<varpulis_vm::Output>,
+    ) -> Result<(), crate::job::InputProblem> {
+        match rec {
+            InputRecord::Evt(r) => self.push_evt(r, out),
+            InputRecord::Json { line, event } => self.push_raw(event, None, *line, out),
+            InputRecord::Bad { line, message } => self.malformed(*line, message.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(text: &str, format: InputFormat) -> Vec<InputRecord> {
+        Records::new(text.as_bytes(), format).collect()
+    }
+
+    #[test]
+    fn evt_lines_skip_comments_and_report_bad_lines_with_numbers() {
+        let recs = records(
+            "# c\n@1s A { x: 1 }\n@zz B { }\n\nC { y: 2 }\n",
+            InputFormat::Evt,
+        );
+        assert_eq!(recs.len(), 3);
+        assert!(matches!(&recs[0], InputRecord::Evt(r) if r.line == 2));
+        assert!(matches!(&recs[1], InputRecord::Bad { line: 3, .. }));
+        assert!(matches!(&recs[2], InputRecord::Evt(r) if r.line == 5));
+    }
+
+    #[test]
+    fn json_lines_report_non_events() {
+        let recs = records(
+            "{\"event_type\":\"A\",\"x\":1}\n\nnot json\n[1]\n",
+            InputFormat::Jsonl,
+        );
+        assert_eq!(recs.len(), 3);
+        assert!(matches!(&recs[0], InputRecord::Json { line: 1, .. }));
+        assert!(matches!(&recs[1], InputRecord::Bad { line: 3, .. }));
+        assert!(matches!(&recs[2], InputRecord::Bad { line: 4, .. }));
+    }
+
+    #[test]
+    fn format_follows_the_extension() {
+        assert_eq!(
+            InputFormat::for_path(Path::new("a/b.evt")),
+            InputFormat::Evt
+        );
+        assert_eq!(
+            InputFormat::for_path(Path::new("a/b.jsonl")),
+            InputFormat::Jsonl
+        );
+        assert_eq!(InputFormat::for_path(Path::new("-")), InputFormat::Jsonl);
+    }
+}

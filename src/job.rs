@@ -1,0 +1,328 @@
+//! A job: one compiled program, one engine, and the host around it — input
+//! decoding with event-time rules, bad-input accounting, `.print`/`.log`
+//! lines, and `.to(...)` sinks.
+//!
+//! `simulate`, `run`, `varpulis test` and the corpus harness all drive a
+//! [`Job`], so every entry point treats input, time and errors the same way
+//! (LANGUAGE.md §13.3 REC: one parser for all modes).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use varpulis_connectors::{open_sink, ConnectorConfig, Record, Sink, SinkContext};
+use varpulis_program::evt::EvtRecord;
+use varpulis_program::{ConfigValue, DecodeError, EventDecoder, Program, RawEvent};
+use varpulis_vm::{Engine, EngineConfig, Output, SideOutput};
+
+/// Options shared by the commands that run programs.
+#[derive(Clone, Debug)]
+pub struct JobOptions {
+    /// Bad input is fatal instead of counted and skipped.
+    pub strict: bool,
+    /// Fire every open window and timer at the end of bounded input.
+    pub final_flush: bool,
+    /// Open `.to(...)` sinks; when false, sink outputs are only counted.
+    pub sinks: bool,
+    /// Directory against which relative sink paths resolve.
+    pub sink_dir: PathBuf,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        JobOptions {
+            strict: false,
+            final_flush: true,
+            sinks: true,
+            sink_dir: PathBuf::from("."),
+        }
+    }
+}
+
+/// A problem with one input record. The record is skipped (or, with
+/// `--strict`, the job stops).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputProblem {
+    /// 1-based line in the input.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+    /// The kind, for counting: `malformed`, `unknown_type`, `wrong_type`.
+    pub kind: &'static str,
+}
+
+impl std::fmt::Display for InputProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// What the host saw, besides the outputs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobStats {
+    /// Records read (good and bad).
+    pub records: u64,
+    /// Events given to the engine.
+    pub events: u64,
+    /// Skipped records by kind.
+    pub skipped: BTreeMap<&'static str, u64>,
+    /// Visible outputs.
+    pub outputs: u64,
+    /// Records handed to sinks.
+    pub sink_records: u64,
+}
+
+/// A program running in an engine, plus its host-side state.
+pub struct Job {
+    engine: Engine,
+    decoder: EventDecoder,
+    program: Arc<Program>,
+    options: JobOptions,
+    /// Time given to records without one: the previous record's time.
+    clock: i64,
+    sinks: Vec<Option<Box<dyn Sink>>>,
+    stats: JobStats,
+    /// Event types already reported as unknown (each is reported once).
+    unknown_reported: std::collections::BTreeSet<String>,
+    problems: Vec<InputProblem>,
+    messages: Vec<String>,
+}
+
+impl Job {
+    /// Loads `program` into a fresh engine and opens its sinks.
+    pub fn new(program: Program, options: JobOptions) -> anyhow::Result<Job> {
+        let program = Arc::new(program);
+        let config = EngineConfig {
+            flush_at_end: options.final_flush,
+            ..EngineConfig::default()
+        };
+        let engine =
+            Engine::with_config(program.clone(), config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let decoder = EventDecoder::new(&program);
+        let mut sinks = Vec::new();
+        for def in &program.connectors {
+            if !options.sinks || !program_sends_to(&program, sinks.len()) {
+                sinks.push(None);
+                continue;
+            }
+            let config = ConnectorConfig {
+                name: def.name.to_string(),
+                kind: def.kind.to_string(),
+                params: def
+                    .params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), config_value(v)))
+                    .collect(),
+            };
+            let sink = open_sink(&config, &SinkContext::new(options.sink_dir.clone()))
+                .with_context(|| format!("cannot open connector `{}`", def.name))?;
+            sinks.push(Some(sink));
+        }
+        Ok(Job {
+            engine,
+            decoder,
+            program,
+            options,
+            clock: 0,
+            sinks,
+            stats: JobStats::default(),
+            unknown_reported: Default::default(),
+            problems: Vec::new(),
+            messages: Vec::new(),
+        })
+    }
+
+    /// The program being run.
+    pub fn program(&self) -> &Arc<Program> {
+        &self.program
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &JobStats {
+        &self.stats
+    }
+
+    /// The engine (metrics, snapshots).
+    pub fn engine(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    /// Pushes one `.evt` record; its time is its JSON `timestamp` or its
+    /// offset from the epoch (DESIGN.md, Time).
+    pub fn push_evt(&mut self, rec: &EvtRecord, out: &mut Vec<Output>) -> Result<(), InputProblem> {
+        let time = rec.event_time(0);
+        self.push_raw(&rec.event, Some(time), rec.line, out)
+    }
+
+    /// Pushes one decoded record at `time`, or at the previous record's time
+    /// when it has none.
+    pub fn push_raw(
+        &mut self,
+        raw: &RawEvent,
+        time: Option<i64>,
+        line: usize,
+        out: &mut Vec<Output>,
+    ) -> Result<(), InputProblem> {
+        self.stats.records += 1;
+        let time = time.or(raw.timestamp).unwrap_or(self.clock);
+        self.clock = time;
+        let mut warnings = Vec::new();
+        let event = match self.decoder.decode(raw, time, &mut warnings) {
+            Ok(ev) => ev,
+            Err(DecodeError::UnknownType(t)) => {
+                let first = self.unknown_reported.insert(t.clone());
+                let problem = InputProblem {
+                    line,
+                    kind: "unknown_type",
+                    message: format!(
+                        "unknown event type `{t}` (the program declares or uses no such type)"
+                    ),
+                };
+                return self.skip(problem, first);
+            }
+        };
+        if let Some(w) = warnings.first() {
+            let problem = InputProblem {
+                line,
+                kind: "wrong_type",
+                message: w.to_string(),
+            };
+            return self.skip(problem, true);
+        }
+        self.stats.events += 1;
+        let start = out.len();
+        self.engine.push_into(event, out);
+        self.after_engine(start, out);
+        Ok(())
+    }
+
+    /// Records a malformed line (the reader could not decode it).
+    pub fn malformed(&mut self, line: usize, message: String) -> Result<(), InputProblem> {
+        self.stats.records += 1;
+        self.skip(
+            InputProblem {
+                line,
+                kind: "malformed",
+                message,
+            },
+            true,
+        )
+    }
+
+    fn skip(&mut self, problem: InputProblem, report: bool) -> Result<(), InputProblem> {
+        *self.stats.skipped.entry(problem.kind).or_default() += 1;
+        if self.options.strict {
+            return Err(problem);
+        }
+        if report {
+            self.problems.push(problem);
+        }
+        Ok(())
+    }
+
+    /// End of bounded input: fire what is still open and flush sinks.
+    pub fn finish(&mut self, out: &mut Vec<Output>) -> anyhow::Result<()> {
+        let start = out.len();
+        out.extend(self.engine.finish());
+        self.after_engine(start, out);
+        for sink in self.sinks.iter_mut().flatten() {
+            sink.close()
+                .with_context(|| format!("closing connector `{}`", sink.name()))?;
+        }
+        Ok(())
+    }
+
+    /// Input problems, print/log lines and runtime errors gathered since the
+    /// last call, as lines for stderr.
+    pub fn take_messages(&mut self) -> Vec<String> {
+        let mut lines = std::mem::take(&mut self.messages);
+        lines.extend(
+            self.problems
+                .drain(..)
+                .map(|p| format!("warning: input {p} (skipped)")),
+        );
+        lines
+    }
+
+    fn after_engine(&mut self, start: usize, out: &mut [Output]) {
+        self.stats.outputs += (out.len() - start) as u64;
+        for side in self.engine.take_side_outputs() {
+            match side {
+                SideOutput::Print { line, .. } | SideOutput::Log { line, .. } => {
+                    self.messages.push(line)
+                }
+                SideOutput::Sink {
+                    connector, output, ..
+                } => {
+                    self.stats.sink_records += 1;
+                    let Some(Some(sink)) = self.sinks.get_mut(connector as usize) else {
+                        continue;
+                    };
+                    let mut buf = Vec::new();
+                    crate::output::write_json_sink(&mut buf, &output);
+                    let sent = Record::from_json(&buf)
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| sink.send(r).map_err(|e| e.to_string()));
+                    if let Err(e) = sent {
+                        self.messages
+                            .push(format!("warning: connector `{}`: {e}", sink.name()));
+                    }
+                }
+            }
+        }
+        let spans = &self.program.span_table;
+        for err in self.engine.take_errors() {
+            self.messages
+                .push(format!("warning: runtime error {}", err.render(spans)));
+        }
+    }
+}
+
+/// Whether any stream of the program sends to connector `id`.
+fn program_sends_to(program: &Program, id: usize) -> bool {
+    program.streams.iter().any(|s| {
+        s.ops.iter().any(|op| matches!(op, varpulis_program::OpSpec::Sink { connector, .. } if *connector as usize == id))
+    })
+}
+
+fn config_value(v: &ConfigValue) -> varpulis_connectors::ConfigValue {
+    use varpulis_connectors::ConfigValue as C;
+    match v {
+        ConfigValue::Str(s) => C::Str(s.to_string()),
+        ConfigValue::Int(i) => C::Int(*i),
+        ConfigValue::Float(f) => C::Float(*f),
+        ConfigValue::Bool(b) => C::Bool(*b),
+        ConfigValue::Duration(d) => C::Duration(u64::try_from(*d).unwrap_or(0)),
+        ConfigValue::Ident(s) => C::Ident(s.to_string()),
+        ConfigValue::Array(a) => C::Array(a.iter().map(config_value).collect()),
+    }
+}
+
+/// Compiles a program file, printing nothing: returns the program or the
+/// rendered diagnostics.
+pub fn compile(path: &Path, color: bool) -> anyhow::Result<Result<(Program, String), String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    let name = path.display().to_string();
+    let mut compiler = varpulis_compiler::Compiler::new();
+    compiler.set_file(&name, text.clone());
+    let diags = compiler.check(&name);
+    let rendered = if diags.is_empty() {
+        String::new()
+    } else {
+        varpulis_compiler::render::terminal::render(&name, &text, &diags, color)
+    };
+    Ok(match compiler.program(&name) {
+        Ok(program) => Ok((program, rendered)),
+        Err(errors) => {
+            if errors.is_empty() || !rendered.is_empty() {
+                Err(rendered)
+            } else {
+                Err(varpulis_compiler::render::terminal::render(
+                    &name, &text, &errors, color,
+                ))
+            }
+        }
+    })
+}

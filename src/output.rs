@@ -1,0 +1,207 @@
+//! How engine outputs leave the process: one JSON object per line, or a
+//! readable table per stream.
+//!
+//! A JSON output line is `{"stream": S, "event_type": T, "timestamp":
+//! RFC3339, <fields in emit order>}`. It is written straight into a buffer
+//! (no intermediate map) because `run` writes one per output event.
+
+use std::io::{self, Write};
+
+use varpulis_program::time::format_rfc3339;
+use varpulis_vm::Output;
+
+/// Appends `output` as one JSON object (no newline) to `buf`.
+pub fn write_json(buf: &mut Vec<u8>, output: &Output) {
+    buf.extend_from_slice(b"{\"stream\":");
+    write_json_str(buf, &output.stream);
+    buf.extend_from_slice(b",\"event_type\":");
+    write_json_str(buf, &output.event_type);
+    buf.extend_from_slice(b",\"timestamp\":\"");
+    buf.extend_from_slice(format_rfc3339(output.time).as_bytes());
+    buf.push(b'"');
+    for (name, value) in &output.fields {
+        if matches!(name.as_ref(), "stream" | "event_type" | "timestamp") {
+            // An emitted field with a reserved name would make the object
+            // ambiguous; the envelope wins and the field is prefixed.
+            buf.extend_from_slice(b",\"_");
+            buf.extend_from_slice(name.as_bytes());
+            buf.extend_from_slice(b"\":");
+        } else {
+            buf.push(b',');
+            write_json_str(buf, name);
+            buf.push(b':');
+        }
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *buf, &value.to_json());
+    }
+    buf.push(b'}');
+}
+
+/// Appends `output` as a sink payload (LANGUAGE.md §4.7): `{"event_type": T,
+/// "timestamp": RFC3339, <fields>}`, without the `stream` key.
+pub fn write_json_sink(buf: &mut Vec<u8>, output: &Output) {
+    let start = buf.len();
+    write_json(buf, output);
+    // Drop the leading `"stream":"...",` member written by `write_json`.
+    let mut stream = Vec::new();
+    stream.extend_from_slice(b"{\"stream\":");
+    write_json_str(&mut stream, &output.stream);
+    stream.push(b',');
+    if buf[start..].starts_with(&stream) {
+        buf.drain(start + 1..start + stream.len());
+    }
+}
+
+/// The output as a JSON object, keys in output order.
+pub fn to_json(output: &Output) -> serde_json::Map<String, serde_json::Value> {
+    let mut buf = Vec::new();
+    write_json(&mut buf, output);
+    match serde_json::from_slice(&buf) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+fn write_json_str(buf: &mut Vec<u8>, s: &str) {
+    let _ = serde_json::to_writer(&mut *buf, s);
+}
+
+/// Writes outputs grouped per stream as aligned tables, streams in order of
+/// their first output.
+pub fn write_tables(w: &mut dyn Write, outputs: &[Output]) -> io::Result<()> {
+    let mut streams: Vec<&str> = Vec::new();
+    for o in outputs {
+        if !streams.contains(&o.stream.as_ref()) {
+            streams.push(&o.stream);
+        }
+    }
+    for (i, stream) in streams.iter().enumerate() {
+        let rows: Vec<&Output> = outputs
+            .iter()
+            .filter(|o| o.stream.as_ref() == *stream)
+            .collect();
+        let mut columns: Vec<String> = vec!["timestamp".into()];
+        for o in &rows {
+            for (name, _) in &o.fields {
+                if !columns.iter().any(|c| c == name.as_ref()) {
+                    columns.push(name.to_string());
+                }
+            }
+        }
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|o| {
+                columns
+                    .iter()
+                    .map(|c| {
+                        if c == "timestamp" {
+                            return format_rfc3339(o.time);
+                        }
+                        o.fields
+                            .iter()
+                            .find(|(n, _)| n.as_ref() == c)
+                            .map(|(_, v)| match v.to_json() {
+                                serde_json::Value::String(s) => s,
+                                j => j.to_string(),
+                            })
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            })
+            .collect();
+        let widths: Vec<usize> = columns
+            .iter()
+            .enumerate()
+            .map(|(c, name)| {
+                cells
+                    .iter()
+                    .map(|r| r[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+                    .max(name.len())
+            })
+            .collect();
+        if i > 0 {
+            writeln!(w)?;
+        }
+        let n = rows.len();
+        writeln!(w, "{stream} ({n} event{})", if n == 1 { "" } else { "s" })?;
+        let line = |w: &mut dyn Write, row: &[String]| -> io::Result<()> {
+            let padded: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(s, &wd)| format!("{s:<wd$}"))
+                .collect();
+            writeln!(w, "  {}", padded.join("  ").trim_end())
+        };
+        line(w, &columns)?;
+        line(
+            w,
+            &widths.iter().map(|&wd| "-".repeat(wd)).collect::<Vec<_>>(),
+        )?;
+        for row in &cells {
+            line(w, row)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use varpulis_program::Value;
+
+    fn out(stream: &str, time: i64, fields: Vec<(&str, Value)>) -> Output {
+        Output {
+            stream: Arc::from(stream),
+            event_type: Arc::from(stream),
+            time,
+            fields: fields.into_iter().map(|(n, v)| (Arc::from(n), v)).collect(),
+        }
+    }
+
+    #[test]
+    fn json_line_keeps_envelope_then_fields_in_emit_order() {
+        let mut buf = Vec::new();
+        write_json(
+            &mut buf,
+            &out(
+                "Hot",
+                1_500_000_000,
+                vec![
+                    ("zone", Value::str("a\"b")),
+                    ("avg", Value::Float(3.0)),
+                    ("n", Value::Int(2)),
+                ],
+            ),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&buf),
+            r#"{"stream":"Hot","event_type":"Hot","timestamp":"1970-01-01T00:00:01.500Z","zone":"a\"b","avg":3.0,"n":2}"#
+        );
+    }
+
+    #[test]
+    fn reserved_field_names_are_prefixed_not_duplicated() {
+        let mut buf = Vec::new();
+        write_json(&mut buf, &out("S", 0, vec![("timestamp", Value::Int(5))]));
+        assert!(String::from_utf8_lossy(&buf).ends_with(r#""_timestamp":5}"#));
+    }
+
+    #[test]
+    fn tables_group_by_stream_with_union_of_columns() {
+        let outputs = vec![
+            out("A", 0, vec![("x", Value::Int(1))]),
+            out("B", 0, vec![("y", Value::str("q"))]),
+            out(
+                "A",
+                60_000_000_000,
+                vec![("x", Value::Int(22)), ("z", Value::Bool(true))],
+            ),
+        ];
+        let mut w = Vec::new();
+        write_tables(&mut w, &outputs).expect("write to vec");
+        insta::assert_snapshot!(String::from_utf8_lossy(&w));
+    }
+}
