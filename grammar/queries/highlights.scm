@@ -1,6 +1,9 @@
 ; Syntax highlighting for VPL.
-; Earlier patterns take precedence over later ones (tree-sitter highlight and
-; Helix order), so specific captures come before the generic ones at the end.
+; Later patterns take precedence over earlier ones for the same node (the
+; order of tree-sitter-highlight 0.25+, Neovim and Helix), so generic captures
+; come first and specific ones after them.
+
+(identifier) @variable
 
 ; Comments and literals
 (comment) @comment
@@ -12,14 +15,26 @@
 [(true) (false)] @boolean
 (null) @constant.builtin
 
-; Declaration-loop placeholders such as `{z}`
-((identifier) @constant.macro
-  (#match? @constant.macro "^\\{[A-Za-z_][A-Za-z0-9_]*\\}$"))
+; Parameters and fields
+(parameter name: (identifier) @variable.parameter)
+(lambda parameters: (identifier) @variable.parameter)
+(lambda_parameters (identifier) @variable.parameter)
+(declaration_loop variable: (identifier) @variable.parameter)
+(named_argument name: (identifier) @property)
+(map_entry key: (identifier) @property)
+(member_expression property: (identifier) @property)
+
+; Functions and operators of the pipeline
+(function_declaration name: (identifier) @function)
+(operator_call name: (identifier) @function.method)
+(call_expression function: (identifier) @function.call)
+(call_expression
+  function: (member_expression property: (identifier) @function.method.call))
 
 ; Types
+(type_identifier) @type
 ((type_identifier) @type.builtin
   (#any-of? @type.builtin "int" "float" "bool" "str" "timestamp" "duration" "Stream"))
-(type_identifier) @type
 
 ; Events, streams and patterns
 (event_declaration name: (identifier) @type.definition)
@@ -54,21 +69,9 @@
 (import_declaration alias: (identifier) @module)
 (partition_clause key: (identifier) @property)
 
-; Functions and operators of the pipeline
-(function_declaration name: (identifier) @function)
-(operator_call name: (identifier) @function.method)
-(call_expression function: (identifier) @function.call)
-(call_expression
-  function: (member_expression property: (identifier) @function.method.call))
-
-; Parameters and fields
-(parameter name: (identifier) @variable.parameter)
-(lambda parameters: (identifier) @variable.parameter)
-(lambda_parameters (identifier) @variable.parameter)
-(declaration_loop variable: (identifier) @variable.parameter)
-(named_argument name: (identifier) @property)
-(map_entry key: (identifier) @property)
-(member_expression property: (identifier) @property)
+; Declaration-loop placeholders such as `{z}`
+((identifier) @constant.macro
+  (#match? @constant.macro "^\\{[A-Za-z_][A-Za-z0-9_]*\\}$"))
 
 ; Keywords
 [
@@ -137,5 +140,3 @@
 ] @operator
 ["(" ")" "[" "]" "{" "}"] @punctuation.bracket
 ["," ":" "."] @punctuation.delimiter
-
-(identifier) @variable
