@@ -134,7 +134,14 @@ pub struct FileItems<'db> {
 pub fn file_items(db: &dyn Db, file: SourceFile) -> FileItems<'_> {
     let text = file.text(db);
     let (expanded, source_map, loop_errors) = varpulis_syntax::expand_decl_loops(text);
-    let items = varpulis_syntax::split_items(&expanded)
+    let mut ranges = varpulis_syntax::split_items(&expanded);
+    // Text holding no code at all may still hold a lexical error (an
+    // unterminated block comment swallowing the file): parse it as one item
+    // so that the error is reported.
+    if ranges.is_empty() && !expanded.trim().is_empty() {
+        ranges.push(0..expanded.len());
+    }
+    let items = ranges
         .into_iter()
         .map(|r| ItemEntry {
             offset: r.start as u32,
