@@ -198,9 +198,37 @@ pub fn is_incomplete(text: &str) -> bool {
     let opens_block = code
         .windows(2)
         .any(|w| w[0].kind == K::Colon && w[1].bol && w[1].indent > w[0].indent);
-    let ends_with_newline = text.ends_with('\n');
-    if opens_block && last.indent > 0 && !text.trim_end_matches([' ', '\t']).ends_with("\n\n") {
-        return !ends_with_newline || !text.ends_with("\n\n");
+    if opens_block && last.indent > 0 {
+        return !text.trim_end_matches([' ', '\t', '\r']).ends_with("\n\n");
     }
     parse(text).errors.iter().any(|e| e.incomplete)
+}
+
+#[cfg(test)]
+mod tests {
+    fn check(text: &str, expected: bool) {
+        assert_eq!(super::is_incomplete(text), expected, "{text:?}");
+    }
+
+    #[test]
+    fn incomplete_repl_input() {
+        check("stream S = A.where(", true);
+        check("stream S = A.where(x > 1)", false);
+        check("fn f() -> int:", true);
+        check("fn f() -> int:  # body next", true);
+        check("fn f() -> int:\n    1", true);
+        check("fn f() -> int:\n    1\n", true);
+        check("fn f() -> int:\n    1\n\n", false);
+        check("let x = 1 +", true);
+        check("let x = a and", true);
+        check("let s = \"abc", true);
+        check("/* open", true);
+        check("stream S = A", false);
+        check("stream S = A\n    .where(x)", false);
+        check("stream S = A ->", true);
+        check("stream S = A.", true);
+        check("let x = 1 )", false);
+        check("let x = [1, 2,", true);
+        check("", false);
+    }
 }

@@ -126,7 +126,12 @@ impl<'a> Parser<'a> {
             self.eat(K::RParen);
         }
         self.bump(); // `=>`
-        let body = if self.at(K::LBrace) {
+                     // `{k: v}` after `=>` is a map literal, not a block.
+        let map_literal = self.at(K::LBrace)
+            && (self.nth(1) == Some(K::RBrace)
+                || (matches!(self.nth(1), Some(K::Ident | K::Str))
+                    && self.nth(2) == Some(K::Colon)));
+        let body = if self.at(K::LBrace) && !map_literal {
             LambdaBody::Block(self.brace_block())
         } else {
             LambdaBody::Expr(self.expr())

@@ -440,3 +440,52 @@ fn incomplete_errors_mark_only_the_end() {
     assert!(!parse.errors[0].incomplete);
     assert!(parse.errors[1].incomplete);
 }
+
+#[test]
+fn keywords_stay_usable_as_field_names() {
+    check(
+        "stream S = A.select(all, in: x, where: y).emit(not: 1)",
+        "(stream S A .select(all, in: x, where: y) .emit(not: 1))",
+    );
+    check("let x = a.in + b.where", "(let x (+ a.in b.where))");
+}
+
+#[test]
+fn layout_of_nested_blocks_and_dedents() {
+    check(
+        "fn f(x: int) -> int:\n    if x > 0:\n        if x > 10:\n            return 2\n        return 1\n    return 0\nlet y = 1\n",
+        "(fn f(x:int) -> int [(if (> x 0) [(if (> x 10) [(return 2)]) (return 1)]) (return 0)])\n(let y 1)",
+    );
+    check(
+        "fn f(x: int) -> int:\n\tif x > 0:\n\t\treturn 1\n\treturn 0\n",
+        "(fn f(x:int) -> int [(if (> x 0) [(return 1)]) (return 0)])",
+    );
+}
+
+#[test]
+fn pipelines_are_free_form() {
+    check(
+        "stream S = A\n.where(x)\n        .select(y)\n  -> B as b\n",
+        "(stream S A .where(x) .select(y) (-> B as b))",
+    );
+}
+
+#[test]
+fn step_filters_spanning_lines() {
+    check(
+        "stream S = A as a\n    -> B where x > a.v\n        and y < 2\n    .within(1m)\n",
+        "(stream S A as a (-> B where (and (> x a.v) (< y 2))) .within(60000000000ns))",
+    );
+    check(
+        "stream S = A as a -> B where f(a.v.g(1)) as b",
+        "(stream S A as a (-> B where f(a.v.g(1)) as b))",
+    );
+}
+
+#[test]
+fn else_if_is_explained() {
+    check(
+        "fn f(x: int) -> int:\n    if x > 0:\n        return 1\n    else if x < 0:\n        return 2\n    return 0\n",
+        "(fn f(x:int) -> int [(if (> x 0) [(return 1)] (< x 0) [(return 2)]) (return 0)])\nE0101@4:10 `else if` is written `elif`",
+    );
+}
