@@ -7,7 +7,8 @@
 //! item's first token, so statements inside `fn` bodies do not split.
 //!
 //! Recovery: a declaration keyword indented no deeper than the current item
-//! starts a new item even inside unclosed brackets, so a missing `)` never
+//! (other than `if`/`while`/`for`, which may be expressions) starts a new
+//! item even inside unclosed brackets, so a missing `)` never
 //! buries the declarations after it (the item with the missing `)` reports
 //! it). Leading comments and blank lines belong to the following item.
 
@@ -88,7 +89,14 @@ fn item_starts(text: &str, code: &[LTok]) -> Vec<usize> {
         if i > 0 && tok.bol {
             if let Some(restricted) = starter(text, code, i) {
                 let shallow = tok.indent <= item_col;
-                if (depth == 0 && (!restricted || shallow)) || (depth > 0 && shallow) {
+                // Inside unclosed brackets, a declaration at the item's
+                // column splits (recovery from a missing bracket), but not
+                // `if`, which may be an `if ... then ... else` expression.
+                let word = text.get(tok.span.range()).unwrap_or("");
+                let expression_like = matches!(word, "if" | "while" | "for");
+                if (depth == 0 && (!restricted || shallow))
+                    || (depth > 0 && shallow && !expression_like)
+                {
                     starts.push(i);
                     item_col = tok.indent;
                     depth = 0;
@@ -183,6 +191,14 @@ mod tests {
         check(
             "stream A = X.where(a > 1\nstream B = Y\n",
             &["stream A = X.where(a > 1", "stream B = Y"],
+        );
+    }
+
+    #[test]
+    fn statements_inside_brackets_do_not_split() {
+        check(
+            "stream S = A.select(x:\nif a then b else c)\nlet y = 1\n",
+            &["stream S = A.select(x:", "let y = 1"],
         );
     }
 
