@@ -1,0 +1,447 @@
+//! Sequences: in-stream `->` chains, `sequence(...)` sources and named
+//! patterns → [`SequenceSpec`].
+//!
+//! Placement (REC §13.7): `.where`/`.filter` written before the first `->`
+//! filter the first step; `.within`, `.not` and `.partition_by` belong to the
+//! whole sequence wherever they are written; every other operator after the
+//! last step acts on match events. The sequence operator is the first of the
+//! chain and step 0 reads the stream's source.
+//!
+//! Named patterns: a `SEQ` (or a single step) becomes the steps, `NOT X`
+//! items become negations between their neighbours, and a top-level `AND`,
+//! `OR` or `NOT p` becomes a [`PatternCombinator`] over step ranges.
+
+use std::sync::Arc;
+
+use varpulis_program::{
+    AliasDef, Chunk, Kleene, Negation, PatternCombinator, SchemaId, SeqStep, SequenceSpec,
+    SourceSpec,
+};
+use varpulis_syntax::ast::{
+    self, Expr, ExprKind, Ident, Item, OpKind, PatternExpr, PatternKind, SequenceStep, StreamDecl,
+};
+use varpulis_syntax::Span;
+
+use super::expr::{unparen, Env, ScopeAlias};
+use super::{to_u16, Decl, Lowerer};
+use crate::codes;
+
+/// A lowered sequence and what the rest of the chain sees.
+pub(crate) struct SeqResult {
+    pub source: SourceSpec,
+    pub spec: SequenceSpec,
+    /// Aliases visible after the match.
+    pub aliases: Vec<ScopeAlias>,
+    /// Layout of match events (the last step's).
+    pub layout: SchemaId,
+}
+
+/// Steps being collected.
+#[derive(Default)]
+struct Builder {
+    steps: Vec<SeqStep>,
+    layouts: Vec<SchemaId>,
+    aliases: Vec<AliasDef>,
+    scope: Vec<ScopeAlias>,
+    /// Negations with their type, filter expression, position and the item
+    /// they were written in (filters are compiled once every alias is known).
+    negations: Vec<(String, Span, Option<Expr>, Option<u16>)>,
+    within: Option<i64>,
+    partition: Option<Expr>,
+}
+
+impl Lowerer<'_> {
+    /// Adds a step: `[all] ty [where filter] [as alias]`.
+    fn add_step(
+        &mut self,
+        sb: &mut Builder,
+        ty: &Ident,
+        kleene: Kleene,
+        filter: &[&Expr],
+        alias: Option<&Ident>,
+    ) -> Option<()> {
+        let (input, layout) = self.input_of(&ty.name, ty.span)?;
+        let alias_index = alias.map(|a| {
+            let index = to_u16(sb.aliases.len());
+            sb.aliases.push(AliasDef {
+                name: Arc::from(a.name.as_str()),
+                schema: layout,
+            });
+            sb.scope.push(ScopeAlias {
+                name: a.name.clone(),
+                index,
+                schema: layout,
+            });
+            index
+        });
+        let mut env = Env::on(layout);
+        env.self_names = vec![ty.name.clone()];
+        env.aliases = sb.scope.clone();
+        let filter = self.conjunction(&mut env, filter);
+        let self_referential = alias_index.is_some_and(|a| env.used_aliases.contains(&a));
+        sb.steps.push(SeqStep {
+            input,
+            filter,
+            kleene,
+            alias: alias_index,
+            self_referential,
+        });
+        sb.layouts.push(layout);
+        Some(())
+    }
+
+    /// Compiles the collected negations and partition keys into the spec.
+    fn finish_sequence(&mut self, sb: Builder, source: SourceSpec) -> Option<SeqResult> {
+        let mut negations = Vec::new();
+        for (ty, span, filter, after_step) in &sb.negations {
+            let (input, layout) = self.input_of(ty, *span)?;
+            let mut env = Env::on(layout);
+            env.self_names = vec![ty.clone()];
+            env.aliases = sb.scope.clone();
+            let filter = filter.as_ref().map(|f| self.chunk(&mut env, f));
+            negations.push(Negation {
+                input,
+                filter,
+                after_step: *after_step,
+            });
+        }
+        let partition = sb.partition.as_ref().map(|key| {
+            sb.layouts
+                .iter()
+                .map(|layout| self.partition_key(*layout, key))
+                .collect::<Vec<Option<Chunk>>>()
+        });
+        let layout = *sb.layouts.last()?;
+        Some(SeqResult {
+            source,
+            spec: SequenceSpec {
+                steps: sb.steps,
+                aliases: sb.aliases,
+                negations,
+                within: sb.within,
+                partition,
+                schema: layout,
+                combinator: None,
+            },
+            aliases: sb.scope,
+            layout,
+        })
+    }
+
+    /// The partition key on one step's layout; `None` when a bare key field
+    /// is not part of a closed layout (such events share the key `""`).
+    fn partition_key(&mut self, layout: SchemaId, key: &Expr) -> Option<Chunk> {
+        if let ExprKind::Ident(id) = &unparen(key).kind {
+            let known =
+                self.existing_slot(layout, &id.name).is_some() || self.open.contains(&layout);
+            if !known {
+                return None;
+            }
+        }
+        let mut env = Env::on(layout);
+        Some(self.chunk(&mut env, key))
+    }
+
+    /// `Source [as a] -> ... ` in a stream's operator chain.
+    pub(crate) fn in_stream_sequence(
+        &mut self,
+        all: bool,
+        name: &Ident,
+        alias: Option<&Ident>,
+        decl: &StreamDecl,
+        skip: &mut [bool],
+    ) -> Option<SeqResult> {
+        let mut sb = Builder::default();
+        let first_step = decl
+            .ops
+            .iter()
+            .position(|o| matches!(o.kind, OpKind::FollowedBy(_)))
+            .unwrap_or(decl.ops.len());
+        let last_step = decl
+            .ops
+            .iter()
+            .rposition(|o| matches!(o.kind, OpKind::FollowedBy(_)))
+            .unwrap_or(0);
+        // Filters written before the first `->` belong to step 0.
+        let mut first_filters: Vec<&Expr> = Vec::new();
+        for (i, op) in decl.ops.iter().enumerate().take(first_step) {
+            if let OpKind::Call { name: n, args } = &op.kind {
+                if matches!(n.name.as_str(), "where" | "filter") {
+                    if let Some(a) = args.first() {
+                        first_filters.push(&a.value);
+                    }
+                    skip[i] = true;
+                }
+            }
+        }
+        let kleene = if all { Kleene::Plus } else { Kleene::One };
+        let input = self.input_of(&name.name, name.span)?.0;
+        self.add_step(&mut sb, name, kleene, &first_filters, alias)?;
+        for (i, op) in decl.ops.iter().enumerate() {
+            match &op.kind {
+                OpKind::FollowedBy(s) => {
+                    let kleene = if s.all { Kleene::Plus } else { Kleene::One };
+                    let filters: Vec<&Expr> = s.filter.iter().collect();
+                    self.add_step(&mut sb, &s.ty, kleene, &filters, s.alias.as_ref())?;
+                    skip[i] = true;
+                }
+                OpKind::Not(s) => {
+                    sb.negations
+                        .push((s.ty.name.clone(), s.ty.span, s.filter.clone(), None));
+                    skip[i] = true;
+                }
+                OpKind::Call { name: n, args } => match n.name.as_str() {
+                    "within" => {
+                        sb.within = args.first().and_then(|a| self.duration_arg(&a.value));
+                        skip[i] = true;
+                    }
+                    "partition_by" => {
+                        if sb.partition.is_none() {
+                            sb.partition = args.first().map(|a| a.value.clone());
+                        }
+                        // After the match it also keys a later window or
+                        // aggregate; otherwise it only partitions the runs.
+                        let keys_later = decl.ops.iter().skip(i + 1).any(|o| {
+                            matches!(&o.kind, OpKind::Call { name, .. }
+                                if matches!(name.name.as_str(), "window" | "aggregate"))
+                        });
+                        skip[i] = i < last_step || !keys_later;
+                    }
+                    "watermark" | "allowed_lateness" | "context" | "tap" => {}
+                    _ if skip[i] => {}
+                    other if i < last_step => {
+                        self.unsupported(
+                            format!("`.{other}` before the last sequence step"),
+                            op.span,
+                        );
+                        skip[i] = true;
+                    }
+                    _ => {}
+                },
+                OpKind::Emit { .. } if i < last_step => {
+                    self.unsupported("`.emit` before the last sequence step", op.span);
+                    skip[i] = true;
+                }
+                OpKind::Emit { .. } => {}
+            }
+        }
+        self.finish_sequence(sb, SourceSpec::Input(input))
+    }
+
+    /// `sequence(a: A, b: B where e, ...)`.
+    pub(crate) fn source_sequence(
+        &mut self,
+        steps: &[SequenceStep],
+        decl: &StreamDecl,
+        skip: &mut [bool],
+    ) -> Option<SeqResult> {
+        let mut sb = Builder::default();
+        let first = steps.first()?;
+        let input = self.input_of(&first.ty.name, first.ty.span)?.0;
+        for s in steps {
+            if let Some(w) = &s.within {
+                self.unsupported("a per-step `.within`", w.span);
+            }
+            let filters: Vec<&Expr> = s.filter.iter().collect();
+            self.add_step(&mut sb, &s.ty, Kleene::One, &filters, Some(&s.alias))?;
+        }
+        self.sequence_ops(&mut sb, decl, skip);
+        self.finish_sequence(sb, SourceSpec::Input(input))
+    }
+
+    /// `.within`, `.not` and `.partition_by` of a stream whose source is a
+    /// sequence or pattern.
+    fn sequence_ops(&mut self, sb: &mut Builder, decl: &StreamDecl, skip: &mut [bool]) {
+        for (i, op) in decl.ops.iter().enumerate() {
+            match &op.kind {
+                OpKind::Not(s) => {
+                    sb.negations
+                        .push((s.ty.name.clone(), s.ty.span, s.filter.clone(), None));
+                    skip[i] = true;
+                }
+                OpKind::Call { name, args } if name.name == "within" => {
+                    sb.within = args.first().and_then(|a| self.duration_arg(&a.value));
+                    skip[i] = true;
+                }
+                OpKind::Call { name, args }
+                    if name.name == "partition_by" && sb.partition.is_none() =>
+                {
+                    sb.partition = args.first().map(|a| a.value.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A stream whose source is the named pattern `name`.
+    pub(crate) fn pattern_sequence(
+        &mut self,
+        name: &str,
+        decl: &StreamDecl,
+        skip: &mut [bool],
+    ) -> Option<SeqResult> {
+        let Some(Decl::Pattern(index)) = self.names.get(name).copied() else {
+            return None;
+        };
+        let Some(Item::Pattern(p)) = self.input.items.get(index).map(|n| &n.item) else {
+            return None;
+        };
+        let mut sb = Builder::default();
+        let prev = self.enter_item(index);
+        let result = self.named_pattern(&mut sb, p);
+        let negs: Vec<_> = sb.negations.drain(..).collect();
+        // Pattern-level negation filters are compiled in the pattern's item.
+        let mut pattern_negations = Vec::new();
+        for (ty, span, filter, after) in negs {
+            let (input, layout) = self.input_of(&ty, span)?;
+            let mut env = Env::on(layout);
+            env.self_names = vec![ty.clone()];
+            env.aliases = sb.scope.clone();
+            let filter = filter.as_ref().map(|f| self.chunk(&mut env, f));
+            pattern_negations.push(Negation {
+                input,
+                filter,
+                after_step: after,
+            });
+        }
+        let key = p.partition_by.as_ref().map(|k| Expr {
+            kind: ExprKind::Ident(k.clone()),
+            span: k.span,
+        });
+        let partition = key.as_ref().map(|key| {
+            sb.layouts
+                .clone()
+                .into_iter()
+                .map(|layout| self.partition_key(layout, key))
+                .collect::<Vec<_>>()
+        });
+        self.leave_item(prev);
+        let combinator = result?;
+        // Stream-level `.within`/`.not`/`.partition_by` compile in the
+        // stream's own item.
+        self.sequence_ops(&mut sb, decl, skip);
+        let first_input = sb.steps.first()?.input;
+        let mut r = self.finish_sequence(sb, SourceSpec::Input(first_input))?;
+        r.spec.negations.splice(0..0, pattern_negations);
+        r.spec.combinator = combinator;
+        // The pattern's own `partition by` wins over a stream-level one.
+        if partition.is_some() {
+            r.spec.partition = partition;
+        }
+        if r.spec.within.is_none() {
+            r.spec.within = match &p.within {
+                Some(w) => self.pattern_within(index, w),
+                None => None,
+            };
+        }
+        Some(r)
+    }
+
+    fn pattern_within(&mut self, index: usize, w: &Expr) -> Option<i64> {
+        let prev = self.enter_item(index);
+        let d = self.duration_arg(w);
+        self.leave_item(prev);
+        d
+    }
+
+    /// Flattens a named pattern into steps; returns its combinator.
+    fn named_pattern(
+        &mut self,
+        sb: &mut Builder,
+        p: &ast::PatternDecl,
+    ) -> Option<Option<PatternCombinator>> {
+        if let Some(policy) = &p.policy {
+            self.unsupported("a pattern `policy`", policy.span);
+        }
+        match &p.expr.kind {
+            PatternKind::And(..) | PatternKind::Or(..) => {
+                let and = matches!(p.expr.kind, PatternKind::And(..));
+                let mut branches = Vec::new();
+                collect_branches(&p.expr, and, &mut branches);
+                let mut ranges = Vec::new();
+                for br in branches {
+                    let start = to_u16(sb.steps.len());
+                    self.pattern_seq(sb, br)?;
+                    ranges.push(start..to_u16(sb.steps.len()));
+                }
+                Some(Some(if and {
+                    PatternCombinator::And(ranges)
+                } else {
+                    PatternCombinator::Or(ranges)
+                }))
+            }
+            PatternKind::Not(inner) => {
+                self.pattern_seq(sb, inner)?;
+                Some(Some(PatternCombinator::Not))
+            }
+            _ => {
+                self.pattern_seq(sb, &p.expr)?;
+                Some(None)
+            }
+        }
+    }
+
+    /// A `SEQ(...)` or a single step.
+    fn pattern_seq(&mut self, sb: &mut Builder, e: &PatternExpr) -> Option<()> {
+        let items: Vec<&PatternExpr> = match &e.kind {
+            PatternKind::Seq(items) => items.iter().collect(),
+            _ => vec![e],
+        };
+        for it in items {
+            match &it.kind {
+                PatternKind::Step(s) => {
+                    let kleene = match s.kleene {
+                        None => Kleene::One,
+                        Some(ast::Kleene::Plus) => Kleene::Plus,
+                        Some(ast::Kleene::Star) => Kleene::Star,
+                        Some(ast::Kleene::Optional) => Kleene::Optional,
+                    };
+                    let filters: Vec<&Expr> = s.filter.iter().collect();
+                    self.add_step(sb, &s.ty, kleene, &filters, s.alias.as_ref())?;
+                }
+                PatternKind::Not(inner) => match &inner.kind {
+                    PatternKind::Step(s) if !sb.steps.is_empty() => {
+                        if let Some(a) = &s.alias {
+                            self.unsupported("an alias on a negated step", a.span);
+                        }
+                        let after = Some(to_u16(sb.steps.len() - 1));
+                        sb.negations
+                            .push((s.ty.name.clone(), s.ty.span, s.filter.clone(), after));
+                    }
+                    _ => {
+                        self.unsupported("this negation inside a sequence", it.span);
+                        return None;
+                    }
+                },
+                PatternKind::Error => {
+                    self.error(
+                        codes::UNSUPPORTED_CONSTRUCT,
+                        "pattern failed to parse",
+                        it.span,
+                    );
+                    return None;
+                }
+                _ => {
+                    self.unsupported("a nested `AND`/`OR`/`SEQ` inside a pattern", it.span);
+                    return None;
+                }
+            }
+        }
+        Some(())
+    }
+}
+
+/// The operands of a chain of the same combinator (`A OR B OR C`).
+fn collect_branches<'p>(e: &'p PatternExpr, and: bool, out: &mut Vec<&'p PatternExpr>) {
+    match &e.kind {
+        PatternKind::And(a, b) if and => {
+            collect_branches(a, and, out);
+            collect_branches(b, and, out);
+        }
+        PatternKind::Or(a, b) if !and => {
+            collect_branches(a, and, out);
+            collect_branches(b, and, out);
+        }
+        _ => out.push(e),
+    }
+}
