@@ -1,0 +1,290 @@
+//! The `varpulis` binary as users run it: exit codes, output formats, bad
+//! input, and sinks (a real file, a real HTTP server on 127.0.0.1).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn varpulis(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_varpulis"))
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run the varpulis binary")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).expect("write test file");
+    p
+}
+
+const HOT: &str = "event Reading:\n    sensor: str\n    temp: float\n\nstream Hot = Reading\n    .where(temp > 30.0)\n    .emit(sensor: sensor, temp: temp)\n";
+
+#[test]
+fn check_reports_ok_and_exit_zero_on_a_valid_program() {
+    let out = varpulis(&["check", "examples/iot/temperature.vpl"], &root());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("ok: 1 file checked"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn check_exits_one_with_code_location_and_help_on_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "bad.vpl",
+        &HOT.replace(".where(temp > 30.0)", ".where(temprature > 30.0)"),
+    );
+    let out = varpulis(&["check", "--color", "never", "bad.vpl"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("E0202") || err.contains("E0201"), "{err}");
+    assert!(err.contains("bad.vpl:6:12"), "{err}");
+    assert!(err.contains("temp"), "did-you-mean help: {err}");
+}
+
+#[test]
+fn check_json_format_is_a_json_array_for_tools() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "bad.vpl",
+        &HOT.replace("temp > 30.0", "temp > \"x\""),
+    );
+    let out = varpulis(&["check", "--format", "json", "bad.vpl"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let first = &v.as_array().expect("an array")[0];
+    assert_eq!(first["file"], "bad.vpl");
+    assert_eq!(first["severity"], "error");
+    assert!(first["code"].as_str().is_some_and(|c| c.starts_with('E')));
+}
+
+#[test]
+fn explain_prints_a_page_and_rejects_unknown_codes() {
+    let out = varpulis(&["explain", "e0202"], &root());
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).starts_with("# E0202"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = varpulis(&["explain", "E9999"], &root());
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn missing_files_exit_two_with_the_path() {
+    let out = varpulis(&["check", "nope.vpl"], &root());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("nope.vpl"));
+}
+
+#[test]
+fn simulate_jsonl_prints_only_outputs_on_stdout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "r.vpl", HOT);
+    write(dir.path(), "e.evt", "@0s Reading { sensor: \"a\", temp: 31.5 }\n@1s Reading { sensor: \"b\", temp: 20.0 }\n@2s Reading { sensor: \"c\", temp: 40.0 }\n");
+    let out = varpulis(
+        &["simulate", "r.vpl", "e.evt", "--format", "jsonl"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "{\"stream\":\"Hot\",\"event_type\":\"Hot\",\"timestamp\":\"1970-01-01T00:00:00Z\",\"sensor\":\"a\",\"temp\":31.5}\n\
+         {\"stream\":\"Hot\",\"event_type\":\"Hot\",\"timestamp\":\"1970-01-01T00:00:02Z\",\"sensor\":\"c\",\"temp\":40.0}\n"
+    );
+    assert!(
+        text(&out.stderr).contains("done: 3 events"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The reference's flag spelling gives the same output.
+    let flags = varpulis(
+        &[
+            "simulate", "-p", "r.vpl", "-e", "e.evt", "--format", "jsonl",
+        ],
+        dir.path(),
+    );
+    assert_eq!(flags.stdout, out.stdout);
+}
+
+#[test]
+fn simulate_default_is_a_table_per_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "r.vpl", HOT);
+    write(
+        dir.path(),
+        "e.evt",
+        "@0s Reading { sensor: \"a\", temp: 31.5 }\n",
+    );
+    let out = varpulis(&["simulate", "r.vpl", "e.evt"], dir.path());
+    assert!(out.status.success());
+    insta::assert_snapshot!(text(&out.stdout), @r"
+    Hot (1 event)
+      timestamp             sensor  temp
+      --------------------  ------  ----
+      1970-01-01T00:00:00Z  a       31.5
+    ");
+}
+
+#[test]
+fn bad_input_lines_are_reported_with_line_numbers_counted_and_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "r.vpl", HOT);
+    write(
+        dir.path(),
+        "e.evt",
+        "@0s Reading { sensor: \"a\", temp: 31.5 }\n@zz Reading { }\n@1s Unknown { x: 1 }\n@2s Reading { sensor: \"b\", temp: \"hot\" }\n@3s Reading { sensor: \"c\", temp: 35.0 }\n",
+    );
+    let out = varpulis(
+        &["simulate", "r.vpl", "e.evt", "--format", "jsonl"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        2,
+        "a and c pass: {}",
+        text(&out.stdout)
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("line 2"), "{err}");
+    assert!(err.contains("line 3") && err.contains("Unknown"), "{err}");
+    assert!(err.contains("line 4") && err.contains("temp"), "{err}");
+    assert!(err.contains("skipped 3 input records"), "{err}");
+
+    let strict = varpulis(&["simulate", "r.vpl", "e.evt", "--strict"], dir.path());
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(
+        text(&strict.stderr).contains("line 2"),
+        "{}",
+        text(&strict.stderr)
+    );
+}
+
+#[test]
+fn run_reads_json_lines_from_stdin_and_writes_to_a_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "r.vpl", HOT);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_varpulis"))
+        .args(["run", "r.vpl", "--output", "out.jsonl"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn varpulis run");
+    let input = "{\"event_type\":\"Reading\",\"timestamp\":1000,\"sensor\":\"a\",\"temp\":33}\n\
+                 {\"type\":\"Reading\",\"data\":{\"sensor\":\"b\",\"temp\":10.0}}\n\
+                 {\"event_type\":\"Reading\",\"timestamp\":\"1970-01-01T00:00:05Z\",\"sensor\":\"c\",\"temp\":50.5}\n";
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(dir.path().join("out.jsonl")).expect("output file");
+    assert_eq!(
+        written,
+        "{\"stream\":\"Hot\",\"event_type\":\"Hot\",\"timestamp\":\"1970-01-01T00:00:01Z\",\"sensor\":\"a\",\"temp\":33.0}\n\
+         {\"stream\":\"Hot\",\"event_type\":\"Hot\",\"timestamp\":\"1970-01-01T00:00:05Z\",\"sensor\":\"c\",\"temp\":50.5}\n"
+    );
+}
+
+#[test]
+fn program_errors_stop_simulate_with_exit_one_and_diagnostics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "r.vpl",
+        &HOT.replace("sensor: sensor", "sensor: sensr"),
+    );
+    write(dir.path(), "e.evt", "");
+    let out = varpulis(&["simulate", "r.vpl", "e.evt"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("sensr"), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn file_sink_writes_one_json_object_per_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program =
+        format!("connector Alerts = file (path: \"alerts.jsonl\")\n\n{HOT}    .to(Alerts)\n");
+    write(dir.path(), "r.vpl", &program);
+    write(
+        dir.path(),
+        "e.evt",
+        "@0s Reading { sensor: \"a\", temp: 31.5 }\n@1s Reading { sensor: \"b\", temp: 1.0 }\n",
+    );
+    let out = varpulis(&["simulate", "r.vpl", "e.evt"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let alerts = std::fs::read_to_string(dir.path().join("alerts.jsonl")).expect("sink file");
+    assert_eq!(alerts, "{\"event_type\":\"Hot\",\"timestamp\":\"1970-01-01T00:00:00Z\",\"sensor\":\"a\",\"temp\":31.5}\n");
+}
+
+/// Accepts one HTTP request and answers 200; returns the request body.
+fn serve_one(listener: TcpListener) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("read header");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).expect("read body");
+        let mut stream = stream;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .expect("answer");
+        String::from_utf8_lossy(&body).into_owned()
+    })
+}
+
+#[test]
+fn http_sink_posts_outputs_to_a_webhook() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let port = listener.local_addr().expect("addr").port();
+    let server = serve_one(listener);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program = format!("connector Hook = http (url: \"http://127.0.0.1:{port}/alerts\", retries: 0)\n\n{HOT}    .to(Hook)\n");
+    write(dir.path(), "r.vpl", &program);
+    write(
+        dir.path(),
+        "e.evt",
+        "@0s Reading { sensor: \"a\", temp: 31.5 }\n",
+    );
+    let out = varpulis(&["simulate", "r.vpl", "e.evt"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let body = server.join().expect("server thread");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(v["event_type"], "Hot");
+    assert_eq!(v["sensor"], "a");
+}
