@@ -177,18 +177,21 @@ module.exports = grammar({
       repeat(field('operator', $._stream_operator)),
     )),
 
+    // The clauses may come in any order; the compiler reports duplicates.
     pattern_declaration: $ => prec.right(seq(
       'pattern',
       field('name', $.identifier),
       '=',
       field('pattern', $._pattern_expression),
-      optional($.within_clause),
-      optional($.partition_clause),
+      repeat(choice($.within_clause, $.partition_clause, $.policy_clause)),
     )),
 
     within_clause: $ => seq('within', field('duration', $.duration)),
 
     partition_clause: $ => seq('partition', 'by', field('key', $.identifier)),
+
+    // Event-selection strategy (§8.2), e.g. `policy skip_till_next_match`.
+    policy_clause: $ => seq('policy', field('name', $.identifier)),
 
     // connector Out = kafka (brokers: "x", topic: "t")
     connector_declaration: $ => prec.right(seq(

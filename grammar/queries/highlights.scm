@@ -68,6 +68,7 @@
 (config_entry key: (identifier) @property)
 (import_declaration alias: (identifier) @module)
 (partition_clause key: (identifier) @property)
+(policy_clause name: (identifier) @constant)
 
 ; Declaration-loop placeholders such as `{z}`
 ((identifier) @constant.macro
@@ -93,6 +94,7 @@
   "within"
   "partition"
   "by"
+  "policy"
   "from"
   "on"
   "merge"

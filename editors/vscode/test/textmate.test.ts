@@ -140,7 +140,11 @@ test("comments and strings of every kind", async () => {
 test("named patterns and declaration-loop placeholders", async () => {
   const tokens = await scopes(
     "source.vpl",
-    ["pattern P = SEQ(A as a, B+ where x == a.x, NOT C) within 5m partition by k", "for z in 1..=2:", "    let q = {z}"].join(
+    [
+      "pattern P = SEQ(A as a, B+ where x == a.x, NOT C) within 5m partition by k policy skip_till_next_match",
+      "for z in 1..=2:",
+      "    let q = {z}",
+    ].join(
       "\n",
     ),
   );
@@ -148,6 +152,8 @@ test("named patterns and declaration-loop placeholders", async () => {
   assert.equal(scopeOf(tokens, "SEQ"), "keyword.operator.pattern.vpl");
   assert.equal(scopeOf(tokens, "NOT"), "keyword.operator.pattern.vpl");
   assert.equal(scopeOf(tokens, "k"), "variable.other.property.vpl");
+  assert.equal(scopeOf(tokens, "policy"), "keyword.other.policy.vpl");
+  assert.equal(scopeOf(tokens, "skip_till_next_match"), "variable.other.constant.policy.vpl");
   assert.equal(scopeOf(tokens, "z"), "variable.other.loop.vpl");
   assert.equal(scopeOf(tokens, "..="), "keyword.operator.range.vpl");
   assert.equal(scopeOf(tokens, "{z}"), "variable.other.placeholder.vpl");
