@@ -536,7 +536,8 @@ impl Checker<'_> {
     fn binary(&mut self, e: &Expr, op: BinaryOp, lhs: &Expr, rhs: &Expr, scope: &Scope) -> Type {
         use BinaryOp::*;
         let a = self.expr(lhs, scope);
-        let b = self.expr(rhs, scope);
+        // The right side of `is` names a type, not a value.
+        let b = if op == Is { Type::Any } else { self.expr(rhs, scope) };
         if matches!(op, BitOr | BitXor | BitAnd | Shl | Shr) {
             self.unsupported_op(e.span, "bitwise operators");
             return Type::Error;

@@ -74,7 +74,7 @@ impl Checker<'_> {
             }
             "select" => {
                 let items = self.output_items(args, &scope, "select");
-                let schema = items_schema(&input.name, &items);
+                let schema = items_schema(&p.stream, &items);
                 return (StageKind::Select(items), Arc::new(schema));
             }
             "window" => return self.window(op, name, args, input, p),
@@ -501,7 +501,7 @@ impl Checker<'_> {
             }
         }
         let _ = op;
-        let schema = Schema::new(input.name.clone(), fields);
+        let schema = Schema::new(p.stream.clone(), fields);
         (
             StageKind::Aggregate {
                 items,
@@ -718,7 +718,7 @@ impl Checker<'_> {
                 ty: ty.clone(),
             });
         }
-        let schema = items_schema(&input.name, &items);
+        let schema = items_schema(&p.stream, &items);
         (StageKind::TrendAggregate(items), Arc::new(schema))
     }
 }

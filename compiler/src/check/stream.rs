@@ -23,6 +23,9 @@ use crate::types::{AliasBinding, Field, Schema};
 /// Pipeline facts accumulated while walking the operators.
 #[derive(Default)]
 pub(super) struct Pipeline {
+    /// The stream's name: events re-shaped by `.select` or `.aggregate` are
+    /// named after it.
+    pub stream: String,
     pub window: Option<Span>,
     pub aggregate: Option<Span>,
     pub partition: Option<String>,
@@ -61,7 +64,10 @@ impl Checker<'_> {
         if let Some(ty) = &s.ty {
             self.resolve_type(ty);
         }
-        let mut p = Pipeline::default();
+        let mut p = Pipeline {
+            stream: s.name.name.clone(),
+            ..Pipeline::default()
+        };
         self.collect_aliases(s, &mut p);
         p.is_sequence = s
             .ops
@@ -692,6 +698,13 @@ impl Checker<'_> {
             Support::Supported => {}
         }
         if !self.op_shape(name, args, info) {
+            // Still record placement facts so that later operators are not
+            // blamed for a malformed window or aggregate.
+            match name.name.as_str() {
+                "window" => p.window = p.window.or(Some(name.span)),
+                "aggregate" => p.aggregate = p.aggregate.or(Some(name.span)),
+                _ => {}
+            }
             return (StageKind::Invalid, input.clone());
         }
         self.supported_op(s, op, name, args, input, p)
