@@ -6,6 +6,10 @@
 //! programs that are broken on purpose. A failure lists
 //! every file with the position of each ERROR or MISSING node, so one run
 //! shows all the grammar gaps at once.
+//!
+//! A bare identifier as a top-level statement is reported too: VPL allows
+//! top-level expressions, so a construct the grammar does not know (say, a new
+//! clause after a pattern) can parse as a stray identifier instead of an error.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -57,7 +61,8 @@ fn parse(source: &str) -> Tree {
         .expect("parsing without a timeout or cancellation always returns a tree")
 }
 
-/// Positions (1-based line:column) and kinds of the ERROR and MISSING nodes.
+/// Positions (1-based line:column) and kinds of the ERROR and MISSING nodes,
+/// and of top-level statements that are a bare identifier.
 fn syntax_errors(tree: &Tree) -> Vec<String> {
     fn visit(node: Node<'_>, errors: &mut Vec<String>) {
         if node.is_error() || node.is_missing() {
@@ -78,6 +83,22 @@ fn syntax_errors(tree: &Tree) -> Vec<String> {
     }
     let mut errors = Vec::new();
     visit(tree.root_node(), &mut errors);
+    let root = tree.root_node();
+    let mut cursor = root.walk();
+    for statement in root.named_children(&mut cursor) {
+        let bare_identifier = statement.kind() == "expression_statement"
+            && statement
+                .named_child(0)
+                .is_some_and(|child| child.kind() == "identifier");
+        if bare_identifier {
+            let start = statement.start_position();
+            errors.push(format!(
+                "{}:{}: bare identifier at the top level (a construct the grammar does not know?)",
+                start.row + 1,
+                start.column + 1
+            ));
+        }
+    }
     errors
 }
 
@@ -158,6 +179,14 @@ fn word_boundaries_keep_keyword_prefixes_as_identifiers() {
     assert!(syntax_errors(&tree).is_empty());
     let sexp = tree.root_node().to_sexp();
     assert_eq!(sexp.matches("(identifier)").count(), 5, "{sexp}");
+}
+
+#[test]
+fn a_bare_identifier_at_the_top_level_is_reported() {
+    let errors = syntax_errors(&parse("pattern P = A within 5m\nfrobnicate\n"));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("2:1: bare identifier"), "{errors:?}");
+    assert!(syntax_errors(&parse("print(x)\nx := 1\n")).is_empty());
 }
 
 #[test]
