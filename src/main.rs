@@ -78,6 +78,18 @@ enum Command {
         #[command(flatten)]
         run: RunFlags,
     },
+    /// Run rule tests: programs with a `# expect:` block and events (NAME.evt or `# given:`).
+    Test {
+        /// Test files or directories (searched recursively).
+        #[arg(default_value = ".")]
+        paths: Vec<PathBuf>,
+        /// Rewrite each failing test's `# expect:` block with the actual output.
+        #[arg(long)]
+        update: bool,
+        /// Colour in diagnostics.
+        #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+        color: ColorChoice,
+    },
     /// Print the syntax tree of a file (for debugging the parser).
     Parse {
         /// The file to parse.
@@ -202,6 +214,11 @@ fn main() -> ExitCode {
         ),
         Command::Explain { code } => cli::explain::run(&code),
         Command::Parse { file } => cli::parse::run(&file),
+        Command::Test {
+            paths,
+            update,
+            color,
+        } => cli::test::run(&paths, update, color.enabled()),
         Command::Simulate {
             program,
             events,

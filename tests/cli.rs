@@ -288,3 +288,82 @@ fn http_sink_posts_outputs_to_a_webhook() {
     assert_eq!(v["event_type"], "Hot");
     assert_eq!(v["sensor"], "a");
 }
+
+const TEST_PASS: &str = "# hot readings\n# given:\n# @0s Reading { sensor: \"a\", temp: 31.5 }\n# @1s Reading { sensor: \"b\", temp: 2.0 }\n# end\n# expect:\n# {\"stream\": \"Hot\", \"sensor\": \"a\", \"temp\": 31.5}\n# end\n";
+
+#[test]
+fn varpulis_test_passes_fails_and_reports_broken_tests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "pass.vpl", &format!("{TEST_PASS}{HOT}"));
+    let out = varpulis(&["test", "."], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("PASS ./pass.vpl"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).ends_with("1 passed, 0 failed\n"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    write(
+        dir.path(),
+        "fail.vpl",
+        &format!("{}{HOT}", TEST_PASS.replace("31.5}", "99.0}")),
+    );
+    write(
+        dir.path(),
+        "broken.vpl",
+        &format!("{TEST_PASS}{}", HOT.replace("temp > 30.0", "tmp > 30.0")),
+    );
+    let out = varpulis(&["test", "--color", "never", "."], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("FAIL ./fail.vpl"), "{stdout}");
+    assert!(
+        stdout.contains("- {\"stream\":\"Hot\",\"sensor\":\"a\",\"temp\":99.0}"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("+ {\"stream\":\"Hot\",\"sensor\":\"a\",\"temp\":31.5}"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ERROR ./broken.vpl") && stdout.contains("tmp"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("1 passed, 2 failed\n"), "{stdout}");
+}
+
+#[test]
+fn varpulis_test_update_rewrites_only_the_expect_block() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = format!("{}{HOT}", TEST_PASS.replace("31.5}", "99.0}"));
+    let path = write(dir.path(), "t.vpl", &original);
+    write(dir.path(), "t.evt", "");
+    let out = varpulis(&["test", "--update", "t.vpl"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("UPDATED t.vpl"));
+    let updated = std::fs::read_to_string(&path).expect("read back");
+    assert_eq!(updated, format!("{}{HOT}", TEST_PASS.replace("# {\"stream\": \"Hot\", \"sensor\": \"a\", \"temp\": 31.5}", "# {\"stream\": \"Hot\", \"timestamp\": \"1970-01-01T00:00:00Z\", \"sensor\": \"a\", \"temp\": 31.5}")));
+    let again = varpulis(&["test", "t.vpl"], dir.path());
+    assert!(again.status.success(), "{}", text(&again.stdout));
+}
+
+#[test]
+fn varpulis_test_without_tests_or_events_explains_what_is_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = varpulis(&["test", "."], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no tests found"));
+    write(dir.path(), "t.vpl", &format!("# expect:\n# end\n{HOT}"));
+    let out = varpulis(&["test", "t.vpl"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("no events: add `t.evt`"),
+        "{}",
+        text(&out.stdout)
+    );
+}
