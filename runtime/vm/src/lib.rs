@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod interp;
 pub mod ops;
+pub mod sequence;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod windows;
