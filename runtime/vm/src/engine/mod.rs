@@ -142,7 +142,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn cx<'a>(&'a mut self, stream: &'a Arc<str>, now: i64) -> Cx<'a> {
-        if self.vm.stream.as_ref() != Some(stream) {
+        if !self.vm.stream.as_ref().is_some_and(|s| Arc::ptr_eq(s, stream)) {
             self.vm.stream = Some(stream.clone());
         }
         Cx {
