@@ -455,3 +455,69 @@ stream Runs = Tick as a
     .emit(n: len(t))
 "#
 );
+
+snap!(
+    three_way_join_uses_transitive_keys,
+    r#"
+event A:
+    k: str
+    x: int
+event B:
+    k: str
+    y: int
+event C:
+    id: str
+    z: int
+
+stream J = join(A, stream Bs = B.where(y > 0), C)
+    .on(A.k == Bs.k and Bs.k == C.id and A.x < C.z)
+    .emit(k: k, sum: A.x + Bs.y + C.z)
+"#
+);
+
+snap!(
+    emit_as_type_and_stream_chains,
+    r#"
+event Reading:
+    pump: str
+    bar: float
+event Alert:
+    pump: str
+    d: float
+
+stream Base = Reading.where(bar > 1.0)
+stream Mid = Base.select(pump, double: bar * 2.0)
+stream Top = Mid.emit as Alert (pump: pump, d: double)
+"#
+);
+
+#[test]
+fn spans_point_at_the_original_text_through_declaration_loops() {
+    let src = "event R:\n    zone: int\n\nfor z in 1..=2:\n    stream Z{z} = R\n        .where(zone == {z})\n";
+    let mut c = Compiler::new();
+    c.set_file("loops.vpl", src);
+    let p = c.program("loops.vpl").expect("lowers");
+    let mut locations = Vec::new();
+    for s in &p.streams {
+        if let Some(varpulis_program::OpSpec::Filter(chunk)) = s.ops.first() {
+            locations.push(p.span_table.location(chunk.span).expect("has a span"));
+        }
+    }
+    // Both expanded copies map back to the one `.where` in the loop body.
+    assert_eq!(
+        locations,
+        vec!["loops.vpl:6:16".to_string(), "loops.vpl:6:16".to_string()]
+    );
+    assert_eq!(
+        p.span_table.files,
+        vec![std::sync::Arc::<str>::from("loops.vpl")]
+    );
+}
+
+#[test]
+fn a_file_with_check_errors_is_not_lowered() {
+    let mut c = Compiler::new();
+    c.set_file("bad.vpl", "stream S = T.where(\n");
+    let errors = c.program("bad.vpl").expect_err("syntax error");
+    assert!(errors.iter().all(|d| d.is_error()) && !errors.is_empty());
+}

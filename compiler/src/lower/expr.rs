@@ -401,8 +401,15 @@ impl Lowerer<'_> {
                 }
                 None => false,
             },
-            Some(Resolution::Field { name, .. } | Resolution::DynamicField { name }) => {
-                self.load_field(b, env, name, span)
+            Some(Resolution::Field { name, .. }) => self.load_field(b, env, name, span),
+            Some(Resolution::DynamicField { name }) => {
+                if !self.load_field(b, env, name, span) && env.layout.is_some() {
+                    // A field of an open input behind a closed layout (a
+                    // merge or join branch): read it by name from the overflow.
+                    let k = b.konst(Value::str(name));
+                    b.emit(Instr::LoadExtra(k), sid);
+                }
+                env.layout.is_some()
             }
             Some(Resolution::Alias { .. }) => {
                 self.unsupported("a sequence alias used as a value", span);
@@ -529,6 +536,18 @@ impl Lowerer<'_> {
 
     fn call(&mut self, b: &mut ChunkBuilder, env: &mut Env, e: &Expr, callee: &Expr, args: &[Arg]) {
         let sid = self.span_id(e.span);
+        if env.agg.is_none() {
+            if let Some(Resolution::Aggregate { name }) = self.resolution(e.span) {
+                // `sum(ks.price)` over a Kleene alias: the Program cannot
+                // read every bound event, and the scalar `sum` would be wrong.
+                self.unsupported(
+                    format!("the aggregate `{name}` over a Kleene alias"),
+                    e.span,
+                );
+                self.push_absent(b, sid);
+                return;
+            }
+        }
         match &unparen(callee).kind {
             ExprKind::Ident(id) => {
                 let name = id.name.as_str();
