@@ -689,3 +689,39 @@ impl Lowerer<'_> {
         b.emit(Instr::LoadAgg(to_u16(index)), sid);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(build: impl FnOnce(&mut ChunkBuilder)) -> Chunk {
+        let mut b = ChunkBuilder::new(SpanId::NONE);
+        build(&mut b);
+        b.finish()
+    }
+
+    #[test]
+    fn constants_are_interned_and_floats_compare_by_bits() {
+        let c = check(|b| {
+            assert_eq!(b.konst(Value::Int(1)), 0);
+            assert_eq!(b.konst(Value::Float(0.0)), 1);
+            assert_eq!(b.konst(Value::Float(-0.0)), 2);
+            assert_eq!(b.konst(Value::Int(1)), 0);
+        });
+        assert_eq!(c.consts.len(), 3);
+    }
+
+    #[test]
+    fn jumps_are_patched_and_every_instruction_has_a_span() {
+        let c = check(|b| {
+            let j = b.emit(Instr::JumpIfNotTrue(0), SpanId(7));
+            b.emit(Instr::Pop, SpanId(8));
+            let end = b.here();
+            b.patch(j, end);
+            assert_eq!(b.new_local(), 0);
+        });
+        assert_eq!(c.code, vec![Instr::JumpIfNotTrue(2), Instr::Pop]);
+        assert_eq!(c.spans, vec![SpanId(7), SpanId(8)]);
+        assert_eq!(c.locals, 1);
+    }
+}

@@ -160,10 +160,15 @@ impl<'a> Lowerer<'a> {
         self.lower_event_decls();
         self.lower_connectors();
         self.lower_globals();
-        self.lower_functions();
+        // `emit T(...)` pops one value per field of `T`, so an undeclared
+        // `T` must have its final layout before any body is compiled: emit
+        // fields are registered first, streams (which may read more fields
+        // of `T`) next, and function bodies last (calls use pre-assigned ids).
+        self.register_emit_fields();
         for sid in 0..self.stream_items.len() {
             self.ensure_stream(sid);
         }
+        self.lower_functions();
         self.finish_streams();
     }
 

@@ -74,6 +74,52 @@ impl Lowerer<'_> {
         }
     }
 
+    /// Gives every field named in an `emit T(...)` statement a slot in `T`
+    /// (undeclared types grow; declared ones are checked when compiled).
+    pub(super) fn register_emit_fields(&mut self) {
+        fn walk(block: &Block, out: &mut Vec<(String, String)>) {
+            for s in &block.stmts {
+                match &s.kind {
+                    StmtKind::Emit { ty, args } => {
+                        for a in args {
+                            let name = match (&a.name, &unparen(&a.value).kind) {
+                                (Some(n), _) => n.name.clone(),
+                                (None, ExprKind::Ident(id)) => id.name.clone(),
+                                _ => continue,
+                            };
+                            out.push((ty.name.clone(), name));
+                        }
+                    }
+                    StmtKind::If {
+                        branches,
+                        else_block,
+                    } => {
+                        for (_, b) in branches {
+                            walk(b, out);
+                        }
+                        if let Some(b) = else_block {
+                            walk(b, out);
+                        }
+                    }
+                    StmtKind::For { body, .. } | StmtKind::While { body, .. } => walk(body, out),
+                    _ => {}
+                }
+            }
+        }
+        let mut fields = Vec::new();
+        for node in self.input.items {
+            if let Item::Fn(f) = &node.item {
+                walk(&f.body, &mut fields);
+            }
+        }
+        for (ty, field) in fields {
+            let schema = self.event_schema(&ty);
+            // A declared type without the field is reported when the body
+            // is compiled.
+            let _ = self.field_slot(schema, &field);
+        }
+    }
+
     /// Lowers every `fn` body.
     pub(super) fn lower_functions(&mut self) {
         for (i, node) in self.input.items.iter().enumerate() {
