@@ -287,6 +287,11 @@ let base = 10
 var factor = 2
 const OFFSET: int = 5
 factor := 3
+let double = x => x * 2
+let clamp01 = (v) => {
+    let out = if v < 0.0 then 0.0 else if v > 1.0 then 1.0 else v
+    out
+}
 
 fn total(xs: [int]) -> int:
     var acc = 0

@@ -440,6 +440,11 @@ impl Lowerer<'_> {
             b.emit(Instr::LoadGlobal(g), sid);
             return;
         }
+        if self.fn_ids.contains_key(name) {
+            self.unsupported("a function used as a value", span);
+            self.push_absent(b, sid);
+            return;
+        }
         if self.load_field(b, env, name, span) {
             return;
         }

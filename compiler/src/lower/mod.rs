@@ -184,6 +184,9 @@ impl<'a> Lowerer<'a> {
                 Item::Stream(_) => Decl::Stream(i),
                 Item::Pattern(_) => Decl::Pattern(i),
                 Item::Fn(_) => Decl::Fn(i),
+                // `let f = x => ...` is lowered as a function (the Program
+                // has no function values); `var` lambdas stay variables.
+                Item::Var(v) if stmt::global_lambda(v).is_some() => Decl::Fn(i),
                 Item::Var(_) => Decl::Global(i),
                 Item::Connector(_) => Decl::Connector(i),
                 Item::TypeAlias(_) | Item::Context(_) => Decl::Other,

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 
 use varpulis_program::{ConfigValue, ConnectorDef, FieldDef, Function, Global, Instr};
-use varpulis_syntax::ast::{Arg, Block, Expr, ExprKind, Item, Stmt, StmtKind, UnaryOp, VarKind};
+use varpulis_syntax::ast::{
+    Arg, Block, Expr, ExprKind, Ident, Item, LambdaBody, Stmt, StmtKind, UnaryOp, VarDecl, VarKind,
+};
 
 use super::expr::{unparen, ChunkBuilder, Env, LoopCtx};
 use super::{Decl, Lowerer};
@@ -120,9 +122,50 @@ impl Lowerer<'_> {
         }
     }
 
-    /// Lowers every `fn` body.
+    /// A top-level `let`/`const` bound to a lambda, lowered as a function.
+    fn lower_lambda_global(&mut self, i: usize, v: &VarDecl) {
+        let Some((params, body)) = global_lambda(v) else {
+            return;
+        };
+        let prev = self.enter_item(i);
+        let sid = self.span_id(v.span);
+        let mut b = ChunkBuilder::new(sid);
+        let mut env = Env::default();
+        let mut fields = Vec::new();
+        for p in params {
+            let slot = b.new_local();
+            env.declare(&p.name, slot);
+            fields.push(FieldDef {
+                name: Arc::from(p.name.as_str()),
+                ty: varpulis_program::Type::Any,
+            });
+        }
+        match body {
+            LambdaBody::Expr(e) => {
+                self.expr(&mut b, &mut env, e);
+                b.emit(Instr::Return, sid);
+            }
+            LambdaBody::Block(block) => self.block(&mut b, &mut env, block, true),
+        }
+        self.program.functions.push(Function {
+            name: Arc::from(v.name.name.as_str()),
+            params: fields,
+            chunk: b.finish(),
+            span: sid,
+        });
+        self.leave_item(prev);
+    }
+
+    /// Lowers every `fn` body (and lambdas bound by top-level `let`), in
+    /// declaration order, which is the order of their ids.
     pub(super) fn lower_functions(&mut self) {
         for (i, node) in self.input.items.iter().enumerate() {
+            if let Item::Var(v) = &node.item {
+                if self.names.get(&v.name.name) == Some(&Decl::Fn(i)) {
+                    self.lower_lambda_global(i, v);
+                }
+                continue;
+            }
             let Item::Fn(f) = &node.item else {
                 continue;
             };
@@ -459,5 +502,16 @@ impl Lowerer<'_> {
         }
         walk(&decl.body, &mut out);
         out
+    }
+}
+
+/// The parameters and body of a top-level `let`/`const` bound to a lambda.
+pub(crate) fn global_lambda(v: &VarDecl) -> Option<(&[Ident], &LambdaBody)> {
+    if v.kind == VarKind::Var {
+        return None;
+    }
+    match &unparen(&v.value).kind {
+        ExprKind::Lambda { params, body } => Some((params, body)),
+        _ => None,
     }
 }
