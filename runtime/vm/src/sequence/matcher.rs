@@ -57,8 +57,10 @@ pub struct Matcher {
 impl Matcher {
     /// Builds a matcher; fails on a malformed spec.
     pub fn new(spec: MatcherSpec, limits: Limits) -> Result<Matcher, SpecError> {
+        let mut c = Compiled::new(spec)?;
+        c.cap = limits.max_kleene_events;
         Ok(Matcher {
-            c: Compiled::new(spec)?,
+            c,
             limits,
             parts: Vec::new(),
             index: FxHashMap::default(),
@@ -173,7 +175,6 @@ impl Matcher {
         let t = ev.time;
         let negs = &c.feeds_neg[input];
         let feeds_steps = c.feeds_any_step[input];
-        let cap = limits.max_kleene_events;
         let sel = c.spec.selection;
         let mut consumed = false;
         part.runs.retain_mut(|run| {
@@ -193,7 +194,7 @@ impl Matcher {
                 return true;
             }
             let all = sel == Selection::SkipTillAnyMatch;
-            c.accepting(run, input, ev, preds, cap, all, slots);
+            c.accepting(run, input, ev, preds, all, slots);
             if slots.is_empty() {
                 return sel != Selection::StrictContiguity;
             }
@@ -203,13 +204,13 @@ impl Matcher {
                     fork.id = *next_id;
                     *next_id += 1;
                     for &slot in set {
-                        if c.bind(&mut fork, slot, ev, cap) {
+                        if c.bind(&mut fork, slot, ev) {
                             metrics.capped += 1;
                         }
                     }
                     if c.complete(&fork, false) {
                         emit(&mut fork, t, key, advanced, metrics, limits, emitted);
-                        if !c.stays_open(&fork, cap) {
+                        if !c.stays_open(&fork) {
                             return;
                         }
                     }
@@ -218,14 +219,14 @@ impl Matcher {
                 return true;
             }
             for &slot in slots.iter() {
-                if c.bind(run, slot, ev, cap) {
+                if c.bind(run, slot, ev) {
                     metrics.capped += 1;
                 }
             }
             consumed = sel == Selection::SkipTillNextMatch;
             if c.complete(run, false) {
                 emit(run, t, key, advanced, metrics, limits, emitted);
-                return c.stays_open(run, cap);
+                return c.stays_open(run);
             }
             true
         });
@@ -257,12 +258,10 @@ impl Matcher {
         preds: &mut P,
         emitted: &mut usize,
     ) {
-        let cap = self.limits.max_kleene_events;
         let blank = Run::new(&self.c, 0, ev.time);
         let all = self.c.spec.selection == Selection::SkipTillAnyMatch;
         let mut slots = std::mem::take(&mut self.slots);
-        self.c
-            .accepting(&blank, input, ev, preds, cap, all, &mut slots);
+        self.c.accepting(&blank, input, ev, preds, all, &mut slots);
         let owned_key = key.cloned();
         let mut made = Vec::new();
         for_choices(&slots, all, |set| {
@@ -270,7 +269,7 @@ impl Matcher {
             run.id = self.next_id;
             self.next_id += 1;
             for &slot in set {
-                if self.c.bind(&mut run, slot, ev, cap) {
+                if self.c.bind(&mut run, slot, ev) {
                     self.metrics.capped += 1;
                 }
             }
@@ -288,7 +287,7 @@ impl Matcher {
                     &self.limits,
                     emitted,
                 );
-                if !self.c.stays_open(&run, cap) {
+                if !self.c.stays_open(&run) {
                     return;
                 }
             }

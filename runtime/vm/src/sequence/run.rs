@@ -97,16 +97,16 @@ impl Compiled {
         self.spec.steps[s].min()
     }
 
-    fn max(&self, s: usize, cap: u32) -> u32 {
+    fn max(&self, s: usize) -> u32 {
         match self.spec.steps[s].kleene {
             Kleene::One | Kleene::Optional => 1,
-            Kleene::Plus | Kleene::Star => cap,
+            Kleene::Plus | Kleene::Star => self.cap,
         }
     }
 
     /// Calls `f` on the candidate steps of branch `b` in preference order
     /// until it returns `true`.
-    fn candidates(&self, b: usize, pos: BranchPos, cap: u32, mut f: impl FnMut(usize) -> bool) {
+    fn candidates(&self, b: usize, pos: BranchPos, mut f: impl FnMut(usize) -> bool) {
         let r = &self.branches[b];
         let forward_from = if pos.last == NONE {
             Some(r.start)
@@ -127,7 +127,7 @@ impl Compiled {
         }
         if pos.last != NONE {
             let l = usize::from(pos.last);
-            if pos.count < self.max(l, cap) {
+            if pos.count < self.max(l) {
                 f(l);
             }
         }
@@ -157,13 +157,12 @@ impl Compiled {
         input: usize,
         ev: &Event,
         p: &mut P,
-        cap: u32,
         all: bool,
         out: &mut Vec<Slot>,
     ) {
         out.clear();
         for b in 0..self.branches.len() {
-            self.candidates(b, run.progress.get(b), cap, |s| {
+            self.candidates(b, run.progress.get(b), |s| {
                 let ok = self.accepts(s, input, ev, &run.bindings, p);
                 if ok {
                     out.push((b, s));
@@ -175,7 +174,7 @@ impl Compiled {
 
     /// Binds `ev` at `slot`; returns whether a Kleene alias just reached
     /// the accumulation cap.
-    pub fn bind(&self, run: &mut Run, (b, s): Slot, ev: &Arc<Event>, cap: u32) -> bool {
+    pub fn bind(&self, run: &mut Run, (b, s): Slot, ev: &Arc<Event>) -> bool {
         let step = &self.spec.steps[s];
         let Some(pos) = run.progress.get_mut(b) else {
             return false;
@@ -187,7 +186,7 @@ impl Compiled {
             pos.last = s16;
             pos.count = 1;
         }
-        let hit_cap = step.repeats() && pos.count == cap;
+        let hit_cap = step.repeats() && pos.count == self.cap;
         if let Some(a) = step.alias {
             if step.repeats() {
                 run.bindings.push(a, ev.clone());
@@ -226,14 +225,14 @@ impl Compiled {
     /// After completing on an event, whether the run stays open to produce
     /// growing matches: only a single SEQ whose last step can still accept
     /// (a trailing Kleene, or optional steps not reached yet).
-    pub fn stays_open(&self, run: &Run, cap: u32) -> bool {
+    pub fn stays_open(&self, run: &Run) -> bool {
         if !self.single_seq {
             return false;
         }
         let pos = run.progress.get(0);
         let end = self.branches[0].end;
         let l = usize::from(pos.last);
-        l + 1 < end || pos.count < self.max(l, cap)
+        l + 1 < end || pos.count < self.max(l)
     }
 
     /// Whether negation `n` currently applies to `run`.

@@ -238,6 +238,8 @@ pub(crate) struct Compiled {
     pub feeds_any_step: Vec<bool>,
     /// Whether each input feeds a step that can open a run.
     pub feeds_start: Vec<bool>,
+    /// Events a Kleene alias may hold ([`Limits::max_kleene_events`]).
+    pub cap: u32,
 }
 
 impl Compiled {
@@ -325,6 +327,7 @@ impl Compiled {
             feeds_neg,
             feeds_any_step,
             feeds_start,
+            cap: Limits::default().max_kleene_events,
         })
     }
 
