@@ -16,6 +16,7 @@ pub mod codes;
 pub mod db;
 pub mod diagnostic;
 mod host;
+pub mod ide;
 pub mod lower;
 pub mod model;
 pub mod render;
