@@ -627,3 +627,28 @@ fn snapshot_and_restore_anywhere_gives_the_same_matches() {
         "S1=1@0 T1=1@1 T2=1@2 S2=1@3 T3=1@4",
     );
 }
+
+#[test]
+fn policies_differ_as_documented_in_patterns_md() {
+    let evs = "A1@0 A2@1 B1@2 B2@3";
+    check(
+        with_selection(Selection::Reference),
+        evs,
+        &["A1 B1 @2", "A2 B1 @2"],
+    );
+    check(
+        with_selection(Selection::StrictContiguity),
+        evs,
+        &["A2 B1 @2"],
+    );
+    check(
+        with_selection(Selection::SkipTillNextMatch),
+        evs,
+        &["A1 B1 @2", "A2 B2 @3"],
+    );
+    check(
+        with_selection(Selection::SkipTillAnyMatch),
+        evs,
+        &["A1 B1 @2", "A2 B1 @2", "A1 B2 @3", "A2 B2 @3"],
+    );
+}

@@ -173,6 +173,14 @@ mod tests {
     }
 
     #[test]
+    fn patterns_md_example_has_fourteen_rising_trends() {
+        assert_eq!(
+            aggregate(&evs(&[3.0, 1.0, 2.0, 5.0, 4.0]), &mut Rising).trends,
+            14.0
+        );
+    }
+
+    #[test]
     fn unconstrained_kleene_counts_every_subset() {
         struct Any;
         impl TrendRules for Any {
