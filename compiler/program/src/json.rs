@@ -15,7 +15,7 @@
 
 use crate::decode::RawEvent;
 use crate::value::Value;
-use serde_json::{Map, Value as J};
+use serde_json::Value as J;
 use thiserror::Error;
 
 /// Why a JSON text is not an event.
@@ -36,49 +36,97 @@ pub enum JsonEventError {
 }
 
 /// Parses one JSON text as an event.
+///
+/// This is the hot path of `varpulis run`: the text is read in one pass
+/// straight into [`Value`]s (no intermediate `serde_json::Value` tree), then
+/// the shape rules above pick the type, the fields and the timestamp.
 pub fn parse_json_event(text: &str) -> Result<RawEvent, JsonEventError> {
-    let v: J = serde_json::from_str(text).map_err(|e| JsonEventError::Syntax(e.to_string()))?;
-    raw_event_from_json(&v)
+    let top: Top = match serde_json::from_str(text) {
+        Ok(top) => top,
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            return Err(JsonEventError::NotAnObject)
+        }
+        Err(e) => return Err(JsonEventError::Syntax(e.to_string())),
+    };
+    shape(top.0)
 }
 
 /// Reads an event from an already parsed JSON value.
 pub fn raw_event_from_json(v: &J) -> Result<RawEvent, JsonEventError> {
     let top = v.as_object().ok_or(JsonEventError::NotAnObject)?;
-    let body = ["data", "fields"]
+    let entries = top
         .iter()
-        .find_map(|k| top.get(*k).and_then(J::as_object));
-    let str_at = |m: Option<&Map<String, J>>, k: &str| {
-        m.and_then(|m| m.get(k))
-            .and_then(J::as_str)
-            .map(str::to_string)
+        .map(|(k, v)| {
+            let entry = match v {
+                J::Object(o) => Entry::Object(
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), Value::from_json(v)))
+                        .collect(),
+                ),
+                other => Entry::Value(Value::from_json(other)),
+            };
+            (k.clone(), entry)
+        })
+        .collect();
+    shape(entries)
+}
+
+/// Applies the shape rules of the module docs to the top-level entries.
+fn shape(top: Vec<(String, Entry)>) -> Result<RawEvent, JsonEventError> {
+    let body: Option<&Vec<(String, Value)>> = ["data", "fields"].iter().find_map(|k| {
+        top.iter().find_map(|(name, e)| match e {
+            Entry::Object(fields) if name == k => Some(fields),
+            _ => None,
+        })
+    });
+    let top_str = |k: &str| {
+        top.iter().find_map(|(name, e)| match e {
+            Entry::Value(Value::Str(s)) if name == k => Some(s.to_string()),
+            _ => None,
+        })
+    };
+    let body_str = |k: &str| {
+        body.and_then(|b| {
+            b.iter().find_map(|(name, v)| match v {
+                Value::Str(s) if name == k => Some(s.to_string()),
+                _ => None,
+            })
+        })
     };
     // Which object and key supplied the type, so that key is not a field.
-    let (event_type, type_in_body, type_key) = if let Some(t) = str_at(Some(top), "event_type") {
+    let (event_type, type_in_body, type_key) = if let Some(t) = top_str("event_type") {
         (t, false, "event_type")
-    } else if let Some(t) = str_at(body, "event_type") {
+    } else if let Some(t) = body_str("event_type") {
         (t, true, "event_type")
-    } else if let Some(t) = str_at(Some(top), "type") {
+    } else if let Some(t) = top_str("type") {
         (t, false, "type")
-    } else if let Some(t) = str_at(body, "type") {
+    } else if let Some(t) = body_str("type") {
         (t, true, "type")
     } else {
         return Err(JsonEventError::MissingType);
     };
-    let (source, skip_type) = match body {
-        Some(b) => (b, type_in_body),
-        None => (top, true),
+    let top_ts = top.iter().find(|(k, _)| k == "timestamp").map(|(_, e)| e);
+    let body_ts = body.and_then(|b| b.iter().find(|(k, _)| k == "timestamp").map(|(_, v)| v));
+    let timestamp = match (top_ts, body_ts) {
+        (Some(Entry::Value(v)), _) => Some(parse_timestamp(v)?),
+        (Some(Entry::Object(_)), _) => return Err(JsonEventError::BadTimestamp("{...}".into())),
+        (None, Some(v)) => Some(parse_timestamp(v)?),
+        (None, None) => None,
     };
-    let (ts_value, ts_in_source) = match top.get("timestamp") {
-        Some(t) => (Some(t), body.is_none()),
-        None => (source.get("timestamp"), true),
+    // The timestamp key is dropped from the object the fields come from.
+    let fields = match body {
+        Some(b) => b
+            .iter()
+            .filter(|(k, _)| !(type_in_body && k == type_key))
+            .filter(|(k, _)| k != "timestamp")
+            .cloned()
+            .collect(),
+        None => top
+            .into_iter()
+            .filter(|(k, _)| k != type_key && k != "timestamp")
+            .map(|(k, e)| (k, e.into_value()))
+            .collect(),
     };
-    let timestamp = ts_value.map(parse_timestamp).transpose()?;
-    let fields = source
-        .iter()
-        .filter(|(k, _)| !(skip_type && k.as_str() == type_key))
-        .filter(|(k, _)| !(ts_in_source && k.as_str() == "timestamp"))
-        .map(|(k, v)| (k.clone(), Value::from_json(v)))
-        .collect();
     Ok(RawEvent {
         event_type,
         fields,
@@ -86,22 +134,170 @@ pub fn raw_event_from_json(v: &J) -> Result<RawEvent, JsonEventError> {
     })
 }
 
-fn parse_timestamp(v: &J) -> Result<i64, JsonEventError> {
-    let bad = || JsonEventError::BadTimestamp(v.to_string());
-    match v {
-        J::Number(n) => match n.as_i64() {
-            Some(ms) => ms.checked_mul(crate::time::NS_PER_MS).ok_or_else(bad),
-            None => {
-                let ms = n.as_f64().ok_or_else(bad)?;
-                let ns = ms * crate::time::NS_PER_MS as f64;
-                if ns.is_finite() && ns.abs() < 9.2e18 {
-                    Ok(ns.round() as i64)
-                } else {
-                    Err(bad())
-                }
+/// A top-level member: objects are kept as field lists (a candidate `data`
+/// or `fields` envelope), anything else as a value.
+enum Entry {
+    Object(Vec<(String, Value)>),
+    Value(Value),
+}
+
+impl Entry {
+    fn into_value(self) -> Value {
+        match self {
+            Entry::Value(v) => v,
+            Entry::Object(fields) => Value::map(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (std::sync::Arc::from(k.as_str()), v))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// The top-level object, members in input order.
+struct Top(Vec<(String, Entry)>);
+
+impl<'de> serde::Deserialize<'de> for Top {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Top, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Top;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
             }
-        },
-        J::String(s) => crate::time::parse_rfc3339(s).ok_or_else(bad),
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Top, A::Error> {
+                let mut out = Vec::with_capacity(m.size_hint().unwrap_or(8));
+                while let Some(k) = m.next_key::<String>()? {
+                    let v: EntrySeed = m.next_value()?;
+                    out.push((k, v.0));
+                }
+                Ok(Top(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Deserialises one member value into an [`Entry`].
+struct EntrySeed(Entry);
+
+impl<'de> serde::Deserialize<'de> for EntrySeed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<EntrySeed, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = EntrySeed;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<EntrySeed, A::Error> {
+                let mut out = Vec::with_capacity(m.size_hint().unwrap_or(8));
+                while let Some(k) = m.next_key::<String>()? {
+                    let v: JsonValue = m.next_value()?;
+                    out.push((k, v.0));
+                }
+                Ok(EntrySeed(Entry::Object(out)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, s: A) -> Result<EntrySeed, A::Error> {
+                ValueVisitor
+                    .visit_seq(s)
+                    .map(|v| EntrySeed(Entry::Value(v.0)))
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<EntrySeed, E> {
+                Ok(EntrySeed(Entry::Value(Value::Bool(b))))
+            }
+            fn visit_i64<E>(self, i: i64) -> Result<EntrySeed, E> {
+                Ok(EntrySeed(Entry::Value(Value::Int(i))))
+            }
+            fn visit_u64<E>(self, u: u64) -> Result<EntrySeed, E> {
+                Ok(EntrySeed(Entry::Value(int_or_float(u))))
+            }
+            fn visit_f64<E>(self, f: f64) -> Result<EntrySeed, E> {
+                Ok(EntrySeed(Entry::Value(Value::Float(f))))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<EntrySeed, E> {
+                Ok(EntrySeed(Entry::Value(Value::str(s))))
+            }
+            fn visit_unit<E>(self) -> Result<EntrySeed, E> {
+                Ok(EntrySeed(Entry::Value(Value::Null)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn int_or_float(u: u64) -> Value {
+    i64::try_from(u).map_or(Value::Float(u as f64), Value::Int)
+}
+
+/// Any JSON value read straight into a [`Value`] (integral numbers become
+/// `Int`, others `Float`, objects `Map`), as [`Value::from_json`] does.
+struct JsonValue(Value);
+
+impl<'de> serde::Deserialize<'de> for JsonValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<JsonValue, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValueVisitor {
+    type Value = JsonValue;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<JsonValue, E> {
+        Ok(JsonValue(Value::Bool(b)))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<JsonValue, E> {
+        Ok(JsonValue(Value::Int(i)))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<JsonValue, E> {
+        Ok(JsonValue(int_or_float(u)))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<JsonValue, E> {
+        Ok(JsonValue(Value::Float(f)))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<JsonValue, E> {
+        Ok(JsonValue(Value::str(s)))
+    }
+    fn visit_unit<E>(self) -> Result<JsonValue, E> {
+        Ok(JsonValue(Value::Null))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<JsonValue, A::Error> {
+        let mut out = Vec::with_capacity(s.size_hint().unwrap_or(4));
+        while let Some(v) = s.next_element::<JsonValue>()? {
+            out.push(v.0);
+        }
+        Ok(JsonValue(Value::array(out)))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<JsonValue, A::Error> {
+        let mut out = crate::value::ValueMap::new();
+        while let Some(k) = m.next_key::<String>()? {
+            let v: JsonValue = m.next_value()?;
+            out.insert(std::sync::Arc::from(k.as_str()), v.0);
+        }
+        Ok(JsonValue(Value::map(out)))
+    }
+}
+
+fn parse_timestamp(v: &Value) -> Result<i64, JsonEventError> {
+    let bad = || JsonEventError::BadTimestamp(v.to_json().to_string());
+    match v {
+        Value::Int(ms) => ms.checked_mul(crate::time::NS_PER_MS).ok_or_else(bad),
+        Value::Float(ms) => {
+            let ns = ms * crate::time::NS_PER_MS as f64;
+            if ns.is_finite() && ns.abs() < 9.2e18 {
+                Ok(ns.round() as i64)
+            } else {
+                Err(bad())
+            }
+        }
+        Value::Str(s) => crate::time::parse_rfc3339(s).ok_or_else(bad),
         _ => Err(bad()),
     }
 }
@@ -121,7 +317,7 @@ mod tests {
         )
         .expect("event");
         assert_eq!(r.event_type, "Reading");
-        assert_eq!(names(&r), ["bar", "pump"]);
+        assert_eq!(names(&r), ["pump", "bar"], "input order is kept");
         assert_eq!(r.timestamp, None);
     }
 
