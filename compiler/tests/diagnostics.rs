@@ -21,7 +21,10 @@ fn declared(text: &str) -> Vec<String> {
 }
 
 fn corpus_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).expect("corpus directory exists").flatten() {
+    for e in std::fs::read_dir(dir)
+        .expect("corpus directory exists")
+        .flatten()
+    {
         let p = e.path();
         if p.is_dir() {
             corpus_files(&p, out);
@@ -38,15 +41,26 @@ fn every_invalid_program_produces_exactly_its_declared_codes() {
     let mut files = Vec::new();
     corpus_files(&root, &mut files);
     files.sort();
-    assert!(files.len() >= 60, "expected at least 60 invalid programs, found {}", files.len());
+    assert!(
+        files.len() >= 60,
+        "expected at least 60 invalid programs, found {}",
+        files.len()
+    );
     let mut problems = Vec::new();
     for path in files {
         let text = std::fs::read_to_string(&path).expect("corpus file is readable");
-        let name = path.strip_prefix(&root).unwrap_or(&path).display().to_string();
+        let name = path
+            .strip_prefix(&root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
         let mut c = Compiler::new();
         c.set_file(&name, text.as_str());
         let diags = c.check(&name);
-        let mut produced: Vec<String> = diags.iter().map(|d| format!("{}[{}]", d.severity.as_str(), d.code)).collect();
+        let mut produced: Vec<String> = diags
+            .iter()
+            .map(|d| format!("{}[{}]", d.severity.as_str(), d.code))
+            .collect();
         produced.sort();
         let want = declared(&text);
         if want.is_empty() {
@@ -54,7 +68,9 @@ fn every_invalid_program_produces_exactly_its_declared_codes() {
         }
         if produced != want {
             let rendered = render::terminal::render(&name, &text, &diags, false);
-            problems.push(format!("{name}: expected {want:?}, got {produced:?}\n{rendered}"));
+            problems.push(format!(
+                "{name}: expected {want:?}, got {produced:?}\n{rendered}"
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -77,7 +93,10 @@ fn invalid_corpus_reports_the_declared_diagnostics() {
         let mut c = Compiler::new();
         c.set_file(&name, text.as_str());
         let diags = c.check(&name);
-        let mut produced: Vec<String> = diags.iter().map(|d| format!("{}[{}]", d.severity.as_str(), d.code)).collect();
+        let mut produced: Vec<String> = diags
+            .iter()
+            .map(|d| format!("{}[{}]", d.severity.as_str(), d.code))
+            .collect();
         produced.sort();
         let rendered = render::terminal::render(&name, &text, &diags, false);
         assert_eq!(produced, declared(&text), "{name}:\n{rendered}");

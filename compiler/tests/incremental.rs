@@ -36,14 +36,23 @@ fn ran(log: &[String], query: &str) -> bool {
 fn editing_one_line_of_a_stream_rechecks_only_that_stream() {
     let mut c = Compiler::with_event_log();
     let first = checked(&mut c, PROGRAM);
-    assert!(ran(&first, "analyze_item(B)"), "first check runs everything: {first:?}");
+    assert!(
+        ran(&first, "analyze_item(B)"),
+        "first check runs everything: {first:?}"
+    );
 
     let log = checked(&mut c, &PROGRAM.replace("bar > 1.0", "bar > 5.0"));
     assert!(ran(&log, "parse_item(A)"), "{log:?}");
     assert!(ran(&log, "analyze_item(A)"), "{log:?}");
     for other in ["B", "C", "Reading"] {
-        assert!(!ran(&log, &format!("analyze_item({other})")), "{other} re-checked: {log:?}");
-        assert!(!ran(&log, &format!("parse_item({other})")), "{other} re-parsed: {log:?}");
+        assert!(
+            !ran(&log, &format!("analyze_item({other})")),
+            "{other} re-checked: {log:?}"
+        );
+        assert!(
+            !ran(&log, &format!("parse_item({other})")),
+            "{other} re-parsed: {log:?}"
+        );
     }
 }
 
@@ -51,7 +60,13 @@ fn editing_one_line_of_a_stream_rechecks_only_that_stream() {
 fn changing_a_streams_output_schema_rechecks_its_consumers_only() {
     let mut c = Compiler::with_event_log();
     checked(&mut c, PROGRAM);
-    let log = checked(&mut c, &PROGRAM.replace("emit(pump: pump, bar: bar)", "emit(pump: pump, bar: bar * 2.0, n: 1)"));
+    let log = checked(
+        &mut c,
+        &PROGRAM.replace(
+            "emit(pump: pump, bar: bar)",
+            "emit(pump: pump, bar: bar * 2.0, n: 1)",
+        ),
+    );
     assert!(ran(&log, "analyze_item(A)"), "{log:?}");
     assert!(ran(&log, "analyze_item(C)"), "C reads A's schema: {log:?}");
     assert!(!ran(&log, "analyze_item(B)"), "B does not: {log:?}");

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use varpulis_compiler::{render, Compiler};
 
 fn vpl_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -19,7 +21,9 @@ fn vpl_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn check_dir(sub: &str) -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus").join(sub);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/corpus")
+        .join(sub);
     let mut files = Vec::new();
     vpl_files(&root, &mut files);
     files.sort();
@@ -29,7 +33,11 @@ fn check_dir(sub: &str) -> Vec<String> {
         let name = f.strip_prefix(&root).unwrap_or(&f).display().to_string();
         let mut c = Compiler::new();
         c.set_file(&name, text.as_str());
-        let diags: Vec<_> = c.check(&name).into_iter().filter(|d| d.is_error()).collect();
+        let diags: Vec<_> = c
+            .check(&name)
+            .into_iter()
+            .filter(|d| d.is_error())
+            .collect();
         if !diags.is_empty() {
             failures.push(render::terminal::render(&name, &text, &diags, false));
         }
@@ -40,11 +48,21 @@ fn check_dir(sub: &str) -> Vec<String> {
 #[test]
 fn valid_corpus_checks_without_errors() {
     let failures = check_dir("valid");
-    assert!(failures.is_empty(), "{} files with errors:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} files with errors:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn runtime_corpus_checks_without_errors() {
     let failures = check_dir("run");
-    assert!(failures.is_empty(), "{} files with errors:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} files with errors:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

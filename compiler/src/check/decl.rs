@@ -159,8 +159,6 @@ impl Checker<'_> {
                 optional,
             });
         }
-        // REC §5.1: the event timestamp is readable as `timestamp` unless a
-        // field of that name exists.
         Arc::new(schema)
     }
 
@@ -186,6 +184,17 @@ impl Checker<'_> {
             scope.locals.push((p.name.name.clone(), t));
         }
         let declared = f.ret.as_ref().map(|r| self.resolve_type(r));
+        if declared.is_none() && self.env.is_cyclic(&f.name.name) {
+            self.report(
+                Diagnostic::new(
+                    codes::CYCLIC_DEFINITION,
+                    format!("`{}` is recursive but has no return type", f.name.name),
+                    f.name.span,
+                )
+                .with_label("its return type would depend on itself")
+                .with_help("declare the return type, e.g. `-> int`, after the parameters"),
+            );
+        }
         let mut returns: Vec<(Type, varpulis_syntax::Span)> = Vec::new();
         self.block(&f.body, &mut scope, &mut returns);
         // The value of the last expression statement is the result.

@@ -537,7 +537,11 @@ impl Checker<'_> {
         use BinaryOp::*;
         let a = self.expr(lhs, scope);
         // The right side of `is` names a type, not a value.
-        let b = if op == Is { Type::Any } else { self.expr(rhs, scope) };
+        let b = if op == Is {
+            Type::Any
+        } else {
+            self.expr(rhs, scope)
+        };
         if matches!(op, BitOr | BitXor | BitAnd | Shl | Shr) {
             self.unsupported_op(e.span, "bitwise operators");
             return Type::Error;
@@ -703,7 +707,7 @@ impl Checker<'_> {
         if let Some(b) = builtins::builtin(name) {
             let scalar_fits =
                 types.len() >= b.min && types.len() <= b.max && b.result(&types).is_ok();
-            if !(is_agg && !scalar_fits) {
+            if !is_agg || scalar_fits {
                 return (
                     self.apply_builtin(e, f, b, &types, args, receiver.is_some()),
                     Some(Resolution::Builtin {
@@ -802,7 +806,7 @@ impl Checker<'_> {
             self.arity(e.span, f, types.len(), b.min, b.max, b.signature);
             return Type::Error;
         }
-        if types.iter().any(|t| *t == Type::Error) {
+        if types.contains(&Type::Error) {
             return Type::Error;
         }
         match b.result(types) {

@@ -8,9 +8,9 @@
 //! It never panics on any tree, including the `Error` nodes of parser
 //! recovery, about which it stays silent (the parser already reported them).
 //!
-//! Submodules: [`expr`] types expressions, [`stream`] checks sources and
-//! pipelines, [`ops`] the individual operators, [`decl`] the other
-//! declarations, [`pattern`] named patterns.
+//! Submodules: `expr` types expressions, `stream` checks sources and
+//! pipelines, `ops` the individual operators, `decl` the other
+//! declarations, `pattern` named patterns.
 
 mod decl;
 mod expr;

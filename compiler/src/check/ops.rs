@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use varpulis_syntax::ast::{Arg, Expr, ExprKind, Ident, Op, StreamDecl};
-use varpulis_syntax::Span;
 
 use super::stream::Pipeline;
 use super::{AggMode, Checker};
@@ -730,13 +729,5 @@ fn items_schema(name: &str, items: &[OutputItem]) -> Schema {
             .iter()
             .map(|i| Field::new(i.name.clone(), i.ty.clone()))
             .collect(),
-    )
-}
-
-/// The span covering an operator's name and arguments (for diagnostics).
-pub(super) fn _op_span(name: &Ident, args: &[Arg]) -> Span {
-    Span::new(
-        name.span.start,
-        args.last().map_or(name.span.end, |a| a.span.end),
     )
 }

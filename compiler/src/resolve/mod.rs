@@ -172,23 +172,64 @@ impl NameIndex {
     }
 }
 
-/// Names that can reach themselves through `deps` (iterative DFS colouring).
+/// Names that can reach themselves through `deps`: members of strongly
+/// connected components with more than one name, or with a self-edge
+/// (iterative Tarjan, linear in the size of the graph).
 fn find_cycles(deps: &FxHashMap<String, Vec<String>>) -> Vec<String> {
-    let mut cyclic: FxHashSet<&str> = FxHashSet::default();
     let mut names: Vec<&str> = deps.keys().map(String::as_str).collect();
     names.sort_unstable();
-    for &start in &names {
-        // Whether `start` reaches itself.
-        let mut seen: FxHashSet<&str> = FxHashSet::default();
-        let mut stack: Vec<&str> = deps[start].iter().map(String::as_str).collect();
-        while let Some(n) = stack.pop() {
-            if n == start {
-                cyclic.insert(start);
-                break;
+    let id: FxHashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let edges: Vec<Vec<usize>> = names
+        .iter()
+        .map(|n| {
+            deps[*n]
+                .iter()
+                .filter_map(|d| id.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    const UNSEEN: usize = usize::MAX;
+    let n = names.len();
+    let (mut index, mut low, mut on_stack) = (vec![UNSEEN; n], vec![0; n], vec![false; n]);
+    let (mut stack, mut next, mut cyclic) = (Vec::new(), 0, FxHashSet::default());
+    for root in 0..n {
+        if index[root] != UNSEEN {
+            continue;
+        }
+        // (node, position of the next edge to visit)
+        let mut work = vec![(root, 0usize)];
+        while let Some(&mut (v, ref mut pos)) = work.last_mut() {
+            if *pos == 0 && index[v] == UNSEEN {
+                index[v] = next;
+                low[v] = next;
+                next += 1;
+                stack.push(v);
+                on_stack[v] = true;
             }
-            if seen.insert(n) {
-                if let Some(next) = deps.get(n) {
-                    stack.extend(next.iter().map(String::as_str));
+            if let Some(&w) = edges[v].get(*pos) {
+                *pos += 1;
+                if index[w] == UNSEEN {
+                    work.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == index[v] {
+                let mut component = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    component.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                if component.len() > 1 || edges[v].contains(&v) {
+                    cyclic.extend(component.into_iter().map(|w| names[w]));
                 }
             }
         }
@@ -240,5 +281,14 @@ mod tests {
         );
         assert_eq!(check(&[("F", &["F"]), ("G", &["Reading"])]), vec!["F"]);
         assert!(check(&[("A", &["B"]), ("B", &[])]).is_empty());
+        let chain: Vec<(String, Vec<String>)> = (0..5000)
+            .map(|i| (format!("S{i}"), vec![format!("S{}", i + 1)]))
+            .collect();
+        let refs: Vec<(&str, Vec<&str>)> = chain
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.iter().map(String::as_str).collect()))
+            .collect();
+        let slices: Vec<(&str, &[&str])> = refs.iter().map(|(n, d)| (*n, d.as_slice())).collect();
+        assert!(check(&slices).is_empty(), "long chains are not cycles");
     }
 }

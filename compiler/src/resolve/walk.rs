@@ -35,11 +35,7 @@ pub fn signature_deps(item: &Item) -> Vec<String> {
             }
         }
         Item::Pattern(p) => pattern_steps(&p.expr, &mut out),
-        Item::Fn(f) => {
-            if f.ret.is_none() {
-                block_names(&f.body, &mut out);
-            }
-        }
+        Item::Fn(f) if f.ret.is_none() => block_names(&f.body, &mut out),
         Item::Var(v) => expr_names(&v.value, &mut out),
         Item::TypeAlias(t) => type_names(&t.ty, &mut out),
         _ => {}
