@@ -225,7 +225,7 @@ pub const OPERATORS: &[OpInfo] = &[
     ),
     op!(
         "process",
-        NotYet,
+        Supported,
         1,
         1,
         Some(&[]),

@@ -215,7 +215,8 @@ pub fn signature<'db>(db: &'db dyn Db, file: SourceFile, name: Name<'db>) -> Opt
                 _ => Type::Any,
             },
         };
-        return Some(Signature::Fn(FnSig { params, ret }));
+        let emits = crate::resolve::walk::emitted_types(&f.body);
+        return Some(Signature::Fn(FnSig { params, ret, emits }));
     }
     if index.is_cyclic(n) {
         return None;

@@ -327,6 +327,13 @@ pub enum StageKind {
     Distinct(Option<Span>),
     /// `.limit(n)`.
     Limit(u64),
+    /// `.process(f(...))`: the function and the event types it emits.
+    Process {
+        /// The user function called per event.
+        function: String,
+        /// Event types it creates with `emit`.
+        emits: Vec<String>,
+    },
     /// `.first()`.
     First,
     /// `.watermark(out_of_order: d)`, nanoseconds.

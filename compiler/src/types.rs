@@ -215,6 +215,9 @@ pub struct FnSig {
     pub params: Vec<(String, Type)>,
     /// Declared or inferred return type.
     pub ret: Type,
+    /// Event types the body creates with `emit T(...)`, in order, without
+    /// repetition (what `.process(f(...))` outputs).
+    pub emits: Vec<String>,
 }
 
 /// Parses a built-in type name.

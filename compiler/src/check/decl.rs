@@ -239,7 +239,8 @@ impl Checker<'_> {
                 })
                 .unwrap_or(Type::Any),
         };
-        FnSig { params, ret }
+        let emits = crate::resolve::walk::emitted_types(&f.body);
+        FnSig { params, ret, emits }
     }
 
     fn block(

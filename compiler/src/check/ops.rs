@@ -194,6 +194,9 @@ impl Checker<'_> {
                 }
             }
             "first" => StageKind::First,
+            "process" => {
+                return self.process(first.expect("arity checked: one argument"), &scope, input)
+            }
             "watermark" => {
                 let v = args
                     .first()
@@ -719,6 +722,55 @@ impl Checker<'_> {
         }
         let schema = items_schema(&p.stream, &items);
         (StageKind::TrendAggregate(items), Arc::new(schema))
+    }
+}
+
+impl Checker<'_> {
+    /// `.process(f(args))`: calls a user function per event; the events it
+    /// creates with `emit T(...)` replace the current ones.
+    fn process(
+        &mut self,
+        e: &Expr,
+        scope: &super::Scope,
+        input: &Arc<Schema>,
+    ) -> (StageKind, Arc<Schema>) {
+        self.expr(e, scope);
+        let callee = match &e.kind {
+            ExprKind::Call { callee, .. } => match &callee.kind {
+                ExprKind::Ident(f) if self.env.decl(&f.name) == Some(DeclKind::Fn) => Some(f),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some(f) = callee else {
+            if !matches!(e.kind, ExprKind::Error) {
+                self.report(
+                    Diagnostic::new(codes::ARGUMENT_TYPE, "`.process` needs a call of a user function", e.span)
+                        .with_label("not a call of a `fn`")
+                        .with_help("declare `fn handle(...)` that creates events with `emit T(...)`, and write `.process(handle(...))`"),
+                );
+            }
+            return (StageKind::Invalid, input.clone());
+        };
+        let emits = self
+            .env
+            .fn_sig(&f.name)
+            .map(|s| s.emits)
+            .unwrap_or_default();
+        let schema = match emits.as_slice() {
+            [one] => self
+                .env
+                .event_schema(one)
+                .unwrap_or_else(|| Arc::new(Schema::open(one.clone()))),
+            _ => Arc::new(Schema::open(input.name.clone())),
+        };
+        (
+            StageKind::Process {
+                function: f.name.clone(),
+                emits,
+            },
+            schema,
+        )
     }
 }
 

@@ -667,7 +667,7 @@ impl Checker<'_> {
                 None => d,
             };
             self.report(d);
-            return (StageKind::Invalid, input.clone());
+            return (StageKind::Invalid, opened(input));
         };
         match info.support {
             Support::NotYet => {
@@ -681,7 +681,7 @@ impl Checker<'_> {
                     .with_note(format!("`.{}`: {}", name.name, info.summary))
                     .with_help(format!("remove `.{}(...)` from the pipeline", name.name)),
                 );
-                return (StageKind::Invalid, input.clone());
+                return (StageKind::Invalid, opened(input));
             }
             Support::NoOp => {
                 self.report(
@@ -763,6 +763,15 @@ impl Checker<'_> {
         }
         ok
     }
+}
+
+/// The schema after an operator whose effect is unknown (misspelt or not
+/// supported): the same fields, but any other field is accepted, so that
+/// later operators are not blamed for it.
+fn opened(input: &Arc<Schema>) -> Arc<Schema> {
+    let mut s = (**input).clone();
+    s.open = true;
+    Arc::new(s)
 }
 
 fn is_call(op: &Op, name: &str) -> bool {

@@ -69,6 +69,32 @@ fn pattern_steps(p: &PatternExpr, out: &mut Vec<String>) {
     }
 }
 
+/// The event types a function body creates with `emit T(...)`, in order of
+/// first appearance.
+pub fn emitted_types(block: &Block) -> Vec<String> {
+    fn go(b: &Block, out: &mut Vec<String>) {
+        for s in &b.stmts {
+            match &s.kind {
+                StmtKind::Emit { ty, .. } if !out.contains(&ty.name) => out.push(ty.name.clone()),
+                StmtKind::If {
+                    branches,
+                    else_block,
+                } => {
+                    branches.iter().for_each(|(_, b)| go(b, out));
+                    if let Some(b) = else_block {
+                        go(b, out);
+                    }
+                }
+                StmtKind::For { body, .. } | StmtKind::While { body, .. } => go(body, out),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(block, &mut out);
+    out
+}
+
 /// Every identifier (variables and callees) used in `block`.
 pub fn block_names(block: &Block, out: &mut Vec<String>) {
     for s in &block.stmts {
