@@ -861,8 +861,9 @@ impl Checker<'_> {
             Diagnostic::new(
                 codes::WRONG_ARITY,
                 format!(
-                    "`{}` takes {want} argument{plural} but {got} were given",
-                    f.name
+                    "`{}` takes {want} argument{plural} but {got} {} given",
+                    f.name,
+                    if got == 1 { "was" } else { "were" }
                 ),
                 span,
             )
@@ -889,13 +890,14 @@ impl Checker<'_> {
             sig.ret.clone()
         };
         let sig_text = format!(
-            "fn {}({})",
+            "fn {}({}) -> {}",
             f.name,
             sig.params
                 .iter()
                 .map(|(n, t)| format!("{n}: {t}"))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            sig.ret
         );
         if args.len() != sig.params.len() {
             self.arity(

@@ -393,6 +393,8 @@ impl Checker<'_> {
         let t = self.expr(e, &super::Scope::default());
         let help = match &e.kind {
             ExprKind::Str(s) => format!("write the literal without quotes: `{s}`"),
+            ExprKind::Int(n) if why.contains("duration") => format!("add a unit, e.g. `{n}s`"),
+            ExprKind::Duration(_) if why.contains("integer") => "write a number of events, e.g. `10`".to_string(),
             ExprKind::Float(_) => "write a duration such as `30s` or a whole number of events".to_string(),
             _ => "e.g. `.window(5m)`, `.window(5m, sliding: 30s)`, `.window(100)` or `.window(session: 2m)`".to_string(),
         };
