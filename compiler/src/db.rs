@@ -85,6 +85,14 @@ pub struct SourceFile {
     pub text: String,
 }
 
+/// The set of loaded files, by path: what `import` resolves against.
+#[salsa::input(singleton, debug)]
+pub struct Workspace {
+    /// Loaded files by the path the host gave.
+    #[returns(ref)]
+    pub files: std::collections::BTreeMap<String, SourceFile>,
+}
+
 /// The text of one top-level item of a file. Interned, so an item whose text
 /// did not change keeps its key and all queries keyed by it stay cached,
 /// wherever the item moved in the file.
@@ -162,15 +170,124 @@ pub fn parse_item(db: &dyn Db, key: ItemKey<'_>) -> ItemParse {
     varpulis_syntax::parse_item(key.text(db))
 }
 
-/// The declared names of a file. Re-executes after any edit (it reads every
-/// item's parse, which is cached), and is backdated when the declared names,
-/// their kinds and positions are unchanged, which is what keeps other items'
-/// checks cached.
+/// One `import` of a file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ImportRef {
+    /// The imported path resolved against the importing file's directory.
+    pub path: String,
+    /// The span of the `import` declaration (absolute, loop-expanded text).
+    pub span: varpulis_syntax::Span,
+    /// The file, when the host has loaded it.
+    pub file: Option<SourceFile>,
+}
+
+/// The imports of a file, resolved against the loaded files. Re-executes
+/// after edits of the file or when files are added; backdated when equal.
+#[salsa::tracked(returns(ref))]
+pub fn imports(db: &dyn Db, file: SourceFile) -> Vec<ImportRef> {
+    let loaded = Workspace::try_get(db)
+        .map(|w| w.files(db).clone())
+        .unwrap_or_default();
+    file_items(db, file)
+        .items
+        .iter()
+        .filter_map(|e| match &parse_item(db, e.key).item {
+            Item::Import(i) => {
+                let path = resolve_import_path(file.path(db), &i.path);
+                let file = loaded.get(&path).copied();
+                Some(ImportRef {
+                    path,
+                    span: i.span.shifted(e.offset),
+                    file,
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Resolves `import "rel"` written in the file `from`: relative to `from`'s
+/// directory, with `.` and `..` components folded, `/`-separated.
+pub fn resolve_import_path(from: &str, rel: &str) -> String {
+    let mut parts: Vec<&str> = if rel.starts_with('/') {
+        Vec::new()
+    } else {
+        let mut p: Vec<&str> = from.split('/').collect();
+        p.pop();
+        p
+    };
+    for c in rel.split('/') {
+        match c {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|l| *l != "..") && !parts.is_empty() => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let joined = parts.join("/");
+    if rel.starts_with('/') {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
+
+/// The files whose declarations `file` sees through `import`, transitively,
+/// in the order the reference prepends them (an imported file's own imports
+/// first), without `file` itself, duplicates, or more than 10 levels.
+#[salsa::tracked(returns(ref))]
+pub fn scope_files(db: &dyn Db, file: SourceFile) -> Vec<SourceFile> {
+    fn visit(
+        db: &dyn Db,
+        f: SourceFile,
+        depth: usize,
+        home: SourceFile,
+        out: &mut Vec<SourceFile>,
+    ) {
+        if depth > 10 {
+            return;
+        }
+        for i in imports(db, f) {
+            if let Some(g) = i.file {
+                if g != home && !out.contains(&g) {
+                    visit(db, g, depth + 1, home, out);
+                    if !out.contains(&g) {
+                        out.push(g);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    visit(db, file, 0, file, &mut out);
+    out
+}
+
+/// The names visible in a file: its own declarations and those of the files
+/// it imports. Re-executes after any edit (it reads every item's parse, which
+/// is cached), and is backdated when the declared names, their kinds and
+/// positions are unchanged, which is what keeps other items' checks cached.
 #[salsa::tracked(returns(ref))]
 pub fn name_index(db: &dyn Db, file: SourceFile) -> NameIndex {
-    let items = file_items(db, file);
-    let parses: Vec<&ItemParse> = items.items.iter().map(|e| parse_item(db, e.key)).collect();
-    NameIndex::build(parses.iter().map(|p| &p.item))
+    let mut entries: Vec<(Option<u32>, usize, &ItemParse)> = Vec::new();
+    for (k, f) in scope_files(db, file).iter().enumerate() {
+        for (i, e) in file_items(db, *f).items.iter().enumerate() {
+            entries.push((Some(k as u32), i, parse_item(db, e.key)));
+        }
+    }
+    for (i, e) in file_items(db, file).items.iter().enumerate() {
+        entries.push((None, i, parse_item(db, e.key)));
+    }
+    NameIndex::build_with_imports(entries.iter().map(|(f, i, p)| (*f, *i, &p.item)))
+}
+
+/// The file declaring `decl`, as seen from `file`.
+fn decl_file(db: &dyn Db, file: SourceFile, decl: &crate::resolve::Decl) -> Option<SourceFile> {
+    match decl.file {
+        None => Some(file),
+        Some(k) => scope_files(db, file).get(k as usize).copied(),
+    }
 }
 
 /// What other items may read about a declaration.
@@ -203,8 +320,9 @@ pub fn signature<'db>(db: &'db dyn Db, file: SourceFile, name: Name<'db>) -> Opt
     let index = name_index(db, file);
     let n = name.text(db);
     let decl = index.get(n)?;
-    let entry = file_items(db, file).items.get(decl.item)?;
-    let env = DbEnv { db, file };
+    let home = decl_file(db, file, &decl)?;
+    let entry = file_items(db, home).items.get(decl.item)?;
+    let env = DbEnv { db, file: home };
     if let (DeclKind::Fn, Item::Fn(f)) = (decl.kind, &parse_item(db, entry.key).item) {
         let (params, ret) = check::fn_signature(&env, f);
         let ret = match ret {
@@ -284,24 +402,37 @@ pub fn file_diagnostics(db: &dyn Db, file: SourceFile) -> Vec<Diagnostic> {
         );
     }
     let index = name_index(db, file);
-    for dup in &index.duplicates {
+    for dup in index.duplicates.iter().filter(|d| d.again.file.is_none()) {
         let at = |d: &crate::resolve::Decl| {
             let off = items.items.get(d.item).map_or(0, |e| e.offset);
             d.name_span.shifted(off)
         };
+        let d = Diagnostic::new(
+            crate::codes::DUPLICATE_DECLARATION,
+            format!("`{}` is declared twice", dup.name),
+            at(&dup.again),
+        )
+        .with_label(format!(
+            "{} named `{}` already exists",
+            dup.first.kind.describe(),
+            dup.name
+        ))
+        .with_help("rename one of them; all top-level names share one namespace");
+        out.push(match decl_file(db, file, &dup.first) {
+            Some(f) if f != file => d.with_note(format!("first declared in `{}`", f.path(db))),
+            _ => d.with_secondary(at(&dup.first), "first declared here"),
+        });
+    }
+    for i in imports(db, file).iter().filter(|i| i.file.is_none()) {
         out.push(
             Diagnostic::new(
-                crate::codes::DUPLICATE_DECLARATION,
-                format!("`{}` is declared twice", dup.name),
-                at(&dup.again),
+                crate::codes::UNRESOLVED_IMPORT,
+                format!("imported file `{}` is not loaded", i.path),
+                i.span,
             )
-            .with_label(format!(
-                "{} named `{}` already exists",
-                dup.first.kind.describe(),
-                dup.name
-            ))
-            .with_secondary(at(&dup.first), "first declared here")
-            .with_help("rename one of them; all top-level names share one namespace"),
+            .with_label("its declarations are not checked")
+            .with_note("names not declared here are treated as undeclared event types")
+            .with_help("check the importing file together with the files it imports"),
         );
     }
     if !items.source_map.is_identity() {

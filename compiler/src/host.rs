@@ -41,11 +41,16 @@ pub struct CheckedItem<'a> {
 }
 
 /// The compiler: a set of source files and the incremental database.
-#[derive(Default)]
 pub struct Compiler {
     db: Database,
     files: FxHashMap<String, SourceFile>,
     log: Option<EventLog>,
+}
+
+impl Default for Compiler {
+    fn default() -> Compiler {
+        Compiler::with_database(Database::default(), None)
+    }
 }
 
 impl Compiler {
@@ -58,11 +63,29 @@ impl Compiler {
     /// [`Compiler::take_executed`]); for incrementality tests.
     pub fn with_event_log() -> Compiler {
         let (db, log) = Database::with_event_log();
+        Compiler::with_database(db, Some(log))
+    }
+
+    fn with_database(db: Database, log: Option<EventLog>) -> Compiler {
+        db::Workspace::new(&db, Default::default());
         Compiler {
             db,
             files: FxHashMap::default(),
-            log: Some(log),
+            log,
         }
+    }
+
+    /// The files imported by `path` (resolved against its directory), so
+    /// that the host can load them with [`Compiler::set_file`] under those
+    /// paths; imports of files not loaded are reported as warning W0108.
+    pub fn imports(&self, path: &str) -> Vec<String> {
+        let Some(&file) = self.files.get(path) else {
+            return Vec::new();
+        };
+        db::imports(&self.db, file)
+            .iter()
+            .map(|i| i.path.clone())
+            .collect()
     }
 
     /// Adds a file or replaces its text.
@@ -77,6 +100,10 @@ impl Compiler {
             None => {
                 let f = SourceFile::new(&self.db, path.to_string(), text);
                 self.files.insert(path.to_string(), f);
+                let ws = db::Workspace::get(&self.db);
+                let mut map = ws.files(&self.db).clone();
+                map.insert(path.to_string(), f);
+                ws.set_files(&mut self.db).to(map);
             }
         }
     }
@@ -156,6 +183,7 @@ impl Compiler {
         let mut v: Vec<Symbol> = db::name_index(&self.db, file)
             .decls
             .iter()
+            .filter(|(_, d)| d.file.is_none())
             .map(|(name, d)| Symbol {
                 name: name.clone(),
                 kind: d.kind,
@@ -201,7 +229,14 @@ impl Compiler {
     fn item_of(&self, path: &str, name: &str) -> Option<CheckedItem<'_>> {
         let &file = self.files.get(path)?;
         let decl = db::name_index(&self.db, file).get(name)?;
-        self.items(path).into_iter().nth(decl.item)
+        let home = match decl.file {
+            None => path.to_string(),
+            Some(k) => db::scope_files(&self.db, file)
+                .get(k as usize)?
+                .path(&self.db)
+                .clone(),
+        };
+        self.items(&home).into_iter().nth(decl.item)
     }
 
     /// The fields in scope at byte `offset` of a stream (the input schema of

@@ -33,6 +33,12 @@ fn check_dir(sub: &str) -> Vec<String> {
         let name = f.strip_prefix(&root).unwrap_or(&f).display().to_string();
         let mut c = Compiler::new();
         c.set_file(&name, text.as_str());
+        // Load imported files the way a host does, relative to the corpus root.
+        for import in c.imports(&name) {
+            if let Ok(t) = std::fs::read_to_string(root.join(&import)) {
+                c.set_file(&import, t);
+            }
+        }
         let diags: Vec<_> = c
             .check(&name)
             .into_iter()

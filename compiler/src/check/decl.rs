@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use varpulis_syntax::ast::{
-    Assign, Block, ConfigDecl, ConnectorDecl, EventDecl, ExprKind, FnDecl, ImportDecl, Stmt,
-    StmtKind, TypeExpr, TypeKind, VarDecl, VarKind,
+    Assign, Block, ConfigDecl, ConnectorDecl, EventDecl, ExprKind, FnDecl, Stmt, StmtKind,
+    TypeExpr, TypeKind, VarDecl, VarKind,
 };
 
 use super::{Checker, Scope};
@@ -494,19 +494,6 @@ impl Checker<'_> {
             )
             .with_label("ignored")
             .with_help("declare a `connector` and attach it with `.from(...)` / `.to(...)`"),
-        );
-    }
-
-    pub(super) fn import(&mut self, i: &ImportDecl) {
-        self.report(
-            Diagnostic::new(
-                codes::UNRESOLVED_IMPORT,
-                format!("`import \"{}\"` is not resolved by the checker", i.path),
-                i.span,
-            )
-            .with_label("imported names are not checked")
-            .with_note("names not declared in this file are treated as undeclared event types")
-            .with_help("declare the types you use in this file to have them checked"),
         );
     }
 

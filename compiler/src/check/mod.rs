@@ -48,10 +48,8 @@ pub fn check_item(env: &dyn Env, item: &Item) -> ItemAnalysis {
             c.config(cfg);
             ItemModel::Other
         }
-        Item::Import(i) => {
-            c.import(i);
-            ItemModel::Other
-        }
+        // Imports are resolved per file (`db::imports`), not per item.
+        Item::Import(_) => ItemModel::Other,
         Item::Stmt(s) => {
             c.top_level_stmt(s);
             ItemModel::Other

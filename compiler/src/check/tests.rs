@@ -210,3 +210,36 @@ fn undeclared_sources_warn_and_accept_any_field() {
         "W0101 1:12 event type `Sensor` is not declared"
     );
 }
+
+#[test]
+fn imports_resolve_against_loaded_files() {
+    let mut c = Compiler::new();
+    c.set_file(
+        "rules/main.vpl",
+        "import \"types.vpl\"\nstream Hot = Reading\n    .where(bar > 1.0)\n",
+    );
+    assert_eq!(c.imports("rules/main.vpl"), ["rules/types.vpl"]);
+    let codes: Vec<&str> = c.check("rules/main.vpl").iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["W0108", "W0101"], "not loaded yet");
+    c.set_file("rules/types.vpl", R);
+    assert!(
+        c.check("rules/main.vpl").is_empty(),
+        "{:?}",
+        c.check("rules/main.vpl")
+    );
+    c.set_file(
+        "rules/main.vpl",
+        "import \"types.vpl\"\nstream Hot = Reading\n    .where(bra > 1.0)\n",
+    );
+    let codes: Vec<&str> = c.check("rules/main.vpl").iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["E0202"], "imported schemas are checked");
+}
+
+#[test]
+fn import_paths_are_relative_to_the_importing_file() {
+    use crate::db::resolve_import_path as r;
+    assert_eq!(r("a/b/main.vpl", "types.vpl"), "a/b/types.vpl");
+    assert_eq!(r("a/b/main.vpl", "../shared/t.vpl"), "a/shared/t.vpl");
+    assert_eq!(r("main.vpl", "./t.vpl"), "t.vpl");
+    assert_eq!(r("a/main.vpl", "/abs/t.vpl"), "/abs/t.vpl");
+}

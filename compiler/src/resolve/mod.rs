@@ -73,7 +73,10 @@ impl DeclKind {
 pub struct Decl {
     /// What it declares.
     pub kind: DeclKind,
-    /// Index of the declaring item in the file.
+    /// The declaring file: `None` for the file being checked, `Some(k)` for
+    /// the k-th file it imports (directly or not).
+    pub file: Option<u32>,
+    /// Index of the declaring item in its file.
     pub item: usize,
     /// Span of the declared name (item-relative).
     pub name_span: Span,
@@ -105,11 +108,25 @@ pub struct NameIndex {
 }
 
 impl NameIndex {
-    /// Builds the index from the items of a file, in order.
+    /// Builds the index from the items of one file, in order.
     pub fn build<'a>(items: impl IntoIterator<Item = &'a Item>) -> NameIndex {
+        NameIndex::build_with_imports(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| (None, i, item)),
+        )
+    }
+
+    /// Builds the index from `(file, item index, item)` triples: the items
+    /// of imported files first (as the reference prepends them), then those
+    /// of the file itself (`file == None`).
+    pub fn build_with_imports<'a>(
+        items: impl IntoIterator<Item = (Option<u32>, usize, &'a Item)>,
+    ) -> NameIndex {
         let mut index = NameIndex::default();
         let mut deps: FxHashMap<String, Vec<String>> = FxHashMap::default();
-        for (i, item) in items.into_iter().enumerate() {
+        for (file, i, item) in items {
             let (kind, name) = match (DeclKind::of(item), item.name()) {
                 (Some(kind), Some(name)) => (kind, name),
                 (None, Some(name)) if matches!(item, Item::Assign(_)) => {
@@ -117,6 +134,7 @@ impl NameIndex {
                     if !index.decls.contains_key(&name.name) {
                         let decl = Decl {
                             kind: DeclKind::Global(VarKind::Var),
+                            file,
                             item: i,
                             name_span: name.span,
                         };
@@ -128,6 +146,7 @@ impl NameIndex {
             };
             let decl = Decl {
                 kind,
+                file,
                 item: i,
                 name_span: name.span,
             };
