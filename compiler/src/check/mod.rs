@@ -8,10 +8,11 @@
 //! It never panics on any tree, including the `Error` nodes of parser
 //! recovery, about which it stays silent (the parser already reported them).
 //!
-//! Submodules: `expr` types expressions, `stream` checks sources and
+//! Submodules: `expr` types expressions and `call` calls, `stream` checks sources and
 //! pipelines, `ops` the individual operators, `decl` the other
 //! declarations, `pattern` named patterns.
 
+mod call;
 mod decl;
 mod expr;
 mod ops;
