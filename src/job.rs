@@ -299,14 +299,50 @@ fn config_value(v: &ConfigValue) -> varpulis_connectors::ConfigValue {
     }
 }
 
-/// Compiles a program file, printing nothing: returns the program or the
-/// rendered diagnostics.
-pub fn compile(path: &Path, color: bool) -> anyhow::Result<Result<(Program, String), String>> {
+/// How deep `import` chains may go (LANGUAGE.md §2.10).
+const MAX_IMPORT_DEPTH: usize = 10;
+
+/// Loads `path` and, transitively, the files it imports into `compiler`
+/// (imports resolve against the importing file's directory; each file is
+/// loaded once). An imported file that cannot be read is an error naming it
+/// and its importer. Returns the root's name in the compiler.
+pub fn load_with_imports(
+    compiler: &mut varpulis_compiler::Compiler,
+    path: &Path,
+) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read `{}`", path.display()))?;
-    let name = path.display().to_string();
+    let root = path.display().to_string();
+    compiler.set_file(&root, text);
+    let mut frontier = vec![root.clone()];
+    let mut seen: std::collections::BTreeSet<String> = [root.clone()].into();
+    for _ in 0..MAX_IMPORT_DEPTH {
+        let mut next = Vec::new();
+        for file in &frontier {
+            for import in compiler.imports(file) {
+                if !seen.insert(import.clone()) {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&import)
+                    .with_context(|| format!("cannot read `{import}`, imported by `{file}`"))?;
+                compiler.set_file(&import, text);
+                next.push(import);
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        frontier = next;
+    }
+    Ok(root)
+}
+
+/// Compiles a program file and its imports, printing nothing: returns the
+/// program with its rendered warnings, or the rendered diagnostics.
+pub fn compile(path: &Path, color: bool) -> anyhow::Result<Result<(Program, String), String>> {
     let mut compiler = varpulis_compiler::Compiler::new();
-    compiler.set_file(&name, text.clone());
+    let name = load_with_imports(&mut compiler, path)?;
+    let text = compiler.text(&name).unwrap_or_default().to_string();
     let diags = compiler.check(&name);
     let rendered = if diags.is_empty() {
         String::new()

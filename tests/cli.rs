@@ -367,3 +367,41 @@ fn varpulis_test_without_tests_or_events_explains_what_is_missing() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn imports_are_loaded_relative_to_the_importing_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("lib")).expect("mkdir");
+    write(
+        dir.path(),
+        "lib/types.vpl",
+        "event Reading:\n    sensor: str\n    temp: float\n",
+    );
+    write(
+        dir.path(),
+        "main.vpl",
+        "import \"lib/types.vpl\"\n\nstream Hot = Reading\n    .where(temp > 30.0)\n    .emit(sensor: sensor, temp: temp)\n",
+    );
+    write(
+        dir.path(),
+        "e.evt",
+        "@0s Reading { sensor: \"a\", temp: 31.5 }\n",
+    );
+    let out = varpulis(
+        &["simulate", "main.vpl", "e.evt", "--format", "jsonl"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("\"sensor\":\"a\""),
+        "{}",
+        text(&out.stdout)
+    );
+
+    write(dir.path(), "broken.vpl", "import \"lib/missing.vpl\"\n");
+    let out = varpulis(&["check", "broken.vpl"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("lib/missing.vpl") && text(&out.stderr).contains("broken.vpl")
+    );
+}

@@ -22,9 +22,9 @@ use varpulis::output::write_json;
 /// outputs as JSON lines.
 fn run_case(vpl: &Path, events: &Path, split: Option<usize>) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(vpl).map_err(|e| format!("read {}: {e}", vpl.display()))?;
-    let name = vpl.display().to_string();
     let mut compiler = varpulis_compiler::Compiler::new();
-    compiler.set_file(&name, text.clone());
+    let name =
+        varpulis::job::load_with_imports(&mut compiler, vpl).map_err(|e| format!("{e:#}"))?;
     let program = compiler.program(&name).map_err(|diags| {
         varpulis_compiler::render::terminal::render(&name, &text, &diags, false)
     })?;

@@ -22,10 +22,7 @@ pub fn run(files: &[PathBuf], format: Format) -> anyhow::Result<ExitCode> {
     let mut compiler = Compiler::new();
     let mut loaded = Vec::new();
     for file in files {
-        let text = super::read_text(file)?;
-        let name = file.display().to_string();
-        compiler.set_file(&name, text);
-        loaded.push(name);
+        loaded.push(crate::job::load_with_imports(&mut compiler, file)?);
     }
     let mut errors = 0usize;
     let mut warnings = 0usize;

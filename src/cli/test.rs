@@ -174,9 +174,8 @@ fn execute(
     events: &str,
     color: bool,
 ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, String> {
-    let name = file.display().to_string();
     let mut compiler = varpulis_compiler::Compiler::new();
-    compiler.set_file(&name, source.to_string());
+    let name = crate::job::load_with_imports(&mut compiler, file).map_err(|e| format!("{e:#}"))?;
     let program = compiler.program(&name).map_err(|diags| {
         varpulis_compiler::render::terminal::render(&name, source, &diags, color)
     })?;
