@@ -350,9 +350,9 @@ impl Checker<'_> {
                         .with_help_opt(help),
                     );
                 }
-                for a in args {
-                    self.expr(&a.value, scope);
-                }
+                let types: Vec<Type> = args.iter().map(|a| self.expr(&a.value, scope)).collect();
+                let args: Vec<&varpulis_syntax::ast::Arg> = args.iter().collect();
+                self.fields_of_event(ty, &args, &types);
             }
             StmtKind::Expr(e) => {
                 self.expr(e, scope);

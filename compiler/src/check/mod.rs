@@ -140,6 +140,8 @@ pub(crate) struct Checker<'a> {
     agg_depth: usize,
     /// Whether the `.aggregate` item being typed contained an aggregate call.
     saw_aggregate: bool,
+    /// Undeclared event types already warned about in this item.
+    warned_undeclared: Vec<String>,
 }
 
 impl<'a> Checker<'a> {
@@ -150,6 +152,7 @@ impl<'a> Checker<'a> {
             exprs: ExprTable::default(),
             agg_depth: 0,
             saw_aggregate: false,
+            warned_undeclared: Vec::new(),
         }
     }
 

@@ -624,8 +624,70 @@ impl Checker<'_> {
             );
         }
         let items = self.output_items(&fields, &scope, "emit");
+        if let Some(t) = as_type {
+            let types: Vec<Type> = items.iter().map(|i| i.ty.clone()).collect();
+            let named: Vec<&Arg> = fields
+                .iter()
+                .filter(|a| a.name.is_some() || matches!(a.value.kind, ExprKind::Ident(_)))
+                .collect();
+            self.fields_of_event(t, &named, &types);
+        }
         let schema = items_schema(&s.name.name, &items);
         (StageKind::Emit { items, context }, Arc::new(schema))
+    }
+
+    /// Checks the fields given to `emit T(...)` / `.emit as T(...)` against
+    /// the declared event type `T`: each must be one of its fields, with a
+    /// value of its type.
+    pub(super) fn fields_of_event(&mut self, t: &Ident, args: &[&Arg], types: &[Type]) {
+        if self.env.decl(&t.name) != Some(DeclKind::Event) {
+            return;
+        }
+        let Some(schema) = self.env.event_schema(&t.name) else {
+            return;
+        };
+        if schema.open {
+            return;
+        }
+        for (a, ty) in args.iter().zip(types) {
+            let name = match (&a.name, &a.value.kind) {
+                (Some(n), _) => n,
+                (None, ExprKind::Ident(i)) => i,
+                _ => continue,
+            };
+            match schema.field(&name.name) {
+                None => {
+                    let help = suggest::help(&name.name, schema.field_names());
+                    let d = Diagnostic::new(
+                        codes::UNKNOWN_FIELD,
+                        format!("unknown field `{}` on `{}`", name.name, t.name),
+                        name.span,
+                    )
+                    .with_label(format!("`{}` has no field `{}`", t.name, name.name));
+                    let d = match help {
+                        Some(h) => d.with_help(h),
+                        None => d.with_note(format!(
+                            "`{}` has fields {}",
+                            t.name,
+                            super::expr::list(schema.field_names())
+                        )),
+                    };
+                    self.report(d);
+                }
+                Some((_, f)) if !ty.fits(&f.ty) => self.report(
+                    Diagnostic::new(
+                        codes::ARGUMENT_TYPE,
+                        format!(
+                            "field `{}` of `{}` is `{}`, but this value is `{ty}`",
+                            name.name, t.name, f.ty
+                        ),
+                        a.value.span,
+                    )
+                    .with_label(format!("this is `{ty}`")),
+                ),
+                Some(_) => {}
+            }
+        }
     }
 }
 

@@ -217,17 +217,22 @@ impl Checker<'_> {
                             .with_suggestion(name.span, h),
                         );
                     }
-                    None => self.report(
-                        Diagnostic::new(
-                            codes::UNDECLARED_EVENT_TYPE,
-                            format!("event type `{n}` is not declared"),
-                            name.span,
-                        )
-                        .with_label("its fields are not checked")
-                        .with_help(format!(
-                            "declare it, e.g. `event {n}:` followed by its fields"
-                        )),
-                    ),
+                    // One warning per undeclared name and item.
+                    None if self.warned_undeclared.iter().any(|w| w == n) => {}
+                    None => {
+                        self.warned_undeclared.push(n.to_string());
+                        self.report(
+                            Diagnostic::new(
+                                codes::UNDECLARED_EVENT_TYPE,
+                                format!("event type `{n}` is not declared"),
+                                name.span,
+                            )
+                            .with_label("its fields are not checked")
+                            .with_help(format!(
+                                "declare it, e.g. `event {n}:` followed by its fields"
+                            )),
+                        );
+                    }
                 }
                 (None, Arc::new(Schema::open(n)))
             }
