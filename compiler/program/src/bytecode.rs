@@ -79,6 +79,18 @@ pub enum Instr {
     /// sequence alias `a` (for a Kleene alias, the most recent binding). No
     /// value when the alias is unbound.
     LoadAlias(u16, u16),
+    /// `AliasLen(a)`: pushes the number of events bound to sequence alias
+    /// `a` as an int (`len(ks)`; 0 or 1 for a plain alias, 0 when unbound).
+    AliasLen(u16),
+    /// `AliasFirst(a, s)`: pushes field slot `s` of the *earliest* event
+    /// bound to alias `a` (`first(ks).f`, `first(ks.f)`). No value when the
+    /// alias is unbound. (`last(ks).f` is [`Instr::LoadAlias`].)
+    AliasFirst(u16, u16),
+    /// `AliasValues(a, s)`: pushes an array of field slot `s` of every event
+    /// bound to alias `a`, oldest first, skipping events where the field is
+    /// absent (empty when unbound). Array built-ins then give `sum(ks.f)`,
+    /// `avg`, `min`, `max` over a Kleene alias.
+    AliasValues(u16, u16),
     /// Pushes the current event's time as a `Timestamp` (the `timestamp`
     /// identifier when the event has no such field, LANGUAGE.md §5.1 REC).
     LoadTime,

@@ -34,7 +34,7 @@ pub use event::{Event, Extra};
 pub use plan::{
     AggCall, AggFunc, AggItem, AggregateSpec, AliasDef, ConfigValue, ConnectorDef, ConnectorId,
     EmitSpec, InputRef, JoinInput, JoinSpec, Kleene, LogLevel, LogSpec, MergeBranch, Negation,
-    OpSpec, PatternCombinator, Projection, SeqStep, SequenceSpec, SourceSpec, StreamId, StreamPlan,
+    OpSpec, PatternTree, Projection, SelectionPolicy, SeqStep, SequenceSpec, SourceSpec, StreamId, StreamPlan,
     StreamTime, WindowSpec,
 };
 pub use schema::{EventSchema, FieldDef, SchemaId, SchemaOrigin, Type};
@@ -111,7 +111,8 @@ pub struct Consumer {
     /// The consuming stream.
     pub stream: StreamId,
     /// Which input of the stream's source: 0 for single-input sources, the
-    /// branch index for merges, the input index for joins.
+    /// branch index for merges, the input index for joins, the index in
+    /// [`SequenceSpec::inputs`] for the other inputs of a sequence.
     pub input: u16,
 }
 
@@ -170,7 +171,20 @@ impl Program {
                 }
             };
             match &plan.source {
-                SourceSpec::Input(i) => add(*i, 0, &mut r),
+                SourceSpec::Input(i) => {
+                    add(*i, 0, &mut r);
+                    // A sequence also reads the inputs of its other steps and
+                    // of its negations (each delivered once).
+                    for op in &plan.ops {
+                        if let OpSpec::Sequence(seq) = op {
+                            for (k, x) in seq.inputs().into_iter().enumerate() {
+                                if x != *i {
+                                    add(x, k, &mut r);
+                                }
+                            }
+                        }
+                    }
+                }
                 SourceSpec::Connector { schema, .. } => add(InputRef::Event(*schema), 0, &mut r),
                 SourceSpec::Merge { branches, .. } => {
                     for (i, b) in branches.iter().enumerate() {

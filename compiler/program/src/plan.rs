@@ -207,7 +207,7 @@ pub enum OpSpec {
     /// `.process(f(args))`: evaluates the call for each event; events created
     /// by `emit T(...)` in the function replace the current event.
     Process(Chunk),
-    /// An in-stream sequence or named pattern (not yet executed by the VM).
+    /// An in-stream sequence or named pattern, run by the VM's matcher.
     Sequence(SequenceSpec),
 }
 
@@ -384,26 +384,94 @@ impl LogLevel {
     }
 }
 
-/// A SASE+ sequence (LANGUAGE.md §4.9, §8). The VM does not run it yet
-/// (`LoadError::Unsupported`); the structure is what the matcher will need.
+/// A SASE+ sequence (LANGUAGE.md §4.9, §8; semantics in docs/PATTERNS.md).
+/// The VM runs it with its matcher (`varpulis_vm::sequence`); the operator
+/// is the first of its stream's chain and every event type a step or a
+/// negation reads is routed to that stream ([`SequenceSpec::inputs`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SequenceSpec {
-    /// The steps in order; step 0 is the stream's source.
+    /// The steps in order (all SEQs of a named pattern, SEQ by SEQ); step 0
+    /// is the stream's source.
     pub steps: Vec<SeqStep>,
-    /// Aliases, indexed by the alias operand of [`crate::Instr::LoadAlias`].
+    /// Aliases, indexed by the alias operand of [`crate::Instr::LoadAlias`]
+    /// (and `AliasLen`, `AliasFirst`, `AliasValues`).
     pub aliases: Vec<AliasDef>,
     /// `.not(T where e)` and `NOT X` items.
     pub negations: Vec<Negation>,
     /// `.within(d)` / pattern `within`: deadline from the first event (ns).
     pub within: Option<i64>,
     /// `.partition_by` / `partition by`: key expression per step input,
-    /// indexed like `steps` (`None` entries = shared key `""`).
+    /// indexed like `steps` (`None` entries = shared key `""`). Negations
+    /// carry their own key ([`Negation::partition`]).
     pub partition: Option<Vec<Option<Chunk>>>,
     /// Layout of match events after the sequence: the fields of the last
     /// step's event (REC: unqualified names resolve against it).
     pub schema: SchemaId,
-    /// Named-pattern combinators beyond a plain SEQ (`AND`, `OR`, `NOT p`).
-    pub combinator: Option<PatternCombinator>,
+    /// The structure: SEQs (step ranges) under AND / OR. An in-stream
+    /// sequence is one `Seq` over every step.
+    pub root: PatternTree,
+    /// Event selection strategy (`policy NAME` / `.policy(NAME)`).
+    #[serde(default)]
+    pub selection: SelectionPolicy,
+}
+
+impl SequenceSpec {
+    /// Every distinct input a step or a negation reads, steps first, in
+    /// order of first use (the engine routes all of them to the stream).
+    pub fn inputs(&self) -> Vec<InputRef> {
+        let mut v: Vec<InputRef> = Vec::new();
+        for i in self
+            .steps
+            .iter()
+            .map(|s| s.input)
+            .chain(self.negations.iter().map(|n| n.input))
+        {
+            if !v.contains(&i) {
+                v.push(i);
+            }
+        }
+        v
+    }
+}
+
+/// The shape of a sequence: SEQs combined with AND / OR, nested freely.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PatternTree {
+    /// A SEQ over the steps `range` (a lone item is a one-step SEQ).
+    Seq(std::ops::Range<u16>),
+    /// `A AND B`: every child, in any order.
+    And(Vec<PatternTree>),
+    /// `A OR B`: the first child to complete.
+    Or(Vec<PatternTree>),
+}
+
+/// Event selection strategy (LANGUAGE.md §8.2, §13.4; PATTERNS.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SelectionPolicy {
+    /// The reference's behaviour (default): runs never fork, each binds the
+    /// earliest qualifying event per step. VPL name: `reference`.
+    #[default]
+    Reference,
+    /// `strict_contiguity`: an event of a step input that the run does not
+    /// accept kills it.
+    StrictContiguity,
+    /// `skip_till_next_match`: an event is bound by at most one run.
+    SkipTillNextMatch,
+    /// `skip_till_any_match`: runs fork; every combination matches.
+    SkipTillAnyMatch,
+}
+
+impl SelectionPolicy {
+    /// The policy named `name` in VPL, if any.
+    pub fn from_name(name: &str) -> Option<SelectionPolicy> {
+        Some(match name {
+            "reference" | "default" => SelectionPolicy::Reference,
+            "strict_contiguity" | "strict" => SelectionPolicy::StrictContiguity,
+            "skip_till_next_match" | "skip_till_next" => SelectionPolicy::SkipTillNextMatch,
+            "skip_till_any_match" | "skip_till_any" => SelectionPolicy::SkipTillAnyMatch,
+            _ => return None,
+        })
+    }
 }
 
 /// One step `-> [all] T [where f] [as a]`.
@@ -412,14 +480,14 @@ pub struct SeqStep {
     /// The candidate events.
     pub input: InputRef,
     /// The step filter: bare fields read the candidate (`LoadField`),
-    /// `alias.f` reads bound events (`LoadAlias`).
+    /// `alias.f` reads bound events (`LoadAlias`), evaluated with the run's
+    /// bindings (a Kleene step's own alias reads its most recent event).
     pub filter: Option<Chunk>,
     /// Repetition.
     pub kleene: Kleene,
     /// The alias bound to the accepted event(s).
     pub alias: Option<u16>,
-    /// Whether the filter refers to the step's own alias, so it is deferred
-    /// to completion (§8.3 subset enumeration).
+    /// Whether the filter refers to the step's own alias.
     pub self_referential: bool,
 }
 
@@ -456,17 +524,10 @@ pub struct Negation {
     /// between steps `i` and `i + 1` (`NOT X` inside `SEQ`; a trailing one
     /// completes at the deadline).
     pub after_step: Option<u16>,
-}
-
-/// Combinators of named patterns beyond SEQ.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum PatternCombinator {
-    /// `A AND B`: both, any order (sub-sequences by step ranges).
-    And(Vec<std::ops::Range<u16>>),
-    /// `A OR B`: either.
-    Or(Vec<std::ops::Range<u16>>),
-    /// `NOT p`: absence confirmed at the deadline.
-    Not,
+    /// The partition key on the negated events' layout (when the sequence
+    /// is partitioned; `None` = shared key `""`).
+    #[serde(default)]
+    pub partition: Option<Chunk>,
 }
 
 /// Connector kinds and site parameters use config values (LANGUAGE.md §2.7).

@@ -487,6 +487,32 @@ impl Lowerer<'_> {
         optional: bool,
     ) {
         let sid = self.span_id(e.span);
+        // `first(ks).f` / `last(ks).f` on a sequence alias.
+        if let ExprKind::Call { callee, args } = &unparen(base).kind {
+            if let (ExprKind::Ident(f), [arg]) = (&unparen(callee).kind, args.as_slice()) {
+                let end = match f.name.as_str() {
+                    "first" => Some(true),
+                    "last" => Some(false),
+                    _ => None,
+                };
+                if let (Some(first), false, Some((a, None))) = (
+                    end,
+                    self.fn_ids.contains_key(&f.name),
+                    alias_operand(env, &arg.value),
+                ) {
+                    if let Some(slot) = self.field_slot(a.schema, &name.name) {
+                        env.used_aliases.push(a.index);
+                        let i = if first {
+                            Instr::AliasFirst(a.index, slot)
+                        } else {
+                            Instr::LoadAlias(a.index, slot)
+                        };
+                        b.emit(i, sid);
+                        return;
+                    }
+                }
+            }
+        }
         if let ExprKind::Ident(bid) = &unparen(base).kind {
             let shadowed = env.local(&bid.name).is_some();
             if !shadowed {
@@ -541,6 +567,9 @@ impl Lowerer<'_> {
 
     fn call(&mut self, b: &mut ChunkBuilder, env: &mut Env, e: &Expr, callee: &Expr, args: &[Arg]) {
         let sid = self.span_id(e.span);
+        if self.alias_call(b, env, e, callee, args) {
+            return;
+        }
         if env.agg.is_none() {
             if let Some(Resolution::Aggregate { name }) = self.resolution(e.span) {
                 // `sum(ks.price)` over a Kleene alias: the Program cannot
@@ -612,6 +641,76 @@ impl Lowerer<'_> {
                 self.push_absent(b, sid);
             }
         }
+    }
+
+    /// A built-in over a sequence alias (outside `.aggregate`): `len(ks)` /
+    /// `count(ks)` → `AliasLen`; `first(ks.f)` → `AliasFirst`; `last(ks.f)`
+    /// → `LoadAlias`; `sum`/`avg`/`min`/`max`/`count` of `ks.f` over
+    /// `AliasValues` (an array of the field over every bound event).
+    /// Returns false when the call is not of that form.
+    fn alias_call(
+        &mut self,
+        b: &mut ChunkBuilder,
+        env: &mut Env,
+        e: &Expr,
+        callee: &Expr,
+        args: &[Arg],
+    ) -> bool {
+        let ExprKind::Ident(f) = &unparen(callee).kind else {
+            return false;
+        };
+        if env.agg.is_some() || self.fn_ids.contains_key(&f.name) {
+            return false;
+        }
+        let [arg] = args else {
+            return false;
+        };
+        let Some((alias, field)) = alias_operand(env, &arg.value) else {
+            return false;
+        };
+        let slot = match field {
+            Some(name) => match self.field_slot(alias.schema, &name.name) {
+                Some(s) => Some(s),
+                // Let the member access report the unknown field.
+                None => return false,
+            },
+            None => None,
+        };
+        let sid = self.span_id(e.span);
+        let a = alias.index;
+        let code: &[Instr] = match (f.name.as_str(), slot) {
+            ("len" | "count", None) => &[Instr::AliasLen(a)],
+            ("first", Some(s)) => &[Instr::AliasFirst(a, s)],
+            ("last", Some(s)) => &[Instr::LoadAlias(a, s)],
+            ("count", Some(s)) => &[
+                Instr::AliasValues(a, s),
+                Instr::CallBuiltin(Builtin::Len, 1),
+            ],
+            ("sum", Some(s)) => &[
+                Instr::AliasValues(a, s),
+                Instr::CallBuiltin(Builtin::Sum, 1),
+            ],
+            ("avg", Some(s)) => &[
+                Instr::AliasValues(a, s),
+                Instr::CallBuiltin(Builtin::Avg, 1),
+            ],
+            ("min", Some(s)) => &[
+                Instr::AliasValues(a, s),
+                Instr::CallBuiltin(Builtin::Sort, 1),
+                Instr::CallBuiltin(Builtin::First, 1),
+            ],
+            ("max", Some(s)) => &[
+                Instr::AliasValues(a, s),
+                Instr::CallBuiltin(Builtin::Sort, 1),
+                Instr::CallBuiltin(Builtin::Last, 1),
+            ],
+            _ => return false,
+        };
+        env.used_aliases.push(a);
+        for i in code {
+            b.emit(*i, sid);
+        }
+        true
     }
 
     fn argc(&mut self, n: usize, span: Span) -> u8 {
@@ -728,5 +827,22 @@ mod tests {
         assert_eq!(c.code, vec![Instr::JumpIfNotTrue(2), Instr::Pop]);
         assert_eq!(c.spans, vec![SpanId(7), SpanId(8)]);
         assert_eq!(c.locals, 1);
+    }
+}
+
+/// `a` or `a.f` where `a` is a sequence alias not shadowed by a local: the
+/// alias and the field name.
+fn alias_operand<'e>(env: &Env, e: &'e Expr) -> Option<(ScopeAlias, Option<&'e Ident>)> {
+    match &unparen(e).kind {
+        ExprKind::Ident(x) if env.local(&x.name).is_none() => {
+            env.alias(&x.name).map(|a| (a.clone(), None))
+        }
+        ExprKind::Member { base, name, .. } => match &unparen(base).kind {
+            ExprKind::Ident(x) if env.local(&x.name).is_none() => {
+                env.alias(&x.name).map(|a| (a.clone(), Some(name)))
+            }
+            _ => None,
+        },
+        _ => None,
     }
 }

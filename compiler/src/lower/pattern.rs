@@ -14,8 +14,8 @@
 use std::sync::Arc;
 
 use varpulis_program::{
-    AliasDef, Chunk, Kleene, Negation, PatternCombinator, SchemaId, SeqStep, SequenceSpec,
-    SourceSpec,
+    AliasDef, Chunk, Kleene, Negation, PatternTree, SchemaId, SelectionPolicy, SeqStep,
+    SequenceSpec, SourceSpec,
 };
 use varpulis_syntax::ast::{
     self, Expr, ExprKind, Ident, Item, OpKind, PatternExpr, PatternKind, SequenceStep, StreamDecl,
@@ -48,6 +48,7 @@ struct Builder {
     negations: Vec<(String, Span, Option<Expr>, Option<u16>)>,
     within: Option<i64>,
     partition: Option<Expr>,
+    selection: SelectionPolicy,
 }
 
 impl Lowerer<'_> {
@@ -99,10 +100,15 @@ impl Lowerer<'_> {
             env.self_names = vec![ty.clone()];
             env.aliases = sb.scope.clone();
             let filter = filter.as_ref().map(|f| self.chunk(&mut env, f));
+            let partition = match &sb.partition {
+                Some(key) => self.partition_key(layout, key),
+                None => None,
+            };
             negations.push(Negation {
                 input,
                 filter,
                 after_step: *after_step,
+                partition,
             });
         }
         let partition = sb.partition.as_ref().map(|key| {
@@ -112,6 +118,7 @@ impl Lowerer<'_> {
                 .collect::<Vec<Option<Chunk>>>()
         });
         let layout = *sb.layouts.last()?;
+        let root = PatternTree::Seq(0..to_u16(sb.steps.len()));
         Some(SeqResult {
             source,
             spec: SequenceSpec {
@@ -121,7 +128,8 @@ impl Lowerer<'_> {
                 within: sb.within,
                 partition,
                 schema: layout,
-                combinator: None,
+                root,
+                selection: sb.selection,
             },
             aliases: sb.scope,
             layout,
@@ -195,6 +203,12 @@ impl Lowerer<'_> {
                         sb.within = args.first().and_then(|a| self.duration_arg(&a.value));
                         skip[i] = true;
                     }
+                    "policy" => {
+                        if let Some(a) = args.first() {
+                            self.policy_arg(&mut sb, &a.value);
+                        }
+                        skip[i] = true;
+                    }
                     "partition_by" => {
                         if sb.partition.is_none() {
                             sb.partition = args.first().map(|a| a.value.clone());
@@ -263,6 +277,12 @@ impl Lowerer<'_> {
                     sb.within = args.first().and_then(|a| self.duration_arg(&a.value));
                     skip[i] = true;
                 }
+                OpKind::Call { name, args } if name.name == "policy" => {
+                    if let Some(a) = args.first() {
+                        self.policy_arg(sb, &a.value);
+                    }
+                    skip[i] = true;
+                }
                 OpKind::Call { name, args }
                     if name.name == "partition_by" && sb.partition.is_none() =>
                 {
@@ -290,6 +310,10 @@ impl Lowerer<'_> {
         let prev = self.enter_item(index);
         let result = self.named_pattern(&mut sb, p);
         let negs: Vec<_> = sb.negations.drain(..).collect();
+        let key = p.partition_by.as_ref().map(|k| Expr {
+            kind: ExprKind::Ident(k.clone()),
+            span: k.span,
+        });
         // Pattern-level negation filters are compiled in the pattern's item.
         let mut pattern_negations = Vec::new();
         for (ty, span, filter, after) in negs {
@@ -298,16 +322,17 @@ impl Lowerer<'_> {
             env.self_names = vec![ty.clone()];
             env.aliases = sb.scope.clone();
             let filter = filter.as_ref().map(|f| self.chunk(&mut env, f));
+            let partition = match &key {
+                Some(k) => self.partition_key(layout, k),
+                None => None,
+            };
             pattern_negations.push(Negation {
                 input,
                 filter,
                 after_step: after,
+                partition,
             });
         }
-        let key = p.partition_by.as_ref().map(|k| Expr {
-            kind: ExprKind::Ident(k.clone()),
-            span: k.span,
-        });
         let partition = key.as_ref().map(|key| {
             sb.layouts
                 .clone()
@@ -316,14 +341,14 @@ impl Lowerer<'_> {
                 .collect::<Vec<_>>()
         });
         self.leave_item(prev);
-        let combinator = result?;
+        let root = result?;
         // Stream-level `.within`/`.not`/`.partition_by` compile in the
         // stream's own item.
         self.sequence_ops(&mut sb, decl, skip);
         let first_input = sb.steps.first()?.input;
         let mut r = self.finish_sequence(sb, SourceSpec::Input(first_input))?;
         r.spec.negations.splice(0..0, pattern_negations);
-        r.spec.combinator = combinator;
+        r.spec.root = root;
         // The pattern's own `partition by` wins over a stream-level one.
         if partition.is_some() {
             r.spec.partition = partition;
@@ -344,40 +369,66 @@ impl Lowerer<'_> {
         d
     }
 
-    /// Flattens a named pattern into steps; returns its combinator.
-    fn named_pattern(
-        &mut self,
-        sb: &mut Builder,
-        p: &ast::PatternDecl,
-    ) -> Option<Option<PatternCombinator>> {
+    /// Flattens a named pattern into steps; returns its structure (SEQ
+    /// step ranges under AND / OR, nested freely) and sets its policy.
+    fn named_pattern(&mut self, sb: &mut Builder, p: &ast::PatternDecl) -> Option<PatternTree> {
         if let Some(policy) = &p.policy {
-            self.unsupported("a pattern `policy`", policy.span);
+            let e = Expr {
+                kind: ExprKind::Ident(policy.clone()),
+                span: policy.span,
+            };
+            self.policy_arg(sb, &e);
         }
-        match &p.expr.kind {
+        self.pattern_tree(sb, &p.expr)
+    }
+
+    /// One node of a named pattern.
+    fn pattern_tree(&mut self, sb: &mut Builder, e: &PatternExpr) -> Option<PatternTree> {
+        match &e.kind {
             PatternKind::And(..) | PatternKind::Or(..) => {
-                let and = matches!(p.expr.kind, PatternKind::And(..));
+                let and = matches!(e.kind, PatternKind::And(..));
                 let mut branches = Vec::new();
-                collect_branches(&p.expr, and, &mut branches);
-                let mut ranges = Vec::new();
+                collect_branches(e, and, &mut branches);
+                let mut kids = Vec::new();
                 for br in branches {
-                    let start = to_u16(sb.steps.len());
-                    self.pattern_seq(sb, br)?;
-                    ranges.push(start..to_u16(sb.steps.len()));
+                    kids.push(self.pattern_tree(sb, br)?);
                 }
-                Some(Some(if and {
-                    PatternCombinator::And(ranges)
+                Some(if and {
+                    PatternTree::And(kids)
                 } else {
-                    PatternCombinator::Or(ranges)
-                }))
+                    PatternTree::Or(kids)
+                })
             }
-            PatternKind::Not(inner) => {
-                self.pattern_seq(sb, inner)?;
-                Some(Some(PatternCombinator::Not))
+            PatternKind::Not(_) => {
+                self.unsupported(
+                    "a `NOT` of a whole pattern (absence without an anchor event)",
+                    e.span,
+                );
+                None
             }
             _ => {
-                self.pattern_seq(sb, &p.expr)?;
-                Some(None)
+                let start = to_u16(sb.steps.len());
+                self.pattern_seq(sb, e)?;
+                Some(PatternTree::Seq(start..to_u16(sb.steps.len())))
             }
+        }
+    }
+
+    /// `policy NAME` / `.policy(NAME)`: the selection strategy.
+    fn policy_arg(&mut self, sb: &mut Builder, e: &Expr) {
+        let name = match &unparen(e).kind {
+            ExprKind::Ident(id) => Some(id.name.as_str()),
+            ExprKind::Str(s) => Some(s.as_str()),
+            _ => None,
+        };
+        match name.and_then(SelectionPolicy::from_name) {
+            Some(p) => sb.selection = p,
+            None => self.error(
+                codes::UNSUPPORTED_CONSTRUCT,
+                "unknown selection policy (expected `skip_till_any_match`, \
+                 `skip_till_next_match`, `strict_contiguity` or `reference`)",
+                e.span,
+            ),
         }
     }
 

@@ -8,6 +8,7 @@ use crate::interp::{EvalCx, Vm};
 use crate::ops::aggregate::{Aggregator, PerEventAggregate};
 use crate::ops::basic::{Filter, Log, PartitionBy, Print, Process, Project, Sink};
 use crate::ops::dedup::{Distinct, Limit};
+use crate::ops::sequence::SequenceOp;
 use crate::ops::Operator;
 use crate::windows::{
     count::Count, session::Session, sliding::Sliding, sliding_count::SlidingCount,
@@ -58,6 +59,7 @@ pub(super) fn build(program: Arc<Program>, config: EngineConfig) -> Result<Engin
             aggs: &[],
             now: 0,
         };
+            bindings: None,
         let v = shared.vm.eval(&program, &mut shared.globals, &g.init, &cx);
         if let Some(slot) = shared.globals.get_mut(i) {
             *slot = v;
@@ -104,6 +106,11 @@ fn event_inputs(plan: &StreamPlan) -> Vec<SchemaId> {
     }
     v
 }
+    for op in &plan.ops {
+        if let OpSpec::Sequence(seq) = op {
+            seq.inputs().iter().for_each(&mut add);
+        }
+    }
 
 fn invalid(msg: String) -> LoadError {
     LoadError::Invalid(msg)
@@ -187,11 +194,11 @@ fn validate(p: &Program) -> Result<(), LoadError> {
                         "stream `{n}`: connector {connector} out of range"
                     )));
                 }
-                OpSpec::Sequence(_) => {
-                    return Err(LoadError::Unsupported {
-                        stream: n.to_string(),
-                        feature: "a sequence pattern",
-                    })
+                OpSpec::Sequence(seq) => {
+                    schema_ok(seq.schema, "sequence", n)?;
+                    for i in seq.inputs() {
+                        input_ok(&i, n)?;
+                    }
                 }
                 _ => {}
             }
@@ -219,6 +226,16 @@ fn topo_order(p: &Program) -> Result<Vec<usize>, LoadError> {
         }
     }
     // 0 = unvisited, 1 = on the current path, 2 = done.
+        // The other inputs of a sequence are upstream too.
+        for op in &plan.ops {
+            if let OpSpec::Sequence(seq) = op {
+                for x in seq.inputs() {
+                    if let InputRef::Stream(t) = x {
+                        deps[i].push(t as usize);
+                    }
+                }
+            }
+        }
     let mut mark = vec![0u8; n];
     let mut order = Vec::with_capacity(n);
     for start in 0..n {
@@ -362,11 +379,12 @@ fn build_stream(p: &Program, plan: &StreamPlan) -> Result<StreamRt, LoadError> {
                 })
             }
             OpSpec::Process(c) => Box::new(Process(c.clone())),
-            OpSpec::Sequence(_) => {
-                return Err(LoadError::Unsupported {
-                    stream: plan.name.to_string(),
-                    feature: "a sequence pattern",
-                })
+            OpSpec::Sequence(seq) => {
+                layout = seq.schema;
+                let op = SequenceOp::new(p, seq).map_err(|e| {
+                    LoadError::Invalid(format!("stream `{}`: {e}", plan.name))
+                })?;
+                Box::new(op)
             }
         };
         ops.push(built);

@@ -100,6 +100,12 @@ pub struct Metrics {
     pub dropped: u64,
     /// Runtime errors (expressions that failed).
     pub runtime_errors: u64,
+    /// Sequence matchers, summed over every sequence operator: open runs,
+    /// matches, expired, killed, evicted, rejected and capped runs
+    /// (docs/PATTERNS.md, Bounded state). Derived from the operators'
+    /// state, so not part of the engine's own snapshot record.
+    #[serde(skip)]
+    pub patterns: crate::sequence::Metrics,
 }
 
 pub(crate) struct StreamRt {
@@ -225,10 +231,7 @@ impl Engine {
                 }
             }
         }
-        let mut rec = Some(Rec {
-            ev: Arc::new(event),
-            key: None,
-        });
+        let mut rec = Some(Rec::new(Arc::new(event)));
         let consumers = self.routes.by_event.get(ty).map_or(&[][..], Vec::as_slice);
         for (i, c) in consumers.iter().enumerate() {
             let s = c.stream as usize;
@@ -334,6 +337,20 @@ impl Engine {
                 continue;
             };
             let admitted = {
+        let p = &mut m.patterns;
+        for s in self.streams.iter().flat_map(|st| st.ops.iter()) {
+            if let Some(x) = s.sequence_metrics() {
+                p.active_runs += x.active_runs;
+                p.partitions += x.partitions;
+                p.matches += x.matches;
+                p.absences += x.absences;
+                p.expired += x.expired;
+                p.killed += x.killed;
+                p.evicted += x.evicted;
+                p.rejected += x.rejected;
+                p.capped += x.capped;
+            }
+        }
                 let StreamRt { name, source, .. } = st;
                 let mut cx = self.shared.cx(name, now);
                 source.admit(input, rec, &mut cx)
@@ -415,10 +432,7 @@ impl Engine {
             match &mut self.streams[s].source {
                 SourceRt::Timer(t) => {
                     for ev in t.ticks(first, wm, max_seen) {
-                        cur.push(Rec {
-                            ev: Arc::new(ev),
-                            key: None,
-                        });
+                        cur.push(Rec::new(Arc::new(ev)));
                     }
                 }
                 SourceRt::Join(j) => j.purge(wm),

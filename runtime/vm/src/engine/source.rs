@@ -47,6 +47,7 @@ impl SourceRt {
                 Some(Rec {
                     ev: Arc::new(ev),
                     key: rec.key,
+                    bindings: None,
                 })
             }
             SourceRt::Join(j) => j.admit(usize::from(input), rec, cx),
@@ -128,6 +129,7 @@ impl JoinRt {
         Some(Rec {
             ev: Arc::new(joined),
             key: rec.key,
+            bindings: None,
         })
     }
 

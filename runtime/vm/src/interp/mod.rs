@@ -11,6 +11,7 @@ pub mod arith;
 pub mod builtins;
 
 use crate::error::{RuntimeError, RuntimeErrorKind as K};
+use crate::sequence::Bindings;
 use std::sync::Arc;
 use varpulis_program::{Chunk, Event, Instr, Program, SpanId, Value, ValueMap};
 
@@ -30,6 +31,11 @@ pub struct EvalCx<'a> {
     pub aggs: &'a [Option<Value>],
     /// The virtual clock for `now()` (event time being processed).
     pub now: i64,
+    /// Sequence bindings (`LoadAlias`, `AliasLen`, `AliasFirst`,
+    /// `AliasValues`): a run's while its step filters are evaluated, a
+    /// match's for the operators after the sequence. `None` elsewhere
+    /// (aliases are then unbound).
+    pub bindings: Option<&'a Bindings>,
 }
 
 impl<'a> EvalCx<'a> {
@@ -39,6 +45,7 @@ impl<'a> EvalCx<'a> {
             event: Some(event),
             aggs: &[],
             now,
+            bindings: None,
         }
     }
 }
@@ -180,9 +187,27 @@ impl Vm {
                     };
                     self.stack.push(v);
                 }
-                // Sequence bindings arrive with the matcher (a later issue);
-                // until then an alias is unbound.
-                Instr::LoadAlias(..) => self.stack.push(None),
+                Instr::LoadAlias(a, s) => {
+                    let v = cx.bindings.and_then(|b| b.get(a)).and_then(|e| e.get(s));
+                    self.stack.push(v.cloned());
+                }
+                Instr::AliasFirst(a, s) => {
+                    let v = cx.bindings.and_then(|b| b.first(a)).and_then(|e| e.get(s));
+                    self.stack.push(v.cloned());
+                }
+                Instr::AliasLen(a) => {
+                    let n = cx.bindings.map_or(0, |b| b.count(a));
+                    self.stack
+                        .push(Some(Value::Int(i64::try_from(n).unwrap_or(i64::MAX))));
+                }
+                Instr::AliasValues(a, s) => {
+                    let mut v: Vec<Value> = match cx.bindings {
+                        Some(b) => b.iter_rev(a).filter_map(|e| e.get(s).cloned()).collect(),
+                        None => Vec::new(),
+                    };
+                    v.reverse();
+                    self.stack.push(Some(Value::Array(Arc::new(v))));
+                }
                 Instr::LoadTime => self.stack.push(Some(Value::Timestamp(time))),
                 Instr::LoadLocal(l) => {
                     let v = self.locals.get(locals_base + usize::from(l)).cloned();

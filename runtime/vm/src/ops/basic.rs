@@ -13,7 +13,7 @@ pub struct Filter(pub Chunk);
 
 impl Operator for Filter {
     fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
-        if cx.test(&self.0, &rec.ev) {
+        if cx.test_rec(&self.0, &rec) {
             out.push(rec);
         }
     }
@@ -29,11 +29,12 @@ pub struct Project {
 
 impl Operator for Project {
     fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
-        let fields = self.items.iter().map(|c| cx.eval(c, &rec.ev)).collect();
+        let fields = self.items.iter().map(|c| cx.eval_rec(c, &rec)).collect();
         let ev = Event::new(self.schema, rec.ev.time, fields);
         out.push(Rec {
             ev: Arc::new(ev),
             key: rec.key,
+            bindings: rec.bindings,
         });
     }
 }
@@ -43,7 +44,7 @@ pub struct PartitionBy(pub Chunk);
 
 impl Operator for PartitionBy {
     fn process(&mut self, mut rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
-        let k = cx.eval(&self.0, &rec.ev).unwrap_or_else(|| Value::str(""));
+        let k = cx.eval_rec(&self.0, &rec).unwrap_or_else(|| Value::str(""));
         rec.key = Some(ValueKey(k));
         out.push(rec);
     }
@@ -77,7 +78,7 @@ impl Operator for Print {
                 .items
                 .iter()
                 .map(|c| {
-                    cx.eval(c, &rec.ev)
+                    cx.eval_rec(c, &rec)
                         .map_or_else(|| "null".into(), |v| v.to_string())
                 })
                 .collect();
@@ -111,7 +112,7 @@ impl Operator for Log {
         );
         if let Some(d) = &self.0.data {
             let v = cx
-                .eval(d, &rec.ev)
+                .eval_rec(d, &rec)
                 .map_or_else(|| "null".into(), |v| v.to_string());
             line.push_str(" data=");
             line.push_str(&v);
@@ -158,11 +159,12 @@ pub struct Process(pub Chunk);
 impl Operator for Process {
     fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
         cx.vm.emitted.clear();
-        cx.eval(&self.0, &rec.ev);
+        cx.eval_rec(&self.0, &rec);
         for ev in cx.vm.emitted.drain(..) {
             out.push(Rec {
                 ev: Arc::new(ev),
                 key: rec.key.clone(),
+                bindings: rec.bindings.clone(),
             });
         }
     }

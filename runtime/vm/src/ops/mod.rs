@@ -8,9 +8,11 @@
 pub mod aggregate;
 pub mod basic;
 pub mod dedup;
+pub mod sequence;
 
 use crate::engine::SideOutput;
 use crate::interp::{EvalCx, Vm};
+use crate::sequence::Bindings;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use varpulis_program::{Chunk, Event, Program, Value, ValueKey};
@@ -25,6 +27,21 @@ pub struct Rec {
     pub ev: Arc<Event>,
     /// Set by `.partition_by`.
     pub key: PartKey,
+    /// A sequence match's bound events, for the operators after the match
+    /// (`alias.f`, `len(ks)`); `None` for other events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bindings: Option<Arc<Bindings>>,
+}
+
+impl Rec {
+    /// A record without partition key or bindings.
+    pub fn new(ev: Arc<Event>) -> Rec {
+        Rec {
+            ev,
+            key: None,
+            bindings: None,
+        }
+    }
 }
 
 /// What operators may use while running.
@@ -59,6 +76,21 @@ impl Cx<'_> {
 }
 
 /// Failure to save or restore operator state.
+
+    /// Evaluates an expression on a record (its event and, after a
+    /// sequence, its match bindings).
+    pub fn eval_rec(&mut self, chunk: &Chunk, rec: &Rec) -> Option<Value> {
+        let mut cx = EvalCx::event(&rec.ev, self.now);
+        cx.bindings = rec.bindings.as_deref();
+        self.vm.eval(self.program, self.globals, chunk, &cx)
+    }
+
+    /// Evaluates a condition on a record (only `true` passes).
+    pub fn test_rec(&mut self, chunk: &Chunk, rec: &Rec) -> bool {
+        let mut cx = EvalCx::event(&rec.ev, self.now);
+        cx.bindings = rec.bindings.as_deref();
+        self.vm.test(self.program, self.globals, chunk, &cx)
+    }
 pub type StateResult<T> = Result<T, String>;
 
 /// A runtime operator.
@@ -96,6 +128,11 @@ pub fn encode<T: Serialize>(state: &T) -> StateResult<Option<Vec<u8>>> {
     ciborium::into_writer(state, &mut out).map_err(|e| e.to_string())?;
     Ok(Some(out))
 }
+
+    /// A sequence operator's matcher counters (`None` for other operators).
+    fn sequence_metrics(&self) -> Option<crate::sequence::Metrics> {
+        None
+    }
 
 /// Decodes operator state from a snapshot.
 pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> StateResult<T> {

@@ -1,0 +1,285 @@
+//! The sequence operator: runs a [`SequenceSpec`] (in-stream `->` chains and
+//! named patterns) with the SASE+ [`Matcher`] and turns its matches into
+//! records for the rest of the chain.
+//!
+//! - Inputs: every event type or stream a step or a negation reads is
+//!   routed to the stream ([`varpulis_program::Program::routes`]); the
+//!   operator recognises the input by the event's type id.
+//! - Filters: step and negation filters run in the interpreter with the
+//!   candidate as the current event and the run's bindings for aliases.
+//! - Match records: the last bound event (REC §4.9: unqualified names
+//!   resolve against it; the completing event, or for an absence the latest
+//!   binding), in the match layout (by field name when it is another
+//!   type, e.g. an `OR` branch) and stamped
+//!   with the match time (the completing event's, or the deadline for an
+//!   absence), carrying the bindings for `alias.f`, `len(ks)`, ...
+//! - Deadlines fire on the watermark ([`Operator::on_watermark`]); the
+//!   matcher's open runs are the operator's snapshot state.
+
+use super::{decode, encode, Cx, Operator, Rec, StateResult};
+use crate::interp::EvalCx;
+use crate::sequence::{
+    Bindings, InputIx, Limits, Matcher, MatcherSpec, Metrics, NegationSpec, Output, PatternNode,
+    Predicates, Selection, SpecError, StepSpec,
+};
+use std::sync::Arc;
+use varpulis_program::{
+    Chunk, Event, InputRef, PatternTree, Program, SchemaId, SelectionPolicy, SequenceSpec, Value,
+    ValueKey,
+};
+
+/// `OpSpec::Sequence`: a matcher plus the bytecode of its filters and keys.
+pub struct SequenceOp {
+    matcher: Matcher,
+    /// Step filters, by step.
+    steps: Vec<Option<Chunk>>,
+    /// Negation filters, by negation.
+    negs: Vec<Option<Chunk>>,
+    /// The matcher input of an arriving event, by its type id.
+    input_of: Vec<Option<InputIx>>,
+    /// Partition key per matcher input (`None` inside: shared key `""`);
+    /// `None` when the sequence is unpartitioned.
+    keys: Option<Vec<Option<Chunk>>>,
+    /// Alias slots in the matcher (declared plus hidden ones for steps
+    /// without an alias, so every bound event is kept).
+    aliases: u16,
+    /// Layout of match events.
+    schema: SchemaId,
+    /// Reused matcher output.
+    out: Output,
+}
+
+impl SequenceOp {
+    /// Builds the matcher for `spec` (inputs resolved against `program`).
+    pub fn new(program: &Program, spec: &SequenceSpec) -> Result<SequenceOp, SpecError> {
+        let inputs = spec.inputs();
+        let ix = |i: &InputRef| -> InputIx {
+            let k = inputs.iter().position(|x| x == i).unwrap_or(0);
+            u32::try_from(k).unwrap_or(u32::MAX)
+        };
+        // Steps without an alias get a hidden one, so that the last step's
+        // event is always available for the match record.
+        let declared = spec.aliases.len();
+        let mut hidden = 0usize;
+        let mut steps = Vec::with_capacity(spec.steps.len());
+        for s in &spec.steps {
+            let alias = match s.alias {
+                Some(a) => a,
+                None => {
+                    hidden += 1;
+                    u16::try_from(declared + hidden - 1).unwrap_or(u16::MAX)
+                }
+            };
+            steps.push(StepSpec {
+                input: ix(&s.input),
+                kleene: s.kleene,
+                alias: Some(alias),
+                has_filter: s.filter.is_some(),
+            });
+        }
+        let aliases = u16::try_from(declared + hidden).unwrap_or(u16::MAX);
+        let negations = spec
+            .negations
+            .iter()
+            .map(|n| NegationSpec {
+                input: ix(&n.input),
+                has_filter: n.filter.is_some(),
+                after_step: n.after_step,
+            })
+            .collect();
+        let mspec = MatcherSpec {
+            steps,
+            aliases,
+            negations,
+            within: spec.within,
+            root: tree(&spec.root),
+            selection: match spec.selection {
+                SelectionPolicy::Reference => Selection::Reference,
+                SelectionPolicy::StrictContiguity => Selection::StrictContiguity,
+                SelectionPolicy::SkipTillNextMatch => Selection::SkipTillNextMatch,
+                SelectionPolicy::SkipTillAnyMatch => Selection::SkipTillAnyMatch,
+            },
+            timeouts: false,
+        };
+        let matcher = Matcher::new(mspec, Limits::default())?;
+        let mut input_of = vec![None; program.schemas.len()];
+        for (k, i) in inputs.iter().enumerate() {
+            let schema = match i {
+                InputRef::Event(s) => Some(*s),
+                InputRef::Stream(t) => program.streams.get(*t as usize).map(|p| p.output_schema),
+            };
+            if let Some(slot) = schema.and_then(|s| input_of.get_mut(s as usize)) {
+                if slot.is_none() {
+                    *slot = u32::try_from(k).ok();
+                }
+            }
+        }
+        let keys = spec.partition.as_ref().map(|per_step| {
+            inputs
+                .iter()
+                .map(|i| {
+                    let from_step = spec
+                        .steps
+                        .iter()
+                        .zip(per_step.iter())
+                        .find(|(s, _)| s.input == *i)
+                        .map(|(_, k)| k.clone());
+                    match from_step {
+                        Some(k) => k,
+                        None => spec
+                            .negations
+                            .iter()
+                            .find(|n| n.input == *i)
+                            .and_then(|n| n.partition.clone()),
+                    }
+                })
+                .collect()
+        });
+        Ok(SequenceOp {
+            matcher,
+            steps: spec.steps.iter().map(|s| s.filter.clone()).collect(),
+            negs: spec.negations.iter().map(|n| n.filter.clone()).collect(),
+            input_of,
+            keys,
+            aliases,
+            schema: spec.schema,
+            out: Output::default(),
+        })
+    }
+
+    /// Turns the matcher's matches into records. `current` is the event
+    /// being processed (it completed every non-absence match).
+    fn emit(&mut self, program: &Program, current: Option<&Arc<Event>>, out: &mut Vec<Rec>) {
+        for m in self.out.matches.drain(..) {
+            // The last bound event: the completing one, or for an absence
+            // (completed by the clock) the latest binding.
+            let last = match current {
+                Some(c) if !m.absence => Some(c.clone()),
+                _ => (0..self.aliases)
+                    .filter_map(|a| m.bindings.get(a))
+                    .max_by_key(|e| e.time)
+                    .cloned(),
+            };
+            let ev = match last {
+                Some(e) if e.type_id == self.schema && e.time == m.time => e,
+                Some(e) if e.type_id == self.schema => Arc::new(Event {
+                    type_id: self.schema,
+                    time: m.time,
+                    fields: e.fields.clone(),
+                    extra: e.extra.clone(),
+                }),
+                // Another layout (an `OR` branch, a `T?` left empty): its
+                // fields by name in the match layout.
+                Some(e) => {
+                    let fields = match (
+                        program.schemas.get(self.schema as usize),
+                        program.schemas.get(e.type_id as usize),
+                    ) {
+                        (Some(to), Some(from)) => to
+                            .fields
+                            .iter()
+                            .map(|f| {
+                                let slot = from.fields.iter().position(|g| g.name == f.name)?;
+                                e.fields.get(slot).cloned().flatten()
+                            })
+                            .collect(),
+                        _ => Vec::new(),
+                    };
+                    let mut ev = Event::new(self.schema, m.time, fields);
+                    ev.extra.clone_from(&e.extra);
+                    Arc::new(ev)
+                }
+                None => Arc::new(Event::new(self.schema, m.time, Vec::new())),
+            };
+            out.push(Rec {
+                ev,
+                key: None,
+                bindings: Some(Arc::new(m.bindings)),
+            });
+        }
+        self.out.timeouts.clear();
+    }
+}
+
+fn tree(t: &PatternTree) -> PatternNode {
+    match t {
+        PatternTree::Seq(r) => PatternNode::Seq(r.clone()),
+        PatternTree::And(c) => PatternNode::And(c.iter().map(tree).collect()),
+        PatternTree::Or(c) => PatternNode::Or(c.iter().map(tree).collect()),
+    }
+}
+
+/// Step and negation filters evaluated by the interpreter.
+struct Filters<'a, 'b> {
+    cx: &'a mut Cx<'b>,
+    steps: &'a [Option<Chunk>],
+    negs: &'a [Option<Chunk>],
+}
+
+impl Filters<'_, '_> {
+    fn test(&mut self, chunk: Option<&Option<Chunk>>, ev: &Event, b: &Bindings) -> bool {
+        let Some(Some(c)) = chunk else {
+            return true;
+        };
+        let mut ecx = EvalCx::event(ev, self.cx.now);
+        ecx.bindings = Some(b);
+        self.cx.vm.test(self.cx.program, self.cx.globals, c, &ecx)
+    }
+}
+
+impl Predicates for Filters<'_, '_> {
+    fn step(&mut self, step: usize, ev: &Event, bindings: &Bindings) -> bool {
+        let steps = self.steps;
+        self.test(steps.get(step), ev, bindings)
+    }
+
+    fn negation(&mut self, neg: usize, ev: &Event, bindings: &Bindings) -> bool {
+        let negs = self.negs;
+        self.test(negs.get(neg), ev, bindings)
+    }
+}
+
+impl Operator for SequenceOp {
+    fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
+        let Some(Some(input)) = self.input_of.get(rec.ev.type_id as usize).copied() else {
+            return;
+        };
+        let key = self.keys.as_ref().map(|keys| {
+            let v = match keys.get(input as usize) {
+                Some(Some(k)) => cx.eval(k, &rec.ev),
+                _ => None,
+            };
+            ValueKey(v.unwrap_or_else(|| Value::str("")))
+        });
+        let mut preds = Filters {
+            cx,
+            steps: &self.steps,
+            negs: &self.negs,
+        };
+        self.matcher
+            .on_event(input, key.as_ref(), &rec.ev, &mut preds, &mut self.out);
+        self.emit(cx.program, Some(&rec.ev), out);
+    }
+
+    fn on_watermark(&mut self, wm: i64, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
+        self.matcher.on_watermark(wm, &mut self.out);
+        self.emit(cx.program, None, out);
+    }
+
+    fn next_timer(&self) -> Option<i64> {
+        self.matcher.next_timer()
+    }
+
+    fn save(&self) -> StateResult<Option<Vec<u8>>> {
+        encode(&self.matcher.snapshot())
+    }
+
+    fn load(&mut self, bytes: &[u8]) -> StateResult<()> {
+        self.matcher.restore(decode(bytes)?);
+        Ok(())
+    }
+
+    fn sequence_metrics(&self) -> Option<Metrics> {
+        Some(self.matcher.metrics())
+    }
+}
