@@ -148,7 +148,12 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn cx<'a>(&'a mut self, stream: &'a Arc<str>, now: i64) -> Cx<'a> {
-        if !self.vm.stream.as_ref().is_some_and(|s| Arc::ptr_eq(s, stream)) {
+        if !self
+            .vm
+            .stream
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, stream))
+        {
             self.vm.stream = Some(stream.clone());
         }
         Cx {
@@ -243,9 +248,16 @@ impl Engine {
                 rec.clone()
             };
             let Some(r) = r else { break };
-            let lateness = self.streams.get(s).and_then(|st| st.allowed_lateness);
-            if let (true, Some(l), Some(w)) = (late, lateness, prev_wm) {
-                if t < w.saturating_sub(l) {
+            // Late beyond the stream's allowed lateness (default 0): counted,
+            // routed to the stream's late streams, not processed (DESIGN.md,
+            // Time).
+            if let (true, Some(w)) = (late, prev_wm) {
+                let lateness = self
+                    .streams
+                    .get(s)
+                    .and_then(|st| st.allowed_lateness)
+                    .unwrap_or(0);
+                if t < w.saturating_sub(lateness.max(0)) {
                     self.metrics.dropped += 1;
                     for lc in self.routes.by_late.get(s).map_or(&[][..], Vec::as_slice) {
                         self.queue.push_back((lc.stream as usize, 0, r.clone()));

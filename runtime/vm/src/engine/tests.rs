@@ -289,7 +289,9 @@ fn partition_key_and_partition_string_are_copied_into_aggregates() {
     }
     assert_eq!(
         render(&out),
-        ["Stats@3{n=4,avg=2.5,min=1.0,max=5.0,sd=1.7320508075688772,var=2.9999999999999996,first=1.0,last=5.0,cd=3,ema=3.375,p90=4.1000000000000005,med=2.0,all=[1.0, 2.0, 2.0, 5.0],pump=\"P1\",_partition=\"P1\"}"]
+        [
+            "Stats@3{n=4,avg=2.5,min=1.0,max=5.0,sd=1.7320508075688772,var=2.9999999999999996,first=1.0,last=5.0,cd=3,ema=3.375,p90=4.1000000000000005,med=2.0,all=[1.0, 2.0, 2.0, 5.0],pump=\"P1\",_partition=\"P1\"}"
+        ]
     );
 }
 
@@ -460,6 +462,30 @@ fn late_events_are_counted_dropped_beyond_lateness_and_routed_to_a_late_stream()
     );
     let m = e.metrics();
     assert_eq!((m.late, m.dropped), (2, 1));
+}
+
+#[test]
+fn late_events_are_dropped_by_default_and_equal_times_are_not_late() {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let (emit, out) = b.emit("Main", vec![("bar", field(1))]);
+    let main = b.stream("Main", input(r), vec![emit], out);
+    let (emit2, out2) = b.emit("Late", vec![("bar", field(1))]);
+    b.stream("Late", SourceSpec::Late(main), vec![emit2], out2);
+    let mut e = Engine::new(b.build()).expect("loads");
+    e.push(reading(10 * S, "a", 1.0)); // watermark 10 s (in-order input)
+    assert_eq!(
+        render(&e.push(reading(5 * S, "a", 2.0))),
+        ["Late@5000000000{bar=2.0}"],
+        "older than the watermark, no allowed lateness: routed, not processed"
+    );
+    assert_eq!(
+        render(&e.push(reading(10 * S, "a", 3.0))),
+        ["Main@10000000000{bar=3.0}"],
+        "same time as the watermark: not late"
+    );
+    let m = e.metrics();
+    assert_eq!((m.late, m.dropped), (1, 1));
 }
 
 #[test]
