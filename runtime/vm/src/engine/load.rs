@@ -52,6 +52,7 @@ pub(super) fn build(program: Arc<Program>, config: EngineConfig) -> Result<Engin
         vm: Vm::new(),
         globals: vec![None; program.globals.len()],
         side: Vec::new(),
+        watermark: None,
     };
     for (i, g) in program.globals.iter().enumerate() {
         let cx = EvalCx {

@@ -144,6 +144,8 @@ pub(crate) struct Shared {
     pub vm: Vm,
     pub globals: Vec<Option<Value>>,
     pub side: Vec<SideOutput>,
+    /// The watermark operators see ([`Cx::watermark`]).
+    pub watermark: Option<i64>,
 }
 
 impl Shared {
@@ -163,6 +165,7 @@ impl Shared {
             side: &mut self.side,
             stream,
             now,
+            watermark: self.watermark,
         }
     }
 }
@@ -236,6 +239,17 @@ impl Engine {
                 }
             }
         }
+        // The watermark once this event is counted: windows it passes close
+        // right after the event has run, and operators may close them while
+        // it runs (REF order for the event's own partition).
+        let next_wm = if moved {
+            self.time
+                .candidate()
+                .filter(|c| prev_wm.is_none_or(|w| *c > w))
+        } else {
+            None
+        };
+        self.shared.watermark = next_wm.or(prev_wm);
         let mut rec = Some(Rec::new(Arc::new(event)));
         let consumers = self.routes.by_event.get(ty).map_or(&[][..], Vec::as_slice);
         for (i, c) in consumers.iter().enumerate() {
@@ -268,12 +282,8 @@ impl Engine {
             self.queue.push_back((s, c.input, r));
         }
         self.drain(t, out);
-        if moved {
-            if let Some(c) = self.time.candidate() {
-                if prev_wm.is_none_or(|w| c > w) {
-                    self.advance(c, out);
-                }
-            }
+        if let Some(c) = next_wm {
+            self.advance(c, out);
         }
     }
 
@@ -435,6 +445,7 @@ impl Engine {
     /// own windows close.
     fn advance(&mut self, wm: i64, out: &mut Vec<Output>) {
         self.time.watermark = Some(wm);
+        self.shared.watermark = Some(wm);
         let now = self.time.max_seen.map_or(wm, |m| m.min(wm));
         for k in 0..self.topo.len() {
             let s = self.topo[k];

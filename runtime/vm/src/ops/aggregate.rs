@@ -50,8 +50,8 @@ pub struct AccState {
     accs: Vec<Acc>,
     /// Events folded in.
     pub n: u64,
-    /// Latest event time seen (the output's time).
-    pub max_time: i64,
+    /// Time of the event folded in last (a count window's output time).
+    pub last_time: i64,
 }
 
 /// The compiled aggregate: folds events into [`AccState`]s and turns a
@@ -90,14 +90,14 @@ impl Aggregator {
                 })
                 .collect(),
             n: 0,
-            max_time: i64::MIN,
+            last_time: i64::MIN,
         }
     }
 
     /// Folds one event in.
     pub fn update(&self, st: &mut AccState, ev: &Event, cx: &mut Cx<'_>) {
         st.n += 1;
-        st.max_time = st.max_time.max(ev.time);
+        st.last_time = ev.time;
         for (call, acc) in self.spec.calls.iter().zip(st.accs.iter_mut()) {
             if let Acc::Count(n) = acc {
                 *n += 1;
@@ -212,8 +212,16 @@ impl Aggregator {
     }
 
     /// Builds the output event of a group (`None` for an empty group:
-    /// empty windows release nothing).
-    pub fn finish(&self, st: &AccState, key: &PartKey, cx: &mut Cx<'_>) -> Option<Rec> {
+    /// empty windows release nothing), stamped `time` (the window's end,
+    /// DESIGN.md "Windows and aggregates") or, when `None`, with the time of
+    /// the last event folded in.
+    pub fn finish(
+        &self,
+        st: &AccState,
+        key: &PartKey,
+        time: Option<i64>,
+        cx: &mut Cx<'_>,
+    ) -> Option<Rec> {
         if st.n == 0 {
             return None;
         }
@@ -251,7 +259,11 @@ impl Aggregator {
             }
         }
         Some(Rec {
-            ev: Arc::new(Event::new(self.spec.schema, st.max_time, fields)),
+            ev: Arc::new(Event::new(
+                self.spec.schema,
+                time.unwrap_or(st.last_time),
+                fields,
+            )),
             key: key.clone(),
         })
     }
@@ -279,7 +291,7 @@ impl Operator for PerEventAggregate {
     fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
         let mut st = self.0.new_state();
         self.0.update(&mut st, &rec.ev, cx);
-        if let Some(r) = self.0.finish(&st, &rec.key, cx) {
+        if let Some(r) = self.0.finish(&st, &rec.key, None, cx) {
             out.push(r);
         }
     }

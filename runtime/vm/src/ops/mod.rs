@@ -59,6 +59,9 @@ pub struct Cx<'a> {
     /// The virtual clock: time of the event being processed, or the
     /// watermark when timers fire.
     pub now: i64,
+    /// The watermark once the event being processed is accounted for (`None`
+    /// before any event): windows whose end it has reached can close.
+    pub watermark: Option<i64>,
 }
 
 impl Cx<'_> {

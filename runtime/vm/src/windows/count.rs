@@ -60,7 +60,7 @@ impl Operator for Count {
         if w.n >= self.size {
             let g = std::mem::replace(&mut w.group, self.sink.new_group());
             w.n = 0;
-            self.sink.release(g, &key, cx, out);
+            self.sink.release(g, &key, None, cx, out);
         }
     }
 
@@ -68,7 +68,7 @@ impl Operator for Count {
         let mut open: Vec<(PartKey, Win)> = self.wins.drain().filter(|(_, w)| w.n > 0).collect();
         open.sort_by_key(|(_, w)| w.order);
         for (k, w) in open {
-            self.sink.release(w.group, &k, cx, out);
+            self.sink.release(w.group, &k, None, cx, out);
         }
     }
 

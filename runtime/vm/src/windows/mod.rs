@@ -63,26 +63,38 @@ impl GroupSink {
         }
     }
 
-    /// Releases a group downstream (nothing for an empty group).
-    pub fn release(&self, g: Group, key: &PartKey, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
+    /// Releases a group downstream (nothing for an empty group). An
+    /// aggregate output is stamped `end` (the window's end), or with the time
+    /// of its last event when `end` is `None` (count windows); released
+    /// events keep their own times.
+    pub fn release(
+        &self,
+        g: Group,
+        key: &PartKey,
+        end: Option<i64>,
+        cx: &mut Cx<'_>,
+        out: &mut Vec<Rec>,
+    ) {
         match (g, &self.agg) {
-            (Group::Acc(st), Some(a)) => out.extend(a.finish(&st, key, cx)),
+            (Group::Acc(st), Some(a)) => out.extend(a.finish(&st, key, end, cx)),
             (Group::Buffer(v), None) => out.extend(v),
-            (Group::Buffer(v), Some(a)) => self.release_all(v.iter(), key, cx, out, a),
+            (Group::Buffer(v), Some(a)) => self.release_all(v.iter(), key, end, cx, out, a),
             (Group::Acc(_), None) => {}
         }
     }
 
-    /// Releases copies of buffered events (sliding windows keep them).
+    /// Releases copies of buffered events (sliding windows keep them); `end`
+    /// as for [`GroupSink::release`].
     pub fn release_copies<'a>(
         &self,
         recs: impl Iterator<Item = &'a Rec>,
         key: &PartKey,
+        end: Option<i64>,
         cx: &mut Cx<'_>,
         out: &mut Vec<Rec>,
     ) {
         match &self.agg {
-            Some(a) => self.release_all(recs, key, cx, out, a),
+            Some(a) => self.release_all(recs, key, end, cx, out, a),
             None => out.extend(recs.cloned()),
         }
     }
@@ -91,6 +103,7 @@ impl GroupSink {
         &self,
         recs: impl Iterator<Item = &'a Rec>,
         key: &PartKey,
+        end: Option<i64>,
         cx: &mut Cx<'_>,
         out: &mut Vec<Rec>,
         a: &Aggregator,
@@ -99,7 +112,7 @@ impl GroupSink {
         for r in recs {
             a.update(&mut st, &r.ev, cx);
         }
-        out.extend(a.finish(&st, key, cx));
+        out.extend(a.finish(&st, key, end, cx));
     }
 }
 

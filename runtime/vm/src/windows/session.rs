@@ -53,8 +53,9 @@ impl Operator for Session {
         match self.open.get_mut(&key) {
             Some(s) if t.saturating_sub(s.last) > self.gap => {
                 let old = std::mem::replace(&mut s.group, self.sink.new_group());
+                let end = s.last.saturating_add(self.gap);
                 s.last = t;
-                self.sink.release(old, &key, cx, out);
+                self.sink.release(old, &key, Some(end), cx, out);
                 self.sink.add(&mut s.group, rec, cx);
             }
             Some(s) => {
@@ -88,7 +89,8 @@ impl Operator for Session {
             let due = s.last.saturating_add(self.gap).saturating_add(1);
             if due <= wm {
                 if let Some(s) = self.open.remove(&tm.key) {
-                    self.sink.release(s.group, &tm.key, cx, out);
+                    let end = s.last.saturating_add(self.gap);
+                    self.sink.release(s.group, &tm.key, Some(end), cx, out);
                 }
             } else {
                 s.timer = self.timers.schedule(due, tm.key);

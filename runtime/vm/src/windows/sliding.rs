@@ -4,8 +4,11 @@
 //! if nothing was released yet or `ts ≥ last_release + s`, all buffered
 //! events are released and `last_release = ts` (so the first event releases
 //! immediately). In addition, when the watermark passes `T = last_release +
-//! s` without such an event, the window slides at `T`: events older than
-//! `T − d` are evicted and the rest released, until the buffer is empty.
+//! s` and some event joined since the last release, the window slides at
+//! `T`: events older than `T − d` are evicted and the rest released. A slide
+//! with no new event releases nothing (it would repeat the previous release
+//! or a shrinking part of it), so end of input adds no duplicate releases.
+//! Aggregates are stamped with the release time (the window's end).
 
 use super::{Entries, GroupSink, Timers};
 use crate::ops::{decode, encode, Cx, Operator, PartKey, Rec, StateResult};
@@ -17,6 +20,9 @@ use std::collections::VecDeque;
 struct Win {
     buf: VecDeque<Rec>,
     last_release: i64,
+    /// Whether an event joined since the last release: only then does a
+    /// watermark slide release anything.
+    pending: bool,
     timer: u64,
 }
 
@@ -52,6 +58,19 @@ impl Sliding {
             buf.pop_front();
         }
     }
+
+    /// Timers fire one past their slide point `T` (a slide at `T` happens
+    /// once the watermark is beyond `T`, when no event at `T` can come).
+    fn due(at: i64) -> i64 {
+        at.saturating_add(1)
+    }
+
+    /// The timer of a window with nothing pending: it only discards the
+    /// window once every buffered event has left the last `size`.
+    fn cleanup_at(size: i64, w: &Win) -> i64 {
+        let newest = w.buf.back().map_or(w.last_release, |r| r.ev.time);
+        newest.saturating_add(size).saturating_add(1)
+    }
 }
 
 impl Operator for Sliding {
@@ -65,24 +84,31 @@ impl Operator for Sliding {
                 Self::evict(&mut w.buf, t.saturating_sub(size));
                 if t >= w.last_release.saturating_add(slide) {
                     w.last_release = t;
-                    self.sink.release_copies(w.buf.iter(), &key, cx, out);
-                    // The pending timer re-arms itself from `last_release`.
+                    w.pending = false;
+                    self.sink
+                        .release_copies(w.buf.iter(), &key, Some(t), cx, out);
+                    let due = Self::cleanup_at(size, w);
+                    w.timer = self.timers.schedule(due, key);
+                } else if !w.pending {
+                    w.pending = true;
+                    let due = Self::due(w.last_release.saturating_add(slide));
+                    w.timer = self.timers.schedule(due, key);
                 }
             }
             None => {
                 let mut buf = VecDeque::new();
                 buf.push_back(rec);
-                self.sink.release_copies(buf.iter(), &key, cx, out);
-                let due = t.saturating_add(slide).saturating_add(1);
-                let timer = self.timers.schedule(due, key.clone());
-                self.wins.insert(
-                    key,
-                    Win {
-                        buf,
-                        last_release: t,
-                        timer,
-                    },
-                );
+                self.sink.release_copies(buf.iter(), &key, Some(t), cx, out);
+                let mut w = Win {
+                    buf,
+                    last_release: t,
+                    pending: false,
+                    timer: 0,
+                };
+                w.timer = self
+                    .timers
+                    .schedule(Self::cleanup_at(size, &w), key.clone());
+                self.wins.insert(key, w);
             }
         }
     }
@@ -95,21 +121,28 @@ impl Operator for Sliding {
             if w.timer != tm.seq {
                 continue;
             }
+            if !w.pending {
+                // Nothing joined since the last release: a slide would only
+                // repeat or shrink it, so nothing is released (DESIGN.md,
+                // Windows). The window goes once its events are all too old
+                // for any later event's window.
+                Self::evict(&mut w.buf, wm.saturating_sub(self.size));
+                if w.buf.is_empty() {
+                    self.wins.remove(&tm.key);
+                } else {
+                    w.timer = self.timers.schedule(Self::cleanup_at(self.size, w), tm.key);
+                }
+                continue;
+            }
+            // Slide at `T = last_release + s`: evict what is older than
+            // `T − d` and release the rest, stamped `T` (the window's end).
             let at = w.last_release.saturating_add(self.slide);
-            if at.saturating_add(1) > wm {
-                w.timer = self.timers.schedule(at.saturating_add(1), tm.key);
-                continue;
-            }
             Self::evict(&mut w.buf, at.saturating_sub(self.size));
-            if w.buf.is_empty() {
-                self.wins.remove(&tm.key);
-                continue;
-            }
             w.last_release = at;
-            self.sink.release_copies(w.buf.iter(), &tm.key, cx, out);
-            w.timer = self
-                .timers
-                .schedule(at.saturating_add(self.slide).saturating_add(1), tm.key);
+            w.pending = false;
+            self.sink
+                .release_copies(w.buf.iter(), &tm.key, Some(at), cx, out);
+            w.timer = self.timers.schedule(Self::cleanup_at(self.size, w), tm.key);
         }
     }
 

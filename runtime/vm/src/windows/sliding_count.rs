@@ -47,7 +47,7 @@ impl Operator for SlidingCount {
         if w.buf.len() == self.size && (!w.released || w.since_release >= self.slide) {
             w.released = true;
             w.since_release = 0;
-            self.sink.release_copies(w.buf.iter(), &key, cx, out);
+            self.sink.release_copies(w.buf.iter(), &key, None, cx, out);
         }
     }
 

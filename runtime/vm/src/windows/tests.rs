@@ -41,16 +41,17 @@ fn tumbling_anchors_at_first_event_and_releases_on_the_triggering_event() {
     let mut e = agg_engine(WindowSpec::Tumbling { size: 10 * S }, false);
     assert!(push(&mut e, "a", 3 * S, 1.0).is_empty());
     assert!(push(&mut e, "a", 12 * S, 2.0).is_empty(), "12 < 3 + 10");
-    // 13 ≥ 3 + 10: releases [3, 12] (not itself), next window anchored at 13.
+    // 13 ≥ 3 + 10: releases [3, 12] (not itself), stamped with the window's
+    // end 3 + 10; the next window is anchored at 13.
     assert_eq!(
         push(&mut e, "a", 13 * S, 4.0),
-        ["W@12000000000{n=2,total=3.0}"]
+        ["W@13000000000{n=2,total=3.0}"]
     );
     assert!(push(&mut e, "a", 22 * S, 1.0).is_empty());
     assert_eq!(
         render(&e.finish()),
-        ["W@22000000000{n=2,total=5.0}"],
-        "end-of-input flush"
+        ["W@23000000000{n=2,total=5.0}"],
+        "end-of-input flush, stamped 13 + 10"
     );
     assert!(e.finish().is_empty(), "nothing left");
 }
@@ -63,12 +64,12 @@ fn tumbling_partitions_close_on_the_watermark() {
     // The watermark reaches 10 s through pump b: pump a's window [0, 10) closes.
     assert_eq!(
         push(&mut e, "b", 10 * S, 1.0),
-        ["W@0{n=1,total=1.0,pump=\"a\",_partition=\"a\"}"]
+        ["W@10000000000{n=1,total=1.0,pump=\"a\",_partition=\"a\"}"]
     );
     // Pump b's window was anchored at 5 s: it closes at 15 s.
     assert_eq!(
         render(&e.advance_watermark(15 * S)),
-        ["W@10000000000{n=2,total=2.0,pump=\"b\",_partition=\"b\"}"]
+        ["W@15000000000{n=2,total=2.0,pump=\"b\",_partition=\"b\"}"]
     );
     assert!(e.finish().is_empty());
 }
@@ -113,19 +114,20 @@ fn session_closes_after_the_gap_and_joins_events_at_exactly_the_gap() {
     assert!(push(&mut e, "a", 0, 1.0).is_empty());
     assert!(push(&mut e, "a", 5 * S, 1.0).is_empty(), "gap not exceeded");
     // Another pump moves the watermark past 5 s + 5 s: pump a's session closes.
+    // Stamped with the session's end: last event + gap.
     assert_eq!(
         push(&mut e, "b", 11 * S, 1.0),
-        ["W@5000000000{n=2,total=2.0,pump=\"a\",_partition=\"a\"}"]
+        ["W@10000000000{n=2,total=2.0,pump=\"a\",_partition=\"a\"}"]
     );
     // REF path: a later event beyond the gap releases the session.
     assert!(push(&mut e, "b", 12 * S, 1.0).is_empty());
     assert_eq!(
         push(&mut e, "b", 30 * S, 2.0),
-        ["W@12000000000{n=2,total=2.0,pump=\"b\",_partition=\"b\"}"]
+        ["W@17000000000{n=2,total=2.0,pump=\"b\",_partition=\"b\"}"]
     );
     assert_eq!(
         render(&e.finish()),
-        ["W@30000000000{n=1,total=2.0,pump=\"b\",_partition=\"b\"}"]
+        ["W@35000000000{n=1,total=2.0,pump=\"b\",_partition=\"b\"}"]
     );
 }
 
@@ -210,16 +212,36 @@ fn sliding_time_releases_first_event_then_every_slide() {
         push(&mut e, "a", 12 * S, 1.0),
         ["W@12000000000{n=3,total=3.0}"]
     );
-    // After the input ends the window keeps sliding until it is empty:
-    // at 17 s it holds [12] (events before 7 s evicted), at 22 s still [12],
-    // at 27 s it is empty and forgotten.
+    // Nothing joined since the release at 12 s: slides at 17 s and 22 s
+    // would only repeat or shrink it, so the end of input releases nothing.
+    assert!(e.finish().is_empty());
+}
+
+#[test]
+fn sliding_time_releases_on_the_watermark_only_what_is_new() {
+    let mut e = agg_engine(
+        WindowSpec::Sliding {
+            size: 10 * S,
+            slide: 5 * S,
+        },
+        true,
+    );
+    assert_eq!(push(&mut e, "a", 0, 1.0).len(), 1);
+    // 3 s < 0 + 5: pump a has a pending event, not released yet.
+    assert!(push(&mut e, "a", 3 * S, 2.0).is_empty());
+    // Pump b moves the watermark past a's slide point 5 s: a slides at 5 s,
+    // stamped 5 s, holding [0, 3].
     assert_eq!(
-        render(&e.finish()),
+        push(&mut e, "b", 6 * S, 4.0),
         [
-            "W@12000000000{n=1,total=1.0}",
-            "W@12000000000{n=1,total=1.0}"
+            "W@6000000000{n=1,total=4.0,pump=\"b\",_partition=\"b\"}",
+            "W@5000000000{n=2,total=3.0,pump=\"a\",_partition=\"a\"}"
         ]
     );
+    // Later slides of pump a release nothing new; the windows are dropped
+    // once their events are too old, so nothing is left at the end.
+    assert!(e.advance_watermark(40 * S).is_empty());
+    assert!(e.finish().is_empty());
 }
 
 #[test]
@@ -236,4 +258,48 @@ fn window_without_aggregate_releases_events_individually() {
     let mut e = Engine::new(b.build()).expect("loads");
     assert!(push(&mut e, "a", 1, 1.0).is_empty());
     assert_eq!(push(&mut e, "a", 2, 2.0), ["W@1{bar=1.0}", "W@2{bar=2.0}"]);
+}
+
+#[test]
+fn tumbling_window_stays_open_for_out_of_order_events_until_the_watermark_passes() {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let (agg, schema) = b.aggregate(
+        "W",
+        &[
+            ("n", AggFunc::Count, None, None),
+            ("total", AggFunc::Sum, Some(1), None),
+        ],
+        None,
+    );
+    let id = b.stream(
+        "W",
+        input(r),
+        vec![
+            OpSpec::Window(WindowSpec::Tumbling { size: 60 * S }),
+            agg,
+            OpSpec::Emit(varpulis_program::EmitSpec {
+                items: None,
+                schema,
+            }),
+        ],
+        schema,
+    );
+    b.program.streams[id as usize].time = varpulis_program::StreamTime {
+        out_of_order: Some(10 * S),
+        allowed_lateness: None,
+    };
+    let mut e = Engine::new(b.build()).expect("loads");
+    assert!(push(&mut e, "a", 0, 1.0).is_empty());
+    assert!(push(&mut e, "a", 30 * S, 2.0).is_empty());
+    // 65 s anchors the next window; the watermark (55 s) has not reached 60 s.
+    assert!(push(&mut e, "a", 65 * S, 4.0).is_empty());
+    // 58 s is not late and still joins [0, 60).
+    assert!(push(&mut e, "a", 58 * S, 8.0).is_empty());
+    // 75 s moves the watermark to 65 s: [0, 60) closes, stamped 60 s.
+    assert_eq!(
+        push(&mut e, "a", 75 * S, 16.0),
+        ["W@60000000000{n=3,total=11.0}"]
+    );
+    assert_eq!(render(&e.finish()), ["W@125000000000{n=2,total=20.0}"]);
 }

@@ -4,7 +4,10 @@
 //! with `ts ≥ start + d` releases the buffered events (not itself) and opens
 //! the next window with `start = ts`. In addition the window closes when the
 //! watermark reaches `start + d` (no later non-late event can belong to it);
-//! the next event then anchors a new window, exactly as REF would.
+//! the next event then anchors a new window, exactly as REF would. With
+//! out-of-order input the event past the end anchors the next window but the
+//! earlier one stays open until the watermark reaches its end, so a delayed
+//! event still joins it. Aggregates are stamped `start + d`.
 
 use super::{Entries, Group, GroupSink, Timers};
 use crate::ops::{decode, encode, Cx, Operator, PartKey, Rec, StateResult};
@@ -15,7 +18,7 @@ use serde::{Deserialize, Serialize};
 struct Win {
     start: i64,
     group: Group,
-    /// Seq of this partition's pending timer.
+    /// Seq of this window's timer (due at its end).
     timer: u64,
 }
 
@@ -23,13 +26,17 @@ struct Win {
 pub struct Tumbling {
     size: i64,
     sink: GroupSink,
-    wins: FxHashMap<PartKey, Win>,
+    /// Open windows per partition, by start. Windows are disjoint: each
+    /// starts at or after the previous one's end. There is more than one
+    /// only while the watermark lags behind an event that anchored the next
+    /// window (`.watermark(out_of_order: ..)`).
+    wins: FxHashMap<PartKey, Vec<Win>>,
     timers: Timers,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Saved {
-    wins: Entries<Win>,
+    wins: Entries<Vec<Win>>,
     timers: Timers,
 }
 
@@ -48,51 +55,55 @@ impl Tumbling {
 impl Operator for Tumbling {
     fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
         let t = rec.ev.time;
-        let key = rec.key.clone();
-        match self.wins.get_mut(&key) {
-            Some(w) if t >= w.start.saturating_add(self.size) => {
-                let old = std::mem::replace(&mut w.group, self.sink.new_group());
-                w.start = t;
-                self.sink.release(old, &key, cx, out);
+        let size = self.size;
+        if let Some(wins) = self.wins.get_mut(&rec.key) {
+            // The first open window not yet ended at `t` takes the event: the
+            // one containing it, or (for an out-of-order event falling in a
+            // gap) the next one, as REF's single current window would.
+            if let Some(w) = wins.iter_mut().find(|w| t < w.start.saturating_add(size)) {
                 self.sink.add(&mut w.group, rec, cx);
-                // The pending timer (due at the old end) stays valid: when it
-                // fires it sees the new end and re-arms itself.
+                return;
             }
-            Some(w) => self.sink.add(&mut w.group, rec, cx),
-            None => {
-                let mut group = self.sink.new_group();
-                self.sink.add(&mut group, rec, cx);
-                let timer = self
-                    .timers
-                    .schedule(t.saturating_add(self.size), key.clone());
-                self.wins.insert(
-                    key,
-                    Win {
-                        start: t,
-                        group,
-                        timer,
-                    },
-                );
+            // REF: an event past the end releases the window and anchors the
+            // next one. A window whose end the watermark (once this event is
+            // counted) has not reached stays open for out-of-order events and
+            // closes on its timer instead.
+            let key = &rec.key;
+            while let Some(w) = wins.first() {
+                let end = w.start.saturating_add(size);
+                if cx.watermark.is_some_and(|wm| wm < end) {
+                    break;
+                }
+                let w = wins.remove(0);
+                self.sink.release(w.group, key, Some(end), cx, out);
             }
         }
+        let key = rec.key.clone();
+        let mut group = self.sink.new_group();
+        self.sink.add(&mut group, rec, cx);
+        let timer = self.timers.schedule(t.saturating_add(size), key.clone());
+        self.wins.entry(key).or_default().push(Win {
+            start: t,
+            group,
+            timer,
+        });
     }
 
     fn on_watermark(&mut self, wm: i64, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
         while let Some(tm) = self.timers.pop_due(wm) {
-            let Some(w) = self.wins.get_mut(&tm.key) else {
+            let Some(wins) = self.wins.get_mut(&tm.key) else {
                 continue;
             };
-            if w.timer != tm.seq {
+            // A window released early by an event leaves its timer stale.
+            let Some(i) = wins.iter().position(|w| w.timer == tm.seq) else {
                 continue;
+            };
+            let w = wins.remove(i);
+            if wins.is_empty() {
+                self.wins.remove(&tm.key);
             }
             let end = w.start.saturating_add(self.size);
-            if end <= wm {
-                if let Some(w) = self.wins.remove(&tm.key) {
-                    self.sink.release(w.group, &tm.key, cx, out);
-                }
-            } else {
-                w.timer = self.timers.schedule(end, tm.key);
-            }
+            self.sink.release(w.group, &tm.key, Some(end), cx, out);
         }
     }
 
