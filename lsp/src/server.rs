@@ -557,3 +557,66 @@ fn capitalise(s: &str) -> String {
         None => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(backend: &Backend, uri: &Url, version: i32, text: &str) {
+        let mut state = backend.lock();
+        state.compiler.set_file(uri.as_str(), text);
+        state.docs.insert(uri.clone(), Doc { version });
+    }
+
+    #[test]
+    fn a_request_for_an_older_version_is_cancelled() {
+        let (service, _socket) = tower_lsp::LspService::new(Backend::new);
+        let backend = service.inner();
+        let uri = Url::parse("file:///t.vpl").expect("valid URI");
+        open(backend, &uri, 2, "event R:\n    x: int\n");
+        let stale = backend.query(&uri, Some(1), |_| Some(()));
+        assert_eq!(
+            stale.map_err(|e| e.code),
+            Err(ErrorCode::ServerError(-32801))
+        );
+        assert_eq!(backend.query(&uri, Some(2), |_| Some(())), Ok(Some(())));
+        let unknown = Url::parse("file:///u.vpl").expect("valid URI");
+        assert_eq!(backend.query(&unknown, None, |_| Some(())), Ok(None));
+    }
+
+    #[test]
+    fn stale_diagnostics_are_dropped() {
+        let (service, _socket) = tower_lsp::LspService::new(Backend::new);
+        let backend = service.inner();
+        let uri = Url::parse("file:///t.vpl").expect("valid URI");
+        open(backend, &uri, 3, "stream S = R\n    .where(\n");
+        let state = backend.lock();
+        assert!(Backend::diagnostics(&state, &uri, 2).is_none());
+        let now = Backend::diagnostics(&state, &uri, 3).expect("current version");
+        assert!(!now.is_empty());
+    }
+
+    #[test]
+    fn edits_apply_with_utf16_ranges() {
+        let mut text = "é = 1\nx".to_string();
+        apply_change(
+            &mut text,
+            TextDocumentContentChangeEvent {
+                range: Some(Range::new(Position::new(0, 1), Position::new(0, 3))),
+                range_length: None,
+                text: ":=".to_string(),
+            },
+        );
+        assert_eq!(text, "é:= 1\nx");
+        // A range past the end is clamped, never a panic.
+        apply_change(
+            &mut text,
+            TextDocumentContentChangeEvent {
+                range: Some(Range::new(Position::new(7, 0), Position::new(9, 9))),
+                range_length: None,
+                text: "!".to_string(),
+            },
+        );
+        assert_eq!(text, "é:= 1\nx!");
+    }
+}

@@ -23,7 +23,7 @@ use crate::capabilities::{Support, OPERATORS};
 use crate::host::Compiler;
 use crate::model::ItemModel;
 use crate::resolve::DeclKind;
-use crate::types::Schema;
+use crate::types::{Schema, Type};
 
 /// What a candidate is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -379,13 +379,15 @@ fn candidates(view: &FileView<'_>, start: usize) -> Vec<Completion> {
             // Before the match, an alias's fields are those of its step's
             // type: look the alias up among the stream's occurrences.
             let occs = view.occurrences(i);
-            if let Some(ty) = occs.iter().find_map(|o| match &o.target {
-                Target::Alias { name, .. } if name == base => o.info.as_ref().map(|x| x.ty.clone()),
+            let alias_schema = occs.iter().find_map(|o| match (&o.target, &o.info) {
+                (Target::Alias { name, .. }, Some(info)) if name == base => match &info.ty {
+                    Type::Event(s) | Type::EventList(s) => Some(s.clone()),
+                    _ => None,
+                },
                 _ => None,
-            }) {
-                if let crate::types::Type::Event(s) | crate::types::Type::EventList(s) = ty {
-                    return schema_fields(&s);
-                }
+            });
+            if let Some(s) = alias_schema {
+                return schema_fields(&s);
             }
         }
         return operators();

@@ -94,8 +94,8 @@ pub fn definition(c: &Compiler, path: &str, offset: u32) -> Option<Span> {
                 .collect();
             let local = defs
                 .iter()
-                .filter(|o| o.item == occ.item && o.span.start < occ.span.start)
-                .last();
+                .rev()
+                .find(|o| o.item == occ.item && o.span.start < occ.span.start);
             let in_event = defs.iter().find(|o| {
                 view.items
                     .get(o.item)
