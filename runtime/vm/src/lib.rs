@@ -15,6 +15,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod inspect;
 pub mod interp;
 pub mod ops;
 pub mod sequence;

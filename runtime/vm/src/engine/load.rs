@@ -87,6 +87,7 @@ pub(super) fn build(program: Arc<Program>, config: EngineConfig) -> Result<Engin
         queue: VecDeque::new(),
         cur: Vec::new(),
         scratch: Vec::new(),
+        trace: None,
     })
 }
 
@@ -314,8 +315,10 @@ fn build_stream(p: &Program, plan: &StreamPlan) -> Result<StreamRt, LoadError> {
     };
     let mut layout = source_layout(p, plan, 0);
     let mut ops: Vec<Box<dyn Operator>> = Vec::with_capacity(plan.ops.len());
+    let mut origin = Vec::with_capacity(plan.ops.len());
     let mut i = 0;
     while let Some(op) = plan.ops.get(i) {
+        let at = i;
         i += 1;
         let built: Box<dyn Operator> = match op {
             OpSpec::Filter(c) | OpSpec::Having(c) => Box::new(Filter(c.clone())),
@@ -389,6 +392,7 @@ fn build_stream(p: &Program, plan: &StreamPlan) -> Result<StreamRt, LoadError> {
             }
         };
         ops.push(built);
+        origin.push(at);
     }
     Ok(StreamRt {
         name: plan.name.clone(),
@@ -397,6 +401,7 @@ fn build_stream(p: &Program, plan: &StreamPlan) -> Result<StreamRt, LoadError> {
         output_schema: plan.output_schema,
         visible: plan.visible,
         allowed_lateness: plan.time.allowed_lateness,
+        origin,
     })
 }
 

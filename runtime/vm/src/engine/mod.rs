@@ -115,6 +115,9 @@ pub(crate) struct StreamRt {
     pub output_schema: SchemaId,
     pub visible: bool,
     pub allowed_lateness: Option<i64>,
+    /// Plan index of each runtime operator (fusion and `.emit()` make the
+    /// two lists differ), for [`crate::inspect`].
+    pub origin: Vec<usize>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -173,17 +176,19 @@ impl Shared {
 /// The deterministic engine running one [`Program`].
 pub struct Engine {
     shared: Shared,
-    streams: Vec<StreamRt>,
+    pub(crate) streams: Vec<StreamRt>,
     routes: Routes,
     topo: Vec<usize>,
     /// Whether each input schema feeds some stream (only those drive time).
     consumed: Vec<bool>,
     config: EngineConfig,
-    metrics: Metrics,
+    pub(crate) metrics: Metrics,
     time: TimeState,
     queue: VecDeque<(usize, u16, Rec)>,
     cur: Vec<Rec>,
     scratch: Vec<Rec>,
+    /// The `:why` trace, `None` unless [`Engine::set_trace`] turned it on.
+    pub(crate) trace: Option<Box<crate::inspect::Trace>>,
 }
 
 impl Engine {
@@ -401,18 +406,32 @@ impl Engine {
             return;
         };
         {
-            let StreamRt { name, ops, .. } = st;
+            let StreamRt {
+                name, ops, origin, ..
+            } = st;
             let mut cx = self.shared.cx(name, now);
             let mut scratch = std::mem::take(&mut self.scratch);
-            for op in ops.iter_mut().skip(from) {
+            for (i, op) in ops.iter_mut().enumerate().skip(from) {
                 if cur.is_empty() {
                     break;
                 }
+                let traced = self.trace.as_ref().map(|_| (cur.len(), cur[0].ev.clone()));
                 scratch.clear();
                 for r in cur.drain(..) {
                     op.process(r, &mut cx, &mut scratch);
                 }
                 std::mem::swap(cur, &mut scratch);
+                if let (Some(t), Some((input, sample))) = (&mut self.trace, traced) {
+                    t.push(crate::inspect::TraceStep {
+                        stream: s,
+                        plan_index: origin.get(i).copied(),
+                        kind: crate::inspect::StepKind::Op {
+                            input,
+                            output: cur.len(),
+                            sample: Some(sample),
+                        },
+                    });
+                }
             }
             self.scratch = scratch;
         }
@@ -420,6 +439,13 @@ impl Engine {
             return;
         }
         let schema = st.output_schema;
+        if let Some(t) = &mut self.trace {
+            t.push(crate::inspect::TraceStep {
+                stream: s,
+                plan_index: None,
+                kind: crate::inspect::StepKind::Left { count: cur.len() },
+            });
+        }
         if let Some(n) = self.metrics.out_per_stream.get_mut(s) {
             *n += cur.len() as u64;
         }
@@ -475,6 +501,16 @@ impl Engine {
                     if let Some(op) = ops.get_mut(i) {
                         op.on_watermark(wm, &mut cx, &mut cur);
                     }
+                }
+                if let Some(t) = &mut self.trace {
+                    t.push(crate::inspect::TraceStep {
+                        stream: s,
+                        plan_index: self.streams[s].origin.get(i).copied(),
+                        kind: crate::inspect::StepKind::Timer {
+                            watermark: wm,
+                            output: cur.len(),
+                        },
+                    });
                 }
                 self.run_from(s, i + 1, &mut cur, now, out);
             }

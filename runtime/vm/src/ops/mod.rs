@@ -119,6 +119,11 @@ pub trait Operator {
         Ok(None)
     }
 
+    /// Open windows, for [`crate::inspect`] (empty for other operators).
+    fn inspect(&self) -> Vec<crate::inspect::WindowState> {
+        Vec::new()
+    }
+
     /// Restores state written by [`Operator::save`].
     fn load(&mut self, _bytes: &[u8]) -> StateResult<()> {
         Ok(())

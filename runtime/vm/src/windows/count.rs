@@ -64,6 +64,14 @@ impl Operator for Count {
         }
     }
 
+    fn inspect(&self) -> Vec<crate::inspect::WindowState> {
+        self.wins
+            .iter()
+            .filter(|(_, w)| w.n > 0)
+            .map(|(k, w)| crate::inspect::WindowState::new(k, w.n, None, None))
+            .collect()
+    }
+
     fn flush_partial(&mut self, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
         let mut open: Vec<(PartKey, Win)> = self.wins.drain().filter(|(_, w)| w.n > 0).collect();
         open.sort_by_key(|(_, w)| w.order);

@@ -98,6 +98,16 @@ impl Operator for Session {
         }
     }
 
+    fn inspect(&self) -> Vec<crate::inspect::WindowState> {
+        self.open
+            .iter()
+            .map(|(k, w)| {
+                let end = w.last.saturating_add(self.gap);
+                crate::inspect::WindowState::new(k, w.group.events(), None, Some(end))
+            })
+            .collect()
+    }
+
     fn next_timer(&self) -> Option<i64> {
         self.timers.next()
     }

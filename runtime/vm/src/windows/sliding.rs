@@ -146,6 +146,17 @@ impl Operator for Sliding {
         }
     }
 
+    fn inspect(&self) -> Vec<crate::inspect::WindowState> {
+        self.wins
+            .iter()
+            .map(|(k, w)| {
+                let start = w.buf.front().map(|r| r.ev.time);
+                let next = w.last_release.saturating_add(self.slide);
+                crate::inspect::WindowState::new(k, w.buf.len() as u64, start, Some(next))
+            })
+            .collect()
+    }
+
     fn next_timer(&self) -> Option<i64> {
         self.timers.next()
     }

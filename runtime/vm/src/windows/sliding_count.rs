@@ -51,6 +51,13 @@ impl Operator for SlidingCount {
         }
     }
 
+    fn inspect(&self) -> Vec<crate::inspect::WindowState> {
+        self.wins
+            .iter()
+            .map(|(k, w)| crate::inspect::WindowState::new(k, w.buf.len() as u64, None, None))
+            .collect()
+    }
+
     fn save(&self) -> StateResult<Option<Vec<u8>>> {
         let e: Entries<Win> = self
             .wins

@@ -107,6 +107,16 @@ impl Operator for Tumbling {
         }
     }
 
+    fn inspect(&self) -> Vec<crate::inspect::WindowState> {
+        self.wins
+            .iter()
+            .map(|(k, w)| {
+                let end = w.start.saturating_add(self.size);
+                crate::inspect::WindowState::new(k, w.group.events(), Some(w.start), Some(end))
+            })
+            .collect()
+    }
+
     fn next_timer(&self) -> Option<i64> {
         self.timers.next()
     }

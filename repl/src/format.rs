@@ -1,0 +1,152 @@
+//! How the REPL writes events, times, durations and plan operators.
+//!
+//! Times are shown as offsets on the session's virtual clock (`@5s`), which
+//! starts at the epoch like `varpulis run` on an `.evt` file; values are
+//! written the way VPL literals are (strings quoted).
+
+use varpulis_program::time::{format_duration, NS_PER_MIN, NS_PER_MS, NS_PER_SEC};
+use varpulis_program::{Chunk, OpSpec, Program, RawEvent, Value, WindowSpec};
+use varpulis_vm::Output;
+
+/// `@5s`, `@1m30s`-style offset of an event time on the virtual clock.
+pub fn at(time: i64) -> String {
+    if time == i64::MAX {
+        return "@end".to_string();
+    }
+    if time < 0 {
+        return format!("@-{}", format_duration(time.saturating_neg()));
+    }
+    format!("@{}", format_duration(time))
+}
+
+/// A value as a VPL literal: strings quoted, the rest as displayed.
+pub fn value(v: &Value) -> String {
+    match v {
+        Value::Str(s) => format!("{:?}", &**s),
+        other => other.to_string(),
+    }
+}
+
+/// `Hot @5s { sensor: "a", temp: 40.0 }`.
+pub fn output(o: &Output) -> String {
+    let fields: Vec<String> = o
+        .fields
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", value(v)))
+        .collect();
+    format!("{} {} {{ {} }}", o.stream, at(o.time), fields.join(", "))
+}
+
+/// `@5s Reading { sensor: "a", temp: 40.0 }`.
+pub fn raw_event(time: i64, raw: &RawEvent) -> String {
+    let fields: Vec<String> = raw
+        .fields
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", value(v)))
+        .collect();
+    format!(
+        "{} {} {{ {} }}",
+        at(time),
+        raw.event_type,
+        fields.join(", ")
+    )
+}
+
+/// Parses a duration such as `5m`, `30s`, `250ms`, `1h`, `2d`, `10us`, `7ns`
+/// (a bare number means seconds).
+pub fn parse_duration(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: i64 = digits.parse().ok()?;
+    let scale = match unit {
+        "" | "s" => NS_PER_SEC,
+        "ns" => 1,
+        "us" => 1_000,
+        "ms" => NS_PER_MS,
+        "m" => NS_PER_MIN,
+        "h" => 60 * NS_PER_MIN,
+        "d" => 24 * 60 * NS_PER_MIN,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
+
+/// The source text of a chunk's expression in `text`, if the span table
+/// knows it.
+pub fn chunk_text<'a>(program: &Program, text: &'a str, chunk: &Chunk) -> Option<&'a str> {
+    let info = program.span_table.get(chunk.span)?;
+    text.get(info.start as usize..info.end as usize)
+}
+
+/// A plan operator as the user wrote it, roughly: `.where(temp > 30.0)`.
+pub fn op(program: &Program, text: &str, spec: &OpSpec) -> String {
+    let expr = |c: &Chunk| chunk_text(program, text, c).unwrap_or("…").to_string();
+    match spec {
+        OpSpec::Filter(c) => format!(".where({})", expr(c)),
+        OpSpec::Having(c) => format!(".having({})", expr(c)),
+        OpSpec::Select(_) => ".select(…)".to_string(),
+        OpSpec::Emit(_) => ".emit(…)".to_string(),
+        OpSpec::PartitionBy(c) => format!(".partition_by({})", expr(c)),
+        OpSpec::Window(w) => format!(".window({})", window(w)),
+        OpSpec::Aggregate(_) => ".aggregate(…)".to_string(),
+        OpSpec::Distinct { key: Some(k), .. } => format!(".distinct({})", expr(k)),
+        OpSpec::Distinct { key: None, .. } => ".distinct()".to_string(),
+        OpSpec::Limit(n) => format!(".limit({n})"),
+        OpSpec::Print(_) => ".print(…)".to_string(),
+        OpSpec::Log(_) => ".log(…)".to_string(),
+        OpSpec::Sink { .. } => ".to(…)".to_string(),
+        OpSpec::Process(c) => format!(".process({})", expr(c)),
+        OpSpec::Sequence(_) => ".sequence(…)".to_string(),
+    }
+}
+
+/// The arguments of a `.window(...)`.
+pub fn window(w: &WindowSpec) -> String {
+    match *w {
+        WindowSpec::Tumbling { size } => format_duration(size),
+        WindowSpec::Sliding { size, slide } => {
+            format!(
+                "{}, sliding: {}",
+                format_duration(size),
+                format_duration(slide)
+            )
+        }
+        WindowSpec::Count { size } => size.to_string(),
+        WindowSpec::SlidingCount { size, slide } => format!("{size}, sliding: {slide}"),
+        WindowSpec::Session { gap } => format!("session: {}", format_duration(gap)),
+    }
+}
+
+/// `1 event` / `2 events`.
+pub fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units_and_bare_seconds() {
+        assert_eq!(parse_duration("5m"), Some(5 * NS_PER_MIN));
+        assert_eq!(parse_duration("250ms"), Some(250 * NS_PER_MS));
+        assert_eq!(parse_duration("3"), Some(3 * NS_PER_SEC));
+        assert_eq!(parse_duration("5 min"), None);
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("99999999999999999999d"), None);
+    }
+
+    #[test]
+    fn times_are_offsets_on_the_virtual_clock() {
+        assert_eq!(at(0), "@0s");
+        assert_eq!(at(90 * NS_PER_SEC), "@90s");
+        assert_eq!(at(i64::MAX), "@end");
+    }
+}
