@@ -124,6 +124,14 @@ pub const OPERATORS: &[OpInfo] = &[
         "deadline of a sequence match"
     ),
     op!(
+        "policy",
+        Supported,
+        1,
+        1,
+        Some(&[]),
+        "event selection policy of a sequence"
+    ),
+    op!(
         "not",
         Supported,
         1,
@@ -277,7 +285,16 @@ pub const SEQUENCE_SOURCE: Support = Support::Supported;
 /// Whether the engine runs `timer(...)` sources.
 pub const TIMER_SOURCE: Support = Support::Supported;
 /// Whether the engine honours `policy` clauses of named patterns.
-pub const PATTERN_POLICY: Support = Support::NotYet;
+pub const PATTERN_POLICY: Support = Support::Supported;
+
+/// Selection policies accepted by `policy NAME` and `.policy(NAME)`
+/// (docs/PATTERNS.md, Selection policies); `reference` is the default.
+pub const SELECTION_POLICIES: &[&str] = &[
+    "reference",
+    "strict_contiguity",
+    "skip_till_next_match",
+    "skip_till_any_match",
+];
 
 /// Connector kinds with their known parameters and the kind of value each
 /// takes. Other kinds (`database`, `redis`, ...) and other parameters are

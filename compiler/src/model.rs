@@ -310,6 +310,8 @@ pub enum StageKind {
     },
     /// `.within(d)`, nanoseconds.
     Within(u64),
+    /// `.policy(NAME)`: the sequence's selection policy.
+    Policy(String),
     /// `.not(T [where e])`.
     Not {
         /// Event type.

@@ -163,8 +163,8 @@ fn render(p: &Program, out: &mut String) {
                 }
                 varpulis_program::OpSpec::Sequence(q) => {
                     let mut t = format!(
-                        "Sequence schema={} within={:?} combinator={:?}",
-                        q.schema, q.within, q.combinator
+                        "Sequence schema={} within={:?} root={:?} selection={:?}",
+                        q.schema, q.within, q.root, q.selection
                     );
                     for a in &q.aliases {
                         let _ = write!(t, "\n    alias {} schema={}", a.name, a.schema);

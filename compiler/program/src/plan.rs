@@ -465,10 +465,10 @@ impl SelectionPolicy {
     /// The policy named `name` in VPL, if any.
     pub fn from_name(name: &str) -> Option<SelectionPolicy> {
         Some(match name {
-            "reference" | "default" => SelectionPolicy::Reference,
-            "strict_contiguity" | "strict" => SelectionPolicy::StrictContiguity,
-            "skip_till_next_match" | "skip_till_next" => SelectionPolicy::SkipTillNextMatch,
-            "skip_till_any_match" | "skip_till_any" => SelectionPolicy::SkipTillAnyMatch,
+            "reference" => SelectionPolicy::Reference,
+            "strict_contiguity" => SelectionPolicy::StrictContiguity,
+            "skip_till_next_match" => SelectionPolicy::SkipTillNextMatch,
+            "skip_till_any_match" => SelectionPolicy::SkipTillAnyMatch,
             _ => return None,
         })
     }

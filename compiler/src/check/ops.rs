@@ -138,6 +138,18 @@ impl Checker<'_> {
                 p.within = true;
                 StageKind::Within(self.duration_arg(e, "`.within`").unwrap_or(0))
             }
+            "policy" => {
+                let e = first.expect("arity checked: one argument");
+                if !p.is_sequence {
+                    self.outside_sequence(name.span, "policy");
+                }
+                let policy = match &e.kind {
+                    ExprKind::Ident(i) => i.name.clone(),
+                    _ => String::new(),
+                };
+                self.selection_policy(&policy, e.span);
+                StageKind::Policy(policy)
+            }
             "to" => {
                 let c = self.connector_args(op.span, &scope, args, "to");
                 StageKind::To {
@@ -846,4 +858,26 @@ fn items_schema(name: &str, items: &[OutputItem]) -> Schema {
             .map(|i| Field::new(i.name.clone(), i.ty.clone()))
             .collect(),
     )
+}
+
+impl Checker<'_> {
+    /// `policy NAME` / `.policy(NAME)` must name a known selection policy.
+    pub(super) fn selection_policy(&mut self, name: &str, span: varpulis_syntax::Span) {
+        if crate::capabilities::SELECTION_POLICIES.contains(&name) {
+            return;
+        }
+        let help = suggest::help(name, crate::capabilities::SELECTION_POLICIES.iter().copied());
+        self.report(
+            Diagnostic::new(
+                codes::UNSUPPORTED_CONSTRUCT,
+                format!("unknown selection policy `{name}`"),
+                span,
+            )
+            .with_label(format!(
+                "expected one of {}",
+                crate::capabilities::SELECTION_POLICIES.join(", ")
+            ))
+            .with_help_opt(help),
+        );
+    }
 }

@@ -75,7 +75,9 @@ impl Checker<'_> {
             k.name.clone()
         });
         if let Some(pol) = &decl.policy {
-            if capabilities::PATTERN_POLICY != Support::Supported {
+            if capabilities::PATTERN_POLICY == Support::Supported {
+                self.selection_policy(&pol.name, pol.span);
+            } else {
                 self.report(
                     Diagnostic::new(
                         codes::UNSUPPORTED_CONSTRUCT,
