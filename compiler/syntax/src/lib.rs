@@ -12,6 +12,7 @@
 pub mod ast;
 pub mod codes;
 mod error;
+pub mod format;
 mod layout;
 mod lexer;
 mod literal;

@@ -1,0 +1,139 @@
+//! Declaration loops (LANGUAGE.md §2.11), kept as written.
+//!
+//! A loop body is text with `{V}` placeholders that only parses after
+//! expansion, so the formatter does not reprint it from a tree. It finds the
+//! loops with the same rules as the expander (`crate::loops`), normalises the
+//! header's spacing and re-indents the body: the body's first line goes to
+//! one indentation level and the other lines keep their depth relative to
+//! it. The expander strips the first line's indentation from every line, so
+//! the expanded text keeps its layout.
+
+use super::INDENT;
+use std::ops::Range;
+
+/// One declaration loop in the original text.
+pub(super) struct Loop {
+    /// From the header's first byte to the end of the last body line.
+    pub range: Range<usize>,
+    /// The header, normalised: `for V in A..B:` plus any trailing comment.
+    header: String,
+    /// The body lines (without line breaks).
+    body: Vec<Range<usize>>,
+}
+
+fn indentation(line: &str) -> usize {
+    line.bytes()
+        .take_while(|b| *b == b' ' || *b == b'\t')
+        .count()
+}
+
+/// `for V in A..B:` / `for V in A..=B:` at column 0 with integer bounds and
+/// an optional trailing comment, normalised; `None` for any other line.
+fn header(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("for")?;
+    if !rest.starts_with([' ', '\t']) {
+        return None;
+    }
+    let rest = rest.trim_start();
+    let var_len = rest
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        .count();
+    if var_len == 0 || rest.as_bytes()[0].is_ascii_digit() {
+        return None;
+    }
+    let (var, rest) = rest.split_at(var_len);
+    let rest = rest.trim_start().strip_prefix("in")?;
+    if !rest.starts_with([' ', '\t']) {
+        return None;
+    }
+    let rest = rest.trim_start();
+    let (from, rest) = int_prefix(rest)?;
+    let (op, rest) = match rest.strip_prefix("..=") {
+        Some(r) => ("..=", r),
+        None => ("..", rest.strip_prefix("..")?),
+    };
+    let (to, rest) = int_prefix(rest)?;
+    let comment = rest.trim_start().strip_prefix(':')?.trim();
+    if !(comment.is_empty() || comment.starts_with('#') || comment.starts_with("//")) {
+        return None;
+    }
+    let mut out = format!("for {var} in {from}{op}{to}:");
+    if !comment.is_empty() {
+        out.push_str("  ");
+        out.push_str(comment);
+    }
+    Some(out)
+}
+
+fn int_prefix(s: &str) -> Option<(&str, &str)> {
+    let sign = usize::from(s.starts_with('-'));
+    let digits = s[sign..].bytes().take_while(u8::is_ascii_digit).count();
+    (digits > 0).then(|| s.split_at(sign + digits))
+}
+
+/// The declaration loops of `text` in order.
+pub(super) fn find(text: &str) -> Vec<Loop> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let body = line.strip_suffix('\n').unwrap_or(line);
+        lines.push(start..start + body.len());
+        start += line.len();
+    }
+    let mut loops = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let Some(header) = header(&text[lines[i].clone()]) else {
+            i += 1;
+            continue;
+        };
+        let mut last = i;
+        let mut j = i + 1;
+        while j < lines.len() {
+            let l = &text[lines[j].clone()];
+            if !l.trim().is_empty() {
+                if indentation(l) == 0 {
+                    break;
+                }
+                last = j;
+            }
+            j += 1;
+        }
+        loops.push(Loop {
+            range: lines[i].start..lines[last].end,
+            header,
+            body: lines[i + 1..=last].to_vec(),
+        });
+        i = last + 1;
+    }
+    loops
+}
+
+impl Loop {
+    /// The loop re-indented, ending in a line break.
+    pub fn render(&self, text: &str) -> String {
+        let strip = self
+            .body
+            .iter()
+            .map(|r| &text[r.clone()])
+            .find(|l| !l.trim().is_empty())
+            .map_or(0, indentation);
+        let mut out = self.header.clone();
+        out.push('\n');
+        for r in &self.body {
+            let line = text[r.clone()].trim_end();
+            if line.is_empty() {
+                if !out.ends_with("\n\n") {
+                    out.push('\n');
+                }
+                continue;
+            }
+            let depth = indentation(line).saturating_sub(strip);
+            out.extend(std::iter::repeat_n(' ', INDENT + depth));
+            out.push_str(line.trim_start());
+            out.push('\n');
+        }
+        out
+    }
+}
