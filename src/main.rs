@@ -90,6 +90,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
         color: ColorChoice,
     },
+    /// Start the language server on stdin/stdout (for editors).
+    Lsp,
     /// Print the syntax tree of a file (for debugging the parser).
     Parse {
         /// The file to parse.
@@ -214,6 +216,7 @@ fn main() -> ExitCode {
         ),
         Command::Explain { code } => cli::explain::run(&code),
         Command::Parse { file } => cli::parse::run(&file),
+        Command::Lsp => varpulis_lsp::run_stdio().map(|()| ExitCode::SUCCESS),
         Command::Test {
             paths,
             update,
