@@ -6,10 +6,8 @@ use proptest::prelude::*;
 use varpulis_syntax::format::{ast_fingerprint, comment_count, format};
 use varpulis_syntax::lex;
 
-/// Valid programs covering most of the grammar. `config_legacy.vpl` and
-/// `lambdas.vpl` are left out: a braced config entry without its `:` and a
-/// stray `)` inside a block lambda make the parser loop forever (parser
-/// bugs reported separately; the formatter's unit tests cover both forms).
+/// Valid programs covering most of the grammar (`config_legacy.vpl` and
+/// `lambdas.vpl` once found two parser hangs, now fixed: see `no_hang.rs`).
 const SEEDS: &[&str] = &[
     include_str!("programs/sources.vpl"),
     include_str!("programs/functions.vpl"),
@@ -18,6 +16,8 @@ const SEEDS: &[&str] = &[
     include_str!("../../../tests/corpus/valid/language/comments_strings.vpl"),
     include_str!("../../../tests/corpus/valid/language/declaration_loops.vpl"),
     include_str!("../../../tests/corpus/valid/language/pattern_sugar.vpl"),
+    include_str!("../../../tests/corpus/valid/language/config_legacy.vpl"),
+    include_str!("../../../tests/corpus/valid/language/lambdas.vpl"),
 ];
 
 /// Inserted text: layout, comments and tokens that often keep a program

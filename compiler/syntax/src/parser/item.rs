@@ -306,10 +306,17 @@ impl<'a> Parser<'a> {
                     self.unclosed(open, K::LBrace, errors_before);
                     break;
                 }
+                let before = self.pos;
                 if !self.config_entry(&mut entries) {
                     self.skip_until(|p| p.at(K::Comma) || p.tok().bol);
                 }
                 self.eat(K::Comma);
+                if self.pos == before {
+                    // The entry was rejected at a token recovery stops on
+                    // (a line start, a stray closer): step over it so the
+                    // loop always moves forward.
+                    self.bump();
+                }
             }
         } else if self.eat(K::Colon) {
             let found = self.block_lines(indent, |p| {

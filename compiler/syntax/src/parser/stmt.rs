@@ -480,6 +480,11 @@ impl<'a> Parser<'a> {
             if self.pos == before {
                 self.expected("a statement or `}`");
                 self.skip_until(|_| false);
+                if self.pos == before {
+                    // Recovery stopped on a closer that is not this block's
+                    // `}` (e.g. a stray `)`): consume it so the loop ends.
+                    self.bump();
+                }
             }
         }
         self.step_mode = saved;
