@@ -90,6 +90,15 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
         color: ColorChoice,
     },
+    /// Format programs in the canonical layout (docs/FORMAT.md); `-` formats stdin to stdout.
+    Fmt {
+        /// Files to format in place (`-` for stdin).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write nothing; print a diff of each file that would change and exit 1.
+        #[arg(long)]
+        check: bool,
+    },
     /// Start the language server on stdin/stdout (for editors).
     Lsp,
     /// Print the syntax tree of a file (for debugging the parser).
@@ -216,6 +225,7 @@ fn main() -> ExitCode {
         ),
         Command::Explain { code } => cli::explain::run(&code),
         Command::Parse { file } => cli::parse::run(&file),
+        Command::Fmt { files, check } => cli::fmt::run(&files, check),
         Command::Lsp => varpulis_lsp::run_stdio().map(|()| ExitCode::SUCCESS),
         Command::Test {
             paths,

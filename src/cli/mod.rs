@@ -13,5 +13,6 @@ use anyhow::Context;
 pub fn read_text(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))
 }
+pub mod fmt;
 pub mod simulate;
 pub mod test;
