@@ -866,7 +866,10 @@ impl Checker<'_> {
         if crate::capabilities::SELECTION_POLICIES.contains(&name) {
             return;
         }
-        let help = suggest::help(name, crate::capabilities::SELECTION_POLICIES.iter().copied());
+        let help = suggest::help(
+            name,
+            crate::capabilities::SELECTION_POLICIES.iter().copied(),
+        );
         self.report(
             Diagnostic::new(
                 codes::UNSUPPORTED_CONSTRUCT,

@@ -794,6 +794,23 @@ impl Lowerer<'_> {
     }
 }
 
+/// `a` or `a.f` where `a` is a sequence alias not shadowed by a local: the
+/// alias and the field name.
+fn alias_operand<'e>(env: &Env, e: &'e Expr) -> Option<(ScopeAlias, Option<&'e Ident>)> {
+    match &unparen(e).kind {
+        ExprKind::Ident(x) if env.local(&x.name).is_none() => {
+            env.alias(&x.name).map(|a| (a.clone(), None))
+        }
+        ExprKind::Member { base, name, .. } => match &unparen(base).kind {
+            ExprKind::Ident(x) if env.local(&x.name).is_none() => {
+                env.alias(&x.name).map(|a| (a.clone(), Some(name)))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -827,22 +844,5 @@ mod tests {
         assert_eq!(c.code, vec![Instr::JumpIfNotTrue(2), Instr::Pop]);
         assert_eq!(c.spans, vec![SpanId(7), SpanId(8)]);
         assert_eq!(c.locals, 1);
-    }
-}
-
-/// `a` or `a.f` where `a` is a sequence alias not shadowed by a local: the
-/// alias and the field name.
-fn alias_operand<'e>(env: &Env, e: &'e Expr) -> Option<(ScopeAlias, Option<&'e Ident>)> {
-    match &unparen(e).kind {
-        ExprKind::Ident(x) if env.local(&x.name).is_none() => {
-            env.alias(&x.name).map(|a| (a.clone(), None))
-        }
-        ExprKind::Member { base, name, .. } => match &unparen(base).kind {
-            ExprKind::Ident(x) if env.local(&x.name).is_none() => {
-                env.alias(&x.name).map(|a| (a.clone(), Some(name)))
-            }
-            _ => None,
-        },
-        _ => None,
     }
 }

@@ -385,9 +385,8 @@ fn build_stream(p: &Program, plan: &StreamPlan) -> Result<StreamRt, LoadError> {
             OpSpec::Process(c) => Box::new(Process(c.clone())),
             OpSpec::Sequence(seq) => {
                 layout = seq.schema;
-                let op = SequenceOp::new(p, seq).map_err(|e| {
-                    LoadError::Invalid(format!("stream `{}`: {e}", plan.name))
-                })?;
+                let op = SequenceOp::new(p, seq)
+                    .map_err(|e| LoadError::Invalid(format!("stream `{}`: {e}", plan.name)))?;
                 Box::new(op)
             }
         };

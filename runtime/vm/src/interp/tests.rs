@@ -641,3 +641,58 @@ fn conversion_predicate_and_misc_builtins() {
     );
     assert_eq!(vm.reports[0].kind.code(), "R0001");
 }
+
+/// Evaluates code with sequence bindings: alias 0 plain (`v` = 1), alias 1
+/// a Kleene list of `v` = 20, 10, 30, alias 2 unbound.
+fn with_bindings(code: Vec<Instr>) -> Option<Value> {
+    let mut b = crate::sequence::Bindings::new(3);
+    let e = |v: i64| std::sync::Arc::new(Event::new(0, v, vec![Some(Int(v))]));
+    b.set(0, e(1));
+    for v in [20, 10, 30] {
+        b.push(1, e(v));
+    }
+    let mut vm = Vm::new();
+    let cur = ev();
+    let mut cx = EvalCx::event(&cur, 42);
+    cx.bindings = Some(&b);
+    vm.eval(&Program::default(), &mut [], &Chunk::new(code, vec![]), &cx)
+}
+
+#[test]
+fn alias_instructions_read_the_bindings() {
+    assert_eq!(with_bindings(vec![Instr::LoadAlias(0, 0)]), Some(Int(1)));
+    // A Kleene alias reads its most recent event, `first` its earliest.
+    assert_eq!(with_bindings(vec![Instr::LoadAlias(1, 0)]), Some(Int(30)));
+    assert_eq!(with_bindings(vec![Instr::AliasFirst(1, 0)]), Some(Int(20)));
+    assert_eq!(with_bindings(vec![Instr::AliasLen(1)]), Some(Int(3)));
+    assert_eq!(with_bindings(vec![Instr::AliasLen(0)]), Some(Int(1)));
+    assert_eq!(with_bindings(vec![Instr::AliasLen(2)]), Some(Int(0)));
+    assert_eq!(with_bindings(vec![Instr::LoadAlias(2, 0)]), None);
+    assert_eq!(with_bindings(vec![Instr::AliasFirst(2, 0)]), None);
+    assert_eq!(
+        with_bindings(vec![Instr::AliasValues(1, 0)]),
+        Some(Value::array(vec![Int(20), Int(10), Int(30)]))
+    );
+    assert_eq!(
+        with_bindings(vec![
+            Instr::AliasValues(1, 0),
+            Instr::CallBuiltin(Builtin::Sum, 1)
+        ]),
+        Some(Float(60.0))
+    );
+    // An absent field is skipped; an unbound alias gives an empty array.
+    assert_eq!(
+        with_bindings(vec![Instr::AliasValues(1, 5)]),
+        Some(Value::array(vec![]))
+    );
+    assert_eq!(
+        with_bindings(vec![Instr::AliasValues(2, 0)]),
+        Some(Value::array(vec![]))
+    );
+}
+
+#[test]
+fn alias_instructions_without_bindings_are_unbound() {
+    assert_eq!(check(vec![Instr::AliasLen(0)], vec![]), Some(Int(0)));
+    assert_eq!(check(vec![Instr::AliasFirst(0, 0)], vec![]), None);
+}
