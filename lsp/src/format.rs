@@ -1,11 +1,9 @@
-//! Document formatting.
+//! Document formatting through the syntax crate's formatter.
 //!
-//! The formatter (`varpulis_syntax::format::format`) is being added to the
-//! syntax crate; until it is exported this answers "no edits" (`None`), and
-//! the server replies to `textDocument/formatting` with no changes.
+//! Text with syntax errors is not formatted (the formatter refuses it, since
+//! it could lose what the parser skipped): the server answers with no edits.
 
 /// The formatted text of `text`, or `None` when it cannot be formatted.
 pub fn format(text: &str) -> Option<String> {
-    let _ = text;
-    None
+    varpulis_syntax::format::format(text).ok()
 }
