@@ -59,8 +59,8 @@ pub(super) fn build(program: Arc<Program>, config: EngineConfig) -> Result<Engin
             event: None,
             aggs: &[],
             now: 0,
-        };
             bindings: None,
+        };
         let v = shared.vm.eval(&program, &mut shared.globals, &g.init, &cx);
         if let Some(slot) = shared.globals.get_mut(i) {
             *slot = v;
@@ -106,13 +106,13 @@ fn event_inputs(plan: &StreamPlan) -> Vec<SchemaId> {
         SourceSpec::Join(j) => j.inputs.iter().for_each(|b| add(&b.input)),
         SourceSpec::Timer { .. } | SourceSpec::Late(_) => {}
     }
-    v
-}
     for op in &plan.ops {
         if let OpSpec::Sequence(seq) = op {
             seq.inputs().iter().for_each(&mut add);
         }
     }
+    v
+}
 
 fn invalid(msg: String) -> LoadError {
     LoadError::Invalid(msg)
@@ -226,8 +226,6 @@ fn topo_order(p: &Program) -> Result<Vec<usize>, LoadError> {
             SourceSpec::Late(t) => deps[i].push(*t as usize),
             SourceSpec::Connector { .. } | SourceSpec::Timer { .. } => {}
         }
-    }
-    // 0 = unvisited, 1 = on the current path, 2 = done.
         // The other inputs of a sequence are upstream too.
         for op in &plan.ops {
             if let OpSpec::Sequence(seq) = op {
@@ -238,6 +236,8 @@ fn topo_order(p: &Program) -> Result<Vec<usize>, LoadError> {
                 }
             }
         }
+    }
+    // 0 = unvisited, 1 = on the current path, 2 = done.
     let mut mark = vec![0u8; n];
     let mut order = Vec::with_capacity(n);
     for start in 0..n {

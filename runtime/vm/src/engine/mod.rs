@@ -342,6 +342,20 @@ impl Engine {
     pub fn metrics(&self) -> Metrics {
         let mut m = self.metrics.clone();
         m.runtime_errors = self.shared.vm.error_count;
+        let p = &mut m.patterns;
+        for s in self.streams.iter().flat_map(|st| st.ops.iter()) {
+            if let Some(x) = s.sequence_metrics() {
+                p.active_runs += x.active_runs;
+                p.partitions += x.partitions;
+                p.matches += x.matches;
+                p.absences += x.absences;
+                p.expired += x.expired;
+                p.killed += x.killed;
+                p.evicted += x.evicted;
+                p.rejected += x.rejected;
+                p.capped += x.capped;
+            }
+        }
         m
     }
 
@@ -364,20 +378,6 @@ impl Engine {
                 continue;
             };
             let admitted = {
-        let p = &mut m.patterns;
-        for s in self.streams.iter().flat_map(|st| st.ops.iter()) {
-            if let Some(x) = s.sequence_metrics() {
-                p.active_runs += x.active_runs;
-                p.partitions += x.partitions;
-                p.matches += x.matches;
-                p.absences += x.absences;
-                p.expired += x.expired;
-                p.killed += x.killed;
-                p.evicted += x.evicted;
-                p.rejected += x.rejected;
-                p.capped += x.capped;
-            }
-        }
                 let StreamRt { name, source, .. } = st;
                 let mut cx = self.shared.cx(name, now);
                 source.admit(input, rec, &mut cx)

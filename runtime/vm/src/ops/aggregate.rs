@@ -237,6 +237,7 @@ impl Aggregator {
             event: None,
             aggs: &aggs,
             now: cx.now,
+            bindings: None,
         };
         for (slot, item) in fields.iter_mut().zip(self.spec.items.iter()) {
             *slot = cx.vm.eval(cx.program, cx.globals, &item.expr, &ecx);
@@ -245,7 +246,6 @@ impl Aggregator {
             if let Some(f) = self
                 .spec
                 .key_slot
-            bindings: None,
                 .and_then(|s| fields.get_mut(usize::from(s)))
             {
                 *f = Some(k.clone());
@@ -265,6 +265,7 @@ impl Aggregator {
                 fields,
             )),
             key: key.clone(),
+            bindings: None,
         })
     }
 }
@@ -277,7 +278,6 @@ pub fn percentile(xs: &[f64], p: f64) -> Option<f64> {
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
     let rank = p * (v.len() - 1) as f64;
-            bindings: None,
     let lo = rank.floor() as usize;
     let hi = rank.ceil() as usize;
     let (a, b) = (*v.get(lo)?, *v.get(hi)?);

@@ -76,9 +76,6 @@ impl Cx<'_> {
         let cx = EvalCx::event(ev, self.now);
         self.vm.test(self.program, self.globals, chunk, &cx)
     }
-}
-
-/// Failure to save or restore operator state.
 
     /// Evaluates an expression on a record (its event and, after a
     /// sequence, its match bindings).
@@ -94,6 +91,9 @@ impl Cx<'_> {
         cx.bindings = rec.bindings.as_deref();
         self.vm.test(self.program, self.globals, chunk, &cx)
     }
+}
+
+/// Failure to save or restore operator state.
 pub type StateResult<T> = Result<T, String>;
 
 /// A runtime operator.
@@ -128,6 +128,11 @@ pub trait Operator {
     fn load(&mut self, _bytes: &[u8]) -> StateResult<()> {
         Ok(())
     }
+
+    /// A sequence operator's matcher counters (`None` for other operators).
+    fn sequence_metrics(&self) -> Option<crate::sequence::Metrics> {
+        None
+    }
 }
 
 /// Encodes operator state for a snapshot.
@@ -136,11 +141,6 @@ pub fn encode<T: Serialize>(state: &T) -> StateResult<Option<Vec<u8>>> {
     ciborium::into_writer(state, &mut out).map_err(|e| e.to_string())?;
     Ok(Some(out))
 }
-
-    /// A sequence operator's matcher counters (`None` for other operators).
-    fn sequence_metrics(&self) -> Option<crate::sequence::Metrics> {
-        None
-    }
 
 /// Decodes operator state from a snapshot.
 pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> StateResult<T> {

@@ -110,6 +110,7 @@ impl Operator for Tumbling {
     fn inspect(&self) -> Vec<crate::inspect::WindowState> {
         self.wins
             .iter()
+            .flat_map(|(k, ws)| ws.iter().map(move |w| (k, w)))
             .map(|(k, w)| {
                 let end = w.start.saturating_add(self.size);
                 crate::inspect::WindowState::new(k, w.group.events(), Some(w.start), Some(end))
