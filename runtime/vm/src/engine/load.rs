@@ -321,7 +321,7 @@ fn build_stream(p: &Program, plan: &StreamPlan) -> Result<StreamRt, LoadError> {
         let at = i;
         i += 1;
         let built: Box<dyn Operator> = match op {
-            OpSpec::Filter(c) | OpSpec::Having(c) => Box::new(Filter(c.clone())),
+            OpSpec::Filter(c) | OpSpec::Having(c) => Box::new(Filter::new(c.clone())),
             OpSpec::Select(pj) => {
                 layout = pj.schema;
                 Box::new(Project {

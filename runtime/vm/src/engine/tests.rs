@@ -34,6 +34,48 @@ fn hot() -> Arc<Program> {
 }
 
 #[test]
+fn simple_comparison_filters_agree_with_the_interpreter() {
+    // `bar > 8.0` runs without the interpreter loop; `8.0 < bar` does not.
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let (emit, out) = b.emit("Fast", vec![("bar", field(1))]);
+    b.stream(
+        "Fast",
+        input(r),
+        vec![
+            OpSpec::Filter(compare(1, Instr::Gt, Value::Float(8.0))),
+            emit,
+        ],
+        out,
+    );
+    let (emit, out) = b.emit("Slow", vec![("bar", field(1))]);
+    let slow = code(
+        vec![Instr::Const(0), Instr::LoadField(1), Instr::Lt],
+        vec![Value::Float(8.0)],
+    );
+    b.stream("Slow", input(r), vec![OpSpec::Filter(slow), emit], out);
+    let mut e = Engine::new(b.build()).expect("loads");
+    let cases = [
+        Some(Value::Float(9.0)),
+        Some(Value::Int(9)),
+        Some(Value::Float(8.0)),
+        Some(Value::Int(3)),
+        Some(Value::str("x")),
+        None,
+    ];
+    for (i, v) in cases.into_iter().enumerate() {
+        let t = i64::try_from(i).expect("small");
+        let outs = e.push(Event::new(0, t, vec![Some(Value::str("a")), v]));
+        let fast = outs.iter().filter(|o| &*o.stream == "Fast").count();
+        let slow = outs.iter().filter(|o| &*o.stream == "Slow").count();
+        assert_eq!(fast, slow, "case {i}");
+        assert_eq!(fast, usize::from(i < 2), "case {i}");
+    }
+    // The string is a type error in both streams, reported by each.
+    assert_eq!(e.metrics().runtime_errors, 2);
+}
+
+#[test]
 fn filter_and_emit_produce_named_outputs() {
     let mut e = Engine::new(hot()).expect("loads");
     assert!(e.push(reading(1, "P1", 7.0)).is_empty());

@@ -3,17 +3,55 @@
 
 use super::{Cx, Operator, Rec};
 use crate::engine::{output_of, SideOutput};
+use crate::interp::arith;
 use std::sync::Arc;
 use varpulis_program::{
-    Chunk, ConfigValue, ConnectorId, Event, LogSpec, SchemaId, Value, ValueKey,
+    Chunk, ConfigValue, ConnectorId, Event, Instr, LogSpec, SchemaId, Value, ValueKey,
 };
 
 /// `.where(e)`, `.filter(e)`, `.having(e)`.
-pub struct Filter(pub Chunk);
+pub struct Filter {
+    chunk: Chunk,
+    /// `field <cmp> constant`, the most common condition, evaluated without
+    /// the interpreter loop: (field slot, comparison, constant).
+    simple: Option<(u16, Instr, Value)>,
+}
+
+impl Filter {
+    /// A filter on `chunk`.
+    pub fn new(chunk: Chunk) -> Filter {
+        let simple = match chunk.code.as_slice() {
+            [Instr::LoadField(s), Instr::Const(c), op]
+            | [Instr::LoadField(s), Instr::Const(c), op, Instr::Return]
+                if matches!(
+                    op,
+                    Instr::Eq | Instr::Ne | Instr::Lt | Instr::Le | Instr::Gt | Instr::Ge
+                ) =>
+            {
+                chunk.consts.get(*c as usize).map(|v| (*s, *op, v.clone()))
+            }
+            _ => None,
+        };
+        Filter { chunk, simple }
+    }
+}
 
 impl Operator for Filter {
     fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
-        if cx.test_rec(&self.0, &rec) {
+        let pass = match &self.simple {
+            // Same operator function as the interpreter; an absent field
+            // gives no value (not true). Errors take the interpreter path so
+            // they are reported with their span.
+            Some((slot, op, k)) => match rec.ev.get(*slot) {
+                None => false,
+                Some(v) => match arith::binary(*op, v, k) {
+                    Ok(r) => matches!(r, Value::Bool(true)),
+                    Err(_) => cx.test_rec(&self.chunk, &rec),
+                },
+            },
+            None => cx.test_rec(&self.chunk, &rec),
+        };
+        if pass {
             out.push(rec);
         }
     }
