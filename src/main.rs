@@ -99,6 +99,11 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Write rules interactively against sample events (`:help` inside lists the commands).
+    Repl {
+        /// Rule files to load first.
+        files: Vec<PathBuf>,
+    },
     /// Start the language server on stdin/stdout (for editors).
     Lsp,
     /// Print the syntax tree of a file (for debugging the parser).
@@ -226,6 +231,7 @@ fn main() -> ExitCode {
         Command::Explain { code } => cli::explain::run(&code),
         Command::Parse { file } => cli::parse::run(&file),
         Command::Fmt { files, check } => cli::fmt::run(&files, check),
+        Command::Repl { files } => varpulis_repl::run(varpulis_repl::Options { files }),
         Command::Lsp => varpulis_lsp::run_stdio().map(|()| ExitCode::SUCCESS),
         Command::Test {
             paths,
