@@ -448,7 +448,7 @@ fn classify(p: str, b: float):
 );
 
 snap!(
-    unsupported_constructs_are_reported_not_dropped,
+    kleene_alias_length_lowers_to_alias_len,
     r#"
 event Tick:
     px: float
@@ -458,6 +458,23 @@ stream Runs = Tick as a
     -> all Tick where px > a.px as t
     .within(1m)
     .emit(n: len(t))
+"#
+);
+
+snap!(
+    unsupported_constructs_are_reported_not_dropped,
+    r#"
+event A:
+    k: str
+event B:
+    k: str
+event C:
+    k: str
+
+pattern P = SEQ(A as a, B AND C) within 1m
+
+stream Out = P
+    .emit(k: a.k)
 "#
 );
 
