@@ -124,6 +124,14 @@ pub const OPERATORS: &[OpInfo] = &[
         "deadline of a sequence match"
     ),
     op!(
+        "timeouts",
+        Supported,
+        0,
+        0,
+        Some(&[]),
+        "the expired partial matches of a sequence stream or pattern (first operator only)"
+    ),
+    op!(
         "policy",
         Supported,
         1,

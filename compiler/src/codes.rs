@@ -99,6 +99,9 @@ codes! {
     ON_WITHOUT_JOIN = "E0412", "`.on` outside a join";
     /// `.partition_by` whose argument is not a field name.
     INVALID_PARTITION_KEY = "E0413", "invalid partition key";
+    /// `.timeouts()` not first, or on a source that runs no sequence with a
+    /// deadline.
+    INVALID_TIMEOUT_STREAM = "E0414", "invalid timeout stream";
 
     /// `.to(X)` / `.from(X)` where `X` is declared but is not a connector.
     NOT_A_CONNECTOR = "E0501", "not a connector";

@@ -33,8 +33,8 @@ use varpulis_syntax::{ItemParse, SourceMap, SyntaxError};
 
 use crate::check;
 use crate::diagnostic::Diagnostic;
-use crate::model::{ItemAnalysis, ItemModel};
-use crate::resolve::{DeclKind, Env, NameIndex};
+use crate::model::{ItemAnalysis, ItemModel, SourceModel, StageKind};
+use crate::resolve::{DeclKind, Env, NameIndex, SequenceSig};
 use crate::types::{FnSig, Schema, Type};
 
 /// The database trait every query takes.
@@ -350,6 +350,64 @@ pub fn signature<'db>(db: &'db dyn Db, file: SourceFile, name: Name<'db>) -> Opt
     })
 }
 
+/// The sequence a stream or named pattern runs, for `name.timeouts()`.
+///
+/// Like [`signature`], a firewall: it reads the checked model of `name` and
+/// usually stays equal when that item is edited inside a filter or after the
+/// match, so timeout streams are not re-checked.
+#[salsa::tracked(cycle_result = sequence_signature_cycle)]
+pub fn sequence_signature<'db>(
+    db: &'db dyn Db,
+    file: SourceFile,
+    name: Name<'db>,
+) -> Option<SequenceSig> {
+    let index = name_index(db, file);
+    let n = name.text(db);
+    let decl = index.get(n)?;
+    if index.is_cyclic(n) {
+        return None;
+    }
+    let home = decl_file(db, file, &decl)?;
+    let entry = file_items(db, home).items.get(decl.item)?;
+    match &analyze_item(db, entry.key).model {
+        ItemModel::Pattern(p) => Some(SequenceSig {
+            schema: p.schema.clone(),
+            within: p.within.is_some(),
+        }),
+        ItemModel::Stream(m) if m.is_sequence => {
+            let mut within = m
+                .stages
+                .iter()
+                .any(|s| matches!(s.kind, StageKind::Within(_)));
+            if let SourceModel::Pattern { name } = &m.source {
+                let inner = sequence_signature(db, home, Name::new(db, name.clone()));
+                within |= inner.as_ref().is_some_and(|s| s.within);
+            }
+            // The match layout: after the last step, else (a pattern or
+            // `sequence(...)` source) what the first operator sees.
+            let schema = m
+                .stages
+                .iter()
+                .rev()
+                .find(|s| matches!(s.kind, StageKind::Step { .. }))
+                .map(|s| s.output.clone())
+                .or_else(|| m.stages.first().map(|s| s.input.clone()))
+                .unwrap_or_else(|| m.output.clone());
+            Some(SequenceSig { schema, within })
+        }
+        _ => None,
+    }
+}
+
+fn sequence_signature_cycle<'db>(
+    _db: &'db dyn Db,
+    _id: salsa::Id,
+    _file: SourceFile,
+    _name: Name<'db>,
+) -> Option<SequenceSig> {
+    None
+}
+
 fn signature_cycle<'db>(
     _db: &'db dyn Db,
     _id: salsa::Id,
@@ -488,6 +546,10 @@ impl Env for DbEnv<'_> {
             Signature::Stream(s) => Some(s),
             _ => None,
         }
+    }
+
+    fn sequence_sig(&self, name: &str) -> Option<SequenceSig> {
+        sequence_signature(self.db, self.file, Name::new(self.db, name.to_string())).clone()
     }
 
     fn fn_sig(&self, name: &str) -> Option<FnSig> {

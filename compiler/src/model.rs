@@ -198,6 +198,12 @@ pub enum SourceModel {
     Join(Vec<BranchModel>),
     /// `sequence(a: A, ...)`: aliases and types in order.
     Sequence(Vec<(String, String)>),
+    /// `Name.timeouts()`: expired partial matches of the sequence run by
+    /// stream or pattern `name`.
+    Timeouts {
+        /// The sequence stream or pattern.
+        name: String,
+    },
     /// `timer(...)` (not supported yet).
     Timer,
     /// A source that could not be resolved.
@@ -346,6 +352,9 @@ pub enum StageKind {
     Context(String),
     /// `.tap(...)`: ignored.
     Tap,
+    /// `.timeouts()`: the stream receives the source's expired partial
+    /// matches (its source is [`SourceModel::Timeouts`]).
+    Timeouts,
     /// An operator that is unknown, unsupported or malformed (reported).
     Invalid,
 }

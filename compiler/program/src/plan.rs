@@ -413,6 +413,12 @@ pub struct SequenceSpec {
     /// Event selection strategy (`policy NAME` / `.policy(NAME)`).
     #[serde(default)]
     pub selection: SelectionPolicy,
+    /// A timeout stream (`S.timeouts()`): the operator outputs the runs that
+    /// reach their deadline without completing (one record per run, in the
+    /// match layout, stamped with the deadline, carrying the events bound so
+    /// far) instead of the matches.
+    #[serde(default)]
+    pub emit_timeouts: bool,
 }
 
 impl SequenceSpec {

@@ -130,6 +130,20 @@ impl Checker<'_> {
             }
             "aggregate" => return self.aggregate(op, name, args, input, p),
             "trend_aggregate" => return self.trend_aggregate(name, args, input, p),
+            "timeouts" => {
+                if !s.ops.first().is_some_and(|o| std::ptr::eq(o, op)) {
+                    self.report(
+                        Diagnostic::new(
+                            codes::INVALID_TIMEOUT_STREAM,
+                            "`.timeouts()` must be the first operator",
+                            name.span,
+                        )
+                        .with_label("after other operators")
+                        .with_help("declare a timeout stream: `stream Late = Seq.timeouts()`"),
+                    );
+                }
+                StageKind::Timeouts
+            }
             "within" => {
                 let e = first.expect("arity checked: one argument");
                 if !p.is_sequence {

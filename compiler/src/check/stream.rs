@@ -77,7 +77,11 @@ impl Checker<'_> {
                 &s.source.kind,
                 SourceKind::Named { all: true, .. } | SourceKind::Sequence(_)
             );
-        let (source, mut current) = self.source(s, &mut p);
+        let (source, mut current) = if is_timeouts(s.ops.first()) {
+            self.timeout_source(s, &mut p)
+        } else {
+            self.source(s, &mut p)
+        };
         if matches!(source, SourceModel::Pattern { .. }) {
             p.is_sequence = true;
             p.within = true; // The pattern declares (or warns about) its own deadline.
@@ -383,6 +387,87 @@ impl Checker<'_> {
                     Arc::new(Schema::open(format!("Timer_{}", s.name.name))),
                 )
             }
+        }
+    }
+
+    /// `Name.timeouts()`: `Name` must run a sequence with a deadline; the
+    /// stream sees its match layout with every alias (unbound ones read as
+    /// no value at run time).
+    fn timeout_source(&mut self, s: &StreamDecl, p: &mut Pipeline) -> (SourceModel, Arc<Schema>) {
+        let fail = |c: &mut Self, msg: String, label: &str, help: &str, span: Span| {
+            c.report(
+                Diagnostic::new(codes::INVALID_TIMEOUT_STREAM, msg, span)
+                    .with_label(label)
+                    .with_help(help),
+            );
+            (
+                SourceModel::Error,
+                Arc::new(Schema::open(s.name.name.clone())),
+            )
+        };
+        let SourceKind::Named { all, name, alias } = &s.source.kind else {
+            return fail(
+                self,
+                "`.timeouts()` needs a sequence stream or pattern as source".into(),
+                "not a stream or pattern name",
+                "write `stream Late = Orders.timeouts()` where `Orders` runs a sequence",
+                s.source.span,
+            );
+        };
+        if *all || alias.is_some() {
+            return fail(
+                self,
+                "the source of `.timeouts()` takes no `all` or alias".into(),
+                "a timeout stream sees the aliases of the sequence",
+                "remove `all` / `as ...` and read the sequence's aliases (`o.id`)",
+                s.source.span,
+            );
+        }
+        if s.ops
+            .iter()
+            .any(|o| matches!(o.kind, OpKind::FollowedBy(_)))
+        {
+            return fail(
+                self,
+                "a timeout stream cannot add sequence steps".into(),
+                "`.timeouts()` here",
+                "match on the timeout stream's output in another stream",
+                s.source.span,
+            );
+        }
+        let (kind, _) = self.source_schema(name);
+        let n = &name.name;
+        match kind {
+            Some(DeclKind::Stream | DeclKind::Pattern) => {}
+            _ => {
+                return fail(
+                    self,
+                    format!("`{n}` is not a sequence stream or pattern"),
+                    "no partial matches to time out",
+                    "apply `.timeouts()` to a stream with `->` steps and `.within(...)`",
+                    name.span,
+                );
+            }
+        }
+        match self.env.sequence_sig(n) {
+            Some(sig) if sig.within => {
+                p.bound.clone_from(&sig.schema.aliases);
+                (SourceModel::Timeouts { name: n.clone() }, sig.schema)
+            }
+            Some(_) => fail(
+                self,
+                format!("`{n}` has no `.within(...)`, so its partial matches never time out"),
+                "sequence without a deadline",
+                "add `.within(d)` to the sequence",
+                name.span,
+            ),
+            None => fail(
+                self,
+                format!("`{n}` runs no sequence"),
+                "no partial matches to time out",
+                "apply `.timeouts()` to a stream with `->` steps and `.within(...)`",
+                name.span,
+            ),
         }
     }
 
@@ -781,4 +866,9 @@ fn opened(input: &Arc<Schema>) -> Arc<Schema> {
 
 fn is_call(op: &Op, name: &str) -> bool {
     matches!(&op.kind, OpKind::Call { name: n, .. } if n.name == name)
+}
+
+/// Whether `op` is `.timeouts()`.
+fn is_timeouts(op: Option<&Op>) -> bool {
+    matches!(op, Some(Op { kind: OpKind::Call { name, .. }, .. }) if name.name == "timeouts")
 }

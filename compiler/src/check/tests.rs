@@ -243,3 +243,43 @@ fn import_paths_are_relative_to_the_importing_file() {
     assert_eq!(r("main.vpl", "./t.vpl"), "t.vpl");
     assert_eq!(r("a/main.vpl", "/abs/t.vpl"), "/abs/t.vpl");
 }
+
+const SHIP: &str =
+    "event Order:\n    id: str\n    customer: str\nevent Sent:\n    order: str\n    carrier: str\n";
+
+#[test]
+fn timeout_streams_read_the_sequence_aliases() {
+    let text = format!(
+        "{SHIP}stream Shipped = Order as o -> Sent where order == o.id as s .within(2h) .emit(order: o.id)\n\
+         stream Unshipped = Shipped.timeouts() .emit(order: o.id, carrier: s.carrier)\n"
+    );
+    assert_eq!(check(&text), "");
+    assert_eq!(schema(&text, "Unshipped"), ["order: str", "carrier: str"]);
+}
+
+#[test]
+fn timeout_streams_need_a_sequence_with_a_deadline_first() {
+    let seq = "stream Shipped = Order as o -> Sent where order == o.id as s .emit(order: o.id)\n";
+    let cases = [
+        (
+            format!("{SHIP}{seq}stream U = Shipped.timeouts()\n"),
+            "E0414 8:12 `Shipped` has no `.within(...)`, so its partial matches never time out",
+        ),
+        (
+            format!("{SHIP}stream U = Order.timeouts()\n"),
+            "E0414 7:12 `Order` is not a sequence stream or pattern",
+        ),
+        (
+            format!("{SHIP}stream P = Order\nstream U = P.timeouts()\n"),
+            "E0414 8:12 `P` runs no sequence",
+        ),
+        (
+            format!("{SHIP}stream U = Order.where(id == \"x\").timeouts()\n"),
+            "E0414 7:35 `.timeouts()` must be the first operator",
+        ),
+    ];
+    for (text, want) in cases {
+        let got = check(&text);
+        assert!(got.contains(want), "{got}");
+    }
+}

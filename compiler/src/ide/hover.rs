@@ -104,6 +104,7 @@ pub(super) fn describe_top_level(view: &FileView<'_>, name: &str) -> Option<Stri
                 SourceModel::Join(_) => " = join(...)".to_string(),
                 SourceModel::Sequence(_) => " = sequence(...)".to_string(),
                 SourceModel::Timer => " = timer(...)".to_string(),
+                SourceModel::Timeouts { name } => format!(" = {name}.timeouts()"),
                 SourceModel::Error => String::new(),
             };
             let what = if m.is_sequence {

@@ -130,6 +130,7 @@ impl Lowerer<'_> {
                 schema: layout,
                 root,
                 selection: sb.selection,
+                emit_timeouts: false,
             },
             aliases: sb.scope,
             layout,
@@ -291,6 +292,44 @@ impl Lowerer<'_> {
                 _ => {}
             }
         }
+    }
+
+    /// The sequence watched by a timeout stream `name.timeouts()`: a copy
+    /// of the sequence of pattern or stream `name`, compiled in that
+    /// declaration's own item (the caller marks it `emit_timeouts`).
+    pub(crate) fn timeout_sequence(&mut self, name: &str, decl: &StreamDecl) -> Option<SeqResult> {
+        let sid = match self.names.get(name).copied() {
+            Some(Decl::Pattern(_)) => {
+                // Operators of the timeout stream act on timeouts, not on the
+                // pattern.
+                let bare = StreamDecl {
+                    ops: Vec::new(),
+                    ..decl.clone()
+                };
+                return self.pattern_sequence(name, &bare, &mut []);
+            }
+            Some(Decl::Stream(_)) => *self.stream_ids.get(name)?,
+            _ => return None,
+        };
+        let item = *self.stream_items.get(sid as usize)?;
+        let Some(Item::Stream(up)) = self.input.items.get(item).map(|n| &n.item) else {
+            return None;
+        };
+        let prev = self.enter_item(item);
+        let mut skip = vec![false; up.ops.len()];
+        let r = match &up.source.kind {
+            ast::SourceKind::Named { all, name, alias } => {
+                if matches!(self.names.get(&name.name), Some(Decl::Pattern(_))) {
+                    self.pattern_sequence(&name.name, up, &mut skip)
+                } else {
+                    self.in_stream_sequence(*all, name, alias.as_ref(), up, &mut skip)
+                }
+            }
+            ast::SourceKind::Sequence(steps) => self.source_sequence(steps, up, &mut skip),
+            _ => None,
+        };
+        self.leave_item(prev);
+        r
     }
 
     /// A stream whose source is the named pattern `name`.

@@ -128,6 +128,17 @@ impl Lowerer<'_> {
         };
         let mut skip = vec![false; decl.ops.len()];
         let source = match &decl.source.kind {
+            SourceKind::Named { name, .. } if is_timeouts(decl.ops.first()) => {
+                let mut seq = self.timeout_sequence(&name.name, decl)?;
+                seq.spec.emit_timeouts = true;
+                ch.env.layout = Some(seq.layout);
+                ch.env.aliases = seq.aliases;
+                ch.ops.push(OpSpec::Sequence(seq.spec));
+                if let Some(s) = skip.first_mut() {
+                    *s = true;
+                }
+                seq.source
+            }
             SourceKind::Named { all, name, alias } => {
                 let is_pattern = matches!(self.names.get(&name.name), Some(Decl::Pattern(_)));
                 let has_steps = decl
@@ -636,7 +647,7 @@ impl Lowerer<'_> {
                 }
             }
             // Scheduling hints and no-ops: results must not depend on them.
-            "context" | "tap" => {}
+            "context" | "tap" | "timeouts" => {}
             "within" => self.unsupported("`.within` outside a sequence", op.span),
             "on" => self.unsupported("`.on` outside a join", op.span),
             other => {
@@ -864,6 +875,11 @@ impl Lowerer<'_> {
 }
 
 /// Splits `a and b and c` into its conjuncts.
+/// Whether `op` is `.timeouts()` (a timeout stream's first operator).
+fn is_timeouts(op: Option<&Op>) -> bool {
+    matches!(op, Some(Op { kind: OpKind::Call { name, .. }, .. }) if name.name == "timeouts")
+}
+
 fn split_and<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
     match &unparen(e).kind {
         ExprKind::Binary {

@@ -258,6 +258,15 @@ fn find_cycles(deps: &FxHashMap<String, Vec<String>>) -> Vec<String> {
     v
 }
 
+/// What a timeout stream reads about the sequence it watches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SequenceSig {
+    /// The match layout: the last step's fields plus every alias.
+    pub schema: Arc<Schema>,
+    /// Whether the sequence has a deadline (`.within` / pattern `within`).
+    pub within: bool,
+}
+
 /// What checking one item may read about the rest of the file. Implemented
 /// over the salsa database, where each method is a separately cached query,
 /// so an item's check depends only on the signatures it actually reads.
@@ -272,6 +281,9 @@ pub trait Env {
     fn event_schema(&self, name: &str) -> Option<Arc<Schema>>;
     /// The output schema of a stream, or the match schema of a pattern.
     fn stream_schema(&self, name: &str) -> Option<Arc<Schema>>;
+    /// The sequence run by a stream or named pattern, for its timeout
+    /// stream (`name.timeouts()`); `None` when `name` runs no sequence.
+    fn sequence_sig(&self, name: &str) -> Option<SequenceSig>;
     /// The signature of a user function.
     fn fn_sig(&self, name: &str) -> Option<FnSig>;
     /// The type of a global.

@@ -15,6 +15,11 @@
 //!   absence), carrying the bindings for `alias.f`, `len(ks)`, ...
 //! - Deadlines fire on the watermark ([`Operator::on_watermark`]); the
 //!   matcher's open runs are the operator's snapshot state.
+//! - Timeout streams ([`SequenceSpec::emit_timeouts`]): the operator runs its
+//!   own copy of the sequence and outputs, instead of matches, one record per
+//!   run that reached its deadline without completing: the latest bound
+//!   event in the match layout, stamped with the deadline, with the
+//!   bindings so far (unbound aliases read as no value).
 
 use super::{decode, encode, Cx, Operator, Rec, StateResult};
 use crate::interp::EvalCx;
@@ -45,6 +50,8 @@ pub struct SequenceOp {
     aliases: u16,
     /// Layout of match events.
     schema: SchemaId,
+    /// Output expired runs instead of matches (a timeout stream).
+    emit_timeouts: bool,
     /// Reused matcher output.
     out: Output,
 }
@@ -99,7 +106,7 @@ impl SequenceOp {
                 SelectionPolicy::SkipTillNextMatch => Selection::SkipTillNextMatch,
                 SelectionPolicy::SkipTillAnyMatch => Selection::SkipTillAnyMatch,
             },
-            timeouts: false,
+            timeouts: spec.emit_timeouts,
         };
         let matcher = Matcher::new(mspec, Limits::default())?;
         let mut input_of = vec![None; program.schemas.len()];
@@ -143,61 +150,92 @@ impl SequenceOp {
             keys,
             aliases,
             schema: spec.schema,
+            emit_timeouts: spec.emit_timeouts,
             out: Output::default(),
         })
     }
 
-    /// Turns the matcher's matches into records. `current` is the event
-    /// being processed (it completed every non-absence match).
+    /// Turns the matcher's matches (or, for a timeout stream, its expired
+    /// runs) into records. `current` is the event being processed (it
+    /// completed every non-absence match).
     fn emit(&mut self, program: &Program, current: Option<&Arc<Event>>, out: &mut Vec<Rec>) {
-        for m in self.out.matches.drain(..) {
+        if self.emit_timeouts {
+            self.out.matches.clear();
+            let mut ts = std::mem::take(&mut self.out.timeouts);
+            for t in ts.drain(..) {
+                let last = self.latest_binding(&t.bindings);
+                out.push(self.record(program, last, t.deadline, t.bindings));
+            }
+            self.out.timeouts = ts;
+            return;
+        }
+        // Taken and put back so the buffer keeps its capacity.
+        let mut ms = std::mem::take(&mut self.out.matches);
+        for m in ms.drain(..) {
             // The last bound event: the completing one, or for an absence
             // (completed by the clock) the latest binding.
             let last = match current {
                 Some(c) if !m.absence => Some(c.clone()),
-                _ => (0..self.aliases)
-                    .filter_map(|a| m.bindings.get(a))
-                    .max_by_key(|e| e.time)
-                    .cloned(),
+                _ => self.latest_binding(&m.bindings),
             };
-            let ev = match last {
-                Some(e) if e.type_id == self.schema && e.time == m.time => e,
-                Some(e) if e.type_id == self.schema => Arc::new(Event {
-                    type_id: self.schema,
-                    time: m.time,
-                    fields: e.fields.clone(),
-                    extra: e.extra.clone(),
-                }),
-                // Another layout (an `OR` branch, a `T?` left empty): its
-                // fields by name in the match layout.
-                Some(e) => {
-                    let fields = match (
-                        program.schemas.get(self.schema as usize),
-                        program.schemas.get(e.type_id as usize),
-                    ) {
-                        (Some(to), Some(from)) => to
-                            .fields
-                            .iter()
-                            .map(|f| {
-                                let slot = from.fields.iter().position(|g| g.name == f.name)?;
-                                e.fields.get(slot).cloned().flatten()
-                            })
-                            .collect(),
-                        _ => Vec::new(),
-                    };
-                    let mut ev = Event::new(self.schema, m.time, fields);
-                    ev.extra.clone_from(&e.extra);
-                    Arc::new(ev)
-                }
-                None => Arc::new(Event::new(self.schema, m.time, Vec::new())),
-            };
-            out.push(Rec {
-                ev,
-                key: None,
-                bindings: Some(Arc::new(m.bindings)),
-            });
+            out.push(self.record(program, last, m.time, m.bindings));
         }
+        self.out.matches = ms;
         self.out.timeouts.clear();
+    }
+
+    /// The most recent event bound by any alias.
+    fn latest_binding(&self, b: &Bindings) -> Option<Arc<Event>> {
+        (0..self.aliases)
+            .filter_map(|a| b.get(a))
+            .max_by_key(|e| e.time)
+            .cloned()
+    }
+
+    /// One output record: `last` in the match layout, stamped `time`.
+    fn record(
+        &self,
+        program: &Program,
+        last: Option<Arc<Event>>,
+        time: i64,
+        bindings: Bindings,
+    ) -> Rec {
+        let ev = match last {
+            Some(e) if e.type_id == self.schema && e.time == time => e,
+            Some(e) if e.type_id == self.schema => Arc::new(Event {
+                type_id: self.schema,
+                time,
+                fields: e.fields.clone(),
+                extra: e.extra.clone(),
+            }),
+            // Another layout (an `OR` branch, a `T?` left empty, the first
+            // step of an expired run): its fields by name in the match layout.
+            Some(e) => {
+                let fields = match (
+                    program.schemas.get(self.schema as usize),
+                    program.schemas.get(e.type_id as usize),
+                ) {
+                    (Some(to), Some(from)) => to
+                        .fields
+                        .iter()
+                        .map(|f| {
+                            let slot = from.fields.iter().position(|g| g.name == f.name)?;
+                            e.fields.get(slot).cloned().flatten()
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let mut ev = Event::new(self.schema, time, fields);
+                ev.extra.clone_from(&e.extra);
+                Arc::new(ev)
+            }
+            None => Arc::new(Event::new(self.schema, time, Vec::new())),
+        };
+        Rec {
+            ev,
+            key: None,
+            bindings: Some(Arc::new(bindings)),
+        }
     }
 }
 
