@@ -405,3 +405,30 @@ fn imports_are_loaded_relative_to_the_importing_file() {
         text(&out.stderr).contains("lib/missing.vpl") && text(&out.stderr).contains("broken.vpl")
     );
 }
+
+#[test]
+fn connector_sources_are_named_as_not_started_and_fed_from_the_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "r.vpl",
+        "connector In = mqtt (host: \"localhost\", topic: \"r\")\n\nevent Reading:\n    sensor: str\n    temp: float\n\nstream Hot = Reading.from(In, topic: \"r\")\n    .where(temp > 30.0)\n    .emit(sensor: sensor)\n",
+    );
+    write(
+        dir.path(),
+        "e.jsonl",
+        "{\"event_type\":\"Reading\",\"sensor\":\"a\",\"temp\":40}\n",
+    );
+    let out = varpulis(&["run", "r.vpl", "--input", "e.jsonl"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("connector `In` (mqtt)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("\"sensor\":\"a\""),
+        "{}",
+        text(&out.stdout)
+    );
+}

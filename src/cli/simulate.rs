@@ -70,6 +70,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if !warnings.is_empty() {
         eprint!("{warnings}");
     }
+    for note in connector_source_notes(&program) {
+        eprintln!("{note}");
+    }
     let mut job = Job::new(program, args.job.clone())?;
 
     let stdin_input = args.input.as_os_str() == "-";
@@ -139,6 +142,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             writeln!(stderr, "{msg}")?;
         }
         emit(&mut outputs, &mut kept, &mut *sink)?;
+        if stdin_input {
+            // Interactive or piped input: make each output visible at once,
+            // so stopping with Ctrl-C loses nothing already produced.
+            sink.flush()?;
+        }
         progress.update(records.bytes, &mut stderr);
     }
     job.finish(&mut outputs)?;
@@ -157,6 +165,31 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Connector sources (`Type.from(Conn, ...)`) are not started by this build:
+/// say so once, and that events of the type from the input still feed them.
+fn connector_source_notes(program: &varpulis_program::Program) -> Vec<String> {
+    program
+        .streams
+        .iter()
+        .filter_map(|s| match &s.source {
+            varpulis_program::SourceSpec::Connector { schema, connector, .. } => {
+                let ty = program.schemas.get(*schema as usize).map(|x| x.name.to_string());
+                let conn = program.connectors.get(*connector as usize);
+                Some(format!(
+                    "note: stream `{}` reads `{}` from connector `{}` ({}); this build does not start \
+                     connector sources yet, so it receives the `{}` events of the input",
+                    s.name,
+                    ty.as_deref().unwrap_or("?"),
+                    conn.map_or("?", |c| &c.name),
+                    conn.map_or("?", |c| &c.kind),
+                    ty.as_deref().unwrap_or("?"),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// `simulate: 1200 events in 0.01s, 14 outputs; skipped 2 (malformed 1, ...); 1 late`.
