@@ -11,7 +11,7 @@
 //! - [`explain`]: `:inspect` and `:why`;
 //! - [`complete`]: completion, highlighting and continuation rules;
 //! - [`front`]: the rustyline editor and the piped-input reader;
-//! - [`format`]: how events, times and operators are written.
+//! - [`format`](mod@format): how events, times and operators are written.
 
 pub mod commands;
 pub mod complete;

@@ -9,7 +9,7 @@
 //! a character are tolerated (clamped or answered with nothing), never a
 //! panic.
 //!
-//! The core is [`view::FileView`], which classifies each identifier of an
+//! The core is `view::FileView`, which classifies each identifier of an
 //! item (an [`Occurrence`]) from the checker's expression table (fields,
 //! aliases, locals, globals, calls), the syntax tree (declared names, event
 //! fields, output fields, aliases bound by steps, operator names) and the

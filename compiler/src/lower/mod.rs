@@ -9,15 +9,15 @@
 //! `E0409`/`E0410` ("not supported yet"), never dropped silently.
 //!
 //! The work is split by concept:
-//! - [`schema`]: event schemas, stream output layouts and field slots;
-//! - [`expr`]: expression code generation to bytecode [`Chunk`]s;
-//! - [`stmt`]: imperative function bodies and globals;
-//! - [`stream`]: stream sources and the operator chain;
-//! - [`pattern`]: in-stream sequences and named patterns → `SequenceSpec`;
-//! - [`spans`]: the span table (file, byte range, line, column).
+//! - `schema`: event schemas, stream output layouts and field slots;
+//! - `expr`: expression code generation to bytecode `Chunk`s;
+//! - `stmt`: imperative function bodies and globals;
+//! - `stream`: stream sources and the operator chain;
+//! - `pattern`: in-stream sequences and named patterns → `SequenceSpec`;
+//! - `spans`: the span table (file, byte range, line, column).
 //!
 //! Resolution: identifiers are resolved with the checker's
-//! [`Resolution`](crate::model::Resolution) when the model has one for the
+//! [`Resolution`] when the model has one for the
 //! expression's span, and otherwise by the documented order (locals, fields of
 //! the current event, sequence aliases, globals, then dynamic fields of open
 //! schemas), so lowering is usable on trees that have no model yet.

@@ -3,7 +3,7 @@
 //! Arguments are optional values; unless a function says otherwise an absent
 //! argument makes the result absent without an error (absence propagates),
 //! while present arguments of the wrong type are a
-//! [`RuntimeErrorKind::TypeMismatch`].
+//! `RuntimeErrorKind::TypeMismatch`.
 
 use super::arith::{compare, contains, pow, resolve_index, total_cmp};
 use crate::error::RuntimeErrorKind as K;
