@@ -19,47 +19,7 @@ use crate::session::{Session, SESSION_FILE};
 const SCRATCH_FILE: &str = "<completion>.vpl";
 
 /// Words recognised as keywords (LANGUAGE.md §1.3).
-pub const KEYWORDS: &[&str] = &[
-    "stream",
-    "event",
-    "type",
-    "let",
-    "var",
-    "const",
-    "fn",
-    "connector",
-    "context",
-    "config",
-    "pattern",
-    "import",
-    "extends",
-    "if",
-    "elif",
-    "else",
-    "for",
-    "in",
-    "while",
-    "break",
-    "continue",
-    "return",
-    "emit",
-    "and",
-    "or",
-    "not",
-    "is",
-    "then",
-    "true",
-    "false",
-    "null",
-    "as",
-    "all",
-    "where",
-    "within",
-    "merge",
-    "join",
-    "sequence",
-    "timer",
-];
+pub const KEYWORDS: &[&str] = varpulis_syntax::KEYWORDS;
 
 /// Type names, highlighted like keywords.
 const TYPES: &[&str] = &[
