@@ -150,10 +150,26 @@ struct Header<'a> {
     to: i64,
 }
 
-/// Parses `for V in A..B:` / `for V in A..=B:` (at column 0, optional
-/// trailing comment). `None` if the line is not a declaration loop; `Err`
-/// if it is one with unusable bounds.
-fn header(line: &str) -> Option<Result<Header<'_>, String>> {
+/// The pieces of a loop header as written: `for VAR in FROM..TO:` or
+/// `..=`, then an optional trailing comment. Shared with the formatter, which
+/// reprints headers without evaluating them.
+pub(crate) struct HeaderText<'a> {
+    /// The loop variable.
+    pub var: &'a str,
+    /// The lower bound's digits (with an optional `-`).
+    pub from: &'a str,
+    /// `..=` rather than `..`.
+    pub inclusive: bool,
+    /// The upper bound's digits (with an optional `-`).
+    pub to: &'a str,
+    /// A trailing `#` or `//` comment, or empty.
+    pub comment: &'a str,
+}
+
+/// Splits `for V in A..B:` / `for V in A..=B:` (at column 0, optional
+/// trailing comment) into its pieces; `None` if the line is not a
+/// declaration loop header.
+pub(crate) fn header_text(line: &str) -> Option<HeaderText<'_>> {
     let rest = line.strip_prefix("for")?;
     if !rest.starts_with([' ', '\t']) {
         return None;
@@ -172,23 +188,36 @@ fn header(line: &str) -> Option<Result<Header<'_>, String>> {
         return None;
     }
     let rest = rest.trim_start();
-    let (from_text, rest) = int_prefix(rest)?;
+    let (from, rest) = int_prefix(rest)?;
     let (inclusive, rest) = if let Some(r) = rest.strip_prefix("..=") {
         (true, r)
     } else {
         (false, rest.strip_prefix("..")?)
     };
-    let (to_text, rest) = int_prefix(rest)?;
-    let rest = rest.trim_start().strip_prefix(':')?.trim();
-    if !(rest.is_empty() || rest.starts_with('#') || rest.starts_with("//")) {
+    let (to, rest) = int_prefix(rest)?;
+    let comment = rest.trim_start().strip_prefix(':')?.trim();
+    if !(comment.is_empty() || comment.starts_with('#') || comment.starts_with("//")) {
         return None;
     }
-    let (Ok(from), Ok(to)) = (from_text.parse::<i64>(), to_text.parse::<i64>()) else {
+    Some(HeaderText {
+        var,
+        from,
+        inclusive,
+        to,
+        comment,
+    })
+}
+
+/// Parses a loop header (see [`header_text`]). `None` if the line is not a
+/// declaration loop; `Err` if it is one with unusable bounds.
+fn header(line: &str) -> Option<Result<Header<'_>, String>> {
+    let h = header_text(line)?;
+    let (Ok(from), Ok(to)) = (h.from.parse::<i64>(), h.to.parse::<i64>()) else {
         return Some(Err(
             "a loop bound does not fit in a 64-bit integer".to_string()
         ));
     };
-    let to = if inclusive {
+    let to = if h.inclusive {
         match to.checked_add(1) {
             Some(t) => t,
             None => return Some(Err("the loop's upper bound is too large".to_string())),
@@ -196,7 +225,11 @@ fn header(line: &str) -> Option<Result<Header<'_>, String>> {
     } else {
         to
     };
-    Some(Ok(Header { var, from, to }))
+    Some(Ok(Header {
+        var: h.var,
+        from,
+        to,
+    }))
 }
 
 /// An optionally negative integer literal at the start of `s`.
@@ -220,7 +253,8 @@ fn lines(text: &str) -> Vec<(usize, &str)> {
     out
 }
 
-fn indentation(line: &str) -> usize {
+/// Columns of leading spaces and tabs.
+pub(crate) fn indentation(line: &str) -> usize {
     line.bytes()
         .take_while(|b| *b == b' ' || *b == b'\t')
         .count()

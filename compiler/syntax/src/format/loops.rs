@@ -21,55 +21,19 @@ pub(super) struct Loop {
     body: Vec<Range<usize>>,
 }
 
-fn indentation(line: &str) -> usize {
-    line.bytes()
-        .take_while(|b| *b == b' ' || *b == b'\t')
-        .count()
-}
+use crate::loops::{header_text, indentation};
 
 /// `for V in A..B:` / `for V in A..=B:` at column 0 with integer bounds and
 /// an optional trailing comment, normalised; `None` for any other line.
 fn header(line: &str) -> Option<String> {
-    let rest = line.strip_prefix("for")?;
-    if !rest.starts_with([' ', '\t']) {
-        return None;
-    }
-    let rest = rest.trim_start();
-    let var_len = rest
-        .bytes()
-        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
-        .count();
-    if var_len == 0 || rest.as_bytes()[0].is_ascii_digit() {
-        return None;
-    }
-    let (var, rest) = rest.split_at(var_len);
-    let rest = rest.trim_start().strip_prefix("in")?;
-    if !rest.starts_with([' ', '\t']) {
-        return None;
-    }
-    let rest = rest.trim_start();
-    let (from, rest) = int_prefix(rest)?;
-    let (op, rest) = match rest.strip_prefix("..=") {
-        Some(r) => ("..=", r),
-        None => ("..", rest.strip_prefix("..")?),
-    };
-    let (to, rest) = int_prefix(rest)?;
-    let comment = rest.trim_start().strip_prefix(':')?.trim();
-    if !(comment.is_empty() || comment.starts_with('#') || comment.starts_with("//")) {
-        return None;
-    }
-    let mut out = format!("for {var} in {from}{op}{to}:");
-    if !comment.is_empty() {
+    let h = header_text(line)?;
+    let op = if h.inclusive { "..=" } else { ".." };
+    let mut out = format!("for {} in {}{op}{}:", h.var, h.from, h.to);
+    if !h.comment.is_empty() {
         out.push_str("  ");
-        out.push_str(comment);
+        out.push_str(h.comment);
     }
     Some(out)
-}
-
-fn int_prefix(s: &str) -> Option<(&str, &str)> {
-    let sign = usize::from(s.starts_with('-'));
-    let digits = s[sign..].bytes().take_while(u8::is_ascii_digit).count();
-    (digits > 0).then(|| s.split_at(sign + digits))
 }
 
 /// The declaration loops of `text` in order.
