@@ -205,35 +205,6 @@ pub fn is_incomplete(text: &str) -> bool {
     parse(text).errors.iter().any(|e| e.incomplete)
 }
 
-#[cfg(test)]
-mod tests {
-    fn check(text: &str, expected: bool) {
-        assert_eq!(super::is_incomplete(text), expected, "{text:?}");
-    }
-
-    #[test]
-    fn incomplete_repl_input() {
-        check("stream S = A.where(", true);
-        check("stream S = A.where(x > 1)", false);
-        check("fn f() -> int:", true);
-        check("fn f() -> int:  # body next", true);
-        check("fn f() -> int:\n    1", true);
-        check("fn f() -> int:\n    1\n", true);
-        check("fn f() -> int:\n    1\n\n", false);
-        check("let x = 1 +", true);
-        check("let x = a and", true);
-        check("let s = \"abc", true);
-        check("/* open", true);
-        check("stream S = A", false);
-        check("stream S = A\n    .where(x)", false);
-        check("stream S = A ->", true);
-        check("stream S = A.", true);
-        check("let x = 1 )", false);
-        check("let x = [1, 2,", true);
-        check("", false);
-    }
-}
-
 /// Words the parser treats as keywords somewhere (LANGUAGE.md §1.3). None
 /// is reserved everywhere: each is a keyword only where its construct can
 /// start. Shared by completion and highlighting in the IDE and the REPL.
@@ -285,3 +256,32 @@ pub const KEYWORDS: &[&str] = &[
     "by",
     "policy",
 ];
+
+#[cfg(test)]
+mod tests {
+    fn check(text: &str, expected: bool) {
+        assert_eq!(super::is_incomplete(text), expected, "{text:?}");
+    }
+
+    #[test]
+    fn incomplete_repl_input() {
+        check("stream S = A.where(", true);
+        check("stream S = A.where(x > 1)", false);
+        check("fn f() -> int:", true);
+        check("fn f() -> int:  # body next", true);
+        check("fn f() -> int:\n    1", true);
+        check("fn f() -> int:\n    1\n", true);
+        check("fn f() -> int:\n    1\n\n", false);
+        check("let x = 1 +", true);
+        check("let x = a and", true);
+        check("let s = \"abc", true);
+        check("/* open", true);
+        check("stream S = A", false);
+        check("stream S = A\n    .where(x)", false);
+        check("stream S = A ->", true);
+        check("stream S = A.", true);
+        check("let x = 1 )", false);
+        check("let x = [1, 2,", true);
+        check("", false);
+    }
+}
