@@ -2,9 +2,8 @@
 //! stream did with the last event), built on the engine's optional
 //! introspection API ([`varpulis_vm::inspect`]).
 //!
-//! The engine does not run sequence patterns yet (it refuses to load them),
-//! so there are no partial matches to show: `:why` explains filters,
-//! windows, aggregates and the other operators, and says so for patterns.
+//! Sequence operators list their open partial matches and, in `:why`, what
+//! the event did to each of them ([`crate::patterns`]).
 
 use std::sync::Arc;
 
@@ -15,6 +14,7 @@ use varpulis_vm::Output;
 
 use crate::commands::{inputs, source_name};
 use crate::format;
+use crate::patterns::Pattern;
 use crate::session::{looks_like_event, Session};
 
 /// How deep `:why` follows a stream's upstream streams.
@@ -69,6 +69,14 @@ impl Session {
                 head.push_str(&format!("  next timer at watermark {}", format::at(t)));
             }
             lines.push(head);
+            if let (OpSpec::Sequence(seq), Some(st)) = (spec, &op.sequence) {
+                let pat = Pattern {
+                    p,
+                    text: &self.current.text,
+                    spec: seq,
+                };
+                lines.extend(pat.inspect_lines(st));
+            }
             if matches!(spec, OpSpec::Window(_)) {
                 if op.windows.is_empty() {
                     lines.push("    no open window".to_string());
@@ -232,14 +240,10 @@ impl Session {
                     }
                 }
             }
-            if plan.ops.iter().any(|o| matches!(o, OpSpec::Sequence(_))) {
-                lines.push(format!(
-                    "{pad}  (sequence patterns are not run by the engine yet: no partial matches to show)"
-                ));
-            }
             return;
         }
         let state = self.engine.inspect(&plan.name);
+        let mut last_sample: Option<Arc<Event>> = None;
         for step in steps {
             let spec = step.plan_index.and_then(|i| plan.ops.get(i));
             let text = spec.map_or_else(String::new, |o| format::op(p, &self.current.text, o));
@@ -249,6 +253,7 @@ impl Session {
                     output,
                     sample,
                 } => {
+                    last_sample.clone_from(sample);
                     let line = match spec {
                         Some(OpSpec::Filter(c) | OpSpec::Having(c)) if *output == 0 => {
                             let expr = format::chunk_text(p, &self.current.text, c).unwrap_or("");
@@ -280,11 +285,31 @@ impl Session {
                         Some(OpSpec::Limit(_)) if *output == 0 => {
                             format!("✗ {text}: the limit was already reached")
                         }
+                        Some(OpSpec::Sequence(_)) if *output == 0 => {
+                            format!("… {text} completed no match")
+                        }
+                        Some(OpSpec::Sequence(_)) => format!(
+                            "✓ {text} completed {}",
+                            format::plural(*output as u64, "match").replace("matchs", "matches")
+                        ),
                         _ if *output == 0 => format!("✗ {text} passed nothing on"),
                         _ if input == output => format!("✓ {text}"),
                         _ => format!("✓ {text} ({input} in, {output} out)"),
                     };
                     lines.push(format!("{pad}{line}"));
+                }
+                StepKind::Sequence(e) => {
+                    let Some(OpSpec::Sequence(seq)) = spec else {
+                        continue;
+                    };
+                    let pat = Pattern {
+                        p,
+                        text: &self.current.text,
+                        spec: seq,
+                    };
+                    for l in pat.why_lines(e, last_sample.as_ref()) {
+                        lines.push(format!("{pad}  {l}"));
+                    }
                 }
                 StepKind::Timer { watermark, output } => lines.push(format!(
                     "{pad}⏱ {text} fired at watermark {} and released {}",
@@ -361,7 +386,7 @@ fn open_windows(state: &Option<StreamState>, plan_index: Option<usize>) -> Optio
 }
 
 /// `temp = 25.0, sensor = "a"`: the fields of `ev` named in `expr`.
-fn operand_values(p: &Program, expr: &str, ev: &Arc<Event>) -> String {
+pub(crate) fn operand_values(p: &Program, expr: &str, ev: &Arc<Event>) -> String {
     let Some(schema) = p.schemas.get(ev.type_id as usize) else {
         return String::new();
     };

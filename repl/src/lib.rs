@@ -19,6 +19,7 @@ pub mod decls;
 pub mod explain;
 pub mod format;
 pub mod front;
+mod patterns;
 pub mod session;
 
 use std::io::IsTerminal;

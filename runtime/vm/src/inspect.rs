@@ -7,7 +7,8 @@
 //! off the engine pays one `Option` test per operator call batch.
 
 use crate::engine::Engine;
-use crate::ops::PartKey;
+use crate::ops::{Operator, PartKey};
+use crate::sequence::{EventTrace, SequenceState};
 use crate::windows::Group;
 use std::sync::Arc;
 use varpulis_program::{Event, Value};
@@ -60,6 +61,8 @@ pub struct OpState {
     pub next_timer: Option<i64>,
     /// Open windows, ordered by key (empty for non-window operators).
     pub windows: Vec<WindowState>,
+    /// A sequence operator's partial matches and counters.
+    pub sequence: Option<SequenceState>,
 }
 
 /// The state of one stream, for `:inspect`.
@@ -103,6 +106,10 @@ pub enum StepKind {
         /// Events out.
         count: usize,
     },
+    /// What one event (or a watermark) did to a sequence operator's partial
+    /// matches; follows the operator's [`StepKind::Op`] or
+    /// [`StepKind::Timer`] step.
+    Sequence(EventTrace),
 }
 
 /// One traced step of one stream.
@@ -133,12 +140,33 @@ impl Trace {
             self.steps.push(step);
         }
     }
+
+    /// Moves a sequence operator's run trace into the buffer.
+    pub(crate) fn push_sequence(
+        &mut self,
+        stream: usize,
+        plan_index: Option<usize>,
+        op: &mut dyn Operator,
+    ) {
+        for e in op.take_sequence_trace() {
+            self.push(TraceStep {
+                stream,
+                plan_index,
+                kind: StepKind::Sequence(e),
+            });
+        }
+    }
 }
 
 impl Engine {
     /// Turns the trace on (an empty buffer) or off (dropping it).
     pub fn set_trace(&mut self, on: bool) {
         self.trace = on.then(Box::default);
+        for st in &mut self.streams {
+            for op in &mut st.ops {
+                op.set_trace(on);
+            }
+        }
     }
 
     /// Whether tracing is on.
@@ -183,6 +211,7 @@ impl Engine {
                 state_bytes,
                 next_timer: op.next_timer(),
                 windows,
+                sequence: op.inspect_sequence(),
             });
         }
         Some(StreamState {

@@ -431,6 +431,7 @@ impl Engine {
                             sample: Some(sample),
                         },
                     });
+                    t.push_sequence(s, origin.get(i).copied(), op.as_mut());
                 }
             }
             self.scratch = scratch;
@@ -511,6 +512,10 @@ impl Engine {
                             output: cur.len(),
                         },
                     });
+                    let StreamRt { ops, origin, .. } = &mut self.streams[s];
+                    if let Some(op) = ops.get_mut(i) {
+                        t.push_sequence(s, origin.get(i).copied(), op.as_mut());
+                    }
                 }
                 self.run_from(s, i + 1, &mut cur, now, out);
             }

@@ -133,6 +133,21 @@ pub trait Operator {
     fn sequence_metrics(&self) -> Option<crate::sequence::Metrics> {
         None
     }
+
+    /// A sequence operator's open partial matches, for [`crate::inspect`]
+    /// (`None` for other operators).
+    fn inspect_sequence(&self) -> Option<crate::sequence::SequenceState> {
+        None
+    }
+
+    /// Turns the operator's own trace on or off ([`crate::Engine::set_trace`]).
+    fn set_trace(&mut self, _on: bool) {}
+
+    /// What the records and timers since the last take did to a sequence
+    /// operator's runs (empty unless traced, and for other operators).
+    fn take_sequence_trace(&mut self) -> Vec<crate::sequence::EventTrace> {
+        Vec::new()
+    }
 }
 
 /// Encodes operator state for a snapshot.

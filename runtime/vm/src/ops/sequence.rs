@@ -27,6 +27,7 @@ use crate::sequence::{
     Bindings, InputIx, Limits, Matcher, MatcherSpec, Metrics, NegationSpec, Output, PatternNode,
     Predicates, Selection, SpecError, StepSpec,
 };
+use crate::sequence::{EventTrace, SequenceState};
 use std::sync::Arc;
 use varpulis_program::{
     Chunk, Event, InputRef, PatternTree, Program, SchemaId, SelectionPolicy, SequenceSpec, Value,
@@ -54,6 +55,8 @@ pub struct SequenceOp {
     emit_timeouts: bool,
     /// Reused matcher output.
     out: Output,
+    /// What each event did to the runs, while the engine traces (`:why`).
+    trace: Option<Vec<EventTrace>>,
 }
 
 impl SequenceOp {
@@ -152,6 +155,7 @@ impl SequenceOp {
             schema: spec.schema,
             emit_timeouts: spec.emit_timeouts,
             out: Output::default(),
+            trace: None,
         })
     }
 
@@ -294,12 +298,21 @@ impl Operator for SequenceOp {
             steps: &self.steps,
             negs: &self.negs,
         };
+        if let Some(t) = &mut self.trace {
+            t.push(
+                self.matcher
+                    .explain_event(input, key.as_ref(), &rec.ev, &mut preds),
+            );
+        }
         self.matcher
             .on_event(input, key.as_ref(), &rec.ev, &mut preds, &mut self.out);
         self.emit(cx.program, Some(&rec.ev), out);
     }
 
     fn on_watermark(&mut self, wm: i64, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
+        if let Some(t) = &mut self.trace {
+            t.push(self.matcher.explain_watermark(wm));
+        }
         self.matcher.on_watermark(wm, &mut self.out);
         self.emit(cx.program, None, out);
     }
@@ -319,5 +332,17 @@ impl Operator for SequenceOp {
 
     fn sequence_metrics(&self) -> Option<Metrics> {
         Some(self.matcher.metrics())
+    }
+
+    fn inspect_sequence(&self) -> Option<SequenceState> {
+        Some(self.matcher.inspect())
+    }
+
+    fn set_trace(&mut self, on: bool) {
+        self.trace = on.then(Vec::new);
+    }
+
+    fn take_sequence_trace(&mut self) -> Vec<EventTrace> {
+        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
     }
 }

@@ -515,3 +515,26 @@ fn finish(
         }
     }
 }
+
+/// Read-only access for [`super::inspect`] (introspection, never on the hot
+/// path).
+impl Matcher {
+    /// The compiled pattern.
+    pub(super) fn compiled(&self) -> &Compiled {
+        &self.c
+    }
+
+    /// Every partition's key and open runs, in partition-creation order.
+    pub(super) fn partitions(&self) -> impl Iterator<Item = (Option<&ValueKey>, &[Run])> + '_ {
+        self.parts
+            .iter()
+            .map(|p| (p.key.as_ref(), p.runs.as_slice()))
+    }
+
+    /// The open runs of partition `key` (empty when it has none).
+    pub(super) fn runs_of(&self, key: Option<&ValueKey>) -> &[Run] {
+        self.find_partition(key)
+            .and_then(|p| self.parts.get(p as usize))
+            .map_or(&[][..], |p| p.runs.as_slice())
+    }
+}

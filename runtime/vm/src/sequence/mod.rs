@@ -16,6 +16,7 @@
 //! one event come out in run-creation order, timers fire by (deadline, run).
 
 pub mod bindings;
+mod inspect;
 mod matcher;
 mod run;
 pub mod spec;
@@ -29,6 +30,7 @@ mod reference;
 mod tests;
 
 pub use bindings::Bindings;
+pub use inspect::{Bound, EventTrace, Fate, RunTrace, RunView, SequenceState};
 pub use matcher::{Matcher, Snapshot};
 pub use spec::{
     Eviction, InputIx, Limits, MatcherSpec, NegationSpec, PatternNode, Selection, SpecError,
