@@ -22,7 +22,7 @@
 //!   bindings so far (unbound aliases read as no value).
 
 use super::{decode, encode, Cx, Operator, Rec, StateResult};
-use crate::interp::EvalCx;
+use crate::interp::{arith, EvalCx};
 use crate::sequence::{
     Bindings, InputIx, Limits, Matcher, MatcherSpec, Metrics, NegationSpec, Output, PatternNode,
     Predicates, Selection, SpecError, StepSpec,
@@ -30,8 +30,8 @@ use crate::sequence::{
 use crate::sequence::{EventTrace, SequenceState};
 use std::sync::Arc;
 use varpulis_program::{
-    Chunk, Event, InputRef, PatternTree, Program, SchemaId, SelectionPolicy, SequenceSpec, Value,
-    ValueKey,
+    Chunk, Event, InputRef, Instr, PatternTree, Program, SchemaId, SelectionPolicy, SequenceSpec,
+    Value, ValueKey,
 };
 
 /// `OpSpec::Sequence`: a matcher plus the bytecode of its filters and keys.
@@ -39,6 +39,10 @@ pub struct SequenceOp {
     matcher: Matcher,
     /// Step filters, by step.
     steps: Vec<Option<Chunk>>,
+    /// Step filters of the form `field <cmp> alias.field` (the common
+    /// "compared with an earlier event" filter), evaluated without the
+    /// interpreter loop: (field slot, alias, alias slot, comparison).
+    simple: Vec<Option<(u16, u16, u16, Instr)>>,
     /// Negation filters, by negation.
     negs: Vec<Option<Chunk>>,
     /// The matcher input of an arriving event, by its type id.
@@ -148,6 +152,11 @@ impl SequenceOp {
         Ok(SequenceOp {
             matcher,
             steps: spec.steps.iter().map(|s| s.filter.clone()).collect(),
+            simple: spec
+                .steps
+                .iter()
+                .map(|s| s.filter.as_ref().and_then(simple_filter))
+                .collect(),
             negs: spec.negations.iter().map(|n| n.filter.clone()).collect(),
             input_of,
             keys,
@@ -243,6 +252,22 @@ impl SequenceOp {
     }
 }
 
+/// `LoadField(f); LoadAlias(a, g); <cmp>` as (f, a, g, cmp).
+fn simple_filter(c: &Chunk) -> Option<(u16, u16, u16, Instr)> {
+    match c.code.as_slice() {
+        [Instr::LoadField(f), Instr::LoadAlias(a, g), op]
+        | [Instr::LoadField(f), Instr::LoadAlias(a, g), op, Instr::Return]
+            if matches!(
+                op,
+                Instr::Eq | Instr::Ne | Instr::Lt | Instr::Le | Instr::Gt | Instr::Ge
+            ) =>
+        {
+            Some((*f, *a, *g, *op))
+        }
+        _ => None,
+    }
+}
+
 fn tree(t: &PatternTree) -> PatternNode {
     match t {
         PatternTree::Seq(r) => PatternNode::Seq(r.clone()),
@@ -255,6 +280,7 @@ fn tree(t: &PatternTree) -> PatternNode {
 struct Filters<'a, 'b> {
     cx: &'a mut Cx<'b>,
     steps: &'a [Option<Chunk>],
+    simple: &'a [Option<(u16, u16, u16, Instr)>],
     negs: &'a [Option<Chunk>],
 }
 
@@ -271,6 +297,17 @@ impl Filters<'_, '_> {
 
 impl Predicates for Filters<'_, '_> {
     fn step(&mut self, step: usize, ev: &Event, bindings: &Bindings) -> bool {
+        if let Some(Some((f, a, g, op))) = self.simple.get(step) {
+            // Same comparison function as the interpreter; a missing value
+            // is not true. Errors take the interpreter path so they are
+            // reported with their span.
+            let (Some(x), Some(y)) = (ev.get(*f), bindings.get(*a).and_then(|e| e.get(*g))) else {
+                return false;
+            };
+            if let Ok(r) = arith::binary(*op, x, y) {
+                return matches!(r, Value::Bool(true));
+            }
+        }
         let steps = self.steps;
         self.test(steps.get(step), ev, bindings)
     }
@@ -296,6 +333,7 @@ impl Operator for SequenceOp {
         let mut preds = Filters {
             cx,
             steps: &self.steps,
+            simple: &self.simple,
             negs: &self.negs,
         };
         if let Some(t) = &mut self.trace {
