@@ -128,3 +128,49 @@ fn matcher_counters_show_in_engine_metrics() {
     assert_eq!(m.active_runs, 0);
     assert_eq!(m.expired, 2);
 }
+
+/// Runs `rules` over `input` and returns the outputs and the job.
+fn run_rules(rules: &str, input: &str) -> (Vec<Output>, Job) {
+    let mut c = varpulis_compiler::Compiler::new();
+    c.set_file("limits.vpl", rules.to_string());
+    let program = c.program("limits.vpl").expect("the rules compile");
+    let options = JobOptions {
+        sinks: false,
+        ..JobOptions::default()
+    };
+    let mut j = Job::new(program, options).expect("the program loads");
+    let mut out = Vec::new();
+    for r in Records::new(input.as_bytes(), InputFormat::Evt) {
+        j.push_record(&r, &mut out).expect("valid input");
+    }
+    j.finish(&mut out).expect("finish");
+    (out, j)
+}
+
+#[test]
+fn limit_runs_evicts_or_rejects_and_counts_it_in_engine_metrics() {
+    let input = "@0s A { id: \"A1\" }\n@1s A { id: \"A2\" }\n@2s B { id: \"B1\" }\n";
+    let rules = |limit: &str| {
+        format!(
+            "event A:\n    id: str\n\nevent B:\n    id: str\n\n\
+             stream P = A as a\n    -> B as b\n    .within(1m)\n    {limit}\n    \
+             .emit(a: a.id, b: b.id)\n"
+        )
+    };
+    let (out, mut j) = run_rules(&rules(".limit_runs(1)"), input);
+    let got: Vec<String> = out.iter().map(|o| field(o, "a")).collect();
+    assert_eq!(got, ["A2"]);
+    let m = j.engine().metrics().patterns;
+    assert_eq!((m.evicted, m.rejected), (1, 0));
+
+    let (out, mut j) = run_rules(&rules(".limit_runs(1, on_full: reject_new)"), input);
+    let got: Vec<String> = out.iter().map(|o| field(o, "a")).collect();
+    assert_eq!(got, ["A1"]);
+    let m = j.engine().metrics().patterns;
+    assert_eq!((m.evicted, m.rejected), (0, 1));
+
+    // `total:` bounds runs over all keys (here one key, so it wins at 1).
+    let (out, mut j) = run_rules(&rules(".limit_runs(5, total: 5)"), input);
+    assert_eq!(out.len(), 2);
+    assert_eq!(j.engine().metrics().patterns.evicted, 0);
+}

@@ -140,6 +140,14 @@ pub const OPERATORS: &[OpInfo] = &[
         "event selection policy of a sequence"
     ),
     op!(
+        "limit_runs",
+        Supported,
+        1,
+        1,
+        Some(&["total", "on_full"]),
+        "bound the open runs of a sequence (per key, `total:`, `on_full:`)"
+    ),
+    op!(
         "not",
         Supported,
         1,

@@ -102,6 +102,9 @@ codes! {
     /// `.timeouts()` not first, or on a source that runs no sequence with a
     /// deadline.
     INVALID_TIMEOUT_STREAM = "E0414", "invalid timeout stream";
+    /// `.limit_runs(...)` with a bound that is not a positive integer, a
+    /// `total:` below the per-key bound, or an unknown `on_full:` policy.
+    INVALID_RUN_LIMIT = "E0415", "invalid run limit";
 
     /// `.to(X)` / `.from(X)` where `X` is declared but is not a connector.
     NOT_A_CONNECTOR = "E0501", "not a connector";
@@ -124,6 +127,12 @@ codes! {
         TAP_NO_OP = "W0107", "`.tap` does nothing";
     /// `import` is not resolved by the checker: imported names are unchecked.
     UNRESOLVED_IMPORT = "W0108", "import not resolved";
+    /// A Kleene step without a filter over a type another step also reads:
+    /// its runs accumulate every event.
+    ACCEPT_ALL_KLEENE = "W0109", "accept-all Kleene step";
+    /// `skip_till_any_match` with a Kleene step and no `.limit_runs`: runs
+    /// fork on every event.
+    COMBINATORIAL_PATTERN = "W0110", "pattern can explode combinatorially";
 }
 
 /// One registry row.

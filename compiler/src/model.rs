@@ -318,6 +318,8 @@ pub enum StageKind {
     Within(u64),
     /// `.policy(NAME)`: the sequence's selection policy.
     Policy(String),
+    /// `.limit_runs(n, total: m, on_full: p)`: bounds on open runs.
+    LimitRuns,
     /// `.not(T [where e])`.
     Not {
         /// Event type.

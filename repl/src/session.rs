@@ -399,6 +399,7 @@ pub(crate) fn engine_config() -> EngineConfig {
     EngineConfig {
         flush_at_end: false,
         flush_partial_count_windows: false,
+        ..EngineConfig::default()
     }
 }
 

@@ -229,6 +229,13 @@ fn summary(job: &mut Job, elapsed: Duration) -> String {
     if metrics.runtime_errors > 0 {
         s.push_str(&format!("; {} runtime errors", metrics.runtime_errors));
     }
+    let pat = &metrics.patterns;
+    if pat.evicted + pat.rejected + pat.capped > 0 {
+        s.push_str(&format!(
+            "; pattern run limits: {} evicted, {} rejected, {} capped",
+            pat.evicted, pat.rejected, pat.capped
+        ));
+    }
     s
 }
 

@@ -34,8 +34,8 @@ pub use event::{Event, Extra};
 pub use plan::{
     AggCall, AggFunc, AggItem, AggregateSpec, AliasDef, ConfigValue, ConnectorDef, ConnectorId,
     EmitSpec, InputRef, JoinInput, JoinSpec, Kleene, LogLevel, LogSpec, MergeBranch, Negation,
-    OpSpec, PatternTree, Projection, SelectionPolicy, SeqStep, SequenceSpec, SourceSpec, StreamId,
-    StreamPlan, StreamTime, WindowSpec,
+    OnFull, OpSpec, PatternTree, Projection, RunLimits, SelectionPolicy, SeqStep, SequenceSpec,
+    SourceSpec, StreamId, StreamPlan, StreamTime, WindowSpec,
 };
 pub use schema::{EventSchema, FieldDef, SchemaId, SchemaOrigin, Type};
 pub use span::{SpanId, SpanInfo, SpanTable};

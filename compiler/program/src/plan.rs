@@ -419,6 +419,45 @@ pub struct SequenceSpec {
     /// far) instead of the matches.
     #[serde(default)]
     pub emit_timeouts: bool,
+    /// `.limit_runs(n, total: m, on_full: p)`: bounds on open runs; unset
+    /// entries take the engine's defaults.
+    #[serde(default)]
+    pub limits: RunLimits,
+}
+
+/// Bounds on a sequence's open runs (`.limit_runs`, PATTERNS.md *Bounded
+/// state*). `None` entries take the engine's defaults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunLimits {
+    /// Open runs per partition key (the positional argument).
+    pub per_key: Option<u64>,
+    /// Open runs over all keys (`total:`).
+    pub total: Option<u64>,
+    /// What happens to a new run when a limit is reached (`on_full:`).
+    pub on_full: Option<OnFull>,
+}
+
+/// What `.limit_runs` does when a limit is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OnFull {
+    /// `evict_oldest`: the oldest run makes room (counted in `evicted`).
+    EvictOldest,
+    /// `reject_new`: the new run is dropped (counted in `rejected`).
+    RejectNew,
+}
+
+impl OnFull {
+    /// The VPL names, in the order help texts list them.
+    pub const NAMES: &'static [&'static str] = &["evict_oldest", "reject_new"];
+
+    /// The policy named `name` in VPL, if any.
+    pub fn from_name(name: &str) -> Option<OnFull> {
+        match name {
+            "evict_oldest" => Some(OnFull::EvictOldest),
+            "reject_new" => Some(OnFull::RejectNew),
+            _ => None,
+        }
+    }
 }
 
 impl SequenceSpec {

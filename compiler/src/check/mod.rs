@@ -12,6 +12,7 @@
 //! pipelines, `ops` the individual operators, `decl` the other
 //! declarations, `pattern` named patterns.
 
+mod bounds;
 mod call;
 mod decl;
 mod expr;

@@ -164,6 +164,7 @@ impl Checker<'_> {
                 self.selection_policy(&policy, e.span);
                 StageKind::Policy(policy)
             }
+            "limit_runs" => self.limit_runs(name, args, p),
             "to" => {
                 let c = self.connector_args(op.span, &scope, args, "to");
                 StageKind::To {

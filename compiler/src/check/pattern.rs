@@ -89,6 +89,7 @@ impl Checker<'_> {
                 );
             }
         }
+        self.pattern_state_warnings(decl);
         let mut schema = (*last).clone();
         schema.name = decl.name.name.clone();
         schema.aliases = p.bound.clone();

@@ -33,6 +33,8 @@ pub(super) struct Pipeline {
     pub is_sequence: bool,
     pub is_join: bool,
     pub on: bool,
+    /// `.limit_runs(...)` bounds the sequence's runs.
+    pub limited: bool,
     /// Every alias of the stream with the span that binds it.
     pub all_aliases: Vec<(String, Span)>,
     /// Aliases bound so far.
@@ -108,6 +110,9 @@ impl Checker<'_> {
                 .with_label("which events belong together?")
                 .with_help("add `.on(A.key == B.key)` after the join"),
             );
+        }
+        if p.is_sequence {
+            self.stream_state_warnings(s, &p);
         }
         if p.is_sequence && !p.within {
             self.report(

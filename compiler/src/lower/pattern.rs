@@ -14,8 +14,8 @@
 use std::sync::Arc;
 
 use varpulis_program::{
-    AliasDef, Chunk, Kleene, Negation, PatternTree, SchemaId, SelectionPolicy, SeqStep,
-    SequenceSpec, SourceSpec,
+    AliasDef, Chunk, Kleene, Negation, OnFull, PatternTree, RunLimits, SchemaId, SelectionPolicy,
+    SeqStep, SequenceSpec, SourceSpec,
 };
 use varpulis_syntax::ast::{
     self, Expr, ExprKind, Ident, Item, OpKind, PatternExpr, PatternKind, SequenceStep, StreamDecl,
@@ -49,6 +49,7 @@ struct Builder {
     within: Option<i64>,
     partition: Option<Expr>,
     selection: SelectionPolicy,
+    limits: RunLimits,
 }
 
 impl Lowerer<'_> {
@@ -131,6 +132,7 @@ impl Lowerer<'_> {
                 root,
                 selection: sb.selection,
                 emit_timeouts: false,
+                limits: sb.limits,
             },
             aliases: sb.scope,
             layout,
@@ -210,6 +212,10 @@ impl Lowerer<'_> {
                         }
                         skip[i] = true;
                     }
+                    "limit_runs" => {
+                        sb.limits = limit_runs_args(args);
+                        skip[i] = true;
+                    }
                     "partition_by" => {
                         if sb.partition.is_none() {
                             sb.partition = args.first().map(|a| a.value.clone());
@@ -282,6 +288,10 @@ impl Lowerer<'_> {
                     if let Some(a) = args.first() {
                         self.policy_arg(sb, &a.value);
                     }
+                    skip[i] = true;
+                }
+                OpKind::Call { name, args } if name.name == "limit_runs" => {
+                    sb.limits = limit_runs_args(args);
                     skip[i] = true;
                 }
                 OpKind::Call { name, args }
@@ -534,4 +544,28 @@ fn collect_branches<'p>(e: &'p PatternExpr, and: bool, out: &mut Vec<&'p Pattern
         }
         _ => out.push(e),
     }
+}
+
+/// `.limit_runs(n, total: m, on_full: p)` (validated by the checker, E0415).
+fn limit_runs_args(args: &[ast::Arg]) -> RunLimits {
+    let count = |e: &Expr| match &unparen(e).kind {
+        ExprKind::Int(n) => u64::try_from(*n).ok().filter(|n| *n > 0),
+        _ => None,
+    };
+    let mut limits = RunLimits::default();
+    for a in args {
+        match a.name.as_ref().map(|n| n.name.as_str()) {
+            None => limits.per_key = count(&a.value),
+            Some("total") => limits.total = count(&a.value),
+            Some("on_full") => {
+                limits.on_full = match &unparen(&a.value).kind {
+                    ExprKind::Ident(id) => OnFull::from_name(&id.name),
+                    ExprKind::Str(s) => OnFull::from_name(s),
+                    _ => None,
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    limits
 }

@@ -45,7 +45,7 @@ pub(super) fn build(program: Arc<Program>, config: EngineConfig) -> Result<Engin
     }
     let mut streams = Vec::with_capacity(program.streams.len());
     for plan in &program.streams {
-        streams.push(build_stream(&program, plan)?);
+        streams.push(build_stream(&program, plan, config.sequence_limits)?);
     }
     let mut shared = Shared {
         program: program.clone(),
@@ -294,7 +294,11 @@ fn source_layout(p: &Program, plan: &StreamPlan, depth: usize) -> SchemaId {
     }
 }
 
-fn build_stream(p: &Program, plan: &StreamPlan) -> Result<StreamRt, LoadError> {
+fn build_stream(
+    p: &Program,
+    plan: &StreamPlan,
+    limits: crate::sequence::Limits,
+) -> Result<StreamRt, LoadError> {
     let source = match &plan.source {
         SourceSpec::Merge { branches, schema } => SourceRt::Merge {
             branches: branches.clone(),
@@ -385,7 +389,7 @@ fn build_stream(p: &Program, plan: &StreamPlan) -> Result<StreamRt, LoadError> {
             OpSpec::Process(c) => Box::new(Process(c.clone())),
             OpSpec::Sequence(seq) => {
                 layout = seq.schema;
-                let op = SequenceOp::new(p, seq)
+                let op = SequenceOp::with_limits(p, seq, limits)
                     .map_err(|e| LoadError::Invalid(format!("stream `{}`: {e}", plan.name)))?;
                 Box::new(op)
             }

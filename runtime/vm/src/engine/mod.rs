@@ -30,6 +30,10 @@ pub struct EngineConfig {
     /// [`Engine::finish`] also releases incomplete count windows. Off by
     /// default (REF never releases them).
     pub flush_partial_count_windows: bool,
+    /// Default bounds on every sequence's open runs; a stream's
+    /// `.limit_runs(...)` overrides the bounds it names (PATTERNS.md
+    /// *Bounded state*).
+    pub sequence_limits: crate::sequence::Limits,
 }
 
 impl Default for EngineConfig {
@@ -37,6 +41,7 @@ impl Default for EngineConfig {
         EngineConfig {
             flush_at_end: true,
             flush_partial_count_windows: false,
+            sequence_limits: crate::sequence::Limits::default(),
         }
     }
 }

@@ -24,14 +24,14 @@
 use super::{decode, encode, Cx, Operator, Rec, StateResult};
 use crate::interp::{arith, EvalCx};
 use crate::sequence::{
-    Bindings, InputIx, Limits, Matcher, MatcherSpec, Metrics, NegationSpec, Output, PatternNode,
-    Predicates, Selection, SpecError, StepSpec,
+    Bindings, Eviction, InputIx, Limits, Matcher, MatcherSpec, Metrics, NegationSpec, Output,
+    PatternNode, Predicates, Selection, SpecError, StepSpec,
 };
 use crate::sequence::{EventTrace, SequenceState};
 use std::sync::Arc;
 use varpulis_program::{
-    Chunk, Event, InputRef, Instr, PatternTree, Program, SchemaId, SelectionPolicy, SequenceSpec,
-    Value, ValueKey,
+    Chunk, Event, InputRef, Instr, OnFull, PatternTree, Program, RunLimits, SchemaId,
+    SelectionPolicy, SequenceSpec, Value, ValueKey,
 };
 
 /// `OpSpec::Sequence`: a matcher plus the bytecode of its filters and keys.
@@ -66,6 +66,16 @@ pub struct SequenceOp {
 impl SequenceOp {
     /// Builds the matcher for `spec` (inputs resolved against `program`).
     pub fn new(program: &Program, spec: &SequenceSpec) -> Result<SequenceOp, SpecError> {
+        SequenceOp::with_limits(program, spec, Limits::default())
+    }
+
+    /// Like [`SequenceOp::new`], with `defaults` for the run limits that
+    /// the spec's `.limit_runs` does not set.
+    pub fn with_limits(
+        program: &Program,
+        spec: &SequenceSpec,
+        defaults: Limits,
+    ) -> Result<SequenceOp, SpecError> {
         let inputs = spec.inputs();
         let ix = |i: &InputRef| -> InputIx {
             let k = inputs.iter().position(|x| x == i).unwrap_or(0);
@@ -115,7 +125,7 @@ impl SequenceOp {
             },
             timeouts: spec.emit_timeouts,
         };
-        let matcher = Matcher::new(mspec, Limits::default())?;
+        let matcher = Matcher::new(mspec, run_limits(&spec.limits, defaults))?;
         let mut input_of = vec![None; program.schemas.len()];
         for (k, i) in inputs.iter().enumerate() {
             let schema = match i {
@@ -382,5 +392,20 @@ impl Operator for SequenceOp {
 
     fn take_sequence_trace(&mut self) -> Vec<EventTrace> {
         self.trace.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+}
+
+/// The matcher limits: the stream's `.limit_runs` over the engine defaults.
+fn run_limits(l: &RunLimits, defaults: Limits) -> Limits {
+    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    Limits {
+        max_runs_per_partition: l.per_key.map_or(defaults.max_runs_per_partition, size),
+        max_runs: l.total.map_or(defaults.max_runs, size),
+        eviction: match l.on_full {
+            None => defaults.eviction,
+            Some(OnFull::EvictOldest) => Eviction::EvictOldest,
+            Some(OnFull::RejectNew) => Eviction::RejectNew,
+        },
+        ..defaults
     }
 }
