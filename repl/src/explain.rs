@@ -3,7 +3,7 @@
 //! introspection API ([`varpulis_vm::inspect`]).
 //!
 //! Sequence operators list their open partial matches and, in `:why`, what
-//! the event did to each of them ([`crate::patterns`]).
+//! the event did to each of them (the `patterns` module).
 
 use std::sync::Arc;
 
