@@ -35,7 +35,7 @@ pub use plan::{
     AggCall, AggFunc, AggItem, AggregateSpec, AliasDef, ConfigValue, ConnectorDef, ConnectorId,
     EmitSpec, InputRef, JoinInput, JoinSpec, Kleene, LogLevel, LogSpec, MergeBranch, Negation,
     OnFull, OpSpec, PatternTree, Projection, RunLimits, SelectionPolicy, SeqStep, SequenceSpec,
-    SourceSpec, StreamId, StreamPlan, StreamTime, WindowSpec,
+    SourceSpec, StreamId, StreamPlan, StreamTime, TrendFn, TrendItem, TrendSpec, WindowSpec,
 };
 pub use schema::{EventSchema, FieldDef, SchemaId, SchemaOrigin, Type};
 pub use span::{SpanId, SpanInfo, SpanTable};

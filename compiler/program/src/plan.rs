@@ -423,6 +423,69 @@ pub struct SequenceSpec {
     /// entries take the engine's defaults.
     #[serde(default)]
     pub limits: RunLimits,
+    /// `.trend_aggregate(...)`: the operator outputs, per match, aggregates
+    /// over the trends of a Kleene step instead of the match event.
+    #[serde(default)]
+    pub trend: Option<TrendSpec>,
+}
+
+/// `.trend_aggregate(name: f(arg), ...)` after a sequence (PATTERNS.md
+/// *Trend aggregation*): per match, aggregates over every trend of one
+/// Kleene step's events, computed without enumerating the trends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrendSpec {
+    /// The Kleene step whose bound events form the trends.
+    pub step: u16,
+    /// Adjacency of two consecutive trend events: the step filter's
+    /// conjuncts that read the step's own alias, evaluated on the later
+    /// event with the alias bound to the earlier one (and the match's other
+    /// bindings). `None`: any two events may follow each other.
+    pub adjacent: Option<Chunk>,
+    /// The items, in output order.
+    pub items: Vec<TrendItem>,
+    /// Output layout: the item names, then `is_final`.
+    pub schema: SchemaId,
+}
+
+/// One `.trend_aggregate` item.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrendItem {
+    /// The aggregate.
+    pub func: TrendFn,
+    /// The aggregated value, evaluated on each trend event (sum/avg/min/max).
+    pub value: Option<Chunk>,
+}
+
+/// Trend aggregates (LANGUAGE.md §4.10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TrendFn {
+    /// `count_trends()`: number of trends (int).
+    CountTrends,
+    /// `count_events(alias)`: events summed over all trends (int).
+    CountEvents,
+    /// `sum_trends(alias.f)` (float).
+    Sum,
+    /// `avg_trends(alias.f)`: mean per event over all trends (float).
+    Avg,
+    /// `min_trends(alias.f)` (float).
+    Min,
+    /// `max_trends(alias.f)` (float).
+    Max,
+}
+
+impl TrendFn {
+    /// The function for a VPL name.
+    pub fn from_name(name: &str) -> Option<TrendFn> {
+        Some(match name {
+            "count_trends" => TrendFn::CountTrends,
+            "count_events" => TrendFn::CountEvents,
+            "sum_trends" => TrendFn::Sum,
+            "avg_trends" => TrendFn::Avg,
+            "min_trends" => TrendFn::Min,
+            "max_trends" => TrendFn::Max,
+            _ => return None,
+        })
+    }
 }
 
 /// Bounds on a sequence's open runs (`.limit_runs`, PATTERNS.md *Bounded

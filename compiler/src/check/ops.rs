@@ -811,7 +811,14 @@ impl Checker<'_> {
                 ty: ty.clone(),
             });
         }
-        let schema = items_schema(&p.stream, &items);
+        let mut schema = items_schema(&p.stream, &items);
+        // `is_final`: every output is final for its match (PATTERNS.md,
+        // Trend aggregation).
+        if !items.iter().any(|i| i.name == "is_final") {
+            schema
+                .fields
+                .push(Field::new("is_final".to_string(), Type::Bool));
+        }
         (StageKind::TrendAggregate(items), Arc::new(schema))
     }
 }

@@ -30,6 +30,7 @@ mod schema;
 mod spans;
 mod stmt;
 mod stream;
+mod trend;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use varpulis_program::{

@@ -50,6 +50,12 @@ struct Builder {
     partition: Option<Expr>,
     selection: SelectionPolicy,
     limits: RunLimits,
+    /// Per step, what trend lowering needs (`.trend_aggregate`).
+    sources: Vec<super::trend::StepSource>,
+    /// The `.trend_aggregate` operator (its index in the stream's ops).
+    trend_at: Option<usize>,
+    /// The lowered `.trend_aggregate`.
+    trend: Option<varpulis_program::TrendSpec>,
 }
 
 impl Lowerer<'_> {
@@ -79,6 +85,14 @@ impl Lowerer<'_> {
         let mut env = Env::on(layout);
         env.self_names = vec![ty.name.clone()];
         env.aliases = sb.scope.clone();
+        let mut conjuncts = Vec::new();
+        for f in filter {
+            super::trend::conjuncts(f, &mut conjuncts);
+        }
+        sb.sources.push(super::trend::StepSource {
+            conjuncts,
+            scope: env.aliases.clone(),
+        });
         let filter = self.conjunction(&mut env, filter);
         let self_referential = alias_index.is_some_and(|a| env.used_aliases.contains(&a));
         sb.steps.push(SeqStep {
@@ -120,6 +134,8 @@ impl Lowerer<'_> {
         });
         let layout = *sb.layouts.last()?;
         let root = PatternTree::Seq(0..to_u16(sb.steps.len()));
+        // After `.trend_aggregate` the chain sees its output layout.
+        let chain_layout = sb.trend.as_ref().map_or(layout, |t| t.schema);
         Some(SeqResult {
             source,
             spec: SequenceSpec {
@@ -133,9 +149,10 @@ impl Lowerer<'_> {
                 selection: sb.selection,
                 emit_timeouts: false,
                 limits: sb.limits,
+                trend: sb.trend,
             },
             aliases: sb.scope,
-            layout,
+            layout: chain_layout,
         })
     }
 
@@ -216,6 +233,10 @@ impl Lowerer<'_> {
                         sb.limits = limit_runs_args(args);
                         skip[i] = true;
                     }
+                    "trend_aggregate" => {
+                        sb.trend_at = Some(i);
+                        skip[i] = true;
+                    }
                     "partition_by" => {
                         if sb.partition.is_none() {
                             sb.partition = args.first().map(|a| a.value.clone());
@@ -245,6 +266,17 @@ impl Lowerer<'_> {
                 }
                 OpKind::Emit { .. } => {}
             }
+        }
+        if let Some(at) = sb.trend_at {
+            let has_within = sb.within.is_some();
+            sb.trend = Some(self.trend_spec(
+                &mut sb.steps,
+                &sb.layouts,
+                &sb.sources,
+                has_within,
+                decl,
+                at,
+            )?);
         }
         self.finish_sequence(sb, SourceSpec::Input(input))
     }

@@ -131,6 +131,10 @@ impl Lowerer<'_> {
             SourceKind::Named { name, .. } if is_timeouts(decl.ops.first()) => {
                 let mut seq = self.timeout_sequence(&name.name, decl)?;
                 seq.spec.emit_timeouts = true;
+                // Timeouts are runs in the match layout, not trend aggregates.
+                if seq.spec.trend.take().is_some() {
+                    seq.layout = seq.spec.schema;
+                }
                 ch.env.layout = Some(seq.layout);
                 ch.env.aliases = seq.aliases;
                 ch.ops.push(OpSpec::Sequence(seq.spec));

@@ -388,7 +388,7 @@ fn build_stream(
             }
             OpSpec::Process(c) => Box::new(Process(c.clone())),
             OpSpec::Sequence(seq) => {
-                layout = seq.schema;
+                layout = seq.trend.as_ref().map_or(seq.schema, |t| t.schema);
                 let op = SequenceOp::with_limits(p, seq, limits)
                     .map_err(|e| LoadError::Invalid(format!("stream `{}`: {e}", plan.name)))?;
                 Box::new(op)

@@ -23,6 +23,7 @@
 
 use super::{decode, encode, Cx, Operator, Rec, StateResult};
 use crate::interp::{arith, EvalCx};
+use crate::sequence::trend::{self, TrendRules, TrendStats};
 use crate::sequence::{
     Bindings, Eviction, InputIx, Limits, Matcher, MatcherSpec, Metrics, NegationSpec, Output,
     PatternNode, Predicates, Selection, SpecError, StepSpec,
@@ -31,7 +32,7 @@ use crate::sequence::{EventTrace, SequenceState};
 use std::sync::Arc;
 use varpulis_program::{
     Chunk, Event, InputRef, Instr, OnFull, PatternTree, Program, RunLimits, SchemaId,
-    SelectionPolicy, SequenceSpec, Value, ValueKey,
+    SelectionPolicy, SequenceSpec, TrendFn, TrendSpec, Value, ValueKey,
 };
 
 /// `OpSpec::Sequence`: a matcher plus the bytecode of its filters and keys.
@@ -57,6 +58,9 @@ pub struct SequenceOp {
     schema: SchemaId,
     /// Output expired runs instead of matches (a timeout stream).
     emit_timeouts: bool,
+    /// `.trend_aggregate`: output trend aggregates per match instead of
+    /// the match event; with the alias slot of the trend step.
+    trend: Option<(TrendSpec, u16)>,
     /// Reused matcher output.
     out: Output,
     /// What each event did to the runs, while the engine traces (`:why`).
@@ -102,6 +106,10 @@ impl SequenceOp {
             });
         }
         let aliases = u16::try_from(declared + hidden).unwrap_or(u16::MAX);
+        let trend = spec.trend.as_ref().and_then(|t| {
+            let alias = steps.get(usize::from(t.step))?.alias?;
+            Some((t.clone(), alias))
+        });
         let negations = spec
             .negations
             .iter()
@@ -173,6 +181,7 @@ impl SequenceOp {
             aliases,
             schema: spec.schema,
             emit_timeouts: spec.emit_timeouts,
+            trend,
             out: Output::default(),
             trace: None,
         })
@@ -181,7 +190,8 @@ impl SequenceOp {
     /// Turns the matcher's matches (or, for a timeout stream, its expired
     /// runs) into records. `current` is the event being processed (it
     /// completed every non-absence match).
-    fn emit(&mut self, program: &Program, current: Option<&Arc<Event>>, out: &mut Vec<Rec>) {
+    fn emit(&mut self, cx: &mut Cx<'_>, current: Option<&Arc<Event>>, out: &mut Vec<Rec>) {
+        let program = cx.program;
         if self.emit_timeouts {
             self.out.matches.clear();
             let mut ts = std::mem::take(&mut self.out.timeouts);
@@ -197,6 +207,10 @@ impl SequenceOp {
         for m in ms.drain(..) {
             // The last bound event: the completing one, or for an absence
             // (completed by the clock) the latest binding.
+            if let Some((t, alias)) = &self.trend {
+                out.push(trend_record(cx, t, *alias, m.time, m.bindings));
+                continue;
+            }
             let last = match current {
                 Some(c) if !m.absence => Some(c.clone()),
                 _ => self.latest_binding(&m.bindings),
@@ -354,7 +368,7 @@ impl Operator for SequenceOp {
         }
         self.matcher
             .on_event(input, key.as_ref(), &rec.ev, &mut preds, &mut self.out);
-        self.emit(cx.program, Some(&rec.ev), out);
+        self.emit(cx, Some(&rec.ev), out);
     }
 
     fn on_watermark(&mut self, wm: i64, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
@@ -362,7 +376,7 @@ impl Operator for SequenceOp {
             t.push(self.matcher.explain_watermark(wm));
         }
         self.matcher.on_watermark(wm, &mut self.out);
-        self.emit(cx.program, None, out);
+        self.emit(cx, None, out);
     }
 
     fn next_timer(&self) -> Option<i64> {
@@ -407,5 +421,115 @@ fn run_limits(l: &RunLimits, defaults: Limits) -> Limits {
             Some(OnFull::RejectNew) => Eviction::RejectNew,
         },
         ..defaults
+    }
+}
+
+/// The `.trend_aggregate` record of one match: the items over every trend of
+/// the trend step's events (`alias`), then `is_final`, stamped `time`.
+fn trend_record(cx: &mut Cx<'_>, t: &TrendSpec, alias: u16, time: i64, bindings: Bindings) -> Rec {
+    let events = bindings.to_vec(alias);
+    // Per event, the match's bindings with the trend alias bound to it: the
+    // adjacency reads the previous event, values the event itself.
+    let per: Vec<Bindings> = events
+        .iter()
+        .map(|e| {
+            let mut b = bindings.clone();
+            b.set(alias, e.clone());
+            b
+        })
+        .collect();
+    let mut rules = TrendEval {
+        cx,
+        adjacent: t.adjacent.as_ref(),
+        value: None,
+        index: events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (Arc::as_ptr(e) as usize, i))
+            .collect(),
+        per: &per,
+    };
+    let counts = trend::aggregate(&events, &mut rules);
+    let mut fields = Vec::with_capacity(t.items.len() + 1);
+    for item in &t.items {
+        let st: TrendStats = match (&item.func, &item.value) {
+            (TrendFn::CountTrends | TrendFn::CountEvents, _) | (_, None) => counts,
+            (_, Some(v)) => {
+                rules.value = Some(v);
+                trend::aggregate(&events, &mut rules)
+            }
+        };
+        // `as` saturates: 2^n trends beyond i64 read as i64::MAX.
+        fields.push(match item.func {
+            TrendFn::CountTrends => Some(Value::Int(st.trends as i64)),
+            TrendFn::CountEvents => Some(Value::Int(st.events as i64)),
+            TrendFn::Sum => Some(Value::Float(st.sum)),
+            TrendFn::Avg => st.avg().map(Value::Float),
+            TrendFn::Min => st.min.map(Value::Float),
+            TrendFn::Max => st.max.map(Value::Float),
+        });
+    }
+    fields.push(Some(Value::Bool(true)));
+    Rec {
+        ev: Arc::new(Event::new(t.schema, time, fields)),
+        key: None,
+        bindings: Some(Arc::new(bindings)),
+    }
+}
+
+/// [`TrendRules`] of a trend step: every accumulated event may start or end
+/// a trend (it passed the step filter's non-self-referential part); the
+/// adjacency and the values run in the interpreter.
+struct TrendEval<'a, 'b, 'c> {
+    cx: &'a mut Cx<'b>,
+    adjacent: Option<&'c Chunk>,
+    value: Option<&'c Chunk>,
+    /// Position in `per` by event address.
+    index: std::collections::HashMap<usize, usize>,
+    per: &'c [Bindings],
+}
+
+impl<'c> TrendEval<'_, '_, 'c> {
+    /// The bindings with the trend alias bound to `ev` (one of `events`).
+    fn bound_to(&self, ev: &Event) -> Option<&'c Bindings> {
+        let i = *self.index.get(&(ev as *const Event as usize))?;
+        let per = self.per;
+        per.get(i)
+    }
+
+    fn eval(&mut self, chunk: &Chunk, ev: &Event, b: Option<&Bindings>) -> Option<Value> {
+        let mut ecx = EvalCx::event(ev, self.cx.now);
+        ecx.bindings = b;
+        self.cx
+            .vm
+            .eval(self.cx.program, self.cx.globals, chunk, &ecx)
+    }
+}
+
+impl TrendRules for TrendEval<'_, '_, '_> {
+    fn starts(&mut self, _: &Event) -> bool {
+        true
+    }
+
+    fn ends(&mut self, _: &Event) -> bool {
+        true
+    }
+
+    fn adjacent(&mut self, prev: &Event, next: &Event) -> bool {
+        let Some(c) = self.adjacent else {
+            return true;
+        };
+        let b = self.bound_to(prev);
+        matches!(self.eval(c, next, b), Some(Value::Bool(true)))
+    }
+
+    fn value(&mut self, ev: &Event) -> Option<f64> {
+        let c = self.value?;
+        let b = self.bound_to(ev);
+        match self.eval(c, ev, b)? {
+            Value::Int(i) => Some(i as f64),
+            Value::Float(f) => Some(f),
+            _ => None,
+        }
     }
 }
