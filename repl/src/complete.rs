@@ -3,6 +3,8 @@
 //! ([`crate::front`]) only adapts these.
 //!
 //! Completion uses the compiler's host queries (the ones the LSP uses):
+//! the compiler's IDE completion query (`varpulis_compiler::ide::completions`,
+//! the one the language server answers with), plus
 //! [`varpulis_compiler::Compiler::symbols`] for names,
 //! [`varpulis_compiler::Compiler::fields_at`] and
 //! [`varpulis_compiler::Compiler::stream_schema`] for the fields in scope, and
@@ -88,6 +90,11 @@ pub fn complete(session: &Session, line: &str, pos: usize) -> (usize, Vec<Candid
             }
         }
     } else {
+        // The language server's completion query, asked on a scratch file
+        // made of the session's declarations plus the line being typed.
+        for (label, kind) in ide_candidates(session, line, pos) {
+            add(&label, &kind);
+        }
         for f in fields_in_scope(session, line, start) {
             add(&f.0, &format!("field: {}", f.1));
         }
@@ -101,6 +108,42 @@ pub fn complete(session: &Session, line: &str, pos: usize) -> (usize, Vec<Candid
     }
     out.sort_by(|a, b| a.text.cmp(&b.text));
     (start, out)
+}
+
+/// Candidates from the compiler's IDE completion query (the one the language
+/// server answers with) at `offset` of `line`, as (label, kind) pairs.
+fn ide_candidates(session: &Session, line: &str, offset: usize) -> Vec<(String, String)> {
+    use varpulis_compiler::ide::CompletionKind as K;
+    let base = session.source();
+    let text = format!("{base}\n{line}\n");
+    let at = base.len() + 1 + offset;
+    let mut scratch = Compiler::new();
+    scratch.set_file(SCRATCH_FILE, text);
+    let found = varpulis_compiler::ide::completions(
+        &scratch,
+        SCRATCH_FILE,
+        u32::try_from(at).unwrap_or(u32::MAX),
+    );
+    found
+        .items
+        .into_iter()
+        .filter(|c| !c.snippet || c.kind != K::Snippet)
+        .map(|c| {
+            let kind = match (c.kind, c.detail) {
+                (K::Field, Some(d)) => format!("field: {d}"),
+                (K::Operator, _) => "operator".to_string(),
+                (K::Alias, _) => "alias".to_string(),
+                (K::Builtin, _) => "function".to_string(),
+                (K::Aggregate, _) => "aggregate".to_string(),
+                (K::Local, _) => "local".to_string(),
+                (K::Type, _) => "type".to_string(),
+                (K::Keyword, _) | (K::Snippet, _) => "keyword".to_string(),
+                (K::Decl(k), _) => format!("{k:?}").to_lowercase(),
+                (K::Field, None) => "field".to_string(),
+            };
+            (c.label, kind)
+        })
+        .collect()
 }
 
 /// Fields visible at `offset` of `line`: asked from the compiler on a scratch
@@ -237,6 +280,30 @@ mod tests {
         assert!(names(&s, "stream X = Rea").contains(&"Reading".to_string()));
         assert!(names(&s, "stream X = Reading.where(te").contains(&"temp".to_string()));
         assert!(names(&s, "str").contains(&"stream".to_string()));
+    }
+
+    #[test]
+    fn uses_the_language_server_completion_query() {
+        let mut s = Session::new();
+        s.handle_line("event Reading:\n    sensor: str\n    temp: float\n\n");
+        // Aggregates and built-ins come from the compiler's IDE query, the
+        // same one `varpulis lsp` answers with.
+        let line = "stream X = Reading.window(5m).aggregate(n: cou";
+        let (_, found) = complete(&s, line, line.len());
+        assert!(
+            found
+                .iter()
+                .any(|c| c.text == "count" && c.kind == "aggregate"),
+            "{found:?}"
+        );
+        let line = "stream Y = Reading.where(sq";
+        let (_, found) = complete(&s, line, line.len());
+        assert!(
+            found
+                .iter()
+                .any(|c| c.text == "sqrt" && c.kind == "function"),
+            "{found:?}"
+        );
     }
 
     #[test]
