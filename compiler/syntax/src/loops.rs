@@ -253,6 +253,50 @@ fn lines(text: &str) -> Vec<(usize, &str)> {
     out
 }
 
+/// Whether a `/* */` comment is still open at the end of `line`, given
+/// whether one was open at its start. Strings and `#`/`//` line comments are
+/// skipped, so their `/*` open nothing.
+pub(crate) fn in_block_comment_after(line: &str, mut open: bool) -> bool {
+    let b = line.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < b.len() {
+        let next = b.get(i + 1).copied();
+        if open {
+            if b[i] == b'*' && next == Some(b'/') {
+                open = false;
+                i += 2;
+            } else {
+                i += 1;
+            }
+            continue;
+        }
+        if let Some(q) = quote {
+            if b[i] == b'\\' {
+                i += 2;
+                continue;
+            }
+            if b[i] == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        match (b[i], next) {
+            (b'"' | b'\'', _) => quote = Some(b[i]),
+            (b'#', _) | (b'/', Some(b'/')) => break,
+            (b'/', Some(b'*')) => {
+                open = true;
+                i += 2;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    open
+}
+
 /// Columns of leading spaces and tabs.
 pub(crate) fn indentation(line: &str) -> usize {
     line.bytes()
@@ -351,13 +395,18 @@ fn expand_once(text: &str) -> Pass {
         // inside it included, trailing blank lines excluded).
         let mut j = i + 1;
         let mut last_body = i;
+        let mut in_comment = false;
         while j < lines.len() {
             let l = lines[j].1;
+            // A line that continues a block comment opened in the body is
+            // part of the body, whatever its indentation.
+            let continues_comment = in_comment;
+            in_comment = in_block_comment_after(l, in_comment);
             if is_blank(l) {
                 j += 1;
                 continue;
             }
-            if indentation(l) == 0 {
+            if indentation(l) == 0 && !continues_comment {
                 break;
             }
             last_body = j;

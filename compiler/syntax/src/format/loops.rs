@@ -21,7 +21,7 @@ pub(super) struct Loop {
     body: Vec<Range<usize>>,
 }
 
-use crate::loops::{header_text, indentation};
+use crate::loops::{header_text, in_block_comment_after, indentation};
 
 /// `for V in A..B:` / `for V in A..=B:` at column 0 with integer bounds and
 /// an optional trailing comment, normalised; `None` for any other line.
@@ -54,10 +54,15 @@ pub(super) fn find(text: &str) -> Vec<Loop> {
         };
         let mut last = i;
         let mut j = i + 1;
+        let mut in_comment = false;
         while j < lines.len() {
             let l = &text[lines[j].clone()];
+            // Same rule as the expander: a line continuing a block comment
+            // opened in the body belongs to the body.
+            let continues_comment = in_comment;
+            in_comment = in_block_comment_after(l, in_comment);
             if !l.trim().is_empty() {
-                if indentation(l) == 0 {
+                if indentation(l) == 0 && !continues_comment {
                     break;
                 }
                 last = j;
