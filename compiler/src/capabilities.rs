@@ -124,6 +124,14 @@ pub const OPERATORS: &[OpInfo] = &[
         "deadline of a sequence match"
     ),
     op!(
+        "late",
+        Supported,
+        0,
+        0,
+        Some(&[]),
+        "the events a stream dropped as late (first operator only)"
+    ),
+    op!(
         "timeouts",
         Supported,
         0,

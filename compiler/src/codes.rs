@@ -105,6 +105,8 @@ codes! {
     /// `.limit_runs(...)` with a bound that is not a positive integer, a
     /// `total:` below the per-key bound, or an unknown `on_full:` policy.
     INVALID_RUN_LIMIT = "E0415", "invalid run limit";
+    /// `.late()` not first, or on a source that has no single plain input.
+    INVALID_LATE_STREAM = "E0416", "invalid late stream";
 
     /// `.to(X)` / `.from(X)` where `X` is declared but is not a connector.
     NOT_A_CONNECTOR = "E0501", "not a connector";

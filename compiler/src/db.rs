@@ -399,6 +399,52 @@ pub fn sequence_signature<'db>(
     }
 }
 
+/// The layout of the events entering a stream's operators, for
+/// `name.late()`: only streams with a single plain input (an event type or
+/// another stream) have one, since a late event is routed before any
+/// operator runs. A firewall like [`signature`].
+#[salsa::tracked(cycle_result = late_input_signature_cycle)]
+pub fn late_input_signature<'db>(
+    db: &'db dyn Db,
+    file: SourceFile,
+    name: Name<'db>,
+) -> Option<Arc<Schema>> {
+    let index = name_index(db, file);
+    let n = name.text(db);
+    let decl = index.get(n)?;
+    if index.is_cyclic(n) || decl.kind != DeclKind::Stream {
+        return None;
+    }
+    let home = decl_file(db, file, &decl)?;
+    let entry = file_items(db, home).items.get(decl.item)?;
+    match &analyze_item(db, entry.key).model {
+        ItemModel::Stream(m)
+            if !m.is_sequence
+                && matches!(
+                    m.source,
+                    SourceModel::Event { .. } | SourceModel::Stream { .. }
+                ) =>
+        {
+            Some(
+                m.stages
+                    .first()
+                    .map(|s| s.input.clone())
+                    .unwrap_or_else(|| m.output.clone()),
+            )
+        }
+        _ => None,
+    }
+}
+
+fn late_input_signature_cycle<'db>(
+    _db: &'db dyn Db,
+    _id: salsa::Id,
+    _file: SourceFile,
+    _name: Name<'db>,
+) -> Option<Arc<Schema>> {
+    None
+}
+
 fn sequence_signature_cycle<'db>(
     _db: &'db dyn Db,
     _id: salsa::Id,
@@ -550,6 +596,10 @@ impl Env for DbEnv<'_> {
 
     fn sequence_sig(&self, name: &str) -> Option<SequenceSig> {
         sequence_signature(self.db, self.file, Name::new(self.db, name.to_string())).clone()
+    }
+
+    fn late_input(&self, name: &str) -> Option<Arc<Schema>> {
+        late_input_signature(self.db, self.file, Name::new(self.db, name.to_string())).clone()
     }
 
     fn fn_sig(&self, name: &str) -> Option<FnSig> {

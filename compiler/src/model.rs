@@ -204,6 +204,12 @@ pub enum SourceModel {
         /// The sequence stream or pattern.
         name: String,
     },
+    /// `Name.late()`: the events stream `name` dropped as late, in the
+    /// layout of that stream's input.
+    Late {
+        /// The stream whose late events these are.
+        name: String,
+    },
     /// `timer(...)` (not supported yet).
     Timer,
     /// A source that could not be resolved.
@@ -357,6 +363,9 @@ pub enum StageKind {
     /// `.timeouts()`: the stream receives the source's expired partial
     /// matches (its source is [`SourceModel::Timeouts`]).
     Timeouts,
+    /// `.late()`: the stream receives the events its source stream dropped
+    /// as late (its source is [`SourceModel::Late`]).
+    Late,
     /// An operator that is unknown, unsupported or malformed (reported).
     Invalid,
 }

@@ -130,6 +130,22 @@ impl Checker<'_> {
             }
             "aggregate" => return self.aggregate(op, name, args, input, p),
             "trend_aggregate" => return self.trend_aggregate(name, args, input, p),
+            "late" => {
+                if !s.ops.first().is_some_and(|o| std::ptr::eq(o, op)) {
+                    self.report(
+                        Diagnostic::new(
+                            codes::INVALID_LATE_STREAM,
+                            "`.late()` must be the first operator",
+                            name.span,
+                        )
+                        .with_label("after other operators")
+                        .with_help(
+                            "declare a late stream: `stream LateReadings = Readings.late()`",
+                        ),
+                    );
+                }
+                StageKind::Late
+            }
             "timeouts" => {
                 if !s.ops.first().is_some_and(|o| std::ptr::eq(o, op)) {
                     self.report(

@@ -81,6 +81,8 @@ impl Checker<'_> {
             );
         let (source, mut current) = if is_timeouts(s.ops.first()) {
             self.timeout_source(s, &mut p)
+        } else if is_late(s.ops.first()) {
+            self.late_source(s)
         } else {
             self.source(s, &mut p)
         };
@@ -392,6 +394,62 @@ impl Checker<'_> {
                     Arc::new(Schema::open(format!("Timer_{}", s.name.name))),
                 )
             }
+        }
+    }
+
+    /// `Name.late()`: `Name` must be a stream with a single plain input; the
+    /// late stream sees the layout of that input.
+    fn late_source(&mut self, s: &StreamDecl) -> (SourceModel, Arc<Schema>) {
+        let fail = |c: &mut Self, msg: String, label: &str, span: Span| {
+            c.report(
+                Diagnostic::new(codes::INVALID_LATE_STREAM, msg, span)
+                    .with_label(label)
+                    .with_help(
+                        "write `stream LateReadings = Readings.late()` where `Readings` reads an \
+                         event type or another stream",
+                    ),
+            );
+            (
+                SourceModel::Error,
+                Arc::new(Schema::open(s.name.name.clone())),
+            )
+        };
+        let SourceKind::Named { all, name, alias } = &s.source.kind else {
+            return fail(
+                self,
+                "`.late()` needs a stream as source".into(),
+                "not a stream name",
+                s.source.span,
+            );
+        };
+        if *all || alias.is_some() {
+            return fail(
+                self,
+                "the source of `.late()` takes no `all` or alias".into(),
+                "a late stream sees its source's input events",
+                s.source.span,
+            );
+        }
+        if s.ops
+            .iter()
+            .any(|o| matches!(o.kind, OpKind::FollowedBy(_)))
+        {
+            return fail(
+                self,
+                "a late stream cannot add sequence steps".into(),
+                "`.late()` here",
+                s.source.span,
+            );
+        }
+        let n = &name.name;
+        match self.env.late_input(n) {
+            Some(schema) => (SourceModel::Late { name: n.clone() }, schema),
+            None => fail(
+                self,
+                format!("`{n}` is not a stream with a single event type or stream as input"),
+                "no late events to receive",
+                name.span,
+            ),
         }
     }
 
@@ -871,6 +929,11 @@ fn opened(input: &Arc<Schema>) -> Arc<Schema> {
 
 fn is_call(op: &Op, name: &str) -> bool {
     matches!(&op.kind, OpKind::Call { name: n, .. } if n.name == name)
+}
+
+/// Whether `op` is `.late()`.
+fn is_late(op: Option<&Op>) -> bool {
+    matches!(op, Some(Op { kind: OpKind::Call { name, .. }, .. }) if name.name == "late")
 }
 
 /// Whether `op` is `.timeouts()`.

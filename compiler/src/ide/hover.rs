@@ -105,6 +105,7 @@ pub(super) fn describe_top_level(view: &FileView<'_>, name: &str) -> Option<Stri
                 SourceModel::Sequence(_) => " = sequence(...)".to_string(),
                 SourceModel::Timer => " = timer(...)".to_string(),
                 SourceModel::Timeouts { name } => format!(" = {name}.timeouts()"),
+                SourceModel::Late { name } => format!(" = {name}.late()"),
                 SourceModel::Error => String::new(),
             };
             let what = if m.is_sequence {

@@ -116,6 +116,28 @@ impl Lowerer<'_> {
         }
     }
 
+    /// The stream id of `name` and the layout of its input, for a late
+    /// stream `name.late()` (the checker accepted only streams with a single
+    /// event-type or stream input).
+    fn late_input(&mut self, name: &str, span: Span) -> Option<(u32, SchemaId)> {
+        let Some(Decl::Stream(_)) = self.names.get(name).copied() else {
+            self.unsupported("`.late()` on a source that is not a stream", span);
+            return None;
+        };
+        let sid = *self.stream_ids.get(name)?;
+        let item = *self.stream_items.get(sid as usize)?;
+        let Some(Item::Stream(up)) = self.input.items.get(item).map(|n| &n.item) else {
+            return None;
+        };
+        let SourceKind::Named { name: src, .. } = &up.source.kind else {
+            self.unsupported("`.late()` on a stream without a single input", span);
+            return None;
+        };
+        let (src, src_span) = (src.name.clone(), src.span);
+        let (_, layout) = self.input_of(&src, src_span)?;
+        Some((sid, layout))
+    }
+
     fn lower_stream(&mut self, sid: u32, decl: &StreamDecl) -> Option<(StreamPlan, SchemaId)> {
         let mut ch = Chain {
             sid,
@@ -142,6 +164,14 @@ impl Lowerer<'_> {
                     *s = true;
                 }
                 seq.source
+            }
+            SourceKind::Named { name, .. } if is_late(decl.ops.first()) => {
+                let (up, layout) = self.late_input(&name.name, name.span)?;
+                ch.env.layout = Some(layout);
+                if let Some(s) = skip.first_mut() {
+                    *s = true;
+                }
+                SourceSpec::Late(up)
             }
             SourceKind::Named { all, name, alias } => {
                 let is_pattern = matches!(self.names.get(&name.name), Some(Decl::Pattern(_)));
@@ -651,7 +681,7 @@ impl Lowerer<'_> {
                 }
             }
             // Scheduling hints and no-ops: results must not depend on them.
-            "context" | "tap" | "timeouts" => {}
+            "context" | "tap" | "timeouts" | "late" => {}
             "within" => self.unsupported("`.within` outside a sequence", op.span),
             "on" => self.unsupported("`.on` outside a join", op.span),
             other => {
@@ -879,6 +909,11 @@ impl Lowerer<'_> {
 }
 
 /// Splits `a and b and c` into its conjuncts.
+/// Whether `op` is `.late()` (a late stream's first operator).
+fn is_late(op: Option<&Op>) -> bool {
+    matches!(op, Some(Op { kind: OpKind::Call { name, .. }, .. }) if name.name == "late")
+}
+
 /// Whether `op` is `.timeouts()` (a timeout stream's first operator).
 fn is_timeouts(op: Option<&Op>) -> bool {
     matches!(op, Some(Op { kind: OpKind::Call { name, .. }, .. }) if name.name == "timeouts")

@@ -284,6 +284,10 @@ pub trait Env {
     /// The sequence run by a stream or named pattern, for its timeout
     /// stream (`name.timeouts()`); `None` when `name` runs no sequence.
     fn sequence_sig(&self, name: &str) -> Option<SequenceSig>;
+    /// The layout of the events entering stream `name`'s operators, for its
+    /// late stream (`name.late()`); `None` when `name` is not a stream with a
+    /// single plain input (an event type or another stream).
+    fn late_input(&self, name: &str) -> Option<Arc<Schema>>;
     /// The signature of a user function.
     fn fn_sig(&self, name: &str) -> Option<FnSig>;
     /// The type of a global.
