@@ -129,7 +129,10 @@ impl Checker<'_> {
                 StageKind::PartitionBy(key)
             }
             "aggregate" => return self.aggregate(op, name, args, input, p),
-            "trend_aggregate" => return self.trend_aggregate(name, args, input, p),
+            "trend_aggregate" => {
+                self.trend_shape(s, name, p);
+                return self.trend_aggregate(name, args, input, p);
+            }
             "late" => {
                 if !s.ops.first().is_some_and(|o| std::ptr::eq(o, op)) {
                     self.report(
@@ -746,6 +749,69 @@ const TREND_FNS: &[(&str, usize, Type)] = &[
 ];
 
 impl Checker<'_> {
+    /// What `.trend_aggregate` needs from its stream, checked here so that
+    /// `check` rejects what the lowering cannot run (same codes): a sequence
+    /// with a Kleene step and a `.within`, not a named pattern, no `.select`.
+    fn trend_shape(&mut self, s: &StreamDecl, name: &Ident, p: &Pipeline) {
+        if !p.is_sequence {
+            return; // Reported as an operator outside a sequence.
+        }
+        let from_pattern =
+            matches!(
+                &s.source.kind,
+                varpulis_syntax::ast::SourceKind::Named { name: src, .. }
+                    if self.env.decl(&src.name) == Some(crate::resolve::DeclKind::Pattern)
+            ) || matches!(s.source.kind, varpulis_syntax::ast::SourceKind::Sequence(_));
+        let unsupported = |c: &mut Self, msg: &str, span: varpulis_syntax::Span, help: &str| {
+            c.report(
+                Diagnostic::new(codes::UNSUPPORTED_CONSTRUCT, msg, span)
+                    .with_label("the engine cannot run this yet")
+                    .with_help(help),
+            );
+        };
+        if from_pattern {
+            unsupported(
+                self,
+                "`.trend_aggregate` on a named pattern or `sequence(...)` source is not supported yet",
+                name.span,
+                "write the sequence in the stream with `->` steps",
+            );
+            return;
+        }
+        if !p.bound.iter().any(|a| a.kleene) {
+            unsupported(
+                self,
+                "`.trend_aggregate` needs an `all` (or `+`) step in the sequence",
+                name.span,
+                "make the repeated step Kleene: `-> all Tick where ... as ticks`",
+            );
+        }
+        let has_within = s
+            .ops
+            .iter()
+            .any(|o| matches!(&o.kind, varpulis_syntax::ast::OpKind::Call { name, .. } if name.name == "within"));
+        if !has_within {
+            unsupported(
+                self,
+                "`.trend_aggregate` needs a `.within(d)` on the sequence",
+                name.span,
+                "add `.within(d)`: trends are aggregated per run, which must end",
+            );
+        }
+        if let Some(sel) = s
+            .ops
+            .iter()
+            .find(|o| matches!(&o.kind, varpulis_syntax::ast::OpKind::Call { name, .. } if name.name == "select"))
+        {
+            unsupported(
+                self,
+                "`.select` in a stream with `.trend_aggregate` is not supported yet",
+                sel.span,
+                "use `.emit(...)` after `.trend_aggregate(...)`",
+            );
+        }
+    }
+
     fn trend_aggregate(
         &mut self,
         name: &Ident,
