@@ -39,7 +39,11 @@ fn varpulis(args: &[&str], cwd: &Path) -> std::process::Output {
 
 #[test]
 fn documentation_examples_check_and_their_tests_pass() {
-    let docs = ["README.md", "docs/PATTERNS.md", "runtime/connectors/README.md"];
+    let docs = [
+        "README.md",
+        "docs/PATTERNS.md",
+        "runtime/connectors/README.md",
+    ];
     let dir = tempfile::tempdir().expect("tempdir");
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -74,6 +78,9 @@ fn documentation_examples_check_and_their_tests_pass() {
             checked += 1;
         }
     }
-    assert!(checked >= 5, "expected the documentation to hold examples, found {checked}");
+    assert!(
+        checked >= 5,
+        "expected the documentation to hold examples, found {checked}"
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
