@@ -471,10 +471,10 @@ event B:
 event C:
     k: str
 
-pattern P = SEQ(A as a, B AND C) within 1m
+pattern P = NOT A within 1m
 
 stream Out = P
-    .emit(k: a.k)
+    .emit(k: k)
 "#
 );
 

@@ -70,6 +70,12 @@ impl Lowerer<'_> {
     ) -> Option<()> {
         let (input, layout) = self.input_of(&ty.name, ty.span)?;
         let alias_index = alias.map(|a| {
+            // A step repeated in several alternatives of a normalised pattern
+            // (`SEQ(A as a, B AND C)` → `SEQ(A, B, C) OR SEQ(A, C, B)`) binds
+            // the same alias; the checker already rejected true duplicates.
+            if let Some(existing) = sb.scope.iter().find(|s| s.name == a.name) {
+                return existing.index;
+            }
             let index = to_u16(sb.aliases.len());
             sb.aliases.push(AliasDef {
                 name: Arc::from(a.name.as_str()),
@@ -487,6 +493,32 @@ impl Lowerer<'_> {
                 );
                 None
             }
+            PatternKind::Seq(items) if items.iter().any(is_combinator) => {
+                // `AND`/`OR`/`SEQ` inside a `SEQ`: distribute into an `OR` of
+                // plain sequences (an `AND` contributes both orders).
+                let Some(alts) = alternatives(e, MAX_ALTERNATIVES) else {
+                    self.unsupported(
+                        "a pattern with more than 24 orderings once its nested `AND`/`OR` are expanded",
+                        e.span,
+                    );
+                    return None;
+                };
+                let mut kids = Vec::new();
+                for alt in alts {
+                    let flat = PatternExpr {
+                        kind: PatternKind::Seq(alt.into_iter().cloned().collect()),
+                        span: e.span,
+                    };
+                    let start = to_u16(sb.steps.len());
+                    self.pattern_seq(sb, &flat)?;
+                    kids.push(PatternTree::Seq(start..to_u16(sb.steps.len())));
+                }
+                Some(if kids.len() == 1 {
+                    kids.remove(0)
+                } else {
+                    PatternTree::Or(kids)
+                })
+            }
             _ => {
                 let start = to_u16(sb.steps.len());
                 self.pattern_seq(sb, e)?;
@@ -561,6 +593,62 @@ impl Lowerer<'_> {
         }
         Some(())
     }
+}
+
+/// How many plain sequences a nested pattern may expand into.
+const MAX_ALTERNATIVES: usize = 24;
+
+/// Whether a `SEQ` item is itself a combinator (needs normalising).
+fn is_combinator(e: &PatternExpr) -> bool {
+    matches!(
+        e.kind,
+        PatternKind::And(..) | PatternKind::Or(..) | PatternKind::Seq(_)
+    )
+}
+
+/// The plain sequences (lists of steps and negated steps) a pattern
+/// expression stands for: a step is itself, `SEQ` concatenates, `OR` is
+/// either side, `AND` is both sides in either order. `None` beyond `max`.
+fn alternatives(e: &PatternExpr, max: usize) -> Option<Vec<Vec<&PatternExpr>>> {
+    let out = match &e.kind {
+        PatternKind::Seq(items) => {
+            let mut acc: Vec<Vec<&PatternExpr>> = vec![Vec::new()];
+            for it in items {
+                let alts = alternatives(it, max)?;
+                let mut next = Vec::new();
+                for prefix in &acc {
+                    for alt in &alts {
+                        let mut v = prefix.clone();
+                        v.extend(alt.iter().copied());
+                        next.push(v);
+                    }
+                }
+                if next.len() > max {
+                    return None;
+                }
+                acc = next;
+            }
+            acc
+        }
+        PatternKind::Or(a, b) => {
+            let mut v = alternatives(a, max)?;
+            v.extend(alternatives(b, max)?);
+            v
+        }
+        PatternKind::And(a, b) => {
+            let (xs, ys) = (alternatives(a, max)?, alternatives(b, max)?);
+            let mut v = Vec::new();
+            for x in &xs {
+                for y in &ys {
+                    v.push(x.iter().chain(y.iter()).copied().collect());
+                    v.push(y.iter().chain(x.iter()).copied().collect());
+                }
+            }
+            v
+        }
+        _ => vec![vec![e]],
+    };
+    (out.len() <= max).then_some(out)
 }
 
 /// The operands of a chain of the same combinator (`A OR B OR C`).
