@@ -125,13 +125,18 @@ fn terminal_session_completes_and_accepts_multi_line_input() {
     t.send(&[":quit", "Enter"]);
     let history = state.join("varpulis").join("history");
     let start = Instant::now();
-    while !Path::new(&history).exists() {
+    // The file may appear before the REPL has finished writing it: wait
+    // for the content, not just the file.
+    loop {
+        let text = std::fs::read_to_string(&history).unwrap_or_default();
+        if text.contains(":quit") {
+            break;
+        }
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "history file not written"
+            "history file not written (so far: {text:?}, exists: {})",
+            Path::new(&history).exists()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let text = std::fs::read_to_string(&history).expect("read history");
-    assert!(text.contains(":quit"), "{text}");
 }
