@@ -292,23 +292,39 @@ impl Checker<'_> {
         if self.env.decl(&c.name) == Some(DeclKind::Context) {
             return Some(c.name.clone());
         }
-        let cands = self.env.names(|k| k == DeclKind::Context);
-        let help =
-            suggest::did_you_mean(&c.name, cands.iter().map(String::as_str)).map(str::to_string);
-        let d = Diagnostic::new(
+        let declare = format!("declare it with `context {}`", c.name);
+        self.unknown_decl(
             codes::UNKNOWN_CONTEXT,
-            format!("unknown context `{}`", c.name),
-            c.span,
-        )
-        .with_label("not declared");
+            "context",
+            |k| k == DeclKind::Context,
+            c,
+            declare,
+        );
+        None
+    }
+
+    /// Reports an unknown name of one declaration kind (context, connector)
+    /// with a did-you-mean fix among the declared ones, or how to declare it.
+    pub(super) fn unknown_decl(
+        &mut self,
+        code: &'static str,
+        what: &str,
+        is_kind: fn(DeclKind) -> bool,
+        name: &Ident,
+        declare_help: String,
+    ) {
+        let cands = self.env.names(is_kind);
+        let help =
+            suggest::did_you_mean(&name.name, cands.iter().map(String::as_str)).map(str::to_string);
+        let d = Diagnostic::new(code, format!("unknown {what} `{}`", name.name), name.span)
+            .with_label("not declared");
         let d = match help {
             Some(h) => d
                 .with_help(format!("did you mean `{h}`?"))
-                .with_suggestion(c.span, h),
-            None => d.with_help(format!("declare it with `context {}`", c.name)),
+                .with_suggestion(name.span, h),
+            None => d.with_help(declare_help),
         };
         self.report(d);
-        None
     }
 
     /// Checks a duration argument; returns its value in nanoseconds when it is

@@ -21,19 +21,8 @@ impl Checker<'_> {
         let mut aliases: Vec<&Ident> = Vec::new();
         collect_aliases(&decl.expr, &mut aliases);
         for a in aliases {
-            if let Some((_, first)) = p.all_aliases.iter().find(|(n, _)| *n == a.name) {
-                self.report(
-                    Diagnostic::new(
-                        codes::DUPLICATE_ALIAS,
-                        format!("alias `{}` is bound twice", a.name),
-                        a.span,
-                    )
-                    .with_label("bound again here")
-                    .with_secondary(*first, "first bound here")
-                    .with_help("give each step its own alias"),
-                );
-            } else {
-                p.all_aliases.push((a.name.clone(), a.span));
+            if let Some(d) = p.bind_alias(a) {
+                self.report(d);
             }
         }
         let mut last = Arc::new(Schema::open(decl.name.name.clone()));

@@ -41,7 +41,80 @@ pub(super) struct Pipeline {
     pub bound: Vec<AliasBinding>,
 }
 
+/// The texts of a source operator's shape errors.
+struct SourceOpTexts {
+    code: &'static str,
+    /// The operator as written, e.g. `.late()`.
+    op: &'static str,
+    /// `late` / `timeout`, as in "a late stream".
+    what: &'static str,
+    /// What the source must be.
+    needs: &'static str,
+    name_label: &'static str,
+    name_help: &'static str,
+    alias_label: &'static str,
+    alias_help: &'static str,
+    steps_help: &'static str,
+}
+
+const LATE_HELP: &str =
+    "write `stream LateReadings = Readings.late()` where `Readings` reads an event type or another stream";
+
+const LATE_TEXTS: SourceOpTexts = SourceOpTexts {
+    code: codes::INVALID_LATE_STREAM,
+    op: ".late()",
+    what: "late",
+    needs: "a stream",
+    name_label: "not a stream name",
+    name_help: LATE_HELP,
+    alias_label: "a late stream sees its source's input events",
+    alias_help: LATE_HELP,
+    steps_help: LATE_HELP,
+};
+
+const TIMEOUT_TEXTS: SourceOpTexts = SourceOpTexts {
+    code: codes::INVALID_TIMEOUT_STREAM,
+    op: ".timeouts()",
+    what: "timeout",
+    needs: "a sequence stream or pattern",
+    name_label: "not a stream or pattern name",
+    name_help: "write `stream Late = Orders.timeouts()` where `Orders` runs a sequence",
+    alias_label: "a timeout stream sees the aliases of the sequence",
+    alias_help: "remove `all` / `as ...` and read the sequence's aliases (`o.id`)",
+    steps_help: "match on the timeout stream's output in another stream",
+};
+
+/// The source of a stream whose source could not be resolved: an open
+/// schema named after the stream, so later operators are not blamed.
+fn error_source(s: &StreamDecl) -> (SourceModel, Arc<Schema>) {
+    (
+        SourceModel::Error,
+        Arc::new(Schema::open(s.name.name.clone())),
+    )
+}
+
 impl Pipeline {
+    /// Records alias `a` of the stream; a second binding of the same name
+    /// gives the E0210 diagnostic (pointing at both places) instead.
+    pub(super) fn bind_alias(&mut self, a: &Ident) -> Option<Diagnostic> {
+        match self.all_aliases.iter().find(|(n, _)| *n == a.name) {
+            Some((_, first)) => Some(
+                Diagnostic::new(
+                    codes::DUPLICATE_ALIAS,
+                    format!("alias `{}` is bound twice", a.name),
+                    a.span,
+                )
+                .with_label("bound again here")
+                .with_secondary(*first, "first bound here")
+                .with_help("give each step its own alias"),
+            ),
+            None => {
+                self.all_aliases.push((a.name.clone(), a.span));
+                None
+            }
+        }
+    }
+
     /// A scope over `event` plus the aliases bound so far; aliases not yet
     /// bound are recorded for "unbound alias" diagnostics.
     pub fn scope(&self, event: &Arc<Schema>) -> Scope {
@@ -79,9 +152,9 @@ impl Checker<'_> {
                 &s.source.kind,
                 SourceKind::Named { all: true, .. } | SourceKind::Sequence(_)
             );
-        let (source, mut current) = if is_timeouts(s.ops.first()) {
+        let (source, mut current) = if s.starts_with_op("timeouts") {
             self.timeout_source(s, &mut p)
-        } else if is_late(s.ops.first()) {
+        } else if s.starts_with_op("late") {
             self.late_source(s)
         } else {
             self.source(s, &mut p)
@@ -142,19 +215,8 @@ impl Checker<'_> {
 
     fn collect_aliases(&mut self, s: &StreamDecl, p: &mut Pipeline) {
         let mut add = |c: &mut Self, a: &Ident| {
-            if let Some((_, first)) = p.all_aliases.iter().find(|(n, _)| *n == a.name) {
-                c.report(
-                    Diagnostic::new(
-                        codes::DUPLICATE_ALIAS,
-                        format!("alias `{}` is bound twice", a.name),
-                        a.span,
-                    )
-                    .with_label("bound again here")
-                    .with_secondary(*first, "first bound here")
-                    .with_help("give each step its own alias"),
-                );
-            } else {
-                p.all_aliases.push((a.name.clone(), a.span));
+            if let Some(d) = p.bind_alias(a) {
+                c.report(d);
             }
         };
         match &s.source.kind {
@@ -397,6 +459,50 @@ impl Checker<'_> {
         }
     }
 
+    /// The source name of a stream whose first operator is a source
+    /// operator (`.late()`, `.timeouts()`): a bare stream or pattern name,
+    /// without `all` or alias, and no `->` steps in the stream. Reports and
+    /// returns `None` otherwise.
+    fn source_op_name<'s>(&mut self, s: &'s StreamDecl, t: &SourceOpTexts) -> Option<&'s Ident> {
+        let (msg, label, help) = match &s.source.kind {
+            SourceKind::Named { all, alias, .. } if *all || alias.is_some() => (
+                format!("the source of `{}` takes no `all` or alias", t.op),
+                t.alias_label,
+                t.alias_help,
+            ),
+            SourceKind::Named { name, .. } => {
+                if !s
+                    .ops
+                    .iter()
+                    .any(|o| matches!(o.kind, OpKind::FollowedBy(_)))
+                {
+                    return Some(name);
+                }
+                (
+                    format!("a {} stream cannot add sequence steps", t.what),
+                    "",
+                    t.steps_help,
+                )
+            }
+            _ => (
+                format!("`{}` needs {} as source", t.op, t.needs),
+                t.name_label,
+                t.name_help,
+            ),
+        };
+        let label = if label.is_empty() {
+            format!("`{}` here", t.op)
+        } else {
+            label.to_string()
+        };
+        self.report(
+            Diagnostic::new(t.code, msg, s.source.span)
+                .with_label(label)
+                .with_help(help),
+        );
+        None
+    }
+
     /// `Name.late()`: `Name` must be a stream with a single plain input; the
     /// late stream sees the layout of that input.
     fn late_source(&mut self, s: &StreamDecl) -> (SourceModel, Arc<Schema>) {
@@ -409,38 +515,11 @@ impl Checker<'_> {
                          event type or another stream",
                     ),
             );
-            (
-                SourceModel::Error,
-                Arc::new(Schema::open(s.name.name.clone())),
-            )
+            error_source(s)
         };
-        let SourceKind::Named { all, name, alias } = &s.source.kind else {
-            return fail(
-                self,
-                "`.late()` needs a stream as source".into(),
-                "not a stream name",
-                s.source.span,
-            );
+        let Some(name) = self.source_op_name(s, &LATE_TEXTS) else {
+            return error_source(s);
         };
-        if *all || alias.is_some() {
-            return fail(
-                self,
-                "the source of `.late()` takes no `all` or alias".into(),
-                "a late stream sees its source's input events",
-                s.source.span,
-            );
-        }
-        if s.ops
-            .iter()
-            .any(|o| matches!(o.kind, OpKind::FollowedBy(_)))
-        {
-            return fail(
-                self,
-                "a late stream cannot add sequence steps".into(),
-                "`.late()` here",
-                s.source.span,
-            );
-        }
         let n = &name.name;
         match self.env.late_input(n) {
             Some(schema) => (SourceModel::Late { name: n.clone() }, schema),
@@ -463,41 +542,11 @@ impl Checker<'_> {
                     .with_label(label)
                     .with_help(help),
             );
-            (
-                SourceModel::Error,
-                Arc::new(Schema::open(s.name.name.clone())),
-            )
+            error_source(s)
         };
-        let SourceKind::Named { all, name, alias } = &s.source.kind else {
-            return fail(
-                self,
-                "`.timeouts()` needs a sequence stream or pattern as source".into(),
-                "not a stream or pattern name",
-                "write `stream Late = Orders.timeouts()` where `Orders` runs a sequence",
-                s.source.span,
-            );
+        let Some(name) = self.source_op_name(s, &TIMEOUT_TEXTS) else {
+            return error_source(s);
         };
-        if *all || alias.is_some() {
-            return fail(
-                self,
-                "the source of `.timeouts()` takes no `all` or alias".into(),
-                "a timeout stream sees the aliases of the sequence",
-                "remove `all` / `as ...` and read the sequence's aliases (`o.id`)",
-                s.source.span,
-            );
-        }
-        if s.ops
-            .iter()
-            .any(|o| matches!(o.kind, OpKind::FollowedBy(_)))
-        {
-            return fail(
-                self,
-                "a timeout stream cannot add sequence steps".into(),
-                "`.timeouts()` here",
-                "match on the timeout stream's output in another stream",
-                s.source.span,
-            );
-        }
         let (kind, _) = self.source_schema(name);
         let n = &name.name;
         match kind {
@@ -678,25 +727,17 @@ impl Checker<'_> {
                 None
             }
             None => {
-                let cands = self.env.names(|k| k == DeclKind::Connector);
-                let help = suggest::did_you_mean(&c.name, cands.iter().map(String::as_str))
-                    .map(str::to_string);
-                let d = Diagnostic::new(
+                let declare = format!(
+                    "declare it, e.g. `connector {} = file (path: \"out.jsonl\")`",
+                    c.name
+                );
+                self.unknown_decl(
                     codes::UNKNOWN_CONNECTOR,
-                    format!("unknown connector `{}`", c.name),
-                    c.span,
-                )
-                .with_label("not declared");
-                let d = match help {
-                    Some(h) => d
-                        .with_help(format!("did you mean `{h}`?"))
-                        .with_suggestion(c.span, h),
-                    None => d.with_help(format!(
-                        "declare it, e.g. `connector {} = file (path: \"out.jsonl\")`",
-                        c.name
-                    )),
-                };
-                self.report(d);
+                    "connector",
+                    |k| k == DeclKind::Connector,
+                    c,
+                    declare,
+                );
                 None
             }
         }
@@ -929,14 +970,4 @@ fn opened(input: &Arc<Schema>) -> Arc<Schema> {
 
 fn is_call(op: &Op, name: &str) -> bool {
     matches!(&op.kind, OpKind::Call { name: n, .. } if n.name == name)
-}
-
-/// Whether `op` is `.late()`.
-fn is_late(op: Option<&Op>) -> bool {
-    matches!(op, Some(Op { kind: OpKind::Call { name, .. }, .. }) if name.name == "late")
-}
-
-/// Whether `op` is `.timeouts()`.
-fn is_timeouts(op: Option<&Op>) -> bool {
-    matches!(op, Some(Op { kind: OpKind::Call { name, .. }, .. }) if name.name == "timeouts")
 }

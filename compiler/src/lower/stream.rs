@@ -150,7 +150,7 @@ impl Lowerer<'_> {
         };
         let mut skip = vec![false; decl.ops.len()];
         let source = match &decl.source.kind {
-            SourceKind::Named { name, .. } if is_timeouts(decl.ops.first()) => {
+            SourceKind::Named { name, .. } if decl.starts_with_op("timeouts") => {
                 let mut seq = self.timeout_sequence(&name.name, decl)?;
                 seq.spec.emit_timeouts = true;
                 // Timeouts are runs in the match layout, not trend aggregates.
@@ -165,7 +165,7 @@ impl Lowerer<'_> {
                 }
                 seq.source
             }
-            SourceKind::Named { name, .. } if is_late(decl.ops.first()) => {
+            SourceKind::Named { name, .. } if decl.starts_with_op("late") => {
                 let (up, layout) = self.late_input(&name.name, name.span)?;
                 ch.env.layout = Some(layout);
                 if let Some(s) = skip.first_mut() {
@@ -909,16 +909,6 @@ impl Lowerer<'_> {
 }
 
 /// Splits `a and b and c` into its conjuncts.
-/// Whether `op` is `.late()` (a late stream's first operator).
-fn is_late(op: Option<&Op>) -> bool {
-    matches!(op, Some(Op { kind: OpKind::Call { name, .. }, .. }) if name.name == "late")
-}
-
-/// Whether `op` is `.timeouts()` (a timeout stream's first operator).
-fn is_timeouts(op: Option<&Op>) -> bool {
-    matches!(op, Some(Op { kind: OpKind::Call { name, .. }, .. }) if name.name == "timeouts")
-}
-
 fn split_and<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
     match &unparen(e).kind {
         ExprKind::Binary {

@@ -291,6 +291,17 @@ pub struct StreamDecl {
     pub span: Span,
 }
 
+impl StreamDecl {
+    /// Whether the first operator is the call `.name(...)` (the source
+    /// operators `.timeouts()` and `.late()` must come first).
+    pub fn starts_with_op(&self, name: &str) -> bool {
+        matches!(
+            self.ops.first(),
+            Some(Op { kind: OpKind::Call { name: n, .. }, .. }) if n.name == name
+        )
+    }
+}
+
 /// A stream's source (LANGUAGE.md §3).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Source {
