@@ -79,13 +79,22 @@ impl ConfigValue {
 /// Every getter marks the parameter as known; [`Params::finish`] then rejects the rest.
 pub(crate) struct Params<'a> {
     config: &'a ConnectorConfig,
+    /// `sink` or `source`, for error messages.
+    role: &'static str,
     known: BTreeSet<&'static str>,
 }
 
 impl<'a> Params<'a> {
+    /// Parameters of a connector used as a sink.
     pub(crate) fn new(config: &'a ConnectorConfig) -> Self {
+        Params::for_role(config, "sink")
+    }
+
+    /// Parameters of a connector used as `role` (`sink` or `source`).
+    pub(crate) fn for_role(config: &'a ConnectorConfig, role: &'static str) -> Self {
         Params {
             config,
+            role,
             known: BTreeSet::new(),
         }
     }
@@ -218,12 +227,19 @@ impl<'a> Params<'a> {
         Ok(base_dir.join(raw))
     }
 
+    /// Accepts `names` without reading them: parameters the connector's other role uses (a
+    /// `kafka` connector read by `.from` and written by `.to` carries both roles' parameters).
+    pub(crate) fn tolerate(&mut self, names: &[&'static str]) {
+        self.known.extend(names.iter().copied());
+    }
+
     /// Rejects parameters that no getter asked for, suggesting the closest known name.
     pub(crate) fn finish(self) -> Result<(), ConfigError> {
         for param in self.config.params.keys() {
             if !self.known.contains(param.as_str()) {
                 return Err(ConfigError::UnknownParam {
                     connector: self.config.name.clone(),
+                    role: self.role,
                     kind: self.config.kind.clone(),
                     param: param.clone(),
                     suggestion: closest(param, self.known.iter().copied()),

@@ -17,10 +17,12 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The connector kind has no sink implementation in this crate.
-    #[error("connector `{connector}`: kind `{kind}` cannot be used as a sink (supported: {supported}){}", did_you_mean(suggestion))]
+    #[error("connector `{connector}`: kind `{kind}` cannot be used as a {role} (supported: {supported}){}", did_you_mean(suggestion))]
     UnsupportedKind {
         /// Connector name as declared in VPL.
         connector: String,
+        /// `sink` or `source`.
+        role: &'static str,
         /// The kind written after `=`.
         kind: String,
         /// Comma-separated list of supported kinds.
@@ -30,12 +32,15 @@ pub enum ConfigError {
     },
     /// A parameter the connector kind does not understand.
     #[error(
-        "connector `{connector}`: unknown parameter `{param}` for a {kind} sink{}",
+        "connector `{connector}`: unknown parameter `{param}` for {} {role}{}",
+        with_article(kind),
         did_you_mean(suggestion)
     )]
     UnknownParam {
         /// Connector name as declared in VPL.
         connector: String,
+        /// `sink` or `source`.
+        role: &'static str,
         /// Connector kind (`file`, `http`, ...).
         kind: String,
         /// The unknown parameter name.
@@ -96,6 +101,27 @@ pub enum ConfigError {
         #[source]
         source: io::Error,
     },
+    /// An input file could not be opened for reading.
+    #[error("connector `{connector}`: cannot open `{}` for reading: {source}", path.display())]
+    OpenInput {
+        /// Connector name as declared in VPL.
+        connector: String,
+        /// The file that could not be opened.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// A listener could not be bound to its address (in use, not permitted, not local).
+    #[error("connector `{connector}`: cannot listen on `{address}`: {reason}")]
+    Listen {
+        /// Connector name as declared in VPL.
+        connector: String,
+        /// The address asked for.
+        address: String,
+        /// Why it failed.
+        reason: String,
+    },
     /// The http sink's delivery thread could not be started.
     #[error("connector `{connector}`: cannot start the delivery thread: {source}")]
     Thread {
@@ -105,6 +131,13 @@ pub enum ConfigError {
         #[source]
         source: io::Error,
     },
+}
+
+/// `a file`, `an http`, `an mqtt`: the kind with the article it is read with.
+fn with_article(kind: &str) -> String {
+    let vowel_sound = kind.starts_with(['a', 'e', 'i', 'o', 'u'])
+        || ["http", "https", "mqtt", "nats"].contains(&kind);
+    format!("{} {kind}", if vowel_sound { "an" } else { "a" })
 }
 
 fn did_you_mean(suggestion: &Option<String>) -> String {
@@ -359,13 +392,14 @@ mod tests {
     fn unknown_param_message_suggests_the_closest_name() {
         let e = ConfigError::UnknownParam {
             connector: "Hook".into(),
+            role: "sink",
             kind: "http".into(),
             param: "retires".into(),
             suggestion: Some("retries".into()),
         };
         assert_eq!(
             e.to_string(),
-            "connector `Hook`: unknown parameter `retires` for a http sink; did you mean `retries`?"
+            "connector `Hook`: unknown parameter `retires` for an http sink; did you mean `retries`?"
         );
     }
 }

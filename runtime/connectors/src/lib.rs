@@ -23,7 +23,12 @@ mod dead_letter;
 pub mod error;
 pub mod file;
 pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 mod metrics;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
+pub mod source;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -34,14 +39,31 @@ use serde_json::{Map, Value};
 pub use config::{ConfigValue, ConnectorConfig};
 pub use error::{ConfigError, DeliveryFailure, RecordError, SinkError};
 pub use metrics::SinkMetrics;
+pub use source::{
+    open_source, Source, SourceConfig, SourceContext, SourceEvent, SourceMessage, SourceMetrics,
+    SourceSender,
+};
 
-/// The sink kinds [`open_sink`] can build.
-pub const SINK_KINDS: &[&str] = &["console", "file", "http"];
+/// The sink kinds [`open_sink`] can build in this build (features decide `mqtt`, `kafka`).
+pub const SINK_KINDS: &[&str] = &[
+    "console",
+    "file",
+    "http",
+    #[cfg(feature = "kafka")]
+    "kafka",
+    #[cfg(feature = "mqtt")]
+    "mqtt",
+];
 
-/// One output record: a single JSON object, kept serialised on one line.
+/// One output record: a single JSON object, kept serialised on one line, plus where a broker
+/// sink should route it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     json: Vec<u8>,
+    /// The `.to(Conn, topic: ...)` of the site; brokers fall back to the connector's topic.
+    topic: Option<String>,
+    /// The message key (Kafka partitioning); `None` lets the broker client choose.
+    key: Option<Vec<u8>>,
 }
 
 impl Record {
@@ -49,6 +71,8 @@ impl Record {
     pub fn from_map(map: &Map<String, Value>) -> Record {
         Record {
             json: serde_json::to_vec(map).expect("a JSON map with string keys always serialises"),
+            topic: None,
+            key: None,
         }
     }
 
@@ -64,8 +88,27 @@ impl Record {
         } else {
             Ok(Record {
                 json: bytes.trim_ascii().to_vec(),
+                topic: None,
+                key: None,
             })
         }
+    }
+
+    /// Routes the record to `topic` (overriding the connector's) with an optional message key.
+    pub fn routed(mut self, topic: Option<String>, key: Option<Vec<u8>>) -> Record {
+        self.topic = topic;
+        self.key = key;
+        self
+    }
+
+    /// The topic the `.to(...)` site asked for, if any.
+    pub fn topic(&self) -> Option<&str> {
+        self.topic.as_deref()
+    }
+
+    /// The message key, if any.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
     }
 
     /// The serialised JSON object (no trailing newline).
@@ -160,8 +203,13 @@ pub fn open_sink(
         "file" => Ok(Box::new(file::FileSink::open(config, context)?)),
         "http" => Ok(Box::new(http::HttpSink::open(config, context)?)),
         "console" => Ok(Box::new(console::ConsoleSink::open(config, context)?)),
+        #[cfg(feature = "mqtt")]
+        "mqtt" => mqtt::open_sink(config, context),
+        #[cfg(feature = "kafka")]
+        "kafka" => kafka::open_sink(config, context),
         other => Err(ConfigError::UnsupportedKind {
             connector: config.name.clone(),
+            role: "sink",
             kind: other.to_string(),
             supported: SINK_KINDS.join(", "),
             suggestion: config::closest(other, SINK_KINDS.iter().copied()),
@@ -200,9 +248,14 @@ mod tests {
         let err = open_sink(&ConnectorConfig::new("Out", "fiel"), &SinkContext::new("."))
             .err()
             .expect("fiel is not a kind");
-        assert_eq!(
-            err.to_string(),
-            "connector `Out`: kind `fiel` cannot be used as a sink (supported: console, file, http); did you mean `file`?"
+        let text = err.to_string();
+        // The broker kinds join the list when their features are on.
+        assert!(
+            text.starts_with(
+                "connector `Out`: kind `fiel` cannot be used as a sink (supported: console, file, http"
+            ),
+            "{text}"
         );
+        assert!(text.ends_with("); did you mean `file`?"), "{text}");
     }
 }

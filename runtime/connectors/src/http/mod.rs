@@ -32,6 +32,8 @@ use crate::error::{ConfigError, DeliveryFailure, SinkError};
 use crate::metrics::Counters;
 use crate::{Record, Sink, SinkContext, SinkMetrics};
 
+pub mod source;
+
 /// Bytes of an error response body kept for the error message.
 const ERROR_BODY_BYTES: u64 = 256;
 
@@ -847,7 +849,7 @@ mod tests {
         let err = check(&[url(), ("retires", ConfigValue::Int(2))]).expect_err("typo");
         assert_eq!(
             err.to_string(),
-            "connector `Hook`: unknown parameter `retires` for a http sink; did you mean `retries`?"
+            "connector `Hook`: unknown parameter `retires` for an http sink; did you mean `retries`?"
         );
     }
 

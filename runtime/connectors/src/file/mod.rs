@@ -24,6 +24,11 @@ use crate::error::{ConfigError, SinkError};
 use crate::metrics::Counters;
 use crate::{Record, Sink, SinkContext, SinkMetrics};
 
+pub mod source;
+
+/// Parameters only the file sink reads (a file connector used as a source tolerates them).
+pub const SINK_PARAMS: &[&str] = &["append", "rotate_bytes", "max_files", "dead_letter"];
+
 /// Buffered bytes that trigger a write without waiting for `flush`.
 pub const BUFFER_BYTES: usize = 64 * 1024;
 
@@ -58,6 +63,7 @@ impl FileSettings {
             p.string("dead_letter")?;
             None
         };
+        p.tolerate(source::SOURCE_PARAMS);
         p.finish()?;
         Ok(FileSettings {
             path,

@@ -1,0 +1,190 @@
+//! The `file` source: JSON lines read from a file, once or followed as it grows.
+//!
+//! Parameters: `path` (default `<Name>.jsonl`, relative to the context's base directory),
+//! `follow` (default `false`: read to the end, then report [`SourceEvent::Ended`]; `true`: keep
+//! reading lines appended later, like `tail -f`, until stopped), `poll` (how often a followed
+//! file is checked for new lines, default `200ms`).
+//!
+//! Each non-blank line is one payload whose place is `<path> line N`. A line that is not yet
+//! complete (no newline) is only delivered once it is, or at the end of a file not followed.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::config::Params;
+use crate::error::ConfigError;
+use crate::source::{
+    now_ms, Source, SourceConfig, SourceContext, SourceCounters, SourceEvent, SourceMessage,
+    SourceMetrics, SourceSender,
+};
+
+/// Parameters only the file source reads (a file connector used as a sink tolerates them).
+pub const SOURCE_PARAMS: &[&str] = &["follow", "poll"];
+
+/// A running file source.
+pub struct FileSource {
+    name: String,
+    path: PathBuf,
+    follow: bool,
+    stop: Arc<AtomicBool>,
+    counters: Arc<SourceCounters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FileSource {
+    /// Validates the parameters and starts the reading thread. A file that cannot be opened is
+    /// a configuration error naming it.
+    pub fn start(
+        config: &SourceConfig,
+        context: &SourceContext,
+        sender: SourceSender,
+    ) -> Result<FileSource, ConfigError> {
+        let c = &config.connector;
+        let mut p = Params::for_role(c, "source");
+        let path = p.path("path", || format!("{}.jsonl", c.name), &context.base_dir)?;
+        let follow = p.bool("follow", false)?;
+        let poll = p.duration("poll", Duration::from_millis(200))?;
+        if poll.is_zero() {
+            return Err(p.invalid("poll", "must be longer than 0ms"));
+        }
+        p.tolerate(crate::file::SINK_PARAMS);
+        p.finish()?;
+        let file = File::open(&path).map_err(|source| ConfigError::OpenInput {
+            connector: c.name.clone(),
+            path: path.clone(),
+            source,
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(SourceCounters::default());
+        let reader = Reader {
+            id: config.id,
+            path: path.clone(),
+            follow,
+            poll,
+            stop: stop.clone(),
+            counters: counters.clone(),
+            sender,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("source-{}", c.name))
+            .spawn(move || reader.run(BufReader::with_capacity(1 << 16, file)))
+            .map_err(|source| ConfigError::Thread {
+                connector: c.name.clone(),
+                source,
+            })?;
+        Ok(FileSource {
+            name: c.name.clone(),
+            path,
+            follow,
+            stop,
+            counters,
+            thread: Some(thread),
+        })
+    }
+}
+
+struct Reader {
+    id: usize,
+    path: PathBuf,
+    follow: bool,
+    poll: Duration,
+    stop: Arc<AtomicBool>,
+    counters: Arc<SourceCounters>,
+    sender: SourceSender,
+}
+
+impl Reader {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire) || self.sender.stopping()
+    }
+
+    fn run(self, mut reader: BufReader<File>) {
+        let mut line_no = 0usize;
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            if self.stopped() {
+                return;
+            }
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) => {
+                    if !self.follow {
+                        // The last line may lack its newline.
+                        if !buf.is_empty() && !self.deliver(&mut line_no, &mut buf) {
+                            return;
+                        }
+                        self.sender.deliver(SourceEvent::Ended { source: self.id });
+                        return;
+                    }
+                    std::thread::sleep(self.poll);
+                }
+                Ok(_) if buf.ends_with(b"\n") || !self.follow => {
+                    if !self.deliver(&mut line_no, &mut buf) {
+                        return;
+                    }
+                }
+                // A followed file's last line is still being written: keep it and wait.
+                Ok(_) => std::thread::sleep(self.poll),
+                Err(e) => {
+                    let message = format!("reading `{}` failed: {e}", self.path.display());
+                    self.counters.error(message.clone());
+                    self.sender.deliver(SourceEvent::Problem {
+                        source: self.id,
+                        message,
+                        fatal: true,
+                    });
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends the line in `buf` (unless blank) and clears it; `false` once the host stops.
+    fn deliver(&self, line_no: &mut usize, buf: &mut Vec<u8>) -> bool {
+        *line_no += 1;
+        let payload = std::mem::take(buf);
+        if payload.trim_ascii().is_empty() {
+            return true;
+        }
+        self.counters.received(payload.len());
+        self.sender.deliver(SourceEvent::Message(SourceMessage {
+            source: self.id,
+            place: format!("{} line {line_no}", self.path.display()),
+            payload,
+            received_ms: now_ms(),
+        }))
+    }
+}
+
+impl Source for FileSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn describe(&self) -> String {
+        let mode = if self.follow { " (following)" } else { "" };
+        format!("file {}{mode}", self.path.display())
+    }
+
+    fn metrics(&self) -> SourceMetrics {
+        self.counters.snapshot()
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            // The thread checks the flag between lines and sleeps at most `poll`.
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for FileSource {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,276 @@
+//! Input connectors: where `Type.from(Conn, ...)` events come from.
+//!
+//! A source runs on its own thread(s) and hands raw payloads to the host through a bounded
+//! channel ([`SourceSender`]). Payloads stay bytes here: the host decodes them with the program's
+//! JSON reader, so this crate still knows nothing of the compiler or the VM.
+//!
+//! **Invariants.**
+//! - A source never drops a payload silently: each one is delivered to the host, or refused to
+//!   its sender where the protocol can say so (HTTP 503), or counted in [`SourceMetrics`].
+//! - A full host queue is back-pressure, not loss: [`SourceSender::deliver`] waits (checking
+//!   for shutdown) instead of discarding.
+//! - Broken connections are retried with backoff and reported as [`SourceEvent::Problem`];
+//!   nothing a broker or a client sends can panic a source thread.
+//! - [`Source::stop`] returns within a bounded time.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
+
+use crate::config::{closest, ConnectorConfig};
+use crate::error::ConfigError;
+
+/// The source kinds [`open_source`] can build in this build (features decide `mqtt`, `kafka`).
+pub const SOURCE_KINDS: &[&str] = &[
+    "file",
+    "http",
+    #[cfg(feature = "kafka")]
+    "kafka",
+    #[cfg(feature = "mqtt")]
+    "mqtt",
+];
+
+/// One subscription: a connector declaration merged with the parameters of a `.from(...)`
+/// site (the site's parameters win, so `topic:` at the site overrides the connector's).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceConfig {
+    /// The merged configuration.
+    pub connector: ConnectorConfig,
+    /// The host's index for this subscription, echoed in every [`SourceEvent`].
+    pub id: usize,
+}
+
+/// What sources need from the host program.
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    /// Directory that relative `path` parameters resolve against.
+    pub base_dir: PathBuf,
+}
+
+impl SourceContext {
+    /// A context resolving relative paths against `base_dir`.
+    pub fn new(base_dir: impl Into<PathBuf>) -> Self {
+        SourceContext {
+            base_dir: base_dir.into(),
+        }
+    }
+}
+
+/// One payload received by a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceMessage {
+    /// The subscription that received it ([`SourceConfig::id`]).
+    pub source: usize,
+    /// The payload as received: one JSON object, a JSON array of objects, or JSON lines.
+    pub payload: Vec<u8>,
+    /// Where it came from, for error messages: `topic sensors/1`, `topic t partition 2 offset
+    /// 17`, `POST /events from 127.0.0.1:50312`, `line 4`.
+    pub place: String,
+    /// Arrival time, milliseconds since the Unix epoch (the event time of payloads without a
+    /// `timestamp`).
+    pub received_ms: i64,
+}
+
+/// What a source tells the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceEvent {
+    /// A payload to decode and run.
+    Message(SourceMessage),
+    /// Something went wrong; `fatal` says the source gave up (otherwise it retries by itself).
+    Problem {
+        /// The subscription.
+        source: usize,
+        /// What happened, naming the place (broker address, topic, file).
+        message: String,
+        /// Whether the source stopped for good.
+        fatal: bool,
+    },
+    /// A bounded source (a file) has delivered everything.
+    Ended {
+        /// The subscription.
+        source: usize,
+    },
+}
+
+/// Why [`SourceSender::try_deliver`] did not deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliverError {
+    /// The host's queue is full right now (answer "busy, retry later").
+    Full,
+    /// The host is stopping or gone.
+    Stopped,
+}
+
+/// The sending half handed to every source: a bounded channel plus the host's stop flag.
+#[derive(Debug, Clone)]
+pub struct SourceSender {
+    tx: Sender<SourceEvent>,
+    stopping: Arc<AtomicBool>,
+}
+
+/// How often a blocked [`SourceSender::deliver`] looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+impl SourceSender {
+    /// Wraps the host's channel and its stop flag.
+    pub fn new(tx: Sender<SourceEvent>, stopping: Arc<AtomicBool>) -> Self {
+        SourceSender { tx, stopping }
+    }
+
+    /// Whether the host asked every source to stop.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Delivers one event, waiting while the host's queue is full (back-pressure). Returns
+    /// `false` when the host is stopping or gone; the event was not delivered then.
+    pub fn deliver(&self, event: SourceEvent) -> bool {
+        let mut event = event;
+        loop {
+            if self.stopping() {
+                return false;
+            }
+            match self.tx.send_timeout(event, STOP_POLL) {
+                Ok(()) => return true,
+                Err(SendTimeoutError::Timeout(back)) => event = back,
+                Err(SendTimeoutError::Disconnected(_)) => return false,
+            }
+        }
+    }
+
+    /// Delivers one event without waiting; on failure the event comes back with the reason.
+    pub fn try_deliver(&self, event: SourceEvent) -> Result<(), (DeliverError, SourceEvent)> {
+        if self.stopping() {
+            return Err((DeliverError::Stopped, event));
+        }
+        self.tx.try_send(event).map_err(|e| match e {
+            TrySendError::Full(back) => (DeliverError::Full, back),
+            TrySendError::Disconnected(back) => (DeliverError::Stopped, back),
+        })
+    }
+}
+
+/// A snapshot of one source's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceMetrics {
+    /// Payloads handed to the host.
+    pub received: u64,
+    /// Payload bytes handed to the host.
+    pub bytes: u64,
+    /// Payloads refused to their sender (HTTP 503/413/400) or lost; each is also reported.
+    pub rejected: u64,
+    /// Connection or read errors (each retried or reported).
+    pub errors: u64,
+    /// Successful reconnections after a broken connection.
+    pub reconnects: u64,
+    /// The most recent error, rendered.
+    pub last_error: Option<String>,
+}
+
+/// Counters shared between a source and its threads.
+#[derive(Debug, Default)]
+pub struct SourceCounters {
+    received: AtomicU64,
+    bytes: AtomicU64,
+    rejected: AtomicU64,
+    errors: AtomicU64,
+    reconnects: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl SourceCounters {
+    /// Counts one payload of `bytes` bytes handed to the host.
+    pub fn received(&self, bytes: usize) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Counts `n` payloads refused or lost.
+    pub fn rejected(&self, n: u64) {
+        self.rejected.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts one error and remembers it.
+    pub fn error(&self, message: impl Into<String>) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        // A poisoned lock only means another thread panicked mid-update; the slot is usable.
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message.into());
+    }
+
+    /// Counts one successful reconnection.
+    pub fn reconnected(&self) {
+        self.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current values.
+    pub fn snapshot(&self) -> SourceMetrics {
+        SourceMetrics {
+            received: self.received.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
+    }
+}
+
+/// A running input connector.
+pub trait Source: Send {
+    /// The connector name, as declared in VPL.
+    fn name(&self) -> &str;
+
+    /// Where it listens or reads, for the startup line (`mqtt://127.0.0.1:1883 topic sensors/#`).
+    fn describe(&self) -> String;
+
+    /// A snapshot of its counters.
+    fn metrics(&self) -> SourceMetrics;
+
+    /// Stops receiving and waits a bounded time for its threads. Payloads already delivered to
+    /// the host stay delivered; nothing new arrives afterwards.
+    fn stop(&mut self);
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Starts the source for one subscription, validating its parameters. Events go to `sender`.
+///
+/// Errors name the connector and the parameter, with did-you-mean suggestions, like
+/// [`crate::open_sink`].
+pub fn open_source(
+    config: &SourceConfig,
+    context: &SourceContext,
+    sender: SourceSender,
+) -> Result<Box<dyn Source>, ConfigError> {
+    match config.connector.kind.as_str() {
+        "file" => Ok(Box::new(crate::file::source::FileSource::start(
+            config, context, sender,
+        )?)),
+        "http" => Ok(Box::new(crate::http::source::HttpSource::start(
+            config, context, sender,
+        )?)),
+        #[cfg(feature = "mqtt")]
+        "mqtt" => crate::mqtt::open_source(config, context, sender),
+        #[cfg(feature = "kafka")]
+        "kafka" => crate::kafka::open_source(config, context, sender),
+        other => Err(ConfigError::UnsupportedKind {
+            connector: config.connector.name.clone(),
+            role: "source",
+            kind: other.to_string(),
+            supported: SOURCE_KINDS.join(", "),
+            suggestion: closest(other, SOURCE_KINDS.iter().copied()),
+        }),
+    }
+}
