@@ -40,12 +40,46 @@ impl Default for JobOptions {
     }
 }
 
+/// Where an input record came from: a line of the input file, or a
+/// connector subscription (an index into [`Program::subscriptions`]) and
+/// the place the connector names (`mqtt topic sensors/1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordFrom<'a> {
+    /// 1-based line of the input.
+    Line(usize),
+    /// A connector source.
+    Source {
+        /// The subscription.
+        subscription: u32,
+        /// Where the connector received it.
+        place: &'a str,
+    },
+}
+
+impl RecordFrom<'_> {
+    fn line(self) -> usize {
+        match self {
+            RecordFrom::Line(l) => l,
+            RecordFrom::Source { .. } => 0,
+        }
+    }
+
+    fn place(self) -> String {
+        match self {
+            RecordFrom::Line(l) => format!("line {l}"),
+            RecordFrom::Source { place, .. } => place.to_string(),
+        }
+    }
+}
+
 /// A problem with one input record. The record is skipped (or, with
 /// `--strict`, the job stops).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InputProblem {
-    /// 1-based line in the input.
+    /// 1-based line in the input (0 for connector sources).
     pub line: usize,
+    /// `line 3`, or the connector's place (`mqtt topic sensors/1`).
+    pub place: String,
     /// What is wrong.
     pub message: String,
     /// The kind, for counting: `malformed`, `unknown_type`, `wrong_type`.
@@ -54,7 +88,7 @@ pub struct InputProblem {
 
 impl std::fmt::Display for InputProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
+        write!(f, "{}: {}", self.place, self.message)
     }
 }
 
@@ -86,6 +120,8 @@ pub struct Job {
     /// Event types already reported as unknown (each is reported once).
     unknown_reported: std::collections::BTreeSet<String>,
     problems: Vec<InputProblem>,
+    /// The most recent skipped record's problem (for dead-letter lines).
+    last_problem: Option<InputProblem>,
     messages: Vec<String>,
 }
 
@@ -106,15 +142,7 @@ impl Job {
                 sinks.push(None);
                 continue;
             }
-            let config = ConnectorConfig {
-                name: def.name.to_string(),
-                kind: def.kind.to_string(),
-                params: def
-                    .params
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), config_value(v)))
-                    .collect(),
-            };
+            let config = connector_config(def, &[]);
             let sink = open_sink(&config, &SinkContext::new(options.sink_dir.clone()))
                 .with_context(|| format!("cannot open connector `{}`", def.name))?;
             sinks.push(Some(sink));
@@ -129,6 +157,7 @@ impl Job {
             stats: JobStats::default(),
             unknown_reported: Default::default(),
             problems: Vec::new(),
+            last_problem: None,
             messages: Vec::new(),
         })
     }
@@ -164,6 +193,22 @@ impl Job {
         line: usize,
         out: &mut Vec<Output>,
     ) -> Result<(), InputProblem> {
+        self.push_raw_from(raw, time, RecordFrom::Line(line), out)
+    }
+
+    /// Pushes one decoded record from `from`: a connector subscription's
+    /// events skip the `.from` streams of other subscriptions.
+    pub fn push_raw_from(
+        &mut self,
+        raw: &RawEvent,
+        time: Option<i64>,
+        from: RecordFrom<'_>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), InputProblem> {
+        let origin = match from {
+            RecordFrom::Line(_) => None,
+            RecordFrom::Source { subscription, .. } => Some(subscription),
+        };
         self.stats.records += 1;
         let time = time.or(raw.timestamp).unwrap_or(self.clock);
         self.clock = time;
@@ -173,7 +218,8 @@ impl Job {
             Err(DecodeError::UnknownType(t)) => {
                 let first = self.unknown_reported.insert(t.clone());
                 let problem = InputProblem {
-                    line,
+                    line: from.line(),
+                    place: from.place(),
                     kind: "unknown_type",
                     message: format!(
                         "unknown event type `{t}` (the program declares or uses no such type)"
@@ -184,7 +230,8 @@ impl Job {
         };
         if let Some(w) = warnings.first() {
             let problem = InputProblem {
-                line,
+                line: from.line(),
+                place: from.place(),
                 kind: "wrong_type",
                 message: w.to_string(),
             };
@@ -192,17 +239,27 @@ impl Job {
         }
         self.stats.events += 1;
         let start = out.len();
-        self.engine.push_into(event, out);
+        self.engine.push_from(event, origin, out);
         self.after_engine(start, out);
         Ok(())
     }
 
     /// Records a malformed line (the reader could not decode it).
     pub fn malformed(&mut self, line: usize, message: String) -> Result<(), InputProblem> {
+        self.malformed_from(RecordFrom::Line(line), message)
+    }
+
+    /// Records a malformed record from anywhere.
+    pub fn malformed_from(
+        &mut self,
+        from: RecordFrom<'_>,
+        message: String,
+    ) -> Result<(), InputProblem> {
         self.stats.records += 1;
         self.skip(
             InputProblem {
-                line,
+                line: from.line(),
+                place: from.place(),
                 kind: "malformed",
                 message,
             },
@@ -210,8 +267,14 @@ impl Job {
         )
     }
 
+    /// The problem of the most recently skipped record.
+    pub fn last_problem(&self) -> Option<&InputProblem> {
+        self.last_problem.as_ref()
+    }
+
     fn skip(&mut self, problem: InputProblem, report: bool) -> Result<(), InputProblem> {
         *self.stats.skipped.entry(problem.kind).or_default() += 1;
+        self.last_problem = Some(problem.clone());
         if self.options.strict {
             return Err(problem);
         }
@@ -221,11 +284,30 @@ impl Job {
         Ok(())
     }
 
+    /// Moves the watermark to `ts` (a live run whose sources are idle) and
+    /// collects what closes.
+    pub fn advance_watermark(&mut self, ts: i64, out: &mut Vec<Output>) {
+        let start = out.len();
+        out.extend(self.engine.advance_watermark(ts));
+        self.after_engine(start, out);
+    }
+
     /// End of bounded input: fire what is still open and flush sinks.
     pub fn finish(&mut self, out: &mut Vec<Output>) -> anyhow::Result<()> {
         let start = out.len();
         out.extend(self.engine.finish());
         self.after_engine(start, out);
+        self.close_sinks()
+    }
+
+    /// A stop that is not the end of the input (Ctrl-C in a live run): open
+    /// windows and partial matches are not fired; sinks are flushed and
+    /// closed.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.close_sinks()
+    }
+
+    fn close_sinks(&mut self) -> anyhow::Result<()> {
         for sink in self.sinks.iter_mut().flatten() {
             sink.close()
                 .with_context(|| format!("closing connector `{}`", sink.name()))?;
@@ -253,7 +335,10 @@ impl Job {
                     self.messages.push(line)
                 }
                 SideOutput::Sink {
-                    connector, output, ..
+                    connector,
+                    topic,
+                    params,
+                    output,
                 } => {
                     self.stats.sink_records += 1;
                     let Some(Some(sink)) = self.sinks.get_mut(connector as usize) else {
@@ -261,7 +346,9 @@ impl Job {
                     };
                     let mut buf = Vec::new();
                     crate::output::write_json_sink(&mut buf, &output);
+                    let key = message_key(&params, &output);
                     let sent = Record::from_json(&buf)
+                        .map(|r| r.routed(topic.map(|t| t.to_string()), key))
                         .map_err(|e| e.to_string())
                         .and_then(|r| sink.send(r).map_err(|e| e.to_string()));
                     if let Err(e) = sent {
@@ -279,11 +366,50 @@ impl Job {
     }
 }
 
+/// The message key of a `.to(Conn, key: field)` site: the text of that
+/// output field (absent field or no `key:` = no key).
+fn message_key(params: &[(Arc<str>, ConfigValue)], output: &Output) -> Option<Vec<u8>> {
+    let field = params.iter().find_map(|(k, v)| match (&**k, v) {
+        ("key", ConfigValue::Ident(f) | ConfigValue::Str(f)) => Some(f.clone()),
+        _ => None,
+    })?;
+    let value = output
+        .fields
+        .iter()
+        .find(|(name, _)| **name == *field)
+        .map(|(_, v)| v)?;
+    Some(match value.as_str() {
+        Some(text) => text.as_bytes().to_vec(),
+        None => value.to_string().into_bytes(),
+    })
+}
+
 /// Whether any stream of the program sends to connector `id`.
 fn program_sends_to(program: &Program, id: usize) -> bool {
     program.streams.iter().any(|s| {
         s.ops.iter().any(|op| matches!(op, varpulis_program::OpSpec::Sink { connector, .. } if *connector as usize == id))
     })
+}
+
+/// A connector declaration as the connectors crate reads it, with `site`
+/// parameters (of a `.from` or `.to`) overriding the declaration's.
+pub fn connector_config(
+    def: &varpulis_program::ConnectorDef,
+    site: &[(Arc<str>, ConfigValue)],
+) -> ConnectorConfig {
+    let mut params: BTreeMap<String, varpulis_connectors::ConfigValue> = def
+        .params
+        .iter()
+        .map(|(k, v)| (k.to_string(), config_value(v)))
+        .collect();
+    for (k, v) in site {
+        params.insert(k.to_string(), config_value(v));
+    }
+    ConnectorConfig {
+        name: def.name.to_string(),
+        kind: def.kind.to_string(),
+        params,
+    }
 }
 
 fn config_value(v: &ConfigValue) -> varpulis_connectors::ConfigValue {

@@ -5,4 +5,5 @@ pub mod cli;
 pub mod expect;
 pub mod input;
 pub mod job;
+pub mod live;
 pub mod output;

@@ -65,16 +65,26 @@ enum Command {
         #[arg(short = 'w', long, hide = true, value_name = "N")]
         workers: Option<usize>,
     },
-    /// Run a program over JSON lines from a file or stdin until end of input.
+    /// Run a program: over its own connector sources (`Type.from(Conn)`) until they end or
+    /// Ctrl-C, or over JSON lines from `--input` (a file or stdin) until end of input.
     Run {
         /// The program file.
         program: PathBuf,
-        /// Input events: a .jsonl/.evt file, or `-` for stdin.
-        #[arg(short, long, default_value = "-")]
-        input: PathBuf,
+        /// Input events: a .jsonl/.evt file, or `-` for stdin. Default: the program's connector
+        /// sources when it declares some, else stdin.
+        #[arg(short, long)]
+        input: Option<PathBuf>,
         /// Where outputs go: a file, or `-` for stdout.
         #[arg(short, long, default_value = "-")]
         output: PathBuf,
+        /// With connector sources: when no event arrives for this long, event time follows the
+        /// wall clock so time windows close (`0` = only events move time).
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+        idle_timeout: std::time::Duration,
+        /// With connector sources: append bad payloads (malformed, unknown type, wrong field
+        /// types) to this JSON-lines file, with the error and the place.
+        #[arg(long, value_name = "FILE")]
+        dead_letter: Option<PathBuf>,
         #[command(flatten)]
         run: RunFlags,
     },
@@ -151,7 +161,7 @@ impl RunFlags {
     fn args(
         &self,
         program: PathBuf,
-        input: PathBuf,
+        input: Option<PathBuf>,
         output: Option<PathBuf>,
         default: OutFormat,
         pace: cli::simulate::Pace,
@@ -159,6 +169,7 @@ impl RunFlags {
         cli::simulate::RunArgs {
             program,
             input,
+            live: cli::simulate::LiveSettings::default(),
             output,
             format: match self.format.unwrap_or(default) {
                 OutFormat::Table => cli::simulate::OutputFormat::Table,
@@ -259,21 +270,30 @@ fn main() -> ExitCode {
             };
             cli::simulate::pick(program, program_flag, "program file").and_then(|p| {
                 let e = cli::simulate::pick(events, events_flag, "events file")?;
-                cli::simulate::run(&run.args(p, e, None, OutFormat::Table, pace))
+                cli::simulate::run(&run.args(p, Some(e), None, OutFormat::Table, pace))
             })
         }
         Command::Run {
             program,
             input,
             output,
+            idle_timeout,
+            dead_letter,
             run,
-        } => cli::simulate::run(&run.args(
-            program,
-            input,
-            Some(output),
-            OutFormat::Jsonl,
-            cli::simulate::Pace::Fast,
-        )),
+        } => {
+            let mut args = run.args(
+                program,
+                input,
+                Some(output),
+                OutFormat::Jsonl,
+                cli::simulate::Pace::Fast,
+            );
+            args.live = cli::simulate::LiveSettings {
+                idle_timeout: (!idle_timeout.is_zero()).then_some(idle_timeout),
+                dead_letter,
+            };
+            cli::simulate::run(&args)
+        }
     };
     match result {
         Ok(code) => code,
@@ -282,4 +302,32 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `250ms`, `1s`, `2m`, `1h`, or `0`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{text}` needs a unit: ms, s, m or h (e.g. 500ms, 2s)"))?;
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (e.g. 500ms, 2s)"))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{text}`; use ms, s, m or h"
+            ))
+        }
+    }
+    .ok_or_else(|| format!("`{text}` is too long"))?;
+    Ok(std::time::Duration::from_millis(ms))
 }

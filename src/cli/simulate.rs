@@ -41,8 +41,11 @@ pub enum Pace {
 pub struct RunArgs {
     /// The program file.
     pub program: PathBuf,
-    /// The input file, or `-` for stdin.
-    pub input: PathBuf,
+    /// The input file, or `-` for stdin; `None` (only `run`): the program's
+    /// connector sources when it declares some, else stdin.
+    pub input: Option<PathBuf>,
+    /// Settings of a run over connector sources.
+    pub live: LiveSettings,
     /// Where outputs go: `None` or `-` = stdout.
     pub output: Option<PathBuf>,
     /// Output format.
@@ -55,6 +58,24 @@ pub struct RunArgs {
     pub color: bool,
     /// Host options (strictness, final flush, sinks).
     pub job: JobOptions,
+}
+
+/// `run` flags that only matter with connector sources.
+#[derive(Clone, Debug)]
+pub struct LiveSettings {
+    /// Quiet time after which event time follows the wall clock (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Where bad payloads are written, if anywhere.
+    pub dead_letter: Option<PathBuf>,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        LiveSettings {
+            idle_timeout: Some(Duration::from_secs(1)),
+            dead_letter: None,
+        }
+    }
 }
 
 /// Runs the program over the input; exit 1 on program errors or, with
@@ -70,24 +91,47 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if !warnings.is_empty() {
         eprint!("{warnings}");
     }
+    if args.input.is_none() && crate::live::has_sources(&program) {
+        let base_dir = args
+            .program
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let job = Job::new(
+            program,
+            JobOptions {
+                sink_dir: base_dir.clone(),
+                ..args.job.clone()
+            },
+        )?;
+        let options = crate::live::LiveOptions {
+            output: args.output.clone(),
+            format: args.format,
+            idle_timeout: args.live.idle_timeout,
+            queue_capacity: 10_000,
+            base_dir,
+            dead_letter: args.live.dead_letter.clone(),
+        };
+        return crate::live::run(job, &options);
+    }
+    let input = args.input.clone().unwrap_or_else(|| PathBuf::from("-"));
     for note in connector_source_notes(&program) {
         eprintln!("{note}");
     }
     let mut job = Job::new(program, args.job.clone())?;
 
-    let stdin_input = args.input.as_os_str() == "-";
+    let stdin_input = input.as_os_str() == "-";
     let (reader, total): (Box<dyn BufRead>, Option<u64>) = if stdin_input {
         (Box::new(BufReader::new(io::stdin().lock())), None)
     } else {
-        let file = std::fs::File::open(&args.input)
-            .with_context(|| format!("cannot read `{}`", args.input.display()))?;
+        let file = std::fs::File::open(&input)
+            .with_context(|| format!("cannot read `{}`", input.display()))?;
         let len = file.metadata().ok().map(|m| m.len());
         (Box::new(BufReader::with_capacity(1 << 16, file)), len)
     };
     let format = if stdin_input {
         InputFormat::Jsonl
     } else {
-        InputFormat::for_path(&args.input)
+        InputFormat::for_path(&input)
     };
     let mut records = Records::new(reader, format);
 
@@ -130,7 +174,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             pacer.wait_for(r.event_time(0));
         }
         if let Err(problem) = job.push_record(&rec, &mut outputs) {
-            writeln!(stderr, "error: {}: input {problem}", args.input.display())?;
+            writeln!(stderr, "error: {}: input {problem}", input.display())?;
             writeln!(
                 stderr,
                 "help: run without --strict to count and skip bad input"
@@ -167,8 +211,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Connector sources (`Type.from(Conn, ...)`) are not started by this build:
-/// say so once, and that events of the type from the input still feed them.
+/// Connector sources (`Type.from(Conn, ...)`) are not started when events
+/// come from an input file: say so once, and that the input's events of the
+/// type feed those streams.
 fn connector_source_notes(program: &varpulis_program::Program) -> Vec<String> {
     program
         .streams
@@ -178,8 +223,8 @@ fn connector_source_notes(program: &varpulis_program::Program) -> Vec<String> {
                 let ty = program.schemas.get(*schema as usize).map(|x| x.name.to_string());
                 let conn = program.connectors.get(*connector as usize);
                 Some(format!(
-                    "note: stream `{}` reads `{}` from connector `{}` ({}); this build does not start \
-                     connector sources yet, so it receives the `{}` events of the input",
+                    "note: stream `{}` reads `{}` from connector `{}` ({}); with an input file the \
+                     connector is not started, and the stream receives the `{}` events of the input",
                     s.name,
                     ty.as_deref().unwrap_or("?"),
                     conn.map_or("?", |c| &c.name),
@@ -193,7 +238,7 @@ fn connector_source_notes(program: &varpulis_program::Program) -> Vec<String> {
 }
 
 /// `simulate: 1200 events in 0.01s, 14 outputs; skipped 2 (malformed 1, ...); 1 late`.
-fn summary(job: &mut Job, elapsed: Duration) -> String {
+pub(crate) fn summary(job: &mut Job, elapsed: Duration) -> String {
     let stats = job.stats().clone();
     let metrics = job.engine().metrics();
     let mut s = format!(

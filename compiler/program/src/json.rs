@@ -41,6 +41,16 @@ pub enum JsonEventError {
 /// straight into [`Value`]s (no intermediate `serde_json::Value` tree), then
 /// the shape rules above pick the type, the fields and the timestamp.
 pub fn parse_json_event(text: &str) -> Result<RawEvent, JsonEventError> {
+    parse_json_event_or(text, None)
+}
+
+/// Parses one JSON text as an event whose type defaults to `default_type`
+/// when it names none (a broker topic bound to one type by
+/// `Type.from(Conn, topic: ...)` may carry flat objects of fields).
+pub fn parse_json_event_or(
+    text: &str,
+    default_type: Option<&str>,
+) -> Result<RawEvent, JsonEventError> {
     let top: Top = match serde_json::from_str(text) {
         Ok(top) => top,
         Err(e) if e.classify() == serde_json::error::Category::Data => {
@@ -48,7 +58,7 @@ pub fn parse_json_event(text: &str) -> Result<RawEvent, JsonEventError> {
         }
         Err(e) => return Err(JsonEventError::Syntax(e.to_string())),
     };
-    shape(top.0)
+    shape(top.0, default_type)
 }
 
 /// Reads an event from an already parsed JSON value.
@@ -68,11 +78,14 @@ pub fn raw_event_from_json(v: &J) -> Result<RawEvent, JsonEventError> {
             (k.clone(), entry)
         })
         .collect();
-    shape(entries)
+    shape(entries, None)
 }
 
 /// Applies the shape rules of the module docs to the top-level entries.
-fn shape(top: Vec<(String, Entry)>) -> Result<RawEvent, JsonEventError> {
+fn shape(
+    top: Vec<(String, Entry)>,
+    default_type: Option<&str>,
+) -> Result<RawEvent, JsonEventError> {
     let body: Option<&Vec<(String, Value)>> = ["data", "fields"].iter().find_map(|k| {
         top.iter().find_map(|(name, e)| match e {
             Entry::Object(fields) if name == k => Some(fields),
@@ -102,6 +115,9 @@ fn shape(top: Vec<(String, Entry)>) -> Result<RawEvent, JsonEventError> {
         (t, false, "type")
     } else if let Some(t) = body_str("type") {
         (t, true, "type")
+    } else if let Some(t) = default_type {
+        // No key names the type, so no key is dropped from the fields.
+        (t.to_string(), false, "")
     } else {
         return Err(JsonEventError::MissingType);
     };
@@ -380,5 +396,19 @@ mod tests {
             parse_json_event(r#"{"type": 3}"#),
             Err(JsonEventError::MissingType)
         );
+    }
+
+    #[test]
+    fn a_default_type_applies_only_when_none_is_named() {
+        let r = parse_json_event_or(
+            r#"{"zone": "a", "temp": 21.5, "timestamp": 2000}"#,
+            Some("R"),
+        )
+        .expect("event");
+        assert_eq!(r.event_type, "R");
+        assert_eq!(names(&r), ["zone", "temp"]);
+        assert_eq!(r.timestamp, Some(2_000_000_000));
+        let r = parse_json_event_or(r#"{"type": "Other", "a": 1}"#, Some("R")).expect("event");
+        assert_eq!(r.event_type, "Other", "a named type wins");
     }
 }

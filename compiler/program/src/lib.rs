@@ -129,7 +129,52 @@ pub struct Routes {
     pub by_late: Vec<Vec<Consumer>>,
 }
 
+/// One connector subscription: the `.from(Conn, k: v)` sites that name the
+/// same connector with the same parameters share it (one MQTT subscription,
+/// one Kafka consumer, one listener).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subscription {
+    /// The connector.
+    pub connector: ConnectorId,
+    /// The site parameters (they override the connector's).
+    pub params: Vec<(Arc<str>, ConfigValue)>,
+    /// The streams fed by it and the event type each one reads, in stream
+    /// order.
+    pub streams: Vec<(StreamId, SchemaId)>,
+}
+
 impl Program {
+    /// The connector subscriptions of the program, in the order their first
+    /// `.from` site appears. A host that runs connector sources tags each
+    /// event it receives with the index of its subscription, so a
+    /// `T.from(C, topic: "a")` stream never sees the `T` events of topic "b".
+    pub fn subscriptions(&self) -> Vec<Subscription> {
+        let mut subs: Vec<Subscription> = Vec::new();
+        for (sid, plan) in self.streams.iter().enumerate() {
+            let SourceSpec::Connector {
+                schema,
+                connector,
+                params,
+            } = &plan.source
+            else {
+                continue;
+            };
+            let stream = u32::try_from(sid).unwrap_or(u32::MAX);
+            match subs
+                .iter_mut()
+                .find(|s| s.connector == *connector && s.params == *params)
+            {
+                Some(sub) => sub.streams.push((stream, *schema)),
+                None => subs.push(Subscription {
+                    connector: *connector,
+                    params: params.clone(),
+                    streams: vec![(stream, *schema)],
+                }),
+            }
+        }
+        subs
+    }
+
     /// The id of the schema with this name (linear scan; hosts should build
     /// an [`EventDecoder`] for per-event lookups).
     pub fn schema_id(&self, name: &str) -> Option<SchemaId> {
@@ -170,22 +215,28 @@ impl Program {
                     list.push(c);
                 }
             };
-            match &plan.source {
-                SourceSpec::Input(i) => {
-                    add(*i, 0, &mut r);
-                    // A sequence also reads the inputs of its other steps and
-                    // of its negations (each delivered once).
-                    for op in &plan.ops {
-                        if let OpSpec::Sequence(seq) = op {
-                            for (k, x) in seq.inputs().into_iter().enumerate() {
-                                if x != *i {
-                                    add(x, k, &mut r);
-                                }
+            // A single-input source (a type, a stream, a connector-fed type).
+            let direct = match &plan.source {
+                SourceSpec::Input(i) => Some(*i),
+                SourceSpec::Connector { schema, .. } => Some(InputRef::Event(*schema)),
+                _ => None,
+            };
+            if let Some(i) = direct {
+                add(i, 0, &mut r);
+                // A sequence also reads the inputs of its other steps and of
+                // its negations (each delivered once).
+                for op in &plan.ops {
+                    if let OpSpec::Sequence(seq) = op {
+                        for (k, x) in seq.inputs().into_iter().enumerate() {
+                            if x != i {
+                                add(x, k, &mut r);
                             }
                         }
                     }
                 }
-                SourceSpec::Connector { schema, .. } => add(InputRef::Event(*schema), 0, &mut r),
+                continue;
+            }
+            match &plan.source {
                 SourceSpec::Merge { branches, .. } => {
                     for (i, b) in branches.iter().enumerate() {
                         add(b.input, i, &mut r);
@@ -196,7 +247,7 @@ impl Program {
                         add(b.input, i, &mut r);
                     }
                 }
-                SourceSpec::Timer { .. } => {}
+                SourceSpec::Input(_) | SourceSpec::Connector { .. } | SourceSpec::Timer { .. } => {}
                 SourceSpec::Late(s) => {
                     if let Some(list) = r.by_late.get_mut(*s as usize) {
                         list.push(Consumer { stream, input: 0 });

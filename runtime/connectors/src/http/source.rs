@@ -199,16 +199,23 @@ impl Endpoint {
             return Answer(200, r#"{"status":"ok"}"#.into());
         }
         if self.settings.path != "/" && url != self.settings.path {
-            return error(404, &format!("no endpoint at {url}; post events to {}", self.settings.path));
+            return error(
+                404,
+                &format!(
+                    "no endpoint at {url}; post events to {}",
+                    self.settings.path
+                ),
+            );
         }
         if method != tiny_http::Method::Post {
             return error(405, &format!("{method} is not supported; POST events here"));
         }
         if let Some(token) = &self.settings.token {
             let expected = format!("Bearer {token}");
-            let ok = request.headers().iter().any(|h| {
-                h.field.equiv("Authorization") && h.value.as_str() == expected.as_str()
-            });
+            let ok = request
+                .headers()
+                .iter()
+                .any(|h| h.field.equiv("Authorization") && h.value.as_str() == expected.as_str());
             if !ok {
                 return error(401, "missing or wrong `Authorization: Bearer` token");
             }
@@ -221,7 +228,8 @@ impl Endpoint {
             }
             Ok(_) => {}
             Err(e) => {
-                self.counters.error(format!("reading a request from {from}: {e}"));
+                self.counters
+                    .error(format!("reading a request from {from}: {e}"));
                 return error(400, &format!("cannot read the body: {e}"));
             }
         }
@@ -288,7 +296,9 @@ fn split_body(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8: {e}"))?;
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err("the body is empty; send a JSON object, an array of objects or JSON lines".into());
+        return Err(
+            "the body is empty; send a JSON object, an array of objects or JSON lines".into(),
+        );
     }
     if trimmed.starts_with('[') {
         let items: Vec<&RawValue> = serde_json::from_str(trimmed)
@@ -382,7 +392,10 @@ mod tests {
 
     #[test]
     fn bad_bodies_name_the_bad_item() {
-        assert_eq!(check("[1]"), Err("array item 1 is not a JSON object".into()));
+        assert_eq!(
+            check("[1]"),
+            Err("array item 1 is not a JSON object".into())
+        );
         assert_eq!(
             check("{\"a\":1}\n{oops"),
             Err("line 2: invalid JSON: key must be a string at line 1 column 2".into())

@@ -66,12 +66,21 @@ pub(super) fn build(program: Arc<Program>, config: EngineConfig) -> Result<Engin
             *slot = v;
         }
     }
+    let mut from_sub = vec![None; program.streams.len()];
+    for (k, sub) in program.subscriptions().iter().enumerate() {
+        for (stream, _) in &sub.streams {
+            if let Some(slot) = from_sub.get_mut(*stream as usize) {
+                *slot = u32::try_from(k).ok();
+            }
+        }
+    }
     Ok(Engine {
         shared,
         streams,
         routes,
         topo,
         consumed,
+        from_sub,
         config,
         metrics: Metrics {
             out_per_stream: vec![0; program.streams.len()],

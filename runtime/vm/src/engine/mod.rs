@@ -186,6 +186,9 @@ pub struct Engine {
     topo: Vec<usize>,
     /// Whether each input schema feeds some stream (only those drive time).
     consumed: Vec<bool>,
+    /// For each stream fed by a connector (`T.from(C)`), its subscription
+    /// (an index into [`Program::subscriptions`]).
+    from_sub: Vec<Option<u32>>,
     config: EngineConfig,
     pub(crate) metrics: Metrics,
     time: TimeState,
@@ -225,7 +228,18 @@ impl Engine {
     /// when nothing is emitted). Order: the event runs through every
     /// consuming stream first (REF window rules apply to it), then the
     /// watermark moves and windows of other partitions close.
+    ///
+    /// The event has no origin: it reaches every stream that reads its type,
+    /// `T.from(Conn)` streams included (replayed files test such rules).
     pub fn push_into(&mut self, event: Event, out: &mut Vec<Output>) {
+        self.push_from(event, None, out);
+    }
+
+    /// Pushes one event received by connector subscription `origin` (an index
+    /// into [`Program::subscriptions`]): `T.from(...)` streams of other
+    /// subscriptions do not see it; streams that read `T` without `.from`
+    /// do. `None` is [`Engine::push_into`].
+    pub fn push_from(&mut self, event: Event, origin: Option<u32>, out: &mut Vec<Output>) {
         self.metrics.events_in += 1;
         let ty = event.type_id as usize;
         if ty >= self.shared.program.schemas.len() {
@@ -264,6 +278,11 @@ impl Engine {
         let consumers = self.routes.by_event.get(ty).map_or(&[][..], Vec::as_slice);
         for (i, c) in consumers.iter().enumerate() {
             let s = c.stream as usize;
+            if let (Some(o), 0, Some(Some(sub))) = (origin, c.input, self.from_sub.get(s)) {
+                if *sub != o {
+                    continue;
+                }
+            }
             // Move the record into the last consumer so a single consumer
             // owns the event uniquely (no copy when it is re-typed).
             let r = if i + 1 == consumers.len() {
