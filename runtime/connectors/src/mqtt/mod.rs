@@ -1,30 +1,396 @@
-//! The `mqtt` connector (being written on its own branch; this file is replaced there).
+//! The `mqtt` connector: subscribe to topics (source) and publish records (sink), MQTT 3.1.1.
+//!
+//! `connector Sensors = mqtt (host: "127.0.0.1", port: 1883, topic: "sensors/#", qos: 1)`
+//!
+//! Parameters of both roles: the broker address (`url`, `host`, `brokers` or `servers`: one of
+//! `mqtt://host:port`, `tcp://host:port`, `host:port` or `host`), `port` (default 1883),
+//! `client_id` (default `varpulis-<Name>-<pid>-in<n>` for a source and
+//! `varpulis-<Name>-<pid>-out<n>` for a sink, `n` counting the clients of the process, so no
+//! two clients of one process share a session), `qos` (0, 1 or 2, default 1), `username`, `password` (both with `${ENV}`
+//! expansion), `keep_alive` (default `30s`; `0s` turns pings off) and `topic`.
+//! Source only ([`SOURCE_PARAMS`]): `clean_session` (default `true`). Sink only
+//! ([`SINK_PARAMS`]): `retain` (default `false`), `queue_capacity` (default 10 000), `dead_letter`
+//! (default `<Name>.dead.jsonl`) and `close_timeout` (default `10s`).
+//!
+//! This file reads and checks the parameters; [`source`] and [`sink`] hold the two roles. Both
+//! run the rumqttc event loop on a thread of their own, so the engine never waits on the network.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rumqttc::{MqttOptions, QoS};
+
+use crate::config::{expand_env, ConnectorConfig, Params};
 use crate::error::ConfigError;
 use crate::source::{Source, SourceConfig, SourceContext, SourceSender};
-use crate::{ConnectorConfig, Sink, SinkContext};
+use crate::{Sink, SinkContext};
 
-/// Starts a mqtt source.
+pub mod sink;
+pub mod source;
+
+/// Parameters only the mqtt source reads (an mqtt connector used as a sink tolerates them).
+pub const SOURCE_PARAMS: &[&str] = &["clean_session"];
+
+/// Parameters only the mqtt sink reads (an mqtt connector used as a source tolerates them).
+pub const SINK_PARAMS: &[&str] = &["retain", "queue_capacity", "dead_letter", "close_timeout"];
+
+/// The port used when neither the address nor `port` gives one.
+pub const DEFAULT_PORT: u16 = 1883;
+
+/// The largest payload a publish may carry (the MQTT limit on a packet's remaining length,
+/// less room for the header and topic). Bigger records are dead-lettered by the sink.
+pub const MAX_PACKET_BYTES: usize = 268_435_455;
+
+/// The largest message a source accepts; a broker sending more breaks the connection, which is
+/// reported and retried.
+pub const MAX_INCOMING_BYTES: usize = 10 << 20;
+
+/// How long a connection attempt (TCP connect plus MQTT CONNECT/CONNACK) may take, in seconds.
+const CONNECT_TIMEOUT_SECS: u64 = 5;
+
+/// Settings shared by the mqtt source and sink, after validation and `${ENV}` expansion.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MqttSettings {
+    /// Broker host name or IP address (without brackets for IPv6).
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// The MQTT client identifier.
+    pub client_id: String,
+    /// Quality of service of subscriptions (source) or publishes (sink): 0, 1 or 2.
+    pub qos: u8,
+    /// Login, secrets already expanded.
+    pub credentials: Option<(String, String)>,
+    /// How often the client pings an idle broker; zero turns pings off.
+    pub keep_alive: Duration,
+}
+
+impl std::fmt::Debug for MqttSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password is a secret: show only the user name.
+        f.debug_struct("MqttSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("client_id", &self.client_id)
+            .field("qos", &self.qos)
+            .field("username", &self.credentials.as_ref().map(|(u, _)| u))
+            .field("keep_alive", &self.keep_alive)
+            .finish()
+    }
+}
+
+impl MqttSettings {
+    /// Reads the parameters common to both roles. `default_client_id` is used when the
+    /// connector sets no `client_id`.
+    pub(crate) fn read(
+        p: &mut Params<'_>,
+        default_client_id: String,
+    ) -> Result<MqttSettings, ConfigError> {
+        let name = p.connector();
+        let (host, address_port) = read_address(p)?;
+        let port = match (p.optional_count("port", 1)?, address_port) {
+            (None, port) => port.unwrap_or(DEFAULT_PORT),
+            (Some(given), Some(port)) if given != u64::from(port) => {
+                return Err(p.invalid(
+                    "port",
+                    format!("{given} contradicts the port {port} given in the address"),
+                ))
+            }
+            (Some(given), _) => u16::try_from(given)
+                .map_err(|_| p.invalid("port", format!("{given} is not a TCP port (1-65535)")))?,
+        };
+        let client_id = match p.string("client_id")? {
+            Some("") => return Err(p.invalid("client_id", "must not be empty")),
+            Some(id) => expand_env(name, "client_id", id)?,
+            None => default_client_id,
+        };
+        let qos = p.count("qos", 1, 0)?;
+        if qos > 2 {
+            return Err(p.invalid("qos", format!("must be 0, 1 or 2, found {qos}")));
+        }
+        let username = match p.string("username")? {
+            Some(u) => Some(expand_env(name, "username", u)?),
+            None => None,
+        };
+        let password = match p.string("password")? {
+            Some(pw) => Some(expand_env(name, "password", pw)?),
+            None => None,
+        };
+        let credentials = match (username, password) {
+            (Some(u), pw) => Some((u, pw.unwrap_or_default())),
+            (None, Some(_)) => {
+                return Err(p.invalid("password", "is set but `username` is not; set both"))
+            }
+            (None, None) => None,
+        };
+        let keep_alive = p.duration("keep_alive", Duration::from_secs(30))?;
+        if !keep_alive.is_zero() && keep_alive < Duration::from_secs(1) {
+            return Err(p.invalid(
+                "keep_alive",
+                "must be at least 1s (or 0s to turn pings off)",
+            ));
+        }
+        Ok(MqttSettings {
+            host,
+            port,
+            client_id,
+            qos: u8::try_from(qos).unwrap_or(1),
+            credentials,
+            keep_alive,
+        })
+    }
+
+    /// `mqtt://host:port`, for messages and [`Source::describe`].
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("mqtt://[{}]:{}", self.host, self.port)
+        } else {
+            format!("mqtt://{}:{}", self.host, self.port)
+        }
+    }
+
+    pub(crate) fn qos(&self) -> QoS {
+        match self.qos {
+            0 => QoS::AtMostOnce,
+            2 => QoS::ExactlyOnce,
+            _ => QoS::AtLeastOnce,
+        }
+    }
+
+    /// Client options; the caller adds what is specific to its role.
+    pub(crate) fn options(&self) -> MqttOptions {
+        let mut options = MqttOptions::new(self.client_id.clone(), self.host.clone(), self.port);
+        // `read` checked the rule rumqttc asserts (zero or at least one second).
+        options.set_keep_alive(self.keep_alive);
+        options.set_max_packet_size(MAX_INCOMING_BYTES, MAX_PACKET_BYTES);
+        if let Some((user, password)) = &self.credentials {
+            options.set_credentials(user.clone(), password.clone());
+        }
+        options
+    }
+}
+
+/// Builds the client and its connection with our connection timeout.
+pub(crate) fn client(options: MqttOptions, cap: usize) -> (rumqttc::Client, rumqttc::Connection) {
+    let (client, mut connection) = rumqttc::Client::new(options, cap);
+    let mut network = connection.eventloop.network_options();
+    network.set_connection_timeout(CONNECT_TIMEOUT_SECS);
+    connection.eventloop.set_network_options(network);
+    (client, connection)
+}
+
+/// Reads the address from whichever of `url`, `host`, `brokers`, `servers` is set (exactly one).
+fn read_address(p: &mut Params<'_>) -> Result<(String, Option<u16>), ConfigError> {
+    let mut found: Option<(&'static str, &str)> = None;
+    for key in ["url", "host", "brokers", "servers"] {
+        if let Some(value) = p.string(key)? {
+            if let Some((first, _)) = found {
+                return Err(p.invalid(
+                    key,
+                    format!("the broker address is already set by `{first}`; keep one of them"),
+                ));
+            }
+            found = Some((key, value));
+        }
+    }
+    let Some((key, raw)) = found else {
+        return Err(ConfigError::MissingParam {
+            connector: p.connector().to_string(),
+            param: "host",
+            help: "write `host: \"127.0.0.1\"` or `url: \"mqtt://127.0.0.1:1883\"`",
+        });
+    };
+    let text = expand_env(p.connector(), key, raw)?;
+    parse_address(&text).map_err(|reason| p.invalid(key, reason))
+}
+
+/// Splits `mqtt://host:port`, `tcp://host:port`, `host:port`, `host` or `[v6]:port` into the
+/// host and the port, if any.
+pub(crate) fn parse_address(text: &str) -> Result<(String, Option<u16>), String> {
+    let trimmed = text.trim();
+    let rest = match trimmed.split_once("://") {
+        None => trimmed,
+        Some(("mqtt" | "tcp", rest)) => rest,
+        Some(("mqtts" | "ssl" | "tls", _)) => {
+            return Err(format!(
+                "\"{text}\": TLS connections are not supported yet; use mqtt:// or tcp://"
+            ))
+        }
+        Some((scheme, _)) => {
+            return Err(format!(
+                "\"{text}\": unknown scheme `{scheme}://`; use mqtt://host:port or host:port"
+            ))
+        }
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains(['/', '?', '@', ' ', ',']) {
+        return Err(format!(
+            "\"{text}\" is not a broker address; write host, host:port or mqtt://host:port (one broker)"
+        ));
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let Some((host, after)) = v6.split_once(']') else {
+            return Err(format!("\"{text}\": missing `]` after the IPv6 address"));
+        };
+        match after {
+            "" => (host, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None => return Err(format!("\"{text}\": expected `:port` after `]`")),
+            },
+        }
+    } else {
+        match rest.split_once(':') {
+            Some((_, port)) if port.contains(':') => {
+                return Err(format!(
+                    "\"{text}\": write an IPv6 address in brackets, e.g. [::1]:1883"
+                ))
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("\"{text}\" has no host"));
+    }
+    let port = match port {
+        None => None,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => return Err(format!("\"{text}\": `{p}` is not a TCP port (1-65535)")),
+        },
+    };
+    Ok((host.to_string(), port))
+}
+
+/// The default client identifier: `varpulis-<Name>-<pid>-<role><n>`, where `n` counts the
+/// clients of this process, so no two of them (a connector read from several sites and written
+/// to, or several pipelines in one server) share an identifier and kick each other off.
+pub(crate) fn default_client_id(connector: &str, role: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("varpulis-{connector}-{}-{role}{n}", std::process::id())
+}
+
+/// Starts an mqtt source: subscribes to the `topic` filter(s) and delivers each message.
 pub(crate) fn open_source(
     config: &SourceConfig,
     _context: &SourceContext,
-    _sender: SourceSender,
+    sender: SourceSender,
 ) -> Result<Box<dyn Source>, ConfigError> {
-    Err(ConfigError::InvalidValue {
-        connector: config.connector.name.clone(),
-        param: "kind".into(),
-        reason: "the mqtt source is not available in this build".into(),
-    })
+    Ok(Box::new(source::MqttSource::start(config, sender)?))
 }
 
-/// Opens a mqtt sink.
+/// Opens an mqtt sink: publishes each record to its topic.
 pub(crate) fn open_sink(
     config: &ConnectorConfig,
-    _context: &SinkContext,
+    context: &SinkContext,
 ) -> Result<Box<dyn Sink>, ConfigError> {
-    Err(ConfigError::InvalidValue {
-        connector: config.name.clone(),
-        param: "kind".into(),
-        reason: "the mqtt sink is not available in this build".into(),
-    })
+    Ok(Box::new(sink::MqttSink::open(config, context)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<(String, Option<u16>), String> {
+        parse_address(text)
+    }
+
+    #[test]
+    fn addresses_with_and_without_scheme_and_port() {
+        assert_eq!(
+            check("mqtt://broker:1884"),
+            Ok(("broker".into(), Some(1884)))
+        );
+        assert_eq!(
+            check("tcp://10.0.0.1:1883/"),
+            Ok(("10.0.0.1".into(), Some(1883)))
+        );
+        assert_eq!(check("broker:1883"), Ok(("broker".into(), Some(1883))));
+        assert_eq!(check("broker"), Ok(("broker".into(), None)));
+        assert_eq!(check(" mqtt://broker "), Ok(("broker".into(), None)));
+    }
+
+    #[test]
+    fn ipv6_addresses_need_brackets() {
+        assert_eq!(check("[::1]:1883"), Ok(("::1".into(), Some(1883))));
+        assert_eq!(check("mqtt://[::1]"), Ok(("::1".into(), None)));
+        assert!(check("::1").expect_err("ambiguous").contains("brackets"));
+        assert!(check("[::1").is_err());
+    }
+
+    #[test]
+    fn bad_addresses_say_why() {
+        assert!(check("mqtts://b:8883").expect_err("tls").contains("TLS"));
+        assert!(check("http://b")
+            .expect_err("scheme")
+            .contains("unknown scheme"));
+        assert!(check("b:0").expect_err("port 0").contains("not a TCP port"));
+        assert!(check("b:99999")
+            .expect_err("too big")
+            .contains("not a TCP port"));
+        assert!(check("b:x").is_err());
+        assert!(check(":1883").expect_err("no host").contains("no host"));
+        assert!(check("a:1,b:2").is_err());
+        assert!(check("mqtt://b/path").is_err());
+    }
+
+    fn settings(params: &[(&str, crate::ConfigValue)]) -> Result<MqttSettings, ConfigError> {
+        let config = params
+            .iter()
+            .fold(ConnectorConfig::new("Sensors", "mqtt"), |c, (k, v)| {
+                c.param(*k, v.clone())
+            });
+        let mut p = Params::for_role(&config, "source");
+        MqttSettings::read(&mut p, "id".into())
+    }
+
+    #[test]
+    fn port_parameter_and_address_port_must_agree() {
+        use crate::ConfigValue::{Int, Str};
+        let s = settings(&[("host", Str("b".into())), ("port", Int(1884))]).expect("valid");
+        assert_eq!((s.host.as_str(), s.port), ("b", 1884));
+        assert_eq!(s.address(), "mqtt://b:1884");
+        let s = settings(&[("url", Str("b:1885".into()))]).expect("valid");
+        assert_eq!(s.port, 1885);
+        let err = settings(&[("url", Str("b:1885".into())), ("port", Int(1886))])
+            .expect_err("contradiction");
+        assert!(err.to_string().contains("contradicts"), "{err}");
+        let err = settings(&[("host", Str("a".into())), ("servers", Str("b".into()))])
+            .expect_err("two addresses");
+        assert!(err.to_string().contains("already set by `host`"), "{err}");
+    }
+
+    #[test]
+    fn missing_address_and_sub_second_keep_alive_are_rejected() {
+        let err = settings(&[]).expect_err("no address");
+        assert!(
+            err.to_string()
+                .contains("missing required parameter `host`"),
+            "{err}"
+        );
+        let err = settings(&[
+            ("host", crate::ConfigValue::Str("b".into())),
+            ("keep_alive", crate::ConfigValue::Duration(500_000_000)),
+        ])
+        .expect_err("500ms");
+        assert!(err.to_string().contains("`keep_alive`"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        use crate::ConfigValue::Str;
+        let s = settings(&[
+            ("host", Str("b".into())),
+            ("username", Str("ann".into())),
+            ("password", Str("s3cret".into())),
+        ])
+        .expect("valid");
+        let shown = format!("{s:?}");
+        assert!(
+            shown.contains("ann") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+    }
 }

@@ -1,0 +1,754 @@
+//! The mqtt source and sink against real mosquitto brokers: the shared one named by
+//! `VARPULIS_TEST_MQTT` (`scripts/brokers start`) and, for restarts and logins, brokers each test
+//! starts on a free port of its own.
+//!
+//! Without `VARPULIS_TEST_MQTT` (or without `/usr/sbin/mosquitto`) the broker tests print why
+//! and return; with `VARPULIS_REQUIRE_BROKERS=1` that is a failure instead. Topics carry the
+//! process id and the test name, so tests run in parallel and runs do not see each other.
+#![cfg(feature = "mqtt")]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use serde_json::Value;
+use varpulis_connectors::{
+    open_sink, open_source, ConfigError, ConfigValue, ConnectorConfig, Record, Sink, SinkContext,
+    SinkError, Source, SourceConfig, SourceContext, SourceEvent, SourceSender,
+};
+
+const MS: u64 = 1_000_000;
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+/// Upper bound of every wait; tests poll and finish as soon as the condition holds.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn required() -> bool {
+    std::env::var("VARPULIS_REQUIRE_BROKERS").is_ok_and(|v| v == "1")
+}
+
+/// Skips (or fails under `VARPULIS_REQUIRE_BROKERS=1`) with `why`.
+fn skip(test: &str, why: &str) {
+    assert!(!required(), "{test}: {why} (VARPULIS_REQUIRE_BROKERS=1)");
+    eprintln!("skipping {test}: {why}; run `eval \"$(scripts/brokers env)\"` after `scripts/brokers start`");
+}
+
+/// The shared broker's `host:port`, if it is configured and reachable.
+fn broker(test: &str) -> Option<String> {
+    let Ok(address) = std::env::var("VARPULIS_TEST_MQTT") else {
+        skip(test, "VARPULIS_TEST_MQTT is not set");
+        return None;
+    };
+    let reachable = address
+        .parse()
+        .ok()
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    if !reachable {
+        skip(test, &format!("no MQTT broker answers at {address}"));
+        return None;
+    }
+    Some(address)
+}
+
+/// A topic prefix no other test or run uses.
+fn base(test: &str) -> String {
+    format!("varpulis-test/{}/{test}", std::process::id())
+}
+
+fn s(v: &str) -> ConfigValue {
+    ConfigValue::Str(v.to_string())
+}
+
+fn connector(name: &str, url: &str, extra: &[(&str, ConfigValue)]) -> ConnectorConfig {
+    extra.iter().fold(
+        ConnectorConfig::new(name, "mqtt").param("url", s(url)),
+        |c, (k, v)| c.param(*k, v.clone()),
+    )
+}
+
+/// A running source and the host's end of its channel.
+struct Subscription {
+    source: Box<dyn Source>,
+    events: Receiver<SourceEvent>,
+    _stopping: Arc<AtomicBool>,
+}
+
+fn subscribe(config: ConnectorConfig) -> Subscription {
+    let (tx, events) = crossbeam_channel::bounded(1024);
+    let stopping = Arc::new(AtomicBool::new(false));
+    let sender = SourceSender::new(tx, stopping.clone());
+    let source = open_source(
+        &SourceConfig {
+            connector: config,
+            id: 7,
+        },
+        &SourceContext::new("."),
+        sender,
+    )
+    .expect("valid mqtt source");
+    Subscription {
+        source,
+        events,
+        _stopping: stopping,
+    }
+}
+
+impl Subscription {
+    /// Waits for the next event that `keep` selects, ignoring the others.
+    fn next(&self, what: &str, keep: impl Fn(&SourceEvent) -> bool) -> SourceEvent {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            match self.events.recv_deadline(deadline) {
+                Ok(event) if keep(&event) => return event,
+                Ok(_) => {}
+                Err(_) => panic!("no {what} within {PATIENCE:?}"),
+            }
+        }
+    }
+
+    /// The next message that is not a readiness probe: (payload, place).
+    fn message(&self) -> (Value, String) {
+        let event = self.next("message", |e| match e {
+            SourceEvent::Message(m) => !m.payload.starts_with(b"{\"probe\""),
+            _ => false,
+        });
+        let SourceEvent::Message(m) = event else {
+            unreachable!("filtered above")
+        };
+        let payload = serde_json::from_slice(&m.payload).expect("JSON payload");
+        assert_eq!(m.source, 7);
+        assert!(m.received_ms > 0);
+        (payload, m.place)
+    }
+
+    /// Publishes probes to `topic` until the source delivers one, so the subscription is live.
+    fn wait_until_subscribed(&self, publisher: &Publisher, topic: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            publisher.publish(topic, b"{\"probe\":true}");
+            let until = Instant::now() + Duration::from_millis(200);
+            while let Ok(event) = self.events.recv_deadline(until) {
+                if matches!(&event, SourceEvent::Message(m) if m.payload.starts_with(b"{\"probe\""))
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the source never subscribed to {topic}"
+            );
+        }
+    }
+}
+
+/// A plain rumqttc publisher (QoS 1), independent of the sink under test.
+struct Publisher {
+    client: rumqttc::Client,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Publisher {
+    fn new(address: &str) -> Publisher {
+        let (host, port) = address.rsplit_once(':').expect("host:port");
+        let id = format!(
+            "varpulis-test-pub-{}-{port}-{}",
+            std::process::id(),
+            unique()
+        );
+        let options = rumqttc::MqttOptions::new(id, host, port.parse().expect("port"));
+        let (client, mut connection) = rumqttc::Client::new(options, 100);
+        let thread = std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        Publisher {
+            client,
+            thread: Some(thread),
+        }
+    }
+
+    fn publish(&self, topic: &str, payload: &[u8]) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.to_vec())
+            .expect("publish queued");
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.client.disconnect();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A mosquitto of the test's own, killed on drop.
+struct Mosquitto {
+    child: Child,
+    port: u16,
+    conf: PathBuf,
+}
+
+impl Mosquitto {
+    /// Starts mosquitto on `port`, or returns `None` (after `skip`) when it is not installed.
+    fn start(test: &str, dir: &Path, port: u16, extra: &str) -> Option<Mosquitto> {
+        if !Path::new(MOSQUITTO).exists() {
+            skip(test, &format!("{MOSQUITTO} is not installed"));
+            return None;
+        }
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\npersistence false\n{extra}\n"),
+        )
+        .expect("write mosquitto.conf");
+        Some(Mosquitto::spawn(conf, port))
+    }
+
+    fn spawn(conf: PathBuf, port: u16) -> Mosquitto {
+        let child = Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        let deadline = Instant::now() + PATIENCE;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not open port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Mosquitto { child, port, conf }
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(mut self) -> Mosquitto {
+        self.kill();
+        Mosquitto::spawn(self.conf.clone(), self.port)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn record(i: u64) -> Record {
+    Record::from_json(format!(r#"{{"event_type":"Alert","i":{i}}}"#).as_bytes()).expect("valid")
+}
+
+fn dead_letters(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .map(|text| {
+            text.lines()
+                .map(|l| serde_json::from_str(l).expect("dead-letter line is JSON"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn open(config: &ConnectorConfig, dir: &Path) -> Box<dyn Sink> {
+    open_sink(config, &SinkContext::new(dir)).expect("valid mqtt sink")
+}
+
+#[test]
+fn source_delivers_messages_in_order_with_their_topic() {
+    let Some(address) = broker("source_delivers_messages_in_order_with_their_topic") else {
+        return;
+    };
+    let base = base("source-order");
+    let sub = subscribe(connector(
+        "Sensors",
+        &format!("mqtt://{address}"),
+        &[("topic", s(&format!("{base}/#")))],
+    ));
+    assert_eq!(
+        sub.source.describe(),
+        format!("mqtt://{address} topic {base}/#")
+    );
+    let publisher = Publisher::new(&address);
+    sub.wait_until_subscribed(&publisher, &format!("{base}/probe"));
+    let topic = format!("{base}/sensors/1");
+    for i in 0..20 {
+        publisher.publish(
+            &topic,
+            format!(r#"{{"type":"Reading","i":{i}}}"#).as_bytes(),
+        );
+    }
+    for i in 0..20 {
+        let (payload, place) = sub.message();
+        assert_eq!(payload["i"], i);
+        assert_eq!(place, format!("mqtt topic {topic}"));
+    }
+    let metrics = sub.source.metrics();
+    assert!(metrics.received >= 20, "{metrics:?}");
+    assert_eq!(metrics.errors, 0, "{metrics:?}");
+}
+
+#[test]
+fn source_subscribes_to_every_topic_of_an_array() {
+    let Some(address) = broker("source_subscribes_to_every_topic_of_an_array") else {
+        return;
+    };
+    let base = base("source-array");
+    let sub = subscribe(connector(
+        "Sensors",
+        &address,
+        &[(
+            "topic",
+            ConfigValue::Array(vec![s(&format!("{base}/a")), s(&format!("{base}/b/+"))]),
+        )],
+    ));
+    let publisher = Publisher::new(&address);
+    sub.wait_until_subscribed(&publisher, &format!("{base}/a"));
+    publisher.publish(&format!("{base}/b/x"), br#"{"from":"b"}"#);
+    publisher.publish(&format!("{base}/c"), br#"{"from":"c"}"#);
+    publisher.publish(&format!("{base}/a"), br#"{"from":"a"}"#);
+    let (first, place) = sub.message();
+    assert_eq!(
+        (first["from"].as_str(), place),
+        (Some("b"), format!("mqtt topic {base}/b/x"))
+    );
+    let (second, _) = sub.message();
+    assert_eq!(
+        second["from"], "a",
+        "the message to {base}/c is not subscribed to"
+    );
+}
+
+/// Sends five records to the connector's topic and five routed elsewhere, and checks a
+/// subscriber gets all ten at `qos`.
+fn check_sink_publishes(test: &str, qos: i64) {
+    let Some(address) = broker(test) else {
+        return;
+    };
+    let base = base(test);
+    let sub = subscribe(connector(
+        "Watch",
+        &address,
+        &[("topic", s(&format!("{base}/#")))],
+    ));
+    let publisher = Publisher::new(&address);
+    sub.wait_until_subscribed(&publisher, &format!("{base}/probe"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sink = open(
+        &connector(
+            "Alerts",
+            &format!("tcp://{address}"),
+            &[
+                ("topic", s(&format!("{base}/alerts"))),
+                ("qos", ConfigValue::Int(qos)),
+            ],
+        ),
+        dir.path(),
+    );
+    for i in 0..10 {
+        let r = record(i);
+        let r = if i % 2 == 1 {
+            r.routed(Some(format!("{base}/special")), None)
+        } else {
+            r
+        };
+        sink.send(r).expect("queued");
+    }
+    sink.flush().expect("all acknowledged");
+    let metrics = sink.metrics();
+    assert_eq!(
+        (metrics.sent, metrics.queue_depth, metrics.failed),
+        (10, 0, 0),
+        "{metrics:?}"
+    );
+    assert!(metrics.bytes > 0);
+    sink.close().expect("closed cleanly");
+    let mut got: Vec<(i64, String)> = (0..10)
+        .map(|_| {
+            let (payload, place) = sub.message();
+            (payload["i"].as_i64().expect("i"), place)
+        })
+        .collect();
+    got.sort();
+    for (i, (n, place)) in got.iter().enumerate() {
+        assert_eq!(*n, i as i64);
+        let topic = if i % 2 == 1 { "special" } else { "alerts" };
+        assert_eq!(place, &format!("mqtt topic {base}/{topic}"));
+    }
+    assert!(dead_letters(&dir.path().join("Alerts.dead.jsonl")).is_empty());
+}
+
+#[test]
+fn sink_publishes_to_connector_topic_and_record_topic_with_qos_1() {
+    check_sink_publishes("sink-qos1", 1);
+}
+
+#[test]
+fn sink_publishes_with_qos_0_and_qos_2() {
+    check_sink_publishes("sink-qos0", 0);
+    check_sink_publishes("sink-qos2", 2);
+}
+
+#[test]
+fn sink_rejects_records_without_a_topic_into_the_dead_letter_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No broker is needed: the record is refused before anything is sent.
+    let mut sink = open(&connector("Alerts", "127.0.0.1:1", &[]), dir.path());
+    let err = sink.send(record(1)).expect_err("no topic anywhere");
+    assert!(matches!(err, SinkError::Delivery { .. }), "{err}");
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("has no topic"), "{err}");
+    let lines = dead_letters(&dir.path().join("Alerts.dead.jsonl"));
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["i"], 1);
+    let metrics = sink.metrics();
+    assert_eq!(
+        (metrics.failed, metrics.dead_lettered),
+        (1, 1),
+        "{metrics:?}"
+    );
+    sink.close().expect("nothing pending");
+}
+
+#[test]
+fn sink_with_broker_down_dead_letters_after_close_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut sink = open(
+        &connector(
+            "Alerts",
+            &format!("127.0.0.1:{port}"),
+            &[
+                ("topic", s("alerts")),
+                ("queue_capacity", ConfigValue::Int(3)),
+                ("close_timeout", ConfigValue::Duration(300 * MS)),
+            ],
+        ),
+        dir.path(),
+    );
+    for i in 0..3 {
+        sink.send(record(i))
+            .expect("queued while the broker is away");
+    }
+    let err = sink.send(record(3)).expect_err("queue full");
+    assert!(
+        matches!(err, SinkError::QueueFull { capacity: 3, .. }),
+        "{err}"
+    );
+    assert_eq!(sink.metrics().queue_depth, 3);
+    let err = sink.close().expect_err("nothing could be delivered");
+    assert!(
+        matches!(err, SinkError::Timeout { pending: 3, .. }),
+        "{err}"
+    );
+    let lines = dead_letters(&dir.path().join("Alerts.dead.jsonl"));
+    let mut numbers: Vec<i64> = lines.iter().map(|l| l["i"].as_i64().expect("i")).collect();
+    numbers.sort();
+    assert_eq!(numbers, vec![0, 1, 2, 3]);
+    let overflow = lines.iter().find(|l| l["i"] == 3).expect("overflow line");
+    assert!(
+        overflow["_error"]
+            .as_str()
+            .expect("_error")
+            .contains("delivery queue full"),
+        "{overflow}"
+    );
+    let late = lines.iter().find(|l| l["i"] == 0).expect("line 0");
+    let reason = late["_error"].as_str().expect("_error");
+    assert!(
+        reason.contains(&format!("not acknowledged by mqtt://127.0.0.1:{port}")),
+        "{reason}"
+    );
+    let m = sink.metrics();
+    assert_eq!(
+        (
+            m.sent,
+            m.failed,
+            m.dead_lettered,
+            m.dropped_queue_full,
+            m.dropped,
+            m.queue_depth
+        ),
+        (0, 3, 4, 1, 0, 0),
+        "{m:?}"
+    );
+    assert!(m.last_error.is_some());
+    let err = sink.send(record(9)).expect_err("closed");
+    assert!(matches!(err, SinkError::Closed { .. }), "{err}");
+}
+
+#[test]
+fn source_survives_a_broker_restart() {
+    let test = "source_survives_a_broker_restart";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(broker) = Mosquitto::start(test, dir.path(), free_port(), "allow_anonymous true")
+    else {
+        return;
+    };
+    let address = broker.address();
+    let topic = base("restart");
+    let sub = subscribe(connector("Sensors", &address, &[("topic", s(&topic))]));
+    {
+        let publisher = Publisher::new(&address);
+        sub.wait_until_subscribed(&publisher, &topic);
+        publisher.publish(&topic, br#"{"phase":"before"}"#);
+        assert_eq!(sub.message().0["phase"], "before");
+    }
+
+    let broker = {
+        let mut broker = broker;
+        broker.kill();
+        let lost = sub.next("problem", |e| matches!(e, SourceEvent::Problem { .. }));
+        let SourceEvent::Problem { message, fatal, .. } = lost else {
+            unreachable!("filtered above")
+        };
+        assert!(!fatal, "{message}");
+        assert!(message.contains(&format!("mqtt://{address}")), "{message}");
+        broker.restart()
+    };
+
+    let recovered = sub.next("recovery", |e| matches!(e, SourceEvent::Problem { .. }));
+    let SourceEvent::Problem { message, fatal, .. } = recovered else {
+        unreachable!("filtered above")
+    };
+    assert!(!fatal && message.contains("connected again"), "{message}");
+    let publisher = Publisher::new(&broker.address());
+    sub.wait_until_subscribed(&publisher, &topic);
+    publisher.publish(&topic, br#"{"phase":"after"}"#);
+    assert_eq!(sub.message().0["phase"], "after");
+    let m = sub.source.metrics();
+    assert!(m.reconnects >= 1 && m.errors >= 1, "{m:?}");
+    assert!(m.last_error.is_some());
+}
+
+#[test]
+fn sink_keeps_records_while_the_broker_restarts() {
+    let test = "sink_keeps_records_while_the_broker_restarts";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(mut broker) = Mosquitto::start(test, dir.path(), free_port(), "allow_anonymous true")
+    else {
+        return;
+    };
+    let mut sink = open(
+        &connector(
+            "Alerts",
+            &broker.address(),
+            &[("topic", s(&base("sink-restart")))],
+        ),
+        dir.path(),
+    );
+    for i in 0..3 {
+        sink.send(record(i)).expect("queued");
+    }
+    sink.flush().expect("acknowledged");
+    broker.kill();
+    for i in 3..6 {
+        sink.send(record(i))
+            .expect("queued while the broker is away");
+    }
+    let broker = broker.restart();
+    sink.flush().expect("acknowledged after the restart");
+    let m = sink.metrics();
+    assert_eq!((m.sent, m.failed, m.queue_depth), (6, 0, 0), "{m:?}");
+    sink.close().expect("nothing left");
+    drop(broker);
+}
+
+#[test]
+fn refused_login_is_fatal_for_the_source_and_dead_letters_sink_records() {
+    let test = "refused_login_is_fatal_for_the_source_and_dead_letters_sink_records";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(broker) = Mosquitto::start(test, dir.path(), free_port(), "allow_anonymous false")
+    else {
+        return;
+    };
+    let address = broker.address();
+    let login = [("username", s("ann")), ("password", s("wrong"))];
+    let sub = subscribe(connector(
+        "Sensors",
+        &address,
+        &[&login[..], &[("topic", s("t"))]].concat(),
+    ));
+    let event = sub.next("problem", |e| matches!(e, SourceEvent::Problem { .. }));
+    let SourceEvent::Problem { message, fatal, .. } = event else {
+        unreachable!("filtered above")
+    };
+    assert!(fatal, "{message}");
+    assert!(message.contains("refused the connection"), "{message}");
+
+    let mut sink = open(
+        &connector(
+            "Alerts",
+            &address,
+            &[&login[..], &[("topic", s("t"))]].concat(),
+        ),
+        dir.path(),
+    );
+    // Queued, or refused at once when the thread already met the refusal: saved either way.
+    let _ = sink.send(record(1));
+    let dead = dir.path().join("Alerts.dead.jsonl");
+    let deadline = Instant::now() + PATIENCE;
+    while dead_letters(&dead).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the refused record was never dead-lettered"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let err = sink.send(record(2)).expect_err("the broker refuses us");
+    assert!(!err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("refused the connection"), "{err}");
+    let lines = dead_letters(&dead);
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[0]["_error"]
+            .as_str()
+            .expect("_error")
+            .contains("refused the connection"),
+        "{}",
+        lines[0]
+    );
+    sink.close().expect("nothing left to wait for");
+    assert_eq!(sink.metrics().dead_lettered, 2);
+}
+
+#[test]
+fn stop_returns_while_connected_and_while_retrying() {
+    if let Some(address) = broker("stop_returns_while_connected_and_while_retrying") {
+        let mut sub = subscribe(connector(
+            "Sensors",
+            &address,
+            &[("topic", s(&base("stop")))],
+        ));
+        let publisher = Publisher::new(&address);
+        sub.wait_until_subscribed(&publisher, &base("stop"));
+        sub.source.stop();
+        publisher.publish(&base("stop"), br#"{"late":true}"#);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !sub.events
+                .try_iter()
+                .any(|e| matches!(e, SourceEvent::Message(_))),
+            "a message arrived after stop"
+        );
+    }
+    // Nothing listens on this port: the source is between connection attempts.
+    let mut sub = subscribe(connector(
+        "Sensors",
+        &format!("127.0.0.1:{}", free_port()),
+        &[("topic", s("t"))],
+    ));
+    let event = sub.next("problem", |e| matches!(e, SourceEvent::Problem { .. }));
+    assert!(
+        matches!(event, SourceEvent::Problem { fatal: false, .. }),
+        "{event:?}"
+    );
+    sub.source.stop();
+    sub.source.stop();
+    assert!(sub.source.metrics().errors >= 1);
+}
+
+fn source_error(params: &[(&str, ConfigValue)]) -> ConfigError {
+    let (tx, _rx) = crossbeam_channel::bounded(1);
+    let config = SourceConfig {
+        connector: connector("Sensors", "127.0.0.1", params),
+        id: 0,
+    };
+    open_source(
+        &config,
+        &SourceContext::new("."),
+        SourceSender::new(tx, Arc::default()),
+    )
+    .err()
+    .expect("invalid source")
+}
+
+fn sink_error(params: &[(&str, ConfigValue)]) -> ConfigError {
+    open_sink(
+        &connector("Alerts", "127.0.0.1", params),
+        &SinkContext::new("."),
+    )
+    .err()
+    .expect("invalid sink")
+}
+
+#[test]
+fn config_errors_name_the_connector_and_parameter() {
+    let topic = ("topic", s("t"));
+    assert_eq!(
+        source_error(&[topic.clone(), ("qos", ConfigValue::Int(3))]).to_string(),
+        "connector `Sensors`: parameter `qos`: must be 0, 1 or 2, found 3"
+    );
+    assert_eq!(
+        sink_error(&[("qos", ConfigValue::Int(3))]).to_string(),
+        "connector `Alerts`: parameter `qos`: must be 0, 1 or 2, found 3"
+    );
+    assert_eq!(
+        source_error(&[topic.clone(), ("clinet_id", s("x"))]).to_string(),
+        "connector `Sensors`: unknown parameter `clinet_id` for an mqtt source; did you mean `client_id`?"
+    );
+    assert_eq!(
+        sink_error(&[("queue_capacty", ConfigValue::Int(5))]).to_string(),
+        "connector `Alerts`: unknown parameter `queue_capacty` for an mqtt sink; did you mean `queue_capacity`?"
+    );
+    let err = sink_error(&[
+        ("username", s("ann")),
+        ("password", s("${VARPULIS_TEST_MQTT_SURELY_UNSET}")),
+    ]);
+    assert_eq!(
+        err.to_string(),
+        "connector `Alerts`: parameter `password` uses `${VARPULIS_TEST_MQTT_SURELY_UNSET}` but the environment variable `VARPULIS_TEST_MQTT_SURELY_UNSET` is not set"
+    );
+    let err = source_error(&[topic.clone(), ("port", ConfigValue::Int(70_000))]);
+    assert!(err.to_string().contains("parameter `port`"), "{err}");
+    let err = source_error(&[("url", s("mqtts://b"))]);
+    assert!(err.to_string().contains("TLS"), "{err}");
+    // Each role accepts the other's parameters.
+    let (tx, _rx) = crossbeam_channel::bounded(1);
+    let config = SourceConfig {
+        connector: connector(
+            "Both",
+            "127.0.0.1:1",
+            &[topic, ("retain", ConfigValue::Bool(true))],
+        ),
+        id: 0,
+    };
+    let mut source = open_source(
+        &config,
+        &SourceContext::new("."),
+        SourceSender::new(tx, Arc::default()),
+    )
+    .expect("retain is a sink parameter");
+    source.stop();
+}
