@@ -18,6 +18,8 @@
 //!   and closes the sinks. It is not the end of the input: open windows are
 //!   not fired (a second Ctrl-C exits at once).
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,7 +38,7 @@ use varpulis_program::{Program, RawEvent, Subscription};
 use varpulis_vm::Output;
 
 use crate::cli::simulate::{summary, OutputFormat};
-use crate::job::{connector_config, Job, RecordFrom};
+use crate::job::{connector_config, InputProblem, Job, RecordFrom};
 use crate::output::{write_json, write_tables};
 
 /// Options of a live run.
@@ -120,7 +122,7 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         )),
         _ => Box::new(BufWriter::new(io::stdout().lock())),
     };
-    let mut dead_letter = match &options.dead_letter {
+    let dead_letter = match &options.dead_letter {
         Some(p) => Some(BufWriter::new(
             std::fs::OpenOptions::new()
                 .create(true)
@@ -131,18 +133,9 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
-    let mut live = Live {
-        defaults: subs.iter().map(|s| default_type(&program, s)).collect(),
-        names: sources.iter().map(|s| s.name().to_string()).collect(),
-        ended: vec![false; subs.len()],
-        failed: false,
-        idle: IdleClock::new(options.idle_timeout, max_out_of_order(&program)),
-        outputs: Vec::new(),
-        kept: Vec::new(),
-        format: options.format,
-    };
+    let mut live = Live::new(&program, &subs, &sources, options, dead_letter);
     let started = Instant::now();
-    let mut strict_failure = false;
+    let mut failure: Option<InputProblem> = None;
     let mut stop_reason = "every source ended";
 
     loop {
@@ -151,38 +144,25 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
             break;
         }
         match rx.recv_timeout(TICK) {
-            Ok(event) => {
-                if let Err(problem) = live.handle(&mut job, event, dead_letter.as_mut()) {
-                    writeln!(stderr, "error: input {problem}")?;
-                    writeln!(
-                        stderr,
-                        "help: run without --strict to count and skip bad input"
-                    )?;
-                    strict_failure = true;
-                    stop_reason = "bad input with --strict";
-                    break;
-                }
-                // Drain what else is waiting before writing, to batch output.
-                while let Ok(event) = rx.try_recv() {
-                    if let Err(problem) = live.handle(&mut job, event, dead_letter.as_mut()) {
-                        writeln!(stderr, "error: input {problem}")?;
-                        strict_failure = true;
-                        break;
-                    }
-                }
-                if strict_failure {
-                    stop_reason = "bad input with --strict";
-                    break;
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => live.on_idle(&mut job),
-            Err(RecvTimeoutError::Disconnected) => break,
+            Ok(event) => live.handle(event),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => live.all_ended(),
         }
+        // Take what else is waiting before releasing, to batch the work.
+        while let Ok(event) = rx.try_recv() {
+            live.handle(event);
+        }
+        if let Err(problem) = live.release(&mut job) {
+            failure = Some(problem);
+            stop_reason = "bad input with --strict";
+            break;
+        }
+        live.on_idle(&mut job);
         for msg in job.take_messages() {
             writeln!(stderr, "{msg}")?;
         }
         live.write_outputs(&mut *out_writer)?;
-        if live.ended.iter().all(|e| *e) {
+        if live.finished() {
             break;
         }
     }
@@ -192,18 +172,24 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
     for s in &mut sources {
         s.stop();
     }
-    if !strict_failure {
+    if failure.is_none() {
         while let Ok(event) = rx.try_recv() {
-            if live.handle(&mut job, event, dead_letter.as_mut()).is_err() {
-                strict_failure = true;
-                break;
-            }
+            live.handle(event);
+        }
+        if let Err(problem) = live.release_all(&mut job) {
+            failure = Some(problem);
         }
     }
-    let all_ended =
-        live.ended.iter().all(|e| *e) && !strict_failure && stop_reason != "interrupted";
+    if let Some(problem) = &failure {
+        writeln!(stderr, "error: input {problem}")?;
+        writeln!(
+            stderr,
+            "help: run without --strict to count and skip bad input"
+        )?;
+    }
+    let end_of_input = failure.is_none() && stop_reason != "interrupted" && live.finished();
     let mut outputs = std::mem::take(&mut live.outputs);
-    if all_ended {
+    if end_of_input {
         // Every source is bounded and done: that is the end of the input.
         job.finish(&mut outputs)?;
     } else {
@@ -218,125 +204,290 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         write_tables(&mut *out_writer, &live.kept)?;
     }
     out_writer.flush()?;
-    if let Some(d) = dead_letter.as_mut() {
+    if let Some(d) = live.dead_letter.as_mut() {
         d.flush()?;
     }
     writeln!(stderr, "stopped: {stop_reason}")?;
     for s in &sources {
-        let m = s.metrics();
-        let mut line = format!(
-            "source `{}`: {} received, {} bytes",
-            s.name(),
-            m.received,
-            m.bytes
-        );
-        if m.rejected > 0 {
-            line.push_str(&format!(", {} rejected", m.rejected));
-        }
-        if m.errors > 0 {
-            line.push_str(&format!(", {} errors", m.errors));
-        }
-        if m.reconnects > 0 {
-            line.push_str(&format!(", {} reconnects", m.reconnects));
-        }
-        writeln!(stderr, "{line}")?;
+        writeln!(stderr, "{}", source_summary(s.as_ref()))?;
     }
     writeln!(stderr, "{}", summary(&mut job, started.elapsed()))?;
-    Ok(if strict_failure || live.failed {
+    Ok(if failure.is_some() || live.failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
 }
 
-/// The host side of a live run: decoding, routing tags, idle time, outputs.
+/// `source `In`: 4 received, 84 bytes, 1 rejected`.
+fn source_summary(s: &dyn Source) -> String {
+    let m = s.metrics();
+    let mut line = format!(
+        "source `{}`: {} received, {} bytes",
+        s.name(),
+        m.received,
+        m.bytes
+    );
+    for (n, what) in [
+        (m.rejected, "rejected"),
+        (m.errors, "errors"),
+        (m.reconnects, "reconnects"),
+    ] {
+        if n > 0 {
+            line.push_str(&format!(", {n} {what}"));
+        }
+    }
+    line
+}
+
+/// What the host knows of one subscription.
+struct SubState {
+    /// The connector name, for messages.
+    name: String,
+    /// The type of payloads that name none.
+    default_type: Option<String>,
+    /// Bounded input done, or the source gave up.
+    ended: bool,
+    /// The largest event time received.
+    max_time: Option<i64>,
+    /// When it last delivered something (or when the run started).
+    last_arrival: Instant,
+}
+
+/// A decoded event (or an undecodable item, kept in its place so problems
+/// are reported in input order) waiting for the other sources to catch up.
+struct Pending {
+    time: i64,
+    sub: usize,
+    seq: u64,
+    raw: Result<RawEvent, String>,
+    place: Arc<str>,
+    payload: Arc<[u8]>,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Pending {}
+
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl Pending {
+    /// Event time, then subscription, then arrival: a total, deterministic
+    /// order.
+    fn key(&self) -> (i64, usize, u64) {
+        (self.time, self.sub, self.seq)
+    }
+}
+
+/// Events held back at most: past this the oldest are released anyway (a
+/// source far behind the others cannot make the host grow without bound).
+const MAX_PENDING: usize = 100_000;
+
+/// The host side of a live run: decoding, merging sources by event time,
+/// idle time, outputs.
 struct Live {
-    /// Per subscription: the type of payloads that name none.
-    defaults: Vec<Option<String>>,
-    /// Per subscription: the connector name, for messages.
-    names: Vec<String>,
-    /// Per subscription: whether it ended (bounded input done, or gave up).
-    ended: Vec<bool>,
+    subs: Vec<SubState>,
+    /// Events by (time, subscription, arrival), smallest first.
+    pending: BinaryHeap<Reverse<Pending>>,
+    seq: u64,
+    /// Merge sources by event time (off with `--idle-timeout 0`).
+    align: bool,
+    idle_timeout: Option<Duration>,
     /// Some source gave up with an error.
     failed: bool,
     idle: IdleClock,
     outputs: Vec<Output>,
     kept: Vec<Output>,
     format: OutputFormat,
+    dead_letter: Option<BufWriter<std::fs::File>>,
 }
 
 impl Live {
-    fn handle(
-        &mut self,
-        job: &mut Job,
-        event: SourceEvent,
-        dead_letter: Option<&mut BufWriter<std::fs::File>>,
-    ) -> Result<(), crate::job::InputProblem> {
+    fn new(
+        program: &Program,
+        subs: &[Subscription],
+        sources: &[Box<dyn Source>],
+        options: &LiveOptions,
+        dead_letter: Option<BufWriter<std::fs::File>>,
+    ) -> Live {
+        let now = Instant::now();
+        Live {
+            subs: subs
+                .iter()
+                .zip(sources)
+                .map(|(sub, source)| SubState {
+                    name: source.name().to_string(),
+                    default_type: default_type(program, sub),
+                    ended: false,
+                    max_time: None,
+                    last_arrival: now,
+                })
+                .collect(),
+            pending: BinaryHeap::new(),
+            seq: 0,
+            align: options.idle_timeout.is_some(),
+            idle_timeout: options.idle_timeout,
+            failed: false,
+            idle: IdleClock::new(options.idle_timeout, max_out_of_order(program)),
+            outputs: Vec::new(),
+            kept: Vec::new(),
+            format: options.format,
+            dead_letter,
+        }
+    }
+
+    /// Every source has ended (bounded input done, or gave up).
+    fn finished(&self) -> bool {
+        self.subs.iter().all(|s| s.ended) && self.pending.is_empty()
+    }
+
+    /// The sources are all gone (their channel closed).
+    fn all_ended(&mut self) {
+        for s in &mut self.subs {
+            s.ended = true;
+        }
+    }
+
+    fn handle(&mut self, event: SourceEvent) {
         match event {
-            SourceEvent::Message(msg) => self.message(job, &msg, dead_letter),
+            SourceEvent::Message(msg) => self.message(msg),
             SourceEvent::Problem {
                 source,
                 message,
                 fatal,
             } => {
-                let name = self.names.get(source).map_or("?", String::as_str);
+                let name = self.subs.get(source).map_or("?", |s| s.name.as_str());
                 if fatal {
                     eprintln!("error: connector `{name}`: {message} (source stopped)");
                     self.failed = true;
-                    if let Some(e) = self.ended.get_mut(source) {
-                        *e = true;
+                    if let Some(s) = self.subs.get_mut(source) {
+                        s.ended = true;
                     }
                 } else {
                     eprintln!("warning: connector `{name}`: {message}");
                 }
-                Ok(())
             }
             SourceEvent::Ended { source } => {
-                if let Some(e) = self.ended.get_mut(source) {
-                    *e = true;
+                if let Some(s) = self.subs.get_mut(source) {
+                    s.ended = true;
                 }
-                Ok(())
             }
         }
     }
 
-    fn message(
-        &mut self,
-        job: &mut Job,
-        msg: &SourceMessage,
-        mut dead_letter: Option<&mut BufWriter<std::fs::File>>,
-    ) -> Result<(), crate::job::InputProblem> {
-        let name = self.names.get(msg.source).map_or("?", String::as_str);
-        let place = format!("connector `{name}` ({})", msg.place);
-        let subscription = u32::try_from(msg.source).unwrap_or(u32::MAX);
-        let from = RecordFrom::Source {
-            subscription,
-            place: &place,
+    /// Decodes a payload into `pending`. An item that is not an event takes
+    /// the time of the source's latest event, so it is reported in order.
+    fn message(&mut self, msg: SourceMessage) {
+        let Some(sub) = self.subs.get_mut(msg.source) else {
+            return;
         };
-        let default = self.defaults.get(msg.source).and_then(Option::as_deref);
+        sub.last_arrival = Instant::now();
+        let place: Arc<str> = format!("connector `{}` ({})", sub.name, msg.place).into();
         let arrival = msg.received_ms.saturating_mul(1_000_000);
-        for item in payload_events(&msg.payload, default) {
-            let skipped_before: u64 = job.stats().skipped.values().sum();
-            let result = match &item {
+        let payload: Arc<[u8]> = msg.payload.into();
+        for item in payload_events(&payload, sub.default_type.as_deref()) {
+            let time = match &item {
                 Ok(raw) => {
                     let time = raw.timestamp.unwrap_or(arrival);
-                    self.idle.saw(time);
-                    job.push_raw_from(raw, Some(time), from, &mut self.outputs)
+                    sub.max_time = Some(sub.max_time.map_or(time, |m| m.max(time)));
+                    time
                 }
-                Err(message) => job.malformed_from(from, message.clone()),
+                Err(_) => sub.max_time.unwrap_or(arrival),
             };
-            let skipped = job.stats().skipped.values().sum::<u64>() > skipped_before;
-            if skipped {
-                if let Some(d) = dead_letter.as_deref_mut() {
-                    write_dead_letter(d, &place, &msg.payload, job);
-                }
+            self.seq += 1;
+            self.pending.push(Reverse(Pending {
+                time,
+                sub: msg.source,
+                seq: self.seq,
+                raw: item,
+                place: place.clone(),
+                payload: payload.clone(),
+            }));
+        }
+    }
+
+    /// The event time up to which every source has spoken: sources that
+    /// ended or stayed quiet for the idle timeout do not hold it back.
+    /// `None`: some active source has not spoken yet.
+    fn bound(&self) -> Option<i64> {
+        if !self.align {
+            return Some(i64::MAX);
+        }
+        let timeout = self.idle_timeout.unwrap_or(Duration::ZERO);
+        let mut bound = i64::MAX;
+        for s in &self.subs {
+            if s.ended || s.last_arrival.elapsed() >= timeout {
+                continue;
             }
-            result?;
+            bound = bound.min(s.max_time?);
+        }
+        Some(bound)
+    }
+
+    /// Runs the pending events every source has caught up with, in event
+    /// time order.
+    fn release(&mut self, job: &mut Job) -> Result<(), InputProblem> {
+        let bound = self.bound();
+        while let Some(Reverse(top)) = self.pending.peek() {
+            let due = bound.is_some_and(|b| top.time <= b) || self.pending.len() > MAX_PENDING;
+            if !due {
+                break;
+            }
+            self.run_next(job)?;
         }
         Ok(())
     }
 
+    /// Runs everything pending (the sources have stopped).
+    fn release_all(&mut self, job: &mut Job) -> Result<(), InputProblem> {
+        while !self.pending.is_empty() {
+            self.run_next(job)?;
+        }
+        Ok(())
+    }
+
+    fn run_next(&mut self, job: &mut Job) -> Result<(), InputProblem> {
+        let Some(Reverse(p)) = self.pending.pop() else {
+            return Ok(());
+        };
+        self.idle.saw(p.time);
+        let from = RecordFrom::Source {
+            subscription: u32::try_from(p.sub).unwrap_or(u32::MAX),
+            place: &p.place,
+        };
+        let skipped_before: u64 = job.stats().skipped.values().sum();
+        let result = match &p.raw {
+            Ok(raw) => job.push_raw_from(raw, Some(p.time), from, &mut self.outputs),
+            Err(message) => job.malformed_from(from, message.clone()),
+        };
+        if job.stats().skipped.values().sum::<u64>() > skipped_before {
+            if let Some(d) = self.dead_letter.as_mut() {
+                write_dead_letter(d, &p.place, &p.payload, job);
+            }
+        }
+        result
+    }
+
+    /// Quiet sources: let event time follow the wall clock once nothing is
+    /// pending.
     fn on_idle(&mut self, job: &mut Job) {
+        if !self.pending.is_empty() {
+            return;
+        }
         if let Some(ts) = self.idle.due() {
             job.advance_watermark(ts, &mut self.outputs);
         }
@@ -345,6 +496,9 @@ impl Live {
     fn write_outputs(&mut self, w: &mut dyn Write) -> io::Result<()> {
         match self.format {
             OutputFormat::Jsonl => {
+                if self.outputs.is_empty() {
+                    return Ok(());
+                }
                 let mut line = Vec::with_capacity(256);
                 for o in &self.outputs {
                     line.clear();
