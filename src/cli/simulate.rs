@@ -92,17 +92,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         eprint!("{warnings}");
     }
     if args.input.is_none() && crate::live::has_sources(&program) {
-        let base_dir = args
-            .program
-            .parent()
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        let job = Job::new(
-            program,
-            JobOptions {
-                sink_dir: base_dir.clone(),
-                ..args.job.clone()
-            },
-        )?;
+        // Relative connector paths resolve against the working directory,
+        // as for sinks (DESIGN.md, Connector sources).
+        let base_dir = args.job.sink_dir.clone();
+        let job = Job::new(program, args.job.clone())?;
         let options = crate::live::LiveOptions {
             output: args.output.clone(),
             format: args.format,
