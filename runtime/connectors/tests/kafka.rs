@@ -1,5 +1,6 @@
-//! The kafka sink against a real Kafka-protocol broker (tansu under `scripts/brokers`, or any
-//! Kafka named by `VARPULIS_TEST_KAFKA`), and an unreachable address for dead-lettering.
+//! The kafka source and sink against a real Kafka-protocol broker (tansu under `scripts/brokers`,
+//! or any Kafka named by `VARPULIS_TEST_KAFKA`), plus librdkafka's in-process mock cluster for
+//! broker failures and an unreachable address for dead-lettering.
 //!
 //! Broker tests skip with a message when `VARPULIS_TEST_KAFKA` is unset, unless
 //! `VARPULIS_REQUIRE_BROKERS=1` (CI), where a missing or unreachable broker fails them. Every
@@ -11,18 +12,23 @@
 use std::future::Future;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crossbeam_channel::Receiver;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use varpulis_connectors::{
-    open_sink, ConfigError, ConfigValue, ConnectorConfig, Record, Sink, SinkContext, SinkError,
+    open_sink, open_source, ConfigError, ConfigValue, ConnectorConfig, Record, Sink, SinkContext,
+    SinkError, Source, SourceConfig, SourceContext, SourceEvent, SourceMessage, SourceSender,
 };
 
 const MS: u64 = 1_000_000;
@@ -126,6 +132,88 @@ fn sink(config: &ConnectorConfig, dir: &Path) -> Box<dyn Sink> {
     open_sink(config, &SinkContext::new(dir)).expect("valid kafka sink")
 }
 
+/// A running source with the host's end of its channel.
+struct Host {
+    source: Box<dyn Source>,
+    rx: Receiver<SourceEvent>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Host {
+    /// Starts a source on a channel holding `capacity` events.
+    fn start(config: ConnectorConfig, capacity: usize) -> Host {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let sender = SourceSender::new(tx, Arc::clone(&stopping));
+        let config = SourceConfig {
+            connector: config,
+            id: 7,
+        };
+        let source = open_source(&config, &SourceContext::new("."), sender)
+            .unwrap_or_else(|e| panic!("valid kafka source: {e}"));
+        Host {
+            source,
+            rx,
+            stopping,
+        }
+    }
+
+    /// The next `n` messages; problems on the way are collected in `problems`.
+    fn messages(&self, n: usize, problems: &mut Vec<(String, bool)>) -> Vec<SourceMessage> {
+        let deadline = Instant::now() + WAIT;
+        let mut out = Vec::new();
+        while out.len() < n {
+            match self.rx.recv_deadline(deadline) {
+                Ok(SourceEvent::Message(m)) => {
+                    assert_eq!(m.source, 7);
+                    out.push(m);
+                }
+                Ok(SourceEvent::Problem { message, fatal, .. }) => problems.push((message, fatal)),
+                Ok(SourceEvent::Ended { .. }) => panic!("a kafka source never ends"),
+                Err(_) => panic!(
+                    "only {} of {n} messages arrived within {WAIT:?}; problems: {problems:?}",
+                    out.len()
+                ),
+            }
+        }
+        out
+    }
+
+    /// Waits for a problem whose message contains `text`; messages on the way are kept.
+    fn problem(&self, text: &str, messages: &mut Vec<SourceMessage>) -> (String, bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.rx.recv_deadline(deadline) {
+                Ok(SourceEvent::Problem { message, fatal, .. }) if message.contains(text) => {
+                    return (message, fatal)
+                }
+                Ok(SourceEvent::Message(m)) => messages.push(m),
+                Ok(_) => {}
+                Err(_) => panic!("no problem mentioning `{text}` within {WAIT:?}"),
+            }
+        }
+    }
+
+    /// Stops the source alone (the host keeps running and stops reading), then raises the
+    /// host's flag too; returns how long the source took to stop.
+    fn stop(&mut self) -> Duration {
+        let start = Instant::now();
+        self.source.stop();
+        let took = start.elapsed();
+        self.stopping.store(true, Ordering::Release);
+        took
+    }
+}
+
+/// Source parameters that make joining a group fast (see shared/INFRA.md).
+fn group(group_id: &str) -> (&'static str, ConfigValue) {
+    ("group_id", s(group_id))
+}
+
+fn fast_session() -> (&'static str, ConfigValue) {
+    ("session_timeout", ConfigValue::Duration(6_000 * MS))
+}
+
 fn dead_letters(path: &Path) -> Vec<Value> {
     match std::fs::read_to_string(path) {
         Ok(text) => text
@@ -164,6 +252,149 @@ fn read_raw(brokers: &str, topic: &str, partitions: i32, n: usize) -> Vec<(Vec<u
     }
     assert_eq!(out.len(), n, "records read back from {topic}");
     out
+}
+
+#[test]
+fn sink_routes_to_the_connector_topic_and_site_topics_with_keys_and_the_source_reads_them_back() {
+    let Some(brokers) = broker("sink_routes_to_the_connector_topic_and_site_topics_with_keys_and_the_source_reads_them_back") else {
+        return;
+    };
+    let orders = unique("orders");
+    let alerts = unique("alerts");
+    create_topic(&brokers, &orders, 1);
+    create_topic(&brokers, &alerts, 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let mut out = sink(
+        &kafka("Out", &brokers, &[("topic", s(&orders))]),
+        dir.path(),
+    );
+    for i in 0..3 {
+        out.send(record(i).routed(None, Some(format!("k{i}").into_bytes())))
+            .expect("queued");
+    }
+    for i in 3..5 {
+        out.send(record(i).routed(Some(alerts.clone()), Some(b"alert-key".to_vec())))
+            .expect("queued");
+    }
+    out.flush().expect("delivered");
+    out.close().expect("closed cleanly");
+    let m = out.metrics();
+    assert_eq!((m.sent, m.failed, m.dead_lettered), (5, 0, 0), "{m:?}");
+    assert_eq!(m.queue_depth, 0);
+    assert!(m.bytes > 0);
+    assert!(!dir.path().join("Out.dead.jsonl").exists());
+
+    // Keys arrive as sent; both alerts share a key, hence a partition.
+    let raw = read_raw(&brokers, &orders, 1, 3);
+    let keys: Vec<&[u8]> = raw.iter().map(|(k, _)| k.as_slice()).collect();
+    assert_eq!(keys, [&b"k0"[..], b"k1", b"k2"]);
+    let raw = read_raw(&brokers, &alerts, 2, 2);
+    assert!(raw.iter().all(|(k, _)| k == b"alert-key"));
+
+    // One source subscribed to both topics sees all five, with their places.
+    let mut host = Host::start(
+        kafka(
+            "In",
+            &brokers,
+            &[
+                ("topic", ConfigValue::Array(vec![s(&orders), s(&alerts)])),
+                group(&unique("routes")),
+                fast_session(),
+            ],
+        ),
+        100,
+    );
+    assert!(host.source.describe().contains(&orders));
+    let mut problems = Vec::new();
+    let mut got = host.messages(5, &mut problems);
+    got.sort_by_key(|m| index(&m.payload));
+    for (i, m) in got.iter().enumerate() {
+        assert_eq!(index(&m.payload), i as u64);
+        if i < 3 {
+            assert_eq!(
+                m.place,
+                format!("kafka topic {orders} partition 0 offset {i}")
+            );
+        } else {
+            assert!(
+                m.place
+                    .starts_with(&format!("kafka topic {alerts} partition ")),
+                "{}",
+                m.place
+            );
+        }
+    }
+    assert!(problems.is_empty(), "{problems:?}");
+    let metrics = host.source.metrics();
+    assert_eq!(metrics.received, 5);
+    host.stop();
+}
+
+#[test]
+fn source_keeps_partition_order_skips_tombstones_and_resumes_from_the_committed_offset() {
+    let Some(brokers) = broker(
+        "source_keeps_partition_order_skips_tombstones_and_resumes_from_the_committed_offset",
+    ) else {
+        return;
+    };
+    let topic = unique("resume");
+    let group_id = unique("resume-group");
+    create_topic(&brokers, &topic, 1);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("producer");
+    let produce = |range: std::ops::Range<u64>| {
+        for i in range {
+            let payload = format!(r#"{{"event_type":"Order","i":{i}}}"#);
+            producer
+                .send(BaseRecord::<(), _>::to(&topic).payload(&payload))
+                .expect("queued");
+        }
+        producer.flush(Duration::from_secs(10)).expect("flushed");
+    };
+    produce(0..12);
+    // A tombstone (no payload) at offset 12, then one more record.
+    producer
+        .send(BaseRecord::<_, ()>::to(&topic).key("gone"))
+        .expect("queued");
+    produce(12..13);
+
+    let params = [("topic", s(&topic)), group(&group_id), fast_session()];
+    // A host queue of 2 events: the source blocks on the third until the host takes more.
+    let mut host = Host::start(kafka("In", &brokers, &params), 2);
+    let mut problems = Vec::new();
+    let first = host.messages(5, &mut problems);
+    let indexes: Vec<u64> = first.iter().map(|m| index(&m.payload)).collect();
+    assert_eq!(indexes, [0, 1, 2, 3, 4], "in partition order");
+    // The host stops while the source may wait with the next record: that one is not stored.
+    let stopped_in = host.stop();
+    assert!(stopped_in < Duration::from_secs(10), "{stopped_in:?}");
+    let delivered = host.source.metrics().received;
+    assert!((5..=7).contains(&delivered), "{delivered}");
+
+    // Same group: it resumes exactly after what was delivered, tombstone skipped and counted.
+    let mut host = Host::start(kafka("In", &brokers, &params), 100);
+    let rest = host.messages(13 - delivered as usize, &mut problems);
+    let indexes: Vec<u64> = rest.iter().map(|m| index(&m.payload)).collect();
+    assert_eq!(indexes, (delivered..13).collect::<Vec<_>>());
+    assert_eq!(
+        rest[0].place,
+        format!("kafka topic {topic} partition 0 offset {delivered}")
+    );
+    assert_eq!(
+        rest.last().map(|m| m.place.clone()),
+        Some(format!("kafka topic {topic} partition 0 offset 13"))
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|(p, fatal)| !fatal && p.contains("offset 12: skipping an empty message")),
+        "{problems:?}"
+    );
+    assert_eq!(host.source.metrics().rejected, 1);
+    host.stop();
 }
 
 #[test]
@@ -282,6 +513,81 @@ fn full_producer_queue_dead_letters_at_once_and_records_without_topic_are_refuse
 }
 
 #[test]
+fn source_reports_an_unreachable_broker_once_and_stops_promptly() {
+    let mut host = Host::start(
+        kafka(
+            "In",
+            "127.0.0.1:1",
+            &[("topic", s("orders")), fast_session()],
+        ),
+        10,
+    );
+    let mut messages = Vec::new();
+    let (message, fatal) = host.problem("127.0.0.1:1", &mut messages);
+    assert!(!fatal, "{message}");
+    assert!(
+        message.starts_with("kafka 127.0.0.1:1 topic orders: "),
+        "{message}"
+    );
+    assert!(messages.is_empty());
+    // Further failures are counted, not reported again.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(host
+        .rx
+        .try_iter()
+        .all(|e| !matches!(e, SourceEvent::Problem { .. })));
+    assert!(host.source.metrics().errors >= 1);
+    let stopped_in = host.stop();
+    assert!(stopped_in < Duration::from_secs(10), "{stopped_in:?}");
+}
+
+#[test]
+fn source_reports_a_broker_outage_and_its_recovery_and_loses_nothing() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("orders", 1, 1).expect("topic");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut out = sink(
+        &kafka("Out", &brokers, &[("topic", s("orders"))]),
+        dir.path(),
+    );
+    let mut host = Host::start(
+        kafka(
+            "In",
+            &brokers,
+            &[("topic", s("orders")), group("outage"), fast_session()],
+        ),
+        100,
+    );
+    for i in 0..3 {
+        out.send(record(i)).expect("queued");
+    }
+    out.flush().expect("delivered");
+    let mut problems = Vec::new();
+    let mut got = host.messages(3, &mut problems);
+
+    cluster.broker_down(1).expect("broker down");
+    let (message, fatal) = host.problem(&brokers, &mut got);
+    assert!(!fatal && message.contains("retrying"), "{message}");
+    // Records sent during the outage wait in the producer.
+    for i in 3..6 {
+        out.send(record(i)).expect("queued");
+    }
+    cluster.broker_up(1).expect("broker up");
+    let (message, fatal) = host.problem("brokers answer again", &mut got);
+    assert!(!fatal, "{message}");
+    out.close().expect("delivered after the outage");
+    let missing = 6usize.saturating_sub(got.len());
+    got.extend(host.messages(missing, &mut problems));
+    let mut indexes: Vec<u64> = got.iter().map(|m| index(&m.payload)).collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    assert_eq!(indexes, [0, 1, 2, 3, 4, 5]);
+    assert!(host.source.metrics().reconnects >= 1);
+    host.stop();
+}
+
+#[test]
 fn config_errors_name_the_parameter_and_suggest_fixes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let context = SinkContext::new(dir.path());
@@ -334,4 +640,47 @@ fn config_errors_name_the_parameter_and_suggest_fixes() {
             .contains("parameter `properties`: librdkafka rejected the configuration"),
         "{err}"
     );
+
+    let source_err = |config: ConnectorConfig| -> ConfigError {
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let sender = SourceSender::new(tx, Arc::default());
+        let config = SourceConfig {
+            connector: config,
+            id: 0,
+        };
+        open_source(&config, &SourceContext::new("."), sender)
+            .err()
+            .expect("invalid")
+    };
+    let err = source_err(
+        ConnectorConfig::new("In", "kafka")
+            .param("brokers", s("${VARPULIS_TEST_UNSET_KAFKA_BROKERS}"))
+            .param("topic", s("orders")),
+    );
+    assert_eq!(
+        err.to_string(),
+        "connector `In`: parameter `brokers` uses `${VARPULIS_TEST_UNSET_KAFKA_BROKERS}` but the environment variable `VARPULIS_TEST_UNSET_KAFKA_BROKERS` is not set"
+    );
+    let err = source_err(kafka("In", "127.0.0.1:9092", &[("topik", s("orders"))]));
+    assert_eq!(
+        err.to_string(),
+        "connector `In`: unknown parameter `topik` for a kafka source; did you mean `topic`?"
+    );
+    // The sink's parameters are fine on a connector also used as a source.
+    let (tx, _rx) = crossbeam_channel::bounded(1);
+    let config = SourceConfig {
+        connector: kafka(
+            "In",
+            "127.0.0.1:1",
+            &[("topic", s("orders")), ("linger_ms", ConfigValue::Int(5))],
+        ),
+        id: 0,
+    };
+    let mut source = open_source(
+        &config,
+        &SourceContext::new("."),
+        SourceSender::new(tx, Arc::default()),
+    )
+    .expect("sink parameters are tolerated");
+    source.stop();
 }

@@ -5,7 +5,7 @@
 //! ```
 //!
 //! This module reads and checks the parameters both roles share and builds the librdkafka
-//! configuration; [`sink`] holds the sink role. The user guide is
+//! configuration; [`source`] and [`sink`] hold the two roles. The user guide is
 //! `docs/connectors/kafka.md`.
 //!
 //! Shared parameters:
@@ -32,8 +32,10 @@ use crate::source::{Source, SourceConfig, SourceContext, SourceSender};
 use crate::{Sink, SinkContext};
 
 pub mod sink;
+pub mod source;
 
 pub use sink::{Acks, Compression, KafkaSink, KafkaSinkSettings};
+pub use source::{KafkaSource, KafkaSourceSettings, Start};
 
 /// Parameters only the kafka source reads (a kafka connector used as a sink tolerates them).
 pub const SOURCE_PARAMS: &[&str] = &["group_id", "start", "auto_offset_reset", "session_timeout"];
@@ -79,17 +81,13 @@ const MANAGED_PROPERTIES: &[(&str, &str)] = &[
     ("queue.buffering.max.messages", "queue_capacity"),
 ];
 
-/// Starts a kafka source (not written yet: the sink comes first).
+/// Starts a kafka source: a consumer thread in the connector's consumer group.
 pub(crate) fn open_source(
     config: &SourceConfig,
     _context: &SourceContext,
-    _sender: SourceSender,
+    sender: SourceSender,
 ) -> Result<Box<dyn Source>, ConfigError> {
-    Err(ConfigError::InvalidValue {
-        connector: config.connector.name.clone(),
-        param: "kind".into(),
-        reason: "the kafka source is not available in this build".into(),
-    })
+    Ok(Box::new(KafkaSource::start(config, sender)?))
 }
 
 /// Opens a kafka sink: a producer with a delivery-report thread and a dead-letter file.
