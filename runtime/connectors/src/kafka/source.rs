@@ -1,0 +1,557 @@
+//! The `kafka` source: a consumer in a consumer group, delivering each record's payload.
+//!
+//! Parameters (besides the shared ones in [`super`]): `topic` (required, a string or an array),
+//! `group_id` (default `varpulis-<Name>`), `start` or its alias `auto_offset_reset` (`earliest`,
+//! the default, or `latest`: where a group with no committed offset begins), `session_timeout`
+//! (a duration; librdkafka's default is 45 s, and joining a group can take most of it on some
+//! brokers).
+//!
+//! **At least once.** One thread polls a librdkafka `BaseConsumer` with a short timeout. Each
+//! record's payload is handed to the host through [`SourceSender`], waiting while the host's
+//! queue is full (back-pressure: nothing is fetched meanwhile) until the host or this source
+//! stops. Only once the host has taken the record is its offset *stored*; librdkafka commits stored offsets every five
+//! seconds, when partitions are revoked, and [`Source::stop`] commits them once more before
+//! closing the consumer. A crash can therefore replay the records delivered since the last
+//! commit, but never skips one.
+//!
+//! Why `earliest` by default: a group that has never committed would otherwise start at the end
+//! of the topic and silently miss whatever was produced before it joined (for instance while the
+//! group was forming). `start: latest` opts out when only new events matter.
+//!
+//! Empty payloads (tombstones) carry no event: they are skipped, stored as consumed and counted
+//! in [`SourceMetrics::rejected`]; the first one is reported. Broker trouble is reported as a
+//! non-fatal [`SourceEvent::Problem`] once when it starts and once when the connection is back
+//! (librdkafka reconnects by itself); errors that retrying cannot fix (authentication,
+//! authorization, TLS, librdkafka fatal errors) end the source with a fatal `Problem`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
+
+use super::{describe, millis, read_topics, rejected_config, ClientSettings, SINK_PARAMS};
+use crate::config::{expand_env, ConnectorConfig, Params};
+use crate::error::ConfigError;
+use crate::source::{
+    now_ms, DeliverError, Source, SourceConfig, SourceCounters, SourceEvent, SourceMessage,
+    SourceMetrics, SourceSender,
+};
+
+/// How long one poll waits for a record before the thread looks at the stop flag again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// How often a source that reported broker trouble checks whether the brokers answer again
+/// while no record arrives.
+const HEALTH_CHECK: Duration = Duration::from_secs(1);
+
+/// How long the consumer thread waits before offering a record again to a full host queue.
+const FULL_QUEUE_WAIT: Duration = Duration::from_millis(5);
+
+/// How long [`Source::stop`] waits for the final commit and the consumer to leave its group.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a group with no committed offset starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The oldest record the topic still holds (the default).
+    Earliest,
+    /// Only records produced after the group joined.
+    Latest,
+}
+
+impl Start {
+    fn as_str(self) -> &'static str {
+        match self {
+            Start::Earliest => "earliest",
+            Start::Latest => "latest",
+        }
+    }
+}
+
+/// Settings of a kafka source, after validation and `${ENV}` expansion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSourceSettings {
+    /// Brokers and extra librdkafka properties.
+    pub client: ClientSettings,
+    /// Topics subscribed to.
+    pub topics: Vec<String>,
+    /// The consumer group; its committed offsets are where a restart resumes.
+    pub group_id: String,
+    /// Where a group with no committed offset starts.
+    pub start: Start,
+    /// The group session timeout, when not librdkafka's default.
+    pub session_timeout: Option<Duration>,
+}
+
+impl KafkaSourceSettings {
+    /// Reads and validates the parameters of a kafka connector used as a source.
+    pub fn from_config(config: &ConnectorConfig) -> Result<Self, ConfigError> {
+        let mut p = Params::for_role(config, "source");
+        let client = ClientSettings::read(&mut p, config)?;
+        let topics = read_topics(&mut p, config, true)?;
+        let group_id = match p.string("group_id")? {
+            Some(g) => expand_env(&config.name, "group_id", g)?,
+            None => format!("varpulis-{}", config.name),
+        };
+        if group_id.trim().is_empty() {
+            return Err(p.invalid("group_id", "the group id is empty"));
+        }
+        let start = read_start(&mut p, config)?;
+        let session_timeout = if config.params.contains_key("session_timeout") {
+            let d = p.duration("session_timeout", Duration::ZERO)?;
+            if d < Duration::from_millis(1) || d > Duration::from_secs(3600) {
+                return Err(p.invalid("session_timeout", "must be between 1ms and 1h"));
+            }
+            Some(d)
+        } else {
+            p.duration("session_timeout", Duration::ZERO)?;
+            None
+        };
+        p.tolerate(SINK_PARAMS);
+        // Unknown parameters first: a misspelt `topic` is better reported as a typo.
+        p.finish()?;
+        if topics.is_empty() {
+            return Err(ConfigError::MissingParam {
+                connector: config.name.clone(),
+                param: "topic",
+                help: "write `topic: \"orders\"` on the connector or in `.from(...)`",
+            });
+        }
+        Ok(KafkaSourceSettings {
+            client,
+            topics,
+            group_id,
+            start,
+            session_timeout,
+        })
+    }
+
+    /// The librdkafka consumer configuration.
+    fn client_config(&self, name: &str) -> rdkafka::ClientConfig {
+        let mut c = self.client.client_config();
+        c.set("client.id", format!("varpulis-{name}"))
+            .set("group.id", &self.group_id)
+            .set("auto.offset.reset", self.start.as_str())
+            // At least once: an offset is stored only after the host took the record, and
+            // librdkafka's auto-commit then commits only stored offsets.
+            .set("enable.auto.offset.store", "false")
+            .set("enable.auto.commit", "true");
+        if let Some(d) = self.session_timeout {
+            c.set("session.timeout.ms", millis(d));
+        }
+        c
+    }
+}
+
+/// `start` or its alias `auto_offset_reset` (Kafka's own name for it).
+fn read_start(p: &mut Params<'_>, config: &ConnectorConfig) -> Result<Start, ConfigError> {
+    let start = p.string("start")?;
+    let reset = p.string("auto_offset_reset")?;
+    let (name, value) = match (start, reset) {
+        (Some(_), Some(_)) => {
+            return Err(p.invalid(
+                "auto_offset_reset",
+                "`start` already says where to begin; keep only one of them",
+            ))
+        }
+        (Some(v), None) => ("start", v),
+        (None, Some(v)) => ("auto_offset_reset", v),
+        (None, None) => return Ok(Start::Earliest),
+    };
+    match value.to_ascii_lowercase().as_str() {
+        "earliest" => Ok(Start::Earliest),
+        "latest" => Ok(Start::Latest),
+        other => Err(ConfigError::InvalidValue {
+            connector: config.name.clone(),
+            param: name.to_string(),
+            reason: format!("`{other}` is not supported; use `earliest` or `latest`"),
+        }),
+    }
+}
+
+/// A running kafka source.
+pub struct KafkaSource {
+    name: String,
+    description: String,
+    stop: Arc<AtomicBool>,
+    counters: Arc<SourceCounters>,
+    /// Disconnected when the consumer thread has finished.
+    done: Receiver<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl KafkaSource {
+    /// Validates the parameters, creates the consumer, subscribes, and starts the consumer
+    /// thread. The brokers are not contacted yet: an unreachable broker is reported later as a
+    /// [`SourceEvent::Problem`], not as a configuration error.
+    pub fn start(config: &SourceConfig, sender: SourceSender) -> Result<KafkaSource, ConfigError> {
+        let c = &config.connector;
+        let settings = KafkaSourceSettings::from_config(c)?;
+        let consumer: BaseConsumer = settings
+            .client_config(&c.name)
+            .create_with_context(DefaultConsumerContext)
+            .map_err(|e| rejected_config(&c.name, &settings.client, e))?;
+        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| ConfigError::InvalidValue {
+                connector: c.name.clone(),
+                param: "topic".into(),
+                reason: format!("cannot subscribe: {e}"),
+            })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(SourceCounters::default());
+        let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+        let place = format!(
+            "kafka {} topic {}",
+            settings.client.brokers,
+            settings.topics.join(",")
+        );
+        let description = format!("{place} group {}", settings.group_id);
+        let reader = Reader {
+            id: config.id,
+            place,
+            first_topic: settings.topics.first().cloned().unwrap_or_default(),
+            stop: Arc::clone(&stop),
+            counters: Arc::clone(&counters),
+            sender,
+            trouble: None,
+            skipped_reported: false,
+            _done: done_tx,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("source-{}", c.name))
+            .spawn(move || reader.run(consumer))
+            .map_err(|source| ConfigError::Thread {
+                connector: c.name.clone(),
+                source,
+            })?;
+        Ok(KafkaSource {
+            name: c.name.clone(),
+            description,
+            stop,
+            counters,
+            done: done_rx,
+            thread: Some(thread),
+        })
+    }
+}
+
+/// The consumer thread.
+struct Reader {
+    id: usize,
+    /// `kafka <brokers> topic <topics>`, the start of every problem message.
+    place: String,
+    /// The topic whose metadata tells whether the brokers answer again.
+    first_topic: String,
+    stop: Arc<AtomicBool>,
+    counters: Arc<SourceCounters>,
+    sender: SourceSender,
+    /// Since when the brokers have been failing (reported once), if they are.
+    trouble: Option<Instant>,
+    skipped_reported: bool,
+    /// Dropped when `run` returns (or unwinds), which tells `stop` the thread is done.
+    _done: crossbeam_channel::Sender<()>,
+}
+
+/// What the loop does after handling one poll result.
+enum Next {
+    Continue,
+    Stop,
+}
+
+impl Reader {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire) || self.sender.stopping()
+    }
+
+    fn run(mut self, consumer: BaseConsumer) {
+        let mut last_check = Instant::now();
+        while !self.stopped() {
+            let next = match consumer.poll(POLL) {
+                None => {
+                    if self.trouble.is_some() && last_check.elapsed() >= HEALTH_CHECK {
+                        last_check = Instant::now();
+                        // Metadata needs a broker round trip, so success means the brokers
+                        // answer again even when no record is waiting.
+                        if consumer
+                            .fetch_metadata(Some(&self.first_topic), Duration::from_millis(500))
+                            .is_ok()
+                        {
+                            self.recovered();
+                        }
+                    }
+                    Next::Continue
+                }
+                Some(Ok(message)) => self.handle(&consumer, &message),
+                Some(Err(e)) => self.failed(&consumer, e),
+            };
+            if matches!(next, Next::Stop) {
+                break;
+            }
+        }
+        // Commit what was stored since the last auto-commit. "No offset stored" only means
+        // there was nothing new; other failures are covered by at-least-once (the records come
+        // again after a restart).
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+            if e.rdkafka_error_code() != Some(RDKafkaErrorCode::NoOffset) {
+                self.counters
+                    .error(format!("{}: final offset commit failed: {e}", self.place));
+            }
+        }
+        // Dropping the consumer closes it: it leaves the group so the partitions move on.
+        drop(consumer);
+    }
+
+    fn handle(&mut self, consumer: &BaseConsumer, message: &BorrowedMessage<'_>) -> Next {
+        self.recovered();
+        let place = format!(
+            "kafka topic {} partition {} offset {}",
+            message.topic(),
+            message.partition(),
+            message.offset()
+        );
+        match message.payload() {
+            Some(payload) if !payload.is_empty() => {
+                let delivered = self.deliver(SourceEvent::Message(SourceMessage {
+                    source: self.id,
+                    payload: payload.to_vec(),
+                    place: place.clone(),
+                    received_ms: now_ms(),
+                }));
+                if !delivered {
+                    // The host is stopping: the offset stays unstored, so the record is read
+                    // again next time.
+                    return Next::Stop;
+                }
+                self.counters.received(payload.len());
+            }
+            _ => {
+                self.counters.rejected(1);
+                if !self.skipped_reported {
+                    self.skipped_reported = true;
+                    let problem = format!(
+                        "{place}: skipping an empty message (a tombstone carries no event); \
+                         further ones are only counted"
+                    );
+                    if !self.problem(problem, false) {
+                        return Next::Stop;
+                    }
+                }
+            }
+        }
+        if let Err(e) = consumer.store_offset_from_message(message) {
+            // The partition was revoked meanwhile: its new owner reads the record again.
+            self.counters
+                .error(format!("{place}: storing the offset failed: {e}"));
+        }
+        Next::Continue
+    }
+
+    fn failed(&mut self, consumer: &BaseConsumer, e: KafkaError) -> Next {
+        let code = e.rdkafka_error_code();
+        if code == Some(RDKafkaErrorCode::PartitionEOF) {
+            return Next::Continue;
+        }
+        if is_fatal(&e) {
+            let detail = match consumer.client().fatal_error() {
+                Some((_, reason)) => format!("{} ({reason})", describe(&e)),
+                None => describe(&e),
+            };
+            let message = format!("{}: {detail}; the source stopped", self.place);
+            self.counters.error(message.clone());
+            self.problem(message, true);
+            return Next::Stop;
+        }
+        let message = format!("{}: {}", self.place, describe(&e));
+        self.counters.error(message.clone());
+        if self.trouble.is_none() {
+            self.trouble = Some(Instant::now());
+            let report = format!("{message}; retrying (further errors are only counted)");
+            if !self.problem(report, false) {
+                return Next::Stop;
+            }
+        }
+        Next::Continue
+    }
+
+    /// Called when the brokers answered: reports the recovery once after trouble.
+    fn recovered(&mut self) {
+        if let Some(since) = self.trouble.take() {
+            self.counters.reconnected();
+            let message = format!(
+                "{}: brokers answer again after {}s",
+                self.place,
+                since.elapsed().as_secs()
+            );
+            self.problem(message, false);
+        }
+    }
+
+    /// Reports a problem; `false` when the host or this source is stopping.
+    fn problem(&self, message: String, fatal: bool) -> bool {
+        self.deliver(SourceEvent::Problem {
+            source: self.id,
+            message,
+            fatal,
+        })
+    }
+
+    /// Like [`SourceSender::deliver`] (waits while the host's queue is full), but also gives
+    /// up when this source alone is stopped, so [`Source::stop`] never waits on a host that
+    /// keeps running but stopped reading.
+    fn deliver(&self, event: SourceEvent) -> bool {
+        let mut event = event;
+        loop {
+            match self.sender.try_deliver(event) {
+                Ok(()) => return true,
+                Err((DeliverError::Stopped, _)) => return false,
+                Err((DeliverError::Full, back)) => {
+                    if self.stopped() {
+                        return false;
+                    }
+                    event = back;
+                    std::thread::sleep(FULL_QUEUE_WAIT);
+                }
+            }
+        }
+    }
+}
+
+/// Errors that retrying cannot fix: the source stops on them.
+fn is_fatal(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    match e {
+        KafkaError::MessageConsumptionFatal(_) => true,
+        KafkaError::MessageConsumption(code) | KafkaError::Global(code) => matches!(
+            code,
+            C::Fatal
+                | C::Authentication
+                | C::SaslAuthenticationFailed
+                | C::TopicAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::SSL
+                | C::InvalidGroupId
+        ),
+        _ => false,
+    }
+}
+
+impl Source for KafkaSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    fn metrics(&self) -> SourceMetrics {
+        self.counters.snapshot()
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        // The thread sees the flag within one poll; the final commit and leaving the group
+        // need the brokers, so wait for them only so long. A thread still busy then is left to
+        // finish by itself (it touches nothing the host owns).
+        let finished = matches!(
+            self.done.recv_timeout(STOP_TIMEOUT),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        );
+        if finished {
+            // The thread has returned, so this does not block.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ConfigValue;
+
+    fn check(params: &[(&str, ConfigValue)]) -> Result<KafkaSourceSettings, ConfigError> {
+        let config = params.iter().fold(
+            ConnectorConfig::new("Orders", "kafka")
+                .param("brokers", ConfigValue::Str("127.0.0.1:9092".into())),
+            |c, (k, v)| c.param(*k, v.clone()),
+        );
+        KafkaSourceSettings::from_config(&config)
+    }
+
+    fn topic() -> (&'static str, ConfigValue) {
+        ("topic", ConfigValue::Str("orders".into()))
+    }
+
+    #[test]
+    fn defaults() {
+        let s = check(&[topic()]).expect("brokers and topic are enough");
+        assert_eq!(s.topics, vec!["orders".to_string()]);
+        assert_eq!(s.group_id, "varpulis-Orders");
+        assert_eq!(s.start, Start::Earliest);
+        assert_eq!(s.session_timeout, None);
+    }
+
+    #[test]
+    fn topic_array_start_alias_and_session_timeout() {
+        let s = check(&[
+            (
+                "topic",
+                ConfigValue::Array(vec![
+                    ConfigValue::Str("a".into()),
+                    ConfigValue::Str("b".into()),
+                ]),
+            ),
+            ("auto_offset_reset", ConfigValue::Ident("latest".into())),
+            ("session_timeout", ConfigValue::Duration(6_000_000_000)),
+            ("group_id", ConfigValue::Str("fraud".into())),
+        ])
+        .expect("valid");
+        assert_eq!(s.topics, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(s.start, Start::Latest);
+        assert_eq!(s.session_timeout, Some(Duration::from_secs(6)));
+        assert_eq!(s.group_id, "fraud");
+    }
+
+    #[test]
+    fn missing_topic_and_bad_start_are_explained() {
+        let err = check(&[]).expect_err("topic is required");
+        assert!(
+            err.to_string()
+                .contains("missing required parameter `topic`"),
+            "{err}"
+        );
+        let err =
+            check(&[topic(), ("start", ConfigValue::Str("middle".into()))]).expect_err("bad start");
+        assert_eq!(
+            err.to_string(),
+            "connector `Orders`: parameter `start`: `middle` is not supported; use `earliest` or `latest`"
+        );
+    }
+
+    #[test]
+    fn sink_parameters_are_tolerated_but_typos_are_not() {
+        check(&[topic(), ("linger_ms", ConfigValue::Int(5))]).expect("sink param tolerated");
+        let err = check(&[topic(), ("group", ConfigValue::Str("g".into()))]).expect_err("typo");
+        assert_eq!(
+            err.to_string(),
+            "connector `Orders`: unknown parameter `group` for a kafka source; did you mean `group_id`?"
+        );
+    }
+}

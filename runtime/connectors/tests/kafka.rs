@@ -1,0 +1,686 @@
+//! The kafka source and sink against a real Kafka-protocol broker (tansu under `scripts/brokers`,
+//! or any Kafka named by `VARPULIS_TEST_KAFKA`), plus librdkafka's in-process mock cluster for
+//! broker failures and an unreachable address for dead-lettering.
+//!
+//! Broker tests skip with a message when `VARPULIS_TEST_KAFKA` is unset, unless
+//! `VARPULIS_REQUIRE_BROKERS=1` (CI), where a missing or unreachable broker fails them. Every
+//! test uses its own topics and consumer group (process id, test name, time), so they run in
+//! parallel and can be re-run against a broker that keeps its state.
+
+#![cfg(feature = "kafka")]
+
+use std::future::Future;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Receiver;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::Value;
+use varpulis_connectors::{
+    open_sink, open_source, ConfigError, ConfigValue, ConnectorConfig, Record, Sink, SinkContext,
+    SinkError, Source, SourceConfig, SourceContext, SourceEvent, SourceMessage, SourceSender,
+};
+
+const MS: u64 = 1_000_000;
+
+/// How long a test waits for records or problems before it fails.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The broker address, or `None` (after saying why) when the test should be skipped.
+fn broker(test: &str) -> Option<String> {
+    let required = std::env::var("VARPULIS_REQUIRE_BROKERS").is_ok_and(|v| v == "1");
+    let Ok(address) = std::env::var("VARPULIS_TEST_KAFKA") else {
+        assert!(
+            !required,
+            "VARPULIS_REQUIRE_BROKERS=1 but VARPULIS_TEST_KAFKA is not set (run `scripts/brokers start`)"
+        );
+        eprintln!(
+            "skipping {test}: VARPULIS_TEST_KAFKA is not set (run `scripts/brokers start` and \
+             `eval \"$(scripts/brokers env)\"`)"
+        );
+        return None;
+    };
+    let reachable = address
+        .split(',')
+        .filter_map(|a| a.trim().to_socket_addrs().ok())
+        .flatten()
+        .any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    if !reachable {
+        assert!(
+            !required,
+            "VARPULIS_REQUIRE_BROKERS=1 but no Kafka broker answers at {address}"
+        );
+        eprintln!("skipping {test}: no Kafka broker answers at {address}");
+        return None;
+    }
+    Some(address)
+}
+
+/// A name no other test or earlier run uses.
+fn unique(test: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() % 1_000_000_000_000);
+    format!("varpulis-{test}-{}-{nanos}", std::process::id())
+}
+
+/// Runs a future to completion on this thread (the admin client drives its own I/O thread).
+fn block_on<F: Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+/// Creates `topic` with `partitions` partitions (brokers that auto-create would pick their own
+/// count).
+fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = block_on(admin.create_topics([&new], &options)).expect("create topics");
+    for result in results {
+        result.unwrap_or_else(|(t, e)| panic!("creating topic {t} failed: {e}"));
+    }
+}
+
+fn s(v: &str) -> ConfigValue {
+    ConfigValue::Str(v.to_string())
+}
+
+fn record(i: u64) -> Record {
+    Record::from_json(format!(r#"{{"event_type":"Order","i":{i}}}"#).as_bytes())
+        .expect("valid record")
+}
+
+fn index(payload: &[u8]) -> u64 {
+    let v: Value = serde_json::from_slice(payload).expect("payload is JSON");
+    v["i"].as_u64().expect("payload has i")
+}
+
+/// A kafka connector with `brokers` plus `extra` parameters.
+fn kafka(name: &str, brokers: &str, extra: &[(&str, ConfigValue)]) -> ConnectorConfig {
+    let base = ConnectorConfig::new(name, "kafka").param("brokers", s(brokers));
+    extra.iter().fold(base, |c, (k, v)| c.param(*k, v.clone()))
+}
+
+fn sink(config: &ConnectorConfig, dir: &Path) -> Box<dyn Sink> {
+    open_sink(config, &SinkContext::new(dir)).expect("valid kafka sink")
+}
+
+/// A running source with the host's end of its channel.
+struct Host {
+    source: Box<dyn Source>,
+    rx: Receiver<SourceEvent>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Host {
+    /// Starts a source on a channel holding `capacity` events.
+    fn start(config: ConnectorConfig, capacity: usize) -> Host {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let sender = SourceSender::new(tx, Arc::clone(&stopping));
+        let config = SourceConfig {
+            connector: config,
+            id: 7,
+        };
+        let source = open_source(&config, &SourceContext::new("."), sender)
+            .unwrap_or_else(|e| panic!("valid kafka source: {e}"));
+        Host {
+            source,
+            rx,
+            stopping,
+        }
+    }
+
+    /// The next `n` messages; problems on the way are collected in `problems`.
+    fn messages(&self, n: usize, problems: &mut Vec<(String, bool)>) -> Vec<SourceMessage> {
+        let deadline = Instant::now() + WAIT;
+        let mut out = Vec::new();
+        while out.len() < n {
+            match self.rx.recv_deadline(deadline) {
+                Ok(SourceEvent::Message(m)) => {
+                    assert_eq!(m.source, 7);
+                    out.push(m);
+                }
+                Ok(SourceEvent::Problem { message, fatal, .. }) => problems.push((message, fatal)),
+                Ok(SourceEvent::Ended { .. }) => panic!("a kafka source never ends"),
+                Err(_) => panic!(
+                    "only {} of {n} messages arrived within {WAIT:?}; problems: {problems:?}",
+                    out.len()
+                ),
+            }
+        }
+        out
+    }
+
+    /// Waits for a problem whose message contains `text`; messages on the way are kept.
+    fn problem(&self, text: &str, messages: &mut Vec<SourceMessage>) -> (String, bool) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.rx.recv_deadline(deadline) {
+                Ok(SourceEvent::Problem { message, fatal, .. }) if message.contains(text) => {
+                    return (message, fatal)
+                }
+                Ok(SourceEvent::Message(m)) => messages.push(m),
+                Ok(_) => {}
+                Err(_) => panic!("no problem mentioning `{text}` within {WAIT:?}"),
+            }
+        }
+    }
+
+    /// Stops the source alone (the host keeps running and stops reading), then raises the
+    /// host's flag too; returns how long the source took to stop.
+    fn stop(&mut self) -> Duration {
+        let start = Instant::now();
+        self.source.stop();
+        let took = start.elapsed();
+        self.stopping.store(true, Ordering::Release);
+        took
+    }
+}
+
+/// Source parameters that make joining a group fast (see shared/INFRA.md).
+fn group(group_id: &str) -> (&'static str, ConfigValue) {
+    ("group_id", s(group_id))
+}
+
+fn fast_session() -> (&'static str, ConfigValue) {
+    ("session_timeout", ConfigValue::Duration(6_000 * MS))
+}
+
+fn dead_letters(path: &Path) -> Vec<Value> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("dead-letter line is JSON"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Reads every record of `topic` partition 0..`partitions` with a plain consumer (no group),
+/// returning (key, payload) pairs.
+fn read_raw(brokers: &str, topic: &str, partitions: i32, n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    // librdkafka wants a group id even for `assign`; nothing is committed under it.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("raw"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + WAIT;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push((
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+    }
+    assert_eq!(out.len(), n, "records read back from {topic}");
+    out
+}
+
+#[test]
+fn sink_routes_to_the_connector_topic_and_site_topics_with_keys_and_the_source_reads_them_back() {
+    let Some(brokers) = broker("sink_routes_to_the_connector_topic_and_site_topics_with_keys_and_the_source_reads_them_back") else {
+        return;
+    };
+    let orders = unique("orders");
+    let alerts = unique("alerts");
+    create_topic(&brokers, &orders, 1);
+    create_topic(&brokers, &alerts, 2);
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let mut out = sink(
+        &kafka("Out", &brokers, &[("topic", s(&orders))]),
+        dir.path(),
+    );
+    for i in 0..3 {
+        out.send(record(i).routed(None, Some(format!("k{i}").into_bytes())))
+            .expect("queued");
+    }
+    for i in 3..5 {
+        out.send(record(i).routed(Some(alerts.clone()), Some(b"alert-key".to_vec())))
+            .expect("queued");
+    }
+    out.flush().expect("delivered");
+    out.close().expect("closed cleanly");
+    let m = out.metrics();
+    assert_eq!((m.sent, m.failed, m.dead_lettered), (5, 0, 0), "{m:?}");
+    assert_eq!(m.queue_depth, 0);
+    assert!(m.bytes > 0);
+    assert!(!dir.path().join("Out.dead.jsonl").exists());
+
+    // Keys arrive as sent; both alerts share a key, hence a partition.
+    let raw = read_raw(&brokers, &orders, 1, 3);
+    let keys: Vec<&[u8]> = raw.iter().map(|(k, _)| k.as_slice()).collect();
+    assert_eq!(keys, [&b"k0"[..], b"k1", b"k2"]);
+    let raw = read_raw(&brokers, &alerts, 2, 2);
+    assert!(raw.iter().all(|(k, _)| k == b"alert-key"));
+
+    // One source subscribed to both topics sees all five, with their places.
+    let mut host = Host::start(
+        kafka(
+            "In",
+            &brokers,
+            &[
+                ("topic", ConfigValue::Array(vec![s(&orders), s(&alerts)])),
+                group(&unique("routes")),
+                fast_session(),
+            ],
+        ),
+        100,
+    );
+    assert!(host.source.describe().contains(&orders));
+    let mut problems = Vec::new();
+    let mut got = host.messages(5, &mut problems);
+    got.sort_by_key(|m| index(&m.payload));
+    for (i, m) in got.iter().enumerate() {
+        assert_eq!(index(&m.payload), i as u64);
+        if i < 3 {
+            assert_eq!(
+                m.place,
+                format!("kafka topic {orders} partition 0 offset {i}")
+            );
+        } else {
+            assert!(
+                m.place
+                    .starts_with(&format!("kafka topic {alerts} partition ")),
+                "{}",
+                m.place
+            );
+        }
+    }
+    assert!(problems.is_empty(), "{problems:?}");
+    let metrics = host.source.metrics();
+    assert_eq!(metrics.received, 5);
+    host.stop();
+}
+
+#[test]
+fn source_keeps_partition_order_skips_tombstones_and_resumes_from_the_committed_offset() {
+    let Some(brokers) = broker(
+        "source_keeps_partition_order_skips_tombstones_and_resumes_from_the_committed_offset",
+    ) else {
+        return;
+    };
+    let topic = unique("resume");
+    let group_id = unique("resume-group");
+    create_topic(&brokers, &topic, 1);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("producer");
+    let produce = |range: std::ops::Range<u64>| {
+        for i in range {
+            let payload = format!(r#"{{"event_type":"Order","i":{i}}}"#);
+            producer
+                .send(BaseRecord::<(), _>::to(&topic).payload(&payload))
+                .expect("queued");
+        }
+        producer.flush(Duration::from_secs(10)).expect("flushed");
+    };
+    produce(0..12);
+    // A tombstone (no payload) at offset 12, then one more record.
+    producer
+        .send(BaseRecord::<_, ()>::to(&topic).key("gone"))
+        .expect("queued");
+    produce(12..13);
+
+    let params = [("topic", s(&topic)), group(&group_id), fast_session()];
+    // A host queue of 2 events: the source blocks on the third until the host takes more.
+    let mut host = Host::start(kafka("In", &brokers, &params), 2);
+    let mut problems = Vec::new();
+    let first = host.messages(5, &mut problems);
+    let indexes: Vec<u64> = first.iter().map(|m| index(&m.payload)).collect();
+    assert_eq!(indexes, [0, 1, 2, 3, 4], "in partition order");
+    // The host stops while the source may wait with the next record: that one is not stored.
+    let stopped_in = host.stop();
+    assert!(stopped_in < Duration::from_secs(10), "{stopped_in:?}");
+    let delivered = host.source.metrics().received;
+    assert!((5..=7).contains(&delivered), "{delivered}");
+
+    // Same group: it resumes exactly after what was delivered, tombstone skipped and counted.
+    let mut host = Host::start(kafka("In", &brokers, &params), 100);
+    let rest = host.messages(13 - delivered as usize, &mut problems);
+    let indexes: Vec<u64> = rest.iter().map(|m| index(&m.payload)).collect();
+    assert_eq!(indexes, (delivered..13).collect::<Vec<_>>());
+    assert_eq!(
+        rest[0].place,
+        format!("kafka topic {topic} partition 0 offset {delivered}")
+    );
+    assert_eq!(
+        rest.last().map(|m| m.place.clone()),
+        Some(format!("kafka topic {topic} partition 0 offset 13"))
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|(p, fatal)| !fatal && p.contains("offset 12: skipping an empty message")),
+        "{problems:?}"
+    );
+    assert_eq!(host.source.metrics().rejected, 1);
+    host.stop();
+}
+
+#[test]
+fn idempotent_sink_delivers_every_record_once() {
+    let Some(brokers) = broker("idempotent_sink_delivers_every_record_once") else {
+        return;
+    };
+    let topic = unique("exactly-once");
+    create_topic(&brokers, &topic, 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = kafka(
+        "Out",
+        &brokers,
+        &[
+            ("topic", s(&topic)),
+            ("exactly_once", ConfigValue::Bool(true)),
+            ("compression_type", s("gzip")),
+            ("linger_ms", ConfigValue::Int(1)),
+            ("batch_size", ConfigValue::Int(2)),
+        ],
+    );
+    let mut out = sink(&config, dir.path());
+    for i in 0..5 {
+        out.send(record(i)).expect("queued");
+    }
+    out.close().expect("closed cleanly");
+    assert_eq!(out.metrics().sent, 5, "{:?}", out.metrics());
+    let raw = read_raw(&brokers, &topic, 1, 5);
+    let indexes: Vec<u64> = raw.iter().map(|(_, p)| index(p)).collect();
+    assert_eq!(indexes, [0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn sink_to_an_unreachable_broker_dead_letters_on_close_within_close_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = kafka(
+        "Out",
+        "127.0.0.1:1",
+        &[
+            ("topic", s("orders")),
+            ("close_timeout", ConfigValue::Duration(1_000 * MS)),
+        ],
+    );
+    let mut out = sink(&config, dir.path());
+    for i in 0..3 {
+        out.send(record(i).routed(None, Some(b"k".to_vec())))
+            .expect("queued");
+    }
+    assert_eq!(out.metrics().queue_depth, 3);
+    let start = Instant::now();
+    let err = out.close().expect_err("nothing could be delivered");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(err, SinkError::Timeout { pending: 3, .. }),
+        "{err}"
+    );
+    let m = out.metrics();
+    assert_eq!(
+        (m.sent, m.failed, m.dead_lettered, m.dropped, m.queue_depth),
+        (0, 3, 3, 0, 0),
+        "{m:?}"
+    );
+    let lines = dead_letters(&dir.path().join("Out.dead.jsonl"));
+    let mut indexes: Vec<u64> = lines.iter().map(|l| l["i"].as_u64().expect("i")).collect();
+    indexes.sort_unstable();
+    assert_eq!(indexes, [0, 1, 2]);
+    for line in &lines {
+        let error = line["_error"].as_str().expect("_error");
+        assert!(
+            error.contains("kafka://127.0.0.1:1 topic orders before close_timeout (1000ms)"),
+            "{error}"
+        );
+    }
+    assert!(matches!(out.send(record(9)), Err(SinkError::Closed { .. })));
+}
+
+#[test]
+fn full_producer_queue_dead_letters_at_once_and_records_without_topic_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = kafka(
+        "Out",
+        "127.0.0.1:1",
+        &[
+            ("queue_capacity", ConfigValue::Int(2)),
+            ("close_timeout", ConfigValue::Duration(200 * MS)),
+        ],
+    );
+    let mut out = sink(&config, dir.path());
+    let err = out.send(record(0)).expect_err("no topic anywhere");
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("no topic"), "{err}");
+    let routed = |i| record(i).routed(Some("orders".into()), None);
+    out.send(routed(1)).expect("queued");
+    out.send(routed(2)).expect("queued");
+    let err = out.send(routed(3)).expect_err("queue full");
+    assert!(
+        matches!(err, SinkError::QueueFull { capacity: 2, .. }),
+        "{err}"
+    );
+    let m = out.metrics();
+    assert_eq!(
+        (m.dropped_queue_full, m.dead_lettered, m.queue_depth),
+        (1, 2, 2),
+        "{m:?}"
+    );
+    let _ = out.close();
+    let lines = dead_letters(&dir.path().join("Out.dead.jsonl"));
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[1]["_error"]
+        .as_str()
+        .is_some_and(|e| e.starts_with("producer queue full (2 records")));
+}
+
+#[test]
+fn source_reports_an_unreachable_broker_once_and_stops_promptly() {
+    let mut host = Host::start(
+        kafka(
+            "In",
+            "127.0.0.1:1",
+            &[("topic", s("orders")), fast_session()],
+        ),
+        10,
+    );
+    let mut messages = Vec::new();
+    let (message, fatal) = host.problem("127.0.0.1:1", &mut messages);
+    assert!(!fatal, "{message}");
+    assert!(
+        message.starts_with("kafka 127.0.0.1:1 topic orders: "),
+        "{message}"
+    );
+    assert!(messages.is_empty());
+    // Further failures are counted, not reported again.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(host
+        .rx
+        .try_iter()
+        .all(|e| !matches!(e, SourceEvent::Problem { .. })));
+    assert!(host.source.metrics().errors >= 1);
+    let stopped_in = host.stop();
+    assert!(stopped_in < Duration::from_secs(10), "{stopped_in:?}");
+}
+
+#[test]
+fn source_reports_a_broker_outage_and_its_recovery_and_loses_nothing() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("orders", 1, 1).expect("topic");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut out = sink(
+        &kafka("Out", &brokers, &[("topic", s("orders"))]),
+        dir.path(),
+    );
+    let mut host = Host::start(
+        kafka(
+            "In",
+            &brokers,
+            &[("topic", s("orders")), group("outage"), fast_session()],
+        ),
+        100,
+    );
+    for i in 0..3 {
+        out.send(record(i)).expect("queued");
+    }
+    out.flush().expect("delivered");
+    let mut problems = Vec::new();
+    let mut got = host.messages(3, &mut problems);
+
+    cluster.broker_down(1).expect("broker down");
+    let (message, fatal) = host.problem(&brokers, &mut got);
+    assert!(!fatal && message.contains("retrying"), "{message}");
+    // Records sent during the outage wait in the producer.
+    for i in 3..6 {
+        out.send(record(i)).expect("queued");
+    }
+    cluster.broker_up(1).expect("broker up");
+    let (message, fatal) = host.problem("brokers answer again", &mut got);
+    assert!(!fatal, "{message}");
+    out.close().expect("delivered after the outage");
+    let missing = 6usize.saturating_sub(got.len());
+    got.extend(host.messages(missing, &mut problems));
+    let mut indexes: Vec<u64> = got.iter().map(|m| index(&m.payload)).collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    assert_eq!(indexes, [0, 1, 2, 3, 4, 5]);
+    assert!(host.source.metrics().reconnects >= 1);
+    host.stop();
+}
+
+#[test]
+fn config_errors_name_the_parameter_and_suggest_fixes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let context = SinkContext::new(dir.path());
+    let sink_err = |params: &[(&str, ConfigValue)]| -> ConfigError {
+        open_sink(&kafka("Out", "127.0.0.1:9092", params), &context)
+            .err()
+            .expect("invalid")
+    };
+    assert_eq!(
+        sink_err(&[("compresion_type", s("gzip"))]).to_string(),
+        "connector `Out`: unknown parameter `compresion_type` for a kafka sink; did you mean `compression_type`?"
+    );
+    let err = sink_err(&[("compression_type", s("zstd"))]).to_string();
+    let features = ClientConfig::new()
+        .create_native_config()
+        .and_then(|c| c.get("builtin.features"))
+        .expect("builtin.features");
+    if !features.split(',').any(|f| f == "zstd") {
+        assert!(
+            err.contains("`zstd` is not available in this build of librdkafka"),
+            "{err}"
+        );
+    }
+    if !features.split(',').any(|f| f == "ssl") {
+        let err = sink_err(&[(
+            "properties",
+            ConfigValue::Array(vec![s("security.protocol=SSL")]),
+        )]);
+        assert!(
+            err.to_string()
+                .contains("parameter `properties`: librdkafka rejected the configuration"),
+            "{err}"
+        );
+    }
+    let err = sink_err(&[(
+        "properties",
+        ConfigValue::Array(vec![s("sasl.password=${VARPULIS_TEST_UNSET_KAFKA_SECRET}")]),
+    )]);
+    assert!(
+        matches!(&err, ConfigError::MissingEnvVar { var, param, .. }
+            if var == "VARPULIS_TEST_UNSET_KAFKA_SECRET" && param == "properties"),
+        "{err}"
+    );
+    let err = sink_err(&[(
+        "properties",
+        ConfigValue::Array(vec![s("no.such.property=1")]),
+    )]);
+    assert!(
+        err.to_string()
+            .contains("parameter `properties`: librdkafka rejected the configuration"),
+        "{err}"
+    );
+
+    let source_err = |config: ConnectorConfig| -> ConfigError {
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let sender = SourceSender::new(tx, Arc::default());
+        let config = SourceConfig {
+            connector: config,
+            id: 0,
+        };
+        open_source(&config, &SourceContext::new("."), sender)
+            .err()
+            .expect("invalid")
+    };
+    let err = source_err(
+        ConnectorConfig::new("In", "kafka")
+            .param("brokers", s("${VARPULIS_TEST_UNSET_KAFKA_BROKERS}"))
+            .param("topic", s("orders")),
+    );
+    assert_eq!(
+        err.to_string(),
+        "connector `In`: parameter `brokers` uses `${VARPULIS_TEST_UNSET_KAFKA_BROKERS}` but the environment variable `VARPULIS_TEST_UNSET_KAFKA_BROKERS` is not set"
+    );
+    let err = source_err(kafka("In", "127.0.0.1:9092", &[("topik", s("orders"))]));
+    assert_eq!(
+        err.to_string(),
+        "connector `In`: unknown parameter `topik` for a kafka source; did you mean `topic`?"
+    );
+    // The sink's parameters are fine on a connector also used as a source.
+    let (tx, _rx) = crossbeam_channel::bounded(1);
+    let config = SourceConfig {
+        connector: kafka(
+            "In",
+            "127.0.0.1:1",
+            &[("topic", s("orders")), ("linger_ms", ConfigValue::Int(5))],
+        ),
+        id: 0,
+    };
+    let mut source = open_source(
+        &config,
+        &SourceContext::new("."),
+        SourceSender::new(tx, Arc::default()),
+    )
+    .expect("sink parameters are tolerated");
+    source.stop();
+}
