@@ -43,6 +43,8 @@ fn documentation_examples_check_and_their_tests_pass() {
         "README.md",
         "docs/PATTERNS.md",
         "runtime/connectors/README.md",
+        "docs/connectors/mqtt.md",
+        "docs/connectors/kafka.md",
     ];
     let dir = tempfile::tempdir().expect("tempdir");
     let mut failures = Vec::new();

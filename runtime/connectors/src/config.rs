@@ -224,6 +224,11 @@ impl<'a> Params<'a> {
             Some(s) => s.to_string(),
             None => default(),
         };
+        // Relative to the working directory: keep the path as written, so
+        // messages quote it the way the user wrote it.
+        if base_dir.as_os_str().is_empty() || base_dir == Path::new(".") {
+            return Ok(PathBuf::from(raw));
+        }
         Ok(base_dir.join(raw))
     }
 
