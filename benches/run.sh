@@ -6,7 +6,7 @@
 # Data is generated once into $BENCH_DATA (default $HOME/.cache/varpulis-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/varpulis-target}"
+export CARGO_TARGET_DIR="$(bash scripts/target-dir)"
 sizes="100000 1000000"
 only=""
 while [ $# -gt 0 ]; do
