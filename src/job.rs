@@ -172,6 +172,15 @@ impl Job {
         &self.stats
     }
 
+    /// Each open sink's connector name and counters.
+    pub fn sink_metrics(&self) -> Vec<(String, varpulis_connectors::SinkMetrics)> {
+        self.sinks
+            .iter()
+            .flatten()
+            .map(|s| (s.name().to_string(), s.metrics()))
+            .collect()
+    }
+
     /// The engine (metrics, snapshots).
     pub fn engine(&mut self) -> &mut Engine {
         &mut self.engine

@@ -6,4 +6,5 @@ pub mod expect;
 pub mod input;
 pub mod job;
 pub mod live;
+pub mod metrics;
 pub mod output;

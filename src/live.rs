@@ -39,6 +39,7 @@ use varpulis_vm::Output;
 
 use crate::cli::simulate::{summary, OutputFormat};
 use crate::job::{connector_config, InputProblem, Job, RecordFrom};
+use crate::metrics::MetricsServer;
 use crate::output::{write_json, write_tables};
 
 /// Options of a live run.
@@ -57,6 +58,8 @@ pub struct LiveOptions {
     pub base_dir: PathBuf,
     /// Where bad payloads are written (JSON lines), if anywhere.
     pub dead_letter: Option<PathBuf>,
+    /// Address of the Prometheus endpoint (`127.0.0.1:9464`), if any.
+    pub metrics: Option<String>,
 }
 
 /// How often the loop wakes without events (idle watermark, Ctrl-C).
@@ -111,6 +114,14 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
     }
     // Only the sources hold senders now: when all are gone the channel ends.
     drop(sender);
+    let metrics = match &options.metrics {
+        Some(addr) => {
+            let server = MetricsServer::start(addr)?;
+            writeln!(stderr, "metrics: http://{}/metrics", server.address())?;
+            Some(server)
+        }
+        None => None,
+    };
     writeln!(
         stderr,
         "running; Ctrl-C stops (open windows are not fired on a stop)"
@@ -162,6 +173,9 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
             writeln!(stderr, "{msg}")?;
         }
         live.write_outputs(&mut *out_writer)?;
+        if let Some(m) = &metrics {
+            m.publish(live.metrics_text(&mut job, &sources));
+        }
         if live.finished() {
             break;
         }
@@ -480,6 +494,26 @@ impl Live {
             }
         }
         result
+    }
+
+    /// The Prometheus snapshot of the run so far.
+    fn metrics_text(&self, job: &mut Job, sources: &[Box<dyn Source>]) -> String {
+        let engine = job.engine().metrics();
+        let watermark = job.engine().watermark();
+        let program = job.program().clone();
+        let sinks = job.sink_metrics();
+        crate::metrics::render(&crate::metrics::Snapshot {
+            job: job.stats(),
+            engine: &engine,
+            streams: program.streams.iter().map(|s| &*s.name).collect(),
+            watermark,
+            sources: sources
+                .iter()
+                .map(|s| (s.name().to_string(), s.metrics()))
+                .collect(),
+            sinks,
+            pending: self.pending.len(),
+        })
     }
 
     /// Quiet sources: let event time follow the wall clock once nothing is

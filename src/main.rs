@@ -85,6 +85,10 @@ enum Command {
         /// types) to this JSON-lines file, with the error and the place.
         #[arg(long, value_name = "FILE")]
         dead_letter: Option<PathBuf>,
+        /// With connector sources: serve Prometheus metrics at http://ADDR/metrics
+        /// (e.g. `127.0.0.1:9464`).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
         #[command(flatten)]
         run: RunFlags,
     },
@@ -279,6 +283,7 @@ fn main() -> ExitCode {
             output,
             idle_timeout,
             dead_letter,
+            metrics,
             run,
         } => {
             let mut args = run.args(
@@ -291,6 +296,7 @@ fn main() -> ExitCode {
             args.live = cli::simulate::LiveSettings {
                 idle_timeout: (!idle_timeout.is_zero()).then_some(idle_timeout),
                 dead_letter,
+                metrics,
             };
             cli::simulate::run(&args)
         }

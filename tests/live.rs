@@ -167,6 +167,25 @@ fn post(port: u16, path: &str, body: &str, headers: &[&str]) -> (u16, String) {
     (status, body)
 }
 
+/// A plain HTTP/1.1 GET; returns the status and body.
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).expect("send request");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read response");
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
 fn json(line: &str) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
 }
@@ -297,6 +316,60 @@ fn http_ingest_answers_bad_requests_without_accepting_anything() {
     assert_eq!(out.len(), 1, "only the good request ran: {out:#?}");
     assert_eq!(json(&out[0])["zone"], "ok");
     assert!(err.contains("3 rejected"), "{err}");
+}
+
+#[test]
+fn a_live_run_serves_prometheus_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (port, metrics) = (free_port(), free_port());
+    write(
+        dir.path(),
+        "rules.vpl",
+        &format!(
+            "{READING}connector Ingest = http (url: \"http://127.0.0.1:{port}/\")\n\n\
+             stream Hot = Reading.from(Ingest).where(temp > 30.0).emit(zone: zone)\n"
+        ),
+    );
+    let addr = format!("127.0.0.1:{metrics}");
+    let mut run = Run::start(&["rules.vpl", "--metrics", &addr], dir.path(), &[]);
+    let started = run.wait_running();
+    assert!(
+        started
+            .iter()
+            .any(|l| l == &format!("metrics: http://{addr}/metrics")),
+        "{started:#?}"
+    );
+    let body =
+        "{\"zone\":\"a\",\"temp\":31}\n{\"zone\":\"b\",\"temp\":\"hot\"}\n{\"type\":\"Nope\"}";
+    assert_eq!(post(port, "/", body, &[]).0, 202);
+    run.wait_outputs(1);
+    // The snapshot is refreshed every tick: poll until it shows the events.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let (status, text) = get(metrics, "/metrics");
+        assert_eq!(status, 200);
+        if text.contains("varpulis_events_total 1\n") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for line in [
+        "varpulis_input_records_total 3",
+        "varpulis_events_total 1",
+        "varpulis_input_skipped_total{reason=\"unknown_type\"} 1",
+        "varpulis_input_skipped_total{reason=\"wrong_type\"} 1",
+        "varpulis_outputs_total{stream=\"Hot\"} 1",
+        "varpulis_source_received_total{connector=\"Ingest\"} 3",
+        "varpulis_pending_events 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
+    }
+    assert_eq!(get(metrics, "/health"), (200, "ok\n".to_string()));
+    let (status, _, err) = run.signal("-INT");
+    assert!(status.success(), "{err}");
 }
 
 #[test]

@@ -67,6 +67,8 @@ pub struct LiveSettings {
     pub idle_timeout: Option<Duration>,
     /// Where bad payloads are written, if anywhere.
     pub dead_letter: Option<PathBuf>,
+    /// Address of the Prometheus endpoint, if any.
+    pub metrics: Option<String>,
 }
 
 impl Default for LiveSettings {
@@ -74,6 +76,7 @@ impl Default for LiveSettings {
         LiveSettings {
             idle_timeout: Some(Duration::from_secs(1)),
             dead_letter: None,
+            metrics: None,
         }
     }
 }
@@ -103,6 +106,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             queue_capacity: 10_000,
             base_dir,
             dead_letter: args.live.dead_letter.clone(),
+            metrics: args.live.metrics.clone(),
         };
         return crate::live::run(job, &options);
     }
