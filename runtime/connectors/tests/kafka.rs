@@ -24,6 +24,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use varpulis_connectors::{
@@ -488,8 +489,9 @@ fn full_producer_queue_dead_letters_at_once_and_records_without_topic_are_refuse
     );
     let mut out = sink(&config, dir.path());
     let err = out.send(record(0)).expect_err("no topic anywhere");
+    assert!(matches!(err, SinkError::NoTopic { .. }), "{err}");
     assert!(!err.is_retryable());
-    assert!(err.to_string().contains("no topic"), "{err}");
+    assert!(err.to_string().contains("has no topic"), "{err}");
     let routed = |i| record(i).routed(Some("orders".into()), None);
     out.send(routed(1)).expect("queued");
     out.send(routed(2)).expect("queued");
@@ -585,6 +587,57 @@ fn source_reports_a_broker_outage_and_its_recovery_and_loses_nothing() {
     assert_eq!(indexes, [0, 1, 2, 3, 4, 5]);
     assert!(host.source.metrics().reconnects >= 1);
     host.stop();
+}
+
+#[test]
+fn a_producer_the_cluster_refuses_dead_letters_with_a_refusal() {
+    // Refusing the idempotent producer its id for lack of cluster authorization is fatal in
+    // librdkafka: every later produce fails at once.
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("orders", 1, 1).expect("topic");
+    cluster.request_errors(
+        RDKafkaApiKey::InitProducerId,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = kafka(
+        "Out",
+        &cluster.bootstrap_servers(),
+        &[
+            ("topic", s("orders")),
+            ("exactly_once", ConfigValue::Bool(true)),
+            ("close_timeout", ConfigValue::Duration(500 * MS)),
+        ],
+    );
+    let mut out = sink(&config, dir.path());
+    let deadline = Instant::now() + WAIT;
+    let err = loop {
+        match out.send(record(0)) {
+            Err(e @ SinkError::Refused { .. }) => break e,
+            // Queued before the refusal arrived: it is failed and dead-lettered by its report.
+            Ok(()) | Err(_) => {}
+        }
+        assert!(Instant::now() < deadline, "the producer was never refused");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!err.is_retryable());
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "kafka://{} topic orders refused the record: ",
+            cluster.bootstrap_servers()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("uthoriz"), "{text}");
+    let _ = out.close();
+    let lines = dead_letters(&dir.path().join("Out.dead.jsonl"));
+    assert!(
+        lines.iter().any(|l| l["_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused the record"))),
+        "{lines:?}"
+    );
 }
 
 #[test]

@@ -426,9 +426,10 @@ fn sink_rejects_records_without_a_topic_into_the_dead_letter_file() {
     // No broker is needed: the record is refused before anything is sent.
     let mut sink = open(&connector("Alerts", "127.0.0.1:1", &[]), dir.path());
     let err = sink.send(record(1)).expect_err("no topic anywhere");
-    assert!(matches!(err, SinkError::Delivery { .. }), "{err}");
+    assert!(matches!(err, SinkError::NoTopic { .. }), "{err}");
     assert!(!err.is_retryable());
     assert!(err.to_string().contains("has no topic"), "{err}");
+    assert!(!err.to_string().contains("invalid request"), "{err}");
     let lines = dead_letters(&dir.path().join("Alerts.dead.jsonl"));
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["i"], 1);
@@ -628,7 +629,17 @@ fn refused_login_is_fatal_for_the_source_and_dead_letters_sink_records() {
     }
     let err = sink.send(record(2)).expect_err("the broker refuses us");
     assert!(!err.is_retryable(), "{err}");
-    assert!(err.to_string().contains("refused the connection"), "{err}");
+    let SinkError::Refused { place, reason, .. } = &err else {
+        panic!("expected a refusal, got {err}");
+    };
+    assert_eq!(place, &format!("MQTT broker mqtt://{address}"));
+    assert!(reason.starts_with("the connection: "), "{reason}");
+    assert!(
+        err.to_string().contains(&format!(
+            "MQTT broker mqtt://{address} refused the connection: "
+        )),
+        "{err}"
+    );
     let lines = dead_letters(&dead);
     assert_eq!(lines.len(), 2);
     assert!(

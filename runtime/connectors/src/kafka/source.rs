@@ -34,7 +34,9 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerConte
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 
-use super::{describe, millis, read_topics, rejected_config, ClientSettings, SINK_PARAMS};
+use super::{
+    describe, is_refusal, millis, read_topics, rejected_config, ClientSettings, SINK_PARAMS,
+};
 use crate::config::{expand_env, ConnectorConfig, Params};
 use crate::error::ConfigError;
 use crate::source::{
@@ -425,20 +427,11 @@ impl Reader {
 
 /// Errors that retrying cannot fix: the source stops on them.
 fn is_fatal(e: &KafkaError) -> bool {
-    use RDKafkaErrorCode as C;
     match e {
         KafkaError::MessageConsumptionFatal(_) => true,
-        KafkaError::MessageConsumption(code) | KafkaError::Global(code) => matches!(
-            code,
-            C::Fatal
-                | C::Authentication
-                | C::SaslAuthenticationFailed
-                | C::TopicAuthorizationFailed
-                | C::GroupAuthorizationFailed
-                | C::ClusterAuthorizationFailed
-                | C::SSL
-                | C::InvalidGroupId
-        ),
+        KafkaError::MessageConsumption(code) | KafkaError::Global(code) => {
+            is_refusal(*code) || *code == RDKafkaErrorCode::InvalidGroupId
+        }
         _ => false,
     }
 }

@@ -17,10 +17,13 @@
 //!
 //! - queue full (the broker is slow or away and `queue_capacity` records wait) → dead-lettered
 //!   at once, [`SinkMetrics::dropped_queue_full`], `send` returns [`SinkError::QueueFull`];
-//! - no topic (neither the record nor the connector has one), an invalid topic, or a payload
-//!   bigger than MQTT allows → dead-lettered at once, `send` returns [`SinkError::Delivery`];
+//! - no topic (neither the record nor the connector has one) → dead-lettered at once, `send`
+//!   returns [`SinkError::NoTopic`];
+//! - an invalid topic, or a payload bigger than MQTT allows → dead-lettered at once, `send`
+//!   returns [`SinkError::Delivery`] (not retryable);
 //! - the broker refuses the login for good (bad user name or password, not authorised) →
-//!   everything waiting and everything sent afterwards is dead-lettered;
+//!   everything waiting is dead-lettered, and so is everything sent afterwards, for which `send`
+//!   returns [`SinkError::Refused`];
 //! - [`Sink::close`] waits at most `close_timeout` for the queue to drain and the
 //!   acknowledgements to arrive, then dead-letters what is left. A record in the dead-letter file
 //!   may still have reached the broker if only its acknowledgement was missing.
@@ -112,7 +115,8 @@ struct Ledger {
     waiting: VecDeque<Record>,
     /// Written with QoS 1 or 2, waiting for PUBACK or PUBCOMP, with their packet ids.
     unacked: Vec<(u16, Record)>,
-    /// Set when the broker refused the login for good; nothing can be delivered any more.
+    /// Why the broker refused the login for good (`bad user name or password`), once it did;
+    /// nothing can be delivered any more.
     refused: Option<String>,
 }
 
@@ -324,6 +328,38 @@ impl MqttSink {
         self.worker.as_ref().is_some_and(|w| !w.is_finished())
     }
 
+    /// `MQTT broker mqtt://host:port`, the place of a refusal.
+    fn broker(&self) -> String {
+        format!("MQTT broker {}", self.shared.address)
+    }
+
+    /// Dead-letters a record that names no topic.
+    fn no_topic(&self, record: Record) -> Result<(), SinkError> {
+        let reason = format!(
+            "{}: the record has no topic (set `topic` on the connector or at the `.to(...)` site)",
+            self.shared.address
+        );
+        self.shared
+            .fail(std::slice::from_ref(&record), &reason, 0)?;
+        Err(SinkError::NoTopic {
+            connector: self.name.clone(),
+            dead_letter: self.settings.dead_letter.clone(),
+        })
+    }
+
+    /// Dead-letters a record sent after the broker refused the login for good.
+    fn refused(&self, record: Record, why: &str) -> Result<(), SinkError> {
+        let reason = format!("{} refused the connection: {why}", self.broker());
+        self.shared
+            .fail(std::slice::from_ref(&record), &reason, 0)?;
+        Err(SinkError::Refused {
+            connector: self.name.clone(),
+            place: self.broker(),
+            reason: format!("the connection: {why}"),
+            dead_letter: self.settings.dead_letter.clone(),
+        })
+    }
+
     /// Dead-letters a record that cannot be published and says why (not retryable).
     fn reject(&self, record: Record, why: String) -> Result<(), SinkError> {
         let reason = format!("{}: {why}", self.shared.address);
@@ -354,11 +390,7 @@ impl Sink for MqttSink {
         }
         let topic = match record.topic().or(self.settings.topic.as_deref()) {
             Some(t) => t.to_string(),
-            None => return self.reject(
-                record,
-                "the record has no topic (set `topic` on the connector or at the `.to(...)` site)"
-                    .into(),
-            ),
+            None => return self.no_topic(record),
         };
         if topic.is_empty() || !rumqttc::valid_topic(&topic) {
             return self.reject(
@@ -376,7 +408,7 @@ impl Sink for MqttSink {
         let mut ledger = self.shared.ledger();
         if let Some(why) = ledger.refused.clone() {
             drop(ledger);
-            return self.reject(record, why);
+            return self.refused(record, &why);
         }
         if !self.worker_alive() {
             drop(ledger);
@@ -583,11 +615,11 @@ impl Worker {
     /// The broker refused the login for good: everything waiting, and everything sent from now
     /// on, goes to the dead-letter file.
     fn refused(&self, why: &str) {
+        self.shared.ledger().refused = Some(why.to_string());
         let why = format!(
             "MQTT broker {} refused the connection: {why}",
             self.shared.address
         );
-        self.shared.ledger().refused = Some(why.clone());
         let (unacked, waiting) = self.shared.take_all();
         // A dead-letter failure is counted (as dropped) and recorded by the writer itself.
         let _ = self.shared.fail(&unacked, &why, 1);
