@@ -77,7 +77,11 @@ struct Subscription {
 }
 
 fn subscribe(config: ConnectorConfig) -> Subscription {
-    let (tx, events) = crossbeam_channel::bounded(1024);
+    subscribe_with_capacity(config, 1024)
+}
+
+fn subscribe_with_capacity(config: ConnectorConfig, capacity: usize) -> Subscription {
+    let (tx, events) = crossbeam_channel::bounded(capacity);
     let stopping = Arc::new(AtomicBool::new(false));
     let sender = SourceSender::new(tx, stopping.clone());
     let source = open_source(
@@ -688,6 +692,35 @@ fn stop_returns_while_connected_and_while_retrying() {
     sub.source.stop();
     sub.source.stop();
     assert!(sub.source.metrics().errors >= 1);
+}
+
+#[test]
+fn stop_returns_promptly_while_the_host_queue_is_full_and_nobody_reads_it() {
+    let test = "stop_returns_promptly_while_the_host_queue_is_full_and_nobody_reads_it";
+    let Some(address) = broker(test) else {
+        return;
+    };
+    let topic = base("stop-full");
+    let mut sub =
+        subscribe_with_capacity(connector("Sensors", &address, &[("topic", s(&topic))]), 1);
+    let publisher = Publisher::new(&address);
+    // The first probe that gets through fills the queue; the next ones wait in the source.
+    let deadline = Instant::now() + PATIENCE;
+    while !sub.events.is_full() {
+        assert!(Instant::now() < deadline, "the source never subscribed");
+        publisher.publish(&topic, b"{\"probe\":true}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    publisher.publish(&topic, b"{\"probe\":true}");
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    sub.source.stop();
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "stop took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(sub.events.try_iter().count(), 1, "nothing after stop");
 }
 
 fn source_error(params: &[(&str, ConfigValue)]) -> ConfigError {

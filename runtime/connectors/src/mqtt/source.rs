@@ -33,8 +33,8 @@ use crate::config::Params;
 use crate::error::ConfigError;
 use crate::mqtt::{default_client_id, MqttSettings};
 use crate::source::{
-    now_ms, DeliverError, Source, SourceConfig, SourceCounters, SourceEvent, SourceMessage,
-    SourceMetrics, SourceSender,
+    now_ms, Source, SourceConfig, SourceCounters, SourceEvent, SourceMessage, SourceMetrics,
+    SourceSender,
 };
 
 /// First delay before reconnecting; it doubles up to [`MAX_BACKOFF`].
@@ -47,9 +47,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// connection attempt to an unresponsive host runs (at most the connect timeout); it then
 /// sees the stop flag and ends without delivering anything.
 const STOP_WAIT: Duration = Duration::from_secs(2);
-
-/// How long a delivery waits before looking again for room in the host's queue.
-const FULL_POLL: Duration = Duration::from_millis(2);
 
 /// Requests (acknowledgements, subscriptions) the client thread can queue for the event loop.
 const REQUEST_CAPACITY: usize = 1024;
@@ -348,20 +345,7 @@ impl Listener {
     /// Delivers one event, waiting while the host's queue is full (back-pressure) but not past
     /// a stop of this source or of the host.
     fn send(&self, event: SourceEvent) -> bool {
-        let mut event = event;
-        loop {
-            if self.stopped() {
-                return false;
-            }
-            match self.sender.try_deliver(event) {
-                Ok(()) => return true,
-                Err((DeliverError::Full, back)) => {
-                    event = back;
-                    std::thread::sleep(FULL_POLL);
-                }
-                Err((DeliverError::Stopped, _)) => return false,
-            }
-        }
+        self.sender.deliver_until_stopped(event, &self.stop)
     }
 }
 
