@@ -4,8 +4,8 @@
 //! Parameters (besides the shared ones in [`super`]): `topic` (the default topic; a `.to(Conn,
 //! topic: ...)` site overrides it per record), `batch_size` (records per produce batch,
 //! librdkafka `batch.num.messages`), `linger_ms` (an integer of milliseconds or a duration: how
-//! long records wait to fill a batch), `compression_type` (`none`, `gzip`, `snappy`, `lz4`, and
-//! `zstd` when librdkafka was built with it), `acks` (`all`, `1` or `0`; default `all`),
+//! long records wait to fill a batch), `compression_type` (`none`, `gzip`, `snappy`, `lz4` or
+//! `zstd`), `acks` (`all`, `1` or `0`; default `all`),
 //! `exactly_once` (idempotent producer, see below), `dead_letter` (default
 //! `<Name>.dead.jsonl`), `queue_capacity` (records librdkafka may hold undelivered, default
 //! 100 000), `close_timeout` (default `10s`).
@@ -722,15 +722,15 @@ mod tests {
     }
 
     #[test]
-    fn this_build_compresses_with_gzip_snappy_and_lz4() {
-        for codec in ["gzip", "snappy", "lz4", "NONE"] {
+    fn this_build_compresses_with_gzip_snappy_lz4_and_zstd() {
+        for codec in ["gzip", "snappy", "lz4", "zstd", "NONE"] {
             check(&[("compression_type", ConfigValue::Str(codec.into()))]).expect(codec);
         }
         let err = check(&[("compression_type", ConfigValue::Str("brotli".into()))])
             .expect_err("not a codec");
         assert!(
             err.to_string()
-                .starts_with("connector `Alerts`: parameter `compression_type`: `brotli` is not a compression codec (use one of none, gzip, snappy, lz4"),
+                .starts_with("connector `Alerts`: parameter `compression_type`: `brotli` is not a compression codec (use one of none, gzip, snappy, lz4, zstd)"),
             "{err}"
         );
     }

@@ -21,7 +21,8 @@
 //!   returns [`SinkError::NoTopic`];
 //! - an invalid topic, or a payload bigger than MQTT allows → dead-lettered at once, `send`
 //!   returns [`SinkError::Delivery`] (not retryable);
-//! - the broker refuses the login for good (bad user name or password, not authorised) →
+//! - the broker refuses us for good (bad user name or password, not authorised, a broker
+//!   certificate that does not verify) →
 //!   everything waiting is dead-lettered, and so is everything sent afterwards, for which `send`
 //!   returns [`SinkError::Refused`];
 //! - [`Sink::close`] waits at most `close_timeout` for the queue to drain and the
@@ -36,14 +37,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use rumqttc::{ConnectReturnCode, ConnectionError, Event, Incoming, Outgoing};
+use rumqttc::{Event, Incoming, Outgoing};
 
 use crate::backoff::Backoff;
 use crate::config::{ConnectorConfig, Params};
 use crate::dead_letter::DeadLetter;
 use crate::error::{ConfigError, DeliveryFailure, SinkError};
 use crate::metrics::Counters;
-use crate::mqtt::{default_client_id, MqttSettings, MAX_PACKET_BYTES};
+use crate::mqtt::{default_client_id, final_failure, MqttSettings, MAX_PACKET_BYTES};
 use crate::{Record, Sink, SinkContext, SinkMetrics};
 
 /// First delay before reconnecting; it doubles up to [`MAX_BACKOFF`].
@@ -79,7 +80,7 @@ impl MqttSinkSettings {
     pub fn from_config(config: &ConnectorConfig, base_dir: &Path) -> Result<Self, ConfigError> {
         let name = config.name.as_str();
         let mut p = Params::for_role(config, "sink");
-        let common = MqttSettings::read(&mut p, default_client_id(name, "out"))?;
+        let common = MqttSettings::read(&mut p, default_client_id(name, "out"), base_dir)?;
         let topic = p.string("topic")?.map(str::to_string);
         if let Some(t) = &topic {
             if !rumqttc::valid_topic(t) || t.is_empty() {
@@ -115,8 +116,8 @@ struct Ledger {
     waiting: VecDeque<Record>,
     /// Written with QoS 1 or 2, waiting for PUBACK or PUBCOMP, with their packet ids.
     unacked: Vec<(u16, Record)>,
-    /// Why the broker refused the login for good (`bad user name or password`), once it did;
-    /// nothing can be delivered any more.
+    /// What the broker refused for good and why (`the connection: bad user name or
+    /// password`), once it did; nothing can be delivered any more.
     refused: Option<String>,
 }
 
@@ -347,15 +348,15 @@ impl MqttSink {
         })
     }
 
-    /// Dead-letters a record sent after the broker refused the login for good.
+    /// Dead-letters a record sent after the broker refused us for good.
     fn refused(&self, record: Record, why: &str) -> Result<(), SinkError> {
-        let reason = format!("{} refused the connection: {why}", self.broker());
+        let reason = format!("{} refused {why}", self.broker());
         self.shared
             .fail(std::slice::from_ref(&record), &reason, 0)?;
         Err(SinkError::Refused {
             connector: self.name.clone(),
             place: self.broker(),
-            reason: format!("the connection: {why}"),
+            reason: why.to_string(),
             dead_letter: self.settings.dead_letter.clone(),
         })
     }
@@ -583,11 +584,9 @@ impl Worker {
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
                 Ok(_) => {}
                 Err(e) => {
-                    if let ConnectionError::ConnectionRefused(code) = &e {
-                        if let Some(why) = final_refusal(*code) {
-                            self.refused(why);
-                            return;
-                        }
+                    if let Some(why) = final_failure(&e) {
+                        self.refused(&why);
+                        return;
                     }
                     unsent.extend(connection.eventloop.pending.drain(..));
                     let failure = e.to_string();
@@ -612,14 +611,11 @@ impl Worker {
         }
     }
 
-    /// The broker refused the login for good: everything waiting, and everything sent from now
-    /// on, goes to the dead-letter file.
+    /// The broker refused us for good (`why` says what and why): everything waiting, and
+    /// everything sent from now on, goes to the dead-letter file.
     fn refused(&self, why: &str) {
         self.shared.ledger().refused = Some(why.to_string());
-        let why = format!(
-            "MQTT broker {} refused the connection: {why}",
-            self.shared.address
-        );
+        let why = format!("MQTT broker {} refused {why}", self.shared.address);
         let (unacked, waiting) = self.shared.take_all();
         // A dead-letter failure is counted (as dropped) and recorded by the writer itself.
         let _ = self.shared.fail(&unacked, &why, 1);
@@ -627,17 +623,6 @@ impl Worker {
         self.shared
             .counters
             .set_last_error(format!("connector `{}`: {why}", self.shared.name));
-    }
-}
-
-/// Why a refused connection cannot succeed by retrying, or `None` when it may.
-fn final_refusal(code: ConnectReturnCode) -> Option<&'static str> {
-    match code {
-        ConnectReturnCode::BadUserNamePassword => Some("bad user name or password"),
-        ConnectReturnCode::NotAuthorized => Some("not authorised (check username and password)"),
-        ConnectReturnCode::BadClientId => Some("client id rejected (check `client_id`)"),
-        ConnectReturnCode::RefusedProtocolVersion => Some("the broker does not speak MQTT 3.1.1"),
-        ConnectReturnCode::ServiceUnavailable | ConnectReturnCode::Success => None,
     }
 }
 
