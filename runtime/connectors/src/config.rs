@@ -147,9 +147,17 @@ impl<'a> Params<'a> {
     }
 
     pub(crate) fn bool(&mut self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        Ok(self.optional_bool(name)?.unwrap_or(default))
+    }
+
+    /// A boolean parameter, `None` when it is not given.
+    pub(crate) fn optional_bool(
+        &mut self,
+        name: &'static str,
+    ) -> Result<Option<bool>, ConfigError> {
         match self.get(name) {
-            None => Ok(default),
-            Some(ConfigValue::Bool(b)) => Ok(*b),
+            None => Ok(None),
+            Some(ConfigValue::Bool(b)) => Ok(Some(*b)),
             Some(other) => Err(self.wrong_type(name, "`true` or `false`", other)),
         }
     }
@@ -224,12 +232,20 @@ impl<'a> Params<'a> {
             Some(s) => s.to_string(),
             None => default(),
         };
-        // Relative to the working directory: keep the path as written, so
-        // messages quote it the way the user wrote it.
-        if base_dir.as_os_str().is_empty() || base_dir == Path::new(".") {
-            return Ok(PathBuf::from(raw));
+        Ok(resolve(&raw, base_dir))
+    }
+
+    /// A path parameter without a default, resolved like [`Params::path`].
+    pub(crate) fn optional_path(
+        &mut self,
+        name: &'static str,
+        base_dir: &Path,
+    ) -> Result<Option<PathBuf>, ConfigError> {
+        match self.string(name)? {
+            None => Ok(None),
+            Some("") => Err(self.invalid(name, "the path is empty")),
+            Some(s) => Ok(Some(resolve(s, base_dir))),
         }
-        Ok(base_dir.join(raw))
     }
 
     /// Accepts `names` without reading them: parameters the connector's other role uses (a
@@ -253,6 +269,16 @@ impl<'a> Params<'a> {
         }
         Ok(())
     }
+}
+
+/// `raw` relative to `base_dir`.
+fn resolve(raw: &str, base_dir: &Path) -> PathBuf {
+    // Relative to the working directory: keep the path as written, so messages quote it the
+    // way the user wrote it.
+    if base_dir.as_os_str().is_empty() || base_dir == Path::new(".") {
+        return PathBuf::from(raw);
+    }
+    base_dir.join(raw)
 }
 
 /// The candidate closest to `word`, if it is close enough to be a plausible typo.

@@ -6,8 +6,9 @@
 //!   parameter, wrong value kind, missing `url`, unset `${ENV}` variable, output file that cannot
 //!   be opened). These are reported once, when the pipeline starts, and always name the connector.
 //! - [`SinkError`]: something went wrong while records flowed (I/O failure, HTTP failure, queue
-//!   overflow). Every variant names the place (path or URL) and answers
-//!   [`SinkError::is_retryable`], so the caller knows whether trying again can help.
+//!   overflow, a record without a topic, a broker refusing us). Every variant names the place
+//!   (path, URL or broker) and answers [`SinkError::is_retryable`], so the caller knows whether
+//!   trying again can help.
 
 use std::io;
 use std::path::PathBuf;
@@ -259,6 +260,30 @@ pub enum SinkError {
         /// Where the record was saved.
         dead_letter: PathBuf,
     },
+    /// The record names no topic and the connector declares none, so a broker sink cannot route
+    /// it. It went to the dead-letter file; set `topic` on the connector or at the `.to(...)`
+    /// site. Not retryable: the same record would have no topic again.
+    #[error("connector `{connector}`: the record has no topic (set `topic` on the connector or at the `.to(...)` site); record written to dead-letter file `{}`", dead_letter.display())]
+    NoTopic {
+        /// Connector name as declared in VPL.
+        connector: String,
+        /// Where the record was saved.
+        dead_letter: PathBuf,
+    },
+    /// The broker refused us for good: bad login, not authorised, a fatal client state. The
+    /// record went to the dead-letter file, and so will the following ones until the
+    /// configuration (credentials, ACLs) is fixed. Not retryable.
+    #[error("connector `{connector}`: {place} refused {reason}; record written to dead-letter file `{}`", dead_letter.display())]
+    Refused {
+        /// Connector name as declared in VPL.
+        connector: String,
+        /// Who refused: `MQTT broker mqtt://127.0.0.1:1883`, `kafka://h:9092 topic t`.
+        place: String,
+        /// What was refused and why: `the connection: bad user name or password`.
+        reason: String,
+        /// Where the record was saved.
+        dead_letter: PathBuf,
+    },
     /// A record could not be saved anywhere: the dead-letter file failed too. The record is lost
     /// and counted in [`crate::SinkMetrics::dropped`].
     #[error("connector `{connector}`: record lost: {reason}; writing dead-letter file `{}` failed: {source}", path.display())]
@@ -294,8 +319,9 @@ pub enum SinkError {
 impl SinkError {
     /// Whether doing the same thing again can succeed.
     ///
-    /// `false` means the input or configuration is wrong (permission denied, HTTP 400) or the record was already saved elsewhere (queue full → dead-letter), so a retry
-    /// would fail again or duplicate data.
+    /// `false` means the input or configuration is wrong (permission denied, HTTP 400, no
+    /// topic, a broker refusing the login) or the record was already saved elsewhere (queue
+    /// full → dead-letter), so a retry would fail again or duplicate data.
     pub fn is_retryable(&self) -> bool {
         match self {
             SinkError::Io { source, .. }
@@ -303,7 +329,10 @@ impl SinkError {
             | SinkError::DeadLetter { source, .. } => io_is_retryable(source),
             SinkError::Delivery { failure, .. } => failure.is_retryable(),
             SinkError::Timeout { .. } => true,
-            SinkError::QueueFull { .. } | SinkError::Closed { .. } => false,
+            SinkError::QueueFull { .. }
+            | SinkError::NoTopic { .. }
+            | SinkError::Refused { .. }
+            | SinkError::Closed { .. } => false,
         }
     }
 
@@ -314,6 +343,8 @@ impl SinkError {
             | SinkError::WriteFailed { connector, .. }
             | SinkError::Delivery { connector, .. }
             | SinkError::QueueFull { connector, .. }
+            | SinkError::NoTopic { connector, .. }
+            | SinkError::Refused { connector, .. }
             | SinkError::DeadLetter { connector, .. }
             | SinkError::Timeout { connector, .. }
             | SinkError::Closed { connector } => connector,
@@ -386,6 +417,33 @@ mod tests {
         };
         assert!(full.is_retryable());
         assert!(full.to_string().contains("`/x`"), "{full}");
+    }
+
+    #[test]
+    fn no_topic_and_refusals_say_what_happened_and_are_final() {
+        let no_topic = SinkError::NoTopic {
+            connector: "Out".into(),
+            dead_letter: "/d/Out.dead.jsonl".into(),
+        };
+        assert!(!no_topic.is_retryable());
+        assert_eq!(
+            no_topic.to_string(),
+            "connector `Out`: the record has no topic (set `topic` on the connector or at the \
+             `.to(...)` site); record written to dead-letter file `/d/Out.dead.jsonl`"
+        );
+        let refused = SinkError::Refused {
+            connector: "Out".into(),
+            place: "MQTT broker mqtt://b:1883".into(),
+            reason: "the connection: bad user name or password".into(),
+            dead_letter: "/d/Out.dead.jsonl".into(),
+        };
+        assert!(!refused.is_retryable());
+        assert_eq!(refused.connector(), "Out");
+        assert_eq!(
+            refused.to_string(),
+            "connector `Out`: MQTT broker mqtt://b:1883 refused the connection: bad user name or \
+             password; record written to dead-letter file `/d/Out.dead.jsonl`"
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! - A source never drops a payload silently: each one is delivered to the host, or refused to
 //!   its sender where the protocol can say so (HTTP 503), or counted in [`SourceMetrics`].
 //! - A full host queue is back-pressure, not loss: [`SourceSender::deliver`] waits (checking
-//!   for shutdown) instead of discarding.
+//!   for shutdown) instead of discarding; [`SourceSender::deliver_until_stopped`] also gives up
+//!   when the source alone is stopped, so [`Source::stop`] never waits on a host that keeps
+//!   running but does not read.
 //! - Broken connections are retried with backoff and reported as [`SourceEvent::Problem`];
 //!   nothing a broker or a client sends can panic a source thread.
 //! - [`Source::stop`] returns within a bounded time.
@@ -128,9 +130,20 @@ impl SourceSender {
     /// Delivers one event, waiting while the host's queue is full (back-pressure). Returns
     /// `false` when the host is stopping or gone; the event was not delivered then.
     pub fn deliver(&self, event: SourceEvent) -> bool {
+        self.deliver_unless(event, || false)
+    }
+
+    /// Like [`SourceSender::deliver`], but also gives up (returning `false`) once `stop` is set,
+    /// within about 50 ms. Sources pass their own stop flag, so [`Source::stop`] returns
+    /// promptly even while the host's queue is full and the host is not stopping.
+    pub fn deliver_until_stopped(&self, event: SourceEvent, stop: &AtomicBool) -> bool {
+        self.deliver_unless(event, || stop.load(Ordering::Acquire))
+    }
+
+    fn deliver_unless(&self, event: SourceEvent, stopped: impl Fn() -> bool) -> bool {
         let mut event = event;
         loop {
-            if self.stopping() {
+            if self.stopping() || stopped() {
                 return false;
             }
             match self.tx.send_timeout(event, STOP_POLL) {
@@ -272,5 +285,52 @@ pub fn open_source(
             supported: SOURCE_KINDS.join(", "),
             suggestion: closest(other, SOURCE_KINDS.iter().copied()),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn message(n: u8) -> SourceEvent {
+        SourceEvent::Message(SourceMessage {
+            source: 0,
+            payload: vec![n],
+            place: String::new(),
+            received_ms: 0,
+        })
+    }
+
+    #[test]
+    fn delivery_to_a_full_queue_gives_up_when_the_source_stops() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let sender = SourceSender::new(tx, Arc::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        assert!(sender.deliver_until_stopped(message(1), &stop));
+        let waiting = {
+            let (sender, stop) = (sender.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || sender.deliver_until_stopped(message(2), &stop))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!waiting.is_finished(), "a full queue is back-pressure");
+        let start = Instant::now();
+        stop.store(true, Ordering::Release);
+        assert!(!waiting.join().expect("no panic"), "not delivered");
+        assert!(start.elapsed() < Duration::from_secs(1));
+        assert_eq!(rx.try_iter().count(), 1);
+    }
+
+    #[test]
+    fn delivery_gives_up_when_the_host_stops_or_goes_away() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let host_stopping = Arc::new(AtomicBool::new(true));
+        let sender = SourceSender::new(tx, host_stopping);
+        assert!(!sender.deliver_until_stopped(message(1), &AtomicBool::new(false)));
+        let (tx, rx2) = crossbeam_channel::bounded(1);
+        drop(rx2);
+        let gone = SourceSender::new(tx, Arc::default());
+        assert!(!gone.deliver(message(1)));
+        assert_eq!(rx.try_iter().count(), 0);
     }
 }

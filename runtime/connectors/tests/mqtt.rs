@@ -77,7 +77,11 @@ struct Subscription {
 }
 
 fn subscribe(config: ConnectorConfig) -> Subscription {
-    let (tx, events) = crossbeam_channel::bounded(1024);
+    subscribe_with_capacity(config, 1024)
+}
+
+fn subscribe_with_capacity(config: ConnectorConfig, capacity: usize) -> Subscription {
+    let (tx, events) = crossbeam_channel::bounded(capacity);
     let stopping = Arc::new(AtomicBool::new(false));
     let sender = SourceSender::new(tx, stopping.clone());
     let source = open_source(
@@ -426,9 +430,10 @@ fn sink_rejects_records_without_a_topic_into_the_dead_letter_file() {
     // No broker is needed: the record is refused before anything is sent.
     let mut sink = open(&connector("Alerts", "127.0.0.1:1", &[]), dir.path());
     let err = sink.send(record(1)).expect_err("no topic anywhere");
-    assert!(matches!(err, SinkError::Delivery { .. }), "{err}");
+    assert!(matches!(err, SinkError::NoTopic { .. }), "{err}");
     assert!(!err.is_retryable());
     assert!(err.to_string().contains("has no topic"), "{err}");
+    assert!(!err.to_string().contains("invalid request"), "{err}");
     let lines = dead_letters(&dir.path().join("Alerts.dead.jsonl"));
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["i"], 1);
@@ -628,7 +633,17 @@ fn refused_login_is_fatal_for_the_source_and_dead_letters_sink_records() {
     }
     let err = sink.send(record(2)).expect_err("the broker refuses us");
     assert!(!err.is_retryable(), "{err}");
-    assert!(err.to_string().contains("refused the connection"), "{err}");
+    let SinkError::Refused { place, reason, .. } = &err else {
+        panic!("expected a refusal, got {err}");
+    };
+    assert_eq!(place, &format!("MQTT broker mqtt://{address}"));
+    assert!(reason.starts_with("the connection: "), "{reason}");
+    assert!(
+        err.to_string().contains(&format!(
+            "MQTT broker mqtt://{address} refused the connection: "
+        )),
+        "{err}"
+    );
     let lines = dead_letters(&dead);
     assert_eq!(lines.len(), 2);
     assert!(
@@ -677,6 +692,35 @@ fn stop_returns_while_connected_and_while_retrying() {
     sub.source.stop();
     sub.source.stop();
     assert!(sub.source.metrics().errors >= 1);
+}
+
+#[test]
+fn stop_returns_promptly_while_the_host_queue_is_full_and_nobody_reads_it() {
+    let test = "stop_returns_promptly_while_the_host_queue_is_full_and_nobody_reads_it";
+    let Some(address) = broker(test) else {
+        return;
+    };
+    let topic = base("stop-full");
+    let mut sub =
+        subscribe_with_capacity(connector("Sensors", &address, &[("topic", s(&topic))]), 1);
+    let publisher = Publisher::new(&address);
+    // The first probe that gets through fills the queue; the next ones wait in the source.
+    let deadline = Instant::now() + PATIENCE;
+    while !sub.events.is_full() {
+        assert!(Instant::now() < deadline, "the source never subscribed");
+        publisher.publish(&topic, b"{\"probe\":true}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    publisher.publish(&topic, b"{\"probe\":true}");
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    sub.source.stop();
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "stop took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(sub.events.try_iter().count(), 1, "nothing after stop");
 }
 
 fn source_error(params: &[(&str, ConfigValue)]) -> ConfigError {
@@ -732,8 +776,18 @@ fn config_errors_name_the_connector_and_parameter() {
     );
     let err = source_error(&[topic.clone(), ("port", ConfigValue::Int(70_000))]);
     assert!(err.to_string().contains("parameter `port`"), "{err}");
-    let err = source_error(&[("url", s("mqtts://b"))]);
-    assert!(err.to_string().contains("TLS"), "{err}");
+    let err = source_error(&[
+        topic.clone(),
+        ("url", s("mqtts://b")),
+        ("ca_file", s("/nonexistent/ca.pem")),
+    ]);
+    assert!(
+        err.to_string()
+            .starts_with("connector `Sensors`: parameter `ca_file`: cannot read certificates from `/nonexistent/ca.pem`"),
+        "{err}"
+    );
+    let err = sink_error(&[("ca_file", s("ca.pem"))]);
+    assert!(err.to_string().contains("needs a TLS connection"), "{err}");
     // Each role accepts the other's parameters.
     let (tx, _rx) = crossbeam_channel::bounded(1);
     let config = SourceConfig {
@@ -751,4 +805,278 @@ fn config_errors_name_the_connector_and_parameter() {
     )
     .expect("retain is a sink parameter");
     source.stop();
+}
+
+/// A throwaway PKI made with the `openssl` command line: a CA that signs the broker's and a
+/// client's certificate, and another CA that signs nothing we meet.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// Generates the files, or returns `None` (after `skip`) when `openssl` is missing.
+    fn new(test: &str) -> Option<Pki> {
+        if Command::new("openssl").arg("version").output().is_err() {
+            skip(test, "the `openssl` command is not installed");
+            return None;
+        }
+        let pki = Pki {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        for ca in ["ca", "other-ca"] {
+            pki.openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN=varpulis test {ca}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+            ]);
+        }
+        std::fs::write(
+            pki.path("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write server.ext");
+        std::fs::write(
+            pki.path("client.ext"),
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )
+        .expect("write client.ext");
+        for who in ["server", "client"] {
+            pki.openssl(&[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-subj",
+                &format!("/CN=varpulis test {who}"),
+                "-keyout",
+                &format!("{who}.key"),
+                "-out",
+                &format!("{who}.csr"),
+            ]);
+            pki.openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{who}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{who}.ext"),
+                "-out",
+                &format!("{who}.pem"),
+            ]);
+        }
+        // mosquitto started as root reads its files as the `mosquitto` user: let it. The keys
+        // are throwaway ones.
+        use std::os::unix::fs::PermissionsExt;
+        let open = |path: &Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        };
+        open(pki.dir.path(), 0o755);
+        for entry in std::fs::read_dir(pki.dir.path()).expect("list") {
+            open(&entry.expect("entry").path(), 0o644);
+        }
+        Some(pki)
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    fn param(&self, name: &'static str, file: &str) -> (&'static str, ConfigValue) {
+        (name, s(&self.path(file).display().to_string()))
+    }
+
+    /// Starts a mosquitto with a TLS listener using the broker's certificate.
+    fn broker(&self, test: &str, extra: &str) -> Option<Mosquitto> {
+        let tls = format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nallow_anonymous true\n{extra}",
+            self.path("ca.pem").display(),
+            self.path("server.pem").display(),
+            self.path("server.key").display(),
+        );
+        Mosquitto::start(test, self.dir.path(), free_port(), &tls)
+    }
+}
+
+/// Sends probes through `sink` until `sub` delivers one (the subscription is then live), then
+/// three records, and checks they arrive in order.
+fn check_exchange(sub: &Subscription, sink: &mut Box<dyn Sink>) {
+    let deadline = Instant::now() + PATIENCE;
+    'live: loop {
+        sink.send(Record::from_json(br#"{"probe":true}"#).expect("valid"))
+            .expect("queued");
+        let until = Instant::now() + Duration::from_millis(200);
+        while let Ok(event) = sub.events.recv_deadline(until) {
+            match &event {
+                SourceEvent::Message(m) if m.payload.starts_with(b"{\"probe\"") => break 'live,
+                SourceEvent::Problem { message, .. } => panic!("problem: {message}"),
+                _ => {}
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing came through TLS");
+    }
+    for i in 1..=3 {
+        sink.send(record(i)).expect("queued");
+    }
+    for i in 1..=3 {
+        let (payload, _) = sub.message();
+        assert_eq!(payload["i"], i, "{payload}");
+    }
+    sink.flush().expect("acknowledged");
+    assert!(sink.metrics().sent >= 4);
+}
+
+#[test]
+fn tls_source_and_sink_exchange_messages_trusting_ca_file() {
+    let test = "tls_source_and_sink_exchange_messages_trusting_ca_file";
+    let Some(pki) = Pki::new(test) else {
+        return;
+    };
+    let Some(broker) = pki.broker(test, "") else {
+        return;
+    };
+    let url = format!("mqtts://{}", broker.address());
+    let sub = subscribe(connector(
+        "Sensors",
+        &url,
+        &[("topic", s("tls/in")), pki.param("ca_file", "ca.pem")],
+    ));
+    assert_eq!(sub.source.describe(), format!("{url} topic tls/in"));
+    // The `tls` parameter does what the scheme does.
+    let mut sink = open(
+        &connector(
+            "Alerts",
+            &broker.address(),
+            &[
+                ("tls", ConfigValue::Bool(true)),
+                ("topic", s("tls/in")),
+                pki.param("ca_file", "ca.pem"),
+            ],
+        ),
+        pki.dir.path(),
+    );
+    check_exchange(&sub, &mut sink);
+    sink.close().expect("nothing pending");
+}
+
+#[test]
+fn tls_with_a_client_certificate_reaches_a_broker_that_requires_one() {
+    let test = "tls_with_a_client_certificate_reaches_a_broker_that_requires_one";
+    let Some(pki) = Pki::new(test) else {
+        return;
+    };
+    let Some(broker) = pki.broker(test, "require_certificate true") else {
+        return;
+    };
+    let url = format!("ssl://{}", broker.address());
+    let identity = [
+        pki.param("ca_file", "ca.pem"),
+        pki.param("client_cert", "client.pem"),
+        pki.param("client_key", "client.key"),
+    ];
+    let sub = subscribe(connector(
+        "Sensors",
+        &url,
+        &[&identity[..], &[("topic", s("mtls/in"))]].concat(),
+    ));
+    let mut sink = open(
+        &connector(
+            "Alerts",
+            &url,
+            &[&identity[..], &[("topic", s("mtls/in"))]].concat(),
+        ),
+        pki.dir.path(),
+    );
+    check_exchange(&sub, &mut sink);
+    sink.close().expect("nothing pending");
+}
+
+#[test]
+fn a_broker_certificate_from_another_ca_is_refused_for_good() {
+    let test = "a_broker_certificate_from_another_ca_is_refused_for_good";
+    let Some(pki) = Pki::new(test) else {
+        return;
+    };
+    let Some(broker) = pki.broker(test, "") else {
+        return;
+    };
+    let url = format!("mqtts://{}", broker.address());
+    let wrong_ca = pki.param("ca_file", "other-ca.pem");
+    let sub = subscribe(connector(
+        "Sensors",
+        &url,
+        &[("topic", s("t")), wrong_ca.clone()],
+    ));
+    let event = sub.next("problem", |e| matches!(e, SourceEvent::Problem { .. }));
+    let SourceEvent::Problem { message, fatal, .. } = event else {
+        unreachable!("filtered above")
+    };
+    assert!(fatal, "{message}");
+    assert!(
+        message.starts_with(&format!("MQTT broker {url} refused the TLS handshake: ")),
+        "{message}"
+    );
+    assert!(message.contains("UnknownIssuer"), "{message}");
+    assert!(message.contains("`ca_file`"), "{message}");
+
+    let mut sink = open(
+        &connector("Alerts", &url, &[("topic", s("t")), wrong_ca]),
+        pki.dir.path(),
+    );
+    let dead = pki.path("Alerts.dead.jsonl");
+    let _ = sink.send(record(1));
+    let deadline = Instant::now() + PATIENCE;
+    while dead_letters(&dead).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the record was never dead-lettered"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let err = sink
+        .send(record(2))
+        .expect_err("the handshake fails for good");
+    assert!(matches!(err, SinkError::Refused { .. }), "{err}");
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    sink.close().expect("nothing left to wait for");
+    assert_eq!(sink.metrics().dead_lettered, 2);
 }

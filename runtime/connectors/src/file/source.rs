@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::Params;
 use crate::error::ConfigError;
@@ -22,6 +22,9 @@ use crate::source::{
     now_ms, Source, SourceConfig, SourceContext, SourceCounters, SourceEvent, SourceMessage,
     SourceMetrics, SourceSender,
 };
+
+/// How often a waiting reader looks at the stop flags.
+const STOP_CHECK: Duration = Duration::from_millis(50);
 
 /// Parameters only the file source reads (a file connector used as a sink tolerates them).
 pub const SOURCE_PARAMS: &[&str] = &["follow", "poll"];
@@ -117,10 +120,10 @@ impl Reader {
                         if !buf.is_empty() && !self.deliver(&mut line_no, &mut buf) {
                             return;
                         }
-                        self.sender.deliver(SourceEvent::Ended { source: self.id });
+                        self.send(SourceEvent::Ended { source: self.id });
                         return;
                     }
-                    std::thread::sleep(self.poll);
+                    self.pause();
                 }
                 Ok(_) if buf.ends_with(b"\n") || !self.follow => {
                     if !self.deliver(&mut line_no, &mut buf) {
@@ -128,11 +131,11 @@ impl Reader {
                     }
                 }
                 // A followed file's last line is still being written: keep it and wait.
-                Ok(_) => std::thread::sleep(self.poll),
+                Ok(_) => self.pause(),
                 Err(e) => {
                     let message = format!("reading `{}` failed: {e}", self.path.display());
                     self.counters.error(message.clone());
-                    self.sender.deliver(SourceEvent::Problem {
+                    self.send(SourceEvent::Problem {
                         source: self.id,
                         message,
                         fatal: true,
@@ -150,13 +153,36 @@ impl Reader {
         if payload.trim_ascii().is_empty() {
             return true;
         }
-        self.counters.received(payload.len());
-        self.sender.deliver(SourceEvent::Message(SourceMessage {
+        let len = payload.len();
+        let delivered = self.send(SourceEvent::Message(SourceMessage {
             source: self.id,
             place: format!("{} line {line_no}", self.path.display()),
             payload,
             received_ms: now_ms(),
-        }))
+        }));
+        if delivered {
+            self.counters.received(len);
+        }
+        delivered
+    }
+
+    /// Delivers one event, waiting while the host's queue is full, until the host or this
+    /// source stops; `false` then.
+    fn send(&self, event: SourceEvent) -> bool {
+        self.sender.deliver_until_stopped(event, &self.stop)
+    }
+
+    /// Waits `poll` for a followed file to grow, in short steps so a stop is seen promptly
+    /// whatever `poll` is.
+    fn pause(&self) {
+        let until = Instant::now() + self.poll;
+        loop {
+            let now = Instant::now();
+            if now >= until || self.stopped() {
+                return;
+            }
+            std::thread::sleep((until - now).min(STOP_CHECK));
+        }
     }
 }
 
@@ -177,7 +203,8 @@ impl Source for FileSource {
     fn stop(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
-            // The thread checks the flag between lines and sleeps at most `poll`.
+            // The thread checks the flags between lines, while it waits for the file to grow and
+            // while it waits for room in the host's queue, at least every 50 ms.
             let _ = t.join();
         }
     }

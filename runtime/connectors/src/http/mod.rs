@@ -34,6 +34,20 @@ use crate::{Record, Sink, SinkContext, SinkMetrics};
 
 pub mod source;
 
+/// Parameters only the http sink reads (an http connector used as a source tolerates them).
+pub const SINK_PARAMS: &[&str] = &[
+    "method",
+    "headers",
+    "batch_size",
+    "batch_timeout",
+    "retries",
+    "backoff",
+    "max_backoff",
+    "dead_letter",
+    "queue_capacity",
+    "close_timeout",
+];
+
 /// Bytes of an error response body kept for the error message.
 const ERROR_BODY_BYTES: u64 = 256;
 
@@ -159,6 +173,7 @@ impl HttpSettings {
         let queue_capacity = p.count("queue_capacity", 10_000, 1)?;
         let queue_capacity = to_usize(&p, "queue_capacity", queue_capacity)?;
         let close_timeout = p.duration("close_timeout", Duration::from_secs(10))?;
+        p.tolerate(source::SOURCE_PARAMS);
         p.finish()?;
         Ok(HttpSettings {
             url,

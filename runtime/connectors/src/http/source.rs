@@ -32,6 +32,9 @@ use crate::source::{
     SourceMessage, SourceMetrics, SourceSender,
 };
 
+/// Parameters only the http source reads (an http connector used as a sink tolerates them).
+pub const SOURCE_PARAMS: &[&str] = &["token", "max_body"];
+
 /// How often the listener thread looks at the stop flag.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -83,6 +86,7 @@ fn settings(config: &SourceConfig) -> Result<Settings, ConfigError> {
     };
     let max_body = p.count("max_body", 10 << 20, 1)?;
     let timeout = p.duration("timeout", Duration::from_secs(5))?;
+    p.tolerate(crate::http::SINK_PARAMS);
     p.finish()?;
     Ok(Settings {
         bind: bind.to_string(),

@@ -23,7 +23,7 @@
 
 use std::fmt;
 
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::ClientConfig;
 
 use crate::config::{expand_env, ConfigValue, ConnectorConfig, Params};
@@ -271,6 +271,23 @@ pub(crate) fn describe(e: &KafkaError) -> String {
         Some(code) => code.to_string(),
         None => e.to_string(),
     }
+}
+
+/// Error codes that mean the brokers refuse us for good (login, authorization, TLS, a fatal
+/// client state): retrying cannot help until the configuration changes.
+pub(crate) fn is_refusal(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::Fatal
+            | C::Authentication
+            | C::SaslAuthenticationFailed
+            | C::TopicAuthorizationFailed
+            | C::GroupAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::TransactionalIdAuthorizationFailed
+            | C::SSL
+    )
 }
 
 /// The topics parameter: one string, or (`many`) an array of strings; `${ENV}` expanded.

@@ -4,8 +4,8 @@
 //! Parameters (besides the shared ones in [`super`]): `topic` (the default topic; a `.to(Conn,
 //! topic: ...)` site overrides it per record), `batch_size` (records per produce batch,
 //! librdkafka `batch.num.messages`), `linger_ms` (an integer of milliseconds or a duration: how
-//! long records wait to fill a batch), `compression_type` (`none`, `gzip`, `snappy`, `lz4`, and
-//! `zstd` when librdkafka was built with it), `acks` (`all`, `1` or `0`; default `all`),
+//! long records wait to fill a batch), `compression_type` (`none`, `gzip`, `snappy`, `lz4` or
+//! `zstd`), `acks` (`all`, `1` or `0`; default `all`),
 //! `exactly_once` (idempotent producer, see below), `dead_letter` (default
 //! `<Name>.dead.jsonl`), `queue_capacity` (records librdkafka may hold undelivered, default
 //! 100 000), `close_timeout` (default `10s`).
@@ -42,7 +42,8 @@ use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 
 use super::{
-    check_topic, describe, millis, read_topics, rejected_config, ClientSettings, SOURCE_PARAMS,
+    check_topic, describe, is_refusal, millis, read_topics, rejected_config, ClientSettings,
+    SOURCE_PARAMS,
 };
 use crate::config::{ConfigValue, ConnectorConfig, Params};
 use crate::dead_letter::DeadLetter;
@@ -483,6 +484,46 @@ impl KafkaSink {
     }
 }
 
+impl KafkaSink {
+    /// Dead-letters a record that names no topic and builds the error.
+    fn no_topic(&self, record: Arc<Record>) -> SinkError {
+        let counters = &self.shared.counters;
+        Counters::add(&counters.failed, 1);
+        let err = SinkError::NoTopic {
+            connector: self.shared.name.clone(),
+            dead_letter: self.settings.dead_letter.clone(),
+        };
+        counters.set_last_error(err.to_string());
+        let reason = format!(
+            "{}: the record has no topic (set `topic` on the connector or at the `.to(...)` site)",
+            self.shared.target
+        );
+        match self.shared.dead_letter(record, &reason, 0) {
+            Ok(()) => err,
+            Err(lost) => lost,
+        }
+    }
+
+    /// Dead-letters a record the brokers refused for good and builds the error.
+    fn refused(&self, record: Arc<Record>, topic: &str, why: String) -> SinkError {
+        let counters = &self.shared.counters;
+        Counters::add(&counters.failed, 1);
+        let place = format!("{} topic {topic}", self.shared.target);
+        let reason = format!("{place} refused the record: {why}");
+        let err = SinkError::Refused {
+            connector: self.shared.name.clone(),
+            place,
+            reason: format!("the record: {why}"),
+            dead_letter: self.settings.dead_letter.clone(),
+        };
+        counters.set_last_error(err.to_string());
+        match self.shared.dead_letter(record, &reason, 1) {
+            Ok(()) => err,
+            Err(lost) => lost,
+        }
+    }
+}
+
 impl Sink for KafkaSink {
     fn name(&self) -> &str {
         &self.shared.name
@@ -497,13 +538,7 @@ impl Sink for KafkaSink {
         let record = Arc::new(record);
         let topic = match record.topic().or(self.settings.topic.as_deref()) {
             Some(t) => t.to_string(),
-            None => {
-                let failure = DeliveryFailure::Request(
-                    "no topic: the `.to(...)` site names none and the connector declares none"
-                        .into(),
-                );
-                return Err(self.refuse(record, "(none)", failure));
-            }
+            None => return Err(self.no_topic(record)),
         };
         if let Err(reason) = check_topic(&topic) {
             return Err(self.refuse(record, &topic, DeliveryFailure::Request(reason)));
@@ -544,7 +579,18 @@ impl Sink for KafkaSink {
             counters.set_last_error(err.to_string());
             return Err(err);
         }
-        // Too large, fatal producer state, ...: sending the same record again cannot help.
+        if let Some(code) = e.rdkafka_error_code().filter(|c| is_refusal(*c)) {
+            // Authorization, authentication, or a fatal producer state (which librdkafka
+            // explains separately): every later record would be refused too.
+            let mut why = describe(&e);
+            if code == RDKafkaErrorCode::Fatal {
+                if let Some((_, reason)) = producer.client().fatal_error() {
+                    why = format!("{why}: {reason}");
+                }
+            }
+            return Err(self.refused(record, &topic, why));
+        }
+        // Too large, unknown partition, ...: sending the same record again cannot help.
         Err(self.refuse(record, &topic, DeliveryFailure::Request(describe(&e))))
     }
 
@@ -676,15 +722,15 @@ mod tests {
     }
 
     #[test]
-    fn this_build_compresses_with_gzip_snappy_and_lz4() {
-        for codec in ["gzip", "snappy", "lz4", "NONE"] {
+    fn this_build_compresses_with_gzip_snappy_lz4_and_zstd() {
+        for codec in ["gzip", "snappy", "lz4", "zstd", "NONE"] {
             check(&[("compression_type", ConfigValue::Str(codec.into()))]).expect(codec);
         }
         let err = check(&[("compression_type", ConfigValue::Str("brotli".into()))])
             .expect_err("not a codec");
         assert!(
             err.to_string()
-                .starts_with("connector `Alerts`: parameter `compression_type`: `brotli` is not a compression codec (use one of none, gzip, snappy, lz4"),
+                .starts_with("connector `Alerts`: parameter `compression_type`: `brotli` is not a compression codec (use one of none, gzip, snappy, lz4, zstd)"),
             "{err}"
         );
     }

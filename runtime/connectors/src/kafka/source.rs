@@ -34,12 +34,14 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerConte
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 
-use super::{describe, millis, read_topics, rejected_config, ClientSettings, SINK_PARAMS};
+use super::{
+    describe, is_refusal, millis, read_topics, rejected_config, ClientSettings, SINK_PARAMS,
+};
 use crate::config::{expand_env, ConnectorConfig, Params};
 use crate::error::ConfigError;
 use crate::source::{
-    now_ms, DeliverError, Source, SourceConfig, SourceCounters, SourceEvent, SourceMessage,
-    SourceMetrics, SourceSender,
+    now_ms, Source, SourceConfig, SourceCounters, SourceEvent, SourceMessage, SourceMetrics,
+    SourceSender,
 };
 
 /// How long one poll waits for a record before the thread looks at the stop flag again.
@@ -48,9 +50,6 @@ const POLL: Duration = Duration::from_millis(100);
 /// How often a source that reported broker trouble checks whether the brokers answer again
 /// while no record arrives.
 const HEALTH_CHECK: Duration = Duration::from_secs(1);
-
-/// How long the consumer thread waits before offering a record again to a full host queue.
-const FULL_QUEUE_WAIT: Duration = Duration::from_millis(5);
 
 /// How long [`Source::stop`] waits for the final commit and the consumer to leave its group.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -402,43 +401,20 @@ impl Reader {
         })
     }
 
-    /// Like [`SourceSender::deliver`] (waits while the host's queue is full), but also gives
-    /// up when this source alone is stopped, so [`Source::stop`] never waits on a host that
-    /// keeps running but stopped reading.
+    /// Waits while the host's queue is full, until the host or this source stops, so
+    /// [`Source::stop`] never waits on a host that keeps running but stopped reading.
     fn deliver(&self, event: SourceEvent) -> bool {
-        let mut event = event;
-        loop {
-            match self.sender.try_deliver(event) {
-                Ok(()) => return true,
-                Err((DeliverError::Stopped, _)) => return false,
-                Err((DeliverError::Full, back)) => {
-                    if self.stopped() {
-                        return false;
-                    }
-                    event = back;
-                    std::thread::sleep(FULL_QUEUE_WAIT);
-                }
-            }
-        }
+        self.sender.deliver_until_stopped(event, &self.stop)
     }
 }
 
 /// Errors that retrying cannot fix: the source stops on them.
 fn is_fatal(e: &KafkaError) -> bool {
-    use RDKafkaErrorCode as C;
     match e {
         KafkaError::MessageConsumptionFatal(_) => true,
-        KafkaError::MessageConsumption(code) | KafkaError::Global(code) => matches!(
-            code,
-            C::Fatal
-                | C::Authentication
-                | C::SaslAuthenticationFailed
-                | C::TopicAuthorizationFailed
-                | C::GroupAuthorizationFailed
-                | C::ClusterAuthorizationFailed
-                | C::SSL
-                | C::InvalidGroupId
-        ),
+        KafkaError::MessageConsumption(code) | KafkaError::Global(code) => {
+            is_refusal(*code) || *code == RDKafkaErrorCode::InvalidGroupId
+        }
         _ => false,
     }
 }

@@ -3,7 +3,11 @@
 //! `connector Sensors = mqtt (host: "127.0.0.1", port: 1883, topic: "sensors/#", qos: 1)`
 //!
 //! Parameters of both roles: the broker address (`url`, `host`, `brokers` or `servers`: one of
-//! `mqtt://host:port`, `tcp://host:port`, `host:port` or `host`), `port` (default 1883),
+//! `mqtt://host:port`, `tcp://host:port`, `mqtts://host:port`, `ssl://host:port`, `host:port`
+//! or `host`), `port` (default 1883, or 8883 with TLS), `tls` (default: whether the scheme is
+//! `mqtts://`/`ssl://`), `ca_file` (PEM CA certificates trusted for the broker's certificate;
+//! default the system's), `client_cert` and `client_key` (PEM, for brokers that ask for a
+//! client certificate),
 //! `client_id` (default `varpulis-<Name>-<pid>-in<n>` for a source and
 //! `varpulis-<Name>-<pid>-out<n>` for a sink, `n` counting the clients of the process, so no
 //! two clients of one process share a session), `qos` (0, 1 or 2, default 1), `username`, `password` (both with `${ENV}`
@@ -14,11 +18,21 @@
 //!
 //! This file reads and checks the parameters; [`source`] and [`sink`] hold the two roles. Both
 //! run the rumqttc event loop on a thread of their own, so the engine never waits on the network.
+//!
+//! **TLS** uses rustls with the ring provider. The certificate files are read when the
+//! connector opens, so a missing or malformed file is a configuration error naming the
+//! parameter. A broker whose certificate does not verify (unknown CA, wrong host name,
+//! expired) is refused for good, like a bad login: the source stops with a fatal problem and the
+//! sink dead-letters its records, since retrying cannot help.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{MqttOptions, QoS};
+use rumqttc::{ConnectReturnCode, ConnectionError, MqttOptions, QoS, TlsConfiguration, Transport};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{expand_env, ConnectorConfig, Params};
 use crate::error::ConfigError;
@@ -36,6 +50,9 @@ pub const SINK_PARAMS: &[&str] = &["retain", "queue_capacity", "dead_letter", "c
 
 /// The port used when neither the address nor `port` gives one.
 pub const DEFAULT_PORT: u16 = 1883;
+
+/// The port used for TLS when neither the address nor `port` gives one.
+pub const DEFAULT_TLS_PORT: u16 = 8883;
 
 /// The largest payload a publish may carry (the MQTT limit on a packet's remaining length,
 /// less room for the header and topic). Bigger records are dead-lettered by the sink.
@@ -63,6 +80,129 @@ pub struct MqttSettings {
     pub credentials: Option<(String, String)>,
     /// How often the client pings an idle broker; zero turns pings off.
     pub keep_alive: Duration,
+    /// TLS settings; `None` for plain TCP.
+    pub tls: Option<TlsSettings>,
+}
+
+/// How a TLS connection to the broker is set up.
+#[derive(Clone)]
+pub struct TlsSettings {
+    /// PEM file of the CA certificates that may sign the broker's certificate; `None` trusts
+    /// the system's CA certificates.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and private key PEM files, for brokers that require them.
+    pub client_auth: Option<(PathBuf, PathBuf)>,
+    /// The rustls configuration built from the files when the connector opened.
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl PartialEq for TlsSettings {
+    fn eq(&self, other: &Self) -> bool {
+        // The rustls configuration is derived from the files.
+        self.ca_file == other.ca_file && self.client_auth == other.client_auth
+    }
+}
+
+impl Eq for TlsSettings {}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSettings")
+            .field("ca_file", &self.ca_file)
+            .field("client_auth", &self.client_auth)
+            .finish()
+    }
+}
+
+impl TlsSettings {
+    /// Reads `ca_file`, `client_cert` and `client_key` and builds the rustls configuration.
+    fn read(p: &mut Params<'_>, base_dir: &Path) -> Result<TlsSettings, ConfigError> {
+        let ca_file = p.optional_path("ca_file", base_dir)?;
+        let cert = p.optional_path("client_cert", base_dir)?;
+        let key = p.optional_path("client_key", base_dir)?;
+        let client_auth = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(p.invalid("client_cert", "is set but `client_key` is not; set both"))
+            }
+            (None, Some(_)) => {
+                return Err(p.invalid("client_key", "is set but `client_cert` is not; set both"))
+            }
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        match &ca_file {
+            Some(path) => {
+                let certs = read_certs(path).map_err(|why| p.invalid("ca_file", why))?;
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(p.invalid(
+                        "ca_file",
+                        format!("`{}` holds no usable CA certificate", path.display()),
+                    ));
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(found.certs);
+                if roots.is_empty() {
+                    return Err(p.invalid(
+                        "ca_file",
+                        "no system CA certificates were found (install `ca-certificates`); \
+                         set `ca_file` to the PEM file of the CA that signed the broker's certificate",
+                    ));
+                }
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| p.invalid("tls", format!("cannot set up TLS: {e}")))?
+            .with_root_certificates(roots);
+        let config = match &client_auth {
+            None => builder.with_no_client_auth(),
+            Some((cert_path, key_path)) => {
+                let certs = read_certs(cert_path).map_err(|why| p.invalid("client_cert", why))?;
+                if certs.is_empty() {
+                    return Err(p.invalid(
+                        "client_cert",
+                        format!("`{}` holds no certificate", cert_path.display()),
+                    ));
+                }
+                let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
+                    p.invalid(
+                        "client_key",
+                        format!(
+                            "cannot read a private key from `{}`: {e}",
+                            key_path.display()
+                        ),
+                    )
+                })?;
+                builder.with_client_auth_cert(certs, key).map_err(|e| {
+                    p.invalid(
+                        "client_key",
+                        format!("does not fit `{}`: {e}", cert_path.display()),
+                    )
+                })?
+            }
+        };
+        Ok(TlsSettings {
+            ca_file,
+            client_auth,
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// The certificates of a PEM file.
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let why = |e: rustls::pki_types::pem::Error| {
+        format!("cannot read certificates from `{}`: {e}", path.display())
+    };
+    CertificateDer::pem_file_iter(path)
+        .map_err(why)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(why)
 }
 
 impl std::fmt::Debug for MqttSettings {
@@ -75,6 +215,7 @@ impl std::fmt::Debug for MqttSettings {
             .field("qos", &self.qos)
             .field("username", &self.credentials.as_ref().map(|(u, _)| u))
             .field("keep_alive", &self.keep_alive)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -85,11 +226,43 @@ impl MqttSettings {
     pub(crate) fn read(
         p: &mut Params<'_>,
         default_client_id: String,
+        base_dir: &Path,
     ) -> Result<MqttSettings, ConfigError> {
         let name = p.connector();
-        let (host, address_port) = read_address(p)?;
+        let (host, address_port, scheme_tls) = read_address(p)?;
+        let tls = match (p.optional_bool("tls")?, scheme_tls) {
+            (Some(tls), Some(scheme)) if tls != scheme => {
+                let fix = if tls { "mqtts://" } else { "mqtt://" };
+                return Err(p.invalid(
+                    "tls",
+                    format!(
+                        "`{tls}` contradicts the scheme of the address; write {fix} or drop `tls`"
+                    ),
+                ));
+            }
+            (Some(tls), _) => tls,
+            (None, scheme) => scheme.unwrap_or(false),
+        };
+        let tls = if tls {
+            Some(TlsSettings::read(p, base_dir)?)
+        } else {
+            for param in ["ca_file", "client_cert", "client_key"] {
+                if p.string(param)?.is_some() {
+                    return Err(p.invalid(
+                        param,
+                        "needs a TLS connection: write `mqtts://host:port` or `tls: true`",
+                    ));
+                }
+            }
+            None
+        };
+        let default_port = if tls.is_some() {
+            DEFAULT_TLS_PORT
+        } else {
+            DEFAULT_PORT
+        };
         let port = match (p.optional_count("port", 1)?, address_port) {
-            (None, port) => port.unwrap_or(DEFAULT_PORT),
+            (None, port) => port.unwrap_or(default_port),
             (Some(given), Some(port)) if given != u64::from(port) => {
                 return Err(p.invalid(
                     "port",
@@ -137,15 +310,17 @@ impl MqttSettings {
             qos: u8::try_from(qos).unwrap_or(1),
             credentials,
             keep_alive,
+            tls,
         })
     }
 
-    /// `mqtt://host:port`, for messages and [`Source::describe`].
+    /// `mqtt://host:port` (`mqtts://` with TLS), for messages and [`Source::describe`].
     pub fn address(&self) -> String {
+        let scheme = if self.tls.is_some() { "mqtts" } else { "mqtt" };
         if self.host.contains(':') {
-            format!("mqtt://[{}]:{}", self.host, self.port)
+            format!("{scheme}://[{}]:{}", self.host, self.port)
         } else {
-            format!("mqtt://{}:{}", self.host, self.port)
+            format!("{scheme}://{}:{}", self.host, self.port)
         }
     }
 
@@ -166,8 +341,62 @@ impl MqttSettings {
         if let Some((user, password)) = &self.credentials {
             options.set_credentials(user.clone(), password.clone());
         }
+        if let Some(tls) = &self.tls {
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                Arc::clone(&tls.config),
+            )));
+        }
         options
     }
+}
+
+/// Why a connection error cannot be fixed by retrying, as what was refused and why (`the
+/// connection: bad user name or password`), or `None` when retrying may help.
+pub(crate) fn final_failure(error: &ConnectionError) -> Option<String> {
+    match error {
+        ConnectionError::ConnectionRefused(code) => {
+            let why = match code {
+                ConnectReturnCode::BadUserNamePassword => "bad user name or password",
+                ConnectReturnCode::NotAuthorized => "not authorised (check username and password)",
+                ConnectReturnCode::BadClientId => "client id rejected (check `client_id`)",
+                ConnectReturnCode::RefusedProtocolVersion => "the broker does not speak MQTT 3.1.1",
+                ConnectReturnCode::ServiceUnavailable | ConnectReturnCode::Success => return None,
+            };
+            Some(format!("the connection: {why}"))
+        }
+        ConnectionError::Tls(tls) => final_tls_failure(tls),
+        _ => None,
+    }
+}
+
+/// TLS failures that come back on every attempt: the broker's certificate does not verify, the
+/// host is not a valid TLS server name, the broker wants a client certificate we lack.
+fn final_tls_failure(error: &rumqttc::TlsError) -> Option<String> {
+    let rustls_error = match error {
+        rumqttc::TlsError::TLS(e) => Some(e),
+        rumqttc::TlsError::Io(io) => io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()),
+        rumqttc::TlsError::DNSName(e) => {
+            return Some(format!(
+                "the TLS handshake: the host is not a valid TLS server name ({e})"
+            ))
+        }
+        _ => None,
+    }?;
+    let hint = match rustls_error {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+            " (is `ca_file` the CA that signed the broker's certificate?)"
+        }
+        rustls::Error::InvalidCertificate(_) => "",
+        rustls::Error::AlertReceived(
+            rustls::AlertDescription::CertificateRequired
+            | rustls::AlertDescription::BadCertificate
+            | rustls::AlertDescription::UnknownCA
+            | rustls::AlertDescription::HandshakeFailure,
+        ) => " (does the broker need `client_cert` and `client_key`?)",
+        rustls::Error::NoCertificatesPresented | rustls::Error::PeerIncompatible(_) => "",
+        _ => return None,
+    };
+    Some(format!("the TLS handshake: {rustls_error}{hint}"))
 }
 
 /// Builds the client and its connection with our connection timeout.
@@ -180,7 +409,7 @@ pub(crate) fn client(options: MqttOptions, cap: usize) -> (rumqttc::Client, rumq
 }
 
 /// Reads the address from whichever of `url`, `host`, `brokers`, `servers` is set (exactly one).
-fn read_address(p: &mut Params<'_>) -> Result<(String, Option<u16>), ConfigError> {
+fn read_address(p: &mut Params<'_>) -> Result<Address, ConfigError> {
     let mut found: Option<(&'static str, &str)> = None;
     for key in ["url", "host", "brokers", "servers"] {
         if let Some(value) = p.string(key)? {
@@ -204,21 +433,22 @@ fn read_address(p: &mut Params<'_>) -> Result<(String, Option<u16>), ConfigError
     parse_address(&text).map_err(|reason| p.invalid(key, reason))
 }
 
-/// Splits `mqtt://host:port`, `tcp://host:port`, `host:port`, `host` or `[v6]:port` into the
-/// host and the port, if any.
-pub(crate) fn parse_address(text: &str) -> Result<(String, Option<u16>), String> {
+/// A broker address: host, port if given, and whether the scheme asks for TLS (`None`: no
+/// scheme).
+type Address = (String, Option<u16>, Option<bool>);
+
+/// Splits `mqtt://host:port`, `tcp://host:port`, `mqtts://host:port`, `ssl://host:port`,
+/// `host:port`, `host` or `[v6]:port` into the host, the port if any, and whether the scheme
+/// asks for TLS.
+pub(crate) fn parse_address(text: &str) -> Result<Address, String> {
     let trimmed = text.trim();
-    let rest = match trimmed.split_once("://") {
-        None => trimmed,
-        Some(("mqtt" | "tcp", rest)) => rest,
-        Some(("mqtts" | "ssl" | "tls", _)) => {
-            return Err(format!(
-                "\"{text}\": TLS connections are not supported yet; use mqtt:// or tcp://"
-            ))
-        }
+    let (rest, tls) = match trimmed.split_once("://") {
+        None => (trimmed, None),
+        Some(("mqtt" | "tcp", rest)) => (rest, Some(false)),
+        Some(("mqtts" | "ssl" | "tls", rest)) => (rest, Some(true)),
         Some((scheme, _)) => {
             return Err(format!(
-                "\"{text}\": unknown scheme `{scheme}://`; use mqtt://host:port or host:port"
+                "\"{text}\": unknown scheme `{scheme}://`; use mqtt://host:port, mqtts://host:port or host:port"
             ))
         }
     };
@@ -260,7 +490,7 @@ pub(crate) fn parse_address(text: &str) -> Result<(String, Option<u16>), String>
             _ => return Err(format!("\"{text}\": `{p}` is not a TCP port (1-65535)")),
         },
     };
-    Ok((host.to_string(), port))
+    Ok((host.to_string(), port, tls))
 }
 
 /// The default client identifier: `varpulis-<Name>-<pid>-<role><n>`, where `n` counts the
@@ -275,10 +505,12 @@ pub(crate) fn default_client_id(connector: &str, role: &str) -> String {
 /// Starts an mqtt source: subscribes to the `topic` filter(s) and delivers each message.
 pub(crate) fn open_source(
     config: &SourceConfig,
-    _context: &SourceContext,
+    context: &SourceContext,
     sender: SourceSender,
 ) -> Result<Box<dyn Source>, ConfigError> {
-    Ok(Box::new(source::MqttSource::start(config, sender)?))
+    Ok(Box::new(source::MqttSource::start(
+        config, context, sender,
+    )?))
 }
 
 /// Opens an mqtt sink: publishes each record to its topic.
@@ -294,7 +526,7 @@ mod tests {
     use super::*;
 
     fn check(text: &str) -> Result<(String, Option<u16>), String> {
-        parse_address(text)
+        parse_address(text).map(|(host, port, _)| (host, port))
     }
 
     #[test]
@@ -321,8 +553,21 @@ mod tests {
     }
 
     #[test]
+    fn tls_schemes_ask_for_tls() {
+        assert_eq!(
+            parse_address("mqtts://b:8883"),
+            Ok(("b".into(), Some(8883), Some(true)))
+        );
+        assert_eq!(parse_address("ssl://b"), Ok(("b".into(), None, Some(true))));
+        assert_eq!(
+            parse_address("tcp://b"),
+            Ok(("b".into(), None, Some(false)))
+        );
+        assert_eq!(parse_address("b"), Ok(("b".into(), None, None)));
+    }
+
+    #[test]
     fn bad_addresses_say_why() {
-        assert!(check("mqtts://b:8883").expect_err("tls").contains("TLS"));
         assert!(check("http://b")
             .expect_err("scheme")
             .contains("unknown scheme"));
@@ -343,7 +588,59 @@ mod tests {
                 c.param(*k, v.clone())
             });
         let mut p = Params::for_role(&config, "source");
-        MqttSettings::read(&mut p, "id".into())
+        MqttSettings::read(&mut p, "id".into(), Path::new("/base"))
+    }
+
+    #[test]
+    fn tls_comes_from_the_scheme_or_the_tls_parameter_and_changes_the_default_port() {
+        use crate::ConfigValue::{Bool, Str};
+        let plain = settings(&[("host", Str("b".into()))]).expect("valid");
+        assert!(plain.tls.is_none());
+        assert_eq!(plain.address(), "mqtt://b:1883");
+        let tls = settings(&[("url", Str("mqtts://b".into()))]).expect("system roots");
+        assert_eq!(tls.address(), "mqtts://b:8883");
+        let tls = settings(&[("host", Str("b".into())), ("tls", Bool(true))]).expect("valid");
+        assert_eq!(tls.tls.as_ref().map(|t| t.ca_file.clone()), Some(None));
+        let err = settings(&[("url", Str("mqtt://b".into())), ("tls", Bool(true))])
+            .expect_err("contradiction");
+        assert!(err.to_string().contains("contradicts the scheme"), "{err}");
+    }
+
+    #[test]
+    fn certificate_files_are_checked_when_the_connector_opens() {
+        use crate::ConfigValue::Str;
+        let err = settings(&[("host", Str("b".into())), ("ca_file", Str("ca.pem".into()))])
+            .expect_err("no TLS");
+        assert!(err.to_string().contains("needs a TLS connection"), "{err}");
+        let err = settings(&[
+            ("url", Str("mqtts://b".into())),
+            ("ca_file", Str("missing-ca.pem".into())),
+        ])
+        .expect_err("missing file");
+        assert!(
+            err.to_string().starts_with(
+                "connector `Sensors`: parameter `ca_file`: cannot read certificates from `/base/missing-ca.pem`"
+            ),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").expect("write");
+        let err = settings(&[
+            ("url", Str("mqtts://b".into())),
+            ("ca_file", Str(empty.display().to_string())),
+        ])
+        .expect_err("no certificate");
+        assert!(
+            err.to_string().contains("holds no usable CA certificate"),
+            "{err}"
+        );
+        let err = settings(&[
+            ("url", Str("mqtts://b".into())),
+            ("client_cert", Str("c.pem".into())),
+        ])
+        .expect_err("key missing");
+        assert!(err.to_string().contains("`client_key` is not"), "{err}");
     }
 
     #[test]

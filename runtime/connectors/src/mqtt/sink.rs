@@ -17,10 +17,14 @@
 //!
 //! - queue full (the broker is slow or away and `queue_capacity` records wait) → dead-lettered
 //!   at once, [`SinkMetrics::dropped_queue_full`], `send` returns [`SinkError::QueueFull`];
-//! - no topic (neither the record nor the connector has one), an invalid topic, or a payload
-//!   bigger than MQTT allows → dead-lettered at once, `send` returns [`SinkError::Delivery`];
-//! - the broker refuses the login for good (bad user name or password, not authorised) →
-//!   everything waiting and everything sent afterwards is dead-lettered;
+//! - no topic (neither the record nor the connector has one) → dead-lettered at once, `send`
+//!   returns [`SinkError::NoTopic`];
+//! - an invalid topic, or a payload bigger than MQTT allows → dead-lettered at once, `send`
+//!   returns [`SinkError::Delivery`] (not retryable);
+//! - the broker refuses us for good (bad user name or password, not authorised, a broker
+//!   certificate that does not verify) →
+//!   everything waiting is dead-lettered, and so is everything sent afterwards, for which `send`
+//!   returns [`SinkError::Refused`];
 //! - [`Sink::close`] waits at most `close_timeout` for the queue to drain and the
 //!   acknowledgements to arrive, then dead-letters what is left. A record in the dead-letter file
 //!   may still have reached the broker if only its acknowledgement was missing.
@@ -33,14 +37,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use rumqttc::{ConnectReturnCode, ConnectionError, Event, Incoming, Outgoing};
+use rumqttc::{Event, Incoming, Outgoing};
 
 use crate::backoff::Backoff;
 use crate::config::{ConnectorConfig, Params};
 use crate::dead_letter::DeadLetter;
 use crate::error::{ConfigError, DeliveryFailure, SinkError};
 use crate::metrics::Counters;
-use crate::mqtt::{default_client_id, MqttSettings, MAX_PACKET_BYTES};
+use crate::mqtt::{default_client_id, final_failure, MqttSettings, MAX_PACKET_BYTES};
 use crate::{Record, Sink, SinkContext, SinkMetrics};
 
 /// First delay before reconnecting; it doubles up to [`MAX_BACKOFF`].
@@ -76,7 +80,7 @@ impl MqttSinkSettings {
     pub fn from_config(config: &ConnectorConfig, base_dir: &Path) -> Result<Self, ConfigError> {
         let name = config.name.as_str();
         let mut p = Params::for_role(config, "sink");
-        let common = MqttSettings::read(&mut p, default_client_id(name, "out"))?;
+        let common = MqttSettings::read(&mut p, default_client_id(name, "out"), base_dir)?;
         let topic = p.string("topic")?.map(str::to_string);
         if let Some(t) = &topic {
             if !rumqttc::valid_topic(t) || t.is_empty() {
@@ -112,7 +116,8 @@ struct Ledger {
     waiting: VecDeque<Record>,
     /// Written with QoS 1 or 2, waiting for PUBACK or PUBCOMP, with their packet ids.
     unacked: Vec<(u16, Record)>,
-    /// Set when the broker refused the login for good; nothing can be delivered any more.
+    /// What the broker refused for good and why (`the connection: bad user name or
+    /// password`), once it did; nothing can be delivered any more.
     refused: Option<String>,
 }
 
@@ -324,6 +329,38 @@ impl MqttSink {
         self.worker.as_ref().is_some_and(|w| !w.is_finished())
     }
 
+    /// `MQTT broker mqtt://host:port`, the place of a refusal.
+    fn broker(&self) -> String {
+        format!("MQTT broker {}", self.shared.address)
+    }
+
+    /// Dead-letters a record that names no topic.
+    fn no_topic(&self, record: Record) -> Result<(), SinkError> {
+        let reason = format!(
+            "{}: the record has no topic (set `topic` on the connector or at the `.to(...)` site)",
+            self.shared.address
+        );
+        self.shared
+            .fail(std::slice::from_ref(&record), &reason, 0)?;
+        Err(SinkError::NoTopic {
+            connector: self.name.clone(),
+            dead_letter: self.settings.dead_letter.clone(),
+        })
+    }
+
+    /// Dead-letters a record sent after the broker refused us for good.
+    fn refused(&self, record: Record, why: &str) -> Result<(), SinkError> {
+        let reason = format!("{} refused {why}", self.broker());
+        self.shared
+            .fail(std::slice::from_ref(&record), &reason, 0)?;
+        Err(SinkError::Refused {
+            connector: self.name.clone(),
+            place: self.broker(),
+            reason: why.to_string(),
+            dead_letter: self.settings.dead_letter.clone(),
+        })
+    }
+
     /// Dead-letters a record that cannot be published and says why (not retryable).
     fn reject(&self, record: Record, why: String) -> Result<(), SinkError> {
         let reason = format!("{}: {why}", self.shared.address);
@@ -354,11 +391,7 @@ impl Sink for MqttSink {
         }
         let topic = match record.topic().or(self.settings.topic.as_deref()) {
             Some(t) => t.to_string(),
-            None => return self.reject(
-                record,
-                "the record has no topic (set `topic` on the connector or at the `.to(...)` site)"
-                    .into(),
-            ),
+            None => return self.no_topic(record),
         };
         if topic.is_empty() || !rumqttc::valid_topic(&topic) {
             return self.reject(
@@ -376,7 +409,7 @@ impl Sink for MqttSink {
         let mut ledger = self.shared.ledger();
         if let Some(why) = ledger.refused.clone() {
             drop(ledger);
-            return self.reject(record, why);
+            return self.refused(record, &why);
         }
         if !self.worker_alive() {
             drop(ledger);
@@ -551,11 +584,9 @@ impl Worker {
                 Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
                 Ok(_) => {}
                 Err(e) => {
-                    if let ConnectionError::ConnectionRefused(code) = &e {
-                        if let Some(why) = final_refusal(*code) {
-                            self.refused(why);
-                            return;
-                        }
+                    if let Some(why) = final_failure(&e) {
+                        self.refused(&why);
+                        return;
                     }
                     unsent.extend(connection.eventloop.pending.drain(..));
                     let failure = e.to_string();
@@ -580,14 +611,11 @@ impl Worker {
         }
     }
 
-    /// The broker refused the login for good: everything waiting, and everything sent from now
-    /// on, goes to the dead-letter file.
+    /// The broker refused us for good (`why` says what and why): everything waiting, and
+    /// everything sent from now on, goes to the dead-letter file.
     fn refused(&self, why: &str) {
-        let why = format!(
-            "MQTT broker {} refused the connection: {why}",
-            self.shared.address
-        );
-        self.shared.ledger().refused = Some(why.clone());
+        self.shared.ledger().refused = Some(why.to_string());
+        let why = format!("MQTT broker {} refused {why}", self.shared.address);
         let (unacked, waiting) = self.shared.take_all();
         // A dead-letter failure is counted (as dropped) and recorded by the writer itself.
         let _ = self.shared.fail(&unacked, &why, 1);
@@ -595,17 +623,6 @@ impl Worker {
         self.shared
             .counters
             .set_last_error(format!("connector `{}`: {why}", self.shared.name));
-    }
-}
-
-/// Why a refused connection cannot succeed by retrying, or `None` when it may.
-fn final_refusal(code: ConnectReturnCode) -> Option<&'static str> {
-    match code {
-        ConnectReturnCode::BadUserNamePassword => Some("bad user name or password"),
-        ConnectReturnCode::NotAuthorized => Some("not authorised (check username and password)"),
-        ConnectReturnCode::BadClientId => Some("client id rejected (check `client_id`)"),
-        ConnectReturnCode::RefusedProtocolVersion => Some("the broker does not speak MQTT 3.1.1"),
-        ConnectReturnCode::ServiceUnavailable | ConnectReturnCode::Success => None,
     }
 }
 

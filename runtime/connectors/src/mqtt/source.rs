@@ -14,9 +14,10 @@
 //! [`SourceEvent::Problem`] naming the broker, retried with backoff (100 ms doubling to 5 s), and
 //! its recovery reported once more; each failed attempt is counted in [`SourceMetrics::errors`],
 //! each recovery in [`SourceMetrics::reconnects`]. A refusal that retrying cannot fix (bad user
-//! name or password, not authorised, client id or protocol rejected, subscription refused) is a
-//! fatal problem and the source stops.
+//! name or password, not authorised, client id or protocol rejected, subscription refused, a
+//! broker certificate that does not verify) is a fatal problem and the source stops.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,16 +25,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use rumqttc::{
-    ConnectReturnCode, ConnectionError, Event, Incoming, Outgoing, Publish, SubscribeFilter,
-    SubscribeReasonCode,
+    ConnectionError, Event, Incoming, Outgoing, Publish, SubscribeFilter, SubscribeReasonCode,
 };
 
 use crate::backoff::Backoff;
 use crate::config::Params;
 use crate::error::ConfigError;
-use crate::mqtt::{default_client_id, MqttSettings};
+use crate::mqtt::{default_client_id, final_failure, MqttSettings};
 use crate::source::{
-    now_ms, DeliverError, Source, SourceConfig, SourceCounters, SourceEvent, SourceMessage,
+    now_ms, Source, SourceConfig, SourceContext, SourceCounters, SourceEvent, SourceMessage,
     SourceMetrics, SourceSender,
 };
 
@@ -47,9 +47,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// connection attempt to an unresponsive host runs (at most the connect timeout); it then
 /// sees the stop flag and ends without delivering anything.
 const STOP_WAIT: Duration = Duration::from_secs(2);
-
-/// How long a delivery waits before looking again for room in the host's queue.
-const FULL_POLL: Duration = Duration::from_millis(2);
 
 /// Requests (acknowledgements, subscriptions) the client thread can queue for the event loop.
 const REQUEST_CAPACITY: usize = 1024;
@@ -67,10 +64,11 @@ pub struct MqttSourceSettings {
 
 impl MqttSourceSettings {
     /// Reads and validates the parameters of one subscription.
-    pub fn from_config(config: &SourceConfig) -> Result<Self, ConfigError> {
+    /// Relative certificate paths resolve against `base_dir`.
+    pub fn from_config(config: &SourceConfig, base_dir: &Path) -> Result<Self, ConfigError> {
         let c = &config.connector;
         let mut p = Params::for_role(c, "source");
-        let common = MqttSettings::read(&mut p, default_client_id(&c.name, "in"))?;
+        let common = MqttSettings::read(&mut p, default_client_id(&c.name, "in"), base_dir)?;
         let help = "write `topic: \"sensors/#\"` here or at the `.from(...)` site";
         let topics: Vec<String> = match c.params.get("topic") {
             Some(crate::ConfigValue::Array(_)) => p
@@ -120,8 +118,12 @@ pub struct MqttSource {
 impl MqttSource {
     /// Validates the parameters and starts the client thread. It connects in the background:
     /// an unreachable broker is reported as a [`SourceEvent::Problem`], not an error here.
-    pub fn start(config: &SourceConfig, sender: SourceSender) -> Result<MqttSource, ConfigError> {
-        let settings = MqttSourceSettings::from_config(config)?;
+    pub fn start(
+        config: &SourceConfig,
+        context: &SourceContext,
+        sender: SourceSender,
+    ) -> Result<MqttSource, ConfigError> {
+        let settings = MqttSourceSettings::from_config(config, &context.base_dir)?;
         let name = config.connector.name.clone();
         let mut options = settings.common.options();
         options.set_clean_session(settings.clean_session);
@@ -268,13 +270,14 @@ impl Listener {
 
     /// Counts and reports a connection error; reports only the first of a series.
     fn failed(&self, error: &ConnectionError, failures: u32) -> Next {
-        if let ConnectionError::ConnectionRefused(code) = error {
-            if let Some(why) = refusal_is_final(*code) {
-                let message = format!("MQTT broker {} refused the connection: {why}", self.address);
-                self.counters.error(message.clone());
-                self.problem(message, true);
-                return Next::Stop;
-            }
+        if let Some(why) = final_failure(error) {
+            let message = format!(
+                "MQTT broker {} refused {why}; the source stopped (retrying cannot help)",
+                self.address
+            );
+            self.counters.error(message.clone());
+            self.problem(message, true);
+            return Next::Stop;
         }
         let message = format!(
             "connection to MQTT broker {} failed: {error}; retrying",
@@ -348,31 +351,7 @@ impl Listener {
     /// Delivers one event, waiting while the host's queue is full (back-pressure) but not past
     /// a stop of this source or of the host.
     fn send(&self, event: SourceEvent) -> bool {
-        let mut event = event;
-        loop {
-            if self.stopped() {
-                return false;
-            }
-            match self.sender.try_deliver(event) {
-                Ok(()) => return true,
-                Err((DeliverError::Full, back)) => {
-                    event = back;
-                    std::thread::sleep(FULL_POLL);
-                }
-                Err((DeliverError::Stopped, _)) => return false,
-            }
-        }
-    }
-}
-
-/// Why a refused connection cannot succeed by retrying, or `None` when it may.
-fn refusal_is_final(code: ConnectReturnCode) -> Option<&'static str> {
-    match code {
-        ConnectReturnCode::BadUserNamePassword => Some("bad user name or password"),
-        ConnectReturnCode::NotAuthorized => Some("not authorised (check username and password)"),
-        ConnectReturnCode::BadClientId => Some("client id rejected (check `client_id`)"),
-        ConnectReturnCode::RefusedProtocolVersion => Some("the broker does not speak MQTT 3.1.1"),
-        ConnectReturnCode::ServiceUnavailable | ConnectReturnCode::Success => None,
+        self.sender.deliver_until_stopped(event, &self.stop)
     }
 }
 
@@ -428,7 +407,7 @@ mod tests {
                 c.param(*k, v.clone())
             })
             .param("host", ConfigValue::Str("127.0.0.1".into()));
-        MqttSourceSettings::from_config(&SourceConfig { connector, id: 3 })
+        MqttSourceSettings::from_config(&SourceConfig { connector, id: 3 }, Path::new("."))
     }
 
     #[test]
