@@ -439,6 +439,9 @@ impl Sink for MqttSink {
         // thread matches packet ids to records in the same order.
         let payload = record.as_bytes().to_vec();
         ledger.waiting.push_back(record);
+        // Counted before the client thread can see the record: it may be acknowledged (and
+        // uncounted) before this thread gets the lock back.
+        Counters::add(&self.shared.counters.pending, 1);
         let queued = self.client.try_publish(
             topic,
             self.settings.common.qos(),
@@ -449,13 +452,13 @@ impl Sink for MqttSink {
             // The queue is sized above the ledger, so only a vanished client thread gets here.
             let record = ledger.waiting.pop_back();
             drop(ledger);
+            self.shared.counters.sub_pending(1);
             if let Some(record) = record {
                 return self.reject(record, "the client thread stopped unexpectedly".into());
             }
             return Ok(());
         }
         drop(ledger);
-        Counters::add(&self.shared.counters.pending, 1);
         Ok(())
     }
 
