@@ -6,11 +6,15 @@
 //! restore they read it back. The store itself can be turned into bytes
 //! ([`StateStore::snapshot`]) and rebuilt from them ([`StateStore::restore`]).
 //!
-//! [`MemoryStore`] is the in-memory backend; a RocksDB backend will implement
-//! the same trait behind a cargo feature.
+//! [`MemoryStore`] is the in-memory backend. [`FileStore`] keeps the same
+//! tables in memory and makes each [`StateStore::commit`] durable as one
+//! snapshot file, replaced atomically; a RocksDB backend will implement the
+//! same trait behind a cargo feature.
 
+mod file;
 mod memory;
 
+pub use file::FileStore;
 pub use memory::MemoryStore;
 
 use thiserror::Error;
@@ -58,4 +62,10 @@ pub trait StateStore {
     fn snapshot(&self) -> Result<Vec<u8>, StateError>;
     /// Replaces the whole store with a snapshot's contents.
     fn restore(&mut self, bytes: &[u8]) -> Result<(), StateError>;
+    /// Makes every change since the last commit durable, all at once: after
+    /// a crash the store holds either the previous commit or this one, never
+    /// a mix. In-memory stores have nothing to do.
+    fn commit(&mut self) -> Result<(), StateError> {
+        Ok(())
+    }
 }
