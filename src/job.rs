@@ -303,10 +303,16 @@ impl Job {
 
     /// End of bounded input: fire what is still open and flush sinks.
     pub fn finish(&mut self, out: &mut Vec<Output>) -> anyhow::Result<()> {
+        self.flush_end(out);
+        self.close_sinks()
+    }
+
+    /// End of bounded input for the engine only: every open window and timer
+    /// fires (sinks stay open).
+    pub fn flush_end(&mut self, out: &mut Vec<Output>) {
         let start = out.len();
         out.extend(self.engine.finish());
         self.after_engine(start, out);
-        self.close_sinks()
     }
 
     /// A stop that is not the end of the input (Ctrl-C in a live run): open

@@ -1,6 +1,7 @@
 //! The `varpulis` command line as a library, so the corpus harness, `varpulis test`
 //! and the REPL share one implementation of what the commands do.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod expect;
 pub mod input;

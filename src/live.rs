@@ -19,9 +19,9 @@
 //!   not fired (a second Ctrl-C exits at once).
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,6 +37,7 @@ use varpulis_program::json::parse_json_event_or;
 use varpulis_program::{Program, RawEvent, Subscription};
 use varpulis_vm::Output;
 
+use crate::checkpoint::{Checkpointer, Positions};
 use crate::cli::simulate::{summary, OutputFormat};
 use crate::job::{connector_config, InputProblem, Job, RecordFrom};
 use crate::metrics::MetricsServer;
@@ -60,6 +61,10 @@ pub struct LiveOptions {
     pub dead_letter: Option<PathBuf>,
     /// Address of the Prometheus endpoint (`127.0.0.1:9464`), if any.
     pub metrics: Option<String>,
+    /// Where checkpoints go, if anywhere.
+    pub state_dir: Option<PathBuf>,
+    /// Time between checkpoints.
+    pub checkpoint_interval: Duration,
 }
 
 /// How often the loop wakes without events (idle watermark, Ctrl-C).
@@ -82,15 +87,52 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
     let context = SourceContext::new(options.base_dir.clone());
     let mut stderr = io::stderr().lock();
 
+    let keys: Vec<String> = subs
+        .iter()
+        .map(|sub| subscription_key(&program, sub))
+        .collect();
+    let mut checkpoints = match &options.state_dir {
+        Some(dir) => Some(Checkpointer::open(dir, options.checkpoint_interval)?),
+        None => None,
+    };
+    let mut resume = Positions::new();
+    if let Some(c) = &checkpoints {
+        if c.recovered() {
+            match c.restore(&mut job) {
+                Ok(positions) => {
+                    resume = positions;
+                    writeln!(
+                        stderr,
+                        "state: restored the checkpoint in `{}`",
+                        options
+                            .state_dir
+                            .as_deref()
+                            .unwrap_or(Path::new(""))
+                            .display()
+                    )?;
+                }
+                Err(e) => {
+                    writeln!(stderr, "error: {e:#}")?;
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+    }
+
     let mut sources: Vec<Box<dyn Source>> = Vec::new();
     for (id, sub) in subs.iter().enumerate() {
         let Some(def) = program.connectors.get(sub.connector as usize) else {
             anyhow::bail!("subscription {id} names a connector the program does not have");
         };
-        let config = SourceConfig {
-            connector: connector_config(def, &sub.params),
-            id,
-        };
+        let mut config = SourceConfig::new(connector_config(def, &sub.params), id);
+        if checkpoints.is_some() {
+            config.checkpointed = true;
+            config.resume = keys
+                .get(id)
+                .and_then(|k| resume.get(k))
+                .cloned()
+                .unwrap_or_default();
+        }
         match open_source(&config, &context, sender.clone()) {
             Ok(source) => {
                 writeln!(
@@ -173,6 +215,9 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
             writeln!(stderr, "{msg}")?;
         }
         live.write_outputs(&mut *out_writer)?;
+        if let Some(c) = checkpoints.as_mut().filter(|c| c.due()) {
+            checkpoint(c, &mut job, &live, &keys, &mut sources, &mut stderr)?;
+        }
         if let Some(m) = &metrics {
             m.publish(live.metrics_text(&mut job, &sources));
         }
@@ -181,17 +226,46 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         }
     }
 
-    // Stop the sources, then run what they had already delivered.
-    stopping.store(true, Ordering::Release);
-    for s in &mut sources {
-        s.stop();
-    }
+    // Run what the sources have delivered, checkpoint, and only then stop
+    // them: a replaying source commits the final checkpoint's positions as it
+    // leaves, so a restart neither loses nor repeats what the state has seen.
     if failure.is_none() {
         while let Ok(event) = rx.try_recv() {
             live.handle(event);
         }
         if let Err(problem) = live.release_all(&mut job) {
             failure = Some(problem);
+        }
+    }
+    let end_of_input = failure.is_none() && stop_reason != "interrupted" && live.finished();
+    if end_of_input {
+        // Every source is bounded and done: that is the end of the input.
+        job.flush_end(&mut live.outputs);
+    }
+    if failure.is_none() {
+        if let Some(c) = checkpoints.as_mut() {
+            checkpoint(c, &mut job, &live, &keys, &mut sources, &mut stderr)?;
+        }
+    }
+    stopping.store(true, Ordering::Release);
+    for s in &mut sources {
+        s.stop();
+    }
+    if failure.is_none() && !end_of_input {
+        // What arrived meanwhile: sources that cannot replay would lose it,
+        // the others deliver it again after a restart.
+        let mut late_arrivals = false;
+        while let Ok(event) = rx.try_recv() {
+            late_arrivals |= live.handle_unreplayable(event);
+        }
+        if let Err(problem) = live.release_all(&mut job) {
+            failure = Some(problem);
+        }
+        if let (true, Some(c)) = (late_arrivals && failure.is_none(), checkpoints.as_mut()) {
+            let positions = live.positions(&keys);
+            if let Err(e) = c.save(&mut job, &positions) {
+                writeln!(stderr, "warning: checkpoint failed: {e:#}")?;
+            }
         }
     }
     if let Some(problem) = &failure {
@@ -201,15 +275,7 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
             "help: run without --strict to count and skip bad input"
         )?;
     }
-    let end_of_input = failure.is_none() && stop_reason != "interrupted" && live.finished();
-    let mut outputs = std::mem::take(&mut live.outputs);
-    if end_of_input {
-        // Every source is bounded and done: that is the end of the input.
-        job.finish(&mut outputs)?;
-    } else {
-        job.stop()?;
-    }
-    live.outputs = outputs;
+    job.stop()?;
     for msg in job.take_messages() {
         writeln!(stderr, "{msg}")?;
     }
@@ -222,6 +288,21 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         d.flush()?;
     }
     writeln!(stderr, "stopped: {stop_reason}")?;
+    if let Some(c) = &checkpoints {
+        let mut line = format!(
+            "state: {} checkpoints written to `{}`",
+            c.written,
+            options
+                .state_dir
+                .as_deref()
+                .unwrap_or(Path::new(""))
+                .display()
+        );
+        if c.failed > 0 {
+            line.push_str(&format!(", {} failed", c.failed));
+        }
+        writeln!(stderr, "{line}")?;
+    }
     for s in &sources {
         writeln!(stderr, "{}", source_summary(s.as_ref()))?;
     }
@@ -231,6 +312,46 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Writes a checkpoint and hands the replaying sources their positions. A
+/// failed checkpoint is reported and counted; the run goes on (the previous
+/// checkpoint stays valid).
+fn checkpoint(
+    c: &mut Checkpointer,
+    job: &mut Job,
+    live: &Live,
+    keys: &[String],
+    sources: &mut [Box<dyn Source>],
+    stderr: &mut dyn Write,
+) -> io::Result<()> {
+    let positions = live.positions(keys);
+    match c.save(job, &positions) {
+        Ok(()) => {
+            for (source, key) in sources.iter_mut().zip(keys) {
+                if let Some(p) = positions.get(key) {
+                    source.commit(p);
+                }
+            }
+        }
+        Err(e) => writeln!(stderr, "warning: checkpoint failed: {e:#}")?,
+    }
+    Ok(())
+}
+
+/// A subscription's identity across restarts: its connector and site
+/// parameters.
+fn subscription_key(program: &Program, sub: &Subscription) -> String {
+    let name = program
+        .connectors
+        .get(sub.connector as usize)
+        .map_or("?", |c| &*c.name);
+    let params: Vec<String> = sub
+        .params
+        .iter()
+        .map(|(k, v)| format!("{k}: {v:?}"))
+        .collect();
+    format!("{name}({})", params.join(", "))
 }
 
 /// `source `In`: 4 received, 84 bytes, 1 rejected`.
@@ -266,6 +387,9 @@ struct SubState {
     max_time: Option<i64>,
     /// When it last delivered something (or when the run started).
     last_arrival: Instant,
+    /// For a replaying source: per record stream, the offset after the last
+    /// payload received.
+    received_end: BTreeMap<String, u64>,
 }
 
 /// A decoded event (or an undecodable item, kept in its place so problems
@@ -277,6 +401,8 @@ struct Pending {
     raw: Result<RawEvent, String>,
     place: Arc<str>,
     payload: Arc<[u8]>,
+    /// Record stream and start offset of its payload (replaying sources).
+    position: Option<(Arc<str>, u64)>,
 }
 
 impl PartialEq for Pending {
@@ -349,6 +475,7 @@ impl Live {
                     ended: false,
                     max_time: None,
                     last_arrival: now,
+                    received_end: BTreeMap::new(),
                 })
                 .collect(),
             pending: BinaryHeap::new(),
@@ -413,6 +540,10 @@ impl Live {
         let place: Arc<str> = format!("connector `{}` ({})", sub.name, msg.place).into();
         let arrival = msg.received_ms.saturating_mul(1_000_000);
         let payload: Arc<[u8]> = msg.payload.into();
+        let position = msg.position.map(|p| {
+            sub.received_end.insert(p.key.clone(), p.end);
+            (Arc::<str>::from(p.key), p.start)
+        });
         for item in payload_events(&payload, sub.default_type.as_deref()) {
             let time = match &item {
                 Ok(raw) => {
@@ -430,8 +561,46 @@ impl Live {
                 raw: item,
                 place: place.clone(),
                 payload: payload.clone(),
+                position: position.clone(),
             }));
         }
+    }
+
+    /// Like [`Live::handle`] after the sources stopped: payloads of sources
+    /// that can replay are dropped (a restart reads them again, after the
+    /// last checkpoint); `true` when something else was taken.
+    fn handle_unreplayable(&mut self, event: SourceEvent) -> bool {
+        match event {
+            SourceEvent::Message(msg) if msg.position.is_some() => false,
+            SourceEvent::Message(msg) => {
+                self.message(msg);
+                true
+            }
+            other => {
+                self.handle(other);
+                false
+            }
+        }
+    }
+
+    /// Where each subscription's records have been seen up to, by
+    /// subscription key: the start of the earliest payload still pending,
+    /// else the end of the last one received.
+    fn positions(&self, keys: &[String]) -> Positions {
+        let mut out = Positions::new();
+        for (i, (sub, key)) in self.subs.iter().zip(keys).enumerate() {
+            let mut p = sub.received_end.clone();
+            for Reverse(item) in self.pending.iter().filter(|r| r.0.sub == i) {
+                if let Some((k, start)) = &item.position {
+                    let e = p.entry(k.to_string()).or_insert(*start);
+                    *e = (*e).min(*start);
+                }
+            }
+            if !p.is_empty() {
+                out.insert(key.clone(), p);
+            }
+        }
+        out
     }
 
     /// The event time up to which every source has spoken: sources that

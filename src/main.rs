@@ -89,6 +89,13 @@ enum Command {
         /// (e.g. `127.0.0.1:9464`).
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
+        /// With connector sources: keep state in this directory; checkpoints are written there
+        /// and a restart resumes from the last one (files and Kafka replay what it had not seen).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Time between checkpoints (with --state-dir); one is also written when the run stops.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        checkpoint_interval: std::time::Duration,
         #[command(flatten)]
         run: RunFlags,
     },
@@ -284,6 +291,8 @@ fn main() -> ExitCode {
             idle_timeout,
             dead_letter,
             metrics,
+            state_dir,
+            checkpoint_interval,
             run,
         } => {
             let mut args = run.args(
@@ -297,6 +306,8 @@ fn main() -> ExitCode {
                 idle_timeout: (!idle_timeout.is_zero()).then_some(idle_timeout),
                 dead_letter,
                 metrics,
+                state_dir,
+                checkpoint_interval,
             };
             cli::simulate::run(&args)
         }

@@ -81,11 +81,14 @@ impl Run {
                 self.seen.push(line);
             }
         }
-        assert!(
-            self.seen.len() >= n,
-            "expected {n} outputs, got {:#?}",
-            self.seen
-        );
+        if self.seen.len() < n {
+            let err: Vec<String> = self.stderr.try_iter().collect();
+            panic!(
+                "expected {n} outputs, got {:#?}\nstderr so far:\n{}",
+                self.seen,
+                err.join("\n")
+            );
+        }
         &self.seen
     }
 
@@ -373,6 +376,95 @@ fn a_live_run_serves_prometheus_metrics() {
 }
 
 #[test]
+fn a_restart_resumes_from_the_checkpoint_without_losing_or_repeating_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let line = |t: f64| format!("{{\"zone\":\"a\",\"temp\":{t}}}\n");
+    write(dir.path(), "in.jsonl", &(line(1.0) + &line(2.0)));
+    write(
+        dir.path(),
+        "rules.vpl",
+        &format!(
+            "{READING}connector In = file (path: \"in.jsonl\", follow: true, poll: 20ms)\n\n\
+             stream Sum = Reading.from(In)\n    .window(3)\n    .aggregate(n: count(), total: sum(temp))\n    .emit(n: n, total: total)\n"
+        ),
+    );
+    let args = [
+        "rules.vpl",
+        "--state-dir",
+        "state",
+        "--checkpoint-interval",
+        "1h",
+    ];
+    // First run: two readings in an open count window, then Ctrl-C.
+    let mut run = Run::start(&args, dir.path(), &[]);
+    run.wait_running();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, out, err) = run.signal("-INT");
+    assert!(status.success(), "{err}");
+    assert!(out.is_empty(), "{out:#?}");
+    assert!(
+        err.contains("state: 1 checkpoints written to `state`"),
+        "{err}"
+    );
+    // More readings arrive while the run is down.
+    let mut text = std::fs::read_to_string(dir.path().join("in.jsonl")).expect("read");
+    text.push_str(&(line(4.0) + &line(8.0)));
+    write(dir.path(), "in.jsonl", &text);
+    // Second run: the window holds 1 and 2 from the checkpoint, the file
+    // resumes at the third line.
+    let mut run = Run::start(&args, dir.path(), &[]);
+    let started = run.wait_running();
+    assert!(
+        started
+            .iter()
+            .any(|l| l == "state: restored the checkpoint in `state`"),
+        "{started:#?}"
+    );
+    let seen = run.wait_outputs(1).to_vec();
+    let (status, out, err) = run.signal("-INT");
+    assert!(status.success(), "{err}");
+    assert_eq!(out.len(), 1, "{out:#?}");
+    let sum = json(&seen[0]);
+    assert_eq!(
+        (sum["n"].clone(), sum["total"].clone()),
+        (3.into(), 7.0.into()),
+        "{seen:#?}"
+    );
+}
+
+#[test]
+fn a_checkpoint_of_another_program_is_refused_with_advice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "in.jsonl", "{\"zone\":\"a\",\"temp\":1}\n");
+    let program = |stream: &str| {
+        format!(
+            "{READING}connector In = file (path: \"in.jsonl\")\n\nstream {stream} = Reading.from(In).emit(zone: zone)\n"
+        )
+    };
+    write(dir.path(), "a.vpl", &program("First"));
+    write(dir.path(), "b.vpl", &program("Second"));
+    let (status, _, err) = Run::start(&["a.vpl", "--state-dir", "st"], dir.path(), &[]).finish();
+    assert!(status.success(), "{err}");
+    let (status, _, err) = Run::start(&["b.vpl", "--state-dir", "st"], dir.path(), &[]).finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        err.contains("belongs to a program with the streams [First], not [Second]"),
+        "{err}"
+    );
+    let (status, _, err) = Run::start(
+        &["a.vpl", "--state-dir", "st", "--input", "in.jsonl"],
+        dir.path(),
+        &[],
+    )
+    .finish();
+    assert_eq!(status.code(), Some(2));
+    assert!(
+        err.contains("--state-dir checkpoints runs over connector sources"),
+        "{err}"
+    );
+}
+
+#[test]
 fn bad_payloads_are_reported_with_their_place_and_dead_lettered() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(
@@ -533,12 +625,11 @@ fn mqtt_readings_in_alerts_out() {
         .param("host", ConfigValue::Str(host.into()))
         .param("port", ConfigValue::Int(port.parse().expect("port")));
     let mut alerts = open_source(
-        &SourceConfig {
-            connector: base
-                .clone()
+        &SourceConfig::new(
+            base.clone()
                 .param("topic", ConfigValue::Str(format!("{tag}/alerts"))),
-            id: 0,
-        },
+            0,
+        ),
         &SourceContext::new(dir.path()),
         SourceSender::new(tx, stop.clone()),
     )
@@ -630,13 +721,12 @@ fn kafka_orders_in_alerts_out() {
     let (tx, rx) = crossbeam_channel::bounded(100);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut check = open_source(
-        &SourceConfig {
-            connector: base
-                .param("topic", ConfigValue::Str(alerts))
+        &SourceConfig::new(
+            base.param("topic", ConfigValue::Str(alerts))
                 .param("group_id", ConfigValue::Str(format!("{tag}-check")))
                 .param("session_timeout", ConfigValue::Duration(6_000_000_000)),
-            id: 0,
-        },
+            0,
+        ),
         &SourceContext::new(dir.path()),
         SourceSender::new(tx, stop),
     )
@@ -653,6 +743,85 @@ fn kafka_orders_in_alerts_out() {
     let (status, _, err) = run.signal("-INT");
     assert!(status.success(), "{err}");
     assert!(err.contains("source `K`: 3 received"), "{err}");
+}
+
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_offsets_follow_checkpoints_across_a_restart() {
+    use varpulis_connectors::{open_sink, ConfigValue, ConnectorConfig, Record, SinkContext};
+    let Some(brokers) = broker("VARPULIS_TEST_KAFKA") else {
+        return;
+    };
+    let tag = format!("ckpt-{}", std::process::id());
+    let topic = format!("{tag}-orders");
+    create_topics(&brokers, &[&topic]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "rules.vpl",
+        &format!(
+            "event Order:\n    user: str\n    amount: float\n\n\
+             connector K = kafka (brokers: \"{brokers}\", topic: \"{topic}\", group_id: \"{tag}\", start: earliest, session_timeout: 6s)\n\n\
+             stream Sum = Order.from(K)\n    .window(3)\n    .aggregate(n: count(), total: sum(amount))\n    .emit(n: n, total: total)\n"
+        ),
+    );
+    let produce = |amounts: &[f64]| {
+        let mut p = open_sink(
+            &ConnectorConfig::new("P", "kafka")
+                .param("brokers", ConfigValue::Str(brokers.clone()))
+                .param("topic", ConfigValue::Str(topic.clone())),
+            &SinkContext::new(dir.path()),
+        )
+        .expect("producer");
+        for a in amounts {
+            let body = format!("{{\"user\":\"u\",\"amount\":{a}}}");
+            p.send(Record::from_json(body.as_bytes()).expect("record"))
+                .expect("produce");
+        }
+        p.close().expect("delivered");
+    };
+    let metrics = free_port();
+    let addr = format!("127.0.0.1:{metrics}");
+    let args = [
+        "rules.vpl",
+        "--state-dir",
+        "state",
+        "--checkpoint-interval",
+        "1h",
+        "--metrics",
+        &addr,
+    ];
+    produce(&[1.0, 2.0]);
+    let mut run = Run::start(&args, dir.path(), &[]);
+    run.wait_running();
+    // Stop once both orders are in the engine (joining the group takes a few
+    // seconds).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let (_, text) = get(metrics, "/metrics");
+        if text.contains("varpulis_events_total 2\n") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, out, err) = run.signal("-INT");
+    assert!(status.success(), "{err}");
+    assert!(out.is_empty(), "{out:#?}");
+    assert!(err.contains("source `K`: 2 received"), "{err}");
+    assert!(err.contains("state: 1 checkpoints written"), "{err}");
+    produce(&[4.0]);
+    let mut run = Run::start(&args, dir.path(), &[]);
+    run.wait_running();
+    let seen = run.wait_outputs(1).to_vec();
+    let (status, out, err) = run.signal("-INT");
+    assert!(status.success(), "{err}");
+    assert_eq!(out.len(), 1, "{out:#?}");
+    let sum = json(&seen[0]);
+    assert_eq!(
+        (sum["n"].clone(), sum["total"].clone()),
+        (3.into(), 7.0.into()),
+        "{err}"
+    );
 }
 
 /// Creates topics with the tansu binary when it is there (a stock Kafka

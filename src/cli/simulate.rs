@@ -69,6 +69,10 @@ pub struct LiveSettings {
     pub dead_letter: Option<PathBuf>,
     /// Address of the Prometheus endpoint, if any.
     pub metrics: Option<String>,
+    /// Where checkpoints go, if anywhere.
+    pub state_dir: Option<PathBuf>,
+    /// Time between checkpoints.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for LiveSettings {
@@ -77,6 +81,8 @@ impl Default for LiveSettings {
             idle_timeout: Some(Duration::from_secs(1)),
             dead_letter: None,
             metrics: None,
+            state_dir: None,
+            checkpoint_interval: Duration::from_secs(10),
         }
     }
 }
@@ -107,8 +113,21 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             base_dir,
             dead_letter: args.live.dead_letter.clone(),
             metrics: args.live.metrics.clone(),
+            state_dir: args.live.state_dir.clone(),
+            checkpoint_interval: args.live.checkpoint_interval,
         };
         return crate::live::run(job, &options);
+    }
+    if args.live.state_dir.is_some() {
+        eprintln!(
+            "error: --state-dir checkpoints runs over connector sources; this run reads {}",
+            if args.input.is_some() {
+                "--input"
+            } else {
+                "stdin (the program declares no connector sources)"
+            }
+        );
+        return Ok(ExitCode::from(2));
     }
     let input = args.input.clone().unwrap_or_else(|| PathBuf::from("-"));
     for note in connector_source_notes(&program) {

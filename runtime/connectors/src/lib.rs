@@ -40,8 +40,8 @@ pub use config::{ConfigValue, ConnectorConfig};
 pub use error::{ConfigError, DeliveryFailure, RecordError, SinkError};
 pub use metrics::SinkMetrics;
 pub use source::{
-    open_source, Source, SourceConfig, SourceContext, SourceEvent, SourceMessage, SourceMetrics,
-    SourceSender,
+    open_source, Position, Source, SourceConfig, SourceContext, SourceEvent, SourceMessage,
+    SourceMetrics, SourceSender,
 };
 
 /// The sink kinds [`open_sink`] can build in this build (features decide `mqtt`, `kafka`).

@@ -15,6 +15,7 @@
 //!   nothing a broker or a client sends can panic a source thread.
 //! - [`Source::stop`] returns within a bounded time.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +44,39 @@ pub struct SourceConfig {
     pub connector: ConnectorConfig,
     /// The host's index for this subscription, echoed in every [`SourceEvent`].
     pub id: usize,
+    /// Where to resume, from the host's last checkpoint: [`Position::key`] → offset to read
+    /// next. Sources that cannot seek ignore it.
+    pub resume: BTreeMap<String, u64>,
+    /// The host checkpoints its state: a source that can replay records keeps its read
+    /// position where the host's checkpoints say ([`Source::commit`]) instead of advancing it
+    /// on delivery, so a restart replays exactly what the restored state has not seen.
+    pub checkpointed: bool,
+}
+
+impl SourceConfig {
+    /// A subscription that starts where the connector normally starts.
+    pub fn new(connector: ConnectorConfig, id: usize) -> Self {
+        SourceConfig {
+            connector,
+            id,
+            resume: BTreeMap::new(),
+            checkpointed: false,
+        }
+    }
+}
+
+/// Where a payload sits in a source that can replay it: the record stream `key` (a Kafka
+/// `topic/partition`, `file` for a file) and the offsets of the payload's start and of what
+/// follows it. A checkpoint resumes at `start` for a payload the host has not run yet, at `end`
+/// after one it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The record stream within the source.
+    pub key: String,
+    /// Offset of this payload.
+    pub start: u64,
+    /// Offset of the next payload.
+    pub end: u64,
 }
 
 /// What sources need from the host program.
@@ -74,6 +108,8 @@ pub struct SourceMessage {
     /// Arrival time, milliseconds since the Unix epoch (the event time of payloads without a
     /// `timestamp`).
     pub received_ms: i64,
+    /// Where it sits, for sources that can replay (files, Kafka); `None` for the others.
+    pub position: Option<Position>,
 }
 
 /// What a source tells the host.
@@ -249,6 +285,14 @@ pub trait Source: Send {
     /// Stops receiving and waits a bounded time for its threads. Payloads already delivered to
     /// the host stay delivered; nothing new arrives afterwards.
     fn stop(&mut self);
+
+    /// The host completed a checkpoint that has seen everything before `positions`
+    /// ([`Position::key`] → next offset). A replaying source in checkpointed mode makes them
+    /// its restart point (Kafka: the group's committed offsets, at the latest when it stops).
+    /// Sources that cannot replay ignore it.
+    fn commit(&mut self, positions: &BTreeMap<String, u64>) {
+        let _ = positions;
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -299,6 +343,7 @@ mod tests {
             payload: vec![n],
             place: String::new(),
             received_ms: 0,
+            position: None,
         })
     }
 

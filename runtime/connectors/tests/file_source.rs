@@ -32,7 +32,7 @@ fn start(dir: &Path, params: &[(&str, ConfigValue)], capacity: usize) -> Host {
     let (tx, events) = crossbeam_channel::bounded(capacity);
     let stopping = Arc::new(AtomicBool::new(false));
     let source = open_source(
-        &SourceConfig { connector, id: 4 },
+        &SourceConfig::new(connector, 4),
         &SourceContext::new(dir),
         SourceSender::new(tx, stopping.clone()),
     )
@@ -145,7 +145,7 @@ fn a_missing_file_is_a_config_error_naming_it() {
     let connector = ConnectorConfig::new("Recorded", "file")
         .param("path", ConfigValue::Str("nope.jsonl".into()));
     let err = open_source(
-        &SourceConfig { connector, id: 0 },
+        &SourceConfig::new(connector, 0),
         &SourceContext::new(dir.path()),
         SourceSender::new(tx, Arc::default()),
     )

@@ -41,7 +41,7 @@ fn open(
     let (tx, events) = crossbeam_channel::bounded(capacity);
     let stopping = Arc::new(AtomicBool::new(false));
     let source = open_source(
-        &SourceConfig { connector, id: 2 },
+        &SourceConfig::new(connector, 2),
         &SourceContext::new("."),
         SourceSender::new(tx, stopping.clone()),
     )?;

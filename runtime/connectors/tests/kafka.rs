@@ -146,10 +146,7 @@ impl Host {
         let (tx, rx) = crossbeam_channel::bounded(capacity);
         let stopping = Arc::new(AtomicBool::new(false));
         let sender = SourceSender::new(tx, Arc::clone(&stopping));
-        let config = SourceConfig {
-            connector: config,
-            id: 7,
-        };
+        let config = SourceConfig::new(config, 7);
         let source = open_source(&config, &SourceContext::new("."), sender)
             .unwrap_or_else(|e| panic!("valid kafka source: {e}"));
         Host {
@@ -396,6 +393,73 @@ fn source_keeps_partition_order_skips_tombstones_and_resumes_from_the_committed_
     );
     assert_eq!(host.source.metrics().rejected, 1);
     host.stop();
+}
+
+#[test]
+fn a_checkpointed_source_commits_what_the_host_checkpointed_and_resumes_there() {
+    let test = "a_checkpointed_source_commits_what_the_host_checkpointed_and_resumes_there";
+    let Some(brokers) = broker(test) else {
+        return;
+    };
+    let topic = unique("ckpt");
+    let group_id = unique("ckpt-group");
+    create_topic(&brokers, &topic, 1);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("producer");
+    let produce = |range: std::ops::Range<u64>| {
+        for i in range {
+            let payload = format!(r#"{{"event_type":"Order","i":{i}}}"#);
+            producer
+                .send(BaseRecord::<(), _>::to(&topic).payload(&payload))
+                .expect("queued");
+        }
+        producer.flush(Duration::from_secs(10)).expect("flushed");
+    };
+    produce(0..5);
+    let params = [("topic", s(&topic)), group(&group_id), fast_session()];
+    let start = |params: &[(&str, ConfigValue)]| {
+        let (tx, rx) = crossbeam_channel::bounded(100);
+        let stopping = Arc::new(AtomicBool::new(false));
+        let mut config = SourceConfig::new(kafka("In", &brokers, params), 7);
+        config.checkpointed = true;
+        let source = open_source(
+            &config,
+            &SourceContext::new("."),
+            SourceSender::new(tx, Arc::clone(&stopping)),
+        )
+        .unwrap_or_else(|e| panic!("valid kafka source: {e}"));
+        Host {
+            source,
+            rx,
+            stopping,
+        }
+    };
+    let mut problems = Vec::new();
+    let mut host = start(&params);
+    let first = host.messages(5, &mut problems);
+    let p = first[2]
+        .position
+        .clone()
+        .expect("kafka messages have positions");
+    assert_eq!(
+        (p.key.clone(), p.start, p.end),
+        (format!("{topic}/0"), 2, 3)
+    );
+    // The host checkpointed after the third record only.
+    host.source
+        .commit(&[(format!("{topic}/0"), 3)].into_iter().collect());
+    host.stop();
+    produce(5..6);
+    let host = start(&params);
+    let rest = host.messages(3, &mut problems);
+    let indexes: Vec<u64> = rest.iter().map(|m| index(&m.payload)).collect();
+    assert_eq!(
+        indexes,
+        [3, 4, 5],
+        "resumes after the checkpoint: {problems:?}"
+    );
 }
 
 #[test]
@@ -728,10 +792,7 @@ fn config_errors_name_the_parameter_and_suggest_fixes() {
     let source_err = |config: ConnectorConfig| -> ConfigError {
         let (tx, _rx) = crossbeam_channel::bounded(1);
         let sender = SourceSender::new(tx, Arc::default());
-        let config = SourceConfig {
-            connector: config,
-            id: 0,
-        };
+        let config = SourceConfig::new(config, 0);
         open_source(&config, &SourceContext::new("."), sender)
             .err()
             .expect("invalid")
@@ -752,14 +813,14 @@ fn config_errors_name_the_parameter_and_suggest_fixes() {
     );
     // The sink's parameters are fine on a connector also used as a source.
     let (tx, _rx) = crossbeam_channel::bounded(1);
-    let config = SourceConfig {
-        connector: kafka(
+    let config = SourceConfig::new(
+        kafka(
             "In",
             "127.0.0.1:1",
             &[("topic", s("orders")), ("linger_ms", ConfigValue::Int(5))],
         ),
-        id: 0,
-    };
+        0,
+    );
     let mut source = open_source(
         &config,
         &SourceContext::new("."),

@@ -85,10 +85,7 @@ fn subscribe_with_capacity(config: ConnectorConfig, capacity: usize) -> Subscrip
     let stopping = Arc::new(AtomicBool::new(false));
     let sender = SourceSender::new(tx, stopping.clone());
     let source = open_source(
-        &SourceConfig {
-            connector: config,
-            id: 7,
-        },
+        &SourceConfig::new(config, 7),
         &SourceContext::new("."),
         sender,
     )
@@ -725,10 +722,7 @@ fn stop_returns_promptly_while_the_host_queue_is_full_and_nobody_reads_it() {
 
 fn source_error(params: &[(&str, ConfigValue)]) -> ConfigError {
     let (tx, _rx) = crossbeam_channel::bounded(1);
-    let config = SourceConfig {
-        connector: connector("Sensors", "127.0.0.1", params),
-        id: 0,
-    };
+    let config = SourceConfig::new(connector("Sensors", "127.0.0.1", params), 0);
     open_source(
         &config,
         &SourceContext::new("."),
@@ -790,14 +784,14 @@ fn config_errors_name_the_connector_and_parameter() {
     assert!(err.to_string().contains("needs a TLS connection"), "{err}");
     // Each role accepts the other's parameters.
     let (tx, _rx) = crossbeam_channel::bounded(1);
-    let config = SourceConfig {
-        connector: connector(
+    let config = SourceConfig::new(
+        connector(
             "Both",
             "127.0.0.1:1",
             &[topic, ("retain", ConfigValue::Bool(true))],
         ),
-        id: 0,
-    };
+        0,
+    );
     let mut source = open_source(
         &config,
         &SourceContext::new("."),

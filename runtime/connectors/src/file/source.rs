@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use crate::config::Params;
 use crate::error::ConfigError;
 use crate::source::{
-    now_ms, Source, SourceConfig, SourceContext, SourceCounters, SourceEvent, SourceMessage,
-    SourceMetrics, SourceSender,
+    now_ms, Position, Source, SourceConfig, SourceContext, SourceCounters, SourceEvent,
+    SourceMessage, SourceMetrics, SourceSender,
 };
 
 /// How often a waiting reader looks at the stop flags.
@@ -64,6 +64,7 @@ impl FileSource {
         })?;
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(SourceCounters::default());
+        let resume = config.resume.get(POSITION_KEY).copied().unwrap_or(0);
         let reader = Reader {
             id: config.id,
             path: path.clone(),
@@ -75,7 +76,7 @@ impl FileSource {
         };
         let thread = std::thread::Builder::new()
             .name(format!("source-{}", c.name))
-            .spawn(move || reader.run(BufReader::with_capacity(1 << 16, file)))
+            .spawn(move || reader.run(BufReader::with_capacity(1 << 16, file), resume))
             .map_err(|source| ConfigError::Thread {
                 connector: c.name.clone(),
                 source,
@@ -89,6 +90,15 @@ impl FileSource {
             thread: Some(thread),
         })
     }
+}
+
+/// The [`Position::key`] of a file's lines (offsets are bytes from the start of the file).
+pub const POSITION_KEY: &str = "file";
+
+/// How far the reader is: lines and bytes consumed.
+struct Cursor {
+    line: usize,
+    offset: u64,
 }
 
 struct Reader {
@@ -106,8 +116,34 @@ impl Reader {
         self.stop.load(Ordering::Acquire) || self.sender.stopping()
     }
 
-    fn run(self, mut reader: BufReader<File>) {
-        let mut line_no = 0usize;
+    fn run(self, mut reader: BufReader<File>, resume: u64) {
+        let mut at = Cursor { line: 0, offset: 0 };
+        if resume > 0 {
+            // Skip what the restored checkpoint has seen, counting its lines so places stay
+            // right.
+            let mut skipped = Vec::new();
+            while at.offset < resume {
+                skipped.clear();
+                match reader.read_until(b'\n', &mut skipped) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        at.offset += n as u64;
+                        at.line += 1;
+                    }
+                    Err(e) => {
+                        let message = format!("reading `{}` failed: {e}", self.path.display());
+                        self.counters.error(message.clone());
+                        self.send(SourceEvent::Problem {
+                            source: self.id,
+                            message,
+                            fatal: true,
+                        });
+                        return;
+                    }
+                }
+            }
+        }
+        let line_no = &mut at;
         let mut buf: Vec<u8> = Vec::new();
         loop {
             if self.stopped() {
@@ -117,7 +153,7 @@ impl Reader {
                 Ok(0) => {
                     if !self.follow {
                         // The last line may lack its newline.
-                        if !buf.is_empty() && !self.deliver(&mut line_no, &mut buf) {
+                        if !buf.is_empty() && !self.deliver(line_no, &mut buf) {
                             return;
                         }
                         self.send(SourceEvent::Ended { source: self.id });
@@ -126,7 +162,7 @@ impl Reader {
                     self.pause();
                 }
                 Ok(_) if buf.ends_with(b"\n") || !self.follow => {
-                    if !self.deliver(&mut line_no, &mut buf) {
+                    if !self.deliver(line_no, &mut buf) {
                         return;
                     }
                 }
@@ -147,8 +183,10 @@ impl Reader {
     }
 
     /// Sends the line in `buf` (unless blank) and clears it; `false` once the host stops.
-    fn deliver(&self, line_no: &mut usize, buf: &mut Vec<u8>) -> bool {
-        *line_no += 1;
+    fn deliver(&self, at: &mut Cursor, buf: &mut Vec<u8>) -> bool {
+        at.line += 1;
+        let start = at.offset;
+        at.offset += buf.len() as u64;
         let payload = std::mem::take(buf);
         if payload.trim_ascii().is_empty() {
             return true;
@@ -156,9 +194,14 @@ impl Reader {
         let len = payload.len();
         let delivered = self.send(SourceEvent::Message(SourceMessage {
             source: self.id,
-            place: format!("{} line {line_no}", self.path.display()),
+            place: format!("{} line {}", self.path.display(), at.line),
             payload,
             received_ms: now_ms(),
+            position: Some(Position {
+                key: POSITION_KEY.to_string(),
+                start,
+                end: at.offset,
+            }),
         }));
         if delivered {
             self.counters.received(len);

@@ -255,6 +255,7 @@ impl Endpoint {
                     format!("{place} item {}", i + 1)
                 },
                 received_ms: now_ms(),
+                position: None,
             });
             if let Err(e) = self.deliver_until(message, deadline) {
                 let rejected = (total - i) as u64;

@@ -24,8 +24,9 @@
 //! (librdkafka reconnects by itself); errors that retrying cannot fix (authentication,
 //! authorization, TLS, librdkafka fatal errors) end the source with a fatal `Problem`.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,7 @@ use crossbeam_channel::Receiver;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::{
     describe, is_refusal, millis, read_topics, rejected_config, ClientSettings, SINK_PARAMS,
@@ -40,8 +42,8 @@ use super::{
 use crate::config::{expand_env, ConnectorConfig, Params};
 use crate::error::ConfigError;
 use crate::source::{
-    now_ms, Source, SourceConfig, SourceCounters, SourceEvent, SourceMessage, SourceMetrics,
-    SourceSender,
+    now_ms, Position, Source, SourceConfig, SourceCounters, SourceEvent, SourceMessage,
+    SourceMetrics, SourceSender,
 };
 
 /// How long one poll waits for a record before the thread looks at the stop flag again.
@@ -177,6 +179,8 @@ fn read_start(p: &mut Params<'_>, config: &ConnectorConfig) -> Result<Start, Con
 pub struct KafkaSource {
     name: String,
     description: String,
+    /// Positions of the host's latest checkpoint, for the consumer thread to commit.
+    to_commit: Arc<Mutex<Option<BTreeMap<String, u64>>>>,
     stop: Arc<AtomicBool>,
     counters: Arc<SourceCounters>,
     /// Disconnected when the consumer thread has finished.
@@ -206,6 +210,7 @@ impl KafkaSource {
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(SourceCounters::default());
         let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+        let to_commit = Arc::new(Mutex::new(None));
         let place = format!(
             "kafka {} topic {}",
             settings.client.brokers,
@@ -221,6 +226,9 @@ impl KafkaSource {
             sender,
             trouble: None,
             skipped_reported: false,
+            checkpointed: config.checkpointed,
+            to_commit: Arc::clone(&to_commit),
+            committed: None,
             _done: done_tx,
         };
         let thread = std::thread::Builder::new()
@@ -233,6 +241,7 @@ impl KafkaSource {
         Ok(KafkaSource {
             name: c.name.clone(),
             description,
+            to_commit,
             stop,
             counters,
             done: done_rx,
@@ -254,6 +263,12 @@ struct Reader {
     /// Since when the brokers have been failing (reported once), if they are.
     trouble: Option<Instant>,
     skipped_reported: bool,
+    /// Offsets follow the host's checkpoints instead of deliveries.
+    checkpointed: bool,
+    /// The latest checkpoint's positions not yet committed (set by [`Source::commit`]).
+    to_commit: Arc<Mutex<Option<BTreeMap<String, u64>>>>,
+    /// The positions most recently committed.
+    committed: Option<BTreeMap<String, u64>>,
     /// Dropped when `run` returns (or unwinds), which tells `stop` the thread is done.
     _done: crossbeam_channel::Sender<()>,
 }
@@ -272,6 +287,7 @@ impl Reader {
     fn run(mut self, consumer: BaseConsumer) {
         let mut last_check = Instant::now();
         while !self.stopped() {
+            self.commit_checkpoint(&consumer, CommitMode::Async);
             let next = match consumer.poll(POLL) {
                 None => {
                     if self.trouble.is_some() && last_check.elapsed() >= HEALTH_CHECK {
@@ -294,6 +310,12 @@ impl Reader {
                 break;
             }
         }
+        if self.checkpointed {
+            // The last checkpoint's positions, synchronously, before leaving the group.
+            self.commit_checkpoint(&consumer, CommitMode::Sync);
+            drop(consumer);
+            return;
+        }
         // Commit what was stored since the last auto-commit. "No offset stored" only means
         // there was nothing new; other failures are covered by at-least-once (the records come
         // again after a restart).
@@ -307,6 +329,54 @@ impl Reader {
         drop(consumer);
     }
 
+    /// Commits the positions of the host's latest checkpoint, if any came since the last
+    /// commit. A failure is counted; the next checkpoint (or a replay) covers it.
+    fn commit_checkpoint(&mut self, consumer: &BaseConsumer, mode: CommitMode) {
+        let fresh = self
+            .to_commit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let positions = match (fresh, mode) {
+            (Some(p), _) => {
+                self.committed = Some(p.clone());
+                p
+            }
+            // The last commit before leaving the group repeats the latest checkpoint
+            // synchronously: an asynchronous one may still be in flight and die with the
+            // consumer.
+            (None, CommitMode::Sync) => match self.committed.clone() {
+                Some(p) => p,
+                None => return,
+            },
+            (None, _) => return,
+        };
+        let mut list = TopicPartitionList::new();
+        for (key, next) in &positions {
+            let Some((topic, partition)) = key.rsplit_once('/') else {
+                continue;
+            };
+            let (Ok(partition), Ok(next)) = (partition.parse::<i32>(), i64::try_from(*next)) else {
+                continue;
+            };
+            if list
+                .add_partition_offset(topic, partition, Offset::Offset(next))
+                .is_err()
+            {
+                continue;
+            }
+        }
+        if list.count() == 0 {
+            return;
+        }
+        if let Err(e) = consumer.commit(&list, mode) {
+            self.counters.error(format!(
+                "{}: committing the checkpoint's offsets failed: {e}",
+                self.place
+            ));
+        }
+    }
+
     fn handle(&mut self, consumer: &BaseConsumer, message: &BorrowedMessage<'_>) -> Next {
         self.recovered();
         let place = format!(
@@ -317,11 +387,17 @@ impl Reader {
         );
         match message.payload() {
             Some(payload) if !payload.is_empty() => {
+                let offset = u64::try_from(message.offset()).unwrap_or(0);
                 let delivered = self.deliver(SourceEvent::Message(SourceMessage {
                     source: self.id,
                     payload: payload.to_vec(),
                     place: place.clone(),
                     received_ms: now_ms(),
+                    position: Some(Position {
+                        key: format!("{}/{}", message.topic(), message.partition()),
+                        start: offset,
+                        end: offset + 1,
+                    }),
                 }));
                 if !delivered {
                     // The host is stopping: the offset stays unstored, so the record is read
@@ -343,6 +419,10 @@ impl Reader {
                     }
                 }
             }
+        }
+        if self.checkpointed {
+            // The host's checkpoints decide what is committed (`Source::commit`).
+            return Next::Continue;
         }
         if let Err(e) = consumer.store_offset_from_message(message) {
             // The partition was revoked meanwhile: its new owner reads the record again.
@@ -430,6 +510,11 @@ impl Source for KafkaSource {
 
     fn metrics(&self) -> SourceMetrics {
         self.counters.snapshot()
+    }
+
+    fn commit(&mut self, positions: &BTreeMap<String, u64>) {
+        // The consumer thread commits it at its next poll, or before it leaves the group.
+        *self.to_commit.lock().unwrap_or_else(|e| e.into_inner()) = Some(positions.clone());
     }
 
     fn stop(&mut self) {

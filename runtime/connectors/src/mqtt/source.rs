@@ -316,6 +316,7 @@ impl Listener {
                 payload,
                 place: format!("mqtt topic {}", publish.topic),
                 received_ms: now_ms(),
+                position: None,
             });
             if !self.send(message) {
                 return false;
@@ -407,7 +408,7 @@ mod tests {
                 c.param(*k, v.clone())
             })
             .param("host", ConfigValue::Str("127.0.0.1".into()));
-        MqttSourceSettings::from_config(&SourceConfig { connector, id: 3 }, Path::new("."))
+        MqttSourceSettings::from_config(&SourceConfig::new(connector, 3), Path::new("."))
     }
 
     #[test]
