@@ -219,7 +219,8 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
             checkpoint(c, &mut job, &live, &keys, &mut sources, &mut stderr)?;
         }
         if let Some(m) = &metrics {
-            m.publish(live.metrics_text(&mut job, &sources));
+            let ck = checkpoints.as_ref().map(|c| (c.written, c.failed));
+            m.publish(live.metrics_text(&mut job, &sources, ck));
         }
         if live.finished() {
             break;
@@ -666,7 +667,12 @@ impl Live {
     }
 
     /// The Prometheus snapshot of the run so far.
-    fn metrics_text(&self, job: &mut Job, sources: &[Box<dyn Source>]) -> String {
+    fn metrics_text(
+        &self,
+        job: &mut Job,
+        sources: &[Box<dyn Source>],
+        checkpoints: Option<(u64, u64)>,
+    ) -> String {
         let engine = job.engine().metrics();
         let watermark = job.engine().watermark();
         let program = job.program().clone();
@@ -682,6 +688,7 @@ impl Live {
                 .collect(),
             sinks,
             pending: self.pending.len(),
+            checkpoints,
         })
     }
 

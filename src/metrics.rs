@@ -36,6 +36,8 @@ pub struct Snapshot<'a> {
     pub sinks: Vec<(String, SinkMetrics)>,
     /// Events waiting for other sources to catch up (live merge).
     pub pending: usize,
+    /// Checkpoints written and failed (`--state-dir`), if checkpointing.
+    pub checkpoints: Option<(u64, u64)>,
 }
 
 /// Renders a snapshot in the Prometheus text exposition format.
@@ -151,6 +153,22 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "Events waiting for other sources to catch up.",
         &[(String::new(), s.pending as u64)],
     );
+    if let Some((written, failed)) = s.checkpoints {
+        family(
+            &mut out,
+            "checkpoints_total",
+            "counter",
+            "Checkpoints written to the state directory.",
+            &one(written),
+        );
+        family(
+            &mut out,
+            "checkpoint_failures_total",
+            "counter",
+            "Checkpoints that could not be written (each reported on stderr).",
+            &one(failed),
+        );
+    }
     let by_source = |f: fn(&SourceMetrics) -> u64| -> Vec<(String, u64)> {
         s.sources
             .iter()
@@ -372,6 +390,7 @@ mod tests {
             )],
             sinks: vec![],
             pending: 0,
+            checkpoints: Some((2, 0)),
         });
         assert!(text.contains("varpulis_input_records_total 5\n"), "{text}");
         assert!(text.contains("varpulis_input_skipped_total{reason=\"malformed\"} 1\n"));
@@ -381,5 +400,6 @@ mod tests {
         assert!(text.contains("varpulis_watermark_seconds 1.500\n"));
         assert!(text.contains("varpulis_source_received_total{connector=\"In\\\"x\"} 7\n"));
         assert!(text.contains("# TYPE varpulis_sink_sent_total counter\n"));
+        assert!(text.contains("varpulis_checkpoints_total 2\n"));
     }
 }
