@@ -51,7 +51,9 @@ pub enum RecordFrom<'a> {
     Source {
         /// The subscription.
         subscription: u32,
-        /// Where the connector received it.
+        /// The connector's name.
+        connector: &'a str,
+        /// Where the connector received it (`mqtt topic sensors/1`).
         place: &'a str,
     },
 }
@@ -67,7 +69,9 @@ impl RecordFrom<'_> {
     fn place(self) -> String {
         match self {
             RecordFrom::Line(l) => format!("line {l}"),
-            RecordFrom::Source { place, .. } => place.to_string(),
+            RecordFrom::Source {
+                connector, place, ..
+            } => format!("connector `{connector}` ({place})"),
         }
     }
 }
@@ -78,7 +82,8 @@ impl RecordFrom<'_> {
 pub struct InputProblem {
     /// 1-based line in the input (0 for connector sources).
     pub line: usize,
-    /// `line 3`, or the connector's place (`mqtt topic sensors/1`).
+    /// `line 3`, or the connector and its place (`connector `In` (mqtt topic
+    /// sensors/1)`).
     pub place: String,
     /// What is wrong.
     pub message: String,

@@ -67,6 +67,9 @@ pub struct LiveOptions {
     pub checkpoint_interval: Duration,
 }
 
+/// Payloads taken from the sources between two releases into the engine.
+const DRAIN_BATCH: usize = 1024;
+
 /// How often the loop wakes without events (idle watermark, Ctrl-C).
 const TICK: Duration = Duration::from_millis(100);
 
@@ -201,8 +204,9 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => live.all_ended(),
         }
-        // Take what else is waiting before releasing, to batch the work.
-        while let Ok(event) = rx.try_recv() {
+        // Take what else is waiting before releasing, to batch the work, but
+        // a bounded amount: a fast source must not pile up in the merge.
+        for event in rx.try_iter().take(DRAIN_BATCH) {
             live.handle(event);
         }
         if let Err(problem) = live.release(&mut job) {
@@ -400,6 +404,7 @@ struct Pending {
     sub: usize,
     seq: u64,
     raw: Result<RawEvent, String>,
+    /// Where the connector received it.
     place: Arc<str>,
     payload: Arc<[u8]>,
     /// Record stream and start offset of its payload (replaying sources).
@@ -538,7 +543,8 @@ impl Live {
             return;
         };
         sub.last_arrival = Instant::now();
-        let place: Arc<str> = format!("connector `{}` ({})", sub.name, msg.place).into();
+        // Formatted with the connector's name only when a problem is reported.
+        let place: Arc<str> = msg.place.into();
         let arrival = msg.received_ms.saturating_mul(1_000_000);
         let payload: Arc<[u8]> = msg.payload.into();
         let position = msg.position.map(|p| {
@@ -649,8 +655,10 @@ impl Live {
             return Ok(());
         };
         self.idle.saw(p.time);
+        let connector = self.subs.get(p.sub).map_or("?", |s| s.name.as_str());
         let from = RecordFrom::Source {
             subscription: u32::try_from(p.sub).unwrap_or(u32::MAX),
+            connector,
             place: &p.place,
         };
         let skipped_before: u64 = job.stats().skipped.values().sum();
@@ -660,7 +668,8 @@ impl Live {
         };
         if job.stats().skipped.values().sum::<u64>() > skipped_before {
             if let Some(d) = self.dead_letter.as_mut() {
-                write_dead_letter(d, &p.place, &p.payload, job);
+                let place = format!("connector `{connector}` ({})", p.place);
+                write_dead_letter(d, &place, &p.payload, job);
             }
         }
         result
