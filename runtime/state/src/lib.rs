@@ -6,16 +6,27 @@
 //! restore they read it back. The store itself can be turned into bytes
 //! ([`StateStore::snapshot`]) and rebuilt from them ([`StateStore::restore`]).
 //!
-//! [`MemoryStore`] is the in-memory backend. [`FileStore`] keeps the same
-//! tables in memory and makes each [`StateStore::commit`] durable as one
-//! snapshot file, replaced atomically; a RocksDB backend will implement the
-//! same trait behind a cargo feature.
+//! Backends:
+//! - [`MemoryStore`]: in memory, nothing durable.
+//! - [`FileStore`]: the tables in memory; each [`StateStore::commit`]
+//!   rewrites them all as one snapshot file, replaced atomically.
+//! - `RocksStore` (cargo feature `rocksdb`): the tables in RocksDB, read
+//!   from disk; each commit writes the changes since the last one (after a
+//!   `clear`, everything written again) as one atomic batch with a synced
+//!   write-ahead log.
+//!
+//! All backends share one snapshot byte format, so a snapshot taken from one
+//! restores into any other.
 
 mod file;
 mod memory;
+#[cfg(feature = "rocksdb")]
+mod rocks;
 
 pub use file::FileStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "rocksdb")]
+pub use rocks::RocksStore;
 
 use thiserror::Error;
 
