@@ -42,8 +42,9 @@ use crate::{Entry, MemoryStore, StateError, StateStore};
 const FORMAT: u32 = 1;
 /// The meta key holding [`FORMAT`].
 const FORMAT_KEY: &[u8] = b"mformat";
-/// Every entry key starts with this byte, and no entry key with the next.
+/// Every entry key starts with this byte.
 const DATA: u8 = b'd';
+/// The byte after [`DATA`]: `[DATA, DATA_END)` holds every entry and nothing else.
 const DATA_END: u8 = DATA + 1;
 
 /// Changes not yet committed, per table: `Some` is a put, `None` a delete.
@@ -526,6 +527,14 @@ mod tests {
             crash_child(&dir);
             return;
         }
+        /// Kills the writer however this test ends, so a failure leaves no process behind.
+        struct Writer(std::process::Child);
+        impl Drop for Writer {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(std::env::current_exe().expect("test binary"))
             .args([
@@ -538,8 +547,9 @@ mod tests {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
+            .map(Writer)
             .expect("spawn the writer");
-        let stdout = child.stdout.take().expect("piped stdout");
+        let stdout = child.0.stdout.take().expect("piped stdout");
         let mut last = None;
         for line in BufReader::new(stdout).lines() {
             let line = line.expect("read the writer's output");
@@ -552,8 +562,7 @@ mod tests {
             }
         }
         // Killed wherever it is, most likely inside a commit.
-        child.kill().expect("kill");
-        child.wait().expect("reap");
+        drop(child);
         let last = last.expect("the writer committed");
 
         let s = RocksStore::open(dir.path()).expect("reopen after the kill");
