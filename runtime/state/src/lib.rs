@@ -6,17 +6,30 @@
 //! restore they read it back. The store itself can be turned into bytes
 //! ([`StateStore::snapshot`]) and rebuilt from them ([`StateStore::restore`]).
 //!
-//! [`MemoryStore`] is the in-memory backend. [`FileStore`] keeps the same
-//! tables in memory and makes each [`StateStore::commit`] durable as one
-//! snapshot file, replaced atomically; a RocksDB backend will implement the
-//! same trait behind a cargo feature.
+//! Backends:
+//! - [`MemoryStore`]: in memory, nothing durable.
+//! - [`FileStore`]: the tables in memory; each [`StateStore::commit`]
+//!   rewrites them all as one snapshot file, replaced atomically.
+//! - `RocksStore` (cargo feature `rocksdb`): the tables in RocksDB, read
+//!   from disk; each commit writes the changes since the last one (after a
+//!   `clear`, everything written again) as one atomic batch with a synced
+//!   write-ahead log.
+//!
+//! Hosts that want "the durable backend this build has" call
+//! [`open_durable`]. All backends share one snapshot byte format, so a
+//! snapshot taken from one restores into any other.
 
 mod file;
 mod memory;
+#[cfg(feature = "rocksdb")]
+mod rocks;
 
 pub use file::FileStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "rocksdb")]
+pub use rocks::RocksStore;
 
+use std::path::Path;
 use thiserror::Error;
 
 /// Errors of a state backend.
@@ -67,5 +80,100 @@ pub trait StateStore {
     /// a mix. In-memory stores have nothing to do.
     fn commit(&mut self) -> Result<(), StateError> {
         Ok(())
+    }
+}
+
+/// The backend [`open_durable`] uses in this build: `"rocksdb"` with the
+/// `rocksdb` feature, else `"file"`. For messages and logs.
+#[cfg(feature = "rocksdb")]
+pub const DURABLE_BACKEND: &str = "rocksdb";
+/// The backend [`open_durable`] uses in this build: `"rocksdb"` with the
+/// `rocksdb` feature, else `"file"`. For messages and logs.
+#[cfg(not(feature = "rocksdb"))]
+pub const DURABLE_BACKEND: &str = "file";
+
+/// Opens the durable store in `dir` with the best backend this build has:
+/// `RocksStore` with the `rocksdb` feature, else [`FileStore`].
+///
+/// A RocksDB store opened on a directory that holds no RocksDB commit but a
+/// [`FileStore`] snapshot (the same directory used by a build without the
+/// feature) imports that snapshot and commits it, so turning the feature on
+/// keeps the state.
+#[cfg(feature = "rocksdb")]
+pub fn open_durable(dir: &Path) -> Result<Box<dyn StateStore + Send>, StateError> {
+    let mut store = RocksStore::open(dir)?;
+    if !store.recovered() {
+        let path = dir.join(file::SNAPSHOT_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                store.restore(&bytes).map_err(|e| match e {
+                    StateError::Corrupt(why) => {
+                        StateError::Corrupt(format!("`{}`: {why}", path.display()))
+                    }
+                    other => other,
+                })?;
+                store.commit()?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StateError::Backend {
+                    message: format!("cannot read `{}`: {e}", path.display()),
+                    retryable: !matches!(e.kind(), std::io::ErrorKind::PermissionDenied),
+                })
+            }
+        }
+    }
+    Ok(Box::new(store))
+}
+
+/// Opens the durable store in `dir` with the best backend this build has:
+/// `RocksStore` with the `rocksdb` feature, else [`FileStore`].
+#[cfg(not(feature = "rocksdb"))]
+pub fn open_durable(dir: &Path) -> Result<Box<dyn StateStore + Send>, StateError> {
+    Ok(Box::new(FileStore::open(dir)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_durable_commits_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = open_durable(dir.path()).expect("open");
+        s.put("engine", b"meta", b"v".to_vec()).expect("put");
+        s.commit().expect("commit");
+        drop(s);
+        let s = open_durable(dir.path()).expect("reopen");
+        assert_eq!(s.get("engine", b"meta").expect("get"), Some(b"v".to_vec()));
+        let expected = if cfg!(feature = "rocksdb") {
+            "rocksdb"
+        } else {
+            "file"
+        };
+        assert_eq!(DURABLE_BACKEND, expected);
+    }
+
+    #[cfg(feature = "rocksdb")]
+    #[test]
+    fn open_durable_imports_a_file_store_snapshot_into_rocksdb() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut f = FileStore::open(dir.path()).expect("open");
+        f.put("stream/0", b"op/0", b"kept".to_vec()).expect("put");
+        f.commit().expect("commit");
+        drop(f);
+        drop(open_durable(dir.path()).expect("import"));
+        let s = RocksStore::open(dir.path()).expect("reopen");
+        assert!(s.recovered());
+        assert_eq!(
+            s.scan("stream/0").expect("scan"),
+            [(b"op/0".to_vec(), b"kept".to_vec())]
+        );
+        drop(s);
+        // A corrupt snapshot is an error naming it, never an empty start.
+        let other = tempfile::tempdir().expect("tempdir");
+        std::fs::write(other.path().join("state.bin"), b"junk").expect("write");
+        let err = open_durable(other.path()).err().expect("corrupt");
+        assert!(err.to_string().contains("state.bin"), "{err}");
     }
 }

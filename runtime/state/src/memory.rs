@@ -41,6 +41,17 @@ impl MemoryStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Every entry as (table, key, value), tables and keys in ascending
+    /// order: how other backends copy a decoded snapshot in.
+    #[cfg(feature = "rocksdb")]
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&str, &[u8], &[u8])> {
+        self.tables.iter().flat_map(|(name, table)| {
+            table
+                .iter()
+                .map(move |(k, v)| (name.as_str(), k.as_slice(), v.as_slice()))
+        })
+    }
 }
 
 impl StateStore for MemoryStore {

@@ -722,6 +722,62 @@ fn snapshot_and_restore_midway_gives_the_same_output_as_a_straight_run() {
     assert_eq!(second.metrics(), straight.metrics());
 }
 
+/// The engine's state goes through a real durable store: saved into
+/// RocksDB, committed, the store closed and reopened, then loaded into a
+/// fresh engine that carries on exactly like one that never stopped.
+#[cfg(feature = "rocksdb")]
+#[test]
+fn state_saved_to_rocksdb_and_reopened_continues_like_a_straight_run() {
+    use varpulis_state::{RocksStore, StateStore};
+
+    let evs = events(60);
+    let mut straight = Engine::new(stateful()).expect("loads");
+    let mut expected = Vec::new();
+    for ev in evs.clone() {
+        expected.extend(straight.push(ev));
+    }
+    expected.extend(straight.finish());
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut first = Engine::new(stateful()).expect("loads");
+    let mut got = Vec::new();
+    let mut store = RocksStore::open(dir.path()).expect("open");
+    for (i, ev) in evs[..31].iter().cloned().enumerate() {
+        got.extend(first.push(ev));
+        // Several checkpoints, so the last one must replace the earlier ones.
+        if i % 10 == 9 {
+            first.save_state(&mut store).expect("save");
+            store.commit().expect("commit");
+        }
+    }
+    first.save_state(&mut store).expect("save");
+    store.commit().expect("commit");
+    // Pushed after the last commit: must not be in the reopened state.
+    first.push(evs[31].clone());
+    first.save_state(&mut store).expect("save uncommitted");
+    drop((first, store));
+
+    let store = RocksStore::open(dir.path()).expect("reopen");
+    assert!(store.recovered());
+    let mut second = Engine::new(stateful()).expect("loads");
+    second.load_state(&store).expect("load");
+    for ev in evs[31..].iter().cloned() {
+        got.extend(second.push(ev));
+    }
+    got.extend(second.finish());
+    assert_eq!(render(&got), render(&expected));
+    assert_eq!(second.metrics(), straight.metrics());
+    // The store holds exactly the last committed checkpoint.
+    let mut replay = Engine::new(stateful()).expect("loads");
+    for ev in evs[..31].iter().cloned() {
+        replay.push(ev);
+    }
+    assert_eq!(
+        store.snapshot().expect("snapshot"),
+        replay.snapshot().expect("snapshot")
+    );
+}
+
 #[test]
 fn restore_rejects_foreign_or_corrupt_snapshots() {
     let e = Engine::new(hot()).expect("loads");
