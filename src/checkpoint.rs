@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use varpulis_state::{FileStore, StateStore};
+use varpulis_state::{open_durable, StateStore, DURABLE_BACKEND};
 
 use crate::job::Job;
 
@@ -30,7 +30,9 @@ const HOST: &str = "host";
 
 /// Where checkpoints go and when the next one is due.
 pub struct Checkpointer {
-    store: FileStore,
+    store: Box<dyn StateStore + Send>,
+    /// Whether the directory held a checkpoint when opened.
+    recovered: bool,
     dir: PathBuf,
     interval: Duration,
     last: Instant,
@@ -43,10 +45,13 @@ pub struct Checkpointer {
 impl Checkpointer {
     /// Opens (or creates) the state directory.
     pub fn open(dir: &Path, interval: Duration) -> anyhow::Result<Checkpointer> {
-        let store = FileStore::open(dir)
+        let store = open_durable(dir)
             .with_context(|| format!("cannot open the state directory `{}`", dir.display()))?;
+        // Every checkpoint writes `host/program`, so its presence means one was committed.
+        let recovered = store.get(HOST, b"program")?.is_some();
         Ok(Checkpointer {
             store,
+            recovered,
             dir: dir.to_path_buf(),
             interval,
             last: Instant::now(),
@@ -57,7 +62,12 @@ impl Checkpointer {
 
     /// Whether the directory held a checkpoint.
     pub fn recovered(&self) -> bool {
-        self.store.recovered()
+        self.recovered
+    }
+
+    /// The state backend of this build (`file` or `rocksdb`).
+    pub fn backend(&self) -> &'static str {
+        DURABLE_BACKEND
     }
 
     /// Loads the checkpoint into `job`'s engine and returns the source
@@ -83,7 +93,7 @@ impl Checkpointer {
             }
         }
         job.engine()
-            .load_state(&self.store)
+            .load_state(self.store.as_ref())
             .map_err(|e| anyhow::anyhow!("{e}"))
             .with_context(|| {
                 format!(
@@ -120,7 +130,7 @@ impl Checkpointer {
 
     fn write(&mut self, job: &mut Job, positions: &Positions) -> anyhow::Result<()> {
         job.engine()
-            .save_state(&mut self.store)
+            .save_state(self.store.as_mut())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let names: Vec<&str> = job.program().streams.iter().map(|s| &*s.name).collect();
         self.store

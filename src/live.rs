@@ -95,7 +95,17 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         .map(|sub| subscription_key(&program, sub))
         .collect();
     let mut checkpoints = match &options.state_dir {
-        Some(dir) => Some(Checkpointer::open(dir, options.checkpoint_interval)?),
+        Some(dir) => {
+            let c = Checkpointer::open(dir, options.checkpoint_interval)?;
+            writeln!(
+                stderr,
+                "state: `{}` ({} backend), a checkpoint every {}s",
+                dir.display(),
+                c.backend(),
+                options.checkpoint_interval.as_secs_f64()
+            )?;
+            Some(c)
+        }
         None => None,
     };
     let mut resume = Positions::new();
