@@ -142,11 +142,11 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A plain HTTP/1.1 POST; returns the status and body.
-fn post(port: u16, path: &str, body: &str, headers: &[&str]) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the ingest endpoint");
+/// A plain HTTP/1.1 request; returns the status and body.
+fn request(port: u16, method: &str, path: &str, body: &str, headers: &[&str]) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
     for h in headers {
@@ -170,23 +170,12 @@ fn post(port: u16, path: &str, body: &str, headers: &[&str]) -> (u16, String) {
     (status, body)
 }
 
-/// A plain HTTP/1.1 GET; returns the status and body.
+fn post(port: u16, path: &str, body: &str, headers: &[&str]) -> (u16, String) {
+    request(port, "POST", path, body, headers)
+}
+
 fn get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).expect("send request");
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).expect("read response");
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
+    request(port, "GET", path, "", &[])
 }
 
 fn json(line: &str) -> serde_json::Value {

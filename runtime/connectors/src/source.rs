@@ -295,6 +295,25 @@ pub trait Source: Send {
     }
 }
 
+/// Joins a connector thread that drops `done`'s sender when it returns, waiting at most until
+/// `deadline`. A thread still busy then (an unresponsive broker) is left to finish by itself: it
+/// touches nothing the host owns. Returns whether it was joined.
+pub(crate) fn join_until(
+    thread: std::thread::JoinHandle<()>,
+    done: &crossbeam_channel::Receiver<()>,
+    deadline: std::time::Instant,
+) -> bool {
+    let finished = matches!(
+        done.recv_deadline(deadline),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+    );
+    if finished {
+        // The thread has returned, so this does not block.
+        let _ = thread.join();
+    }
+    finished
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     SystemTime::now()

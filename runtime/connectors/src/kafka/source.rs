@@ -42,7 +42,7 @@ use super::{
 use crate::config::{expand_env, ConnectorConfig, Params};
 use crate::error::ConfigError;
 use crate::source::{
-    now_ms, Position, Source, SourceConfig, SourceCounters, SourceEvent, SourceMessage,
+    join_until, now_ms, Position, Source, SourceConfig, SourceCounters, SourceEvent, SourceMessage,
     SourceMetrics, SourceSender,
 };
 
@@ -525,14 +525,7 @@ impl Source for KafkaSource {
         // The thread sees the flag within one poll; the final commit and leaving the group
         // need the brokers, so wait for them only so long. A thread still busy then is left to
         // finish by itself (it touches nothing the host owns).
-        let finished = matches!(
-            self.done.recv_timeout(STOP_TIMEOUT),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
-        );
-        if finished {
-            // The thread has returned, so this does not block.
-            let _ = thread.join();
-        }
+        join_until(thread, &self.done, Instant::now() + STOP_TIMEOUT);
     }
 }
 

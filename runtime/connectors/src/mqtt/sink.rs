@@ -45,6 +45,7 @@ use crate::dead_letter::DeadLetter;
 use crate::error::{ConfigError, DeliveryFailure, SinkError};
 use crate::metrics::Counters;
 use crate::mqtt::{default_client_id, final_failure, MqttSettings, MAX_PACKET_BYTES};
+use crate::source::join_until;
 use crate::{Record, Sink, SinkContext, SinkMetrics};
 
 /// First delay before reconnecting; it doubles up to [`MAX_BACKOFF`].
@@ -500,16 +501,12 @@ impl Sink for MqttSink {
         self.shared.stop.store(true, Ordering::Release);
         let _ = self.client.try_disconnect();
         let _ = self.wake.try_send(());
-        let finished = matches!(
-            self.done
-                .recv_deadline(deadline.max(Instant::now()) + CLOSE_GRACE),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
-        );
-        if finished {
-            if let Some(worker) = self.worker.take() {
-                // The thread has returned, so this does not block.
-                let _ = worker.join();
-            }
+        if let Some(worker) = self.worker.take() {
+            join_until(
+                worker,
+                &self.done,
+                deadline.max(Instant::now()) + CLOSE_GRACE,
+            );
         }
         // A thread still connecting to an unresponsive host sees the stop flag once the attempt
         // ends and publishes nothing more; what it did not deliver is saved here.

@@ -33,8 +33,8 @@ use crate::config::Params;
 use crate::error::ConfigError;
 use crate::mqtt::{default_client_id, final_failure, MqttSettings};
 use crate::source::{
-    now_ms, Source, SourceConfig, SourceContext, SourceCounters, SourceEvent, SourceMessage,
-    SourceMetrics, SourceSender,
+    join_until, now_ms, Source, SourceConfig, SourceContext, SourceCounters, SourceEvent,
+    SourceMessage, SourceMetrics, SourceSender,
 };
 
 /// First delay before reconnecting; it doubles up to [`MAX_BACKOFF`].
@@ -379,14 +379,7 @@ impl Source for MqttSource {
         // thread also looks at the flag after every event.
         let _ = self.client.try_disconnect();
         let _ = self.wake.try_send(());
-        let finished = matches!(
-            self.done.recv_deadline(Instant::now() + STOP_WAIT),
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
-        );
-        if finished {
-            // The thread has returned, so this does not block.
-            let _ = thread.join();
-        }
+        join_until(thread, &self.done, Instant::now() + STOP_WAIT);
     }
 }
 
