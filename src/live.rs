@@ -189,14 +189,22 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         _ => Box::new(BufWriter::new(io::stdout().lock())),
     };
     let dead_letter = match &options.dead_letter {
-        Some(p) => Some(BufWriter::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("cannot write `{}`", p.display()))?,
-        )),
+        Some(p) => Some(DeadLetters {
+            path: p.clone(),
+            file: BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("cannot write `{}`", p.display()))?,
+            ),
+            failures: 0,
+        }),
         None => None,
+    };
+    let output_name = match &options.output {
+        Some(p) if p.as_os_str() != "-" => format!("`{}`", p.display()),
+        _ => "standard output".to_string(),
     };
 
     let mut live = Live::new(&program, &subs, &sources, options, dead_letter);
@@ -228,7 +236,8 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         for msg in job.take_messages() {
             writeln!(stderr, "{msg}")?;
         }
-        live.write_outputs(&mut *out_writer)?;
+        live.write_outputs(&mut *out_writer)
+            .with_context(|| format!("writing outputs to {output_name}"))?;
         if let Some(c) = checkpoints.as_mut().filter(|c| c.due()) {
             checkpoint(c, &mut job, &live, &keys, &mut sources, &mut stderr)?;
         }
@@ -294,13 +303,24 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
     for msg in job.take_messages() {
         writeln!(stderr, "{msg}")?;
     }
-    live.write_outputs(&mut *out_writer)?;
+    live.write_outputs(&mut *out_writer)
+        .with_context(|| format!("writing outputs to {output_name}"))?;
     if live.format == OutputFormat::Table {
         write_tables(&mut *out_writer, &live.kept)?;
     }
-    out_writer.flush()?;
+    out_writer
+        .flush()
+        .with_context(|| format!("writing outputs to {output_name}"))?;
     if let Some(d) = live.dead_letter.as_mut() {
-        d.flush()?;
+        d.flush();
+        if d.failures > 0 {
+            writeln!(
+                stderr,
+                "warning: {} bad payloads could not be written to `{}`",
+                d.failures,
+                d.path.display()
+            )?;
+        }
     }
     writeln!(stderr, "stopped: {stop_reason}")?;
     if let Some(c) = &checkpoints {
@@ -469,7 +489,7 @@ struct Live {
     outputs: Vec<Output>,
     kept: Vec<Output>,
     format: OutputFormat,
-    dead_letter: Option<BufWriter<std::fs::File>>,
+    dead_letter: Option<DeadLetters>,
 }
 
 impl Live {
@@ -478,7 +498,7 @@ impl Live {
         subs: &[Subscription],
         sources: &[Box<dyn Source>],
         options: &LiveOptions,
-        dead_letter: Option<BufWriter<std::fs::File>>,
+        dead_letter: Option<DeadLetters>,
     ) -> Live {
         let now = Instant::now();
         Live {
@@ -679,7 +699,7 @@ impl Live {
         if job.stats().skipped.values().sum::<u64>() > skipped_before {
             if let Some(d) = self.dead_letter.as_mut() {
                 let place = format!("connector `{connector}` ({})", p.place);
-                write_dead_letter(d, &place, &p.payload, job);
+                d.write(&place, &p.payload, job);
             }
         }
         result
@@ -708,6 +728,7 @@ impl Live {
             sinks,
             pending: self.pending.len(),
             checkpoints,
+            dead_letter_failures: self.dead_letter.as_ref().map_or(0, |d| d.failures),
         })
     }
 
@@ -748,19 +769,49 @@ impl Live {
     }
 }
 
-/// One dead-letter line: the payload, where it came from, and why it was
-/// skipped (the last problem the job reported).
-fn write_dead_letter(w: &mut BufWriter<std::fs::File>, place: &str, payload: &[u8], job: &Job) {
-    let error = job
-        .last_problem()
-        .map_or_else(|| "skipped".to_string(), |p| p.message.clone());
-    let line = serde_json::json!({
-        "_error": error,
-        "_place": place,
-        "payload": String::from_utf8_lossy(payload),
-    });
-    // A failing dead-letter file must not stop the run; the skip is counted.
-    let _ = writeln!(w, "{line}");
+/// The `--dead-letter` file of bad payloads.
+struct DeadLetters {
+    path: PathBuf,
+    file: BufWriter<std::fs::File>,
+    /// Lines that could not be written (the payloads are still counted as
+    /// skipped); the first failure is reported.
+    failures: u64,
+}
+
+impl DeadLetters {
+    /// Appends one line: the payload, where it came from, and why it was
+    /// skipped (the last problem the job reported). A failing file (disk
+    /// full) does not stop the run: the failure is reported once and counted.
+    fn write(&mut self, place: &str, payload: &[u8], job: &Job) {
+        let error = job
+            .last_problem()
+            .map_or_else(|| "skipped".to_string(), |p| p.message.clone());
+        let line = serde_json::json!({
+            "_error": error,
+            "_place": place,
+            "payload": String::from_utf8_lossy(payload),
+        });
+        if let Err(e) = writeln!(self.file, "{line}") {
+            self.failed(&e);
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.file.flush() {
+            self.failed(&e);
+        }
+    }
+
+    fn failed(&mut self, e: &io::Error) {
+        if self.failures == 0 {
+            eprintln!(
+                "warning: cannot write the dead-letter file `{}`: {e}; bad payloads are still \
+                 counted and reported",
+                self.path.display()
+            );
+        }
+        self.failures += 1;
+    }
 }
 
 /// Splits a payload into events: one JSON object, an array of objects, or

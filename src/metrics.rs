@@ -38,6 +38,8 @@ pub struct Snapshot<'a> {
     pub pending: usize,
     /// Checkpoints written and failed (`--state-dir`), if checkpointing.
     pub checkpoints: Option<(u64, u64)>,
+    /// Bad payloads that could not be written to the `--dead-letter` file.
+    pub dead_letter_failures: u64,
 }
 
 /// Renders a snapshot in the Prometheus text exposition format.
@@ -152,6 +154,13 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "gauge",
         "Events waiting for other sources to catch up.",
         &[(String::new(), s.pending as u64)],
+    );
+    family(
+        &mut out,
+        "dead_letter_failures_total",
+        "counter",
+        "Bad payloads that could not be written to the --dead-letter file.",
+        &one(s.dead_letter_failures),
     );
     if let Some((written, failed)) = s.checkpoints {
         family(
@@ -391,6 +400,7 @@ mod tests {
             sinks: vec![],
             pending: 0,
             checkpoints: Some((2, 0)),
+            dead_letter_failures: 0,
         });
         assert!(text.contains("varpulis_input_records_total 5\n"), "{text}");
         assert!(text.contains("varpulis_input_skipped_total{reason=\"malformed\"} 1\n"));

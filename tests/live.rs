@@ -499,6 +499,40 @@ fn bad_payloads_are_reported_with_their_place_and_dead_lettered() {
 }
 
 #[test]
+fn a_dead_letter_file_that_cannot_be_written_is_reported_not_fatal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "in.jsonl",
+        "{\"zone\":\"a\",\"temp\":1}\n{broken\n",
+    );
+    write(
+        dir.path(),
+        "rules.vpl",
+        &format!(
+            "{READING}connector In = file (path: \"in.jsonl\")\n\nstream All = Reading.from(In).emit(zone: zone)\n"
+        ),
+    );
+    let run = Run::start(
+        &["rules.vpl", "--dead-letter", "/dev/full"],
+        dir.path(),
+        &[],
+    );
+    let (status, out, err) = run.finish();
+    assert!(status.success(), "{err}");
+    assert_eq!(out.len(), 1);
+    assert!(
+        err.contains("cannot write the dead-letter file `/dev/full`"),
+        "{err}"
+    );
+    assert!(err.contains("1 bad payloads could not be written"), "{err}");
+    assert!(
+        err.contains("skipped 1 input records (malformed 1)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn strict_makes_a_bad_payload_fatal() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(
