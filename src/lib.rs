@@ -9,3 +9,4 @@ pub mod job;
 pub mod live;
 pub mod metrics;
 pub mod output;
+pub mod trace;
