@@ -17,6 +17,9 @@
 //! - Ctrl-C stops the sources, runs what they already delivered, then flushes
 //!   and closes the sinks. It is not the end of the input: open windows are
 //!   not fired (a second Ctrl-C exits at once).
+//! - With `--otlp-endpoint`, the run is traced (src/trace.rs): a root span
+//!   `varpulis.run` with children `varpulis.source.start`, `varpulis.batch`
+//!   and `varpulis.checkpoint`.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -42,6 +45,7 @@ use crate::cli::simulate::{summary, OutputFormat};
 use crate::job::{connector_config, InputProblem, Job, RecordFrom};
 use crate::metrics::MetricsServer;
 use crate::output::{write_json, write_tables};
+use crate::trace::{Span, Status, Tracer};
 
 /// Options of a live run.
 #[derive(Clone, Debug)]
@@ -65,6 +69,12 @@ pub struct LiveOptions {
     pub state_dir: Option<PathBuf>,
     /// Time between checkpoints.
     pub checkpoint_interval: Duration,
+    /// The program file (for traces).
+    pub program: PathBuf,
+    /// OTLP/HTTP endpoint traces go to (`URL/v1/traces`), if any.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of exported traces.
+    pub service_name: String,
 }
 
 /// Payloads taken from the sources between two releases into the engine.
@@ -94,6 +104,14 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|sub| subscription_key(&program, sub))
         .collect();
+    let mut trace = RunTrace::start(options, subs.len())?;
+    if let Some(url) = trace.tracer.url() {
+        writeln!(
+            stderr,
+            "traces: OTLP to {url} (trace {})",
+            trace.tracer.trace_id_hex()
+        )?;
+    }
     let mut checkpoints = match &options.state_dir {
         Some(dir) => {
             let c = Checkpointer::open(dir, options.checkpoint_interval)?;
@@ -126,6 +144,7 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
                 }
                 Err(e) => {
                     writeln!(stderr, "error: {e:#}")?;
+                    trace.finish(Status::Error(format!("{e:#}")), None);
                     return Ok(ExitCode::FAILURE);
                 }
             }
@@ -146,8 +165,13 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
                 .cloned()
                 .unwrap_or_default();
         }
+        let mut span = trace.child("varpulis.source.start");
+        span.set("varpulis.connector", &*def.name);
+        span.set("varpulis.connector.kind", &*def.kind);
         match open_source(&config, &context, sender.clone()) {
             Ok(source) => {
+                span.set("varpulis.source.description", source.describe());
+                trace.tracer.end(span);
                 writeln!(
                     stderr,
                     "source `{}`: {} → {}",
@@ -163,6 +187,12 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
                     s.stop();
                 }
                 writeln!(stderr, "error: {e}")?;
+                span.error(e.to_string());
+                trace.tracer.end(span);
+                trace.finish(
+                    Status::Error(format!("connector `{}`: {e}", def.name)),
+                    None,
+                );
                 return Ok(ExitCode::FAILURE);
             }
         }
@@ -227,6 +257,7 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         for event in rx.try_iter().take(DRAIN_BATCH) {
             live.handle(event);
         }
+        let batch = trace.batch(&job);
         if let Err(problem) = live.release(&mut job) {
             failure = Some(problem);
             stop_reason = "bad input with --strict";
@@ -238,13 +269,15 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         }
         live.write_outputs(&mut *out_writer)
             .with_context(|| format!("writing outputs to {output_name}"))?;
+        trace.end_batch(batch, &job);
         if let Some(c) = checkpoints.as_mut().filter(|c| c.due()) {
-            checkpoint(c, &mut job, &live, &keys, &mut sources, &mut stderr)?;
+            checkpoint(c, &mut job, &live, &keys, &mut sources, &trace, &mut stderr)?;
         }
         if let Some(m) = &metrics {
             let ck = checkpoints.as_ref().map(|c| (c.written, c.failed));
-            m.publish(live.metrics_text(&mut job, &sources, ck));
+            m.publish(live.metrics_text(&mut job, &sources, ck, trace.tracer.dropped()));
         }
+        trace.report_failure();
         if live.finished() {
             break;
         }
@@ -257,9 +290,11 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         while let Ok(event) = rx.try_recv() {
             live.handle(event);
         }
+        let batch = trace.batch(&job);
         if let Err(problem) = live.release_all(&mut job) {
             failure = Some(problem);
         }
+        trace.end_batch(batch, &job);
     }
     let end_of_input = failure.is_none() && stop_reason != "interrupted" && live.finished();
     if end_of_input {
@@ -268,7 +303,7 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
     }
     if failure.is_none() {
         if let Some(c) = checkpoints.as_mut() {
-            checkpoint(c, &mut job, &live, &keys, &mut sources, &mut stderr)?;
+            checkpoint(c, &mut job, &live, &keys, &mut sources, &trace, &mut stderr)?;
         }
     }
     stopping.store(true, Ordering::Release);
@@ -287,7 +322,7 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         }
         if let (true, Some(c)) = (late_arrivals && failure.is_none(), checkpoints.as_mut()) {
             let positions = live.positions(&keys);
-            if let Err(e) = c.save(&mut job, &positions) {
+            if let Err(e) = trace.checkpoint(c, &mut job, &positions) {
                 writeln!(stderr, "warning: checkpoint failed: {e:#}")?;
             }
         }
@@ -342,6 +377,18 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         writeln!(stderr, "{}", source_summary(s.as_ref()))?;
     }
     writeln!(stderr, "{}", summary(&mut job, started.elapsed()))?;
+    let status = match (&failure, &live.fatal) {
+        (Some(problem), _) => Status::Error(format!("input {problem}")),
+        (None, Some(message)) => Status::Error(message.clone()),
+        (None, None) => Status::Ok,
+    };
+    if let Some((exported, dropped)) = trace.finish(status, Some((&job, stop_reason))) {
+        let mut line = format!("traces: {exported} spans exported");
+        if dropped > 0 {
+            line.push_str(&format!(", {dropped} dropped"));
+        }
+        writeln!(stderr, "{line}")?;
+    }
     Ok(if failure.is_some() || live.failed {
         ExitCode::FAILURE
     } else {
@@ -358,10 +405,11 @@ fn checkpoint(
     live: &Live,
     keys: &[String],
     sources: &mut [Box<dyn Source>],
+    trace: &RunTrace,
     stderr: &mut dyn Write,
 ) -> io::Result<()> {
     let positions = live.positions(keys);
-    match c.save(job, &positions) {
+    match trace.checkpoint(c, job, &positions) {
         Ok(()) => {
             for (source, key) in sources.iter_mut().zip(keys) {
                 if let Some(p) = positions.get(key) {
@@ -372,6 +420,137 @@ fn checkpoint(
         Err(e) => writeln!(stderr, "warning: checkpoint failed: {e:#}")?,
     }
     Ok(())
+}
+
+/// The trace of one live run: the root span `varpulis.run` and its
+/// children. With tracing off every call is a cheap no-op.
+struct RunTrace {
+    tracer: Tracer,
+    /// The root span, until [`RunTrace::finish`] ends it.
+    root: Option<Span>,
+    state_dir: Option<String>,
+}
+
+/// A `varpulis.batch` span being measured: the span and the job's event and
+/// output counters when it started.
+struct Batch {
+    span: Span,
+    events: u64,
+    outputs: u64,
+}
+
+impl RunTrace {
+    fn start(options: &LiveOptions, sources: usize) -> anyhow::Result<RunTrace> {
+        let tracer = match &options.otlp_endpoint {
+            Some(url) => Tracer::start(url, &options.service_name)?,
+            None => Tracer::disabled(),
+        };
+        let mut root = tracer.span("varpulis.run", None);
+        root.set("varpulis.program", options.program.display().to_string());
+        root.set("varpulis.sources", sources);
+        Ok(RunTrace {
+            tracer,
+            root: Some(root),
+            state_dir: options.state_dir.as_ref().map(|d| d.display().to_string()),
+        })
+    }
+
+    fn enabled(&self) -> bool {
+        self.tracer.url().is_some()
+    }
+
+    /// A child span of the run, starting now.
+    fn child(&self, name: &'static str) -> Span {
+        self.tracer.span(name, self.root.as_ref())
+    }
+
+    fn batch(&self, job: &Job) -> Option<Batch> {
+        if !self.enabled() {
+            return None;
+        }
+        let stats = job.stats();
+        Some(Batch {
+            span: self.child("varpulis.batch"),
+            events: stats.events,
+            outputs: stats.outputs,
+        })
+    }
+
+    /// Records the batch when it ran at least one event.
+    fn end_batch(&self, batch: Option<Batch>, job: &Job) {
+        let Some(mut b) = batch else { return };
+        let stats = job.stats();
+        let events = stats.events.saturating_sub(b.events);
+        if events == 0 {
+            return;
+        }
+        b.span.set("varpulis.events", events);
+        b.span
+            .set("varpulis.outputs", stats.outputs.saturating_sub(b.outputs));
+        self.tracer.end(b.span);
+    }
+
+    /// Saves a checkpoint inside a `varpulis.checkpoint` span.
+    fn checkpoint(
+        &self,
+        c: &mut Checkpointer,
+        job: &mut Job,
+        positions: &Positions,
+    ) -> anyhow::Result<()> {
+        let mut span = self.child("varpulis.checkpoint");
+        if let Some(dir) = &self.state_dir {
+            span.set("varpulis.state_dir", dir.clone());
+        }
+        let started = Instant::now();
+        let result = c.save(job, positions);
+        span.set(
+            "varpulis.checkpoint.duration_ms",
+            started.elapsed().as_secs_f64() * 1e3,
+        );
+        match &result {
+            Ok(()) => span.status = Status::Ok,
+            Err(e) => span.error(format!("{e:#}")),
+        }
+        self.tracer.end(span);
+        result
+    }
+
+    /// Ends the root span (with the run's totals and stop reason when it
+    /// got that far) and flushes the exporter, waiting at most 2 s.
+    /// Returns the spans exported and dropped, when tracing.
+    fn finish(&mut self, status: Status, end: Option<(&Job, &str)>) -> Option<(u64, u64)> {
+        if let Some(mut root) = self.root.take() {
+            if let Some((job, reason)) = end {
+                let stats = job.stats();
+                root.set("varpulis.events", stats.events);
+                root.set("varpulis.outputs", stats.outputs);
+                root.set("varpulis.stop_reason", reason);
+            }
+            root.status = status;
+            self.tracer.end(root);
+        }
+        let counts = self.tracer.shutdown();
+        self.report_failure();
+        counts
+    }
+
+    /// Prints the first export failure, once. The exporter thread cannot:
+    /// the run holds the stderr lock (this thread may take it again).
+    fn report_failure(&self) {
+        if let Some(warning) = self.tracer.take_warning() {
+            eprintln!("{warning}");
+        }
+    }
+}
+
+impl Drop for RunTrace {
+    /// A run that ended on an error no other path reported still sends its
+    /// spans.
+    fn drop(&mut self) {
+        if self.root.is_some() {
+            self.finish(Status::Error("the run stopped on an error".into()), None);
+        }
+    }
 }
 
 /// A subscription's identity across restarts: its connector and site
@@ -485,6 +664,8 @@ struct Live {
     idle_timeout: Option<Duration>,
     /// Some source gave up with an error.
     failed: bool,
+    /// The first such error, for the trace.
+    fatal: Option<String>,
     idle: IdleClock,
     outputs: Vec<Output>,
     kept: Vec<Output>,
@@ -519,6 +700,7 @@ impl Live {
             align: options.idle_timeout.is_some(),
             idle_timeout: options.idle_timeout,
             failed: false,
+            fatal: None,
             idle: IdleClock::new(options.idle_timeout, max_out_of_order(program)),
             outputs: Vec::new(),
             kept: Vec::new(),
@@ -551,6 +733,9 @@ impl Live {
                 if fatal {
                     eprintln!("error: connector `{name}`: {message} (source stopped)");
                     self.failed = true;
+                    if self.fatal.is_none() {
+                        self.fatal = Some(format!("connector `{name}`: {message}"));
+                    }
                     if let Some(s) = self.subs.get_mut(source) {
                         s.ended = true;
                     }
@@ -711,6 +896,7 @@ impl Live {
         job: &mut Job,
         sources: &[Box<dyn Source>],
         checkpoints: Option<(u64, u64)>,
+        trace_spans_dropped: u64,
     ) -> String {
         let engine = job.engine().metrics();
         let watermark = job.engine().watermark();
@@ -729,6 +915,7 @@ impl Live {
             pending: self.pending.len(),
             checkpoints,
             dead_letter_failures: self.dead_letter.as_ref().map_or(0, |d| d.failures),
+            trace_spans_dropped,
         })
     }
 

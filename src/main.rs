@@ -96,6 +96,12 @@ enum Command {
         /// Time between checkpoints (with --state-dir); one is also written when the run stops.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
         checkpoint_interval: std::time::Duration,
+        /// With connector sources: export OpenTelemetry traces (spans `varpulis.run`,
+        /// `varpulis.source.start`, `varpulis.batch`, `varpulis.checkpoint`) over OTLP/HTTP
+        /// protobuf to URL/v1/traces (e.g. `http://127.0.0.1:4318`). Default:
+        /// `OTEL_EXPORTER_OTLP_ENDPOINT`; `OTEL_SERVICE_NAME` sets `service.name` (`varpulis`).
+        #[arg(long, value_name = "URL")]
+        otlp_endpoint: Option<String>,
         #[command(flatten)]
         run: RunFlags,
     },
@@ -293,6 +299,7 @@ fn main() -> ExitCode {
             metrics,
             state_dir,
             checkpoint_interval,
+            otlp_endpoint,
             run,
         } => {
             let mut args = run.args(
@@ -308,6 +315,9 @@ fn main() -> ExitCode {
                 metrics,
                 state_dir,
                 checkpoint_interval,
+                otlp_endpoint: otlp_endpoint.or_else(|| env_setting("OTEL_EXPORTER_OTLP_ENDPOINT")),
+                service_name: env_setting("OTEL_SERVICE_NAME")
+                    .unwrap_or_else(|| "varpulis".to_string()),
             };
             cli::simulate::run(&args)
         }
@@ -347,4 +357,9 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     }
     .ok_or_else(|| format!("`{text}` is too long"))?;
     Ok(std::time::Duration::from_millis(ms))
+}
+
+/// A non-empty environment variable (the OpenTelemetry `OTEL_*` settings).
+fn env_setting(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }

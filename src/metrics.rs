@@ -40,6 +40,8 @@ pub struct Snapshot<'a> {
     pub checkpoints: Option<(u64, u64)>,
     /// Bad payloads that could not be written to the `--dead-letter` file.
     pub dead_letter_failures: u64,
+    /// Trace spans lost: export failed or the queue was full (`--otlp-endpoint`).
+    pub trace_spans_dropped: u64,
 }
 
 /// Renders a snapshot in the Prometheus text exposition format.
@@ -161,6 +163,13 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "counter",
         "Bad payloads that could not be written to the --dead-letter file.",
         &one(s.dead_letter_failures),
+    );
+    family(
+        &mut out,
+        "trace_spans_dropped_total",
+        "counter",
+        "Trace spans not exported: the OTLP collector failed or the queue was full.",
+        &one(s.trace_spans_dropped),
     );
     if let Some((written, failed)) = s.checkpoints {
         family(
@@ -401,6 +410,7 @@ mod tests {
             pending: 0,
             checkpoints: Some((2, 0)),
             dead_letter_failures: 0,
+            trace_spans_dropped: 4,
         });
         assert!(text.contains("varpulis_input_records_total 5\n"), "{text}");
         assert!(text.contains("varpulis_input_skipped_total{reason=\"malformed\"} 1\n"));
@@ -411,5 +421,6 @@ mod tests {
         assert!(text.contains("varpulis_source_received_total{connector=\"In\\\"x\"} 7\n"));
         assert!(text.contains("# TYPE varpulis_sink_sent_total counter\n"));
         assert!(text.contains("varpulis_checkpoints_total 2\n"));
+        assert!(text.contains("varpulis_trace_spans_dropped_total 4\n"));
     }
 }

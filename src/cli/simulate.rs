@@ -73,6 +73,10 @@ pub struct LiveSettings {
     pub state_dir: Option<PathBuf>,
     /// Time between checkpoints.
     pub checkpoint_interval: Duration,
+    /// OTLP/HTTP endpoint traces go to (`URL/v1/traces`), if any.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of exported traces.
+    pub service_name: String,
 }
 
 impl Default for LiveSettings {
@@ -83,6 +87,8 @@ impl Default for LiveSettings {
             metrics: None,
             state_dir: None,
             checkpoint_interval: Duration::from_secs(10),
+            otlp_endpoint: None,
+            service_name: "varpulis".to_string(),
         }
     }
 }
@@ -115,6 +121,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             metrics: args.live.metrics.clone(),
             state_dir: args.live.state_dir.clone(),
             checkpoint_interval: args.live.checkpoint_interval,
+            program: args.program.clone(),
+            otlp_endpoint: args.live.otlp_endpoint.clone(),
+            service_name: args.live.service_name.clone(),
         };
         return crate::live::run(job, &options);
     }
