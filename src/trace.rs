@@ -4,7 +4,7 @@
 //!
 //! The live loop only records finished spans into a bounded queue; it never
 //! waits for the network. A background thread batches them (every second or
-//! [`BATCH`] spans) and POSTs an `ExportTraceServiceRequest`. A batch the
+//! `BATCH` spans) and POSTs an `ExportTraceServiceRequest`. A batch the
 //! collector does not take after a bounded retry is dropped and counted
 //! ([`Tracer::dropped`], `varpulis_trace_spans_dropped_total`); the first
 //! failure is kept for the run to report once ([`Tracer::take_warning`]: the

@@ -368,6 +368,102 @@ impl ParamKind {
     }
 }
 
+/// Every parameter the runtime's connectors read, per kind, source and sink
+/// roles together (a connector may serve both). Kinds not listed (`nats`,
+/// `database`, ...) are not checked. `tests/connector_params.rs` (root
+/// package) checks this table against the connectors themselves.
+pub const CONNECTOR_KINDS: &[(&str, &[&str])] = &[
+    ("console", &[]),
+    (
+        "file",
+        &[
+            "path",
+            "append",
+            "rotate_bytes",
+            "max_files",
+            "dead_letter",
+            "follow",
+            "poll",
+        ],
+    ),
+    (
+        "http",
+        &[
+            "url",
+            "method",
+            "headers",
+            "batch_size",
+            "batch_timeout",
+            "timeout",
+            "retries",
+            "backoff",
+            "max_backoff",
+            "dead_letter",
+            "queue_capacity",
+            "close_timeout",
+            "token",
+            "max_body",
+        ],
+    ),
+    (
+        "kafka",
+        &[
+            "brokers",
+            "url",
+            "host",
+            "servers",
+            "topic",
+            "properties",
+            "group_id",
+            "start",
+            "auto_offset_reset",
+            "session_timeout",
+            "batch_size",
+            "linger_ms",
+            "compression_type",
+            "acks",
+            "exactly_once",
+            "dead_letter",
+            "queue_capacity",
+            "close_timeout",
+        ],
+    ),
+    (
+        "mqtt",
+        &[
+            "url",
+            "host",
+            "brokers",
+            "servers",
+            "port",
+            "topic",
+            "client_id",
+            "qos",
+            "username",
+            "password",
+            "keep_alive",
+            "clean_session",
+            "retain",
+            "queue_capacity",
+            "dead_letter",
+            "close_timeout",
+            "tls",
+            "ca_file",
+            "client_cert",
+            "client_key",
+        ],
+    ),
+];
+
+/// The parameters a connector of `kind` reads, when the kind is one the
+/// runtime implements.
+pub fn connector_kind_params(kind: &str) -> Option<&'static [&'static str]> {
+    CONNECTOR_KINDS
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, params)| *params)
+}
+
 /// The kind of connector parameter `name`, if it is a known one.
 pub fn connector_param(name: &str) -> Option<ParamKind> {
     CONNECTOR_PARAMS

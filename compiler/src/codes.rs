@@ -135,6 +135,9 @@ codes! {
     /// `skip_till_any_match` with a Kleene step and no `.limit_runs`: runs
     /// fork on every event.
     COMBINATORIAL_PATTERN = "W0110", "pattern can explode combinatorially";
+    /// A parameter a connector of this kind does not read (a typo, most
+    /// likely); starting the connector would fail.
+    UNKNOWN_CONNECTOR_PARAM = "W0111", "unknown connector parameter";
 }
 
 /// One registry row.

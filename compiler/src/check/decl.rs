@@ -442,6 +442,30 @@ impl Checker<'_> {
                 );
                 continue;
             };
+            if let Some(known) = capabilities::connector_kind_params(&k.kind.name) {
+                if !known.contains(&name.name.as_str()) {
+                    let mut d = Diagnostic::new(
+                        codes::UNKNOWN_CONNECTOR_PARAM,
+                        format!(
+                            "`{}` connectors have no parameter `{}`",
+                            k.kind.name, name.name
+                        ),
+                        name.span,
+                    )
+                    .with_label("unknown parameter");
+                    d = match crate::suggest::did_you_mean(&name.name, known.iter().copied()) {
+                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                        None => d.with_help(format!(
+                            "`{}` connectors read: {}",
+                            k.kind.name,
+                            known.join(", ")
+                        )),
+                    };
+                    self.report(
+                        d.with_note("the connector would refuse to start with this parameter"),
+                    );
+                }
+            }
             let kind = capabilities::connector_param(&name.name);
             let ok = match (&p.value.kind, kind) {
                 (ExprKind::Error, _) => true,
