@@ -876,12 +876,15 @@ impl Live {
             connector,
             place: &p.place,
         };
-        let skipped_before: u64 = job.stats().skipped.values().sum();
+        // Counting skips is only needed to dead-letter them: keep it off the
+        // per-event path otherwise.
+        let skipped = |job: &Job| job.stats().skipped.values().sum::<u64>();
+        let skipped_before = self.dead_letter.as_ref().map(|_| skipped(job));
         let result = match &p.raw {
             Ok(raw) => job.push_raw_from(raw, Some(p.time), from, &mut self.outputs),
             Err(message) => job.malformed_from(from, message.clone()),
         };
-        if job.stats().skipped.values().sum::<u64>() > skipped_before {
+        if skipped_before.is_some_and(|before| skipped(job) > before) {
             if let Some(d) = self.dead_letter.as_mut() {
                 let place = format!("connector `{connector}` ({})", p.place);
                 d.write(&place, &p.payload, job);

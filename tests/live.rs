@@ -184,6 +184,18 @@ fn json(line: &str) -> serde_json::Value {
 
 const READING: &str = "event Reading:\n    zone: str\n    temp: float\n\n";
 
+/// `rules.vpl`: every reading of `in.jsonl` (a `file` connector with the
+/// extra `params`, e.g. `, follow: true`) emitted by stream `All`.
+fn write_rules_reading_in(dir: &Path, params: &str) {
+    write(
+        dir,
+        "rules.vpl",
+        &format!(
+            "{READING}connector In = file (path: \"in.jsonl\"{params})\n\nstream All = Reading.from(In).emit(zone: zone)\n"
+        ),
+    );
+}
+
 #[test]
 fn file_sources_run_to_their_end_and_fire_open_windows() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -461,13 +473,7 @@ fn bad_payloads_are_reported_with_their_place_and_dead_lettered() {
         "in.jsonl",
         "{\"zone\":\"a\",\"temp\":1}\n{\"type\":\"Nope\"}\n{broken\n{\"zone\":\"b\",\"temp\":\"warm\"}\n",
     );
-    write(
-        dir.path(),
-        "rules.vpl",
-        &format!(
-            "{READING}connector In = file (path: \"in.jsonl\")\n\nstream All = Reading.from(In).emit(zone: zone)\n"
-        ),
-    );
+    write_rules_reading_in(dir.path(), "");
     let run = Run::start(
         &["rules.vpl", "--dead-letter", "bad.jsonl"],
         dir.path(),
@@ -506,13 +512,7 @@ fn a_dead_letter_file_that_cannot_be_written_is_reported_not_fatal() {
         "in.jsonl",
         "{\"zone\":\"a\",\"temp\":1}\n{broken\n",
     );
-    write(
-        dir.path(),
-        "rules.vpl",
-        &format!(
-            "{READING}connector In = file (path: \"in.jsonl\")\n\nstream All = Reading.from(In).emit(zone: zone)\n"
-        ),
-    );
+    write_rules_reading_in(dir.path(), "");
     let run = Run::start(
         &["rules.vpl", "--dead-letter", "/dev/full"],
         dir.path(),
@@ -540,13 +540,7 @@ fn strict_makes_a_bad_payload_fatal() {
         "in.jsonl",
         "{\"zone\":\"a\",\"temp\":1}\n{broken\n",
     );
-    write(
-        dir.path(),
-        "rules.vpl",
-        &format!(
-            "{READING}connector In = file (path: \"in.jsonl\", follow: true)\n\nstream All = Reading.from(In).emit(zone: zone)\n"
-        ),
-    );
+    write_rules_reading_in(dir.path(), ", follow: true");
     let run = Run::start(&["rules.vpl", "--strict"], dir.path(), &[]);
     let (status, out, err) = run.finish();
     assert_eq!(status.code(), Some(1), "{err}");
@@ -561,13 +555,7 @@ fn strict_makes_a_bad_payload_fatal() {
 fn a_misspelt_source_parameter_stops_the_run_before_it_starts() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "in.jsonl", "");
-    write(
-        dir.path(),
-        "rules.vpl",
-        &format!(
-            "{READING}connector In = file (path: \"in.jsonl\", folow: true)\n\nstream All = Reading.from(In).emit(zone: zone)\n"
-        ),
-    );
+    write_rules_reading_in(dir.path(), ", folow: true");
     let run = Run::start(&["rules.vpl"], dir.path(), &[]);
     let (status, _, err) = run.finish();
     assert_eq!(status.code(), Some(1));

@@ -203,6 +203,37 @@ impl Host {
     }
 }
 
+/// Writes `{"event_type":"Order","i":N}` records to one topic, waiting until they are in.
+struct OrderProducer {
+    producer: BaseProducer,
+    topic: String,
+}
+
+impl OrderProducer {
+    fn new(brokers: &str, topic: &str) -> OrderProducer {
+        let producer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()
+            .expect("producer");
+        OrderProducer {
+            producer,
+            topic: topic.to_string(),
+        }
+    }
+
+    fn produce(&self, range: std::ops::Range<u64>) {
+        for i in range {
+            let payload = format!(r#"{{"event_type":"Order","i":{i}}}"#);
+            self.producer
+                .send(BaseRecord::<(), _>::to(&self.topic).payload(&payload))
+                .expect("queued");
+        }
+        self.producer
+            .flush(Duration::from_secs(10))
+            .expect("flushed");
+    }
+}
+
 /// Source parameters that make joining a group fast (see shared/INFRA.md).
 fn group(group_id: &str) -> (&'static str, ConfigValue) {
     ("group_id", s(group_id))
@@ -339,25 +370,14 @@ fn source_keeps_partition_order_skips_tombstones_and_resumes_from_the_committed_
     let topic = unique("resume");
     let group_id = unique("resume-group");
     create_topic(&brokers, &topic, 1);
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .expect("producer");
-    let produce = |range: std::ops::Range<u64>| {
-        for i in range {
-            let payload = format!(r#"{{"event_type":"Order","i":{i}}}"#);
-            producer
-                .send(BaseRecord::<(), _>::to(&topic).payload(&payload))
-                .expect("queued");
-        }
-        producer.flush(Duration::from_secs(10)).expect("flushed");
-    };
-    produce(0..12);
+    let producer = OrderProducer::new(&brokers, &topic);
+    producer.produce(0..12);
     // A tombstone (no payload) at offset 12, then one more record.
     producer
+        .producer
         .send(BaseRecord::<_, ()>::to(&topic).key("gone"))
         .expect("queued");
-    produce(12..13);
+    producer.produce(12..13);
 
     let params = [("topic", s(&topic)), group(&group_id), fast_session()];
     // A host queue of 2 events: the source blocks on the third until the host takes more.
@@ -404,20 +424,8 @@ fn a_checkpointed_source_commits_what_the_host_checkpointed_and_resumes_there() 
     let topic = unique("ckpt");
     let group_id = unique("ckpt-group");
     create_topic(&brokers, &topic, 1);
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .expect("producer");
-    let produce = |range: std::ops::Range<u64>| {
-        for i in range {
-            let payload = format!(r#"{{"event_type":"Order","i":{i}}}"#);
-            producer
-                .send(BaseRecord::<(), _>::to(&topic).payload(&payload))
-                .expect("queued");
-        }
-        producer.flush(Duration::from_secs(10)).expect("flushed");
-    };
-    produce(0..5);
+    let producer = OrderProducer::new(&brokers, &topic);
+    producer.produce(0..5);
     let params = [("topic", s(&topic)), group(&group_id), fast_session()];
     let start = |params: &[(&str, ConfigValue)]| {
         let (tx, rx) = crossbeam_channel::bounded(100);
@@ -451,7 +459,7 @@ fn a_checkpointed_source_commits_what_the_host_checkpointed_and_resumes_there() 
     host.source
         .commit(&[(format!("{topic}/0"), 3)].into_iter().collect());
     host.stop();
-    produce(5..6);
+    producer.produce(5..6);
     let host = start(&params);
     let rest = host.messages(3, &mut problems);
     let indexes: Vec<u64> = rest.iter().map(|m| index(&m.payload)).collect();

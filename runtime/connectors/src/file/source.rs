@@ -130,16 +130,7 @@ impl Reader {
                         at.offset += n as u64;
                         at.line += 1;
                     }
-                    Err(e) => {
-                        let message = format!("reading `{}` failed: {e}", self.path.display());
-                        self.counters.error(message.clone());
-                        self.send(SourceEvent::Problem {
-                            source: self.id,
-                            message,
-                            fatal: true,
-                        });
-                        return;
-                    }
+                    Err(e) => return self.read_failed(&e),
                 }
             }
         }
@@ -168,18 +159,20 @@ impl Reader {
                 }
                 // A followed file's last line is still being written: keep it and wait.
                 Ok(_) => self.pause(),
-                Err(e) => {
-                    let message = format!("reading `{}` failed: {e}", self.path.display());
-                    self.counters.error(message.clone());
-                    self.send(SourceEvent::Problem {
-                        source: self.id,
-                        message,
-                        fatal: true,
-                    });
-                    return;
-                }
+                Err(e) => return self.read_failed(&e),
             }
         }
+    }
+
+    /// A read error ends the source: counted and reported as a fatal problem.
+    fn read_failed(&self, e: &std::io::Error) {
+        let message = format!("reading `{}` failed: {e}", self.path.display());
+        self.counters.error(message.clone());
+        self.send(SourceEvent::Problem {
+            source: self.id,
+            message,
+            fatal: true,
+        });
     }
 
     /// Sends the line in `buf` (unless blank) and clears it; `false` once the host stops.

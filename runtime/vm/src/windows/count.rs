@@ -82,11 +82,7 @@ impl Operator for Count {
 
     fn save(&self) -> StateResult<Option<Vec<u8>>> {
         encode(&Saved {
-            wins: self
-                .wins
-                .iter()
-                .map(|(k, w)| (k.clone(), w.clone()))
-                .collect(),
+            wins: super::entries(&self.wins),
             seq: self.seq.clone(),
         })
     }

@@ -181,5 +181,10 @@ impl Timers {
 /// Serialisable form of a keyed state map: the entries as a list.
 pub type Entries<S> = Vec<(PartKey, S)>;
 
+/// The entries of a keyed state map, for a snapshot.
+pub fn entries<S: Clone>(map: &rustc_hash::FxHashMap<PartKey, S>) -> Entries<S> {
+    map.iter().map(|(k, w)| (k.clone(), w.clone())).collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -163,11 +163,7 @@ impl Operator for Sliding {
 
     fn save(&self) -> StateResult<Option<Vec<u8>>> {
         encode(&Saved {
-            wins: self
-                .wins
-                .iter()
-                .map(|(k, w)| (k.clone(), w.clone()))
-                .collect(),
+            wins: super::entries(&self.wins),
             timers: self.timers.clone(),
         })
     }

@@ -59,11 +59,7 @@ impl Operator for SlidingCount {
     }
 
     fn save(&self) -> StateResult<Option<Vec<u8>>> {
-        let e: Entries<Win> = self
-            .wins
-            .iter()
-            .map(|(k, w)| (k.clone(), w.clone()))
-            .collect();
+        let e: Entries<Win> = super::entries(&self.wins);
         encode(&e)
     }
 
