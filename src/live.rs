@@ -63,8 +63,8 @@ pub struct LiveOptions {
     pub base_dir: PathBuf,
     /// Where bad payloads are written (JSON lines), if anywhere.
     pub dead_letter: Option<PathBuf>,
-    /// Address of the Prometheus endpoint (`127.0.0.1:9464`), if any.
-    pub metrics: Option<String>,
+    /// The Prometheus endpoint (`127.0.0.1:9464`, optional token and TLS), if any.
+    pub metrics: Option<crate::metrics::MetricsListen>,
     /// Where checkpoints go, if anywhere.
     pub state_dir: Option<PathBuf>,
     /// Time between checkpoints.
@@ -202,7 +202,7 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
     let metrics = match &options.metrics {
         Some(addr) => {
             let server = MetricsServer::start(addr)?;
-            writeln!(stderr, "metrics: http://{}/metrics", server.address())?;
+            writeln!(stderr, "metrics: {}/metrics", server.url())?;
             Some(server)
         }
         None => None,
@@ -275,7 +275,14 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         }
         if let Some(m) = &metrics {
             let ck = checkpoints.as_ref().map(|c| (c.written, c.failed));
-            m.publish(live.metrics_text(&mut job, &sources, ck, trace.tracer.dropped()));
+            let listeners = sources
+                .iter()
+                .filter_map(|s| s.http_stats().map(|h| (s.name().to_string(), h)))
+                .collect();
+            m.publish(
+                live.metrics_text(&mut job, &sources, ck, trace.tracer.dropped()),
+                listeners,
+            );
         }
         trace.report_failure();
         if live.finished() {

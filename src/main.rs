@@ -86,9 +86,27 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         dead_letter: Option<PathBuf>,
         /// With connector sources: serve Prometheus metrics at http://ADDR/metrics
-        /// (e.g. `127.0.0.1:9464`).
+        /// (e.g. `127.0.0.1:9464`). A non-loopback address needs --metrics-token or
+        /// --metrics-tls-client-ca.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
+        /// Scrapers of --metrics must send `Authorization: Bearer TOKEN` (`/health` stays open).
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "VARPULIS_METRICS_TOKEN",
+            hide_env_values = true
+        )]
+        metrics_token: Option<String>,
+        /// Serve --metrics over TLS with this certificate chain (PEM; needs --metrics-tls-key).
+        #[arg(long, value_name = "FILE", requires = "metrics_tls_key")]
+        metrics_tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --metrics-tls-cert.
+        #[arg(long, value_name = "FILE", requires = "metrics_tls_cert")]
+        metrics_tls_key: Option<PathBuf>,
+        /// Require scrapers of --metrics to present a certificate signed by this CA (PEM; mTLS).
+        #[arg(long, value_name = "FILE", requires = "metrics_tls_cert")]
+        metrics_tls_client_ca: Option<PathBuf>,
         /// With connector sources: keep state in this directory; checkpoints are written there
         /// and a restart resumes from the last one (files and Kafka replay what it had not seen).
         #[arg(long, value_name = "DIR")]
@@ -297,11 +315,26 @@ fn main() -> ExitCode {
             idle_timeout,
             dead_letter,
             metrics,
+            metrics_token,
+            metrics_tls_cert,
+            metrics_tls_key,
+            metrics_tls_client_ca,
             state_dir,
             checkpoint_interval,
             otlp_endpoint,
             run,
         } => {
+            let metrics = metrics.map(|address| varpulis::metrics::MetricsListen {
+                address,
+                token: metrics_token,
+                tls: metrics_tls_cert.zip(metrics_tls_key).map(|(cert, key)| {
+                    varpulis_http::TlsFiles {
+                        cert,
+                        key,
+                        client_ca: metrics_tls_client_ca,
+                    }
+                }),
+            });
             let mut args = run.args(
                 program,
                 input,

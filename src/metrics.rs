@@ -1,8 +1,9 @@
 //! Prometheus metrics of a live `varpulis run` (`--metrics ADDR`).
 //!
 //! The run's loop renders a snapshot in the Prometheus text format (0.0.4)
-//! every tick into a shared buffer; a small HTTP thread answers `GET /metrics`
-//! with the latest snapshot and `GET /health` with `ok`. Rendering in the loop
+//! every tick into a shared buffer; the endpoint (on the process's one HTTP
+//! stack, `varpulis-http`: limits, timeouts, optional bearer token and TLS)
+//! answers `GET /metrics` with the latest snapshot and `GET /health` with `ok`. Rendering in the loop
 //! keeps the engine single-threaded (it is not shared with the server), and a
 //! scrape never waits for the engine.
 //!
@@ -10,10 +11,12 @@
 //! stream, so bad input, late events and failed deliveries can be alerted on.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+
+use varpulis_http::axum::http::{header, StatusCode};
+use varpulis_http::axum::routing::get;
+use varpulis_http::axum::Router;
+use varpulis_http::{HttpConfig, HttpStats, Keys, Role, Server, TlsFiles};
 
 use varpulis_connectors::{SinkMetrics, SourceMetrics};
 use varpulis_vm::Metrics;
@@ -296,84 +299,147 @@ fn labels(pairs: &[(&str, &str)]) -> String {
     format!("{{{}}}", inner.join(","))
 }
 
-/// The HTTP endpoint serving the latest snapshot.
+/// How the metrics endpoint listens: address, optional API key and TLS.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsListen {
+    /// `HOST:PORT` (`127.0.0.1:9464`; port 0 picks one).
+    pub address: String,
+    /// Scrapers must send `Authorization: Bearer <token>` (`/health` stays open).
+    pub token: Option<String>,
+    /// TLS certificate, key and optional client CA.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The HTTP endpoint serving the latest snapshot, on the process's one HTTP stack.
 pub struct MetricsServer {
     text: Arc<Mutex<String>>,
-    address: String,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 impl MetricsServer {
-    /// Binds `addr` (`127.0.0.1:9464`; port 0 picks one) and starts serving.
-    pub fn start(addr: &str) -> anyhow::Result<MetricsServer> {
-        let server = tiny_http::Server::http(addr)
-            .map_err(|e| anyhow::anyhow!("cannot serve metrics on `{addr}`: {e}"))?;
-        let address = server
-            .server_addr()
-            .to_ip()
-            .map_or_else(|| addr.to_string(), |a| a.to_string());
+    /// Binds the address and starts serving `GET /metrics` and `GET /health`.
+    pub fn start(listen: &MetricsListen) -> anyhow::Result<MetricsServer> {
         let text = Arc::new(Mutex::new(String::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (t, st) = (text.clone(), stop.clone());
-        let thread = std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || serve(&server, &t, &st))?;
-        Ok(MetricsServer {
-            text,
-            address,
-            stop,
-            thread: Some(thread),
-        })
+        let mut config = HttpConfig::new("metrics", listen.address.clone());
+        config.tls = listen.tls.clone();
+        config.public_paths = vec!["/health".into(), "/healthz".into()];
+        if let Some(token) = &listen.token {
+            let mut keys = Keys::new();
+            keys.add_token("metrics", token, Role::Read);
+            config.keys = Some(keys);
+        }
+        // Scrapes carry no body: a small limit keeps a hostile client's request small too, and
+        // a scrape takes milliseconds, so a stop need not wait long for one.
+        config.limits.max_body = 4096;
+        config.limits.shutdown_grace = std::time::Duration::from_secs(1);
+        let shared = text.clone();
+        let router = Router::new()
+            .route(
+                "/metrics",
+                get(move || {
+                    let body = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body) }
+                }),
+            )
+            .route("/health", get(|| async { "ok\n" }))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .fallback(|| async {
+                (
+                    StatusCode::NOT_FOUND,
+                    "not found: GET /metrics or /health\n",
+                )
+            });
+        let server = Server::start(config, router)?;
+        Ok(MetricsServer { text, server })
     }
 
-    /// The bound address.
-    pub fn address(&self) -> &str {
-        &self.address
+    /// `http://ADDR` or `https://ADDR`.
+    pub fn url(&self) -> String {
+        self.server.url()
     }
 
-    /// Replaces the snapshot scrapes see.
-    pub fn publish(&self, text: String) {
-        // A poisoned lock only means the server thread panicked mid-read.
+    /// Replaces the snapshot scrapes see, adding the counters of the HTTP listeners: this
+    /// endpoint's own (`metrics`) and `others` (ingest sources, by connector).
+    pub fn publish(&self, mut text: String, others: Vec<(String, HttpStats)>) {
+        let mut listeners = vec![("metrics".to_string(), self.server.stats())];
+        listeners.extend(others);
+        render_listeners(&mut text, &listeners);
+        // A poisoned lock only means a handler panicked mid-read.
         *self.text.lock().unwrap_or_else(|e| e.into_inner()) = text;
     }
 }
 
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve(server: &tiny_http::Server, text: &Mutex<String>, stop: &AtomicBool) {
-    while !stop.load(Ordering::Acquire) {
-        let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(100)) else {
-            continue;
-        };
-        let path = request.url().split('?').next().unwrap_or("");
-        let (status, body, kind) = match (request.method(), path) {
-            (tiny_http::Method::Get, "/metrics") => (
-                200,
-                text.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-                "text/plain; version=0.0.4",
-            ),
-            (tiny_http::Method::Get, "/health") => (200, "ok\n".to_string(), "text/plain"),
-            _ => (
-                404,
-                "not found: GET /metrics or /health\n".to_string(),
-                "text/plain",
-            ),
-        };
-        let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], kind.as_bytes())
-            .expect("a static content type is a valid header");
-        let response = tiny_http::Response::from_string(body)
-            .with_status_code(status)
-            .with_header(header);
-        // The scraper may have gone away; that only concerns it.
-        let _ = request.respond(response);
+/// The counters of HTTP listeners, labelled `listener`.
+pub fn render_listeners(out: &mut String, listeners: &[(String, HttpStats)]) {
+    type Get = fn(&HttpStats) -> u64;
+    let families: [(&str, &str, &str, Get); 10] = [
+        (
+            "http_connections_total",
+            "counter",
+            "Connections accepted, by listener.",
+            |h| h.connections,
+        ),
+        (
+            "http_connections_open",
+            "gauge",
+            "Connections open now, by listener.",
+            |h| h.open,
+        ),
+        (
+            "http_connections_refused_total",
+            "counter",
+            "Connections refused at the connection cap, by listener.",
+            |h| h.refused,
+        ),
+        (
+            "http_requests_total",
+            "counter",
+            "Requests received, by listener.",
+            |h| h.requests,
+        ),
+        (
+            "http_timeouts_total",
+            "counter",
+            "Connections closed for slow headers, bodies or idleness, by listener.",
+            |h| h.timeouts,
+        ),
+        (
+            "http_too_large_total",
+            "counter",
+            "Requests refused for the size of their body or headers, by listener.",
+            |h| h.too_large,
+        ),
+        (
+            "http_unauthorized_total",
+            "counter",
+            "Requests refused for a missing or wrong API key, by listener.",
+            |h| h.unauthorized,
+        ),
+        (
+            "http_protocol_errors_total",
+            "counter",
+            "Connections that broke the HTTP protocol, by listener.",
+            |h| h.protocol_errors,
+        ),
+        (
+            "http_tls_failures_total",
+            "counter",
+            "Failed TLS handshakes, by listener.",
+            |h| h.tls_failures,
+        ),
+        (
+            "http_accept_errors_total",
+            "counter",
+            "Errors accepting connections (out of file descriptors), by listener.",
+            |h| h.accept_errors,
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        let values: Vec<(String, u64)> = listeners
+            .iter()
+            .map(|(l, h)| (labels(&[("listener", l)]), get(h)))
+            .collect();
+        family(out, name, kind, help, &values);
     }
 }
 

@@ -403,6 +403,11 @@ pub const CONNECTOR_KINDS: &[(&str, &[&str])] = &[
             "close_timeout",
             "token",
             "max_body",
+            "tls_cert",
+            "tls_key",
+            "tls_client_ca",
+            "max_connections",
+            "body_timeout",
         ],
     ),
     (

@@ -67,8 +67,8 @@ pub struct LiveSettings {
     pub idle_timeout: Option<Duration>,
     /// Where bad payloads are written, if anywhere.
     pub dead_letter: Option<PathBuf>,
-    /// Address of the Prometheus endpoint, if any.
-    pub metrics: Option<String>,
+    /// The Prometheus endpoint, if any.
+    pub metrics: Option<crate::metrics::MetricsListen>,
     /// Where checkpoints go, if anywhere.
     pub state_dir: Option<PathBuf>,
     /// Time between checkpoints.

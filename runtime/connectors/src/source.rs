@@ -293,6 +293,12 @@ pub trait Source: Send {
     fn commit(&mut self, positions: &BTreeMap<String, u64>) {
         let _ = positions;
     }
+
+    /// The counters of the HTTP listener this source serves, for sources that are one (the
+    /// `http` ingest endpoint).
+    fn http_stats(&self) -> Option<varpulis_http::HttpStats> {
+        None
+    }
 }
 
 /// Joins a connector thread that drops `done`'s sender when it returns, waiting at most until

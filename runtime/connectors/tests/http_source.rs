@@ -242,7 +242,7 @@ fn a_body_over_max_body_gets_413() {
     let answer = post(&e, &format!(r#"{{"pad":"{}"}}"#, "x".repeat(100)));
     assert_eq!(answer.status, 413);
     assert!(
-        answer.body.contains("max_body (32 bytes)"),
+        answer.body.contains("accepts (32 bytes)"),
         "{}",
         answer.body
     );

@@ -1,9 +1,16 @@
 //! The `http` source: an ingest endpoint that accepts events by `POST`.
 //!
-//! Parameters: `url` (required: where to listen, `http://HOST:PORT/PATH`; `PORT` 0 picks a free
-//! port, shown by [`Source::describe`]), `token` (optional: requests must carry `Authorization:
-//! Bearer <token>`; `${ENV}` references expand), `max_body` (bytes, default 10 MiB), `timeout`
-//! (how long a request may wait for room in the host's queue, default `5s`).
+//! Parameters: `url` (required: where to listen, `http://HOST:PORT/PATH`, or `https://` with
+//! `tls_cert` and `tls_key`; `PORT` 0 picks a free port, shown by [`Source::describe`]),
+//! `token` (optional: requests must carry `Authorization: Bearer <token>`; `${ENV}` references
+//! expand), `max_body` (bytes, default 10 MiB), `timeout` (how long a request may wait for room
+//! in the host's queue, default `5s`), `tls_cert`/`tls_key` (PEM files), `tls_client_ca`
+//! (PEM: require client certificates signed by it), `max_connections` (default 1,024),
+//! `body_timeout` (time to receive a body, default `30s`).
+//!
+//! The endpoint runs on the process's one HTTP stack (`varpulis-http`): header and body limits
+//! are enforced before anything is allocated, slow clients are cut off without holding up the
+//! others, and a non-loopback address needs a `token` or `tls_client_ca`.
 //!
 //! A request body is one JSON object, a JSON array of objects, or JSON lines. Each object is
 //! delivered as its own payload, in order. Answers:
@@ -12,18 +19,22 @@
 //! - `400`: the body is not JSON of those shapes; nothing was accepted, and the answer names
 //!   the first bad line or array item;
 //! - `401` without the token, `404` on another path, `405` for methods other than `POST`
-//!   (`GET /health` answers `200`), `413` when the body passes `max_body`;
+//!   (`GET /health` answers `200`), `408` when the body does not arrive in time, `413` when
+//!   the body passes `max_body`;
 //! - `503 {"accepted": k, "rejected": n - k}`: the engine's queue stayed full for `timeout`;
 //!   the first `k` events were accepted, the client should resend the rest.
 
-use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::value::RawValue;
+use varpulis_http::axum::extract::{Request, State};
+use varpulis_http::axum::http::{Method, StatusCode};
+use varpulis_http::axum::response::{IntoResponse, Response};
+use varpulis_http::axum::Router;
+use varpulis_http::{read_body, HttpConfig, HttpStats, Keys, Limits, Peer, Role, Server, TlsFiles};
 
 use crate::config::{expand_env, Params};
 use crate::error::ConfigError;
@@ -33,30 +44,37 @@ use crate::source::{
 };
 
 /// Parameters only the http source reads (an http connector used as a sink tolerates them).
-pub const SOURCE_PARAMS: &[&str] = &["token", "max_body"];
-
-/// How often the listener thread looks at the stop flag.
-const POLL: Duration = Duration::from_millis(100);
+pub const SOURCE_PARAMS: &[&str] = &[
+    "token",
+    "max_body",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "max_connections",
+    "body_timeout",
+];
 
 /// A running http ingest endpoint.
 pub struct HttpSource {
     name: String,
-    address: SocketAddr,
     path: String,
-    stop: Arc<AtomicBool>,
     counters: Arc<SourceCounters>,
-    thread: Option<JoinHandle<()>>,
+    server: Option<Server>,
+    /// The listener's counters as they were when it stopped.
+    stopped_stats: HttpStats,
+    url: String,
 }
 
 struct Settings {
     bind: String,
     path: String,
     token: Option<String>,
-    max_body: u64,
     timeout: Duration,
+    tls: Option<TlsFiles>,
+    limits: Limits,
 }
 
-fn settings(config: &SourceConfig) -> Result<Settings, ConfigError> {
+fn settings(config: &SourceConfig, base_dir: &std::path::Path) -> Result<Settings, ConfigError> {
     let c = &config.connector;
     let mut p = Params::for_role(c, "source");
     let url = expand_env(
@@ -64,10 +82,14 @@ fn settings(config: &SourceConfig) -> Result<Settings, ConfigError> {
         "url",
         p.required_string("url", "write `url: \"http://127.0.0.1:8080/events\"`")?,
     )?;
-    let Some(rest) = url.strip_prefix("http://") else {
+    let (secure, rest) = if let Some(rest) = url.strip_prefix("http://") {
+        (false, rest)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else {
         return Err(p.invalid(
             "url",
-            format!("\"{url}\" must start with http:// (the address to listen on)"),
+            format!("\"{url}\" must start with http:// or https:// (the address to listen on)"),
         ));
     };
     let (bind, path) = match rest.find('/') {
@@ -84,16 +106,51 @@ fn settings(config: &SourceConfig) -> Result<Settings, ConfigError> {
         Some(t) => Some(expand_env(&c.name, "token", t)?),
         None => None,
     };
-    let max_body = p.count("max_body", 10 << 20, 1)?;
+    let defaults = Limits::default();
+    let max_body = p.count("max_body", defaults.max_body, 1)?;
     let timeout = p.duration("timeout", Duration::from_secs(5))?;
+    let max_connections = p.count("max_connections", defaults.max_connections as u64, 1)?;
+    let body_timeout = p.duration("body_timeout", defaults.body_timeout)?;
+    let cert = p.optional_path("tls_cert", base_dir)?;
+    let key = p.optional_path("tls_key", base_dir)?;
+    let client_ca: Option<PathBuf> = p.optional_path("tls_client_ca", base_dir)?;
+    let tls = match (cert, key, secure) {
+        (Some(cert), Some(key), true) => Some(TlsFiles {
+            cert,
+            key,
+            client_ca,
+        }),
+        (None, None, false) if client_ca.is_none() => None,
+        (_, _, false) => {
+            return Err(p.invalid(
+                "url",
+                format!("\"{url}\" is plain http but TLS files are set: write https://"),
+            ))
+        }
+        (_, _, true) => {
+            return Err(p.invalid(
+                "url",
+                "https:// needs both `tls_cert` and `tls_key` (PEM files)",
+            ))
+        }
+    };
     p.tolerate(crate::http::SINK_PARAMS);
     p.finish()?;
     Ok(Settings {
         bind: bind.to_string(),
         path: path.to_string(),
         token,
-        max_body,
         timeout,
+        tls,
+        limits: Limits {
+            max_body,
+            max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+            body_timeout,
+            // A stop waits this long for requests in progress (a stalled upload), so that a
+            // SIGTERM ends the whole run within a few seconds.
+            shutdown_grace: Duration::from_secs(2),
+            ..defaults
+        },
     })
 }
 
@@ -101,148 +158,109 @@ impl HttpSource {
     /// Validates the parameters, binds the address and starts serving.
     pub fn start(
         config: &SourceConfig,
-        _context: &SourceContext,
+        context: &SourceContext,
         sender: SourceSender,
     ) -> Result<HttpSource, ConfigError> {
         let name = config.connector.name.clone();
-        let s = settings(config)?;
-        let server = tiny_http::Server::http(&s.bind).map_err(|e| ConfigError::Listen {
+        let s = settings(config, &context.base_dir)?;
+        let counters = Arc::new(SourceCounters::default());
+        let endpoint = Arc::new(Endpoint {
+            id: config.id,
+            path: s.path.clone(),
+            timeout: s.timeout,
+            counters: counters.clone(),
+            sender,
+        });
+        let mut http = HttpConfig::new(format!("connector `{name}`"), s.bind.clone());
+        http.limits = s.limits;
+        http.tls = s.tls;
+        http.public_paths = vec!["/health".into()];
+        if let Some(token) = &s.token {
+            let mut keys = Keys::new();
+            keys.add_token("token", token, Role::Admin);
+            http.keys = Some(keys);
+        }
+        let router = Router::new().fallback(answer).with_state(endpoint);
+        let server = Server::start(http, router).map_err(|e| ConfigError::Listen {
             connector: name.clone(),
             address: s.bind.clone(),
             reason: e.to_string(),
         })?;
-        let address = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| ConfigError::Listen {
-                connector: name.clone(),
-                address: s.bind.clone(),
-                reason: "not an IP address".into(),
-            })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let counters = Arc::new(SourceCounters::default());
-        let endpoint = Endpoint {
-            id: config.id,
-            settings: Settings {
-                bind: address.to_string(),
-                ..s
-            },
-            stop: stop.clone(),
-            counters: counters.clone(),
-            sender,
-        };
-        let path = endpoint.settings.path.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("source-{name}"))
-            .spawn(move || endpoint.serve(server))
-            .map_err(|source| ConfigError::Thread {
-                connector: name.clone(),
-                source,
-            })?;
+        let url = server.url();
         Ok(HttpSource {
             name,
-            address,
-            path,
-            stop,
+            path: s.path,
             counters,
-            thread: Some(thread),
+            server: Some(server),
+            stopped_stats: HttpStats::default(),
+            url,
         })
     }
 
     /// The address actually bound (useful with port 0).
-    pub fn address(&self) -> SocketAddr {
-        self.address
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(Server::address)
     }
 }
 
 struct Endpoint {
     id: usize,
-    settings: Settings,
-    stop: Arc<AtomicBool>,
+    path: String,
+    timeout: Duration,
     counters: Arc<SourceCounters>,
     sender: SourceSender,
 }
 
-/// An answer: status and JSON body.
-struct Answer(u16, String);
+/// Every request: counts refusals, then answers.
+async fn answer(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
+    let answer = endpoint.handle(request).await;
+    if answer.status().as_u16() >= 400 {
+        endpoint.counters.rejected(1);
+    }
+    answer
+}
 
 impl Endpoint {
-    fn serve(self, server: tiny_http::Server) {
-        while !self.stop.load(Ordering::Acquire) && !self.sender.stopping() {
-            match server.recv_timeout(POLL) {
-                Ok(Some(request)) => self.handle(request),
-                Ok(None) => {}
-                Err(e) => {
-                    self.counters.error(format!("accepting a connection: {e}"));
-                }
-            }
-        }
-    }
-
-    fn handle(&self, mut request: tiny_http::Request) {
+    async fn handle(&self, request: Request) -> Response {
         let from = request
-            .remote_addr()
-            .map_or_else(|| "?".to_string(), ToString::to_string);
-        let answer = self.answer(&mut request, &from);
-        if answer.0 >= 400 {
-            self.counters.rejected(1);
-        }
-        let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
-            .expect("a static header is valid");
-        let response = tiny_http::Response::from_string(answer.1)
-            .with_status_code(answer.0)
-            .with_header(header);
-        // The client may have gone away; that only concerns it.
-        let _ = request.respond(response);
-    }
-
-    fn answer(&self, request: &mut tiny_http::Request, from: &str) -> Answer {
-        let url = request.url().split('?').next().unwrap_or("/").to_string();
+            .extensions()
+            .get::<Peer>()
+            .map_or_else(|| "?".to_string(), |p| p.0.to_string());
+        let url = request.uri().path().to_string();
         let method = request.method().clone();
-        if method == tiny_http::Method::Get && url == "/health" {
-            return Answer(200, r#"{"status":"ok"}"#.into());
+        if method == Method::GET && url == "/health" {
+            return json(StatusCode::OK, r#"{"status":"ok"}"#.into());
         }
-        if self.settings.path != "/" && url != self.settings.path {
+        if self.path != "/" && url != self.path {
             return error(
-                404,
-                &format!(
-                    "no endpoint at {url}; post events to {}",
-                    self.settings.path
-                ),
+                StatusCode::NOT_FOUND,
+                &format!("no endpoint at {url}; post events to {}", self.path),
             );
         }
-        if method != tiny_http::Method::Post {
-            return error(405, &format!("{method} is not supported; POST events here"));
+        if method != Method::POST {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{method} is not supported; POST events here"),
+            );
         }
-        if let Some(token) = &self.settings.token {
-            let expected = format!("Bearer {token}");
-            let ok = request
-                .headers()
-                .iter()
-                .any(|h| h.field.equiv("Authorization") && h.value.as_str() == expected.as_str());
-            if !ok {
-                return error(401, "missing or wrong `Authorization: Bearer` token");
-            }
-        }
-        let mut body = Vec::new();
-        let limit = self.settings.max_body;
-        match request.as_reader().take(limit + 1).read_to_end(&mut body) {
-            Ok(_) if body.len() as u64 > limit => {
-                return error(413, &format!("the body passes max_body ({limit} bytes)"));
-            }
-            Ok(_) => {}
+        let body = match read_body(request.into_body()).await {
+            Ok(body) => body,
             Err(e) => {
                 self.counters
                     .error(format!("reading a request from {from}: {e}"));
-                return error(400, &format!("cannot read the body: {e}"));
+                return e.into_response();
             }
-        }
+        };
         let items = match split_body(&body) {
             Ok(items) => items,
-            Err(e) => return error(400, &e),
+            Err(e) => return error(StatusCode::BAD_REQUEST, &e),
         };
-        let place = format!("POST {url} from {from}");
-        let deadline = Instant::now() + self.settings.timeout;
+        self.deliver_all(items, &format!("POST {url} from {from}"))
+            .await
+    }
+
+    async fn deliver_all(&self, items: Vec<Vec<u8>>, place: &str) -> Response {
+        let deadline = std::time::Instant::now() + self.timeout;
         let total = items.len();
         for (i, item) in items.into_iter().enumerate() {
             let len = item.len();
@@ -250,39 +268,44 @@ impl Endpoint {
                 source: self.id,
                 payload: item,
                 place: if total == 1 {
-                    place.clone()
+                    place.to_string()
                 } else {
                     format!("{place} item {}", i + 1)
                 },
                 received_ms: now_ms(),
                 position: None,
             });
-            if let Err(e) = self.deliver_until(message, deadline) {
+            if let Err(e) = self.deliver_until(message, deadline).await {
                 let rejected = (total - i) as u64;
                 self.counters.rejected(rejected.saturating_sub(1));
                 let why = match e {
                     DeliverError::Full => "the engine is busy; resend the rejected events",
                     DeliverError::Stopped => "the engine is stopping",
                 };
-                return Answer(
-                    503,
+                return json(
+                    StatusCode::SERVICE_UNAVAILABLE,
                     format!(r#"{{"accepted":{i},"rejected":{rejected},"error":"{why}"}}"#),
                 );
             }
             self.counters.received(len);
         }
-        Answer(202, format!(r#"{{"accepted":{total}}}"#))
+        json(StatusCode::ACCEPTED, format!(r#"{{"accepted":{total}}}"#))
     }
 
-    /// Delivers, waiting for room in the host's queue until `deadline`.
-    fn deliver_until(&self, event: SourceEvent, deadline: Instant) -> Result<(), DeliverError> {
+    /// Delivers, waiting for room in the host's queue until `deadline` without holding a
+    /// thread of the HTTP stack.
+    async fn deliver_until(
+        &self,
+        event: SourceEvent,
+        deadline: std::time::Instant,
+    ) -> Result<(), DeliverError> {
         let mut event = event;
         loop {
             match self.sender.try_deliver(event) {
                 Ok(()) => return Ok(()),
-                Err((DeliverError::Full, back)) if Instant::now() < deadline => {
+                Err((DeliverError::Full, back)) if std::time::Instant::now() < deadline => {
                     event = back;
-                    std::thread::sleep(Duration::from_millis(5));
+                    varpulis_http::sleep(Duration::from_millis(5)).await;
                 }
                 Err((e, _)) => return Err(e),
             }
@@ -290,9 +313,17 @@ impl Endpoint {
     }
 }
 
-fn error(status: u16, message: &str) -> Answer {
-    let body = serde_json::json!({ "error": message });
-    Answer(status, body.to_string())
+fn json(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        varpulis_http::axum::http::header::CONTENT_TYPE,
+        varpulis_http::axum::http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    varpulis_http::json_error(status, message)
 }
 
 /// Splits a body into one payload per event: one object, an array of objects, or JSON lines.
@@ -348,18 +379,32 @@ impl Source for HttpSource {
     }
 
     fn describe(&self) -> String {
-        format!("http://{}{}", self.address, self.path)
+        format!("{}{}", self.url, self.path)
     }
 
     fn metrics(&self) -> SourceMetrics {
-        self.counters.snapshot()
+        // Requests the stack refused before the endpoint saw them (no key, too large) are
+        // refusals of this source too.
+        let mut metrics = self.counters.snapshot();
+        let http = Source::http_stats(self).unwrap_or_default();
+        metrics.rejected += http.unauthorized + http.too_large;
+        metrics
+    }
+
+    fn http_stats(&self) -> Option<HttpStats> {
+        Some(
+            self.server
+                .as_ref()
+                .map_or(self.stopped_stats, Server::stats),
+        )
     }
 
     fn stop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            // The listener wakes every POLL; a request in progress waits at most `timeout`.
-            let _ = t.join();
+        // Bounded: the stack lets requests in progress finish for its grace period (a request
+        // waiting for room in the queue sees the host stopping), then closes every connection.
+        if let Some(mut server) = self.server.take() {
+            server.shutdown();
+            self.stopped_stats = server.stats();
         }
     }
 }
