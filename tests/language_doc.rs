@@ -9,7 +9,9 @@
 //! - headings are unique, and every `#anchor` link of the page and every
 //!   citation of the page elsewhere in the repository
 //!   (`docs/LANGUAGE.md#anchor` or `docs/LANGUAGE.md, "Heading"`) names a
-//!   heading that exists, so citations cannot rot.
+//!   heading that exists, so citations cannot rot;
+//! - no file cites a numbered section (`§4.3`) of the implementers'
+//!   specification, which lives outside the repository.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -260,4 +262,61 @@ fn anchors_follow_github() {
         citations("see docs/LANGUAGE.md#window, and docs/LANGUAGE.md, \"Named patterns\"."),
         vec!["window".to_string(), "named-patterns".to_string()]
     );
+}
+
+/// The `§` citations of a text that do not name an in-repository page: a
+/// section sign must directly follow `NAME.md ` (as in `RUNTIME.md §6`), and
+/// `NAME` must not be `LANGUAGE`, whose sections are anchors, not numbers.
+fn external_section_citations(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|line| {
+            line.match_indices('§').any(|(i, _)| {
+                let before = line[..i].trim_end_matches(' ');
+                let page = before
+                    .rsplit(|c: char| c.is_whitespace() || c == '(')
+                    .next();
+                !page.is_some_and(|p| p.ends_with(".md") && !p.ends_with("LANGUAGE.md"))
+            })
+        })
+        .map(|line| line.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn no_file_cites_sections_of_the_external_specification() {
+    let mut files = Vec::new();
+    repository_files(&root(), &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        if file.ends_with("tests/language_doc.rs") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let shown = file
+            .strip_prefix(root())
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        for line in external_section_citations(&text) {
+            found.push(format!("{shown}: {line}"));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "cite docs/LANGUAGE.md#anchor instead of a section of the external specification:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn section_citations_must_name_a_page_of_the_repository() {
+    assert!(external_section_citations("see docs/RUNTIME.md §6.").is_empty());
+    assert_eq!(
+        external_section_citations("windows (LANGUAGE.md §4.3)").len(),
+        1
+    );
+    assert_eq!(external_section_citations("// REC §13.8: globals").len(), 1);
+    assert_eq!(external_section_citations("# §2.1 events").len(), 1);
 }
