@@ -1,8 +1,8 @@
 /**
  * tree-sitter grammar for VPL, the Varpulis Pipeline Language.
  *
- * Follows the language reference (LANGUAGE.md, sections 1-4 and the
- * recommendations of section 13). Layout tokens (INDENT/DEDENT), the dot that
+ * Follows the language as docs/LANGUAGE.md describes it, with the decisions of
+ * docs/DESIGN.md. Layout tokens (INDENT/DEDENT), the dot that
  * starts a pipeline operator, and number and duration literals come from
  * src/scanner.c; its header comment says why.
  *
@@ -13,7 +13,7 @@
 /// <reference types="tree-sitter-cli/dsl" />
 // @ts-check
 
-// Operator precedence, loosest first (LANGUAGE.md §1.5). The loose levels
+// Operator precedence, loosest first (docs/LANGUAGE.md#operators-and-precedence). The loose levels
 // (range, or, and, not, comparison) are also stratified by rule so that
 // comparisons stay non-associative; the numbers settle the remaining
 // shift/reduce choices.
@@ -90,7 +90,7 @@ module.exports = grammar({
   ],
 
   conflicts: $ => [
-    // `for z in 1..=2:` at the top level is a declaration loop (§2.11); the
+    // `for z in 1..=2:` at the top level is a declaration loop (docs/LANGUAGE.md#declaration-loops); the
     // same text is also a `for` statement. Dynamic precedence picks the loop.
     [$.declaration_loop, $._primary_expression],
     // `(a)` is a parenthesised expression until `=>` makes it lambda parameters.
@@ -103,7 +103,7 @@ module.exports = grammar({
     _top_level_item: $ => choice($._declaration, $._statement),
 
     // ------------------------------------------------------------------
-    // Top-level declarations (§2)
+    // Top-level declarations (docs/LANGUAGE.md#declarations)
     // ------------------------------------------------------------------
 
     _declaration: $ => choice(
@@ -190,7 +190,7 @@ module.exports = grammar({
 
     partition_clause: $ => seq('partition', 'by', field('key', $.identifier)),
 
-    // Event-selection strategy (§8.2), e.g. `policy skip_till_next_match`.
+    // Event-selection strategy (docs/LANGUAGE.md#policy), e.g. `policy skip_till_next_match`.
     policy_clause: $ => seq('policy', field('name', $.identifier)),
 
     // connector Out = kafka (brokers: "x", topic: "t")
@@ -257,7 +257,7 @@ module.exports = grammar({
       optional(seq('as', field('alias', $.identifier))),
     )),
 
-    // for z in 1..=2: at the top level, expanded before parsing (§2.11).
+    // for z in 1..=2: at the top level, expanded before parsing (docs/LANGUAGE.md#declaration-loops).
     declaration_loop: $ => prec.dynamic(1, seq(
       'for',
       field('variable', $.identifier),
@@ -272,7 +272,7 @@ module.exports = grammar({
     _declaration_block: $ => seq($._indent, repeat1($._top_level_item), $._dedent),
 
     // ------------------------------------------------------------------
-    // Stream sources (§3)
+    // Stream sources (docs/LANGUAGE.md#stream-sources)
     // ------------------------------------------------------------------
 
     _stream_source: $ => choice(
@@ -314,7 +314,7 @@ module.exports = grammar({
     ),
 
     // stream S = Type[.where(e)] inside merge(...) / join(...); the documented
-    // join form `stream B = T on A.k == B.k` is accepted too (§13.15).
+    // join form `stream B = T on A.k == B.k` is accepted too (docs/LANGUAGE.md#join).
     inline_stream: $ => seq(
       'stream',
       field('name', $.identifier),
@@ -343,7 +343,7 @@ module.exports = grammar({
     timer_source: $ => seq('timer', field('arguments', $.argument_list)),
 
     // ------------------------------------------------------------------
-    // Stream operators (§4)
+    // Stream operators (docs/LANGUAGE.md#operators)
     // ------------------------------------------------------------------
 
     _stream_operator: $ => choice(
@@ -380,7 +380,7 @@ module.exports = grammar({
     )),
 
     // ------------------------------------------------------------------
-    // Named patterns (§2.6 and the §13.1 sugar)
+    // Named patterns (docs/LANGUAGE.md#named-patterns, docs/LANGUAGE.md#pattern-shorthand)
     // ------------------------------------------------------------------
 
     _pattern_expression: $ => choice(
@@ -443,7 +443,7 @@ module.exports = grammar({
     )),
 
     // ------------------------------------------------------------------
-    // Statements (§2.3, §2.4)
+    // Statements (docs/LANGUAGE.md#variables-let-var-const, docs/LANGUAGE.md#functions-fn)
     // ------------------------------------------------------------------
 
     _statement: $ => choice(
@@ -530,7 +530,7 @@ module.exports = grammar({
     expression_statement: $ => $._expression,
 
     // ------------------------------------------------------------------
-    // Expressions (§1.5)
+    // Expressions (docs/LANGUAGE.md#operators-and-precedence)
     // ------------------------------------------------------------------
 
     _expression: $ => choice(
@@ -712,7 +712,7 @@ module.exports = grammar({
     ),
 
     // ------------------------------------------------------------------
-    // Types (§1.6)
+    // Types (docs/LANGUAGE.md#types)
     // ------------------------------------------------------------------
 
     _type: $ => choice(
@@ -741,17 +741,17 @@ module.exports = grammar({
     optional_type: $ => prec.left(seq(field('type', $._type), '?')),
 
     // ------------------------------------------------------------------
-    // Lexical elements (§1.2-§1.4)
+    // Lexical elements (docs/LANGUAGE.md#lexical-structure, docs/LANGUAGE.md#literals)
     // ------------------------------------------------------------------
 
     // Identifiers may contain `{var}` placeholders, which declaration loops
-    // replace before parsing (§2.11): `HotZone{z}`, or `{z}` on its own.
+    // replace before parsing (docs/LANGUAGE.md#declaration-loops): `HotZone{z}`, or `{z}` on its own.
     identifier: _ => /([A-Za-z_]|\{[A-Za-z_][A-Za-z0-9_]*\})([A-Za-z0-9_]|\{[A-Za-z_][A-Za-z0-9_]*\})*/,
 
     // @2024-01-01, @2024-01-01T00:00:00Z, @2024-01-01T00:00:00+02:00
     timestamp: _ => /@[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}(Z|[+-][0-9]{2}:[0-9]{2})?)?/,
 
-    // "double" and 'single' quoted (§13.12), with backslash escapes.
+    // "double" and 'single' quoted (docs/LANGUAGE.md#strings), with backslash escapes.
     string: _ => token(choice(
       seq('"', repeat(choice(/[^"\\\n]/, /\\./)), '"'),
       seq('\'', repeat(choice(/[^'\\\n]/, /\\./)), '\''),
@@ -761,7 +761,7 @@ module.exports = grammar({
     false: _ => 'false',
     null: _ => 'null',
 
-    // `#` and `//` to end of line (§13.12), `/* */` not nested.
+    // `#` and `//` to end of line (docs/LANGUAGE.md#comments), `/* */` not nested.
     comment: _ => token(choice(
       seq('#', /.*/),
       seq('//', /.*/),

@@ -1,5 +1,5 @@
-//! Reading input files and pipes: `.evt` (LANGUAGE.md §9.1) or JSON lines
-//! (§9.2), one record at a time, so files of any size stream in constant
+//! Reading input files and pipes: `.evt` (docs/LANGUAGE.md#event-files-evt) or JSON lines
+//! (docs/LANGUAGE.md#json-events), one record at a time, so files of any size stream in constant
 //! memory.
 
 use std::io::BufRead;

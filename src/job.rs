@@ -4,7 +4,7 @@
 //!
 //! `simulate`, `run`, `varpulis test` and the corpus harness all drive a
 //! [`Job`], so every entry point treats input, time and errors the same way
-//! (LANGUAGE.md §13.3 REC: one parser for all modes).
+//! (one parser for all modes: docs/LANGUAGE.md#event-files-evt).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -445,7 +445,7 @@ fn config_value(v: &ConfigValue) -> varpulis_connectors::ConfigValue {
     }
 }
 
-/// How deep `import` chains may go (LANGUAGE.md §2.10).
+/// How deep `import` chains may go (docs/LANGUAGE.md#import).
 const MAX_IMPORT_DEPTH: usize = 10;
 
 /// Loads `path` and, transitively, the files it imports into `compiler`

@@ -61,7 +61,7 @@ enum Command {
         #[arg(long, hide = true)]
         immediate: bool,
         /// Accepted for compatibility; Varpulis always runs one engine
-        /// (LANGUAGE.md §13.3 REC).
+        /// (docs/LANGUAGE.md#event-files-evt).
         #[arg(short = 'w', long, hide = true, value_name = "N")]
         workers: Option<usize>,
     },

@@ -37,7 +37,7 @@ pub fn write_json(buf: &mut Vec<u8>, output: &Output) {
     buf.push(b'}');
 }
 
-/// Appends `output` as a sink payload (LANGUAGE.md §4.7): `{"event_type": T,
+/// Appends `output` as a sink payload (docs/LANGUAGE.md#to-sinks): `{"event_type": T,
 /// "timestamp": RFC3339, <fields>}`, without the `stream` key.
 pub fn write_json_sink(buf: &mut Vec<u8>, output: &Output) {
     let start = buf.len();

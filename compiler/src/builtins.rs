@@ -1,6 +1,6 @@
-//! Signatures of the built-in scalar functions (LANGUAGE.md §6.1 plus the REC
+//! Signatures of the built-in scalar functions (docs/LANGUAGE.md#built-in-functions plus the REC
 //! additions `now coalesce clamp to_upper to_lower concat`) and of the
-//! aggregate functions (§6.2 plus `percentile median variance collect`).
+//! aggregate functions (docs/LANGUAGE.md#aggregate-functions plus `percentile median variance collect`).
 //!
 //! Several names are both: `sum`, `avg`, `min`, `max`, `first`, `last`,
 //! `count`. Inside `.aggregate` the aggregate wins; elsewhere the scalar
@@ -340,7 +340,7 @@ pub fn builtin(name: &str) -> Option<&'static Builtin> {
     BUILTINS.iter().find(|b| b.name == name)
 }
 
-/// A built-in aggregate function (LANGUAGE.md §6.2).
+/// A built-in aggregate function (docs/LANGUAGE.md#aggregate-functions).
 #[derive(Clone, Copy, Debug)]
 pub struct Aggregate {
     /// Name as called.

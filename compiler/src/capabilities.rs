@@ -3,7 +3,7 @@
 //!
 //! One table serves the checker (unknown operators, arity, "not supported
 //! yet") and the lowering (which must accept exactly the [`Support::Supported`]
-//! rows), so that `check` and `run` never disagree (LANGUAGE.md §13.16).
+//! rows), so that `check` and `run` never disagree (docs/LANGUAGE.md#not-supported-yet).
 
 /// Whether the engine runs an operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

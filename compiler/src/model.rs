@@ -20,10 +20,10 @@
 //!   sequence step with alias and Kleene flag, ...). `StreamModel::output` is
 //!   the stream's output schema, which derived streams consume.
 //!
-//! Resolution order for a bare identifier in a stream expression (REC §13.8):
+//! Resolution order for a bare identifier in a stream expression (docs/LANGUAGE.md#variables-let-var-const):
 //! function locals, then fields of the current event, then sequence aliases,
 //! then globals. After a sequence match the current event is the last bound
-//! event (REC §4.9), extended with `alias.field` entries for every alias.
+//! event (docs/LANGUAGE.md#sequence-steps), extended with `alias.field` entries for every alias.
 //!
 //! The model only describes programs as checked: when an item has errors the
 //! model is still filled in as far as possible, with [`Type::Error`] where a
@@ -251,7 +251,7 @@ pub struct OutputItem {
     pub ty: Type,
 }
 
-/// Window forms (LANGUAGE.md §4.3).
+/// Window forms (docs/LANGUAGE.md#window).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WindowSpec {
     /// `.window(d)` or `.window(d, sliding: s)`; nanoseconds.

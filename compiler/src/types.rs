@@ -1,6 +1,6 @@
 //! Static types and event schemas.
 //!
-//! VPL values are dynamically typed at run time (LANGUAGE.md §5.1); the
+//! VPL values are dynamically typed at run time (docs/LANGUAGE.md#types); the
 //! checker assigns each expression a static [`Type`] to catch mistakes early.
 //! Two types accept everything: [`Type::Any`] (a value whose type is not known
 //! statically, e.g. a field of an undeclared event type) and [`Type::Error`]

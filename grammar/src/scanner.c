@@ -4,17 +4,17 @@
  * It produces the tokens a context-free lexer cannot:
  *
  * - INDENT / DEDENT for the layout of `fn`, `if`/`elif`/`else`, `for`,
- *   `while`, `config:` and `event` field blocks (LANGUAGE.md §1.7). Both are
+ *   `while`, `config:` and `event` field blocks (docs/LANGUAGE.md#layout-and-indentation). Both are
  *   zero-width and placed where the scan started, so a line that closes
  *   several blocks is simply scanned again for each DEDENT. Newlines are
  *   otherwise plain whitespace: statements and pipelines continue freely
  *   across lines, as in the reference parser. Tabs count as one column.
  * - the `.` that starts a pipeline operator (`.where(`, `.emit as T (`): it
  *   is told apart from member access (`o.id`) by looking ahead for the `(`,
- *   so a sequence-step filter stops before `.within(...)` (§4.9). A separate
+ *   so a sequence-step filter stops before `.within(...)` (docs/LANGUAGE.md#sequence-steps). A separate
  *   token marks the `.from(` of a connector source.
  * - number and duration literals (`42`, `1.5e3`, `5m`, `100ms`), which must
- *   end at a word boundary (§13.14): `5min` is neither a duration nor `5m`
+ *   end at a word boundary (docs/LANGUAGE.md#names-and-keywords): `5min` is neither a duration nor `5m`
  *   followed by `in`, and `2x` is not `2` followed by `x`. The internal lexer
  *   has no number tokens, so such text is a syntax error.
  */

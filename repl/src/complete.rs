@@ -20,7 +20,7 @@ use crate::session::{Session, SESSION_FILE};
 /// Scratch file used to ask for the fields in scope of the line being typed.
 const SCRATCH_FILE: &str = "<completion>.vpl";
 
-/// Words recognised as keywords (LANGUAGE.md §1.3).
+/// Words recognised as keywords (docs/LANGUAGE.md#names-and-keywords).
 pub const KEYWORDS: &[&str] = varpulis_syntax::KEYWORDS;
 
 /// Type names, highlighted like keywords.

@@ -2,7 +2,7 @@
 //!
 //! A [`Chunk`] is a flat list of [`Instr`]uctions plus a constant pool. The
 //! machine keeps a stack of *optional* values: `None` is "no value"
-//! (LANGUAGE.md §5.2) and propagates through operators and calls. A chunk's
+//! (docs/LANGUAGE.md#missing-values-and-null) and propagates through operators and calls. A chunk's
 //! result is the value on top of the stack when execution runs off the end
 //! (or the operand of [`Instr::Return`]); an empty stack yields no value.
 //!
@@ -92,7 +92,7 @@ pub enum Instr {
     /// `avg`, `min`, `max` over a Kleene alias.
     AliasValues(u16, u16),
     /// Pushes the current event's time as a `Timestamp` (the `timestamp`
-    /// identifier when the event has no such field, LANGUAGE.md §5.1 REC).
+    /// identifier when the event has no such field, docs/LANGUAGE.md#types).
     LoadTime,
     /// Pushes local slot `l` (a parameter, `let`, or temporary).
     LoadLocal(u16),
@@ -176,7 +176,7 @@ pub enum Instr {
     /// Unconditional jump to the instruction index.
     Jump(u32),
     /// Pops a value; jumps unless it is `true` (`if`, `while`, `elif`; a
-    /// non-true condition selects the else branch, LANGUAGE.md §5.4).
+    /// non-true condition selects the else branch, docs/LANGUAGE.md#comparisons-and-logic).
     JumpIfNotTrue(u32),
     /// Pops a value and ends the chunk (or function call) with it.
     Return,
@@ -185,7 +185,7 @@ pub enum Instr {
     /// char of a string, or key of a map) into `locals[var]`, increments
     /// `locals[index]` and continues; otherwise jumps to `exit`. The compiler
     /// initialises `locals[iter]` with the iterable and `locals[index]` with
-    /// `0` before the loop (ranges are arrays, §5.4).
+    /// `0` before the loop (ranges are arrays, docs/LANGUAGE.md#comparisons-and-logic).
     ForNext {
         /// Local holding the iterable.
         iter: u16,
@@ -239,7 +239,7 @@ pub enum Instr {
     EmitEvent(SchemaId),
 }
 
-/// Built-in scalar functions (LANGUAGE.md §6.1 plus the REC set `now
+/// Built-in scalar functions (docs/LANGUAGE.md#built-in-functions plus the REC set `now
 /// coalesce clamp to_upper to_lower concat`). Aliases share a variant:
 /// [`Builtin::from_name`] maps every spelling.
 #[allow(missing_docs)] // Each variant is documented by its VPL name in `name()`.

@@ -32,7 +32,7 @@ pub enum DecodeError {
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum DecodeWarning {
     /// A value does not have the declared type (it is kept as is: declared
-    /// types are hints, LANGUAGE.md §2.1).
+    /// types are hints, docs/LANGUAGE.md#event).
     #[error("field `{field}` of `{event_type}` expects {expected}, got {got}")]
     WrongType {
         /// The event type.

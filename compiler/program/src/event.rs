@@ -11,7 +11,7 @@ pub type Extra = Vec<(Arc<str>, Value)>;
 /// One event inside the engine.
 ///
 /// `fields[i]` holds the value of the schema's field `i`; `None` means the
-/// field is absent ("no value", LANGUAGE.md §5.2), which is different from
+/// field is absent ("no value", docs/LANGUAGE.md#missing-values-and-null), which is different from
 /// `Some(Value::Null)`. There are no string-keyed maps on the hot path: the
 /// compiler resolves every field reference to a slot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

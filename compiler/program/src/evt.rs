@@ -1,4 +1,4 @@
-//! The `.evt` event file reader (LANGUAGE.md §9.1, exact REF grammar).
+//! The `.evt` event file reader (docs/LANGUAGE.md#event-files-evt, exact REF grammar).
 //!
 //! ```text
 //! line   := blank | comment | batch | timed | event
@@ -12,7 +12,7 @@
 //!
 //! Every line is trimmed first. Events without `@` take the current `BATCH`
 //! offset (initially 0); `@` offsets do not move the `BATCH` clock. Event time
-//! is `base + offset` (REC §7) unless a JSON line carries a `timestamp`.
+//! is `base + offset` (docs/LANGUAGE.md#event-time-watermarks-and-lateness) unless a JSON line carries a `timestamp`.
 //! Bad lines produce an [`EvtError`] with the line number; the reader goes on
 //! with the next line and never panics.
 

@@ -1,4 +1,4 @@
-//! The tolerant JSON event reader (LANGUAGE.md §9.2, REC).
+//! The tolerant JSON event reader (docs/LANGUAGE.md#json-events).
 //!
 //! Accepted shapes, all as one object:
 //! - `{"event_type": "T", "data": {...}}` (`.evt`/JSONL, REF),

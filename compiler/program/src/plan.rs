@@ -32,13 +32,13 @@ pub struct StreamPlan {
     /// Where its events come from.
     pub source: SourceSpec,
     /// The operator chain, in order (sequence operators hoisted to the
-    /// front, LANGUAGE.md §4).
+    /// front, docs/LANGUAGE.md#operators).
     pub ops: Vec<OpSpec>,
     /// The schema events are re-typed to when they leave the chain; its name
     /// is the stream name and its fields the layout at the end of the chain.
     pub output_schema: SchemaId,
     /// Whether events leaving the chain are visible outputs (the chain has an
-    /// `.emit` or `.process`, LANGUAGE.md §4.6). Invisible streams only feed
+    /// `.emit` or `.process`, docs/LANGUAGE.md#emit). Invisible streams only feed
     /// other streams and sinks.
     pub visible: bool,
     /// Event-time settings declared on this stream.
@@ -70,7 +70,7 @@ pub enum InputRef {
     Stream(StreamId),
 }
 
-/// Where a stream's events come from (LANGUAGE.md §3).
+/// Where a stream's events come from (docs/LANGUAGE.md#stream-sources).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum SourceSpec {
     /// `Name`: events of a type or outputs of a stream, unchanged.
@@ -125,7 +125,7 @@ pub struct MergeBranch {
     pub remap: Vec<Option<u16>>,
 }
 
-/// A stream-stream join (LANGUAGE.md §3, REF semantics).
+/// A stream-stream join (docs/LANGUAGE.md#stream-sources, REF semantics).
 ///
 /// When an event arrives on input `i` with key `k` it is stored as the
 /// latest event of `(i, k)`. If every input has an event with key `k` whose
@@ -161,7 +161,7 @@ pub struct JoinInput {
     pub project: Vec<(u16, u16)>,
 }
 
-/// One operator of a chain (LANGUAGE.md §4).
+/// One operator of a chain (docs/LANGUAGE.md#operators).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum OpSpec {
     /// `.where(e)` / `.filter(e)`: keeps events for which `e` is `true`.
@@ -169,7 +169,7 @@ pub enum OpSpec {
     /// `.select(...)`: a new event of `schema` (same time); slot `i` is item
     /// `i`, absent when the item has no value.
     Select(Projection),
-    /// `.emit(...)`: like `select`, output of the stream (REC §4.6: missing
+    /// `.emit(...)`: like `select`, output of the stream (docs/LANGUAGE.md#emit: missing
     /// fields omitted; `items: None` = `.emit()` passes all fields through).
     Emit(EmitSpec),
     /// `.partition_by(e)`: sets the partition key used by the following
@@ -230,7 +230,7 @@ pub struct EmitSpec {
     pub schema: SchemaId,
 }
 
-/// `.window(...)` forms (LANGUAGE.md §4.3). Durations in ns.
+/// `.window(...)` forms (docs/LANGUAGE.md#window). Durations in ns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WindowSpec {
     /// `.window(d)`: anchored at the first event of each window.
@@ -276,7 +276,7 @@ pub struct AggregateSpec {
     /// its own name and `_partition`.
     pub schema: SchemaId,
     /// Slot receiving the partition key value under the key's own name (REC
-    /// §13.10); `None` when unpartitioned or when an item already has that
+    /// docs/LANGUAGE.md#partition_by); `None` when unpartitioned or when an item already has that
     /// name.
     pub key_slot: Option<u16>,
     /// Slot receiving `_partition` (the key rendered as a string).
@@ -296,7 +296,7 @@ pub struct AggCall {
     pub param: Option<f64>,
 }
 
-/// Aggregate functions (LANGUAGE.md §6.2 plus the documented REC set).
+/// Aggregate functions (docs/LANGUAGE.md#aggregate-functions plus the documented REC set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AggFunc {
     /// Events in the group (int).
@@ -349,7 +349,7 @@ pub struct LogSpec {
     pub data: Option<Chunk>,
 }
 
-/// `.log` levels; unknown spellings are `Info` (LANGUAGE.md §4.8).
+/// `.log` levels; unknown spellings are `Info` (docs/LANGUAGE.md#log).
 #[allow(missing_docs)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LogLevel {
@@ -384,7 +384,7 @@ impl LogLevel {
     }
 }
 
-/// A SASE+ sequence (LANGUAGE.md §4.9, §8; semantics in docs/PATTERNS.md).
+/// A SASE+ sequence (docs/LANGUAGE.md#sequences; semantics in docs/PATTERNS.md).
 /// The VM runs it with its matcher (`varpulis_vm::sequence`); the operator
 /// is the first of its stream's chain and every event type a step or a
 /// negation reads is routed to that stream ([`SequenceSpec::inputs`]).
@@ -456,7 +456,7 @@ pub struct TrendItem {
     pub value: Option<Chunk>,
 }
 
-/// Trend aggregates (LANGUAGE.md §4.10).
+/// Trend aggregates (docs/LANGUAGE.md#trend_aggregate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TrendFn {
     /// `count_trends()`: number of trends (int).
@@ -553,7 +553,7 @@ pub enum PatternTree {
     Or(Vec<PatternTree>),
 }
 
-/// Event selection strategy (LANGUAGE.md §8.2, §13.4; PATTERNS.md).
+/// Event selection strategy (docs/LANGUAGE.md#policy; PATTERNS.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SelectionPolicy {
     /// The reference's behaviour (default): runs never fork, each binds the
@@ -638,7 +638,7 @@ pub struct Negation {
     pub partition: Option<Chunk>,
 }
 
-/// Connector kinds and site parameters use config values (LANGUAGE.md §2.7).
+/// Connector kinds and site parameters use config values (docs/LANGUAGE.md#connector).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ConfigValue {
     /// A string.

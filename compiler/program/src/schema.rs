@@ -10,7 +10,7 @@ use std::sync::Arc;
 /// Index into [`crate::Program::schemas`]; also an [`crate::Event`]'s type id.
 pub type SchemaId = u32;
 
-/// Declared types (LANGUAGE.md §1.6). Types are hints at run time: the engine
+/// Declared types (docs/LANGUAGE.md#types). Types are hints at run time: the engine
 /// uses them only to coerce decoded input (an int read into a `float` field
 /// becomes a float, an RFC 3339 string read into a `timestamp` field becomes a
 /// timestamp) and to report mismatches when decoding.

@@ -1,7 +1,7 @@
 //! Run-time values ([`Value`]) and hashable keys ([`ValueKey`]).
 //!
-//! A [`Value`] is what an expression evaluates to (LANGUAGE.md §5.1). "No
-//! value" (§5.2) is *not* a `Value`: everywhere absence is possible the type is
+//! A [`Value`] is what an expression evaluates to (docs/LANGUAGE.md#types). "No
+//! value" (docs/LANGUAGE.md#missing-values-and-null) is *not* a `Value`: everywhere absence is possible the type is
 //! `Option<Value>` and `None` means absent, so `Value::Null` stays a real value
 //! (`x == null` is true only for an explicit null).
 //!
@@ -56,7 +56,7 @@ impl Value {
         Value::Map(Arc::new(entries))
     }
 
-    /// The name `type_of` returns for this value (LANGUAGE.md §6.1).
+    /// The name `type_of` returns for this value (docs/LANGUAGE.md#built-in-functions).
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Null => "null",
@@ -123,7 +123,7 @@ impl Value {
     }
 
     /// Converts a JSON value: integral numbers become `Int`, other numbers
-    /// `Float`, objects `Map` (LANGUAGE.md §9.2).
+    /// `Float`, objects `Map` (docs/LANGUAGE.md#json-events).
     pub fn from_json(j: &serde_json::Value) -> Value {
         use serde_json::Value as J;
         match j {
@@ -199,7 +199,7 @@ fn write_nested(f: &mut fmt::Formatter<'_>, v: &Value) -> fmt::Result {
 /// A value usable as a hash key (partition keys, join keys, `distinct`,
 /// `count_distinct`).
 ///
-/// Equality follows the language's `==` (LANGUAGE.md §5.4, REC): ints and
+/// Equality follows the language's `==` (docs/LANGUAGE.md#comparisons-and-logic): ints and
 /// floats compare numerically (`3` and `3.0` are the same key), everything
 /// else structurally. Floats compare by value with all NaNs equal, so the
 /// relation is a true equivalence and `Hash` is consistent with it.

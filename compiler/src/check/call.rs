@@ -53,7 +53,7 @@ impl Checker<'_> {
         scope: &Scope,
     ) -> Typed {
         let name = f.name.as_str();
-        // User functions take precedence over built-ins (§2.4).
+        // User functions take precedence over built-ins (docs/LANGUAGE.md#functions-fn).
         if receiver.is_none() && self.env.decl(name) == Some(DeclKind::Fn) {
             return self.call_user(e, f, args, scope);
         }
@@ -345,7 +345,7 @@ impl Checker<'_> {
         self.agg_depth += 1;
         let mut types = Vec::new();
         for a in args {
-            // `count(distinct(f))` counts distinct values (§6.2).
+            // `count(distinct(f))` counts distinct values (docs/LANGUAGE.md#aggregate-functions).
             if let ExprKind::Call {
                 callee,
                 args: inner,

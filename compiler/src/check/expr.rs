@@ -1,6 +1,6 @@
 //! Typing and resolving expressions.
 //!
-//! Typing rules (LANGUAGE.md §5 with the REC resolutions): int and float
+//! Typing rules (docs/LANGUAGE.md#expressions with the REC resolutions): int and float
 //! widen to float; `str + str` concatenates; `ts ± dur → ts`, `ts − ts →
 //! dur`, `dur ± dur → dur`, `dur * int → dur`; comparisons need both sides of
 //! one kind (numbers together); `and`/`or`/`not` need booleans; `null` fits

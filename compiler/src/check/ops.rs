@@ -82,7 +82,7 @@ impl Checker<'_> {
                 let key = match &e.kind {
                     ExprKind::Ident(i) => {
                         // A sequence is partitioned on a field that its
-                        // steps' events share (§4.4); any step may carry it.
+                        // steps' events share (docs/LANGUAGE.md#partition_by); any step may carry it.
                         let in_steps = p.is_sequence
                             && p.bound
                                 .iter()
@@ -556,7 +556,7 @@ impl Checker<'_> {
                 ty: t,
             });
         }
-        // REC §13.10: the partition key under its own name, plus `_partition`.
+        // docs/LANGUAGE.md#partition_by: the partition key under its own name, plus `_partition`.
         if let Some(k) = p.partition.clone().filter(|k| !k.is_empty()) {
             let ty = input.field(&k).map_or(Type::Any, |(_, f)| f.ty.clone());
             if fields.iter().all(|f| f.name != k) {
@@ -674,7 +674,7 @@ impl Checker<'_> {
             .collect();
         let context = context.and_then(|e| self.context_ref(&e));
         if fields.is_empty() {
-            // REC §4.6: `.emit()` passes every field through.
+            // docs/LANGUAGE.md#emit: `.emit()` passes every field through.
             let mut out = (**input).clone();
             out.name = s.name.name.clone();
             return (
@@ -753,7 +753,7 @@ impl Checker<'_> {
     }
 }
 
-/// Trend aggregation functions of `.trend_aggregate` (§4.10): name, number
+/// Trend aggregation functions of `.trend_aggregate` (docs/LANGUAGE.md#trend_aggregate): name, number
 /// of arguments, result type.
 const TREND_FNS: &[(&str, usize, Type)] = &[
     ("count_trends", 0, Type::Int),

@@ -1,7 +1,7 @@
 //! Checking streams: the source, the pipeline state machine (sequence steps,
 //! window, partition, aggregate) and the stream's output schema.
 //!
-//! Operator placement around `->` follows REC §13.7: operators before the
+//! Operator placement around `->` follows docs/LANGUAGE.md#sequence-steps: operators before the
 //! first step see the first step's event; operators after a step see the
 //! match, whose unqualified fields are those of the last bound event and
 //! whose aliases are all the aliases bound so far.
@@ -793,7 +793,7 @@ impl Checker<'_> {
         if let Some(f) = &step.filter {
             let mut scope = p.scope(&schema);
             // A Kleene step's filter may refer to its own alias: the previous
-            // event of the accumulation (§8.3).
+            // event of the accumulation (docs/LANGUAGE.md#kleene-steps).
             if let (true, Some(a)) = (step.all, &step.alias) {
                 scope.later_aliases.retain(|(n, _)| *n != a.name);
                 scope.aliases.push(AliasBinding {

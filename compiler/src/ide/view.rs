@@ -117,7 +117,7 @@ pub struct Occurrence {
     pub info: Option<ExprInfo>,
 }
 
-/// Words the parser treats as keywords somewhere (LANGUAGE.md §1.3).
+/// Words the parser treats as keywords somewhere (docs/LANGUAGE.md#names-and-keywords).
 pub(crate) const KEYWORDS: &[&str] = varpulis_syntax::KEYWORDS;
 
 /// Built-in type names.

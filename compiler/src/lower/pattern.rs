@@ -1,7 +1,7 @@
 //! Sequences: in-stream `->` chains, `sequence(...)` sources and named
 //! patterns → [`SequenceSpec`].
 //!
-//! Placement (REC §13.7): `.where`/`.filter` written before the first `->`
+//! Placement (docs/LANGUAGE.md#sequence-steps): `.where`/`.filter` written before the first `->`
 //! filter the first step; `.within`, `.not` and `.partition_by` belong to the
 //! whole sequence wherever they are written; every other operator after the
 //! last step acts on match events. The sequence operator is the first of the

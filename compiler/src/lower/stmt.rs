@@ -38,7 +38,7 @@ impl Lowerer<'_> {
                 Item::Assign(a) => {
                     // The Program has no top-level statements: `x := e` runs
                     // as an extra initialiser, in order, that stores into `x`
-                    // (or declares it, §2.3) and keeps the value itself.
+                    // (or declares it, docs/LANGUAGE.md#variables-let-var-const) and keeps the value itself.
                     let prev = self.enter_item(i);
                     let mut env = Env::default();
                     let sid = self.span_id(a.span);
@@ -223,7 +223,7 @@ impl Lowerer<'_> {
                 } else if let Some(g) = self.global_ids.get(&a.target.name).copied() {
                     b.emit(Instr::StoreGlobal(g), sid);
                 } else {
-                    // Assigning an unknown name creates a variable (§2.3).
+                    // Assigning an unknown name creates a variable (docs/LANGUAGE.md#variables-let-var-const).
                     let slot = b.new_local();
                     b.emit(Instr::StoreLocal(slot), sid);
                     env.declare(&a.target.name, slot);

@@ -432,7 +432,7 @@ impl Lowerer<'_> {
             branches.push((bname, tname, input, layout, filter));
         }
         // `.on(...)` written on an inline item (`stream B = T.on(A.k == B.k)`)
-        // is part of the join condition (REC §13.15).
+        // is part of the join condition (docs/LANGUAGE.md#join).
         let mut conjuncts = Vec::new();
         for it in items {
             if let InlineStream::Decl { ops, .. } = it {
@@ -751,7 +751,7 @@ impl Lowerer<'_> {
         ch.env.self_names.clear();
     }
 
-    /// `.window(...)` (LANGUAGE.md §4.3); arguments must be literals.
+    /// `.window(...)` (docs/LANGUAGE.md#window); arguments must be literals.
     fn window(&mut self, args: &[Arg], span: Span) -> Option<WindowSpec> {
         let mut size = None;
         let mut sliding = None;

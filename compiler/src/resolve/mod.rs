@@ -130,7 +130,7 @@ impl NameIndex {
             let (kind, name) = match (DeclKind::of(item), item.name()) {
                 (Some(kind), Some(name)) => (kind, name),
                 (None, Some(name)) if matches!(item, Item::Assign(_)) => {
-                    // `x := e` on an undeclared name creates a `var` (§2.3).
+                    // `x := e` on an undeclared name creates a `var` (docs/LANGUAGE.md#variables-let-var-const).
                     if !index.decls.contains_key(&name.name) {
                         let decl = Decl {
                             kind: DeclKind::Global(VarKind::Var),

@@ -117,7 +117,7 @@ pub struct TypeExpr {
     pub span: Span,
 }
 
-/// The shapes of written types (LANGUAGE.md §1.6).
+/// The shapes of written types (docs/LANGUAGE.md#types).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TypeKind {
     /// `int`, `float`, `bool`, `str`, `timestamp`, `duration`, or a user name
@@ -228,7 +228,7 @@ pub struct Stmt {
     pub span: Span,
 }
 
-/// Statement forms (LANGUAGE.md §2.4).
+/// Statement forms (docs/LANGUAGE.md#functions-fn).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum StmtKind {
     /// `let`/`var`/`const` binding.
@@ -302,7 +302,7 @@ impl StreamDecl {
     }
 }
 
-/// A stream's source (LANGUAGE.md §3).
+/// A stream's source (docs/LANGUAGE.md#stream-sources).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Source {
     /// Which source.
@@ -462,7 +462,7 @@ pub struct PatternExpr {
     pub span: Span,
 }
 
-/// Pattern forms, including the sugar of LANGUAGE.md §13.1 (`A -> B`,
+/// Pattern forms, including the sugar of docs/LANGUAGE.md#pattern-shorthand (`A -> B`,
 /// `Type[pred]`, `AND(a, b)`, ...), which the parser maps onto these.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PatternKind {
@@ -579,7 +579,7 @@ impl std::hash::Hash for FloatLit {
     }
 }
 
-/// Expression forms (LANGUAGE.md §1.4-1.5).
+/// Expression forms (docs/LANGUAGE.md#literals, docs/LANGUAGE.md#expressions).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ExprKind {
     /// Integer literal.
@@ -701,7 +701,7 @@ pub enum UnaryOp {
     BitNot,
 }
 
-/// Infix operators, loosest first (LANGUAGE.md §1.5).
+/// Infix operators, loosest first (docs/LANGUAGE.md#operators-and-precedence).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinaryOp {
     /// `or`.

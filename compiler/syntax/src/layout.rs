@@ -1,4 +1,4 @@
-//! Line layout of the token stream (LANGUAGE.md §1.7).
+//! Line layout of the token stream (docs/LANGUAGE.md#layout-and-indentation).
 //!
 //! VPL is free-form except for block bodies (`fn`, `if`/`elif`/`else`, `for`,
 //! `while`, `config:` and event field lists). Instead of inserting

@@ -3,7 +3,7 @@
 //! Hand-written, one pass over the bytes, no allocation per character. Words
 //! are always lexed whole (`notes`, `true_count` and `allowance` are single
 //! identifiers), and no word is reserved: keywords are recognised by the
-//! parser from the identifier's text and its position (LANGUAGE.md §1.3).
+//! parser from the identifier's text and its position (docs/LANGUAGE.md#names-and-keywords).
 //! Literals are validated here, so every malformed literal is reported
 //! exactly once, even inside text the parser later skips.
 

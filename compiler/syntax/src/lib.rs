@@ -205,7 +205,7 @@ pub fn is_incomplete(text: &str) -> bool {
     parse(text).errors.iter().any(|e| e.incomplete)
 }
 
-/// Words the parser treats as keywords somewhere (LANGUAGE.md §1.3). None
+/// Words the parser treats as keywords somewhere (docs/LANGUAGE.md#names-and-keywords). None
 /// is reserved everywhere: each is a keyword only where its construct can
 /// start. Shared by completion and highlighting in the IDE and the REPL.
 pub const KEYWORDS: &[&str] = &[

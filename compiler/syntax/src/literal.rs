@@ -1,5 +1,5 @@
 //! Decoding of literal token text into values: strings, numbers, durations
-//! and timestamps (LANGUAGE.md §1.4).
+//! and timestamps (docs/LANGUAGE.md#literals).
 //!
 //! The lexer validates every literal with these functions and reports
 //! failures; the parser decodes again when it builds the tree (decoding is

@@ -1,4 +1,4 @@
-//! Declaration loops (LANGUAGE.md §2.11): a textual macro expanded before
+//! Declaration loops (docs/LANGUAGE.md#declaration-loops): a textual macro expanded before
 //! splitting and parsing.
 //!
 //! A line at column 0 of the form `for V in A..B:` or `for V in A..=B:` with

@@ -1,7 +1,7 @@
 //! Output connectors for Varpulis: where `.to(Conn)` sends records.
 //!
 //! The engine hands each output event to a [`Sink`] as a [`Record`], a single JSON object shaped
-//! `{"event_type": T, "timestamp": "<RFC3339>", field...}` (LANGUAGE.md §4.7). This crate knows
+//! `{"event_type": T, "timestamp": "<RFC3339>", field...}` (docs/LANGUAGE.md#to-sinks). This crate knows
 //! nothing of the compiler or the VM: the CLI turns each `connector` declaration into a
 //! [`ConnectorConfig`] and calls [`open_sink`].
 //!

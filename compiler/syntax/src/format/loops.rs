@@ -1,4 +1,4 @@
-//! Declaration loops (LANGUAGE.md §2.11), kept as written.
+//! Declaration loops (docs/LANGUAGE.md#declaration-loops), kept as written.
 //!
 //! A loop body is text with `{V}` placeholders that only parses after
 //! expansion, so the formatter does not reprint it from a tree. It finds the

@@ -1,4 +1,4 @@
-//! Expressions (LANGUAGE.md §1.4-1.5) and written types (§1.6).
+//! Expressions (docs/LANGUAGE.md#literals, docs/LANGUAGE.md#expressions) and written types (docs/LANGUAGE.md#types).
 //!
 //! Precedence, loosest first: lambda, range (non-associative), `or`, `and`,
 //! prefix `not`, comparisons (non-associative), `|`, `^`, `&`, `<< >>`,
@@ -775,7 +775,7 @@ impl<'a> Parser<'a> {
 
     // ----- types ----------------------------------------------------------
 
-    /// A written type (LANGUAGE.md §1.6).
+    /// A written type (docs/LANGUAGE.md#types).
     pub(super) fn type_expr(&mut self) -> TypeExpr {
         let start = self.here();
         if !self.enter() {

@@ -1,4 +1,4 @@
-//! Top-level declarations (LANGUAGE.md §2).
+//! Top-level declarations (docs/LANGUAGE.md#declarations).
 
 use super::Parser;
 use crate::ast::{

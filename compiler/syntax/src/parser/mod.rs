@@ -25,7 +25,7 @@ use crate::layout::LTok;
 use crate::lexer::TokenKind;
 use crate::span::Span;
 
-/// Brackets may nest this deep (LANGUAGE.md §1.1).
+/// Brackets may nest this deep (docs/LANGUAGE.md#operators-and-precedence).
 pub(crate) const MAX_BRACKET_DEPTH: usize = 24;
 /// Recursion budget of the parser: brackets, prefix operators, lambdas,
 /// `if` expressions, nested blocks and patterns all count.

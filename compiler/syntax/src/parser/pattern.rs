@@ -1,4 +1,4 @@
-//! Named patterns (LANGUAGE.md §2.6) with the sugar of §13.1.
+//! Named patterns (docs/LANGUAGE.md#named-patterns) with the shorthand of docs/LANGUAGE.md#pattern-shorthand.
 //!
 //! Grammar, loosest first:
 //! ```text

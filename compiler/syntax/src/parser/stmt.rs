@@ -1,4 +1,4 @@
-//! Statements and indented blocks (LANGUAGE.md §1.7, §2.4).
+//! Statements and indented blocks (docs/LANGUAGE.md#layout-and-indentation, docs/LANGUAGE.md#functions-fn).
 //!
 //! A block opener's `:` must end its line (comments are not tokens, so a
 //! trailing `# comment` is fine). The body is every following line indented

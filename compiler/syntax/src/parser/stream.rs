@@ -1,5 +1,5 @@
-//! Stream declarations: sources (LANGUAGE.md §3) and pipeline operators
-//! (§4).
+//! Stream declarations: sources (docs/LANGUAGE.md#stream-sources) and pipeline operators
+//! (docs/LANGUAGE.md#operators).
 //!
 //! Operators are generic `.name(args)` calls except `->` steps, `.not(...)`
 //! and `.emit [as T](...)`. After a malformed operator the parser skips to
@@ -197,7 +197,7 @@ impl<'a> Parser<'a> {
                     span: self.since(op_start),
                 });
             } else if self.at_word("on") && self.nth(1).is_some() && !self.at_close_or_comma(1) {
-                // The documented form `stream B = T on A.k == B.k` (REC §13.15).
+                // The documented form `stream B = T on A.k == B.k` (docs/LANGUAGE.md#join).
                 let on = self.take_ident();
                 let cond = self.step_filter();
                 let arg_span = cond.span;

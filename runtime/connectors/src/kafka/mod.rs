@@ -9,8 +9,8 @@
 //! `docs/connectors/kafka.md`.
 //!
 //! Shared parameters:
-//! - the broker address, under any one of `brokers`, `url`, `host` or `servers` (LANGUAGE.md
-//!   §2.7): a string `"h1:9092,h2:9092"` or an array of strings; a `kafka://` prefix is dropped
+//! - the broker address, under any one of `brokers`, `url`, `host` or `servers`
+//!   (docs/LANGUAGE.md#connector): a string `"h1:9092,h2:9092"` or an array of strings; a `kafka://` prefix is dropped
 //!   and a missing port means librdkafka's 9092;
 //! - `topic`: a string (the source also takes an array of topics);
 //! - `properties`: an array of `"key=value"` strings handed to librdkafka as they are (SASL
@@ -52,7 +52,7 @@ pub const SINK_PARAMS: &[&str] = &[
     "close_timeout",
 ];
 
-/// The names that set the broker address; LANGUAGE.md §2.7 gives all four the same meaning.
+/// The names that set the broker address; docs/LANGUAGE.md#connector gives all four the same meaning.
 const ADDRESS_PARAMS: &[&str] = &["brokers", "url", "host", "servers"];
 
 /// librdkafka properties that a Varpulis parameter controls, with the parameter to use instead.

@@ -25,7 +25,7 @@ use varpulis_program::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EngineConfig {
     /// [`Engine::finish`] moves the watermark to +∞ so every time window,
-    /// session and timer fires (REC §13.19). On by default.
+    /// session and timer fires (docs/LANGUAGE.md#event-time-watermarks-and-lateness). On by default.
     pub flush_at_end: bool,
     /// [`Engine::finish`] also releases incomplete count windows. Off by
     /// default (REF never releases them).

@@ -1,4 +1,4 @@
-//! Operator semantics of LANGUAGE.md §5.3/§5.4 with the REC choices:
+//! Operator semantics of docs/LANGUAGE.md#arithmetic and docs/LANGUAGE.md#comparisons-and-logic:
 //! numeric equality across int/float, uniform numeric promotion for
 //! ordering, lexicographic strings, duration/timestamp arithmetic.
 

@@ -1,4 +1,4 @@
-//! Built-in scalar functions (LANGUAGE.md §6.1 and the REC set).
+//! Built-in scalar functions (docs/LANGUAGE.md#built-in-functions and the REC set).
 //!
 //! Arguments are optional values; unless a function says otherwise an absent
 //! argument makes the result absent without an error (absence propagates),

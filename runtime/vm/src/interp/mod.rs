@@ -102,7 +102,7 @@ impl Vm {
         r
     }
 
-    /// Evaluates a chunk as a condition: only `true` passes (§4.1).
+    /// Evaluates a chunk as a condition: only `true` passes (docs/LANGUAGE.md#where-and-filter).
     pub fn test(
         &mut self,
         program: &Program,

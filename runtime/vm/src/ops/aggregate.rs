@@ -1,5 +1,5 @@
 //! `.aggregate(...)`: incremental accumulators for every aggregate function
-//! of LANGUAGE.md §6.2 (plus percentile, median, variance, collect), and the
+//! of docs/LANGUAGE.md#aggregate-functions (plus percentile, median, variance, collect), and the
 //! per-event aggregate used when no window precedes it (W001).
 
 use super::{Cx, Operator, PartKey, Rec};

@@ -179,7 +179,7 @@ pub struct Sink {
 impl Operator for Sink {
     fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
         let mut o = output_of(cx.program, cx.stream, self.layout, &rec.ev);
-        // Sinks receive events typed by the stream (LANGUAGE.md §9.3).
+        // Sinks receive events typed by the stream (docs/LANGUAGE.md#to-sinks).
         o.event_type = cx.stream.clone();
         cx.side.push(SideOutput::Sink {
             connector: self.connector,

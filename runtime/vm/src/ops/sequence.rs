@@ -7,7 +7,7 @@
 //!   operator recognises the input by the event's type id.
 //! - Filters: step and negation filters run in the interpreter with the
 //!   candidate as the current event and the run's bindings for aliases.
-//! - Match records: the last bound event (REC §4.9: unqualified names
+//! - Match records: the last bound event (docs/LANGUAGE.md#match-output: unqualified names
 //!   resolve against it; the completing event, or for an absence the latest
 //!   binding), in the match layout (by field name when it is another
 //!   type, e.g. an `OR` branch) and stamped

@@ -1,8 +1,8 @@
 //! The [`Matcher`]: runs grouped by partition key, deadline timers on event
 //! time, run limits, selection policies, snapshots.
 //!
-//! For each event, in its partition and in run-creation order (LANGUAGE.md
-//! §8.2): (1) runs whose deadline is at or before the event's time end
+//! For each event, in its partition and in run-creation order
+//! (docs/LANGUAGE.md#sequence-steps, docs/PATTERNS.md "Runs"): (1) runs whose deadline is at or before the event's time end
 //! (absence matches or timeouts); (2) runs hit by an active negation are
 //! discarded; (3) every open run is offered the event; (4) if the event
 //! satisfies a first step, it opens a new run.

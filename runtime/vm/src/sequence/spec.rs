@@ -81,7 +81,7 @@ pub enum PatternNode {
     Or(Vec<PatternNode>),
 }
 
-/// Event selection strategy (LANGUAGE.md §8.2, §13.4).
+/// Event selection strategy (docs/LANGUAGE.md#policy).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Selection {
     /// The reference's behaviour: every start event opens a run; a run skips

@@ -1,4 +1,4 @@
-//! Unit tests of the matcher: LANGUAGE.md §8.2 examples, Kleene, negation,
+//! Unit tests of the matcher: the examples of docs/LANGUAGE.md#sequence-steps and docs/PATTERNS.md, Kleene, negation,
 //! absence, AND/OR, partitions, policies, limits and snapshots.
 //!
 //! Events are written `A1`, `B2=5/k1@30`: type = first letter (`A` = input

@@ -1,4 +1,4 @@
-//! Windows (LANGUAGE.md §4.3), one file per kind.
+//! Windows (docs/LANGUAGE.md#window), one file per kind.
 //!
 //! Anchoring follows the reference (a tumbling window starts at its first
 //! event; an event past the end releases the window and anchors the next),

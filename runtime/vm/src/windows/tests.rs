@@ -1,4 +1,4 @@
-//! Window tests per kind, including the §4.3 edge cases.
+//! Window tests per kind, including the docs/LANGUAGE.md#window edge cases.
 
 use crate::testing::*;
 use crate::Engine;
