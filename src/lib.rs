@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod duration;
 pub mod expect;
 pub mod input;
 pub mod job;

@@ -364,32 +364,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// `250ms`, `1s`, `2m`, `1h`, or `0`.
+/// A duration flag, in the language's spelling (`250ms`, `1s`, `2m`, `1h`, `1d`) or `0`.
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let text = text.trim();
-    if text == "0" {
-        return Ok(std::time::Duration::ZERO);
-    }
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{text}` needs a unit: ms, s, m or h (e.g. 500ms, 2s)"))?;
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. 500ms, 2s)"))?;
-    let ms = match unit {
-        "ms" => Some(n),
-        "s" => n.checked_mul(1_000),
-        "m" => n.checked_mul(60_000),
-        "h" => n.checked_mul(3_600_000),
-        _ => {
-            return Err(format!(
-                "unknown unit `{unit}` in `{text}`; use ms, s, m or h"
-            ))
-        }
-    }
-    .ok_or_else(|| format!("`{text}` is too long"))?;
-    Ok(std::time::Duration::from_millis(ms))
+    varpulis::duration::parse(text)
 }
 
 /// A non-empty environment variable (the OpenTelemetry `OTEL_*` settings).

@@ -432,3 +432,39 @@ fn connector_sources_are_named_as_not_started_and_fed_from_the_input() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn duration_flags_take_the_languages_durations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "rules.vpl", HOT);
+    write(dir.path(), "in.jsonl", "");
+    let out = varpulis(
+        &[
+            "run",
+            "rules.vpl",
+            "--input",
+            "in.jsonl",
+            "--idle-timeout",
+            "1d",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = varpulis(
+        &[
+            "run",
+            "rules.vpl",
+            "--input",
+            "in.jsonl",
+            "--idle-timeout",
+            "5",
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("needs a unit"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -4,7 +4,7 @@
 //! starts at the epoch like `varpulis run` on an `.evt` file; values are
 //! written the way VPL literals are (strings quoted).
 
-use varpulis_program::time::{format_duration, NS_PER_MIN, NS_PER_MS, NS_PER_SEC};
+use varpulis_program::time::{format_duration, NS_PER_SEC};
 use varpulis_program::{Chunk, OpSpec, Program, RawEvent, Value, WindowSpec};
 use varpulis_vm::Output;
 
@@ -52,26 +52,17 @@ pub fn raw_event(time: i64, raw: &RawEvent) -> String {
     )
 }
 
-/// Parses a duration such as `5m`, `30s`, `250ms`, `1h`, `2d`, `10us`, `7ns`
-/// (a bare number means seconds).
+/// Parses a duration such as `5m`, `30s`, `250ms`, `1h`, `2d`, `10us`, `7ns` with the
+/// language's own parser (docs/LANGUAGE.md#durations); a bare number means seconds here, a
+/// REPL convenience.
 pub fn parse_duration(text: &str) -> Option<i64> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: i64 = digits.parse().ok()?;
-    let scale = match unit {
-        "" | "s" => NS_PER_SEC,
-        "ns" => 1,
-        "us" => 1_000,
-        "ms" => NS_PER_MS,
-        "m" => NS_PER_MIN,
-        "h" => 60 * NS_PER_MIN,
-        "d" => 24 * 60 * NS_PER_MIN,
-        _ => return None,
+    let ns = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse::<u64>().ok()?.checked_mul(NS_PER_SEC as u64)?
+    } else {
+        varpulis_syntax::parse_duration(text)?
     };
-    n.checked_mul(scale)
+    i64::try_from(ns).ok()
 }
 
 /// The source text of a chunk's expression in `text`, if the span table
@@ -132,6 +123,7 @@ pub fn plural(n: u64, word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use varpulis_program::time::{NS_PER_MIN, NS_PER_MS};
 
     #[test]
     fn durations_parse_with_units_and_bare_seconds() {

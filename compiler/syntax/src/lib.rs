@@ -26,6 +26,7 @@ mod snapshot_tests;
 
 pub use error::{Comment, CommentKind, SyntaxError};
 pub use lexer::{lex, Token, TokenKind};
+pub use literal::parse_duration;
 pub use loops::{expand_decl_loops, SourceMap, MAX_ITERATIONS, MAX_PASSES};
 pub use span::Span;
 pub use split::split_items;

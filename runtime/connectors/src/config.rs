@@ -290,38 +290,88 @@ pub(crate) fn closest<'c>(word: &str, candidates: impl Iterator<Item = &'c str>)
         .map(|(_, c)| c.to_string())
 }
 
-/// Expands `${VAR}` references from the process environment.
-///
-/// A missing variable is a configuration error naming it, so a webhook never goes out with an
-/// empty `Authorization` header. `$` not followed by `{` is kept as written.
-pub(crate) fn expand_env(connector: &str, param: &str, text: &str) -> Result<String, ConfigError> {
+/// Why [`substitute`] could not expand a text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubstituteError {
+    /// `${` without its `}`.
+    #[error("unterminated `${{` in \"{0}\"")]
+    Unterminated(String),
+    /// `${NAME}` names an unset variable.
+    #[error("uses `${{{0}}}` but the environment variable `{0}` is not set")]
+    MissingVar(String),
+    /// `${file:PATH}` names a file that cannot be read (or is over 1 MiB).
+    #[error("uses `${{file:{path}}}` but the file cannot be read: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The largest secret file `${file:...}` reads.
+const MAX_SECRET_FILE: u64 = 1 << 20;
+
+/// Expands `${NAME}` (an environment variable) and `${file:PATH}` (a file's content without
+/// its trailing newline: Kubernetes and Docker secrets) in `text`. Nothing else is special:
+/// `$x` stays as it is.
+pub fn substitute(text: &str) -> Result<String, SubstituteError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
-            return Err(ConfigError::InvalidValue {
-                connector: connector.to_string(),
-                param: param.to_string(),
-                reason: format!("unterminated `${{` in \"{text}\""),
-            });
+            return Err(SubstituteError::Unterminated(text.to_string()));
         };
-        let var = &after[..end];
-        match std::env::var(var) {
-            Ok(value) => out.push_str(&value),
-            Err(_) => {
-                return Err(ConfigError::MissingEnvVar {
-                    connector: connector.to_string(),
-                    param: param.to_string(),
-                    var: var.to_string(),
-                })
+        let reference = &after[..end];
+        if let Some(path) = reference.strip_prefix("file:") {
+            out.push_str(&read_secret(path)?);
+        } else {
+            match std::env::var(reference) {
+                Ok(value) => out.push_str(&value),
+                Err(_) => return Err(SubstituteError::MissingVar(reference.to_string())),
             }
         }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
     Ok(out)
+}
+
+fn read_secret(path: &str) -> Result<String, SubstituteError> {
+    use std::io::Read;
+    let failed = |reason: String| SubstituteError::File {
+        path: path.to_string(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| failed(e.to_string()))?;
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| failed(e.to_string()))?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(failed("it is larger than 1 MiB".into()));
+    }
+    let trimmed = text.trim_end_matches(['\n', '\r']).len();
+    text.truncate(trimmed);
+    Ok(text)
+}
+
+/// [`substitute`] for a connector parameter: errors name the connector and the parameter.
+pub(crate) fn expand_env(connector: &str, param: &str, text: &str) -> Result<String, ConfigError> {
+    substitute(text).map_err(|e| match e {
+        SubstituteError::MissingVar(var) => ConfigError::MissingEnvVar {
+            connector: connector.to_string(),
+            param: param.to_string(),
+            var,
+        },
+        other => ConfigError::InvalidValue {
+            connector: connector.to_string(),
+            param: param.to_string(),
+            reason: other.to_string(),
+        },
+    })
 }
 
 #[cfg(test)]
@@ -375,6 +425,24 @@ mod tests {
         assert_eq!(
             expand_env("Hook", "headers", "a ${PATH} b $x").expect("PATH is set"),
             format!("a {path} b $x")
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("token");
+        std::fs::write(&secret, "s3cret\n").expect("write secret");
+        assert_eq!(
+            expand_env(
+                "Hook",
+                "headers",
+                &format!("Bearer ${{file:{}}}", secret.display())
+            )
+            .expect("file reference"),
+            "Bearer s3cret"
+        );
+        let missing =
+            expand_env("Hook", "headers", "${file:/surely/not/here}").expect_err("missing file");
+        assert!(
+            missing.to_string().contains("/surely/not/here"),
+            "{missing}"
         );
         let err = expand_env(
             "Hook",

@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 
-pub use config::{ConfigValue, ConnectorConfig};
+pub use config::{substitute, ConfigValue, ConnectorConfig, SubstituteError};
 pub use error::{ConfigError, DeliveryFailure, RecordError, SinkError};
 pub use metrics::SinkMetrics;
 pub use source::{
