@@ -429,7 +429,6 @@ impl FileSink {
                                 .map_err(|e| format!("renaming `{}`: {e}", from.display()))?;
                         }
                     }
-                    self.hash = Some(want);
                 }
                 // Every slot holds a file written after the checkpoint: the checkpoint's file
                 // was rotated out. The replay rotates at least as often again, so its content
@@ -439,8 +438,6 @@ impl FileSink {
                     for k in 0..=max {
                         remove(&slot(k))?;
                     }
-                    let zeros = vec![0u8; usize::try_from(mark.len).unwrap_or(0)];
-                    self.hash = Some(fnv(FNV_START, &zeros));
                     open_output(&path)
                         .and_then(|f| f.set_len(mark.len))
                         .map_err(|e| format!("creating `{}`: {e}", path.display()))?;
@@ -478,6 +475,13 @@ impl FileSink {
         file.set_len(mark.len)
             .and_then(|()| file.sync_data())
             .map_err(|e| format!("truncating it to {} bytes: {e}", mark.len))?;
+        if self.hash.is_some() {
+            // From the file itself: the mark has no hash when rotation was turned on since.
+            let hash = hash_prefix(&path, mark.len)
+                .map_err(|e| format!("reading it back: {e}"))?
+                .unwrap_or(FNV_START);
+            self.hash = Some(hash);
+        }
         self.file = Some(file);
         self.committed = mark.len;
         self.truncate_pending = false;
