@@ -8,10 +8,23 @@
 //! its replaying sources from those positions: what the restored state has
 //! seen is not read again, what it has not seen is.
 //!
+//! **Checkpoints are barriers** ([`Checkpointer::save`]): before anything is
+//! committed, the `--output` file is flushed and synced and every sink passes
+//! its barrier (everything it was sent is delivered and acknowledged, or
+//! written and synced, or dead-lettered). A sink that cannot confirm that by
+//! the checkpoint timeout fails the checkpoint: nothing is committed, the
+//! failure is counted by reason, and the next interval tries again. So a
+//! committed checkpoint never covers an output that could still be lost, and
+//! sources are told their positions only after the commit.
+//!
 //! Table `host` holds `positions` (JSON: subscription key → record stream →
-//! next offset) and `program` (the stream names, for a clear message when
-//! the checkpoint belongs to another program); the engine's tables are its
-//! own (runtime/vm snapshot.rs).
+//! next offset), `program` (the stream names, for a clear message when
+//! the checkpoint belongs to another program), `sinks` (per connector: records
+//! sent, for idempotency keys, and the sink's mark, e.g. a file's length),
+//! `output` (the `--output` file and its length) and `pipeline` (the id in
+//! every record id, written when the directory is first opened so that even a
+//! crash before the first checkpoint replays with the same ids); the engine's
+//! tables are its own (runtime/vm snapshot.rs).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,13 +33,45 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use varpulis_state::{open_durable, StateStore, DURABLE_BACKEND};
 
-use crate::job::Job;
+use crate::job::{new_pipeline_id, Job, SinkStates};
+use crate::output::{OutputFile, OutputMark};
 
 /// Positions of every subscription: subscription key → record stream → next
 /// offset.
 pub type Positions = BTreeMap<String, BTreeMap<String, u64>>;
 
 const HOST: &str = "host";
+
+/// Why a checkpoint was not committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Failure {
+    /// The `--output` file could not be flushed or synced.
+    Output,
+    /// A sink could not confirm its records in time (or failed to write them).
+    Sink,
+    /// The state could not be written to the state directory.
+    Store,
+}
+
+impl Failure {
+    /// The label in `/metrics` and the run summary.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Output => "output",
+            Failure::Sink => "sink",
+            Failure::Store => "store",
+        }
+    }
+}
+
+/// What a restart restores besides the engine.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Where the replaying sources resume.
+    pub positions: Positions,
+    /// The `--output` file the checkpoint covers, if it had one.
+    pub output: Option<OutputMark>,
+}
 
 /// Where checkpoints go and when the next one is due.
 pub struct Checkpointer {
@@ -35,29 +80,54 @@ pub struct Checkpointer {
     recovered: bool,
     dir: PathBuf,
     interval: Duration,
+    /// How long the sinks' barriers may take.
+    timeout: Duration,
     last: Instant,
+    pipeline: String,
     /// Checkpoints written by this run.
     pub written: u64,
     /// Checkpoints that failed (each reported).
     pub failed: u64,
+    /// Failed checkpoints by reason.
+    pub failures: BTreeMap<Failure, u64>,
 }
 
 impl Checkpointer {
-    /// Opens (or creates) the state directory.
-    pub fn open(dir: &Path, interval: Duration) -> anyhow::Result<Checkpointer> {
-        let store = open_durable(dir)
+    /// Opens (or creates) the state directory. `timeout` bounds each checkpoint's wait for
+    /// the sinks.
+    pub fn open(dir: &Path, interval: Duration, timeout: Duration) -> anyhow::Result<Checkpointer> {
+        let mut store = open_durable(dir)
             .with_context(|| format!("cannot open the state directory `{}`", dir.display()))?;
         // Every checkpoint writes `host/program`, so its presence means one was committed.
         let recovered = store.get(HOST, b"program")?.is_some();
+        let pipeline = match store.get(HOST, b"pipeline")? {
+            Some(id) => String::from_utf8_lossy(&id).into_owned(),
+            None => {
+                let id = new_pipeline_id();
+                store.put(HOST, b"pipeline", id.clone().into_bytes())?;
+                store.commit().with_context(|| {
+                    format!("cannot write to the state directory `{}`", dir.display())
+                })?;
+                id
+            }
+        };
         Ok(Checkpointer {
             store,
             recovered,
             dir: dir.to_path_buf(),
             interval,
+            timeout,
             last: Instant::now(),
+            pipeline,
             written: 0,
             failed: 0,
+            failures: BTreeMap::new(),
         })
+    }
+
+    /// The pipeline id this state directory gives record ids.
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
     }
 
     /// Whether the directory held a checkpoint.
@@ -70,10 +140,10 @@ impl Checkpointer {
         DURABLE_BACKEND
     }
 
-    /// Loads the checkpoint into `job`'s engine and returns the source
-    /// positions it recorded. A checkpoint of another program is an error
-    /// that says what to do.
-    pub fn restore(&self, job: &mut Job) -> anyhow::Result<Positions> {
+    /// Loads the checkpoint into `job`'s engine, takes its sinks back to it,
+    /// and returns the source positions and the `--output` mark it recorded.
+    /// A checkpoint of another program is an error that says what to do.
+    pub fn restore(&self, job: &mut Job) -> anyhow::Result<Restored> {
         let names: Vec<String> = job
             .program()
             .streams
@@ -101,15 +171,35 @@ impl Checkpointer {
                     self.dir.display()
                 )
             })?;
-        Ok(match self.store.get(HOST, b"positions")? {
-            Some(bytes) => serde_json::from_slice(&bytes).with_context(|| {
-                format!(
-                    "the checkpoint in `{}` has unreadable source positions",
-                    self.dir.display()
-                )
-            })?,
-            None => Positions::new(),
+        let sinks: SinkStates = self.read("sinks")?.unwrap_or_default();
+        job.restore_sinks(&sinks).with_context(|| {
+            format!(
+                "cannot resume the outputs of the checkpoint in `{}`",
+                self.dir.display()
+            )
+        })?;
+        Ok(Restored {
+            positions: self.read("positions")?.unwrap_or_default(),
+            output: self.read("output")?,
         })
+    }
+
+    /// A JSON entry of table `host`.
+    fn read<T: serde::de::DeserializeOwned>(&self, key: &str) -> anyhow::Result<Option<T>> {
+        let Some(bytes) = self.store.get(HOST, key.as_bytes())? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes).map(Some).with_context(|| {
+            format!(
+                "the checkpoint in `{}` has an unreadable `{key}` entry (remove it to start afresh)",
+                self.dir.display()
+            )
+        })
+    }
+
+    /// The time between checkpoints.
+    pub fn interval(&self) -> Duration {
+        self.interval
     }
 
     /// Whether the interval has passed since the last checkpoint.
@@ -117,26 +207,74 @@ impl Checkpointer {
         self.last.elapsed() >= self.interval
     }
 
-    /// Writes the engine's state and `positions` as one durable commit.
-    pub fn save(&mut self, job: &mut Job, positions: &Positions) -> anyhow::Result<()> {
+    /// A checkpoint: the barrier (the `--output` file synced, every sink's
+    /// barrier passed), then the engine's state, `positions` and the sinks'
+    /// marks as one durable commit. On failure nothing is committed; the
+    /// failure is counted by reason and the next one is due after the
+    /// interval.
+    pub fn save(
+        &mut self,
+        job: &mut Job,
+        positions: &Positions,
+        output: Option<&mut OutputFile>,
+    ) -> Result<(), (Failure, anyhow::Error)> {
         self.last = Instant::now();
-        let result = self.write(job, positions);
+        let result = self.barrier_and_write(job, positions, output);
         match &result {
             Ok(()) => self.written += 1,
-            Err(_) => self.failed += 1,
+            Err((why, _)) => {
+                self.failed += 1;
+                *self.failures.entry(*why).or_default() += 1;
+            }
         }
         result
     }
 
-    fn write(&mut self, job: &mut Job, positions: &Positions) -> anyhow::Result<()> {
+    fn barrier_and_write(
+        &mut self,
+        job: &mut Job,
+        positions: &Positions,
+        output: Option<&mut OutputFile>,
+    ) -> Result<(), (Failure, anyhow::Error)> {
+        let deadline = self.last + self.timeout;
+        let output = match output {
+            Some(out) => Some(out.barrier().map_err(|e| {
+                (
+                    Failure::Output,
+                    anyhow::Error::new(e).context("cannot sync the --output file"),
+                )
+            })?),
+            None => None,
+        };
+        let sinks = job
+            .barrier(deadline)
+            .map_err(|e| (Failure::Sink, anyhow::Error::new(e)))?;
+        self.write(job, positions, &sinks, output.as_ref())
+            .map_err(|e| (Failure::Store, e))
+    }
+
+    fn write(
+        &mut self,
+        job: &mut Job,
+        positions: &Positions,
+        sinks: &SinkStates,
+        output: Option<&OutputMark>,
+    ) -> anyhow::Result<()> {
         job.engine()
             .save_state(self.store.as_mut())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // `save_state` clears the store: every host entry is written again.
         let names: Vec<&str> = job.program().streams.iter().map(|s| &*s.name).collect();
         self.store
             .put(HOST, b"program", serde_json::to_vec(&names)?)?;
         self.store
+            .put(HOST, b"pipeline", self.pipeline.clone().into_bytes())?;
+        self.store
             .put(HOST, b"positions", serde_json::to_vec(positions)?)?;
+        self.store.put(HOST, b"sinks", serde_json::to_vec(sinks)?)?;
+        if let Some(mark) = output {
+            self.store.put(HOST, b"output", serde_json::to_vec(mark)?)?;
+        }
         self.store.commit()?;
         Ok(())
     }

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use varpulis_connectors::{open_sink, ConnectorConfig, Record, Sink, SinkContext};
+use serde::{Deserialize, Serialize};
+use varpulis_connectors::{
+    open_sink, ConnectorConfig, Record, RecordId, Sink, SinkContext, SinkError, SinkMark,
+};
 use varpulis_program::evt::EvtRecord;
 use varpulis_program::{ConfigValue, DecodeError, EventDecoder, Program, RawEvent};
 use varpulis_vm::{Engine, EngineConfig, Output, SideOutput};
@@ -112,6 +115,30 @@ pub struct JobStats {
     pub sink_records: u64,
 }
 
+/// What a checkpoint keeps of one sink: how many records the pipeline has sent it (the
+/// sequence number of the next one, for idempotency keys) and the sink's barrier mark.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SinkState {
+    /// Records sent to the connector so far.
+    pub seq: u64,
+    /// What [`Sink::restore`] takes the output back to (file sinks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mark: Option<SinkMark>,
+}
+
+/// Sink states by connector name.
+pub type SinkStates = BTreeMap<String, SinkState>;
+
+/// A fresh pipeline id: 16 hex digits from std's randomly keyed hasher.
+pub fn new_pipeline_id() -> String {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let id = std::hash::RandomState::new().hash_one((nanos, std::process::id()));
+    format!("{id:016x}")
+}
+
 /// A program running in an engine, plus its host-side state.
 pub struct Job {
     engine: Engine,
@@ -121,6 +148,10 @@ pub struct Job {
     /// Time given to records without one: the previous record's time.
     clock: i64,
     sinks: Vec<Option<Box<dyn Sink>>>,
+    /// Per connector: `<pipeline>/<connector>`, the scope of its records' ids.
+    scopes: Vec<Arc<str>>,
+    /// Per connector: the sequence number of the next record sent to it.
+    seqs: Vec<u64>,
     stats: JobStats,
     /// Event types already reported as unknown (each is reported once).
     unknown_reported: std::collections::BTreeSet<String>,
@@ -152,19 +183,63 @@ impl Job {
                 .with_context(|| format!("cannot open connector `{}`", def.name))?;
             sinks.push(Some(sink));
         }
-        Ok(Job {
+        let n = sinks.len();
+        let mut job = Job {
             engine,
             decoder,
             program,
             options,
             clock: 0,
             sinks,
+            scopes: Vec::new(),
+            seqs: vec![0; n],
             stats: JobStats::default(),
             unknown_reported: Default::default(),
             problems: Vec::new(),
             last_problem: None,
             messages: Vec::new(),
-        })
+        };
+        job.set_pipeline(&new_pipeline_id());
+        Ok(job)
+    }
+
+    /// Names the pipeline: record ids are `<pipeline>/<connector>:<seq>`. A run with a state
+    /// directory keeps the id there, so a restart gives replayed records the same ids.
+    pub fn set_pipeline(&mut self, id: &str) {
+        self.scopes = self
+            .program
+            .connectors
+            .iter()
+            .map(|c| Arc::from(format!("{id}/{}", c.name)))
+            .collect();
+    }
+
+    /// The checkpoint barrier of every open sink (see [`Sink::barrier`]): `Err` names the
+    /// first sink that could not confirm its records by `deadline`.
+    pub fn barrier(&mut self, deadline: std::time::Instant) -> Result<SinkStates, SinkError> {
+        let mut states = SinkStates::new();
+        for (sink, seq) in self.sinks.iter_mut().zip(&self.seqs) {
+            let Some(sink) = sink else { continue };
+            let mark = sink.barrier(deadline)?;
+            states.insert(sink.name().to_string(), SinkState { seq: *seq, mark });
+        }
+        Ok(states)
+    }
+
+    /// After a restart from a checkpoint: the sinks take their output back to it and record
+    /// ids continue from its sequence numbers. Before any event runs.
+    pub fn restore_sinks(&mut self, states: &SinkStates) -> anyhow::Result<()> {
+        for (sink, seq) in self.sinks.iter_mut().zip(self.seqs.iter_mut()) {
+            let Some(sink) = sink else { continue };
+            let Some(state) = states.get(sink.name()) else {
+                continue;
+            };
+            *seq = state.seq;
+            if let Some(mark) = &state.mark {
+                sink.restore(mark)?;
+            }
+        }
+        Ok(())
     }
 
     /// The program being run.
@@ -361,14 +436,29 @@ impl Job {
                     output,
                 } => {
                     self.stats.sink_records += 1;
-                    let Some(Some(sink)) = self.sinks.get_mut(connector as usize) else {
+                    let c = connector as usize;
+                    let Some(Some(sink)) = self.sinks.get_mut(c) else {
                         continue;
+                    };
+                    let id = match (self.scopes.get(c), self.seqs.get_mut(c)) {
+                        (Some(scope), Some(seq)) => {
+                            *seq += 1;
+                            Some(RecordId {
+                                scope: scope.clone(),
+                                seq: *seq - 1,
+                            })
+                        }
+                        _ => None,
                     };
                     let mut buf = Vec::new();
                     crate::output::write_json_sink(&mut buf, &output);
                     let key = message_key(&params, &output);
                     let sent = Record::from_json(&buf)
                         .map(|r| r.routed(topic.map(|t| t.to_string()), key))
+                        .map(|r| match id {
+                            Some(id) => r.with_id(id),
+                            None => r,
+                        })
                         .map_err(|e| e.to_string())
                         .and_then(|r| sink.send(r).map_err(|e| e.to_string()));
                     if let Err(e) = sent {

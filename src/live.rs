@@ -40,11 +40,11 @@ use varpulis_program::json::parse_json_event_or;
 use varpulis_program::{Program, RawEvent, Subscription};
 use varpulis_vm::Output;
 
-use crate::checkpoint::{Checkpointer, Positions};
+use crate::checkpoint::{Checkpointer, Failure, Positions};
 use crate::cli::simulate::{summary, OutputFormat};
 use crate::job::{connector_config, InputProblem, Job, RecordFrom};
 use crate::metrics::MetricsServer;
-use crate::output::{write_json, write_tables};
+use crate::output::{write_json, write_tables, OutputFile, OutputMark};
 use crate::trace::{Span, Status, Tracer};
 
 /// Options of a live run.
@@ -69,6 +69,8 @@ pub struct LiveOptions {
     pub state_dir: Option<PathBuf>,
     /// Time between checkpoints.
     pub checkpoint_interval: Duration,
+    /// How long a checkpoint waits for the sinks to confirm their records.
+    pub checkpoint_timeout: Duration,
     /// The program file (for traces).
     pub program: PathBuf,
     /// OTLP/HTTP endpoint traces go to (`URL/v1/traces`), if any.
@@ -114,7 +116,8 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
     }
     let mut checkpoints = match &options.state_dir {
         Some(dir) => {
-            let c = Checkpointer::open(dir, options.checkpoint_interval)?;
+            let c =
+                Checkpointer::open(dir, options.checkpoint_interval, options.checkpoint_timeout)?;
             writeln!(
                 stderr,
                 "state: `{}` ({} backend), a checkpoint every {}s",
@@ -127,11 +130,15 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut resume = Positions::new();
+    let mut output_resume: Option<OutputMark> = None;
     if let Some(c) = &checkpoints {
+        // Record ids stay the same across restarts of this state directory.
+        job.set_pipeline(c.pipeline());
         if c.recovered() {
             match c.restore(&mut job) {
-                Ok(positions) => {
-                    resume = positions;
+                Ok(restored) => {
+                    resume = restored.positions;
+                    output_resume = restored.output;
                     writeln!(
                         stderr,
                         "state: restored the checkpoint in `{}`",
@@ -212,11 +219,11 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         "running; Ctrl-C stops (open windows are not fired on a stop)"
     )?;
 
-    let mut out_writer: Box<dyn Write> = match &options.output {
-        Some(p) if p.as_os_str() != "-" => Box::new(BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot write `{}`", p.display()))?,
-        )),
-        _ => Box::new(BufWriter::new(io::stdout().lock())),
+    let mut out_writer = match &options.output {
+        Some(p) if p.as_os_str() != "-" => {
+            Destination::File(OutputFile::open(p, output_resume.as_ref())?)
+        }
+        _ => Destination::Stdout(BufWriter::new(io::stdout().lock())),
     };
     let dead_letter = match &options.dead_letter {
         Some(p) => Some(DeadLetters {
@@ -267,11 +274,17 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
         for msg in job.take_messages() {
             writeln!(stderr, "{msg}")?;
         }
-        live.write_outputs(&mut *out_writer)
+        live.write_outputs(out_writer.writer())
             .with_context(|| format!("writing outputs to {output_name}"))?;
         trace.end_batch(batch, &job);
         if let Some(c) = checkpoints.as_mut().filter(|c| c.due()) {
-            checkpoint(c, &mut job, &live, &keys, &mut sources, &trace, &mut stderr)?;
+            let mut ck = Checkpoint {
+                c,
+                keys: &keys,
+                out: &mut out_writer,
+                output_name: &output_name,
+            };
+            ck.run(&mut job, &mut live, &mut sources, &trace, &mut stderr)?;
         }
         if let Some(m) = &metrics {
             let ck = checkpoints.as_ref().map(|c| (c.written, c.failed));
@@ -279,10 +292,11 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
                 .iter()
                 .filter_map(|s| s.http_stats().map(|h| (s.name().to_string(), h)))
                 .collect();
-            m.publish(
-                live.metrics_text(&mut job, &sources, ck, trace.tracer.dropped()),
-                listeners,
-            );
+            let mut text = live.metrics_text(&mut job, &sources, ck, trace.tracer.dropped());
+            if let Some(c) = &checkpoints {
+                text.push_str(&checkpoint_failure_family(&c.failures));
+            }
+            m.publish(text, listeners);
         }
         trace.report_failure();
         if live.finished() {
@@ -310,7 +324,13 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
     }
     if failure.is_none() {
         if let Some(c) = checkpoints.as_mut() {
-            checkpoint(c, &mut job, &live, &keys, &mut sources, &trace, &mut stderr)?;
+            let mut ck = Checkpoint {
+                c,
+                keys: &keys,
+                out: &mut out_writer,
+                output_name: &output_name,
+            };
+            ck.run(&mut job, &mut live, &mut sources, &trace, &mut stderr)?;
         }
     }
     stopping.store(true, Ordering::Release);
@@ -328,10 +348,14 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
             failure = Some(problem);
         }
         if let (true, Some(c)) = (late_arrivals && failure.is_none(), checkpoints.as_mut()) {
-            let positions = live.positions(&keys);
-            if let Err(e) = trace.checkpoint(c, &mut job, &positions) {
-                writeln!(stderr, "warning: checkpoint failed: {e:#}")?;
-            }
+            // The sources have stopped: the positions go to no source.
+            let mut ck = Checkpoint {
+                c,
+                keys: &keys,
+                out: &mut out_writer,
+                output_name: &output_name,
+            };
+            ck.run(&mut job, &mut live, &mut [], &trace, &mut stderr)?;
         }
     }
     if let Some(problem) = &failure {
@@ -345,12 +369,13 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
     for msg in job.take_messages() {
         writeln!(stderr, "{msg}")?;
     }
-    live.write_outputs(&mut *out_writer)
+    live.write_outputs(out_writer.writer())
         .with_context(|| format!("writing outputs to {output_name}"))?;
     if live.format == OutputFormat::Table {
-        write_tables(&mut *out_writer, &live.kept)?;
+        write_tables(out_writer.writer(), &live.kept)?;
     }
     out_writer
+        .writer()
         .flush()
         .with_context(|| format!("writing outputs to {output_name}"))?;
     if let Some(d) = live.dead_letter.as_mut() {
@@ -376,7 +401,12 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
                 .display()
         );
         if c.failed > 0 {
-            line.push_str(&format!(", {} failed", c.failed));
+            let reasons: Vec<String> = c
+                .failures
+                .iter()
+                .map(|(why, n)| format!("{}: {n}", why.as_str()))
+                .collect();
+            line.push_str(&format!(", {} failed ({})", c.failed, reasons.join(", ")));
         }
         writeln!(stderr, "{line}")?;
     }
@@ -403,30 +433,91 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Writes a checkpoint and hands the replaying sources their positions. A
-/// failed checkpoint is reported and counted; the run goes on (the previous
-/// checkpoint stays valid).
-fn checkpoint(
-    c: &mut Checkpointer,
-    job: &mut Job,
-    live: &Live,
-    keys: &[String],
-    sources: &mut [Box<dyn Source>],
-    trace: &RunTrace,
-    stderr: &mut dyn Write,
-) -> io::Result<()> {
-    let positions = live.positions(keys);
-    match trace.checkpoint(c, job, &positions) {
-        Ok(()) => {
-            for (source, key) in sources.iter_mut().zip(keys) {
-                if let Some(p) = positions.get(key) {
-                    source.commit(p);
+/// Where outputs go: standard output, or the `--output` file (which
+/// checkpoints sync and a restart truncates back to the checkpoint).
+enum Destination {
+    Stdout(BufWriter<io::StdoutLock<'static>>),
+    File(OutputFile),
+}
+
+impl Destination {
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Destination::Stdout(w) => w,
+            Destination::File(f) => f,
+        }
+    }
+
+    /// The file a checkpoint syncs and records; standard output cannot be
+    /// taken back (at least once).
+    fn file(&mut self) -> Option<&mut OutputFile> {
+        match self {
+            Destination::Stdout(_) => None,
+            Destination::File(f) => Some(f),
+        }
+    }
+}
+
+/// What one checkpoint needs besides the job, the host and the sources.
+struct Checkpoint<'a> {
+    c: &'a mut Checkpointer,
+    keys: &'a [String],
+    out: &'a mut Destination,
+    output_name: &'a str,
+}
+
+impl Checkpoint<'_> {
+    /// Writes the outputs produced so far, then checkpoints (the barrier, then
+    /// the commit) and hands the replaying sources their positions. A failed
+    /// checkpoint is reported naming its cause and counted; the run goes on
+    /// (the previous checkpoint stays valid) and the next interval tries again.
+    fn run(
+        &mut self,
+        job: &mut Job,
+        live: &mut Live,
+        sources: &mut [Box<dyn Source>],
+        trace: &RunTrace,
+        stderr: &mut dyn Write,
+    ) -> anyhow::Result<()> {
+        live.write_outputs(self.out.writer())
+            .with_context(|| format!("writing outputs to {}", self.output_name))?;
+        let positions = live.positions(self.keys);
+        match trace.checkpoint(self.c, job, &positions, self.out.file()) {
+            Ok(()) => {
+                for (source, key) in sources.iter_mut().zip(self.keys) {
+                    if let Some(p) = positions.get(key) {
+                        source.commit(p);
+                    }
                 }
             }
+            Err((why, e)) => writeln!(
+                stderr,
+                "warning: checkpoint failed ({}): {e:#}; nothing was committed, the next \
+                 checkpoint is tried in {}s",
+                why.as_str(),
+                self.c.interval().as_secs_f64()
+            )?,
         }
-        Err(e) => writeln!(stderr, "warning: checkpoint failed: {e:#}")?,
+        Ok(())
     }
-    Ok(())
+}
+
+/// `varpulis_checkpoint_failure_reasons_total{reason}`: failed checkpoints
+/// by cause (`output`, `sink`, `store`), every cause listed.
+fn checkpoint_failure_family(failures: &BTreeMap<Failure, u64>) -> String {
+    let mut out = String::from(
+        "# HELP varpulis_checkpoint_failure_reasons_total Checkpoints not committed, by cause: \
+         the --output file, a sink that could not confirm its records, the state store.\n\
+         # TYPE varpulis_checkpoint_failure_reasons_total counter\n",
+    );
+    for why in [Failure::Output, Failure::Sink, Failure::Store] {
+        let n = failures.get(&why).copied().unwrap_or(0);
+        out.push_str(&format!(
+            "varpulis_checkpoint_failure_reasons_total{{reason=\"{}\"}} {n}\n",
+            why.as_str()
+        ));
+    }
+    out
 }
 
 /// The trace of one live run: the root span `varpulis.run` and its
@@ -497,26 +588,28 @@ impl RunTrace {
         self.tracer.end(b.span);
     }
 
-    /// Saves a checkpoint inside a `varpulis.checkpoint` span.
+    /// Saves a checkpoint (barrier, then commit) inside a `varpulis.checkpoint`
+    /// span.
     fn checkpoint(
         &self,
         c: &mut Checkpointer,
         job: &mut Job,
         positions: &Positions,
-    ) -> anyhow::Result<()> {
+        output: Option<&mut OutputFile>,
+    ) -> Result<(), (Failure, anyhow::Error)> {
         let mut span = self.child("varpulis.checkpoint");
         if let Some(dir) = &self.state_dir {
             span.set("varpulis.state_dir", dir.clone());
         }
         let started = Instant::now();
-        let result = c.save(job, positions);
+        let result = c.save(job, positions, output);
         span.set(
             "varpulis.checkpoint.duration_ms",
             started.elapsed().as_secs_f64() * 1e3,
         );
         match &result {
             Ok(()) => span.status = Status::Ok,
-            Err(e) => span.error(format!("{e:#}")),
+            Err((_, e)) => span.error(format!("{e:#}")),
         }
         self.tracer.end(span);
         result

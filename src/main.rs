@@ -114,6 +114,11 @@ enum Command {
         /// Time between checkpoints (with --state-dir); one is also written when the run stops.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
         checkpoint_interval: std::time::Duration,
+        /// How long a checkpoint waits for every sink to confirm the records sent before it
+        /// (delivered, written and synced, or dead-lettered); a sink that cannot fails the
+        /// checkpoint, which is retried at the next interval.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+        checkpoint_timeout: std::time::Duration,
         /// With connector sources: export OpenTelemetry traces (spans `varpulis.run`,
         /// `varpulis.source.start`, `varpulis.batch`, `varpulis.checkpoint`) over OTLP/HTTP
         /// protobuf to URL/v1/traces (e.g. `http://127.0.0.1:4318`). Default:
@@ -321,6 +326,7 @@ fn main() -> ExitCode {
             metrics_tls_client_ca,
             state_dir,
             checkpoint_interval,
+            checkpoint_timeout,
             otlp_endpoint,
             run,
         } => {
@@ -348,6 +354,7 @@ fn main() -> ExitCode {
                 metrics,
                 state_dir,
                 checkpoint_interval,
+                checkpoint_timeout,
                 otlp_endpoint: otlp_endpoint.or_else(|| env_setting("OTEL_EXPORTER_OTLP_ENDPOINT")),
                 service_name: env_setting("OTEL_SERVICE_NAME")
                     .unwrap_or_else(|| "varpulis".to_string()),

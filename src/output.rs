@@ -4,11 +4,112 @@
 //! A JSON output line is `{"stream": S, "event_type": T, "timestamp":
 //! RFC3339, <fields in emit order>}`. It is written straight into a buffer
 //! (no intermediate map) because `run` writes one per output event.
+//!
+//! A live run with `--state-dir` writes `--output FILE` exactly once: every checkpoint flushes
+//! and syncs the file and records its length ([`OutputFile::barrier`]); a restart from that
+//! checkpoint truncates the file back to it ([`OutputFile::open`]) before the replay writes
+//! again. Standard output cannot be taken back: there outputs are at least once.
 
-use std::io::{self, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use varpulis_program::time::format_rfc3339;
 use varpulis_vm::Output;
+
+/// Where a checkpoint left the `--output` file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputMark {
+    /// The file, as given on the command line.
+    pub path: PathBuf,
+    /// Its length when the checkpoint was taken.
+    pub len: u64,
+}
+
+/// The `--output FILE` of a run: buffered, appended, and synced at checkpoints.
+pub struct OutputFile {
+    path: PathBuf,
+    file: BufWriter<File>,
+}
+
+impl OutputFile {
+    /// Opens `path` for the run. With the mark of the checkpoint a restart resumes from, the
+    /// file keeps what that checkpoint covers and loses the rest (which the replay writes
+    /// again); otherwise it starts empty. A file shorter than the mark is an error: it is not
+    /// the output the checkpoint covers.
+    pub fn open(path: &Path, resume: Option<&OutputMark>) -> anyhow::Result<OutputFile> {
+        use anyhow::Context;
+        let cannot = || format!("cannot write `{}`", path.display());
+        let resume = resume.filter(|m| m.path == path);
+        let file = match resume {
+            None => File::create(path).with_context(cannot)?,
+            Some(mark) => {
+                let file = OpenOptions::new()
+                    .append(true)
+                    .open(path)
+                    .with_context(|| {
+                        format!(
+                            "the checkpoint covers the first {} bytes of `{}`, which cannot be \
+                             opened; put it back, or remove the state directory to start afresh",
+                            mark.len,
+                            path.display()
+                        )
+                    })?;
+                let len = file.metadata().with_context(cannot)?.len();
+                if len < mark.len {
+                    anyhow::bail!(
+                        "`{}` has {len} bytes but the checkpoint covers {} (was it edited?); \
+                         remove the state directory to start afresh",
+                        path.display(),
+                        mark.len
+                    );
+                }
+                file.set_len(mark.len)
+                    .and_then(|()| file.sync_data())
+                    .with_context(|| {
+                        format!(
+                            "cannot truncate `{}` back to the checkpoint ({} bytes)",
+                            path.display(),
+                            mark.len
+                        )
+                    })?;
+                file
+            }
+        };
+        Ok(OutputFile {
+            path: path.to_path_buf(),
+            file: BufWriter::new(file),
+        })
+    }
+
+    /// Flushes and syncs the file: everything written so far is durable. Returns the mark a
+    /// checkpoint keeps.
+    pub fn barrier(&mut self) -> io::Result<OutputMark> {
+        self.file.flush()?;
+        let file = self.file.get_ref();
+        file.sync_data()?;
+        Ok(OutputMark {
+            path: self.path.clone(),
+            len: file.metadata()?.len(),
+        })
+    }
+}
+
+impl Write for OutputFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
 
 /// Appends `output` as one JSON object (no newline) to `buf`.
 pub fn write_json(buf: &mut Vec<u8>, output: &Output) {

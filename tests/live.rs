@@ -759,23 +759,43 @@ fn kafka_orders_in_alerts_out() {
 #[cfg(feature = "kafka")]
 #[test]
 fn kafka_offsets_follow_checkpoints_across_a_restart() {
+    kafka_restart("ckpt", false);
+}
+
+/// The checkpoint, not the consumer group, says where a restart resumes: a
+/// second run in a new group (no committed offsets, `start: earliest`) still
+/// starts after what the restored state has seen.
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_resumes_at_the_checkpoints_offsets_not_the_groups() {
+    kafka_restart("seek", true);
+}
+
+/// Two orders, a stop (checkpoint), a third order, a restart: the count
+/// window of 3 fires once with the total of the three. With `new_group` the
+/// restart joins a group that has committed nothing.
+#[cfg(feature = "kafka")]
+fn kafka_restart(name: &str, new_group: bool) {
     use varpulis_connectors::{open_sink, ConfigValue, ConnectorConfig, Record, SinkContext};
     let Some(brokers) = broker("VARPULIS_TEST_KAFKA") else {
         return;
     };
-    let tag = format!("ckpt-{}", std::process::id());
+    let tag = format!("{name}-{}", std::process::id());
     let topic = format!("{tag}-orders");
     create_topics(&brokers, &[&topic]);
     let dir = tempfile::tempdir().expect("tempdir");
-    write(
-        dir.path(),
-        "rules.vpl",
-        &format!(
-            "event Order:\n    user: str\n    amount: float\n\n\
-             connector K = kafka (brokers: \"{brokers}\", topic: \"{topic}\", group_id: \"{tag}\", start: earliest, session_timeout: 6s)\n\n\
-             stream Sum = Order.from(K)\n    .window(3)\n    .aggregate(n: count(), total: sum(amount))\n    .emit(n: n, total: total)\n"
-        ),
-    );
+    let rules = |group: &str| {
+        write(
+            dir.path(),
+            "rules.vpl",
+            &format!(
+                "event Order:\n    user: str\n    amount: float\n\n\
+                 connector K = kafka (brokers: \"{brokers}\", topic: \"{topic}\", group_id: \"{group}\", start: earliest, session_timeout: 6s)\n\n\
+                 stream Sum = Order.from(K)\n    .window(3)\n    .aggregate(n: count(), total: sum(amount))\n    .emit(n: n, total: total)\n"
+            ),
+        );
+    };
+    rules(&tag);
     let produce = |amounts: &[f64]| {
         let mut p = open_sink(
             &ConnectorConfig::new("P", "kafka")
@@ -821,6 +841,9 @@ fn kafka_offsets_follow_checkpoints_across_a_restart() {
     assert!(err.contains("source `K`: 2 received"), "{err}");
     assert!(err.contains("state: 1 checkpoints written"), "{err}");
     produce(&[4.0]);
+    if new_group {
+        rules(&format!("{tag}-new"));
+    }
     let mut run = Run::start(&args, dir.path(), &[]);
     run.wait_running();
     let seen = run.wait_outputs(1).to_vec();

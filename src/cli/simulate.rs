@@ -73,6 +73,8 @@ pub struct LiveSettings {
     pub state_dir: Option<PathBuf>,
     /// Time between checkpoints.
     pub checkpoint_interval: Duration,
+    /// How long a checkpoint waits for the sinks.
+    pub checkpoint_timeout: Duration,
     /// OTLP/HTTP endpoint traces go to (`URL/v1/traces`), if any.
     pub otlp_endpoint: Option<String>,
     /// The `service.name` of exported traces.
@@ -87,6 +89,7 @@ impl Default for LiveSettings {
             metrics: None,
             state_dir: None,
             checkpoint_interval: Duration::from_secs(10),
+            checkpoint_timeout: Duration::from_secs(10),
             otlp_endpoint: None,
             service_name: "varpulis".to_string(),
         }
@@ -121,6 +124,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             metrics: args.live.metrics.clone(),
             state_dir: args.live.state_dir.clone(),
             checkpoint_interval: args.live.checkpoint_interval,
+            checkpoint_timeout: args.live.checkpoint_timeout,
             program: args.program.clone(),
             otlp_endpoint: args.live.otlp_endpoint.clone(),
             service_name: args.live.service_name.clone(),

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use crate::config::{ConnectorConfig, Params};
 use crate::error::{ConfigError, SinkError};
 use crate::metrics::Counters;
-use crate::{Record, SharedWriter, Sink, SinkContext, SinkMetrics};
+use crate::{Record, SharedWriter, Sink, SinkContext, SinkMark, SinkMetrics};
 
 /// Prints each record as a JSON line.
 pub struct ConsoleSink {
@@ -87,6 +87,11 @@ impl Sink for ConsoleSink {
             op: "flush",
             source,
         })
+    }
+
+    /// Flushes the writer; printed lines cannot be taken back (at least once).
+    fn barrier(&mut self, _deadline: std::time::Instant) -> Result<Option<SinkMark>, SinkError> {
+        self.flush().map(|()| None)
     }
 
     fn close(&mut self) -> Result<(), SinkError> {

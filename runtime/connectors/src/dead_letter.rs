@@ -93,6 +93,24 @@ impl DeadLetter {
         }
     }
 
+    /// Makes what was written durable (a checkpoint barrier counts dead-lettered records as
+    /// handled only once they are on disk).
+    pub(crate) fn sync(&mut self) -> Result<(), SinkError> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        file.sync_data().map_err(|source| {
+            let err = SinkError::Io {
+                connector: self.connector.clone(),
+                path: self.path.clone(),
+                op: "sync",
+                source,
+            };
+            self.counters.set_last_error(err.to_string());
+            err
+        })
+    }
+
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         if self.file.is_none() {
             self.file = Some(

@@ -314,6 +314,29 @@ pub enum SinkError {
         /// Connector name as declared in VPL.
         connector: String,
     },
+    /// Records accepted since the last checkpoint could not be written to the output file, so
+    /// a checkpoint now would commit past them. Every later barrier fails the same way: a
+    /// restart replays them from the last checkpoint and writes them once.
+    #[error("connector `{connector}`: {records} record(s) since the last checkpoint are missing from `{}`; no checkpoint is taken until a restart rewrites them from the last one", path.display())]
+    Lost {
+        /// Connector name as declared in VPL.
+        connector: String,
+        /// The output file.
+        path: PathBuf,
+        /// How many records are missing.
+        records: u64,
+    },
+    /// After a restart, the output could not be taken back to the checkpoint (the file is
+    /// missing or shorter than the checkpoint recorded, or cannot be truncated).
+    #[error("connector `{connector}`: cannot take `{}` back to the checkpoint: {reason}", path.display())]
+    Restore {
+        /// Connector name as declared in VPL.
+        connector: String,
+        /// The output file.
+        path: PathBuf,
+        /// What is wrong, with the advice.
+        reason: String,
+    },
 }
 
 impl SinkError {
@@ -332,7 +355,9 @@ impl SinkError {
             SinkError::QueueFull { .. }
             | SinkError::NoTopic { .. }
             | SinkError::Refused { .. }
-            | SinkError::Closed { .. } => false,
+            | SinkError::Closed { .. }
+            | SinkError::Lost { .. }
+            | SinkError::Restore { .. } => false,
         }
     }
 
@@ -347,6 +372,8 @@ impl SinkError {
             | SinkError::Refused { connector, .. }
             | SinkError::DeadLetter { connector, .. }
             | SinkError::Timeout { connector, .. }
+            | SinkError::Lost { connector, .. }
+            | SinkError::Restore { connector, .. }
             | SinkError::Closed { connector } => connector,
         }
     }

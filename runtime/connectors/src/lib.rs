@@ -15,6 +15,14 @@
 //! dead-letter JSONL file (with `_error` and `_attempts` fields) and is counted in
 //! [`SinkMetrics`]; if even that fails, it is counted in [`SinkMetrics::dropped`] and the error
 //! names the file.
+//!
+//! **Checkpoints are barriers.** [`Sink::barrier`] returns only once every record accepted
+//! before it is delivered and acknowledged, written and synced, or dead-lettered (and the
+//! dead-letter file synced), or fails by its deadline; a host commits its checkpoint only after
+//! every sink passed the barrier. The mark a barrier returns lets [`Sink::restore`] take the
+//! output back to the checkpoint after a crash (the file sink truncates), so replayed records
+//! are written once. Network sinks cannot take anything back: they send each record's
+//! [`RecordId`] (stable across replays) so receivers can deduplicate.
 
 mod backoff;
 pub mod config;
@@ -33,6 +41,7 @@ pub mod source;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 
@@ -64,7 +73,31 @@ pub struct Record {
     topic: Option<String>,
     /// The message key (Kafka partitioning); `None` lets the broker client choose.
     key: Option<Vec<u8>>,
+    /// The record's identity across replays, sent as an idempotency key.
+    id: Option<RecordId>,
 }
+
+/// A record's identity: the same record produced again after a crash and a restart from a
+/// checkpoint gets the same id, so a receiver can drop the copy. `scope` names the pipeline
+/// and the connector, `seq` counts the records the pipeline sent to that connector (kept in
+/// the checkpoint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordId {
+    /// `<pipeline id>/<connector>`.
+    pub scope: Arc<str>,
+    /// 0 for the first record the pipeline sent to the connector, then 1, 2, ...
+    pub seq: u64,
+}
+
+impl std::fmt::Display for RecordId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.scope, self.seq)
+    }
+}
+
+/// What a sink reports at a checkpoint barrier, stored in the checkpoint and handed back to
+/// [`Sink::restore`] after a restart (the file sink: committed length and rotation state).
+pub type SinkMark = Value;
 
 impl Record {
     /// Serialises a JSON object.
@@ -73,6 +106,7 @@ impl Record {
             json: serde_json::to_vec(map).expect("a JSON map with string keys always serialises"),
             topic: None,
             key: None,
+            id: None,
         }
     }
 
@@ -90,6 +124,7 @@ impl Record {
                 json: bytes.trim_ascii().to_vec(),
                 topic: None,
                 key: None,
+                id: None,
             })
         }
     }
@@ -99,6 +134,17 @@ impl Record {
         self.topic = topic;
         self.key = key;
         self
+    }
+
+    /// Gives the record its identity across replays (sent as an idempotency key).
+    pub fn with_id(mut self, id: RecordId) -> Record {
+        self.id = Some(id);
+        self
+    }
+
+    /// The record's identity, if the host gave it one.
+    pub fn id(&self) -> Option<&RecordId> {
+        self.id.as_ref()
     }
 
     /// The topic the `.to(...)` site asked for, if any.
@@ -148,8 +194,27 @@ pub trait Sink: Send {
     /// the dead-letter file, or lost and counted) and whether retrying can help.
     fn send(&mut self, record: Record) -> Result<(), SinkError>;
 
-    /// Pushes buffered records out (called at checkpoints and before exit).
+    /// Pushes buffered records out (before exit; checkpoints use [`Sink::barrier`]).
     fn flush(&mut self) -> Result<(), SinkError>;
+
+    /// The checkpoint barrier: returns once every record accepted by [`Sink::send`] before this
+    /// call is durably delivered (acknowledged by the receiver), durably staged (written to
+    /// the file and synced), or dead-lettered (and the dead-letter file synced). A sink that
+    /// cannot confirm it by `deadline` returns an error ([`SinkError::Timeout`] or the I/O
+    /// failure); the host must then not commit its checkpoint.
+    ///
+    /// Returns the mark [`Sink::restore`] needs to take the output back to this point after a
+    /// crash, or `None` when the sink cannot take anything back.
+    fn barrier(&mut self, deadline: Instant) -> Result<Option<SinkMark>, SinkError>;
+
+    /// Takes the output back to `mark`, which an earlier run's [`Sink::barrier`] returned and
+    /// its checkpoint kept; called once after a restart from that checkpoint, before any
+    /// `send`, so replayed records are written once. The default does nothing (network sinks
+    /// cannot take back what they delivered; receivers deduplicate by [`RecordId`]).
+    fn restore(&mut self, mark: &SinkMark) -> Result<(), SinkError> {
+        let _ = mark;
+        Ok(())
+    }
 
     /// Flushes, then waits a bounded time for in-flight deliveries; what is still undelivered
     /// goes to the dead-letter file. Further `send` calls fail with [`SinkError::Closed`].

@@ -282,3 +282,151 @@ fn console_sink_writes_json_lines_to_the_context_writer() {
     let text = String::from_utf8(buf.lock().expect("not poisoned").clone()).expect("utf8");
     assert_eq!(text, "{\"event_type\":\"Reading\",\"i\":1}\n");
 }
+
+fn far() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(10)
+}
+
+/// Every file of the sink (`Out.jsonl`, `Out.jsonl.1`, ...) with its bytes.
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("Out.jsonl"))
+        })
+        .map(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            (name.unwrap_or_default(), std::fs::read(&p).expect("read"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_restore_truncates_back_to_the_barrier_so_a_replay_writes_once() {
+    for append in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let params = [("append", ConfigValue::Bool(append))];
+        let mut sink = open(dir.path(), &params);
+        for i in 0..3 {
+            sink.send(record(i)).expect("buffered");
+        }
+        let mark = sink
+            .barrier(far())
+            .expect("synced")
+            .expect("a file has a mark");
+        // Written after the checkpoint, then the process dies.
+        for i in 3..5 {
+            sink.send(record(i)).expect("buffered");
+        }
+        sink.flush().expect("written");
+        drop(sink);
+        assert_eq!(ids(&dir.path().join("Out.jsonl")), [0, 1, 2, 3, 4]);
+
+        let mut sink = open(dir.path(), &params);
+        sink.restore(&mark).expect("restored");
+        assert_eq!(
+            ids(&dir.path().join("Out.jsonl")),
+            [0, 1, 2],
+            "append: {append}"
+        );
+        for i in 3..6 {
+            sink.send(record(i)).expect("buffered");
+        }
+        sink.close().expect("written");
+        assert_eq!(ids(&dir.path().join("Out.jsonl")), [0, 1, 2, 3, 4, 5]);
+    }
+}
+
+#[test]
+fn a_restore_undoes_the_rotations_that_followed_the_barrier() {
+    // Checkpoints after 4 records (the file rotated 0 times since), after 9 (a few times) and
+    // after 1 (so often that the checkpoint's file was rotated out).
+    for (max_files, at) in [(8, 4u64), (8, 9), (2, 1)] {
+        let params = [
+            ("rotate_bytes", ConfigValue::Int(150)),
+            ("max_files", ConfigValue::Int(max_files)),
+        ];
+        let reference = tempfile::tempdir().expect("tempdir");
+        let mut sink = open(reference.path(), &params);
+        for i in 0..30 {
+            sink.send(record(i)).expect("buffered");
+            sink.flush().expect("written");
+        }
+        sink.close().expect("closed");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sink = open(dir.path(), &params);
+        let mut mark = None;
+        for i in 0..20 {
+            sink.send(record(i)).expect("buffered");
+            sink.flush().expect("written");
+            if i + 1 == at {
+                mark = sink.barrier(far()).expect("synced");
+            }
+        }
+        drop(sink);
+        let mark = mark.expect("a file has a mark");
+        let mut sink = open(dir.path(), &params);
+        sink.restore(&mark).expect("restored");
+        for i in at..30 {
+            sink.send(record(i)).expect("buffered");
+            sink.flush().expect("written");
+        }
+        sink.close().expect("closed");
+        assert_eq!(
+            files(dir.path()),
+            files(reference.path()),
+            "max_files {max_files}, checkpoint after {at} records"
+        );
+    }
+}
+
+#[test]
+fn a_file_shorter_than_the_checkpoint_is_refused_with_advice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sink = open(dir.path(), &[]);
+    for i in 0..3 {
+        sink.send(record(i)).expect("buffered");
+    }
+    let mark = sink.barrier(far()).expect("synced").expect("mark");
+    drop(sink);
+    std::fs::write(dir.path().join("Out.jsonl"), "{}\n").expect("edit the file");
+    let mut sink = open(dir.path(), &[]);
+    let err = sink
+        .restore(&mark)
+        .expect_err("shorter than the checkpoint");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("connector `Out`: cannot take `") && text.contains("Out.jsonl"),
+        "{text}"
+    );
+    assert!(text.contains("remove the state directory"), "{text}");
+}
+
+#[test]
+fn records_lost_to_a_write_failure_fail_every_later_barrier() {
+    if !Path::new("/dev/full").exists() {
+        eprintln!("skipped: /dev/full is not available on this system");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sink = open(
+        dir.path(),
+        &[
+            ("path", ConfigValue::Str("/dev/full".into())),
+            ("dead_letter", ConfigValue::Str("Out.dead.jsonl".into())),
+        ],
+    );
+    sink.send(record(0)).expect("buffered");
+    let err = sink.barrier(far()).expect_err("no space");
+    assert!(matches!(err, SinkError::WriteFailed { .. }), "{err}");
+    // Dead-lettered, but missing from the file: no checkpoint may commit past it.
+    let err = sink.barrier(far()).expect_err("still missing");
+    assert!(matches!(err, SinkError::Lost { records: 1, .. }), "{err}");
+    assert!(err.to_string().contains("restart"), "{err}");
+}

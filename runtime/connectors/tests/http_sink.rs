@@ -416,3 +416,96 @@ fn missing_env_secret_is_a_config_error_naming_the_variable() {
         "{err}"
     );
 }
+
+fn with_id(r: Record, seq: u64) -> Record {
+    r.with_id(varpulis_connectors::RecordId {
+        scope: "p1/Hook".into(),
+        seq,
+    })
+}
+
+#[test]
+fn each_request_carries_the_idempotency_key_of_its_records() {
+    let server = TestServer::start(vec![]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sink = open(&hook(&server.url("/"), &[]), dir.path());
+    for i in 0..2 {
+        sink.send(with_id(record(i), 40 + i)).expect("queued");
+    }
+    sink.close().expect("delivered");
+    let keys: Vec<Option<String>> = server
+        .requests()
+        .iter()
+        .map(|r| r.header("idempotency-key").map(str::to_string))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            Some("p1/Hook:40".to_string()),
+            Some("p1/Hook:41".to_string())
+        ]
+    );
+
+    // A batch names its first and last sequence numbers.
+    let server = TestServer::start(vec![]);
+    let config = hook(
+        &server.url("/"),
+        &[
+            ("batch_size", ConfigValue::Int(3)),
+            ("batch_timeout", ConfigValue::Duration(60_000 * MS)),
+        ],
+    );
+    let mut sink = open(&config, dir.path());
+    for i in 0..3 {
+        sink.send(with_id(record(i), 7 + i)).expect("queued");
+    }
+    sink.close().expect("delivered");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].header("idempotency-key"), Some("p1/Hook:7-9"));
+}
+
+#[test]
+fn a_barrier_returns_once_every_record_is_acknowledged() {
+    let server = TestServer::start(vec![]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = hook(
+        &server.url("/"),
+        &[
+            ("batch_size", ConfigValue::Int(100)),
+            ("batch_timeout", ConfigValue::Duration(60_000 * MS)),
+        ],
+    );
+    let mut sink = open(&config, dir.path());
+    for i in 0..4 {
+        sink.send(record(i)).expect("queued");
+    }
+    let mark = sink
+        .barrier(Instant::now() + Duration::from_secs(10))
+        .expect("acknowledged");
+    assert_eq!(mark, None, "a webhook cannot take anything back");
+    // No waiting: the barrier returned after the server answered.
+    assert_eq!(server.requests().len(), 1);
+    assert_eq!(sink.metrics().sent, 4);
+}
+
+#[test]
+fn a_barrier_that_cannot_be_confirmed_in_time_fails_naming_the_sink() {
+    let server = TestServer::start(vec![Behaviour::Block]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sink = open(&hook(&server.url("/"), &[]), dir.path());
+    sink.send(record(0)).expect("queued");
+    let err = sink
+        .barrier(Instant::now() + Duration::from_millis(300))
+        .expect_err("the server does not answer");
+    assert!(
+        matches!(&err, SinkError::Timeout { connector, pending: 1, .. } if connector == "Hook"),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with("connector `Hook`"), "{err}");
+    // Once the server answers, the next barrier passes.
+    server.release();
+    sink.barrier(Instant::now() + Duration::from_secs(10))
+        .expect("acknowledged now");
+    assert_eq!(sink.metrics().sent, 1);
+}

@@ -21,7 +21,7 @@ use crossbeam_channel::Receiver;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -498,6 +498,69 @@ fn idempotent_sink_delivers_every_record_once() {
     let raw = read_raw(&brokers, &topic, 1, 5);
     let indexes: Vec<u64> = raw.iter().map(|(_, p)| index(p)).collect();
     assert_eq!(indexes, [0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn a_barrier_waits_for_every_delivery_report_and_records_carry_their_idempotency_key() {
+    let Some(brokers) = broker("a_barrier_waits_for_every_delivery_report") else {
+        return;
+    };
+    let topic = unique("barrier");
+    create_topic(&brokers, &topic, 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A long linger: without the barrier the records would still wait in librdkafka.
+    let config = kafka(
+        "Out",
+        &brokers,
+        &[("topic", s(&topic)), ("linger_ms", ConfigValue::Int(2_000))],
+    );
+    let mut out = sink(&config, dir.path());
+    for i in 0..3 {
+        let id = varpulis_connectors::RecordId {
+            scope: "p1/Out".into(),
+            seq: 10 + i,
+        };
+        out.send(record(i).with_id(id)).expect("queued");
+    }
+    let mark = out
+        .barrier(Instant::now() + WAIT)
+        .expect("every record acknowledged");
+    assert_eq!(mark, None);
+    assert_eq!(out.metrics().sent, 3, "{:?}", out.metrics());
+    assert_eq!(out.metrics().queue_depth, 0);
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", unique("raw"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + WAIT;
+    let mut keys = Vec::new();
+    while keys.len() < 3 && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let key = m.headers().and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == "idempotency-key")
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            });
+            keys.push(key);
+        }
+    }
+    assert_eq!(
+        keys,
+        [
+            Some("p1/Out:10".to_string()),
+            Some("p1/Out:11".to_string()),
+            Some("p1/Out:12".to_string())
+        ]
+    );
+    out.close().expect("closed");
 }
 
 #[test]

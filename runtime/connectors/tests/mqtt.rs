@@ -444,6 +444,35 @@ fn sink_rejects_records_without_a_topic_into_the_dead_letter_file() {
 }
 
 #[test]
+fn a_barrier_fails_naming_the_sink_while_records_wait_for_their_acknowledgement() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut sink = open(
+        &connector(
+            "Alerts",
+            &format!("127.0.0.1:{port}"),
+            &[
+                ("topic", s("alerts")),
+                ("close_timeout", ConfigValue::Duration(200 * MS)),
+            ],
+        ),
+        dir.path(),
+    );
+    sink.send(record(0))
+        .expect("queued while the broker is away");
+    let err = sink
+        .barrier(Instant::now() + Duration::from_millis(200))
+        .expect_err("nothing acknowledged");
+    assert!(
+        matches!(&err, SinkError::Timeout { connector, pending: 1, .. } if connector == "Alerts"),
+        "{err}"
+    );
+    // The record is still queued (not dead-lettered): a later barrier may pass.
+    assert_eq!(sink.metrics().queue_depth, 1);
+    assert!(sink.close().is_err());
+}
+
+#[test]
 fn sink_with_broker_down_dead_letters_after_close_timeout() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();

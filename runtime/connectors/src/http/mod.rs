@@ -12,6 +12,18 @@
 //!   dead-lettered;
 //! - [`Sink::close`] waits at most `close_timeout`, then dead-letters what is left.
 //!
+//! **Idempotency keys.** A record the host identified ([`crate::RecordId`]) is sent with the
+//! header `Idempotency-Key: <pipeline>/<connector>:<seq>`; a batch carries its first and last
+//! record's sequence numbers, `<pipeline>/<connector>:<first>-<last>` (the records in between
+//! are the ones in the body, in order). The same record replayed after a crash and a restart
+//! from a checkpoint gets the same key, so the receiver can drop the copy; with `batch_size`
+//! above 1 a replay may cut batches differently, so such a receiver deduplicates by sequence
+//! number rather than by whole key.
+//!
+//! [`Sink::barrier`] asks the delivery thread to send its partial batch and waits, at most to
+//! the deadline, until every record queued before it is acknowledged with a 2xx or
+//! dead-lettered (and the dead-letter file synced).
+//!
 //! Parameters: `url` (required), `method` (`POST` or `PUT`), `headers` (array of `"Name: value"`
 //! with `${ENV}` expansion), `batch_size` (1 = one object per request, more = a JSON array),
 //! `batch_timeout`, `timeout`, `retries`, `backoff`, `max_backoff`, `dead_letter`,
@@ -30,9 +42,12 @@ use crate::config::{expand_env, ConnectorConfig, Params};
 use crate::dead_letter::DeadLetter;
 use crate::error::{ConfigError, DeliveryFailure, SinkError};
 use crate::metrics::Counters;
-use crate::{Record, Sink, SinkContext, SinkMetrics};
+use crate::{Record, Sink, SinkContext, SinkMark, SinkMetrics};
 
 pub mod source;
+
+/// The request header that carries a record's (or a batch's) idempotency key.
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
 /// Parameters only the http sink reads (an http connector used as a source tolerates them).
 pub const SINK_PARAMS: &[&str] = &[
@@ -355,6 +370,27 @@ impl HttpSink {
     fn worker_alive(&self) -> bool {
         self.worker.as_ref().is_some_and(|w| !w.is_finished())
     }
+
+    /// Has the worker send its partial batch and waits until everything queued before is
+    /// delivered or dead-lettered, at most until `deadline`.
+    fn drain(&mut self, deadline: Instant) -> Result<(), SinkError> {
+        let Some(tx) = &self.tx else {
+            return Ok(());
+        };
+        let start = Instant::now();
+        let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
+        let acked = tx.send_deadline(Command::Flush(ack_tx), deadline).is_ok()
+            && ack_rx.recv_deadline(deadline).is_ok();
+        if acked {
+            Ok(())
+        } else {
+            Err(SinkError::Timeout {
+                connector: self.name.clone(),
+                pending: self.shared.counters.snapshot().queue_depth,
+                waited: start.elapsed(),
+            })
+        }
+    }
 }
 
 impl Sink for HttpSink {
@@ -401,25 +437,17 @@ impl Sink for HttpSink {
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        let Some(tx) = &self.tx else {
-            return Ok(());
-        };
-        let wait = self.settings.close_timeout;
-        let start = Instant::now();
-        let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
-        let acked = tx.send_timeout(Command::Flush(ack_tx), wait).is_ok()
-            && ack_rx
-                .recv_timeout(wait.saturating_sub(start.elapsed()))
-                .is_ok();
-        if acked {
-            Ok(())
-        } else {
-            Err(SinkError::Timeout {
-                connector: self.name.clone(),
-                pending: self.shared.counters.snapshot().queue_depth,
-                waited: start.elapsed(),
-            })
-        }
+        self.drain(Instant::now() + self.settings.close_timeout)
+    }
+
+    fn barrier(&mut self, deadline: Instant) -> Result<Option<SinkMark>, SinkError> {
+        self.drain(deadline)?;
+        self.shared
+            .dead_letter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sync()?;
+        Ok(None)
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
@@ -558,6 +586,7 @@ impl Worker {
             return;
         }
         let body = self.body(&batch);
+        let key = idempotency_key(&batch);
         let n = batch.len() as u64;
         self.shared.set_in_flight(batch);
         self.backoff.reset();
@@ -590,7 +619,7 @@ impl Worker {
                 }
             };
             attempts += 1;
-            match self.attempt(&body, timeout) {
+            match self.attempt(&body, key.as_deref(), timeout) {
                 Ok(()) => {
                     // If `close` took the batch over, it has already counted it.
                     if self.shared.take_in_flight().is_some() {
@@ -699,7 +728,12 @@ impl Worker {
     }
 
     /// One request. Never panics on whatever the server sends back.
-    fn attempt(&self, body: &[u8], timeout: Duration) -> Result<(), DeliveryFailure> {
+    fn attempt(
+        &self,
+        body: &[u8],
+        key: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(), DeliveryFailure> {
         let s = &self.settings;
         let mut request = match s.method {
             Method::Post => self.agent.post(&s.url),
@@ -714,6 +748,9 @@ impl Worker {
         }
         for (name, value) in &s.headers {
             request = request.header(name, value);
+        }
+        if let Some(key) = key {
+            request = request.header(IDEMPOTENCY_HEADER, key);
         }
         let result = request
             .config()
@@ -747,6 +784,18 @@ impl Worker {
             }
             Err(e) => Err(classify(e, timeout)),
         }
+    }
+}
+
+/// The `Idempotency-Key` of a batch: its record's id, or for several records the scope with
+/// the first and last sequence numbers; `None` when the records carry no id.
+fn idempotency_key(batch: &[Record]) -> Option<String> {
+    let first = batch.first()?.id()?;
+    let last = batch.last()?.id()?;
+    if batch.len() == 1 {
+        Some(first.to_string())
+    } else {
+        Some(format!("{}:{}-{}", first.scope, first.seq, last.seq))
     }
 }
 

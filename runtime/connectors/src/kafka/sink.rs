@@ -23,6 +23,13 @@
 //! Every record accepted by `send` stays in a pending map until its report arrives, so whatever
 //! librdkafka never reports on is still dead-lettered at close: no record is lost silently.
 //!
+//! [`Sink::barrier`] waits, at most to the deadline, until librdkafka has a delivery report for
+//! every record sent before it and each report has been handled (counted, or dead-lettered
+//! and the dead-letter file synced). A record the host identified ([`crate::RecordId`])
+//! carries the header `idempotency-key: <pipeline>/<connector>:<seq>`, the same when the
+//! record is produced again after a crash and a restart from a checkpoint, so consumers can
+//! deduplicate (at least once).
+//!
 //! `exactly_once: true` turns on librdkafka's idempotent producer (`enable.idempotence`): the
 //! broker discards duplicates caused by the producer's internal retries and keeps each
 //! partition in the order of `send`. It does not make a whole pipeline exactly-once: records
@@ -38,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 
 use super::{
@@ -49,7 +56,10 @@ use crate::config::{ConfigValue, ConnectorConfig, Params};
 use crate::dead_letter::DeadLetter;
 use crate::error::{ConfigError, DeliveryFailure, SinkError};
 use crate::metrics::Counters;
-use crate::{Record, Sink, SinkContext, SinkMetrics};
+use crate::{Record, Sink, SinkContext, SinkMark, SinkMetrics};
+
+/// The message header that carries a record's idempotency key.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 /// How long the polling thread waits for delivery reports before looking at its stop flag.
 const POLL: Duration = Duration::from_millis(100);
@@ -298,6 +308,8 @@ struct Shared {
     pending: Mutex<HashMap<usize, Arc<Record>>>,
     /// Records dead-lettered because `close_timeout` elapsed.
     abandoned: AtomicU64,
+    /// Delivery reports being handled right now (a barrier waits for them to finish).
+    reporting: AtomicU64,
 }
 
 impl Shared {
@@ -355,6 +367,17 @@ impl ProducerContext for Reports {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, id: usize) {
+        let shared = &self.shared;
+        // Counted before the record leaves the pending map, so a barrier that sees the map
+        // empty also sees this report in progress.
+        shared.reporting.fetch_add(1, Ordering::AcqRel);
+        self.report(result, id);
+        shared.reporting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Reports {
+    fn report(&self, result: &DeliveryResult<'_>, id: usize) {
         let shared = &self.shared;
         let Some(record) = shared.take_pending(id) else {
             // Already accounted for (close dead-letters what it cannot wait for).
@@ -426,6 +449,7 @@ impl KafkaSink {
             dead_letter: Mutex::new(dead_letter),
             pending: Mutex::new(HashMap::new()),
             abandoned: AtomicU64::new(0),
+            reporting: AtomicU64::new(0),
         });
         let producer: BaseProducer<Reports> = settings
             .client_config(name)
@@ -557,6 +581,13 @@ impl Sink for KafkaSink {
         if let Some(key) = record.key() {
             message = message.key(key);
         }
+        let id_text = record.id().map(ToString::to_string);
+        if let Some(text) = &id_text {
+            message = message.headers(OwnedHeaders::new().insert(Header {
+                key: IDEMPOTENCY_HEADER,
+                value: Some(text.as_str()),
+            }));
+        }
         let Err((e, _)) = producer.send(message) else {
             return Ok(());
         };
@@ -607,6 +638,44 @@ impl Sink for KafkaSink {
                 waited: start.elapsed(),
             }),
         }
+    }
+
+    fn barrier(&mut self, deadline: Instant) -> Result<Option<SinkMark>, SinkError> {
+        let Some(producer) = &self.producer else {
+            return Ok(None);
+        };
+        let start = Instant::now();
+        let timeout = || SinkError::Timeout {
+            connector: self.shared.name.clone(),
+            pending: self.shared.counters.snapshot().queue_depth,
+            waited: start.elapsed(),
+        };
+        producer
+            .flush(deadline.saturating_duration_since(Instant::now()))
+            .map_err(|_| timeout())?;
+        // The polling thread may still be handling the last reports.
+        loop {
+            let idle = self
+                .shared
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+                && self.shared.reporting.load(Ordering::Acquire) == 0;
+            if idle {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(timeout());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.shared
+            .dead_letter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sync()?;
+        Ok(None)
     }
 
     fn close(&mut self) -> Result<(), SinkError> {

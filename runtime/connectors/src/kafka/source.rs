@@ -14,6 +14,14 @@
 //! closing the consumer. A crash can therefore replay the records delivered since the last
 //! commit, but never skips one.
 //!
+//! **With the host's checkpoints** ([`SourceConfig::checkpointed`]) the checkpoint is the
+//! truth, not the group's committed offsets: when the group assigns a partition (at start and
+//! on every rebalance), the consumer starts it where this process has read it up to, else
+//! where the restored checkpoint says ([`SourceConfig::resume`]), and only for partitions
+//! neither knows at the group's committed offset. Offsets are committed from checkpoints
+//! ([`Source::commit`]) for tools that watch the group's lag; a crash between a checkpoint
+//! and that commit no longer replays or skips anything.
+//!
 //! Why `earliest` by default: a group that has never committed would otherwise start at the end
 //! of the topic and silently miss whatever was produced before it joined (for instance while the
 //! group was forming). `start: latest` opts out when only new events matter.
@@ -31,9 +39,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{
@@ -175,6 +185,65 @@ fn read_start(p: &mut Params<'_>, config: &ConnectorConfig) -> Result<Start, Con
     }
 }
 
+/// Where each partition (`topic/partition`) is to be read from next: the restored
+/// checkpoint's positions, moved forward as records reach the host.
+type ReadPositions = Arc<Mutex<BTreeMap<String, u64>>>;
+
+/// The consumer's callbacks: with checkpoints, partitions are assigned at [`ReadPositions`]
+/// instead of the group's committed offsets.
+struct Assign {
+    /// `None` without checkpoints: librdkafka's default (committed offsets).
+    positions: Option<ReadPositions>,
+}
+
+impl ClientContext for Assign {}
+
+impl ConsumerContext for Assign {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        // Failures here cannot be returned: librdkafka reports them as consumer errors at the
+        // next poll, which the reader counts.
+        if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            let _ = if cooperative && err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                consumer.incremental_unassign(tpl)
+            } else {
+                consumer.unassign()
+            };
+            return;
+        }
+        if let Some(positions) = &self.positions {
+            let known: Vec<(String, i32, i64)> = {
+                let positions = positions.lock().unwrap_or_else(|e| e.into_inner());
+                tpl.elements()
+                    .iter()
+                    .filter_map(|elem| {
+                        let key = format!("{}/{}", elem.topic(), elem.partition());
+                        let next = i64::try_from(*positions.get(&key)?).ok()?;
+                        Some((elem.topic().to_string(), elem.partition(), next))
+                    })
+                    .collect()
+            };
+            for (topic, partition, next) in known {
+                // Only fails for a partition not in the list, which cannot happen here.
+                let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(next));
+            }
+        }
+        let _ = if cooperative {
+            consumer.incremental_assign(tpl)
+        } else {
+            consumer.assign(tpl)
+        };
+    }
+}
+
 /// A running kafka source.
 pub struct KafkaSource {
     name: String,
@@ -195,9 +264,14 @@ impl KafkaSource {
     pub fn start(config: &SourceConfig, sender: SourceSender) -> Result<KafkaSource, ConfigError> {
         let c = &config.connector;
         let settings = KafkaSourceSettings::from_config(c)?;
-        let consumer: BaseConsumer = settings
+        let positions: Option<ReadPositions> = config
+            .checkpointed
+            .then(|| Arc::new(Mutex::new(config.resume.clone())));
+        let consumer: BaseConsumer<Assign> = settings
             .client_config(&c.name)
-            .create_with_context(DefaultConsumerContext)
+            .create_with_context(Assign {
+                positions: positions.clone(),
+            })
             .map_err(|e| rejected_config(&c.name, &settings.client, e))?;
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
         consumer
@@ -227,6 +301,7 @@ impl KafkaSource {
             trouble: None,
             skipped_reported: false,
             checkpointed: config.checkpointed,
+            positions,
             to_commit: Arc::clone(&to_commit),
             committed: None,
             _done: done_tx,
@@ -265,6 +340,9 @@ struct Reader {
     skipped_reported: bool,
     /// Offsets follow the host's checkpoints instead of deliveries.
     checkpointed: bool,
+    /// With checkpoints: where each partition is to be read from next (shared with the
+    /// rebalance callback).
+    positions: Option<ReadPositions>,
     /// The latest checkpoint's positions not yet committed (set by [`Source::commit`]).
     to_commit: Arc<Mutex<Option<BTreeMap<String, u64>>>>,
     /// The positions most recently committed.
@@ -284,7 +362,7 @@ impl Reader {
         self.stop.load(Ordering::Acquire) || self.sender.stopping()
     }
 
-    fn run(mut self, consumer: BaseConsumer) {
+    fn run(mut self, consumer: BaseConsumer<Assign>) {
         let mut last_check = Instant::now();
         while !self.stopped() {
             self.commit_checkpoint(&consumer, CommitMode::Async);
@@ -331,7 +409,7 @@ impl Reader {
 
     /// Commits the positions of the host's latest checkpoint, if any came since the last
     /// commit. A failure is counted; the next checkpoint (or a replay) covers it.
-    fn commit_checkpoint(&mut self, consumer: &BaseConsumer, mode: CommitMode) {
+    fn commit_checkpoint(&mut self, consumer: &BaseConsumer<Assign>, mode: CommitMode) {
         let fresh = self
             .to_commit
             .lock()
@@ -377,7 +455,7 @@ impl Reader {
         }
     }
 
-    fn handle(&mut self, consumer: &BaseConsumer, message: &BorrowedMessage<'_>) -> Next {
+    fn handle(&mut self, consumer: &BaseConsumer<Assign>, message: &BorrowedMessage<'_>) -> Next {
         self.recovered();
         let place = format!(
             "kafka topic {} partition {} offset {}",
@@ -404,9 +482,11 @@ impl Reader {
                     // again next time.
                     return Next::Stop;
                 }
+                self.read_up_to(message);
                 self.counters.received(payload.len());
             }
             _ => {
+                self.read_up_to(message);
                 self.counters.rejected(1);
                 if !self.skipped_reported {
                     self.skipped_reported = true;
@@ -432,7 +512,19 @@ impl Reader {
         Next::Continue
     }
 
-    fn failed(&mut self, consumer: &BaseConsumer, e: KafkaError) -> Next {
+    /// The host has `message`: a later assignment of its partition starts after it.
+    fn read_up_to(&self, message: &BorrowedMessage<'_>) {
+        if let Some(positions) = &self.positions {
+            let key = format!("{}/{}", message.topic(), message.partition());
+            let next = u64::try_from(message.offset()).unwrap_or(0) + 1;
+            positions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, next);
+        }
+    }
+
+    fn failed(&mut self, consumer: &BaseConsumer<Assign>, e: KafkaError) -> Next {
         let code = e.rdkafka_error_code();
         if code == Some(RDKafkaErrorCode::PartitionEOF) {
             return Next::Continue;
