@@ -71,6 +71,8 @@ pub struct Restored {
     pub positions: Positions,
     /// The `--output` file the checkpoint covers, if it had one.
     pub output: Option<OutputMark>,
+    /// Which streams took their saved state.
+    pub report: varpulis_vm::StateReport,
 }
 
 /// Where checkpoints go and when the next one is due.
@@ -144,6 +146,18 @@ impl Checkpointer {
     /// and returns the source positions and the `--output` mark it recorded.
     /// A checkpoint of another program is an error that says what to do.
     pub fn restore(&self, job: &mut Job) -> anyhow::Result<Restored> {
+        self.restore_with(job, varpulis_vm::Compat::Strict)
+    }
+
+    /// [`Checkpointer::restore`], choosing what happens to streams whose
+    /// definition changed since the checkpoint: with
+    /// [`varpulis_vm::Compat::Carry`] (the server's hot updates and restarts)
+    /// the unchanged streams keep their state and the others start empty.
+    pub fn restore_with(
+        &self,
+        job: &mut Job,
+        compat: varpulis_vm::Compat,
+    ) -> anyhow::Result<Restored> {
         let names: Vec<String> = job
             .program()
             .streams
@@ -152,7 +166,7 @@ impl Checkpointer {
             .collect();
         if let Some(bytes) = self.store.get(HOST, b"program")? {
             let saved: Vec<String> = serde_json::from_slice(&bytes).unwrap_or_default();
-            if saved != names {
+            if saved != names && compat == varpulis_vm::Compat::Strict {
                 anyhow::bail!(
                     "the checkpoint in `{}` belongs to a program with the streams [{}], not [{}]; \
                      use another --state-dir, or remove this one to start afresh",
@@ -162,8 +176,9 @@ impl Checkpointer {
                 );
             }
         }
-        job.engine()
-            .load_state(self.store.as_ref())
+        let report = job
+            .engine()
+            .load_state_with(self.store.as_ref(), compat)
             .map_err(|e| anyhow::anyhow!("{e}"))
             .with_context(|| {
                 format!(
@@ -181,7 +196,22 @@ impl Checkpointer {
         Ok(Restored {
             positions: self.read("positions")?.unwrap_or_default(),
             output: self.read("output")?,
+            report,
         })
+    }
+
+    /// What a restore of this checkpoint into `program` would keep, stream by
+    /// stream (`None`: there is no checkpoint).
+    pub fn preview(
+        &self,
+        program: &varpulis_program::Program,
+    ) -> anyhow::Result<Option<varpulis_vm::StateReport>> {
+        let saved = varpulis_vm::saved_streams(self.store.as_ref())
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("cannot read the checkpoint in `{}`", self.dir.display()))?;
+        Ok(saved.map(|s| {
+            varpulis_vm::plan_transfer(&s.names, s.fingerprints.as_ref(), &program.fingerprints())
+        }))
     }
 
     /// A JSON entry of table `host`.

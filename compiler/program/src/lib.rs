@@ -21,6 +21,7 @@ pub mod bytecode;
 pub mod decode;
 pub mod event;
 pub mod evt;
+pub mod fingerprint;
 pub mod json;
 pub mod plan;
 pub mod schema;
@@ -31,6 +32,7 @@ pub mod value;
 pub use bytecode::{Builtin, Chunk, FunctionId, GlobalId, Instr};
 pub use decode::{DecodeError, DecodeWarning, EventDecoder, RawEvent};
 pub use event::{Event, Extra};
+pub use fingerprint::Fingerprints;
 pub use plan::{
     AggCall, AggFunc, AggItem, AggregateSpec, AliasDef, ConfigValue, ConnectorDef, ConnectorId,
     EmitSpec, InputRef, JoinInput, JoinSpec, Kleene, LogLevel, LogSpec, MergeBranch, Negation,

@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn sample() -> Program {
+pub(crate) fn sample() -> Program {
     let mut p = Program::default();
     p.span_table.files.push("rules.vpl".into());
     let span = p.span_table.push(SpanInfo {

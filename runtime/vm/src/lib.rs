@@ -23,5 +23,8 @@ pub mod sequence;
 pub mod testing;
 pub mod windows;
 
+pub use engine::snapshot::{
+    plan_transfer, saved_streams, Compat, SavedStreams, StateReport, StreamState,
+};
 pub use engine::{Engine, EngineConfig, Metrics, Output, SideOutput};
 pub use error::{LoadError, RuntimeError, RuntimeErrorKind};

@@ -7,7 +7,7 @@
 //! the watermark when timers fire).
 
 mod load;
-mod snapshot;
+pub mod snapshot;
 pub mod source;
 
 use crate::error::{LoadError, RuntimeError};
