@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use crossbeam_channel::RecvTimeoutError;
 use serde_json::value::RawValue;
+use varpulis_connectors::source::DeliverError;
 use varpulis_connectors::{
     open_source, Source, SourceConfig, SourceContext, SourceEvent, SourceMessage, SourceSender,
 };
@@ -71,6 +72,10 @@ pub struct LiveOptions {
     pub checkpoint_interval: Duration,
     /// How long a checkpoint waits for the sinks to confirm their records.
     pub checkpoint_timeout: Duration,
+    /// Restore the streams of a checkpoint that still match and start the
+    /// changed ones empty, instead of refusing a checkpoint of another
+    /// version of the program (the server's hot updates).
+    pub carry_state: bool,
     /// The program file (for traces).
     pub program: PathBuf,
     /// OTLP/HTTP endpoint traces go to (`URL/v1/traces`), if any.
@@ -90,347 +95,648 @@ pub fn has_sources(program: &Program) -> bool {
     !program.subscriptions().is_empty()
 }
 
+/// How a live run reaches the world around it. `varpulis run` uses
+/// [`Host::terminal`] (Ctrl-C/SIGTERM, stderr, `--output`); `varpulis server`
+/// embeds runs with its own stop flag, log, output tail and status.
+pub struct Host {
+    /// Set to stop the run: a stop, not the end of the input.
+    pub stop: Arc<AtomicBool>,
+    /// Where progress lines, warnings, errors and the summary go.
+    pub log: Box<dyn Write + Send>,
+    /// Where outputs go instead of [`LiveOptions::output`].
+    pub outputs: Option<Box<dyn Write + Send>>,
+    /// Told how the run is doing, at most every [`OBSERVE`] and once at the end.
+    pub observer: Option<Observer>,
+    /// Handed, once the sources are up, a way to inject payloads that reach
+    /// every stream reading their type (like `--input` events).
+    pub on_running: Option<Box<dyn FnOnce(Injector) + Send>>,
+}
+
+impl Host {
+    /// The terminal: Ctrl-C and SIGTERM stop the run, messages go to stderr.
+    pub fn terminal() -> anyhow::Result<Host> {
+        Ok(Host {
+            stop: install_interrupt_handler()?,
+            log: Box::new(io::stderr()),
+            outputs: None,
+            observer: None,
+            on_running: None,
+        })
+    }
+}
+
+/// A host's observer of a run ([`Host::observer`]).
+pub type Observer = Box<dyn FnMut(&Observation<'_>) + Send>;
+
+/// How often a [`Host::observer`] hears from the run.
+pub const OBSERVE: Duration = Duration::from_millis(500);
+
+/// What an observer sees of a run.
+pub struct Observation<'a> {
+    /// Counters of the job, the engine, sources and sinks.
+    pub snapshot: crate::metrics::Snapshot<'a>,
+    /// The counters of the HTTP listeners among the sources.
+    pub listeners: Vec<(String, varpulis_http::HttpStats)>,
+    /// Source descriptions, by connector (`http://127.0.0.1:8080/events`).
+    pub sources: Vec<(String, String, bool)>,
+    /// When the last checkpoint was committed, if any.
+    pub last_checkpoint: Option<std::time::SystemTime>,
+    /// Checkpoint failures by cause.
+    pub checkpoint_failures: Vec<(&'static str, u64)>,
+    /// Set on the last observation: why the run stopped.
+    pub stopped: Option<&'a str>,
+}
+
+/// Injects payloads into a running live run (the server's `POST .../events`).
+#[derive(Clone)]
+pub struct Injector {
+    sender: SourceSender,
+    id: usize,
+}
+
+impl Injector {
+    /// Hands one payload (an object, an array or JSON lines) to the run,
+    /// without waiting: [`DeliverError::Full`] means "busy, retry", and the
+    /// payload comes back.
+    pub fn inject(&self, payload: Vec<u8>, place: String) -> Result<(), (DeliverError, Vec<u8>)> {
+        let message = SourceEvent::Message(SourceMessage {
+            source: self.id,
+            payload,
+            place,
+            received_ms: varpulis_connectors::source::now_ms(),
+            position: None,
+        });
+        self.sender
+            .try_deliver(message)
+            .map_err(|(e, back)| match back {
+                SourceEvent::Message(m) => (e, m.payload),
+                _ => (e, Vec::new()),
+            })
+    }
+}
+
 /// Runs `job` over its program's connector sources until they end or the
 /// process is interrupted.
-pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
-    let program = job.program().clone();
-    let subs = program.subscriptions();
-    let interrupted = install_interrupt_handler()?;
-    let stopping = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = crossbeam_channel::bounded(options.queue_capacity.max(1));
-    let sender = SourceSender::new(tx, stopping.clone());
-    let context = SourceContext::new(options.base_dir.clone());
-    let mut stderr = io::stderr().lock();
+pub fn run(job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
+    run_hosted(job, options, Host::terminal()?)
+}
 
-    let keys: Vec<String> = subs
-        .iter()
-        .map(|sub| subscription_key(&program, sub))
-        .collect();
-    let mut trace = RunTrace::start(options, subs.len())?;
-    if let Some(url) = trace.tracer.url() {
-        writeln!(
-            stderr,
-            "traces: OTLP to {url} (trace {})",
-            trace.tracer.trace_id_hex()
-        )?;
+/// Runs `job` like [`run`], reporting to `host`.
+pub fn run_hosted(job: Job, options: &LiveOptions, host: Host) -> anyhow::Result<ExitCode> {
+    match LiveRun::start(job, options, host)? {
+        Started::Running(run) => run.run(),
+        Started::Failed(code) => Ok(code),
     }
-    let mut checkpoints = match &options.state_dir {
-        Some(dir) => {
-            let c =
-                Checkpointer::open(dir, options.checkpoint_interval, options.checkpoint_timeout)?;
+}
+
+enum Started {
+    Running(Box<LiveRun>),
+    Failed(ExitCode),
+}
+
+/// A live run, phase by phase: [`LiveRun::start`] (state, sources, outputs),
+/// [`LiveRun::step`] in a loop, [`LiveRun::stop`] (drain, final checkpoint,
+/// stop sources), [`LiveRun::report`].
+struct LiveRun {
+    job: Job,
+    options: LiveOptions,
+    program: Arc<Program>,
+    stop: Arc<AtomicBool>,
+    log: Box<dyn Write + Send>,
+    observer: Option<Observer>,
+    last_observed: Instant,
+    stopping: Arc<AtomicBool>,
+    rx: crossbeam_channel::Receiver<SourceEvent>,
+    keys: Vec<String>,
+    trace: RunTrace,
+    checkpoints: Option<Checkpointer>,
+    last_checkpoint: Option<std::time::SystemTime>,
+    sources: Vec<Box<dyn Source>>,
+    metrics: Option<MetricsServer>,
+    out: Destination,
+    output_name: String,
+    live: Live,
+    started: Instant,
+    failure: Option<InputProblem>,
+    stop_reason: &'static str,
+}
+
+impl LiveRun {
+    /// Restores the checkpoint, opens the sources, the metrics endpoint and
+    /// the outputs. A failure is reported to the host's log.
+    fn start(mut job: Job, options: &LiveOptions, host: Host) -> anyhow::Result<Started> {
+        let Host {
+            stop,
+            mut log,
+            outputs,
+            observer,
+            on_running,
+        } = host;
+        let program = job.program().clone();
+        let subs = program.subscriptions();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = crossbeam_channel::bounded(options.queue_capacity.max(1));
+        let sender = SourceSender::new(tx, stopping.clone());
+        let context = SourceContext::new(options.base_dir.clone());
+
+        let keys: Vec<String> = subs
+            .iter()
+            .map(|sub| subscription_key(&program, sub))
+            .collect();
+        let mut trace = RunTrace::start(options, subs.len())?;
+        if let Some(url) = trace.tracer.url() {
             writeln!(
-                stderr,
-                "state: `{}` ({} backend), a checkpoint every {}s",
-                dir.display(),
-                c.backend(),
-                options.checkpoint_interval.as_secs_f64()
+                log,
+                "traces: OTLP to {url} (trace {})",
+                trace.tracer.trace_id_hex()
             )?;
-            Some(c)
         }
-        None => None,
-    };
-    let mut resume = Positions::new();
-    let mut output_resume: Option<OutputMark> = None;
-    if let Some(c) = &checkpoints {
-        // Record ids stay the same across restarts of this state directory.
-        job.set_pipeline(c.pipeline());
-        if c.recovered() {
-            match c.restore(&mut job) {
-                Ok(restored) => {
-                    resume = restored.positions;
-                    output_resume = restored.output;
+        let checkpoints = match &options.state_dir {
+            Some(dir) => {
+                let c = Checkpointer::open(
+                    dir,
+                    options.checkpoint_interval,
+                    options.checkpoint_timeout,
+                )?;
+                writeln!(
+                    log,
+                    "state: `{}` ({} backend), a checkpoint every {}s",
+                    dir.display(),
+                    c.backend(),
+                    options.checkpoint_interval.as_secs_f64()
+                )?;
+                Some(c)
+            }
+            None => None,
+        };
+        let mut resume = Positions::new();
+        let mut output_resume: Option<OutputMark> = None;
+        if let Some(c) = &checkpoints {
+            // Record ids stay the same across restarts of this state directory.
+            job.set_pipeline(c.pipeline());
+            if c.recovered() {
+                let compat = if options.carry_state {
+                    varpulis_vm::Compat::Carry
+                } else {
+                    varpulis_vm::Compat::Strict
+                };
+                match c.restore_with(&mut job, compat) {
+                    Ok(restored) => {
+                        resume = restored.positions;
+                        output_resume = restored.output;
+                        for s in restored.report.streams.iter().filter(|s| s.from.is_none()) {
+                            writeln!(
+                                log,
+                                "state: stream `{}` starts empty ({})",
+                                s.name, s.reason
+                            )?;
+                        }
+                        for name in &restored.report.removed {
+                            writeln!(
+                                log,
+                                "state: the state of removed stream `{name}` is dropped"
+                            )?;
+                        }
+                        writeln!(
+                            log,
+                            "state: restored the checkpoint in `{}`",
+                            options
+                                .state_dir
+                                .as_deref()
+                                .unwrap_or(Path::new(""))
+                                .display()
+                        )?;
+                    }
+                    Err(e) => {
+                        writeln!(log, "error: {e:#}")?;
+                        trace.finish(Status::Error(format!("{e:#}")), None);
+                        return Ok(Started::Failed(ExitCode::FAILURE));
+                    }
+                }
+            }
+        }
+
+        let mut sources: Vec<Box<dyn Source>> = Vec::new();
+        for (id, sub) in subs.iter().enumerate() {
+            let Some(def) = program.connectors.get(sub.connector as usize) else {
+                anyhow::bail!("subscription {id} names a connector the program does not have");
+            };
+            let mut config = SourceConfig::new(connector_config(def, &sub.params), id);
+            if checkpoints.is_some() {
+                config.checkpointed = true;
+                config.resume = keys
+                    .get(id)
+                    .and_then(|k| resume.get(k))
+                    .cloned()
+                    .unwrap_or_default();
+            }
+            let mut span = trace.child("varpulis.source.start");
+            span.set("varpulis.connector", &*def.name);
+            span.set("varpulis.connector.kind", &*def.kind);
+            match open_source(&config, &context, sender.clone()) {
+                Ok(source) => {
+                    span.set("varpulis.source.description", source.describe());
+                    trace.tracer.end(span);
                     writeln!(
-                        stderr,
-                        "state: restored the checkpoint in `{}`",
-                        options
-                            .state_dir
-                            .as_deref()
-                            .unwrap_or(Path::new(""))
-                            .display()
+                        log,
+                        "source `{}`: {} → {}",
+                        source.name(),
+                        source.describe(),
+                        fed_streams(&program, sub)
                     )?;
+                    sources.push(source);
                 }
                 Err(e) => {
-                    writeln!(stderr, "error: {e:#}")?;
-                    trace.finish(Status::Error(format!("{e:#}")), None);
-                    return Ok(ExitCode::FAILURE);
+                    stopping.store(true, Ordering::Release);
+                    for s in &mut sources {
+                        s.stop();
+                    }
+                    writeln!(log, "error: {e}")?;
+                    span.error(e.to_string());
+                    trace.tracer.end(span);
+                    trace.finish(
+                        Status::Error(format!("connector `{}`: {e}", def.name)),
+                        None,
+                    );
+                    return Ok(Started::Failed(ExitCode::FAILURE));
                 }
             }
         }
-    }
-
-    let mut sources: Vec<Box<dyn Source>> = Vec::new();
-    for (id, sub) in subs.iter().enumerate() {
-        let Some(def) = program.connectors.get(sub.connector as usize) else {
-            anyhow::bail!("subscription {id} names a connector the program does not have");
+        let endless = on_running.is_some();
+        if let Some(hand_over) = on_running {
+            // The injector holds a sender: the channel then never ends, which
+            // is right for a host that runs until it is told to stop.
+            hand_over(Injector {
+                sender: sender.clone(),
+                id: subs.len(),
+            });
+        }
+        // Only the sources (and an injector) hold senders now: when all are
+        // gone the channel ends.
+        drop(sender);
+        let metrics = match &options.metrics {
+            Some(addr) => {
+                let server = MetricsServer::start(addr)?;
+                writeln!(log, "metrics: {}/metrics", server.url())?;
+                Some(server)
+            }
+            None => None,
         };
-        let mut config = SourceConfig::new(connector_config(def, &sub.params), id);
-        if checkpoints.is_some() {
-            config.checkpointed = true;
-            config.resume = keys
-                .get(id)
-                .and_then(|k| resume.get(k))
-                .cloned()
-                .unwrap_or_default();
-        }
-        let mut span = trace.child("varpulis.source.start");
-        span.set("varpulis.connector", &*def.name);
-        span.set("varpulis.connector.kind", &*def.kind);
-        match open_source(&config, &context, sender.clone()) {
-            Ok(source) => {
-                span.set("varpulis.source.description", source.describe());
-                trace.tracer.end(span);
-                writeln!(
-                    stderr,
-                    "source `{}`: {} → {}",
-                    source.name(),
-                    source.describe(),
-                    fed_streams(&program, sub)
-                )?;
-                sources.push(source);
+        writeln!(
+            log,
+            "running; Ctrl-C stops (open windows are not fired on a stop)"
+        )?;
+
+        let out = match (outputs, &options.output) {
+            (Some(w), _) => Destination::Host(w),
+            (None, Some(p)) if p.as_os_str() != "-" => {
+                Destination::File(OutputFile::open(p, output_resume.as_ref())?)
             }
-            Err(e) => {
-                stopping.store(true, Ordering::Release);
-                for s in &mut sources {
-                    s.stop();
-                }
-                writeln!(stderr, "error: {e}")?;
-                span.error(e.to_string());
-                trace.tracer.end(span);
-                trace.finish(
-                    Status::Error(format!("connector `{}`: {e}", def.name)),
-                    None,
-                );
-                return Ok(ExitCode::FAILURE);
-            }
-        }
+            (None, _) => Destination::Stdout(BufWriter::new(io::stdout().lock())),
+        };
+        let dead_letter = match &options.dead_letter {
+            Some(p) => Some(DeadLetters {
+                path: p.clone(),
+                file: BufWriter::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(p)
+                        .with_context(|| format!("cannot write `{}`", p.display()))?,
+                ),
+                failures: 0,
+            }),
+            None => None,
+        };
+        let output_name = match (&out, &options.output) {
+            (Destination::Host(_), _) => "the host".to_string(),
+            (_, Some(p)) if p.as_os_str() != "-" => format!("`{}`", p.display()),
+            _ => "standard output".to_string(),
+        };
+        let mut live = Live::new(&program, &subs, &sources, options, dead_letter);
+        live.endless = endless;
+        Ok(Started::Running(Box::new(LiveRun {
+            job,
+            options: options.clone(),
+            program,
+            stop,
+            log,
+            observer,
+            last_observed: Instant::now(),
+            stopping,
+            rx,
+            keys,
+            trace,
+            checkpoints,
+            last_checkpoint: None,
+            sources,
+            metrics,
+            out,
+            output_name,
+            live,
+            started: Instant::now(),
+            failure: None,
+            stop_reason: "every source ended",
+        })))
     }
-    // Only the sources hold senders now: when all are gone the channel ends.
-    drop(sender);
-    let metrics = match &options.metrics {
-        Some(addr) => {
-            let server = MetricsServer::start(addr)?;
-            writeln!(stderr, "metrics: {}/metrics", server.url())?;
-            Some(server)
-        }
-        None => None,
-    };
-    writeln!(
-        stderr,
-        "running; Ctrl-C stops (open windows are not fired on a stop)"
-    )?;
 
-    let mut out_writer = match &options.output {
-        Some(p) if p.as_os_str() != "-" => {
-            Destination::File(OutputFile::open(p, output_resume.as_ref())?)
-        }
-        _ => Destination::Stdout(BufWriter::new(io::stdout().lock())),
-    };
-    let dead_letter = match &options.dead_letter {
-        Some(p) => Some(DeadLetters {
-            path: p.clone(),
-            file: BufWriter::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .with_context(|| format!("cannot write `{}`", p.display()))?,
-            ),
-            failures: 0,
-        }),
-        None => None,
-    };
-    let output_name = match &options.output {
-        Some(p) if p.as_os_str() != "-" => format!("`{}`", p.display()),
-        _ => "standard output".to_string(),
-    };
+    /// Every phase after the start.
+    fn run(mut self: Box<Self>) -> anyhow::Result<ExitCode> {
+        while self.step()? {}
+        self.stop()?;
+        self.report()
+    }
 
-    let mut live = Live::new(&program, &subs, &sources, options, dead_letter);
-    let started = Instant::now();
-    let mut failure: Option<InputProblem> = None;
-    let mut stop_reason = "every source ended";
-
-    loop {
-        if interrupted.load(Ordering::Acquire) {
-            stop_reason = "interrupted";
-            break;
+    /// One turn of the loop: take payloads, run what is due, write outputs,
+    /// checkpoint when due, publish metrics. `false` once the run should stop.
+    fn step(&mut self) -> anyhow::Result<bool> {
+        if self.stop.load(Ordering::Acquire) {
+            self.stop_reason = "interrupted";
+            return Ok(false);
         }
-        match rx.recv_timeout(TICK) {
-            Ok(event) => live.handle(event),
+        match self.rx.recv_timeout(TICK) {
+            Ok(event) => self.live.handle(event),
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => live.all_ended(),
+            Err(RecvTimeoutError::Disconnected) => self.live.all_ended(),
         }
         // Take what else is waiting before releasing, to batch the work, but
         // a bounded amount: a fast source must not pile up in the merge.
-        for event in rx.try_iter().take(DRAIN_BATCH) {
-            live.handle(event);
+        for event in self.rx.try_iter().take(DRAIN_BATCH) {
+            self.live.handle(event);
         }
-        let batch = trace.batch(&job);
-        if let Err(problem) = live.release(&mut job) {
-            failure = Some(problem);
-            stop_reason = "bad input with --strict";
-            break;
+        let batch = self.trace.batch(&self.job);
+        if let Err(problem) = self.live.release(&mut self.job) {
+            self.failure = Some(problem);
+            self.stop_reason = "bad input with --strict";
+            return Ok(false);
         }
-        live.on_idle(&mut job);
-        for msg in job.take_messages() {
-            writeln!(stderr, "{msg}")?;
+        self.live.on_idle(&mut self.job);
+        self.write_messages()?;
+        self.live
+            .write_outputs(self.out.writer())
+            .with_context(|| format!("writing outputs to {}", self.output_name))?;
+        self.trace.end_batch(batch, &self.job);
+        if self.checkpoints.as_ref().is_some_and(Checkpointer::due) {
+            self.checkpoint(true)?;
         }
-        live.write_outputs(out_writer.writer())
-            .with_context(|| format!("writing outputs to {output_name}"))?;
-        trace.end_batch(batch, &job);
-        if let Some(c) = checkpoints.as_mut().filter(|c| c.due()) {
-            let mut ck = Checkpoint {
-                c,
-                keys: &keys,
-                out: &mut out_writer,
-                output_name: &output_name,
-            };
-            ck.run(&mut job, &mut live, &mut sources, &trace, &mut stderr)?;
+        self.publish_metrics();
+        self.observe(None);
+        self.trace.report_failure();
+        Ok(!self.live.finished())
+    }
+
+    /// Problems the engine and the sources reported, to the log.
+    fn write_messages(&mut self) -> anyhow::Result<()> {
+        for msg in self.job.take_messages() {
+            writeln!(self.log, "{msg}")?;
         }
-        if let Some(m) = &metrics {
-            let ck = checkpoints.as_ref().map(|c| (c.written, c.failed));
-            let listeners = sources
-                .iter()
-                .filter_map(|s| s.http_stats().map(|h| (s.name().to_string(), h)))
-                .collect();
-            let mut text = live.metrics_text(&mut job, &sources, ck, trace.tracer.dropped());
-            if let Some(c) = &checkpoints {
-                text.push_str(&checkpoint_failure_family(&c.failures));
-            }
-            m.publish(text, listeners);
+        for msg in self.live.messages.drain(..) {
+            writeln!(self.log, "{msg}")?;
         }
-        trace.report_failure();
-        if live.finished() {
-            break;
+        Ok(())
+    }
+
+    /// Checkpoints; with `tell_sources`, the replaying sources learn the
+    /// committed positions.
+    fn checkpoint(&mut self, tell_sources: bool) -> anyhow::Result<()> {
+        let Some(c) = self.checkpoints.as_mut() else {
+            return Ok(());
+        };
+        let written = c.written;
+        let mut ck = Checkpoint {
+            c,
+            keys: &self.keys,
+            out: &mut self.out,
+            output_name: &self.output_name,
+        };
+        let sources: &mut [Box<dyn Source>] = if tell_sources {
+            &mut self.sources
+        } else {
+            &mut []
+        };
+        ck.run(
+            &mut self.job,
+            &mut self.live,
+            sources,
+            &self.trace,
+            &mut self.log,
+        )?;
+        if c.written > written {
+            self.last_checkpoint = Some(std::time::SystemTime::now());
+        }
+        Ok(())
+    }
+
+    fn listeners(&self) -> Vec<(String, varpulis_http::HttpStats)> {
+        self.sources
+            .iter()
+            .filter_map(|s| s.http_stats().map(|h| (s.name().to_string(), h)))
+            .collect()
+    }
+
+    fn publish_metrics(&mut self) {
+        let Some(m) = &self.metrics else {
+            return;
+        };
+        let ck = self.checkpoints.as_ref().map(|c| (c.written, c.failed));
+        let mut text = self.live.metrics_text(
+            &mut self.job,
+            &self.sources,
+            ck,
+            self.trace.tracer.dropped(),
+        );
+        if let Some(c) = &self.checkpoints {
+            text.push_str(&checkpoint_failure_family(&c.failures));
+        }
+        m.publish(text, self.listeners());
+    }
+
+    /// Tells the host's observer how the run is doing (at most every
+    /// [`OBSERVE`], and always with `stopped`).
+    fn observe(&mut self, stopped: Option<&str>) {
+        if self.observer.is_none() || (stopped.is_none() && self.last_observed.elapsed() < OBSERVE)
+        {
+            return;
+        }
+        self.last_observed = Instant::now();
+        let listeners = self.listeners();
+        let engine = self.job.engine().metrics();
+        let watermark = self.job.engine().watermark();
+        let program = self.program.clone();
+        let sinks = self.job.sink_metrics();
+        let sources: Vec<(String, String, bool)> = self
+            .sources
+            .iter()
+            .zip(&self.live.subs)
+            .map(|(s, sub)| (s.name().to_string(), s.describe(), sub.ended))
+            .collect();
+        let checkpoint_failures = self
+            .checkpoints
+            .as_ref()
+            .map(|c| {
+                c.failures
+                    .iter()
+                    .map(|(why, n)| (why.as_str(), *n))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let observation = Observation {
+            snapshot: crate::metrics::Snapshot {
+                job: self.job.stats(),
+                engine: &engine,
+                streams: program.streams.iter().map(|s| &*s.name).collect(),
+                watermark,
+                sources: self
+                    .sources
+                    .iter()
+                    .map(|s| (s.name().to_string(), s.metrics()))
+                    .collect(),
+                sinks,
+                pending: self.live.pending.len(),
+                checkpoints: self.checkpoints.as_ref().map(|c| (c.written, c.failed)),
+                dead_letter_failures: self.live.dead_letter.as_ref().map_or(0, |d| d.failures),
+                trace_spans_dropped: self.trace.tracer.dropped(),
+            },
+            listeners,
+            sources,
+            last_checkpoint: self.last_checkpoint,
+            checkpoint_failures,
+            stopped,
+        };
+        if let Some(observer) = self.observer.as_mut() {
+            observer(&observation);
         }
     }
 
-    // Run what the sources have delivered, checkpoint, and only then stop
-    // them: a replaying source commits the final checkpoint's positions as it
-    // leaves, so a restart neither loses nor repeats what the state has seen.
-    if failure.is_none() {
-        while let Ok(event) = rx.try_recv() {
-            live.handle(event);
+    /// Runs what the sources have delivered, checkpoints, and only then stops
+    /// them: a replaying source commits the final checkpoint's positions as
+    /// it leaves, so a restart neither loses nor repeats what the state has
+    /// seen.
+    fn stop(&mut self) -> anyhow::Result<()> {
+        if self.failure.is_none() {
+            while let Ok(event) = self.rx.try_recv() {
+                self.live.handle(event);
+            }
+            let batch = self.trace.batch(&self.job);
+            if let Err(problem) = self.live.release_all(&mut self.job) {
+                self.failure = Some(problem);
+            }
+            self.trace.end_batch(batch, &self.job);
         }
-        let batch = trace.batch(&job);
-        if let Err(problem) = live.release_all(&mut job) {
-            failure = Some(problem);
+        let end_of_input =
+            self.failure.is_none() && self.stop_reason != "interrupted" && self.live.finished();
+        if end_of_input {
+            // Every source is bounded and done: that is the end of the input.
+            self.job.flush_end(&mut self.live.outputs);
         }
-        trace.end_batch(batch, &job);
-    }
-    let end_of_input = failure.is_none() && stop_reason != "interrupted" && live.finished();
-    if end_of_input {
-        // Every source is bounded and done: that is the end of the input.
-        job.flush_end(&mut live.outputs);
-    }
-    if failure.is_none() {
-        if let Some(c) = checkpoints.as_mut() {
-            let mut ck = Checkpoint {
-                c,
-                keys: &keys,
-                out: &mut out_writer,
-                output_name: &output_name,
-            };
-            ck.run(&mut job, &mut live, &mut sources, &trace, &mut stderr)?;
+        if self.failure.is_none() {
+            self.checkpoint(true)?;
         }
-    }
-    stopping.store(true, Ordering::Release);
-    for s in &mut sources {
-        s.stop();
-    }
-    if failure.is_none() && !end_of_input {
-        // What arrived meanwhile: sources that cannot replay would lose it,
-        // the others deliver it again after a restart.
-        let mut late_arrivals = false;
-        while let Ok(event) = rx.try_recv() {
-            late_arrivals |= live.handle_unreplayable(event);
+        self.stopping.store(true, Ordering::Release);
+        for s in &mut self.sources {
+            s.stop();
         }
-        if let Err(problem) = live.release_all(&mut job) {
-            failure = Some(problem);
+        if self.failure.is_none() && !end_of_input {
+            // What arrived meanwhile: sources that cannot replay would lose it,
+            // the others deliver it again after a restart.
+            let mut late_arrivals = false;
+            while let Ok(event) = self.rx.try_recv() {
+                late_arrivals |= self.live.handle_unreplayable(event);
+            }
+            if let Err(problem) = self.live.release_all(&mut self.job) {
+                self.failure = Some(problem);
+            }
+            if late_arrivals && self.failure.is_none() {
+                // The sources have stopped: the positions go to no source.
+                self.checkpoint(false)?;
+            }
         }
-        if let (true, Some(c)) = (late_arrivals && failure.is_none(), checkpoints.as_mut()) {
-            // The sources have stopped: the positions go to no source.
-            let mut ck = Checkpoint {
-                c,
-                keys: &keys,
-                out: &mut out_writer,
-                output_name: &output_name,
-            };
-            ck.run(&mut job, &mut live, &mut [], &trace, &mut stderr)?;
-        }
+        Ok(())
     }
-    if let Some(problem) = &failure {
-        writeln!(stderr, "error: input {problem}")?;
-        writeln!(
-            stderr,
-            "help: run without --strict to count and skip bad input"
-        )?;
-    }
-    job.stop()?;
-    for msg in job.take_messages() {
-        writeln!(stderr, "{msg}")?;
-    }
-    live.write_outputs(out_writer.writer())
-        .with_context(|| format!("writing outputs to {output_name}"))?;
-    if live.format == OutputFormat::Table {
-        write_tables(out_writer.writer(), &live.kept)?;
-    }
-    out_writer
-        .writer()
-        .flush()
-        .with_context(|| format!("writing outputs to {output_name}"))?;
-    if let Some(d) = live.dead_letter.as_mut() {
-        d.flush();
-        if d.failures > 0 {
+
+    /// Writes the last outputs and the summary; the exit code.
+    fn report(mut self: Box<Self>) -> anyhow::Result<ExitCode> {
+        if let Some(problem) = &self.failure {
+            writeln!(self.log, "error: input {problem}")?;
             writeln!(
-                stderr,
-                "warning: {} bad payloads could not be written to `{}`",
-                d.failures,
-                d.path.display()
+                self.log,
+                "help: run without --strict to count and skip bad input"
             )?;
         }
-    }
-    writeln!(stderr, "stopped: {stop_reason}")?;
-    if let Some(c) = &checkpoints {
-        let mut line = format!(
-            "state: {} checkpoints written to `{}`",
-            c.written,
-            options
-                .state_dir
-                .as_deref()
-                .unwrap_or(Path::new(""))
-                .display()
-        );
-        if c.failed > 0 {
-            let reasons: Vec<String> = c
-                .failures
-                .iter()
-                .map(|(why, n)| format!("{}: {n}", why.as_str()))
-                .collect();
-            line.push_str(&format!(", {} failed ({})", c.failed, reasons.join(", ")));
+        self.job.stop()?;
+        self.write_messages()?;
+        self.live
+            .write_outputs(self.out.writer())
+            .with_context(|| format!("writing outputs to {}", self.output_name))?;
+        if self.live.format == OutputFormat::Table {
+            write_tables(self.out.writer(), &self.live.kept)?;
         }
-        writeln!(stderr, "{line}")?;
-    }
-    for s in &sources {
-        writeln!(stderr, "{}", source_summary(s.as_ref()))?;
-    }
-    writeln!(stderr, "{}", summary(&mut job, started.elapsed()))?;
-    let status = match (&failure, &live.fatal) {
-        (Some(problem), _) => Status::Error(format!("input {problem}")),
-        (None, Some(message)) => Status::Error(message.clone()),
-        (None, None) => Status::Ok,
-    };
-    if let Some((exported, dropped)) = trace.finish(status, Some((&job, stop_reason))) {
-        let mut line = format!("traces: {exported} spans exported");
-        if dropped > 0 {
-            line.push_str(&format!(", {dropped} dropped"));
+        self.out
+            .writer()
+            .flush()
+            .with_context(|| format!("writing outputs to {}", self.output_name))?;
+        if let Some(d) = self.live.dead_letter.as_mut() {
+            d.flush();
+            if d.failures > 0 {
+                writeln!(
+                    self.log,
+                    "warning: {} bad payloads could not be written to `{}`",
+                    d.failures,
+                    d.path.display()
+                )?;
+            }
         }
-        writeln!(stderr, "{line}")?;
+        let stop_reason = self.stop_reason;
+        writeln!(self.log, "stopped: {stop_reason}")?;
+        if let Some(c) = &self.checkpoints {
+            let mut line = format!(
+                "state: {} checkpoints written to `{}`",
+                c.written,
+                self.options
+                    .state_dir
+                    .as_deref()
+                    .unwrap_or(Path::new(""))
+                    .display()
+            );
+            if c.failed > 0 {
+                let reasons: Vec<String> = c
+                    .failures
+                    .iter()
+                    .map(|(why, n)| format!("{}: {n}", why.as_str()))
+                    .collect();
+                line.push_str(&format!(", {} failed ({})", c.failed, reasons.join(", ")));
+            }
+            writeln!(self.log, "{line}")?;
+        }
+        for s in &self.sources {
+            writeln!(self.log, "{}", source_summary(s.as_ref()))?;
+        }
+        writeln!(
+            self.log,
+            "{}",
+            summary(&mut self.job, self.started.elapsed())
+        )?;
+        self.observe(Some(stop_reason));
+        let status = match (&self.failure, &self.live.fatal) {
+            (Some(problem), _) => Status::Error(format!("input {problem}")),
+            (None, Some(message)) => Status::Error(message.clone()),
+            (None, None) => Status::Ok,
+        };
+        if let Some((exported, dropped)) = self.trace.finish(status, Some((&self.job, stop_reason)))
+        {
+            let mut line = format!("traces: {exported} spans exported");
+            if dropped > 0 {
+                line.push_str(&format!(", {dropped} dropped"));
+            }
+            writeln!(self.log, "{line}")?;
+        }
+        self.log.flush()?;
+        Ok(if self.failure.is_some() || self.live.failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        })
     }
-    Ok(if failure.is_some() || live.failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 /// Where outputs go: standard output, or the `--output` file (which
@@ -438,6 +744,8 @@ pub fn run(mut job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
 enum Destination {
     Stdout(BufWriter<io::StdoutLock<'static>>),
     File(OutputFile),
+    /// The embedding host's writer (the server's output tail).
+    Host(Box<dyn Write + Send>),
 }
 
 impl Destination {
@@ -445,6 +753,7 @@ impl Destination {
         match self {
             Destination::Stdout(w) => w,
             Destination::File(f) => f,
+            Destination::Host(w) => w,
         }
     }
 
@@ -452,7 +761,7 @@ impl Destination {
     /// taken back (at least once).
     fn file(&mut self) -> Option<&mut OutputFile> {
         match self {
-            Destination::Stdout(_) => None,
+            Destination::Stdout(_) | Destination::Host(_) => None,
             Destination::File(f) => Some(f),
         }
     }
@@ -704,6 +1013,9 @@ struct SubState {
     /// For a replaying source: per record stream, the offset after the last
     /// payload received.
     received_end: BTreeMap<String, u64>,
+    /// The host's injector ([`Injector`]): it neither ends nor holds event
+    /// time back.
+    injected: bool,
 }
 
 /// A decoded event (or an undecodable item, kept in its place so problems
@@ -771,6 +1083,11 @@ struct Live {
     kept: Vec<Output>,
     format: OutputFormat,
     dead_letter: Option<DeadLetters>,
+    /// Problems the sources reported, for the host's log.
+    messages: Vec<String>,
+    /// The host injects payloads: the run goes on until it is stopped, even
+    /// when every connector source has ended.
+    endless: bool,
 }
 
 impl Live {
@@ -782,19 +1099,27 @@ impl Live {
         dead_letter: Option<DeadLetters>,
     ) -> Live {
         let now = Instant::now();
+        let state = |name: String, default_type: Option<String>, injected: bool| SubState {
+            name,
+            default_type,
+            ended: false,
+            max_time: None,
+            last_arrival: now,
+            received_end: BTreeMap::new(),
+            injected,
+        };
+        let mut states: Vec<SubState> = subs
+            .iter()
+            .zip(sources)
+            .map(|(sub, source)| {
+                state(source.name().to_string(), default_type(program, sub), false)
+            })
+            .collect();
+        // Injected payloads (the server's API) come last: their subscription
+        // id is no connector's, so only streams without `.from` see them.
+        states.push(state("API".to_string(), None, true));
         Live {
-            subs: subs
-                .iter()
-                .zip(sources)
-                .map(|(sub, source)| SubState {
-                    name: source.name().to_string(),
-                    default_type: default_type(program, sub),
-                    ended: false,
-                    max_time: None,
-                    last_arrival: now,
-                    received_end: BTreeMap::new(),
-                })
-                .collect(),
+            subs: states,
             pending: BinaryHeap::new(),
             seq: 0,
             align: options.idle_timeout.is_some(),
@@ -806,12 +1131,14 @@ impl Live {
             kept: Vec::new(),
             format: options.format,
             dead_letter,
+            messages: Vec::new(),
+            endless: false,
         }
     }
 
     /// Every source has ended (bounded input done, or gave up).
     fn finished(&self) -> bool {
-        self.subs.iter().all(|s| s.ended) && self.pending.is_empty()
+        !self.endless && self.subs.iter().all(|s| s.ended || s.injected) && self.pending.is_empty()
     }
 
     /// The sources are all gone (their channel closed).
@@ -831,7 +1158,9 @@ impl Live {
             } => {
                 let name = self.subs.get(source).map_or("?", |s| s.name.as_str());
                 if fatal {
-                    eprintln!("error: connector `{name}`: {message} (source stopped)");
+                    self.messages.push(format!(
+                        "error: connector `{name}`: {message} (source stopped)"
+                    ));
                     self.failed = true;
                     if self.fatal.is_none() {
                         self.fatal = Some(format!("connector `{name}`: {message}"));
@@ -840,7 +1169,8 @@ impl Live {
                         s.ended = true;
                     }
                 } else {
-                    eprintln!("warning: connector `{name}`: {message}");
+                    self.messages
+                        .push(format!("warning: connector `{name}`: {message}"));
                 }
             }
             SourceEvent::Ended { source } => {
@@ -935,7 +1265,10 @@ impl Live {
         let timeout = self.idle_timeout.unwrap_or(Duration::ZERO);
         let mut bound = i64::MAX;
         for s in &self.subs {
-            if s.ended || s.last_arrival.elapsed() >= timeout {
+            if s.ended
+                || s.last_arrival.elapsed() >= timeout
+                || (s.injected && s.max_time.is_none())
+            {
                 continue;
             }
             bound = bound.min(s.max_time?);

@@ -125,6 +125,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             state_dir: args.live.state_dir.clone(),
             checkpoint_interval: args.live.checkpoint_interval,
             checkpoint_timeout: args.live.checkpoint_timeout,
+            carry_state: false,
             program: args.program.clone(),
             otlp_endpoint: args.live.otlp_endpoint.clone(),
             service_name: args.live.service_name.clone(),
