@@ -31,7 +31,7 @@ mod tests {
         assert_eq!(parse("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse("1d"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse(" 0 "), Ok(Duration::ZERO));
-        assert!(parse("5").unwrap_err().contains("needs a unit"));
+        assert!(parse("5").expect_err("no unit").contains("needs a unit"));
         assert!(parse("5 min").is_err());
         assert!(parse("").is_err());
         assert!(parse("99999999999999999999d").is_err());

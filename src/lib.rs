@@ -10,4 +10,5 @@ pub mod job;
 pub mod live;
 pub mod metrics;
 pub mod output;
+pub mod server;
 pub mod trace;

@@ -156,6 +156,22 @@ enum Command {
     },
     /// Start the language server on stdin/stdout (for editors).
     Lsp,
+    /// Run a long-lived server for many pipelines, with a REST API (/api/v1), a status page
+    /// (/), /metrics, /healthz and /readyz (docs/SERVER.md).
+    Server {
+        #[command(subcommand)]
+        action: Option<ServerAction>,
+        /// The configuration file (TOML: listen, tls, api_keys, defaults, pipelines).
+        #[arg(long, value_name = "FILE", env = "VARPULIS_CONFIG")]
+        config: Option<PathBuf>,
+        /// Where to listen (default 127.0.0.1:8080). A non-loopback address needs an API key
+        /// or client certificates.
+        #[arg(long, value_name = "ADDR", env = "VARPULIS_LISTEN")]
+        listen: Option<String>,
+        /// Where deployed pipelines and their checkpoints live (default ./varpulis-state).
+        #[arg(long, value_name = "DIR", env = "VARPULIS_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+    },
     /// Print the syntax tree of a file (for debugging the parser).
     Parse {
         /// The file to parse.
@@ -187,6 +203,35 @@ struct RunFlags {
     /// Colour in diagnostics.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
+}
+
+#[derive(Subcommand, Debug)]
+enum ServerAction {
+    /// Print the hash of an API key, for `hash = "..."` in the configuration (the key is read
+    /// from standard input when not given, so it stays out of the shell history).
+    HashKey {
+        /// The key.
+        key: Option<String>,
+    },
+}
+
+/// `varpulis server hash-key`.
+fn hash_key(key: Option<String>) -> anyhow::Result<ExitCode> {
+    let key = match key {
+        Some(k) => k,
+        None => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\n', '\r']).to_string()
+        }
+    };
+    if key.is_empty() {
+        anyhow::bail!(
+            "an empty key cannot protect anything: give a key, or one line on standard input"
+        );
+    }
+    println!("{}", varpulis_http::hash_key(&key));
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -284,6 +329,22 @@ fn main() -> ExitCode {
         Command::Fmt { files, check } => cli::fmt::run(&files, check),
         Command::Repl { files } => varpulis_repl::run(varpulis_repl::Options { files }),
         Command::Lsp => varpulis_lsp::run_stdio().map(|()| ExitCode::SUCCESS),
+        Command::Server {
+            action: Some(ServerAction::HashKey { key }),
+            ..
+        } => hash_key(key),
+        Command::Server {
+            action: None,
+            config,
+            listen,
+            state_dir,
+        } => varpulis::server::config::load(
+            config.as_deref(),
+            listen,
+            state_dir,
+            env_setting("VARPULIS_ADMIN_KEY"),
+        )
+        .and_then(varpulis::server::run),
         Command::Test {
             paths,
             update,

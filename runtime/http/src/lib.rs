@@ -39,7 +39,7 @@ pub use auth::{hash_key, Keys, Role};
 pub use body::{read_body, BodyError};
 pub use config::{HttpConfig, Limits, TlsFiles};
 pub use error::{json_error, HttpError};
-pub use server::{Peer, Server};
+pub use server::{Peer, Server, StatsHandle};
 pub use stats::HttpStats;
 
 /// Re-exported so users of the stack build routers with the same version.

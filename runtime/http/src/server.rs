@@ -36,6 +36,23 @@ pub struct Peer(pub SocketAddr);
 /// this, a connection over the cap is closed without an answer.
 const REFUSING_AT_ONCE: usize = 64;
 
+/// Reads a listener's counters ([`Server::stats_handle`]).
+#[derive(Clone)]
+pub struct StatsHandle(Arc<Shared>);
+
+impl StatsHandle {
+    /// The listener's counters now.
+    pub fn stats(&self) -> HttpStats {
+        self.0.stats()
+    }
+}
+
+impl std::fmt::Debug for StatsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StatsHandle").field(&self.stats()).finish()
+    }
+}
+
 /// A running listener. Dropping it shuts it down (bounded, see [`Server::shutdown`]).
 pub struct Server {
     name: String,
@@ -169,8 +186,12 @@ impl Server {
 
     /// The listener's counters.
     pub fn stats(&self) -> HttpStats {
-        let open = self.shared.max_connections as usize - self.shared.slots.available_permits();
-        self.shared.counters.snapshot(open as u64)
+        self.shared.stats()
+    }
+
+    /// A handle that reads the listener's counters, for handlers of the listener itself.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(self.shared.clone())
     }
 
     /// Stops accepting, lets requests in progress finish for at most
@@ -380,6 +401,11 @@ fn content_length(request: &Request<Incoming>) -> Option<u64> {
 }
 
 impl Shared {
+    fn stats(&self) -> HttpStats {
+        let open = self.max_connections as usize - self.slots.available_permits();
+        self.counters.snapshot(open as u64)
+    }
+
     async fn respond(&self, request: Request<Incoming>, peer: SocketAddr) -> Response {
         bump(&self.counters.requests);
         // The size first: nothing of a body over the limit is read, whatever its framing

@@ -328,7 +328,7 @@ fn error(status: StatusCode, message: &str) -> Response {
 
 /// Splits a body into one payload per event: one object, an array of objects, or JSON lines.
 /// Any item that is not a JSON object makes the whole body invalid (nothing is accepted).
-fn split_body(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+pub fn split_body(body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8: {e}"))?;
     let trimmed = text.trim();
     if trimmed.is_empty() {

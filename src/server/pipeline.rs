@@ -1,0 +1,479 @@
+//! One deployed pipeline: a VPL program with its connectors and state, run as a live run on a
+//! thread of its own, with its status, its output tail and an injector for API events.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+use varpulis_program::Program;
+
+use crate::job::{Job, JobOptions};
+use crate::live::{Host, Injector, LiveOptions, Observation};
+
+/// Recent problems kept per pipeline for the status API.
+const RECENT: usize = 20;
+
+/// Lines waiting for one tail subscriber; a slower reader loses lines (counted).
+pub const TAIL_BUFFER: usize = 1024;
+
+/// Where a pipeline is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Restoring state, opening connectors.
+    Starting,
+    /// Sources up, events flowing.
+    Running,
+    /// It could not start or it stopped on an error.
+    Failed(String),
+    /// Stopped on request.
+    Stopped,
+}
+
+impl State {
+    /// `starting`, `running`, `failed` or `stopped`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Failed(_) => "failed",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+/// What the status API and `/metrics` show of a pipeline, refreshed by the run.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// Where it is in its life.
+    pub state: State,
+    /// The latest status document (`GET /api/v1/pipelines/{name}` without the envelope).
+    pub detail: Value,
+    /// The latest Prometheus text of the run (without the `pipeline` label).
+    pub metrics: String,
+    /// Outputs per stream at the previous observation, for rates.
+    previous: Option<(Instant, Vec<u64>)>,
+}
+
+/// A subscriber of one stream's outputs.
+struct Tail {
+    stream: String,
+    lines: tokio::sync::mpsc::Sender<String>,
+}
+
+/// What the run's thread and the API share.
+pub struct Shared {
+    status: Mutex<Status>,
+    injector: Mutex<Option<Injector>>,
+    tails: Mutex<Vec<Tail>>,
+    recent: Mutex<VecDeque<String>>,
+    /// Tail lines lost to slow readers.
+    pub tail_dropped: std::sync::atomic::AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means a thread panicked while holding it; the data is still the
+    // last consistent status.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// The current status.
+    pub fn status(&self) -> Status {
+        lock(&self.status).clone()
+    }
+
+    fn set_state(&self, state: State) {
+        lock(&self.status).state = state;
+    }
+
+    /// The injector, once the sources are up.
+    pub fn injector(&self) -> Option<Injector> {
+        lock(&self.injector).clone()
+    }
+
+    /// Subscribes to the outputs of `stream`.
+    pub fn tail(&self, stream: &str) -> tokio::sync::mpsc::Receiver<String> {
+        let (tx, rx) = tokio::sync::mpsc::channel(TAIL_BUFFER);
+        lock(&self.tails).push(Tail {
+            stream: stream.to_string(),
+            lines: tx,
+        });
+        rx
+    }
+
+    /// Problems reported recently, oldest first.
+    pub fn recent(&self) -> Vec<String> {
+        lock(&self.recent).iter().cloned().collect()
+    }
+
+    fn remember(&self, line: &str) {
+        let mut recent = lock(&self.recent);
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(line.to_string());
+    }
+
+    fn publish_line(&self, line: &str) {
+        let mut tails = lock(&self.tails);
+        if tails.is_empty() {
+            return;
+        }
+        let Some(stream) = output_stream(line) else {
+            return;
+        };
+        tails.retain(|t| !t.lines.is_closed());
+        for t in tails.iter().filter(|t| t.stream == stream) {
+            if t.lines.try_send(line.to_string()).is_err() {
+                self.tail_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The stream of an output line (`{"stream":"Hot",...}`).
+fn output_stream(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("{\"stream\":")?;
+    let value: Value = serde_json::Deserializer::from_str(rest)
+        .into_iter::<Value>()
+        .next()?
+        .ok()?;
+    value.as_str().map(str::to_string)
+}
+
+/// A deployed pipeline.
+pub struct Pipeline {
+    /// Its name (also its directory under the state directory).
+    pub name: String,
+    /// Its program text.
+    pub source: String,
+    /// When it was deployed.
+    pub deployed_at: SystemTime,
+    /// When this run of it started.
+    pub started: Instant,
+    /// Its streams, in program order.
+    pub streams: Vec<String>,
+    /// Shared with its run.
+    pub shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Settings every pipeline of a server shares.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// Its state directory (checkpoints).
+    pub state_dir: PathBuf,
+    /// Time between checkpoints.
+    pub checkpoint_interval: Duration,
+    /// Quiet time after which event time follows the wall clock.
+    pub idle_timeout: Option<Duration>,
+    /// Directory relative connector paths resolve against.
+    pub base_dir: PathBuf,
+}
+
+impl Pipeline {
+    /// Starts running `program` on a thread. Problems after this point (a connector that
+    /// cannot start, a checkpoint of another program) mark it failed with the reason.
+    pub fn start(
+        name: &str,
+        source: String,
+        deployed_at: SystemTime,
+        program: Program,
+        settings: RunSettings,
+    ) -> Pipeline {
+        let streams: Vec<String> = program.streams.iter().map(|s| s.name.to_string()).collect();
+        let shared = Arc::new(Shared {
+            status: Mutex::new(Status {
+                state: State::Starting,
+                detail: json!({}),
+                metrics: String::new(),
+                previous: None,
+            }),
+            injector: Mutex::new(None),
+            tails: Mutex::new(Vec::new()),
+            recent: Mutex::new(VecDeque::new()),
+            tail_dropped: std::sync::atomic::AtomicU64::new(0),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let run_shared = shared.clone();
+        let run_stop = stop.clone();
+        let run_name = name.to_string();
+        let thread = std::thread::Builder::new()
+            .name(format!("pipeline-{name}"))
+            .spawn(move || run(&run_name, program, settings, run_shared, run_stop));
+        let thread = match thread {
+            Ok(t) => Some(t),
+            Err(e) => {
+                shared.set_state(State::Failed(format!("cannot start its thread: {e}")));
+                None
+            }
+        };
+        Pipeline {
+            name: name.to_string(),
+            source,
+            deployed_at,
+            started: Instant::now(),
+            streams,
+            shared,
+            stop,
+            thread,
+        }
+    }
+
+    /// A pipeline that cannot run (its stored program no longer compiles), kept so the API
+    /// shows it with its reason.
+    pub fn failed(name: &str, source: String, deployed_at: SystemTime, reason: String) -> Pipeline {
+        let shared = Arc::new(Shared {
+            status: Mutex::new(Status {
+                state: State::Failed(reason),
+                detail: json!({}),
+                metrics: String::new(),
+                previous: None,
+            }),
+            injector: Mutex::new(None),
+            tails: Mutex::new(Vec::new()),
+            recent: Mutex::new(VecDeque::new()),
+            tail_dropped: std::sync::atomic::AtomicU64::new(0),
+        });
+        Pipeline {
+            name: name.to_string(),
+            source,
+            deployed_at,
+            started: Instant::now(),
+            streams: Vec::new(),
+            shared,
+            stop: Arc::new(AtomicBool::new(true)),
+            thread: None,
+        }
+    }
+
+    /// Stops the run (sources stopped, delivered events run, a final checkpoint, sinks
+    /// flushed) and waits for it.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(
+    name: &str,
+    program: Program,
+    settings: RunSettings,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+) {
+    let job_options = JobOptions {
+        sink_dir: settings.base_dir.clone(),
+        ..JobOptions::default()
+    };
+    let job = match Job::new(program, job_options) {
+        Ok(job) => job,
+        Err(e) => {
+            shared.set_state(State::Failed(format!("{e:#}")));
+            return;
+        }
+    };
+    let options = LiveOptions {
+        output: None,
+        format: crate::cli::simulate::OutputFormat::Jsonl,
+        idle_timeout: settings.idle_timeout,
+        queue_capacity: 10_000,
+        base_dir: settings.base_dir.clone(),
+        dead_letter: None,
+        metrics: None,
+        state_dir: Some(settings.state_dir.clone()),
+        checkpoint_interval: settings.checkpoint_interval,
+        checkpoint_timeout: Duration::from_secs(10),
+        carry_state: true,
+        program: PathBuf::from(format!("{name}.vpl")),
+        otlp_endpoint: None,
+        service_name: "varpulis".to_string(),
+    };
+    let observed = shared.clone();
+    let injected = shared.clone();
+    let host = Host {
+        stop,
+        log: Box::new(LogLines {
+            name: name.to_string(),
+            shared: shared.clone(),
+            partial: Vec::new(),
+        }),
+        outputs: Some(Box::new(OutputLines {
+            shared: shared.clone(),
+            partial: Vec::new(),
+        })),
+        observer: Some(Box::new(move |o: &Observation<'_>| observe(&observed, o))),
+        on_running: Some(Box::new(move |injector: Injector| {
+            *lock(&injected.injector) = Some(injector);
+            injected.set_state(State::Running);
+        })),
+    };
+    let result = crate::live::run_hosted(job, &options, host);
+    *lock(&shared.injector) = None;
+    let state = match result {
+        Ok(code) if code == ExitCode::SUCCESS => State::Stopped,
+        Ok(_) => State::Failed(
+            shared
+                .recent()
+                .into_iter()
+                .rev()
+                .find(|l| l.starts_with("error"))
+                .unwrap_or_else(|| "the run failed".to_string()),
+        ),
+        Err(e) => State::Failed(format!("{e:#}")),
+    };
+    shared.set_state(state);
+}
+
+/// Turns an observation into the status document and the metrics text.
+fn observe(shared: &Shared, o: &Observation<'_>) {
+    let s = &o.snapshot;
+    let now = Instant::now();
+    let out: Vec<u64> = s.engine.out_per_stream.clone();
+    let mut status = lock(&shared.status);
+    let rates: Vec<f64> = match &status.previous {
+        Some((then, before)) => {
+            let secs = now.duration_since(*then).as_secs_f64().max(1e-3);
+            out.iter()
+                .enumerate()
+                .map(|(i, n)| n.saturating_sub(before.get(i).copied().unwrap_or(0)) as f64 / secs)
+                .collect()
+        }
+        None => vec![0.0; out.len()],
+    };
+    let streams: Vec<Value> = s
+        .streams
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            json!({
+                "name": name,
+                "events_out": out.get(i).copied().unwrap_or(0),
+                "rate": (rates.get(i).copied().unwrap_or(0.0) * 10.0).round() / 10.0,
+            })
+        })
+        .collect();
+    let sources: Vec<Value> = o
+        .sources
+        .iter()
+        .zip(&s.sources)
+        .map(|((name, description, ended), (_, m))| {
+            json!({
+                "connector": name,
+                "description": description,
+                "received": m.received,
+                "rejected": m.rejected,
+                "errors": m.errors,
+                "ended": ended,
+            })
+        })
+        .collect();
+    let sinks: Vec<Value> = s
+        .sinks
+        .iter()
+        .map(|(name, m)| json!({ "connector": name, "sent": m.sent, "dead_lettered": m.dead_lettered, "dropped": m.dropped, "queue_depth": m.queue_depth }))
+        .collect();
+    status.detail = json!({
+        "events_in": s.engine.events_in,
+        "late": s.engine.late,
+        "runtime_errors": s.engine.runtime_errors,
+        "watermark": s.watermark.map(varpulis_program::time::format_rfc3339),
+        "pending": s.pending,
+        "sources": sources,
+        "sinks": sinks,
+        "streams": streams,
+        "checkpoints": {
+            "written": s.checkpoints.map_or(0, |c| c.0),
+            "failed": s.checkpoints.map_or(0, |c| c.1),
+            "last": o.last_checkpoint.map(|t| {
+                let ns = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+                varpulis_program::time::format_rfc3339(i64::try_from(ns).unwrap_or(i64::MAX))
+            }),
+            "failures": o.checkpoint_failures.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        },
+    });
+    status.metrics = crate::metrics::render(s);
+    status.previous = Some((now, out));
+}
+
+/// The run's log: each line goes to the server's stderr, prefixed with the pipeline, and
+/// problems are kept for the status API.
+struct LogLines {
+    name: String,
+    shared: Arc<Shared>,
+    partial: Vec<u8>,
+}
+
+impl Write for LogLines {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.partial.extend_from_slice(buf);
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            eprintln!("[{}] {text}", self.name);
+            if text.starts_with("error") || text.starts_with("warning") {
+                self.shared.remember(&text);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The run's outputs: each line goes to the tails of its stream.
+struct OutputLines {
+    shared: Arc<Shared>,
+    partial: Vec<u8>,
+}
+
+impl Write for OutputLines {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.partial.extend_from_slice(buf);
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+            self.shared.publish_line(&text);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::output_stream;
+
+    #[test]
+    fn output_lines_name_their_stream() {
+        assert_eq!(
+            output_stream(r#"{"stream":"Hot","event_type":"Hot","x":1}"#),
+            Some("Hot".into())
+        );
+        assert_eq!(
+            output_stream(r#"{"stream":"a\"b","x":1}"#),
+            Some("a\"b".into())
+        );
+        assert_eq!(output_stream("junk"), None);
+    }
+}
