@@ -227,11 +227,13 @@ impl LiveRun {
     fn start(mut job: Job, options: &LiveOptions, host: Host) -> anyhow::Result<Started> {
         let Host {
             stop,
-            mut log,
+            log,
             outputs,
             observer,
             on_running,
         } = host;
+        // Secrets (substituted values, URL passwords, bearer tokens) never reach the log.
+        let mut log: Box<dyn Write + Send> = Box::new(Redacting::new(log));
         let program = job.program().clone();
         let subs = program.subscriptions();
         let stopping = Arc::new(AtomicBool::new(false));
@@ -335,7 +337,10 @@ impl LiveRun {
             span.set("varpulis.connector.kind", &*def.kind);
             match open_source(&config, &context, sender.clone()) {
                 Ok(source) => {
-                    span.set("varpulis.source.description", source.describe());
+                    span.set(
+                        "varpulis.source.description",
+                        varpulis_connectors::redact::redact(&source.describe()),
+                    );
                     trace.tracer.end(span);
                     writeln!(
                         log,
@@ -736,6 +741,52 @@ impl LiveRun {
         } else {
             ExitCode::SUCCESS
         })
+    }
+}
+
+/// A log writer that hides secrets, line by line
+/// ([`varpulis_connectors::redact::redact`]).
+pub struct Redacting<W: Write> {
+    inner: W,
+    partial: Vec<u8>,
+}
+
+impl<W: Write> Redacting<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        Redacting {
+            inner,
+            partial: Vec::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for Redacting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.partial.extend_from_slice(buf);
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line);
+            self.inner
+                .write_all(varpulis_connectors::redact::redact(&text).as_bytes())?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.partial.is_empty() {
+            let text = String::from_utf8_lossy(&self.partial).into_owned();
+            self.partial.clear();
+            self.inner
+                .write_all(varpulis_connectors::redact::redact(&text).as_bytes())?;
+        }
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for Redacting<W> {
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 

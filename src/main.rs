@@ -426,7 +426,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            let message = format!("{err:#}");
+            eprintln!("error: {}", varpulis_connectors::redact::redact(&message));
             ExitCode::from(2)
         }
     }

@@ -375,7 +375,7 @@ fn observe(shared: &Shared, o: &Observation<'_>) {
         .map(|((name, description, ended), (_, m))| {
             json!({
                 "connector": name,
-                "description": description,
+                "description": varpulis_connectors::redact::redact(description),
                 "received": m.received,
                 "rejected": m.rejected,
                 "errors": m.errors,

@@ -314,7 +314,8 @@ const MAX_SECRET_FILE: u64 = 1 << 20;
 
 /// Expands `${NAME}` (an environment variable) and `${file:PATH}` (a file's content without
 /// its trailing newline: Kubernetes and Docker secrets) in `text`. Nothing else is special:
-/// `$x` stays as it is.
+/// `$x` stays as it is. Every expanded value is registered as a secret
+/// ([`crate::redact::register_secret`]), so messages never show it.
 pub fn substitute(text: &str) -> Result<String, SubstituteError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -325,14 +326,15 @@ pub fn substitute(text: &str) -> Result<String, SubstituteError> {
             return Err(SubstituteError::Unterminated(text.to_string()));
         };
         let reference = &after[..end];
-        if let Some(path) = reference.strip_prefix("file:") {
-            out.push_str(&read_secret(path)?);
+        let value = if let Some(path) = reference.strip_prefix("file:") {
+            read_secret(path)?
         } else {
-            match std::env::var(reference) {
-                Ok(value) => out.push_str(&value),
-                Err(_) => return Err(SubstituteError::MissingVar(reference.to_string())),
-            }
-        }
+            std::env::var(reference)
+                .map_err(|_| SubstituteError::MissingVar(reference.to_string()))?
+        };
+        // Whatever came from the environment or a secret file is never printed again.
+        crate::redact::register_secret(&value);
+        out.push_str(&value);
         rest = &after[end + 1..];
     }
     out.push_str(rest);

@@ -145,7 +145,10 @@ fn dead_letter_line(record: &Record, reason: &str, attempts: u32) -> Vec<u8> {
             m
         }
     };
-    map.insert("_error".into(), Value::String(reason.to_string()));
+    map.insert(
+        "_error".into(),
+        Value::String(crate::redact::redact(reason)),
+    );
     map.insert("_attempts".into(), Value::from(attempts));
     serde_json::to_vec(&map).expect("a JSON map with string keys always serialises")
 }

@@ -36,6 +36,7 @@ pub mod kafka;
 mod metrics;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
+pub mod redact;
 pub mod source;
 
 use std::io::Write;
