@@ -10,5 +10,6 @@ pub mod job;
 pub mod live;
 pub mod metrics;
 pub mod output;
+pub mod overrides;
 pub mod server;
 pub mod trace;

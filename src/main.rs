@@ -17,6 +17,9 @@ struct Cli {
     command: Command,
 }
 
+// One value is built per process, when the command line is parsed: the size of its largest
+// variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Parse and check VPL files; print diagnostics; exit 1 on any error.
@@ -119,6 +122,11 @@ enum Command {
         /// checkpoint, which is retried at the next interval.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
         checkpoint_timeout: std::time::Duration,
+        /// Per-environment connector settings (TOML, `[connectors.NAME]` tables) that override
+        /// or add parameters of the program's connectors, so one rules file runs in dev and
+        /// prod.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// With connector sources: export OpenTelemetry traces (spans `varpulis.run`,
         /// `varpulis.source.start`, `varpulis.batch`, `varpulis.checkpoint`) over OTLP/HTTP
         /// protobuf to URL/v1/traces (e.g. `http://127.0.0.1:4318`). Default:
@@ -388,6 +396,7 @@ fn main() -> ExitCode {
             state_dir,
             checkpoint_interval,
             checkpoint_timeout,
+            config,
             otlp_endpoint,
             run,
         } => {
@@ -416,6 +425,7 @@ fn main() -> ExitCode {
                 state_dir,
                 checkpoint_interval,
                 checkpoint_timeout,
+                connectors_config: config,
                 otlp_endpoint: otlp_endpoint.or_else(|| env_setting("OTEL_EXPORTER_OTLP_ENDPOINT")),
                 service_name: env_setting("OTEL_SERVICE_NAME")
                     .unwrap_or_else(|| "varpulis".to_string()),

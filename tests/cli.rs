@@ -468,3 +468,60 @@ fn duration_flags_take_the_languages_durations() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_config_file_overrides_connector_parameters_per_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "rules.vpl",
+        "event Reading:\n    sensor: str\n    temp: float\n\nconnector Out = file (path: \"dev.jsonl\")\n\nstream Hot = Reading\n    .where(temp > 30.0)\n    .emit(sensor: sensor, temp: temp)\n    .to(Out)\n",
+    );
+    write(
+        dir.path(),
+        "in.jsonl",
+        "{\"event_type\":\"Reading\",\"sensor\":\"a\",\"temp\":31.5}\n",
+    );
+    write(
+        dir.path(),
+        "prod.toml",
+        "[connectors.Out]\npath = \"prod.jsonl\"\n",
+    );
+    let out = varpulis(
+        &[
+            "run",
+            "rules.vpl",
+            "--input",
+            "in.jsonl",
+            "--config",
+            "prod.toml",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let prod = std::fs::read_to_string(dir.path().join("prod.jsonl")).expect("prod output");
+    assert!(prod.contains("\"sensor\":\"a\""), "{prod}");
+    assert!(!dir.path().join("dev.jsonl").exists());
+    write(
+        dir.path(),
+        "typo.toml",
+        "[connectors.Outt]\npath = \"x.jsonl\"\n",
+    );
+    let out = varpulis(
+        &[
+            "run",
+            "rules.vpl",
+            "--input",
+            "in.jsonl",
+            "--config",
+            "typo.toml",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("did you mean `Out`?"),
+        "{}",
+        text(&out.stderr)
+    );
+}

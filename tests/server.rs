@@ -562,3 +562,43 @@ fn the_openapi_document_describes_every_route() {
         "{v}"
     );
 }
+
+#[test]
+fn a_pipeline_deploys_with_its_own_connector_settings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start(dir.path(), &[], &[]);
+    let source = "event Reading:\n    zone: str\n    temp: float\n\nconnector Out = file (path: \"dev.jsonl\")\n\nstream Hot = Reading\n    .where(temp > 30.0)\n    .emit(zone: zone)\n    .to(Out)\n";
+    let prod = dir.path().join("prod.jsonl");
+    let (code, v) = s.call(
+        "POST",
+        "/api/v1/pipelines",
+        Some(&json!({
+            "name": "p",
+            "source": source,
+            "connectors": { "Out": { "path": prod.display().to_string() } },
+        })),
+        None,
+    );
+    assert_eq!(code, 201, "{v}");
+    s.wait_state("p", "running");
+    let one = "{\"event_type\":\"Reading\",\"zone\":\"a\",\"temp\":40}\n";
+    assert_eq!(post_events(&s, "p", one, None).0, 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&prod).is_ok_and(|t| t.contains("\"zone\":\"a\"")) {
+        assert!(Instant::now() < deadline, "no output in {}", prod.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, v) = s.call(
+        "POST",
+        "/api/v1/pipelines",
+        Some(&json!({ "name": "q", "source": source, "connectors": { "Nope": { "path": "x" } } })),
+        None,
+    );
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no connector `Nope`")),
+        "{v}"
+    );
+}

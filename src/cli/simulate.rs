@@ -69,6 +69,8 @@ pub struct LiveSettings {
     pub dead_letter: Option<PathBuf>,
     /// The Prometheus endpoint, if any.
     pub metrics: Option<crate::metrics::MetricsListen>,
+    /// Per-environment connector settings (`run --config`), if any.
+    pub connectors_config: Option<PathBuf>,
     /// Where checkpoints go, if anywhere.
     pub state_dir: Option<PathBuf>,
     /// Time between checkpoints.
@@ -87,6 +89,7 @@ impl Default for LiveSettings {
             idle_timeout: Some(Duration::from_secs(1)),
             dead_letter: None,
             metrics: None,
+            connectors_config: None,
             state_dir: None,
             checkpoint_interval: Duration::from_secs(10),
             checkpoint_timeout: Duration::from_secs(10),
@@ -99,13 +102,16 @@ impl Default for LiveSettings {
 /// Runs the program over the input; exit 1 on program errors or, with
 /// `--strict`, on bad input.
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let (program, warnings) = match compile(&args.program, args.color)? {
+    let (mut program, warnings) = match compile(&args.program, args.color)? {
         Ok(ok) => ok,
         Err(rendered) => {
             eprint!("{rendered}");
             return Ok(ExitCode::FAILURE);
         }
     };
+    if let Some(path) = &args.live.connectors_config {
+        crate::overrides::apply_file(&mut program, path)?;
+    }
     if !warnings.is_empty() {
         eprint!("{warnings}");
     }

@@ -95,6 +95,7 @@ pub fn describe(e: &DeployError) -> String {
         DeployError::Exists(n) => format!("a pipeline named `{n}` exists; update it with PUT or delete it first"),
         DeployError::Unknown(n) => format!("no pipeline named `{n}`"),
         DeployError::Rejected(r) => r.message.clone(),
+        DeployError::BadSettings(m) => m.clone(),
         DeployError::Io(e) => format!("{e:#}"),
     }
 }
@@ -105,6 +106,7 @@ fn deploy_error(e: &DeployError) -> Response {
         DeployError::BadName(_) => json_error(StatusCode::BAD_REQUEST, &message),
         DeployError::Exists(_) => json_error(StatusCode::CONFLICT, &message),
         DeployError::Unknown(_) => json_error(StatusCode::NOT_FOUND, &message),
+        DeployError::BadSettings(_) => json_error(StatusCode::UNPROCESSABLE_ENTITY, &message),
         DeployError::Rejected(r) => json_answer(
             StatusCode::UNPROCESSABLE_ENTITY,
             &json!({ "error": message, "diagnostics": r.diagnostics }),
@@ -301,10 +303,11 @@ async fn create(State(app): App, request: Request) -> Response {
         (Ok(n), Ok(s)) => (n.to_string(), s.to_string()),
         (Err(answer), _) | (_, Err(answer)) => return *answer,
     };
+    let connectors = body.get("connectors").cloned();
     let pipelines = app.pipelines.clone();
     let deployed = blocking(move || {
         pipelines
-            .deploy(&name, &source)
+            .deploy(&name, &source, connectors.as_ref())
             .map(|()| pipelines.with(&name, pipeline_json))
     })
     .await;
@@ -325,15 +328,18 @@ async fn update(State(app): App, Path(name): Path<String>, request: Request) -> 
         Ok(s) => s.to_string(),
         Err(answer) => return *answer,
     };
+    let connectors = body.get("connectors").cloned();
     let pipelines = app.pipelines.clone();
     let updated = blocking(move || {
-        pipelines.update(&name, &source).map(|report| {
-            let mut v = pipelines
-                .with(&name, pipeline_json)
-                .unwrap_or_else(|| json!({}));
-            v["update"] = report;
-            v
-        })
+        pipelines
+            .update(&name, &source, connectors.as_ref())
+            .map(|report| {
+                let mut v = pipelines
+                    .with(&name, pipeline_json)
+                    .unwrap_or_else(|| json!({}));
+                v["update"] = report;
+                v
+            })
     })
     .await;
     match updated {

@@ -50,6 +50,8 @@ pub struct BootPipeline {
     pub name: String,
     /// Its program file.
     pub file: PathBuf,
+    /// Its connector settings (a TOML file with `[connectors.NAME]` tables), if any.
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -108,6 +110,7 @@ struct LimitsSection {
 struct PipelineSection {
     name: String,
     file: PathBuf,
+    config: Option<PathBuf>,
 }
 
 /// Expands `${ENV}` and `${file:...}` in every string of `value`, naming the key on failure.
@@ -247,6 +250,7 @@ pub fn load(
             .map(|p| BootPipeline {
                 name: p.name,
                 file: relative(p.file),
+                config: p.config.map(relative),
             })
             .collect(),
     })

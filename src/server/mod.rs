@@ -38,6 +38,9 @@ const MAX_NAME: usize = 64;
 struct Stored {
     name: String,
     source: String,
+    /// Per-pipeline connector settings (`[connectors.NAME]` as JSON), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    connectors: Option<Value>,
     /// Seconds since the Unix epoch.
     deployed_at: u64,
 }
@@ -116,8 +119,34 @@ pub enum DeployError {
     Unknown(String),
     /// The program has errors.
     Rejected(Rejected),
+    /// Its connector settings do not fit the program.
+    BadSettings(String),
     /// Its directory could not be written.
     Io(anyhow::Error),
+}
+
+/// Compiles `source` and applies the connector settings: the program to run.
+fn prepare(name: &str, source: &str, connectors: Option<&Value>) -> Result<Program, DeployError> {
+    let (diagnostics, program) = compile(name, source);
+    let Some(mut program) = program else {
+        return Err(DeployError::Rejected(Rejected {
+            message: format!("the program of `{name}` has errors"),
+            diagnostics,
+        }));
+    };
+    if let Some(settings) = connectors {
+        let table: toml::Table = serde_json::from_value(settings.clone()).map_err(|e| {
+            DeployError::BadSettings(format!(
+                "`connectors` must be an object of connector settings ({{\"connectors\": {{\"NAME\": {{\"param\": value}}}}}}): {e}"
+            ))
+        })?;
+        let wrapped: toml::Table = [("connectors".to_string(), toml::Value::Table(table))]
+            .into_iter()
+            .collect();
+        crate::overrides::apply(&mut program, &wrapped)
+            .map_err(|e| DeployError::BadSettings(format!("{e:#}")))?;
+    }
+    Ok(program)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -171,35 +200,36 @@ impl Pipelines {
         self.settings.max_program_bytes
     }
 
-    /// Compiles, stores and starts a new pipeline.
-    pub fn deploy(&self, name: &str, source: &str) -> Result<(), DeployError> {
+    /// Compiles, stores and starts a new pipeline; `connectors` overrides its connectors'
+    /// parameters (`{"NAME": {"param": value}}`).
+    pub fn deploy(
+        &self,
+        name: &str,
+        source: &str,
+        connectors: Option<&Value>,
+    ) -> Result<(), DeployError> {
         if !valid_name(name) {
             return Err(DeployError::BadName(name.to_string()));
         }
         if lock(&self.map).contains_key(name) {
             return Err(DeployError::Exists(name.to_string()));
         }
-        let (diagnostics, program) = compile(name, source);
-        let Some(program) = program else {
-            return Err(DeployError::Rejected(Rejected {
-                message: format!("the program of `{name}` has errors"),
-                diagnostics,
-            }));
-        };
+        let program = prepare(name, source, connectors)?;
         let deployed_at = SystemTime::now();
-        self.store(name, source, deployed_at)
+        self.store(name, source, connectors, deployed_at)
             .map_err(DeployError::Io)?;
         let mut map = lock(&self.map);
         if map.contains_key(name) {
             return Err(DeployError::Exists(name.to_string()));
         }
-        let pipeline = Pipeline::start(
+        let mut pipeline = Pipeline::start(
             name,
             source.to_string(),
             deployed_at,
             program,
             self.run_settings(name),
         );
+        pipeline.connectors = connectors.cloned();
         map.insert(name.to_string(), pipeline);
         Ok(())
     }
@@ -209,15 +239,26 @@ impl Pipelines {
     /// definition did not change keep their state, the others start empty. Replaying sources
     /// (files, Kafka) resume where the checkpoint left them. Returns the state report, stream
     /// by stream.
-    pub fn update(&self, name: &str, source: &str) -> Result<Value, DeployError> {
-        let (diagnostics, program) = compile(name, source);
-        let Some(program) = program else {
-            return Err(DeployError::Rejected(Rejected {
-                message: format!(
-                    "the new program of `{name}` has errors; the running one is unchanged"
-                ),
-                diagnostics,
-            }));
+    pub fn update(
+        &self,
+        name: &str,
+        source: &str,
+        connectors: Option<&Value>,
+    ) -> Result<Value, DeployError> {
+        let Some(kept) = self.with(name, |p| p.connectors.clone()) else {
+            return Err(DeployError::Unknown(name.to_string()));
+        };
+        // Without new settings the pipeline keeps the ones it was deployed with.
+        let connectors = connectors.cloned().or(kept);
+        let program = match prepare(name, source, connectors.as_ref()) {
+            Ok(p) => p,
+            Err(DeployError::Rejected(r)) => {
+                return Err(DeployError::Rejected(Rejected {
+                    message: format!("{}; the running one is unchanged", r.message),
+                    diagnostics: r.diagnostics,
+                }))
+            }
+            Err(e) => return Err(e),
         };
         let Some(mut old) = lock(&self.map).remove(name) else {
             return Err(DeployError::Unknown(name.to_string()));
@@ -241,19 +282,22 @@ impl Pipelines {
             Err(e) => serde_json::json!({ "error": format!("{e:#}") }),
         };
         let deployed_at = SystemTime::now();
-        if let Err(e) = self.store(name, source, deployed_at) {
+        if let Err(e) = self.store(name, source, connectors.as_ref(), deployed_at) {
             // Keep running what is stored: the old program.
-            let restarted = Pipeline::start(
+            let mut restarted = Pipeline::start(
                 name,
                 old.source.clone(),
                 old.deployed_at,
-                compile(name, &old.source).1.unwrap_or_default(),
+                prepare(name, &old.source, old.connectors.as_ref()).unwrap_or_default(),
                 settings,
             );
+            restarted.connectors = old.connectors.clone();
             lock(&self.map).insert(name.to_string(), restarted);
             return Err(DeployError::Io(e));
         }
-        let pipeline = Pipeline::start(name, source.to_string(), deployed_at, program, settings);
+        let mut pipeline =
+            Pipeline::start(name, source.to_string(), deployed_at, program, settings);
+        pipeline.connectors = connectors;
         lock(&self.map).insert(name.to_string(), pipeline);
         Ok(report)
     }
@@ -270,13 +314,20 @@ impl Pipelines {
             .map_err(DeployError::Io)
     }
 
-    fn store(&self, name: &str, source: &str, deployed_at: SystemTime) -> anyhow::Result<()> {
+    fn store(
+        &self,
+        name: &str,
+        source: &str,
+        connectors: Option<&Value>,
+        deployed_at: SystemTime,
+    ) -> anyhow::Result<()> {
         let dir = self.dir(name);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create `{}`", dir.display()))?;
         let stored = Stored {
             name: name.to_string(),
             source: source.to_string(),
+            connectors: connectors.cloned(),
             deployed_at: epoch_secs(deployed_at),
         };
         let tmp = dir.join("pipeline.json.tmp");
@@ -314,22 +365,26 @@ impl Pipelines {
                 }
             };
             let deployed_at = SystemTime::UNIX_EPOCH + Duration::from_secs(stored.deployed_at);
-            let (_, program) = compile(&stored.name, &stored.source);
-            let pipeline = match program {
-                Some(program) => Pipeline::start(
-                    &stored.name,
-                    stored.source.clone(),
-                    deployed_at,
-                    program,
-                    self.run_settings(&stored.name),
-                ),
-                None => Pipeline::failed(
-                    &stored.name,
-                    stored.source.clone(),
-                    deployed_at,
-                    "its program no longer compiles with this version; update it with PUT".into(),
-                ),
-            };
+            let mut pipeline =
+                match prepare(&stored.name, &stored.source, stored.connectors.as_ref()) {
+                    Ok(program) => Pipeline::start(
+                        &stored.name,
+                        stored.source.clone(),
+                        deployed_at,
+                        program,
+                        self.run_settings(&stored.name),
+                    ),
+                    Err(e) => Pipeline::failed(
+                        &stored.name,
+                        stored.source.clone(),
+                        deployed_at,
+                        format!(
+                            "it cannot start with this version ({}); update it with PUT",
+                            api::describe(&e)
+                        ),
+                    ),
+                };
+            pipeline.connectors = stored.connectors.clone();
             lock(&self.map).insert(stored.name.clone(), pipeline);
             restored += 1;
         }
@@ -391,7 +446,22 @@ pub fn run(config: ServerConfig) -> anyhow::Result<ExitCode> {
                 boot.file.display()
             )
         })?;
-        match pipelines.deploy(&boot.name, &source) {
+        let settings = match &boot.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("pipeline `{}`: cannot read `{}`", boot.name, path.display())
+                })?;
+                let table: toml::Table = toml::from_str(&text)
+                    .with_context(|| format!("`{}` is not valid TOML", path.display()))?;
+                let connectors = table
+                    .get("connectors")
+                    .cloned()
+                    .unwrap_or(toml::Value::Table(Default::default()));
+                Some(serde_json::to_value(connectors).context("encoding connector settings")?)
+            }
+            None => None,
+        };
+        match pipelines.deploy(&boot.name, &source, settings.as_ref()) {
             Ok(()) => eprintln!(
                 "server: deployed `{}` from `{}`",
                 boot.name,

@@ -291,12 +291,21 @@ pub fn document() -> Value {
                     "properties": {
                         "name": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$" },
                         "source": { "type": "string", "description": "The VPL program." },
+                        "connectors": { "$ref": "#/components/schemas/ConnectorSettings" },
                     },
                 },
                 "Program": {
                     "type": "object",
                     "required": ["source"],
-                    "properties": { "source": { "type": "string", "description": "The VPL program." } },
+                    "properties": {
+                        "source": { "type": "string", "description": "The VPL program." },
+                        "connectors": { "$ref": "#/components/schemas/ConnectorSettings" },
+                    },
+                },
+                "ConnectorSettings": {
+                    "type": "object",
+                    "description": "Parameters that override or add to the program's connectors, by connector name: {\"Out\": {\"path\": \"prod.jsonl\"}}.",
+                    "additionalProperties": { "type": "object" },
                 },
             },
         },

@@ -153,6 +153,8 @@ pub struct Pipeline {
     pub name: String,
     /// Its program text.
     pub source: String,
+    /// Its connector settings (`{"NAME": {"param": value}}`), if any.
+    pub connectors: Option<Value>,
     /// When it was deployed.
     pub deployed_at: SystemTime,
     /// When this run of it started.
@@ -218,6 +220,7 @@ impl Pipeline {
         Pipeline {
             name: name.to_string(),
             source,
+            connectors: None,
             deployed_at,
             started: Instant::now(),
             streams,
@@ -245,6 +248,7 @@ impl Pipeline {
         Pipeline {
             name: name.to_string(),
             source,
+            connectors: None,
             deployed_at,
             started: Instant::now(),
             streams: Vec::new(),
