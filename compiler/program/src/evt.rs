@@ -84,6 +84,9 @@ pub enum EvtErrorKind {
     /// An empty value.
     #[error("missing value for `{0}`")]
     MissingValue(String),
+    /// Arrays nested deeper than [`MAX_NESTING`].
+    #[error("the value of `{0}` nests arrays more than {MAX_NESTING} deep")]
+    TooDeep(String),
     /// A quoted string without its closing quote, or text after it.
     #[error("malformed string `{0}`")]
     BadString(String),
@@ -300,7 +303,15 @@ fn split_top(s: &str) -> Vec<&str> {
     parts
 }
 
+/// How deep arrays may nest in an `.evt` value: deeper input is an error for that line, not
+/// a stack overflow of the whole process.
+pub const MAX_NESTING: usize = 64;
+
 fn parse_value(raw: &str, field: &str) -> Result<Value, EvtErrorKind> {
+    parse_nested(raw, field, 0)
+}
+
+fn parse_nested(raw: &str, field: &str, depth: usize) -> Result<Value, EvtErrorKind> {
     let t = raw.trim();
     if t.is_empty() {
         return Err(EvtErrorKind::MissingValue(field.to_string()));
@@ -316,6 +327,9 @@ fn parse_value(raw: &str, field: &str) -> Result<Value, EvtErrorKind> {
         return parse_quoted(t, first).map(Value::str);
     }
     if first == '[' {
+        if depth >= MAX_NESTING {
+            return Err(EvtErrorKind::TooDeep(field.to_string()));
+        }
         let inner = t
             .strip_prefix('[')
             .and_then(|x| x.strip_suffix(']'))
@@ -325,7 +339,7 @@ fn parse_value(raw: &str, field: &str) -> Result<Value, EvtErrorKind> {
         }
         let items = split_top(inner)
             .into_iter()
-            .map(|p| parse_value(p, field))
+            .map(|p| parse_nested(p, field, depth + 1))
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(Value::array(items));
     }
