@@ -92,7 +92,12 @@ pub struct Checkpointer {
     pub failed: u64,
     /// Failed checkpoints by reason.
     pub failures: BTreeMap<Failure, u64>,
+    /// Checkpoints that failed since the last one that succeeded.
+    pub consecutive_failures: u64,
 }
+
+/// The longest wait between two attempts after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 impl Checkpointer {
     /// Opens (or creates) the state directory. `timeout` bounds each checkpoint's wait for
@@ -124,6 +129,7 @@ impl Checkpointer {
             written: 0,
             failed: 0,
             failures: BTreeMap::new(),
+            consecutive_failures: 0,
         })
     }
 
@@ -232,9 +238,22 @@ impl Checkpointer {
         self.interval
     }
 
-    /// Whether the interval has passed since the last checkpoint.
+    /// Whether the next checkpoint is due: the interval after a success; after
+    /// failures the wait doubles with each one (a full disk is not hammered), up to a
+    /// minute or the interval if that is longer.
     pub fn due(&self) -> bool {
-        self.last.elapsed() >= self.interval
+        self.last.elapsed() >= self.wait()
+    }
+
+    /// The wait before the next attempt.
+    pub fn wait(&self) -> Duration {
+        if self.consecutive_failures == 0 {
+            return self.interval;
+        }
+        let factor = 1u32 << self.consecutive_failures.min(16);
+        self.interval
+            .saturating_mul(factor)
+            .min(MAX_BACKOFF.max(self.interval))
     }
 
     /// A checkpoint: the barrier (the `--output` file synced, every sink's
@@ -251,9 +270,13 @@ impl Checkpointer {
         self.last = Instant::now();
         let result = self.barrier_and_write(job, positions, output);
         match &result {
-            Ok(()) => self.written += 1,
+            Ok(()) => {
+                self.written += 1;
+                self.consecutive_failures = 0;
+            }
             Err((why, _)) => {
                 self.failed += 1;
+                self.consecutive_failures += 1;
                 *self.failures.entry(*why).or_default() += 1;
             }
         }

@@ -143,6 +143,10 @@ pub struct Observation<'a> {
     pub last_checkpoint: Option<std::time::SystemTime>,
     /// Checkpoint failures by cause.
     pub checkpoint_failures: Vec<(&'static str, u64)>,
+    /// Checkpoints failed since the last success.
+    pub consecutive_checkpoint_failures: u64,
+    /// The checkpoint metric families, ready to append to the metrics text.
+    pub checkpoint_metrics: String,
     /// Set on the last observation: why the run stopped.
     pub stopped: Option<&'a str>,
 }
@@ -551,7 +555,10 @@ impl LiveRun {
             self.trace.tracer.dropped(),
         );
         if let Some(c) = &self.checkpoints {
-            text.push_str(&checkpoint_failure_family(&c.failures));
+            text.push_str(&checkpoint_failure_family(
+                &c.failures,
+                c.consecutive_failures,
+            ));
         }
         m.publish(text, self.listeners());
     }
@@ -606,6 +613,15 @@ impl LiveRun {
             sources,
             last_checkpoint: self.last_checkpoint,
             checkpoint_failures,
+            consecutive_checkpoint_failures: self
+                .checkpoints
+                .as_ref()
+                .map_or(0, |c| c.consecutive_failures),
+            checkpoint_metrics: self
+                .checkpoints
+                .as_ref()
+                .map(|c| checkpoint_failure_family(&c.failures, c.consecutive_failures))
+                .unwrap_or_default(),
             stopped,
         };
         if let Some(observer) = self.observer.as_mut() {
@@ -855,7 +871,7 @@ impl Checkpoint<'_> {
                 "warning: checkpoint failed ({}): {e:#}; nothing was committed, the next \
                  checkpoint is tried in {}s",
                 why.as_str(),
-                self.c.interval().as_secs_f64()
+                self.c.wait().as_secs_f64()
             )?,
         }
         Ok(())
@@ -863,8 +879,13 @@ impl Checkpoint<'_> {
 }
 
 /// `varpulis_checkpoint_failure_reasons_total{reason}`: failed checkpoints
-/// by cause (`output`, `sink`, `store`), every cause listed.
-fn checkpoint_failure_family(failures: &BTreeMap<Failure, u64>) -> String {
+/// by cause (`output`, `sink`, `store`), every cause listed; and
+/// `varpulis_checkpoint_consecutive_failures`, failures since the last
+/// success (alert on it: the state on disk is getting old).
+pub(crate) fn checkpoint_failure_family(
+    failures: &BTreeMap<Failure, u64>,
+    consecutive: u64,
+) -> String {
     let mut out = String::from(
         "# HELP varpulis_checkpoint_failure_reasons_total Checkpoints not committed, by cause: \
          the --output file, a sink that could not confirm its records, the state store.\n\
@@ -877,6 +898,11 @@ fn checkpoint_failure_family(failures: &BTreeMap<Failure, u64>) -> String {
             why.as_str()
         ));
     }
+    out.push_str(&format!(
+        "# HELP varpulis_checkpoint_consecutive_failures Checkpoints failed since the last one that succeeded.\n\
+         # TYPE varpulis_checkpoint_consecutive_failures gauge\n\
+         varpulis_checkpoint_consecutive_failures {consecutive}\n"
+    ));
     out
 }
 

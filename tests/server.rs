@@ -602,3 +602,71 @@ fn a_pipeline_deploys_with_its_own_connector_settings() {
         "{v}"
     );
 }
+
+#[test]
+fn failing_checkpoints_back_off_and_make_the_pipeline_not_ready() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A webhook that accepts connections and never answers: no record is ever confirmed, so
+    // every checkpoint's barrier times out.
+    let hang = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = hang.local_addr().expect("addr").port();
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for c in hang.incoming().take(8) {
+            conns.push(c);
+        }
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    std::fs::write(
+        dir.path().join("varpulis.toml"),
+        "[defaults]\ncheckpoint_interval = \"200ms\"\ncheckpoint_timeout = \"300ms\"\ncheckpoint_failures_unready = 2\n",
+    )
+    .expect("config");
+    let s = Server::start(dir.path(), &["--config", "varpulis.toml"], &[]);
+    let source = format!(
+        "event Reading:\n    zone: str\n    temp: float\n\nconnector Hook = http (url: \"http://127.0.0.1:{port}/hook\", timeout: 30s)\n\nstream Hot = Reading\n    .where(temp > 30.0)\n    .emit(zone: zone)\n    .to(Hook)\n"
+    );
+    assert_eq!(deploy(&s, "p", &source).0, 201);
+    s.wait_state("p", "running");
+    assert_eq!(s.call("GET", "/readyz", None, None).0, 200);
+    let one = "{\"event_type\":\"Reading\",\"zone\":\"a\",\"temp\":40}\n";
+    assert_eq!(post_events(&s, "p", one, None).0, 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let (code, v) = s.call("GET", "/readyz", None, None);
+        if code == 503 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "still ready: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        ready["pipelines"]["p"]
+            .as_str()
+            .is_some_and(|r| r.contains("checkpoints failed")),
+        "{ready}"
+    );
+    let (_, status) = s.call("GET", "/api/v1/pipelines/p", None, None);
+    assert!(
+        status["checkpoints"]["failed"]
+            .as_u64()
+            .is_some_and(|n| n >= 2),
+        "{status}"
+    );
+    assert!(
+        status["recent_errors"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|l| l
+                .as_str()
+                .is_some_and(|l| l.contains("checkpoint failed (sink)")))),
+        "{status}"
+    );
+    let (_, metrics) = s.raw("GET", "/metrics", None, None);
+    assert!(
+        metrics
+            .contains("varpulis_checkpoint_failure_reasons_total{pipeline=\"p\",reason=\"sink\"}"),
+        "{metrics}"
+    );
+    drop(s);
+    drop(held);
+}

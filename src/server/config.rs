@@ -35,10 +35,15 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Time between checkpoints of every pipeline.
     pub checkpoint_interval: Duration,
+    /// How long a checkpoint waits for the sinks to confirm their records.
+    pub checkpoint_timeout: Duration,
     /// Quiet time after which a pipeline's event time follows the wall clock.
     pub idle_timeout: Option<Duration>,
     /// The largest VPL program the API accepts, in bytes.
     pub max_program_bytes: usize,
+    /// Consecutive checkpoint failures after which a pipeline counts as not ready (`/readyz`);
+    /// 0 never.
+    pub checkpoint_failures_unready: u64,
     /// Pipelines deployed at start when not deployed yet.
     pub pipelines: Vec<BootPipeline>,
 }
@@ -91,8 +96,10 @@ struct KeySection {
 #[serde(deny_unknown_fields)]
 struct Defaults {
     checkpoint_interval: Option<String>,
+    checkpoint_timeout: Option<String>,
     idle_timeout: Option<String>,
     max_program_bytes: Option<usize>,
+    checkpoint_failures_unready: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -242,8 +249,14 @@ pub fn load(
             "defaults.checkpoint_interval",
             Duration::from_secs(10),
         )?,
+        checkpoint_timeout: duration(
+            d.checkpoint_timeout.as_deref(),
+            "defaults.checkpoint_timeout",
+            Duration::from_secs(10),
+        )?,
         idle_timeout: (!idle.is_zero()).then_some(idle),
         max_program_bytes: d.max_program_bytes.unwrap_or(1 << 20),
+        checkpoint_failures_unready: d.checkpoint_failures_unready.unwrap_or(3),
         pipelines: parsed
             .pipelines
             .into_iter()

@@ -175,6 +175,7 @@ impl Pipelines {
         RunSettings {
             state_dir: self.dir(name).join("state"),
             checkpoint_interval: self.settings.checkpoint_interval,
+            checkpoint_timeout: self.settings.checkpoint_timeout,
             idle_timeout: self.settings.idle_timeout,
             base_dir: std::env::current_dir().unwrap_or_default(),
         }
@@ -405,13 +406,27 @@ impl Pipelines {
 
     /// The pipelines that are not running, with their state (empty: ready).
     pub fn ready(&self) -> Vec<(String, String)> {
+        let limit = self.settings.checkpoint_failures_unready;
         self.each(|p| {
-            let state = p.shared.status().state;
-            (p.name.clone(), state)
+            let status = p.shared.status();
+            let failing = status.detail["checkpoints"]["consecutive_failures"]
+                .as_u64()
+                .unwrap_or(0);
+            (p.name.clone(), status.state, failing)
         })
         .into_iter()
-        .filter(|(_, s)| *s != State::Running)
-        .map(|(n, s)| (n, s.name().to_string()))
+        .filter_map(|(n, s, failing)| {
+            if s != State::Running {
+                Some((n, s.name().to_string()))
+            } else if limit > 0 && failing >= limit {
+                Some((
+                    n,
+                    format!("running, but its last {failing} checkpoints failed"),
+                ))
+            } else {
+                None
+            }
+        })
         .collect()
     }
 }

@@ -174,6 +174,8 @@ pub struct RunSettings {
     pub state_dir: PathBuf,
     /// Time between checkpoints.
     pub checkpoint_interval: Duration,
+    /// How long a checkpoint waits for the sinks.
+    pub checkpoint_timeout: Duration,
     /// Quiet time after which event time follows the wall clock.
     pub idle_timeout: Option<Duration>,
     /// Directory relative connector paths resolve against.
@@ -302,7 +304,7 @@ fn run(
         metrics: None,
         state_dir: Some(settings.state_dir.clone()),
         checkpoint_interval: settings.checkpoint_interval,
-        checkpoint_timeout: Duration::from_secs(10),
+        checkpoint_timeout: settings.checkpoint_timeout,
         carry_state: true,
         program: PathBuf::from(format!("{name}.vpl")),
         otlp_endpoint: None,
@@ -404,6 +406,7 @@ fn observe(shared: &Shared, o: &Observation<'_>) {
         "checkpoints": {
             "written": s.checkpoints.map_or(0, |c| c.0),
             "failed": s.checkpoints.map_or(0, |c| c.1),
+            "consecutive_failures": o.consecutive_checkpoint_failures,
             "last": o.last_checkpoint.map(|t| {
                 let ns = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
                 varpulis_program::time::format_rfc3339(i64::try_from(ns).unwrap_or(i64::MAX))
@@ -412,6 +415,7 @@ fn observe(shared: &Shared, o: &Observation<'_>) {
         },
     });
     status.metrics = crate::metrics::render(s);
+    status.metrics.push_str(&o.checkpoint_metrics);
     status.previous = Some((now, out));
 }
 
