@@ -344,12 +344,23 @@ impl Job {
         from: RecordFrom<'_>,
         message: String,
     ) -> Result<(), InputProblem> {
+        self.rejected_from(from, "malformed", message)
+    }
+
+    /// A record refused before decoding, counted under `kind` (`malformed`,
+    /// `future_timestamp`) and reported like a malformed one.
+    pub fn rejected_from(
+        &mut self,
+        from: RecordFrom<'_>,
+        kind: &'static str,
+        message: String,
+    ) -> Result<(), InputProblem> {
         self.stats.records += 1;
         self.skip(
             InputProblem {
                 line: from.line(),
                 place: from.place(),
-                kind: "malformed",
+                kind,
                 message,
             },
             true,

@@ -72,6 +72,10 @@ pub struct LiveOptions {
     pub checkpoint_interval: Duration,
     /// How long a checkpoint waits for the sinks to confirm their records.
     pub checkpoint_timeout: Duration,
+    /// Events whose timestamp is further than this after their arrival are
+    /// counted as `future_timestamp`, dead-lettered and skipped instead of
+    /// moving event time (`None`: no limit).
+    pub max_future_skew: Option<Duration>,
     /// Restore the streams of a checkpoint that still match and start the
     /// changed ones empty, instead of refusing a checkpoint of another
     /// version of the program (the server's hot updates).
@@ -1101,7 +1105,9 @@ struct Pending {
     time: i64,
     sub: usize,
     seq: u64,
-    raw: Result<RawEvent, String>,
+    /// The event, or why the item is skipped: the kind of problem
+    /// (`malformed`, `future_timestamp`) and the message.
+    raw: Result<RawEvent, (&'static str, String)>,
     /// Where the connector received it.
     place: Arc<str>,
     payload: Arc<[u8]>,
@@ -1165,6 +1171,9 @@ struct Live {
     /// The host injects payloads: the run goes on until it is stopped, even
     /// when every connector source has ended.
     endless: bool,
+    /// Events whose timestamp is further than this (ns) after their arrival
+    /// are refused; `None` accepts any timestamp.
+    max_future_skew: Option<i64>,
 }
 
 impl Live {
@@ -1210,6 +1219,9 @@ impl Live {
             dead_letter,
             messages: Vec::new(),
             endless: false,
+            max_future_skew: options
+                .max_future_skew
+                .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
         }
     }
 
@@ -1273,7 +1285,29 @@ impl Live {
             sub.received_end.insert(p.key.clone(), p.end);
             (Arc::<str>::from(p.key), p.start)
         });
+        let skew = self.max_future_skew;
         for item in payload_events(&payload, sub.default_type.as_deref()) {
+            let item = match item {
+                // An event from far in the future would move event time past every other
+                // event (they would all be late): it is refused instead.
+                Ok(raw)
+                    if skew.is_some_and(|s| {
+                        raw.timestamp.is_some_and(|t| t > arrival.saturating_add(s))
+                    }) =>
+                {
+                    let ahead = raw.timestamp.unwrap_or(arrival).saturating_sub(arrival);
+                    Err((
+                        "future_timestamp",
+                        format!(
+                            "its timestamp is {}s after its arrival, beyond --max-future-skew ({}s); check the sender's clock",
+                            ahead / 1_000_000_000,
+                            skew.unwrap_or(0) / 1_000_000_000
+                        ),
+                    ))
+                }
+                Ok(raw) => Ok(raw),
+                Err(message) => Err(("malformed", message)),
+            };
             let time = match &item {
                 Ok(raw) => {
                     let time = raw.timestamp.unwrap_or(arrival);
@@ -1392,7 +1426,7 @@ impl Live {
         let skipped_before = self.dead_letter.as_ref().map(|_| skipped(job));
         let result = match &p.raw {
             Ok(raw) => job.push_raw_from(raw, Some(p.time), from, &mut self.outputs),
-            Err(message) => job.malformed_from(from, message.clone()),
+            Err((kind, message)) => job.rejected_from(from, kind, message.clone()),
         };
         if skipped_before.is_some_and(|before| skipped(job) > before) {
             if let Some(d) = self.dead_letter.as_mut() {

@@ -122,6 +122,11 @@ enum Command {
         /// checkpoint, which is retried at the next interval.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
         checkpoint_timeout: std::time::Duration,
+        /// With connector sources: an event whose timestamp is further than this after its
+        /// arrival is counted (`future_timestamp`), dead-lettered and skipped instead of moving
+        /// event time past every other event (`0` = no limit).
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+        max_future_skew: std::time::Duration,
         /// Per-environment connector settings (TOML, `[connectors.NAME]` tables) that override
         /// or add parameters of the program's connectors, so one rules file runs in dev and
         /// prod.
@@ -396,6 +401,7 @@ fn main() -> ExitCode {
             state_dir,
             checkpoint_interval,
             checkpoint_timeout,
+            max_future_skew,
             config,
             otlp_endpoint,
             run,
@@ -426,6 +432,7 @@ fn main() -> ExitCode {
                 checkpoint_interval,
                 checkpoint_timeout,
                 connectors_config: config,
+                max_future_skew: (!max_future_skew.is_zero()).then_some(max_future_skew),
                 otlp_endpoint: otlp_endpoint.or_else(|| env_setting("OTEL_EXPORTER_OTLP_ENDPOINT")),
                 service_name: env_setting("OTEL_SERVICE_NAME")
                     .unwrap_or_else(|| "varpulis".to_string()),

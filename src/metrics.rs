@@ -65,7 +65,12 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "Events given to the engine.",
         &one(s.job.events),
     );
-    let reasons = ["malformed", "unknown_type", "wrong_type"];
+    let reasons = [
+        "malformed",
+        "unknown_type",
+        "wrong_type",
+        "future_timestamp",
+    ];
     family(
         &mut out,
         "input_skipped_total",

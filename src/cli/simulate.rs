@@ -71,6 +71,8 @@ pub struct LiveSettings {
     pub metrics: Option<crate::metrics::MetricsListen>,
     /// Per-environment connector settings (`run --config`), if any.
     pub connectors_config: Option<PathBuf>,
+    /// How far ahead of its arrival an event's timestamp may be.
+    pub max_future_skew: Option<Duration>,
     /// Where checkpoints go, if anywhere.
     pub state_dir: Option<PathBuf>,
     /// Time between checkpoints.
@@ -90,6 +92,7 @@ impl Default for LiveSettings {
             dead_letter: None,
             metrics: None,
             connectors_config: None,
+            max_future_skew: Some(Duration::from_secs(3600)),
             state_dir: None,
             checkpoint_interval: Duration::from_secs(10),
             checkpoint_timeout: Duration::from_secs(10),
@@ -132,6 +135,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             checkpoint_interval: args.live.checkpoint_interval,
             checkpoint_timeout: args.live.checkpoint_timeout,
             carry_state: false,
+            max_future_skew: args.live.max_future_skew,
             program: args.program.clone(),
             otlp_endpoint: args.live.otlp_endpoint.clone(),
             service_name: args.live.service_name.clone(),

@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub checkpoint_interval: Duration,
     /// How long a checkpoint waits for the sinks to confirm their records.
     pub checkpoint_timeout: Duration,
+    /// How far ahead of its arrival an event's timestamp may be (`None`: no limit).
+    pub max_future_skew: Option<Duration>,
     /// Quiet time after which a pipeline's event time follows the wall clock.
     pub idle_timeout: Option<Duration>,
     /// The largest VPL program the API accepts, in bytes.
@@ -97,6 +99,7 @@ struct KeySection {
 struct Defaults {
     checkpoint_interval: Option<String>,
     checkpoint_timeout: Option<String>,
+    max_future_skew: Option<String>,
     idle_timeout: Option<String>,
     max_program_bytes: Option<usize>,
     checkpoint_failures_unready: Option<u64>,
@@ -254,6 +257,12 @@ pub fn load(
             "defaults.checkpoint_timeout",
             Duration::from_secs(10),
         )?,
+        max_future_skew: Some(duration(
+            d.max_future_skew.as_deref(),
+            "defaults.max_future_skew",
+            Duration::from_secs(3600),
+        )?)
+        .filter(|d| !d.is_zero()),
         idle_timeout: (!idle.is_zero()).then_some(idle),
         max_program_bytes: d.max_program_bytes.unwrap_or(1 << 20),
         checkpoint_failures_unready: d.checkpoint_failures_unready.unwrap_or(3),

@@ -176,6 +176,7 @@ impl Pipelines {
             state_dir: self.dir(name).join("state"),
             checkpoint_interval: self.settings.checkpoint_interval,
             checkpoint_timeout: self.settings.checkpoint_timeout,
+            max_future_skew: self.settings.max_future_skew,
             idle_timeout: self.settings.idle_timeout,
             base_dir: std::env::current_dir().unwrap_or_default(),
         }

@@ -176,6 +176,8 @@ pub struct RunSettings {
     pub checkpoint_interval: Duration,
     /// How long a checkpoint waits for the sinks.
     pub checkpoint_timeout: Duration,
+    /// How far ahead of its arrival an event's timestamp may be.
+    pub max_future_skew: Option<Duration>,
     /// Quiet time after which event time follows the wall clock.
     pub idle_timeout: Option<Duration>,
     /// Directory relative connector paths resolve against.
@@ -306,6 +308,7 @@ fn run(
         checkpoint_interval: settings.checkpoint_interval,
         checkpoint_timeout: settings.checkpoint_timeout,
         carry_state: true,
+        max_future_skew: settings.max_future_skew,
         program: PathBuf::from(format!("{name}.vpl")),
         otlp_endpoint: None,
         service_name: "varpulis".to_string(),
