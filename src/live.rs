@@ -172,6 +172,7 @@ impl Injector {
             payload,
             place,
             received_ms: varpulis_connectors::source::now_ms(),
+            received: Instant::now(),
             position: None,
         });
         self.sender
@@ -612,6 +613,7 @@ impl LiveRun {
                 checkpoints: self.checkpoints.as_ref().map(|c| (c.written, c.failed)),
                 dead_letter_failures: self.live.dead_letter.as_ref().map_or(0, |d| d.failures),
                 trace_spans_dropped: self.trace.tracer.dropped(),
+                latency: self.live.latency.clone(),
             },
             listeners,
             sources,
@@ -1113,6 +1115,8 @@ struct Pending {
     payload: Arc<[u8]>,
     /// Record stream and start offset of its payload (replaying sources).
     position: Option<(Arc<str>, u64)>,
+    /// When its source received it (monotonic), for the latency histogram.
+    received: Instant,
 }
 
 impl PartialEq for Pending {
@@ -1174,6 +1178,10 @@ struct Live {
     /// Events whose timestamp is further than this (ns) after their arrival
     /// are refused; `None` accepts any timestamp.
     max_future_skew: Option<i64>,
+    /// Per stream: arrival at a source to hand-off of the outputs it caused.
+    latency: Vec<crate::metrics::LatencyHistogram>,
+    /// Stream name → index into `latency`.
+    stream_index: std::collections::HashMap<Arc<str>, usize>,
 }
 
 impl Live {
@@ -1222,6 +1230,13 @@ impl Live {
             max_future_skew: options
                 .max_future_skew
                 .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+            latency: vec![crate::metrics::LatencyHistogram::default(); program.streams.len()],
+            stream_index: program
+                .streams
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.name.clone(), i))
+                .collect(),
         }
     }
 
@@ -1325,6 +1340,7 @@ impl Live {
                 place: place.clone(),
                 payload: payload.clone(),
                 position: position.clone(),
+                received: msg.received,
             }));
         }
     }
@@ -1424,10 +1440,24 @@ impl Live {
         // per-event path otherwise.
         let skipped = |job: &Job| job.stats().skipped.values().sum::<u64>();
         let skipped_before = self.dead_letter.as_ref().map(|_| skipped(job));
+        let before = self.outputs.len();
         let result = match &p.raw {
             Ok(raw) => job.push_raw_from(raw, Some(p.time), from, &mut self.outputs),
             Err((kind, message)) => job.rejected_from(from, kind, message.clone()),
         };
+        // The outputs are handed to the sinks inside the push: their latency ends here.
+        if self.outputs.len() > before {
+            let latency = p.received.elapsed();
+            for o in &self.outputs[before..] {
+                if let Some(h) = self
+                    .stream_index
+                    .get(&o.stream)
+                    .and_then(|&i| self.latency.get_mut(i))
+                {
+                    h.observe(latency);
+                }
+            }
+        }
         if skipped_before.is_some_and(|before| skipped(job) > before) {
             if let Some(d) = self.dead_letter.as_mut() {
                 let place = format!("connector `{connector}` ({})", p.place);
@@ -1463,6 +1493,7 @@ impl Live {
             checkpoints,
             dead_letter_failures: self.dead_letter.as_ref().map_or(0, |d| d.failures),
             trace_spans_dropped,
+            latency: self.latency.clone(),
         })
     }
 

@@ -45,6 +45,91 @@ pub struct Snapshot<'a> {
     pub dead_letter_failures: u64,
     /// Trace spans lost: export failed or the queue was full (`--otlp-endpoint`).
     pub trace_spans_dropped: u64,
+    /// Per stream (indexed like `streams`): time from a source's arrival of an event to the
+    /// hand-off of the outputs it caused.
+    pub latency: Vec<LatencyHistogram>,
+}
+
+/// Upper bounds (seconds) of the latency histogram's buckets: 100 µs to 10 s.
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// A fixed-bucket histogram of latencies (Prometheus `histogram`), cheap to update per event.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LatencyHistogram {
+    /// Observations per bucket (not cumulative); the last counts those above 10 s.
+    buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    /// Sum of the observations, in seconds.
+    sum: f64,
+    /// Number of observations.
+    count: u64,
+}
+
+impl LatencyHistogram {
+    /// Records one latency.
+    pub fn observe(&mut self, latency: std::time::Duration) {
+        let secs = latency.as_secs_f64();
+        let i = LATENCY_BUCKETS.partition_point(|&le| le < secs);
+        if let Some(b) = self.buckets.get_mut(i) {
+            *b += 1;
+        }
+        self.sum += secs;
+        self.count += 1;
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The `q` quantile (0..1) in seconds, interpolated within its bucket; `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * self.count as f64;
+        let mut seen = 0u64;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            if n > 0 && (seen + n) as f64 >= rank {
+                let low = if i == 0 { 0.0 } else { LATENCY_BUCKETS[i - 1] };
+                let high = LATENCY_BUCKETS.get(i).copied().unwrap_or(low * 2.0);
+                let within = (rank - seen as f64) / n as f64;
+                return Some(low + (high - low) * within.clamp(0.0, 1.0));
+            }
+            seen += n;
+        }
+        LATENCY_BUCKETS.last().copied()
+    }
+}
+
+/// `varpulis_latency_seconds{stream,le}`: the histogram family of every stream.
+fn render_latency(out: &mut String, streams: &[&str], latency: &[LatencyHistogram]) {
+    let _ = writeln!(
+        out,
+        "# HELP varpulis_latency_seconds Time from a source's arrival of an event to the hand-off of the outputs it caused, per stream."
+    );
+    let _ = writeln!(out, "# TYPE varpulis_latency_seconds histogram");
+    for (name, h) in streams.iter().zip(latency) {
+        let stream = labels(&[("stream", name)]);
+        let inner = stream.trim_start_matches('{').trim_end_matches('}');
+        let mut cumulative = 0;
+        for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += h.buckets[i];
+            let _ = writeln!(
+                out,
+                "varpulis_latency_seconds_bucket{{{inner},le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "varpulis_latency_seconds_bucket{{{inner},le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(out, "varpulis_latency_seconds_sum{stream} {}", h.sum);
+        let _ = writeln!(out, "varpulis_latency_seconds_count{stream} {}", h.count);
+    }
 }
 
 /// Renders a snapshot in the Prometheus text exposition format.
@@ -277,6 +362,7 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "Records waiting in a sink's queue.",
         &by_sink(|m| m.queue_depth),
     );
+    render_latency(&mut out, &s.streams, &s.latency);
     out
 }
 
@@ -453,6 +539,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn latency_quantiles_interpolate_within_buckets() {
+        let mut h = LatencyHistogram::default();
+        assert_eq!(h.quantile(0.5), None);
+        for _ in 0..99 {
+            h.observe(std::time::Duration::from_micros(50));
+        }
+        h.observe(std::time::Duration::from_secs(3));
+        let p50 = h.quantile(0.5).expect("p50");
+        assert!(p50 <= 0.0001, "{p50}");
+        let p999 = h.quantile(0.999).expect("p999");
+        assert!((2.5..=5.0).contains(&p999), "{p999}");
+        assert_eq!(h.count(), 100);
+    }
+
+    #[test]
     fn renders_counters_with_escaped_labels() {
         let mut job = JobStats {
             records: 5,
@@ -482,6 +583,12 @@ mod tests {
             checkpoints: Some((2, 0)),
             dead_letter_failures: 0,
             trace_spans_dropped: 4,
+            latency: vec![{
+                let mut h = LatencyHistogram::default();
+                h.observe(std::time::Duration::from_micros(300));
+                h.observe(std::time::Duration::from_millis(2));
+                h
+            }],
         });
         assert!(text.contains("varpulis_input_records_total 5\n"), "{text}");
         assert!(text.contains("varpulis_input_skipped_total{reason=\"malformed\"} 1\n"));
@@ -493,5 +600,25 @@ mod tests {
         assert!(text.contains("# TYPE varpulis_sink_sent_total counter\n"));
         assert!(text.contains("varpulis_checkpoints_total 2\n"));
         assert!(text.contains("varpulis_trace_spans_dropped_total 4\n"));
+        assert!(
+            text.contains("# TYPE varpulis_latency_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("varpulis_latency_seconds_bucket{stream=\"Hot\",le=\"0.00025\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("varpulis_latency_seconds_bucket{stream=\"Hot\",le=\"0.0005\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("varpulis_latency_seconds_bucket{stream=\"Hot\",le=\"+Inf\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("varpulis_latency_seconds_count{stream=\"Hot\"} 2\n"),
+            "{text}"
+        );
     }
 }

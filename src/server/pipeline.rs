@@ -370,10 +370,17 @@ fn observe(shared: &Shared, o: &Observation<'_>) {
         .iter()
         .enumerate()
         .map(|(i, name)| {
+            let ms = |q: f64| {
+                s.latency
+                    .get(i)
+                    .and_then(|h| h.quantile(q))
+                    .map(|secs| (secs * 1_000_000.0).round() / 1000.0)
+            };
             json!({
                 "name": name,
                 "events_out": out.get(i).copied().unwrap_or(0),
                 "rate": (rates.get(i).copied().unwrap_or(0.0) * 10.0).round() / 10.0,
+                "latency_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999) },
             })
         })
         .collect();

@@ -108,6 +108,8 @@ pub struct SourceMessage {
     /// Arrival time, milliseconds since the Unix epoch (the event time of payloads without a
     /// `timestamp`).
     pub received_ms: i64,
+    /// Arrival on the monotonic clock: where the latency to the sinks is measured from.
+    pub received: std::time::Instant,
     /// Where it sits, for sources that can replay (files, Kafka); `None` for the others.
     pub position: Option<Position>,
 }
@@ -368,6 +370,7 @@ mod tests {
             payload: vec![n],
             place: String::new(),
             received_ms: 0,
+            received: Instant::now(),
             position: None,
         })
     }

@@ -190,6 +190,7 @@ impl Reader {
             place: format!("{} line {}", self.path.display(), at.line),
             payload,
             received_ms: now_ms(),
+            received: std::time::Instant::now(),
             position: Some(Position {
                 key: POSITION_KEY.to_string(),
                 start,

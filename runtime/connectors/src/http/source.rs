@@ -273,6 +273,7 @@ impl Endpoint {
                     format!("{place} item {}", i + 1)
                 },
                 received_ms: now_ms(),
+                received: std::time::Instant::now(),
                 position: None,
             });
             if let Err(e) = self.deliver_until(message, deadline).await {

@@ -471,6 +471,7 @@ impl Reader {
                     payload: payload.to_vec(),
                     place: place.clone(),
                     received_ms: now_ms(),
+                    received: std::time::Instant::now(),
                     position: Some(Position {
                         key: format!("{}/{}", message.topic(), message.partition()),
                         start: offset,

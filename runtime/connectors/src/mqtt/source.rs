@@ -316,6 +316,7 @@ impl Listener {
                 payload,
                 place: format!("mqtt topic {}", publish.topic),
                 received_ms: now_ms(),
+                received: std::time::Instant::now(),
                 position: None,
             });
             if !self.send(message) {
