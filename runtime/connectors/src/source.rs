@@ -193,6 +193,9 @@ impl SourceSender {
     }
 
     /// Delivers one event without waiting; on failure the event comes back with the reason.
+    // The refused event comes back by value so the caller can retry it without a copy; boxing
+    // it would allocate on every attempt against a full queue.
+    #[allow(clippy::result_large_err)]
     pub fn try_deliver(&self, event: SourceEvent) -> Result<(), (DeliverError, SourceEvent)> {
         if self.stopping() {
             return Err((DeliverError::Stopped, event));
