@@ -427,7 +427,13 @@ impl LiveRun {
             (_, Some(p)) if p.as_os_str() != "-" => format!("`{}`", p.display()),
             _ => "standard output".to_string(),
         };
-        let mut live = Live::new(&program, &subs, &sources, options, dead_letter);
+        // What the restored state has seen of each subscription: a checkpoint
+        // taken before a source delivers again must still say so.
+        let seen: Vec<BTreeMap<String, u64>> = keys
+            .iter()
+            .map(|k| resume.get(k).cloned().unwrap_or_default())
+            .collect();
+        let mut live = Live::new(&program, &subs, &sources, &seen, options, dead_letter);
         live.endless = endless;
         Ok(Started::Running(Box::new(LiveRun {
             job,
@@ -1094,7 +1100,11 @@ struct SubState {
     /// When it last delivered something (or when the run started).
     last_arrival: Instant,
     /// For a replaying source: per record stream, the offset after the last
-    /// payload received.
+    /// payload received, starting at the restored checkpoint's positions. A
+    /// checkpoint taken before the source delivers again (a Kafka group still
+    /// joining) must not drop them: the restart after it would find no
+    /// position, read the stream from its start and replay it into a state
+    /// that has already seen it.
     received_end: BTreeMap<String, u64>,
     /// The host's injector ([`Injector`]): it neither ends nor holds event
     /// time back.
@@ -1185,33 +1195,46 @@ struct Live {
 }
 
 impl Live {
+    /// `seen` holds, per subscription, the positions of the restored
+    /// checkpoint (empty without one): where the engine's state has seen each
+    /// record stream up to before this run delivers anything.
     fn new(
         program: &Program,
         subs: &[Subscription],
         sources: &[Box<dyn Source>],
+        seen: &[BTreeMap<String, u64>],
         options: &LiveOptions,
         dead_letter: Option<DeadLetters>,
     ) -> Live {
         let now = Instant::now();
-        let state = |name: String, default_type: Option<String>, injected: bool| SubState {
+        let state = |name: String,
+                     default_type: Option<String>,
+                     received_end: BTreeMap<String, u64>,
+                     injected: bool| SubState {
             name,
             default_type,
             ended: false,
             max_time: None,
             last_arrival: now,
-            received_end: BTreeMap::new(),
+            received_end,
             injected,
         };
         let mut states: Vec<SubState> = subs
             .iter()
             .zip(sources)
-            .map(|(sub, source)| {
-                state(source.name().to_string(), default_type(program, sub), false)
+            .enumerate()
+            .map(|(i, (sub, source))| {
+                state(
+                    source.name().to_string(),
+                    default_type(program, sub),
+                    seen.get(i).cloned().unwrap_or_default(),
+                    false,
+                )
             })
             .collect();
         // Injected payloads (the server's API) come last: their subscription
         // id is no connector's, so only streams without `.from` see them.
-        states.push(state("API".to_string(), None, true));
+        states.push(state("API".to_string(), None, BTreeMap::new(), true));
         Live {
             subs: states,
             pending: BinaryHeap::new(),
@@ -1364,7 +1387,8 @@ impl Live {
 
     /// Where each subscription's records have been seen up to, by
     /// subscription key: the start of the earliest payload still pending,
-    /// else the end of the last one received.
+    /// else the end of the last one received, else the restored checkpoint's
+    /// position.
     fn positions(&self, keys: &[String]) -> Positions {
         let mut out = Positions::new();
         for (i, (sub, key)) in self.subs.iter().zip(keys).enumerate() {

@@ -433,6 +433,74 @@ fn a_restart_resumes_from_the_checkpoint_without_losing_or_repeating_events() {
     );
 }
 
+/// A run that restores a checkpoint and is stopped before its source
+/// delivers anything (a Kafka group still joining, a followed file with
+/// nothing new) still checkpoints; that checkpoint must keep the restored
+/// positions, or the next restart reads the input from its start into a state
+/// that has already seen it.
+#[test]
+fn a_run_that_reads_nothing_keeps_the_checkpoints_positions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let line = |t: f64| format!("{{\"zone\":\"a\",\"temp\":{t}}}\n");
+    write(dir.path(), "in.jsonl", &(line(1.0) + &line(2.0)));
+    write(
+        dir.path(),
+        "rules.vpl",
+        &format!(
+            "{READING}connector In = file (path: \"in.jsonl\", follow: true, poll: 20ms)\n\n\
+             stream Sum = Reading.from(In)\n    .window(3)\n    .aggregate(n: count(), total: sum(temp))\n    .emit(n: n, total: total)\n"
+        ),
+    );
+    let args = [
+        "rules.vpl",
+        "--state-dir",
+        "state",
+        "--checkpoint-interval",
+        "20ms",
+    ];
+    // First run: 1 and 2 in an open count window, then Ctrl-C.
+    let mut run = Run::start(&args, dir.path(), &[]);
+    run.wait_running();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, out, err) = run.signal("-INT");
+    assert!(status.success(), "{err}");
+    assert!(out.is_empty(), "{out:#?}");
+    // Second run: nothing new to read; it checkpoints every 20ms and at the
+    // stop, with the restored state and no record delivered.
+    let mut run = Run::start(&args, dir.path(), &[]);
+    run.wait_running();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, out, err) = run.signal("-INT");
+    assert!(status.success(), "{err}");
+    assert!(out.is_empty(), "{out:#?}");
+    let written = err
+        .lines()
+        .find(|l| l.starts_with("state: ") && l.contains("checkpoints written"))
+        .unwrap_or_default();
+    assert!(
+        !written.starts_with("state: 0 checkpoints"),
+        "the idle run should checkpoint: {err}"
+    );
+    // Third run: the window holds 1 and 2, the file resumes at the third
+    // line (not at its start, which would close the window with 1, 2, 1).
+    let mut text = std::fs::read_to_string(dir.path().join("in.jsonl")).expect("read");
+    text.push_str(&(line(4.0) + &line(8.0)));
+    write(dir.path(), "in.jsonl", &text);
+    let mut run = Run::start(&args, dir.path(), &[]);
+    run.wait_running();
+    let seen = run.wait_outputs(1).to_vec();
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, out, err) = run.signal("-INT");
+    assert!(status.success(), "{err}");
+    assert_eq!(out.len(), 1, "{out:#?}");
+    let sum = json(&seen[0]);
+    assert_eq!(
+        (sum["n"].clone(), sum["total"].clone()),
+        (3.into(), 7.0.into()),
+        "{seen:#?}"
+    );
+}
+
 #[test]
 fn a_checkpoint_of_another_program_is_refused_with_advice() {
     let dir = tempfile::tempdir().expect("tempdir");
