@@ -175,7 +175,11 @@ fn every_error_is_reported_with_its_line() {
 fn deeply_nested_arrays_are_an_error_not_a_stack_overflow() {
     let deep = format!("A {{ x: {}1{} }}", "[".repeat(100_000), "]".repeat(100_000));
     assert_eq!(err(&deep), EvtErrorKind::TooDeep("x".into()));
-    let fine = format!("A {{ x: {}1{} }}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
+    let fine = format!(
+        "A {{ x: {}1{} }}",
+        "[".repeat(MAX_NESTING),
+        "]".repeat(MAX_NESTING)
+    );
     let mut v = field(&one(&fine), "x").clone();
     for _ in 0..MAX_NESTING {
         v = match v {
