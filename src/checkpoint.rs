@@ -94,6 +94,8 @@ pub struct Checkpointer {
     pub failures: BTreeMap<Failure, u64>,
     /// Checkpoints that failed since the last one that succeeded.
     pub consecutive_failures: u64,
+    /// Damaged checkpoints passed over at open for the previous one, described.
+    pub damaged: Vec<String>,
 }
 
 /// The longest wait between two attempts after failures.
@@ -105,6 +107,8 @@ impl Checkpointer {
     pub fn open(dir: &Path, interval: Duration, timeout: Duration) -> anyhow::Result<Checkpointer> {
         let mut store = open_durable(dir)
             .with_context(|| format!("cannot open the state directory `{}`", dir.display()))?;
+        // Damaged checkpoints the store passed over for an older one.
+        let damaged = store.warnings();
         // Every checkpoint writes `host/program`, so its presence means one was committed.
         let recovered = store.get(HOST, b"program")?.is_some();
         let pipeline = match store.get(HOST, b"pipeline")? {
@@ -119,6 +123,7 @@ impl Checkpointer {
             }
         };
         Ok(Checkpointer {
+            damaged,
             store,
             recovered,
             dir: dir.to_path_buf(),

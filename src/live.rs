@@ -276,6 +276,9 @@ impl LiveRun {
                     c.backend(),
                     options.checkpoint_interval.as_secs_f64()
                 )?;
+                for damaged in &c.damaged {
+                    writeln!(log, "warning: state: {damaged}")?;
+                }
                 Some(c)
             }
             None => None,
@@ -569,6 +572,7 @@ impl LiveRun {
             text.push_str(&checkpoint_failure_family(
                 &c.failures,
                 c.consecutive_failures,
+                c.damaged.len(),
             ));
         }
         m.publish(text, self.listeners());
@@ -632,7 +636,9 @@ impl LiveRun {
             checkpoint_metrics: self
                 .checkpoints
                 .as_ref()
-                .map(|c| checkpoint_failure_family(&c.failures, c.consecutive_failures))
+                .map(|c| {
+                    checkpoint_failure_family(&c.failures, c.consecutive_failures, c.damaged.len())
+                })
                 .unwrap_or_default(),
             stopped,
         };
@@ -893,10 +899,12 @@ impl Checkpoint<'_> {
 /// `varpulis_checkpoint_failure_reasons_total{reason}`: failed checkpoints
 /// by cause (`output`, `sink`, `store`), every cause listed; and
 /// `varpulis_checkpoint_consecutive_failures`, failures since the last
-/// success (alert on it: the state on disk is getting old).
+/// success (alert on it: the state on disk is getting old); and
+/// `varpulis_checkpoint_damaged_total`, damaged checkpoints passed over.
 pub(crate) fn checkpoint_failure_family(
     failures: &BTreeMap<Failure, u64>,
     consecutive: u64,
+    damaged: usize,
 ) -> String {
     let mut out = String::from(
         "# HELP varpulis_checkpoint_failure_reasons_total Checkpoints not committed, by cause: \
@@ -913,7 +921,10 @@ pub(crate) fn checkpoint_failure_family(
     out.push_str(&format!(
         "# HELP varpulis_checkpoint_consecutive_failures Checkpoints failed since the last one that succeeded.\n\
          # TYPE varpulis_checkpoint_consecutive_failures gauge\n\
-         varpulis_checkpoint_consecutive_failures {consecutive}\n"
+         varpulis_checkpoint_consecutive_failures {consecutive}\n\
+         # HELP varpulis_checkpoint_damaged_total Damaged checkpoints passed over at start for the previous one.\n\
+         # TYPE varpulis_checkpoint_damaged_total counter\n\
+         varpulis_checkpoint_damaged_total {damaged}\n"
     ));
     out
 }

@@ -81,6 +81,12 @@ pub trait StateStore {
     fn commit(&mut self) -> Result<(), StateError> {
         Ok(())
     }
+
+    /// What opening the store had to work around (a damaged checkpoint passed
+    /// over for the previous one), for the host to report.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The backend [`open_durable`] uses in this build: `"rocksdb"` with the
@@ -103,24 +109,15 @@ pub const DURABLE_BACKEND: &str = "file";
 pub fn open_durable(dir: &Path) -> Result<Box<dyn StateStore + Send>, StateError> {
     let mut store = RocksStore::open(dir)?;
     if !store.recovered() {
-        let path = dir.join(file::SNAPSHOT_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                store.restore(&bytes).map_err(|e| match e {
-                    StateError::Corrupt(why) => {
-                        StateError::Corrupt(format!("`{}`: {why}", path.display()))
-                    }
-                    other => other,
-                })?;
-                store.commit()?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(StateError::Backend {
-                    message: format!("cannot read `{}`: {e}", path.display()),
-                    retryable: !matches!(e.kind(), std::io::ErrorKind::PermissionDenied),
-                })
-            }
+        // A directory written by the file backend: import its newest intact snapshot.
+        if let Some(bytes) = file::read_latest(dir)?.bytes {
+            store.restore(&bytes).map_err(|e| match e {
+                StateError::Corrupt(why) => {
+                    StateError::Corrupt(format!("`{}`: {why}", dir.display()))
+                }
+                other => other,
+            })?;
+            store.commit()?;
         }
     }
     Ok(Box::new(store))
@@ -174,6 +171,10 @@ mod tests {
         let other = tempfile::tempdir().expect("tempdir");
         std::fs::write(other.path().join("state.bin"), b"junk").expect("write");
         let err = open_durable(other.path()).err().expect("corrupt");
-        assert!(err.to_string().contains("state.bin"), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&other.path().display().to_string()),
+            "{err}"
+        );
     }
 }
