@@ -305,7 +305,11 @@ impl Job {
         let event = match self.decoder.decode(raw, time, &mut warnings) {
             Ok(ev) => ev,
             Err(DecodeError::UnknownType(t)) => {
-                let first = self.unknown_reported.insert(t.clone());
+                // Each unknown name is reported once; the set of names is bounded so a
+                // sender inventing a new type per event cannot grow it without end (past
+                // the bound they are still counted, no longer listed).
+                let first = self.unknown_reported.len() < MAX_UNKNOWN_REPORTED
+                    && self.unknown_reported.insert(t.clone());
                 let problem = InputProblem {
                     line: from.line(),
                     place: from.place(),
@@ -545,6 +549,9 @@ fn config_value(v: &ConfigValue) -> varpulis_connectors::ConfigValue {
         ConfigValue::Array(a) => C::Array(a.iter().map(config_value).collect()),
     }
 }
+
+/// Unknown event-type names remembered (each reported once) at most.
+const MAX_UNKNOWN_REPORTED: usize = 1024;
 
 /// How deep `import` chains may go (docs/LANGUAGE.md#import).
 const MAX_IMPORT_DEPTH: usize = 10;

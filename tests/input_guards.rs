@@ -64,3 +64,31 @@ fn an_event_from_the_far_future_is_dead_lettered_instead_of_moving_time() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("\"future\""), "{stdout}");
 }
+
+#[test]
+fn unknown_event_types_are_counted_but_the_names_remembered_are_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lines: String = (0..3000)
+        .map(|i| format!("{{\"event_type\":\"Made{i}\",\"x\":1}}\n"))
+        .collect();
+    write(dir.path(), "in.jsonl", &lines);
+    write(
+        dir.path(),
+        "rules.vpl",
+        "event Reading:\n    zone: str\n\nstream All = Reading.emit(zone: zone)\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_varpulis"))
+        .args(["run", "rules.vpl", "--input", "in.jsonl"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let reported = stderr.matches("unknown event type").count();
+    assert_eq!(reported, 1024, "each name once, at most 1024 names");
+    assert!(
+        stderr.contains("(unknown type 3000)"),
+        "every record is counted: {stderr}"
+    );
+}
