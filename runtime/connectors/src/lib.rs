@@ -37,6 +37,8 @@ mod metrics;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 pub mod source;
+#[cfg(feature = "mqtt")]
+mod tls;
 
 use std::io::Write;
 use std::path::PathBuf;
