@@ -167,10 +167,11 @@ impl Reader {
                     self.backoff.reset();
                     if outage_reported {
                         self.counters.reconnected();
-                        let message = format!(
-                            "connected again to websocket {} after {failures} failed attempt(s)",
-                            self.settings.display
-                        );
+                        let mut message =
+                            format!("connected again to websocket {}", self.settings.display);
+                        if failures > 0 {
+                            message.push_str(&format!(" after {failures} failed attempt(s)"));
+                        }
                         if !self.problem(message, false) {
                             connection.close(CLOSE_WAIT);
                             return;
