@@ -3,7 +3,7 @@
 //! runtime's source or sink of that kind reads, and the role-specific
 //! parameters the connectors export are all in the table. Nothing is sent
 //! anywhere: brokers point at 127.0.0.1:1 and sources are stopped at once.
-#![cfg(all(feature = "mqtt", feature = "kafka"))]
+#![cfg(all(feature = "mqtt", feature = "kafka", feature = "websocket"))]
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -33,6 +33,7 @@ fn base(kind: &str, role: &str, dir: &std::path::Path) -> Option<ConnectorConfig
             .param("port", ConfigValue::Int(1))
             .param("topic", s("t")),
         ("kafka", _) => c.param("brokers", s("127.0.0.1:1")).param("topic", s("t")),
+        ("websocket", _) => c.param("url", s("ws://127.0.0.1:1/")),
         _ => return None,
     })
 }
@@ -93,7 +94,7 @@ fn every_parameter_check_accepts_is_read_by_a_connector_of_its_kind() {
 
 #[test]
 fn role_specific_parameters_are_in_the_check_table() {
-    use varpulis_connectors::{file, http, kafka, mqtt};
+    use varpulis_connectors::{file, http, kafka, mqtt, websocket};
     for (kind, params) in [
         ("file", file::SINK_PARAMS),
         ("file", file::source::SOURCE_PARAMS),
@@ -103,6 +104,8 @@ fn role_specific_parameters_are_in_the_check_table() {
         ("kafka", kafka::SINK_PARAMS),
         ("mqtt", mqtt::SOURCE_PARAMS),
         ("mqtt", mqtt::SINK_PARAMS),
+        ("websocket", websocket::SOURCE_PARAMS),
+        ("websocket", websocket::SINK_PARAMS),
     ] {
         let table = connector_kind_params(kind).expect("kind in the table");
         for p in params {

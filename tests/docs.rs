@@ -45,6 +45,7 @@ fn documentation_examples_check_and_their_tests_pass() {
         "runtime/connectors/README.md",
         "docs/connectors/mqtt.md",
         "docs/connectors/kafka.md",
+        "docs/connectors/websocket.md",
     ];
     let dir = tempfile::tempdir().expect("tempdir");
     let mut failures = Vec::new();

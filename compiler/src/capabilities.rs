@@ -458,6 +458,25 @@ pub const CONNECTOR_KINDS: &[(&str, &[&str])] = &[
             "client_key",
         ],
     ),
+    (
+        "websocket",
+        &[
+            "url",
+            "headers",
+            "subscribe",
+            "keep_alive",
+            "max_message",
+            "backoff",
+            "max_backoff",
+            "ca_file",
+            "client_cert",
+            "client_key",
+            "queue_capacity",
+            "dead_letter",
+            "close_timeout",
+            "retries",
+        ],
+    ),
 ];
 
 /// The parameters a connector of `kind` reads, when the kind is one the

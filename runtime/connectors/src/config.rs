@@ -220,6 +220,18 @@ impl<'a> Params<'a> {
         }
     }
 
+    /// A string or an array of strings, as a list (empty when the parameter is absent).
+    #[cfg(feature = "websocket")]
+    pub(crate) fn string_or_strings(
+        &mut self,
+        name: &'static str,
+    ) -> Result<Vec<&'a str>, ConfigError> {
+        match self.config.params.get(name) {
+            Some(ConfigValue::Array(_)) => self.strings(name),
+            _ => Ok(self.string(name)?.into_iter().collect()),
+        }
+    }
+
     /// A file path, resolved against `base_dir` when relative.
     pub(crate) fn path(
         &mut self,

@@ -10,6 +10,8 @@
 //! - [`http`]: webhook POST/PUT with batching, retries with backoff and a dead-letter file; the
 //!   network work runs on a background thread so [`Sink::send`] never blocks.
 //! - [`console`]: JSON lines to stdout or any writer.
+//! - `mqtt`, `kafka` and `websocket` (behind cargo features of the same names): broker and
+//!   WebSocket clients on threads of their own, with reconnects and dead-letter files.
 //!
 //! **Invariant:** no record is lost silently. A record that cannot be delivered goes to a
 //! dead-letter JSONL file (with `_error` and `_attempts` fields) and is counted in
@@ -38,6 +40,10 @@ mod metrics;
 pub mod mqtt;
 pub mod redact;
 pub mod source;
+#[cfg(any(feature = "mqtt", feature = "websocket"))]
+pub mod tls;
+#[cfg(feature = "websocket")]
+pub mod websocket;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -54,7 +60,8 @@ pub use source::{
     SourceMetrics, SourceSender,
 };
 
-/// The sink kinds [`open_sink`] can build in this build (features decide `mqtt`, `kafka`).
+/// The sink kinds [`open_sink`] can build in this build (features decide `mqtt`, `kafka`,
+/// `websocket`).
 pub const SINK_KINDS: &[&str] = &[
     "console",
     "file",
@@ -63,6 +70,8 @@ pub const SINK_KINDS: &[&str] = &[
     "kafka",
     #[cfg(feature = "mqtt")]
     "mqtt",
+    #[cfg(feature = "websocket")]
+    "websocket",
 ];
 
 /// One output record: a single JSON object, kept serialised on one line, plus where a broker
@@ -273,6 +282,8 @@ pub fn open_sink(
         "mqtt" => mqtt::open_sink(config, context),
         #[cfg(feature = "kafka")]
         "kafka" => kafka::open_sink(config, context),
+        #[cfg(feature = "websocket")]
+        "websocket" => websocket::open_sink(config, context),
         other => Err(ConfigError::UnsupportedKind {
             connector: config.name.clone(),
             role: "sink",

@@ -26,7 +26,8 @@ use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use crate::config::{closest, ConnectorConfig};
 use crate::error::ConfigError;
 
-/// The source kinds [`open_source`] can build in this build (features decide `mqtt`, `kafka`).
+/// The source kinds [`open_source`] can build in this build (features decide `mqtt`, `kafka`,
+/// `websocket`).
 pub const SOURCE_KINDS: &[&str] = &[
     "file",
     "http",
@@ -34,6 +35,8 @@ pub const SOURCE_KINDS: &[&str] = &[
     "kafka",
     #[cfg(feature = "mqtt")]
     "mqtt",
+    #[cfg(feature = "websocket")]
+    "websocket",
 ];
 
 /// One subscription: a connector declaration merged with the parameters of a `.from(...)`
@@ -352,6 +355,8 @@ pub fn open_source(
         "mqtt" => crate::mqtt::open_source(config, context, sender),
         #[cfg(feature = "kafka")]
         "kafka" => crate::kafka::open_source(config, context, sender),
+        #[cfg(feature = "websocket")]
+        "websocket" => crate::websocket::open_source(config, context, sender),
         other => Err(ConfigError::UnsupportedKind {
             connector: config.connector.name.clone(),
             role: "source",

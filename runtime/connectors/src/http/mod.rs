@@ -212,7 +212,7 @@ fn to_usize(p: &Params<'_>, name: &str, v: u64) -> Result<usize, ConfigError> {
 }
 
 /// Splits `"Name: value"`, expands `${ENV}` in the value, and checks both are valid HTTP.
-fn parse_header(p: &Params<'_>, raw: &str) -> Result<(String, String), ConfigError> {
+pub(crate) fn parse_header(p: &Params<'_>, raw: &str) -> Result<(String, String), ConfigError> {
     let Some((name, value)) = raw.split_once(':') else {
         return Err(p.invalid(
             "headers",

@@ -25,19 +25,18 @@
 //! expired) is refused for good, like a bad login: the source stops with a fatal problem and the
 //! sink dead-letters its records, since retrying cannot help.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{ConnectReturnCode, ConnectionError, MqttOptions, QoS, TlsConfiguration, Transport};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{expand_env, ConnectorConfig, Params};
 use crate::error::ConfigError;
 use crate::source::{Source, SourceConfig, SourceContext, SourceSender};
 use crate::{Sink, SinkContext};
+
+pub use crate::tls::TlsSettings;
 
 pub mod sink;
 pub mod source;
@@ -84,127 +83,6 @@ pub struct MqttSettings {
     pub tls: Option<TlsSettings>,
 }
 
-/// How a TLS connection to the broker is set up.
-#[derive(Clone)]
-pub struct TlsSettings {
-    /// PEM file of the CA certificates that may sign the broker's certificate; `None` trusts
-    /// the system's CA certificates.
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate and private key PEM files, for brokers that require them.
-    pub client_auth: Option<(PathBuf, PathBuf)>,
-    /// The rustls configuration built from the files when the connector opened.
-    config: Arc<rustls::ClientConfig>,
-}
-
-impl PartialEq for TlsSettings {
-    fn eq(&self, other: &Self) -> bool {
-        // The rustls configuration is derived from the files.
-        self.ca_file == other.ca_file && self.client_auth == other.client_auth
-    }
-}
-
-impl Eq for TlsSettings {}
-
-impl std::fmt::Debug for TlsSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsSettings")
-            .field("ca_file", &self.ca_file)
-            .field("client_auth", &self.client_auth)
-            .finish()
-    }
-}
-
-impl TlsSettings {
-    /// Reads `ca_file`, `client_cert` and `client_key` and builds the rustls configuration.
-    fn read(p: &mut Params<'_>, base_dir: &Path) -> Result<TlsSettings, ConfigError> {
-        let ca_file = p.optional_path("ca_file", base_dir)?;
-        let cert = p.optional_path("client_cert", base_dir)?;
-        let key = p.optional_path("client_key", base_dir)?;
-        let client_auth = match (cert, key) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(p.invalid("client_cert", "is set but `client_key` is not; set both"))
-            }
-            (None, Some(_)) => {
-                return Err(p.invalid("client_key", "is set but `client_cert` is not; set both"))
-            }
-        };
-        let mut roots = rustls::RootCertStore::empty();
-        match &ca_file {
-            Some(path) => {
-                let certs = read_certs(path).map_err(|why| p.invalid("ca_file", why))?;
-                let (added, _) = roots.add_parsable_certificates(certs);
-                if added == 0 {
-                    return Err(p.invalid(
-                        "ca_file",
-                        format!("`{}` holds no usable CA certificate", path.display()),
-                    ));
-                }
-            }
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                roots.add_parsable_certificates(found.certs);
-                if roots.is_empty() {
-                    return Err(p.invalid(
-                        "ca_file",
-                        "no system CA certificates were found (install `ca-certificates`); \
-                         set `ca_file` to the PEM file of the CA that signed the broker's certificate",
-                    ));
-                }
-            }
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| p.invalid("tls", format!("cannot set up TLS: {e}")))?
-            .with_root_certificates(roots);
-        let config = match &client_auth {
-            None => builder.with_no_client_auth(),
-            Some((cert_path, key_path)) => {
-                let certs = read_certs(cert_path).map_err(|why| p.invalid("client_cert", why))?;
-                if certs.is_empty() {
-                    return Err(p.invalid(
-                        "client_cert",
-                        format!("`{}` holds no certificate", cert_path.display()),
-                    ));
-                }
-                let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
-                    p.invalid(
-                        "client_key",
-                        format!(
-                            "cannot read a private key from `{}`: {e}",
-                            key_path.display()
-                        ),
-                    )
-                })?;
-                builder.with_client_auth_cert(certs, key).map_err(|e| {
-                    p.invalid(
-                        "client_key",
-                        format!("does not fit `{}`: {e}", cert_path.display()),
-                    )
-                })?
-            }
-        };
-        Ok(TlsSettings {
-            ca_file,
-            client_auth,
-            config: Arc::new(config),
-        })
-    }
-}
-
-/// The certificates of a PEM file.
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let why = |e: rustls::pki_types::pem::Error| {
-        format!("cannot read certificates from `{}`: {e}", path.display())
-    };
-    CertificateDer::pem_file_iter(path)
-        .map_err(why)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(why)
-}
-
 impl std::fmt::Debug for MqttSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The password is a secret: show only the user name.
@@ -244,9 +122,9 @@ impl MqttSettings {
             (None, scheme) => scheme.unwrap_or(false),
         };
         let tls = if tls {
-            Some(TlsSettings::read(p, base_dir)?)
+            Some(TlsSettings::read(p, base_dir, "broker")?)
         } else {
-            for param in ["ca_file", "client_cert", "client_key"] {
+            for param in crate::tls::TLS_FILE_PARAMS {
                 if p.string(param)?.is_some() {
                     return Err(p.invalid(
                         param,
@@ -343,7 +221,7 @@ impl MqttSettings {
         }
         if let Some(tls) = &self.tls {
             options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                Arc::clone(&tls.config),
+                tls.config(),
             )));
         }
         options
@@ -374,7 +252,7 @@ pub(crate) fn final_failure(error: &ConnectionError) -> Option<String> {
 fn final_tls_failure(error: &rumqttc::TlsError) -> Option<String> {
     let rustls_error = match error {
         rumqttc::TlsError::TLS(e) => Some(e),
-        rumqttc::TlsError::Io(io) => io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()),
+        rumqttc::TlsError::Io(io) => crate::tls::rustls_error(io),
         rumqttc::TlsError::DNSName(e) => {
             return Some(format!(
                 "the TLS handshake: the host is not a valid TLS server name ({e})"
@@ -382,21 +260,7 @@ fn final_tls_failure(error: &rumqttc::TlsError) -> Option<String> {
         }
         _ => None,
     }?;
-    let hint = match rustls_error {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
-            " (is `ca_file` the CA that signed the broker's certificate?)"
-        }
-        rustls::Error::InvalidCertificate(_) => "",
-        rustls::Error::AlertReceived(
-            rustls::AlertDescription::CertificateRequired
-            | rustls::AlertDescription::BadCertificate
-            | rustls::AlertDescription::UnknownCA
-            | rustls::AlertDescription::HandshakeFailure,
-        ) => " (does the broker need `client_cert` and `client_key`?)",
-        rustls::Error::NoCertificatesPresented | rustls::Error::PeerIncompatible(_) => "",
-        _ => return None,
-    };
-    Some(format!("the TLS handshake: {rustls_error}{hint}"))
+    crate::tls::final_failure(rustls_error, "broker")
 }
 
 /// Builds the client and its connection with our connection timeout.
