@@ -280,6 +280,7 @@ impl Reader {
                     self.settings.display, self.messages
                 ),
                 received_ms: now_ms(),
+                received: std::time::Instant::now(),
                 position: None,
             });
             if !self.send(message) {
