@@ -174,6 +174,7 @@ impl Injector {
             received_ms: varpulis_connectors::source::now_ms(),
             received: Instant::now(),
             position: None,
+            trace_parent: None,
         });
         self.sender
             .try_deliver(message)
