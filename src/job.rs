@@ -14,6 +14,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use varpulis_connectors::{
     open_sink, ConnectorConfig, Record, RecordId, Sink, SinkContext, SinkError, SinkMark,
+    TraceParent,
 };
 use varpulis_program::evt::EvtRecord;
 use varpulis_program::{ConfigValue, DecodeError, EventDecoder, Program, RawEvent};
@@ -159,6 +160,9 @@ pub struct Job {
     /// The most recent skipped record's problem (for dead-letter lines).
     last_problem: Option<InputProblem>,
     messages: Vec<String>,
+    /// The trace context of the event being pushed, carried by the records
+    /// it sends to sinks ([`Job::set_trace_parent`]).
+    trace_parent: Option<TraceParent>,
 }
 
 impl Job {
@@ -198,6 +202,7 @@ impl Job {
             problems: Vec::new(),
             last_problem: None,
             messages: Vec::new(),
+            trace_parent: None,
         };
         job.set_pipeline(&new_pipeline_id());
         Ok(job)
@@ -212,6 +217,13 @@ impl Job {
             .iter()
             .map(|c| Arc::from(format!("{id}/{}", c.name)))
             .collect();
+    }
+
+    /// Sets the trace context records sent to sinks carry, until it is set
+    /// again: the host sets an event's context for the duration of its push,
+    /// so the outputs it causes continue the caller's trace.
+    pub fn set_trace_parent(&mut self, context: Option<TraceParent>) {
+        self.trace_parent = context;
     }
 
     /// The checkpoint barrier of every open sink (see [`Sink::barrier`]): `Err` names the
@@ -474,6 +486,7 @@ impl Job {
                             Some(id) => r.with_id(id),
                             None => r,
                         })
+                        .map(|r| r.with_trace_parent(self.trace_parent))
                         .map_err(|e| e.to_string())
                         .and_then(|r| sink.send(r).map_err(|e| e.to_string()));
                     if let Err(e) = sent {

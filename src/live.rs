@@ -18,8 +18,11 @@
 //!   and closes the sinks. It is not the end of the input: open windows are
 //!   not fired (a second Ctrl-C exits at once).
 //! - With `--otlp-endpoint`, the run is traced (src/trace.rs): a root span
-//!   `varpulis.run` with children `varpulis.source.start`, `varpulis.batch`
-//!   and `varpulis.checkpoint`.
+//!   `varpulis.run` with children `varpulis.source.start`; each
+//!   `varpulis.batch` and `varpulis.checkpoint` is a trace of its own, linked
+//!   to the run. An event that came with a `traceparent` runs in a
+//!   `varpulis.event` span of the caller's trace, and the records it sends to
+//!   sinks carry that context on.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -36,6 +39,7 @@ use serde_json::value::RawValue;
 use varpulis_connectors::source::DeliverError;
 use varpulis_connectors::{
     open_source, Source, SourceConfig, SourceContext, SourceEvent, SourceMessage, SourceSender,
+    TraceParent,
 };
 use varpulis_program::json::parse_json_event_or;
 use varpulis_program::{Program, RawEvent, Subscription};
@@ -82,10 +86,8 @@ pub struct LiveOptions {
     pub carry_state: bool,
     /// The program file (for traces).
     pub program: PathBuf,
-    /// OTLP/HTTP endpoint traces go to (`URL/v1/traces`), if any.
-    pub otlp_endpoint: Option<String>,
-    /// The `service.name` of exported traces.
-    pub service_name: String,
+    /// Where traces are exported (OTLP/HTTP, `URL/v1/traces`), if anywhere.
+    pub otlp: Option<crate::trace::ExportConfig>,
 }
 
 /// Payloads taken from the sources between two releases into the engine.
@@ -174,6 +176,7 @@ impl Injector {
             received_ms: varpulis_connectors::source::now_ms(),
             received: Instant::now(),
             position: None,
+            trace_parent: None,
         });
         self.sender
             .try_deliver(message)
@@ -258,8 +261,8 @@ impl LiveRun {
         if let Some(url) = trace.tracer.url() {
             writeln!(
                 log,
-                "traces: OTLP to {url} (trace {})",
-                trace.tracer.trace_id_hex()
+                "traces: OTLP to {url} (run trace {})",
+                trace.run_trace_id()
             )?;
         }
         let checkpoints = match &options.state_dir {
@@ -488,7 +491,7 @@ impl LiveRun {
             self.live.handle(event);
         }
         let batch = self.trace.batch(&self.job);
-        if let Err(problem) = self.live.release(&mut self.job) {
+        if let Err(problem) = self.live.release(&mut self.job, &self.trace) {
             self.failure = Some(problem);
             self.stop_reason = "bad input with --strict";
             return Ok(false);
@@ -657,7 +660,7 @@ impl LiveRun {
                 self.live.handle(event);
             }
             let batch = self.trace.batch(&self.job);
-            if let Err(problem) = self.live.release_all(&mut self.job) {
+            if let Err(problem) = self.live.release_all(&mut self.job, &self.trace) {
                 self.failure = Some(problem);
             }
             self.trace.end_batch(batch, &self.job);
@@ -682,7 +685,7 @@ impl LiveRun {
             while let Ok(event) = self.rx.try_recv() {
                 late_arrivals |= self.live.handle_unreplayable(event);
             }
-            if let Err(problem) = self.live.release_all(&mut self.job) {
+            if let Err(problem) = self.live.release_all(&mut self.job, &self.trace) {
                 self.failure = Some(problem);
             }
             if late_arrivals && self.failure.is_none() {
@@ -929,8 +932,9 @@ pub(crate) fn checkpoint_failure_family(
     out
 }
 
-/// The trace of one live run: the root span `varpulis.run` and its
-/// children. With tracing off every call is a cheap no-op.
+/// The traces of one live run: the root span `varpulis.run` and its
+/// children, and the batch and checkpoint traces linked to it. With tracing
+/// off every call is a cheap no-op.
 struct RunTrace {
     tracer: Tracer,
     /// The root span, until [`RunTrace::finish`] ends it.
@@ -948,8 +952,8 @@ struct Batch {
 
 impl RunTrace {
     fn start(options: &LiveOptions, sources: usize) -> anyhow::Result<RunTrace> {
-        let tracer = match &options.otlp_endpoint {
-            Some(url) => Tracer::start(url, &options.service_name)?,
+        let tracer = match &options.otlp {
+            Some(config) => Tracer::start(config)?,
             None => Tracer::disabled(),
         };
         let mut root = tracer.span("varpulis.run", None);
@@ -963,12 +967,30 @@ impl RunTrace {
     }
 
     fn enabled(&self) -> bool {
-        self.tracer.url().is_some()
+        self.tracer.enabled()
+    }
+
+    /// The run's trace id, in hex.
+    fn run_trace_id(&self) -> String {
+        self.root
+            .as_ref()
+            .map(Span::trace_id_hex)
+            .unwrap_or_default()
     }
 
     /// A child span of the run, starting now.
     fn child(&self, name: &'static str) -> Span {
         self.tracer.span(name, self.root.as_ref())
+    }
+
+    /// The root of a new trace, starting now, linked to the run: a run lasts
+    /// for days, so its batches and checkpoints are traces of their own.
+    fn linked(&self, name: &'static str) -> Span {
+        let mut span = self.tracer.span(name, None);
+        if let Some(root) = &self.root {
+            span.link(root);
+        }
+        span
     }
 
     fn batch(&self, job: &Job) -> Option<Batch> {
@@ -977,7 +999,7 @@ impl RunTrace {
         }
         let stats = job.stats();
         Some(Batch {
-            span: self.child("varpulis.batch"),
+            span: self.linked("varpulis.batch"),
             events: stats.events,
             outputs: stats.outputs,
         })
@@ -997,6 +1019,45 @@ impl RunTrace {
         self.tracer.end(b.span);
     }
 
+    /// An event that came with `parent`: its `varpulis.event` span (a child
+    /// of the caller's span, when tracing and the caller samples the trace)
+    /// and the context its records carry on (under that span; unchanged
+    /// when the span is not recorded, so the chain still holds).
+    fn event(&self, parent: &TraceParent) -> (Option<Span>, TraceParent) {
+        if !(self.enabled() && parent.sampled()) {
+            return (None, *parent);
+        }
+        let span = self.tracer.remote_child("varpulis.event", parent);
+        let context = parent.with_span(span.id);
+        (Some(span), context)
+    }
+
+    /// Records an event's span with what it was and what it caused.
+    fn end_event(
+        &self,
+        mut span: Span,
+        raw: &Result<RawEvent, (&'static str, String)>,
+        connector: &str,
+        outputs: &[Output],
+    ) {
+        span.set("varpulis.connector", connector);
+        match raw {
+            Ok(raw) => span.set("varpulis.event_type", raw.event_type.as_str()),
+            Err((kind, message)) => {
+                span.set("varpulis.skipped", *kind);
+                span.error(message.clone());
+            }
+        }
+        span.set("varpulis.outputs", outputs.len());
+        let mut streams: Vec<&str> = outputs.iter().map(|o| &*o.stream).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        if !streams.is_empty() {
+            span.set("varpulis.streams", streams.join(","));
+        }
+        self.tracer.end(span);
+    }
+
     /// Saves a checkpoint (barrier, then commit) inside a `varpulis.checkpoint`
     /// span.
     fn checkpoint(
@@ -1006,7 +1067,7 @@ impl RunTrace {
         positions: &Positions,
         output: Option<&mut OutputFile>,
     ) -> Result<(), (Failure, anyhow::Error)> {
-        let mut span = self.child("varpulis.checkpoint");
+        let mut span = self.linked("varpulis.checkpoint");
         if let Some(dir) = &self.state_dir {
             span.set("varpulis.state_dir", dir.clone());
         }
@@ -1138,6 +1199,8 @@ struct Pending {
     position: Option<(Arc<str>, u64)>,
     /// When its source received it (monotonic), for the latency histogram.
     received: Instant,
+    /// The caller's trace context (a `traceparent` header), if it sent one.
+    trace_parent: Option<TraceParent>,
 }
 
 impl PartialEq for Pending {
@@ -1375,6 +1438,7 @@ impl Live {
                 payload: payload.clone(),
                 position: position.clone(),
                 received: msg.received,
+                trace_parent: msg.trace_parent,
             }));
         }
     }
@@ -1440,27 +1504,27 @@ impl Live {
 
     /// Runs the pending events every source has caught up with, in event
     /// time order.
-    fn release(&mut self, job: &mut Job) -> Result<(), InputProblem> {
+    fn release(&mut self, job: &mut Job, trace: &RunTrace) -> Result<(), InputProblem> {
         let bound = self.bound();
         while let Some(Reverse(top)) = self.pending.peek() {
             let due = bound.is_some_and(|b| top.time <= b) || self.pending.len() > MAX_PENDING;
             if !due {
                 break;
             }
-            self.run_next(job)?;
+            self.run_next(job, trace)?;
         }
         Ok(())
     }
 
     /// Runs everything pending (the sources have stopped).
-    fn release_all(&mut self, job: &mut Job) -> Result<(), InputProblem> {
+    fn release_all(&mut self, job: &mut Job, trace: &RunTrace) -> Result<(), InputProblem> {
         while !self.pending.is_empty() {
-            self.run_next(job)?;
+            self.run_next(job, trace)?;
         }
         Ok(())
     }
 
-    fn run_next(&mut self, job: &mut Job) -> Result<(), InputProblem> {
+    fn run_next(&mut self, job: &mut Job, trace: &RunTrace) -> Result<(), InputProblem> {
         let Some(Reverse(p)) = self.pending.pop() else {
             return Ok(());
         };
@@ -1476,10 +1540,23 @@ impl Live {
         let skipped = |job: &Job| job.stats().skipped.values().sum::<u64>();
         let skipped_before = self.dead_letter.as_ref().map(|_| skipped(job));
         let before = self.outputs.len();
+        // Only an event that came with a trace context is traced on its own;
+        // the others cost nothing here.
+        let event_span = p.trace_parent.as_ref().and_then(|parent| {
+            let (span, context) = trace.event(parent);
+            job.set_trace_parent(Some(context));
+            span
+        });
         let result = match &p.raw {
             Ok(raw) => job.push_raw_from(raw, Some(p.time), from, &mut self.outputs),
             Err((kind, message)) => job.rejected_from(from, kind, message.clone()),
         };
+        if p.trace_parent.is_some() {
+            job.set_trace_parent(None);
+            if let Some(span) = event_span {
+                trace.end_event(span, &p.raw, connector, &self.outputs[before..]);
+            }
+        }
         // The outputs are handed to the sinks inside the push: their latency ends here.
         if self.outputs.len() > before {
             let latency = p.received.elapsed();

@@ -133,9 +133,11 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// With connector sources: export OpenTelemetry traces (spans `varpulis.run`,
-        /// `varpulis.source.start`, `varpulis.batch`, `varpulis.checkpoint`) over OTLP/HTTP
-        /// protobuf to URL/v1/traces (e.g. `http://127.0.0.1:4318`). Default:
-        /// `OTEL_EXPORTER_OTLP_ENDPOINT`; `OTEL_SERVICE_NAME` sets `service.name` (`varpulis`).
+        /// `varpulis.source.start`, `varpulis.batch`, `varpulis.checkpoint`, `varpulis.event`)
+        /// over OTLP/HTTP protobuf to URL/v1/traces (e.g. `http://127.0.0.1:4318`). Default:
+        /// `OTEL_EXPORTER_OTLP_ENDPOINT`; `OTEL_SERVICE_NAME` sets `service.name` (`varpulis`),
+        /// `OTEL_RESOURCE_ATTRIBUTES` more resource attributes, `OTEL_EXPORTER_OTLP_HEADERS`
+        /// the export requests' headers.
         #[arg(long, value_name = "URL")]
         otlp_endpoint: Option<String>,
         #[command(flatten)]
@@ -433,11 +435,15 @@ fn main() -> ExitCode {
                 checkpoint_timeout,
                 connectors_config: config,
                 max_future_skew: (!max_future_skew.is_zero()).then_some(max_future_skew),
-                otlp_endpoint: otlp_endpoint.or_else(|| env_setting("OTEL_EXPORTER_OTLP_ENDPOINT")),
-                service_name: env_setting("OTEL_SERVICE_NAME")
-                    .unwrap_or_else(|| "varpulis".to_string()),
+                otlp: None,
             };
-            cli::simulate::run(&args)
+            match otlp_config(otlp_endpoint) {
+                Ok(otlp) => {
+                    args.live.otlp = otlp;
+                    cli::simulate::run(&args)
+                }
+                Err(e) => Err(e),
+            }
         }
     };
     match result {
@@ -453,6 +459,37 @@ fn main() -> ExitCode {
 /// A duration flag, in the language's spelling (`250ms`, `1s`, `2m`, `1h`, `1d`) or `0`.
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     varpulis::duration::parse(text)
+}
+
+/// Where traces go: `--otlp-endpoint` or `OTEL_EXPORTER_OTLP_ENDPOINT`, with
+/// `OTEL_EXPORTER_OTLP_HEADERS` and the resource from `OTEL_SERVICE_NAME`
+/// (which wins) and `OTEL_RESOURCE_ATTRIBUTES`.
+fn otlp_config(endpoint: Option<String>) -> anyhow::Result<Option<varpulis::trace::ExportConfig>> {
+    let Some(endpoint) = endpoint.or_else(|| env_setting("OTEL_EXPORTER_OTLP_ENDPOINT")) else {
+        return Ok(None);
+    };
+    let headers = match env_setting("OTEL_EXPORTER_OTLP_HEADERS") {
+        Some(text) => varpulis::trace::parse_headers(&text)?,
+        None => Vec::new(),
+    };
+    let resource = match env_setting("OTEL_RESOURCE_ATTRIBUTES") {
+        Some(text) => varpulis::trace::parse_resource_attributes(&text)?,
+        None => Vec::new(),
+    };
+    let service_name = env_setting("OTEL_SERVICE_NAME")
+        .or_else(|| {
+            resource
+                .iter()
+                .find(|(k, _)| k == "service.name")
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap_or_else(|| "varpulis".to_string());
+    Ok(Some(varpulis::trace::ExportConfig {
+        endpoint,
+        service_name,
+        resource,
+        headers,
+    }))
 }
 
 /// A non-empty environment variable (the OpenTelemetry `OTEL_*` settings).

@@ -321,6 +321,13 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "Reconnections of a source after a broken connection.",
         &by_source(|m| m.reconnects),
     );
+    family(
+        &mut out,
+        "source_trace_context_invalid_total",
+        "counter",
+        "traceparent headers a source ignored because they were not valid W3C trace contexts.",
+        &by_source(|m| m.invalid_trace_context),
+    );
     let by_sink = |f: fn(&SinkMetrics) -> u64| -> Vec<(String, u64)> {
         s.sinks
             .iter()

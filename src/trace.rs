@@ -2,18 +2,23 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT`), exported over OTLP/HTTP with protobuf
 //! encoding to `URL/v1/traces`.
 //!
+//! Traces stay small: the run's root span `varpulis.run` holds only the run's
+//! own work (`varpulis.source.start`); each `varpulis.batch` and each
+//! `varpulis.checkpoint` is the root of a trace of its own, with a span link
+//! to the run. An event that arrived with a W3C `traceparent` (docs/RUNTIME.md,
+//! "Traces") gets a `varpulis.event` span in the caller's trace, child of the
+//! caller's span.
+//!
 //! The live loop only records finished spans into a bounded queue; it never
 //! waits for the network. A background thread batches them (every second or
-//! `BATCH` spans) and POSTs an `ExportTraceServiceRequest`. A batch the
-//! collector does not take after a bounded retry is dropped and counted
-//! ([`Tracer::dropped`], `varpulis_trace_spans_dropped_total`); the first
-//! failure is kept for the run to report once ([`Tracer::take_warning`]: the
-//! run holds the stderr lock, so the exporter thread must not print). A full
-//! queue drops spans the same way.
-//!
-//! The few protobuf messages needed are encoded by hand (field numbers from
-//! opentelemetry-proto `collector/trace/v1`, `trace/v1`, `common/v1`,
-//! `resource/v1`), which keeps the build free of a protobuf toolchain.
+//! `BATCH` spans) and POSTs an `ExportTraceServiceRequest` (the
+//! `opentelemetry-proto` messages, encoded by prost) with the
+//! `OTEL_EXPORTER_OTLP_HEADERS`. A batch the collector does not take after a
+//! bounded retry is dropped and counted ([`Tracer::dropped`],
+//! `varpulis_trace_spans_dropped_total`); the first failure is kept for the
+//! run to report once ([`Tracer::take_warning`]: the run holds the stderr
+//! lock, so the exporter thread must not print). A full queue drops spans the
+//! same way.
 
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +27,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1 as otlp;
+use prost::Message;
+use varpulis_connectors::TraceParent;
 
 /// Spans waiting for the exporter at most; past this, spans are dropped.
 const QUEUE: usize = 4096;
@@ -100,12 +111,18 @@ pub enum Status {
 /// One span, open until [`Tracer::end`] records it.
 #[derive(Clone, Debug)]
 pub struct Span {
-    /// The span's name (part of the interface: docs/RUNTIME.md §6).
+    /// The span's name (part of the interface: docs/RUNTIME.md, "Traces").
     pub name: &'static str,
+    /// The trace it belongs to.
+    pub trace_id: [u8; 16],
     /// Its id.
     pub id: [u8; 8],
-    /// The parent's id, for a child span.
+    /// The parent's id, for a child span (the parent may be in another
+    /// process: a remote `traceparent`).
     pub parent: Option<[u8; 8]>,
+    /// Spans of other traces this one relates to (a batch links to its run),
+    /// as (trace id, span id).
+    pub links: Vec<([u8; 16], [u8; 8])>,
     /// Start, in Unix nanoseconds.
     pub start: u64,
     /// End, in Unix nanoseconds (set by [`Tracer::end`]).
@@ -126,14 +143,35 @@ impl Span {
     pub fn error(&mut self, message: impl Into<String>) {
         self.status = Status::Error(message.into());
     }
+
+    /// Links the span to `other` (of another trace).
+    pub fn link(&mut self, other: &Span) {
+        self.links.push((other.trace_id, other.id));
+    }
+
+    /// The trace id in hex, as trace viewers show it.
+    pub fn trace_id_hex(&self) -> String {
+        self.trace_id.iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
-/// Records spans of one trace and hands them to the exporter thread; a
-/// disabled tracer (no endpoint) records nothing.
+/// Where and how spans are exported.
+#[derive(Clone, Debug, Default)]
+pub struct ExportConfig {
+    /// `http://host:4318`; spans go to `endpoint/v1/traces`.
+    pub endpoint: String,
+    /// The resource's `service.name`.
+    pub service_name: String,
+    /// More resource attributes (`OTEL_RESOURCE_ATTRIBUTES`).
+    pub resource: Vec<(String, String)>,
+    /// Headers of every export request (`OTEL_EXPORTER_OTLP_HEADERS`).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Records spans and hands them to the exporter thread; a disabled tracer
+/// (no endpoint) records nothing.
 pub struct Tracer {
     exporter: Option<Exporter>,
-    /// The run's trace (every span of a run shares it).
-    trace_id: [u8; 16],
     ids: IdSource,
     dropped: Arc<AtomicU64>,
     /// The first export failure, until taken.
@@ -151,35 +189,42 @@ struct Exporter {
 impl Tracer {
     /// A tracer that records nothing.
     pub fn disabled() -> Tracer {
-        let ids = IdSource::new();
         Tracer {
             exporter: None,
-            trace_id: ids.trace_id(),
-            ids,
+            ids: IdSource::new(),
             dropped: Arc::new(AtomicU64::new(0)),
             warning: Arc::default(),
         }
     }
 
-    /// Starts exporting to `endpoint` (`http://host:4318`; spans go to
-    /// `endpoint/v1/traces`) as service `service`.
-    pub fn start(endpoint: &str, service: &str) -> anyhow::Result<Tracer> {
+    /// Starts exporting as `config` says.
+    pub fn start(config: &ExportConfig) -> anyhow::Result<Tracer> {
+        let endpoint = &config.endpoint;
         let base = endpoint.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             anyhow::bail!("the OTLP endpoint `{endpoint}` is not an http:// or https:// URL");
         }
         let url = format!("{base}/v1/traces");
-        let ids = IdSource::new();
-        let trace_id = ids.trace_id();
         let dropped = Arc::new(AtomicU64::new(0));
         let exported = Arc::new(AtomicU64::new(0));
         let warning: Arc<Mutex<Option<String>>> = Arc::default();
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
         let (done_tx, done) = crossbeam_channel::bounded(1);
+        let mut resource = vec![key_value(
+            "service.name",
+            &Value::from(&*config.service_name),
+        )];
+        resource.extend(
+            config
+                .resource
+                .iter()
+                .filter(|(k, _)| k != "service.name")
+                .map(|(k, v)| key_value(k, &Value::from(&**v))),
+        );
         let worker = Worker {
             url: url.clone(),
-            trace_id,
-            resource: vec![("service.name", Value::from(service))],
+            resource,
+            headers: config.headers.clone(),
             agent: ureq::Agent::config_builder()
                 .timeout_global(Some(REQUEST_TIMEOUT))
                 .user_agent(format!("varpulis/{}", env!("CARGO_PKG_VERSION")))
@@ -203,16 +248,15 @@ impl Tracer {
                 thread: Some(thread),
                 exported,
             }),
-            trace_id,
-            ids,
+            ids: IdSource::new(),
             dropped,
             warning,
         })
     }
 
-    /// The run's trace id in hex, as trace viewers show it.
-    pub fn trace_id_hex(&self) -> String {
-        self.trace_id.iter().map(|b| format!("{b:02x}")).collect()
+    /// Whether spans are exported.
+    pub fn enabled(&self) -> bool {
+        self.exporter.is_some()
     }
 
     /// Where spans go, when enabled.
@@ -220,12 +264,28 @@ impl Tracer {
         self.exporter.as_ref().map(|e| e.url.as_str())
     }
 
-    /// Opens a span now; `parent` makes it a child.
+    /// Opens a span now: a child of `parent` in its trace, or with no parent
+    /// the root of a new trace.
     pub fn span(&self, name: &'static str, parent: Option<&Span>) -> Span {
+        match parent {
+            Some(p) => self.open(name, p.trace_id, Some(p.id)),
+            None => self.open(name, self.ids.trace_id(), None),
+        }
+    }
+
+    /// Opens a span now as the child of a span of another process (a
+    /// `traceparent` that came with an event), in that trace.
+    pub fn remote_child(&self, name: &'static str, parent: &TraceParent) -> Span {
+        self.open(name, parent.trace_id, Some(parent.span_id))
+    }
+
+    fn open(&self, name: &'static str, trace_id: [u8; 16], parent: Option<[u8; 8]>) -> Span {
         Span {
             name,
+            trace_id,
             id: self.ids.span_id(),
-            parent: parent.map(|p| p.id),
+            parent,
+            links: Vec::new(),
             start: unix_nanos(),
             end: 0,
             attributes: Vec::new(),
@@ -282,8 +342,8 @@ impl Tracer {
 /// The exporter thread.
 struct Worker {
     url: String,
-    trace_id: [u8; 16],
-    resource: Vec<(&'static str, Value)>,
+    resource: Vec<KeyValue>,
+    headers: Vec<(String, String)>,
     agent: ureq::Agent,
     dropped: Arc<AtomicU64>,
     exported: Arc<AtomicU64>,
@@ -324,18 +384,20 @@ impl Worker {
 
     /// Sends one batch, with one retry; a batch that fails is dropped.
     fn export(&mut self, spans: &[Span]) {
-        let body = encode_request(&self.trace_id, &self.resource, spans);
+        let body = encode_request(&self.resource, spans);
         let mut last_error = String::new();
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 std::thread::sleep(RETRY_PAUSE);
             }
-            match self
+            let mut request = self
                 .agent
                 .post(&self.url)
-                .header("Content-Type", "application/x-protobuf")
-                .send(&body[..])
-            {
+                .header("Content-Type", "application/x-protobuf");
+            for (name, value) in &self.headers {
+                request = request.header(name, value);
+            }
+            match request.send(&body[..]) {
                 Ok(_) => {
                     self.exported
                         .fetch_add(spans.len() as u64, Ordering::Relaxed);
@@ -347,11 +409,13 @@ impl Worker {
         self.dropped
             .fetch_add(spans.len() as u64, Ordering::Relaxed);
         if let Some(slot) = self.warning.take() {
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+            // The error may quote a header (an authorization value): redacted.
+            let message = varpulis_connectors::redact::redact(&format!(
                 "warning: OTLP export to {} failed: {last_error}; spans are dropped and counted \
                  (varpulis_trace_spans_dropped_total)",
                 self.url
             ));
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
         }
     }
 }
@@ -397,215 +461,165 @@ fn unix_nanos() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-// Protobuf wire types.
-const VARINT: u64 = 0;
-const FIXED64: u64 = 1;
-const LEN: u64 = 2;
-
-/// `SpanKind.SPAN_KIND_INTERNAL`: every span is work inside the process.
-const KIND_INTERNAL: u64 = 1;
-
 /// Encodes `ExportTraceServiceRequest { resource_spans: [ResourceSpans {
 /// resource: Resource { attributes }, scope_spans: [ScopeSpans { scope:
 /// InstrumentationScope { name: "varpulis", version }, spans }] }] }`.
-pub fn encode_request(
-    trace_id: &[u8; 16],
-    resource: &[(&'static str, Value)],
-    spans: &[Span],
-) -> Vec<u8> {
-    let mut res = Vec::new();
-    for kv in resource {
-        message(&mut res, 1, &key_value(kv));
+pub fn encode_request(resource: &[KeyValue], spans: &[Span]) -> Vec<u8> {
+    ExportTraceServiceRequest {
+        resource_spans: vec![otlp::ResourceSpans {
+            resource: Some(Resource {
+                attributes: resource.to_vec(),
+                ..Resource::default()
+            }),
+            scope_spans: vec![otlp::ScopeSpans {
+                scope: Some(InstrumentationScope {
+                    name: "varpulis".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..InstrumentationScope::default()
+                }),
+                spans: spans.iter().map(span_message).collect(),
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
     }
-    let mut scope = Vec::new();
-    bytes(&mut scope, 1, b"varpulis");
-    bytes(&mut scope, 2, env!("CARGO_PKG_VERSION").as_bytes());
-    let mut scope_spans = Vec::new();
-    message(&mut scope_spans, 1, &scope);
-    for span in spans {
-        message(&mut scope_spans, 2, &encode_span(trace_id, span));
-    }
-    let mut resource_spans = Vec::new();
-    message(&mut resource_spans, 1, &res);
-    message(&mut resource_spans, 2, &scope_spans);
-    let mut request = Vec::new();
-    message(&mut request, 1, &resource_spans);
-    request
+    .encode_to_vec()
 }
 
 /// `opentelemetry.proto.trace.v1.Span`.
-fn encode_span(trace_id: &[u8; 16], span: &Span) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
-    bytes(&mut out, 1, trace_id);
-    bytes(&mut out, 2, &span.id);
-    if let Some(parent) = &span.parent {
-        bytes(&mut out, 4, parent);
+fn span_message(span: &Span) -> otlp::Span {
+    let status = match &span.status {
+        Status::Unset => None,
+        Status::Ok => Some(otlp::Status {
+            message: String::new(),
+            code: otlp::status::StatusCode::Ok as i32,
+        }),
+        Status::Error(message) => Some(otlp::Status {
+            message: message.clone(),
+            code: otlp::status::StatusCode::Error as i32,
+        }),
+    };
+    otlp::Span {
+        trace_id: span.trace_id.to_vec(),
+        span_id: span.id.to_vec(),
+        parent_span_id: span.parent.map(|p| p.to_vec()).unwrap_or_default(),
+        name: span.name.to_string(),
+        // Every span is work inside the process.
+        kind: otlp::span::SpanKind::Internal as i32,
+        start_time_unix_nano: span.start,
+        end_time_unix_nano: span.end,
+        attributes: span
+            .attributes
+            .iter()
+            .map(|(k, v)| key_value(k, v))
+            .collect(),
+        links: span
+            .links
+            .iter()
+            .map(|(trace_id, span_id)| otlp::span::Link {
+                trace_id: trace_id.to_vec(),
+                span_id: span_id.to_vec(),
+                ..otlp::span::Link::default()
+            })
+            .collect(),
+        status,
+        ..otlp::Span::default()
     }
-    bytes(&mut out, 5, span.name.as_bytes());
-    tag(&mut out, 6, VARINT);
-    varint(&mut out, KIND_INTERNAL);
-    tag(&mut out, 7, FIXED64);
-    out.extend_from_slice(&span.start.to_le_bytes());
-    tag(&mut out, 8, FIXED64);
-    out.extend_from_slice(&span.end.to_le_bytes());
-    for kv in &span.attributes {
-        message(&mut out, 9, &key_value(kv));
-    }
-    let mut status = Vec::new();
-    match &span.status {
-        Status::Unset => {}
-        Status::Ok => {
-            tag(&mut status, 3, VARINT);
-            varint(&mut status, 1);
-        }
-        Status::Error(msg) => {
-            bytes(&mut status, 2, msg.as_bytes());
-            tag(&mut status, 3, VARINT);
-            varint(&mut status, 2);
-        }
-    }
-    if !status.is_empty() {
-        message(&mut out, 15, &status);
-    }
-    out
 }
 
 /// `KeyValue { key, value: AnyValue }`.
-fn key_value((key, value): &(&'static str, Value)) -> Vec<u8> {
-    let mut any = Vec::new();
-    match value {
-        Value::Str(s) => bytes(&mut any, 1, s.as_bytes()),
-        Value::Bool(b) => {
-            tag(&mut any, 2, VARINT);
-            varint(&mut any, u64::from(*b));
+fn key_value(key: &str, value: &Value) -> KeyValue {
+    let value = match value {
+        Value::Str(s) => any_value::Value::StringValue(s.clone()),
+        Value::Bool(b) => any_value::Value::BoolValue(*b),
+        Value::Int(n) => any_value::Value::IntValue(*n),
+        Value::Double(x) => any_value::Value::DoubleValue(*x),
+    };
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..KeyValue::default()
+    }
+}
+
+/// Parses `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,key2=value2`, values
+/// percent-decoded) and registers every value as a secret, so an
+/// authorization header is never printed. An entry without `=` or with an
+/// empty key is an error that names the entry's position, not its value.
+pub fn parse_headers(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let pairs = parse_pairs("OTEL_EXPORTER_OTLP_HEADERS", text)?;
+    for (_, value) in &pairs {
+        varpulis_connectors::redact::register_secret(value);
+    }
+    Ok(pairs)
+}
+
+/// Parses `OTEL_RESOURCE_ATTRIBUTES` (`key=value,...`, values
+/// percent-decoded).
+pub fn parse_resource_attributes(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    parse_pairs("OTEL_RESOURCE_ATTRIBUTES", text)
+}
+
+/// `key=value` entries separated by commas; blank entries are skipped.
+fn parse_pairs(variable: &str, text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (i, entry) in text.split(',').enumerate() {
+        if entry.trim().is_empty() {
+            continue;
         }
-        Value::Int(n) => {
-            tag(&mut any, 3, VARINT);
-            // int64 is sent as its two's complement, as protobuf does.
-            varint(&mut any, *n as u64);
+        let Some((key, value)) = entry.split_once('=') else {
+            anyhow::bail!("{variable}: entry {} has no `=` (want key=value)", i + 1);
+        };
+        let key = key.trim();
+        if key.is_empty() {
+            anyhow::bail!("{variable}: entry {} has an empty key", i + 1);
         }
-        Value::Double(x) => {
-            tag(&mut any, 4, FIXED64);
-            any.extend_from_slice(&x.to_le_bytes());
+        let Some(value) = percent_decode(value.trim()) else {
+            anyhow::bail!(
+                "{variable}: the value of `{key}` has a bad percent escape or is not UTF-8"
+            );
+        };
+        out.push((key.to_string(), value));
+    }
+    Ok(out)
+}
+
+/// `%XX` escapes decoded; `None` on a bad escape or a result that is not
+/// UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
         }
     }
-    let mut kv = Vec::new();
-    bytes(&mut kv, 1, key.as_bytes());
-    message(&mut kv, 2, &any);
-    kv
-}
-
-fn tag(out: &mut Vec<u8>, field: u64, wire: u64) {
-    varint(out, (field << 3) | wire);
-}
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn bytes(out: &mut Vec<u8>, field: u64, data: &[u8]) {
-    tag(out, field, LEN);
-    varint(out, data.len() as u64);
-    out.extend_from_slice(data);
-}
-
-fn message(out: &mut Vec<u8>, field: u64, body: &[u8]) {
-    bytes(out, field, body);
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A decoded protobuf field: number and value.
-    #[derive(Debug, PartialEq)]
-    enum Field {
-        Varint(u64),
-        Fixed64(u64),
-        Len(Vec<u8>),
-    }
-
-    /// Decodes one message's fields, failing on anything malformed.
-    fn fields(mut buf: &[u8]) -> Vec<(u64, Field)> {
-        fn read_varint(buf: &mut &[u8]) -> u64 {
-            let mut v = 0u64;
-            for shift in (0..64).step_by(7) {
-                let (&b, rest) = buf.split_first().expect("truncated varint");
-                *buf = rest;
-                v |= u64::from(b & 0x7f) << shift;
-                if b < 0x80 {
-                    return v;
-                }
-            }
-            panic!("varint too long");
-        }
-        let mut out = Vec::new();
-        while !buf.is_empty() {
-            let key = read_varint(&mut buf);
-            let value = match key & 7 {
-                0 => Field::Varint(read_varint(&mut buf)),
-                1 => {
-                    let (b, rest) = buf.split_at(8);
-                    buf = rest;
-                    Field::Fixed64(u64::from_le_bytes(b.try_into().expect("8 bytes")))
-                }
-                2 => {
-                    let n = usize::try_from(read_varint(&mut buf)).expect("length");
-                    let (b, rest) = buf.split_at(n);
-                    buf = rest;
-                    Field::Len(b.to_vec())
-                }
-                w => panic!("unexpected wire type {w}"),
-            };
-            out.push((key >> 3, value));
-        }
-        out
-    }
-
-    /// A decoded `KeyValue`: the key and the `AnyValue`'s fields.
-    type Attribute = (Vec<u8>, Vec<(u64, Field)>);
-
-    fn len(f: &(u64, Field)) -> &[u8] {
-        match &f.1 {
-            Field::Len(b) => b,
-            other => panic!("field {} is not length-delimited: {other:?}", f.0),
-        }
-    }
-
-    fn one(fields: &[(u64, Field)], number: u64) -> &(u64, Field) {
-        let mut it = fields.iter().filter(|f| f.0 == number);
-        let f = it.next().unwrap_or_else(|| panic!("no field {number}"));
-        assert!(it.next().is_none(), "field {number} repeated");
-        f
+    fn decode(bytes: &[u8]) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest::decode(bytes).expect("a valid request")
     }
 
     #[test]
-    fn varints_match_the_protobuf_examples() {
-        let check = |v: u64, want: &[u8]| {
-            let mut out = Vec::new();
-            varint(&mut out, v);
-            assert_eq!(out, want, "{v}");
-        };
-        check(1, &[0x01]);
-        check(150, &[0x96, 0x01]);
-        check(300, &[0xac, 0x02]);
-        check(
-            u64::MAX,
-            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01],
-        );
-    }
-
-    #[test]
-    fn a_request_decodes_field_by_field() {
-        let trace_id = [7u8; 16];
+    fn a_request_decodes_with_the_opentelemetry_types() {
         let span = Span {
             name: "varpulis.checkpoint",
+            trace_id: [7; 16],
             id: [1, 2, 3, 4, 5, 6, 7, 8],
             parent: Some([9; 8]),
+            links: vec![([3; 16], [4; 8])],
             start: 1_700_000_000_000_000_000,
             end: 1_700_000_000_500_000_000,
             attributes: vec![
@@ -616,67 +630,130 @@ mod tests {
             ],
             status: Status::Error("disk full".into()),
         };
-        let bytes = encode_request(&trace_id, &[("service.name", Value::from("svc"))], &[span]);
+        let resource = [key_value("service.name", &Value::from("svc"))];
+        let request = decode(&encode_request(&resource, &[span]));
 
-        let request = fields(&bytes);
-        let resource_spans = fields(len(one(&request, 1)));
-        let resource = fields(len(one(&resource_spans, 1)));
-        let kv = fields(len(one(&resource, 1)));
-        assert_eq!(len(one(&kv, 1)), b"service.name");
-        assert_eq!(fields(len(one(&kv, 2))), [(1, Field::Len(b"svc".to_vec()))]);
-
-        let scope_spans = fields(len(one(&resource_spans, 2)));
-        let scope = fields(len(one(&scope_spans, 1)));
-        assert_eq!(len(one(&scope, 1)), b"varpulis");
-        let span = fields(len(one(&scope_spans, 2)));
-        assert_eq!(len(one(&span, 1)), &[7u8; 16]);
-        assert_eq!(len(one(&span, 2)), &[1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(len(one(&span, 4)), &[9u8; 8]);
-        assert_eq!(len(one(&span, 5)), b"varpulis.checkpoint");
-        assert_eq!(one(&span, 6).1, Field::Varint(1), "SPAN_KIND_INTERNAL");
-        assert_eq!(one(&span, 7).1, Field::Fixed64(1_700_000_000_000_000_000));
-        assert_eq!(one(&span, 8).1, Field::Fixed64(1_700_000_000_500_000_000));
-
-        let attrs: Vec<Attribute> = span
+        let [rs] = &request.resource_spans[..] else {
+            panic!("one ResourceSpans: {request:?}")
+        };
+        let attrs = &rs.resource.as_ref().expect("resource").attributes;
+        assert_eq!(attrs[0].key, "service.name");
+        assert_eq!(
+            attrs[0].value.as_ref().and_then(|v| v.value.clone()),
+            Some(any_value::Value::StringValue("svc".into()))
+        );
+        let [ss] = &rs.scope_spans[..] else {
+            panic!("one ScopeSpans")
+        };
+        assert_eq!(ss.scope.as_ref().expect("scope").name, "varpulis");
+        let [span] = &ss.spans[..] else {
+            panic!("one span")
+        };
+        assert_eq!(span.trace_id, [7u8; 16]);
+        assert_eq!(span.span_id, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(span.parent_span_id, [9u8; 8]);
+        assert_eq!(span.name, "varpulis.checkpoint");
+        assert_eq!(span.kind, otlp::span::SpanKind::Internal as i32);
+        assert_eq!(span.start_time_unix_nano, 1_700_000_000_000_000_000);
+        assert_eq!(span.end_time_unix_nano, 1_700_000_000_500_000_000);
+        assert_eq!(span.links.len(), 1);
+        assert_eq!(span.links[0].trace_id, [3u8; 16]);
+        assert_eq!(span.links[0].span_id, [4u8; 8]);
+        let values: Vec<_> = span
+            .attributes
             .iter()
-            .filter(|f| f.0 == 9)
-            .map(|f| {
-                let kv = fields(len(f));
-                (len(one(&kv, 1)).to_vec(), fields(len(one(&kv, 2))))
+            .map(|kv| {
+                (
+                    kv.key.as_str(),
+                    kv.value.as_ref().and_then(|v| v.value.clone()),
+                )
             })
             .collect();
-        assert_eq!(attrs.len(), 4);
-        assert_eq!(attrs[0].0, b"varpulis.state_dir");
-        assert_eq!(attrs[0].1, [(1, Field::Len(b"/tmp/s".to_vec()))]);
-        assert_eq!(attrs[1].1, [(3, Field::Varint(-2i64 as u64))]);
-        assert_eq!(attrs[2].1, [(4, Field::Fixed64(0.5f64.to_bits()))]);
-        assert_eq!(attrs[3].1, [(2, Field::Varint(1))]);
-
-        let status = fields(len(one(&span, 15)));
         assert_eq!(
-            status,
+            values,
             [
-                (2, Field::Len(b"disk full".to_vec())),
-                (3, Field::Varint(2))
+                (
+                    "varpulis.state_dir",
+                    Some(any_value::Value::StringValue("/tmp/s".into()))
+                ),
+                ("varpulis.events", Some(any_value::Value::IntValue(-2))),
+                ("ratio", Some(any_value::Value::DoubleValue(0.5))),
+                ("ok", Some(any_value::Value::BoolValue(true))),
             ]
         );
+        let status = span.status.as_ref().expect("status");
+        assert_eq!(status.message, "disk full");
+        assert_eq!(status.code, otlp::status::StatusCode::Error as i32);
     }
 
     #[test]
-    fn a_root_span_has_no_parent_and_an_unset_status_is_left_out() {
+    fn a_root_span_starts_a_trace_and_a_child_stays_in_it() {
         let tracer = Tracer::disabled();
         let root = tracer.span("varpulis.run", None);
-        let child = tracer.span("varpulis.batch", Some(&root));
+        let child = tracer.span("varpulis.source.start", Some(&root));
         assert_eq!(child.parent, Some(root.id));
+        assert_eq!(child.trace_id, root.trace_id);
         assert_ne!(child.id, root.id);
-        let span = fields(&encode_span(&[1; 16], &root));
-        assert!(span.iter().all(|f| f.0 != 4 && f.0 != 15), "{span:?}");
-        assert_eq!(tracer.trace_id_hex().len(), 32);
+        let mut batch = tracer.span("varpulis.batch", None);
+        batch.link(&root);
+        assert_ne!(
+            batch.trace_id, root.trace_id,
+            "a batch is a trace of its own"
+        );
+        assert_eq!(batch.links, [(root.trace_id, root.id)]);
+        let request = decode(&encode_request(&[], std::slice::from_ref(&root)));
+        let span = &request.resource_spans[0].scope_spans[0].spans[0];
+        assert!(span.parent_span_id.is_empty());
+        assert!(span.status.is_none(), "an unset status is left out");
+        assert_eq!(root.trace_id_hex().len(), 32);
+
+        let remote = TraceParent {
+            trace_id: [5; 16],
+            span_id: [6; 8],
+            flags: 1,
+        };
+        let event = tracer.remote_child("varpulis.event", &remote);
+        assert_eq!(event.trace_id, [5; 16]);
+        assert_eq!(event.parent, Some([6; 8]));
+    }
+
+    #[test]
+    fn headers_and_resource_attributes_parse_and_percent_decode() {
+        let headers = parse_headers("Authorization=Bearer%20s3cr3t-token, x-tenant = a%2Cb ,")
+            .expect("valid");
+        assert_eq!(
+            headers,
+            [
+                (
+                    "Authorization".to_string(),
+                    "Bearer s3cr3t-token".to_string()
+                ),
+                ("x-tenant".to_string(), "a,b".to_string()),
+            ]
+        );
+        assert_eq!(
+            varpulis_connectors::redact::redact("sent Bearer s3cr3t-token"),
+            "sent ***",
+            "the values are secrets"
+        );
+        let attrs = parse_resource_attributes("deployment.environment=prod,team=cep%2Fcore")
+            .expect("valid");
+        assert_eq!(attrs[1], ("team".to_string(), "cep/core".to_string()));
+        let err = parse_headers("Authorization").expect_err("no =");
+        assert!(err.to_string().contains("entry 1 has no `=`"), "{err}");
+        let err = parse_headers("a=ok,b=bad%zzsecretvalue").expect_err("bad escape");
+        assert!(!err.to_string().contains("secretvalue"), "{err}");
+        assert!(parse_resource_attributes("=x").is_err());
     }
 
     #[test]
     fn an_unreachable_collector_drops_and_counts_spans_without_blocking() {
-        let mut tracer = Tracer::start("http://127.0.0.1:1/", "test").expect("start");
+        let config = ExportConfig {
+            endpoint: "http://127.0.0.1:1/".into(),
+            service_name: "test".into(),
+            ..ExportConfig::default()
+        };
+        let mut tracer = Tracer::start(&config).expect("start");
         assert_eq!(tracer.url(), Some("http://127.0.0.1:1/v1/traces"));
         let started = Instant::now();
         for _ in 0..3 {
@@ -694,9 +771,10 @@ mod tests {
             "{warning}"
         );
         assert_eq!(tracer.take_warning(), None, "reported once");
-        assert!(
-            Tracer::start("127.0.0.1:4318", "x").is_err(),
-            "needs a scheme"
-        );
+        let no_scheme = ExportConfig {
+            endpoint: "127.0.0.1:4318".into(),
+            ..ExportConfig::default()
+        };
+        assert!(Tracer::start(&no_scheme).is_err(), "needs a scheme");
     }
 }

@@ -5,11 +5,16 @@
 //! `VARPULIS_REQUIRE_BROKERS=1` (set by `scripts/test`) makes that a failure.
 //! `scripts/setup` installs it.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value;
+use prost::Message;
 
 fn write(dir: &Path, name: &str, body: &str) {
     std::fs::write(dir.join(name), body).expect("write test file");
@@ -45,6 +50,8 @@ fn varpulis_run(dir: &Path, args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("OTEL_SERVICE_NAME")
+        .env_remove("OTEL_EXPORTER_OTLP_HEADERS")
+        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
         .stdin(Stdio::null())
         .output()
         .expect("run varpulis")
@@ -53,6 +60,12 @@ fn varpulis_run(dir: &Path, args: &[&str]) -> Output {
 /// `oteltap` waiting for the `varpulis.run` span on `port`, or `None` (test
 /// skipped) when it is not installed.
 fn oteltap(port: u16) -> Option<Child> {
+    oteltap_awaiting(port, r"^varpulis\.run$")
+}
+
+/// `oteltap` on `port`, exiting once a span whose name matches `span`
+/// arrived.
+fn oteltap_awaiting(port: u16, span: &str) -> Option<Child> {
     let installed = Command::new("oteltap")
         .arg("--help")
         .stdout(Stdio::null())
@@ -68,12 +81,7 @@ fn oteltap(port: u16) -> Option<Child> {
         return None;
     }
     let child = Command::new("oteltap")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--await-span",
-            r"^varpulis\.run$",
-        ])
+        .args(["--port", &port.to_string(), "--await-span", span])
         .env("PYTHONUNBUFFERED", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -91,7 +99,7 @@ fn oteltap(port: u16) -> Option<Child> {
     Some(child)
 }
 
-/// Waits for oteltap to exit (it does once `varpulis.run` arrived) and
+/// Waits for oteltap to exit (it does once the awaited span arrived) and
 /// returns the spans it printed (one JSON object per line).
 fn received_spans(mut tap: Child) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -112,7 +120,7 @@ fn received_spans(mut tap: Child) -> Vec<serde_json::Value> {
     let _ = tap.stderr.take().expect("piped").read_to_string(&mut err);
     assert!(
         status.is_some_and(|s| s.success()),
-        "oteltap did not receive `varpulis.run`:\n{out}\n{err}"
+        "oteltap did not receive the awaited span:\n{out}\n{err}"
     );
     out.lines()
         .filter(|l| l.starts_with('{') && l.ends_with('}'))
@@ -200,11 +208,31 @@ fn a_live_run_sends_its_spans_to_an_otlp_receiver() {
     );
 
     for span in &spans {
-        assert_eq!(span["traceId"], root["traceId"], "one trace per run");
-        if span["name"] != "varpulis.run" {
-            assert_eq!(span["parentSpanId"], root["spanId"], "children of the run");
+        match span["name"].as_str() {
+            Some("varpulis.run") => {}
+            Some("varpulis.source.start") => {
+                assert_eq!(span["traceId"], root["traceId"], "in the run's trace");
+                assert_eq!(span["parentSpanId"], root["spanId"], "a child of the run");
+            }
+            Some("varpulis.batch" | "varpulis.checkpoint") => {
+                assert_ne!(
+                    span["traceId"], root["traceId"],
+                    "a trace of its own: {span}"
+                );
+                assert_eq!(span["parentSpanId"], "", "a root: {span}");
+                let links = span["links"].as_array().expect("links");
+                assert_eq!(links.len(), 1, "{span}");
+                assert_eq!(links[0]["traceId"], root["traceId"], "linked to the run");
+                assert_eq!(links[0]["spanId"], root["spanId"], "linked to the run");
+            }
+            _ => panic!("unexpected span {span}"),
         }
     }
+    let batch_traces: std::collections::BTreeSet<&str> = batches
+        .iter()
+        .filter_map(|b| b["traceId"].as_str())
+        .collect();
+    assert_eq!(batch_traces.len(), batches.len(), "one trace per batch");
 }
 
 #[test]
@@ -250,4 +278,340 @@ fn an_endpoint_without_a_scheme_is_refused() {
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(err.contains("is not an http:// or https:// URL"), "{err}");
+}
+
+/// One HTTP request a [`recorder`] received: lowercase header names with
+/// their values, and the body.
+struct Received {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 that answers every request `200` and
+/// hands it to the test: a webhook, or an OTLP collector whose export
+/// requests the test decodes itself.
+fn recorder() -> (u16, mpsc::Receiver<Received>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a recorder");
+    let port = listener.local_addr().expect("local address").port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let tx = tx.clone();
+            std::thread::spawn(move || serve(stream, &tx));
+        }
+    });
+    (port, rx)
+}
+
+/// Serves the requests of one connection until the client closes it.
+fn serve(stream: TcpStream, tx: &mpsc::Sender<Received>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = h.split_once(':') {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+            }
+        }
+        let len = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let _ = tx.send(Received { headers, body });
+        let answer = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        if writer.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn export_requests_carry_the_otlp_headers_and_resource_attributes() {
+    let (port, requests) = recorder();
+    let dir = tempfile::tempdir().expect("tempdir");
+    program(dir.path());
+    let run = Command::new(env!("CARGO_BIN_EXE_varpulis"))
+        .args(["run", "rules.vpl"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .env(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "Authorization=Bearer%20tok-5ecret-value, x-tenant = blue",
+        )
+        .env(
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment=test%2Fci,service.name=overridden",
+        )
+        .env("OTEL_SERVICE_NAME", "cep-svc")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run varpulis");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{err}");
+    assert!(
+        !err.contains("tok-5ecret-value"),
+        "secrets stay hidden: {err}"
+    );
+
+    let mut spans = Vec::new();
+    while let Ok(request) = requests.recv_timeout(Duration::from_secs(5)) {
+        assert_eq!(
+            request.header("authorization"),
+            Some("Bearer tok-5ecret-value")
+        );
+        assert_eq!(request.header("x-tenant"), Some("blue"));
+        assert_eq!(
+            request.header("content-type"),
+            Some("application/x-protobuf")
+        );
+        let export = ExportTraceServiceRequest::decode(&request.body[..]).expect("OTLP protobuf");
+        for rs in export.resource_spans {
+            let attrs: Vec<(String, Option<any_value::Value>)> = rs
+                .resource
+                .expect("a resource")
+                .attributes
+                .into_iter()
+                .map(|kv| (kv.key, kv.value.and_then(|v| v.value)))
+                .collect();
+            let text = |s: &str| Some(any_value::Value::StringValue(s.into()));
+            assert_eq!(
+                attrs,
+                [
+                    ("service.name".to_string(), text("cep-svc")),
+                    ("deployment.environment".to_string(), text("test/ci")),
+                ],
+                "OTEL_SERVICE_NAME wins over service.name in the attributes"
+            );
+            spans.extend(rs.scope_spans.into_iter().flat_map(|s| s.spans));
+        }
+        if spans.iter().any(|s| s.name == "varpulis.run") {
+            break;
+        }
+    }
+    assert!(
+        spans.iter().any(|s| s.name == "varpulis.run"),
+        "{:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_malformed_otlp_headers_variable_is_refused_without_echoing_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    program(dir.path());
+    let run = Command::new(env!("CARGO_BIN_EXE_varpulis"))
+        .args(["run", "rules.vpl", "--otlp-endpoint", "http://127.0.0.1:1"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .env("OTEL_EXPORTER_OTLP_HEADERS", "Bearer-hunter2-without-key")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run varpulis");
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("OTEL_EXPORTER_OTLP_HEADERS: entry 1 has no `=`"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+/// The caller's context: trace `4bf9...4736`, span `00f0...02b7`, sampled.
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+/// A live run of an http ingest endpoint whose hot readings go to a webhook.
+fn ingest_to_webhook(dir: &Path, ingest: u16, hook: u16, otlp: u16) -> Child {
+    write(
+        dir,
+        "rules.vpl",
+        &format!(
+            "event Reading:\n    zone: str\n    temp: float\n\n\
+             connector Ingest = http (url: \"http://127.0.0.1:{ingest}/events\")\n\
+             connector Hook = http (url: \"http://127.0.0.1:{hook}/alerts\")\n\n\
+             stream Hot = Reading.from(Ingest).where(temp > 30.0).emit(zone: zone).to(Hook)\n"
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_varpulis"))
+        .args([
+            "run",
+            "rules.vpl",
+            "--otlp-endpoint",
+            &format!("http://127.0.0.1:{otlp}"),
+        ])
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("OTEL_EXPORTER_OTLP_HEADERS")
+        .env_remove("OTEL_RESOURCE_ATTRIBUTES")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start varpulis run");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(50)) {
+            let running = line.starts_with("running;");
+            seen.push(line);
+            if running {
+                return child;
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the run did not start: {seen:#?}");
+}
+
+/// Posts `body` to the ingest endpoint with extra header lines; the status.
+fn post_events(port: u16, body: &str, headers: &str) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the ingest endpoint");
+    let request = format!(
+        "POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
+        body.len()
+    );
+    s.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("read the answer");
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Stops a live run like Ctrl-C would.
+fn terminate(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_ingested_traceparent_continues_through_the_event_span_to_the_webhook() {
+    let otlp = free_port();
+    let Some(tap) = oteltap_awaiting(otlp, r"^varpulis\.event$") else {
+        return;
+    };
+    let (hook, webhooks) = recorder();
+    let ingest = free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = ingest_to_webhook(dir.path(), ingest, hook, otlp);
+
+    // An invalid context is ignored (counted), never fatal; a cold reading
+    // with no context gets no span.
+    let status = post_events(
+        ingest,
+        r#"{"zone":"x","temp":10}"#,
+        "traceparent: 00-zz-bad\r\n",
+    );
+    assert_eq!(status, 202);
+    let traceparent = format!("traceparent: 00-{TRACE_ID}-{CALLER_SPAN}-01\r\n");
+    assert_eq!(
+        post_events(ingest, r#"{"zone":"a","temp":31}"#, &traceparent),
+        202
+    );
+
+    let alert = webhooks
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the webhook receives the alert");
+    let spans = received_spans(tap);
+    terminate(run);
+
+    let body: serde_json::Value = serde_json::from_slice(&alert.body).expect("JSON alert");
+    assert_eq!(body["zone"], "a", "{body}");
+    let sent = alert
+        .header("traceparent")
+        .expect("the webhook gets a traceparent");
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{sent}");
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", TRACE_ID, "01"),
+        "{sent}"
+    );
+    assert_ne!(
+        parts[2], CALLER_SPAN,
+        "a new span id under the caller's trace"
+    );
+
+    let events: Vec<&serde_json::Value> = spans
+        .iter()
+        .filter(|s| s["name"] == "varpulis.event")
+        .collect();
+    assert_eq!(
+        events.len(),
+        1,
+        "one span, for the traced event only: {spans:#?}"
+    );
+    let event = events[0];
+    assert_eq!(event["traceId"], TRACE_ID, "{event}");
+    assert_eq!(event["parentSpanId"], CALLER_SPAN, "{event}");
+    assert_eq!(
+        event["spanId"], parts[2],
+        "the webhook's parent is the event span"
+    );
+    assert_eq!(
+        attribute(event, "varpulis.event_type")["stringValue"],
+        "Reading"
+    );
+    assert_eq!(
+        attribute(event, "varpulis.connector")["stringValue"],
+        "Ingest"
+    );
+    assert_eq!(attribute(event, "varpulis.outputs")["intValue"], "1");
+    assert_eq!(attribute(event, "varpulis.streams")["stringValue"], "Hot");
 }

@@ -79,10 +79,8 @@ pub struct LiveSettings {
     pub checkpoint_interval: Duration,
     /// How long a checkpoint waits for the sinks.
     pub checkpoint_timeout: Duration,
-    /// OTLP/HTTP endpoint traces go to (`URL/v1/traces`), if any.
-    pub otlp_endpoint: Option<String>,
-    /// The `service.name` of exported traces.
-    pub service_name: String,
+    /// Where traces are exported (OTLP/HTTP, `URL/v1/traces`), if anywhere.
+    pub otlp: Option<crate::trace::ExportConfig>,
 }
 
 impl Default for LiveSettings {
@@ -96,8 +94,7 @@ impl Default for LiveSettings {
             state_dir: None,
             checkpoint_interval: Duration::from_secs(10),
             checkpoint_timeout: Duration::from_secs(10),
-            otlp_endpoint: None,
-            service_name: "varpulis".to_string(),
+            otlp: None,
         }
     }
 }
@@ -137,8 +134,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             carry_state: false,
             max_future_skew: args.live.max_future_skew,
             program: args.program.clone(),
-            otlp_endpoint: args.live.otlp_endpoint.clone(),
-            service_name: args.live.service_name.clone(),
+            otlp: args.live.otlp.clone(),
         };
         return crate::live::run(job, &options);
     }

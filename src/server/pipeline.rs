@@ -310,8 +310,7 @@ fn run(
         carry_state: true,
         max_future_skew: settings.max_future_skew,
         program: PathBuf::from(format!("{name}.vpl")),
-        otlp_endpoint: None,
-        service_name: "varpulis".to_string(),
+        otlp: None,
     };
     let observed = shared.clone();
     let injected = shared.clone();

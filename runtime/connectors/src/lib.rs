@@ -42,6 +42,7 @@ pub mod redact;
 pub mod source;
 #[cfg(any(feature = "mqtt", feature = "websocket"))]
 pub mod tls;
+pub mod trace_context;
 #[cfg(feature = "websocket")]
 pub mod websocket;
 
@@ -59,6 +60,7 @@ pub use source::{
     open_source, Position, Source, SourceConfig, SourceContext, SourceEvent, SourceMessage,
     SourceMetrics, SourceSender,
 };
+pub use trace_context::TraceParent;
 
 /// The sink kinds [`open_sink`] can build in this build (features decide `mqtt`, `kafka`,
 /// `websocket`).
@@ -85,6 +87,8 @@ pub struct Record {
     key: Option<Vec<u8>>,
     /// The record's identity across replays, sent as an idempotency key.
     id: Option<RecordId>,
+    /// The trace context of the event that caused it, sent on as a `traceparent` header.
+    trace_parent: Option<TraceParent>,
 }
 
 /// A record's identity: the same record produced again after a crash and a restart from a
@@ -117,6 +121,7 @@ impl Record {
             topic: None,
             key: None,
             id: None,
+            trace_parent: None,
         }
     }
 
@@ -135,6 +140,7 @@ impl Record {
                 topic: None,
                 key: None,
                 id: None,
+                trace_parent: None,
             })
         }
     }
@@ -150,6 +156,18 @@ impl Record {
     pub fn with_id(mut self, id: RecordId) -> Record {
         self.id = Some(id);
         self
+    }
+
+    /// Carries the trace context of the event that caused the record: sinks that can send
+    /// headers send it on as `traceparent` (the http webhook, Kafka).
+    pub fn with_trace_parent(mut self, trace_parent: Option<TraceParent>) -> Record {
+        self.trace_parent = trace_parent;
+        self
+    }
+
+    /// The trace context to send on, if the record has one.
+    pub fn trace_parent(&self) -> Option<&TraceParent> {
+        self.trace_parent.as_ref()
     }
 
     /// The record's identity, if the host gave it one.

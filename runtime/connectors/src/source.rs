@@ -115,6 +115,12 @@ pub struct SourceMessage {
     pub received: std::time::Instant,
     /// Where it sits, for sources that can replay (files, Kafka); `None` for the others.
     pub position: Option<Position>,
+    /// The sender's W3C trace context, for sources whose protocol carries headers (an HTTP
+    /// request's or a Kafka record's `traceparent`, checked by
+    /// [`SourceCounters::trace_parent`]); `None` when there was none or it was invalid. The
+    /// host continues the sender's trace with it: the event's span is the sender's span's
+    /// child, and the records the event causes carry the context on.
+    pub trace_parent: Option<crate::TraceParent>,
 }
 
 /// What a source tells the host.
@@ -225,6 +231,8 @@ pub struct SourceMetrics {
     pub reconnects: u64,
     /// The most recent error, rendered.
     pub last_error: Option<String>,
+    /// `traceparent` headers ignored because they were not valid W3C trace contexts.
+    pub invalid_trace_context: u64,
 }
 
 /// Counters shared between a source and its threads.
@@ -236,6 +244,7 @@ pub struct SourceCounters {
     errors: AtomicU64,
     reconnects: AtomicU64,
     last_error: Mutex<Option<String>>,
+    invalid_trace_context: AtomicU64,
 }
 
 impl SourceCounters {
@@ -262,6 +271,17 @@ impl SourceCounters {
         self.reconnects.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The trace context of a message's `traceparent` header value, if it has one; an invalid
+    /// one is counted and ignored (never fatal: the message itself is fine).
+    pub fn trace_parent(&self, header: Option<&[u8]>) -> Option<crate::TraceParent> {
+        let header = header?;
+        let parsed = crate::TraceParent::parse(header);
+        if parsed.is_none() {
+            self.invalid_trace_context.fetch_add(1, Ordering::Relaxed);
+        }
+        parsed
+    }
+
     /// The current values.
     pub fn snapshot(&self) -> SourceMetrics {
         SourceMetrics {
@@ -275,6 +295,7 @@ impl SourceCounters {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            invalid_trace_context: self.invalid_trace_context.load(Ordering::Relaxed),
         }
     }
 }
@@ -380,7 +401,18 @@ mod tests {
             received_ms: 0,
             received: Instant::now(),
             position: None,
+            trace_parent: None,
         })
+    }
+
+    #[test]
+    fn an_invalid_traceparent_is_ignored_and_counted() {
+        let counters = SourceCounters::default();
+        assert_eq!(counters.trace_parent(None), None);
+        let valid = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(counters.trace_parent(Some(valid)).is_some());
+        assert_eq!(counters.trace_parent(Some(b"00-nope")), None);
+        assert_eq!(counters.snapshot().invalid_trace_context, 1);
     }
 
     #[test]

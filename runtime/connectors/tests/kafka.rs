@@ -900,3 +900,58 @@ fn config_errors_name_the_parameter_and_suggest_fixes() {
     .expect("sink parameters are tolerated");
     source.stop();
 }
+
+#[test]
+fn a_trace_context_rides_a_record_header_from_the_sink_to_the_source() {
+    let Some(brokers) = broker("a_trace_context_rides_a_record_header") else {
+        return;
+    };
+    let topic = unique("traced");
+    create_topic(&brokers, &topic, 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let context = varpulis_connectors::TraceParent::parse(
+        b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    );
+    assert!(context.is_some());
+    let mut out = sink(&kafka("Out", &brokers, &[("topic", s(&topic))]), dir.path());
+    out.send(record(0).with_trace_parent(context))
+        .expect("queued");
+    out.send(record(1)).expect("queued");
+    out.barrier(Instant::now() + WAIT).expect("delivered");
+    out.close().expect("closed");
+
+    // A producer outside varpulis sends a bad header: ignored and counted.
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("producer");
+    let payload = r#"{"event_type":"Order","i":2}"#;
+    producer
+        .send(BaseRecord::<(), _>::to(&topic).payload(payload).headers(
+            rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                key: "traceparent",
+                value: Some("00-not-a-context"),
+            }),
+        ))
+        .expect("queued");
+    producer.flush(Duration::from_secs(10)).expect("flushed");
+
+    let mut host = Host::start(
+        kafka(
+            "In",
+            &brokers,
+            &[
+                ("topic", s(&topic)),
+                group(&unique("traced")),
+                fast_session(),
+            ],
+        ),
+        100,
+    );
+    let mut problems = Vec::new();
+    let got = host.messages(3, &mut problems);
+    let contexts: Vec<_> = got.iter().map(|m| m.trace_parent).collect();
+    assert_eq!(contexts, [context, None, None]);
+    assert_eq!(host.source.metrics().invalid_trace_context, 1);
+    host.stop();
+}

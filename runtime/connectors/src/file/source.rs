@@ -196,6 +196,7 @@ impl Reader {
                 start,
                 end: at.offset,
             }),
+            trace_parent: None,
         }));
         if delivered {
             self.counters.received(len);

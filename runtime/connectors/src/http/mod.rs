@@ -20,6 +20,10 @@
 //! above 1 a replay may cut batches differently, so such a receiver deduplicates by sequence
 //! number rather than by whole key.
 //!
+//! **Trace context.** A record caused by an event that came with a W3C `traceparent`
+//! ([`Record::trace_parent`]) is sent with a `traceparent` header in the same trace; a batch
+//! sends its first such record's.
+//!
 //! [`Sink::barrier`] asks the delivery thread to send its partial batch and waits, at most to
 //! the deadline, until every record queued before it is acknowledged with a 2xx or
 //! dead-lettered (and the dead-letter file synced).
@@ -42,6 +46,7 @@ use crate::config::{expand_env, ConnectorConfig, Params};
 use crate::dead_letter::DeadLetter;
 use crate::error::{ConfigError, DeliveryFailure, SinkError};
 use crate::metrics::Counters;
+use crate::trace_context::TRACEPARENT;
 use crate::{Record, Sink, SinkContext, SinkMark, SinkMetrics};
 
 pub mod source;
@@ -587,6 +592,11 @@ impl Worker {
         }
         let body = self.body(&batch);
         let key = idempotency_key(&batch);
+        // A batch continues one trace: that of its first record that carries one.
+        let trace_parent = batch
+            .iter()
+            .find_map(Record::trace_parent)
+            .map(ToString::to_string);
         let n = batch.len() as u64;
         self.shared.set_in_flight(batch);
         self.backoff.reset();
@@ -619,7 +629,7 @@ impl Worker {
                 }
             };
             attempts += 1;
-            match self.attempt(&body, key.as_deref(), timeout) {
+            match self.attempt(&body, key.as_deref(), trace_parent.as_deref(), timeout) {
                 Ok(()) => {
                     // If `close` took the batch over, it has already counted it.
                     if self.shared.take_in_flight().is_some() {
@@ -732,6 +742,7 @@ impl Worker {
         &self,
         body: &[u8],
         key: Option<&str>,
+        trace_parent: Option<&str>,
         timeout: Duration,
     ) -> Result<(), DeliveryFailure> {
         let s = &self.settings;
@@ -751,6 +762,9 @@ impl Worker {
         }
         if let Some(key) = key {
             request = request.header(IDEMPOTENCY_HEADER, key);
+        }
+        if let Some(context) = trace_parent {
+            request = request.header(TRACEPARENT, context);
         }
         let result = request
             .config()

@@ -23,6 +23,9 @@
 //!   the body passes `max_body`;
 //! - `503 {"accepted": k, "rejected": n - k}`: the engine's queue stayed full for `timeout`;
 //!   the first `k` events were accepted, the client should resend the rest.
+//!
+//! A W3C `traceparent` header makes every event of the request continue the caller's trace
+//! ([`SourceMessage::trace_parent`]); an invalid one is ignored and counted.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +45,7 @@ use crate::source::{
     now_ms, DeliverError, Source, SourceConfig, SourceContext, SourceCounters, SourceEvent,
     SourceMessage, SourceMetrics, SourceSender,
 };
+use crate::trace_context::{TraceParent, TRACEPARENT};
 
 /// Parameters only the http source reads (an http connector used as a sink tolerates them).
 pub const SOURCE_PARAMS: &[&str] = &[
@@ -243,6 +247,9 @@ impl Endpoint {
                 &format!("{method} is not supported; POST events here"),
             );
         }
+        let trace_parent = self
+            .counters
+            .trace_parent(request.headers().get(TRACEPARENT).map(|v| v.as_bytes()));
         let body = match read_body(request.into_body()).await {
             Ok(body) => body,
             Err(e) => {
@@ -255,11 +262,16 @@ impl Endpoint {
             Ok(items) => items,
             Err(e) => return error(StatusCode::BAD_REQUEST, &e),
         };
-        self.deliver_all(items, &format!("POST {url} from {from}"))
+        self.deliver_all(items, &format!("POST {url} from {from}"), trace_parent)
             .await
     }
 
-    async fn deliver_all(&self, items: Vec<Vec<u8>>, place: &str) -> Response {
+    async fn deliver_all(
+        &self,
+        items: Vec<Vec<u8>>,
+        place: &str,
+        trace_parent: Option<TraceParent>,
+    ) -> Response {
         let deadline = std::time::Instant::now() + self.timeout;
         let total = items.len();
         for (i, item) in items.into_iter().enumerate() {
@@ -275,6 +287,7 @@ impl Endpoint {
                 received_ms: now_ms(),
                 received: std::time::Instant::now(),
                 position: None,
+                trace_parent,
             });
             if let Err(e) = self.deliver_until(message, deadline).await {
                 let rejected = (total - i) as u64;

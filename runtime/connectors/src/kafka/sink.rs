@@ -28,7 +28,8 @@
 //! and the dead-letter file synced). A record the host identified ([`crate::RecordId`])
 //! carries the header `idempotency-key: <pipeline>/<connector>:<seq>`, the same when the
 //! record is produced again after a crash and a restart from a checkpoint, so consumers can
-//! deduplicate (at least once).
+//! deduplicate (at least once). A record caused by an event that came with a W3C trace context
+//! ([`Record::trace_parent`]) carries a `traceparent` header in the same trace.
 //!
 //! `exactly_once: true` turns on librdkafka's idempotent producer (`enable.idempotence`): the
 //! broker discards duplicates caused by the producer's internal retries and keeps each
@@ -56,6 +57,7 @@ use crate::config::{ConfigValue, ConnectorConfig, Params};
 use crate::dead_letter::DeadLetter;
 use crate::error::{ConfigError, DeliveryFailure, SinkError};
 use crate::metrics::Counters;
+use crate::trace_context::TRACEPARENT;
 use crate::{Record, Sink, SinkContext, SinkMark, SinkMetrics};
 
 /// The message header that carries a record's idempotency key.
@@ -582,11 +584,22 @@ impl Sink for KafkaSink {
             message = message.key(key);
         }
         let id_text = record.id().map(ToString::to_string);
-        if let Some(text) = &id_text {
-            message = message.headers(OwnedHeaders::new().insert(Header {
-                key: IDEMPOTENCY_HEADER,
-                value: Some(text.as_str()),
-            }));
+        let trace_text = record.trace_parent().map(ToString::to_string);
+        if id_text.is_some() || trace_text.is_some() {
+            let mut headers = OwnedHeaders::new();
+            if let Some(text) = &id_text {
+                headers = headers.insert(Header {
+                    key: IDEMPOTENCY_HEADER,
+                    value: Some(text.as_str()),
+                });
+            }
+            if let Some(text) = &trace_text {
+                headers = headers.insert(Header {
+                    key: TRACEPARENT,
+                    value: Some(text.as_str()),
+                });
+            }
+            message = message.headers(headers);
         }
         let Err((e, _)) = producer.send(message) else {
             return Ok(());

@@ -42,7 +42,7 @@ use crossbeam_channel::Receiver;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -55,6 +55,7 @@ use crate::source::{
     join_until, now_ms, Position, Source, SourceConfig, SourceCounters, SourceEvent, SourceMessage,
     SourceMetrics, SourceSender,
 };
+use crate::trace_context::TRACEPARENT;
 
 /// How long one poll waits for a record before the thread looks at the stop flag again.
 const POLL: Duration = Duration::from_millis(100);
@@ -466,6 +467,7 @@ impl Reader {
         match message.payload() {
             Some(payload) if !payload.is_empty() => {
                 let offset = u64::try_from(message.offset()).unwrap_or(0);
+                let trace_parent = self.counters.trace_parent(traceparent_header(message));
                 let delivered = self.deliver(SourceEvent::Message(SourceMessage {
                     source: self.id,
                     payload: payload.to_vec(),
@@ -477,6 +479,7 @@ impl Reader {
                         start: offset,
                         end: offset + 1,
                     }),
+                    trace_parent,
                 }));
                 if !delivered {
                     // The host is stopping: the offset stays unstored, so the record is read
@@ -582,6 +585,16 @@ impl Reader {
 }
 
 /// Errors that retrying cannot fix: the source stops on them.
+/// The value of a record's `traceparent` header (the last one, if repeated), if any.
+fn traceparent_header<'a>(message: &'a BorrowedMessage<'_>) -> Option<&'a [u8]> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .filter(|h| h.key.eq_ignore_ascii_case(TRACEPARENT))
+        .last()
+        .and_then(|h| h.value)
+}
+
 fn is_fatal(e: &KafkaError) -> bool {
     match e {
         KafkaError::MessageConsumptionFatal(_) => true,

@@ -318,6 +318,8 @@ impl Listener {
                 received_ms: now_ms(),
                 received: std::time::Instant::now(),
                 position: None,
+                // MQTT 3.1.1 has no message headers to carry a trace context.
+                trace_parent: None,
             });
             if !self.send(message) {
                 return false;

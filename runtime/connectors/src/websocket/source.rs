@@ -281,6 +281,7 @@ impl Reader {
                 ),
                 received_ms: now_ms(),
                 received: std::time::Instant::now(),
+                trace_parent: None,
                 position: None,
             });
             if !self.send(message) {
