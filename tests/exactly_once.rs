@@ -142,7 +142,24 @@ fn file_sink_and_output_file_survive_sigkill_at_random_points_byte_for_byte() {
             delays.len()
         );
     }
-    let partial = std::fs::metadata(dir.path().join("sink.jsonl")).map_or(0, |m| m.len());
+    let mut partial = std::fs::metadata(dir.path().join("sink.jsonl")).map_or(0, |m| m.len());
+    // On a loaded machine a run can take longer to start than every delay above: kill later
+    // ones, still well before the input can be done, until output is being written.
+    let mut late = 0;
+    while partial == 0 && late < 20 {
+        late += 1;
+        let delay = uninterrupted / 3;
+        delays.push(delay);
+        let mut child: Child = varpulis(RUN, dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start varpulis");
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        partial = std::fs::metadata(dir.path().join("sink.jsonl")).map_or(0, |m| m.len());
+    }
     assert!(
         partial > 0 && partial < expected_sink.len() as u64,
         "the kills should land while output is being written ({partial} bytes; seed {seed}, \
