@@ -432,3 +432,36 @@ fn connector_sources_are_named_as_not_started_and_fed_from_the_input() {
         text(&out.stdout)
     );
 }
+
+/// A program with a Kafka source and sink. In a build without the `kafka` feature (the default
+/// build) `check` passes with a warning naming the rebuild and `run` refuses to start with the
+/// same fix; in a build with it, `check` is silent about it. `scripts/first-command` repeats the
+/// no-feature half with the default release binary, since CI tests with `--all-features`.
+#[test]
+fn a_kafka_connector_in_a_build_without_kafka_names_the_rebuild() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program = "connector Orders = kafka (brokers: \"127.0.0.1:1\", topic: \"orders\", group_id: \"g\")\n\n\
+                   event Order:\n    user: str\n    amount: float\n\n\
+                   stream Big = Order.from(Orders)\n    .where(amount > 10.0)\n    .emit(user: user)\n    .to(Orders, topic: \"big\")\n";
+    write(dir.path(), "orders.vpl", program);
+    let check = varpulis(&["check", "orders.vpl"], dir.path());
+    let err = text(&check.stderr);
+    assert!(check.status.success(), "a valid program checks: {err}");
+    let fix = "cargo build --release --features kafka";
+    if cfg!(feature = "kafka") {
+        assert!(!err.contains(fix), "{err}");
+        assert!(err.contains("ok: 1 file checked\n"), "{err}");
+        return;
+    }
+    assert!(
+        err.contains("warning: orders.vpl:1:1: connector `Orders`: this varpulis was built without kafka support"),
+        "{err}"
+    );
+    assert!(err.contains(fix) && err.contains("cmake"), "{err}");
+    assert!(err.contains("ok: 1 file checked, 1 warning"), "{err}");
+    let run = varpulis(&["run", "orders.vpl"], dir.path());
+    let err = text(&run.stderr);
+    assert!(!run.status.success(), "{err}");
+    assert!(err.contains(fix), "{err}");
+    assert!(!err.contains("supported:"), "not an unknown kind: {err}");
+}
