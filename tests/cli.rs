@@ -465,3 +465,33 @@ fn a_kafka_connector_in_a_build_without_kafka_names_the_rebuild() {
     assert!(err.contains(fix), "{err}");
     assert!(!err.contains("supported:"), "not an unknown kind: {err}");
 }
+
+/// The image's health check: `varpulis healthcheck` asks `/healthz` of the server named by
+/// `VARPULIS_LISTEN` (wildcard host on loopback) and exits 0 on 2xx, 1 when nothing answers.
+#[test]
+fn healthcheck_exits_zero_when_healthz_answers_and_one_when_nothing_does() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let port = listener.local_addr().expect("addr").port();
+    let server = serve_one(listener);
+    let out = Command::new(env!("CARGO_BIN_EXE_varpulis"))
+        .arg("healthcheck")
+        .env("VARPULIS_LISTEN", format!("0.0.0.0:{port}"))
+        .output()
+        .expect("run varpulis healthcheck");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("healthy: http://127.0.0.1:{port}/healthz answered 200 OK\n")
+    );
+    server.join().expect("the server thread");
+
+    // The same port, closed now: nothing answers.
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let out = varpulis(&["healthcheck", &url, "--timeout", "2s"], &root());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with(&format!("unhealthy: {url}")),
+        "{}",
+        text(&out.stderr)
+    );
+}
