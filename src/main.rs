@@ -192,6 +192,16 @@ enum Command {
         /// The file to parse.
         file: PathBuf,
     },
+    /// Exit 0 when a health endpoint answers 2xx, else 1 (the container image's health check:
+    /// it has no curl).
+    Healthcheck {
+        /// The URL to ask. Default: `/healthz` of the server at `VARPULIS_LISTEN`
+        /// (127.0.0.1:8080), a wildcard host asked on loopback.
+        url: Option<String>,
+        /// Give up after this long.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 /// Flags shared by `simulate` and `run`.
@@ -341,6 +351,7 @@ fn main() -> ExitCode {
         ),
         Command::Explain { code } => cli::explain::run(&code),
         Command::Parse { file } => cli::parse::run(&file),
+        Command::Healthcheck { url, timeout } => cli::healthcheck::run(url.as_deref(), timeout),
         Command::Fmt { files, check } => cli::fmt::run(&files, check),
         Command::Repl { files } => varpulis_repl::run(varpulis_repl::Options { files }),
         Command::Lsp => varpulis_lsp::run_stdio().map(|()| ExitCode::SUCCESS),

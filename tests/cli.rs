@@ -525,3 +525,66 @@ fn a_config_file_overrides_connector_parameters_per_environment() {
         text(&out.stderr)
     );
 }
+
+/// A program with a Kafka source and sink. In a build without the `kafka` feature (the default
+/// build) `check` passes with a warning naming the rebuild and `run` refuses to start with the
+/// same fix; in a build with it, `check` is silent about it. `scripts/first-command` repeats the
+/// no-feature half with the default release binary, since CI tests with `--all-features`.
+#[test]
+fn a_kafka_connector_in_a_build_without_kafka_names_the_rebuild() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program = "connector Orders = kafka (brokers: \"127.0.0.1:1\", topic: \"orders\", group_id: \"g\")\n\n\
+                   event Order:\n    user: str\n    amount: float\n\n\
+                   stream Big = Order.from(Orders)\n    .where(amount > 10.0)\n    .emit(user: user)\n    .to(Orders, topic: \"big\")\n";
+    write(dir.path(), "orders.vpl", program);
+    let check = varpulis(&["check", "orders.vpl"], dir.path());
+    let err = text(&check.stderr);
+    assert!(check.status.success(), "a valid program checks: {err}");
+    let fix = "cargo build --release --features kafka";
+    if cfg!(feature = "kafka") {
+        assert!(!err.contains(fix), "{err}");
+        assert!(err.contains("ok: 1 file checked\n"), "{err}");
+        return;
+    }
+    assert!(
+        err.contains("warning: orders.vpl:1:1: connector `Orders`: this varpulis was built without kafka support"),
+        "{err}"
+    );
+    assert!(err.contains(fix) && err.contains("cmake"), "{err}");
+    assert!(err.contains("ok: 1 file checked, 1 warning"), "{err}");
+    let run = varpulis(&["run", "orders.vpl"], dir.path());
+    let err = text(&run.stderr);
+    assert!(!run.status.success(), "{err}");
+    assert!(err.contains(fix), "{err}");
+    assert!(!err.contains("supported:"), "not an unknown kind: {err}");
+}
+
+/// The image's health check: `varpulis healthcheck` asks `/healthz` of the server named by
+/// `VARPULIS_LISTEN` (wildcard host on loopback) and exits 0 on 2xx, 1 when nothing answers.
+#[test]
+fn healthcheck_exits_zero_when_healthz_answers_and_one_when_nothing_does() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let port = listener.local_addr().expect("addr").port();
+    let server = serve_one(listener);
+    let out = Command::new(env!("CARGO_BIN_EXE_varpulis"))
+        .arg("healthcheck")
+        .env("VARPULIS_LISTEN", format!("0.0.0.0:{port}"))
+        .output()
+        .expect("run varpulis healthcheck");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("healthy: http://127.0.0.1:{port}/healthz answered 200 OK\n")
+    );
+    server.join().expect("the server thread");
+
+    // The same port, closed now: nothing answers.
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let out = varpulis(&["healthcheck", &url, "--timeout", "2s"], &root());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with(&format!("unhealthy: {url}")),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod explain;
+pub mod healthcheck;
 pub mod parse;
 
 use std::path::Path;

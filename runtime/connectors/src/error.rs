@@ -31,6 +31,18 @@ pub enum ConfigError {
         /// Closest supported kind, when one is close enough.
         suggestion: Option<String>,
     },
+    /// The connector kind exists but this binary was built without its cargo feature.
+    #[error("connector `{connector}`: this varpulis was built without {kind} support (the `{feature}` cargo feature); rebuild with `cargo build --release --features {feature}`{}", build_needs(feature))]
+    NotBuilt {
+        /// Connector name as declared in VPL.
+        connector: String,
+        /// `sink`, `source`, or `connector` when `varpulis check` reports it.
+        role: &'static str,
+        /// The kind written after `=` (`kafka`, `mqtt`).
+        kind: String,
+        /// The cargo feature that builds it.
+        feature: &'static str,
+    },
     /// A parameter the connector kind does not understand.
     #[error(
         "connector `{connector}`: unknown parameter `{param}` for {} {role}{}",
@@ -139,6 +151,17 @@ fn with_article(kind: &str) -> String {
     let vowel_sound = kind.starts_with(['a', 'e', 'i', 'o', 'u'])
         || ["http", "https", "mqtt", "nats"].contains(&kind);
     format!("{} {kind}", if vowel_sound { "an" } else { "a" })
+}
+
+/// What building `feature` needs beyond the Rust toolchain, for the rebuild hint.
+fn build_needs(feature: &str) -> &'static str {
+    match feature {
+        "kafka" => {
+            " (librdkafka is built from source: it needs cmake, a C++ compiler and the libcurl \
+             and OpenSSL headers, which `bash scripts/setup` installs; see the README, Building)"
+        }
+        _ => "",
+    }
 }
 
 fn did_you_mean(suggestion: &Option<String>) -> String {

@@ -76,6 +76,28 @@ pub const SINK_KINDS: &[&str] = &[
     "websocket",
 ];
 
+/// Connector kinds behind a cargo feature of this crate (and of the `varpulis` binary), with
+/// that feature. A program may name one of them in a build without it: [`open_sink`] and
+/// [`open_source`] then fail with [`ConfigError::NotBuilt`], which names the rebuild.
+pub const FEATURE_KINDS: &[(&str, &str)] = &[
+    ("kafka", "kafka"),
+    ("mqtt", "mqtt"),
+    ("websocket", "websocket"),
+];
+
+/// The cargo feature this build lacks to run a connector of `kind`, if `kind` is a known kind
+/// that was left out of the build.
+pub fn missing_feature(kind: &str) -> Option<&'static str> {
+    let (_, feature) = FEATURE_KINDS.iter().find(|(k, _)| *k == kind)?;
+    let built = match *feature {
+        "kafka" => cfg!(feature = "kafka"),
+        "mqtt" => cfg!(feature = "mqtt"),
+        "websocket" => cfg!(feature = "websocket"),
+        _ => true,
+    };
+    (!built).then_some(*feature)
+}
+
 /// One output record: a single JSON object, kept serialised on one line, plus where a broker
 /// sink should route it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,6 +324,12 @@ pub fn open_sink(
         "kafka" => kafka::open_sink(config, context),
         #[cfg(feature = "websocket")]
         "websocket" => websocket::open_sink(config, context),
+        other if missing_feature(other).is_some() => Err(ConfigError::NotBuilt {
+            connector: config.name.clone(),
+            role: "sink",
+            kind: other.to_string(),
+            feature: missing_feature(other).expect("checked by the guard"),
+        }),
         other => Err(ConfigError::UnsupportedKind {
             connector: config.name.clone(),
             role: "sink",
@@ -352,5 +380,26 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("); did you mean `file`?"), "{text}");
+    }
+
+    #[test]
+    fn every_feature_kind_is_built_or_named_with_its_rebuild() {
+        for (kind, feature) in FEATURE_KINDS {
+            let built = SINK_KINDS.contains(kind);
+            assert_eq!(missing_feature(kind).is_none(), built, "{kind}");
+            if built {
+                continue;
+            }
+            let err = open_sink(&ConnectorConfig::new("Out", *kind), &SinkContext::new("."))
+                .err()
+                .expect("a kind left out of the build cannot open");
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("cargo build --release --features {feature}")),
+                "{text}"
+            );
+        }
+        assert_eq!(missing_feature("file"), None);
+        assert_eq!(missing_feature("nats"), None);
     }
 }

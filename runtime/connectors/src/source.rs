@@ -378,6 +378,12 @@ pub fn open_source(
         "kafka" => crate::kafka::open_source(config, context, sender),
         #[cfg(feature = "websocket")]
         "websocket" => crate::websocket::open_source(config, context, sender),
+        other if crate::missing_feature(other).is_some() => Err(ConfigError::NotBuilt {
+            connector: config.connector.name.clone(),
+            role: "source",
+            kind: other.to_string(),
+            feature: crate::missing_feature(other).expect("checked by the guard"),
+        }),
         other => Err(ConfigError::UnsupportedKind {
             connector: config.connector.name.clone(),
             role: "source",
