@@ -11,7 +11,7 @@
 //! for `wss://` `ca_file`, `client_cert` and `client_key` (see [`crate::tls`]). Sink only
 //! ([`SINK_PARAMS`]): `queue_capacity`, `dead_letter`, `close_timeout` and `retries`.
 //!
-//! This file reads the parameters and makes connections ([`connect`]); [`source`] and [`sink`]
+//! This file reads the parameters and makes connections (`connect`); [`source`] and [`sink`]
 //! hold the two roles, each on a thread of its own running the synchronous tungstenite client,
 //! so the engine never waits on the network.
 //!
