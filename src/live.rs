@@ -572,11 +572,7 @@ impl LiveRun {
             self.trace.tracer.dropped(),
         );
         if let Some(c) = &self.checkpoints {
-            text.push_str(&checkpoint_failure_family(
-                &c.failures,
-                c.consecutive_failures,
-                c.damaged.len(),
-            ));
+            text.push_str(&checkpoint_metrics(c, self.last_checkpoint));
         }
         m.publish(text, self.listeners());
     }
@@ -639,9 +635,7 @@ impl LiveRun {
             checkpoint_metrics: self
                 .checkpoints
                 .as_ref()
-                .map(|c| {
-                    checkpoint_failure_family(&c.failures, c.consecutive_failures, c.damaged.len())
-                })
+                .map(|c| checkpoint_metrics(c, self.last_checkpoint))
                 .unwrap_or_default(),
             stopped,
         };
@@ -902,13 +896,18 @@ impl Checkpoint<'_> {
 /// `varpulis_checkpoint_failure_reasons_total{reason}`: failed checkpoints
 /// by cause (`output`, `sink`, `store`), every cause listed; and
 /// `varpulis_checkpoint_consecutive_failures`, failures since the last
-/// success (alert on it: the state on disk is getting old); and
-/// `varpulis_checkpoint_damaged_total`, damaged checkpoints passed over.
-pub(crate) fn checkpoint_failure_family(
-    failures: &BTreeMap<Failure, u64>,
-    consecutive: u64,
-    damaged: usize,
+/// success (alert on it: the state on disk is getting old);
+/// `varpulis_checkpoint_damaged_total`, damaged checkpoints passed over; and
+/// `varpulis_checkpoint_last_success_timestamp_seconds`, when this run last
+/// committed one (0 before the first), for the checkpoint's age.
+pub(crate) fn checkpoint_metrics(
+    c: &Checkpointer,
+    last_success: Option<std::time::SystemTime>,
 ) -> String {
+    let (failures, consecutive, damaged) = (&c.failures, c.consecutive_failures, c.damaged.len());
+    let last = last_success
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64());
     let mut out = String::from(
         "# HELP varpulis_checkpoint_failure_reasons_total Checkpoints not committed, by cause: \
          the --output file, a sink that could not confirm its records, the state store.\n\
@@ -927,7 +926,10 @@ pub(crate) fn checkpoint_failure_family(
          varpulis_checkpoint_consecutive_failures {consecutive}\n\
          # HELP varpulis_checkpoint_damaged_total Damaged checkpoints passed over at start for the previous one.\n\
          # TYPE varpulis_checkpoint_damaged_total counter\n\
-         varpulis_checkpoint_damaged_total {damaged}\n"
+         varpulis_checkpoint_damaged_total {damaged}\n\
+         # HELP varpulis_checkpoint_last_success_timestamp_seconds When the last checkpoint of this run was committed (0: none yet).\n\
+         # TYPE varpulis_checkpoint_last_success_timestamp_seconds gauge\n\
+         varpulis_checkpoint_last_success_timestamp_seconds {last:.3}\n"
     ));
     out
 }
