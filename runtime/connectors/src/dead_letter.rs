@@ -8,13 +8,39 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value};
 
 use crate::error::{ConfigError, SinkError};
 use crate::metrics::Counters;
 use crate::Record;
+
+/// The dead-letter file of a sink whose delivery thread shares it.
+pub(crate) fn locked(file: &Mutex<DeadLetter>) -> MutexGuard<'_, DeadLetter> {
+    // A poisoned lock only means another thread panicked mid-write; the file is still usable.
+    file.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Counts `records` as failed (with the reason as the sink's last error) and saves them in
+/// the shared dead-letter `file`: what every sink with a delivery thread does when it gives
+/// records up.
+pub(crate) fn fail_records(
+    file: &Mutex<DeadLetter>,
+    counters: &Counters,
+    connector: &str,
+    records: &[Record],
+    reason: &str,
+    attempts: u32,
+) -> Result<(), SinkError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let n = records.len() as u64;
+    Counters::add(&counters.failed, n);
+    counters.set_last_error(format!("connector `{connector}`: {n} record(s) {reason}"));
+    locked(file).write(records, reason, attempts)
+}
 
 /// An append-only JSONL file for undeliverable records.
 #[derive(Debug)]

@@ -161,22 +161,19 @@ impl Shared {
         reason: &str,
         attempts: u32,
     ) -> Result<(), SinkError> {
-        self.dead_letter
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .write(records, reason, attempts)
+        crate::dead_letter::locked(&self.dead_letter).write(records, reason, attempts)
     }
 
     /// Counts `records` as failed and saves them with `reason`.
     fn fail(&self, records: &[Record], reason: &str, attempts: u32) -> Result<(), SinkError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let n = records.len() as u64;
-        Counters::add(&self.counters.failed, n);
-        self.counters
-            .set_last_error(format!("connector `{}`: {n} record(s) {reason}", self.name));
-        self.dead_letter(records, reason, attempts)
+        crate::dead_letter::fail_records(
+            &self.dead_letter,
+            &self.counters,
+            &self.name,
+            records,
+            reason,
+            attempts,
+        )
     }
 
     fn last_failure(&self) -> Option<String> {
