@@ -233,6 +233,10 @@ pub struct SourceMetrics {
     pub last_error: Option<String>,
     /// `traceparent` headers ignored because they were not valid W3C trace contexts.
     pub invalid_trace_context: u64,
+    /// Records waiting in the source's log after the last one handed to the host, summed over
+    /// its partitions (Kafka: the partitions' high watermarks minus the next offsets to
+    /// deliver). `None` for sources without a log to lag behind, or before the first probe.
+    pub lag: Option<u64>,
 }
 
 /// Counters shared between a source and its threads.
@@ -245,6 +249,8 @@ pub struct SourceCounters {
     reconnects: AtomicU64,
     last_error: Mutex<Option<String>>,
     invalid_trace_context: AtomicU64,
+    /// The latest lag, plus one (0 = not known).
+    lag: AtomicU64,
 }
 
 impl SourceCounters {
@@ -282,6 +288,12 @@ impl SourceCounters {
         parsed
     }
 
+    /// Records the latest lag probe (`None`: not known now).
+    pub fn set_lag(&self, lag: Option<u64>) {
+        let stored = lag.map_or(0, |n| n.saturating_add(1));
+        self.lag.store(stored, Ordering::Relaxed);
+    }
+
     /// The current values.
     pub fn snapshot(&self) -> SourceMetrics {
         SourceMetrics {
@@ -296,6 +308,7 @@ impl SourceCounters {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             invalid_trace_context: self.invalid_trace_context.load(Ordering::Relaxed),
+            lag: self.lag.load(Ordering::Relaxed).checked_sub(1),
         }
     }
 }

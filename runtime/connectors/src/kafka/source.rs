@@ -26,6 +26,11 @@
 //! of the topic and silently miss whatever was produced before it joined (for instance while the
 //! group was forming). `start: latest` opts out when only new events matter.
 //!
+//! **Lag.** A second thread probes the brokers every [`LAG_PROBE`] for the high watermark of
+//! each assigned partition; the lag is the sum of the records between the next offset to hand
+//! to the host and that watermark ([`SourceMetrics::lag`]). It keeps working while the reader
+//! is blocked by back-pressure, which is when the figure matters.
+//!
 //! Empty payloads (tombstones) carry no event: they are skipped, stored as consumed and counted
 //! in [`SourceMetrics::rejected`]; the first one is reported. Broker trouble is reported as a
 //! non-fatal [`SourceEvent::Problem`] once when it starts and once when the connection is back
@@ -63,6 +68,12 @@ const POLL: Duration = Duration::from_millis(100);
 /// How often a source that reported broker trouble checks whether the brokers answer again
 /// while no record arrives.
 const HEALTH_CHECK: Duration = Duration::from_secs(1);
+
+/// How often the lag is measured.
+pub const LAG_PROBE: Duration = Duration::from_secs(2);
+
+/// How long one watermark request may take.
+const LAG_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long [`Source::stop`] waits for the final commit and the consumer to leave its group.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -190,6 +201,9 @@ fn read_start(p: &mut Params<'_>, config: &ConnectorConfig) -> Result<Start, Con
 /// checkpoint's positions, moved forward as records reach the host.
 type ReadPositions = Arc<Mutex<BTreeMap<String, u64>>>;
 
+/// The consumer the reader owns; the lag probe only borrows it while it is alive.
+type Shared = Arc<BaseConsumer<Assign>>;
+
 /// The consumer's callbacks: with checkpoints, partitions are assigned at [`ReadPositions`]
 /// instead of the group's committed offsets.
 struct Assign {
@@ -292,6 +306,14 @@ impl KafkaSource {
             settings.topics.join(",")
         );
         let description = format!("{place} group {}", settings.group_id);
+        let delivered: ReadPositions = Arc::new(Mutex::new(BTreeMap::new()));
+        let consumer: Shared = Arc::new(consumer);
+        let probe = LagProbe {
+            consumer: Arc::downgrade(&consumer),
+            delivered: Arc::clone(&delivered),
+            stop: Arc::clone(&stop),
+            counters: Arc::clone(&counters),
+        };
         let reader = Reader {
             id: config.id,
             place,
@@ -303,6 +325,7 @@ impl KafkaSource {
             skipped_reported: false,
             checkpointed: config.checkpointed,
             positions,
+            delivered,
             to_commit: Arc::clone(&to_commit),
             committed: None,
             _done: done_tx,
@@ -314,6 +337,13 @@ impl KafkaSource {
                 connector: c.name.clone(),
                 source,
             })?;
+        // Without the probe the source still works; only the lag stays unknown.
+        if let Err(e) = std::thread::Builder::new()
+            .name(format!("lag-{}", c.name))
+            .spawn(move || probe.run())
+        {
+            counters.error(format!("{}: cannot start the lag probe: {e}", c.name));
+        }
         Ok(KafkaSource {
             name: c.name.clone(),
             description,
@@ -344,6 +374,8 @@ struct Reader {
     /// With checkpoints: where each partition is to be read from next (shared with the
     /// rebalance callback).
     positions: Option<ReadPositions>,
+    /// Per partition, the next offset to hand to the host (for the lag probe).
+    delivered: ReadPositions,
     /// The latest checkpoint's positions not yet committed (set by [`Source::commit`]).
     to_commit: Arc<Mutex<Option<BTreeMap<String, u64>>>>,
     /// The positions most recently committed.
@@ -363,7 +395,7 @@ impl Reader {
         self.stop.load(Ordering::Acquire) || self.sender.stopping()
     }
 
-    fn run(mut self, consumer: BaseConsumer<Assign>) {
+    fn run(mut self, consumer: Shared) {
         let mut last_check = Instant::now();
         while !self.stopped() {
             self.commit_checkpoint(&consumer, CommitMode::Async);
@@ -410,7 +442,7 @@ impl Reader {
 
     /// Commits the positions of the host's latest checkpoint, if any came since the last
     /// commit. A failure is counted; the next checkpoint (or a replay) covers it.
-    fn commit_checkpoint(&mut self, consumer: &BaseConsumer<Assign>, mode: CommitMode) {
+    fn commit_checkpoint(&mut self, consumer: &Shared, mode: CommitMode) {
         let fresh = self
             .to_commit
             .lock()
@@ -456,7 +488,7 @@ impl Reader {
         }
     }
 
-    fn handle(&mut self, consumer: &BaseConsumer<Assign>, message: &BorrowedMessage<'_>) -> Next {
+    fn handle(&mut self, consumer: &Shared, message: &BorrowedMessage<'_>) -> Next {
         self.recovered();
         let place = format!(
             "kafka topic {} partition {} offset {}",
@@ -518,17 +550,21 @@ impl Reader {
 
     /// The host has `message`: a later assignment of its partition starts after it.
     fn read_up_to(&self, message: &BorrowedMessage<'_>) {
+        let key = format!("{}/{}", message.topic(), message.partition());
+        let next = u64::try_from(message.offset()).unwrap_or(0) + 1;
         if let Some(positions) = &self.positions {
-            let key = format!("{}/{}", message.topic(), message.partition());
-            let next = u64::try_from(message.offset()).unwrap_or(0) + 1;
             positions
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(key, next);
+                .insert(key.clone(), next);
         }
+        self.delivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, next);
     }
 
-    fn failed(&mut self, consumer: &BaseConsumer<Assign>, e: KafkaError) -> Next {
+    fn failed(&mut self, consumer: &Shared, e: KafkaError) -> Next {
         let code = e.rdkafka_error_code();
         if code == Some(RDKafkaErrorCode::PartitionEOF) {
             return Next::Continue;
@@ -586,6 +622,80 @@ impl Reader {
 
 /// Errors that retrying cannot fix: the source stops on them.
 /// The value of a record's `traceparent` header (the last one, if repeated), if any.
+/// Measures the lag of the partitions assigned to the reader's consumer.
+struct LagProbe {
+    consumer: std::sync::Weak<BaseConsumer<Assign>>,
+    delivered: ReadPositions,
+    stop: Arc<AtomicBool>,
+    counters: Arc<SourceCounters>,
+}
+
+impl LagProbe {
+    fn run(self) {
+        let step = Duration::from_millis(100);
+        let mut next_probe = Instant::now() + LAG_PROBE;
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            if Instant::now() < next_probe {
+                std::thread::sleep(step);
+                continue;
+            }
+            next_probe = Instant::now() + LAG_PROBE;
+            // The reader has finished once the consumer is gone.
+            let Some(consumer) = self.consumer.upgrade() else {
+                return;
+            };
+            let lag = self.probe(&consumer);
+            drop(consumer);
+            self.counters.set_lag(lag);
+        }
+    }
+
+    /// The summed lag of the assigned partitions whose position is known; `None` when the
+    /// consumer has no partition yet or the brokers do not answer.
+    fn probe(&self, consumer: &BaseConsumer<Assign>) -> Option<u64> {
+        let assigned = consumer.assignment().ok()?;
+        if assigned.count() == 0 {
+            return None;
+        }
+        // Where the consumer is for partitions nothing was handed over from yet.
+        let fetching = consumer.position().ok();
+        let delivered = self
+            .delivered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut lag = 0u64;
+        for elem in assigned.elements() {
+            let key = format!("{}/{}", elem.topic(), elem.partition());
+            let next = match delivered.get(&key) {
+                Some(n) => i64::try_from(*n).ok(),
+                None => fetching
+                    .as_ref()
+                    .and_then(|f| f.find_partition(elem.topic(), elem.partition()))
+                    .and_then(|p| match p.offset() {
+                        Offset::Offset(n) => Some(n),
+                        _ => None,
+                    }),
+            };
+            if self.stop.load(Ordering::Acquire) {
+                return None;
+            }
+            // Brokers that do not answer make the lag unknown, not stale; one timeout is
+            // enough to tell.
+            let (low, high) = consumer
+                .fetch_watermarks(elem.topic(), elem.partition(), LAG_TIMEOUT)
+                .ok()?;
+            // Nothing read yet and no position: everything the partition holds is waiting.
+            let next = next.unwrap_or(low).max(low);
+            lag = lag.saturating_add(u64::try_from(high.saturating_sub(next)).unwrap_or(0));
+        }
+        Some(lag)
+    }
+}
+
 fn traceparent_header<'a>(message: &'a BorrowedMessage<'_>) -> Option<&'a [u8]> {
     let headers = message.headers()?;
     headers
