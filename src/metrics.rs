@@ -187,6 +187,27 @@ pub fn render(s: &Snapshot<'_>) -> String {
             })
             .collect::<Vec<_>>(),
     );
+    let per_stream = |v: &[u64]| -> Vec<(String, u64)> {
+        s.streams
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (labels(&[("stream", name)]), v.get(i).copied().unwrap_or(0)))
+            .collect()
+    };
+    family(
+        &mut out,
+        "stream_late_dropped_total",
+        "counter",
+        "Late events a stream did not process (beyond its allowed lateness).",
+        &per_stream(&s.engine.late_per_stream),
+    );
+    family(
+        &mut out,
+        "stream_runtime_errors_total",
+        "counter",
+        "Expression errors in a stream's operators.",
+        &per_stream(&s.engine.errors_per_stream),
+    );
     family(
         &mut out,
         "late_events_total",
@@ -327,6 +348,17 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "counter",
         "traceparent headers a source ignored because they were not valid W3C trace contexts.",
         &by_source(|m| m.invalid_trace_context),
+    );
+    family(
+        &mut out,
+        "source_lag_records",
+        "gauge",
+        "Records waiting in a source's log (Kafka: high watermark minus the next offset to \
+         deliver, summed over the assigned partitions); only sources that can tell.",
+        &s.sources
+            .iter()
+            .filter_map(|(n, m)| Some((labels(&[("connector", n)]), m.lag?)))
+            .collect::<Vec<_>>(),
     );
     let by_sink = |f: fn(&SinkMetrics) -> u64| -> Vec<(String, u64)> {
         s.sinks
@@ -571,6 +603,7 @@ mod tests {
         let engine = Metrics {
             out_per_stream: vec![3],
             late: 2,
+            errors_per_stream: vec![4],
             ..Metrics::default()
         };
         let text = render(&Snapshot {
@@ -582,6 +615,7 @@ mod tests {
                 "In\"x".into(),
                 SourceMetrics {
                     received: 7,
+                    lag: Some(12),
                     ..SourceMetrics::default()
                 },
             )],
@@ -601,9 +635,12 @@ mod tests {
         assert!(text.contains("varpulis_input_skipped_total{reason=\"malformed\"} 1\n"));
         assert!(text.contains("varpulis_input_skipped_total{reason=\"wrong_type\"} 0\n"));
         assert!(text.contains("varpulis_outputs_total{stream=\"Hot\"} 3\n"));
+        assert!(text.contains("varpulis_stream_runtime_errors_total{stream=\"Hot\"} 4\n"));
+        assert!(text.contains("varpulis_stream_late_dropped_total{stream=\"Hot\"} 0\n"));
         assert!(text.contains("varpulis_late_events_total 2\n"));
         assert!(text.contains("varpulis_watermark_seconds 1.500\n"));
         assert!(text.contains("varpulis_source_received_total{connector=\"In\\\"x\"} 7\n"));
+        assert!(text.contains("varpulis_source_lag_records{connector=\"In\\\"x\"} 12\n"));
         assert!(text.contains("# TYPE varpulis_sink_sent_total counter\n"));
         assert!(text.contains("varpulis_checkpoints_total 2\n"));
         assert!(text.contains("varpulis_trace_spans_dropped_total 4\n"));

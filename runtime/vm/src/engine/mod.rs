@@ -111,6 +111,13 @@ pub struct Metrics {
     /// state, so not part of the engine's own snapshot record.
     #[serde(skip)]
     pub patterns: crate::sequence::Metrics,
+    /// Late events not processed, by stream id (since this engine started: not part of the
+    /// snapshot record).
+    #[serde(skip)]
+    pub late_per_stream: Vec<u64>,
+    /// Runtime errors by stream id (since this engine started).
+    #[serde(skip)]
+    pub errors_per_stream: Vec<u64>,
 }
 
 pub(crate) struct StreamRt {
@@ -302,6 +309,13 @@ impl Engine {
                     .unwrap_or(0);
                 if t < w.saturating_sub(lateness.max(0)) {
                     self.metrics.dropped += 1;
+                    let per = &mut self.metrics.late_per_stream;
+                    if per.len() <= s {
+                        per.resize(s + 1, 0);
+                    }
+                    if let Some(n) = per.get_mut(s) {
+                        *n += 1;
+                    }
                     for lc in self.routes.by_late.get(s).map_or(&[][..], Vec::as_slice) {
                         self.queue.push_back((lc.stream as usize, 0, r.clone()));
                     }
@@ -366,6 +380,18 @@ impl Engine {
     pub fn metrics(&self) -> Metrics {
         let mut m = self.metrics.clone();
         m.runtime_errors = self.shared.vm.error_count;
+        m.late_per_stream.resize(self.streams.len(), 0);
+        let errors = &self.shared.vm.errors_by_stream;
+        m.errors_per_stream = self
+            .streams
+            .iter()
+            .map(|st| {
+                errors
+                    .iter()
+                    .find(|(name, _)| *name == st.name)
+                    .map_or(0, |(_, n)| *n)
+            })
+            .collect();
         let p = &mut m.patterns;
         for s in self.streams.iter().flat_map(|st| st.ops.iter()) {
             if let Some(x) = s.sequence_metrics() {

@@ -60,6 +60,8 @@ pub struct Vm {
     budget: u64,
     /// Total runtime errors so far.
     pub error_count: u64,
+    /// Runtime errors so far by stream (few streams, rare errors: a short list).
+    pub errors_by_stream: Vec<(Arc<str>, u64)>,
     /// The first [`MAX_REPORTS`] errors since the host last took them.
     pub reports: Vec<RuntimeError>,
     /// Stream name attached to reports.
@@ -119,6 +121,12 @@ impl Vm {
     /// Records a runtime error.
     pub fn report(&mut self, kind: K, span: SpanId, time: i64, detail: String) {
         self.error_count += 1;
+        if let Some(stream) = &self.stream {
+            match self.errors_by_stream.iter_mut().find(|(s, _)| s == stream) {
+                Some((_, n)) => *n += 1,
+                None => self.errors_by_stream.push((stream.clone(), 1)),
+            }
+        }
         if self.reports.len() < MAX_REPORTS {
             self.reports.push(RuntimeError {
                 kind,
