@@ -149,6 +149,10 @@ pub struct Job {
     /// Time given to records without one: the previous record's time.
     clock: i64,
     sinks: Vec<Option<Box<dyn Sink>>>,
+    /// The id scoping record ids ([`Job::set_pipeline`]).
+    pipeline: String,
+    /// Counters of the sinks of the programs this one replaced, by connector name.
+    sinks_before: BTreeMap<String, varpulis_connectors::SinkMetrics>,
     /// Per connector: `<pipeline>/<connector>`, the scope of its records' ids.
     scopes: Vec<Arc<str>>,
     /// Per connector: the sequence number of the next record sent to it.
@@ -168,6 +172,14 @@ pub struct Job {
 impl Job {
     /// Loads `program` into a fresh engine and opens its sinks.
     pub fn new(program: Program, options: JobOptions) -> anyhow::Result<Job> {
+        let mut job = Job::without_sinks(program, options)?;
+        job.open_sinks()?;
+        Ok(job)
+    }
+
+    /// Loads `program` into a fresh engine; its sinks stay closed until
+    /// [`Job::open_sinks`] (a hot update closes the old program's sinks first).
+    pub fn without_sinks(program: Program, options: JobOptions) -> anyhow::Result<Job> {
         let program = Arc::new(program);
         let config = EngineConfig {
             flush_at_end: options.final_flush,
@@ -176,18 +188,8 @@ impl Job {
         let engine =
             Engine::with_config(program.clone(), config).map_err(|e| anyhow::anyhow!("{e}"))?;
         let decoder = EventDecoder::new(&program);
-        let mut sinks = Vec::new();
-        for def in &program.connectors {
-            if !options.sinks || !program_sends_to(&program, sinks.len()) {
-                sinks.push(None);
-                continue;
-            }
-            let config = connector_config(def, &[]);
-            let sink = open_sink(&config, &SinkContext::new(options.sink_dir.clone()))
-                .with_context(|| format!("cannot open connector `{}`", def.name))?;
-            sinks.push(Some(sink));
-        }
-        let n = sinks.len();
+        let n = program.connectors.len();
+        let sinks = (0..n).map(|_| None).collect();
         let mut job = Job {
             engine,
             decoder,
@@ -195,6 +197,8 @@ impl Job {
             options,
             clock: 0,
             sinks,
+            pipeline: String::new(),
+            sinks_before: BTreeMap::new(),
             scopes: Vec::new(),
             seqs: vec![0; n],
             stats: JobStats::default(),
@@ -208,9 +212,40 @@ impl Job {
         Ok(job)
     }
 
+    /// Opens the sinks the program sends to (those that are not open yet). On an error the
+    /// ones opened so far stay open; [`Job::stop`] closes them.
+    pub fn open_sinks(&mut self) -> anyhow::Result<()> {
+        for (i, def) in self.program.connectors.iter().enumerate() {
+            let Some(slot) = self.sinks.get_mut(i) else {
+                continue;
+            };
+            if slot.is_some() || !self.options.sinks || !program_sends_to(&self.program, i) {
+                continue;
+            }
+            let config = connector_config(def, &[]);
+            let sink = open_sink(&config, &SinkContext::new(self.options.sink_dir.clone()))
+                .with_context(|| format!("cannot open connector `{}`", def.name))?;
+            *slot = Some(sink);
+        }
+        Ok(())
+    }
+
+    /// The pipeline id that scopes record ids ([`Job::set_pipeline`]).
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+
+    /// Takes over the host counters of `old` (a hot update keeps them going).
+    /// Sink counters continue too: a sink of the same name starts from the old one's.
+    pub fn carry_stats_from(&mut self, old: &mut Job) {
+        self.stats = std::mem::take(&mut old.stats);
+        self.sinks_before = old.sink_metrics().into_iter().collect();
+    }
+
     /// Names the pipeline: record ids are `<pipeline>/<connector>:<seq>`. A run with a state
     /// directory keeps the id there, so a restart gives replayed records the same ids.
     pub fn set_pipeline(&mut self, id: &str) {
+        self.pipeline = id.to_string();
         self.scopes = self
             .program
             .connectors
@@ -269,7 +304,22 @@ impl Job {
         self.sinks
             .iter()
             .flatten()
-            .map(|s| (s.name().to_string(), s.metrics()))
+            .map(|s| {
+                let mut m = s.metrics();
+                if let Some(before) = self.sinks_before.get(s.name()) {
+                    m.sent += before.sent;
+                    m.failed += before.failed;
+                    m.retried += before.retried;
+                    m.dead_lettered += before.dead_lettered;
+                    m.dropped_queue_full += before.dropped_queue_full;
+                    m.dropped += before.dropped;
+                    m.bytes += before.bytes;
+                    if m.last_error.is_none() {
+                        m.last_error.clone_from(&before.last_error);
+                    }
+                }
+                (s.name().to_string(), m)
+            })
             .collect()
     }
 
@@ -437,6 +487,14 @@ impl Job {
         Ok(())
     }
 
+    /// After [`Job::stop`]: forgets the closed sinks and opens them again (a hot update
+    /// that could not start the new program goes back to the old one).
+    pub fn reopen_sinks(&mut self) -> anyhow::Result<()> {
+        for slot in &mut self.sinks {
+            *slot = None;
+        }
+        self.open_sinks()
+    }
     /// Input problems, print/log lines and runtime errors gathered since the
     /// last call, as lines for stderr.
     pub fn take_messages(&mut self) -> Vec<String> {

@@ -116,6 +116,64 @@ pub struct Host {
     /// Handed, once the sources are up, a way to inject payloads that reach
     /// every stream reading their type (like `--input` events).
     pub on_running: Option<Box<dyn FnOnce(Injector) + Send>>,
+    /// Requests to the running run (hot updates), looked at every turn.
+    pub control: Option<crossbeam_channel::Receiver<Control>>,
+}
+
+/// A request a host sends to its running run ([`Host::control`]).
+pub enum Control {
+    /// Run another program from now on, with the same sources.
+    Update(Update),
+}
+
+/// A hot update: the new program takes over between two batches; the sources keep running.
+pub struct Update {
+    /// The new program. Its sources must be the running ones (same connectors, parameters
+    /// and subscriptions), else the update is refused and the run goes on unchanged.
+    pub program: Program,
+    /// How the new program's job runs.
+    pub job_options: crate::job::JobOptions,
+    /// Told the outcome: stream by stream what state was kept, or why nothing changed.
+    pub reply: crossbeam_channel::Sender<Result<varpulis_vm::StateReport, String>>,
+    /// Set by whoever takes the update first: the run (it applies it) or the host (it gave
+    /// up waiting, and the run then skips it).
+    pub claimed: Arc<AtomicBool>,
+}
+
+/// Why the sources of `new` differ from those of `old` (`None`: they are the same
+/// connectors with the same parameters, subscribed the same way).
+pub fn sources_differ(old: &Program, new: &Program) -> Option<String> {
+    let describe =
+        |program: &Program| -> Vec<(String, Option<varpulis_connectors::ConnectorConfig>)> {
+            program
+                .subscriptions()
+                .iter()
+                .map(|sub| {
+                    let def = program.connectors.get(sub.connector as usize);
+                    (
+                        subscription_key(program, sub),
+                        def.map(|d| connector_config(d, &sub.params)),
+                    )
+                })
+                .collect()
+        };
+    let (before, after) = (describe(old), describe(new));
+    if before.len() != after.len() {
+        return Some(format!(
+            "the program reads {} connector subscriptions instead of {}",
+            after.len(),
+            before.len()
+        ));
+    }
+    for ((key_a, def_a), (key_b, def_b)) in before.iter().zip(&after) {
+        if key_a != key_b {
+            return Some(format!("subscription `{key_b}` replaces `{key_a}`"));
+        }
+        if def_a != def_b {
+            return Some(format!("the connector of `{key_b}` has other parameters"));
+        }
+    }
+    None
 }
 
 impl Host {
@@ -127,6 +185,7 @@ impl Host {
             outputs: None,
             observer: None,
             on_running: None,
+            control: None,
         })
     }
 }
@@ -216,6 +275,7 @@ struct LiveRun {
     stop: Arc<AtomicBool>,
     log: Box<dyn Write + Send>,
     observer: Option<Observer>,
+    control: Option<crossbeam_channel::Receiver<Control>>,
     last_observed: Instant,
     stopping: Arc<AtomicBool>,
     rx: crossbeam_channel::Receiver<SourceEvent>,
@@ -243,6 +303,7 @@ impl LiveRun {
             outputs,
             observer,
             on_running,
+            control,
         } = host;
         // Secrets (substituted values, URL passwords, bearer tokens) never reach the log.
         let mut log: Box<dyn Write + Send> = Box::new(Redacting::new(log));
@@ -448,6 +509,7 @@ impl LiveRun {
             stop,
             log,
             observer,
+            control,
             last_observed: Instant::now(),
             stopping,
             rx,
@@ -502,6 +564,19 @@ impl LiveRun {
             .write_outputs(self.out.writer())
             .with_context(|| format!("writing outputs to {}", self.output_name))?;
         self.trace.end_batch(batch, &self.job);
+        if let Some(Control::Update(update)) = self
+            .control
+            .as_ref()
+            .and_then(|c| c.try_recv().ok())
+            .filter(|Control::Update(u)| !u.claimed.swap(true, Ordering::AcqRel))
+        {
+            let outcome = self.update(update.program, update.job_options);
+            if let Err(why) = &outcome {
+                writeln!(self.log, "error: hot update refused: {why}")?;
+            }
+            // The host may have given up waiting; the log has the outcome.
+            let _ = update.reply.send(outcome);
+        }
         if self.checkpoints.as_ref().is_some_and(Checkpointer::due) {
             self.checkpoint(true)?;
         }
@@ -509,6 +584,76 @@ impl LiveRun {
         self.observe(None);
         self.trace.report_failure();
         Ok(!self.live.finished())
+    }
+
+    /// A hot update between two batches: the new program's engine takes the state of the
+    /// streams whose definition did not change, the old program's sinks confirm their
+    /// records (a checkpoint barrier) and close, the new ones open where they left off, and a
+    /// checkpoint records the new state. The sources, the pending merge and the outputs are
+    /// not touched. Any failure before the switch leaves the old program running.
+    fn update(
+        &mut self,
+        program: Program,
+        job_options: crate::job::JobOptions,
+    ) -> Result<varpulis_vm::StateReport, String> {
+        if let Some(why) = sources_differ(&self.program, &program) {
+            return Err(format!(
+                "{why}; an update that changes sources restarts the pipeline instead"
+            ));
+        }
+        let mut next = Job::without_sinks(program, job_options).map_err(|e| format!("{e:#}"))?;
+        let mut state = varpulis_state::MemoryStore::new();
+        self.job
+            .engine()
+            .save_state(&mut state)
+            .map_err(|e| format!("cannot take the running state: {e}"))?;
+        let report = next
+            .engine()
+            .load_state_with(&state, varpulis_vm::Compat::Carry)
+            .map_err(|e| format!("cannot move the state to the new program: {e}"))?;
+        // Everything the old program emitted is delivered (or durably staged) before its
+        // sinks close: nothing is lost, nothing is sent twice.
+        let deadline = Instant::now() + self.options.checkpoint_timeout;
+        let sinks = self.job.barrier(deadline).map_err(|e| {
+            format!("a sink could not confirm its records ({e}); the running program is unchanged")
+        })?;
+        if let Err(e) = self.job.stop() {
+            self.live
+                .messages
+                .push(format!("warning: hot update: {e:#}"));
+        }
+        let opened = next.open_sinks().and_then(|()| {
+            next.set_pipeline(self.job.pipeline());
+            next.restore_sinks(&sinks)
+        });
+        if let Err(e) = opened {
+            let _ = next.stop();
+            // Back to the old program, its sinks where they were.
+            let back = self
+                .job
+                .reopen_sinks()
+                .and_then(|()| self.job.restore_sinks(&sinks));
+            return Err(match back {
+                Ok(()) => format!("{e:#}; the running program is unchanged"),
+                Err(b) => format!("{e:#}; reopening the old program's sinks failed too: {b:#}"),
+            });
+        }
+        next.carry_stats_from(&mut self.job);
+        self.job = next;
+        self.program = self.job.program().clone();
+        self.live.reprogram(&self.program);
+        let kept = report.streams.iter().filter(|s| s.from.is_some()).count();
+        self.live.messages.push(format!(
+            "update: the new program runs; {kept} of {} streams kept their state, sources kept",
+            report.streams.len()
+        ));
+        // A crash from now on restarts the new program on its own state.
+        if let Err(e) = self.checkpoint(true) {
+            self.live.messages.push(format!(
+                "warning: the checkpoint after the update failed: {e:#}"
+            ));
+        }
+        Ok(report)
     }
 
     /// Problems the engine and the sources reported, to the log.
@@ -1271,6 +1416,31 @@ struct Live {
 }
 
 impl Live {
+    /// After a hot update: what depends on the program (latency per stream, the idle clock's
+    /// allowance) follows the new one; a stream that kept its name keeps its histogram.
+    fn reprogram(&mut self, program: &Program) {
+        let mut before = std::mem::take(&mut self.stream_index)
+            .into_iter()
+            .filter_map(|(name, i)| Some((name, self.latency.get(i)?.clone())))
+            .collect::<std::collections::HashMap<_, _>>();
+        self.latency = program
+            .streams
+            .iter()
+            .map(|s| before.remove(&s.name).unwrap_or_default())
+            .collect();
+        self.stream_index = program
+            .streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        self.idle.out_of_order = max_out_of_order(program);
+        // The same connectors may now feed other types.
+        for (state, sub) in self.subs.iter_mut().zip(program.subscriptions().iter()) {
+            state.default_type = default_type(program, sub);
+        }
+    }
+
     /// `seen` holds, per subscription, the positions of the restored
     /// checkpoint (empty without one): where the engine's state has seen each
     /// record stream up to before this run delivers anything.

@@ -670,3 +670,149 @@ fn failing_checkpoints_back_off_and_make_the_pipeline_not_ready() {
     drop(s);
     drop(held);
 }
+
+/// One POST of `body` to `127.0.0.1:port/events`; the status code (0: no answer).
+fn ingest(port: u16, body: &str) -> u16 {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!(
+        "POST /events HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(request.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn a_hot_update_keeps_the_sources_running_and_loses_or_repeats_no_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("varpulis.toml"),
+        "[defaults]\ncheckpoint_interval = \"200ms\"\n",
+    )
+    .expect("config");
+    let s = Server::start(dir.path(), &["--config", "varpulis.toml"], &[]);
+    let program = |extra: &str| {
+        format!(
+            "event Reading:\n    zone: str\n    temp: float\n    i: int\n\n\
+             connector In = http (url: \"http://127.0.0.1:{port}/events\")\n\
+             connector Out = file (path: \"out.jsonl\")\n\n\
+             stream Hot = Reading.from(In)\n    .where(temp > 30.0)\n    .emit(i: i)\n    .to(Out)\n\n\
+             stream Counts = Reading.from(In)\n    .partition_by(zone)\n    .window(1000)\n    .aggregate(zone: last(zone), n: count())\n    .emit(zone: zone, n: n)\n{extra}"
+        )
+    };
+    let (code, v) = deploy(&s, "live", &program(""));
+    assert_eq!(code, 201, "{v}");
+    s.wait_state("live", "running");
+
+    // A client sends one event after another while the program is replaced twice.
+    let total = 600u64;
+    let sender = std::thread::spawn(move || {
+        let mut refused = Vec::new();
+        for i in 0..total {
+            let body = format!(
+                r#"{{"event_type":"Reading","zone":"z{}","temp":35.0,"i":{i}}}"#,
+                i % 3
+            );
+            let code = ingest(port, &body);
+            if code != 202 && code != 200 {
+                refused.push((i, code));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        refused
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let cold = "\nstream Cold = Reading.from(In)\n    .where(temp < 0.0)\n    .emit(i: i)\n";
+    let (code, v) = s.call(
+        "PUT",
+        "/api/v1/pipelines/live",
+        Some(&json!({ "source": program(cold) })),
+        None,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["update"]["sources"], "kept", "{v}");
+    let kept: Vec<&str> = v["update"]["streams"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|s| s["state"] == "kept")
+                .filter_map(|s| s["name"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(kept, ["Hot", "Counts"], "{v}");
+    std::thread::sleep(Duration::from_millis(300));
+    // A changed window starts empty; the others keep their state.
+    let changed = program(cold).replace(".window(1000)", ".window(2000)");
+    let (code, v) = s.call(
+        "PUT",
+        "/api/v1/pipelines/live",
+        Some(&json!({ "source": changed })),
+        None,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["update"]["sources"], "kept", "{v}");
+    assert_eq!(v["update"]["streams"][1]["name"], "Counts", "{v}");
+    assert_eq!(v["update"]["streams"][1]["state"], "empty", "{v}");
+    let refused = sender.join().expect("sender");
+    assert!(
+        refused.is_empty(),
+        "requests refused during the updates: {refused:?}"
+    );
+
+    // Every event reached the new program through the same source, counted once.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let (_, v) = s.call("GET", "/api/v1/pipelines/live", None, None);
+        if v["sinks"][0]["sent"] == total {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status["sources"][0]["received"], total, "{status}");
+    assert_eq!(status["events_in"], total, "{status}");
+    let out = std::fs::read_to_string(dir.path().join("out.jsonl")).expect("out.jsonl");
+    let mut seen: Vec<u64> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["i"].as_u64())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..total).collect::<Vec<_>>(), "every output once");
+
+    // New sources: the pipeline restarts, and says why.
+    let other = free_port();
+    let moved = program(cold).replace(&format!(":{port}/"), &format!(":{other}/"));
+    let (code, v) = s.call(
+        "PUT",
+        "/api/v1/pipelines/live",
+        Some(&json!({ "source": moved })),
+        None,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["update"]["sources"], "restarted", "{v}");
+    assert!(
+        v["update"]["restart_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("other parameters")),
+        "{v}"
+    );
+    s.wait_state("live", "running");
+    assert_eq!(
+        ingest(
+            other,
+            r#"{"event_type":"Reading","zone":"a","temp":40.0,"i":9999}"#
+        ),
+        202
+    );
+    let (ok, _) = s.terminate();
+    assert!(ok);
+}

@@ -97,6 +97,7 @@ pub fn describe(e: &DeployError) -> String {
         DeployError::Rejected(r) => r.message.clone(),
         DeployError::BadSettings(m) => m.clone(),
         DeployError::Io(e) => format!("{e:#}"),
+        DeployError::Unavailable(m) => m.clone(),
     }
 }
 
@@ -112,6 +113,7 @@ fn deploy_error(e: &DeployError) -> Response {
             &json!({ "error": message, "diagnostics": r.diagnostics }),
         ),
         DeployError::Io(_) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &message),
+        DeployError::Unavailable(_) => json_error(StatusCode::SERVICE_UNAVAILABLE, &message),
     }
 }
 

@@ -123,6 +123,9 @@ pub enum DeployError {
     BadSettings(String),
     /// Its directory could not be written.
     Io(anyhow::Error),
+    /// The running pipeline could not switch now (a sink could not confirm its records, a
+    /// slow checkpoint); the old program still runs. Retrying later may work.
+    Unavailable(String),
 }
 
 /// Compiles `source` and applies the connector settings: the program to run.
@@ -262,6 +265,54 @@ impl Pipelines {
             }
             Err(e) => return Err(e),
         };
+        // In place when the sources stay the same: they keep running, nothing is re-read.
+        let old_stored = self.with(name, |p| {
+            (p.source.clone(), p.connectors.clone(), p.deployed_at)
+        });
+        let Some((old_source, old_connectors, old_deployed_at)) = old_stored else {
+            return Err(DeployError::Unknown(name.to_string()));
+        };
+        let deployed_at = SystemTime::now();
+        self.store(name, source, connectors.as_ref(), deployed_at)
+            .map_err(DeployError::Io)?;
+        let streams: Vec<String> = program.streams.iter().map(|s| s.name.to_string()).collect();
+        let in_place = {
+            let map = lock(&self.map);
+            match map.get(name) {
+                // The map lock is held while the run switches (bounded by the checkpoint
+                // timeout): no other request can stop or replace the pipeline meanwhile.
+                Some(p) => p.update(program.clone()),
+                None => Err(pipeline::UpdateRefused::NotRunning),
+            }
+        };
+        let restart_reason = match in_place {
+            Ok(report) => {
+                if let Some(p) = lock(&self.map).get_mut(name) {
+                    p.source = source.to_string();
+                    p.connectors = connectors.clone();
+                    p.deployed_at = deployed_at;
+                    p.streams = streams;
+                    p.program = Some(program);
+                }
+                return Ok(serde_json::json!({
+                    "streams": report.streams,
+                    "removed": report.removed,
+                    "sources": "kept",
+                }));
+            }
+            Err(pipeline::UpdateRefused::Failed(why)) => {
+                let _ = self.store(name, &old_source, old_connectors.as_ref(), old_deployed_at);
+                return Err(DeployError::Unavailable(why));
+            }
+            Err(pipeline::UpdateRefused::Busy) => {
+                let _ = self.store(name, &old_source, old_connectors.as_ref(), old_deployed_at);
+                return Err(DeployError::Unavailable(
+                    "the pipeline did not take the update in time (a checkpoint is slow); the running program is unchanged, try again".to_string(),
+                ));
+            }
+            Err(pipeline::UpdateRefused::SourcesDiffer(why)) => why,
+            Err(pipeline::UpdateRefused::NotRunning) => "it was not running".to_string(),
+        };
         let Some(mut old) = lock(&self.map).remove(name) else {
             return Err(DeployError::Unknown(name.to_string()));
         };
@@ -283,24 +334,15 @@ impl Pipelines {
             }),
             Err(e) => serde_json::json!({ "error": format!("{e:#}") }),
         };
-        let deployed_at = SystemTime::now();
-        if let Err(e) = self.store(name, source, connectors.as_ref(), deployed_at) {
-            // Keep running what is stored: the old program.
-            let mut restarted = Pipeline::start(
-                name,
-                old.source.clone(),
-                old.deployed_at,
-                prepare(name, &old.source, old.connectors.as_ref()).unwrap_or_default(),
-                settings,
-            );
-            restarted.connectors = old.connectors.clone();
-            lock(&self.map).insert(name.to_string(), restarted);
-            return Err(DeployError::Io(e));
-        }
         let mut pipeline =
             Pipeline::start(name, source.to_string(), deployed_at, program, settings);
         pipeline.connectors = connectors;
         lock(&self.map).insert(name.to_string(), pipeline);
+        let mut report = report;
+        if let Some(r) = report.as_object_mut() {
+            r.insert("sources".into(), Value::String("restarted".into()));
+            r.insert("restart_reason".into(), Value::String(restart_reason));
+        }
         Ok(report)
     }
 

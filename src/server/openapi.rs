@@ -108,7 +108,7 @@ pub const ROUTES: &[Route] = &[
     route(
         "put",
         "/api/v1/pipelines/{name}",
-        "Hot update: a new program; unchanged streams keep their state. Answers the state report.",
+        "Hot update: a new program takes over; unchanged streams keep their state. With the same sources it switches in place (`sources: kept`), else the pipeline restarts (`sources: restarted`, `restart_reason`). Answers the state report; 503 when a sink cannot confirm its records now (nothing changed).",
         200,
         Some("source"),
         false,

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use varpulis_program::Program;
 
 use crate::job::{Job, JobOptions};
-use crate::live::{Host, Injector, LiveOptions, Observation};
+use crate::live::{Control, Host, Injector, LiveOptions, Observation, Update};
 
 /// Recent problems kept per pipeline for the status API.
 const RECENT: usize = 20;
@@ -163,6 +163,12 @@ pub struct Pipeline {
     pub streams: Vec<String>,
     /// Shared with its run.
     pub shared: Arc<Shared>,
+    /// The program it runs (`None` when it failed before compiling).
+    pub program: Option<Program>,
+    /// Requests to its run (hot updates).
+    control: Option<crossbeam_channel::Sender<Control>>,
+    /// How its run was set up.
+    settings: Option<RunSettings>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -211,9 +217,21 @@ impl Pipeline {
         let run_shared = shared.clone();
         let run_stop = stop.clone();
         let run_name = name.to_string();
+        let kept = program.clone();
+        let run_settings = settings.clone();
+        let (control, requests) = crossbeam_channel::bounded(4);
         let thread = std::thread::Builder::new()
             .name(format!("pipeline-{name}"))
-            .spawn(move || run(&run_name, program, settings, run_shared, run_stop));
+            .spawn(move || {
+                run(
+                    &run_name,
+                    program,
+                    run_settings,
+                    run_shared,
+                    run_stop,
+                    requests,
+                )
+            });
         let thread = match thread {
             Ok(t) => Some(t),
             Err(e) => {
@@ -229,8 +247,53 @@ impl Pipeline {
             started: Instant::now(),
             streams,
             shared,
+            program: Some(kept),
+            control: Some(control),
+            settings: Some(settings),
             stop,
             thread,
+        }
+    }
+
+    /// Hot update: `program` takes over inside the running run, whose sources keep going
+    /// (see [`crate::live::Update`]). `Err` when the run is not running, its sources differ
+    /// from the new program's, or the switch failed; the old program then still runs.
+    pub fn update(&self, program: Program) -> Result<varpulis_vm::StateReport, UpdateRefused> {
+        let (Some(control), Some(settings)) = (&self.control, &self.settings) else {
+            return Err(UpdateRefused::NotRunning);
+        };
+        if self.shared.status().state != State::Running {
+            return Err(UpdateRefused::NotRunning);
+        }
+        if let Some(why) = self
+            .program
+            .as_ref()
+            .and_then(|old| crate::live::sources_differ(old, &program))
+        {
+            return Err(UpdateRefused::SourcesDiffer(why));
+        }
+        let (reply, outcome) = crossbeam_channel::bounded(1);
+        let claimed = Arc::new(AtomicBool::new(false));
+        let update = Update {
+            program,
+            job_options: job_options(settings),
+            reply,
+            claimed: claimed.clone(),
+        };
+        if control.try_send(Control::Update(update)).is_err() {
+            return Err(UpdateRefused::Busy);
+        }
+        // The run looks at its requests between batches, so it takes the update at once
+        // unless a checkpoint holds it up.
+        let wait = settings.checkpoint_timeout + Duration::from_secs(10);
+        match outcome.recv_timeout(wait) {
+            Ok(result) => result.map_err(UpdateRefused::Failed),
+            Err(_) if !claimed.swap(true, Ordering::AcqRel) => Err(UpdateRefused::Busy),
+            // The run has it: the switch is bounded by the checkpoint timeout.
+            Err(_) => match outcome.recv() {
+                Ok(result) => result.map_err(UpdateRefused::Failed),
+                Err(_) => Err(UpdateRefused::NotRunning),
+            },
         }
     }
 
@@ -257,6 +320,9 @@ impl Pipeline {
             started: Instant::now(),
             streams: Vec::new(),
             shared,
+            program: None,
+            control: None,
+            settings: None,
             stop: Arc::new(AtomicBool::new(true)),
             thread: None,
         }
@@ -278,18 +344,36 @@ impl Drop for Pipeline {
     }
 }
 
+/// Why a hot update did not happen in place.
+#[derive(Debug)]
+pub enum UpdateRefused {
+    /// The pipeline is not running (starting, failed or stopped).
+    NotRunning,
+    /// The new program reads other sources: the pipeline restarts instead.
+    SourcesDiffer(String),
+    /// The run did not take the update in time (a slow checkpoint); nothing changed.
+    Busy,
+    /// The switch failed (a sink could not confirm its records or open); nothing changed.
+    Failed(String),
+}
+
+/// How a pipeline's jobs run.
+fn job_options(settings: &RunSettings) -> JobOptions {
+    JobOptions {
+        sink_dir: settings.base_dir.clone(),
+        ..JobOptions::default()
+    }
+}
+
 fn run(
     name: &str,
     program: Program,
     settings: RunSettings,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
+    requests: crossbeam_channel::Receiver<Control>,
 ) {
-    let job_options = JobOptions {
-        sink_dir: settings.base_dir.clone(),
-        ..JobOptions::default()
-    };
-    let job = match Job::new(program, job_options) {
+    let job = match Job::new(program, job_options(&settings)) {
         Ok(job) => job,
         Err(e) => {
             shared.set_state(State::Failed(format!("{e:#}")));
@@ -330,6 +414,7 @@ fn run(
             *lock(&injected.injector) = Some(injector);
             injected.set_state(State::Running);
         })),
+        control: Some(requests),
     };
     let result = crate::live::run_hosted(job, &options, host);
     *lock(&shared.injector) = None;
@@ -379,6 +464,8 @@ fn observe(shared: &Shared, o: &Observation<'_>) {
                 "name": name,
                 "events_out": out.get(i).copied().unwrap_or(0),
                 "rate": (rates.get(i).copied().unwrap_or(0.0) * 10.0).round() / 10.0,
+                "late": s.engine.late_per_stream.get(i).copied().unwrap_or(0),
+                "runtime_errors": s.engine.errors_per_stream.get(i).copied().unwrap_or(0),
                 "latency_ms": { "p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999) },
             })
         })
@@ -394,6 +481,7 @@ fn observe(shared: &Shared, o: &Observation<'_>) {
                 "received": m.received,
                 "rejected": m.rejected,
                 "errors": m.errors,
+                "lag": m.lag,
                 "ended": ended,
             })
         })
