@@ -544,21 +544,14 @@ fn a_file_with_check_errors_is_not_lowered() {
     assert!(errors.iter().all(|d| d.is_error()) && !errors.is_empty());
 }
 
-/// The connectors of `src`, compiled, without their spans.
-fn connectors(src: &str) -> Vec<(String, String, Vec<(String, varpulis_program::ConfigValue)>)> {
+/// The connectors of `src`, compiled, rendered without their spans.
+fn connectors(src: &str) -> Vec<String> {
     let mut c = Compiler::new();
     c.set_file("test.vpl", src);
     let p = c.program("test.vpl").expect("compiles");
     p.connectors
         .iter()
-        .map(|d| {
-            let params = d
-                .params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect();
-            (d.name.to_string(), d.kind.to_string(), params)
-        })
+        .map(|d| format!("{} = {} {:?}", d.name, d.kind, d.params))
         .collect()
 }
 
