@@ -218,14 +218,46 @@ module.exports = grammar({
       '}',
     ),
 
-    // Legacy: config: followed by indented `key: value` lines.
+    // config: with `sources:` / `sinks:` sections declaring connectors, and
+    // legacy indented `key: value` lines.
     config_block: $ => seq(
       'config',
       ':',
       $._indent,
-      repeat1($.config_entry),
+      repeat1(choice($.config_section, $.config_entry)),
       $._dedent,
     ),
+
+    // sources: (or sinks:) with one connector per indented line.
+    config_section: $ => seq(
+      field('role', choice('sources', 'sinks')),
+      ':',
+      $._indent,
+      repeat1($.config_connector),
+      $._dedent,
+    ),
+
+    // name: { type: kind, key: value, ... }, or name: with indented
+    // `key: value` lines.
+    config_connector: $ => seq(
+      field('name', $.identifier),
+      ':',
+      choice(
+        field('parameters', $.config_map),
+        seq($._indent, repeat1($.config_entry), $._dedent),
+      ),
+    ),
+
+    config_map: $ => seq('{', commaSep($.config_pair), '}'),
+
+    config_pair: $ => seq(
+      field('key', choice($.identifier, $.string)),
+      ':',
+      field('value', $._config_value),
+    ),
+
+    // A hyphenated name given as a connector parameter (`group_id: rules-prod`).
+    bare_word: _ => token(/[A-Za-z_][A-Za-z0-9_]*(-[A-Za-z0-9_]+)+/),
 
     config_entry: $ => seq(
       field('key', $.identifier),
@@ -245,6 +277,8 @@ module.exports = grammar({
       $.identifier,
       $.negative_number,
       $.config_array,
+      $.config_map,
+      $.bare_word,
     ),
 
     negative_number: $ => seq('-', choice($.integer, $.float)),

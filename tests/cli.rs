@@ -588,3 +588,68 @@ fn healthcheck_exits_zero_when_healthz_answers_and_one_when_nothing_does() {
         text(&out.stderr)
     );
 }
+
+/// The roadmap's `config:` block: connectors declared under `sources:` and
+/// `sinks:` run like `connector` declarations, and `--config` overrides them
+/// by the same names (`[sources.X]`, `[sinks.X]` or `[connectors.X]`).
+#[test]
+fn a_config_block_declares_the_connectors_a_run_uses_and_overrides_apply() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "rules.vpl",
+        "config:\n  sources:\n    readings: { type: file, path: \"in.jsonl\" }\n  sinks:\n    alerts:\n      type: file\n      path: \"dev.jsonl\"\n\n\
+         event Reading:\n    sensor: str\n    temp: float\n\n\
+         stream Hot = Reading.from(readings)\n    .where(temp > 30.0)\n    .emit(sensor: sensor, temp: temp)\n    .to(alerts)\n",
+    );
+    write(
+        dir.path(),
+        "in.jsonl",
+        "{\"sensor\":\"a\",\"temp\":31.5,\"timestamp\":1000}\n{\"sensor\":\"b\",\"temp\":20.0,\"timestamp\":2000}\n",
+    );
+    write(
+        dir.path(),
+        "prod_in.jsonl",
+        "{\"sensor\":\"p\",\"temp\":45.0,\"timestamp\":1000}\n",
+    );
+    let check = varpulis(&["check", "rules.vpl"], dir.path());
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert!(
+        !text(&check.stderr).contains("W0105"),
+        "{}",
+        text(&check.stderr)
+    );
+
+    let out = varpulis(&["run", "rules.vpl"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dev = std::fs::read_to_string(dir.path().join("dev.jsonl")).expect("dev output");
+    assert!(
+        dev.contains("\"sensor\":\"a\"") && dev.contains("\"event_type\":\"Hot\""),
+        "{dev}"
+    );
+    assert!(!dev.contains("\"sensor\":\"b\""), "{dev}");
+
+    write(
+        dir.path(),
+        "prod.toml",
+        "[sources.readings]\npath = \"prod_in.jsonl\"\n\n[sinks.alerts]\npath = \"prod.jsonl\"\n",
+    );
+    let out = varpulis(&["run", "rules.vpl", "--config", "prod.toml"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let prod = std::fs::read_to_string(dir.path().join("prod.jsonl")).expect("prod output");
+    assert!(prod.contains("\"sensor\":\"p\""), "{prod}");
+    assert!(!prod.contains("\"sensor\":\"a\""), "{prod}");
+
+    write(
+        dir.path(),
+        "kind.toml",
+        "[connectors.alerts]\ntype = \"http\"\n",
+    );
+    let out = varpulis(&["run", "rules.vpl", "--config", "kind.toml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("connector `alerts` is a `file` connector"),
+        "{}",
+        text(&out.stderr)
+    );
+}

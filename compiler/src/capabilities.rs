@@ -488,6 +488,32 @@ pub fn connector_kind_params(kind: &str) -> Option<&'static [&'static str]> {
         .map(|(_, params)| *params)
 }
 
+/// The kinds the runtime implements, in table order.
+pub fn connector_kinds() -> impl Iterator<Item = &'static str> {
+    CONNECTOR_KINDS.iter().map(|(k, _)| *k)
+}
+
+/// Kinds that only have a sink (`.to`), never a source (`.from`).
+/// `tests/connector_params.rs` (root package) checks it against the
+/// connectors.
+pub const SINK_ONLY_KINDS: &[&str] = &["console"];
+
+/// Whether a connector of `kind` can only be a sink.
+pub fn is_sink_only(kind: &str) -> bool {
+    SINK_ONLY_KINDS.contains(&kind)
+}
+
+/// Parameters the connectors read as a list of `"key<sep>value"` strings,
+/// which may also be written as a map `{ key: "value" }`; the lowering
+/// turns the map into the list. Returns the separator.
+pub fn connector_map_param(name: &str) -> Option<&'static str> {
+    match name {
+        "headers" => Some(": "),
+        "properties" => Some("="),
+        _ => None,
+    }
+}
+
 /// The kind of connector parameter `name`, if it is a known one.
 pub fn connector_param(name: &str) -> Option<ParamKind> {
     CONNECTOR_PARAMS

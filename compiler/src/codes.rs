@@ -112,6 +112,12 @@ codes! {
     NOT_A_CONNECTOR = "E0501", "not a connector";
     /// A connector parameter whose value has the wrong kind.
     CONNECTOR_PARAM_KIND = "E0502", "connector parameter of the wrong kind";
+    /// A `config:` connector entry without a `type:` parameter.
+    MISSING_CONNECTOR_TYPE = "E0503", "connector without a type";
+    /// A `config:` connector whose `type:` names no connector kind.
+    UNKNOWN_CONNECTOR_KIND = "E0504", "unknown connector kind";
+    /// A sink-only connector kind declared under `sources:`.
+    CONNECTOR_WRONG_SECTION = "E0505", "connector in the wrong section";
 
     /// A source or step type that is not declared with `event`.
     UNDECLARED_EVENT_TYPE = "W0101", "undeclared event type";

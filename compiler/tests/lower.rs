@@ -543,3 +543,41 @@ fn a_file_with_check_errors_is_not_lowered() {
     let errors = c.program("bad.vpl").expect_err("syntax error");
     assert!(errors.iter().all(|d| d.is_error()) && !errors.is_empty());
 }
+
+/// The connectors of `src`, compiled, rendered without their spans.
+fn connectors(src: &str) -> Vec<String> {
+    let mut c = Compiler::new();
+    c.set_file("test.vpl", src);
+    let p = c.program("test.vpl").expect("compiles");
+    p.connectors
+        .iter()
+        .map(|d| format!("{} = {} {:?}", d.name, d.kind, d.params))
+        .collect()
+}
+
+#[test]
+fn config_connectors_lower_like_connector_declarations() {
+    let config = connectors(
+        r#"
+config:
+  sources:
+    trades: { type: kafka, brokers: ["localhost:9092"], topic: trades, group_id: rules-prod }
+  sinks:
+    alerts:
+      type: http
+      url: "https://api.example.com/alerts"
+      headers: { Authorization: "Bearer ${ALERT_TOKEN}", "X-Team": "ops" }
+    screen: { type: console }
+connector audit = file (path: "audit.jsonl")
+"#,
+    );
+    let declared = connectors(
+        r#"
+connector trades = kafka (brokers: ["localhost:9092"], topic: trades, group_id: "rules-prod")
+connector alerts = http (url: "https://api.example.com/alerts", headers: ["Authorization: Bearer ${ALERT_TOKEN}", "X-Team: ops"])
+connector screen = console
+connector audit = file (path: "audit.jsonl")
+"#,
+    );
+    assert_eq!(config, declared);
+}

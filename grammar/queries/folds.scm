@@ -6,6 +6,8 @@
   (pattern_declaration)
   (config_declaration)
   (config_block)
+  (config_section)
+  (config_connector)
   (declaration_loop)
   (if_statement)
   (elif_clause)

@@ -66,6 +66,10 @@
 (context_declaration name: (identifier) @module)
 (config_declaration name: (identifier) @module)
 (config_entry key: (identifier) @property)
+(config_connector name: (identifier) @module)
+(config_pair key: (identifier) @property)
+(config_pair key: (string) @property)
+(bare_word) @string
 (import_declaration alias: (identifier) @module)
 (partition_clause key: (identifier) @property)
 (policy_clause name: (identifier) @constant)
@@ -87,6 +91,8 @@
   "connector"
   "context"
   "config"
+  "sources"
+  "sinks"
   "emit"
   "as"
   "all"

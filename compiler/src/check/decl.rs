@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use varpulis_syntax::ast::{
-    Assign, Block, ConfigDecl, ConnectorDecl, EventDecl, ExprKind, FnDecl, Stmt, StmtKind,
-    TypeExpr, TypeKind, VarDecl, VarKind,
+    Arg, Assign, Block, ConfigConnector, ConfigDecl, ConfigRole, ConnectorDecl, EventDecl,
+    ExprKind, FnDecl, Stmt, StmtKind, TypeExpr, TypeKind, VarDecl, VarKind,
 };
 
 use super::{Checker, Scope};
@@ -429,7 +429,16 @@ impl Checker<'_> {
     }
 
     pub(super) fn connector(&mut self, k: &ConnectorDecl) -> ConnectorModel {
-        for p in &k.params {
+        self.connector_params(&k.kind.name, &k.params);
+        ConnectorModel {
+            kind: k.kind.name.clone(),
+        }
+    }
+
+    /// Checks the parameters of a connector of `kind` (a `connector`
+    /// declaration's or a `config:` entry's, whose `type:` is skipped).
+    fn connector_params(&mut self, kind: &str, params: &[Arg]) {
+        for p in params {
             let Some(name) = &p.name else {
                 self.report(
                     Diagnostic::new(
@@ -442,33 +451,32 @@ impl Checker<'_> {
                 );
                 continue;
             };
-            if let Some(known) = capabilities::connector_kind_params(&k.kind.name) {
+            if let Some(known) = capabilities::connector_kind_params(kind) {
                 if !known.contains(&name.name.as_str()) {
                     let mut d = Diagnostic::new(
                         codes::UNKNOWN_CONNECTOR_PARAM,
-                        format!(
-                            "`{}` connectors have no parameter `{}`",
-                            k.kind.name, name.name
-                        ),
+                        format!("`{kind}` connectors have no parameter `{}`", name.name),
                         name.span,
                     )
                     .with_label("unknown parameter");
                     d = match crate::suggest::did_you_mean(&name.name, known.iter().copied()) {
                         Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                        None => d.with_help(format!(
-                            "`{}` connectors read: {}",
-                            k.kind.name,
-                            known.join(", ")
-                        )),
+                        None => {
+                            d.with_help(format!("`{kind}` connectors read: {}", known.join(", ")))
+                        }
                     };
                     self.report(
                         d.with_note("the connector would refuse to start with this parameter"),
                     );
                 }
             }
-            let kind = capabilities::connector_param(&name.name);
-            let ok = match (&p.value.kind, kind) {
+            let param_kind = capabilities::connector_param(&name.name);
+            let pairs = capabilities::connector_map_param(&name.name);
+            let ok = match (&p.value.kind, param_kind) {
                 (ExprKind::Error, _) => true,
+                (ExprKind::Map(entries), _) if pairs.is_some() => entries
+                    .iter()
+                    .all(|(_, v)| matches!(v.kind, ExprKind::Str(_) | ExprKind::Error)),
                 (ExprKind::Str(_) | ExprKind::Ident(_), Some(ParamKind::Str)) => true,
                 (ExprKind::Str(_) | ExprKind::Ident(_), Some(ParamKind::StrOrList)) => true,
                 (ExprKind::Array(items), Some(ParamKind::StrOrList)) => {
@@ -480,10 +488,11 @@ impl Checker<'_> {
                 (v, None) => is_config_value(v),
             };
             if !ok {
-                let expected = kind.map_or(
-                    "a literal, an identifier or a list of those",
-                    ParamKind::describe,
-                );
+                let expected = match (param_kind, pairs) {
+                    (_, Some(_)) => "a list of strings or a map of strings",
+                    (Some(k), None) => k.describe(),
+                    (None, None) => "a literal, an identifier or a list of those",
+                };
                 self.report(
                     Diagnostic::new(
                         codes::CONNECTOR_PARAM_KIND,
@@ -491,11 +500,15 @@ impl Checker<'_> {
                         p.value.span,
                     )
                     .with_label("wrong kind of value")
-                    .with_help(match kind {
-                        Some(ParamKind::Int) => {
+                    .with_help(match (param_kind, pairs) {
+                        (_, Some(sep)) => format!(
+                            "write `{}: {{ Name: \"value\" }}` or `{}: [\"Name{sep}value\"]`",
+                            name.name, name.name
+                        ),
+                        (Some(ParamKind::Int), _) => {
                             format!("write a whole number, e.g. `{}: 1883`", name.name)
                         }
-                        Some(ParamKind::Bool) => {
+                        (Some(ParamKind::Bool), _) => {
                             format!("write `{}: true` or `{}: false`", name.name, name.name)
                         }
                         _ => format!("write a string, e.g. `{}: \"...\"`", name.name),
@@ -503,22 +516,120 @@ impl Checker<'_> {
                 );
             }
         }
-        ConnectorModel {
-            kind: k.kind.name.clone(),
+    }
+
+    /// A `config:` block: each `sources:`/`sinks:` entry is checked like a
+    /// `connector` declaration of its `type:`; legacy flat entries (and the
+    /// `config name { ... }` form) are warned about and ignored.
+    pub(super) fn config(&mut self, c: &ConfigDecl) {
+        if c.sections.is_empty() {
+            let span = c.name.as_ref().map_or(c.span, |n| n.span);
+            self.report(
+                Diagnostic::new(
+                    codes::CONFIG_DEPRECATED,
+                    "`config` blocks are deprecated and ignored",
+                    span,
+                )
+                .with_label("ignored")
+                .with_help(
+                    "declare connectors under `sources:` / `sinks:`, or with `connector`, and attach them with `.from(...)` / `.to(...)`",
+                ),
+            );
+        } else if let Some(first) = c.entries.first() {
+            let span = first.name.as_ref().map_or(first.span, |n| n.span);
+            self.report(
+                Diagnostic::new(
+                    codes::CONFIG_DEPRECATED,
+                    "`config` entries outside `sources:` and `sinks:` are deprecated and ignored",
+                    span,
+                )
+                .with_label("ignored")
+                .with_help("move connector settings into an entry under `sources:` or `sinks:`"),
+            );
+        }
+        for section in &c.sections {
+            for k in &section.connectors {
+                self.config_connector(section.role, k);
+            }
         }
     }
 
-    pub(super) fn config(&mut self, c: &ConfigDecl) {
-        let span = c.name.as_ref().map_or(c.span, |n| n.span);
-        self.report(
-            Diagnostic::new(
-                codes::CONFIG_DEPRECATED,
-                "`config` blocks are deprecated and ignored",
-                span,
+    fn config_connector(&mut self, role: ConfigRole, k: &ConfigConnector) {
+        let Some(type_param) = k.type_param() else {
+            self.report(
+                Diagnostic::new(
+                    codes::MISSING_CONNECTOR_TYPE,
+                    format!("connector `{}` has no `type`", k.name.name),
+                    k.name.span,
+                )
+                .with_label("no `type:` parameter")
+                .with_help(format!(
+                    "add its kind, e.g. `{}: {{ type: file, path: \"events.jsonl\" }}`; kinds: {}",
+                    k.name.name,
+                    capabilities::connector_kinds()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            );
+            return;
+        };
+        let Some(kind) = k.kind() else {
+            if !matches!(type_param.value.kind, ExprKind::Error) {
+                self.report(
+                    Diagnostic::new(
+                        codes::UNKNOWN_CONNECTOR_KIND,
+                        "a connector's `type` must be a connector kind",
+                        type_param.value.span,
+                    )
+                    .with_label("not a kind name")
+                    .with_help(format!(
+                        "write one of: {}",
+                        capabilities::connector_kinds()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                );
+            }
+            return;
+        };
+        if capabilities::connector_kind_params(&kind.name).is_none() {
+            let mut d = Diagnostic::new(
+                codes::UNKNOWN_CONNECTOR_KIND,
+                format!("unknown connector kind `{}`", kind.name),
+                kind.span,
             )
-            .with_label("ignored")
-            .with_help("declare a `connector` and attach it with `.from(...)` / `.to(...)`"),
-        );
+            .with_label("not a connector kind");
+            d = match suggest::did_you_mean(&kind.name, capabilities::connector_kinds()) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None => d.with_help(format!(
+                    "the kinds are: {}",
+                    capabilities::connector_kinds()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            };
+            self.report(d);
+            return;
+        }
+        if role == ConfigRole::Sources && capabilities::is_sink_only(&kind.name) {
+            self.report(
+                Diagnostic::new(
+                    codes::CONNECTOR_WRONG_SECTION,
+                    format!("`{}` connectors cannot be sources", kind.name),
+                    kind.span,
+                )
+                .with_label("a sink-only kind")
+                .with_secondary(k.name.span, "declared under `sources:`")
+                .with_help(format!("move `{}` under `sinks:`", k.name.name)),
+            );
+        }
+        let params: Vec<Arg> = k
+            .params
+            .iter()
+            .filter(|p| p.name.as_ref().is_none_or(|n| n.name != "type"))
+            .cloned()
+            .collect();
+        self.connector_params(&kind.name, &params);
     }
 
     pub(super) fn top_level_stmt(&mut self, s: &Stmt) {

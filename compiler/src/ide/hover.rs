@@ -144,6 +144,21 @@ pub(super) fn describe_top_level(view: &FileView<'_>, name: &str) -> Option<Stri
         }
         (ItemModel::TypeAlias(t), _) => code(&format!("type {name} = {t}")),
         (_, Item::Context(_)) => code(&format!("context {name}")),
+        (_, Item::Config(cfg)) => {
+            let (role, k) = cfg
+                .sections
+                .iter()
+                .flat_map(|s| s.connectors.iter().map(move |k| (s.role, k)))
+                .find(|(_, k)| k.name.name == name)?;
+            let kind = k.kind().map_or_else(|| "?".to_string(), |id| id.name);
+            format!(
+                "{}
+
+connector declared under `{}:` of the `config:` block",
+                code(&format!("connector {name} = {kind}")),
+                role.keyword()
+            )
+        }
         _ => code(name),
     })
 }

@@ -221,6 +221,27 @@ mod tests {
     }
 
     #[test]
+    fn config_connectors_have_definitions_references_and_hover() {
+        let src = "config:\n    sources:\n        readings: { type: file, path: \"in.jsonl\" }\n    sinks:\n        alerts: { type: console }\n\nevent Reading:\n    temp: float\n\nstream Hot = Reading.from(readings)\n    .where(temp > 1.0)\n    .to(alerts)\n";
+        let mut c = Compiler::new();
+        c.set_file("c.vpl", src);
+        let find = |needle: &str| src.find(needle).expect("needle present") as u32;
+        let def = definition(&c, "c.vpl", find("readings)")).expect("definition");
+        assert_eq!(def.start, find("readings:"));
+        assert_eq!(&src[def.range()], "readings");
+        let refs = references(&c, "c.vpl", find("alerts:"), true);
+        let got: Vec<u32> = refs.iter().map(|s| s.start).collect();
+        assert_eq!(got, [find("alerts:"), find("alerts)")]);
+        let hover = crate::ide::hover::hover(&c, "c.vpl", find("alerts)")).expect("hover");
+        assert!(
+            hover.markdown.contains("connector alerts = console")
+                && hover.markdown.contains("`sinks:`"),
+            "{}",
+            hover.markdown
+        );
+    }
+
+    #[test]
     fn rename_alias_is_item_local() {
         let edits = rename(&compiler(), "t.vpl", at("a.temp as"), "first").expect("renames");
         assert_eq!(edits.len(), 3);

@@ -449,6 +449,12 @@ impl Defs {
             self.push(name.span, Target::TopLevel(name.name.clone()), kind, true);
         }
         match item {
+            Item::Config(cfg) => {
+                for k in cfg.sections.iter().flat_map(|s| &s.connectors) {
+                    let t = Target::TopLevel(k.name.name.clone());
+                    self.push(k.name.span, t, SymbolKind::Connector, true);
+                }
+            }
             Item::Event(e) => {
                 for f in &e.fields {
                     let t = Target::Field(f.name.name.clone());

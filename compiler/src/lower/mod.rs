@@ -180,6 +180,16 @@ impl<'a> Lowerer<'a> {
     fn index_names(&mut self) {
         let items = self.input.items;
         for (i, node) in items.iter().enumerate() {
+            if let Item::Config(cfg) = &node.item {
+                for k in cfg.sections.iter().flat_map(|s| &s.connectors) {
+                    if !self.names.contains_key(&k.name.name) {
+                        self.names.insert(k.name.name.clone(), Decl::Connector(i));
+                        let id = to_u32(self.connector_ids.len());
+                        self.connector_ids.insert(k.name.name.clone(), id);
+                    }
+                }
+                continue;
+            }
             let decl = match &node.item {
                 Item::Event(_) => Decl::Event(i),
                 Item::Stream(_) => Decl::Stream(i),

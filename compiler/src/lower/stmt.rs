@@ -15,6 +15,7 @@ use varpulis_syntax::ast::{
 
 use super::expr::{unparen, ChunkBuilder, Env, LoopCtx};
 use super::{Decl, Lowerer};
+use crate::capabilities::connector_map_param;
 use crate::codes;
 
 impl Lowerer<'_> {
@@ -390,25 +391,60 @@ impl Lowerer<'_> {
         b.emit(Instr::EmitEvent(schema), sid);
     }
 
-    /// Lowers every `connector` declaration.
+    /// Lowers every `connector` declaration and every connector of a
+    /// `config:` block, in declaration order (the order of the connector
+    /// ids): a config entry becomes the same [`ConnectorDef`] as the
+    /// equivalent `connector` declaration.
     pub(super) fn lower_connectors(&mut self) {
         for (i, node) in self.input.items.iter().enumerate() {
-            let Item::Connector(c) = &node.item else {
-                continue;
-            };
-            if self.names.get(&c.name.name) != Some(&Decl::Connector(i)) {
-                continue;
+            match &node.item {
+                Item::Connector(c) => {
+                    if self.names.get(&c.name.name) != Some(&Decl::Connector(i)) {
+                        continue;
+                    }
+                    let prev = self.enter_item(i);
+                    let params = self.config_params(&c.params);
+                    let span = self.span_id(c.span);
+                    self.program.connectors.push(ConnectorDef {
+                        name: Arc::from(c.name.name.as_str()),
+                        kind: Arc::from(c.kind.name.as_str()),
+                        params,
+                        span,
+                    });
+                    self.leave_item(prev);
+                }
+                Item::Config(cfg) => {
+                    let prev = self.enter_item(i);
+                    for k in cfg.sections.iter().flat_map(|s| &s.connectors) {
+                        let first = self.names.get(&k.name.name) == Some(&Decl::Connector(i))
+                            && !self
+                                .program
+                                .connectors
+                                .iter()
+                                .any(|d| *d.name == *k.name.name);
+                        if !first {
+                            continue;
+                        }
+                        let kind = k.kind().map_or_else(String::new, |id| id.name);
+                        let params: Vec<Arg> = k
+                            .params
+                            .iter()
+                            .filter(|p| p.name.as_ref().is_none_or(|n| n.name != "type"))
+                            .cloned()
+                            .collect();
+                        let params = self.config_params(&params);
+                        let span = self.span_id(k.span);
+                        self.program.connectors.push(ConnectorDef {
+                            name: Arc::from(k.name.name.as_str()),
+                            kind: Arc::from(kind.as_str()),
+                            params,
+                            span,
+                        });
+                    }
+                    self.leave_item(prev);
+                }
+                _ => {}
             }
-            let prev = self.enter_item(i);
-            let params = self.config_params(&c.params);
-            let span = self.span_id(c.span);
-            self.program.connectors.push(ConnectorDef {
-                name: Arc::from(c.name.name.as_str()),
-                kind: Arc::from(c.kind.name.as_str()),
-                params,
-                span,
-            });
-            self.leave_item(prev);
         }
     }
 
@@ -424,11 +460,28 @@ impl Lowerer<'_> {
                 );
                 continue;
             };
-            if let Some(v) = self.config_value(&a.value) {
+            let value = match (&unparen(&a.value).kind, connector_map_param(&name.name)) {
+                (ExprKind::Map(entries), Some(sep)) => self.config_pairs(entries, sep),
+                _ => self.config_value(&a.value),
+            };
+            if let Some(v) = value {
                 out.push((Arc::from(name.name.as_str()), v));
             }
         }
         out
+    }
+
+    /// A map `{ key: "value" }` as the list `["key<sep>value"]` the
+    /// connectors read (`headers`, `properties`).
+    fn config_pairs(&mut self, entries: &[(Ident, Expr)], sep: &str) -> Option<ConfigValue> {
+        let mut out = Vec::new();
+        for (key, value) in entries {
+            let ExprKind::Str(v) = &unparen(value).kind else {
+                return self.bad_config(value);
+            };
+            out.push(ConfigValue::Str(Arc::from(format!("{}{sep}{v}", key.name))));
+        }
+        Some(ConfigValue::Array(out))
     }
 
     /// A literal, identifier or array of them as a config value.

@@ -127,6 +127,14 @@ impl NameIndex {
         let mut index = NameIndex::default();
         let mut deps: FxHashMap<String, Vec<String>> = FxHashMap::default();
         for (file, i, item) in items {
+            if let Item::Config(cfg) = item {
+                // A `config:` block declares one connector per entry of its
+                // `sources:` and `sinks:` sections.
+                for k in cfg.sections.iter().flat_map(|s| &s.connectors) {
+                    index.declare(&mut deps, &k.name, DeclKind::Connector, file, i, item);
+                }
+                continue;
+            }
             let (kind, name) = match (DeclKind::of(item), item.name()) {
                 (Some(kind), Some(name)) => (kind, name),
                 (None, Some(name)) if matches!(item, Item::Assign(_)) => {
@@ -144,26 +152,39 @@ impl NameIndex {
                 }
                 _ => continue,
             };
-            let decl = Decl {
-                kind,
-                file,
-                item: i,
-                name_span: name.span,
-            };
-            match index.decls.get(&name.name) {
-                Some(first) => index.duplicates.push(Duplicate {
-                    name: name.name.clone(),
-                    first: *first,
-                    again: decl,
-                }),
-                None => {
-                    index.decls.insert(name.name.clone(), decl);
-                    deps.insert(name.name.clone(), walk::signature_deps(item));
-                }
-            }
+            index.declare(&mut deps, name, kind, file, i, item);
         }
         index.cyclic = find_cycles(&deps);
         index
+    }
+
+    /// Records `name` declared by `item`; a taken name is a duplicate.
+    fn declare(
+        &mut self,
+        deps: &mut FxHashMap<String, Vec<String>>,
+        name: &varpulis_syntax::ast::Ident,
+        kind: DeclKind,
+        file: Option<u32>,
+        item_index: usize,
+        item: &Item,
+    ) {
+        let decl = Decl {
+            kind,
+            file,
+            item: item_index,
+            name_span: name.span,
+        };
+        match self.decls.get(&name.name) {
+            Some(first) => self.duplicates.push(Duplicate {
+                name: name.name.clone(),
+                first: *first,
+                again: decl,
+            }),
+            None => {
+                self.decls.insert(name.name.clone(), decl);
+                deps.insert(name.name.clone(), walk::signature_deps(item));
+            }
+        }
     }
 
     /// The declaration of `name`.

@@ -528,15 +528,87 @@ pub struct ContextDecl {
     pub span: Span,
 }
 
-/// Legacy `config name { k: v }` or `config:` block (accepted, warned, ignored).
+/// A `config:` block: `sources:` and `sinks:` sections declaring connectors,
+/// and the legacy flat `key: value` entries (also the only content of the
+/// legacy `config name { k: v }` form), which are warned about and ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ConfigDecl {
     /// Block name; `None` for `config:` (named `default`).
     pub name: Option<Ident>,
-    /// Entries.
+    /// Legacy flat entries.
     pub entries: Vec<Arg>,
+    /// `sources:` and `sinks:` sections, in written order.
+    pub sections: Vec<ConfigSection>,
     /// The whole declaration.
     pub span: Span,
+}
+
+/// Which section of a `config:` block a connector is declared in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConfigRole {
+    /// `sources:`: connectors that `.from(...)` reads.
+    Sources,
+    /// `sinks:`: connectors that `.to(...)` writes.
+    Sinks,
+}
+
+impl ConfigRole {
+    /// The section keyword.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            ConfigRole::Sources => "sources",
+            ConfigRole::Sinks => "sinks",
+        }
+    }
+}
+
+/// `sources:` or `sinks:` with indented connector entries.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConfigSection {
+    /// Which section.
+    pub role: ConfigRole,
+    /// The section keyword as written.
+    pub keyword: Ident,
+    /// The connectors declared in it.
+    pub connectors: Vec<ConfigConnector>,
+    /// The whole section.
+    pub span: Span,
+}
+
+/// `name: { type: kind, key: value, ... }` (or `name:` with indented
+/// `key: value` lines) inside a config section: a named connector whose
+/// kind is its `type:` parameter.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConfigConnector {
+    /// Connector name.
+    pub name: Ident,
+    /// Parameters in written order, `type` included. Whether they were
+    /// written in braces or on indented lines is layout, not meaning.
+    pub params: Vec<Arg>,
+    /// The whole entry.
+    pub span: Span,
+}
+
+impl ConfigConnector {
+    /// The `type:` parameter.
+    pub fn type_param(&self) -> Option<&Arg> {
+        self.params
+            .iter()
+            .find(|p| p.name.as_ref().is_some_and(|n| n.name == "type"))
+    }
+
+    /// The `type:` parameter's value, when it is a name or a string.
+    pub fn kind(&self) -> Option<Ident> {
+        let param = self.type_param()?;
+        match &param.value.kind {
+            ExprKind::Ident(id) => Some(id.clone()),
+            ExprKind::Str(s) => Some(Ident {
+                name: s.clone(),
+                span: param.value.span,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// `import "path" [as alias]`.

@@ -18,6 +18,7 @@ const SEEDS: &[&str] = &[
     include_str!("../../../tests/corpus/valid/language/pattern_sugar.vpl"),
     include_str!("../../../tests/corpus/valid/language/config_legacy.vpl"),
     include_str!("../../../tests/corpus/valid/language/lambdas.vpl"),
+    include_str!("../../../tests/corpus/valid/language/config_sources_sinks.vpl"),
 ];
 
 /// Inserted text: layout, comments and tokens that often keep a program

@@ -9,6 +9,7 @@ use varpulis_syntax::{lex, parse, split_items, TokenKind};
 const SEED: &str = include_str!("programs/sources.vpl");
 const SEED2: &str = include_str!("programs/functions.vpl");
 const SEED3: &str = include_str!("programs/patterns.vpl");
+const SEED4: &str = include_str!("../../../tests/corpus/valid/language/config_sources_sinks.vpl");
 
 /// Fragments inserted by mutations: keywords, operators and brackets.
 const FRAGMENTS: &[&str] = &[
@@ -159,10 +160,10 @@ proptest! {
 
     #[test]
     fn mutated_programs_never_panic(
-        which in 0usize..3,
+        which in 0usize..4,
         ops in proptest::collection::vec((any::<u8>(), any::<usize>(), any::<usize>()), 1..8),
     ) {
-        let seed = [SEED, SEED2, SEED3][which];
+        let seed = [SEED, SEED2, SEED3, SEED4][which];
         check_invariants(&mutate(seed, &ops));
     }
 }

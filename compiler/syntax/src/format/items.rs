@@ -3,9 +3,9 @@
 use super::printer::Fmt;
 use super::INDENT;
 use crate::ast::{
-    Block, ConfigDecl, EventDecl, FnDecl, InlineStream, Item, Kleene, Op, OpKind, PatternDecl,
-    PatternExpr, PatternKind, SeqStep, SequenceStep, Source, SourceKind, Stmt, StmtKind,
-    StreamDecl,
+    Block, ConfigDecl, ConfigSection, EventDecl, FnDecl, InlineStream, Item, Kleene, Op, OpKind,
+    PatternDecl, PatternExpr, PatternKind, SeqStep, SequenceStep, Source, SourceKind, Stmt,
+    StmtKind, StreamDecl,
 };
 use crate::span::Span;
 
@@ -226,16 +226,38 @@ impl Fmt<'_> {
             .iter()
             .map(|e| (self.arg(e, 2 * INDENT), self.abs(e.span)))
             .collect();
-        let Some(name) = &d.name else {
-            let colon = entries
-                .first()
-                .map_or(span.start, |(_, s)| self.opener_end(*s));
+        if d.name.is_none() || !d.sections.is_empty() {
+            // The indented form; legacy entries and sections keep their
+            // written order.
+            let first = [
+                entries.first().map(|(_, s)| *s),
+                d.sections.first().map(|s| self.abs(s.span)),
+            ]
+            .into_iter()
+            .flatten()
+            .min_by_key(|s| s.start);
+            let colon = first.map_or(span.start, |s| self.opener_end(s));
             self.flush(colon, 0, false);
-            self.line(0, "config:", Some(colon));
+            let head = match &d.name {
+                Some(name) => format!("config {}:", name.name),
+                None => "config:".to_string(),
+            };
+            self.line(0, &head, Some(colon));
             self.block_start = true;
-            for (text, span) in &entries {
+            let mut entries = entries.iter().peekable();
+            for section in &d.sections {
+                let at = self.abs(section.span).start;
+                while let Some((text, span)) = entries.next_if(|(_, s)| s.start < at) {
+                    self.leaf(INDENT, text, *span, false);
+                }
+                self.config_section(section);
+            }
+            for (text, span) in entries {
                 self.leaf(INDENT, text, *span, false);
             }
+            return;
+        }
+        let Some(name) = &d.name else {
             return;
         };
         // The brace form is always broken, one entry per line.
@@ -250,6 +272,51 @@ impl Fmt<'_> {
         }
         self.flush(span.end, INDENT, false);
         self.line(0, "}", Some(span.end));
+    }
+
+    /// `sources:` / `sinks:` and its connector entries, one per line.
+    fn config_section(&mut self, section: &ConfigSection) {
+        let span = self.abs(section.span);
+        let colon = section
+            .connectors
+            .first()
+            .map_or(span.end, |k| self.opener_end(self.abs(k.span)));
+        self.flush(span.start, INDENT, true);
+        if self.blank_before(span.start) {
+            self.blank();
+        }
+        self.flush(colon, INDENT, false);
+        self.line(INDENT, &format!("{}:", section.role.keyword()), Some(colon));
+        self.block_start = true;
+        for k in &section.connectors {
+            let kspan = self.abs(k.span);
+            let items = self.arg_items(&k.params, 3 * INDENT);
+            // One line in braces when it fits and holds no comment, else
+            // one indented `key: value` line per parameter.
+            let texts: Vec<&str> = items.iter().map(|(t, _)| t.as_str()).collect();
+            let one = if texts.is_empty() {
+                format!("{}: {{}}", k.name.name)
+            } else {
+                format!("{}: {{ {} }}", k.name.name, texts.join(", "))
+            };
+            if items.is_empty() || (Self::fits(2 * INDENT, &one) && !self.has_comment_in(kspan)) {
+                self.leaf(2 * INDENT, &one, kspan, true);
+                continue;
+            }
+            let colon = items
+                .first()
+                .map_or(kspan.end, |(_, s)| self.opener_end(*s));
+            self.flush(kspan.start, 2 * INDENT, true);
+            if self.blank_before(kspan.start) {
+                self.blank();
+            }
+            self.flush(colon, 2 * INDENT, false);
+            self.line(2 * INDENT, &format!("{}:", k.name.name), Some(colon));
+            self.block_start = true;
+            for (text, span) in &items {
+                self.leaf(3 * INDENT, text, *span, false);
+            }
+        }
     }
 
     // ----- streams ----------------------------------------------------------

@@ -55,7 +55,7 @@ impl<'a> Parser<'a> {
     }
 
     /// An error expression at the current position (nothing consumed).
-    fn error_expr(&self) -> Expr {
+    pub(super) fn error_expr(&self) -> Expr {
         let here = self.here();
         Expr {
             kind: ExprKind::Error,

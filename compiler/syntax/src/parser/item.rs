@@ -2,8 +2,9 @@
 
 use super::Parser;
 use crate::ast::{
-    Arg, ConfigDecl, ConnectorDecl, ContextDecl, EventDecl, Expr, ExprKind, FieldDecl, FnDecl,
-    ImportDecl, Item, Param, StmtKind, TypeAlias, TypeExpr, TypeKind,
+    Arg, BinaryOp, ConfigConnector, ConfigDecl, ConfigRole, ConfigSection, ConnectorDecl,
+    ContextDecl, EventDecl, Expr, ExprKind, FieldDecl, FnDecl, Ident, ImportDecl, Item, Param,
+    StmtKind, TypeAlias, TypeExpr, TypeKind,
 };
 use crate::codes;
 use crate::error::SyntaxError;
@@ -295,6 +296,7 @@ impl<'a> Parser<'a> {
             None
         };
         let mut entries = Vec::new();
+        let mut sections = Vec::new();
         if self.at(K::LBrace) {
             let open = self.bump().span;
             let errors_before = self.errors.len();
@@ -320,6 +322,10 @@ impl<'a> Parser<'a> {
             }
         } else if self.eat(K::Colon) {
             let found = self.block_lines(indent, |p| {
+                if let Some(section) = p.config_section() {
+                    sections.push(section);
+                    return;
+                }
                 while !p.at_end() {
                     if !p.config_entry(&mut entries) {
                         p.skip_line();
@@ -339,6 +345,170 @@ impl<'a> Parser<'a> {
         ConfigDecl {
             name,
             entries,
+            sections,
+            span: self.since(start),
+        }
+    }
+
+    /// `sources:` or `sinks:` ending its line, then indented connector
+    /// entries; `None` (nothing consumed) when the line is not a section.
+    fn config_section(&mut self) -> Option<ConfigSection> {
+        let role = match self.nth_text(0) {
+            "sources" => ConfigRole::Sources,
+            "sinks" => ConfigRole::Sinks,
+            _ => return None,
+        };
+        // `sources: "x"` is a legacy flat entry: a section's `:` ends the line.
+        let after = self.pos + 2;
+        let ends_line = after >= self.end || self.toks.get(after).is_none_or(|t| t.bol);
+        if !(self.at(K::Ident) && self.nth(1) == Some(K::Colon) && ends_line) {
+            return None;
+        }
+        let indent = self.tok().indent;
+        let keyword = self.take_ident();
+        self.bump();
+        let mut connectors = Vec::new();
+        let found = self.block_lines(indent, |p| {
+            while !p.at_end() {
+                match p.config_connector() {
+                    Some(c) => connectors.push(c),
+                    None => p.skip_line(),
+                }
+                p.eat(K::Comma);
+            }
+        });
+        if !found {
+            let err = self
+                .expected_error(
+                    codes::EXPECTED_BLOCK,
+                    &format!("indented `name: {{ type: ... }}` entries under `{}:`", role.keyword()),
+                )
+                .with_help("write one connector per indented line, e.g. `alerts: { type: file, path: \"alerts.jsonl\" }`");
+            self.report(err);
+        }
+        Some(ConfigSection {
+            role,
+            span: self.since(keyword.span),
+            keyword,
+            connectors,
+        })
+    }
+
+    /// `name: { k: v, ... }` or `name:` with indented `k: v` lines.
+    fn config_connector(&mut self) -> Option<ConfigConnector> {
+        let start = self.here();
+        if !(self.at(K::Ident) && self.nth(1) == Some(K::Colon)) {
+            let err = self
+                .expected_error(
+                    codes::UNEXPECTED_TOKEN,
+                    "a connector entry `name: { type: ... }`",
+                )
+                .with_help("name the connector, then give its parameters in braces");
+            self.report(err);
+            return None;
+        }
+        let indent = self.tok().indent;
+        let name = self.take_ident();
+        self.bump();
+        let mut params = Vec::new();
+        if self.at(K::LBrace) {
+            let open = self.bump().span;
+            params = self.delimited(open, K::LBrace, |p| p.config_param());
+        } else if self.at_end() || self.tok().bol {
+            let found = self.block_lines(indent, |p| {
+                while !p.at_end() {
+                    if !p.config_entry(&mut params) {
+                        p.skip_line();
+                    }
+                    p.eat(K::Comma);
+                }
+            });
+            if !found {
+                let err = self
+                    .expected_error(codes::EXPECTED_BLOCK, "the connector's parameters")
+                    .with_help(format!(
+                        "write `{}: {{ type: file, path: \"out.jsonl\" }}` or indent `key: value` lines under it",
+                        name.name
+                    ));
+                self.report(err);
+            }
+        } else {
+            let err = self
+                .expected_error(
+                    codes::UNEXPECTED_TOKEN,
+                    "`{` and the connector's parameters",
+                )
+                .with_help(format!(
+                    "write `{}: {{ type: file, path: \"out.jsonl\" }}`",
+                    name.name
+                ));
+            self.report(err);
+            return None;
+        }
+        for p in &mut params {
+            self.bare_word(&mut p.value);
+        }
+        Some(ConfigConnector {
+            name,
+            params,
+            span: self.since(start),
+        })
+    }
+
+    /// A hyphenated name written without spaces (`group_id: rules-prod`)
+    /// parses as a subtraction; as a connector parameter it is one bare
+    /// word: the string it spells.
+    fn bare_word(&self, value: &mut Expr) {
+        if !matches!(
+            value.kind,
+            ExprKind::Binary {
+                op: BinaryOp::Sub,
+                ..
+            }
+        ) {
+            return;
+        }
+        let text = self.text.get(value.span.range()).unwrap_or("");
+        let word = text.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && !text.ends_with('-')
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if word {
+            value.kind = ExprKind::Str(text.to_string());
+        }
+    }
+
+    /// One `key: value` parameter inside braces; the key may be a string.
+    fn config_param(&mut self) -> Arg {
+        let start = self.here();
+        let name = match self.nth(0) {
+            Some(K::Ident) => self.take_ident(),
+            Some(K::Str) => {
+                let tok = self.bump();
+                Ident {
+                    name: super::expr::string_value(self.text.get(tok.span.range()).unwrap_or("")),
+                    span: tok.span,
+                }
+            }
+            _ => {
+                self.expected("a parameter name");
+                let value = self.error_expr();
+                return Arg {
+                    name: None,
+                    value,
+                    span: self.since(start),
+                };
+            }
+        };
+        let value = if self.expect(K::Colon, "`:` after the parameter name") {
+            self.expr()
+        } else {
+            self.error_expr()
+        };
+        Arg {
+            name: Some(name),
+            value,
             span: self.since(start),
         }
     }

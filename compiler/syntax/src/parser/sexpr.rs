@@ -70,11 +70,22 @@ pub(crate) fn item(item: &Item) -> String {
             args(&c.params)
         ),
         Item::Context(c) => format!("(context {} {})", c.name.name, args(&c.params)),
-        Item::Config(c) => format!(
-            "(config {} {})",
-            c.name.as_ref().map_or("-", |n| n.name.as_str()),
-            args(&c.entries)
-        ),
+        Item::Config(c) => {
+            let mut out = format!(
+                "(config {} {}",
+                c.name.as_ref().map_or("-", |n| n.name.as_str()),
+                args(&c.entries)
+            );
+            for s in &c.sections {
+                out.push_str(&format!(" ({}", s.role.keyword()));
+                for k in &s.connectors {
+                    out.push_str(&format!(" ({} {})", k.name.name, args(&k.params)));
+                }
+                out.push(')');
+            }
+            out.push(')');
+            out
+        }
         Item::Import(i) => format!(
             "(import {:?}{})",
             i.path,

@@ -489,3 +489,69 @@ fn else_if_is_explained() {
         "(fn f(x:int) -> int [(if (> x 0) [(return 1)] (< x 0) [(return 2)]) (return 0)])\nE0101@4:10 `else if` is written `elif`",
     );
 }
+
+#[test]
+fn config_block_declares_sources_and_sinks() {
+    check(
+        "config:
+  sources:
+    kafka_trades: { type: kafka, brokers: [\"localhost:9092\"], topic: trades, group_id: varpulis-consumer }
+  sinks:
+    alerts: { type: http, url: \"https://api.example.com/alerts\", headers: { Authorization: \"Bearer ${ALERT_TOKEN}\" } }
+",
+        "(config - () (sources (kafka_trades (type: kafka, brokers: [\"localhost:9092\"], topic: trades, group_id: \"varpulis-consumer\"))) (sinks (alerts (type: http, url: \"https://api.example.com/alerts\", headers: {Authorization: \"Bearer ${ALERT_TOKEN}\"}))))",
+    );
+}
+
+#[test]
+fn config_connectors_may_span_lines_or_use_indented_parameters() {
+    check(
+        "config:
+    sinks:
+        out:
+            type: file
+            path: \"out.jsonl\"
+        screen: {
+            type: console,
+            }
+    sources:
+        input: { type: file, path: \"in.jsonl\", poll: 50ms }
+",
+        "(config - () (sinks (out (type: file, path: \"out.jsonl\")) (screen (type: console))) (sources (input (type: file, path: \"in.jsonl\", poll: 50000000ns))))",
+    );
+}
+
+#[test]
+fn config_sections_and_legacy_entries_keep_apart() {
+    // `sources: "x"` has a value on its line: a legacy flat entry.
+    check(
+        "config:\n    sources: \"x\"\n    retries: 3\n",
+        "(config - (sources: \"x\", retries: 3))",
+    );
+    check(
+        "config:\n    mode: \"fast\"\n    sinks:\n        out: { type: console }\n",
+        "(config - (mode: \"fast\") (sinks (out (type: console))))",
+    );
+}
+
+#[test]
+fn config_block_errors_recover_at_the_next_entry() {
+    check(
+        "config:\n    sources:\n    sinks:\n        out: { type: console }\n",
+        "(config - () (sources) (sinks (out (type: console))))\nE0109@2:13 expected indented `name: { type: ... }` entries under `sources:`, found the end of the line",
+    );
+    check(
+        "config:\n    sinks:\n        \"out\": { type: console }\n        ok: { type: console }\n",
+        "(config - () (sinks (ok (type: console))))\nE0101@3:9 expected a connector entry `name: { type: ... }`, found a string",
+    );
+    check(
+        "config:\n    sinks:\n        out: console\n        ok: { type: console, 3 }\n",
+        "(config - () (sinks (ok (type: console, ?))))\nE0101@3:14 expected `{` and the connector's parameters, found `console`\nE0101@4:30 expected a parameter name, found `3`",
+    );
+    // Lines inside a block continue an entry only when indented more than
+    // it, so a closing brace at the entry's own indentation is a new entry.
+    check(
+        "config:\n    sinks:\n        out: {\n            type: console\n        }\n",
+        "(config - () (sinks (out (type: console))))\nE0102@3:14 unclosed `{`\nE0101@5:9 expected a connector entry `name: { type: ... }`, found `}`",
+    );
+}
