@@ -1441,3 +1441,38 @@ fn mqtt_5_sink_dead_letters_a_record_the_broker_refuses_to_take() {
     );
     sink.close().expect("nothing pending");
 }
+
+#[test]
+fn mqtt_5_sink_dead_letters_a_record_larger_than_the_broker_accepts() {
+    let test = "mqtt_5_sink_dead_letters_a_record_larger_than_the_broker_accepts";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = "allow_anonymous true\nmax_packet_size 200";
+    let Some(broker) = Mosquitto::start(test, dir.path(), free_port(), extra) else {
+        return;
+    };
+    let mut sink = open(
+        &connector("Alerts", &broker.address(), &[("topic", s("t"))]),
+        dir.path(),
+    );
+    // Once connected, the sink knows the broker's limit from its CONNACK.
+    sink.send(record(1)).expect("queued");
+    sink.flush().expect("acknowledged");
+    let big = Record::from_json(format!(r#"{{"i":2,"pad":"{}"}}"#, "x".repeat(300)).as_bytes())
+        .expect("valid");
+    let err = sink.send(big).expect_err("too large for this broker");
+    assert!(!err.is_retryable(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("more than the broker accepts (200 bytes a packet)"),
+        "{err}"
+    );
+    // The connection is unharmed: later records still go out.
+    sink.send(record(3)).expect("queued");
+    sink.flush().expect("acknowledged");
+    let m = sink.metrics();
+    assert_eq!((m.sent, m.failed, m.dead_lettered), (2, 1, 1), "{m:?}");
+    let lines = dead_letters(&dir.path().join("Alerts.dead.jsonl"));
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["i"], 2);
+    sink.close().expect("nothing pending");
+}

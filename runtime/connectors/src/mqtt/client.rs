@@ -234,8 +234,9 @@ impl Received {
 
 /// What the event loop reports, in the terms the source and the sink need.
 pub(crate) enum Event {
-    /// The broker accepted the connection (CONNACK).
-    Connected,
+    /// The broker accepted the connection (CONNACK); an MQTT 5 broker may say how large a
+    /// packet it accepts.
+    Connected { max_packet: Option<u32> },
     /// A message arrived.
     Message(Received),
     /// The broker answered a SUBSCRIBE; `refused` when it refused a filter.
@@ -350,7 +351,7 @@ fn qos_v5(qos: u8) -> v5::mqttbytes::QoS {
 fn event_v311(event: rumqttc::Event) -> Event {
     use rumqttc::{Event as E, Incoming, Outgoing};
     match event {
-        E::Incoming(Incoming::ConnAck(_)) => Event::Connected,
+        E::Incoming(Incoming::ConnAck(_)) => Event::Connected { max_packet: None },
         E::Incoming(Incoming::Publish(p)) => Event::Message(Received::V311(p)),
         E::Incoming(Incoming::SubAck(ack)) => Event::Subscribed {
             refused: ack
@@ -371,7 +372,9 @@ fn event_v5(event: v5::Event) -> Event {
     use rumqttc::Outgoing;
     use v5::{Event as E, Incoming};
     match event {
-        E::Incoming(Incoming::ConnAck(_)) => Event::Connected,
+        E::Incoming(Incoming::ConnAck(ack)) => Event::Connected {
+            max_packet: ack.properties.and_then(|p| p.max_packet_size),
+        },
         E::Incoming(Incoming::Publish(p)) => Event::Message(Received::V5(p)),
         E::Incoming(Incoming::SubAck(ack)) => Event::Subscribed {
             refused: ack

@@ -535,7 +535,9 @@ mod tests {
         let host = ("host", Str("b".into()));
         let protocol = |v| settings(&[host.clone(), ("protocol", v)]).map(|s| s.protocol);
         assert_eq!(
-            settings(&[host.clone()]).map(|s| s.protocol).ok(),
+            settings(std::slice::from_ref(&host))
+                .map(|s| s.protocol)
+                .ok(),
             Some(Protocol::V5)
         );
         for v in [Int(5), Str("5".into()), Str("V5".into())] {

@@ -31,8 +31,9 @@
 //!   at once, [`SinkMetrics::dropped_queue_full`], `send` returns [`SinkError::QueueFull`];
 //! - no topic (neither the record nor the connector has one) → dead-lettered at once, `send`
 //!   returns [`SinkError::NoTopic`];
-//! - an invalid topic, or a payload bigger than MQTT allows → dead-lettered at once, `send`
-//!   returns [`SinkError::Delivery`] (not retryable);
+//! - an invalid topic, or a payload bigger than MQTT allows (or than an MQTT 5 broker's
+//!   maximum packet size, once its CONNACK told it) → dead-lettered at once, `send` returns
+//!   [`SinkError::Delivery`] (not retryable);
 //! - the broker refuses one publish (MQTT 5: a PUBACK or PUBREC with an error reason code, such
 //!   as `NotAuthorized` for a topic its ACL denies) → that record is dead-lettered with the
 //!   reason code;
@@ -46,7 +47,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -157,6 +158,9 @@ struct Shared {
     stop: AtomicBool,
     /// The latest connection error, for dead-letter reasons.
     last_failure: Mutex<Option<String>>,
+    /// The largest packet the broker accepts: MQTT's limit unless an MQTT 5 broker said less
+    /// in its CONNACK. A bigger publish would break the connection on every attempt.
+    max_packet: AtomicUsize,
 }
 
 impl Shared {
@@ -320,6 +324,7 @@ impl MqttSink {
             dead_letter: Mutex::new(dead_letter),
             stop: AtomicBool::new(false),
             last_failure: Mutex::new(None),
+            max_packet: AtomicUsize::new(MAX_PACKET_BYTES),
         });
         // The ledger bounds the records in memory; the request queue only needs to hold them
         // plus the DISCONNECT.
@@ -455,11 +460,31 @@ impl Sink for MqttSink {
                 format!("\"{topic}\" is not a topic one can publish to (no `+` or `#`, not empty)"),
             );
         }
-        if record.len() + topic.len() + 8 > MAX_PACKET_BYTES {
-            let why = format!(
-                "the record is {} bytes, more than MQTT allows",
-                record.len()
-            );
+        let properties = match self.settings.common.protocol {
+            Protocol::V5 => user_properties(&record),
+            Protocol::V311 => Vec::new(),
+        };
+        // Fixed header, topic and packet id, and each property's id and two length prefixes.
+        let size = record.len()
+            + topic.len()
+            + 16
+            + properties
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 5)
+                .sum::<usize>();
+        let max = self.shared.max_packet.load(Ordering::Relaxed);
+        if size > max {
+            let why = if max < MAX_PACKET_BYTES {
+                format!(
+                    "the record is {} bytes, more than the broker accepts ({max} bytes a packet)",
+                    record.len()
+                )
+            } else {
+                format!(
+                    "the record is {} bytes, more than MQTT allows",
+                    record.len()
+                )
+            };
             return self.reject(record, why);
         }
         let mut ledger = self.shared.ledger();
@@ -494,10 +519,6 @@ impl Sink for MqttSink {
         // The record enters the ledger and the client's queue under one lock, so the client
         // thread matches packet ids to records in the same order.
         let payload = record.as_bytes().to_vec();
-        let properties = match self.settings.common.protocol {
-            Protocol::V5 => user_properties(&record),
-            Protocol::V311 => Vec::new(),
-        };
         ledger.waiting.push_back(record);
         // Counted before the client thread can see the record: it may be acknowledged (and
         // uncounted) before this thread gets the lock back.
@@ -621,9 +642,13 @@ impl Worker {
                 return;
             }
             match event {
-                Ok(Event::Connected) => {
+                Ok(Event::Connected { max_packet }) => {
                     self.backoff.reset();
                     failures = 0;
+                    let max = max_packet
+                        .and_then(|m| usize::try_from(m).ok())
+                        .map_or(MAX_PACKET_BYTES, |m| m.min(MAX_PACKET_BYTES));
+                    self.shared.max_packet.store(max, Ordering::Relaxed);
                     // Requests a broken connection left unsent: rumqttc drops them when the
                     // broker starts a new session, so they were kept and go out first.
                     connection.resend_unsent();

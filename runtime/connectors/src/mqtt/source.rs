@@ -220,7 +220,7 @@ impl Listener {
                 return;
             }
             match event {
-                Ok(Event::Connected) => {
+                Ok(Event::Connected { .. }) => {
                     self.backoff.reset();
                     if failures > 0 {
                         self.counters.reconnected();
