@@ -457,12 +457,19 @@ const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 /// A live run of an http ingest endpoint whose hot readings go to a webhook.
 fn ingest_to_webhook(dir: &Path, ingest: u16, hook: u16, otlp: u16) -> Child {
+    let source = format!("http (url: \"http://127.0.0.1:{ingest}/events\")");
+    live_to_webhook(dir, &source, hook, otlp)
+}
+
+/// A live run whose hot readings from the connector `Ingest` (declared as
+/// `source`, e.g. `http (url: ...)`) go to a webhook; returns once it runs.
+fn live_to_webhook(dir: &Path, source: &str, hook: u16, otlp: u16) -> Child {
     write(
         dir,
         "rules.vpl",
         &format!(
             "event Reading:\n    zone: str\n    temp: float\n\n\
-             connector Ingest = http (url: \"http://127.0.0.1:{ingest}/events\")\n\
+             connector Ingest = {source}\n\
              connector Hook = http (url: \"http://127.0.0.1:{hook}/alerts\")\n\n\
              stream Hot = Reading.from(Ingest).where(temp > 30.0).emit(zone: zone).to(Hook)\n"
         ),
@@ -570,7 +577,13 @@ fn an_ingested_traceparent_continues_through_the_event_span_to_the_webhook() {
         .expect("the webhook receives the alert");
     let spans = received_spans(tap);
     terminate(run);
+    check_continued_trace(&alert, &spans);
+}
 
+/// The webhook's `alert` (zone `a`) and the exported `spans` continue the
+/// caller's trace `TRACE_ID` through one `varpulis.event` span of the
+/// connector `Ingest`.
+fn check_continued_trace(alert: &Received, spans: &[serde_json::Value]) {
     let body: serde_json::Value = serde_json::from_slice(&alert.body).expect("JSON alert");
     assert_eq!(body["zone"], "a", "{body}");
     let sent = alert
@@ -614,4 +627,77 @@ fn an_ingested_traceparent_continues_through_the_event_span_to_the_webhook() {
     );
     assert_eq!(attribute(event, "varpulis.outputs")["intValue"], "1");
     assert_eq!(attribute(event, "varpulis.streams")["stringValue"], "Hot");
+}
+
+#[test]
+fn an_mqtt_5_traceparent_user_property_continues_through_the_event_span_to_the_webhook() {
+    let test = "an_mqtt_5_traceparent_user_property_continues_...";
+    let required = std::env::var("VARPULIS_REQUIRE_BROKERS").is_ok_and(|v| v == "1");
+    let broker = std::env::var("VARPULIS_TEST_MQTT").ok();
+    let publisher = Command::new("mosquitto_pub").arg("--help").output().is_ok();
+    let Some(broker) = broker.filter(|_| publisher) else {
+        assert!(
+            !required,
+            "{test}: needs VARPULIS_TEST_MQTT and mosquitto_pub (VARPULIS_REQUIRE_BROKERS=1)"
+        );
+        eprintln!("skipping {test}: VARPULIS_TEST_MQTT is not set or mosquitto_pub is missing");
+        return;
+    };
+    let (host, port) = broker.rsplit_once(':').expect("host:port");
+    let otlp = free_port();
+    let Some(tap) = oteltap_awaiting(otlp, r"^varpulis\.event$") else {
+        return;
+    };
+    let (hook, webhooks) = recorder();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = format!("varpulis-test/{}/trace", std::process::id());
+    let source = format!("mqtt (url: \"mqtt://{broker}\", topic: \"{topic}\")");
+    let run = live_to_webhook(dir.path(), &source, hook, otlp);
+    let publish = |body: &str, properties: &[&str]| {
+        let status = Command::new("mosquitto_pub")
+            .args([
+                "-h", host, "-p", port, "-V", "5", "-q", "1", "-t", &topic, "-m", body,
+            ])
+            .args(properties)
+            .status()
+            .expect("run mosquitto_pub");
+        assert!(status.success(), "mosquitto_pub failed");
+    };
+
+    // Untraced hot readings until one comes through: the subscription is live.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        publish(r#"{"zone":"probe","temp":40}"#, &[]);
+        if webhooks.recv_timeout(Duration::from_millis(300)).is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never subscribed to {topic}"
+        );
+    }
+    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    publish(
+        r#"{"zone":"a","temp":31}"#,
+        &[
+            "-D",
+            "publish",
+            "user-property",
+            "traceparent",
+            &traceparent,
+        ],
+    );
+
+    // Skip the alerts of probes still on their way.
+    let alert = loop {
+        let alert = webhooks
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the webhook receives the alert");
+        if !alert.body.windows(7).any(|w| w == b"\"probe\"") {
+            break alert;
+        }
+    };
+    let spans = received_spans(tap);
+    terminate(run);
+    check_continued_trace(&alert, &spans);
 }

@@ -456,6 +456,7 @@ pub const CONNECTOR_KINDS: &[(&str, &[&str])] = &[
             "ca_file",
             "client_cert",
             "client_key",
+            "protocol",
         ],
     ),
     (

@@ -108,6 +108,12 @@ impl<'a> Params<'a> {
         self.config.params.get(name)
     }
 
+    /// A parameter's value as written, for parameters that take several types (`protocol: 5`
+    /// or `protocol: "3.1.1"`).
+    pub(crate) fn value(&mut self, name: &'static str) -> Option<&'a ConfigValue> {
+        self.get(name)
+    }
+
     fn wrong_type(&self, name: &str, expected: &'static str, found: &ConfigValue) -> ConfigError {
         ConfigError::WrongType {
             connector: self.config.name.clone(),

@@ -113,6 +113,10 @@ pub struct Record {
     trace_parent: Option<TraceParent>,
 }
 
+/// The name of the message header (Kafka) or user property (MQTT 5) that carries a record's
+/// [`RecordId`] as its idempotency key.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
 /// A record's identity: the same record produced again after a crash and a restart from a
 /// checkpoint gets the same id, so a receiver can drop the copy. `scope` names the pipeline
 /// and the connector, `seq` counts the records the pipeline sent to that connector (kept in
@@ -181,7 +185,7 @@ impl Record {
     }
 
     /// Carries the trace context of the event that caused the record: sinks that can send
-    /// headers send it on as `traceparent` (the http webhook, Kafka).
+    /// headers send it on as `traceparent` (the http webhook, Kafka, MQTT 5).
     pub fn with_trace_parent(mut self, trace_parent: Option<TraceParent>) -> Record {
         self.trace_parent = trace_parent;
         self

@@ -116,7 +116,7 @@ pub struct SourceMessage {
     /// Where it sits, for sources that can replay (files, Kafka); `None` for the others.
     pub position: Option<Position>,
     /// The sender's W3C trace context, for sources whose protocol carries headers (an HTTP
-    /// request's or a Kafka record's `traceparent`, checked by
+    /// request's, a Kafka record's or an MQTT 5 message's `traceparent`, checked by
     /// [`SourceCounters::trace_parent`]); `None` when there was none or it was invalid. The
     /// host continues the sender's trace with it: the event's span is the sender's span's
     /// child, and the records the event causes carry the context on.

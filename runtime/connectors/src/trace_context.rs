@@ -1,5 +1,5 @@
 //! W3C trace context: the `traceparent` a source finds on a message (an HTTP request header, a
-//! Kafka record header) and the one a sink puts on what that message caused, so a trace goes on
+//! Kafka record header, an MQTT 5 user property) and the one a sink puts on what that message caused, so a trace goes on
 //! across services (docs/RUNTIME.md, "Traces").
 //!
 //! Only the `traceparent` of version `00` is understood, strictly: `00-<32 hex>-<16 hex>-<2
@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-/// The header name, on HTTP requests and Kafka records alike.
+/// The header name, on HTTP requests and Kafka records alike, and the MQTT 5 user property.
 pub const TRACEPARENT: &str = "traceparent";
 
 /// A remote span: the trace it belongs to, its id and the trace flags.

@@ -5,6 +5,8 @@
 //! Without `VARPULIS_TEST_MQTT` (or without `/usr/sbin/mosquitto`) the broker tests print why
 //! and return; with `VARPULIS_REQUIRE_BROKERS=1` that is a failure instead. Topics carry the
 //! process id and the test name, so tests run in parallel and runs do not see each other.
+//! Tests of behaviour both protocol versions share run once with `protocol: 5` and once with
+//! `protocol: "3.1.1"` ([`PROTOCOLS`]); the user-property tests are MQTT 5 only.
 #![cfg(feature = "mqtt")]
 
 use std::net::{TcpListener, TcpStream};
@@ -17,14 +19,17 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use serde_json::Value;
 use varpulis_connectors::{
-    open_sink, open_source, ConfigError, ConfigValue, ConnectorConfig, Record, Sink, SinkContext,
-    SinkError, Source, SourceConfig, SourceContext, SourceEvent, SourceSender,
+    open_sink, open_source, ConfigError, ConfigValue, ConnectorConfig, Record, RecordId, Sink,
+    SinkContext, SinkError, Source, SourceConfig, SourceContext, SourceEvent, SourceMessage,
+    SourceSender, TraceParent,
 };
 
 const MS: u64 = 1_000_000;
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 /// Upper bound of every wait; tests poll and finish as soon as the condition holds.
 const PATIENCE: Duration = Duration::from_secs(20);
+/// The values of the `protocol` parameter that tests of shared behaviour run with.
+const PROTOCOLS: [&str; 2] = ["5", "3.1.1"];
 
 fn required() -> bool {
     std::env::var("VARPULIS_REQUIRE_BROKERS").is_ok_and(|v| v == "1")
@@ -67,6 +72,16 @@ fn connector(name: &str, url: &str, extra: &[(&str, ConfigValue)]) -> ConnectorC
         ConnectorConfig::new(name, "mqtt").param("url", s(url)),
         |c, (k, v)| c.param(*k, v.clone()),
     )
+}
+
+/// `connector(...)` speaking `protocol` (`"5"` or `"3.1.1"`).
+fn connector_on(
+    protocol: &str,
+    name: &str,
+    url: &str,
+    extra: &[(&str, ConfigValue)],
+) -> ConnectorConfig {
+    connector(name, url, extra).param("protocol", s(protocol))
 }
 
 /// A running source and the host's end of its channel.
@@ -112,6 +127,15 @@ impl Subscription {
 
     /// The next message that is not a readiness probe: (payload, place).
     fn message(&self) -> (Value, String) {
+        let m = self.source_message();
+        let payload = serde_json::from_slice(&m.payload).expect("JSON payload");
+        assert_eq!(m.source, 7);
+        assert!(m.received_ms > 0);
+        (payload, m.place)
+    }
+
+    /// The next message that is not a readiness probe, as the host gets it.
+    fn source_message(&self) -> SourceMessage {
         let event = self.next("message", |e| match e {
             SourceEvent::Message(m) => !m.payload.starts_with(b"{\"probe\""),
             _ => false,
@@ -119,10 +143,7 @@ impl Subscription {
         let SourceEvent::Message(m) = event else {
             unreachable!("filtered above")
         };
-        let payload = serde_json::from_slice(&m.payload).expect("JSON payload");
-        assert_eq!(m.source, 7);
-        assert!(m.received_ms > 0);
-        (payload, m.place)
+        m
     }
 
     /// Publishes probes to `topic` until the source delivers one, so the subscription is live.
@@ -288,11 +309,18 @@ fn open(config: &ConnectorConfig, dir: &Path) -> Box<dyn Sink> {
 
 #[test]
 fn source_delivers_messages_in_order_with_their_topic() {
+    for protocol in PROTOCOLS {
+        check_source_delivers_in_order(protocol);
+    }
+}
+
+fn check_source_delivers_in_order(protocol: &str) {
     let Some(address) = broker("source_delivers_messages_in_order_with_their_topic") else {
         return;
     };
-    let base = base("source-order");
-    let sub = subscribe(connector(
+    let base = base(&format!("source-order-{protocol}"));
+    let sub = subscribe(connector_on(
+        protocol,
         "Sensors",
         &format!("mqtt://{address}"),
         &[("topic", s(&format!("{base}/#")))],
@@ -353,12 +381,13 @@ fn source_subscribes_to_every_topic_of_an_array() {
 
 /// Sends five records to the connector's topic and five routed elsewhere, and checks a
 /// subscriber gets all ten at `qos`.
-fn check_sink_publishes(test: &str, qos: i64) {
+fn check_sink_publishes(test: &str, qos: i64, protocol: &str) {
     let Some(address) = broker(test) else {
         return;
     };
-    let base = base(test);
-    let sub = subscribe(connector(
+    let base = base(&format!("{test}-{protocol}"));
+    let sub = subscribe(connector_on(
+        protocol,
         "Watch",
         &address,
         &[("topic", s(&format!("{base}/#")))],
@@ -367,7 +396,8 @@ fn check_sink_publishes(test: &str, qos: i64) {
     sub.wait_until_subscribed(&publisher, &format!("{base}/probe"));
     let dir = tempfile::tempdir().expect("tempdir");
     let mut sink = open(
-        &connector(
+        &connector_on(
+            protocol,
             "Alerts",
             &format!("tcp://{address}"),
             &[
@@ -412,13 +442,17 @@ fn check_sink_publishes(test: &str, qos: i64) {
 
 #[test]
 fn sink_publishes_to_connector_topic_and_record_topic_with_qos_1() {
-    check_sink_publishes("sink-qos1", 1);
+    for protocol in PROTOCOLS {
+        check_sink_publishes("sink-qos1", 1, protocol);
+    }
 }
 
 #[test]
 fn sink_publishes_with_qos_0_and_qos_2() {
-    check_sink_publishes("sink-qos0", 0);
-    check_sink_publishes("sink-qos2", 2);
+    for protocol in PROTOCOLS {
+        check_sink_publishes("sink-qos0", 0, protocol);
+        check_sink_publishes("sink-qos2", 2, protocol);
+    }
 }
 
 #[test]
@@ -445,10 +479,17 @@ fn sink_rejects_records_without_a_topic_into_the_dead_letter_file() {
 
 #[test]
 fn a_barrier_fails_naming_the_sink_while_records_wait_for_their_acknowledgement() {
+    for protocol in PROTOCOLS {
+        check_barrier_fails_while_records_wait(protocol);
+    }
+}
+
+fn check_barrier_fails_while_records_wait(protocol: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let mut sink = open(
-        &connector(
+        &connector_on(
+            protocol,
             "Alerts",
             &format!("127.0.0.1:{port}"),
             &[
@@ -474,10 +515,17 @@ fn a_barrier_fails_naming_the_sink_while_records_wait_for_their_acknowledgement(
 
 #[test]
 fn sink_with_broker_down_dead_letters_after_close_timeout() {
+    for protocol in PROTOCOLS {
+        check_dead_letters_after_close_timeout(protocol);
+    }
+}
+
+fn check_dead_letters_after_close_timeout(protocol: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let mut sink = open(
-        &connector(
+        &connector_on(
+            protocol,
             "Alerts",
             &format!("127.0.0.1:{port}"),
             &[
@@ -541,6 +589,12 @@ fn sink_with_broker_down_dead_letters_after_close_timeout() {
 
 #[test]
 fn source_survives_a_broker_restart() {
+    for protocol in PROTOCOLS {
+        check_source_survives_a_broker_restart(protocol);
+    }
+}
+
+fn check_source_survives_a_broker_restart(protocol: &str) {
     let test = "source_survives_a_broker_restart";
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(broker) = Mosquitto::start(test, dir.path(), free_port(), "allow_anonymous true")
@@ -549,7 +603,12 @@ fn source_survives_a_broker_restart() {
     };
     let address = broker.address();
     let topic = base("restart");
-    let sub = subscribe(connector("Sensors", &address, &[("topic", s(&topic))]));
+    let sub = subscribe(connector_on(
+        protocol,
+        "Sensors",
+        &address,
+        &[("topic", s(&topic))],
+    ));
     {
         let publisher = Publisher::new(&address);
         sub.wait_until_subscribed(&publisher, &topic);
@@ -585,6 +644,12 @@ fn source_survives_a_broker_restart() {
 
 #[test]
 fn sink_keeps_records_while_the_broker_restarts() {
+    for protocol in PROTOCOLS {
+        check_sink_keeps_records_while_the_broker_restarts(protocol);
+    }
+}
+
+fn check_sink_keeps_records_while_the_broker_restarts(protocol: &str) {
     let test = "sink_keeps_records_while_the_broker_restarts";
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(mut broker) = Mosquitto::start(test, dir.path(), free_port(), "allow_anonymous true")
@@ -592,7 +657,8 @@ fn sink_keeps_records_while_the_broker_restarts() {
         return;
     };
     let mut sink = open(
-        &connector(
+        &connector_on(
+            protocol,
             "Alerts",
             &broker.address(),
             &[("topic", s(&base("sink-restart")))],
@@ -618,6 +684,12 @@ fn sink_keeps_records_while_the_broker_restarts() {
 
 #[test]
 fn refused_login_is_fatal_for_the_source_and_dead_letters_sink_records() {
+    for protocol in PROTOCOLS {
+        check_refused_login(protocol);
+    }
+}
+
+fn check_refused_login(protocol: &str) {
     let test = "refused_login_is_fatal_for_the_source_and_dead_letters_sink_records";
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(broker) = Mosquitto::start(test, dir.path(), free_port(), "allow_anonymous false")
@@ -626,7 +698,8 @@ fn refused_login_is_fatal_for_the_source_and_dead_letters_sink_records() {
     };
     let address = broker.address();
     let login = [("username", s("ann")), ("password", s("wrong"))];
-    let sub = subscribe(connector(
+    let sub = subscribe(connector_on(
+        protocol,
         "Sensors",
         &address,
         &[&login[..], &[("topic", s("t"))]].concat(),
@@ -639,7 +712,8 @@ fn refused_login_is_fatal_for_the_source_and_dead_letters_sink_records() {
     assert!(message.contains("refused the connection"), "{message}");
 
     let mut sink = open(
-        &connector(
+        &connector_on(
+            protocol,
             "Alerts",
             &address,
             &[&login[..], &[("topic", s("t"))]].concat(),
@@ -811,6 +885,35 @@ fn config_errors_name_the_connector_and_parameter() {
     );
     let err = sink_error(&[("ca_file", s("ca.pem"))]);
     assert!(err.to_string().contains("needs a TLS connection"), "{err}");
+    assert_eq!(
+        sink_error(&[("protocol", s("3.1"))]).to_string(),
+        "connector `Alerts`: parameter `protocol`: must be 5 (MQTT 5) or \"3.1.1\" (MQTT 3.1.1), found `3.1`"
+    );
+    assert_eq!(
+        source_error(&[topic.clone(), ("protocol", ConfigValue::Bool(true))]).to_string(),
+        "connector `Sensors`: parameter `protocol`: must be 5 or \"3.1.1\", found a boolean"
+    );
+    // MQTT 5 always pings; only 3.1.1 can turn pings off.
+    let err = sink_error(&[("keep_alive", ConfigValue::Duration(0))]);
+    assert!(
+        err.to_string().starts_with(
+            "connector `Alerts`: parameter `keep_alive`: must be at least 5s with MQTT 5"
+        ),
+        "{err}"
+    );
+    let mut sink = open_sink(
+        &connector(
+            "Alerts",
+            "127.0.0.1:1",
+            &[
+                ("protocol", s("3.1.1")),
+                ("keep_alive", ConfigValue::Duration(0)),
+            ],
+        ),
+        &SinkContext::new("."),
+    )
+    .expect("no pings on MQTT 3.1.1");
+    sink.close().expect("nothing sent");
     // Each role accepts the other's parameters.
     let (tx, _rx) = crossbeam_channel::bounded(1);
     let config = SourceConfig::new(
@@ -997,27 +1100,32 @@ fn tls_source_and_sink_exchange_messages_trusting_ca_file() {
         return;
     };
     let url = format!("mqtts://{}", broker.address());
-    let sub = subscribe(connector(
-        "Sensors",
-        &url,
-        &[("topic", s("tls/in")), pki.param("ca_file", "ca.pem")],
-    ));
-    assert_eq!(sub.source.describe(), format!("{url} topic tls/in"));
-    // The `tls` parameter does what the scheme does.
-    let mut sink = open(
-        &connector(
-            "Alerts",
-            &broker.address(),
-            &[
-                ("tls", ConfigValue::Bool(true)),
-                ("topic", s("tls/in")),
-                pki.param("ca_file", "ca.pem"),
-            ],
-        ),
-        pki.dir.path(),
-    );
-    check_exchange(&sub, &mut sink);
-    sink.close().expect("nothing pending");
+    for protocol in PROTOCOLS {
+        let topic = format!("tls/in/{protocol}");
+        let sub = subscribe(connector_on(
+            protocol,
+            "Sensors",
+            &url,
+            &[("topic", s(&topic)), pki.param("ca_file", "ca.pem")],
+        ));
+        assert_eq!(sub.source.describe(), format!("{url} topic {topic}"));
+        // The `tls` parameter does what the scheme does.
+        let mut sink = open(
+            &connector_on(
+                protocol,
+                "Alerts",
+                &broker.address(),
+                &[
+                    ("tls", ConfigValue::Bool(true)),
+                    ("topic", s(&topic)),
+                    pki.param("ca_file", "ca.pem"),
+                ],
+            ),
+            pki.dir.path(),
+        );
+        check_exchange(&sub, &mut sink);
+        sink.close().expect("nothing pending");
+    }
 }
 
 #[test]
@@ -1102,4 +1210,269 @@ fn a_broker_certificate_from_another_ca_is_refused_for_good() {
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
     sink.close().expect("nothing left to wait for");
     assert_eq!(sink.metrics().dead_lettered, 2);
+}
+
+/// An MQTT 5 client of the test's own (rumqttc's v5 client, QoS 1): publishes with user
+/// properties and collects what it receives, properties included.
+struct V5Client {
+    client: rumqttc::v5::Client,
+    received: Receiver<rumqttc::v5::mqttbytes::v5::Publish>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl V5Client {
+    fn new(address: &str) -> V5Client {
+        use rumqttc::v5::{Event, Incoming};
+        let (host, port) = address.rsplit_once(':').expect("host:port");
+        let id = format!("varpulis-test-v5-{}-{}", std::process::id(), unique());
+        let options = rumqttc::v5::MqttOptions::new(id, host, port.parse().expect("port"));
+        let (client, mut connection) = rumqttc::v5::Client::new(options, 100);
+        let (tx, received) = crossbeam_channel::unbounded();
+        let thread = std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        let _ = tx.send(p);
+                    }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        V5Client {
+            client,
+            received,
+            thread: Some(thread),
+        }
+    }
+
+    fn publish(&self, topic: &str, payload: &[u8], properties: &[(&str, &str)]) {
+        let properties = rumqttc::v5::mqttbytes::v5::PublishProperties {
+            user_properties: properties
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        self.client
+            .publish_with_properties(
+                topic,
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                false,
+                payload.to_vec(),
+                properties,
+            )
+            .expect("publish queued");
+    }
+
+    /// Subscribes to `topic` and waits until a probe published there comes back.
+    fn subscribe(&self, publisher: &Publisher, topic: &str) {
+        self.client
+            .subscribe(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+            .expect("subscribe queued");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            publisher.publish(topic, b"{\"probe\":true}");
+            let until = Instant::now() + Duration::from_millis(200);
+            while let Ok(p) = self.received.recv_deadline(until) {
+                if p.payload.starts_with(b"{\"probe\"") {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "never subscribed to {topic}");
+        }
+    }
+
+    /// The next message that is not a probe, with its user properties.
+    fn message(&self) -> (Value, Vec<(String, String)>) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let p = self
+                .received
+                .recv_deadline(deadline)
+                .expect("a message within the patience");
+            if p.payload.starts_with(b"{\"probe\"") {
+                continue;
+            }
+            let payload = serde_json::from_slice(&p.payload).expect("JSON payload");
+            let properties = p.properties.map(|p| p.user_properties).unwrap_or_default();
+            return (payload, properties);
+        }
+    }
+}
+
+impl Drop for V5Client {
+    fn drop(&mut self) {
+        let _ = self.client.disconnect();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+#[test]
+fn mqtt_5_source_takes_the_trace_context_of_a_traceparent_user_property() {
+    let test = "mqtt_5_source_takes_the_trace_context_of_a_traceparent_user_property";
+    let Some(address) = broker(test) else {
+        return;
+    };
+    let topic = base("v5-traceparent");
+    let sub = subscribe(connector("Sensors", &address, &[("topic", s(&topic))]));
+    let publisher = Publisher::new(&address);
+    sub.wait_until_subscribed(&publisher, &topic);
+    let v5 = V5Client::new(&address);
+    v5.publish(
+        &topic,
+        br#"{"i":1}"#,
+        &[("tracestate", "v=1"), ("traceparent", TRACEPARENT)],
+    );
+    v5.publish(
+        &topic,
+        br#"{"i":2}"#,
+        &[("traceparent", "00-not-a-context")],
+    );
+    v5.publish(&topic, br#"{"i":3}"#, &[("other", "x")]);
+    let first = sub.source_message();
+    assert_eq!(
+        first.trace_parent,
+        TraceParent::parse(TRACEPARENT.as_bytes())
+    );
+    assert!(first.trace_parent.is_some());
+    for i in [2, 3] {
+        let m = sub.source_message();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&m.payload).expect("JSON")["i"],
+            i
+        );
+        assert_eq!(m.trace_parent, None, "message {i}");
+    }
+    let metrics = sub.source.metrics();
+    assert_eq!(metrics.invalid_trace_context, 1, "{metrics:?}");
+    assert_eq!(metrics.errors, 0, "{metrics:?}");
+}
+
+#[test]
+fn mqtt_5_sink_sends_traceparent_and_idempotency_key_as_user_properties() {
+    let test = "mqtt_5_sink_sends_traceparent_and_idempotency_key_as_user_properties";
+    let Some(address) = broker(test) else {
+        return;
+    };
+    let publisher = Publisher::new(&address);
+    let v5 = V5Client::new(&address);
+    let topic = base("v5-sink-properties");
+    v5.subscribe(&publisher, &topic);
+    let context = TraceParent::parse(TRACEPARENT.as_bytes());
+    let identified = |i| {
+        record(i)
+            .with_id(RecordId {
+                scope: "p1/Alerts".into(),
+                seq: i,
+            })
+            .with_trace_parent(context)
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    for protocol in PROTOCOLS {
+        let mut sink = open(
+            &connector_on(protocol, "Alerts", &address, &[("topic", s(&topic))]),
+            dir.path(),
+        );
+        sink.send(identified(4)).expect("queued");
+        sink.send(record(5)).expect("queued");
+        sink.flush().expect("acknowledged");
+        sink.close().expect("nothing pending");
+        let (payload, properties) = v5.message();
+        assert_eq!(payload["i"], 4);
+        let expected: Vec<(String, String)> = if protocol == "5" {
+            vec![
+                ("idempotency-key".into(), "p1/Alerts:4".into()),
+                ("traceparent".into(), TRACEPARENT.into()),
+            ]
+        } else {
+            // MQTT 3.1.1 has no properties to carry them.
+            Vec::new()
+        };
+        assert_eq!(properties, expected, "protocol {protocol}");
+        let (payload, properties) = v5.message();
+        assert_eq!(payload["i"], 5);
+        assert!(properties.is_empty(), "{properties:?}");
+    }
+}
+
+#[test]
+fn mqtt_5_sink_dead_letters_a_record_the_broker_refuses_to_take() {
+    let test = "mqtt_5_sink_dead_letters_a_record_the_broker_refuses_to_take";
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Anonymous clients may publish under `allowed/` only.
+    let acl = dir.path().join("acl");
+    std::fs::write(&acl, "topic write allowed/#\ntopic read #\n").expect("write acl");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&acl, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let extra = format!("allow_anonymous true\nacl_file {}", acl.display());
+    let Some(broker) = Mosquitto::start(test, dir.path(), free_port(), &extra) else {
+        return;
+    };
+    let mut sink = open(
+        &connector("Alerts", &broker.address(), &[("topic", s("allowed/a"))]),
+        dir.path(),
+    );
+    sink.send(record(1)).expect("queued");
+    sink.send(record(2).routed(Some("denied/b".into()), None))
+        .expect("queued");
+    sink.send(record(3)).expect("queued");
+    sink.barrier(Instant::now() + PATIENCE)
+        .expect("every record acknowledged or dead-lettered");
+    let m = sink.metrics();
+    assert_eq!(
+        (m.sent, m.failed, m.dead_lettered, m.queue_depth),
+        (2, 1, 1, 0),
+        "{m:?}"
+    );
+    let lines = dead_letters(&dir.path().join("Alerts.dead.jsonl"));
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["i"], 2);
+    let reason = lines[0]["_error"].as_str().expect("_error");
+    assert!(
+        reason.contains("refused the record: PUBACK NotAuthorized"),
+        "{reason}"
+    );
+    sink.close().expect("nothing pending");
+}
+
+#[test]
+fn mqtt_5_sink_dead_letters_a_record_larger_than_the_broker_accepts() {
+    let test = "mqtt_5_sink_dead_letters_a_record_larger_than_the_broker_accepts";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = "allow_anonymous true\nmax_packet_size 200";
+    let Some(broker) = Mosquitto::start(test, dir.path(), free_port(), extra) else {
+        return;
+    };
+    let mut sink = open(
+        &connector("Alerts", &broker.address(), &[("topic", s("t"))]),
+        dir.path(),
+    );
+    // Once connected, the sink knows the broker's limit from its CONNACK.
+    sink.send(record(1)).expect("queued");
+    sink.flush().expect("acknowledged");
+    let big = Record::from_json(format!(r#"{{"i":2,"pad":"{}"}}"#, "x".repeat(300)).as_bytes())
+        .expect("valid");
+    let err = sink.send(big).expect_err("too large for this broker");
+    assert!(!err.is_retryable(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("more than the broker accepts (200 bytes a packet)"),
+        "{err}"
+    );
+    // The connection is unharmed: later records still go out.
+    sink.send(record(3)).expect("queued");
+    sink.flush().expect("acknowledged");
+    let m = sink.metrics();
+    assert_eq!((m.sent, m.failed, m.dead_lettered), (2, 1, 1), "{m:?}");
+    let lines = dead_letters(&dir.path().join("Alerts.dead.jsonl"));
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["i"], 2);
+    sink.close().expect("nothing pending");
 }

@@ -61,7 +61,7 @@ use crate::trace_context::TRACEPARENT;
 use crate::{Record, Sink, SinkContext, SinkMark, SinkMetrics};
 
 /// The message header that carries a record's idempotency key.
-pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+pub const IDEMPOTENCY_HEADER: &str = crate::IDEMPOTENCY_KEY;
 
 /// How long the polling thread waits for delivery reports before looking at its stop flag.
 const POLL: Duration = Duration::from_millis(100);

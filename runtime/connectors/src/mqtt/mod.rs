@@ -1,4 +1,5 @@
-//! The `mqtt` connector: subscribe to topics (source) and publish records (sink), MQTT 3.1.1.
+//! The `mqtt` connector: subscribe to topics (source) and publish records (sink), MQTT 5 or
+//! 3.1.1.
 //!
 //! `connector Sensors = mqtt (host: "127.0.0.1", port: 1883, topic: "sensors/#", qos: 1)`
 //!
@@ -7,17 +8,19 @@
 //! or `host`), `port` (default 1883, or 8883 with TLS), `tls` (default: whether the scheme is
 //! `mqtts://`/`ssl://`), `ca_file` (PEM CA certificates trusted for the broker's certificate;
 //! default the system's), `client_cert` and `client_key` (PEM, for brokers that ask for a
-//! client certificate),
+//! client certificate), `protocol` (`5`, the default, or `"3.1.1"` for old brokers),
 //! `client_id` (default `varpulis-<Name>-<pid>-in<n>` for a source and
 //! `varpulis-<Name>-<pid>-out<n>` for a sink, `n` counting the clients of the process, so no
 //! two clients of one process share a session), `qos` (0, 1 or 2, default 1), `username`, `password` (both with `${ENV}`
-//! expansion), `keep_alive` (default `30s`; `0s` turns pings off) and `topic`.
+//! expansion), `keep_alive` (default `30s`; `0s` turns pings off, MQTT 3.1.1 only) and `topic`.
 //! Source only ([`SOURCE_PARAMS`]): `clean_session` (default `true`). Sink only
 //! ([`SINK_PARAMS`]): `retain` (default `false`), `queue_capacity` (default 10 000), `dead_letter`
 //! (default `<Name>.dead.jsonl`) and `close_timeout` (default `10s`).
 //!
-//! This file reads and checks the parameters; [`source`] and [`sink`] hold the two roles. Both
-//! run the rumqttc event loop on a thread of their own, so the engine never waits on the network.
+//! This file reads and checks the parameters; [`source`] and [`sink`] hold the two roles and
+//! [`client`] the difference between the two protocol versions (MQTT 5 messages carry user
+//! properties: the W3C `traceparent` and the record's `idempotency-key`). Both roles run the
+//! rumqttc event loop on a thread of their own, so the engine never waits on the network.
 //!
 //! **TLS** uses rustls with the ring provider. The certificate files are read when the
 //! connector opens, so a missing or malformed file is a configuration error naming the
@@ -29,15 +32,14 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rumqttc::{ConnectReturnCode, ConnectionError, MqttOptions, QoS, TlsConfiguration, Transport};
-
-use crate::config::{expand_env, ConnectorConfig, Params};
+use crate::config::{expand_env, ConfigValue, ConnectorConfig, Params};
 use crate::error::ConfigError;
 use crate::source::{Source, SourceConfig, SourceContext, SourceSender};
 use crate::{Sink, SinkContext};
 
 pub use crate::tls::TlsSettings;
 
+pub(crate) mod client;
 pub mod sink;
 pub mod source;
 
@@ -61,8 +63,53 @@ pub const MAX_PACKET_BYTES: usize = 268_435_455;
 /// reported and retried.
 pub const MAX_INCOMING_BYTES: usize = 10 << 20;
 
-/// How long a connection attempt (TCP connect plus MQTT CONNECT/CONNACK) may take, in seconds.
-const CONNECT_TIMEOUT_SECS: u64 = 5;
+/// The shortest `keep_alive` the MQTT 5 client supports (it always pings, so no `0s` either).
+pub const MIN_V5_KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+/// The version of MQTT spoken to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// MQTT 3.1.1 (protocol level 4): no message properties, so no trace context or
+    /// idempotency key travels with a message.
+    V311,
+    /// MQTT 5 (the default): user properties carry `traceparent` and `idempotency-key`; the
+    /// broker says why it refuses a publish.
+    V5,
+}
+
+impl Protocol {
+    /// How the documentation and messages write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::V311 => "3.1.1",
+            Protocol::V5 => "5",
+        }
+    }
+
+    /// Reads the `protocol` parameter: `5`, `"5"`, `"v5"` or `3`, `"3"`, `"v3"`, `"3.1.1"`.
+    fn read(p: &mut Params<'_>) -> Result<Protocol, ConfigError> {
+        let text = match p.value("protocol") {
+            None => return Ok(Protocol::V5),
+            Some(ConfigValue::Int(n)) => n.to_string(),
+            Some(ConfigValue::Float(f)) => f.to_string(),
+            Some(ConfigValue::Str(s) | ConfigValue::Ident(s)) => s.trim().to_ascii_lowercase(),
+            Some(other) => {
+                return Err(p.invalid(
+                    "protocol",
+                    format!("must be 5 or \"3.1.1\", found {}", other.kind_name()),
+                ))
+            }
+        };
+        match text.as_str() {
+            "5" | "v5" | "5.0" => Ok(Protocol::V5),
+            "3" | "v3" | "3.1.1" | "v3.1.1" => Ok(Protocol::V311),
+            _ => Err(p.invalid(
+                "protocol",
+                format!("must be 5 (MQTT 5) or \"3.1.1\" (MQTT 3.1.1), found `{text}`"),
+            )),
+        }
+    }
+}
 
 /// Settings shared by the mqtt source and sink, after validation and `${ENV}` expansion.
 #[derive(Clone, PartialEq, Eq)]
@@ -81,6 +128,8 @@ pub struct MqttSettings {
     pub keep_alive: Duration,
     /// TLS settings; `None` for plain TCP.
     pub tls: Option<TlsSettings>,
+    /// MQTT 5 or 3.1.1.
+    pub protocol: Protocol,
 }
 
 impl std::fmt::Debug for MqttSettings {
@@ -94,6 +143,7 @@ impl std::fmt::Debug for MqttSettings {
             .field("username", &self.credentials.as_ref().map(|(u, _)| u))
             .field("keep_alive", &self.keep_alive)
             .field("tls", &self.tls)
+            .field("protocol", &self.protocol)
             .finish()
     }
 }
@@ -108,6 +158,7 @@ impl MqttSettings {
     ) -> Result<MqttSettings, ConfigError> {
         let name = p.connector();
         let (host, address_port, scheme_tls) = read_address(p)?;
+        let protocol = Protocol::read(p)?;
         let tls = match (p.optional_bool("tls")?, scheme_tls) {
             (Some(tls), Some(scheme)) if tls != scheme => {
                 let fix = if tls { "mqtts://" } else { "mqtt://" };
@@ -175,6 +226,13 @@ impl MqttSettings {
             (None, None) => None,
         };
         let keep_alive = p.duration("keep_alive", Duration::from_secs(30))?;
+        if protocol == Protocol::V5 && keep_alive < MIN_V5_KEEP_ALIVE {
+            return Err(p.invalid(
+                "keep_alive",
+                "must be at least 5s with MQTT 5 (its client always pings); \
+                 write `protocol: \"3.1.1\"` for shorter pings or `0s` (none)",
+            ));
+        }
         if !keep_alive.is_zero() && keep_alive < Duration::from_secs(1) {
             return Err(p.invalid(
                 "keep_alive",
@@ -189,6 +247,7 @@ impl MqttSettings {
             credentials,
             keep_alive,
             tls,
+            protocol,
         })
     }
 
@@ -201,75 +260,6 @@ impl MqttSettings {
             format!("{scheme}://{}:{}", self.host, self.port)
         }
     }
-
-    pub(crate) fn qos(&self) -> QoS {
-        match self.qos {
-            0 => QoS::AtMostOnce,
-            2 => QoS::ExactlyOnce,
-            _ => QoS::AtLeastOnce,
-        }
-    }
-
-    /// Client options; the caller adds what is specific to its role.
-    pub(crate) fn options(&self) -> MqttOptions {
-        let mut options = MqttOptions::new(self.client_id.clone(), self.host.clone(), self.port);
-        // `read` checked the rule rumqttc asserts (zero or at least one second).
-        options.set_keep_alive(self.keep_alive);
-        options.set_max_packet_size(MAX_INCOMING_BYTES, MAX_PACKET_BYTES);
-        if let Some((user, password)) = &self.credentials {
-            options.set_credentials(user.clone(), password.clone());
-        }
-        if let Some(tls) = &self.tls {
-            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                tls.config(),
-            )));
-        }
-        options
-    }
-}
-
-/// Why a connection error cannot be fixed by retrying, as what was refused and why (`the
-/// connection: bad user name or password`), or `None` when retrying may help.
-pub(crate) fn final_failure(error: &ConnectionError) -> Option<String> {
-    match error {
-        ConnectionError::ConnectionRefused(code) => {
-            let why = match code {
-                ConnectReturnCode::BadUserNamePassword => "bad user name or password",
-                ConnectReturnCode::NotAuthorized => "not authorised (check username and password)",
-                ConnectReturnCode::BadClientId => "client id rejected (check `client_id`)",
-                ConnectReturnCode::RefusedProtocolVersion => "the broker does not speak MQTT 3.1.1",
-                ConnectReturnCode::ServiceUnavailable | ConnectReturnCode::Success => return None,
-            };
-            Some(format!("the connection: {why}"))
-        }
-        ConnectionError::Tls(tls) => final_tls_failure(tls),
-        _ => None,
-    }
-}
-
-/// TLS failures that come back on every attempt: the broker's certificate does not verify, the
-/// host is not a valid TLS server name, the broker wants a client certificate we lack.
-fn final_tls_failure(error: &rumqttc::TlsError) -> Option<String> {
-    let rustls_error = match error {
-        rumqttc::TlsError::TLS(e) => Some(e),
-        rumqttc::TlsError::Io(io) => crate::tls::rustls_error(io),
-        rumqttc::TlsError::DNSName(e) => {
-            return Some(format!(
-                "the TLS handshake: the host is not a valid TLS server name ({e})"
-            ))
-        }
-        _ => None,
-    }?;
-    crate::tls::final_failure(rustls_error, "broker")
-}
-
-/// Builds the client and its connection with our connection timeout.
-pub(crate) fn client(options: MqttOptions, cap: usize) -> (rumqttc::Client, rumqttc::Connection) {
-    let (client, mut connection) = rumqttc::Client::new(options, cap);
-    let mut network = connection.eventloop.network_options();
-    network.set_connection_timeout(CONNECT_TIMEOUT_SECS);
-    connection.eventloop.set_network_options(network);
-    (client, connection)
 }
 
 /// Reads the address from whichever of `url`, `host`, `brokers`, `servers` is set (exactly one).
@@ -537,6 +527,46 @@ mod tests {
         ])
         .expect_err("500ms");
         assert!(err.to_string().contains("`keep_alive`"), "{err}");
+    }
+
+    #[test]
+    fn protocol_defaults_to_5_and_accepts_the_usual_spellings() {
+        use crate::ConfigValue::{Bool, Duration as D, Int, Str};
+        let host = ("host", Str("b".into()));
+        let protocol = |v| settings(&[host.clone(), ("protocol", v)]).map(|s| s.protocol);
+        assert_eq!(
+            settings(std::slice::from_ref(&host))
+                .map(|s| s.protocol)
+                .ok(),
+            Some(Protocol::V5)
+        );
+        for v in [Int(5), Str("5".into()), Str("V5".into())] {
+            assert_eq!(protocol(v).ok(), Some(Protocol::V5));
+        }
+        for v in [
+            Int(3),
+            Str("3".into()),
+            Str("v3".into()),
+            Str("3.1.1".into()),
+        ] {
+            assert_eq!(protocol(v).ok(), Some(Protocol::V311));
+        }
+        let err = protocol(Int(4)).expect_err("level 4 is not a version name");
+        assert_eq!(
+            err.to_string(),
+            "connector `Sensors`: parameter `protocol`: must be 5 (MQTT 5) or \"3.1.1\" (MQTT 3.1.1), found `4`"
+        );
+        assert!(protocol(Bool(true)).is_err());
+        let no_pings = |p: &str| {
+            settings(&[
+                host.clone(),
+                ("protocol", Str(p.into())),
+                ("keep_alive", D(0)),
+            ])
+        };
+        assert!(no_pings("3.1.1").is_ok());
+        let err = no_pings("5").expect_err("MQTT 5 always pings");
+        assert!(err.to_string().contains("protocol: \"3.1.1\""), "{err}");
     }
 
     #[test]

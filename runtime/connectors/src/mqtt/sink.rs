@@ -15,8 +15,14 @@
 //! [`Sink::barrier`] waits, at most to the deadline, until every record sent before it is
 //! acknowledged (written, for QoS 0) or dead-lettered, and syncs the dead-letter file. With a
 //! checkpoint that makes delivery at least once across crashes too: what a crash loses is
-//! replayed from the checkpoint. MQTT 3.1.1 messages have no properties, so records carry no
-//! idempotency key: a receiver that must deduplicate needs a field of its own in the payload.
+//! replayed from the checkpoint.
+//!
+//! With MQTT 5 a record the host identified ([`crate::RecordId`]) carries the user property
+//! `idempotency-key: <pipeline>/<connector>:<seq>`, the same when it is published again after a
+//! crash, so receivers can deduplicate; a record caused by an event that came with a W3C trace
+//! context ([`Record::trace_parent`]) carries a `traceparent` user property in the same trace.
+//! MQTT 3.1.1 messages have no properties: there a receiver that must deduplicate needs a field
+//! of its own in the payload.
 //!
 //! No record is lost silently; each one that is not delivered goes to the dead-letter file with
 //! an `_error` field and is counted:
@@ -25,8 +31,12 @@
 //!   at once, [`SinkMetrics::dropped_queue_full`], `send` returns [`SinkError::QueueFull`];
 //! - no topic (neither the record nor the connector has one) → dead-lettered at once, `send`
 //!   returns [`SinkError::NoTopic`];
-//! - an invalid topic, or a payload bigger than MQTT allows → dead-lettered at once, `send`
-//!   returns [`SinkError::Delivery`] (not retryable);
+//! - an invalid topic, or a payload bigger than MQTT allows (or than an MQTT 5 broker's
+//!   maximum packet size, once its CONNACK told it) → dead-lettered at once, `send` returns
+//!   [`SinkError::Delivery`] (not retryable);
+//! - the broker refuses one publish (MQTT 5: a PUBACK or PUBREC with an error reason code, such
+//!   as `NotAuthorized` for a topic its ACL denies) → that record is dead-lettered with the
+//!   reason code;
 //! - the broker refuses us for good (bad user name or password, not authorised, a broker
 //!   certificate that does not verify) →
 //!   everything waiting is dead-lettered, and so is everything sent afterwards, for which `send`
@@ -37,22 +47,23 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use rumqttc::{Event, Incoming, Outgoing};
 
 use crate::backoff::Backoff;
 use crate::config::{ConnectorConfig, Params};
 use crate::dead_letter::DeadLetter;
 use crate::error::{ConfigError, DeliveryFailure, SinkError};
 use crate::metrics::Counters;
-use crate::mqtt::{default_client_id, final_failure, MqttSettings, MAX_PACKET_BYTES};
+use crate::mqtt::client::{Client, Connection, Event, Session};
+use crate::mqtt::{default_client_id, MqttSettings, Protocol, MAX_PACKET_BYTES};
 use crate::source::join_until;
-use crate::{Record, Sink, SinkContext, SinkMark, SinkMetrics};
+use crate::trace_context::TRACEPARENT;
+use crate::{Record, Sink, SinkContext, SinkMark, SinkMetrics, IDEMPOTENCY_KEY};
 
 /// First delay before reconnecting; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -147,6 +158,9 @@ struct Shared {
     stop: AtomicBool,
     /// The latest connection error, for dead-letter reasons.
     last_failure: Mutex<Option<String>>,
+    /// The largest packet the broker accepts: MQTT's limit unless an MQTT 5 broker said less
+    /// in its CONNACK. A bigger publish would break the connection on every attempt.
+    max_packet: AtomicUsize,
 }
 
 impl Shared {
@@ -212,6 +226,24 @@ impl Shared {
         self.delivered(&record);
     }
 
+    /// The broker refused packet id `pkid` for good (`reason` names its reason code): the
+    /// record is dead-lettered.
+    fn rejected(&self, pkid: u16, reason: &str) {
+        let mut ledger = self.ledger();
+        let Some(i) = ledger.unacked.iter().position(|(id, _)| *id == pkid) else {
+            return;
+        };
+        let (_, record) = ledger.unacked.remove(i);
+        drop(ledger);
+        self.counters.sub_pending(1);
+        let why = format!("MQTT broker {} refused the record: {reason}", self.address);
+        // A dead-letter failure is counted (as dropped) and recorded by the writer itself.
+        let _ = self.fail(std::slice::from_ref(&record), &why, 1);
+        self.counters
+            .set_last_error(format!("connector `{}`: {why}", self.name));
+        self.drained.notify_all();
+    }
+
     fn delivered(&self, record: &Record) {
         Counters::add(&self.counters.sent, 1);
         Counters::add(&self.counters.bytes, record.len() as u64);
@@ -263,7 +295,7 @@ pub struct MqttSink {
     name: String,
     settings: Arc<MqttSinkSettings>,
     shared: Arc<Shared>,
-    client: rumqttc::Client,
+    client: Client,
     wake: Sender<()>,
     done: Receiver<()>,
     worker: Option<JoinHandle<()>>,
@@ -292,11 +324,16 @@ impl MqttSink {
             dead_letter: Mutex::new(dead_letter),
             stop: AtomicBool::new(false),
             last_failure: Mutex::new(None),
+            max_packet: AtomicUsize::new(MAX_PACKET_BYTES),
         });
         // The ledger bounds the records in memory; the request queue only needs to hold them
         // plus the DISCONNECT.
+        let session = Session {
+            clean: true,
+            manual_acks: false,
+        };
         let (client, connection) =
-            super::client(settings.common.options(), settings.queue_capacity + 1);
+            super::client::connect(&settings.common, session, settings.queue_capacity + 1);
         let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
         let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
         let worker = Worker {
@@ -423,11 +460,31 @@ impl Sink for MqttSink {
                 format!("\"{topic}\" is not a topic one can publish to (no `+` or `#`, not empty)"),
             );
         }
-        if record.len() + topic.len() + 8 > MAX_PACKET_BYTES {
-            let why = format!(
-                "the record is {} bytes, more than MQTT allows",
-                record.len()
-            );
+        let properties = match self.settings.common.protocol {
+            Protocol::V5 => user_properties(&record),
+            Protocol::V311 => Vec::new(),
+        };
+        // Fixed header, topic and packet id, and each property's id and two length prefixes.
+        let size = record.len()
+            + topic.len()
+            + 16
+            + properties
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 5)
+                .sum::<usize>();
+        let max = self.shared.max_packet.load(Ordering::Relaxed);
+        if size > max {
+            let why = if max < MAX_PACKET_BYTES {
+                format!(
+                    "the record is {} bytes, more than the broker accepts ({max} bytes a packet)",
+                    record.len()
+                )
+            } else {
+                format!(
+                    "the record is {} bytes, more than MQTT allows",
+                    record.len()
+                )
+            };
             return self.reject(record, why);
         }
         let mut ledger = self.shared.ledger();
@@ -468,9 +525,10 @@ impl Sink for MqttSink {
         Counters::add(&self.shared.counters.pending, 1);
         let queued = self.client.try_publish(
             topic,
-            self.settings.common.qos(),
+            self.settings.common.qos,
             self.settings.retain,
             payload,
+            properties,
         );
         if queued.is_err() {
             // The queue is sized above the ledger, so only a vanished client thread gets here.
@@ -515,7 +573,7 @@ impl Sink for MqttSink {
         // The thread returns at its next event; the DISCONNECT is that event on a live
         // connection, the wake-up cuts a backoff sleep short.
         self.shared.stop.store(true, Ordering::Release);
-        let _ = self.client.try_disconnect();
+        self.client.try_disconnect();
         let _ = self.wake.try_send(());
         if let Some(worker) = self.worker.take() {
             join_until(
@@ -574,38 +632,39 @@ impl Worker {
         self.shared.stop.load(Ordering::Acquire)
     }
 
-    fn run(mut self, mut connection: rumqttc::Connection) {
+    fn run(mut self, mut connection: Connection) {
         let mut failures = 0u32;
-        // Requests a broken connection left unsent: rumqttc drops them when the broker starts a
-        // new session, so they are kept here and handed back after the next CONNACK.
-        let mut unsent: VecDeque<rumqttc::Request> = VecDeque::new();
         while !self.stopped() {
-            let Ok(event) = connection.recv() else {
+            let Some(event) = connection.recv() else {
                 return;
             };
             if self.stopped() {
                 return;
             }
             match event {
-                Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                Ok(Event::Connected { max_packet }) => {
                     self.backoff.reset();
                     failures = 0;
-                    let pending = &mut connection.eventloop.pending;
-                    unsent.extend(pending.drain(..));
-                    *pending = std::mem::take(&mut unsent);
+                    let max = max_packet
+                        .and_then(|m| usize::try_from(m).ok())
+                        .map_or(MAX_PACKET_BYTES, |m| m.min(MAX_PACKET_BYTES));
+                    self.shared.max_packet.store(max, Ordering::Relaxed);
+                    // Requests a broken connection left unsent: rumqttc drops them when the
+                    // broker starts a new session, so they were kept and go out first.
+                    connection.resend_unsent();
                 }
-                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => self.shared.published(pkid),
-                Ok(Event::Incoming(Incoming::PubAck(ack))) => self.shared.acked(ack.pkid),
-                Ok(Event::Incoming(Incoming::PubComp(comp))) => self.shared.acked(comp.pkid),
-                Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
-                Ok(_) => {}
+                Ok(Event::Published(pkid)) => self.shared.published(pkid),
+                Ok(Event::Acknowledged(pkid)) => self.shared.acked(pkid),
+                Ok(Event::Rejected { pkid, reason }) => self.shared.rejected(pkid, &reason),
+                Ok(Event::Disconnected) => return,
+                Ok(Event::Message(_) | Event::Subscribed { .. } | Event::Other) => {}
                 Err(e) => {
-                    if let Some(why) = final_failure(&e) {
-                        self.refused(&why);
+                    if let Some(why) = &e.final_why {
+                        self.refused(why);
                         return;
                     }
-                    unsent.extend(connection.eventloop.pending.drain(..));
-                    let failure = e.to_string();
+                    connection.keep_unsent();
+                    let failure = e.message;
                     let c = &self.shared.counters;
                     if failures > 0 {
                         Counters::add(&c.retried, 1);
@@ -640,6 +699,19 @@ impl Worker {
             .counters
             .set_last_error(format!("connector `{}`: {why}", self.shared.name));
     }
+}
+
+/// The MQTT 5 user properties of `record`: its idempotency key and trace context, when it has
+/// them (MQTT 3.1.1 drops them).
+fn user_properties(record: &Record) -> Vec<(String, String)> {
+    let mut properties = Vec::new();
+    if let Some(id) = record.id() {
+        properties.push((IDEMPOTENCY_KEY.to_string(), id.to_string()));
+    }
+    if let Some(context) = record.trace_parent() {
+        properties.push((TRACEPARENT.to_string(), context.to_string()));
+    }
+    properties
 }
 
 #[cfg(test)]

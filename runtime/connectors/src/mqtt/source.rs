@@ -6,7 +6,9 @@
 //!
 //! One thread runs the MQTT client. On every CONNACK it subscribes again, so subscriptions come
 //! back after a reconnection even when the broker forgot the session. Each PUBLISH payload is
-//! handed to the host as it came (the host decodes it), with the place `mqtt topic <topic>`.
+//! handed to the host as it came (the host decodes it), with the place `mqtt topic <topic>`
+//! and, on MQTT 5, the trace context of its `traceparent` user property (an invalid one is
+//! counted in [`SourceMetrics::invalid_trace_context`] and ignored).
 //! QoS 1/2 messages are acknowledged only once the host has taken them, so a message the host
 //! never got is not acknowledged (at least once with `clean_session: false`).
 //!
@@ -24,18 +26,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use rumqttc::{
-    ConnectionError, Event, Incoming, Outgoing, Publish, SubscribeFilter, SubscribeReasonCode,
-};
 
 use crate::backoff::Backoff;
 use crate::config::Params;
 use crate::error::ConfigError;
-use crate::mqtt::{default_client_id, final_failure, MqttSettings};
+use crate::mqtt::client::{Client, Connection, Event, Failure, Received, Session};
+use crate::mqtt::{default_client_id, MqttSettings};
 use crate::source::{
     join_until, now_ms, Source, SourceConfig, SourceContext, SourceCounters, SourceEvent,
     SourceMessage, SourceMetrics, SourceSender,
 };
+use crate::trace_context::TRACEPARENT;
 
 /// First delay before reconnecting; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -107,7 +108,7 @@ impl MqttSourceSettings {
 pub struct MqttSource {
     name: String,
     description: String,
-    client: rumqttc::Client,
+    client: Client,
     stop: Arc<AtomicBool>,
     wake: Sender<()>,
     done: Receiver<()>,
@@ -125,11 +126,13 @@ impl MqttSource {
     ) -> Result<MqttSource, ConfigError> {
         let settings = MqttSourceSettings::from_config(config, &context.base_dir)?;
         let name = config.connector.name.clone();
-        let mut options = settings.common.options();
-        options.set_clean_session(settings.clean_session);
-        // Acknowledge only what the host took (see the module documentation).
-        options.set_manual_acks(true);
-        let (client, connection) = super::client(options, REQUEST_CAPACITY);
+        let session = Session {
+            clean: settings.clean_session,
+            // Acknowledge only what the host took (see the module documentation).
+            manual_acks: true,
+        };
+        let (client, connection) =
+            super::client::connect(&settings.common, session, REQUEST_CAPACITY);
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(SourceCounters::default());
         let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
@@ -142,7 +145,7 @@ impl MqttSource {
         let listener = Listener {
             id: config.id,
             address: settings.common.address(),
-            qos: settings.common.qos(),
+            qos: settings.common.qos,
             topics: settings.topics,
             client: client.clone(),
             stop: stop.clone(),
@@ -177,9 +180,9 @@ impl MqttSource {
 struct Listener {
     id: usize,
     address: String,
-    qos: rumqttc::QoS,
+    qos: u8,
     topics: Vec<String>,
-    client: rumqttc::Client,
+    client: Client,
     stop: Arc<AtomicBool>,
     /// Cuts a backoff sleep short when `stop` is called.
     wake: Receiver<()>,
@@ -187,7 +190,7 @@ struct Listener {
     sender: SourceSender,
     backoff: Backoff,
     /// Acknowledgements that did not fit in the request queue yet.
-    unacked: Vec<Publish>,
+    unacked: Vec<Received>,
     /// Dropped when `run` returns (or unwinds), which tells `stop` the thread is done.
     _done: Sender<()>,
 }
@@ -203,21 +206,21 @@ impl Listener {
         self.stop.load(Ordering::Acquire) || self.sender.stopping()
     }
 
-    fn run(mut self, mut connection: rumqttc::Connection) {
+    fn run(mut self, mut connection: Connection) {
         // Failed attempts since the last successful connection.
         let mut failures = 0u32;
         while !self.stopped() {
             self.send_acks();
             // `recv` returns at every packet, ping and error; a stop request reaches the event
             // loop as a DISCONNECT, so an idle connection wakes up too.
-            let Ok(event) = connection.recv() else {
+            let Some(event) = connection.recv() else {
                 return;
             };
             if self.stopped() {
                 return;
             }
             match event {
-                Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                Ok(Event::Connected { .. }) => {
                     self.backoff.reset();
                     if failures > 0 {
                         self.counters.reconnected();
@@ -232,17 +235,13 @@ impl Listener {
                     failures = 0;
                     self.subscribe();
                 }
-                Ok(Event::Incoming(Incoming::Publish(publish))) => {
-                    if !self.deliver(publish) {
+                Ok(Event::Message(message)) => {
+                    if !self.deliver(message) {
                         return;
                     }
                 }
-                Ok(Event::Incoming(Incoming::SubAck(ack))) => {
-                    if ack
-                        .return_codes
-                        .iter()
-                        .any(|c| matches!(c, SubscribeReasonCode::Failure))
-                    {
+                Ok(Event::Subscribed { refused }) => {
+                    if refused {
                         let message = format!(
                             "MQTT broker {} refused the subscription to {}",
                             self.address,
@@ -253,7 +252,7 @@ impl Listener {
                         return;
                     }
                 }
-                Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+                Ok(Event::Disconnected) => return,
                 Ok(_) => {}
                 Err(e) => match self.failed(&e, failures) {
                     Next::Retry => {
@@ -269,8 +268,8 @@ impl Listener {
     }
 
     /// Counts and reports a connection error; reports only the first of a series.
-    fn failed(&self, error: &ConnectionError, failures: u32) -> Next {
-        if let Some(why) = final_failure(error) {
+    fn failed(&self, error: &Failure, failures: u32) -> Next {
+        if let Some(why) = &error.final_why {
             let message = format!(
                 "MQTT broker {} refused {why}; the source stopped (retrying cannot help)",
                 self.address
@@ -280,8 +279,8 @@ impl Listener {
             return Next::Stop;
         }
         let message = format!(
-            "connection to MQTT broker {} failed: {error}; retrying",
-            self.address
+            "connection to MQTT broker {} failed: {}; retrying",
+            self.address, error.message
         );
         self.counters.error(message.clone());
         if failures == 0 && !self.problem(message, false) {
@@ -292,13 +291,9 @@ impl Listener {
 
     /// (Re)subscribes to every filter; called on each CONNACK.
     fn subscribe(&self) {
-        let filters = self
-            .topics
-            .iter()
-            .map(|t| SubscribeFilter::new(t.clone(), self.qos));
         // The request queue was emptied by the reconnection, so this fits; if it ever did not,
         // the broken subscription would show up as silence, so say it.
-        if let Err(e) = self.client.try_subscribe_many(filters) {
+        if let Err(e) = self.client.try_subscribe(&self.topics, self.qos) {
             let message = format!("subscribing on MQTT broker {} failed: {e}", self.address);
             self.counters.error(message.clone());
             self.problem(message, false);
@@ -306,27 +301,28 @@ impl Listener {
     }
 
     /// Hands one message to the host, then acknowledges it. `false` once the source stops.
-    fn deliver(&mut self, publish: Publish) -> bool {
-        let payload = publish.payload.to_vec();
+    fn deliver(&mut self, received: Received) -> bool {
+        let payload = received.payload().to_vec();
         // An empty payload clears a retained message; it is not an event.
         if !payload.is_empty() {
             let len = payload.len();
             let message = SourceEvent::Message(SourceMessage {
                 source: self.id,
                 payload,
-                place: format!("mqtt topic {}", publish.topic),
+                place: format!("mqtt topic {}", received.topic()),
                 received_ms: now_ms(),
                 received: std::time::Instant::now(),
                 position: None,
-                // MQTT 3.1.1 has no message headers to carry a trace context.
-                trace_parent: None,
+                trace_parent: self
+                    .counters
+                    .trace_parent(received.user_property(TRACEPARENT)),
             });
             if !self.send(message) {
                 return false;
             }
             self.counters.received(len);
         }
-        self.unacked.push(publish);
+        self.unacked.push(received);
         self.send_acks();
         true
     }
@@ -334,8 +330,8 @@ impl Listener {
     /// Queues pending acknowledgements (QoS 0 needs none); keeps those that do not fit.
     fn send_acks(&mut self) {
         let mut sent = 0;
-        for publish in &self.unacked {
-            if self.client.try_ack(publish).is_err() {
+        for received in &self.unacked {
+            if !self.client.try_ack(received) {
                 break;
             }
             sent += 1;
@@ -380,7 +376,7 @@ impl Source for MqttSource {
         // The DISCONNECT wakes a thread waiting on an idle connection; the wake-up cuts a
         // backoff sleep short. Either may find its queue full or gone, which is fine: the
         // thread also looks at the flag after every event.
-        let _ = self.client.try_disconnect();
+        self.client.try_disconnect();
         let _ = self.wake.try_send(());
         join_until(thread, &self.done, Instant::now() + STOP_WAIT);
     }
