@@ -51,6 +51,9 @@ pub enum Failure {
     Sink,
     /// The state could not be written to the state directory.
     Store,
+    /// The checkpoint is durable but a sink could not publish what it staged for it (a Kafka
+    /// transaction that did not commit): fatal, a restart goes back to the checkpoint before.
+    Commit,
 }
 
 impl Failure {
@@ -60,6 +63,7 @@ impl Failure {
             Failure::Output => "output",
             Failure::Sink => "sink",
             Failure::Store => "store",
+            Failure::Commit => "commit",
         }
     }
 }
@@ -73,6 +77,29 @@ pub struct Restored {
     pub output: Option<OutputMark>,
     /// Which streams took their saved state.
     pub report: varpulis_vm::StateReport,
+    /// Newer checkpoints passed over because a sink never published what they count as
+    /// delivered, described.
+    pub passed_over: Vec<String>,
+}
+
+/// Why one restore attempt failed.
+enum RestoreError {
+    /// A sink never published the records the checkpoint counts as delivered.
+    NotPublished(String),
+    /// Anything else: the restore fails.
+    Other(anyhow::Error),
+}
+
+impl From<anyhow::Error> for RestoreError {
+    fn from(e: anyhow::Error) -> Self {
+        RestoreError::Other(e)
+    }
+}
+
+impl From<varpulis_state::StateError> for RestoreError {
+    fn from(e: varpulis_state::StateError) -> Self {
+        RestoreError::Other(e.into())
+    }
 }
 
 /// Where checkpoints go and when the next one is due.
@@ -156,7 +183,7 @@ impl Checkpointer {
     /// Loads the checkpoint into `job`'s engine, takes its sinks back to it,
     /// and returns the source positions and the `--output` mark it recorded.
     /// A checkpoint of another program is an error that says what to do.
-    pub fn restore(&self, job: &mut Job) -> anyhow::Result<Restored> {
+    pub fn restore(&mut self, job: &mut Job) -> anyhow::Result<Restored> {
         self.restore_with(job, varpulis_vm::Compat::Strict)
     }
 
@@ -165,10 +192,45 @@ impl Checkpointer {
     /// [`varpulis_vm::Compat::Carry`] (the server's hot updates and restarts)
     /// the unchanged streams keep their state and the others start empty.
     pub fn restore_with(
-        &self,
+        &mut self,
         job: &mut Job,
         compat: varpulis_vm::Compat,
     ) -> anyhow::Result<Restored> {
+        let mut passed_over = Vec::new();
+        loop {
+            match self.restore_once(job, compat) {
+                Err(RestoreError::NotPublished(why)) => {
+                    // A sink staged the records of this checkpoint and never published them:
+                    // the checkpoint before it is the last whose outputs are all out.
+                    let back = self.store.step_back().with_context(|| {
+                        format!("cannot read the checkpoints in `{}`", self.dir.display())
+                    })?;
+                    let Some(previous) = back else {
+                        anyhow::bail!(
+                            "cannot restore the checkpoint in `{}`: {why}, and there is no \
+                             earlier checkpoint to go back to (remove the directory to start \
+                             afresh)",
+                            self.dir.display()
+                        );
+                    };
+                    passed_over.push(format!(
+                        "{why}; restored the checkpoint before it (`{previous}`)"
+                    ));
+                }
+                Err(RestoreError::Other(e)) => return Err(e),
+                Ok(mut restored) => {
+                    restored.passed_over = passed_over;
+                    return Ok(restored);
+                }
+            }
+        }
+    }
+
+    fn restore_once(
+        &self,
+        job: &mut Job,
+        compat: varpulis_vm::Compat,
+    ) -> Result<Restored, RestoreError> {
         let names: Vec<String> = job
             .program()
             .streams
@@ -178,13 +240,13 @@ impl Checkpointer {
         if let Some(bytes) = self.store.get(HOST, b"program")? {
             let saved: Vec<String> = serde_json::from_slice(&bytes).unwrap_or_default();
             if saved != names && compat == varpulis_vm::Compat::Strict {
-                anyhow::bail!(
+                return Err(RestoreError::Other(anyhow::anyhow!(
                     "the checkpoint in `{}` belongs to a program with the streams [{}], not [{}]; \
                      use another --state-dir, or remove this one to start afresh",
                     self.dir.display(),
                     saved.join(", "),
                     names.join(", ")
-                );
+                )));
             }
         }
         let report = job
@@ -198,16 +260,22 @@ impl Checkpointer {
                 )
             })?;
         let sinks: SinkStates = self.read("sinks")?.unwrap_or_default();
-        job.restore_sinks(&sinks).with_context(|| {
-            format!(
+        if let Err(e) = job.restore_sinks(&sinks) {
+            if let Some(varpulis_connectors::SinkError::NotCommitted { .. }) =
+                e.downcast_ref::<varpulis_connectors::SinkError>()
+            {
+                return Err(RestoreError::NotPublished(e.to_string()));
+            }
+            return Err(RestoreError::Other(e.context(format!(
                 "cannot resume the outputs of the checkpoint in `{}`",
                 self.dir.display()
-            )
-        })?;
+            ))));
+        }
         Ok(Restored {
             positions: self.read("positions")?.unwrap_or_default(),
             output: self.read("output")?,
             report,
+            passed_over: Vec::new(),
         })
     }
 
@@ -308,7 +376,10 @@ impl Checkpointer {
             .barrier(deadline)
             .map_err(|e| (Failure::Sink, anyhow::Error::new(e)))?;
         self.write(job, positions, &sinks, output.as_ref())
-            .map_err(|e| (Failure::Store, e))
+            .map_err(|e| (Failure::Store, e))?;
+        // Durable: sinks that staged their records for it publish them now.
+        job.committed()
+            .map_err(|e| (Failure::Commit, anyhow::Error::new(e)))
     }
 
     fn write(

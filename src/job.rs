@@ -273,6 +273,20 @@ impl Job {
         Ok(states)
     }
 
+    /// The checkpoint the last [`Job::barrier`] belongs to is durable: sinks that staged their
+    /// records for it publish them ([`Sink::committed`]). Every sink is told; the first error
+    /// is returned.
+    pub fn committed(&mut self) -> Result<(), SinkError> {
+        let mut first = Ok(());
+        for sink in self.sinks.iter_mut().flatten() {
+            let done = sink.committed();
+            if first.is_ok() {
+                first = done;
+            }
+        }
+        first
+    }
+
     /// After a restart from a checkpoint: the sinks take their output back to it and record
     /// ids continue from its sequence numbers. Before any event runs.
     pub fn restore_sinks(&mut self, states: &SinkStates) -> anyhow::Result<()> {

@@ -326,7 +326,7 @@ impl LiveRun {
                 trace.run_trace_id()
             )?;
         }
-        let checkpoints = match &options.state_dir {
+        let mut checkpoints = match &options.state_dir {
             Some(dir) => {
                 let c = Checkpointer::open(
                     dir,
@@ -349,7 +349,7 @@ impl LiveRun {
         };
         let mut resume = Positions::new();
         let mut output_resume: Option<OutputMark> = None;
-        if let Some(c) = &checkpoints {
+        if let Some(c) = &mut checkpoints {
             // Record ids stay the same across restarts of this state directory.
             job.set_pipeline(c.pipeline());
             if c.recovered() {
@@ -360,6 +360,9 @@ impl LiveRun {
                 };
                 match c.restore_with(&mut job, compat) {
                     Ok(restored) => {
+                        for why in &restored.passed_over {
+                            writeln!(log, "warning: state: {why}")?;
+                        }
                         resume = restored.positions;
                         output_resume = restored.output;
                         for s in restored.report.streams.iter().filter(|s| s.from.is_none()) {
@@ -1026,6 +1029,14 @@ impl Checkpoint<'_> {
                     }
                 }
             }
+            Err((Failure::Commit, e)) => {
+                // The checkpoint says these records are out, but they were never published:
+                // going on would lose them. A restart goes back to the checkpoint before.
+                return Err(e.context(
+                    "a sink could not publish the records of a durable checkpoint; stopping so \
+                     that a restart replays them from the checkpoint before it",
+                ));
+            }
             Err((why, e)) => writeln!(
                 stderr,
                 "warning: checkpoint failed ({}): {e:#}; nothing was committed, the next \
@@ -1058,7 +1069,12 @@ pub(crate) fn checkpoint_metrics(
          the --output file, a sink that could not confirm its records, the state store.\n\
          # TYPE varpulis_checkpoint_failure_reasons_total counter\n",
     );
-    for why in [Failure::Output, Failure::Sink, Failure::Store] {
+    for why in [
+        Failure::Output,
+        Failure::Sink,
+        Failure::Store,
+        Failure::Commit,
+    ] {
         let n = failures.get(&why).copied().unwrap_or(0);
         out.push_str(&format!(
             "varpulis_checkpoint_failure_reasons_total{{reason=\"{}\"}} {n}\n",

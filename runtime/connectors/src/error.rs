@@ -349,6 +349,16 @@ pub enum SinkError {
         /// How many records are missing.
         records: u64,
     },
+    /// The records a checkpoint counts as delivered were staged but never published (a Kafka
+    /// transaction that was not committed): after a restart, [`crate::Sink::restore`] says so,
+    /// and the host restores the checkpoint before this one, whose records were published.
+    #[error("connector `{connector}`: the records of the checkpoint were staged but not published: {reason}")]
+    NotCommitted {
+        /// Connector name as declared in VPL.
+        connector: String,
+        /// What was expected and what the receiver has.
+        reason: String,
+    },
     /// After a restart, the output could not be taken back to the checkpoint (the file is
     /// missing or shorter than the checkpoint recorded, or cannot be truncated).
     #[error("connector `{connector}`: cannot take `{}` back to the checkpoint: {reason}", path.display())]
@@ -380,6 +390,7 @@ impl SinkError {
             | SinkError::Refused { .. }
             | SinkError::Closed { .. }
             | SinkError::Lost { .. }
+            | SinkError::NotCommitted { .. }
             | SinkError::Restore { .. } => false,
         }
     }
@@ -397,6 +408,7 @@ impl SinkError {
             | SinkError::Timeout { connector, .. }
             | SinkError::Lost { connector, .. }
             | SinkError::Restore { connector, .. }
+            | SinkError::NotCommitted { connector, .. }
             | SinkError::Closed { connector } => connector,
         }
     }

@@ -270,6 +270,15 @@ pub trait Sink: Send {
         Ok(())
     }
 
+    /// The checkpoint whose barrier this sink passed last is now durable. A sink that staged
+    /// its records at the barrier instead of publishing them (a transactional Kafka sink)
+    /// publishes them now. An error means records a durable checkpoint counts as delivered
+    /// did not become visible: the host must stop, and a restart goes back to the checkpoint
+    /// before it ([`SinkError::NotCommitted`] from [`Sink::restore`]). The default does nothing.
+    fn committed(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
     /// Flushes, then waits a bounded time for in-flight deliveries; what is still undelivered
     /// goes to the dead-letter file. Further `send` calls fail with [`SinkError::Closed`].
     fn close(&mut self) -> Result<(), SinkError>;

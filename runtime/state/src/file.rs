@@ -41,6 +41,8 @@ pub struct FileStore {
     recovered: bool,
     /// The generation of the last commit (0: none yet).
     generation: u64,
+    /// The generation whose contents were loaded (0: none, or the legacy file).
+    loaded: u64,
     /// Newer generations passed over at open, with the reason.
     skipped: Vec<String>,
 }
@@ -111,6 +113,7 @@ fn verify(bytes: &[u8]) -> Result<&[u8], String> {
 pub(crate) struct Latest {
     pub bytes: Option<Vec<u8>>,
     pub generation: u64,
+    pub loaded: u64,
     pub skipped: Vec<String>,
 }
 
@@ -127,6 +130,7 @@ pub(crate) fn read_latest(dir: &Path) -> Result<Latest, StateError> {
                 return Ok(Latest {
                     bytes: Some(payload.to_vec()),
                     generation: newest.max(*n),
+                    loaded: *n,
                     skipped,
                 })
             }
@@ -145,11 +149,13 @@ pub(crate) fn read_latest(dir: &Path) -> Result<Latest, StateError> {
         Ok(bytes) => Ok(Latest {
             bytes: Some(bytes),
             generation: 0,
+            loaded: 0,
             skipped,
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Latest {
             bytes: None,
             generation: 0,
+            loaded: 0,
             skipped,
         }),
         Err(e) => Err(backend(format!("cannot read `{}`", legacy.display()), &e)),
@@ -179,6 +185,7 @@ impl FileStore {
             tables,
             recovered,
             generation: latest.generation,
+            loaded: latest.loaded,
             skipped: latest.skipped,
         })
     }
@@ -256,6 +263,22 @@ impl StateStore for FileStore {
         Ok(())
     }
 
+    fn step_back(&mut self) -> Result<Option<String>, StateError> {
+        let found = generations(&self.dir)?;
+        for (n, path) in found.iter().filter(|(n, _)| *n < self.loaded) {
+            let Ok(bytes) = fs::read(path) else {
+                continue;
+            };
+            let Ok(payload) = verify(&bytes) else {
+                continue;
+            };
+            self.tables = MemoryStore::from_snapshot(payload)?;
+            self.loaded = *n;
+            return Ok(Some(path.display().to_string()));
+        }
+        Ok(None)
+    }
+
     fn warnings(&self) -> Vec<String> {
         self.skipped
             .iter()
@@ -328,6 +351,32 @@ mod tests {
         }
         let err = FileStore::open(dir.path()).expect_err("nothing intact");
         assert!(err.to_string().contains("no intact checkpoint"), "{err}");
+    }
+
+    #[test]
+    fn stepping_back_loads_the_commit_before_and_the_next_commit_comes_after_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = FileStore::open(dir.path()).expect("open");
+        for v in 1..=3u8 {
+            s.put("t", b"k", vec![v]).expect("put");
+            s.commit().expect("commit");
+        }
+        drop(s);
+        let mut s = FileStore::open(dir.path()).expect("reopen");
+        assert_eq!(s.get("t", b"k").expect("get"), Some(vec![3]));
+        let back = s.step_back().expect("step back");
+        assert!(back.is_some_and(|name| name.ends_with("state.2.bin")));
+        assert_eq!(s.get("t", b"k").expect("get"), Some(vec![2]));
+        // A damaged generation is passed over.
+        fs::write(dir.path().join(generation_name(1)), b"junk").expect("damage");
+        assert_eq!(s.step_back().expect("step back"), None);
+        assert_eq!(s.get("t", b"k").expect("get"), Some(vec![2]));
+        // The next commit is newer than every file, so a restart loads it.
+        s.put("t", b"k", vec![9]).expect("put");
+        s.commit().expect("commit");
+        drop(s);
+        let s = FileStore::open(dir.path()).expect("reopen");
+        assert_eq!(s.get("t", b"k").expect("get"), Some(vec![9]));
     }
 
     #[test]

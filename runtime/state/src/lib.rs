@@ -82,6 +82,14 @@ pub trait StateStore {
         Ok(())
     }
 
+    /// Replaces the loaded contents with the intact commit before them, for a restore that
+    /// finds the newest checkpoint unusable (a sink whose staged records of that checkpoint
+    /// never became visible). `Some(name)` names the commit now loaded; `None` when there is
+    /// no earlier one or the backend keeps only the last.
+    fn step_back(&mut self) -> Result<Option<String>, StateError> {
+        Ok(None)
+    }
+
     /// What opening the store had to work around (a damaged checkpoint passed
     /// over for the previous one), for the host to report.
     fn warnings(&self) -> Vec<String> {

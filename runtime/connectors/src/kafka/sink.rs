@@ -33,9 +33,31 @@
 //!
 //! `exactly_once: true` turns on librdkafka's idempotent producer (`enable.idempotence`): the
 //! broker discards duplicates caused by the producer's internal retries and keeps each
-//! partition in the order of `send`. It does not make a whole pipeline exactly-once: records
-//! dead-lettered and replayed by hand, or produced again after a crash and restart, are new
-//! records to Kafka (no transactions are used).
+//! partition in the order of `send`. On its own it does not make a whole pipeline
+//! exactly-once: records produced again after a crash and restart are new records to Kafka.
+//!
+//! **`transactional: true`** does, for consumers that read with `isolation.level =
+//! read_committed`. The sink produces inside a Kafka transaction whose `transactional.id` is
+//! `varpulis-<pipeline>/<connector>` (stable across restarts of a state directory), created on
+//! the first record. Each checkpoint is a two-phase commit:
+//!
+//! 1. [`Sink::barrier`] waits for every delivery report of the open transaction and records,
+//!    inside the transaction, the sink's progress (the sequence number after its last record)
+//!    as the committed offset of partition 0 of `topic` for the consumer group named like the
+//!    transactional id. Nothing is visible yet; the mark of the checkpoint holds that number.
+//! 2. The host writes its checkpoint; only once it is durable does [`Sink::committed`] commit
+//!    the transaction, publishing the records and the progress together.
+//!
+//! A crash before step 2 leaves the transaction open: the restarted producer's
+//! `init_transactions` aborts it, and [`Sink::restore`] compares the progress Kafka has with
+//! the checkpoint's mark. When Kafka has less, the checkpoint's records were never published,
+//! so restore fails with [`SinkError::NotCommitted`] and the host restores the checkpoint
+//! before it, replaying everything after that one. Records whose sequence number Kafka already
+//! counts as published (a restart from a checkpoint older than the last commit) are skipped.
+//! A record whose delivery fails inside a transaction fails the barrier: the transaction is
+//! aborted and its records are produced again in a new one. Without checkpoints (no barrier
+//! was ever passed) [`Sink::close`] commits what is open; with them it aborts it, since a
+//! restart replays it from the last checkpoint.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -45,9 +67,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::{
     check_topic, describe, is_refusal, millis, read_topics, rejected_config, ClientSettings,
@@ -137,6 +161,8 @@ pub struct KafkaSinkSettings {
     pub acks: Acks,
     /// Idempotent producer: no duplicates from retries, order kept per partition.
     pub exactly_once: bool,
+    /// Transactions committed with the host's checkpoints: each record published once.
+    pub transactional: bool,
     /// Where undeliverable records are written.
     pub dead_letter: PathBuf,
     /// Records librdkafka may hold undelivered before `send` dead-letters new ones.
@@ -170,6 +196,19 @@ impl KafkaSinkSettings {
         let compression = read_compression(&mut p)?;
         let acks = read_acks(&mut p, config)?;
         let exactly_once = p.bool("exactly_once", false)?;
+        let transactional = p.bool("transactional", false)?;
+        if transactional && topic.is_none() {
+            return Err(p.invalid(
+                "transactional",
+                "a transactional sink records its progress with partition 0 of its `topic`: set `topic` on the connector",
+            ));
+        }
+        if transactional && acks != Acks::All {
+            return Err(p.invalid(
+                "acks",
+                "`transactional: true` needs every replica's acknowledgement; remove `acks` or set `acks: \"all\"`",
+            ));
+        }
         if exactly_once && acks != Acks::All {
             return Err(p.invalid(
                 "acks",
@@ -193,6 +232,7 @@ impl KafkaSinkSettings {
             compression,
             acks,
             exactly_once,
+            transactional,
             dead_letter,
             queue_capacity,
             close_timeout,
@@ -209,7 +249,7 @@ impl KafkaSinkSettings {
                 "queue.buffering.max.messages",
                 self.queue_capacity.to_string(),
             );
-        if self.exactly_once {
+        if self.exactly_once || self.transactional {
             c.set("enable.idempotence", "true");
         }
         if let Some(n) = self.batch_size {
@@ -312,9 +352,23 @@ struct Shared {
     abandoned: AtomicU64,
     /// Delivery reports being handled right now (a barrier waits for them to finish).
     reporting: AtomicU64,
+    /// Failed deliveries since the current transaction began (it must then be aborted).
+    txn_failures: AtomicU64,
+    /// The open transaction is being aborted on purpose: the records librdkafka purges are
+    /// produced again (a retry) or replayed after a restart, not lost.
+    aborting: AtomicBool,
 }
 
 impl Shared {
+    /// No record is waiting for its delivery report, and no report is being handled.
+    fn idle(&self) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+            && self.reporting.load(Ordering::Acquire) == 0
+    }
+
     fn take_pending(&self, id: usize) -> Option<Arc<Record>> {
         self.pending
             .lock()
@@ -387,6 +441,9 @@ impl Reports {
         };
         let counters = &shared.counters;
         counters.sub_pending(1);
+        if result.is_err() && shared.aborting.load(Ordering::Acquire) {
+            return;
+        }
         match result {
             Ok(_) => {
                 Counters::add(&counters.sent, 1);
@@ -394,6 +451,7 @@ impl Reports {
             }
             Err((e, message)) => {
                 Counters::add(&counters.failed, 1);
+                shared.txn_failures.fetch_add(1, Ordering::AcqRel);
                 let topic = message.topic();
                 let reason = match e.rdkafka_error_code() {
                     Some(RDKafkaErrorCode::PurgeQueue) => {
@@ -423,10 +481,78 @@ impl Reports {
 pub struct KafkaSink {
     settings: Arc<KafkaSinkSettings>,
     shared: Arc<Shared>,
+    /// `None` once closed, and for a transactional sink until its first record or restore.
     producer: Option<Arc<BaseProducer<Reports>>>,
     poller_stop: Arc<AtomicBool>,
     poller: Option<JoinHandle<()>>,
     next_id: usize,
+    closed: bool,
+    /// The transaction state of a `transactional` sink, once its producer exists.
+    txn: Option<Txn>,
+}
+
+/// A transactional sink's state (see the module documentation).
+struct Txn {
+    /// The pipeline's record-id scope (`<pipeline>/<connector>`).
+    scope: String,
+    /// Reads and writes the sink's progress in the group named like the transactional id.
+    progress: BaseConsumer,
+    /// A transaction is open.
+    open: bool,
+    /// The records of the open transaction, produced again if it must be aborted.
+    records: Vec<Arc<Record>>,
+    /// The sequence number after the last record produced in the open transaction.
+    next_seq: u64,
+    /// The sequence number after the last published record: replays below it are skipped.
+    published: u64,
+    /// Replayed records skipped because Kafka had published them already.
+    skipped: u64,
+    /// A barrier was passed: the host checkpoints, so `close` aborts what is open.
+    checkpointed: bool,
+}
+
+/// The mark a transactional sink's barrier returns: its scope and progress.
+fn txn_mark(scope: &str, seq: u64) -> SinkMark {
+    serde_json::json!({ "transactional": scope, "seq": seq })
+}
+
+/// A producer, the stop flag of its polling thread, and the thread.
+type Started = (Arc<BaseProducer<Reports>>, Arc<AtomicBool>, JoinHandle<()>);
+
+/// Starts a producer and its polling thread.
+fn start_producer(
+    name: &str,
+    settings: &KafkaSinkSettings,
+    shared: &Arc<Shared>,
+    transactional_id: Option<&str>,
+) -> Result<Started, ConfigError> {
+    let mut config = settings.client_config(name);
+    if let Some(id) = transactional_id {
+        config.set("transactional.id", id);
+    }
+    let producer: BaseProducer<Reports> = config
+        .create_with_context(Reports {
+            shared: Arc::clone(shared),
+        })
+        .map_err(|e| rejected_config(name, &settings.client, e))?;
+    let producer = Arc::new(producer);
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let producer = Arc::clone(&producer);
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name(format!("varpulis-kafka-{name}"))
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    producer.poll(POLL);
+                }
+            })
+            .map_err(|source| ConfigError::Thread {
+                connector: name.to_string(),
+                source,
+            })?
+    };
+    Ok((producer, stop, poller))
 }
 
 impl KafkaSink {
@@ -452,38 +578,227 @@ impl KafkaSink {
             pending: Mutex::new(HashMap::new()),
             abandoned: AtomicU64::new(0),
             reporting: AtomicU64::new(0),
+            txn_failures: AtomicU64::new(0),
+            aborting: AtomicBool::new(false),
         });
-        let producer: BaseProducer<Reports> = settings
-            .client_config(name)
-            .create_with_context(Reports {
-                shared: Arc::clone(&shared),
-            })
-            .map_err(|e| rejected_config(name, &settings.client, e))?;
-        let producer = Arc::new(producer);
-        let poller_stop = Arc::new(AtomicBool::new(false));
-        let poller = {
-            let producer = Arc::clone(&producer);
-            let stop = Arc::clone(&poller_stop);
-            std::thread::Builder::new()
-                .name(format!("varpulis-kafka-{name}"))
-                .spawn(move || {
-                    while !stop.load(Ordering::Acquire) {
-                        producer.poll(POLL);
-                    }
-                })
-                .map_err(|source| ConfigError::Thread {
-                    connector: name.to_string(),
-                    source,
-                })?
+        // A transactional producer needs the pipeline's id, which the first record (or the
+        // checkpoint's mark) brings.
+        let (producer, poller_stop, poller) = if settings.transactional {
+            (None, Arc::new(AtomicBool::new(false)), None)
+        } else {
+            let (p, stop, poller) = start_producer(name, &settings, &shared, None)?;
+            (Some(p), stop, Some(poller))
         };
         Ok(KafkaSink {
             settings: Arc::new(settings),
             shared,
-            producer: Some(producer),
+            producer,
             poller_stop,
-            poller: Some(poller),
+            poller,
             next_id: 0,
+            closed: false,
+            txn: None,
         })
+    }
+
+    /// The transactional producer for `scope`, started on first use: `init_transactions`
+    /// fences an earlier incarnation and aborts what it left open; the progress Kafka has
+    /// published is read back.
+    fn transactional(&mut self, scope: &str) -> Result<(), SinkError> {
+        if self.txn.is_some() {
+            return Ok(());
+        }
+        let name = self.shared.name.clone();
+        let id = format!("varpulis-{scope}");
+        let refused = |why: String| SinkError::NotCommitted {
+            connector: name.clone(),
+            reason: why,
+        };
+        let (producer, stop, poller) =
+            start_producer(&name, &self.settings, &self.shared, Some(&id))
+                .map_err(|e| refused(e.to_string()))?;
+        let started = producer
+            .init_transactions(self.settings.close_timeout)
+            .map_err(|e| {
+                refused(format!(
+                    "cannot start transactions as `{id}`: {}",
+                    describe(&e)
+                ))
+            })
+            .and_then(|()| {
+                self.settings
+                    .client
+                    .client_config()
+                    .set("group.id", &id)
+                    .set("enable.auto.commit", "false")
+                    .create::<BaseConsumer>()
+                    .map_err(|e| refused(format!("cannot read the progress of `{id}`: {e}")))
+            })
+            .and_then(|progress| Ok((self.read_progress(&progress)?, progress)));
+        let (published, progress) = match started {
+            Ok(p) => p,
+            Err(e) => {
+                // The next record tries again with a fresh producer.
+                stop.store(true, Ordering::Release);
+                let _ = poller.join();
+                return Err(e);
+            }
+        };
+        self.poller_stop = stop;
+        self.poller = Some(poller);
+        self.producer = Some(producer);
+        self.txn = Some(Txn {
+            scope: scope.to_string(),
+            progress,
+            open: false,
+            records: Vec::new(),
+            next_seq: published,
+            published,
+            skipped: 0,
+            checkpointed: false,
+        });
+        Ok(())
+    }
+
+    /// The sequence number after the last record a committed transaction published.
+    fn read_progress(&self, progress: &BaseConsumer) -> Result<u64, SinkError> {
+        let topic = self.settings.topic.as_deref().unwrap_or_default();
+        let mut list = TopicPartitionList::new();
+        list.add_partition(topic, 0);
+        let committed = progress
+            .committed_offsets(list, self.settings.close_timeout)
+            .map_err(|e| SinkError::NotCommitted {
+                connector: self.shared.name.clone(),
+                reason: format!("cannot read the published progress: {}", describe(&e)),
+            })?;
+        Ok(committed
+            .find_partition(topic, 0)
+            .and_then(|p| match p.offset() {
+                Offset::Offset(n) => u64::try_from(n).ok(),
+                _ => None,
+            })
+            .unwrap_or(0))
+    }
+
+    /// Ends the open transaction: committed (published) or aborted.
+    fn end_transaction(&mut self, commit: bool) -> Result<(), SinkError> {
+        let (Some(producer), Some(txn)) = (&self.producer, &mut self.txn) else {
+            return Ok(());
+        };
+        if !txn.open {
+            return Ok(());
+        }
+        let timeout = self.settings.close_timeout;
+        let result = if commit {
+            producer.commit_transaction(timeout)
+        } else {
+            self.shared.aborting.store(true, Ordering::Release);
+            let aborted = producer.abort_transaction(timeout);
+            // The purged records' reports come through the polling thread: wait for them.
+            let until = Instant::now() + timeout;
+            while Instant::now() < until && !self.shared.idle() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            self.shared.aborting.store(false, Ordering::Release);
+            aborted
+        };
+        txn.open = false;
+        let records = std::mem::take(&mut txn.records);
+        match result {
+            Ok(()) => {
+                if commit {
+                    txn.published = txn.next_seq;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // The records stay with the host's previous checkpoint: a restart replays them.
+                txn.records = records;
+                Err(SinkError::NotCommitted {
+                    connector: self.shared.name.clone(),
+                    reason: format!(
+                        "{} the transaction failed: {}",
+                        if commit { "committing" } else { "aborting" },
+                        describe(&e)
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Records the progress of the open transaction in it (phase one of a checkpoint).
+    fn stage(&mut self, deadline: Instant) -> Result<(), SinkError> {
+        let (Some(producer), Some(txn)) = (&self.producer, &self.txn) else {
+            return Ok(());
+        };
+        let topic = self.settings.topic.as_deref().unwrap_or_default();
+        let mut list = TopicPartitionList::new();
+        let at = i64::try_from(txn.next_seq).unwrap_or(i64::MAX);
+        let staged = list
+            .add_partition_offset(topic, 0, Offset::Offset(at))
+            .map_err(|e| describe(&e))
+            .and_then(|()| {
+                txn.progress
+                    .group_metadata()
+                    .ok_or_else(|| "the progress group has no metadata".to_string())
+            })
+            .and_then(|meta| {
+                producer
+                    .send_offsets_to_transaction(
+                        &list,
+                        &meta,
+                        deadline.saturating_duration_since(Instant::now()),
+                    )
+                    .map_err(|e| describe(&e))
+            });
+        staged.map_err(|why| SinkError::NotCommitted {
+            connector: self.shared.name.clone(),
+            reason: format!("cannot record the progress in the transaction: {why}"),
+        })
+    }
+
+    /// After a failed delivery inside the open transaction: aborts it and produces its
+    /// records again in a new one.
+    fn retry_transaction(&mut self) -> Result<(), SinkError> {
+        self.end_transaction(false)?;
+        let records = self
+            .txn
+            .as_mut()
+            .map(|t| std::mem::take(&mut t.records))
+            .unwrap_or_default();
+        self.shared.txn_failures.store(0, Ordering::Release);
+        for record in records {
+            let topic = record
+                .topic()
+                .or(self.settings.topic.as_deref())
+                .unwrap_or_default()
+                .to_string();
+            self.begin()?;
+            if let Some(txn) = &mut self.txn {
+                txn.records.push(Arc::clone(&record));
+            }
+            self.produce(record, &topic)?;
+        }
+        Ok(())
+    }
+
+    /// Opens a transaction if none is open.
+    fn begin(&mut self) -> Result<(), SinkError> {
+        let (Some(producer), Some(txn)) = (&self.producer, &mut self.txn) else {
+            return Ok(());
+        };
+        if txn.open {
+            return Ok(());
+        }
+        producer
+            .begin_transaction()
+            .map_err(|e| SinkError::NotCommitted {
+                connector: self.shared.name.clone(),
+                reason: format!("cannot begin a transaction: {}", describe(&e)),
+            })?;
+        self.shared.txn_failures.store(0, Ordering::Release);
+        txn.open = true;
+        Ok(())
     }
 
     /// The settings in force.
@@ -550,25 +865,14 @@ impl KafkaSink {
     }
 }
 
-impl Sink for KafkaSink {
-    fn name(&self) -> &str {
-        &self.shared.name
-    }
-
-    fn send(&mut self, record: Record) -> Result<(), SinkError> {
-        let Some(producer) = &self.producer else {
+impl KafkaSink {
+    /// Hands one record to librdkafka; its delivery report settles it.
+    fn produce(&mut self, record: Arc<Record>, topic: &str) -> Result<(), SinkError> {
+        let Some(producer) = self.producer.clone() else {
             return Err(SinkError::Closed {
                 connector: self.shared.name.clone(),
             });
         };
-        let record = Arc::new(record);
-        let topic = match record.topic().or(self.settings.topic.as_deref()) {
-            Some(t) => t.to_string(),
-            None => return Err(self.no_topic(record)),
-        };
-        if let Err(reason) = check_topic(&topic) {
-            return Err(self.refuse(record, &topic, DeliveryFailure::Request(reason)));
-        }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
         // Into the pending map first: the delivery report may arrive on the polling thread
@@ -579,7 +883,7 @@ impl Sink for KafkaSink {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, Arc::clone(&record));
         Counters::add(&self.shared.counters.pending, 1);
-        let mut message = BaseRecord::with_opaque_to(&topic, id).payload(record.as_bytes());
+        let mut message = BaseRecord::with_opaque_to(topic, id).payload(record.as_bytes());
         if let Some(key) = record.key() {
             message = message.key(key);
         }
@@ -632,10 +936,54 @@ impl Sink for KafkaSink {
                     why = format!("{why}: {reason}");
                 }
             }
-            return Err(self.refused(record, &topic, why));
+            return Err(self.refused(record, topic, why));
         }
         // Too large, unknown partition, ...: sending the same record again cannot help.
-        Err(self.refuse(record, &topic, DeliveryFailure::Request(describe(&e))))
+        Err(self.refuse(record, topic, DeliveryFailure::Request(describe(&e))))
+    }
+}
+
+impl Sink for KafkaSink {
+    fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    fn send(&mut self, record: Record) -> Result<(), SinkError> {
+        if self.closed {
+            return Err(SinkError::Closed {
+                connector: self.shared.name.clone(),
+            });
+        }
+        let record = Arc::new(record);
+        let topic = match record.topic().or(self.settings.topic.as_deref()) {
+            Some(t) => t.to_string(),
+            None => return Err(self.no_topic(record)),
+        };
+        if let Err(reason) = check_topic(&topic) {
+            return Err(self.refuse(record, &topic, DeliveryFailure::Request(reason)));
+        }
+        if self.settings.transactional {
+            let Some(id) = record.id().cloned() else {
+                let why =
+                    "a transactional sink needs the pipeline's record ids; this record has none"
+                        .to_string();
+                return Err(self.refuse(record, &topic, DeliveryFailure::Request(why)));
+            };
+            self.transactional(&id.scope)?;
+            if let Some(txn) = &mut self.txn {
+                if id.seq < txn.published {
+                    // A replay of a record a committed transaction already published.
+                    txn.skipped += 1;
+                    return Ok(());
+                }
+            }
+            self.begin()?;
+            if let Some(txn) = &mut self.txn {
+                txn.records.push(Arc::clone(&record));
+                txn.next_seq = txn.next_seq.max(id.seq + 1);
+            }
+        }
+        self.produce(record, &topic)
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
@@ -668,14 +1016,7 @@ impl Sink for KafkaSink {
             .map_err(|_| timeout())?;
         // The polling thread may still be handling the last reports.
         loop {
-            let idle = self
-                .shared
-                .pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_empty()
-                && self.shared.reporting.load(Ordering::Acquire) == 0;
-            if idle {
+            if self.shared.idle() {
                 break;
             }
             if Instant::now() >= deadline {
@@ -688,12 +1029,80 @@ impl Sink for KafkaSink {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .sync()?;
-        Ok(None)
+        let Some(txn) = &mut self.txn else {
+            return Ok(None);
+        };
+        txn.checkpointed = true;
+        if !txn.open {
+            return Ok(Some(txn_mark(&txn.scope, txn.published)));
+        }
+        if self.shared.txn_failures.load(Ordering::Acquire) > 0 {
+            // A record of this transaction failed: it cannot commit. Its records go again in
+            // a new one, confirmed at the next checkpoint.
+            self.retry_transaction()?;
+            return Err(SinkError::NotCommitted {
+                connector: self.shared.name.clone(),
+                reason: "a record of the transaction failed; it was aborted and its records \
+                         produced again in a new one"
+                    .to_string(),
+            });
+        }
+        self.stage(deadline)?;
+        Ok(self
+            .txn
+            .as_ref()
+            .map(|txn| txn_mark(&txn.scope, txn.next_seq)))
+    }
+
+    fn committed(&mut self) -> Result<(), SinkError> {
+        self.end_transaction(true)
+    }
+
+    fn restore(&mut self, mark: &SinkMark) -> Result<(), SinkError> {
+        let (Some(scope), Some(seq)) = (
+            mark.get("transactional").and_then(|v| v.as_str()),
+            mark.get("seq").and_then(serde_json::Value::as_u64),
+        ) else {
+            return Ok(());
+        };
+        if !self.settings.transactional {
+            return Ok(());
+        }
+        self.transactional(scope)?;
+        let published = self.txn.as_ref().map_or(0, |t| t.published);
+        if published < seq {
+            return Err(SinkError::NotCommitted {
+                connector: self.shared.name.clone(),
+                reason: format!(
+                    "the checkpoint counts {seq} records as published, Kafka has {published} \
+                     (the transaction of that checkpoint was never committed)"
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn close(&mut self) -> Result<(), SinkError> {
-        let Some(producer) = self.producer.take() else {
+        if self.closed {
             return Ok(());
+        }
+        self.closed = true;
+        // What is open is published without checkpoints; with them a restart replays it.
+        let publish = self.txn.as_ref().is_some_and(|t| t.open && !t.checkpointed);
+        let ended = if publish {
+            self.flush().and_then(|()| {
+                if self.shared.txn_failures.load(Ordering::Acquire) > 0 {
+                    self.retry_transaction()?;
+                    self.flush()?;
+                }
+                self.stage(Instant::now() + self.settings.close_timeout)?;
+                self.end_transaction(true)
+            })
+        } else {
+            self.end_transaction(false)
+        };
+        let Some(producer) = self.producer.take() else {
+            return ended;
         };
         let start = Instant::now();
         if producer.flush(self.settings.close_timeout).is_err() {
@@ -742,7 +1151,7 @@ impl Sink for KafkaSink {
                 waited: start.elapsed(),
             });
         }
-        result
+        ended.and(result)
     }
 
     fn metrics(&self) -> SinkMetrics {
