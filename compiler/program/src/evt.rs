@@ -10,9 +10,13 @@
 //!         | json
 //! ```
 //!
-//! Every line is trimmed first. Events without `@` take the current `BATCH`
-//! offset (initially 0); `@` offsets do not move the `BATCH` clock. Event time
-//! is `base + offset` (docs/LANGUAGE.md#event-time-watermarks-and-lateness) unless a JSON line carries a `timestamp`.
+//! Every line is trimmed first. Event time is `base + offset`
+//! (docs/LANGUAGE.md#event-time-watermarks-and-lateness) unless a JSON line
+//! carries a `timestamp`. An event with neither `@` nor a `timestamp` takes the
+//! current `BATCH` offset (initially 0) when it is the first event or a `BATCH`
+//! line came after the previous event, else the time of the previous event
+//! (docs/DESIGN.md, Time): a bare line after `@4s` events is not stamped 0 and
+//! dropped as late. `@` offsets do not move the `BATCH` clock.
 //! Bad lines produce an [`EvtError`] with the line number; the reader goes on
 //! with the next line and never panics.
 
@@ -104,12 +108,26 @@ pub enum EvtErrorKind {
 pub struct EvtReader {
     batch: i64,
     line: usize,
+    /// A `BATCH` line came after the previous event (or there was none yet).
+    batch_fresh: bool,
+    /// The time of the previous event: its offset, or its JSON `timestamp`.
+    previous: Option<Previous>,
+}
+
+/// How the previous event's time was given.
+#[derive(Clone, Copy, Debug)]
+enum Previous {
+    Offset(i64),
+    Timestamp(i64),
 }
 
 impl EvtReader {
     /// A reader at line 0 with the `BATCH` clock at 0.
     pub fn new() -> EvtReader {
-        EvtReader::default()
+        EvtReader {
+            batch_fresh: true,
+            ..EvtReader::default()
+        }
     }
 
     /// Parses the next line. `Ok(None)` for blank lines, comments and
@@ -135,6 +153,7 @@ impl EvtReader {
             }
             let ms: i64 = rest.parse().map_err(|_| EvtErrorKind::BadBatch)?;
             self.batch = ms.checked_mul(NS_PER_MS).ok_or(EvtErrorKind::BadBatch)?;
+            self.batch_fresh = true;
             return Ok(None);
         }
         let (offset, timed, body) = match text.strip_prefix('@') {
@@ -151,7 +170,20 @@ impl EvtReader {
             }
             None => (self.batch, false, text),
         };
-        let event = parse_event(body)?;
+        let mut event = parse_event(body)?;
+        let mut offset = offset;
+        if !timed && event.timestamp.is_none() && !self.batch_fresh {
+            match self.previous {
+                Some(Previous::Offset(o)) => offset = o,
+                Some(Previous::Timestamp(t)) => event.timestamp = Some(t),
+                None => {}
+            }
+        }
+        self.batch_fresh = false;
+        self.previous = Some(match event.timestamp {
+            Some(t) => Previous::Timestamp(t),
+            None => Previous::Offset(offset),
+        });
         Ok(Some(EvtRecord {
             line: self.line,
             offset,

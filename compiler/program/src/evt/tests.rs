@@ -91,7 +91,13 @@ fn timed_lines_take_units_and_do_not_move_the_batch_clock() {
     let d = r.parse_line("@7 A {}").expect("ok").expect("event");
     assert_eq!(d.offset, 7_000_000, "no unit = ms");
     let e = r.parse_line("A {}").expect("ok").expect("event");
-    assert_eq!(e.offset, 0, "untimed events keep the batch clock");
+    assert_eq!(
+        e.offset, 7_000_000,
+        "an untimed event takes the previous event's time, not the batch clock"
+    );
+    assert_eq!(r.parse_line("BATCH 0"), Ok(None));
+    let f = r.parse_line("A {}").expect("ok").expect("event");
+    assert_eq!(f.offset, 0, "after a BATCH line, the batch clock");
 }
 
 #[test]
@@ -188,4 +194,30 @@ fn deeply_nested_arrays_are_an_error_not_a_stack_overflow() {
         };
     }
     assert_eq!(v, Value::Int(1));
+}
+
+#[test]
+fn an_event_without_a_time_takes_the_previous_events_time_unless_a_batch_came_between() {
+    let text = "@1s A {}\n@4s A {}\nB {}\n{\"type\": \"C\"}\n{\"type\": \"D\", \"timestamp\": 9000}\nE {}\nBATCH 2000\nF {}\nG {}\n";
+    let (recs, errs) = parse_evt(text);
+    assert!(errs.is_empty(), "{errs:?}");
+    let times: Vec<(String, i64)> = recs
+        .iter()
+        .map(|r| (r.event.event_type.to_string(), r.event_time(0) / 1_000_000))
+        .collect();
+    let expected = [
+        ("A", 1000),
+        ("A", 4000),
+        ("B", 4000),
+        ("C", 4000),
+        ("D", 9000),
+        ("E", 9000),
+        ("F", 2000),
+        ("G", 2000),
+    ];
+    let expected: Vec<(String, i64)> = expected
+        .iter()
+        .map(|(t, ms)| (t.to_string(), *ms))
+        .collect();
+    assert_eq!(times, expected);
 }
