@@ -111,6 +111,11 @@ impl Operator for PartitionBy {
     }
 
     fn on_watermark(&mut self, wm: i64, _cx: &mut Cx<'_>, _out: &mut Vec<Rec>) {
+        // The end of input (watermark +∞) is not idleness: evicting there
+        // would drop the partial windows a final flush is about to release.
+        if wm == i64::MAX {
+            return;
+        }
         if let Some(t) = &mut self.bound {
             t.expire(wm, &mut self.evicted);
         }

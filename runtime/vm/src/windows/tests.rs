@@ -450,3 +450,27 @@ fn released_count_windows_free_their_key() {
     }
     assert_eq!(e.memory()[0].ops[0].keys, 0);
 }
+
+#[test]
+fn the_end_of_input_is_not_idleness() {
+    let bound = varpulis_program::StateBound {
+        idle: Some(10 * S),
+        ..Default::default()
+    };
+    let p = (*bounded_engine(WindowSpec::Count { size: 5 }, bound)
+        .program()
+        .clone())
+    .clone();
+    let config = crate::EngineConfig {
+        flush_partial_count_windows: true,
+        ..crate::EngineConfig::default()
+    };
+    let mut e = Engine::with_config(std::sync::Arc::new(p), config).expect("loads");
+    push(&mut e, "a", 0, 1.0);
+    assert_eq!(
+        render(&e.finish()),
+        ["W@0{n=1,total=1.0,pump=\"a\",_partition=\"a\"}"],
+        "the partial window is flushed, not evicted"
+    );
+    assert_eq!(e.memory()[0].ops[0].evictions.idle, 0);
+}
