@@ -390,7 +390,8 @@ impl Engine {
     pub fn memory(&self) -> Vec<crate::memory::StreamMemory> {
         self.streams
             .iter()
-            .map(|st| {
+            .enumerate()
+            .map(|(si, st)| {
                 let mut ops = Vec::new();
                 if let SourceRt::Join(j) = &st.source {
                     ops.push(j.memory());
@@ -399,12 +400,12 @@ impl Engine {
                     let Some(mut m) = op.memory() else { continue };
                     m.index = st.origin.get(i).copied().unwrap_or(i);
                     if m.kind.is_empty() {
+                        // Runtime streams are built in program order.
                         m.kind = self
                             .shared
                             .program
                             .streams
-                            .iter()
-                            .find(|p| p.name == st.name)
+                            .get(si)
                             .and_then(|p| p.ops.get(m.index))
                             .map_or("operator", op_kind);
                     }
