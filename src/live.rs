@@ -735,6 +735,7 @@ impl LiveRun {
         self.last_observed = Instant::now();
         let listeners = self.listeners();
         let engine = self.job.engine().metrics();
+        let memory = self.job.engine().memory();
         let watermark = self.job.engine().watermark();
         let program = self.program.clone();
         let sinks = self.job.sink_metrics();
@@ -771,6 +772,7 @@ impl LiveRun {
                 dead_letter_failures: self.live.dead_letter.as_ref().map_or(0, |d| d.failures),
                 trace_spans_dropped: self.trace.tracer.dropped(),
                 latency: self.live.latency.clone(),
+                memory,
             },
             listeners,
             sources,
@@ -1776,6 +1778,7 @@ impl Live {
         trace_spans_dropped: u64,
     ) -> String {
         let engine = job.engine().metrics();
+        let memory = job.engine().memory();
         let watermark = job.engine().watermark();
         let program = job.program().clone();
         let sinks = job.sink_metrics();
@@ -1794,6 +1797,7 @@ impl Live {
             dead_letter_failures: self.dead_letter.as_ref().map_or(0, |d| d.failures),
             trace_spans_dropped,
             latency: self.latency.clone(),
+            memory,
         })
     }
 

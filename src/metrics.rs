@@ -19,6 +19,7 @@ use varpulis_http::axum::Router;
 use varpulis_http::{HttpConfig, HttpStats, Keys, Role, Server, TlsFiles};
 
 use varpulis_connectors::{SinkMetrics, SourceMetrics};
+use varpulis_vm::memory::StreamMemory;
 use varpulis_vm::Metrics;
 
 use crate::job::JobStats;
@@ -48,6 +49,8 @@ pub struct Snapshot<'a> {
     /// Per stream (indexed like `streams`): time from a source's arrival of an event to the
     /// hand-off of the outputs it caused.
     pub latency: Vec<LatencyHistogram>,
+    /// State size per stream and stateful operator ([`varpulis_vm::Engine::memory`]).
+    pub memory: Vec<StreamMemory>,
 }
 
 /// Upper bounds (seconds) of the latency histogram's buckets: 100 µs to 10 s.
@@ -402,7 +405,74 @@ pub fn render(s: &Snapshot<'_>) -> String {
         &by_sink(|m| m.queue_depth),
     );
     render_latency(&mut out, &s.streams, &s.latency);
+    render_state(&mut out, &s.memory);
     out
+}
+
+/// State size per stream and operator: `op` is the operator's index in the stream's chain
+/// and `kind` what it is (`window`, `sequence`, `partition_by`, `distinct`, `join`). Bytes
+/// are an estimate (docs/RUNTIME.md, "State size").
+fn render_state(out: &mut String, memory: &[StreamMemory]) {
+    let per_op = |f: &dyn Fn(&varpulis_vm::memory::OpMemory) -> Option<u64>| {
+        memory
+            .iter()
+            .flat_map(|m| m.ops.iter().map(move |o| (&*m.stream, o)))
+            .filter_map(|(stream, o)| {
+                let op = o.index.to_string();
+                f(o).map(|v| {
+                    let l = labels(&[("stream", stream), ("op", &op), ("kind", o.kind)]);
+                    (l, v)
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    family(
+        out,
+        "state_bytes",
+        "gauge",
+        "Approximate bytes of operator state.",
+        &per_op(&|o| Some(o.bytes)),
+    );
+    family(
+        out,
+        "state_keys",
+        "gauge",
+        "Keys held by an operator: partitions, remembered distinct values, join keys.",
+        &per_op(&|o| Some(o.keys)),
+    );
+    family(
+        out,
+        "open_runs",
+        "gauge",
+        "Open partial matches of a sequence.",
+        &per_op(&|o| (o.kind == "sequence").then_some(o.runs)),
+    );
+    let mut evictions = Vec::new();
+    for m in memory {
+        for o in &m.ops {
+            if !matches!(o.kind, "partition_by" | "distinct") {
+                continue;
+            }
+            let op = o.index.to_string();
+            let e = &o.evictions;
+            for (policy, v) in [("lru", e.lru), ("fifo", e.fifo), ("idle", e.idle)] {
+                let l = labels(&[
+                    ("stream", &m.stream),
+                    ("op", &op),
+                    ("kind", o.kind),
+                    ("policy", policy),
+                ]);
+                evictions.push((l, v));
+            }
+        }
+    }
+    family(
+        out,
+        "evictions_total",
+        "counter",
+        "Keys a state bound evicted, by policy (their open state dropped without output).",
+        &evictions,
+    );
 }
 
 /// One metric family: help, type and samples.
@@ -630,7 +700,31 @@ mod tests {
                 h.observe(std::time::Duration::from_millis(2));
                 h
             }],
+            memory: vec![StreamMemory {
+                stream: "Hot".into(),
+                ops: vec![varpulis_vm::memory::OpMemory {
+                    index: 0,
+                    kind: "partition_by",
+                    bytes: 160,
+                    keys: 1,
+                    evictions: varpulis_vm::memory::Evictions {
+                        lru: 3,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }],
+            }],
         });
+        assert!(
+            text.contains(
+                "varpulis_state_bytes{stream=\"Hot\",op=\"0\",kind=\"partition_by\"} 160\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "varpulis_evictions_total{stream=\"Hot\",op=\"0\",kind=\"partition_by\",policy=\"lru\"} 3\n"
+        ));
+        assert!(text.contains("# TYPE varpulis_open_runs gauge\n"));
         assert!(text.contains("varpulis_input_records_total 5\n"), "{text}");
         assert!(text.contains("varpulis_input_skipped_total{reason=\"malformed\"} 1\n"));
         assert!(text.contains("varpulis_input_skipped_total{reason=\"wrong_type\"} 0\n"));

@@ -80,7 +80,7 @@ pub const OPERATORS: &[OpInfo] = &[
         Supported,
         1,
         1,
-        Some(&[]),
+        Some(&["max_keys", "evict", "idle"]),
         "run windows, aggregates and sequences per key"
     ),
     op!(
@@ -185,7 +185,7 @@ pub const OPERATORS: &[OpInfo] = &[
         Supported,
         0,
         1,
-        Some(&[]),
+        Some(&["max", "evict"]),
         "drop repeated events or values"
     ),
     op!(

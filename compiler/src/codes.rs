@@ -107,6 +107,9 @@ codes! {
     INVALID_RUN_LIMIT = "E0415", "invalid run limit";
     /// `.late()` not first, or on a source that has no single plain input.
     INVALID_LATE_STREAM = "E0416", "invalid late stream";
+    /// `max_keys:`/`max:`, `evict:` or `idle:` with a value of the wrong
+    /// kind, or on a `.partition_by` that a sequence owns.
+    INVALID_STATE_BOUND = "E0417", "invalid state bound";
 
     /// `.to(X)` / `.from(X)` where `X` is declared but is not a connector.
     NOT_A_CONNECTOR = "E0501", "not a connector";
@@ -144,6 +147,9 @@ codes! {
     /// A parameter a connector of this kind does not read (a typo, most
     /// likely); starting the connector would fail.
     UNKNOWN_CONNECTOR_PARAM = "W0111", "unknown connector parameter";
+    /// `.partition_by` without `max_keys:` or `idle:` before a count window:
+    /// every key keeps an open window for ever.
+    UNBOUNDED_PARTITION = "W0112", "partitioned state without a bound";
 }
 
 /// One registry row.

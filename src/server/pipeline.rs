@@ -460,9 +460,15 @@ fn observe(shared: &Shared, o: &Observation<'_>) {
                     .and_then(|h| h.quantile(q))
                     .map(|secs| (secs * 1_000_000.0).round() / 1000.0)
             };
+            let state = s.memory.iter().find(|m| &*m.stream == *name);
             json!({
                 "name": name,
                 "events_out": out.get(i).copied().unwrap_or(0),
+                "state": {
+                    "bytes": state.map_or(0, varpulis_vm::memory::StreamMemory::bytes),
+                    "keys": state.map_or(0, varpulis_vm::memory::StreamMemory::keys),
+                    "open_runs": state.map_or(0, varpulis_vm::memory::StreamMemory::runs),
+                },
                 "rate": (rates.get(i).copied().unwrap_or(0.0) * 10.0).round() / 10.0,
                 "late": s.engine.late_per_stream.get(i).copied().unwrap_or(0),
                 "runtime_errors": s.engine.errors_per_stream.get(i).copied().unwrap_or(0),

@@ -8,6 +8,9 @@
 //! changed window under the same stream name starts empty instead of decoding the old
 //! window's state (docs/DESIGN.md, "State across program changes").
 //!
+//! Bounds on state size (`StreamPlan::bounds`) are left out too: a new limit applies to the
+//! state that is there (trimming it on the next key), so changing one keeps the state.
+//!
 //! The hash is FNV-1a over canonical JSON: stable across runs, platforms and versions of
 //! this crate as long as the artifact's serde shape is.
 
@@ -39,13 +42,15 @@ fn fnv(bytes: &[u8], mut hash: u64) -> u64 {
 
 const SEED: u64 = 0xcbf2_9ce4_8422_2325;
 
-/// JSON of `value` with every source position (`span`, `spans`) removed.
+/// JSON of `value` with every source position (`span`, `spans`) and every state bound
+/// (`bounds`) removed.
 fn canonical<T: Serialize>(value: &T) -> Vec<u8> {
     fn strip(v: &mut Json) {
         match v {
             Json::Object(map) => {
                 map.remove("span");
                 map.remove("spans");
+                map.remove("bounds");
                 map.values_mut().for_each(strip);
             }
             Json::Array(items) => items.iter_mut().for_each(strip),
@@ -102,5 +107,16 @@ mod tests {
         let mut changed = p.clone();
         changed.streams[0].visible = !changed.streams[0].visible;
         assert_ne!(changed.fingerprints().streams, before.streams);
+        let mut bounded = p.clone();
+        bounded.streams[0].bounds.push(crate::StateBound {
+            op: 0,
+            max_keys: Some(10),
+            ..crate::StateBound::default()
+        });
+        assert_eq!(
+            bounded.fingerprints().streams,
+            before.streams,
+            "a state bound keeps the state"
+        );
     }
 }

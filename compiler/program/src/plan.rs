@@ -43,8 +43,59 @@ pub struct StreamPlan {
     pub visible: bool,
     /// Event-time settings declared on this stream.
     pub time: StreamTime,
+    /// Bounds on the state of this stream's operators (`max_keys:`, `idle:`,
+    /// `max:`, `evict:` on the operator that owns the state). Left out of the
+    /// stream's fingerprint ([`crate::fingerprint`]): changing a limit keeps
+    /// the state, which the new limit then trims.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bounds: Vec<StateBound>,
     /// The declaration, for errors.
     pub span: SpanId,
+}
+
+/// A bound on one operator's keyed state (docs/LANGUAGE.md#bounded-state).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateBound {
+    /// Index of the operator in [`StreamPlan::ops`]: a
+    /// [`OpSpec::PartitionBy`] (bounding the keys of the window or
+    /// aggregate after it) or a [`OpSpec::Distinct`] (bounding its set).
+    pub op: u32,
+    /// At most this many keys; one more evicts a key chosen by `evict`.
+    pub max_keys: Option<u64>,
+    /// Which key goes when `max_keys` is reached.
+    pub evict: Evict,
+    /// A key whose last event is this much (ns of event time) below the
+    /// watermark is evicted.
+    pub idle: Option<i64>,
+}
+
+/// Eviction policy of a bounded key set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Evict {
+    /// The key whose last event arrived longest ago.
+    #[default]
+    Lru,
+    /// The key that was created first.
+    Fifo,
+}
+
+impl Evict {
+    /// The policy's name in VPL (`evict: lru`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Evict::Lru => "lru",
+            Evict::Fifo => "fifo",
+        }
+    }
+
+    /// The policy named `name`.
+    pub fn from_name(name: &str) -> Option<Evict> {
+        match name {
+            "lru" => Some(Evict::Lru),
+            "fifo" => Some(Evict::Fifo),
+            _ => None,
+        }
+    }
 }
 
 /// `.watermark(out_of_order: d)` and `.allowed_lateness(d)` on a stream.

@@ -59,6 +59,7 @@ pub(crate) fn sample() -> Program {
             out_of_order: Some(5),
             allowed_lateness: None,
         },
+        bounds: Vec::new(),
         span,
     });
     p.functions.push(Function {
@@ -137,6 +138,7 @@ fn routes_invert_the_stream_graph() {
         output_schema: 1,
         visible: false,
         time: StreamTime::default(),
+        bounds: Vec::new(),
         span: SpanId::NONE,
     });
     let r = p.routes();

@@ -126,6 +126,10 @@ impl Checker<'_> {
                     );
                 }
                 p.partition = Some(key.clone());
+                let bounded = self.state_bound(args, "max_keys", !p.is_sequence);
+                if !bounded && !p.is_sequence {
+                    p.unbounded_partition = Some(name.span);
+                }
                 StageKind::PartitionBy(key)
             }
             "aggregate" => return self.aggregate(op, name, args, input, p),
@@ -214,6 +218,8 @@ impl Checker<'_> {
                 StageKind::Log
             }
             "distinct" => {
+                self.state_bound(args, "max", true);
+                let first = args.iter().find(|a| a.name.is_none()).map(|a| &a.value);
                 if let Some(e) = first {
                     self.expr(e, &scope);
                 }
@@ -444,8 +450,87 @@ impl Checker<'_> {
                 _ => self.bad_window(size, "a window size must be a duration literal (time window) or an integer literal (count window)"),
             },
         };
+        if let (Some(WindowSpec::Count { .. }), Some(at)) = (&spec, p.unbounded_partition) {
+            self.report(
+                Diagnostic::new(
+                    codes::UNBOUNDED_PARTITION,
+                    "every key keeps an open count window: state grows with the number of keys",
+                    at,
+                )
+                .with_label("no `max_keys:` or `idle:`")
+                .with_secondary(name.span, "a count window stays open until its n-th event")
+                .with_help("bound the keys, e.g. `.partition_by(user, max_keys: 100000)` or `.partition_by(user, idle: 30m)`"),
+            );
+        }
         let kind = spec.map_or(StageKind::Invalid, StageKind::Window);
         (kind, input.clone())
+    }
+
+    /// Checks the state-bound arguments (`max` = `max_keys` or `max`,
+    /// `evict:`, `idle:`; docs/LANGUAGE.md#bounded-state) and returns whether
+    /// a bound is set. `allowed` is false where the state belongs to a
+    /// sequence, whose runs `.limit_runs` bounds instead.
+    fn state_bound(&mut self, args: &[Arg], max: &str, allowed: bool) -> bool {
+        let mut bounded = false;
+        for a in args {
+            let Some(n) = &a.name else { continue };
+            let n = n.name.as_str();
+            if n != max && n != "evict" && n != "idle" {
+                continue;
+            }
+            if !allowed {
+                self.report(
+                    Diagnostic::new(
+                        codes::INVALID_STATE_BOUND,
+                        format!("`{n}:` does not apply to a sequence's partitions"),
+                        a.value.span,
+                    )
+                    .with_label("the sequence owns this partition")
+                    .with_help("bound a sequence's runs with `.limit_runs(per_key, total: n)`; partitions without runs are freed"),
+                );
+                continue;
+            }
+            let ok = match (n, &a.value.kind) {
+                (_, ExprKind::Error) => true,
+                ("evict", ExprKind::Ident(i)) => {
+                    varpulis_program::Evict::from_name(&i.name).is_some()
+                }
+                ("idle", ExprKind::Duration(d)) => {
+                    bounded = true;
+                    *d > 0
+                }
+                ("evict" | "idle", _) => false,
+                (_, ExprKind::Int(k)) => {
+                    bounded = true;
+                    *k > 0
+                }
+                _ => false,
+            };
+            if !ok {
+                let want = match n {
+                    "evict" => "`lru` or `fifo`",
+                    "idle" => "a positive duration, e.g. `30m`",
+                    _ => "a positive integer literal",
+                };
+                self.report(
+                    Diagnostic::new(
+                        codes::INVALID_STATE_BOUND,
+                        format!("`{n}:` must be {want}"),
+                        a.value.span,
+                    )
+                    .with_label("not allowed here")
+                    .with_help(format!(
+                        "e.g. `{n}: {}`",
+                        match n {
+                            "evict" => "lru",
+                            "idle" => "30m",
+                            _ => "100000",
+                        }
+                    )),
+                );
+            }
+        }
+        bounded
     }
 
     fn bad_window(&mut self, e: &Expr, why: &str) -> Option<WindowSpec> {

@@ -35,6 +35,9 @@ pub(super) struct Pipeline {
     pub on: bool,
     /// `.limit_runs(...)` bounds the sequence's runs.
     pub limited: bool,
+    /// A `.partition_by` without `max_keys:` or `idle:` (W0112 if a count
+    /// window follows).
+    pub unbounded_partition: Option<Span>,
     /// Every alias of the stream with the span that binds it.
     pub all_aliases: Vec<(String, Span)>,
     /// Aliases bound so far.

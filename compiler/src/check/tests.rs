@@ -283,3 +283,43 @@ fn timeout_streams_need_a_sequence_with_a_deadline_first() {
         assert!(got.contains(want), "{got}");
     }
 }
+
+#[test]
+fn unbounded_keys_before_a_count_window_warn_and_bounds_silence_it() {
+    let with = |part: &str, window: &str| {
+        check(&format!(
+            "{R}stream S = Reading\n    .partition_by({part})\n    .window({window})\n    .aggregate(c: count())\n    .emit(c)\n"
+        ))
+    };
+    assert_eq!(
+        with("pump", "10"),
+        "W0112 6:6 every key keeps an open count window: state grows with the number of keys"
+    );
+    assert_eq!(with("pump", "10, sliding: 2").lines().count(), 1);
+    assert_eq!(with("pump", "5m"), "", "time windows free their keys");
+    assert_eq!(with("pump, max_keys: 1000", "10"), "");
+    assert_eq!(with("pump, idle: 30m, evict: fifo", "10"), "");
+    assert_eq!(
+        with("pump, max_keys: 0, evict: newest, idle: 5", "10"),
+        "E0417 6:35 `max_keys:` must be a positive integer literal\n\
+         E0417 6:45 `evict:` must be `lru` or `fifo`\n\
+         E0417 6:59 `idle:` must be a positive duration, e.g. `30m`"
+    );
+}
+
+#[test]
+fn distinct_takes_a_bound_and_sequences_refuse_key_bounds() {
+    assert_eq!(
+        check(&format!(
+            "{R}stream D = Reading\n    .distinct(pump, max: 500, evict: fifo)\n    .emit(pump)\n"
+        )),
+        ""
+    );
+    let seq = check(&format!(
+        "{R}stream Q = Reading as a -> Reading as b\n    .within(1m)\n    .partition_by(pump, max_keys: 10)\n    .emit(x: a.bar)\n"
+    ));
+    assert!(
+        seq.starts_with("E0417") && seq.contains("does not apply to a sequence"),
+        "{seq}"
+    );
+}

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use varpulis_program::{
-    AggItem, AggregateSpec, Chunk, EmitSpec, InputRef, Instr, JoinInput, JoinSpec, LogLevel,
-    LogSpec, MergeBranch, OpSpec, Projection, SchemaId, SourceSpec, StreamPlan, StreamTime,
-    WindowSpec,
+    AggItem, AggregateSpec, Chunk, EmitSpec, Evict, InputRef, Instr, JoinInput, JoinSpec, LogLevel,
+    LogSpec, MergeBranch, OpSpec, Projection, SchemaId, SourceSpec, StateBound, StreamPlan,
+    StreamTime, WindowSpec,
 };
 use varpulis_syntax::ast::{
     Arg, BinaryOp, Expr, ExprKind, InlineStream, Item, Op, OpKind, SourceKind, StreamDecl,
@@ -31,6 +31,8 @@ pub(crate) struct Chain {
     pub ops: Vec<OpSpec>,
     pub visible: bool,
     pub time: StreamTime,
+    /// Bounds declared on the chain's operators.
+    pub bounds: Vec<StateBound>,
     /// `Some(Some(k))` after `.partition_by(k)`, `Some(None)` for a key that
     /// is not a bare field name.
     pub partition: Option<Option<String>>,
@@ -146,6 +148,7 @@ impl Lowerer<'_> {
             ops: Vec::new(),
             visible: false,
             time: StreamTime::default(),
+            bounds: Vec::new(),
             partition: None,
         };
         let mut skip = vec![false; decl.ops.len()];
@@ -252,6 +255,7 @@ impl Lowerer<'_> {
             output_schema: end,
             visible: ch.visible,
             time: ch.time,
+            bounds: ch.bounds,
             span,
         };
         Some((plan, end))
@@ -630,6 +634,7 @@ impl Lowerer<'_> {
                 });
                 let c = self.chunk(&mut ch.env, e);
                 ch.ops.push(OpSpec::PartitionBy(c));
+                self.state_bound(ch, args);
             }
             "aggregate" => self.aggregate(ch, args),
             "distinct" => {
@@ -638,6 +643,7 @@ impl Lowerer<'_> {
                     key,
                     capacity: DISTINCT_CAPACITY,
                 });
+                self.state_bound(ch, args);
             }
             "limit" => match first.map(|e| &unparen(e).kind) {
                 Some(ExprKind::Int(n)) if *n >= 0 => ch.ops.push(OpSpec::Limit(*n as u64)),
@@ -697,6 +703,39 @@ impl Lowerer<'_> {
                 );
                 self.diags.push(d);
             }
+        }
+    }
+
+    /// `max_keys:`/`max:`, `evict:` and `idle:` of the operator just pushed
+    /// (checked by the checker, docs/LANGUAGE.md#bounded-state).
+    fn state_bound(&mut self, ch: &mut Chain, args: &[Arg]) {
+        let Some(op) = ch
+            .ops
+            .len()
+            .checked_sub(1)
+            .and_then(|i| u32::try_from(i).ok())
+        else {
+            return;
+        };
+        let mut bound = StateBound {
+            op,
+            ..StateBound::default()
+        };
+        for a in args {
+            let Some(name) = &a.name else { continue };
+            match (name.name.as_str(), &unparen(&a.value).kind) {
+                ("max_keys" | "max", ExprKind::Int(n)) if *n > 0 => {
+                    bound.max_keys = u64::try_from(*n).ok();
+                }
+                ("evict", ExprKind::Ident(id)) => {
+                    bound.evict = Evict::from_name(&id.name).unwrap_or_default();
+                }
+                ("idle", _) => bound.idle = self.duration_arg(&a.value),
+                _ => {}
+            }
+        }
+        if bound.max_keys.is_some() || bound.idle.is_some() {
+            ch.bounds.push(bound);
         }
     }
 

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod inspect;
 pub mod interp;
+pub mod memory;
 pub mod ops;
 pub mod sequence;
 #[cfg(any(test, feature = "testing"))]

@@ -58,6 +58,7 @@ impl ProgramBuilder {
             output_schema: output,
             visible,
             time: StreamTime::default(),
+            bounds: Vec::new(),
             span: SpanId::NONE,
         });
         u32::try_from(self.program.streams.len() - 1).expect("few streams in tests")

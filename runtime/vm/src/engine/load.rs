@@ -327,6 +327,7 @@ fn build_stream(
         SourceSpec::Input(_) | SourceSpec::Connector { .. } | SourceSpec::Late(_) => SourceRt::Pass,
     };
     let mut layout = source_layout(p, plan, 0);
+    let bound = |at: usize| plan.bounds.iter().find(|b| b.op as usize == at);
     let mut ops: Vec<Box<dyn Operator>> = Vec::with_capacity(plan.ops.len());
     let mut origin = Vec::with_capacity(plan.ops.len());
     let mut i = 0;
@@ -353,7 +354,7 @@ fn build_stream(
                 // `.emit()` keeps the event (and its layout) as is.
                 None => continue,
             },
-            OpSpec::PartitionBy(c) => Box::new(PartitionBy(c.clone())),
+            OpSpec::PartitionBy(c) => Box::new(PartitionBy::new(c.clone(), bound(at))),
             OpSpec::Window(w) => {
                 // `.aggregate` right after the window is fused into it.
                 let sink = match plan.ops.get(i) {
@@ -370,7 +371,9 @@ fn build_stream(
                 layout = a.schema;
                 Box::new(PerEventAggregate(Aggregator::new(a.clone())))
             }
-            OpSpec::Distinct { key, capacity } => Box::new(Distinct::new(key.clone(), *capacity)),
+            OpSpec::Distinct { key, capacity } => {
+                Box::new(Distinct::new(key.clone(), *capacity, bound(at)))
+            }
             OpSpec::Limit(n) => Box::new(Limit { n: *n, passed: 0 }),
             OpSpec::Print(items) => Box::new(Print {
                 items: items.clone(),

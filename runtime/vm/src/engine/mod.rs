@@ -409,6 +409,42 @@ impl Engine {
         m
     }
 
+    /// The size of every stream's state, per stateful operator (keys, open
+    /// runs, approximate bytes, evictions; crate::memory). Cheap: it counts
+    /// and samples rather than walking all state, so a host may call it at
+    /// every metrics scrape.
+    pub fn memory(&self) -> Vec<crate::memory::StreamMemory> {
+        self.streams
+            .iter()
+            .enumerate()
+            .map(|(si, st)| {
+                let mut ops = Vec::new();
+                if let SourceRt::Join(j) = &st.source {
+                    ops.push(j.memory());
+                }
+                for (i, op) in st.ops.iter().enumerate() {
+                    let Some(mut m) = op.memory() else { continue };
+                    m.index = st.origin.get(i).copied().unwrap_or(i);
+                    if m.kind.is_empty() {
+                        // Runtime streams are built in program order.
+                        m.kind = self
+                            .shared
+                            .program
+                            .streams
+                            .get(si)
+                            .and_then(|p| p.ops.get(m.index))
+                            .map_or("operator", op_kind);
+                    }
+                    ops.push(m);
+                }
+                crate::memory::StreamMemory {
+                    stream: st.name.clone(),
+                    ops,
+                }
+            })
+            .collect()
+    }
+
     /// Takes the print/log/sink records produced so far.
     pub fn take_side_outputs(&mut self) -> Vec<SideOutput> {
         std::mem::take(&mut self.shared.side)
@@ -461,16 +497,21 @@ impl Engine {
             } = st;
             let mut cx = self.shared.cx(name, now);
             let mut scratch = std::mem::take(&mut self.scratch);
-            for (i, op) in ops.iter_mut().enumerate().skip(from) {
+            for i in from..ops.len() {
                 if cur.is_empty() {
                     break;
                 }
                 let traced = self.trace.as_ref().map(|_| (cur.len(), cur[0].ev.clone()));
                 scratch.clear();
+                let Some(op) = ops.get_mut(i) else { break };
                 for r in cur.drain(..) {
                     op.process(r, &mut cx, &mut scratch);
                 }
                 std::mem::swap(cur, &mut scratch);
+                if op.sets_key() {
+                    evict_after(ops, i);
+                }
+                let Some(op) = ops.get_mut(i) else { break };
                 if let (Some(t), Some((input, sample))) = (&mut self.trace, traced) {
                     t.push(crate::inspect::TraceStep {
                         stream: s,
@@ -569,9 +610,49 @@ impl Engine {
                 }
                 self.run_from(s, i + 1, &mut cur, now, out);
             }
+            // Idle keys are forgotten after every operator has fired its
+            // timers at this watermark, so a window that closes now is
+            // released before its key is evicted.
+            for i in 0..self.streams[s].ops.len() {
+                if self.streams[s].ops[i].sets_key() {
+                    evict_after(&mut self.streams[s].ops, i);
+                }
+            }
             self.cur = cur;
             self.drain(now, out);
         }
+    }
+}
+
+/// Makes the operators after `ops[at]` (up to the next one that sets the
+/// key) forget the keys `ops[at]` evicted.
+fn evict_after(ops: &mut [Box<dyn Operator>], at: usize) {
+    let Some(op) = ops.get_mut(at) else { return };
+    let keys = op.take_evicted();
+    if keys.is_empty() {
+        return;
+    }
+    for next in ops.iter_mut().skip(at + 1) {
+        if next.sets_key() {
+            break;
+        }
+        for k in &keys {
+            next.evict_key(k);
+        }
+    }
+}
+
+/// The name of an operator kind in metrics labels.
+fn op_kind(op: &varpulis_program::OpSpec) -> &'static str {
+    use varpulis_program::OpSpec;
+    match op {
+        OpSpec::PartitionBy(_) => "partition_by",
+        OpSpec::Window(_) => "window",
+        OpSpec::Aggregate(_) => "aggregate",
+        OpSpec::Distinct { .. } => "distinct",
+        OpSpec::Limit(_) => "limit",
+        OpSpec::Sequence(_) => "sequence",
+        _ => "operator",
     }
 }
 

@@ -146,6 +146,26 @@ impl JoinRt {
         }
     }
 
+    /// Approximate size of the tables (crate::memory): one latest event per
+    /// input and key, for at most the horizon.
+    pub fn memory(&self) -> crate::memory::OpMemory {
+        let mut m = crate::memory::OpMemory {
+            kind: "join",
+            ..crate::memory::OpMemory::default()
+        };
+        for t in &self.st.tables {
+            m.keys += t.len() as u64;
+            let events =
+                crate::memory::sampled(t.len(), t.values(), |e| crate::memory::event_bytes(e));
+            m.bytes = m.bytes.saturating_add(
+                (t.len() as u64)
+                    .saturating_mul(crate::memory::KEY_BYTES)
+                    .saturating_add(events),
+            );
+        }
+        m
+    }
+
     /// Saves the tables.
     pub fn save(&self) -> StateResult<Option<Vec<u8>>> {
         encode(&self.st)

@@ -54,6 +54,24 @@ pub struct AccState {
     pub last_time: i64,
 }
 
+impl AccState {
+    /// Approximate bytes held (crate::memory).
+    pub fn bytes(&self) -> u64 {
+        let parts: usize = self
+            .accs
+            .iter()
+            .map(|a| match a {
+                Acc::Distinct(set) => set.len() * 48,
+                Acc::Samples(xs) => xs.len() * 8,
+                Acc::Values(vs) => vs.len() * std::mem::size_of::<Value>(),
+                _ => 0,
+            })
+            .sum();
+        (std::mem::size_of::<AccState>() + self.accs.len() * std::mem::size_of::<Acc>() + parts)
+            as u64
+    }
+}
+
 /// The compiled aggregate: folds events into [`AccState`]s and turns a
 /// state into one output event.
 pub struct Aggregator {

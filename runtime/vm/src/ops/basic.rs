@@ -1,12 +1,13 @@
 //! Stateless operators: filter/having, select, emit, partition_by, print,
 //! log, sink (`.to`) and process.
 
-use super::{Cx, Operator, Rec};
+use super::keys::KeyTracker;
+use super::{Cx, Operator, Rec, StateResult};
 use crate::engine::{output_of, SideOutput};
 use crate::interp::arith;
 use std::sync::Arc;
 use varpulis_program::{
-    Chunk, ConfigValue, ConnectorId, Event, Instr, LogSpec, SchemaId, Value, ValueKey,
+    Chunk, ConfigValue, ConnectorId, Event, Instr, LogSpec, SchemaId, StateBound, Value, ValueKey,
 };
 
 /// `.where(e)`, `.filter(e)`, `.having(e)`.
@@ -77,14 +78,84 @@ impl Operator for Project {
     }
 }
 
-/// `.partition_by(e)`: events lacking the key share the key `""`.
-pub struct PartitionBy(pub Chunk);
+/// `.partition_by(e)`: events lacking the key share the key `""`. With a
+/// state bound it tracks the keys and evicts some ([`KeyTracker`]).
+pub struct PartitionBy {
+    key: Chunk,
+    bound: Option<KeyTracker>,
+    evicted: Vec<ValueKey>,
+}
+
+impl PartitionBy {
+    /// Partitions by `key`, bounding the keys when `bound` is given.
+    pub fn new(key: Chunk, bound: Option<&StateBound>) -> PartitionBy {
+        PartitionBy {
+            key,
+            bound: bound.map(KeyTracker::new),
+            evicted: Vec::new(),
+        }
+    }
+}
 
 impl Operator for PartitionBy {
     fn process(&mut self, mut rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
-        let k = cx.eval_rec(&self.0, &rec).unwrap_or_else(|| Value::str(""));
-        rec.key = Some(ValueKey(k));
+        let k = ValueKey(
+            cx.eval_rec(&self.key, &rec)
+                .unwrap_or_else(|| Value::str("")),
+        );
+        if let Some(t) = &mut self.bound {
+            t.touch(&k, rec.ev.time, &mut self.evicted);
+        }
+        rec.key = Some(k);
         out.push(rec);
+    }
+
+    fn on_watermark(&mut self, wm: i64, _cx: &mut Cx<'_>, _out: &mut Vec<Rec>) {
+        // The end of input (watermark +∞) is not idleness: evicting there
+        // would drop the partial windows a final flush is about to release.
+        if wm == i64::MAX {
+            return;
+        }
+        if let Some(t) = &mut self.bound {
+            t.expire(wm, &mut self.evicted);
+        }
+    }
+
+    fn next_timer(&self) -> Option<i64> {
+        self.bound.as_ref().and_then(KeyTracker::next_idle)
+    }
+
+    fn take_evicted(&mut self) -> Vec<ValueKey> {
+        std::mem::take(&mut self.evicted)
+    }
+
+    fn sets_key(&self) -> bool {
+        true
+    }
+
+    fn memory(&self) -> Option<crate::memory::OpMemory> {
+        let t = self.bound.as_ref()?;
+        Some(crate::memory::OpMemory {
+            bytes: t.bytes(),
+            keys: t.len() as u64,
+            evictions: t.evictions(),
+            ..crate::memory::OpMemory::default()
+        })
+    }
+
+    fn save(&self) -> StateResult<Option<Vec<u8>>> {
+        match &self.bound {
+            Some(t) => t.save(),
+            None => Ok(None),
+        }
+    }
+
+    fn load(&mut self, bytes: &[u8]) -> StateResult<()> {
+        match &mut self.bound {
+            Some(t) => t.load(bytes),
+            // State of a bound since removed: nothing to keep.
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,15 +1,18 @@
-//! `.distinct([e])` (bounded LRU of seen keys) and `.limit(n)`.
+//! `.distinct([e])` (a bounded set of seen keys, LRU or FIFO,
+//! docs/LANGUAGE.md#bounded-state) and `.limit(n)`.
 
 use super::{decode, encode, Cx, Operator, Rec, StateResult};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-use varpulis_program::{Chunk, Value, ValueKey};
+use varpulis_program::{Chunk, Evict, StateBound, Value, ValueKey};
 
 /// `.distinct([e])`.
 pub struct Distinct {
     key: Option<Chunk>,
     capacity: usize,
+    /// FIFO: a repeated key keeps its place in the eviction order.
+    fifo: bool,
     st: DistinctState,
 }
 
@@ -20,14 +23,25 @@ struct DistinctState {
     seen: FxHashMap<ValueKey, u64>,
     order: VecDeque<(ValueKey, u64)>,
     stamp: u64,
+    /// Keys forgotten at capacity (absent in snapshots of older versions).
+    #[serde(default)]
+    evicted: u64,
 }
 
 impl Distinct {
-    /// A distinct operator remembering `capacity` keys (at least one).
-    pub fn new(key: Option<Chunk>, capacity: u32) -> Distinct {
+    /// A distinct operator remembering `capacity` keys (at least one), or
+    /// as many as `bound` says (`max:`), forgetting them in the bound's
+    /// order.
+    pub fn new(key: Option<Chunk>, capacity: u32, bound: Option<&StateBound>) -> Distinct {
+        let capacity = bound
+            .and_then(|b| b.max_keys)
+            .map_or(capacity as usize, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            });
         Distinct {
             key,
-            capacity: (capacity as usize).max(1),
+            capacity: capacity.max(1),
+            fifo: bound.is_some_and(|b| b.evict == Evict::Fifo),
             st: DistinctState::default(),
         }
     }
@@ -50,15 +64,19 @@ impl Operator for Distinct {
         };
         let k = ValueKey(k);
         let st = &mut self.st;
-        st.stamp += 1;
-        let fresh = st.seen.insert(k.clone(), st.stamp).is_none();
-        st.order.push_back((k, st.stamp));
+        let fresh = !st.seen.contains_key(&k);
+        if fresh || !self.fifo {
+            st.stamp += 1;
+            st.seen.insert(k.clone(), st.stamp);
+            st.order.push_back((k, st.stamp));
+        }
         while st.seen.len() > self.capacity {
             let Some((old, stamp)) = st.order.pop_front() else {
                 break;
             };
             if st.seen.get(&old) == Some(&stamp) {
                 st.seen.remove(&old);
+                st.evicted += 1;
             }
         }
         // Keep the queue bounded even when the same keys repeat.
@@ -69,6 +87,23 @@ impl Operator for Distinct {
         if fresh {
             out.push(rec);
         }
+    }
+
+    fn memory(&self) -> Option<crate::memory::OpMemory> {
+        let keys = self.st.seen.len() as u64;
+        let queued = self.st.order.len() as u64;
+        let mut evictions = crate::memory::Evictions::default();
+        if self.fifo {
+            evictions.fifo = self.st.evicted;
+        } else {
+            evictions.lru = self.st.evicted;
+        }
+        Some(crate::memory::OpMemory {
+            bytes: keys * crate::memory::KEY_BYTES + queued * 40,
+            keys,
+            evictions,
+            ..crate::memory::OpMemory::default()
+        })
     }
 
     fn save(&self) -> StateResult<Option<Vec<u8>>> {

@@ -8,6 +8,7 @@
 pub mod aggregate;
 pub mod basic;
 pub mod dedup;
+pub mod keys;
 pub mod sequence;
 
 use crate::engine::SideOutput;
@@ -138,6 +139,30 @@ pub trait Operator {
     /// (`None` for other operators).
     fn inspect_sequence(&self) -> Option<crate::sequence::SequenceState> {
         None
+    }
+
+    /// Size of the operator's state (`None` when stateless), for
+    /// [`crate::Engine::memory`]; `index` and `kind` are filled in by the
+    /// engine.
+    fn memory(&self) -> Option<crate::memory::OpMemory> {
+        None
+    }
+
+    /// Forgets everything kept for partition `key`, without output (a key
+    /// evicted by the bound of the `.partition_by` before it).
+    fn evict_key(&mut self, _key: &ValueKey) {}
+
+    /// Keys the operator's state bound evicted since the last take; the
+    /// engine makes the operators after it forget them
+    /// ([`Operator::evict_key`]).
+    fn take_evicted(&mut self) -> Vec<ValueKey> {
+        Vec::new()
+    }
+
+    /// Whether the operator sets the partition key of the records after it
+    /// (`.partition_by`): evictions of an earlier key set stop here.
+    fn sets_key(&self) -> bool {
+        false
     }
 
     /// Turns the operator's own trace on or off ([`crate::Engine::set_trace`]).

@@ -392,6 +392,10 @@ impl Operator for SequenceOp {
         Ok(())
     }
 
+    fn memory(&self) -> Option<crate::memory::OpMemory> {
+        Some(self.matcher.memory())
+    }
+
     fn sequence_metrics(&self) -> Option<Metrics> {
         Some(self.matcher.metrics())
     }

@@ -144,6 +144,50 @@ impl Matcher {
             self.start(p, key, input, ev, preds, &mut emitted);
         }
         out.matches.append(&mut self.advanced);
+        self.compact();
+    }
+
+    /// Frees partitions left without runs once they are at least half of
+    /// all partitions (each non-empty one holds a run), so a stream of ever
+    /// new keys keeps only the keys with open runs, at amortised constant
+    /// cost. Creation order of the rest is kept; dropping an empty
+    /// partition changes no result, since an event of its key finds no run
+    /// either way.
+    fn compact(&mut self) {
+        if self.parts.len() <= 2 * self.metrics.active_runs + 64 {
+            return;
+        }
+        self.parts.retain(|p| !p.runs.is_empty());
+        self.reindex();
+        self.rebuild_timers();
+    }
+
+    /// Rebuilds the key index from `parts`.
+    fn reindex(&mut self) {
+        self.index.clear();
+        self.unkeyed = None;
+        for (p, part) in self.parts.iter().enumerate() {
+            let p = u32::try_from(p).expect("fewer than 2^32 partitions");
+            match &part.key {
+                None => self.unkeyed = Some(p),
+                Some(k) => {
+                    self.index.insert(k.clone(), p);
+                }
+            }
+        }
+    }
+
+    /// Approximate size (crate::memory).
+    pub fn memory(&self) -> crate::memory::OpMemory {
+        use crate::memory::{KEY_BYTES, RUN_BYTES};
+        let keys = self.parts.len() as u64;
+        let runs = self.metrics.active_runs as u64;
+        crate::memory::OpMemory {
+            bytes: keys * KEY_BYTES + runs * RUN_BYTES + self.timers.len() as u64 * 24,
+            keys,
+            runs,
+            ..crate::memory::OpMemory::default()
+        }
     }
 
     /// Steps (1)–(3) for the runs of partition `p`; returns whether the event
@@ -371,7 +415,9 @@ impl Matcher {
             self.metrics.active_runs -= 1;
             finish(&self.c, &mut run, &part.key, out, &mut self.metrics);
         }
-        if self.timers.len() > 64 && self.timers.len() > 4 * self.metrics.active_runs {
+        if self.parts.len() > 2 * self.metrics.active_runs + 64 {
+            self.compact();
+        } else if self.timers.len() > 64 && self.timers.len() > 4 * self.metrics.active_runs {
             self.rebuild_timers();
         }
     }
@@ -407,17 +453,7 @@ impl Matcher {
         self.parts = s.parts;
         self.next_id = s.next_id;
         self.metrics = s.metrics;
-        self.index.clear();
-        self.unkeyed = None;
-        for (p, part) in self.parts.iter().enumerate() {
-            let p = u32::try_from(p).expect("fewer than 2^32 partitions");
-            match &part.key {
-                None => self.unkeyed = Some(p),
-                Some(k) => {
-                    self.index.insert(k.clone(), p);
-                }
-            }
-        }
+        self.reindex();
         self.metrics.active_runs = self.parts.iter().map(|p| p.runs.len()).sum();
         self.rebuild_timers();
     }

@@ -122,7 +122,9 @@ impl Output {
 pub struct Metrics {
     /// Open runs now.
     pub active_runs: usize,
-    /// Partition keys seen.
+    /// Partition keys held: those with open runs, plus keys whose runs
+    /// ended since the last clean-up (at most as many as there are runs,
+    /// plus 64).
     pub partitions: usize,
     /// Matches produced (absences included).
     pub matches: u64,

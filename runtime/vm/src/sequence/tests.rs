@@ -652,3 +652,33 @@ fn policies_differ_as_documented_in_patterns_md() {
         &["A1 B1 @2", "A2 B1 @2", "A1 B2 @3", "A2 B2 @3"],
     );
 }
+
+#[test]
+fn partitions_whose_runs_ended_are_freed() {
+    let spec = within(seq(&[('A', ONE), ('B', ONE)]), 10);
+    let mut m = Matcher::new(spec, Limits::default()).expect("valid");
+    // A thousand keys, each completing its match or expiring at once.
+    let mut evs = String::new();
+    for k in 0..1000 {
+        let t = k * 20;
+        evs.push_str(&format!("A{k}/k{k}@{t} B{k}/k{k}@{} ", t + 1));
+    }
+    evs.push_str("A9/late@30000");
+    let got = drive_wm(&mut m, &evs, &mut no_filters(), false);
+    assert_eq!(got.len(), 1000, "every key matched once");
+    let metrics = m.metrics();
+    assert_eq!(metrics.active_runs, 1, "the last key's run");
+    assert!(
+        metrics.partitions <= 2 * metrics.active_runs + 64,
+        "{metrics:?}"
+    );
+    // A key that comes back after its partition was freed matches as new.
+    let more = drive_wm(
+        &mut m,
+        "B1/late@30001 A1/k1@30002 B2/k1@30003",
+        &mut no_filters(),
+        false,
+    );
+    assert_eq!(more, ["A9 B1 @30001", "A1 B2 @30003"]);
+    assert!(m.memory().bytes > 0);
+}

@@ -6,6 +6,7 @@ use super::{Entries, Group, GroupSink, Timers};
 use crate::ops::{decode, encode, Cx, Operator, PartKey, Rec, StateResult};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use varpulis_program::ValueKey;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Win {
@@ -58,10 +59,20 @@ impl Operator for Count {
         self.sink.add(&mut w.group, rec, cx);
         w.n += 1;
         if w.n >= self.size {
-            let g = std::mem::replace(&mut w.group, self.sink.new_group());
-            w.n = 0;
-            self.sink.release(g, &key, None, cx, out);
+            // A released window frees its key: the next event of the key
+            // opens a new one.
+            if let Some(w) = self.wins.remove(&key) {
+                self.sink.release(w.group, &key, None, cx, out);
+            }
         }
+    }
+
+    fn evict_key(&mut self, key: &ValueKey) {
+        self.wins.remove(&Some(key.clone()));
+    }
+
+    fn memory(&self) -> Option<crate::memory::OpMemory> {
+        Some(super::keyed_memory(&self.wins, |w| 32 + w.group.bytes()))
     }
 
     fn inspect(&self) -> Vec<crate::inspect::WindowState> {

@@ -178,6 +178,42 @@ impl Timers {
     }
 }
 
+impl Group {
+    /// Approximate bytes held (crate::memory): buffered events priced by
+    /// the first one, accumulators by their parts.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Group::Buffer(v) => v.first().map_or(0, |r| {
+                crate::memory::event_bytes(&r.ev).saturating_mul(v.len() as u64)
+            }),
+            Group::Acc(st) => st.bytes(),
+        }
+    }
+}
+
+/// Approximate bytes of buffered records, priced by the first one.
+pub fn buffer_bytes<'a>(mut recs: impl ExactSizeIterator<Item = &'a Rec>) -> u64 {
+    let n = recs.len() as u64;
+    recs.next()
+        .map_or(0, |r| crate::memory::event_bytes(&r.ev).saturating_mul(n))
+}
+
+/// The state size of a window operator keeping `S` per key.
+pub fn keyed_memory<S>(
+    map: &rustc_hash::FxHashMap<PartKey, S>,
+    size: impl Fn(&S) -> u64,
+) -> crate::memory::OpMemory {
+    let keys = map.len() as u64;
+    let state = crate::memory::sampled(map.len(), map.values(), size);
+    crate::memory::OpMemory {
+        bytes: keys
+            .saturating_mul(crate::memory::KEY_BYTES)
+            .saturating_add(state),
+        keys,
+        ..crate::memory::OpMemory::default()
+    }
+}
+
 /// Serialisable form of a keyed state map: the entries as a list.
 pub type Entries<S> = Vec<(PartKey, S)>;
 

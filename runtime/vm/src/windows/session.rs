@@ -8,6 +8,7 @@ use super::{Entries, Group, GroupSink, Timers};
 use crate::ops::{decode, encode, Cx, Operator, PartKey, Rec, StateResult};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use varpulis_program::ValueKey;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Sess {
@@ -110,6 +111,14 @@ impl Operator for Session {
 
     fn next_timer(&self) -> Option<i64> {
         self.timers.next()
+    }
+
+    fn evict_key(&mut self, key: &ValueKey) {
+        self.open.remove(&Some(key.clone()));
+    }
+
+    fn memory(&self) -> Option<crate::memory::OpMemory> {
+        Some(super::keyed_memory(&self.open, |s| 32 + s.group.bytes()))
     }
 
     fn save(&self) -> StateResult<Option<Vec<u8>>> {

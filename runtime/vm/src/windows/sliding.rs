@@ -15,6 +15,7 @@ use crate::ops::{decode, encode, Cx, Operator, PartKey, Rec, StateResult};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use varpulis_program::ValueKey;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Win {
@@ -159,6 +160,16 @@ impl Operator for Sliding {
 
     fn next_timer(&self) -> Option<i64> {
         self.timers.next()
+    }
+
+    fn evict_key(&mut self, key: &ValueKey) {
+        self.wins.remove(&Some(key.clone()));
+    }
+
+    fn memory(&self) -> Option<crate::memory::OpMemory> {
+        Some(super::keyed_memory(&self.wins, |w| {
+            48 + super::buffer_bytes(w.buf.iter())
+        }))
     }
 
     fn save(&self) -> StateResult<Option<Vec<u8>>> {

@@ -7,6 +7,7 @@ use crate::ops::{decode, encode, Cx, Operator, PartKey, Rec, StateResult};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use varpulis_program::ValueKey;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Win {
@@ -56,6 +57,16 @@ impl Operator for SlidingCount {
             .iter()
             .map(|(k, w)| crate::inspect::WindowState::new(k, w.buf.len() as u64, None, None))
             .collect()
+    }
+
+    fn evict_key(&mut self, key: &ValueKey) {
+        self.wins.remove(&Some(key.clone()));
+    }
+
+    fn memory(&self) -> Option<crate::memory::OpMemory> {
+        Some(super::keyed_memory(&self.wins, |w| {
+            48 + super::buffer_bytes(w.buf.iter())
+        }))
     }
 
     fn save(&self) -> StateResult<Option<Vec<u8>>> {

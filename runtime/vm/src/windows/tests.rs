@@ -303,3 +303,174 @@ fn tumbling_window_stays_open_for_out_of_order_events_until_the_watermark_passes
     );
     assert_eq!(render(&e.finish()), ["W@125000000000{n=2,total=20.0}"]);
 }
+
+/// [`agg_engine`] partitioned by pump with a state bound on the
+/// `.partition_by` (op 0).
+fn bounded_engine(w: WindowSpec, bound: varpulis_program::StateBound) -> Engine {
+    let mut p = (*agg_engine(w, true).program().clone()).clone();
+    p.streams[0].bounds = vec![varpulis_program::StateBound { op: 0, ..bound }];
+    Engine::new(std::sync::Arc::new(p)).expect("loads")
+}
+
+fn max_keys(n: u64, evict: varpulis_program::Evict) -> varpulis_program::StateBound {
+    varpulis_program::StateBound {
+        max_keys: Some(n),
+        evict,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn max_keys_evicts_the_least_recently_used_key_and_drops_its_window() {
+    use varpulis_program::Evict;
+    let mut e = bounded_engine(WindowSpec::Count { size: 2 }, max_keys(2, Evict::Lru));
+    assert!(push(&mut e, "a", 0, 1.0).is_empty());
+    assert!(push(&mut e, "b", S, 1.0).is_empty());
+    assert!(
+        push(&mut e, "a", 2 * S, 1.0).len() == 1,
+        "a's window is full"
+    );
+    assert!(
+        push(&mut e, "a", 3 * S, 5.0).is_empty(),
+        "a opens a new window"
+    );
+    // A third key evicts b (used least recently), whose half-open window
+    // goes without output.
+    assert!(push(&mut e, "c", 4 * S, 1.0).is_empty());
+    // b returns and evicts a (last used at 3 s, before c).
+    assert!(push(&mut e, "b", 5 * S, 1.0).is_empty(), "b starts over");
+    let mem = e.memory();
+    let part = &mem[0].ops[0];
+    assert_eq!((part.kind, part.keys), ("partition_by", 2));
+    assert_eq!(part.evictions.lru, 2, "b, then a");
+    let win = &mem[0].ops[1];
+    assert_eq!(win.kind, "window");
+    assert_eq!(win.keys, 2, "windows of c and b only");
+    assert!(win.bytes > 0);
+    assert_eq!(
+        push(&mut e, "c", 6 * S, 2.0),
+        ["W@6000000000{n=2,total=3.0,pump=\"c\",_partition=\"c\"}"],
+        "c kept its open window"
+    );
+    assert!(
+        push(&mut e, "a", 7 * S, 1.0).is_empty(),
+        "a's 5.0 was dropped"
+    );
+}
+
+#[test]
+fn fifo_evicts_the_first_key_even_when_it_is_busy() {
+    use varpulis_program::Evict;
+    let mut e = bounded_engine(WindowSpec::Count { size: 3 }, max_keys(2, Evict::Fifo));
+    push(&mut e, "a", 0, 1.0);
+    push(&mut e, "b", S, 1.0);
+    push(&mut e, "a", 2 * S, 1.0);
+    push(&mut e, "c", 3 * S, 1.0);
+    push(&mut e, "a", 4 * S, 1.0);
+    assert_eq!(e.memory()[0].ops[0].evictions.fifo, 2, "a, then b");
+    // a restarted at 4 s: two more events fill its window of three.
+    push(&mut e, "a", 5 * S, 1.0);
+    assert_eq!(
+        push(&mut e, "a", 6 * S, 1.0),
+        ["W@6000000000{n=3,total=3.0,pump=\"a\",_partition=\"a\"}"]
+    );
+}
+
+#[test]
+fn idle_keys_are_freed_by_event_time_after_their_windows_close() {
+    let bound = varpulis_program::StateBound {
+        idle: Some(10 * S),
+        ..Default::default()
+    };
+    let mut e = bounded_engine(WindowSpec::Tumbling { size: 20 * S }, bound);
+    push(&mut e, "a", 0, 1.0);
+    push(&mut e, "b", 5 * S, 1.0);
+    // At 15 s a has been idle for 15 s: its window [0, 20) is dropped; b
+    // (idle 10 s) goes too, at exactly the idle time.
+    assert!(render(&e.advance_watermark(15 * S)).is_empty());
+    let part = &e.memory()[0].ops[0];
+    assert_eq!((part.keys, part.evictions.idle), (0, 2));
+    assert_eq!(e.memory()[0].ops[1].keys, 0, "the windows are freed");
+    assert!(e.finish().is_empty());
+}
+
+#[test]
+fn an_idle_key_whose_window_closes_at_the_same_watermark_is_released_first() {
+    let bound = varpulis_program::StateBound {
+        idle: Some(10 * S),
+        ..Default::default()
+    };
+    let mut e = bounded_engine(WindowSpec::Tumbling { size: 10 * S }, bound);
+    push(&mut e, "a", 0, 1.0);
+    assert_eq!(
+        render(&e.advance_watermark(10 * S)),
+        ["W@10000000000{n=1,total=1.0,pump=\"a\",_partition=\"a\"}"]
+    );
+    assert_eq!(e.memory()[0].ops[0].evictions.idle, 1);
+}
+
+#[test]
+fn bounded_keys_survive_a_snapshot_and_restore() {
+    use varpulis_program::Evict;
+    let events = [
+        ("a", 0),
+        ("b", 1),
+        ("a", 2),
+        ("c", 3),
+        ("b", 4),
+        ("a", 5),
+        ("c", 6),
+    ];
+    let run = |cut: Option<usize>| {
+        let mut e = bounded_engine(WindowSpec::Count { size: 2 }, max_keys(2, Evict::Lru));
+        let mut out = Vec::new();
+        for (i, (k, t)) in events.iter().enumerate() {
+            if cut == Some(i) {
+                let bytes = e.snapshot().expect("snapshot");
+                e = bounded_engine(WindowSpec::Count { size: 2 }, max_keys(2, Evict::Lru));
+                e.restore(&bytes).expect("restore");
+            }
+            out.extend(push(&mut e, k, t * S, 1.0));
+        }
+        (out, e.memory()[0].ops[0].evictions)
+    };
+    let straight = run(None);
+    for cut in 1..events.len() {
+        assert_eq!(run(Some(cut)), straight, "restored before event {cut}");
+    }
+}
+
+#[test]
+fn released_count_windows_free_their_key() {
+    let mut e = agg_engine(WindowSpec::Count { size: 2 }, true);
+    for i in 0..100 {
+        let k = format!("k{i}");
+        push(&mut e, &k, i * S, 1.0);
+        push(&mut e, &k, i * S, 1.0);
+    }
+    assert_eq!(e.memory()[0].ops[0].keys, 0);
+}
+
+#[test]
+fn the_end_of_input_is_not_idleness() {
+    let bound = varpulis_program::StateBound {
+        idle: Some(10 * S),
+        ..Default::default()
+    };
+    let p = (*bounded_engine(WindowSpec::Count { size: 5 }, bound)
+        .program()
+        .clone())
+    .clone();
+    let config = crate::EngineConfig {
+        flush_partial_count_windows: true,
+        ..crate::EngineConfig::default()
+    };
+    let mut e = Engine::with_config(std::sync::Arc::new(p), config).expect("loads");
+    push(&mut e, "a", 0, 1.0);
+    assert_eq!(
+        render(&e.finish()),
+        ["W@0{n=1,total=1.0,pump=\"a\",_partition=\"a\"}"],
+        "the partial window is flushed, not evicted"
+    );
+    assert_eq!(e.memory()[0].ops[0].evictions.idle, 0);
+}

@@ -13,6 +13,7 @@ use super::{Entries, Group, GroupSink, Timers};
 use crate::ops::{decode, encode, Cx, Operator, PartKey, Rec, StateResult};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use varpulis_program::ValueKey;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Win {
@@ -120,6 +121,17 @@ impl Operator for Tumbling {
 
     fn next_timer(&self) -> Option<i64> {
         self.timers.next()
+    }
+
+    fn evict_key(&mut self, key: &ValueKey) {
+        // Its timers go stale and are skipped when they come due.
+        self.wins.remove(&Some(key.clone()));
+    }
+
+    fn memory(&self) -> Option<crate::memory::OpMemory> {
+        Some(super::keyed_memory(&self.wins, |ws| {
+            ws.iter().map(|w| 48 + w.group.bytes()).sum()
+        }))
     }
 
     fn save(&self) -> StateResult<Option<Vec<u8>>> {
