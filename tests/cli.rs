@@ -398,6 +398,32 @@ fn imports_are_loaded_relative_to_the_importing_file() {
         text(&out.stdout)
     );
 
+    // Constants and functions of imported files (and of the files they import) run too;
+    // a runtime error in one names its file.
+    write(dir.path(), "lib/limits.vpl", "const LIMIT = 30.0\n");
+    write(
+        dir.path(),
+        "lib/rules.vpl",
+        "import \"limits.vpl\"\n\nfn hot(t: float) -> bool:\n    return t > LIMIT\n\nfn per(n: int) -> int:\n    return 100 / n\n",
+    );
+    write(
+        dir.path(),
+        "uses.vpl",
+        "import \"lib/types.vpl\"\nimport \"lib/rules.vpl\"\n\nstream Hot = Reading\n    .where(hot(temp))\n    .emit(sensor: sensor, over: temp - LIMIT, p: per(0))\n",
+    );
+    let out = varpulis(&["run", "uses.vpl", "--input", "e.evt"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("\"over\":1.5"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("lib/rules.vpl:7"),
+        "{}",
+        text(&out.stderr)
+    );
+
     write(dir.path(), "broken.vpl", "import \"lib/missing.vpl\"\n");
     let out = varpulis(&["check", "broken.vpl"], dir.path());
     assert_eq!(out.status.code(), Some(2));

@@ -38,6 +38,9 @@ pub struct CheckedItem<'a> {
     pub item: &'a Item,
     /// Types, resolutions and per-stage schemas.
     pub analysis: &'a ItemAnalysis,
+    /// Its file: 0 for the file being lowered, `i` for its `i`-th import (see
+    /// [`crate::lower::LowerInput::imports`]).
+    pub unit: usize,
 }
 
 /// The compiler: a set of source files and the incremental database.
@@ -146,7 +149,27 @@ impl Compiler {
         let Some(&file) = self.files.get(path) else {
             return Ok(varpulis_program::Program::default());
         };
-        let items = self.items(path);
+        // The imported files' declarations come first, as the reference prepends imported
+        // statements: each file once, a file's own imports before it.
+        let imported = self.imported_files(path);
+        let mut items = Vec::new();
+        let mut units = Vec::new();
+        for (i, import) in imported.iter().enumerate() {
+            let Some(&f) = self.files.get(import) else {
+                continue;
+            };
+            items.extend(self.items(import).into_iter().map(|mut item| {
+                item.unit = i + 1;
+                item
+            }));
+            let expanded = db::file_items(&self.db, f);
+            units.push(crate::lower::LowerUnit {
+                file: import,
+                text: f.text(&self.db),
+                source_map: (!expanded.source_map.is_identity()).then_some(&expanded.source_map),
+            });
+        }
+        items.extend(self.items(path));
         let expanded = db::file_items(&self.db, file);
         let source_map = (!expanded.source_map.is_identity()).then_some(&expanded.source_map);
         let input = crate::lower::LowerInput {
@@ -154,8 +177,38 @@ impl Compiler {
             text: file.text(&self.db),
             items: &items,
             source_map,
+            imports: &units,
         };
         crate::lower::lower_file(&input)
+    }
+
+    /// The files `path` imports, transitively, in the order their declarations are
+    /// prepended: depth first, a file's own imports before it, each file once (`path`
+    /// itself excluded).
+    fn imported_files(&self, path: &str) -> Vec<String> {
+        fn visit(
+            c: &Compiler,
+            file: &str,
+            seen: &mut Vec<String>,
+            out: &mut Vec<String>,
+            depth: usize,
+        ) {
+            if depth > 10 {
+                return;
+            }
+            for import in c.imports(file) {
+                if seen.contains(&import) {
+                    continue;
+                }
+                seen.push(import.clone());
+                visit(c, &import, seen, out, depth + 1);
+                out.push(import);
+            }
+        }
+        let mut seen = vec![path.to_string()];
+        let mut out = Vec::new();
+        visit(self, path, &mut seen, &mut out, 0);
+        out
     }
 
     /// The checked items of a file in order (for the lowering).
@@ -170,6 +223,7 @@ impl Compiler {
                 offset: e.offset,
                 item: &db::parse_item(&self.db, e.key).item,
                 analysis: db::analyze_item(&self.db, e.key),
+                unit: 0,
             })
             .collect()
     }

@@ -59,6 +59,19 @@ pub struct LowerInput<'a> {
     /// Maps loop-expanded offsets back to `text`; `None` when the file has
     /// no declaration loops.
     pub source_map: Option<&'a SourceMap>,
+    /// The files it imports, transitively (file 1, 2, ... of the span table); their items
+    /// come first in `items`, as the reference prepends imported statements.
+    pub imports: &'a [LowerUnit<'a>],
+}
+
+/// An imported file: its name, text and source map, like [`LowerInput`]'s own.
+pub struct LowerUnit<'a> {
+    /// The file name recorded in the span table.
+    pub file: &'a str,
+    /// The file's own text.
+    pub text: &'a str,
+    /// Maps loop-expanded offsets back to `text`.
+    pub source_map: Option<&'a SourceMap>,
 }
 
 /// Lowers one checked file to a [`Program`].
@@ -101,13 +114,16 @@ pub(crate) enum StreamState {
 pub(crate) struct ItemCtx<'a> {
     offset: u32,
     exprs: Option<&'a ExprTable>,
+    /// The item's file: 0 the lowered file, `i` its import `i - 1`.
+    unit: usize,
 }
 
 /// The lowering state of one file.
 pub(crate) struct Lowerer<'a> {
     pub(crate) input: &'a LowerInput<'a>,
     pub(crate) program: Program,
-    pub(crate) spans: spans::SpanInterner,
+    /// One interner per file (see [`ItemCtx::unit`]).
+    pub(crate) spans: Vec<spans::SpanInterner>,
     pub(crate) diags: Vec<Diagnostic>,
     pub(crate) item: ItemCtx<'a>,
     /// Top-level names, first declaration wins.
@@ -133,14 +149,20 @@ impl<'a> Lowerer<'a> {
     fn new(input: &'a LowerInput<'a>) -> Lowerer<'a> {
         let mut program = Program::default();
         program.span_table.files.push(input.file.into());
+        let mut interners = vec![spans::SpanInterner::new(input.text, 0)];
+        for (i, unit) in input.imports.iter().enumerate() {
+            program.span_table.files.push(unit.file.into());
+            interners.push(spans::SpanInterner::new(unit.text, to_u32(i + 1)));
+        }
         Lowerer {
             input,
             program,
-            spans: spans::SpanInterner::new(input.text),
+            spans: interners,
             diags: Vec::new(),
             item: ItemCtx {
                 offset: 0,
                 exprs: None,
+                unit: 0,
             },
             names: FxHashMap::default(),
             events: FxHashMap::default(),
@@ -238,7 +260,12 @@ impl<'a> Lowerer<'a> {
         let entry = self.input.items.get(index);
         let offset = entry.map_or(0, |n| n.offset);
         let exprs = entry.map(|n| &n.analysis.exprs);
-        self.item = ItemCtx { offset, exprs };
+        let unit = entry.map_or(0, |n| n.unit);
+        self.item = ItemCtx {
+            offset,
+            exprs,
+            unit,
+        };
         prev
     }
 
@@ -250,14 +277,22 @@ impl<'a> Lowerer<'a> {
     /// The span id of an item-relative span of the current item.
     pub(crate) fn span_id(&mut self, span: Span) -> SpanId {
         let abs = self.absolute(span);
-        self.spans.intern(&mut self.program.span_table, abs)
+        let unit = self.item.unit.min(self.spans.len().saturating_sub(1));
+        match self.spans.get_mut(unit) {
+            Some(interner) => interner.intern(&mut self.program.span_table, abs),
+            None => SpanId::NONE,
+        }
     }
 
     /// An item-relative span of the current item as a span of the file's
     /// own text.
     pub(crate) fn absolute(&self, span: Span) -> Span {
         let abs = span.shifted(self.item.offset);
-        match self.input.source_map {
+        let map = match self.item.unit {
+            0 => self.input.source_map,
+            i => self.input.imports.get(i - 1).and_then(|u| u.source_map),
+        };
+        match map {
             Some(m) => m.span_to_original(abs),
             None => abs,
         }
@@ -273,15 +308,28 @@ impl<'a> Lowerer<'a> {
 
     /// Reports an error at an item-relative span of the current item.
     pub(crate) fn error(&mut self, code: &'static str, message: impl Into<String>, span: Span) {
+        let message = self.in_import(message.into());
         let d = Diagnostic::new(code, message, self.absolute(span));
         self.diags.push(d);
+    }
+
+    /// `message`, naming the imported file when the current item is in one (diagnostics
+    /// are rendered against the lowered file).
+    fn in_import(&self, message: String) -> String {
+        match self.item.unit {
+            0 => message,
+            i => match self.input.imports.get(i - 1) {
+                Some(u) => format!("{message} (in imported file `{}`)", u.file),
+                None => message,
+            },
+        }
     }
 
     /// Reports a construct the Program cannot express yet.
     pub(crate) fn unsupported(&mut self, what: impl std::fmt::Display, span: Span) {
         let d = Diagnostic::new(
             codes::UNSUPPORTED_CONSTRUCT,
-            format!("{what} is not supported yet"),
+            self.in_import(format!("{what} is not supported yet")),
             self.absolute(span),
         )
         .with_label("the engine cannot run this yet")

@@ -8,6 +8,8 @@ use varpulis_syntax::Span;
 
 /// Interns absolute spans of one file into a [`SpanTable`].
 pub(crate) struct SpanInterner {
+    /// The file's index in the span table.
+    file: u32,
     /// Byte offset of the start of each line.
     line_starts: Vec<u32>,
     text: String,
@@ -15,8 +17,8 @@ pub(crate) struct SpanInterner {
 }
 
 impl SpanInterner {
-    /// An interner for the file `text`.
-    pub(crate) fn new(text: &str) -> SpanInterner {
+    /// An interner for the file `text`, number `file` in the span table.
+    pub(crate) fn new(text: &str, file: u32) -> SpanInterner {
         let mut line_starts = vec![0];
         for (i, b) in text.bytes().enumerate() {
             if b == b'\n' {
@@ -24,6 +26,7 @@ impl SpanInterner {
             }
         }
         SpanInterner {
+            file,
             line_starts,
             text: text.to_string(),
             ids: FxHashMap::default(),
@@ -49,7 +52,7 @@ impl SpanInterner {
                 super::to_u32(s.chars().count())
             });
         let id = table.push(SpanInfo {
-            file: 0,
+            file: self.file,
             start: span.start,
             end: span.end,
             line: super::to_u32(line_index + 1),
@@ -66,7 +69,7 @@ mod tests {
 
     fn check(text: &str, start: u32) -> (u32, u32) {
         let mut table = SpanTable::default();
-        let mut i = SpanInterner::new(text);
+        let mut i = SpanInterner::new(text, 0);
         let id = i.intern(&mut table, Span::new(start, start + 1));
         let info = table.get(id).copied().expect("just pushed");
         (info.line, info.column)
