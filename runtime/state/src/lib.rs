@@ -13,7 +13,12 @@
 //! - `RocksStore` (cargo feature `rocksdb`): the tables in RocksDB, read
 //!   from disk; each commit writes the changes since the last one (after a
 //!   `clear`, everything written again) as one atomic batch with a synced
-//!   write-ahead log.
+//!   write-ahead log, then keeps a checksummed RocksDB checkpoint of it.
+//!
+//! Both durable backends keep the last three commits with checks: opening
+//! restores the newest intact one in place of a damaged one and says so
+//! ([`StateStore::warnings`]), and [`StateStore::step_back`] loads the one
+//! before.
 //!
 //! Hosts that want "the durable backend this build has" call
 //! [`open_durable`]. All backends share one snapshot byte format, so a

@@ -13,6 +13,8 @@
 //!   and keeps each table's keys contiguous and in ascending byte order.
 //! - `m` ++ `format`: the layout version (`u32`, little endian), written by
 //!   every commit; its presence means the directory holds a commit.
+//! - `m` ++ `generation`: the number of the commit (`u64`, little endian),
+//!   one more than the newest retained copy's, written by every commit.
 //!
 //! **Writes.** `put`, `delete`, `clear` and `restore` change an in-memory
 //! overlay of pending changes; `get` and `scan` read the overlay over the
@@ -25,6 +27,48 @@
 //! Building the batch at commit time, rather than keeping one next to the
 //! overlay, avoids holding every pending value twice.
 //!
+//! **Directory.** The store directory is the live RocksDB database, plus
+//! entries of ours that RocksDB never touches: it lists only the top level of
+//! its directory and deletes only names it parses as its own files
+//! (`000012.sst`, `MANIFEST-000005`, `LOG.old.*`, ...), and none of these do.
+//!
+//! - `checkpoints/<N>/`: the retained copy of commit `N`, the newest
+//!   [`KEEP`](crate::file::KEEP) (3, as the file backend) kept: `db/`, a
+//!   RocksDB checkpoint made right after the commit (SST files hard-linked,
+//!   which is cheap and safe because RocksDB never writes to an SST file
+//!   once made and only unlinks it; MANIFEST, CURRENT, OPTIONS and the WAL
+//!   copied), and `SHA256SUMS`, the size and SHA-256 of each file of `db/`.
+//!   A copy is made as `checkpoints/<N>.tmp/` and renamed once synced, then
+//!   the rename is synced.
+//! - `damaged.<K>/`: a live database found damaged at open, set aside (never
+//!   deleted) when a retained copy replaced it.
+//! - `restore.tmp/`: a retained copy being turned into a database.
+//!
+//! **Checks.** Opening checks the live database: RocksDB's own checks at
+//! open (CURRENT names a readable MANIFEST, every file the MANIFEST lists is
+//! there with the recorded size: a missing or truncated SST, a bad manifest),
+//! the layout marker and commit number, and a read of every entry, which
+//! verifies the block checksums of every SST (a corrupt byte anywhere). When
+//! that fails, or the database is missing (no `CURRENT`) while copies
+//! exist, the newest copy that passes its `SHA256SUMS` (any file missing,
+//! truncated or changed, including the copied MANIFEST) and then the same
+//! open checks is restored as the live database and the ones passed over are
+//! reported ([`StateStore::warnings`]); when none is intact, opening fails
+//! and changes nothing (never an empty start). The hard links have a price:
+//! an SST damaged in place damages every copy that links it, and those are
+//! passed over too; an older copy made before that file existed survives.
+//! [`StateStore::step_back`] loads the newest intact copy older than the
+//! loaded commit as pending changes over a cleared store.
+//!
+//! **Cost.** A copy flushes the memtable (the commit's changes become an SST
+//! file, as they would a little later anyway), links the SST files, copies
+//! the small files (the MANIFEST is rolled over at 4 MiB to bound it), and
+//! hashes the files new since the last copy plus the small ones (the sums of
+//! SST files already hashed are remembered, since they never change): a
+//! commit's extra work grows with what it changed, not with the store, except
+//! for the first commit after opening, which hashes every file once. Opening
+//! reads the whole database once, which the engine's restore does next anyway.
+//!
 //! **Snapshots** use [`MemoryStore`]'s byte format (they are converted
 //! through one), so they move freely between backends. A store holds no
 //! empty tables (a table exists while it has entries), as a `MemoryStore`
@@ -36,12 +80,22 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::{Direction, ErrorKind, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions};
 
+mod retained;
+
+use retained::{io_error, sync_dir, Retainer};
+
 use crate::{Entry, MemoryStore, StateError, StateStore};
 
 /// The version of the key layout described in the module docs.
 const FORMAT: u32 = 1;
 /// The meta key holding [`FORMAT`].
 const FORMAT_KEY: &[u8] = b"mformat";
+/// The meta key holding the number of the commit (`u64`, little endian).
+const GENERATION_KEY: &[u8] = b"mgeneration";
+/// Where a retained copy is made into a database before it is used.
+const RESTORING: &str = "restore.tmp";
+/// Damaged live databases are kept aside as `damaged.<K>`.
+const DAMAGED: &str = "damaged.";
 /// Every entry key starts with this byte.
 const DATA: u8 = b'd';
 /// The byte after [`DATA`]: `[DATA, DATA_END)` holds every entry and nothing else.
@@ -60,6 +114,16 @@ pub struct RocksStore {
     pending: BTreeMap<String, PendingTable>,
     /// Whether the directory held a commit when opened.
     recovered: bool,
+    /// The number of the last commit (or the newest retained copy, if higher).
+    generation: u64,
+    /// The number of the commit whose contents were loaded (by opening or [`StateStore::step_back`]).
+    loaded: u64,
+    /// Makes the retained copies.
+    retainer: Retainer,
+    /// What opening passed over: the live database and retained copies, with the reason.
+    skipped: Vec<String>,
+    /// The retained copy opening restored in their place.
+    restored: Option<String>,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -69,6 +133,8 @@ impl std::fmt::Debug for RocksStore {
             .field("cleared", &self.cleared)
             .field("pending_tables", &self.pending.len())
             .field("recovered", &self.recovered)
+            .field("generation", &self.generation)
+            .field("loaded", &self.loaded)
             .finish()
     }
 }
@@ -120,64 +186,331 @@ fn split_data_key(raw: &[u8]) -> Option<(&str, &[u8])> {
     Some((std::str::from_utf8(name).ok()?, key))
 }
 
+/// Why a database could not be used.
+enum Unusable {
+    /// It is damaged (corrupt, truncated or missing files, a bad marker): fall back to a copy.
+    Damaged(String),
+    /// Anything else (in use, another layout version, a disk error): refuse to open.
+    Refused(StateError),
+}
+
+/// Whether a RocksDB error means damaged files rather than a problem elsewhere.
+fn is_damage(e: &rocksdb::Error) -> bool {
+    match e.kind() {
+        ErrorKind::Corruption => true,
+        // A file the MANIFEST (or CURRENT) names that is not there.
+        ErrorKind::IOError => e.to_string().contains("No such file"),
+        _ => false,
+    }
+}
+
+/// An open database, checked.
+struct Opened {
+    db: rocksdb::DB,
+    /// The commit it holds (0: none, or one written before commits were numbered).
+    generation: u64,
+    /// Whether it holds a commit.
+    recovered: bool,
+}
+
+/// The options every database of a store is opened with.
+fn options(create: bool) -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(create);
+    // RocksDB writes a new info LOG at every open and by default keeps 1000 old ones.
+    opts.set_keep_log_file_num(4);
+    // Each retained copy holds a copy of the MANIFEST, which otherwise grows by a few
+    // records per commit until 1 GiB; rolling it over bounds what a copy costs.
+    opts.set_max_manifest_file_size(4 << 20);
+    opts
+}
+
+/// Opens the database in `path` and checks it: the layout marker, the
+/// commit number, and a read of every entry, which verifies RocksDB's block
+/// checksums.
+fn open_checked(path: &Path, create: bool) -> Result<Opened, Unusable> {
+    let db = rocksdb::DB::open(&options(create), path).map_err(|e| {
+        if e.kind() == ErrorKind::IOError && e.to_string().to_lowercase().contains("lock") {
+            Unusable::Refused(StateError::Backend {
+                message: format!(
+                    "cannot open state store `{}`: it is in use by another process \
+                     (or another store in this one): {e}",
+                    path.display()
+                ),
+                retryable: true,
+            })
+        } else if is_damage(&e) {
+            Unusable::Damaged(e.to_string())
+        } else {
+            Unusable::Refused(backend(
+                format!("cannot open state store `{}`", path.display()),
+                &e,
+            ))
+        }
+    })?;
+    let read = |key: &[u8]| {
+        db.get(key).map_err(|e| {
+            if is_damage(&e) {
+                Unusable::Damaged(e.to_string())
+            } else {
+                Unusable::Refused(backend(format!("cannot read `{}`", path.display()), &e))
+            }
+        })
+    };
+    let recovered = match read(FORMAT_KEY)? {
+        None => false,
+        Some(bytes) => {
+            let found = <[u8; 4]>::try_from(bytes.as_slice())
+                .map(u32::from_le_bytes)
+                .map_err(|_| {
+                    Unusable::Damaged(format!("format marker of {} bytes", bytes.len()))
+                })?;
+            if found != FORMAT {
+                return Err(Unusable::Refused(StateError::Version {
+                    found,
+                    expected: FORMAT,
+                }));
+            }
+            true
+        }
+    };
+    let generation = match read(GENERATION_KEY)? {
+        None => 0,
+        Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
+            .map(u64::from_le_bytes)
+            .map_err(|_| Unusable::Damaged(format!("commit number of {} bytes", bytes.len())))?,
+    };
+    let mut opts = ReadOptions::default();
+    // A check, not a workload: keep the entries out of the block cache.
+    opts.fill_cache(false);
+    for item in db.iterator_opt(IteratorMode::Start, opts) {
+        if let Err(e) = item {
+            return Err(if is_damage(&e) {
+                Unusable::Damaged(e.to_string())
+            } else {
+                Unusable::Refused(backend(format!("cannot read `{}`", path.display()), &e))
+            });
+        }
+    }
+    Ok(Opened {
+        db,
+        generation,
+        recovered,
+    })
+}
+
+/// Whether the entry `name` of a store directory belongs to something other
+/// than the live database: the retained copies, damaged databases kept
+/// aside, a restore in progress, or a [`crate::FileStore`]'s files (a
+/// directory that the file backend used first).
+fn is_reserved(name: &str) -> bool {
+    name == retained::CHECKPOINTS
+        || name == RESTORING
+        || name.starts_with(DAMAGED)
+        || (name.starts_with("state.") && (name.ends_with(".bin") || name.ends_with(".bin.tmp")))
+}
+
+/// Moves the live database's files out of `dir` into a new `damaged.<K>`
+/// directory, `CURRENT` first, so that a crash half way leaves no
+/// `CURRENT`, which the next open treats as a missing database and falls
+/// back again. Returns where they went (`None`: there was nothing to move).
+fn set_aside(dir: &Path) -> std::io::Result<Option<PathBuf>> {
+    let mut names: Vec<String> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !is_reserved(n))
+        .collect();
+    if names.is_empty() {
+        return Ok(None);
+    }
+    names.sort_by_key(|n| n != "CURRENT");
+    let mut k = 1u64;
+    let aside = loop {
+        let candidate = dir.join(format!("{DAMAGED}{k}"));
+        if !candidate.exists() {
+            break candidate;
+        }
+        k += 1;
+    };
+    fs::create_dir(&aside)?;
+    for name in &names {
+        fs::rename(dir.join(name), aside.join(name))?;
+    }
+    sync_dir(&aside)?;
+    sync_dir(dir)?;
+    Ok(Some(aside))
+}
+
+/// Moves the database in `from` into `dir`, `CURRENT` last, so the database
+/// is there only once all its files are.
+fn move_in(from: &Path, dir: &Path) -> std::io::Result<()> {
+    let mut names: Vec<String> = fs::read_dir(from)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort_by_key(|n| n == "CURRENT");
+    for name in &names {
+        fs::rename(from.join(name), dir.join(name))?;
+    }
+    sync_dir(dir)?;
+    fs::remove_dir(from)?;
+    sync_dir(dir)
+}
+
+/// The entries of `db` (in `path`) whose keys start with `prefix`, raw keys included.
+fn entries_of(db: &rocksdb::DB, path: &Path, prefix: Vec<u8>) -> Result<Vec<Entry>, StateError> {
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_range(rocksdb::PrefixRange(prefix.clone()));
+    let mut out = Vec::new();
+    for item in db.iterator_opt(IteratorMode::From(&prefix, Direction::Forward), opts) {
+        let (k, v) = item.map_err(|e| backend(format!("cannot read `{}`", path.display()), &e))?;
+        out.push((k.into_vec(), v.into_vec()));
+    }
+    Ok(out)
+}
+
+/// What [`fall_back`] found: the restored database, what it passed over, and the copy used.
+type FellBack = (Opened, Vec<String>, Option<String>);
+
+/// Makes retained copy `n` (in `copy`) a database in `<dir>/restore.tmp`
+/// and opens it there, checked, after checking the copy against its sums.
+fn open_copy(dir: &Path, n: u64, copy: &Path) -> Result<Opened, Unusable> {
+    let scratch = dir.join(RESTORING);
+    remove_scratch(&scratch).map_err(Unusable::Refused)?;
+    let names = retained::verify(copy).map_err(Unusable::Damaged)?;
+    retained::materialize(copy, &names, &scratch).map_err(|e| {
+        Unusable::Refused(io_error(
+            format!(
+                "cannot restore `{}` into `{}`",
+                copy.display(),
+                scratch.display()
+            ),
+            &e,
+        ))
+    })?;
+    let opened = match open_checked(&scratch, false) {
+        Ok(o) if o.generation == n => Ok(o),
+        Ok(o) => Err(Unusable::Damaged(format!(
+            "it holds commit {}, not {n}",
+            o.generation
+        ))),
+        Err(e) => Err(e),
+    };
+    if opened.is_err() {
+        let _ = fs::remove_dir_all(&scratch);
+    }
+    opened
+}
+
+/// Removes a leftover `restore.tmp`.
+fn remove_scratch(scratch: &Path) -> Result<(), StateError> {
+    match fs::remove_dir_all(scratch) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(
+            format!("cannot remove `{}`", scratch.display()),
+            &e,
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Replaces the damaged live database of `dir` (`why`) by the newest intact
+/// copy of `found`, setting the damaged one aside. Changes nothing when no
+/// copy is intact.
+fn fall_back(dir: &Path, found: &[(u64, PathBuf)], why: String) -> Result<FellBack, StateError> {
+    let mut passed = Vec::new();
+    for (n, copy) in found {
+        let opened = match open_copy(dir, *n, copy) {
+            Ok(o) => o,
+            Err(Unusable::Damaged(reason)) => {
+                passed.push(format!("retained copy `{}`: {reason}", copy.display()));
+                continue;
+            }
+            Err(Unusable::Refused(e)) => return Err(e),
+        };
+        // Closed before its files move.
+        drop(opened);
+        let replace = || -> std::io::Result<Option<PathBuf>> {
+            let aside = set_aside(dir)?;
+            move_in(&dir.join(RESTORING), dir)?;
+            Ok(aside)
+        };
+        let aside = replace().map_err(|e| {
+            io_error(
+                format!(
+                    "cannot restore `{}` into `{}`",
+                    copy.display(),
+                    dir.display()
+                ),
+                &e,
+            )
+        })?;
+        let opened = open_checked(dir, false).map_err(|e| match e {
+            Unusable::Damaged(reason) => StateError::Corrupt(format!(
+                "`{}` restored from `{}` does not open: {reason}",
+                dir.display(),
+                copy.display()
+            )),
+            Unusable::Refused(e) => e,
+        })?;
+        let kept = match aside {
+            Some(aside) => format!(" (kept aside as `{}`)", aside.display()),
+            None => String::new(),
+        };
+        let mut skipped = vec![format!(
+            "the live database in `{}`: {why}{kept}",
+            dir.display()
+        )];
+        skipped.extend(passed);
+        return Ok((opened, skipped, Some(copy.display().to_string())));
+    }
+    let mut reasons = vec![format!("the live database: {why}")];
+    reasons.extend(passed);
+    if found.is_empty() {
+        reasons.push("no retained copy".into());
+    }
+    Err(StateError::Corrupt(format!(
+        "no intact checkpoint in `{}`: {}",
+        dir.display(),
+        reasons.join("; ")
+    )))
+}
+
 impl RocksStore {
     /// Opens the store in `dir`, creating the directory and database if
     /// needed. An existing database keeps its last commit; changes that were
     /// never committed are gone. Fails with a clear error when another
     /// process (or another store in this process) has the database open.
+    ///
+    /// A damaged or missing live database is set aside and replaced by the
+    /// newest intact retained copy, reported by [`StateStore::warnings`];
+    /// when no copy is intact, opening fails and changes nothing.
     pub fn open(dir: &Path) -> Result<RocksStore, StateError> {
-        fs::create_dir_all(dir).map_err(|e| StateError::Backend {
-            message: format!("cannot create `{}`: {e}", dir.display()),
-            retryable: !matches!(e.kind(), std::io::ErrorKind::PermissionDenied),
-        })?;
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        // RocksDB writes a new info LOG at every open and by default keeps 1000 old ones.
-        opts.set_keep_log_file_num(4);
-        let db = rocksdb::DB::open(&opts, dir).map_err(|e| {
-            if e.kind() == ErrorKind::IOError && e.to_string().to_lowercase().contains("lock") {
-                StateError::Backend {
-                    message: format!(
-                        "cannot open state store `{}`: it is in use by another process \
-                         (or another store in this one): {e}",
-                        dir.display()
-                    ),
-                    retryable: true,
-                }
-            } else {
-                backend(format!("cannot open state store `{}`", dir.display()), &e)
-            }
-        })?;
-        let recovered = match db
-            .get(FORMAT_KEY)
-            .map_err(|e| backend(format!("cannot read `{}`", dir.display()), &e))?
-        {
-            None => false,
-            Some(bytes) => {
-                let found = <[u8; 4]>::try_from(bytes.as_slice())
-                    .map(u32::from_le_bytes)
-                    .map_err(|_| {
-                        StateError::Corrupt(format!(
-                            "`{}`: format marker of {} bytes",
-                            dir.display(),
-                            bytes.len()
-                        ))
-                    })?;
-                if found != FORMAT {
-                    return Err(StateError::Version {
-                        found,
-                        expected: FORMAT,
-                    });
-                }
-                true
-            }
+        fs::create_dir_all(dir)
+            .map_err(|e| io_error(format!("cannot create `{}`", dir.display()), &e))?;
+        let retainer = Retainer::new(dir);
+        let found = retained::copies(&dir.join(retained::CHECKPOINTS))?;
+        let newest_copy = found.first().map_or(0, |c| c.0);
+        let live = if dir.join("CURRENT").exists() || found.is_empty() {
+            open_checked(dir, found.is_empty())
+        } else {
+            Err(Unusable::Damaged("missing (no CURRENT file)".into()))
+        };
+        let (opened, skipped, restored) = match live {
+            Ok(opened) => (opened, Vec::new(), None),
+            Err(Unusable::Refused(e)) => return Err(e),
+            Err(Unusable::Damaged(why)) => fall_back(dir, &found, why)?,
         };
         Ok(RocksStore {
             dir: dir.to_path_buf(),
-            db,
+            generation: newest_copy.max(opened.generation),
+            loaded: opened.generation,
+            db: opened.db,
             cleared: false,
             pending: BTreeMap::new(),
-            recovered,
+            recovered: opened.recovered,
+            retainer,
+            skipped,
+            restored,
         })
     }
 
@@ -197,17 +530,7 @@ impl RocksStore {
 
     /// Committed entries whose keys start with `prefix`, raw keys included.
     fn committed(&self, prefix: Vec<u8>) -> Result<Vec<Entry>, StateError> {
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_range(rocksdb::PrefixRange(prefix.clone()));
-        let mut out = Vec::new();
-        let iter = self
-            .db
-            .iterator_opt(IteratorMode::From(&prefix, Direction::Forward), opts);
-        for item in iter {
-            let (k, v) = item.map_err(|e| self.read_error(&e))?;
-            out.push((k.into_vec(), v.into_vec()));
-        }
-        Ok(out)
+        entries_of(&self.db, &self.dir, prefix)
     }
 
     /// The whole store as it reads now (commit plus pending changes).
@@ -339,6 +662,9 @@ impl StateStore for RocksStore {
             }
         }
         batch.put(FORMAT_KEY, FORMAT.to_le_bytes());
+        // Numbered after every retained copy, so a restart never prefers an older one.
+        let next = self.generation + 1;
+        batch.put(GENERATION_KEY, next.to_le_bytes());
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         // On failure the changes stay pending, so the commit can be retried.
@@ -347,7 +673,66 @@ impl StateStore for RocksStore {
             .map_err(|e| backend(format!("cannot commit to `{}`", self.dir.display()), &e))?;
         self.pending.clear();
         self.cleared = false;
-        Ok(())
+        self.generation = next;
+        self.loaded = next;
+        // The commit is durable even if its copy fails; the error still reaches the host,
+        // since running on without copies would silently lose the fallback. A retry
+        // commits (nothing new) again under the next number and makes that copy.
+        self.retainer.retain(&self.db, next).map_err(|e| match e {
+            StateError::Backend { message, retryable } => StateError::Backend {
+                message: format!("committed, but {message}"),
+                retryable,
+            },
+            other => other,
+        })
+    }
+
+    fn step_back(&mut self) -> Result<Option<String>, StateError> {
+        let found = retained::copies(&self.dir.join(retained::CHECKPOINTS))?;
+        let scratch = self.dir.join(RESTORING);
+        for (n, copy) in found.iter().filter(|(n, _)| *n < self.loaded) {
+            // Damaged copies are passed over, as at open.
+            let opened = match open_copy(&self.dir, *n, copy) {
+                Ok(o) => o,
+                Err(Unusable::Damaged(_)) => continue,
+                Err(Unusable::Refused(e)) => return Err(e),
+            };
+            let rows = entries_of(&opened.db, &scratch, vec![DATA]);
+            drop(opened);
+            remove_scratch(&scratch)?;
+            let mut pending: BTreeMap<String, PendingTable> = BTreeMap::new();
+            for (raw, v) in rows? {
+                let (table, key) = split_data_key(&raw).ok_or_else(|| {
+                    StateError::Corrupt(format!(
+                        "`{}`: malformed entry key {raw:?}",
+                        copy.display()
+                    ))
+                })?;
+                pending
+                    .entry(table.to_string())
+                    .or_default()
+                    .insert(key.to_vec(), Some(v));
+            }
+            // Pending over a cleared store: the next commit makes it the live state.
+            self.pending = pending;
+            self.cleared = true;
+            self.loaded = *n;
+            return Ok(Some(copy.display().to_string()));
+        }
+        Ok(None)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        let restored = self.restored.as_deref().unwrap_or("?");
+        self.skipped
+            .iter()
+            .map(|s| {
+                format!(
+                    "passed over a damaged checkpoint, {s}; restored the previous intact one, \
+                     `{restored}`"
+                )
+            })
+            .collect()
     }
 }
 
@@ -579,6 +964,257 @@ mod tests {
             .map(u32::from_le_bytes)
             .expect("a generation");
         assert!(got >= last, "commit {last} was announced, {got} survived");
+    }
+
+    /// Commits value `1..=n` under `t`/`k`, one commit each, and closes the store.
+    fn commit_values(dir: &tempfile::TempDir, n: u8) {
+        let mut s = open(dir);
+        for v in 1..=n {
+            s.put("t", b"k", vec![v]).expect("put");
+            s.commit().expect("commit");
+        }
+    }
+
+    fn copy_numbers(dir: &tempfile::TempDir) -> Vec<u64> {
+        retained::copies(&dir.path().join(retained::CHECKPOINTS))
+            .expect("list")
+            .into_iter()
+            .map(|c| c.0)
+            .collect()
+    }
+
+    fn value(s: &RocksStore) -> Option<Vec<u8>> {
+        s.get("t", b"k").expect("get")
+    }
+
+    /// The SST files of database `db`, oldest first.
+    fn ssts(db: &Path) -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = fs::read_dir(db)
+            .expect("list")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "sst"))
+            .collect();
+        found.sort();
+        found
+    }
+
+    fn flip_first_byte(path: &Path) {
+        let mut bytes = fs::read(path).expect("read");
+        bytes[0] ^= 0xff;
+        // Written in place: the same file (inode) every hard link shares.
+        fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
+            .expect("damage");
+    }
+
+    #[test]
+    fn each_commit_keeps_a_checked_copy_and_the_newest_three_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        commit_values(&dir, 5);
+        assert_eq!(copy_numbers(&dir), [5, 4, 3]);
+        let checkpoints = dir.path().join(retained::CHECKPOINTS);
+        let names: Vec<String> = fs::read_dir(&checkpoints)
+            .expect("list")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+        for n in [5, 4, 3] {
+            let copy = checkpoints.join(n.to_string());
+            let files = retained::verify(&copy).expect("intact");
+            assert!(
+                files.iter().any(|f| f.starts_with("MANIFEST-")),
+                "{files:?}"
+            );
+        }
+        // A reopened store numbers its commits after the copies, and nothing was damaged.
+        let mut s = open(&dir);
+        assert!(s.warnings().is_empty());
+        assert_eq!(value(&s), Some(vec![5]));
+        s.commit().expect("commit");
+        assert_eq!(copy_numbers(&dir), [6, 5, 4]);
+    }
+
+    #[test]
+    fn a_damaged_live_database_falls_back_to_the_newest_intact_copy() {
+        type Damage = fn(&Path);
+        let cases: [(&str, Damage, u8, &str); 5] = [
+            (
+                "CURRENT overwritten",
+                |db| fs::write(db.join("CURRENT"), b"junk").expect("write"),
+                3,
+                "CURRENT",
+            ),
+            (
+                "MANIFEST truncated",
+                |db| {
+                    let manifest = fs::read_dir(db)
+                        .expect("list")
+                        .filter_map(|e| e.ok())
+                        .find(|e| e.file_name().to_string_lossy().starts_with("MANIFEST-"))
+                        .expect("a MANIFEST")
+                        .path();
+                    fs::write(manifest, b"").expect("truncate");
+                },
+                3,
+                "",
+            ),
+            (
+                "newest SST removed",
+                |db| {
+                    fs::remove_file(ssts(db).pop().expect("an SST")).expect("remove");
+                },
+                3,
+                "No such file",
+            ),
+            // Damaged in place, so the newest copy, which links the same file, is damaged
+            // too; the copy before it does not hold that file.
+            (
+                "newest SST corrupt in place",
+                |db| flip_first_byte(&ssts(db).pop().expect("an SST")),
+                2,
+                "",
+            ),
+            (
+                "newest SST truncated in place",
+                |db| {
+                    let sst = ssts(db).pop().expect("an SST");
+                    let len = fs::metadata(&sst).expect("stat").len();
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .open(&sst)
+                        .and_then(|f| f.set_len(len / 2))
+                        .expect("truncate");
+                },
+                2,
+                "",
+            ),
+        ];
+        for (what, damage, expected, mention) in cases {
+            let dir = tempfile::tempdir().expect("tempdir");
+            commit_values(&dir, 3);
+            damage(dir.path());
+            let s = RocksStore::open(dir.path()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(s.recovered(), "{what}");
+            assert_eq!(value(&s), Some(vec![expected]), "{what}");
+            let warnings = s.warnings();
+            // The live database, plus the newest copy when it shared the damaged file.
+            assert_eq!(
+                warnings.len(),
+                usize::from(3 - expected) + 1,
+                "{what}: {warnings:?}"
+            );
+            let first = &warnings[0];
+            assert!(
+                first.starts_with("passed over a damaged checkpoint, the live database")
+                    && first.contains(mention)
+                    && first.contains("damaged.1")
+                    && first.contains(&format!("checkpoints/{expected}`")),
+                "{what}: {first}"
+            );
+            // The damaged database is kept aside, never deleted.
+            let aside = dir.path().join("damaged.1");
+            assert!(aside.join("CURRENT").exists(), "{what}");
+            assert!(!dir.path().join(RESTORING).exists(), "{what}");
+            // The restored database takes commits and reopens cleanly.
+            let mut s = s;
+            s.put("t", b"k", vec![7]).expect("put");
+            s.commit().expect("commit");
+            drop(s);
+            let s = open(&dir);
+            assert!(s.warnings().is_empty(), "{what}: {:?}", s.warnings());
+            assert_eq!(value(&s), Some(vec![7]), "{what}");
+            assert_eq!(copy_numbers(&dir), [4, 3, 2], "{what}");
+        }
+    }
+
+    #[test]
+    fn a_missing_live_database_is_restored_from_its_copies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        commit_values(&dir, 2);
+        for e in fs::read_dir(dir.path())
+            .expect("list")
+            .filter_map(|e| e.ok())
+        {
+            if e.path().is_file() {
+                fs::remove_file(e.path()).expect("remove");
+            }
+        }
+        let s = open(&dir);
+        assert_eq!(value(&s), Some(vec![2]));
+        let warnings = s.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("missing"), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_damaged_copy_is_passed_over_and_none_intact_refuses_to_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        commit_values(&dir, 3);
+        let checkpoints = dir.path().join(retained::CHECKPOINTS);
+        // The newest copy's MANIFEST is its own (copied, not linked): only the copy is hit.
+        let manifest = fs::read_dir(checkpoints.join("3/db"))
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().starts_with("MANIFEST-"))
+            .expect("a MANIFEST")
+            .path();
+        flip_first_byte(&manifest);
+        fs::write(dir.path().join("CURRENT"), b"junk").expect("damage");
+        let s = open(&dir);
+        assert_eq!(value(&s), Some(vec![2]));
+        let warnings = s.warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[1].contains("checkpoints/3`") && warnings[1].contains("checksum mismatch"),
+            "{warnings:?}"
+        );
+        drop(s);
+
+        // Nothing intact: opening fails, names every reason, and leaves the files alone.
+        fs::write(dir.path().join("CURRENT"), b"junk").expect("damage");
+        for (_, copy) in retained::copies(&checkpoints).expect("list") {
+            fs::write(copy.join("SHA256SUMS"), b"junk").expect("damage");
+        }
+        let err = RocksStore::open(dir.path()).expect_err("nothing intact");
+        let message = err.to_string();
+        assert!(matches!(err, StateError::Corrupt(_)), "{err:?}");
+        assert!(
+            message.contains("no intact checkpoint") && message.contains("the live database"),
+            "{message}"
+        );
+        assert!(!dir.path().join("damaged.2").exists());
+        assert_eq!(fs::read(dir.path().join("CURRENT")).expect("read"), b"junk");
+    }
+
+    #[test]
+    fn stepping_back_loads_the_commit_before_and_the_next_commit_comes_after_all() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        commit_values(&dir, 3);
+        let mut s = open(&dir);
+        assert_eq!(value(&s), Some(vec![3]));
+        let back = s.step_back().expect("step back");
+        assert!(back.is_some_and(|name| name.ends_with("checkpoints/2")));
+        assert_eq!(value(&s), Some(vec![2]));
+        // A damaged copy is passed over.
+        let one = dir.path().join(retained::CHECKPOINTS).join("1");
+        fs::write(one.join("SHA256SUMS"), b"junk").expect("damage");
+        assert_eq!(s.step_back().expect("step back"), None);
+        assert_eq!(value(&s), Some(vec![2]));
+        // Without a commit, a restart still loads the newest commit.
+        drop(s);
+        let mut s = open(&dir);
+        assert_eq!(value(&s), Some(vec![3]));
+        s.step_back().expect("step back");
+        // The next commit is newer than every copy, so a restart loads it.
+        s.put("t", b"k", vec![9]).expect("put");
+        s.commit().expect("commit");
+        assert_eq!(copy_numbers(&dir), [4, 3, 2]);
+        drop(s);
+        let s = open(&dir);
+        assert_eq!(value(&s), Some(vec![9]));
+        assert!(!dir.path().join(RESTORING).exists());
     }
 
     const TABLES: [&str; 4] = ["engine", "stream/3", "stream/30", ""];
