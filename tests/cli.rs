@@ -679,3 +679,18 @@ fn a_config_block_declares_the_connectors_a_run_uses_and_overrides_apply() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn check_reports_what_run_would_refuse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "neg.vpl",
+        "event Logout:\n    user: str\n\npattern Quiet = NOT Logout within 5s\n\nstream S = Quiet\n    .emit(x: 1)\n",
+    );
+    let out = varpulis(&["check", "neg.vpl"], dir.path());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("E0410"), "{}", text(&out.stderr));
+    let out = varpulis(&["check", "--format", "json", "neg.vpl"], dir.path());
+    assert!(text(&out.stdout).contains("E0410"), "{}", text(&out.stdout));
+}

@@ -125,6 +125,19 @@ impl Compiler {
             .unwrap_or_default()
     }
 
+    /// [`Compiler::check`] plus, when the check finds no error, the errors of lowering the
+    /// file to a [`varpulis_program::Program`] (constructs the engine cannot run yet), so that
+    /// `check` and the editor report what `run` would refuse.
+    pub fn check_and_lower(&self, path: &str) -> Vec<Diagnostic> {
+        let mut diags = self.check(path);
+        if !diagnostic::has_errors(&diags) {
+            if let Err(errors) = self.program(path) {
+                diags.extend(errors);
+            }
+        }
+        diags
+    }
+
     /// Whether a file has errors (warnings do not count).
     pub fn has_errors(&self, path: &str) -> bool {
         diagnostic::has_errors(&self.check(path))

@@ -115,7 +115,7 @@ impl Backend {
         Some(
             state
                 .compiler
-                .check(path)
+                .check_and_lower(path)
                 .iter()
                 .map(|d| convert::diagnostic(uri, &lines, d))
                 .collect(),

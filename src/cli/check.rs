@@ -28,7 +28,7 @@ pub fn run(files: &[PathBuf], format: Format) -> anyhow::Result<ExitCode> {
     let mut warnings = 0usize;
     let mut json = Vec::new();
     for name in &loaded {
-        let diags: Vec<Diagnostic> = compiler.check(name);
+        let diags: Vec<Diagnostic> = compiler.check_and_lower(name);
         errors += diags
             .iter()
             .filter(|d| d.severity == Severity::Error)
