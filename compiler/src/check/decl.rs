@@ -421,6 +421,21 @@ impl Checker<'_> {
     }
 
     pub(super) fn assign(&mut self, a: &Assign) {
+        // `x := e` on an undeclared name declares `x` with e's type, so e may not read `x`.
+        if self.env.is_cyclic(&a.target.name) {
+            self.report(
+                Diagnostic::new(
+                    codes::CYCLIC_DEFINITION,
+                    format!("`{}` is assigned from itself", a.target.name),
+                    a.target.span,
+                )
+                .with_label("its value depends on itself")
+                .with_help(format!(
+                    "declare it first with an initial value: `var {} = ...`",
+                    a.target.name
+                )),
+            );
+        }
         self.expr(&a.value, &Scope::default());
         if let Some(DeclKind::Global(VarKind::Let | VarKind::Const)) = self.env.decl(&a.target.name)
         {

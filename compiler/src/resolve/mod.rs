@@ -147,6 +147,8 @@ impl NameIndex {
                             name_span: name.span,
                         };
                         index.decls.insert(name.name.clone(), decl);
+                        // Its type is its value's, so `x := x + 1` depends on itself.
+                        deps.insert(name.name.clone(), walk::signature_deps(item));
                     }
                     continue;
                 }

@@ -37,6 +37,7 @@ pub fn signature_deps(item: &Item) -> Vec<String> {
         Item::Pattern(p) => pattern_steps(&p.expr, &mut out),
         Item::Fn(f) if f.ret.is_none() => block_names(&f.body, &mut out),
         Item::Var(v) => expr_names(&v.value, &mut out),
+        Item::Assign(a) => expr_names(&a.value, &mut out),
         Item::TypeAlias(t) => type_names(&t.ty, &mut out),
         _ => {}
     }

@@ -128,10 +128,15 @@ impl Operator for Sliding {
                 // Windows). The window goes once its events are all too old
                 // for any later event's window.
                 Self::evict(&mut w.buf, wm.saturating_sub(self.size));
-                if w.buf.is_empty() {
+                let cleanup = Self::cleanup_at(self.size, w);
+                // A cleanup time not past the watermark means `newest + size` saturated at
+                // the end of time (events within `size` of i64::MAX ns, year 2262), which the
+                // watermark reaches at the end of input: no later event can need these, and a
+                // timer due now again would fire forever.
+                if w.buf.is_empty() || cleanup <= wm {
                     self.wins.remove(&tm.key);
                 } else {
-                    w.timer = self.timers.schedule(Self::cleanup_at(self.size, w), tm.key);
+                    w.timer = self.timers.schedule(cleanup, tm.key);
                 }
                 continue;
             }

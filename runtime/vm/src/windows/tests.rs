@@ -245,6 +245,29 @@ fn sliding_time_releases_on_the_watermark_only_what_is_new() {
 }
 
 #[test]
+fn sliding_time_ends_at_the_end_of_time() {
+    // Found by the `checkpoint` fuzz target: an event within the window's size of i64::MAX ns
+    // made the cleanup timer saturate at i64::MAX, where the end-of-input watermark is, so
+    // `finish` rescheduled it at once, forever (`varpulis simulate` hung on one such event).
+    let mut e = agg_engine(
+        WindowSpec::Sliding {
+            size: 300 * S,
+            slide: 60 * S,
+        },
+        false,
+    );
+    let near_end = i64::MAX - 54 * S;
+    assert_eq!(push(&mut e, "a", near_end, 1.0).len(), 1);
+    assert!(push(&mut e, "a", near_end + S, 2.0).is_empty());
+    assert_eq!(
+        render(&e.finish()).len(),
+        1,
+        "the pending event slides out once"
+    );
+    assert!(e.finish().is_empty());
+}
+
+#[test]
 fn window_without_aggregate_releases_events_individually() {
     let mut b = ProgramBuilder::new();
     let r = b.event("Reading", &["pump", "bar"]);
