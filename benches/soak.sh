@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak test of a live run: a release `varpulis run` of benches/scenarios/soak.vpl (an http
+# Soak test of a live run: a release `varpulis run` of benches/soak.vpl (an http
 # ingest source feeding a filter, a partitioned tumbling window and a sequence) fed at a steady
 # SOAK_RATE events/s by benches/soak_feed.py over loopback, with --state-dir and a checkpoint
 # every SOAK_CHECKPOINT. Every SOAK_SAMPLE seconds it records the process's resident memory
@@ -34,7 +34,7 @@ fi
 cargo build --release --quiet --bin varpulis
 bin="$CARGO_TARGET_DIR/release/varpulis"
 
-sed -e "s|@URL@|http://127.0.0.1:$port/ingest|" benches/scenarios/soak.vpl >"$dir/soak.vpl"
+sed -e "s|@URL@|http://127.0.0.1:$port/ingest|" benches/soak.vpl >"$dir/soak.vpl"
 rm -rf "$dir/state"
 "$bin" run "$dir/soak.vpl" --state-dir "$dir/state" --checkpoint-interval "$interval" \
     --metrics "127.0.0.1:$mport" --output "$dir/out.jsonl" --no-progress \
