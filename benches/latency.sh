@@ -165,7 +165,7 @@ if want kafka; then
         echo
         program '\n    sent_us: int' ", sent_us: sent_us" '\n    .to(Out)'
     } > "$work/kafka.vpl"
-    "${prio[@]}" "$bin" run "$work/kafka.vpl" --no-progress --metrics "127.0.0.1:$mport" 2> "$work/kafka.log" &
+    "${prio[@]}" "$bin" run "$work/kafka.vpl" --output /dev/null --no-progress --metrics "127.0.0.1:$mport" 2> "$work/kafka.log" &
     run_pid=$!
     wait_port "$mport"
     $load kafka-consume "$brokers" "$out_topic" --seconds $((seconds + 120)) --out "$work/e2e.txt" &

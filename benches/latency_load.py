@@ -116,12 +116,13 @@ def kafka_produce(brokers, topic, rate, seconds):
 
 
 def kafka_consume(brokers, topic, seconds, out):
-    from confluent_kafka import Consumer
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     c = Consumer({"bootstrap.servers": brokers, "group.id": f"latency-{topic}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                  "fetch.wait.max.ms": 10})
-    c.subscribe([topic])
+                  "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+    # The partition is assigned, not subscribed: joining a group can take a broker many
+    # seconds, which would show up as latency.
+    c.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     pairs = []
     bad = 0
     deadline = time.monotonic() + seconds
