@@ -79,10 +79,10 @@ struct JoinState {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     order: Vec<BTreeMap<u64, Vec<ValueKey>>>,
     /// Next arrival stamp.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "crate::windows::is_zero")]
     next: u64,
     /// Events evicted by `max_events`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "crate::windows::is_zero")]
     evicted: u64,
 }
 

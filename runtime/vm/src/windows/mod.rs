@@ -271,6 +271,12 @@ pub fn keyed_memory<S>(
     }
 }
 
+/// Whether a counter is zero (left out of snapshots, which then match those
+/// of versions without it).
+pub fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Serialisable form of a keyed state map: the entries as a list.
 pub type Entries<S> = Vec<(PartKey, S)>;
 

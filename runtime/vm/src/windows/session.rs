@@ -29,8 +29,8 @@ pub struct Session {
 struct Saved {
     open: Entries<Sess>,
     timers: Timers,
-    /// Events dropped by `max_events:` (absent in older snapshots).
-    #[serde(default)]
+    /// Events dropped by `max_events:` (absent in older snapshots and when 0).
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     dropped: u64,
 }
 

@@ -40,8 +40,8 @@ pub struct Sliding {
 struct Saved {
     wins: Entries<Win>,
     timers: Timers,
-    /// Events dropped by `max_events:` (absent in older snapshots).
-    #[serde(default)]
+    /// Events dropped by `max_events:` (absent in older snapshots and when 0).
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     dropped: u64,
 }
 

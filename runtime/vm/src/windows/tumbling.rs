@@ -39,8 +39,8 @@ pub struct Tumbling {
 struct Saved {
     wins: Entries<Vec<Win>>,
     timers: Timers,
-    /// Events dropped by `max_events:` (absent in older snapshots).
-    #[serde(default)]
+    /// Events dropped by `max_events:` (absent in older snapshots and when 0).
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     dropped: u64,
 }
 
