@@ -7,6 +7,7 @@ pub mod duration;
 pub mod expect;
 pub mod input;
 pub mod job;
+pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod output;

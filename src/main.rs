@@ -132,6 +132,10 @@ enum Command {
         /// prod.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Bound every `.partition_by` that feeds a window or aggregate and declares no bound
+        /// to this many keys (least recently used evicted first); bounds in the program win.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        max_keys: Option<u64>,
         /// With connector sources: export OpenTelemetry traces (spans `varpulis.run`,
         /// `varpulis.source.start`, `varpulis.batch`, `varpulis.checkpoint`, `varpulis.event`)
         /// over OTLP/HTTP protobuf to URL/v1/traces (e.g. `http://127.0.0.1:4318`). Default:
@@ -416,6 +420,7 @@ fn main() -> ExitCode {
             checkpoint_timeout,
             max_future_skew,
             config,
+            max_keys,
             otlp_endpoint,
             run,
         } => {
@@ -445,6 +450,7 @@ fn main() -> ExitCode {
                 checkpoint_interval,
                 checkpoint_timeout,
                 connectors_config: config,
+                max_keys,
                 max_future_skew: (!max_future_skew.is_zero()).then_some(max_future_skew),
                 otlp: None,
             };

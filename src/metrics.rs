@@ -470,7 +470,7 @@ fn render_state(out: &mut String, memory: &[StreamMemory]) {
         out,
         "evictions_total",
         "counter",
-        "Keys a state bound evicted, by policy (their open state dropped without output).",
+        "Keys (or window and join events) a state bound evicted, by policy (dropped without output).",
         &evictions,
     );
 }

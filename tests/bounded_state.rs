@@ -102,3 +102,102 @@ fn without_a_bound_the_state_grows_with_the_keys_and_check_warns() {
     assert_eq!(window.keys, KEYS as u64);
     assert!(memory[0].bytes() > 20 * 512 * 1024, "{memory:?}");
 }
+
+/// The state figures of the operator of `kind` after `events` clicks pushed into `program`.
+fn push_clicks(
+    program: Program,
+    kind: &str,
+    events: impl Iterator<Item = (u32, i64, Vec<Option<Value>>)>,
+) -> varpulis_vm::memory::OpMemory {
+    let mut engine = Engine::new(Arc::new(program)).expect("the program loads");
+    let mut out = Vec::new();
+    for (schema, t, fields) in events {
+        engine.push_into(Event::new(schema, t, fields), &mut out);
+        out.clear();
+    }
+    let memory = engine.memory();
+    memory[0]
+        .ops
+        .iter()
+        .find(|o| o.kind == kind)
+        .cloned()
+        .expect("the operator reports its state")
+}
+
+fn schema(program: &Program, name: &str) -> u32 {
+    program
+        .schemas
+        .iter()
+        .position(|s| &*s.name == name)
+        .and_then(|i| u32::try_from(i).ok())
+        .expect("declared")
+}
+
+#[test]
+fn the_host_default_bounds_partitions_that_declare_none() {
+    let (mut program, _) = compile(&rules(""));
+    assert_eq!(
+        varpulis::limits::default_max_keys(&mut program, MAX_KEYS),
+        1
+    );
+    let engine = stream_new_keys(program);
+    let memory = engine.memory();
+    let keys = memory[0]
+        .ops
+        .iter()
+        .find(|o| o.kind == "partition_by")
+        .expect("tracked");
+    assert_eq!(keys.keys, MAX_KEYS);
+    assert_eq!(keys.evictions.lru, KEYS as u64 - MAX_KEYS);
+}
+
+#[test]
+fn max_events_keeps_a_window_that_collects_flat() {
+    let text = |bound: &str| {
+        format!(
+            "event Click:\n    user: str\n    page: str\n\n\
+             stream Pages = Click\n    .window(1h{bound})\n    \
+             .aggregate(pages: collect(page), n: count())\n    .emit(pages: pages, n: n)\n"
+        )
+    };
+    let clicks = |program: &Program| {
+        let click = schema(program, "Click");
+        (0..KEYS).map(move |i| {
+            let fields = vec![Some(Value::str(format!("u{i}"))), Some(Value::str("/p"))];
+            (click, i * 1_000_000, fields)
+        })
+    };
+    let (program, codes) = compile(&text(", max_events: 1000"));
+    assert!(codes.is_empty(), "{codes:?}");
+    let events = clicks(&program);
+    let bounded = push_clicks(program, "window", events);
+    assert_eq!(bounded.evictions.fifo, KEYS as u64 - 1_000);
+    assert!(bounded.bytes < 64 * 1024, "{bounded:?}");
+    let (program, _) = compile(&text(""));
+    let events = clicks(&program);
+    let unbounded = push_clicks(program, "window", events);
+    assert!(unbounded.bytes > 50 * bounded.bytes, "{unbounded:?}");
+}
+
+#[test]
+fn max_events_bounds_each_side_of_a_join() {
+    let (program, codes) = compile(
+        "event Click:\n    user: str\n    page: str\n\n\
+         event Buy:\n    user: str\n    amount: float\n\n\
+         stream Converted = join(Click, Buy)\n    .on(Click.user == Buy.user)\n    \
+         .window(1h, max_events: 1000)\n    .emit(user: Click.user, amount: Buy.amount)\n",
+    );
+    assert!(codes.is_empty(), "{codes:?}");
+    let (click, buy) = (schema(&program, "Click"), schema(&program, "Buy"));
+    let events = (0..KEYS).map(move |i| {
+        let user = Some(Value::str(format!("u{i}")));
+        if i % 2 == 0 {
+            (click, i * 1_000_000, vec![user, Some(Value::str("/"))])
+        } else {
+            (buy, i * 1_000_000, vec![user, Some(Value::Float(1.0))])
+        }
+    });
+    let join = push_clicks(program, "join", events);
+    assert_eq!(join.keys, 2_000, "{join:?}");
+    assert_eq!(join.evictions.fifo, KEYS as u64 - 2_000);
+}

@@ -694,3 +694,41 @@ fn check_reports_what_run_would_refuse() {
     let out = varpulis(&["check", "--format", "json", "neg.vpl"], dir.path());
     assert!(text(&out.stdout).contains("E0410"), "{}", text(&out.stdout));
 }
+
+#[test]
+fn run_max_keys_bounds_partitions_the_program_left_unbounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "r.vpl",
+        "event Click:\n    user: str\n\nstream PerUser = Click\n    .partition_by(user)\n    .window(2)\n    .aggregate(n: count())\n    .emit(user: user, n: n)\n",
+    );
+    write(
+        dir.path(),
+        "e.jsonl",
+        "{\"event_type\":\"Click\",\"user\":\"a\"}\n{\"event_type\":\"Click\",\"user\":\"b\"}\n{\"event_type\":\"Click\",\"user\":\"a\"}\n",
+    );
+    let out = varpulis(&["run", "r.vpl", "--input", "e.jsonl"], dir.path());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("\"user\":\"a\""),
+        "{}",
+        text(&out.stdout)
+    );
+    // With one key, b evicts a: a's first click is dropped with its window.
+    let out = varpulis(
+        &["run", "r.vpl", "--input", "e.jsonl", "--max-keys", "1"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stdout).contains("\"user\""),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = varpulis(
+        &["run", "r.vpl", "--input", "e.jsonl", "--max-keys", "0"],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+}

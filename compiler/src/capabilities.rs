@@ -72,7 +72,7 @@ pub const OPERATORS: &[OpInfo] = &[
         Supported,
         0,
         1,
-        Some(&["sliding", "session", "policy"]),
+        Some(&["sliding", "session", "policy", "max_events"]),
         "group events in a time or count window"
     ),
     op!(

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use varpulis_program::{Event, InputRef, OpSpec, Program, RawEvent};
+use varpulis_program::{Event, InputRef, OpSpec, Program, RawEvent, StateBound};
 use varpulis_syntax::{lex, TokenKind};
 use varpulis_vm::inspect::{StepKind, StreamState, TraceStep};
 use varpulis_vm::Output;
@@ -44,6 +44,13 @@ impl Session {
                 .watermark()
                 .map_or("none yet".to_string(), format::at),
         )];
+        if let Some(b) = plan.bounds.iter().find(|b| b.op == StateBound::SOURCE) {
+            if let Some(n) = b.max_events {
+                lines.push(format!(
+                    "  join keeps at most {n} keys per input (max_events: {n})"
+                ));
+            }
+        }
         lines.extend(self.op_lines(p, plan, &state));
         lines
     }
@@ -56,7 +63,10 @@ impl Session {
     ) -> Vec<String> {
         let mut lines = Vec::new();
         for (i, spec) in plan.ops.iter().enumerate() {
-            let text = format::op(p, &self.current.text, spec);
+            let mut text = format::op(p, &self.current.text, spec);
+            if let Some(b) = plan.bounds.iter().find(|b| b.op as usize == i) {
+                text = format::with_args(&text, &format::bound_args(spec, b));
+            }
             let Some(op) = state.ops.iter().find(|o| o.plan_index == i) else {
                 lines.push(format!("  {text}"));
                 continue;

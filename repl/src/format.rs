@@ -5,7 +5,7 @@
 //! written the way VPL literals are (strings quoted).
 
 use varpulis_program::time::{format_duration, NS_PER_SEC};
-use varpulis_program::{Chunk, OpSpec, Program, RawEvent, Value, WindowSpec};
+use varpulis_program::{Chunk, OpSpec, Program, RawEvent, StateBound, Value, WindowSpec};
 use varpulis_vm::Output;
 
 /// `@5s`, `@1m30s`-style offset of an event time on the virtual clock.
@@ -92,6 +92,40 @@ pub fn op(program: &Program, text: &str, spec: &OpSpec) -> String {
         OpSpec::Process(c) => format!(".process({})", expr(c)),
         OpSpec::Sequence(_) => ".sequence(…)".to_string(),
     }
+}
+
+/// The arguments a state bound was written with (`max_keys: 1000, evict: lru`), for the
+/// operator `spec` it bounds (`.distinct` spells its key bound `max:`).
+pub fn bound_args(spec: &OpSpec, b: &StateBound) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(n) = b.max_keys {
+        let name = if matches!(spec, OpSpec::Distinct { .. }) {
+            "max"
+        } else {
+            "max_keys"
+        };
+        args.push(format!("{name}: {n}"));
+        args.push(format!("evict: {}", b.evict.name()));
+    }
+    if let Some(d) = b.idle {
+        args.push(format!("idle: {}", format_duration(d)));
+    }
+    if let Some(n) = b.max_events {
+        args.push(format!("max_events: {n}"));
+    }
+    args
+}
+
+/// `op` (`.name(args)`) with `extra` arguments added at the end.
+pub fn with_args(op: &str, extra: &[String]) -> String {
+    if extra.is_empty() {
+        return op.to_string();
+    }
+    let Some(inner) = op.strip_suffix(')') else {
+        return op.to_string();
+    };
+    let sep = if inner.ends_with('(') { "" } else { ", " };
+    format!("{inner}{sep}{})", extra.join(", "))
 }
 
 /// The arguments of a `.window(...)`.

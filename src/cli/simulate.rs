@@ -71,6 +71,8 @@ pub struct LiveSettings {
     pub metrics: Option<crate::metrics::MetricsListen>,
     /// Per-environment connector settings (`run --config`), if any.
     pub connectors_config: Option<PathBuf>,
+    /// `run --max-keys`: the key bound of partitions that declare none.
+    pub max_keys: Option<u64>,
     /// How far ahead of its arrival an event's timestamp may be.
     pub max_future_skew: Option<Duration>,
     /// Where checkpoints go, if anywhere.
@@ -90,6 +92,7 @@ impl Default for LiveSettings {
             dead_letter: None,
             metrics: None,
             connectors_config: None,
+            max_keys: None,
             max_future_skew: Some(Duration::from_secs(3600)),
             state_dir: None,
             checkpoint_interval: Duration::from_secs(10),
@@ -111,6 +114,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(path) = &args.live.connectors_config {
         crate::overrides::apply_file(&mut program, path)?;
+    }
+    if let Some(n) = args.live.max_keys {
+        crate::limits::default_max_keys(&mut program, n);
     }
     if !warnings.is_empty() {
         eprint!("{warnings}");

@@ -46,6 +46,9 @@ pub struct ServerConfig {
     /// Consecutive checkpoint failures after which a pipeline counts as not ready (`/readyz`);
     /// 0 never.
     pub checkpoint_failures_unready: u64,
+    /// The key bound (LRU) of every `.partition_by` feeding state that declares none
+    /// (`[defaults] max_keys`).
+    pub max_keys: Option<u64>,
     /// Pipelines deployed at start when not deployed yet.
     pub pipelines: Vec<BootPipeline>,
 }
@@ -103,6 +106,7 @@ struct Defaults {
     idle_timeout: Option<String>,
     max_program_bytes: Option<usize>,
     checkpoint_failures_unready: Option<u64>,
+    max_keys: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -266,6 +270,10 @@ pub fn load(
         idle_timeout: (!idle.is_zero()).then_some(idle),
         max_program_bytes: d.max_program_bytes.unwrap_or(1 << 20),
         checkpoint_failures_unready: d.checkpoint_failures_unready.unwrap_or(3),
+        max_keys: match d.max_keys {
+            Some(0) => bail!("`defaults.max_keys` must be at least 1 (leave it out for no bound)"),
+            n => n,
+        },
         pipelines: parsed
             .pipelines
             .into_iter()
@@ -308,6 +316,11 @@ mod tests {
             .expect("config");
         assert_eq!(c.listen, "0.0.0.0:9000");
         assert_eq!(c.checkpoint_interval, Duration::from_secs(2));
+        assert_eq!(c.max_keys, None);
+        let c = check("[defaults]\nmax_keys = 100000\n").expect("config");
+        assert_eq!(c.max_keys, Some(100_000));
+        let e = check("[defaults]\nmax_keys = 0\n").expect_err("zero");
+        assert!(format!("{e:#}").contains("defaults.max_keys"), "{e:#}");
         let c = load(None, Some("127.0.0.1:1".into()), None, Some("k".into())).expect("flags");
         assert_eq!(c.listen, "127.0.0.1:1");
         assert_eq!(c.keys.verify("k"), Some(Role::Admin));

@@ -128,8 +128,14 @@ pub enum DeployError {
     Unavailable(String),
 }
 
-/// Compiles `source` and applies the connector settings: the program to run.
-fn prepare(name: &str, source: &str, connectors: Option<&Value>) -> Result<Program, DeployError> {
+/// Compiles `source` and applies the connector settings and the server's default key bound
+/// (`[defaults] max_keys`): the program to run.
+fn prepare(
+    name: &str,
+    source: &str,
+    connectors: Option<&Value>,
+    max_keys: Option<u64>,
+) -> Result<Program, DeployError> {
     let (diagnostics, program) = compile(name, source);
     let Some(mut program) = program else {
         return Err(DeployError::Rejected(Rejected {
@@ -148,6 +154,9 @@ fn prepare(name: &str, source: &str, connectors: Option<&Value>) -> Result<Progr
             .collect();
         crate::overrides::apply(&mut program, &wrapped)
             .map_err(|e| DeployError::BadSettings(format!("{e:#}")))?;
+    }
+    if let Some(n) = max_keys {
+        crate::limits::default_max_keys(&mut program, n);
     }
     Ok(program)
 }
@@ -219,7 +228,7 @@ impl Pipelines {
         if lock(&self.map).contains_key(name) {
             return Err(DeployError::Exists(name.to_string()));
         }
-        let program = prepare(name, source, connectors)?;
+        let program = prepare(name, source, connectors, self.settings.max_keys)?;
         let deployed_at = SystemTime::now();
         self.store(name, source, connectors, deployed_at)
             .map_err(DeployError::Io)?;
@@ -255,7 +264,7 @@ impl Pipelines {
         };
         // Without new settings the pipeline keeps the ones it was deployed with.
         let connectors = connectors.cloned().or(kept);
-        let program = match prepare(name, source, connectors.as_ref()) {
+        let program = match prepare(name, source, connectors.as_ref(), self.settings.max_keys) {
             Ok(p) => p,
             Err(DeployError::Rejected(r)) => {
                 return Err(DeployError::Rejected(Rejected {
@@ -409,25 +418,29 @@ impl Pipelines {
                 }
             };
             let deployed_at = SystemTime::UNIX_EPOCH + Duration::from_secs(stored.deployed_at);
-            let mut pipeline =
-                match prepare(&stored.name, &stored.source, stored.connectors.as_ref()) {
-                    Ok(program) => Pipeline::start(
-                        &stored.name,
-                        stored.source.clone(),
-                        deployed_at,
-                        program,
-                        self.run_settings(&stored.name),
+            let mut pipeline = match prepare(
+                &stored.name,
+                &stored.source,
+                stored.connectors.as_ref(),
+                self.settings.max_keys,
+            ) {
+                Ok(program) => Pipeline::start(
+                    &stored.name,
+                    stored.source.clone(),
+                    deployed_at,
+                    program,
+                    self.run_settings(&stored.name),
+                ),
+                Err(e) => Pipeline::failed(
+                    &stored.name,
+                    stored.source.clone(),
+                    deployed_at,
+                    format!(
+                        "it cannot start with this version ({}); update it with PUT",
+                        api::describe(&e)
                     ),
-                    Err(e) => Pipeline::failed(
-                        &stored.name,
-                        stored.source.clone(),
-                        deployed_at,
-                        format!(
-                            "it cannot start with this version ({}); update it with PUT",
-                            api::describe(&e)
-                        ),
-                    ),
-                };
+                ),
+            };
             pipeline.connectors = stored.connectors.clone();
             lock(&self.map).insert(stored.name.clone(), pipeline);
             restored += 1;

@@ -58,7 +58,8 @@ pub struct StreamPlan {
 pub struct StateBound {
     /// Index of the operator in [`StreamPlan::ops`]: a
     /// [`OpSpec::PartitionBy`] (bounding the keys of the window or
-    /// aggregate after it) or a [`OpSpec::Distinct`] (bounding its set).
+    /// aggregate after it), a [`OpSpec::Distinct`] (bounding its set) or a
+    /// [`OpSpec::Window`] (bounding its events); or [`StateBound::SOURCE`].
     pub op: u32,
     /// At most this many keys; one more evicts a key chosen by `evict`.
     pub max_keys: Option<u64>,
@@ -67,6 +68,17 @@ pub struct StateBound {
     /// A key whose last event is this much (ns of event time) below the
     /// watermark is evicted.
     pub idle: Option<i64>,
+    /// At most this many events per open window of a [`OpSpec::Window`]
+    /// (`.window(d, max_events: n)`), or per input of the stream's join
+    /// source (`op` = [`StateBound::SOURCE`]); one more drops the oldest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_events: Option<u64>,
+}
+
+impl StateBound {
+    /// `op` of a bound on the stream's source (a join's tables) rather than
+    /// on one of its operators.
+    pub const SOURCE: u32 = u32::MAX;
 }
 
 /// Eviction policy of a bounded key set.

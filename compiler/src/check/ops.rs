@@ -462,8 +462,39 @@ impl Checker<'_> {
                 .with_help("bound the keys, e.g. `.partition_by(user, max_keys: 100000)` or `.partition_by(user, idle: 30m)`"),
             );
         }
+        if let Some(max) = named("max_events") {
+            self.max_events(max, spec.as_ref());
+        }
         let kind = spec.map_or(StageKind::Invalid, StageKind::Window);
         (kind, input.clone())
+    }
+
+    /// Checks `.window(..., max_events: n)` (docs/LANGUAGE.md#bounded-state):
+    /// a positive integer literal, on a window that keeps a growing number
+    /// of events (not a count window, which holds at most its size).
+    fn max_events(&mut self, max: &Expr, spec: Option<&WindowSpec>) {
+        match (&max.kind, spec) {
+            (ExprKind::Error, _) => {}
+            (ExprKind::Int(n), Some(WindowSpec::Count { size, .. })) if *n > 0 => self.report(
+                Diagnostic::new(
+                    codes::INVALID_STATE_BOUND,
+                    "`max_events:` does not apply to a count window",
+                    max.span,
+                )
+                .with_label(format!("the window already holds at most {size} events"))
+                .with_help("remove `max_events:`, or lower the window's size"),
+            ),
+            (ExprKind::Int(n), _) if *n > 0 => {}
+            _ => self.report(
+                Diagnostic::new(
+                    codes::INVALID_STATE_BOUND,
+                    "`max_events:` must be a positive integer literal",
+                    max.span,
+                )
+                .with_label("not allowed here")
+                .with_help("e.g. `max_events: 100000`"),
+            ),
+        }
     }
 
     /// Checks the state-bound arguments (`max` = `max_keys` or `max`,

@@ -323,3 +323,27 @@ fn distinct_takes_a_bound_and_sequences_refuse_key_bounds() {
         "{seq}"
     );
 }
+
+#[test]
+fn max_events_is_a_positive_literal_on_a_window_that_grows() {
+    let with = |window: &str| {
+        check(&format!(
+            "{R}stream S = Reading\n    .window({window})\n    .aggregate(c: count())\n    .emit(c)\n"
+        ))
+    };
+    assert_eq!(with("5m, max_events: 1000"), "");
+    assert_eq!(with("5m, sliding: 1m, max_events: 1000"), "");
+    assert_eq!(with("session: 5m, max_events: 1000"), "");
+    assert_eq!(
+        with("5m, max_events: 0"),
+        "E0417 6:29 `max_events:` must be a positive integer literal"
+    );
+    assert_eq!(
+        with("5m, max_events: \"x\""),
+        "E0417 6:29 `max_events:` must be a positive integer literal"
+    );
+    assert_eq!(
+        with("100, max_events: 10"),
+        "E0417 6:30 `max_events:` does not apply to a count window"
+    );
+}

@@ -453,6 +453,7 @@ impl Lowerer<'_> {
         }
         let mut on = None;
         let mut horizon = DEFAULT_JOIN_HORIZON;
+        let mut join_max = None;
         for (i, op) in decl.ops.iter().enumerate() {
             if let OpKind::Call { name, args } = &op.kind {
                 match name.name.as_str() {
@@ -465,6 +466,7 @@ impl Lowerer<'_> {
                             horizon = self.duration_arg(&a.value)?;
                             skip[i] = true;
                         }
+                        join_max = max_events(args);
                     }
                     _ => {}
                 }
@@ -583,6 +585,13 @@ impl Lowerer<'_> {
             })
             .collect();
         ch.env.layout = Some(schema);
+        if let Some(n) = join_max {
+            ch.bounds.push(StateBound {
+                op: StateBound::SOURCE,
+                max_events: Some(n),
+                ..StateBound::default()
+            });
+        }
         Some(SourceSpec::Join(JoinSpec {
             inputs,
             horizon,
@@ -624,6 +633,14 @@ impl Lowerer<'_> {
             "window" => {
                 if let Some(w) = self.window(args, op.span) {
                     ch.ops.push(OpSpec::Window(w));
+                    if let Some(n) = max_events(args) {
+                        let at = u32::try_from(ch.ops.len() - 1).unwrap_or(u32::MAX - 1);
+                        ch.bounds.push(StateBound {
+                            op: at,
+                            max_events: Some(n),
+                            ..StateBound::default()
+                        });
+                    }
                 }
             }
             "partition_by" => {
@@ -1006,4 +1023,15 @@ fn side_of(e: &Expr, names: &[(String, String)]) -> Option<usize> {
     } else {
         None
     }
+}
+
+/// `max_events: n` among a `.window`'s arguments, when a positive integer
+/// literal (the checker reports anything else).
+fn max_events(args: &[Arg]) -> Option<u64> {
+    args.iter()
+        .filter(|a| a.name.as_ref().is_some_and(|n| n.name == "max_events"))
+        .find_map(|a| match unparen(&a.value).kind {
+            ExprKind::Int(n) if n > 0 => u64::try_from(n).ok(),
+            _ => None,
+        })
 }

@@ -313,7 +313,14 @@ fn build_stream(
             branches: branches.clone(),
             schema: *schema,
         },
-        SourceSpec::Join(j) => SourceRt::Join(Box::new(JoinRt::new(j.clone()))),
+        SourceSpec::Join(j) => {
+            let max = plan
+                .bounds
+                .iter()
+                .find(|b| b.op == varpulis_program::StateBound::SOURCE)
+                .and_then(|b| b.max_events);
+            SourceRt::Join(Box::new(JoinRt::new(j.clone(), max)))
+        }
         SourceSpec::Timer {
             period,
             initial_delay,
@@ -365,7 +372,10 @@ fn build_stream(
                     }
                     _ => GroupSink::pass_through(),
                 };
-                window(*w, sink)
+                window(
+                    *w,
+                    sink.with_max_events(bound(at).and_then(|b| b.max_events)),
+                )
             }
             OpSpec::Aggregate(a) => {
                 layout = a.schema;

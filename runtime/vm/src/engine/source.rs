@@ -4,6 +4,7 @@
 use crate::ops::{decode, encode, Cx, Rec, StateResult};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use varpulis_program::{Event, JoinSpec, MergeBranch, SchemaId, Value, ValueKey};
 
@@ -55,28 +56,88 @@ impl SourceRt {
     }
 }
 
-/// Join state: per input, the latest event of each key.
+/// Join state: per input, the latest event of each key. With
+/// `max_events: n` (`.window(d, max_events: n)` on the join) each input
+/// keeps at most `n` keys; one more evicts the key whose event arrived
+/// first (input order, so eviction is deterministic).
 pub struct JoinRt {
     spec: JoinSpec,
+    max_events: Option<usize>,
     st: JoinState,
+    /// Per input, the stamp of each key in `st.order` (rebuilt on load).
+    stamps: Vec<FxHashMap<Vec<ValueKey>, u64>>,
 }
+
+type Table = FxHashMap<Vec<ValueKey>, Arc<Event>>;
 
 #[derive(Default, Serialize, Deserialize)]
 struct JoinState {
-    tables: Vec<FxHashMap<Vec<ValueKey>, Arc<Event>>>,
+    tables: Vec<Table>,
     last_purge: i64,
+    /// Per input, the keys by arrival of their event, first evicted first
+    /// (only with `max_events`; absent in older snapshots).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    order: Vec<BTreeMap<u64, Vec<ValueKey>>>,
+    /// Next arrival stamp.
+    #[serde(default, skip_serializing_if = "crate::windows::is_zero")]
+    next: u64,
+    /// Events evicted by `max_events`.
+    #[serde(default, skip_serializing_if = "crate::windows::is_zero")]
+    evicted: u64,
 }
 
 impl JoinRt {
-    /// Empty join state.
-    pub fn new(spec: JoinSpec) -> JoinRt {
-        let tables = spec.inputs.iter().map(|_| FxHashMap::default()).collect();
+    /// Empty join state; `max_events` bounds the keys of each input.
+    pub fn new(spec: JoinSpec, max_events: Option<u64>) -> JoinRt {
+        let n = spec.inputs.len();
+        let max_events = max_events.map(|m| usize::try_from(m).unwrap_or(usize::MAX).max(1));
+        let bounded = max_events.is_some();
         JoinRt {
             spec,
+            max_events,
             st: JoinState {
-                tables,
+                tables: (0..n).map(|_| FxHashMap::default()).collect(),
                 last_purge: i64::MIN,
+                order: if bounded {
+                    (0..n).map(|_| BTreeMap::new()).collect()
+                } else {
+                    Vec::new()
+                },
+                next: 0,
+                evicted: 0,
             },
+            stamps: if bounded {
+                (0..n).map(|_| FxHashMap::default()).collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Records that `key` of input `input` got a new event and evicts the
+    /// first-arrived keys of that input beyond `max_events`.
+    fn track(&mut self, input: usize, key: &[ValueKey]) {
+        let Some(max) = self.max_events else { return };
+        let stamp = self.st.next;
+        self.st.next = self.st.next.saturating_add(1);
+        let (Some(table), Some(order), Some(stamps)) = (
+            self.st.tables.get_mut(input),
+            self.st.order.get_mut(input),
+            self.stamps.get_mut(input),
+        ) else {
+            return;
+        };
+        if let Some(old) = stamps.insert(key.to_vec(), stamp) {
+            order.remove(&old);
+        }
+        order.insert(stamp, key.to_vec());
+        while table.len() > max {
+            let Some((_, victim)) = order.pop_first() else {
+                break;
+            };
+            stamps.remove(&victim);
+            table.remove(&victim);
+            self.st.evicted = self.st.evicted.saturating_add(1);
         }
     }
 
@@ -97,6 +158,7 @@ impl JoinRt {
             .tables
             .get_mut(input)?
             .insert(key.clone(), rec.ev.clone());
+        self.track(input, &key);
         let n_slots = cx
             .program
             .schemas
@@ -144,6 +206,17 @@ impl JoinRt {
         for t in &mut self.st.tables {
             t.retain(|_, e| e.time >= lo);
         }
+        let JoinState { tables, order, .. } = &mut self.st;
+        for ((t, order), stamps) in tables.iter().zip(order).zip(&mut self.stamps) {
+            // Removal only, so the hash map's order does not matter.
+            stamps.retain(|k, s| {
+                let keep = t.contains_key(k);
+                if !keep {
+                    order.remove(s);
+                }
+                keep
+            });
+        }
     }
 
     /// Approximate size of the tables (crate::memory): one latest event per
@@ -153,6 +226,13 @@ impl JoinRt {
             kind: "join",
             ..crate::memory::OpMemory::default()
         };
+        m.evictions.fifo = self.st.evicted;
+        for s in &self.stamps {
+            // The eviction order: the key twice more.
+            m.bytes = m
+                .bytes
+                .saturating_add((s.len() as u64).saturating_mul(2 * crate::memory::KEY_BYTES));
+        }
         for t in &self.st.tables {
             m.keys += t.len() as u64;
             let events =
@@ -171,11 +251,52 @@ impl JoinRt {
         encode(&self.st)
     }
 
-    /// Restores the tables.
+    /// Restores the tables (saved under this or another bound).
     pub fn load(&mut self, bytes: &[u8]) -> StateResult<()> {
-        self.st = decode(bytes)?;
+        let mut st: JoinState = decode(bytes)?;
+        let n = self.spec.inputs.len();
+        st.tables.resize_with(n, FxHashMap::default);
+        self.stamps.clear();
+        if self.max_events.is_none() {
+            st.order.clear();
+            self.st = st;
+            return Ok(());
+        }
+        if st.order.len() != n {
+            // Saved without a bound: the order is rebuilt from event time
+            // (ties by the key's text, so a restore is reproducible).
+            st.order = st
+                .tables
+                .iter()
+                .map(|t| arrival_order(t, &mut st.next))
+                .collect();
+        }
+        for (t, order) in st.tables.iter().zip(&mut st.order) {
+            order.retain(|_, k| t.contains_key(k));
+            self.stamps
+                .push(order.iter().map(|(s, k)| (k.clone(), *s)).collect());
+        }
+        self.st = st;
+        // A lower bound than the snapshot's trims at the input's next event.
         Ok(())
     }
+}
+
+/// The keys of `t` ordered by event time (ties by their text), stamped
+/// from `next` on.
+fn arrival_order(t: &Table, next: &mut u64) -> BTreeMap<u64, Vec<ValueKey>> {
+    let mut keys: Vec<(i64, String, &Vec<ValueKey>)> = t
+        .iter()
+        .map(|(k, e)| (e.time, format!("{k:?}"), k))
+        .collect();
+    keys.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    keys.into_iter()
+        .map(|(_, _, k)| {
+            let s = *next;
+            *next = next.saturating_add(1);
+            (s, k.clone())
+        })
+        .collect()
 }
 
 /// A periodic timer source: ticks at `t0 + initial_delay + k · period`.

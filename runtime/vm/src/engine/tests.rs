@@ -286,6 +286,66 @@ fn join_matches_latest_events_with_equal_keys_within_the_horizon() {
         .is_empty());
 }
 
+/// `join_engine` with `max_events: max` on the join.
+fn bounded_join(max: u64) -> (Engine, u32, u32) {
+    let (e, o, p) = join_engine();
+    let mut prog = (*e.program().clone()).clone();
+    prog.streams[0].bounds = vec![varpulis_program::StateBound {
+        op: varpulis_program::StateBound::SOURCE,
+        max_events: Some(max),
+        ..Default::default()
+    }];
+    (Engine::new(Arc::new(prog)).expect("loads"), o, p)
+}
+
+#[test]
+fn join_max_events_evicts_the_first_arrived_key_of_a_side() {
+    let run = |cut: Option<usize>| {
+        let (mut e, o, p) = bounded_join(2);
+        let order = |id: i64, t: i64| event(o, t * S, vec![Value::Int(id), Value::Float(1.0)]);
+        let pay = |id: i64, t: i64| event(p, t * S, vec![Value::Int(id), Value::Bool(true)]);
+        // Orders 1, 2, then 1 again (now the newest), then 3: order 2 goes.
+        let input = [
+            order(1, 0),
+            order(2, 1),
+            order(1, 2),
+            order(3, 3),
+            pay(2, 4),
+            pay(1, 5),
+            pay(3, 6),
+        ];
+        let mut out = Vec::new();
+        for (i, ev) in input.into_iter().enumerate() {
+            if cut == Some(i) {
+                let bytes = e.snapshot().expect("snapshot");
+                e = bounded_join(2).0;
+                e.restore(&bytes).expect("restore");
+            }
+            out.extend(render(&e.push(ev)));
+        }
+        let m = e.memory();
+        let join = m[0].ops[0].clone();
+        (out, join.kind, join.keys, join.evictions.fifo)
+    };
+    let straight = run(None);
+    assert_eq!(
+        straight,
+        (
+            vec![
+                "J@5000000000{id=1,paid=true}".to_string(),
+                "J@6000000000{id=3,paid=true}".to_string()
+            ],
+            "join",
+            4,
+            2
+        ),
+        "order 2 evicted; payments 2 then 1 evicted as 3 arrives"
+    );
+    for cut in 1..7 {
+        assert_eq!(run(Some(cut)), straight, "restored before event {cut}");
+    }
+}
+
 #[test]
 fn partition_key_and_partition_string_are_copied_into_aggregates() {
     let mut b = ProgramBuilder::new();

@@ -6,6 +6,7 @@ use super::{Cx, Operator, PartKey, Rec};
 use crate::interp::EvalCx;
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use varpulis_program::{AggFunc, AggregateSpec, Event, Value, ValueKey};
 
@@ -38,10 +39,11 @@ pub enum Acc {
     Distinct(FxHashSet<ValueKey>),
     /// `ema`.
     Ema(Option<f64>),
-    /// `percentile` / `median`: the numeric values.
-    Samples(Vec<f64>),
-    /// `collect`: all values.
-    Values(Vec<Value>),
+    /// `percentile` / `median`: the numeric values (oldest first; a
+    /// window's `max_events:` drops from the front).
+    Samples(VecDeque<f64>),
+    /// `collect`: all values, oldest first.
+    Values(VecDeque<Value>),
 }
 
 /// Accumulators for one group.
@@ -103,8 +105,8 @@ impl Aggregator {
                     AggFunc::First | AggFunc::Last => Acc::Pick(None),
                     AggFunc::CountDistinct => Acc::Distinct(FxHashSet::default()),
                     AggFunc::Ema => Acc::Ema(None),
-                    AggFunc::Percentile | AggFunc::Median => Acc::Samples(Vec::new()),
-                    AggFunc::Collect => Acc::Values(Vec::new()),
+                    AggFunc::Percentile | AggFunc::Median => Acc::Samples(VecDeque::new()),
+                    AggFunc::Collect => Acc::Values(VecDeque::new()),
                 })
                 .collect(),
             n: 0,
@@ -114,6 +116,24 @@ impl Aggregator {
 
     /// Folds one event in.
     pub fn update(&self, st: &mut AccState, ev: &Event, cx: &mut Cx<'_>) {
+        self.update_capped(st, ev, cx, None);
+    }
+
+    /// Folds one event in, keeping at most `cap` values in each
+    /// accumulator that keeps values (`collect`, `percentile`, `median`:
+    /// the oldest goes; `count_distinct`: a new value is not added once
+    /// `cap` are known, which yields the same count). Running aggregates
+    /// keep nothing per event and still see every event. Returns whether
+    /// the cap dropped anything.
+    pub fn update_capped(
+        &self,
+        st: &mut AccState,
+        ev: &Event,
+        cx: &mut Cx<'_>,
+        cap: Option<usize>,
+    ) -> bool {
+        let cap = cap.unwrap_or(usize::MAX);
+        let mut dropped = false;
         st.n += 1;
         st.last_time = ev.time;
         for (call, acc) in self.spec.calls.iter().zip(st.accs.iter_mut()) {
@@ -158,7 +178,12 @@ impl Aggregator {
                     }
                 }
                 Acc::Distinct(set) => {
-                    set.insert(ValueKey(v));
+                    let k = ValueKey(v);
+                    if set.len() < cap {
+                        set.insert(k);
+                    } else if !set.contains(&k) {
+                        dropped = true;
+                    }
                 }
                 Acc::Ema(cur) => {
                     if let Some(x) = v.as_f64() {
@@ -172,12 +197,23 @@ impl Aggregator {
                 }
                 Acc::Samples(xs) => {
                     if let Some(x) = v.as_f64().filter(|x| !x.is_nan()) {
-                        xs.push(x);
+                        xs.push_back(x);
+                        if xs.len() > cap {
+                            xs.pop_front();
+                            dropped = true;
+                        }
                     }
                 }
-                Acc::Values(vs) => vs.push(v),
+                Acc::Values(vs) => {
+                    vs.push_back(v);
+                    if vs.len() > cap {
+                        vs.pop_front();
+                        dropped = true;
+                    }
+                }
             }
         }
+        dropped
     }
 
     /// The aggregate results, indexed like the calls.
@@ -221,9 +257,9 @@ impl Aggregator {
                                 p
                             }
                         };
-                        float_or_null(percentile(xs, p))
+                        float_or_null(percentile(&xs.iter().copied().collect::<Vec<_>>(), p))
                     }
-                    Acc::Values(vs) => Some(Value::array(vs.clone())),
+                    Acc::Values(vs) => Some(Value::array(vs.iter().cloned().collect())),
                 }
             })
             .collect()

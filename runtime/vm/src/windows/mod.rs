@@ -18,13 +18,13 @@ use crate::ops::aggregate::{AccState, Aggregator};
 use crate::ops::{Cx, PartKey, Rec};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 
 /// The contents of one open window.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Group {
-    /// Buffered events (no aggregate follows).
-    Buffer(Vec<Rec>),
+    /// Buffered events, oldest first (no aggregate follows).
+    Buffer(VecDeque<Rec>),
     /// Accumulators (an aggregate follows).
     Acc(AccState),
 }
@@ -32,32 +32,89 @@ pub enum Group {
 /// What a window does with released groups.
 pub struct GroupSink {
     agg: Option<Aggregator>,
+    /// `.window(..., max_events: n)`: events (or values, in accumulators
+    /// that keep them) per group; one more drops the oldest.
+    max_events: Option<usize>,
+    /// Events dropped by `max_events` (counted as FIFO evictions).
+    dropped: u64,
 }
 
 impl GroupSink {
     /// Released events flow on individually.
     pub fn pass_through() -> GroupSink {
-        GroupSink { agg: None }
+        GroupSink {
+            agg: None,
+            max_events: None,
+            dropped: 0,
+        }
     }
 
     /// Released groups are aggregated into one event each.
     pub fn aggregate(agg: Aggregator) -> GroupSink {
-        GroupSink { agg: Some(agg) }
+        GroupSink {
+            agg: Some(agg),
+            max_events: None,
+            dropped: 0,
+        }
+    }
+
+    /// Bounds every group to `max` events (docs/LANGUAGE.md#bounded-state).
+    pub fn with_max_events(mut self, max: Option<u64>) -> GroupSink {
+        self.max_events = max.map(|n| usize::try_from(n).unwrap_or(usize::MAX).max(1));
+        self
+    }
+
+    /// The bound on events per group, if any.
+    pub fn max_events(&self) -> Option<usize> {
+        self.max_events
+    }
+
+    /// Events dropped by the bound so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Counts `n` more events dropped by the bound (a window that buffers
+    /// events itself, or a restored count).
+    pub fn count_dropped(&mut self, n: u64) {
+        self.dropped = self.dropped.saturating_add(n);
+    }
+
+    /// Restores the count of dropped events from a snapshot.
+    pub fn set_dropped(&mut self, n: u64) {
+        self.dropped = n;
+    }
+
+    /// The operator's state size with the drops as FIFO evictions.
+    pub fn with_evictions(&self, mut m: crate::memory::OpMemory) -> crate::memory::OpMemory {
+        m.evictions.fifo = self.dropped;
+        m
     }
 
     /// An empty group.
     pub fn new_group(&self) -> Group {
         match &self.agg {
             Some(a) => Group::Acc(a.new_state()),
-            None => Group::Buffer(Vec::new()),
+            None => Group::Buffer(VecDeque::new()),
         }
     }
 
-    /// Adds an event to a group.
-    pub fn add(&self, g: &mut Group, rec: Rec, cx: &mut Cx<'_>) {
+    /// Adds an event to a group; at `max_events` the group's oldest event
+    /// goes (or the oldest value of the accumulators that keep values).
+    pub fn add(&mut self, g: &mut Group, rec: Rec, cx: &mut Cx<'_>) {
         match (g, &self.agg) {
-            (Group::Acc(st), Some(a)) => a.update(st, &rec.ev, cx),
-            (Group::Buffer(v), _) => v.push(rec),
+            (Group::Acc(st), Some(a)) => {
+                if a.update_capped(st, &rec.ev, cx, self.max_events) {
+                    self.dropped += 1;
+                }
+            }
+            (Group::Buffer(v), _) => {
+                v.push_back(rec);
+                if self.max_events.is_some_and(|max| v.len() > max) {
+                    v.pop_front();
+                    self.dropped += 1;
+                }
+            }
             // A group restored from a snapshot of another program shape.
             (Group::Acc(_), None) => {}
         }
@@ -183,7 +240,7 @@ impl Group {
     /// the first one, accumulators by their parts.
     pub fn bytes(&self) -> u64 {
         match self {
-            Group::Buffer(v) => v.first().map_or(0, |r| {
+            Group::Buffer(v) => v.front().map_or(0, |r| {
                 crate::memory::event_bytes(&r.ev).saturating_mul(v.len() as u64)
             }),
             Group::Acc(st) => st.bytes(),
@@ -212,6 +269,12 @@ pub fn keyed_memory<S>(
         keys,
         ..crate::memory::OpMemory::default()
     }
+}
+
+/// Whether a counter is zero (left out of snapshots, which then match those
+/// of versions without it).
+pub fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Serialisable form of a keyed state map: the entries as a list.

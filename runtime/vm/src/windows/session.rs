@@ -29,6 +29,9 @@ pub struct Session {
 struct Saved {
     open: Entries<Sess>,
     timers: Timers,
+    /// Events dropped by `max_events:` (absent in older snapshots and when 0).
+    #[serde(default, skip_serializing_if = "super::is_zero")]
+    dropped: u64,
 }
 
 impl Session {
@@ -118,7 +121,10 @@ impl Operator for Session {
     }
 
     fn memory(&self) -> Option<crate::memory::OpMemory> {
-        Some(super::keyed_memory(&self.open, |s| 32 + s.group.bytes()))
+        Some(
+            self.sink
+                .with_evictions(super::keyed_memory(&self.open, |s| 32 + s.group.bytes())),
+        )
     }
 
     fn save(&self) -> StateResult<Option<Vec<u8>>> {
@@ -129,6 +135,7 @@ impl Operator for Session {
                 .map(|(k, s)| (k.clone(), s.clone()))
                 .collect(),
             timers: self.timers.clone(),
+            dropped: self.sink.dropped(),
         })
     }
 
@@ -136,6 +143,7 @@ impl Operator for Session {
         let s: Saved = decode(bytes)?;
         self.open = s.open.into_iter().collect();
         self.timers = s.timers;
+        self.sink.set_dropped(s.dropped);
         Ok(())
     }
 }

@@ -40,6 +40,9 @@ pub struct Sliding {
 struct Saved {
     wins: Entries<Win>,
     timers: Timers,
+    /// Events dropped by `max_events:` (absent in older snapshots and when 0).
+    #[serde(default, skip_serializing_if = "super::is_zero")]
+    dropped: u64,
 }
 
 impl Sliding {
@@ -83,6 +86,12 @@ impl Operator for Sliding {
             Some(w) => {
                 w.buf.push_back(rec);
                 Self::evict(&mut w.buf, t.saturating_sub(size));
+                if let Some(max) = self.sink.max_events() {
+                    // `max_events:`: the oldest events go first.
+                    let over = w.buf.len().saturating_sub(max);
+                    w.buf.drain(..over);
+                    self.sink.count_dropped(over as u64);
+                }
                 if t >= w.last_release.saturating_add(slide) {
                     w.last_release = t;
                     w.pending = false;
@@ -172,15 +181,19 @@ impl Operator for Sliding {
     }
 
     fn memory(&self) -> Option<crate::memory::OpMemory> {
-        Some(super::keyed_memory(&self.wins, |w| {
-            48 + super::buffer_bytes(w.buf.iter())
-        }))
+        Some(
+            self.sink
+                .with_evictions(super::keyed_memory(&self.wins, |w| {
+                    48 + super::buffer_bytes(w.buf.iter())
+                })),
+        )
     }
 
     fn save(&self) -> StateResult<Option<Vec<u8>>> {
         encode(&Saved {
             wins: super::entries(&self.wins),
             timers: self.timers.clone(),
+            dropped: self.sink.dropped(),
         })
     }
 
@@ -188,6 +201,7 @@ impl Operator for Sliding {
         let s: Saved = decode(bytes)?;
         self.wins = s.wins.into_iter().collect();
         self.timers = s.timers;
+        self.sink.set_dropped(s.dropped);
         Ok(())
     }
 }

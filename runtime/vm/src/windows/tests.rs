@@ -497,3 +497,122 @@ fn the_end_of_input_is_not_idleness() {
     );
     assert_eq!(e.memory()[0].ops[0].evictions.idle, 0);
 }
+
+/// `Reading(pump, bar)` → window (bounded to `max` events) → either the
+/// events themselves or `aggregate(n: count(), bars: collect(bar), med:
+/// median(bar), kinds: count_distinct(bar))`.
+fn max_events_engine(w: WindowSpec, max: u64, aggregate: bool) -> Engine {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let mut ops = vec![OpSpec::Window(w)];
+    let out = if aggregate {
+        let (agg, schema) = b.aggregate(
+            "W",
+            &[
+                ("n", AggFunc::Count, None, None),
+                ("bars", AggFunc::Collect, Some(1), None),
+                ("med", AggFunc::Median, Some(1), None),
+                ("kinds", AggFunc::CountDistinct, Some(1), None),
+            ],
+            None,
+        );
+        ops.push(agg);
+        ops.push(OpSpec::Emit(varpulis_program::EmitSpec {
+            items: None,
+            schema,
+        }));
+        schema
+    } else {
+        let schema = b.layout("W", &["pump", "bar"]);
+        ops.push(OpSpec::Emit(varpulis_program::EmitSpec {
+            items: None,
+            schema,
+        }));
+        schema
+    };
+    b.stream("W", input(r), ops, out);
+    let mut p = (*b.build()).clone();
+    p.streams[0].bounds = vec![varpulis_program::StateBound {
+        op: 0,
+        max_events: Some(max),
+        ..Default::default()
+    }];
+    Engine::new(std::sync::Arc::new(p)).expect("loads")
+}
+
+#[test]
+fn max_events_drops_the_oldest_events_of_a_tumbling_window() {
+    let mut e = max_events_engine(WindowSpec::Tumbling { size: 10 * S }, 2, false);
+    for (i, bar) in [1.0, 2.0, 3.0].iter().enumerate() {
+        assert!(push(&mut e, "a", i as i64 * S, *bar).is_empty());
+    }
+    let win = &e.memory()[0].ops[0];
+    assert_eq!((win.kind, win.evictions.fifo), ("window", 1));
+    assert_eq!(
+        render(&e.finish()),
+        [
+            "W@1000000000{pump=\"a\",bar=2.0}",
+            "W@2000000000{pump=\"a\",bar=3.0}"
+        ],
+        "the first event went"
+    );
+}
+
+#[test]
+fn max_events_bounds_the_values_aggregates_keep_but_not_running_ones() {
+    let mut e = max_events_engine(WindowSpec::Session { gap: 10 * S }, 3, true);
+    for (i, bar) in [5.0, 1.0, 1.0, 9.0, 7.0].iter().enumerate() {
+        push(&mut e, "a", i as i64 * S, *bar);
+    }
+    // count() saw all five; collect and median keep the last three; the
+    // distinct set stops at three values (the count it reports).
+    assert_eq!(
+        render(&e.finish()),
+        ["W@14000000000{n=5,bars=[1.0, 9.0, 7.0],med=7.0,kinds=3}"]
+    );
+}
+
+#[test]
+fn max_events_keeps_the_newest_events_of_a_sliding_window() {
+    let mut e = max_events_engine(
+        WindowSpec::Sliding {
+            size: 60 * S,
+            slide: 5 * S,
+        },
+        2,
+        true,
+    );
+    push(&mut e, "a", 0, 1.0);
+    push(&mut e, "a", S, 2.0);
+    push(&mut e, "a", 2 * S, 3.0);
+    assert_eq!(
+        push(&mut e, "a", 5 * S, 4.0),
+        ["W@5000000000{n=2,bars=[3.0, 4.0],med=3.5,kinds=2}"]
+    );
+    assert_eq!(e.memory()[0].ops[0].evictions.fifo, 2);
+}
+
+#[test]
+fn window_drops_survive_a_snapshot_and_restore() {
+    let make = || max_events_engine(WindowSpec::Tumbling { size: 100 * S }, 2, true);
+    let run = |cut: Option<usize>| {
+        let mut e = make();
+        let mut out = Vec::new();
+        for i in 0..6 {
+            if cut == Some(i) {
+                let bytes = e.snapshot().expect("snapshot");
+                e = make();
+                e.restore(&bytes).expect("restore");
+            }
+            out.extend(push(&mut e, "a", i as i64 * S, i as f64));
+        }
+        let drops = e.memory()[0].ops[0].evictions.fifo;
+        out.extend(render(&e.finish()));
+        (out, drops)
+    };
+    let straight = run(None);
+    assert_eq!(straight.1, 4);
+    for cut in 1..6 {
+        assert_eq!(run(Some(cut)), straight, "restored before event {cut}");
+    }
+}

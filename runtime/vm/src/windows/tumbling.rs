@@ -39,6 +39,9 @@ pub struct Tumbling {
 struct Saved {
     wins: Entries<Vec<Win>>,
     timers: Timers,
+    /// Events dropped by `max_events:` (absent in older snapshots and when 0).
+    #[serde(default, skip_serializing_if = "super::is_zero")]
+    dropped: u64,
 }
 
 impl Tumbling {
@@ -129,15 +132,19 @@ impl Operator for Tumbling {
     }
 
     fn memory(&self) -> Option<crate::memory::OpMemory> {
-        Some(super::keyed_memory(&self.wins, |ws| {
-            ws.iter().map(|w| 48 + w.group.bytes()).sum()
-        }))
+        Some(
+            self.sink
+                .with_evictions(super::keyed_memory(&self.wins, |ws| {
+                    ws.iter().map(|w| 48 + w.group.bytes()).sum()
+                })),
+        )
     }
 
     fn save(&self) -> StateResult<Option<Vec<u8>>> {
         encode(&Saved {
             wins: super::entries(&self.wins),
             timers: self.timers.clone(),
+            dropped: self.sink.dropped(),
         })
     }
 
@@ -145,6 +152,7 @@ impl Operator for Tumbling {
         let s: Saved = decode(bytes)?;
         self.wins = s.wins.into_iter().collect();
         self.timers = s.timers;
+        self.sink.set_dropped(s.dropped);
         Ok(())
     }
 }
