@@ -338,6 +338,7 @@ pub const CONNECTOR_PARAMS: &[(&str, ParamKind)] = &[
     ("compression_type", ParamKind::Str),
     ("exactly_once", ParamKind::Bool),
     ("transactional", ParamKind::Bool),
+    ("idempotency_field", ParamKind::Str),
     ("queue_group", ParamKind::Str),
     ("method", ParamKind::Str),
     ("path", ParamKind::Str),
@@ -454,6 +455,7 @@ pub const CONNECTOR_KINDS: &[(&str, &[&str])] = &[
             "queue_capacity",
             "dead_letter",
             "close_timeout",
+            "idempotency_field",
             "tls",
             "ca_file",
             "client_cert",
@@ -478,6 +480,7 @@ pub const CONNECTOR_KINDS: &[(&str, &[&str])] = &[
             "dead_letter",
             "close_timeout",
             "retries",
+            "idempotency_field",
         ],
     ),
 ];

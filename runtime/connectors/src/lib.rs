@@ -196,6 +196,31 @@ impl Record {
         self.trace_parent.as_ref()
     }
 
+    /// The record with a string field `name` holding `value` added first to its JSON object
+    /// (for receivers that only see the payload: the idempotency key of sinks without
+    /// headers). A field of that name already in the record is left as it is and the new one
+    /// comes first: JSON readers that keep the last duplicate see the record's own.
+    pub fn with_field(mut self, name: &str, value: &str) -> Record {
+        let Some(rest) = self.json.strip_prefix(b"{") else {
+            return self;
+        };
+        let empty = rest.trim_ascii_start().starts_with(b"}");
+        let mut json = Vec::with_capacity(self.json.len() + name.len() + value.len() + 8);
+        json.push(b'{');
+        // Writing JSON strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut json, name);
+        json.push(b':');
+        let _ = serde_json::to_writer(&mut json, value);
+        if empty {
+            json.extend_from_slice(rest.trim_ascii_start());
+        } else {
+            json.push(b',');
+            json.extend_from_slice(rest);
+        }
+        self.json = json;
+        self
+    }
+
     /// The record's identity, if the host gave it one.
     pub fn id(&self) -> Option<&RecordId> {
         self.id.as_ref()
@@ -355,6 +380,17 @@ pub fn open_sink(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_field_goes_first_into_the_object() {
+        let r = Record::from_json(br#"{"a":1}"#).expect("record");
+        assert_eq!(
+            r.with_field("k", "x\"y").as_bytes(),
+            br#"{"k":"x\"y","a":1}"#
+        );
+        let empty = Record::from_json(b"{ }").expect("record");
+        assert_eq!(empty.with_field("k", "v").as_bytes(), br#"{"k":"v"}"#);
+    }
+
     use super::*;
 
     #[test]

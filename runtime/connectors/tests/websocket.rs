@@ -723,3 +723,40 @@ fn wss_with_an_unknown_ca_is_refused_for_good() {
     drop(sink);
     assert_eq!(join(server), None);
 }
+
+#[test]
+fn sink_puts_the_idempotency_key_in_a_field_when_asked() {
+    let (listener, port) = listener();
+    let server = std::thread::spawn(move || {
+        let (mut ws, _) = accept_ws(accept_tcp(&listener));
+        (0..3).map(|_| read_text(&mut ws)).collect::<Vec<String>>()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sink = sink(
+        dir.path(),
+        &[
+            ("url", s(&format!("ws://127.0.0.1:{port}/in"))),
+            ("idempotency_field", s("_key")),
+        ],
+    );
+    for n in 0..2 {
+        let id = varpulis_connectors::RecordId {
+            scope: "p1/Out".into(),
+            seq: n as u64,
+        };
+        sink.send(record(n).with_id(id)).expect("queued");
+    }
+    // A record without an identity (no host gave it one) goes as it is.
+    sink.send(Record::from_json(b"{}").expect("record"))
+        .expect("queued");
+    sink.barrier(Instant::now() + PATIENCE).expect("barrier");
+    sink.close().expect("close");
+    assert_eq!(
+        join(server),
+        [
+            r#"{"_key":"p1/Out:0","event_type":"Alert","n":0}"#,
+            r#"{"_key":"p1/Out:1","event_type":"Alert","n":1}"#,
+            "{}",
+        ]
+    );
+}

@@ -47,7 +47,13 @@ pub mod source;
 pub const SOURCE_PARAMS: &[&str] = &["clean_session"];
 
 /// Parameters only the mqtt sink reads (an mqtt connector used as a source tolerates them).
-pub const SINK_PARAMS: &[&str] = &["retain", "queue_capacity", "dead_letter", "close_timeout"];
+pub const SINK_PARAMS: &[&str] = &[
+    "retain",
+    "queue_capacity",
+    "dead_letter",
+    "close_timeout",
+    "idempotency_field",
+];
 
 /// The port used when neither the address nor `port` gives one.
 pub const DEFAULT_PORT: u16 = 1883;

@@ -91,6 +91,9 @@ pub struct MqttSinkSettings {
     pub dead_letter: PathBuf,
     /// How long `close` (and `flush`) wait for outstanding records.
     pub close_timeout: Duration,
+    /// A field added to each record holding its idempotency key (for MQTT 3.1.1, whose
+    /// messages have no properties), if any.
+    pub idempotency_field: Option<String>,
 }
 
 impl MqttSinkSettings {
@@ -114,6 +117,7 @@ impl MqttSinkSettings {
             .map_err(|_| p.invalid("queue_capacity", format!("{queue_capacity} is too large")))?;
         let dead_letter = p.path("dead_letter", || format!("{name}.dead.jsonl"), base_dir)?;
         let close_timeout = p.duration("close_timeout", Duration::from_secs(10))?;
+        let idempotency_field = crate::config::idempotency_field(&mut p)?;
         p.tolerate(super::SOURCE_PARAMS);
         p.finish()?;
         Ok(MqttSinkSettings {
@@ -123,6 +127,7 @@ impl MqttSinkSettings {
             queue_capacity,
             dead_letter,
             close_timeout,
+            idempotency_field,
         })
     }
 }
@@ -450,6 +455,10 @@ impl Sink for MqttSink {
                 connector: self.name.clone(),
             });
         }
+        let record = crate::config::add_idempotency_field(
+            record,
+            self.settings.idempotency_field.as_deref(),
+        );
         let topic = match record.topic().or(self.settings.topic.as_deref()) {
             Some(t) => t.to_string(),
             None => return self.no_topic(record),

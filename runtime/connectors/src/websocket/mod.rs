@@ -51,7 +51,13 @@ pub const SOURCE_PARAMS: &[&str] = &[];
 
 /// Parameters only the websocket sink reads (a websocket connector used as a source tolerates
 /// them).
-pub const SINK_PARAMS: &[&str] = &["queue_capacity", "dead_letter", "close_timeout", "retries"];
+pub const SINK_PARAMS: &[&str] = &[
+    "queue_capacity",
+    "dead_letter",
+    "close_timeout",
+    "retries",
+    "idempotency_field",
+];
 
 /// The default of `max_message`: 16 MiB.
 pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;

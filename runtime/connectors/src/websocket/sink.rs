@@ -82,6 +82,9 @@ pub struct WebSocketSinkSettings {
     pub close_timeout: Duration,
     /// Failed connection attempts or writes a record may see before it is dead-lettered.
     pub retries: u64,
+    /// A field added to each record holding its idempotency key (WebSocket messages have no
+    /// headers), if any.
+    pub idempotency_field: Option<String>,
 }
 
 impl WebSocketSinkSettings {
@@ -96,6 +99,7 @@ impl WebSocketSinkSettings {
         let dead_letter = p.path("dead_letter", || format!("{name}.dead.jsonl"), base_dir)?;
         let close_timeout = p.duration("close_timeout", Duration::from_secs(10))?;
         let retries = p.count("retries", 10, 0)?;
+        let idempotency_field = crate::config::idempotency_field(&mut p)?;
         p.tolerate(super::SOURCE_PARAMS);
         p.finish()?;
         Ok(WebSocketSinkSettings {
@@ -104,6 +108,7 @@ impl WebSocketSinkSettings {
             dead_letter,
             close_timeout,
             retries,
+            idempotency_field,
         })
     }
 }
@@ -360,6 +365,10 @@ impl Sink for WebSocketSink {
                 connector: self.name.clone(),
             });
         }
+        let record = crate::config::add_idempotency_field(
+            record,
+            self.settings.idempotency_field.as_deref(),
+        );
         let limit = self.settings.common.max_message;
         if record.len() > limit {
             let why = format!(
