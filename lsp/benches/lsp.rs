@@ -35,7 +35,7 @@ fn program(lines: usize) -> String {
 fn publish(c: &Compiler) -> usize {
     let text = c.text(PATH).expect("file is open");
     let lines = Lines::new(text);
-    let uri = tower_lsp::lsp_types::Url::parse(PATH).expect("valid URI");
+    let uri: tower_lsp_server::ls_types::Uri = PATH.parse().expect("valid URI");
     let diags: Vec<_> = c
         .check(PATH)
         .iter()
