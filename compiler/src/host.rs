@@ -43,7 +43,26 @@ pub struct CheckedItem<'a> {
     pub unit: usize,
 }
 
+/// A query on a [`Compiler::snapshot`] stopped because the text changed
+/// under it: its answer would describe a text that no longer exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cancelled by an edit")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
 /// The compiler: a set of source files and the incremental database.
+///
+/// **Snapshots.** [`Compiler::snapshot`] is a cheap read-only copy that
+/// shares every memoised result, so many threads can answer questions at
+/// once. A write ([`Compiler::set_file`]) cancels the queries running on
+/// snapshots and waits until every snapshot is dropped; run snapshot work
+/// inside [`Compiler::cancellable`] and drop the snapshot when it returns.
 pub struct Compiler {
     db: Database,
     files: FxHashMap<String, SourceFile>,
@@ -76,6 +95,38 @@ impl Compiler {
             files: FxHashMap::default(),
             log,
         }
+    }
+
+    /// A read-only view of the same database for another thread: it shares
+    /// the memoised results, and what it computes is memoised for all.
+    ///
+    /// Never write through a snapshot (a write waits for every other copy to
+    /// be dropped, so a writing snapshot waits for itself), and never hold
+    /// one while waiting for the writer: [`Compiler::set_file`] on the
+    /// original blocks until all snapshots are gone.
+    pub fn snapshot(&self) -> Compiler {
+        Compiler {
+            db: self.db.clone(),
+            files: self.files.clone(),
+            log: self.log.clone(),
+        }
+    }
+
+    /// Runs `f`, typically queries on a snapshot, and answers
+    /// `Err(Cancelled)` when a write to the database cancelled them midway.
+    /// Any other panic keeps unwinding.
+    pub fn cancellable<T>(f: impl FnOnce() -> T) -> Result<T, Cancelled> {
+        // The closure's borrows are of a snapshot that the caller throws
+        // away on cancellation, so no half-updated state is observed after
+        // the unwind.
+        salsa::Cancelled::catch(std::panic::AssertUnwindSafe(f)).map_err(|_| Cancelled)
+    }
+
+    /// Unwinds (to the enclosing [`Compiler::cancellable`]) if a write is
+    /// waiting for this snapshot. Queries check this themselves; long work
+    /// outside the queries calls it now and then.
+    pub fn unwind_if_cancelled(&self) {
+        salsa::Database::unwind_if_revision_cancelled(&self.db);
     }
 
     /// The files imported by `path` (resolved against its directory), so
@@ -429,6 +480,34 @@ mod tests {
             ]
         );
         assert_eq!(c.definition("t.vpl", 31), Some(Span::new(6, 7)));
+    }
+
+    #[test]
+    fn a_write_cancels_work_on_a_snapshot() {
+        let mut c = check("event R:\n    a: int\n");
+        let snap = c.snapshot();
+        let (started, wait) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            let r = Compiler::cancellable(|| {
+                assert!(snap.check("t.vpl").is_empty());
+                let _ = started.send(());
+                // Bounded: a write that fails to cancel fails the test.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                while std::time::Instant::now() < deadline {
+                    snap.unwind_if_cancelled();
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            });
+            drop(snap);
+            r
+        });
+        wait.recv().expect("the worker started");
+        // Blocks until the worker unwound and dropped its snapshot.
+        c.set_file("t.vpl", "event R:\n    a: nope\n");
+        assert_eq!(worker.join().expect("no other panic"), Err(Cancelled));
+        let after = c.snapshot();
+        assert_eq!(after.text("t.vpl"), Some("event R:\n    a: nope\n"));
+        assert!(!after.check("t.vpl").is_empty());
     }
 
     #[test]

@@ -26,4 +26,4 @@ pub mod types;
 
 pub use codes::explain;
 pub use diagnostic::{Diagnostic, Label, Severity, Suggestion};
-pub use host::{CheckedItem, Compiler, Symbol};
+pub use host::{Cancelled, CheckedItem, Compiler, Symbol};

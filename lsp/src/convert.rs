@@ -1,11 +1,13 @@
 //! Compiler results → LSP types. Protocol knowledge stays here; the
 //! compiler answers in byte spans and plain structs.
 
-use tower_lsp::lsp_types::{
+use std::str::FromStr;
+
+use tower_lsp_server::ls_types::{
     self as lsp, CodeDescription, CompletionItemKind, DiagnosticRelatedInformation,
     DiagnosticSeverity, Documentation, FoldingRangeKind, Location, MarkupContent, MarkupKind,
     NumberOrString, SemanticToken, SemanticTokenModifier, SemanticTokenType, SemanticTokensLegend,
-    Url,
+    Uri,
 };
 use varpulis_compiler::ide::{
     CompletionKind, Fold, FoldKind, Highlight, HighlightClass, OutlineItem, SymbolKind,
@@ -20,7 +22,7 @@ pub const DOCS_BASE: &str = "https://varpulis.dev/errors/";
 /// A compiler diagnostic as an LSP diagnostic: the primary label is the
 /// range, secondary labels are related information, notes and help follow
 /// the message, the code links to its explanation.
-pub fn diagnostic(uri: &Url, lines: &Lines<'_>, d: &Diagnostic) -> lsp::Diagnostic {
+pub fn diagnostic(uri: &Uri, lines: &Lines<'_>, d: &Diagnostic) -> lsp::Diagnostic {
     let mut message = d.message.clone();
     if !d.primary.message.is_empty() {
         message.push_str(&format!("\n{}", d.primary.message));
@@ -51,7 +53,7 @@ pub fn diagnostic(uri: &Url, lines: &Lines<'_>, d: &Diagnostic) -> lsp::Diagnost
             Severity::Note => DiagnosticSeverity::INFORMATION,
         }),
         code: Some(NumberOrString::String(d.code.to_string())),
-        code_description: Url::parse(&format!("{DOCS_BASE}{}", d.code))
+        code_description: Uri::from_str(&format!("{DOCS_BASE}{}", d.code))
             .ok()
             .map(|href| CodeDescription { href }),
         source: Some("varpulis".to_string()),

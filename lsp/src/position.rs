@@ -6,7 +6,7 @@
 //! a character at the character's start. Client input can therefore never
 //! produce an out-of-range slice.
 
-use tower_lsp::lsp_types::{Position, Range};
+use tower_lsp_server::ls_types::{Position, Range};
 use varpulis_syntax::Span;
 
 /// Line starts of one text, for conversions in both directions.

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const WAIT: Duration = Duration::from_secs(10);
+/// The bound of every wait: generous, since the tests that hold a check
+/// open wait for that check too, on a machine shared with other builds.
+const WAIT: Duration = Duration::from_secs(30);
 const MAIN: &str = "file:///workspace/alerts.vpl";
 const SCRATCH: &str = "file:///workspace/scratch.vpl";
 
@@ -82,7 +84,12 @@ fn read_message(r: &mut impl BufRead) -> Option<Value> {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    fn start_with(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_varpulis-lsp"))
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -151,6 +158,52 @@ impl Server {
                 Err(e) => panic!("no {method} for {uri}: {e:?}"),
             }
         }
+    }
+
+    /// The server's `varpulis/stats` counters.
+    fn stats(&mut self) -> Value {
+        let r = self.request("varpulis/stats", Value::Null);
+        assert!(r.get("error").is_none(), "{r}");
+        r["result"].clone()
+    }
+
+    /// Waits until the counter `name` of `varpulis/stats` reaches `value`
+    /// (bounded by `WAIT`), and answers all the counters then.
+    fn wait_for_stat(&mut self, name: &str, value: u64) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let stats = self.stats();
+            if stats[name] == json!(value) {
+                return stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} never reached {value}: {stats}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until a diagnostics run is computing.
+    fn wait_for_running_check(&mut self) {
+        self.wait_for_stat("running", 1);
+    }
+
+    /// Whether a `publishDiagnostics` for `uri` arrived while waiting for
+    /// responses.
+    fn saw_diagnostics(&self, uri: &str) -> bool {
+        self.pending
+            .iter()
+            .any(|m| m["method"] == "textDocument/publishDiagnostics" && m["params"]["uri"] == uri)
+    }
+
+    fn initialize(&mut self) {
+        let init = self.request(
+            "initialize",
+            json!({"processId": null, "rootUri": null, "capabilities": {}}),
+        );
+        assert!(init.get("error").is_none(), "{init}");
+        self.notify("initialized", json!({}));
     }
 
     /// Every message arriving within `d`.
@@ -466,4 +519,109 @@ fn decode_tokens(text: &str, data: &Value) -> String {
         ));
     }
     out.join("\n")
+}
+
+/// A valid program of at least `lines` lines: blocks of an event type, an
+/// aggregating stream and an alerting stream (as in the benchmark).
+fn large_program(lines: usize) -> String {
+    let mut s = String::from("connector Alerts = console ()\n\nconst THRESHOLD = 25.0\n\n");
+    let mut i = 0;
+    while s.lines().count() < lines {
+        s.push_str(&format!(
+            "event Reading{i}:\n    zone: str\n    temp: float\n\n\
+             stream Avg{i} = Reading{i}\n    .where(temp > {i}.0)\n    .partition_by(zone)\n    \
+             .window(5m)\n    .aggregate(avg_temp: avg(temp), readings: count())\n\n\
+             stream Hot{i} = Avg{i}\n    .where(avg_temp > THRESHOLD)\n    .to(Alerts)\n\n"
+        ));
+        i += 1;
+    }
+    s
+}
+
+/// A check of a large file is held open (the test knob makes it last six
+/// seconds): hover and completion on that file answer while it runs, before
+/// its diagnostics are published.
+#[test]
+fn hover_and_completion_answer_while_a_check_runs() {
+    const BIG: &str = "file:///workspace/big.vpl";
+    let text = large_program(5_000);
+    assert!(text.lines().count() >= 5_000);
+    let mut s = Server::start_with(&["--test-check-delay-ms", "6000"]);
+    s.initialize();
+    s.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": BIG, "languageId": "vpl", "version": 1, "text": text}}),
+    );
+    s.wait_for_running_check();
+
+    let hover = s.request(
+        "textDocument/hover",
+        at(BIG, pos(&text, "temp > 130.0", 0, 1)),
+    );
+    assert!(
+        hover["result"]["contents"]["value"]
+            .as_str()
+            .is_some_and(|v| v.contains("temp")),
+        "{hover}"
+    );
+    let completion = s.request(
+        "textDocument/completion",
+        at(BIG, pos(&text, "temp > 130.0", 0, 0)),
+    );
+    let all = completion_summary(&completion, usize::MAX);
+    assert!(all.contains("zone kind=5"), "{all}");
+    assert!(
+        !s.saw_diagnostics(BIG),
+        "the answers must not wait for the check"
+    );
+    assert_eq!(s.stats()["running"], 1, "the check is still running");
+
+    let diags = s.notification("textDocument/publishDiagnostics", BIG);
+    assert_eq!(diags["params"]["version"], 1);
+    assert_eq!(diags["params"]["diagnostics"], json!([]));
+    // Counted once the notification is sent, so possibly after it arrived.
+    let stats = s.wait_for_stat("published", 1);
+    assert_eq!(stats["cancelled"], 0, "{stats}");
+}
+
+/// An edit while the check of the previous version runs cancels that check:
+/// only the newest version's diagnostics are published.
+#[test]
+fn an_edit_cancels_the_running_check() {
+    let mut s = Server::start_with(&["--test-check-delay-ms", "2000"]);
+    s.initialize();
+    s.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": MAIN, "languageId": "vpl", "version": 1, "text": PROGRAM}}),
+    );
+    s.wait_for_running_check();
+    s.notify(
+        "textDocument/didChange",
+        json!({"textDocument": {"uri": MAIN, "version": 2},
+               "contentChanges": [{"text": main_text_fixed()}]}),
+    );
+    // Had the check not stopped, it would have run its two seconds and been
+    // counted as stale, not cancelled.
+    let stats = s.wait_for_stat("cancelled", 1);
+    assert_eq!(stats["published"], 0, "{stats}");
+    assert_eq!(stats["stale"], 0, "{stats}");
+
+    let diags = s.notification("textDocument/publishDiagnostics", MAIN);
+    assert_eq!(diags["params"]["version"], 2);
+    assert_eq!(diags["params"]["diagnostics"], json!([]));
+    let later: Vec<Value> = s
+        .drain(Duration::from_millis(300))
+        .into_iter()
+        .filter(|m| m["method"] == "textDocument/publishDiagnostics")
+        .collect();
+    assert_eq!(later, Vec::<Value>::new(), "nothing else is published");
+    let stats = s.wait_for_stat("published", 1);
+    assert_eq!(stats["cancelled"], 1, "{stats}");
+    assert_eq!(stats["running"], 0, "{stats}");
+
+    let shutdown = s.request("shutdown", Value::Null);
+    assert_eq!(shutdown["result"], Value::Null);
+    s.notify("exit", Value::Null);
+    let status = s.finish();
+    assert!(status.success(), "{status:?}");
 }
