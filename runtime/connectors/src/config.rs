@@ -394,6 +394,27 @@ pub(crate) fn expand_env(connector: &str, param: &str, text: &str) -> Result<Str
     })
 }
 
+/// `idempotency_field`: the name of a field sinks without headers add to each record, holding
+/// its idempotency key (`<pipeline>/<connector>:<seq>`), so receivers can drop replayed copies.
+pub(crate) fn idempotency_field(p: &mut Params<'_>) -> Result<Option<String>, ConfigError> {
+    match p.string("idempotency_field")? {
+        None => Ok(None),
+        Some(name) if name.trim().is_empty() => Err(p.invalid(
+            "idempotency_field",
+            "must name a field, such as \"_idempotency_key\"",
+        )),
+        Some(name) => Ok(Some(name.to_string())),
+    }
+}
+
+/// `record` with its idempotency key in `field`, when both exist.
+pub(crate) fn add_idempotency_field(record: crate::Record, field: Option<&str>) -> crate::Record {
+    match (field, record.id().map(ToString::to_string)) {
+        (Some(field), Some(id)) => record.with_field(field, &id),
+        _ => record,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,26 +495,5 @@ mod tests {
             err.to_string(),
             "connector `Hook`: parameter `headers` uses `${VARPULIS_TEST_SURELY_UNSET_VAR}` but the environment variable `VARPULIS_TEST_SURELY_UNSET_VAR` is not set"
         );
-    }
-}
-
-/// `idempotency_field`: the name of a field sinks without headers add to each record, holding
-/// its idempotency key (`<pipeline>/<connector>:<seq>`), so receivers can drop replayed copies.
-pub(crate) fn idempotency_field(p: &mut Params<'_>) -> Result<Option<String>, ConfigError> {
-    match p.string("idempotency_field")? {
-        None => Ok(None),
-        Some(name) if name.trim().is_empty() => Err(p.invalid(
-            "idempotency_field",
-            "must name a field, such as \"_idempotency_key\"",
-        )),
-        Some(name) => Ok(Some(name.to_string())),
-    }
-}
-
-/// `record` with its idempotency key in `field`, when both exist.
-pub(crate) fn add_idempotency_field(record: crate::Record, field: Option<&str>) -> crate::Record {
-    match (field, record.id().map(ToString::to_string)) {
-        (Some(field), Some(id)) => record.with_field(field, &id),
-        _ => record,
     }
 }
