@@ -18,7 +18,7 @@
 //! (default `<Name>.dead.jsonl`) and `close_timeout` (default `10s`).
 //!
 //! This file reads and checks the parameters; [`source`] and [`sink`] hold the two roles and
-//! [`client`] the difference between the two protocol versions (MQTT 5 messages carry user
+//! `client` the difference between the two protocol versions (MQTT 5 messages carry user
 //! properties: the W3C `traceparent` and the record's `idempotency-key`). Both roles run the
 //! rumqttc event loop on a thread of their own, so the engine never waits on the network.
 //!
