@@ -140,6 +140,11 @@ enum Command {
         /// the export requests' headers.
         #[arg(long, value_name = "URL")]
         otlp_endpoint: Option<String>,
+        /// Run on N engine shards, routed by partition key (`--input` runs; the output is the
+        /// same for every N, in a canonical order: docs/RUNTIME.md#workers). Default: the
+        /// program's `.concurrent(workers: N)`, else one engine in arrival order.
+        #[arg(short = 'w', long, value_name = "N")]
+        workers: Option<usize>,
         #[command(flatten)]
         run: RunFlags,
     },
@@ -292,6 +297,7 @@ impl RunFlags {
                 self.progress || cli::simulate::stderr_is_terminal()
             },
             color: self.color.enabled(),
+            workers: None,
             job: varpulis::job::JobOptions {
                 strict: self.strict,
                 final_flush: !self.no_final_flush,
@@ -417,6 +423,7 @@ fn main() -> ExitCode {
             max_future_skew,
             config,
             otlp_endpoint,
+            workers,
             run,
         } => {
             let metrics = metrics.map(|address| varpulis::metrics::MetricsListen {
@@ -437,6 +444,7 @@ fn main() -> ExitCode {
                 OutFormat::Jsonl,
                 cli::simulate::Pace::Fast,
             );
+            args.workers = workers;
             args.live = cli::simulate::LiveSettings {
                 idle_timeout: (!idle_timeout.is_zero()).then_some(idle_timeout),
                 dead_letter,
