@@ -243,6 +243,9 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
                         };
                         needs.push((t, slot));
                     }
+                    // Operators after the match read the match layout, not
+                    // the input event's.
+                    reshaped = true;
                 }
             }
         }

@@ -224,6 +224,9 @@ fn programs_whose_state_spans_keys_are_refused_naming_the_stream() {
     let derived = "event A:\n    key: str\n    v: int\n\nstream F = A\n    .where(v > 1)\n\nstream W = F\n    .partition_by(key)\n    .window(10s)\n    .aggregate(n: count())\n    .emit(n: n)\n";
     assert!(refusal(derived).contains("stream `W`"));
 
+    let after_match = "event A:\n    key: str\n\nevent B:\n    key: str\n\nstream M = A as a\n    -> B as b\n    .partition_by(key)\n    .within(1m)\n    .window(1m)\n    .aggregate(n: count())\n    .emit(n: n)\n";
+    assert!(refusal(after_match).contains("stream `M`"));
+
     let var = "var seen: int = 0\n\nevent A:\n    key: str\n\nstream S = A\n    .emit(key: key)\n";
     assert!(refusal(var).contains("var `seen`"));
 }
