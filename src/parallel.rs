@@ -405,6 +405,10 @@ pub fn run<R: std::io::BufRead + Send>(
             }
             out.outputs(merged.drain(..).map(|(_, _, _, b, o)| (o, b)).collect())?;
         }
+        // A shard that stopped early (an error) ends the rounds while the
+        // others may still be sending: closing the receivers lets them, and
+        // then the router, stop instead of waiting on full channels.
+        drop(from_shards);
         let (decoder_stats, failed) = router
             .join()
             .map_err(|_| anyhow::anyhow!("the decoding thread stopped unexpectedly"))??;

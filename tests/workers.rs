@@ -321,3 +321,34 @@ fn concurrent_sets_the_default_worker_count_of_the_program() {
     assert_eq!(program.workers, Some(3));
     assert_eq!(compile(PARTITIONED).workers, None);
 }
+
+#[test]
+fn strict_runs_on_workers_stop_at_bad_input_with_exit_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "p.vpl", PARTITIONED);
+    write(
+        dir.path(),
+        "in.evt",
+        "@0s Note { text: \"first\" }\n@1s Note { text: 5 }\n@2s Note { text: \"never\" }\n",
+    );
+    let out = varpulis(
+        &[
+            "run",
+            "p.vpl",
+            "--input",
+            "in.evt",
+            "--workers",
+            "2",
+            "--strict",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("first") && !stdout.contains("never"),
+        "{stdout}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2"), "{err}");
+}
