@@ -145,7 +145,7 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
         if stream.bounds.iter().any(|b| b.max_keys.is_some()) {
             return Err(refuse(
                 "`max_keys:` bounds the keys of one engine, and each shard would keep that \
-                 many"
+                 many (`idle:` bounds keys by event time, the same in every shard)"
                     .into(),
             ));
         }

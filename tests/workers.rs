@@ -35,7 +35,7 @@ stream Tumble = A
     .emit(key: key, n: n, total: total)
 
 stream Slide = A
-    .partition_by(key)
+    .partition_by(key, idle: 8s)
     .window(20s, sliding: 5s)
     .aggregate(hi: max(v), lo: min(v))
     .emit(key: key, hi: hi, lo: lo)
