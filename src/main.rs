@@ -63,8 +63,9 @@ enum Command {
         /// deterministic and as fast as possible unless paced.
         #[arg(long, hide = true)]
         immediate: bool,
-        /// Accepted for compatibility; Varpulis always runs one engine
-        /// (docs/LANGUAGE.md#event-files-evt).
+        /// Accepted for compatibility and ignored: `simulate` always runs one
+        /// engine; `run --input FILE --workers N` runs partition-parallel
+        /// (docs/RUNTIME.md#workers).
         #[arg(short = 'w', long, hide = true, value_name = "N")]
         workers: Option<usize>,
     },
