@@ -145,6 +145,27 @@ impl crate::job::Job {
             InputRecord::Bad { line, message } => self.malformed(*line, message.clone()),
         }
     }
+
+    /// Decodes one input record, whatever its kind, without running it
+    /// ([`crate::job::Job::decode_from`]): `Ok(None)` when it is counted and
+    /// skipped.
+    pub fn decode_record(
+        &mut self,
+        rec: &InputRecord,
+    ) -> Result<Option<varpulis_program::Event>, crate::job::InputProblem> {
+        use crate::job::RecordFrom;
+        match rec {
+            InputRecord::Evt(r) => {
+                self.decode_from(&r.event, Some(r.event_time(0)), RecordFrom::Line(r.line))
+            }
+            InputRecord::Json { line, event } => {
+                self.decode_from(event, None, RecordFrom::Line(*line))
+            }
+            InputRecord::Bad { line, message } => {
+                self.malformed(*line, message.clone()).map(|()| None)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -303,6 +303,11 @@ impl Job {
         Ok(())
     }
 
+    /// The options the job runs with.
+    pub fn options(&self) -> &JobOptions {
+        &self.options
+    }
+
     /// The program being run.
     pub fn program(&self) -> &Arc<Program> {
         &self.program
@@ -374,6 +379,26 @@ impl Job {
             RecordFrom::Line(_) => None,
             RecordFrom::Source { subscription, .. } => Some(subscription),
         };
+        let Some(event) = self.decode_from(raw, time, from)? else {
+            return Ok(());
+        };
+        let start = out.len();
+        self.engine.push_from(event, origin, out);
+        self.after_engine(start, out);
+        Ok(())
+    }
+
+    /// Decodes one record from `from` at `time` (or the previous record's
+    /// time) with the event-time and bad-input rules of
+    /// [`Job::push_raw_from`], without running it: `Ok(None)` when the
+    /// record is counted and skipped. A partition-parallel run decodes here
+    /// and runs the event in the engine shard that owns it.
+    pub fn decode_from(
+        &mut self,
+        raw: &RawEvent,
+        time: Option<i64>,
+        from: RecordFrom<'_>,
+    ) -> Result<Option<varpulis_program::Event>, InputProblem> {
         self.stats.records += 1;
         let time = time.or(raw.timestamp).unwrap_or(self.clock);
         self.clock = time;
@@ -394,7 +419,7 @@ impl Job {
                         "unknown event type `{t}` (the program declares or uses no such type)"
                     ),
                 };
-                return self.skip(problem, first);
+                return self.skip(problem, first).map(|()| None);
             }
         };
         if let Some(w) = warnings.first() {
@@ -404,13 +429,10 @@ impl Job {
                 kind: "wrong_type",
                 message: w.to_string(),
             };
-            return self.skip(problem, true);
+            return self.skip(problem, true).map(|()| None);
         }
         self.stats.events += 1;
-        let start = out.len();
-        self.engine.push_from(event, origin, out);
-        self.after_engine(start, out);
-        Ok(())
+        Ok(Some(event))
     }
 
     /// Records a malformed line (the reader could not decode it).
@@ -522,8 +544,24 @@ impl Job {
     }
 
     fn after_engine(&mut self, start: usize, out: &mut [Output]) {
-        self.stats.outputs += (out.len() - start) as u64;
-        for side in self.engine.take_side_outputs() {
+        let side = self.engine.take_side_outputs();
+        let errors = self.engine.take_errors();
+        self.absorb(out.len() - start, side, errors);
+    }
+
+    /// Takes what an engine produced besides `outputs` visible outputs: prints
+    /// and logs become messages, sink records go to their sinks (with record
+    /// ids in the order given), runtime errors are rendered. A
+    /// partition-parallel run gives the merged results of its engine shards
+    /// here.
+    pub fn absorb(
+        &mut self,
+        outputs: usize,
+        side: Vec<SideOutput>,
+        errors: Vec<varpulis_vm::RuntimeError>,
+    ) {
+        self.stats.outputs += outputs as u64;
+        for side in side {
             match side {
                 SideOutput::Print { line, .. } | SideOutput::Log { line, .. } => {
                     self.messages.push(line)
@@ -569,7 +607,7 @@ impl Job {
             }
         }
         let spans = &self.program.span_table;
-        for err in self.engine.take_errors() {
+        for err in errors {
             self.messages
                 .push(format!("warning: runtime error {}", err.render(spans)));
         }

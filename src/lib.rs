@@ -12,5 +12,6 @@ pub mod live;
 pub mod metrics;
 pub mod output;
 pub mod overrides;
+pub mod parallel;
 pub mod server;
 pub mod trace;

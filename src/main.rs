@@ -63,8 +63,9 @@ enum Command {
         /// deterministic and as fast as possible unless paced.
         #[arg(long, hide = true)]
         immediate: bool,
-        /// Accepted for compatibility; Varpulis always runs one engine
-        /// (docs/LANGUAGE.md#event-files-evt).
+        /// Accepted for compatibility and ignored: `simulate` always runs one
+        /// engine; `run --input FILE --workers N` runs partition-parallel
+        /// (docs/RUNTIME.md#workers).
         #[arg(short = 'w', long, hide = true, value_name = "N")]
         workers: Option<usize>,
     },
@@ -144,6 +145,11 @@ enum Command {
         /// the export requests' headers.
         #[arg(long, value_name = "URL")]
         otlp_endpoint: Option<String>,
+        /// Run on N engine shards, routed by partition key (`--input` runs; the output is the
+        /// same for every N, in a canonical order: docs/RUNTIME.md#workers). Default: the
+        /// program's `.concurrent(workers: N)`, else one engine in arrival order.
+        #[arg(short = 'w', long, value_name = "N")]
+        workers: Option<usize>,
         #[command(flatten)]
         run: RunFlags,
     },
@@ -296,6 +302,7 @@ impl RunFlags {
                 self.progress || cli::simulate::stderr_is_terminal()
             },
             color: self.color.enabled(),
+            workers: None,
             job: varpulis::job::JobOptions {
                 strict: self.strict,
                 final_flush: !self.no_final_flush,
@@ -422,6 +429,7 @@ fn main() -> ExitCode {
             config,
             max_keys,
             otlp_endpoint,
+            workers,
             run,
         } => {
             let metrics = metrics.map(|address| varpulis::metrics::MetricsListen {
@@ -442,6 +450,7 @@ fn main() -> ExitCode {
                 OutFormat::Jsonl,
                 cli::simulate::Pace::Fast,
             );
+            args.workers = workers;
             args.live = cli::simulate::LiveSettings {
                 idle_timeout: (!idle_timeout.is_zero()).then_some(idle_timeout),
                 dead_letter,

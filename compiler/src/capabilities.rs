@@ -285,11 +285,11 @@ pub const OPERATORS: &[OpInfo] = &[
     ),
     op!(
         "concurrent",
-        NotYet,
+        Supported,
         0,
-        ANY,
-        None,
-        "run branches concurrently"
+        0,
+        Some(&["workers"]),
+        "run the partitions on several engine shards"
     ),
     op!("order_by", NotYet, 0, ANY, None, "sort events"),
 ];

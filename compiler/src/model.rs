@@ -358,6 +358,9 @@ pub enum StageKind {
     AllowedLateness(u64),
     /// `.context(c)`: a scheduling hint.
     Context(String),
+    /// `.concurrent(workers: n)`: the program's default number of engine
+    /// shards (a scheduling setting; results do not depend on it).
+    Concurrent(u32),
     /// `.tap(...)`: ignored.
     Tap,
     /// `.timeouts()`: the stream receives the source's expired partial

@@ -56,6 +56,10 @@ pub struct RunArgs {
     pub progress: bool,
     /// Colour diagnostics.
     pub color: bool,
+    /// `--workers N`: run partition-parallel on N engine shards
+    /// ([`crate::parallel`]); `None`: the program's `.concurrent(workers:)`,
+    /// else one engine in arrival order.
+    pub workers: Option<usize>,
     /// Host options (strictness, final flush, sinks).
     pub job: JobOptions,
 }
@@ -121,7 +125,25 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if !warnings.is_empty() {
         eprint!("{warnings}");
     }
-    if args.input.is_none() && crate::live::has_sources(&program) {
+    let workers = args.workers.or(program.workers.map(|n| n as usize));
+    let live = args.input.is_none() && crate::live::has_sources(&program);
+    if let Some(n) = workers {
+        if n == 0 || n > crate::parallel::MAX_WORKERS {
+            eprintln!(
+                "error: --workers must be between 1 and {}, got {n}",
+                crate::parallel::MAX_WORKERS
+            );
+            return Ok(ExitCode::from(2));
+        }
+        if live && n > 1 {
+            eprintln!(
+                "error: --workers {n}: runs over connector sources use one engine for now                  (partition-parallel runs read --input)"
+            );
+            eprintln!("help: run with --workers 1, or replay the events with --input FILE");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    if live {
         // Relative connector paths resolve against the working directory,
         // as for sinks (DESIGN.md, Connector sources).
         let base_dir = args.job.sink_dir.clone();
@@ -158,6 +180,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let input = args.input.clone().unwrap_or_else(|| PathBuf::from("-"));
     for note in connector_source_notes(&program) {
         eprintln!("{note}");
+    }
+    if let Some(n) = workers {
+        return run_parallel(args, program, &input, n);
     }
     let mut job = Job::new(program, args.job.clone())?;
 
@@ -253,6 +278,111 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `run --input ... --workers N`: the same run on N engine shards, outputs
+/// merged in the canonical order ([`crate::parallel`]).
+fn run_parallel(
+    args: &RunArgs,
+    program: varpulis_program::Program,
+    input: &Path,
+    workers: usize,
+) -> anyhow::Result<ExitCode> {
+    let plan = if workers > 1 {
+        match crate::parallel::plan(&program) {
+            Ok(plan) => plan,
+            Err(refusal) => {
+                eprintln!("error: {refusal}");
+                return Ok(ExitCode::from(2));
+            }
+        }
+    } else {
+        // One shard owns every event.
+        crate::parallel::ShardPlan { keys: Vec::new() }
+    };
+    let mut job = Job::new(program, args.job.clone())?;
+    let stdin_input = is_stdin(input);
+    let reader: Box<dyn BufRead + Send> = if stdin_input {
+        Box::new(BufReader::new(io::stdin()))
+    } else {
+        let file = std::fs::File::open(input)
+            .with_context(|| format!("cannot read `{}`", input.display()))?;
+        Box::new(BufReader::with_capacity(1 << 16, file))
+    };
+    let format = if stdin_input {
+        InputFormat::Jsonl
+    } else {
+        InputFormat::for_path(input)
+    };
+    let sink: Box<dyn Write> = match &args.output {
+        Some(p) if p.as_os_str() != "-" => Box::new(BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot write `{}`", p.display()))?,
+        )),
+        _ => Box::new(BufWriter::with_capacity(1 << 16, io::stdout().lock())),
+    };
+    let mut out = MergedOutput {
+        sink,
+        format: args.format,
+        kept: Vec::new(),
+        flush_each: stdin_input,
+    };
+    let layout = crate::parallel::Layout {
+        workers,
+        // Piped input: each record's outputs appear before the next is read.
+        batch: if stdin_input { 1 } else { 1024 },
+        plan,
+    };
+    let started = Instant::now();
+    let mut stderr = io::stderr();
+    let records = Records::new(reader, format);
+    let outcome = crate::parallel::run(&mut job, records, &layout, &mut out, &mut stderr);
+    let closed = job.stop();
+    let outcome = outcome?;
+    closed?;
+    if args.format == OutputFormat::Table {
+        write_tables(&mut *out.sink, &out.kept)?;
+    }
+    out.sink.flush()?;
+    if let Some(problem) = &outcome.failed {
+        eprintln!("error: {}: input {problem}", input.display());
+        eprintln!("help: run without --strict to count and skip bad input");
+    }
+    eprintln!(
+        "{}",
+        summary_of(&outcome.stats, &outcome.metrics, started.elapsed())
+    );
+    Ok(if outcome.failed.is_some() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Writes merged outputs as `run` does: JSON lines as they come, or tables
+/// at the end.
+struct MergedOutput {
+    sink: Box<dyn Write>,
+    format: OutputFormat,
+    kept: Vec<Output>,
+    flush_each: bool,
+}
+
+impl crate::parallel::OutputSink for MergedOutput {
+    fn outputs(&mut self, merged: Vec<(Output, Vec<u8>)>) -> io::Result<()> {
+        for (o, mut bytes) in merged {
+            match self.format {
+                OutputFormat::Jsonl => {
+                    bytes.push(b'\n');
+                    self.sink.write_all(&bytes)?;
+                }
+                OutputFormat::Table => self.kept.push(o),
+            }
+        }
+        if self.flush_each {
+            self.sink.flush()?;
+        }
+        Ok(())
+    }
+}
+
 /// Connector sources (`Type.from(Conn, ...)`) are not started when events
 /// come from an input file: say so once, and that the input's events of the
 /// type feed those streams.
@@ -283,6 +413,15 @@ fn connector_source_notes(program: &varpulis_program::Program) -> Vec<String> {
 pub(crate) fn summary(job: &mut Job, elapsed: Duration) -> String {
     let stats = job.stats().clone();
     let metrics = job.engine().metrics();
+    summary_of(&stats, &metrics, elapsed)
+}
+
+/// The summary line from host counters and engine counters.
+fn summary_of(
+    stats: &crate::job::JobStats,
+    metrics: &varpulis_vm::Metrics,
+    elapsed: Duration,
+) -> String {
     let mut s = format!(
         "done: {} events in {:.2}s, {} outputs",
         stats.events,

@@ -68,6 +68,10 @@ pub struct Program {
     pub connectors: Vec<ConnectorDef>,
     /// Source positions.
     pub span_table: SpanTable,
+    /// The engine shards a run uses by default (`.concurrent(workers: N)`;
+    /// `varpulis run --workers` overrides it). `None`: one engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u32>,
 }
 
 impl Default for Program {
@@ -80,6 +84,7 @@ impl Default for Program {
             globals: Vec::new(),
             connectors: Vec::new(),
             span_table: SpanTable::default(),
+            workers: None,
         }
     }
 }

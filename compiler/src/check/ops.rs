@@ -15,6 +15,10 @@ use crate::resolve::DeclKind;
 use crate::suggest;
 use crate::types::{Field, Schema, Type};
 
+/// Most engine shards `.concurrent(workers: N)` may ask for (the host's
+/// limit too).
+const MAX_WORKERS: i64 = 64;
+
 impl Checker<'_> {
     pub(super) fn supported_op(
         &mut self,
@@ -259,6 +263,7 @@ impl Checker<'_> {
                 let e = first.expect("arity checked: one argument");
                 StageKind::AllowedLateness(self.duration_arg(e, "`.allowed_lateness`").unwrap_or(0))
             }
+            "concurrent" => self.concurrent(name, args, p),
             "context" => {
                 let e = first.expect("arity checked: one argument");
                 StageKind::Context(self.context_ref(e).unwrap_or_default())
@@ -280,6 +285,53 @@ impl Checker<'_> {
         };
         let _ = s;
         (kind, same)
+    }
+
+    /// `.concurrent(workers: N)`: needs a partition key before it (the
+    /// shards split the partitions) and a literal worker count.
+    fn concurrent(&mut self, name: &Ident, args: &[Arg], p: &Pipeline) -> StageKind {
+        if p.partition.is_none() {
+            self.report(
+                Diagnostic::new(
+                    codes::INVALID_PARTITION_KEY,
+                    "`.concurrent` without `.partition_by`",
+                    name.span,
+                )
+                .with_label("no partition key to split the work by")
+                .with_help("write `.partition_by(field).concurrent(workers: 4)`"),
+            );
+        }
+        let workers = args
+            .iter()
+            .find(|a| a.name.as_ref().is_some_and(|n| n.name == "workers"));
+        let Some(workers) = workers else {
+            self.report(
+                Diagnostic::new(
+                    codes::WRONG_ARITY,
+                    "`.concurrent` needs `workers: N`",
+                    name.span,
+                )
+                .with_label("how many engine shards?")
+                .with_help("write `.concurrent(workers: 4)`"),
+            );
+            return StageKind::Invalid;
+        };
+        match &workers.value.kind {
+            ExprKind::Int(n) if (1..=MAX_WORKERS).contains(n) => StageKind::Concurrent(*n as u32),
+            ExprKind::Error => StageKind::Invalid,
+            _ => {
+                self.report(
+                    Diagnostic::new(
+                        codes::ARGUMENT_TYPE,
+                        format!("`workers:` must be an integer literal from 1 to {MAX_WORKERS}"),
+                        workers.value.span,
+                    )
+                    .with_label("not a worker count")
+                    .with_help("write a number, e.g. `workers: 4`"),
+                );
+                StageKind::Invalid
+            }
+        }
     }
 
     /// Resolves a context name.

@@ -255,6 +255,10 @@ impl Lowerer<'_> {
                         });
                         skip[i] = i < last_step || !keys_later;
                     }
+                    "concurrent" => {
+                        self.concurrent(args);
+                        skip[i] = true;
+                    }
                     "watermark" | "allowed_lateness" | "context" | "tap" => {}
                     _ if skip[i] => {}
                     other if i < last_step => {

@@ -703,6 +703,7 @@ impl Lowerer<'_> {
                     ch.time.allowed_lateness = Some(d);
                 }
             }
+            "concurrent" => self.concurrent(args),
             // Scheduling hints and no-ops: results must not depend on them.
             "context" | "tap" | "timeouts" | "late" => {}
             "within" => self.unsupported("`.within` outside a sequence", op.span),
@@ -720,6 +721,21 @@ impl Lowerer<'_> {
                 );
                 self.diags.push(d);
             }
+        }
+    }
+
+    /// `.concurrent(workers: N)` (checked by the checker): the program's
+    /// default worker count is the largest any stream asks for. A scheduling
+    /// setting, so it adds no operator: results do not depend on it.
+    pub(crate) fn concurrent(&mut self, args: &[Arg]) {
+        let n = args
+            .iter()
+            .find_map(|a| match (&a.name, &unparen(&a.value).kind) {
+                (Some(name), ExprKind::Int(n)) if name.name == "workers" => u32::try_from(*n).ok(),
+                _ => None,
+            });
+        if let Some(n) = n {
+            self.program.workers = Some(self.program.workers.map_or(n, |w| w.max(n)));
         }
     }
 

@@ -72,6 +72,7 @@ impl Lowerer<'_> {
                         | "watermark"
                         | "allowed_lateness"
                         | "context"
+                        | "concurrent"
                         | "tap"
                 ) {
                     continue;

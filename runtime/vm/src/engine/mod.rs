@@ -259,27 +259,7 @@ impl Engine {
         if late {
             self.metrics.late += 1;
         }
-        self.time.first_seen.get_or_insert(t);
-        self.time.max_seen = Some(self.time.max_seen.map_or(t, |m| m.max(t)));
-        let mut moved = false;
-        if self.consumed.get(ty).copied().unwrap_or(false) {
-            if let Some(m) = self.time.src_max.get_mut(ty) {
-                if m.is_none_or(|m| t > m) {
-                    *m = Some(t);
-                    moved = true;
-                }
-            }
-        }
-        // The watermark once this event is counted: windows it passes close
-        // right after the event has run, and operators may close them while
-        // it runs (REF order for the event's own partition).
-        let next_wm = if moved {
-            self.time
-                .candidate()
-                .filter(|c| prev_wm.is_none_or(|w| *c > w))
-        } else {
-            None
-        };
+        let next_wm = self.count_time(ty, t);
         self.shared.watermark = next_wm.or(prev_wm);
         let mut rec = Some(Rec::new(Arc::new(event)));
         let consumers = self.routes.by_event.get(ty).map_or(&[][..], Vec::as_slice);
@@ -327,6 +307,53 @@ impl Engine {
         self.drain(t, out);
         if let Some(c) = next_wm {
             self.advance(c, out);
+        }
+    }
+
+    /// Applies the time bookkeeping of an input event of type `type_id` at
+    /// `time` without running the event through any stream: the source's
+    /// maximum time, the watermark and the first/last times seen move exactly
+    /// as [`Engine::push_from`] would move them, and windows and timers the
+    /// new watermark passes fire into `out`.
+    ///
+    /// A partition-parallel host gives every engine shard every input event:
+    /// the event itself to the shard that owns its key, and only its time to
+    /// the others, so time (and so every window close) evolves identically in
+    /// all shards. The event is not counted in `events_in` nor in `late`:
+    /// those belong to the shard that runs it.
+    pub fn observe_time(&mut self, type_id: SchemaId, time: i64, out: &mut Vec<Output>) {
+        let ty = type_id as usize;
+        if ty >= self.shared.program.schemas.len() {
+            return;
+        }
+        if let Some(c) = self.count_time(ty, time) {
+            self.advance(c, out);
+        }
+    }
+
+    /// Counts an input event of schema `ty` at time `t` in the time state and
+    /// returns the watermark it moves to, if it moves: windows it passes
+    /// close right after the event has run, and operators may close them
+    /// while it runs (REF order for the event's own partition).
+    fn count_time(&mut self, ty: usize, t: i64) -> Option<i64> {
+        let prev_wm = self.time.watermark;
+        self.time.first_seen.get_or_insert(t);
+        self.time.max_seen = Some(self.time.max_seen.map_or(t, |m| m.max(t)));
+        let mut moved = false;
+        if self.consumed.get(ty).copied().unwrap_or(false) {
+            if let Some(m) = self.time.src_max.get_mut(ty) {
+                if m.is_none_or(|m| t > m) {
+                    *m = Some(t);
+                    moved = true;
+                }
+            }
+        }
+        if moved {
+            self.time
+                .candidate()
+                .filter(|c| prev_wm.is_none_or(|w| *c > w))
+        } else {
+            None
         }
     }
 

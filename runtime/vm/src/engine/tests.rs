@@ -913,3 +913,135 @@ proptest! {
         }
     }
 }
+
+/// The partitioned streams of [`stateful`]: windows and counts by `pump`.
+fn partitioned() -> Arc<Program> {
+    let mut p = (*stateful()).clone();
+    p.streams.retain(|s| !matches!(&*s.name, "Sess" | "Dist"));
+    Arc::new(p)
+}
+
+/// Runs `evs` through `shards` engines, each event to the shard of its pump
+/// and only its time to the others; returns each input position's outputs
+/// (sorted, as a multiset) and the shards' summed `late` counter.
+fn sharded(evs: &[Event], shards: usize) -> (Vec<Vec<String>>, u64) {
+    let program = partitioned();
+    let mut engines: Vec<Engine> = (0..shards)
+        .map(|_| Engine::new(program.clone()).expect("loads"))
+        .collect();
+    let owner = |ev: &Event| match &ev.fields[0] {
+        Some(Value::Str(s)) => s.bytes().map(usize::from).sum::<usize>() % shards,
+        _ => 0,
+    };
+    let mut positions = Vec::new();
+    for ev in evs {
+        let mut out = Vec::new();
+        let own = owner(ev);
+        for (i, e) in engines.iter_mut().enumerate() {
+            if i == own {
+                e.push_into(ev.clone(), &mut out);
+            } else {
+                e.observe_time(ev.type_id, ev.time, &mut out);
+            }
+        }
+        let mut lines = render(&out);
+        lines.sort();
+        positions.push(lines);
+    }
+    let mut out = Vec::new();
+    for e in &mut engines {
+        out.extend(e.finish());
+    }
+    let mut lines = render(&out);
+    lines.sort();
+    positions.push(lines);
+    let late = engines.iter().map(|e| e.metrics().late).sum();
+    for e in &engines {
+        assert_eq!(e.watermark(), engines[0].watermark(), "time diverged");
+    }
+    (positions, late)
+}
+
+#[test]
+fn shards_fed_times_of_events_they_do_not_own_produce_the_single_engine_outputs() {
+    let mut evs = events(80);
+    // Two late events (older than the watermark when they arrive).
+    evs.insert(40, reading(2 * S, "a1", 3.0));
+    evs.insert(60, reading(5 * S, "b2", 4.0));
+    let (single, late_one) = sharded(&evs, 1);
+    assert!(single.iter().any(|p| !p.is_empty()), "the program emits");
+    assert_eq!(late_one, 2);
+    for n in 2..=4 {
+        let (split, late) = sharded(&evs, n);
+        assert_eq!(split, single, "{n} shards");
+        assert_eq!(
+            late, late_one,
+            "late events are counted once with {n} shards"
+        );
+    }
+}
+
+#[test]
+fn observe_time_moves_the_watermark_like_push_without_running_streams() {
+    let mut pushed = Engine::new(partitioned()).expect("loads");
+    let mut observed = Engine::new(partitioned()).expect("loads");
+    let mut out = Vec::new();
+    for ev in events(10) {
+        observed.observe_time(ev.type_id, ev.time, &mut out);
+        pushed.push_into(ev, &mut Vec::new());
+        assert_eq!(observed.watermark(), pushed.watermark());
+    }
+    assert!(
+        out.is_empty(),
+        "no stream saw an event, so no window opened"
+    );
+    let m = observed.metrics();
+    assert_eq!((m.events_in, m.late), (0, 0));
+    // An unknown type id is ignored rather than indexing out of bounds.
+    observed.observe_time(999, 1_000 * S, &mut out);
+    assert_eq!(observed.watermark(), pushed.watermark());
+}
+
+#[test]
+fn sliding_windows_holding_out_of_order_events_are_released_and_cleaned_up() {
+    // Key `a` buffers 100s then 5s (older but not late: the watermark waits
+    // for `Other`); key `b` moves Reading's time past a's slide point. The
+    // slide then reschedules a's cleanup from the newest event by time, not
+    // from the last to arrive, which would be due again at once, forever.
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let o = b.event("Other", &["x"]);
+    let (agg, schema) = b.aggregate("Slide", &[("m", AggFunc::Max, Some(1), None)], Some("pump"));
+    b.stream(
+        "Slide",
+        input(r),
+        vec![
+            OpSpec::PartitionBy(field(0)),
+            OpSpec::Window(WindowSpec::Sliding {
+                size: 20 * S,
+                slide: 5 * S,
+            }),
+            agg,
+            OpSpec::Emit(EmitSpec {
+                items: None,
+                schema,
+            }),
+        ],
+        schema,
+    );
+    let (emit, out) = b.emit("O", vec![("x", field(0))]);
+    b.stream("O", input(o), vec![emit], out);
+    let mut e = Engine::new(b.build()).expect("loads");
+    let other = |t: i64| event(o, t, vec![Value::Int(1)]);
+    e.push(other(0));
+    e.push(reading(100 * S, "a", 1.0));
+    e.push(reading(5 * S, "a", 2.0));
+    e.push(reading(110 * S, "b", 3.0));
+    let out = render(&e.push(other(300 * S)));
+    assert!(
+        out.iter()
+            .any(|l| l.starts_with("Slide@105000000000") && l.contains("m=2.0")),
+        "{out:?}"
+    );
+    e.finish();
+}

@@ -70,9 +70,17 @@ impl Sliding {
     }
 
     /// The timer of a window with nothing pending: it only discards the
-    /// window once every buffered event has left the last `size`.
+    /// window once every buffered event has left the last `size`. The
+    /// newest event is the latest by time, not the last to arrive: an
+    /// out-of-order event (older, yet not late) sits at the back, and a
+    /// timer computed from it could be due again at once, forever.
     fn cleanup_at(size: i64, w: &Win) -> i64 {
-        let newest = w.buf.back().map_or(w.last_release, |r| r.ev.time);
+        let newest = w
+            .buf
+            .iter()
+            .map(|r| r.ev.time)
+            .max()
+            .unwrap_or(w.last_release);
         newest.saturating_add(size).saturating_add(1)
     }
 }
