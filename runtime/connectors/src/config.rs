@@ -108,6 +108,7 @@ impl<'a> Params<'a> {
         self.config.params.get(name)
     }
 
+    #[cfg(feature = "mqtt")]
     /// A parameter's value as written, for parameters that take several types (`protocol: 5`
     /// or `protocol: "3.1.1"`).
     pub(crate) fn value(&mut self, name: &'static str) -> Option<&'a ConfigValue> {
@@ -394,6 +395,7 @@ pub(crate) fn expand_env(connector: &str, param: &str, text: &str) -> Result<Str
     })
 }
 
+#[cfg(any(feature = "mqtt", feature = "websocket"))]
 /// `idempotency_field`: the name of a field sinks without headers add to each record, holding
 /// its idempotency key (`<pipeline>/<connector>:<seq>`), so receivers can drop replayed copies.
 pub(crate) fn idempotency_field(p: &mut Params<'_>) -> Result<Option<String>, ConfigError> {
@@ -407,6 +409,7 @@ pub(crate) fn idempotency_field(p: &mut Params<'_>) -> Result<Option<String>, Co
     }
 }
 
+#[cfg(any(feature = "mqtt", feature = "websocket"))]
 /// `record` with its idempotency key in `field`, when both exist.
 pub(crate) fn add_idempotency_field(record: crate::Record, field: Option<&str>) -> crate::Record {
     match (field, record.id().map(ToString::to_string)) {

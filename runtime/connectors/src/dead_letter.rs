@@ -8,7 +8,9 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+#[cfg(any(feature = "mqtt", feature = "websocket"))]
+use std::sync::{Mutex, MutexGuard};
 
 use serde_json::{Map, Value};
 
@@ -16,12 +18,14 @@ use crate::error::{ConfigError, SinkError};
 use crate::metrics::Counters;
 use crate::Record;
 
+#[cfg(any(feature = "mqtt", feature = "websocket"))]
 /// The dead-letter file of a sink whose delivery thread shares it.
 pub(crate) fn locked(file: &Mutex<DeadLetter>) -> MutexGuard<'_, DeadLetter> {
     // A poisoned lock only means another thread panicked mid-write; the file is still usable.
     file.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+#[cfg(any(feature = "mqtt", feature = "websocket"))]
 /// Counts `records` as failed (with the reason as the sink's last error) and saves them in
 /// the shared dead-letter `file`: what every sink with a delivery thread does when it gives
 /// records up.

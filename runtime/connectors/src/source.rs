@@ -343,6 +343,7 @@ pub trait Source: Send {
     }
 }
 
+#[cfg(any(feature = "mqtt", feature = "websocket", feature = "kafka"))]
 /// Joins a connector thread that drops `done`'s sender when it returns, waiting at most until
 /// `deadline`. A thread still busy then (an unresponsive broker) is left to finish by itself: it
 /// touches nothing the host owns. Returns whether it was joined.
