@@ -816,3 +816,65 @@ fn a_hot_update_keeps_the_sources_running_and_loses_or_repeats_no_output() {
     let (ok, _) = s.terminate();
     assert!(ok);
 }
+
+#[test]
+fn a_hot_update_whose_sinks_cannot_confirm_is_refused_and_the_old_program_keeps_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A webhook that accepts connections and never answers: the old program's sink can never
+    // confirm its record, so the barrier before the switch cannot pass.
+    let hang = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = hang.local_addr().expect("addr").port();
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for c in hang.incoming().take(8) {
+            conns.push(c);
+        }
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    std::fs::write(
+        dir.path().join("varpulis.toml"),
+        "[defaults]\ncheckpoint_interval = \"10s\"\ncheckpoint_timeout = \"300ms\"\n",
+    )
+    .expect("config");
+    let s = Server::start(dir.path(), &["--config", "varpulis.toml"], &[]);
+    let source = format!(
+        "event Reading:\n    zone: str\n    temp: float\n\nconnector Hook = http (url: \"http://127.0.0.1:{port}/hook\", timeout: 30s)\n\nstream Hot = Reading\n    .where(temp > 30.0)\n    .emit(zone: zone)\n    .to(Hook)\n"
+    );
+    assert_eq!(deploy(&s, "p", &source).0, 201);
+    s.wait_state("p", "running");
+    let one = "{\"event_type\":\"Reading\",\"zone\":\"a\",\"temp\":40}\n";
+    assert_eq!(post_events(&s, "p", one, None).0, 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.call("GET", "/api/v1/pipelines/p", None, None).1["streams"][0]["events_out"] != 1 {
+        assert!(Instant::now() < deadline, "the event never went out");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let updated =
+        format!("{source}\nstream Cold = Reading\n    .where(temp < 0.0)\n    .emit(zone: zone)\n");
+    let (code, v) = s.call(
+        "PUT",
+        "/api/v1/pipelines/p",
+        Some(&json!({ "source": updated })),
+        None,
+    );
+    assert_eq!(code, 503, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("could not confirm") && e.contains("unchanged")),
+        "{v}"
+    );
+    // The old program runs on, with its one stream, and it is still the stored one.
+    let status = s.wait_state("p", "running");
+    let names: Vec<&str> = status["streams"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["Hot"], "{status}");
+    let stored = std::fs::read_to_string(dir.path().join("state/pipelines/p/pipeline.json"))
+        .expect("stored pipeline");
+    assert!(!stored.contains("Cold"), "{stored}");
+    drop(s);
+    drop(held);
+}

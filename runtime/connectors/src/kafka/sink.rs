@@ -767,13 +767,16 @@ impl KafkaSink {
             .map(|t| std::mem::take(&mut t.records))
             .unwrap_or_default();
         self.shared.txn_failures.store(0, Ordering::Release);
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
         for record in records {
             let topic = record
                 .topic()
                 .or(self.settings.topic.as_deref())
                 .unwrap_or_default()
                 .to_string();
-            self.begin()?;
             if let Some(txn) = &mut self.txn {
                 txn.records.push(Arc::clone(&record));
             }
