@@ -171,6 +171,42 @@ impl Entry {
     }
 }
 
+/// Members with the last value of each duplicated key, at the key's first position: what a
+/// parsed `serde_json` object holds (and JavaScript's `JSON.parse`), so both readers of this
+/// module agree. Small objects are checked pairwise without allocating; events rarely repeat a
+/// key.
+fn last_wins<T>(entries: Vec<(String, T)>) -> Vec<(String, T)> {
+    let duplicated = if entries.len() <= 16 {
+        entries
+            .iter()
+            .enumerate()
+            .any(|(i, (k, _))| entries.iter().skip(i + 1).any(|(other, _)| other == k))
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        !entries.iter().all(|(k, _)| seen.insert(k.as_str()))
+    };
+    if !duplicated {
+        return entries;
+    }
+    let mut index: std::collections::HashMap<String, usize> =
+        std::collections::HashMap::with_capacity(entries.len());
+    let mut out: Vec<(String, T)> = Vec::with_capacity(entries.len());
+    for (k, v) in entries {
+        match index.get(&k) {
+            Some(&i) => {
+                if let Some(slot) = out.get_mut(i) {
+                    slot.1 = v;
+                }
+            }
+            None => {
+                index.insert(k.clone(), out.len());
+                out.push((k, v));
+            }
+        }
+    }
+    out
+}
+
 /// The top-level object, members in input order.
 struct Top(Vec<(String, Entry)>);
 
@@ -188,7 +224,7 @@ impl<'de> serde::Deserialize<'de> for Top {
                     let v: EntrySeed = m.next_value()?;
                     out.push((k, v.0));
                 }
-                Ok(Top(out))
+                Ok(Top(last_wins(out)))
             }
         }
         d.deserialize_map(V)
@@ -215,7 +251,7 @@ impl<'de> serde::Deserialize<'de> for EntrySeed {
                     let v: JsonValue = m.next_value()?;
                     out.push((k, v.0));
                 }
-                Ok(EntrySeed(Entry::Object(out)))
+                Ok(EntrySeed(Entry::Object(last_wins(out))))
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, s: A) -> Result<EntrySeed, A::Error> {
                 ValueVisitor
@@ -358,6 +394,28 @@ mod tests {
             .expect("event");
         assert_eq!(r.event_type, "T");
         assert_eq!(r.fields, vec![("v".to_string(), Value::Int(2))]);
+    }
+
+    #[test]
+    fn a_repeated_key_takes_its_last_value_in_both_readers() {
+        // Found by the json_event fuzz target: the one-pass reader took the first
+        // `timestamp`, the parsed tree the last (out of range), so they disagreed.
+        let text = r#"{"type": "event", "data": {"k": "b", "k": "c"}, "timestamp": 17999, "timestamp": 179991451455760000 }"#;
+        let direct = parse_json_event(text);
+        let tree: J = serde_json::from_str(text).expect("valid JSON");
+        assert_eq!(direct, raw_event_from_json(&tree));
+        assert!(
+            matches!(direct, Err(JsonEventError::BadTimestamp(_))),
+            "{direct:?}"
+        );
+        let r = parse_json_event(r#"{"type": "T", "a": 1, "b": 2, "a": 3}"#).expect("event");
+        assert_eq!(
+            r.fields,
+            vec![
+                ("a".to_string(), Value::Int(3)),
+                ("b".to_string(), Value::Int(2))
+            ]
+        );
     }
 
     #[test]
