@@ -4,6 +4,10 @@
 //! One table serves the checker (unknown operators, arity, "not supported
 //! yet") and the lowering (which must accept exactly the [`Support::Supported`]
 //! rows), so that `check` and `run` never disagree (docs/LANGUAGE.md#not-supported-yet).
+//! The [`Op`] enum is generated from the same list: consumers match on it
+//! rather than on name strings, and `compiler/tests/operators.rs` checks that
+//! every operator has a row, hover, signature help and completion, and that
+//! the lowering accepts exactly the supported rows.
 
 /// Whether the engine runs an operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +23,8 @@ pub enum Support {
 /// One operator row.
 #[derive(Clone, Copy, Debug)]
 pub struct OpInfo {
+    /// The operator.
+    pub op: Op,
     /// Name after the dot.
     pub name: &'static str,
     /// Whether the engine runs it.
@@ -35,273 +41,133 @@ pub struct OpInfo {
 
 const ANY: usize = usize::MAX;
 
-macro_rules! op {
-    ($name:literal, $support:ident, $min:expr, $max:expr, $named:expr, $summary:literal) => {
-        OpInfo {
-            name: $name,
-            support: Support::$support,
-            min_positional: $min,
-            max_positional: $max,
-            named: $named,
-            summary: $summary,
+/// Declares [`Op`], its names and [`OPERATORS`] from one list, so that a
+/// variant cannot exist without its row (same order: `Op as usize` indexes
+/// the table).
+macro_rules! operators {
+    ($($variant:ident = $name:literal, $support:ident, $min:expr, $max:expr, $named:expr, $summary:literal;)*) => {
+        /// A pipeline operator. The single source of operator names: the
+        /// checker, the lowering, completion and signature help match on it
+        /// (exhaustively where it matters), so adding a variant makes every
+        /// consumer decide what it does with it.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Op {
+            $(
+                #[doc = concat!("`.", $name, "`: ", $summary)]
+                $variant,
+            )*
         }
+
+        impl Op {
+            /// Every operator, in table order.
+            pub const ALL: &'static [Op] = &[$(Op::$variant),*];
+
+            /// The name after the dot.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Op::$variant => $name,)*
+                }
+            }
+
+            /// The operator called `name`, if any.
+            pub fn from_name(name: &str) -> Option<Op> {
+                match name {
+                    $($name => Some(Op::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        /// Every operator, supported or not, in [`Op`] order.
+        pub const OPERATORS: &[OpInfo] = &[
+            $(
+                OpInfo {
+                    op: Op::$variant,
+                    name: $name,
+                    support: Support::$support,
+                    min_positional: $min,
+                    max_positional: $max,
+                    named: $named,
+                    summary: $summary,
+                },
+            )*
+        ];
     };
 }
 
-/// Every operator, supported or not.
-pub const OPERATORS: &[OpInfo] = &[
-    op!(
-        "where",
-        Supported,
-        1,
-        1,
-        Some(&[]),
-        "keep events for which the condition is true"
-    ),
-    op!("filter", Supported, 1, 1, Some(&[]), "alias of `.where`"),
-    op!(
-        "select",
-        Supported,
-        0,
-        ANY,
-        None,
-        "project fields: `field` or `name: expr`"
-    ),
-    op!(
-        "window",
-        Supported,
-        0,
-        1,
-        Some(&["sliding", "session", "policy", "max_events"]),
-        "group events in a time or count window"
-    ),
-    op!(
-        "partition_by",
-        Supported,
-        1,
-        1,
-        Some(&["max_keys", "evict", "idle"]),
-        "run windows, aggregates and sequences per key"
-    ),
-    op!(
-        "aggregate",
-        Supported,
-        0,
-        ANY,
-        None,
-        "compute `name: aggregate(...)` per window"
-    ),
-    op!(
-        "having",
-        Supported,
-        1,
-        1,
-        Some(&[]),
-        "filter aggregate results"
-    ),
-    op!(
-        "emit",
-        Supported,
-        0,
-        ANY,
-        None,
-        "produce the stream's visible output"
-    ),
-    op!(
-        "to",
-        Supported,
-        1,
-        1,
-        Some(&["topic", "key"]),
-        "send events to a connector"
-    ),
-    op!(
-        "within",
-        Supported,
-        1,
-        1,
-        Some(&[]),
-        "deadline of a sequence match"
-    ),
-    op!(
-        "late",
-        Supported,
-        0,
-        0,
-        Some(&[]),
-        "the events a stream dropped as late (first operator only)"
-    ),
-    op!(
-        "timeouts",
-        Supported,
-        0,
-        0,
-        Some(&[]),
-        "the expired partial matches of a sequence stream or pattern (first operator only)"
-    ),
-    op!(
-        "policy",
-        Supported,
-        1,
-        1,
-        Some(&[]),
-        "event selection policy of a sequence"
-    ),
-    op!(
-        "limit_runs",
-        Supported,
-        1,
-        1,
-        Some(&["total", "on_full"]),
-        "bound the open runs of a sequence (per key, `total:`, `on_full:`)"
-    ),
-    op!(
-        "not",
-        Supported,
-        1,
-        1,
-        Some(&[]),
-        "discard partial matches when an event arrives"
-    ),
-    op!("on", Supported, 1, 1, Some(&[]), "join condition"),
-    op!(
-        "print",
-        Supported,
-        0,
-        ANY,
-        Some(&[]),
-        "print events or values"
-    ),
-    op!(
-        "log",
-        Supported,
-        0,
-        0,
-        Some(&["level", "message", "data"]),
-        "log events"
-    ),
-    op!(
-        "distinct",
-        Supported,
-        0,
-        1,
-        Some(&["max", "evict"]),
-        "drop repeated events or values"
-    ),
-    op!(
-        "limit",
-        Supported,
-        1,
-        1,
-        Some(&[]),
-        "pass the first n events"
-    ),
-    op!("first", Supported, 0, 0, Some(&[]), "pass the first event"),
-    op!(
-        "watermark",
-        Supported,
-        0,
-        0,
-        Some(&["out_of_order"]),
-        "declare the allowed out-of-orderness"
-    ),
-    op!(
-        "allowed_lateness",
-        Supported,
-        1,
-        1,
-        Some(&[]),
-        "process late events within a bound"
-    ),
-    op!(
-        "context",
-        Supported,
-        1,
-        1,
-        Some(&[]),
-        "run the stream in a named context (a scheduling hint)"
-    ),
-    op!("tap", NoOp, 0, ANY, None, "does nothing"),
-    op!(
-        "trend_aggregate",
-        Supported,
-        0,
-        ANY,
-        None,
-        "aggregate over Kleene trends"
-    ),
-    op!(
-        "forecast",
-        NotYet,
-        0,
-        0,
-        None,
-        "predict sequence completion"
-    ),
-    op!(
-        "enrich",
-        NotYet,
-        1,
-        1,
-        None,
-        "look up extra fields in an external store"
-    ),
-    op!("score", NotYet, 0, 0, None, "ONNX model inference"),
-    op!(
-        "pattern",
-        NotYet,
-        0,
-        ANY,
-        None,
-        "boolean test over the current window"
-    ),
-    op!(
-        "process",
-        Supported,
-        1,
-        1,
-        Some(&[]),
-        "call a function per event"
-    ),
-    op!("map", NotYet, 0, ANY, None, "transform events"),
-    op!("collect", NotYet, 0, ANY, None, "collect events"),
-    op!("on_error", NotYet, 0, ANY, None, "handle evaluation errors"),
-    op!("fork", NotYet, 0, ANY, None, "split a stream"),
-    op!(
-        "any",
-        NotYet,
-        0,
-        ANY,
-        None,
-        "match any of several conditions"
-    ),
-    op!(
-        "all",
-        NotYet,
-        0,
-        ANY,
-        None,
-        "match all of several conditions"
-    ),
-    op!(
-        "concurrent",
-        Supported,
-        0,
-        0,
-        Some(&["workers"]),
-        "run the partitions on several engine shards"
-    ),
-    op!("order_by", NotYet, 0, ANY, None, "sort events"),
-];
+operators! {
+    Where = "where", Supported, 1, 1, Some(&[]), "keep events for which the condition is true";
+    Filter = "filter", Supported, 1, 1, Some(&[]), "alias of `.where`";
+    Select = "select", Supported, 0, ANY, None, "project fields: `field` or `name: expr`";
+    Window = "window", Supported, 0, 1, Some(&["sliding", "session", "policy", "max_events"]), "group events in a time or count window";
+    PartitionBy = "partition_by", Supported, 1, 1, Some(&["max_keys", "evict", "idle"]), "run windows, aggregates and sequences per key";
+    Aggregate = "aggregate", Supported, 0, ANY, None, "compute `name: aggregate(...)` per window";
+    Having = "having", Supported, 1, 1, Some(&[]), "filter aggregate results";
+    Emit = "emit", Supported, 0, ANY, None, "produce the stream's visible output";
+    To = "to", Supported, 1, 1, Some(&["topic", "key"]), "send events to a connector";
+    Within = "within", Supported, 1, 1, Some(&[]), "deadline of a sequence match";
+    Late = "late", Supported, 0, 0, Some(&[]), "the events a stream dropped as late (first operator only)";
+    Timeouts = "timeouts", Supported, 0, 0, Some(&[]), "the expired partial matches of a sequence stream or pattern (first operator only)";
+    Policy = "policy", Supported, 1, 1, Some(&[]), "event selection policy of a sequence";
+    LimitRuns = "limit_runs", Supported, 1, 1, Some(&["total", "on_full"]), "bound the open runs of a sequence (per key, `total:`, `on_full:`)";
+    Not = "not", Supported, 1, 1, Some(&[]), "discard partial matches when an event arrives";
+    On = "on", Supported, 1, 1, Some(&[]), "join condition";
+    Print = "print", Supported, 0, ANY, Some(&[]), "print events or values";
+    Log = "log", Supported, 0, 0, Some(&["level", "message", "data"]), "log events";
+    Distinct = "distinct", Supported, 0, 1, Some(&["max", "evict"]), "drop repeated events or values";
+    Limit = "limit", Supported, 1, 1, Some(&[]), "pass the first n events";
+    First = "first", Supported, 0, 0, Some(&[]), "pass the first event";
+    Watermark = "watermark", Supported, 0, 0, Some(&["out_of_order"]), "declare the allowed out-of-orderness";
+    AllowedLateness = "allowed_lateness", Supported, 1, 1, Some(&[]), "process late events within a bound";
+    Context = "context", Supported, 1, 1, Some(&[]), "run the stream in a named context (a scheduling hint)";
+    Tap = "tap", NoOp, 0, ANY, None, "does nothing";
+    TrendAggregate = "trend_aggregate", Supported, 0, ANY, None, "aggregate over Kleene trends";
+    Forecast = "forecast", NotYet, 0, 0, None, "predict sequence completion";
+    Enrich = "enrich", NotYet, 1, 1, None, "look up extra fields in an external store";
+    Score = "score", NotYet, 0, 0, None, "ONNX model inference";
+    Pattern = "pattern", NotYet, 0, ANY, None, "boolean test over the current window";
+    Process = "process", Supported, 1, 1, Some(&[]), "call a function per event";
+    Map = "map", NotYet, 0, ANY, None, "transform events";
+    Collect = "collect", NotYet, 0, ANY, None, "collect events";
+    OnError = "on_error", NotYet, 0, ANY, None, "handle evaluation errors";
+    Fork = "fork", NotYet, 0, ANY, None, "split a stream";
+    Any = "any", NotYet, 0, ANY, None, "match any of several conditions";
+    All = "all", NotYet, 0, ANY, None, "match all of several conditions";
+    Concurrent = "concurrent", Supported, 0, 0, Some(&["workers"]), "run the partitions on several engine shards";
+    OrderBy = "order_by", NotYet, 0, ANY, None, "sort events";
+}
+
+impl Op {
+    /// The operator's row in [`OPERATORS`].
+    pub fn info(self) -> &'static OpInfo {
+        &OPERATORS[self as usize]
+    }
+
+    /// Whether the engine runs it.
+    pub fn support(self) -> Support {
+        self.info().support
+    }
+
+    /// Whether `name` is this operator's name.
+    pub fn is(self, name: &str) -> bool {
+        self.name() == name
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// The row of operator `name`.
 pub fn operator(name: &str) -> Option<&'static OpInfo> {
-    OPERATORS.iter().find(|o| o.name == name)
+    Op::from_name(name).map(Op::info)
 }
 
 /// Operator names, for did-you-mean.
 pub fn operator_names() -> impl Iterator<Item = &'static str> {
-    OPERATORS.iter().map(|o| o.name)
+    Op::ALL.iter().map(|o| o.name())
 }
 
 /// Whether the engine runs `sequence(...)` sources.

@@ -12,6 +12,7 @@ use varpulis_syntax::Span;
 
 use super::stream::Pipeline;
 use super::Checker;
+use crate::capabilities::Op as Operator;
 use crate::codes;
 use crate::diagnostic::Diagnostic;
 use crate::model::StageKind;
@@ -29,7 +30,7 @@ impl Checker<'_> {
     /// `.limit_runs(n, total: m, on_full: evict_oldest | reject_new)`.
     pub(super) fn limit_runs(&mut self, name: &Ident, args: &[Arg], p: &mut Pipeline) -> StageKind {
         if !p.is_sequence {
-            self.outside_sequence(name.span, "limit_runs");
+            self.outside_sequence(name.span, Operator::LimitRuns.name());
         }
         p.limited = true;
         let mut per_key = None;
@@ -114,7 +115,7 @@ impl Checker<'_> {
             .unwrap_or(s.ops.len());
         let first_filtered = s.ops.iter().take(first_step).any(|o| {
             matches!(&o.kind, OpKind::Call { name, .. }
-                if matches!(name.name.as_str(), "where" | "filter"))
+                if matches!(Operator::from_name(&name.name), Some(Operator::Where | Operator::Filter)))
         });
         let mut steps = vec![StepFacts {
             ty: name,
@@ -131,7 +132,7 @@ impl Checker<'_> {
                     filtered: st.filter.is_some(),
                     span: st.span,
                 }),
-                OpKind::Call { name, args } if name.name == "policy" => {
+                OpKind::Call { name, args } if Operator::Policy.is(&name.name) => {
                     any_match = args.first().is_some_and(|a| {
                         matches!(&a.value.kind, ExprKind::Ident(i) if i.name == "skip_till_any_match")
                     });

@@ -8,6 +8,7 @@ use varpulis_syntax::ast::{Arg, Expr, ExprKind, Ident, Op, StreamDecl};
 
 use super::stream::Pipeline;
 use super::{AggMode, Checker};
+use crate::capabilities::Op as Operator;
 use crate::codes;
 use crate::diagnostic::Diagnostic;
 use crate::model::{OutputItem, StageKind, WindowSpec};
@@ -32,13 +33,16 @@ impl Checker<'_> {
         let same = input.clone();
         let scope = p.scope(input);
         let first = args.first().map(|a| &a.value);
-        let kind = match name.name.as_str() {
-            "where" | "filter" => {
+        let Some(which) = Operator::from_name(&name.name) else {
+            return (StageKind::Invalid, same);
+        };
+        let kind = match which {
+            Operator::Where | Operator::Filter => {
                 let e = first.expect("arity checked: one argument");
                 self.condition(e, &scope, "a filter");
                 StageKind::Where(e.span)
             }
-            "having" => {
+            Operator::Having => {
                 let e = first.expect("arity checked: one argument");
                 if p.aggregate.is_none() {
                     self.report(
@@ -50,7 +54,7 @@ impl Checker<'_> {
                 self.condition(e, &scope, "a `.having` condition");
                 StageKind::Having(e.span)
             }
-            "on" => {
+            Operator::On => {
                 let e = first.expect("arity checked: one argument");
                 if !p.is_join {
                     self.report(
@@ -75,13 +79,13 @@ impl Checker<'_> {
                 self.condition(e, &scope, "a join condition");
                 StageKind::On(e.span)
             }
-            "select" => {
+            Operator::Select => {
                 let items = self.output_items(args, &scope, "select");
                 let schema = items_schema(&p.stream, &items);
                 return (StageKind::Select(items), Arc::new(schema));
             }
-            "window" => return self.window(op, name, args, input, p),
-            "partition_by" => {
+            Operator::Window => return self.window(op, name, args, input, p),
+            Operator::PartitionBy => {
                 let e = first.expect("arity checked: one argument");
                 let key = match &e.kind {
                     ExprKind::Ident(i) => {
@@ -136,12 +140,12 @@ impl Checker<'_> {
                 }
                 StageKind::PartitionBy(key)
             }
-            "aggregate" => return self.aggregate(op, name, args, input, p),
-            "trend_aggregate" => {
+            Operator::Aggregate => return self.aggregate(op, name, args, input, p),
+            Operator::TrendAggregate => {
                 self.trend_shape(s, name, p);
                 return self.trend_aggregate(name, args, input, p);
             }
-            "late" => {
+            Operator::Late => {
                 if !s.ops.first().is_some_and(|o| std::ptr::eq(o, op)) {
                     self.report(
                         Diagnostic::new(
@@ -157,7 +161,7 @@ impl Checker<'_> {
                 }
                 StageKind::Late
             }
-            "timeouts" => {
+            Operator::Timeouts => {
                 if !s.ops.first().is_some_and(|o| std::ptr::eq(o, op)) {
                     self.report(
                         Diagnostic::new(
@@ -171,7 +175,7 @@ impl Checker<'_> {
                 }
                 StageKind::Timeouts
             }
-            "within" => {
+            Operator::Within => {
                 let e = first.expect("arity checked: one argument");
                 if !p.is_sequence {
                     self.outside_sequence(name.span, "within");
@@ -179,7 +183,7 @@ impl Checker<'_> {
                 p.within = true;
                 StageKind::Within(self.duration_arg(e, "`.within`").unwrap_or(0))
             }
-            "policy" => {
+            Operator::Policy => {
                 let e = first.expect("arity checked: one argument");
                 if !p.is_sequence {
                     self.outside_sequence(name.span, "policy");
@@ -191,20 +195,20 @@ impl Checker<'_> {
                 self.selection_policy(&policy, e.span);
                 StageKind::Policy(policy)
             }
-            "limit_runs" => self.limit_runs(name, args, p),
-            "to" => {
+            Operator::LimitRuns => self.limit_runs(name, args, p),
+            Operator::To => {
                 let c = self.connector_args(op.span, &scope, args, "to");
                 StageKind::To {
                     connector: c.unwrap_or_default(),
                 }
             }
-            "print" => {
+            Operator::Print => {
                 for a in args {
                     self.expr(&a.value, &scope);
                 }
                 StageKind::Print
             }
-            "log" => {
+            Operator::Log => {
                 for a in args {
                     let t = self.expr(&a.value, &scope);
                     let n = a.name.as_ref().map_or("", |n| n.name.as_str());
@@ -221,7 +225,7 @@ impl Checker<'_> {
                 }
                 StageKind::Log
             }
-            "distinct" => {
+            Operator::Distinct => {
                 self.state_bound(args, "max", true);
                 let first = args.iter().find(|a| a.name.is_none()).map(|a| &a.value);
                 if let Some(e) = first {
@@ -229,7 +233,7 @@ impl Checker<'_> {
                 }
                 StageKind::Distinct(first.map(|e| e.span))
             }
-            "limit" => {
+            Operator::Limit => {
                 let e = first.expect("arity checked: one argument");
                 match &e.kind {
                     ExprKind::Int(n) if *n >= 0 => StageKind::Limit(*n as u64),
@@ -249,33 +253,46 @@ impl Checker<'_> {
                     }
                 }
             }
-            "first" => StageKind::First,
-            "process" => {
+            Operator::First => StageKind::First,
+            Operator::Process => {
                 return self.process(first.expect("arity checked: one argument"), &scope, input)
             }
-            "watermark" => {
+            Operator::Watermark => {
                 let v = args
                     .first()
                     .and_then(|a| self.duration_arg(&a.value, "`out_of_order`"));
                 StageKind::Watermark(v.unwrap_or(0))
             }
-            "allowed_lateness" => {
+            Operator::AllowedLateness => {
                 let e = first.expect("arity checked: one argument");
                 StageKind::AllowedLateness(self.duration_arg(e, "`.allowed_lateness`").unwrap_or(0))
             }
-            "concurrent" => self.concurrent(name, args, p),
-            "context" => {
+            Operator::Concurrent => self.concurrent(name, args, p),
+            Operator::Context => {
                 let e = first.expect("arity checked: one argument");
                 StageKind::Context(self.context_ref(e).unwrap_or_default())
             }
-            other => {
-                // The capability table and this match must list the same
-                // supported operators; a mismatch is a compiler bug, reported
-                // rather than panicking.
+            // Not run by the engine (`call_op` reported them already) or
+            // parsed as their own syntax (`.emit`, `.not(...)`). Reaching here
+            // is a compiler bug, reported rather than panicking.
+            Operator::Emit
+            | Operator::Not
+            | Operator::Tap
+            | Operator::Forecast
+            | Operator::Enrich
+            | Operator::Score
+            | Operator::Pattern
+            | Operator::Map
+            | Operator::Collect
+            | Operator::OnError
+            | Operator::Fork
+            | Operator::Any
+            | Operator::All
+            | Operator::OrderBy => {
                 self.report(
                     Diagnostic::new(
                         codes::UNSUPPORTED_OPERATOR,
-                        format!("operator `.{other}` is not supported yet"),
+                        format!("operator `.{which}` is not supported yet"),
                         name.span,
                     )
                     .with_label("not supported yet"),

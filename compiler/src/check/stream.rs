@@ -12,7 +12,7 @@ use varpulis_syntax::ast::{Ident, InlineStream, Op, OpKind, SeqStep, SourceKind,
 use varpulis_syntax::Span;
 
 use super::{Checker, Scope};
-use crate::capabilities::{self, Support};
+use crate::capabilities::{self, Op as Operator, Support};
 use crate::codes;
 use crate::diagnostic::Diagnostic;
 use crate::model::{BranchModel, SourceModel, Stage, StageKind, StreamModel};
@@ -155,9 +155,9 @@ impl Checker<'_> {
                 &s.source.kind,
                 SourceKind::Named { all: true, .. } | SourceKind::Sequence(_)
             );
-        let (source, mut current) = if s.starts_with_op("timeouts") {
+        let (source, mut current) = if s.starts_with_op(Operator::Timeouts.name()) {
             self.timeout_source(s, &mut p)
-        } else if s.starts_with_op("late") {
+        } else if s.starts_with_op(Operator::Late.name()) {
             self.late_source(s)
         } else {
             self.source(s, &mut p)
@@ -391,7 +391,7 @@ impl Checker<'_> {
             SourceKind::Join(items) => {
                 p.is_join = true;
                 let branches = self.branches(items, true);
-                if items.iter().any(|i| matches!(i, InlineStream::Decl { ops, .. } if ops.iter().any(|o| is_call(o, "on")))) {
+                if items.iter().any(|i| matches!(i, InlineStream::Decl { ops, .. } if ops.iter().any(|o| is_call(o, Operator::On.name())))) {
                     p.on = true;
                 }
                 let mut joined = Schema::new("join", Vec::new());
@@ -598,17 +598,18 @@ impl Checker<'_> {
                 for op in ops {
                     match &op.kind {
                         OpKind::Call { name: opname, args }
-                            if opname.name == "where" || (join && opname.name == "on") =>
+                            if Operator::Where.is(&opname.name)
+                                || (join && Operator::On.is(&opname.name)) =>
                         {
                             let scope = Scope::over(schema.clone());
                             match args.first() {
                                 Some(a) if args.len() == 1 => {
-                                    let what = if opname.name == "on" {
+                                    let what = if Operator::On.is(&opname.name) {
                                         "a join condition"
                                     } else {
                                         "a filter"
                                     };
-                                    if opname.name == "on" {
+                                    if Operator::On.is(&opname.name) {
                                         // Join conditions may mention the other branches.
                                         let mut sc = scope.clone();
                                         sc.event = Some(Arc::new(Schema::open(&schema.name)));
@@ -758,7 +759,7 @@ impl Checker<'_> {
             OpKind::FollowedBy(step) => self.step(step, input, p),
             OpKind::Not(step) => {
                 if !p.is_sequence {
-                    self.outside_sequence(op.span, "not");
+                    self.outside_sequence(op.span, Operator::Not.name());
                 }
                 let (_, schema) = self.source_schema(&step.ty);
                 if let Some(f) = &step.filter {
@@ -897,9 +898,9 @@ impl Checker<'_> {
         if !self.op_shape(name, args, info) {
             // Still record placement facts so that later operators are not
             // blamed for a malformed window or aggregate.
-            match name.name.as_str() {
-                "window" => p.window = p.window.or(Some(name.span)),
-                "aggregate" => p.aggregate = p.aggregate.or(Some(name.span)),
+            match info.op {
+                Operator::Window => p.window = p.window.or(Some(name.span)),
+                Operator::Aggregate => p.aggregate = p.aggregate.or(Some(name.span)),
                 _ => {}
             }
             return (StageKind::Invalid, input.clone());

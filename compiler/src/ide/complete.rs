@@ -19,7 +19,7 @@ use super::hover::{aggregate_doc, builtin_doc, describe_top_level, operator_doc}
 use super::signature::enclosing_call;
 use super::view::{FileView, SymbolKind, Target};
 use crate::builtins::{AGGREGATES, BUILTINS};
-use crate::capabilities::{Support, OPERATORS};
+use crate::capabilities::{Op, Support, OPERATORS};
 use crate::host::Compiler;
 use crate::model::ItemModel;
 use crate::resolve::DeclKind;
@@ -131,17 +131,44 @@ fn call_snippet(name: &str, signature: &str) -> String {
     format!("{name}({})", params.join(", "))
 }
 
-fn operator_snippet(name: &str) -> String {
-    match name {
-        "where" | "filter" | "having" | "on" => format!("{name}(${{1:condition}})"),
-        "select" | "emit" | "aggregate" => format!("{name}(${{1:name}}: ${{2:expr}})"),
-        "window" => "window(${1:5m})".to_string(),
-        "partition_by" => "partition_by(${1:key})".to_string(),
-        "to" => "to(${1:Connector})".to_string(),
-        "within" => "within(${1:5m})".to_string(),
-        "limit" => "limit(${1:10})".to_string(),
-        "first" => "first()".to_string(),
-        _ => format!("{name}($1)"),
+/// The snippet inserted for an operator.
+fn operator_snippet(op: Op) -> String {
+    let name = op.name();
+    match op {
+        Op::Where | Op::Filter | Op::Having | Op::On => format!("{name}(${{1:condition}})"),
+        Op::Select | Op::Emit | Op::Aggregate => format!("{name}(${{1:name}}: ${{2:expr}})"),
+        Op::Window => "window(${1:5m})".to_string(),
+        Op::PartitionBy => "partition_by(${1:key})".to_string(),
+        Op::To => "to(${1:Connector})".to_string(),
+        Op::Within => "within(${1:5m})".to_string(),
+        Op::Limit => "limit(${1:10})".to_string(),
+        Op::First => "first()".to_string(),
+        Op::TrendAggregate
+        | Op::AllowedLateness
+        | Op::Late
+        | Op::Timeouts
+        | Op::Concurrent
+        | Op::Context
+        | Op::Not
+        | Op::Policy
+        | Op::LimitRuns
+        | Op::Print
+        | Op::Log
+        | Op::Distinct
+        | Op::Watermark
+        | Op::Tap
+        | Op::Process
+        | Op::Forecast
+        | Op::Enrich
+        | Op::Score
+        | Op::Pattern
+        | Op::Map
+        | Op::Collect
+        | Op::OnError
+        | Op::Fork
+        | Op::Any
+        | Op::All
+        | Op::OrderBy => format!("{name}($1)"),
     }
 }
 
@@ -151,7 +178,7 @@ fn operators() -> Vec<Completion> {
         .filter(|o| o.support == Support::Supported)
         .map(|o| {
             let mut c =
-                Completion::snippet(o.name, CompletionKind::Operator, operator_snippet(o.name));
+                Completion::snippet(o.name, CompletionKind::Operator, operator_snippet(o.op));
             c.detail = Some(o.summary.to_string());
             c.documentation = operator_doc(o.name);
             c
@@ -430,10 +457,10 @@ fn candidates(view: &FileView<'_>, start: usize) -> Vec<Completion> {
     let call = enclosing_call(item_text, &tokens, rel);
     let mut in_aggregate = false;
     if let Some((name, true, _)) = call {
-        match name {
-            "to" => return decls(view, |k| k == DeclKind::Connector),
-            "context" => return decls(view, |k| k == DeclKind::Context),
-            "aggregate" | "trend_aggregate" => in_aggregate = true,
+        match Op::from_name(name) {
+            Some(Op::To) => return decls(view, |k| k == DeclKind::Connector),
+            Some(Op::Context) => return decls(view, |k| k == DeclKind::Context),
+            Some(Op::Aggregate | Op::TrendAggregate) => in_aggregate = true,
             _ => {}
         }
     }

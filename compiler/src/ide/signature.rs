@@ -5,7 +5,7 @@ use varpulis_syntax::{Token, TokenKind};
 
 use super::view::FileView;
 use crate::builtins;
-use crate::capabilities::{self, OpInfo};
+use crate::capabilities::{self, Op, OpInfo};
 use crate::host::Compiler;
 use crate::model::ItemModel;
 
@@ -23,18 +23,43 @@ pub struct SignatureHelp {
 }
 
 /// Conventional names of operators' positional arguments.
-fn positional_names(name: &str) -> &'static [&'static str] {
-    match name {
-        "where" | "filter" | "having" | "on" => &["condition"],
-        "partition_by" => &["key"],
-        "window" => &["size"],
-        "to" => &["connector"],
-        "within" | "allowed_lateness" => &["duration"],
-        "limit" => &["n"],
-        "context" => &["context"],
-        "distinct" => &["expr"],
-        "not" => &["Type where condition"],
-        _ => &[],
+fn positional_names(op: Op) -> &'static [&'static str] {
+    match op {
+        Op::Where | Op::Filter | Op::Having | Op::On => &["condition"],
+        Op::PartitionBy => &["key"],
+        Op::Window => &["size"],
+        Op::To => &["connector"],
+        Op::Within | Op::AllowedLateness => &["duration"],
+        Op::Limit => &["n"],
+        Op::Context => &["context"],
+        Op::Distinct => &["expr"],
+        Op::Not => &["Type where condition"],
+        Op::Policy
+        | Op::LimitRuns
+        | Op::Process
+        | Op::Enrich
+        | Op::Pattern
+        | Op::Select
+        | Op::Emit
+        | Op::Aggregate
+        | Op::TrendAggregate
+        | Op::Late
+        | Op::Timeouts
+        | Op::Print
+        | Op::Log
+        | Op::First
+        | Op::Watermark
+        | Op::Tap
+        | Op::Concurrent
+        | Op::Forecast
+        | Op::Score
+        | Op::Map
+        | Op::Collect
+        | Op::OnError
+        | Op::Fork
+        | Op::Any
+        | Op::All
+        | Op::OrderBy => &[],
     }
 }
 
@@ -44,7 +69,7 @@ pub(super) fn operator_label(op: &OpInfo) -> String {
     if op.max_positional == usize::MAX {
         params.push("name: expr, ...".to_string());
     } else {
-        let names = positional_names(op.name);
+        let names = positional_names(op.op);
         for i in 0..op.max_positional {
             params.push(
                 names

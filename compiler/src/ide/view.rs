@@ -11,6 +11,7 @@ use varpulis_syntax::ast::{
 };
 use varpulis_syntax::{SourceMap, Span, Token, TokenKind};
 
+use crate::capabilities::Op;
 use crate::host::{CheckedItem, Compiler};
 use crate::model::{ExprInfo, Resolution};
 use crate::resolve::DeclKind;
@@ -474,18 +475,29 @@ impl Defs {
                         OpKind::Call { name, args } => {
                             let t = Target::Operator(name.name.clone());
                             self.push(name.span, t, SymbolKind::Operator, false);
-                            if matches!(name.name.as_str(), "select" | "aggregate" | "emit") {
+                            if matches!(
+                                Op::from_name(&name.name),
+                                Some(Op::Select | Op::Aggregate | Op::Emit)
+                            ) {
                                 self.output_keys(args);
                             }
                         }
-                        OpKind::FollowedBy(step) | OpKind::Not(step) => {
+                        OpKind::FollowedBy(step) => {
+                            if let Some(a) = &step.alias {
+                                self.alias(a);
+                            }
+                        }
+                        OpKind::Not(step) => {
+                            let s = Span::new(op.span.start + 1, op.span.start + 4);
+                            let t = Target::Operator(Op::Not.name().to_string());
+                            self.push(s, t, SymbolKind::Operator, false);
                             if let Some(a) = &step.alias {
                                 self.alias(a);
                             }
                         }
                         OpKind::Emit { args, .. } => {
                             let s = Span::new(op.span.start + 1, op.span.start + 5);
-                            let t = Target::Operator("emit".to_string());
+                            let t = Target::Operator(Op::Emit.name().to_string());
                             self.push(s, t, SymbolKind::Operator, false);
                             self.output_keys(args);
                         }

@@ -24,6 +24,7 @@ use varpulis_syntax::Span;
 
 use super::expr::{unparen, Env, ScopeAlias};
 use super::{to_u16, Decl, Lowerer};
+use crate::capabilities::Op as Operator;
 use crate::codes;
 
 /// A lowered sequence and what the rest of the chain sees.
@@ -200,7 +201,10 @@ impl Lowerer<'_> {
         let mut first_filters: Vec<&Expr> = Vec::new();
         for (i, op) in decl.ops.iter().enumerate().take(first_step) {
             if let OpKind::Call { name: n, args } = &op.kind {
-                if matches!(n.name.as_str(), "where" | "filter") {
+                if matches!(
+                    Operator::from_name(&n.name),
+                    Some(Operator::Where | Operator::Filter)
+                ) {
                     if let Some(a) = args.first() {
                         first_filters.push(&a.value);
                     }
@@ -224,26 +228,26 @@ impl Lowerer<'_> {
                         .push((s.ty.name.clone(), s.ty.span, s.filter.clone(), None));
                     skip[i] = true;
                 }
-                OpKind::Call { name: n, args } => match n.name.as_str() {
-                    "within" => {
+                OpKind::Call { name: n, args } => match Operator::from_name(&n.name) {
+                    Some(Operator::Within) => {
                         sb.within = args.first().and_then(|a| self.duration_arg(&a.value));
                         skip[i] = true;
                     }
-                    "policy" => {
+                    Some(Operator::Policy) => {
                         if let Some(a) = args.first() {
                             self.policy_arg(&mut sb, &a.value);
                         }
                         skip[i] = true;
                     }
-                    "limit_runs" => {
+                    Some(Operator::LimitRuns) => {
                         sb.limits = limit_runs_args(args);
                         skip[i] = true;
                     }
-                    "trend_aggregate" => {
+                    Some(Operator::TrendAggregate) => {
                         sb.trend_at = Some(i);
                         skip[i] = true;
                     }
-                    "partition_by" => {
+                    Some(Operator::PartitionBy) => {
                         if sb.partition.is_none() {
                             sb.partition = args.first().map(|a| a.value.clone());
                         }
@@ -251,19 +255,27 @@ impl Lowerer<'_> {
                         // aggregate; otherwise it only partitions the runs.
                         let keys_later = decl.ops.iter().skip(i + 1).any(|o| {
                             matches!(&o.kind, OpKind::Call { name, .. }
-                                if matches!(name.name.as_str(), "window" | "aggregate"))
+                            if matches!(
+                                Operator::from_name(&name.name),
+                                Some(Operator::Window | Operator::Aggregate)
+                            ))
                         });
                         skip[i] = i < last_step || !keys_later;
                     }
-                    "concurrent" => {
+                    Some(Operator::Concurrent) => {
                         self.concurrent(args);
                         skip[i] = true;
                     }
-                    "watermark" | "allowed_lateness" | "context" | "tap" => {}
+                    Some(
+                        Operator::Watermark
+                        | Operator::AllowedLateness
+                        | Operator::Context
+                        | Operator::Tap,
+                    ) => {}
                     _ if skip[i] => {}
-                    other if i < last_step => {
+                    _ if i < last_step => {
                         self.unsupported(
-                            format!("`.{other}` before the last sequence step"),
+                            format!("`.{}` before the last sequence step", n.name),
                             op.span,
                         );
                         skip[i] = true;
@@ -322,22 +334,22 @@ impl Lowerer<'_> {
                         .push((s.ty.name.clone(), s.ty.span, s.filter.clone(), None));
                     skip[i] = true;
                 }
-                OpKind::Call { name, args } if name.name == "within" => {
+                OpKind::Call { name, args } if Operator::Within.is(&name.name) => {
                     sb.within = args.first().and_then(|a| self.duration_arg(&a.value));
                     skip[i] = true;
                 }
-                OpKind::Call { name, args } if name.name == "policy" => {
+                OpKind::Call { name, args } if Operator::Policy.is(&name.name) => {
                     if let Some(a) = args.first() {
                         self.policy_arg(sb, &a.value);
                     }
                     skip[i] = true;
                 }
-                OpKind::Call { name, args } if name.name == "limit_runs" => {
+                OpKind::Call { name, args } if Operator::LimitRuns.is(&name.name) => {
                     sb.limits = limit_runs_args(args);
                     skip[i] = true;
                 }
                 OpKind::Call { name, args }
-                    if name.name == "partition_by" && sb.partition.is_none() =>
+                    if Operator::PartitionBy.is(&name.name) && sb.partition.is_none() =>
                 {
                     sb.partition = args.first().map(|a| a.value.clone());
                 }

@@ -20,7 +20,7 @@ use varpulis_syntax::Span;
 
 use super::expr::{unparen, ChunkBuilder, Env};
 use super::{to_u16, to_u32, Decl, Lowerer, StreamState};
-use crate::capabilities::{self, Support};
+use crate::capabilities::{Op as Operator, Support};
 use crate::codes;
 
 /// The state of a chain being lowered.
@@ -153,7 +153,7 @@ impl Lowerer<'_> {
         };
         let mut skip = vec![false; decl.ops.len()];
         let source = match &decl.source.kind {
-            SourceKind::Named { name, .. } if decl.starts_with_op("timeouts") => {
+            SourceKind::Named { name, .. } if decl.starts_with_op(Operator::Timeouts.name()) => {
                 let mut seq = self.timeout_sequence(&name.name, decl)?;
                 seq.spec.emit_timeouts = true;
                 // Timeouts are runs in the match layout, not trend aggregates.
@@ -168,7 +168,7 @@ impl Lowerer<'_> {
                 }
                 seq.source
             }
-            SourceKind::Named { name, .. } if decl.starts_with_op("late") => {
+            SourceKind::Named { name, .. } if decl.starts_with_op(Operator::Late.name()) => {
                 let (up, layout) = self.late_input(&name.name, name.span)?;
                 ch.env.layout = Some(layout);
                 if let Some(s) = skip.first_mut() {
@@ -287,7 +287,8 @@ impl Lowerer<'_> {
         let mut branches = Vec::new();
         let mut layouts = Vec::new();
         for it in items {
-            let (input, layout, filter) = self.inline_branch(it, &["where", "filter"])?;
+            let (input, layout, filter) =
+                self.inline_branch(it, &[Operator::Where, Operator::Filter])?;
             branches.push((input, filter));
             layouts.push(layout);
         }
@@ -324,7 +325,7 @@ impl Lowerer<'_> {
     fn inline_branch(
         &mut self,
         it: &InlineStream,
-        filters: &[&str],
+        filters: &[Operator],
     ) -> Option<(InputRef, SchemaId, Option<Chunk>)> {
         match it {
             InlineStream::Ref(id) => {
@@ -338,12 +339,12 @@ impl Lowerer<'_> {
                 let mut conds: Vec<&Expr> = Vec::new();
                 for op in ops {
                     match &op.kind {
-                        OpKind::Call { name: n, args } if filters.contains(&n.name.as_str()) => {
+                        OpKind::Call { name: n, args } if filters.iter().any(|f| f.is(&n.name)) => {
                             if let Some(a) = args.first() {
                                 conds.push(&a.value);
                             }
                         }
-                        OpKind::Call { name: n, .. } if n.name == "on" => {}
+                        OpKind::Call { name: n, .. } if Operator::On.is(&n.name) => {}
                         _ => self.unsupported("this operator on a merge or join item", op.span),
                     }
                 }
@@ -432,7 +433,8 @@ impl Lowerer<'_> {
                 InlineStream::Ref(id) => (id.name.clone(), id.name.clone()),
                 InlineStream::Decl { name, ty, .. } => (name.name.clone(), ty.name.clone()),
             };
-            let (input, layout, filter) = self.inline_branch(it, &["where", "filter"])?;
+            let (input, layout, filter) =
+                self.inline_branch(it, &[Operator::Where, Operator::Filter])?;
             branches.push((bname, tname, input, layout, filter));
         }
         // `.on(...)` written on an inline item (`stream B = T.on(A.k == B.k)`)
@@ -442,7 +444,7 @@ impl Lowerer<'_> {
             if let InlineStream::Decl { ops, .. } = it {
                 for op in ops {
                     if let OpKind::Call { name, args } = &op.kind {
-                        if name.name == "on" {
+                        if Operator::On.is(&name.name) {
                             if let Some(a) = args.first() {
                                 split_and(&a.value, &mut conjuncts);
                             }
@@ -456,12 +458,12 @@ impl Lowerer<'_> {
         let mut join_max = None;
         for (i, op) in decl.ops.iter().enumerate() {
             if let OpKind::Call { name, args } = &op.kind {
-                match name.name.as_str() {
-                    "on" if on.is_none() => {
+                match Operator::from_name(&name.name) {
+                    Some(Operator::On) if on.is_none() => {
                         on = args.first().map(|a| &a.value);
                         skip[i] = true;
                     }
-                    "window" => {
+                    Some(Operator::Window) => {
                         if let Some(a) = args.first().filter(|a| a.name.is_none()) {
                             horizon = self.duration_arg(&a.value)?;
                             skip[i] = true;
@@ -612,25 +614,31 @@ impl Lowerer<'_> {
     fn op(&mut self, ch: &mut Chain, op: &Op) {
         let (name, args) = match &op.kind {
             OpKind::Call { name, args } => (name.name.as_str(), args.as_slice()),
-            OpKind::Emit { args, .. } => ("emit", args.as_slice()),
+            OpKind::Emit { args, .. } => (Operator::Emit.name(), args.as_slice()),
             OpKind::FollowedBy(_) | OpKind::Not(_) => {
                 self.unsupported("a sequence step here", op.span);
                 return;
             }
         };
         let first = args.iter().find(|a| a.name.is_none()).map(|a| &a.value);
-        match name {
-            "where" | "filter" | "having" => {
+        let Some(which) = Operator::from_name(name) else {
+            self.not_lowered(name, false, op.span);
+            return;
+        };
+        match which {
+            Operator::Where | Operator::Filter | Operator::Having => {
                 let Some(e) = first else { return };
                 let c = self.chunk(&mut ch.env, e);
-                ch.ops.push(if name == "having" {
+                ch.ops.push(if which == Operator::Having {
                     OpSpec::Having(c)
                 } else {
                     OpSpec::Filter(c)
                 });
             }
-            "select" | "emit" => self.projection(ch, name == "emit", args, op.span),
-            "window" => {
+            Operator::Select | Operator::Emit => {
+                self.projection(ch, which == Operator::Emit, args, op.span)
+            }
+            Operator::Window => {
                 if let Some(w) = self.window(args, op.span) {
                     ch.ops.push(OpSpec::Window(w));
                     if let Some(n) = max_events(args) {
@@ -643,7 +651,7 @@ impl Lowerer<'_> {
                     }
                 }
             }
-            "partition_by" => {
+            Operator::PartitionBy => {
                 let Some(e) = first else { return };
                 ch.partition = Some(match &unparen(e).kind {
                     ExprKind::Ident(id) => Some(id.name.clone()),
@@ -653,8 +661,8 @@ impl Lowerer<'_> {
                 ch.ops.push(OpSpec::PartitionBy(c));
                 self.state_bound(ch, args);
             }
-            "aggregate" => self.aggregate(ch, args),
-            "distinct" => {
+            Operator::Aggregate => self.aggregate(ch, args),
+            Operator::Distinct => {
                 let key = first.map(|e| self.chunk(&mut ch.env, e));
                 ch.ops.push(OpSpec::Distinct {
                     key,
@@ -662,7 +670,7 @@ impl Lowerer<'_> {
                 });
                 self.state_bound(ch, args);
             }
-            "limit" => match first.map(|e| &unparen(e).kind) {
+            Operator::Limit => match first.map(|e| &unparen(e).kind) {
                 Some(ExprKind::Int(n)) if *n >= 0 => ch.ops.push(OpSpec::Limit(*n as u64)),
                 _ => self.error(
                     codes::INVALID_WINDOW,
@@ -670,16 +678,16 @@ impl Lowerer<'_> {
                     op.span,
                 ),
             },
-            "first" => ch.ops.push(OpSpec::Limit(1)),
-            "print" => {
+            Operator::First => ch.ops.push(OpSpec::Limit(1)),
+            Operator::Print => {
                 let cs = args
                     .iter()
                     .map(|a| self.chunk(&mut ch.env, &a.value))
                     .collect();
                 ch.ops.push(OpSpec::Print(cs));
             }
-            "log" => self.log(ch, args),
-            "to" => {
+            Operator::Log => self.log(ch, args),
+            Operator::To => {
                 let Some(connector) = self.connector_arg(args, op.span) else {
                     return;
                 };
@@ -689,8 +697,8 @@ impl Lowerer<'_> {
                 self.keep_extra(layout);
                 ch.ops.push(OpSpec::Sink { connector, params });
             }
-            "process" => self.process(ch, first, op.span),
-            "watermark" => {
+            Operator::Process => self.process(ch, first, op.span),
+            Operator::Watermark => {
                 let e = args
                     .iter()
                     .find(|a| a.name.as_ref().is_none_or(|n| n.name == "out_of_order"));
@@ -698,30 +706,52 @@ impl Lowerer<'_> {
                     ch.time.out_of_order = Some(d);
                 }
             }
-            "allowed_lateness" => {
+            Operator::AllowedLateness => {
                 if let Some(d) = first.and_then(|e| self.duration_arg(e)) {
                     ch.time.allowed_lateness = Some(d);
                 }
             }
-            "concurrent" => self.concurrent(args),
+            Operator::Concurrent => self.concurrent(args),
             // Scheduling hints and no-ops: results must not depend on them.
-            "context" | "tap" | "timeouts" | "late" => {}
-            "within" => self.unsupported("`.within` outside a sequence", op.span),
-            "on" => self.unsupported("`.on` outside a join", op.span),
-            other => {
-                let known = capabilities::operator(other).map(|o| o.support);
-                let msg = match known {
-                    Some(Support::Supported) => format!("lowering of `.{other}`"),
-                    _ => format!("the operator `.{other}`"),
-                };
-                let d = crate::diagnostic::Diagnostic::new(
-                    codes::UNSUPPORTED_OPERATOR,
-                    format!("{msg} is not supported yet"),
-                    self.absolute(op.span),
-                );
-                self.diags.push(d);
+            Operator::Context | Operator::Tap | Operator::Timeouts | Operator::Late => {}
+            Operator::Within => self.unsupported("`.within` outside a sequence", op.span),
+            Operator::On => self.unsupported("`.on` outside a join", op.span),
+            // Sequence operators outside a sequence (the checker reports
+            // them; kept as an error in case it did not).
+            Operator::Policy | Operator::LimitRuns | Operator::Not | Operator::TrendAggregate => {
+                self.not_lowered(name, true, op.span)
+            }
+            Operator::Forecast
+            | Operator::Enrich
+            | Operator::Score
+            | Operator::Pattern
+            | Operator::Map
+            | Operator::Collect
+            | Operator::OnError
+            | Operator::Fork
+            | Operator::Any
+            | Operator::All
+            | Operator::OrderBy => {
+                let supported = which.support() == Support::Supported;
+                self.not_lowered(name, supported, op.span)
             }
         }
+    }
+
+    /// An operator this lowering cannot run: `supported` when the checker
+    /// accepts it (then the lowering lags behind the capability table).
+    fn not_lowered(&mut self, name: &str, supported: bool, span: Span) {
+        let msg = if supported {
+            format!("lowering of `.{name}`")
+        } else {
+            format!("the operator `.{name}`")
+        };
+        let d = crate::diagnostic::Diagnostic::new(
+            codes::UNSUPPORTED_OPERATOR,
+            format!("{msg} is not supported yet"),
+            self.absolute(span),
+        );
+        self.diags.push(d);
     }
 
     /// `.concurrent(workers: N)` (checked by the checker): the program's
@@ -805,7 +835,12 @@ impl Lowerer<'_> {
             names.push(name);
             chunks.push(self.chunk(&mut ch.env, &a.value));
         }
-        let what = if emit { "emit" } else { "select" };
+        let what = if emit {
+            Operator::Emit
+        } else {
+            Operator::Select
+        }
+        .name();
         let schema = self.stream_schema(ch.sid, &format!("{}.{what}", ch.name), names);
         let _ = span;
         ch.ops.push(if emit {

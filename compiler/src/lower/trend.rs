@@ -12,6 +12,7 @@ use varpulis_syntax::ast::{BinaryOp, Expr, ExprKind, OpKind, StreamDecl};
 
 use super::expr::{unparen, Env, ScopeAlias};
 use super::Lowerer;
+use crate::capabilities::Op as Operator;
 use crate::codes;
 
 /// What [`Lowerer::add_step`] remembers of a step for trend lowering: the
@@ -64,16 +65,18 @@ impl Lowerer<'_> {
         for o in decl.ops.iter().take(at).skip(last_step + 1) {
             if let OpKind::Call { name, .. } = &o.kind {
                 if matches!(
-                    name.name.as_str(),
-                    "within"
-                        | "policy"
-                        | "limit_runs"
-                        | "partition_by"
-                        | "watermark"
-                        | "allowed_lateness"
-                        | "context"
-                        | "concurrent"
-                        | "tap"
+                    Operator::from_name(&name.name),
+                    Some(
+                        Operator::Within
+                            | Operator::Policy
+                            | Operator::LimitRuns
+                            | Operator::PartitionBy
+                            | Operator::Watermark
+                            | Operator::AllowedLateness
+                            | Operator::Context
+                            | Operator::Concurrent
+                            | Operator::Tap
+                    )
                 ) {
                     continue;
                 }
@@ -87,11 +90,9 @@ impl Lowerer<'_> {
             );
             return None;
         }
-        if let Some(sel) = decl
-            .ops
-            .iter()
-            .find(|o| matches!(&o.kind, OpKind::Call { name, .. } if name.name == "select"))
-        {
+        if let Some(sel) = decl.ops.iter().find(
+            |o| matches!(&o.kind, OpKind::Call { name, .. } if Operator::Select.is(&name.name)),
+        ) {
             self.unsupported("`.select` in a stream with `.trend_aggregate`", sel.span);
             return None;
         }
