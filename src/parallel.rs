@@ -166,7 +166,11 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
                 | OpSpec::Print(_)
                 | OpSpec::Log(_)
                 | OpSpec::Sink { .. } => {}
-                OpSpec::Select(_) | OpSpec::Emit(_) | OpSpec::Process(_) => reshaped = true,
+                // `.pattern` runs inside the window before it (per key when
+                // the window is); it only reshapes the event it passes on.
+                OpSpec::Select(_) | OpSpec::Emit(_) | OpSpec::Process(_) | OpSpec::Pattern(_) => {
+                    reshaped = true
+                }
                 OpSpec::PartitionBy(chunk) => {
                     if key.is_some() || reshaped {
                         return Err(refuse(

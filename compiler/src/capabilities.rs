@@ -125,7 +125,7 @@ operators! {
     Forecast = "forecast", NotYet, 0, 0, None, "predict sequence completion";
     Enrich = "enrich", NotYet, 1, 1, None, "look up extra fields in an external store";
     Score = "score", NotYet, 0, 0, None, "ONNX model inference";
-    Pattern = "pattern", NotYet, 0, ANY, None, "boolean test over the current window";
+    Pattern = "pattern", Supported, 0, ANY, None, "boolean test over the window's events: `.pattern(name: events => condition)`";
     Process = "process", Supported, 1, 1, Some(&[]), "call a function per event";
     Map = "map", NotYet, 0, ANY, None, "transform events";
     Collect = "collect", NotYet, 0, ANY, None, "collect events";

@@ -341,6 +341,13 @@ pub enum StageKind {
     Log,
     /// `.distinct([e])`.
     Distinct(Option<Span>),
+    /// `.pattern(name: events => test)` right after the window.
+    Pattern {
+        /// The name written before the colon.
+        name: String,
+        /// Span of the test (the lambda's body).
+        test: Span,
+    },
     /// `.limit(n)`.
     Limit(u64),
     /// `.process(f(...))`: the function and the event types it emits.

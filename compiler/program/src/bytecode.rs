@@ -98,6 +98,10 @@ pub enum Instr {
     LoadLocal(u16),
     /// Pops a value into local slot `l` (an absent value clears the slot).
     StoreLocal(u16),
+    /// Pops a value and appends it to the array in local slot `l` (in place;
+    /// an absent value is skipped; a slot that is not an array becomes
+    /// `[value]`). Builds the results of `.filter` and `.map` in linear time.
+    AppendLocal(u16),
     /// Pushes global `g`.
     LoadGlobal(u32),
     /// Pops a value into global `g` (`x := e` on a `var`).

@@ -272,6 +272,26 @@ pub enum OpSpec {
     Process(Chunk),
     /// An in-stream sequence or named pattern, run by the VM's matcher.
     Sequence(SequenceSpec),
+    /// `.pattern(name: events => test)`: always right after a
+    /// [`OpSpec::Window`], which hands it each released group whole.
+    Pattern(PatternTest),
+}
+
+/// `.pattern(name: events => test)` (docs/LANGUAGE.md#pattern-window-test): when the
+/// window before it releases a group, `test` runs once with the group's
+/// events; when it is `true`, one event passes on: the group's last event in
+/// the layout `schema` (its fields, then `pattern` and `window_events`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PatternTest {
+    /// The name written before the colon (the value of the `pattern` field).
+    pub name: Arc<str>,
+    /// The test. Local 0 holds the group's events, oldest first, as an array
+    /// of maps: the fields present, `event_type` and `timestamp` (unless the
+    /// event has a field of that name).
+    pub test: Chunk,
+    /// Output layout: the input layout's fields, then `pattern` (str) and
+    /// `window_events` (int).
+    pub schema: SchemaId,
 }
 
 /// Items of `.select(...)`.

@@ -53,6 +53,13 @@ impl Checker<'_> {
         scope: &Scope,
     ) -> Typed {
         let name = f.name.as_str();
+        if let Some(r) = receiver {
+            if self.env.decl(name) != Some(DeclKind::Fn) {
+                if let Some(m) = super::lambda::ArrayMethod::of(name, args) {
+                    return self.array_method(e, r, m, args, scope);
+                }
+            }
+        }
         // User functions take precedence over built-ins (docs/LANGUAGE.md#functions-fn).
         if receiver.is_none() && self.env.decl(name) == Some(DeclKind::Fn) {
             return self.call_user(e, f, args, scope);
@@ -121,6 +128,9 @@ impl Checker<'_> {
         let mut cands: Vec<&str> = fns.iter().map(String::as_str).collect();
         for n in builtins::all_names() {
             cands.push(n);
+        }
+        if receiver.is_some() {
+            cands.extend(super::lambda::ARRAY_METHODS.iter().map(|(n, _)| *n));
         }
         let help = suggest::did_you_mean(name, cands).map(str::to_string);
         let what = if receiver.is_some() {

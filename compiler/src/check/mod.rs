@@ -16,9 +16,11 @@ mod bounds;
 mod call;
 mod decl;
 mod expr;
+pub(crate) mod lambda;
 mod ops;
 mod pattern;
 mod stream;
+pub(crate) mod window_pattern;
 
 use std::sync::Arc;
 

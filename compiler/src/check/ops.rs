@@ -267,6 +267,7 @@ impl Checker<'_> {
                 let e = first.expect("arity checked: one argument");
                 StageKind::AllowedLateness(self.duration_arg(e, "`.allowed_lateness`").unwrap_or(0))
             }
+            Operator::Pattern => return self.window_pattern(s, op, name, args, input, p),
             Operator::Concurrent => self.concurrent(name, args, p),
             Operator::Context => {
                 let e = first.expect("arity checked: one argument");
@@ -281,7 +282,6 @@ impl Checker<'_> {
             | Operator::Forecast
             | Operator::Enrich
             | Operator::Score
-            | Operator::Pattern
             | Operator::Map
             | Operator::Collect
             | Operator::OnError

@@ -618,6 +618,10 @@ impl Lowerer<'_> {
                 self.push_absent(b, sid);
             }
             ExprKind::Member { base, name, .. } => {
+                if let Some(am) = self.is_array_method(&name.name, args) {
+                    self.array_method(b, env, e, base, am, args);
+                    return;
+                }
                 // Method-style call: `x.len()` is `len(x)`.
                 let m = name.name.as_str();
                 let target = self.fn_ids.get(m).copied();

@@ -25,12 +25,14 @@
 //! See `docs/LOWERING.md` for the construct-by-construct table.
 
 mod expr;
+mod lambda;
 mod pattern;
 mod schema;
 mod spans;
 mod stmt;
 mod stream;
 mod trend;
+mod window_pattern;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use varpulis_program::{

@@ -711,6 +711,7 @@ impl Lowerer<'_> {
                     ch.time.allowed_lateness = Some(d);
                 }
             }
+            Operator::Pattern => self.window_pattern(ch, args, op.span),
             Operator::Concurrent => self.concurrent(args),
             // Scheduling hints and no-ops: results must not depend on them.
             Operator::Context | Operator::Tap | Operator::Timeouts | Operator::Late => {}
@@ -724,7 +725,6 @@ impl Lowerer<'_> {
             Operator::Forecast
             | Operator::Enrich
             | Operator::Score
-            | Operator::Pattern
             | Operator::Map
             | Operator::Collect
             | Operator::OnError

@@ -8,6 +8,7 @@ use crate::interp::{EvalCx, Vm};
 use crate::ops::aggregate::{Aggregator, PerEventAggregate};
 use crate::ops::basic::{Filter, Log, PartitionBy, Print, Process, Project, Sink};
 use crate::ops::dedup::{Distinct, Limit};
+use crate::ops::pattern::PatternRt;
 use crate::ops::sequence::SequenceOp;
 use crate::ops::Operator;
 use crate::windows::{
@@ -200,6 +201,7 @@ fn validate(p: &Program) -> Result<(), LoadError> {
                 OpSpec::Select(pj) => schema_ok(pj.schema, "select", n)?,
                 OpSpec::Emit(e) => schema_ok(e.schema, "emit", n)?,
                 OpSpec::Aggregate(a) => schema_ok(a.schema, "aggregate", n)?,
+                OpSpec::Pattern(t) => schema_ok(t.schema, "pattern", n)?,
                 OpSpec::Sink { connector, .. } if *connector as usize >= p.connectors.len() => {
                     return Err(invalid(format!(
                         "stream `{n}`: connector {connector} out of range"
@@ -370,6 +372,12 @@ fn build_stream(
                         layout = a.schema;
                         GroupSink::aggregate(Aggregator::new(a.clone()))
                     }
+                    // `.pattern` always follows its window and is fused too.
+                    Some(OpSpec::Pattern(t)) => {
+                        i += 1;
+                        layout = t.schema;
+                        GroupSink::pattern(PatternRt::new(t.clone()))
+                    }
                     _ => GroupSink::pass_through(),
                 };
                 window(
@@ -409,6 +417,12 @@ fn build_stream(
                 })
             }
             OpSpec::Process(c) => Box::new(Process(c.clone())),
+            OpSpec::Pattern(_) => {
+                return Err(LoadError::Invalid(format!(
+                    "stream `{}`: `.pattern` must come right after `.window`",
+                    plan.name
+                )))
+            }
             OpSpec::Sequence(seq) => {
                 layout = seq.trend.as_ref().map_or(seq.schema, |t| t.schema);
                 let op = SequenceOp::with_limits(p, seq, limits)

@@ -679,6 +679,7 @@ fn op_kind(op: &varpulis_program::OpSpec) -> &'static str {
         OpSpec::Distinct { .. } => "distinct",
         OpSpec::Limit(_) => "limit",
         OpSpec::Sequence(_) => "sequence",
+        OpSpec::Pattern(_) => "pattern",
         _ => "operator",
     }
 }

@@ -104,6 +104,32 @@ impl Vm {
         r
     }
 
+    /// Evaluates a chunk whose first locals are given (`.pattern`'s test
+    /// reads the window's events from local 0).
+    pub fn eval_with_locals(
+        &mut self,
+        program: &Program,
+        globals: &mut [Option<Value>],
+        chunk: &Chunk,
+        cx: &EvalCx<'_>,
+        args: Vec<Value>,
+    ) -> Option<Value> {
+        self.budget = INSTRUCTION_BUDGET;
+        self.depth = 0;
+        let base = self.locals.len();
+        let n = usize::from(chunk.locals).max(args.len());
+        self.locals.resize(base + n, None);
+        for (slot, v) in self.locals[base..].iter_mut().zip(args) {
+            *slot = Some(v);
+        }
+        let r = match self.run(program, globals, chunk, cx, base) {
+            Exit::Value(v) => v,
+            Exit::Abort => None,
+        };
+        self.locals.truncate(base);
+        r
+    }
+
     /// Evaluates a chunk as a condition: only `true` passes (docs/LANGUAGE.md#where-and-filter).
     pub fn test(
         &mut self,
@@ -232,6 +258,15 @@ impl Vm {
                     match self.locals.get_mut(locals_base + usize::from(l)) {
                         Some(slot) => *slot = v,
                         None => fail!(K::Internal, format!("local {l} out of range")),
+                    }
+                }
+                Instr::AppendLocal(l) => {
+                    let v = pop!();
+                    match (v, self.locals.get_mut(locals_base + usize::from(l))) {
+                        (None, Some(_)) => {}
+                        (Some(v), Some(Some(Value::Array(a)))) => Arc::make_mut(a).push(v),
+                        (Some(v), Some(slot)) => *slot = Some(Value::array(vec![v])),
+                        (_, None) => fail!(K::Internal, format!("local {l} out of range")),
                     }
                 }
                 Instr::LoadGlobal(g) => match globals.get(g as usize) {

@@ -696,3 +696,57 @@ fn alias_instructions_without_bindings_are_unbound() {
     assert_eq!(check(vec![Instr::AliasLen(0)], vec![]), Some(Int(0)));
     assert_eq!(check(vec![Instr::AliasFirst(0, 0)], vec![]), None);
 }
+
+#[test]
+fn append_local_builds_arrays_in_place_and_skips_absence() {
+    // local 0 = []; append 1; append (no value); append 2; load.
+    let code = vec![
+        Instr::MakeArray(0),
+        Instr::StoreLocal(0),
+        Instr::Const(0),
+        Instr::AppendLocal(0),
+        Instr::LoadField(2),
+        Instr::AppendLocal(0),
+        Instr::Const(1),
+        Instr::AppendLocal(0),
+        Instr::LoadLocal(0),
+    ];
+    assert_eq!(
+        check(code, vec![Int(1), Int(2)]),
+        Some(Value::array(vec![Int(1), Int(2)]))
+    );
+    // A slot that does not hold an array starts one.
+    assert_eq!(
+        check(
+            vec![Instr::Const(0), Instr::AppendLocal(1), Instr::LoadLocal(1)],
+            vec![Int(5)]
+        ),
+        Some(Value::array(vec![Int(5)]))
+    );
+    assert_eq!(
+        errs(vec![Instr::Const(0), Instr::AppendLocal(99)], vec![Int(5)]),
+        1
+    );
+}
+
+#[test]
+fn eval_with_locals_presets_the_first_locals() {
+    let mut vm = Vm::new();
+    let mut globals = Vec::new();
+    let mut c = Chunk::new(
+        vec![Instr::LoadLocal(0), Instr::CallBuiltin(Builtin::Len, 1)],
+        vec![],
+    );
+    c.locals = 1;
+    let e = ev();
+    let arr = Value::array(vec![Int(1), Int(2), Int(3)]);
+    let v = vm.eval_with_locals(
+        &Program::default(),
+        &mut globals,
+        &c,
+        &EvalCx::event(&e, 0),
+        vec![arr],
+    );
+    assert_eq!(v, Some(Int(3)));
+    assert_eq!(vm.locals.len(), 0, "locals are released");
+}

@@ -15,6 +15,7 @@ pub mod sliding_count;
 pub mod tumbling;
 
 use crate::ops::aggregate::{AccState, Aggregator};
+use crate::ops::pattern::PatternRt;
 use crate::ops::{Cx, PartKey, Rec};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
@@ -32,6 +33,8 @@ pub enum Group {
 /// What a window does with released groups.
 pub struct GroupSink {
     agg: Option<Aggregator>,
+    /// `.pattern(...)` right after the window: tests each released group.
+    pattern: Option<PatternRt>,
     /// `.window(..., max_events: n)`: events (or values, in accumulators
     /// that keep them) per group; one more drops the oldest.
     max_events: Option<usize>,
@@ -44,15 +47,33 @@ impl GroupSink {
     pub fn pass_through() -> GroupSink {
         GroupSink {
             agg: None,
+            pattern: None,
             max_events: None,
             dropped: 0,
         }
+    }
+
+    /// Released groups go whole to a `.pattern` test, which passes at most
+    /// one event per group.
+    pub fn pattern(test: PatternRt) -> GroupSink {
+        GroupSink {
+            agg: None,
+            pattern: Some(test),
+            max_events: None,
+            dropped: 0,
+        }
+    }
+
+    /// The `.pattern` test's counters (groups tested, groups matched).
+    pub fn pattern_counts(&self) -> Option<(u64, u64)> {
+        self.pattern.as_ref().map(|p| (p.tested, p.matched))
     }
 
     /// Released groups are aggregated into one event each.
     pub fn aggregate(agg: Aggregator) -> GroupSink {
         GroupSink {
             agg: Some(agg),
+            pattern: None,
             max_events: None,
             dropped: 0,
         }
@@ -125,7 +146,7 @@ impl GroupSink {
     /// of its last event when `end` is `None` (count windows); released
     /// events keep their own times.
     pub fn release(
-        &self,
+        &mut self,
         g: Group,
         key: &PartKey,
         end: Option<i64>,
@@ -134,7 +155,10 @@ impl GroupSink {
     ) {
         match (g, &self.agg) {
             (Group::Acc(st), Some(a)) => out.extend(a.finish(&st, key, end, cx)),
-            (Group::Buffer(v), None) => out.extend(v),
+            (Group::Buffer(v), None) => match &mut self.pattern {
+                Some(p) => p.release(v.iter(), cx, out),
+                None => out.extend(v),
+            },
             (Group::Buffer(v), Some(a)) => self.release_all(v.iter(), key, end, cx, out, a),
             (Group::Acc(_), None) => {}
         }
@@ -143,16 +167,17 @@ impl GroupSink {
     /// Releases copies of buffered events (sliding windows keep them); `end`
     /// as for [`GroupSink::release`].
     pub fn release_copies<'a>(
-        &self,
-        recs: impl Iterator<Item = &'a Rec>,
+        &mut self,
+        recs: impl ExactSizeIterator<Item = &'a Rec> + Clone,
         key: &PartKey,
         end: Option<i64>,
         cx: &mut Cx<'_>,
         out: &mut Vec<Rec>,
     ) {
-        match &self.agg {
-            Some(a) => self.release_all(recs, key, end, cx, out, a),
-            None => out.extend(recs.cloned()),
+        match (&self.agg, &mut self.pattern) {
+            (Some(a), _) => self.release_all(recs, key, end, cx, out, a),
+            (None, Some(p)) => p.release(recs, cx, out),
+            (None, None) => out.extend(recs.cloned()),
         }
     }
 
