@@ -257,6 +257,16 @@ pub fn render(s: &Snapshot<'_>) -> String {
             "Partial matches refused by run limits.",
             p.rejected,
         ),
+        (
+            "window_pattern_tests_total",
+            "Window groups tested by `.pattern`.",
+            s.engine.window_patterns.tested,
+        ),
+        (
+            "window_pattern_matches_total",
+            "Window groups whose `.pattern` test was true.",
+            s.engine.window_patterns.matched,
+        ),
     ] {
         family(&mut out, name, "counter", help, &one(v));
     }

@@ -567,6 +567,8 @@ fn add_metrics(sum: &mut Metrics, m: &Metrics) {
     sum.late += m.late;
     sum.dropped += m.dropped;
     sum.runtime_errors += m.runtime_errors;
+    sum.window_patterns.tested += m.window_patterns.tested;
+    sum.window_patterns.matched += m.window_patterns.matched;
     let (p, q) = (&mut sum.patterns, &m.patterns);
     p.active_runs += q.active_runs;
     p.partitions += q.partitions;

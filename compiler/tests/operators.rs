@@ -178,3 +178,33 @@ fn completion_offers_the_operators_the_engine_runs() {
         }
     }
 }
+
+#[test]
+fn pattern_lambdas_have_hover_and_typed_parameters() {
+    let text = format!(
+        "{PRELUDE}stream S = Reading\n    .window(1m)\n    .pattern(hot: events => events.filter(e => e.temp > 1.0).len() > 2)\n"
+    );
+    let mut c = Compiler::new();
+    c.set_file("t.vpl", text.as_str());
+    assert!(
+        c.check("t.vpl")
+            .iter()
+            .all(|d| d.severity != Severity::Error),
+        "{:?}",
+        c.check("t.vpl")
+    );
+    let at = text.find("filter(").expect("filter") as u32;
+    let h = ide::hover(&c, "t.vpl", at).expect("hover on .filter");
+    assert!(
+        h.markdown.contains("xs.filter(x => condition)"),
+        "{}",
+        h.markdown
+    );
+    // The lambda's parameter is typed: `e.temp` is a float field of `Reading`.
+    let at = text.find("temp > 1.0").expect("temp") as u32;
+    let h = ide::hover(&c, "t.vpl", at).expect("hover on e.temp");
+    assert!(h.markdown.contains("float"), "{}", h.markdown);
+    // The schema after `.pattern` has the two added fields.
+    let schema = c.stream_schema("t.vpl", "S").expect("schema of S");
+    assert!(schema.field("pattern").is_some() && schema.field("window_events").is_some());
+}

@@ -94,6 +94,12 @@ impl Session {
                 for w in op.windows.iter().take(10) {
                     lines.push(format!("    {}", window_line(w)));
                 }
+                if let Some((tested, matched)) = op.pattern {
+                    lines.push(format!(
+                        "    .pattern: {} tested, {matched} matched",
+                        format::plural(tested, "window")
+                    ));
+                }
                 if op.windows.len() > 10 {
                     lines.push(format!("    … {} more windows", op.windows.len() - 10));
                 }
@@ -264,7 +270,27 @@ impl Session {
                     sample,
                 } => {
                     last_sample.clone_from(sample);
+                    // A `.pattern` runs inside the window before it.
+                    let pattern = step.plan_index.and_then(|i| match plan.ops.get(i + 1) {
+                        Some(OpSpec::Pattern(t)) => Some(&t.name),
+                        _ => None,
+                    });
                     let line = match spec {
+                        Some(OpSpec::Window(_)) if pattern.is_some() && *output == 0 => {
+                            let name = pattern.map_or("", |n| &**n);
+                            let mut l = format!(
+                                "… {text} buffered the event, or closed a window whose events \
+                                 did not match `.pattern({name}: ...)`"
+                            );
+                            if let Some(w) = open_windows(&state, step.plan_index) {
+                                l.push_str(&format!(": {w}"));
+                            }
+                            l
+                        }
+                        Some(OpSpec::Window(_)) if pattern.is_some() => format!(
+                            "✓ {text} closed a window whose events matched `.pattern({}: ...)`",
+                            pattern.map_or("", |n| &**n)
+                        ),
                         Some(OpSpec::Filter(c) | OpSpec::Having(c)) if *output == 0 => {
                             let expr = format::chunk_text(p, &self.current.text, c).unwrap_or("");
                             let vals = sample

@@ -56,7 +56,7 @@ impl Checker<'_> {
         if let Some(r) = receiver {
             if self.env.decl(name) != Some(DeclKind::Fn) {
                 if let Some(m) = super::lambda::ArrayMethod::of(name, args) {
-                    return self.array_method(e, r, m, args, scope);
+                    return self.array_method(e, r, f, m, args, scope);
                 }
             }
         }

@@ -10,7 +10,7 @@ use varpulis_syntax::ast::{Arg, Expr, ExprKind, Ident, LambdaBody};
 use super::{AggMode, Checker, Scope};
 use crate::codes;
 use crate::diagnostic::Diagnostic;
-use crate::model::Resolution;
+use crate::model::{ExprInfo, Resolution};
 use crate::types::Type;
 
 type Typed = (Type, Option<Resolution>);
@@ -109,6 +109,27 @@ pub(crate) fn lambda_of(e: &Expr) -> Option<(&Ident, &Expr)> {
 impl Checker<'_> {
     /// `recv.m(args)` for an [`ArrayMethod`].
     pub(super) fn array_method(
+        &mut self,
+        e: &Expr,
+        recv: &Expr,
+        method: &Ident,
+        m: ArrayMethod,
+        args: &[Arg],
+        scope: &Scope,
+    ) -> Typed {
+        let (ty, res) = self.array_method_inner(e, recv, m, args, scope);
+        // The method name resolves too, for hover.
+        self.exprs.insert(
+            method.span,
+            ExprInfo {
+                ty: ty.clone(),
+                resolution: res.clone(),
+            },
+        );
+        (ty, res)
+    }
+
+    fn array_method_inner(
         &mut self,
         e: &Expr,
         recv: &Expr,

@@ -54,7 +54,17 @@ impl Checker<'_> {
             .is_some_and(|prev| {
                 matches!(&prev.kind, OpKind::Call { name, .. } if Operator::Window.is(&name.name))
             });
-        if !after_window {
+        if after_window && p.is_join {
+            self.report(
+                Diagnostic::new(
+                    codes::PATTERN_WITHOUT_WINDOW,
+                    "`.pattern` after a join's `.window`",
+                    name.span,
+                )
+                .with_label("a join's window releases no groups")
+                .with_help("a join's `.window(d)` is how long events wait for a partner; test the joined events in a stream that reads this one: `stream P = J.window(1m).pattern(...)`"),
+            );
+        } else if !after_window {
             let d = Diagnostic::new(
                 codes::PATTERN_WITHOUT_WINDOW,
                 "`.pattern` must come right after `.window`",

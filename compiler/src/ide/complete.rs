@@ -143,6 +143,7 @@ fn operator_snippet(op: Op) -> String {
         Op::Within => "within(${1:5m})".to_string(),
         Op::Limit => "limit(${1:10})".to_string(),
         Op::First => "first()".to_string(),
+        Op::Pattern => "pattern(${1:name}: events => ${2:events.len() > 3})".to_string(),
         Op::TrendAggregate
         | Op::AllowedLateness
         | Op::Late
@@ -161,7 +162,6 @@ fn operator_snippet(op: Op) -> String {
         | Op::Forecast
         | Op::Enrich
         | Op::Score
-        | Op::Pattern
         | Op::Map
         | Op::Collect
         | Op::OnError

@@ -169,6 +169,14 @@ pub(super) fn builtin_doc(name: &str) -> Option<String> {
     Some(format!("{}\n\nbuilt-in function", code(b.signature)))
 }
 
+/// The Markdown documentation of an array method taking a lambda.
+pub(super) fn array_method_doc(name: &str) -> Option<String> {
+    let (_, sig) = crate::check::lambda::ARRAY_METHODS
+        .iter()
+        .find(|(n, _)| *n == name)?;
+    Some(format!("{}\n\narray method", code(sig)))
+}
+
 /// The Markdown documentation of an aggregate.
 pub(super) fn aggregate_doc(name: &str) -> Option<String> {
     let a = builtins::aggregate(name)?;
@@ -216,7 +224,9 @@ fn describe(view: &FileView<'_>, occ: &Occurrence) -> Option<String> {
             };
             Some(code(&line))
         }
-        Target::Builtin(name) => builtin_doc(name).or_else(|| aggregate_doc(name)),
+        Target::Builtin(name) => builtin_doc(name)
+            .or_else(|| aggregate_doc(name))
+            .or_else(|| array_method_doc(name)),
         Target::Aggregate(name) => aggregate_doc(name).or_else(|| builtin_doc(name)),
         Target::Operator(name) => operator_doc(name),
         Target::Keyword if occ.kind == SymbolKind::Type => {

@@ -22,6 +22,8 @@ impl Lowerer<'_> {
             [a] => a.name.as_ref().zip(lambda_of(&a.value)),
             _ => None,
         };
+        // The chunk spans the whole lambda (`events => ...`), for `:inspect`.
+        let lambda_span = args.first().map_or(span, |a| a.value.span);
         let Some((name, (param, test))) = shape else {
             self.error(
                 codes::ARGUMENT_TYPE,
@@ -42,8 +44,7 @@ impl Lowerer<'_> {
             self.unsupported("`.pattern` here", span);
             return;
         }
-        let sid = self.span_id(test.span);
-        let mut b = ChunkBuilder::new(sid);
+        let mut b = ChunkBuilder::new(self.span_id(lambda_span));
         let events = b.new_local();
         ch.env.scopes.push(vec![(param.name.clone(), events)]);
         self.expr(&mut b, &mut ch.env, test);

@@ -63,6 +63,8 @@ pub struct OpState {
     pub windows: Vec<WindowState>,
     /// A sequence operator's partial matches and counters.
     pub sequence: Option<SequenceState>,
+    /// A window's fused `.pattern`: groups tested, groups matched.
+    pub pattern: Option<(u64, u64)>,
 }
 
 /// The state of one stream, for `:inspect`.
@@ -212,6 +214,7 @@ impl Engine {
                 next_timer: op.next_timer(),
                 windows,
                 sequence: op.inspect_sequence(),
+                pattern: op.pattern_counts(),
             });
         }
         Some(StreamState {

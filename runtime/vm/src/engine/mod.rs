@@ -111,6 +111,10 @@ pub struct Metrics {
     /// state, so not part of the engine's own snapshot record.
     #[serde(skip)]
     pub patterns: crate::sequence::Metrics,
+    /// `.pattern` window tests, summed over every stream: groups tested and
+    /// groups whose test was true. Derived from the operators' state.
+    #[serde(skip)]
+    pub window_patterns: WindowPatternMetrics,
     /// Late events not processed, by stream id (since this engine started: not part of the
     /// snapshot record).
     #[serde(skip)]
@@ -118,6 +122,15 @@ pub struct Metrics {
     /// Runtime errors by stream id (since this engine started).
     #[serde(skip)]
     pub errors_per_stream: Vec<u64>,
+}
+
+/// Counters of the `.pattern` window tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowPatternMetrics {
+    /// Window groups tested.
+    pub tested: u64,
+    /// Window groups whose test was `true` (one output event each).
+    pub matched: u64,
 }
 
 pub(crate) struct StreamRt {
@@ -421,6 +434,10 @@ impl Engine {
             .collect();
         let p = &mut m.patterns;
         for s in self.streams.iter().flat_map(|st| st.ops.iter()) {
+            if let Some((tested, matched)) = s.pattern_counts() {
+                m.window_patterns.tested += tested;
+                m.window_patterns.matched += matched;
+            }
             if let Some(x) = s.sequence_metrics() {
                 p.active_runs += x.active_runs;
                 p.partitions += x.partitions;

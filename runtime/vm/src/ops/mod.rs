@@ -136,6 +136,12 @@ pub trait Operator {
         None
     }
 
+    /// A window with a fused `.pattern`: groups tested and groups matched
+    /// (`None` for other operators).
+    fn pattern_counts(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// A sequence operator's open partial matches, for [`crate::inspect`]
     /// (`None` for other operators).
     fn inspect_sequence(&self) -> Option<crate::sequence::SequenceState> {

@@ -43,6 +43,10 @@ impl Count {
 }
 
 impl Operator for Count {
+    fn pattern_counts(&self) -> Option<(u64, u64)> {
+        self.sink.pattern_counts()
+    }
+
     fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
         let key = rec.key.clone();
         let w = match self.wins.get_mut(&key) {

@@ -86,6 +86,10 @@ impl Sliding {
 }
 
 impl Operator for Sliding {
+    fn pattern_counts(&self) -> Option<(u64, u64)> {
+        self.sink.pattern_counts()
+    }
+
     fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
         let t = rec.ev.time;
         let key = rec.key.clone();

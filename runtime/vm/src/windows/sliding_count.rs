@@ -37,6 +37,10 @@ impl SlidingCount {
 }
 
 impl Operator for SlidingCount {
+    fn pattern_counts(&self) -> Option<(u64, u64)> {
+        self.sink.pattern_counts()
+    }
+
     fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
         let key = rec.key.clone();
         let w = self.wins.entry(key.clone()).or_default();

@@ -57,6 +57,10 @@ impl Tumbling {
 }
 
 impl Operator for Tumbling {
+    fn pattern_counts(&self) -> Option<(u64, u64)> {
+        self.sink.pattern_counts()
+    }
+
     fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
         let t = rec.ev.time;
         let size = self.size;
