@@ -144,7 +144,21 @@ impl Checker<'_> {
         let rt = self.expr(recv, &inner);
         let elem = match &rt {
             Type::Array(t) => (**t).clone(),
-            Type::EventList(s) => Type::Event(s.clone()),
+            Type::EventList(_) => {
+                self.report(
+                    Diagnostic::new(
+                        codes::UNSUPPORTED_CONSTRUCT,
+                        format!(
+                            "`.{}` over the events of a Kleene alias is not supported yet",
+                            m.name()
+                        ),
+                        recv.span,
+                    )
+                    .with_label("the engine cannot run this yet")
+                    .with_help("use `len(ks)`, `first(ks)`, `last(ks)` or an aggregate over `ks.field` such as `sum(ks.price)`"),
+                );
+                return (Type::Error, None);
+            }
             t if t.is_unknown() => Type::Any,
             t => {
                 self.report(
