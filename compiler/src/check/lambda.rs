@@ -32,6 +32,10 @@ pub(crate) enum ArrayMethod {
     Min,
     /// `xs.max()`: the largest number.
     Max,
+    /// `xs.sum()`: the sum of the numbers, as a float.
+    Sum,
+    /// `xs.avg()`: their mean (no value when empty).
+    Avg,
 }
 
 /// Array methods, with their signatures, for did-you-mean and help texts
@@ -68,6 +72,8 @@ impl ArrayMethod {
             "count" => Some(ArrayMethod::Count),
             "min" if args.is_empty() => Some(ArrayMethod::Min),
             "max" if args.is_empty() => Some(ArrayMethod::Max),
+            "sum" if args.is_empty() => Some(ArrayMethod::Sum),
+            "avg" if args.is_empty() => Some(ArrayMethod::Avg),
             _ => None,
         }
     }
@@ -82,6 +88,8 @@ impl ArrayMethod {
             ArrayMethod::Count => "count",
             ArrayMethod::Min => "min",
             ArrayMethod::Max => "max",
+            ArrayMethod::Sum => "sum",
+            ArrayMethod::Avg => "avg",
         }
     }
 }
@@ -175,7 +183,10 @@ impl Checker<'_> {
         let res = Some(Resolution::Builtin {
             name: m.name().to_string(),
         });
-        if matches!(m, ArrayMethod::Min | ArrayMethod::Max) {
+        if matches!(
+            m,
+            ArrayMethod::Min | ArrayMethod::Max | ArrayMethod::Sum | ArrayMethod::Avg
+        ) {
             if !elem.fits(&Type::Float) {
                 self.report(
                     Diagnostic::new(
@@ -184,11 +195,18 @@ impl Checker<'_> {
                         recv.span,
                     )
                     .with_label(format!("this is `{rt}`"))
-                    .with_help("pick a number first, e.g. `events.map(e => e.value).max()`"),
+                    .with_help(format!(
+                        "pick a number first, e.g. `events.map(e => e.value).{}()`",
+                        m.name()
+                    )),
                 );
                 return (Type::Error, res);
             }
-            let t = if elem.is_numeric() { elem } else { Type::Any };
+            let t = match m {
+                ArrayMethod::Sum | ArrayMethod::Avg => Type::Float,
+                _ if elem.is_numeric() => elem,
+                _ => Type::Any,
+            };
             return (t, res);
         }
         if m == ArrayMethod::Count && args.is_empty() {
@@ -232,7 +250,9 @@ impl Checker<'_> {
                 self.condition(body, &sc, &what);
                 Type::Int
             }
-            ArrayMethod::Min | ArrayMethod::Max => Type::Error,
+            ArrayMethod::Min | ArrayMethod::Max | ArrayMethod::Sum | ArrayMethod::Avg => {
+                Type::Error
+            }
         };
         (result, res)
     }

@@ -172,6 +172,24 @@ fn operator_snippet(op: Op) -> String {
     }
 }
 
+fn array_methods() -> Vec<Completion> {
+    crate::check::lambda::ARRAY_METHODS
+        .iter()
+        .map(|(name, sig)| {
+            let snippet = if sig.contains("=>") {
+                format!("{name}(${{1:x}} => ${{2:x}})")
+            } else if sig.contains("(v)") {
+                format!("{name}(${{1:v}})")
+            } else {
+                format!("{name}()")
+            };
+            let mut c = Completion::snippet(name, CompletionKind::Builtin, snippet);
+            c.detail = Some((*sig).to_string());
+            c
+        })
+        .collect()
+}
+
 fn operators() -> Vec<Completion> {
     OPERATORS
         .iter()
@@ -416,6 +434,17 @@ fn candidates(view: &FileView<'_>, start: usize) -> Vec<Completion> {
             if let Some(s) = alias_schema {
                 return schema_fields(&s);
             }
+            // A lambda parameter or local: an event's fields, or an array's
+            // methods (`events.` inside `.pattern(...)`).
+            let local_ty = occs.iter().find_map(|o| match (&o.target, &o.info) {
+                (Target::Local { name, .. }, Some(info)) if name == base => Some(info.ty.clone()),
+                _ => None,
+            });
+            match local_ty {
+                Some(Type::Event(s)) => return schema_fields(&s),
+                Some(Type::Array(_)) => return array_methods(),
+                _ => {}
+            }
         }
         return operators();
     }
@@ -554,6 +583,28 @@ mod tests {
         let l = labels(&src);
         assert!(
             l.contains(&"Reading".to_string()) && l.contains(&"merge".to_string()),
+            "{l:?}"
+        );
+    }
+
+    #[test]
+    fn array_methods_and_lambda_parameter_fields_in_a_pattern() {
+        let src = SRC.replace(
+            ".where(te$|)",
+            ".window(1m)\n    .pattern(hot: events => events.$|)",
+        );
+        let l = labels(&src);
+        assert!(
+            l.contains(&"filter".to_string()) && l.contains(&"any".to_string()),
+            "{l:?}"
+        );
+        let src = SRC.replace(
+            ".where(te$|)",
+            ".window(1m)\n    .pattern(hot: events => events.any(e => e.$|))",
+        );
+        let l = labels(&src);
+        assert!(
+            l.contains(&"temp".to_string()) && l.contains(&"event_type".to_string()),
             "{l:?}"
         );
     }

@@ -32,8 +32,14 @@ impl Lowerer<'_> {
     ) {
         let sid = self.span_id(e.span);
         self.expr(b, env, recv);
-        if m == ArrayMethod::Count && args.is_empty() {
-            b.emit(Instr::CallBuiltin(Builtin::Len, 1), sid);
+        let direct = match m {
+            ArrayMethod::Count if args.is_empty() => Some(Builtin::Len),
+            ArrayMethod::Sum => Some(Builtin::Sum),
+            ArrayMethod::Avg => Some(Builtin::Avg),
+            _ => None,
+        };
+        if let Some(f) = direct {
+            b.emit(Instr::CallBuiltin(f, 1), sid);
             return;
         }
         let lambda = lambda_arg(args);
@@ -68,7 +74,7 @@ impl Lowerer<'_> {
                 b.emit(Instr::StoreLocal(acc), sid);
             }
             // No value until the first element.
-            ArrayMethod::Min | ArrayMethod::Max => {}
+            ArrayMethod::Min | ArrayMethod::Max | ArrayMethod::Sum | ArrayMethod::Avg => {}
         }
         let top = b.here();
         let next = b.emit(
@@ -124,7 +130,7 @@ impl Lowerer<'_> {
                 b.emit(Instr::Add, sid);
                 b.emit(Instr::StoreLocal(acc), sid);
             }
-            ArrayMethod::Min | ArrayMethod::Max => {
+            ArrayMethod::Min | ArrayMethod::Max | ArrayMethod::Sum | ArrayMethod::Avg => {
                 // The first element starts the running extreme.
                 b.emit(Instr::LoadLocal(idx), sid);
                 self.push_const(b, Value::Int(1), sid);
