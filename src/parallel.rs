@@ -167,6 +167,13 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
                 | OpSpec::Log(_)
                 | OpSpec::Sink { .. } => {}
                 OpSpec::Select(_) | OpSpec::Emit(_) | OpSpec::Process(_) => reshaped = true,
+                // Group operators act inside one window's group, which the
+                // window already keeps per key; `.collect` reshapes.
+                OpSpec::Group(g) => {
+                    if matches!(g, varpulis_program::GroupOp::Collect(_)) {
+                        reshaped = true;
+                    }
+                }
                 OpSpec::PartitionBy(chunk) => {
                     if key.is_some() || reshaped {
                         return Err(refuse(

@@ -264,24 +264,31 @@ pub const OPERATORS: &[OpInfo] = &[
         "call a function per event"
     ),
     op!("map", NotYet, 0, ANY, None, "transform events"),
-    op!("collect", NotYet, 0, ANY, None, "collect events"),
+    op!(
+        "collect",
+        Supported,
+        0,
+        0,
+        Some(&["as"]),
+        "one event per window holding its events as an array (`as: name`)"
+    ),
     op!("on_error", NotYet, 0, ANY, None, "handle evaluation errors"),
     op!("fork", NotYet, 0, ANY, None, "split a stream"),
     op!(
         "any",
-        NotYet,
-        0,
-        ANY,
-        None,
-        "match any of several conditions"
+        Supported,
+        1,
+        1,
+        Some(&[]),
+        "a window's last event when the condition holds for any of its events"
     ),
     op!(
         "all",
-        NotYet,
-        0,
-        ANY,
-        None,
-        "match all of several conditions"
+        Supported,
+        1,
+        1,
+        Some(&[]),
+        "a window's last event when the condition holds for all of its events"
     ),
     op!(
         "concurrent",
@@ -291,7 +298,14 @@ pub const OPERATORS: &[OpInfo] = &[
         Some(&["workers"]),
         "run the partitions on several engine shards"
     ),
-    op!("order_by", NotYet, 0, ANY, None, "sort events"),
+    op!(
+        "order_by",
+        Supported,
+        1,
+        ANY,
+        Some(&[]),
+        "release a window's events sorted by keys (`desc(k)` for largest first)"
+    ),
 ];
 
 /// The row of operator `name`.

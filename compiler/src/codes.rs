@@ -110,6 +110,9 @@ codes! {
     /// `max_keys:`/`max:`, `evict:` or `idle:` with a value of the wrong
     /// kind, or on a `.partition_by` that a sequence owns.
     INVALID_STATE_BOUND = "E0417", "invalid state bound";
+    /// `.order_by`, `.collect`, `.any` or `.all` not right after `.window`
+    /// (or another of them).
+    GROUP_WITHOUT_WINDOW = "E0418", "window group operator without a window";
 
     /// `.to(X)` / `.from(X)` where `X` is declared but is not a connector.
     NOT_A_CONNECTOR = "E0501", "not a connector";

@@ -22,6 +22,7 @@ pub mod decode;
 pub mod event;
 pub mod evt;
 pub mod fingerprint;
+pub mod group;
 pub mod json;
 pub mod plan;
 pub mod schema;
@@ -33,6 +34,7 @@ pub use bytecode::{Builtin, Chunk, FunctionId, GlobalId, Instr};
 pub use decode::{DecodeError, DecodeWarning, EventDecoder, RawEvent};
 pub use event::{Event, Extra};
 pub use fingerprint::Fingerprints;
+pub use group::{CollectSpec, GroupOp, SortKey};
 pub use plan::{
     AggCall, AggFunc, AggItem, AggregateSpec, AliasDef, ConfigValue, ConnectorDef, ConnectorId,
     EmitSpec, Evict, InputRef, JoinInput, JoinSpec, Kleene, LogLevel, LogSpec, MergeBranch,

@@ -272,6 +272,9 @@ pub enum OpSpec {
     Process(Chunk),
     /// An in-stream sequence or named pattern, run by the VM's matcher.
     Sequence(SequenceSpec),
+    /// `.order_by`, `.collect`, `.any`, `.all`: an operator on the group the
+    /// `.window` before it releases ([`crate::group`]).
+    Group(crate::group::GroupOp),
 }
 
 /// Items of `.select(...)`.

@@ -16,6 +16,7 @@ mod bounds;
 mod call;
 mod decl;
 mod expr;
+pub(crate) mod group;
 mod ops;
 mod pattern;
 mod stream;

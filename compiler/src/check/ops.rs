@@ -264,6 +264,9 @@ impl Checker<'_> {
                 StageKind::AllowedLateness(self.duration_arg(e, "`.allowed_lateness`").unwrap_or(0))
             }
             "concurrent" => self.concurrent(name, args, p),
+            "order_by" | "collect" | "any" | "all" => {
+                return self.group_op(s, op, name, args, input, p)
+            }
             "context" => {
                 let e = first.expect("arity checked: one argument");
                 StageKind::Context(self.context_ref(e).unwrap_or_default())

@@ -133,7 +133,11 @@ fn call_snippet(name: &str, signature: &str) -> String {
 
 fn operator_snippet(name: &str) -> String {
     match name {
-        "where" | "filter" | "having" | "on" => format!("{name}(${{1:condition}})"),
+        "where" | "filter" | "having" | "on" | "any" | "all" => {
+            format!("{name}(${{1:condition}})")
+        }
+        "order_by" => "order_by(${1:key})".to_string(),
+        "collect" => "collect(as: ${1:events})".to_string(),
         "select" | "emit" | "aggregate" => format!("{name}(${{1:name}}: ${{2:expr}})"),
         "window" => "window(${1:5m})".to_string(),
         "partition_by" => "partition_by(${1:key})".to_string(),

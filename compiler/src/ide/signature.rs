@@ -25,8 +25,9 @@ pub struct SignatureHelp {
 /// Conventional names of operators' positional arguments.
 fn positional_names(name: &str) -> &'static [&'static str] {
     match name {
-        "where" | "filter" | "having" | "on" => &["condition"],
+        "where" | "filter" | "having" | "on" | "any" | "all" => &["condition"],
         "partition_by" => &["key"],
+        "order_by" => &["key"],
         "window" => &["size"],
         "to" => &["connector"],
         "within" | "allowed_lateness" => &["duration"],
@@ -42,7 +43,10 @@ fn positional_names(name: &str) -> &'static [&'static str] {
 pub(super) fn operator_label(op: &OpInfo) -> String {
     let mut params: Vec<String> = Vec::new();
     if op.max_positional == usize::MAX {
-        params.push("name: expr, ...".to_string());
+        match positional_names(op.name) {
+            [one] => params.push(format!("{one}, ...")),
+            _ => params.push("name: expr, ...".to_string()),
+        }
     } else {
         let names = positional_names(op.name);
         for i in 0..op.max_positional {

@@ -39,7 +39,7 @@ pub(crate) struct Chain {
 }
 
 impl Chain {
-    fn layout(&self) -> SchemaId {
+    pub(crate) fn layout(&self) -> SchemaId {
         self.env.layout.unwrap_or(0)
     }
 }
@@ -704,6 +704,7 @@ impl Lowerer<'_> {
                 }
             }
             "concurrent" => self.concurrent(args),
+            "order_by" | "collect" | "any" | "all" => self.group_op(ch, name, args),
             // Scheduling hints and no-ops: results must not depend on them.
             "context" | "tap" | "timeouts" | "late" => {}
             "within" => self.unsupported("`.within` outside a sequence", op.span),

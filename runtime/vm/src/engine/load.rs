@@ -200,6 +200,9 @@ fn validate(p: &Program) -> Result<(), LoadError> {
                 OpSpec::Select(pj) => schema_ok(pj.schema, "select", n)?,
                 OpSpec::Emit(e) => schema_ok(e.schema, "emit", n)?,
                 OpSpec::Aggregate(a) => schema_ok(a.schema, "aggregate", n)?,
+                OpSpec::Group(varpulis_program::GroupOp::Collect(c)) => {
+                    schema_ok(c.schema, "collect", n)?
+                }
                 OpSpec::Sink { connector, .. } if *connector as usize >= p.connectors.len() => {
                     return Err(invalid(format!(
                         "stream `{n}`: connector {connector} out of range"
@@ -363,7 +366,16 @@ fn build_stream(
             },
             OpSpec::PartitionBy(c) => Box::new(PartitionBy::new(c.clone(), bound(at))),
             OpSpec::Window(w) => {
-                // `.aggregate` right after the window is fused into it.
+                // The group operators and an `.aggregate` right after the
+                // window are fused into it, in that order.
+                let mut group_ops = Vec::new();
+                while let Some(OpSpec::Group(g)) = plan.ops.get(i) {
+                    if let varpulis_program::GroupOp::Collect(c) = g {
+                        layout = c.schema;
+                    }
+                    group_ops.push(g.clone());
+                    i += 1;
+                }
                 let sink = match plan.ops.get(i) {
                     Some(OpSpec::Aggregate(a)) => {
                         i += 1;
@@ -374,7 +386,8 @@ fn build_stream(
                 };
                 window(
                     *w,
-                    sink.with_max_events(bound(at).and_then(|b| b.max_events)),
+                    sink.with_max_events(bound(at).and_then(|b| b.max_events))
+                        .with_group_ops(group_ops),
                 )
             }
             OpSpec::Aggregate(a) => {
@@ -409,6 +422,12 @@ fn build_stream(
                 })
             }
             OpSpec::Process(c) => Box::new(Process(c.clone())),
+            OpSpec::Group(_) => {
+                return Err(LoadError::Invalid(format!(
+                    "stream `{}`: a window group operator without a window before it",
+                    plan.name
+                )))
+            }
             OpSpec::Sequence(seq) => {
                 layout = seq.trend.as_ref().map_or(seq.schema, |t| t.schema);
                 let op = SequenceOp::with_limits(p, seq, limits)
