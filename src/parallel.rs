@@ -166,7 +166,9 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
                 | OpSpec::Print(_)
                 | OpSpec::Log(_)
                 | OpSpec::Sink { .. } => {}
-                OpSpec::Select(_) | OpSpec::Emit(_) | OpSpec::Process(_) => reshaped = true,
+                OpSpec::Select(_) | OpSpec::Emit(_) | OpSpec::Process(_) | OpSpec::Map(_) => {
+                    reshaped = true
+                }
                 // Group operators act inside one window's group, which the
                 // window already keeps per key; `.collect` reshapes.
                 OpSpec::Group(g) => {

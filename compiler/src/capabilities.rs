@@ -263,7 +263,14 @@ pub const OPERATORS: &[OpInfo] = &[
         Some(&[]),
         "call a function per event"
     ),
-    op!("map", NotYet, 0, ANY, None, "transform events"),
+    op!(
+        "map",
+        Supported,
+        1,
+        ANY,
+        None,
+        "keep every field and add or replace `name: expr` fields"
+    ),
     op!(
         "collect",
         Supported,

@@ -363,6 +363,8 @@ pub enum StageKind {
     Concurrent(u32),
     /// `.tap(...)`: ignored.
     Tap,
+    /// `.map(name: expr, ...)`: the added or replaced fields.
+    Map(Vec<OutputItem>),
     /// `.order_by(k, desc(k2), ...)` after a window: the keys' spans.
     OrderBy(Vec<Span>),
     /// `.collect(as: f)` after a window: the array field's name.

@@ -92,6 +92,20 @@ pub fn op(program: &Program, text: &str, spec: &OpSpec) -> String {
         OpSpec::Process(c) => format!(".process({})", expr(c)),
         OpSpec::Sequence(_) => ".sequence(…)".to_string(),
         OpSpec::Group(g) => group_op(g, expr),
+        OpSpec::Map(m) => {
+            let fields = program.schemas.get(m.schema as usize);
+            let items: Vec<String> = m
+                .items
+                .iter()
+                .map(|(slot, c)| {
+                    let name = fields
+                        .and_then(|s| s.fields.get(usize::from(*slot)))
+                        .map_or("?", |f| &*f.name);
+                    format!("{name}: {}", expr(c))
+                })
+                .collect();
+            format!(".map({})", items.join(", "))
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub mod evt;
 pub mod fingerprint;
 pub mod group;
 pub mod json;
+pub mod map;
 pub mod plan;
 pub mod schema;
 pub mod span;
@@ -35,6 +36,7 @@ pub use decode::{DecodeError, DecodeWarning, EventDecoder, RawEvent};
 pub use event::{Event, Extra};
 pub use fingerprint::Fingerprints;
 pub use group::{CollectSpec, GroupOp, SortKey};
+pub use map::MapSpec;
 pub use plan::{
     AggCall, AggFunc, AggItem, AggregateSpec, AliasDef, ConfigValue, ConnectorDef, ConnectorId,
     EmitSpec, Evict, InputRef, JoinInput, JoinSpec, Kleene, LogLevel, LogSpec, MergeBranch,

@@ -275,6 +275,9 @@ pub enum OpSpec {
     /// `.order_by`, `.collect`, `.any`, `.all`: an operator on the group the
     /// `.window` before it releases ([`crate::group`]).
     Group(crate::group::GroupOp),
+    /// `.map(name: expr, ...)`: fields added or replaced, the others kept
+    /// ([`crate::map`]).
+    Map(crate::map::MapSpec),
 }
 
 /// Items of `.select(...)`.

@@ -17,6 +17,7 @@ mod call;
 mod decl;
 mod expr;
 pub(crate) mod group;
+mod map;
 mod ops;
 mod pattern;
 mod stream;

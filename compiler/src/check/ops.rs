@@ -264,6 +264,7 @@ impl Checker<'_> {
                 StageKind::AllowedLateness(self.duration_arg(e, "`.allowed_lateness`").unwrap_or(0))
             }
             "concurrent" => self.concurrent(name, args, p),
+            "map" => return self.map_op(name, args, input, p),
             "order_by" | "collect" | "any" | "all" => {
                 return self.group_op(s, op, name, args, input, p)
             }

@@ -26,6 +26,7 @@
 
 mod expr;
 mod group;
+mod map;
 mod pattern;
 mod schema;
 mod spans;

@@ -705,6 +705,7 @@ impl Lowerer<'_> {
             }
             "concurrent" => self.concurrent(args),
             "order_by" | "collect" | "any" | "all" => self.group_op(ch, name, args),
+            "map" => self.map_op(ch, args),
             // Scheduling hints and no-ops: results must not depend on them.
             "context" | "tap" | "timeouts" | "late" => {}
             "within" => self.unsupported("`.within` outside a sequence", op.span),

@@ -200,6 +200,7 @@ fn validate(p: &Program) -> Result<(), LoadError> {
                 OpSpec::Select(pj) => schema_ok(pj.schema, "select", n)?,
                 OpSpec::Emit(e) => schema_ok(e.schema, "emit", n)?,
                 OpSpec::Aggregate(a) => schema_ok(a.schema, "aggregate", n)?,
+                OpSpec::Map(m) => schema_ok(m.schema, "map", n)?,
                 OpSpec::Group(varpulis_program::GroupOp::Collect(c)) => {
                     schema_ok(c.schema, "collect", n)?
                 }
@@ -422,6 +423,11 @@ fn build_stream(
                 })
             }
             OpSpec::Process(c) => Box::new(Process(c.clone())),
+            OpSpec::Map(m) => {
+                let op = crate::ops::map::Map::new(p, m, layout);
+                layout = m.schema;
+                Box::new(op)
+            }
             OpSpec::Group(_) => {
                 return Err(LoadError::Invalid(format!(
                     "stream `{}`: a window group operator without a window before it",

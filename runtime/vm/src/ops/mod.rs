@@ -9,6 +9,7 @@ pub mod aggregate;
 pub mod basic;
 pub mod dedup;
 pub mod keys;
+pub mod map;
 pub mod sequence;
 
 use crate::engine::SideOutput;
