@@ -165,7 +165,8 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
                 | OpSpec::Having(_)
                 | OpSpec::Print(_)
                 | OpSpec::Log(_)
-                | OpSpec::Sink { .. } => {}
+                | OpSpec::Sink { .. }
+                | OpSpec::OnError(_) => {}
                 OpSpec::Select(_) | OpSpec::Emit(_) | OpSpec::Process(_) | OpSpec::Map(_) => {
                     reshaped = true
                 }

@@ -279,7 +279,14 @@ pub const OPERATORS: &[OpInfo] = &[
         Some(&["as"]),
         "one event per window holding its events as an array (`as: name`)"
     ),
-    op!("on_error", NotYet, 0, ANY, None, "handle evaluation errors"),
+    op!(
+        "on_error",
+        Supported,
+        1,
+        1,
+        Some(&["topic", "key"]),
+        "send the stream's runtime errors to a connector as error records"
+    ),
     op!("fork", NotYet, 0, ANY, None, "split a stream"),
     op!(
         "any",

@@ -363,6 +363,11 @@ pub enum StageKind {
     Concurrent(u32),
     /// `.tap(...)`: ignored.
     Tap,
+    /// `.on_error(Conn, ...)`: where the stream's runtime errors go.
+    OnError {
+        /// Connector name.
+        connector: String,
+    },
     /// `.map(name: expr, ...)`: the added or replaced fields.
     Map(Vec<OutputItem>),
     /// `.order_by(k, desc(k2), ...)` after a window: the keys' spans.

@@ -92,6 +92,13 @@ pub fn op(program: &Program, text: &str, spec: &OpSpec) -> String {
         OpSpec::Process(c) => format!(".process({})", expr(c)),
         OpSpec::Sequence(_) => ".sequence(…)".to_string(),
         OpSpec::Group(g) => group_op(g, expr),
+        OpSpec::OnError(r) => {
+            let name = program
+                .connectors
+                .get(r.connector as usize)
+                .map_or("?", |c| &*c.name);
+            format!(".on_error({name})")
+        }
         OpSpec::Map(m) => {
             let fields = program.schemas.get(m.schema as usize);
             let items: Vec<String> = m

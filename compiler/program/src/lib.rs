@@ -25,6 +25,7 @@ pub mod fingerprint;
 pub mod group;
 pub mod json;
 pub mod map;
+pub mod on_error;
 pub mod plan;
 pub mod schema;
 pub mod span;
@@ -37,6 +38,7 @@ pub use event::{Event, Extra};
 pub use fingerprint::Fingerprints;
 pub use group::{CollectSpec, GroupOp, SortKey};
 pub use map::MapSpec;
+pub use on_error::ErrorRoute;
 pub use plan::{
     AggCall, AggFunc, AggItem, AggregateSpec, AliasDef, ConfigValue, ConnectorDef, ConnectorId,
     EmitSpec, Evict, InputRef, JoinInput, JoinSpec, Kleene, LogLevel, LogSpec, MergeBranch,

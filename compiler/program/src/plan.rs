@@ -278,6 +278,10 @@ pub enum OpSpec {
     /// `.map(name: expr, ...)`: fields added or replaced, the others kept
     /// ([`crate::map`]).
     Map(crate::map::MapSpec),
+    /// `.on_error(Conn, ...)`: the stream's runtime errors also go to a
+    /// connector as error records ([`crate::on_error`]). A setting of the
+    /// whole stream, not a step: it passes events on unchanged.
+    OnError(crate::on_error::ErrorRoute),
 }
 
 /// Items of `.select(...)`.

@@ -18,6 +18,7 @@ mod decl;
 mod expr;
 pub(crate) mod group;
 mod map;
+mod on_error;
 mod ops;
 mod pattern;
 mod stream;

@@ -265,6 +265,7 @@ impl Checker<'_> {
             }
             "concurrent" => self.concurrent(name, args, p),
             "map" => return self.map_op(name, args, input, p),
+            "on_error" => self.on_error(s, op, name, args, &scope),
             "order_by" | "collect" | "any" | "all" => {
                 return self.group_op(s, op, name, args, input, p)
             }

@@ -706,6 +706,17 @@ impl Lowerer<'_> {
             "concurrent" => self.concurrent(args),
             "order_by" | "collect" | "any" | "all" => self.group_op(ch, name, args),
             "map" => self.map_op(ch, args),
+            "on_error" => {
+                let Some(connector) = self.connector_arg(args, op.span) else {
+                    return;
+                };
+                let named: Vec<Arg> = args.iter().filter(|a| a.name.is_some()).cloned().collect();
+                let params = self.config_params(&named);
+                ch.ops.push(OpSpec::OnError(varpulis_program::ErrorRoute {
+                    connector,
+                    params,
+                }));
+            }
             // Scheduling hints and no-ops: results must not depend on them.
             "context" | "tap" | "timeouts" | "late" => {}
             "within" => self.unsupported("`.within` outside a sequence", op.span),

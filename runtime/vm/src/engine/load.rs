@@ -204,6 +204,12 @@ fn validate(p: &Program) -> Result<(), LoadError> {
                 OpSpec::Group(varpulis_program::GroupOp::Collect(c)) => {
                     schema_ok(c.schema, "collect", n)?
                 }
+                OpSpec::OnError(r) if r.connector as usize >= p.connectors.len() => {
+                    return Err(invalid(format!(
+                        "stream `{n}`: error connector {} out of range",
+                        r.connector
+                    )));
+                }
                 OpSpec::Sink { connector, .. } if *connector as usize >= p.connectors.len() => {
                     return Err(invalid(format!(
                         "stream `{n}`: connector {connector} out of range"
@@ -340,6 +346,7 @@ fn build_stream(
     let mut layout = source_layout(p, plan, 0);
     let bound = |at: usize| plan.bounds.iter().find(|b| b.op as usize == at);
     let mut ops: Vec<Box<dyn Operator>> = Vec::with_capacity(plan.ops.len());
+    let mut on_error = None;
     let mut origin = Vec::with_capacity(plan.ops.len());
     let mut i = 0;
     while let Some(op) = plan.ops.get(i) {
@@ -423,6 +430,11 @@ fn build_stream(
                 })
             }
             OpSpec::Process(c) => Box::new(Process(c.clone())),
+            // A setting of the whole stream, not a step of the chain.
+            OpSpec::OnError(route) => {
+                on_error = Some(crate::ops::on_error::ErrorSink::new(p, route));
+                continue;
+            }
             OpSpec::Map(m) => {
                 let op = crate::ops::map::Map::new(p, m, layout);
                 layout = m.schema;
@@ -452,6 +464,7 @@ fn build_stream(
         visible: plan.visible,
         allowed_lateness: plan.time.allowed_lateness,
         origin,
+        on_error,
     })
 }
 

@@ -68,6 +68,10 @@ pub struct Vm {
     pub stream: Option<Arc<str>>,
     /// Events created by `emit T(...)` during `.process()`.
     pub emitted: Vec<Event>,
+    /// When set, every error reported is also pushed here, uncapped (the
+    /// engine sets it around one operator call of a stream with
+    /// `.on_error`, [`crate::ops::on_error`]).
+    pub captured: Option<Vec<RuntimeError>>,
 }
 
 /// Control transfer out of a chunk.
@@ -127,14 +131,18 @@ impl Vm {
                 None => self.errors_by_stream.push((stream.clone(), 1)),
             }
         }
+        let error = RuntimeError {
+            kind,
+            span,
+            stream: self.stream.clone(),
+            time,
+            detail,
+        };
+        if let Some(c) = &mut self.captured {
+            c.push(error.clone());
+        }
         if self.reports.len() < MAX_REPORTS {
-            self.reports.push(RuntimeError {
-                kind,
-                span,
-                stream: self.stream.clone(),
-                time,
-                detail,
-            });
+            self.reports.push(error);
         }
     }
 

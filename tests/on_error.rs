@@ -1,0 +1,72 @@
+//! `.on_error(Conn)` end to end (docs/LANGUAGE.md#on_error): the `varpulis`
+//! binary sends one error record per runtime error of the stream to the
+//! connector, keeps counting the errors, and leaves other streams alone.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn varpulis(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_varpulis"))
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run the varpulis binary")
+}
+
+const PROGRAM: &str = r#"connector Errors = file (path: "errors.jsonl")
+
+event Reading:
+    pump: str
+    bar: float
+    n: int
+
+stream PerSample = Reading
+    .on_error(Errors)
+    .where(bar / n > 1.0)
+    .emit(pump: pump, per: bar / n)
+
+stream Pairs = Reading
+    .window(2)
+    .all(10 / n > 1)
+    .emit(pump: pump)
+    .on_error(Errors)
+
+stream Unrouted = Reading
+    .emit(ratio: bar / n)
+"#;
+
+const EVENTS: &str = r#"@0s Reading { pump: "p1", bar: 4.0, n: 2 }
+@1s Reading { pump: "p2", bar: 4.0, n: 0 }
+@2s Reading { pump: "p3", bar: 4.0, n: 1 }
+"#;
+
+#[test]
+fn runtime_errors_of_a_stream_go_to_its_error_connector_and_are_still_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("r.vpl"), PROGRAM).expect("write program");
+    std::fs::write(dir.path().join("e.evt"), EVENTS).expect("write events");
+    let out = varpulis(
+        &["simulate", "r.vpl", "e.evt", "--format", "jsonl"],
+        dir.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("3 runtime errors"), "{stderr}");
+    let records = std::fs::read_to_string(dir.path().join("errors.jsonl")).expect("error file");
+    let lines: Vec<&str> = records.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            r#"{"event_type":"RuntimeError","timestamp":"1970-01-01T00:00:01Z","stream_name":"PerSample","code":"R0001","error":"division by zero","detail":"float Div int","location":"r.vpl:10:12","event":{"bar":4.0,"n":0,"pump":"p2"}}"#,
+            r#"{"event_type":"RuntimeError","timestamp":"1970-01-01T00:00:01Z","stream_name":"Pairs","code":"R0001","error":"division by zero","detail":"int Div int","location":"r.vpl:15:10","event":{"bar":4.0,"n":0,"pump":"p2"}}"#,
+        ],
+        "one record per error of the two routed streams, none for `Unrouted`"
+    );
+    // The outputs themselves are unchanged by the routing.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains("PerSample")).count(),
+        2
+    );
+}
