@@ -287,7 +287,14 @@ pub const OPERATORS: &[OpInfo] = &[
         Some(&["topic", "key"]),
         "send the stream's runtime errors to a connector as error records"
     ),
-    op!("fork", NotYet, 0, ANY, None, "split a stream"),
+    op!(
+        "fork",
+        NotYet,
+        0,
+        ANY,
+        None,
+        "split a stream; declare one stream per branch that reads this stream instead (docs/DESIGN.md)"
+    ),
     op!(
         "any",
         Supported,
