@@ -70,3 +70,41 @@ fn runtime_errors_of_a_stream_go_to_its_error_connector_and_are_still_counted() 
         2
     );
 }
+
+/// More errors than the interpreter keeps as reports between two reads by
+/// the host: every one of them is still routed.
+#[test]
+fn every_error_is_routed_even_past_the_report_cap() {
+    use std::sync::Arc;
+    use varpulis_program::{Event, Value};
+    use varpulis_vm::{Engine, SideOutput};
+
+    let mut c = varpulis_compiler::Compiler::new();
+    c.set_file("r.vpl", PROGRAM);
+    let program = c.program("r.vpl").expect("the program compiles");
+    let reading = program
+        .schemas
+        .iter()
+        .position(|s| &*s.name == "Reading")
+        .expect("a Reading schema") as u32;
+    let mut engine = Engine::new(Arc::new(program)).expect("the program loads");
+    let n = 1_500;
+    for i in 0..n {
+        let fields = vec![
+            Some(Value::str("p")),
+            Some(Value::Float(4.0)),
+            Some(Value::Int(0)),
+        ];
+        engine.push(Event::new(reading, i, fields));
+    }
+    let routed = engine
+        .take_side_outputs()
+        .iter()
+        .filter(|s| matches!(s, SideOutput::Sink { output, .. } if &*output.stream == "PerSample"))
+        .count();
+    assert_eq!(routed, n as usize);
+    assert!(
+        engine.take_errors().len() < n as usize,
+        "reports are capped"
+    );
+}
