@@ -108,3 +108,40 @@ fn every_error_is_routed_even_past_the_report_cap() {
         "reports are capped"
     );
 }
+
+/// A merge branch's condition is part of the stream too.
+#[test]
+fn errors_of_a_merge_branch_are_routed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program = r#"connector Errors = file (path: "errors.jsonl")
+
+event A:
+    x: int
+
+event B:
+    x: int
+
+stream Both = merge(stream Fa = A.where(10 / x > 1), B)
+    .on_error(Errors)
+    .emit(x: x)
+"#;
+    std::fs::write(dir.path().join("m.vpl"), program).expect("write program");
+    std::fs::write(
+        dir.path().join("m.evt"),
+        "@0s A { x: 0 }\n@1s B { x: 0 }\n@2s A { x: 2 }\n",
+    )
+    .expect("write events");
+    let out = varpulis(
+        &["simulate", "m.vpl", "m.evt", "--format", "jsonl"],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = std::fs::read_to_string(dir.path().join("errors.jsonl")).expect("error file");
+    assert_eq!(records.lines().count(), 1, "{records}");
+    assert!(records.contains(r#""event":{"x":0}"#), "{records}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+}

@@ -493,9 +493,27 @@ impl Engine {
                 continue;
             };
             let admitted = {
-                let StreamRt { name, source, .. } = st;
+                let StreamRt {
+                    name,
+                    source,
+                    on_error,
+                    ..
+                } = st;
                 let mut cx = self.shared.cx(name, now);
-                source.admit(input, rec, &mut cx)
+                match on_error {
+                    None => source.admit(input, rec, &mut cx),
+                    // A merge branch's or a join's condition may fail too.
+                    Some(sink) => {
+                        let ev = rec.ev.clone();
+                        cx.vm.captured = Some(Vec::new());
+                        let admitted = source.admit(input, rec, &mut cx);
+                        let errors = cx.vm.captured.take().unwrap_or_default();
+                        if !errors.is_empty() {
+                            sink.route(cx.program, name, errors, Some(&ev), now, cx.side);
+                        }
+                        admitted
+                    }
+                }
             };
             if let Some(r) = admitted {
                 let mut cur = std::mem::take(&mut self.cur);
