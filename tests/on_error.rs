@@ -145,3 +145,44 @@ stream Both = merge(stream Fa = A.where(10 / x > 1), B)
     assert!(records.contains(r#""event":{"x":0}"#), "{records}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
 }
+
+/// An error inside a window's group names the event that failed, not the
+/// one that closed the window.
+#[test]
+fn a_group_error_names_the_event_that_failed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program = r#"connector Errors = file (path: "errors.jsonl")
+
+event R:
+    id: str
+    n: int
+
+stream Pairs = R
+    .window(2)
+    .any(10 / n > 1)
+    .emit(id: id)
+    .on_error(Errors)
+"#;
+    std::fs::write(dir.path().join("g.vpl"), program).expect("write program");
+    std::fs::write(
+        dir.path().join("g.evt"),
+        "@0s R { id: \"zero\", n: 0 }\n@1s R { id: \"one\", n: 1 }\n",
+    )
+    .expect("write events");
+    let out = varpulis(
+        &["simulate", "g.vpl", "g.evt", "--format", "jsonl"],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = std::fs::read_to_string(dir.path().join("errors.jsonl")).expect("error file");
+    assert_eq!(records.lines().count(), 1, "{records}");
+    assert!(
+        records.contains(r#""timestamp":"1970-01-01T00:00:00Z""#)
+            && records.contains(r#""event":{"id":"zero","n":0}"#),
+        "{records}"
+    );
+}

@@ -45,21 +45,24 @@ impl ErrorSink {
     }
 
     /// One sink record per error raised in stream `stream` while it
-    /// processed `ev` (`None` when a timer fired without an event).
+    /// processed `ev` (`None` when a timer fired without an event); an
+    /// error that names the event its expression read carries that one.
     pub fn route(
         &self,
         program: &Program,
         stream: &Arc<str>,
-        errors: Vec<RuntimeError>,
+        errors: Vec<(RuntimeError, Option<Event>)>,
         ev: Option<&Event>,
         time: i64,
         side: &mut Vec<SideOutput>,
     ) {
-        let event = ev.map(|e| {
+        let as_value = |e: &Event| {
             let named = output_of(program, stream, e.type_id, e);
             Value::map(named.fields.into_iter().collect())
-        });
-        for e in errors {
+        };
+        for (e, read) in errors {
+            let source = read.as_ref().or(ev);
+            let event = source.map(as_value);
             let mut fields: Vec<(Arc<str>, Value)> = vec![
                 (Arc::from("stream_name"), Value::Str(stream.clone())),
                 (Arc::from("code"), Value::str(e.kind.code())),
@@ -81,7 +84,7 @@ impl ErrorSink {
                 output: Output {
                     stream: stream.clone(),
                     event_type: Arc::from(ERROR_EVENT_TYPE),
-                    time: ev.map_or(time, |e| e.time),
+                    time: source.map_or(time, |e| e.time),
                     fields,
                 },
             });
