@@ -635,7 +635,11 @@ fn message_key(params: &[(Arc<str>, ConfigValue)], output: &Output) -> Option<Ve
 /// Whether any stream of the program sends to connector `id`.
 fn program_sends_to(program: &Program, id: usize) -> bool {
     program.streams.iter().any(|s| {
-        s.ops.iter().any(|op| matches!(op, varpulis_program::OpSpec::Sink { connector, .. } if *connector as usize == id))
+        s.ops.iter().any(|op| match op {
+            varpulis_program::OpSpec::Sink { connector, .. } => *connector as usize == id,
+            varpulis_program::OpSpec::OnError(r) => r.connector as usize == id,
+            _ => false,
+        })
     })
 }
 

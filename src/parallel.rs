@@ -165,11 +165,21 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
                 | OpSpec::Having(_)
                 | OpSpec::Print(_)
                 | OpSpec::Log(_)
-                | OpSpec::Sink { .. } => {}
+                | OpSpec::Sink { .. }
+                | OpSpec::OnError(_) => {}
                 // `.pattern` runs inside the window before it (per key when
                 // the window is); it only reshapes the event it passes on.
-                OpSpec::Select(_) | OpSpec::Emit(_) | OpSpec::Process(_) | OpSpec::Pattern(_) => {
-                    reshaped = true
+                OpSpec::Select(_)
+                | OpSpec::Emit(_)
+                | OpSpec::Process(_)
+                | OpSpec::Map(_)
+                | OpSpec::Pattern(_) => reshaped = true,
+                // Group operators act inside one window's group, which the
+                // window already keeps per key; `.collect` reshapes.
+                OpSpec::Group(g) => {
+                    if matches!(g, varpulis_program::GroupOp::Collect(_)) {
+                        reshaped = true;
+                    }
                 }
                 OpSpec::PartitionBy(chunk) => {
                     if key.is_some() || reshaped {

@@ -127,14 +127,14 @@ operators! {
     Score = "score", NotYet, 0, 0, None, "ONNX model inference";
     Pattern = "pattern", Supported, 0, ANY, None, "boolean test over the window's events: `.pattern(name: events => condition)`";
     Process = "process", Supported, 1, 1, Some(&[]), "call a function per event";
-    Map = "map", NotYet, 0, ANY, None, "transform events";
-    Collect = "collect", NotYet, 0, ANY, None, "collect events";
-    OnError = "on_error", NotYet, 0, ANY, None, "handle evaluation errors";
-    Fork = "fork", NotYet, 0, ANY, None, "split a stream";
-    Any = "any", NotYet, 0, ANY, None, "match any of several conditions";
-    All = "all", NotYet, 0, ANY, None, "match all of several conditions";
+    Map = "map", Supported, 1, ANY, None, "keep every field and add or replace `name: expr` fields";
+    Collect = "collect", Supported, 0, 0, Some(&["as"]), "one event per window holding its events as an array (`as: name`)";
+    OnError = "on_error", Supported, 1, 1, Some(&["topic", "key"]), "send the stream's runtime errors to a connector as error records";
+    Fork = "fork", NotYet, 0, ANY, None, "split a stream; declare one stream per branch that reads this stream instead (docs/DESIGN.md)";
+    Any = "any", Supported, 1, 1, Some(&[]), "a window's last event when the condition holds for any of its events";
+    All = "all", Supported, 1, 1, Some(&[]), "a window's last event when the condition holds for all of its events";
     Concurrent = "concurrent", Supported, 0, 0, Some(&["workers"]), "run the partitions on several engine shards";
-    OrderBy = "order_by", NotYet, 0, ANY, None, "sort events";
+    OrderBy = "order_by", Supported, 1, ANY, Some(&[]), "release a window's events sorted by keys (`desc(k)` for largest first)";
 }
 
 impl Op {

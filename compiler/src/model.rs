@@ -370,6 +370,21 @@ pub enum StageKind {
     Concurrent(u32),
     /// `.tap(...)`: ignored.
     Tap,
+    /// `.on_error(Conn, ...)`: where the stream's runtime errors go.
+    OnError {
+        /// Connector name.
+        connector: String,
+    },
+    /// `.map(name: expr, ...)`: the added or replaced fields.
+    Map(Vec<OutputItem>),
+    /// `.order_by(k, desc(k2), ...)` after a window: the keys' spans.
+    OrderBy(Vec<Span>),
+    /// `.collect(as: f)` after a window: the array field's name.
+    Collect(String),
+    /// `.any(e)` after a window: the condition's span.
+    Any(Span),
+    /// `.all(e)` after a window: the condition's span.
+    All(Span),
     /// `.timeouts()`: the stream receives the source's expired partial
     /// matches (its source is [`SourceModel::Timeouts`]).
     Timeouts,

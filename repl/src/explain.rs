@@ -262,7 +262,14 @@ impl Session {
         let mut last_sample: Option<Arc<Event>> = None;
         for step in steps {
             let spec = step.plan_index.and_then(|i| plan.ops.get(i));
-            let text = spec.map_or_else(String::new, |o| format::op(p, &self.current.text, o));
+            let mut text = spec.map_or_else(String::new, |o| format::op(p, &self.current.text, o));
+            // The group operators run inside the window's release.
+            let fused = step
+                .plan_index
+                .map_or(&[][..], |i| format::fused_group_ops(&plan.ops, i));
+            for g in fused {
+                text.push_str(&format::op(p, &self.current.text, g));
+            }
             match &step.kind {
                 StepKind::Op {
                     input,
@@ -304,6 +311,17 @@ impl Session {
                             }
                         }
                         Some(OpSpec::Filter(_) | OpSpec::Having(_)) => format!("✓ {text} was true"),
+                        Some(OpSpec::Window(_)) if *output == 0 && !fused.is_empty() => {
+                            match open_windows(&state, step.plan_index) {
+                                Some(w) => format!(
+                                    "… {text} passed nothing on: the event is buffered, or a \
+                                     closed window's group did not pass ({w})"
+                                ),
+                                None => {
+                                    format!("✗ {text} closed a window, but its group did not pass")
+                                }
+                            }
+                        }
                         Some(OpSpec::Window(_)) if *output == 0 => {
                             let mut l = format!("… {text} buffered the event");
                             if let Some(w) = open_windows(&state, step.plan_index) {

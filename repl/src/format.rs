@@ -5,7 +5,7 @@
 //! written the way VPL literals are (strings quoted).
 
 use varpulis_program::time::{format_duration, NS_PER_SEC};
-use varpulis_program::{Chunk, OpSpec, Program, RawEvent, StateBound, Value, WindowSpec};
+use varpulis_program::{Chunk, GroupOp, OpSpec, Program, RawEvent, StateBound, Value, WindowSpec};
 use varpulis_vm::Output;
 
 /// `@5s`, `@1m30s`-style offset of an event time on the virtual clock.
@@ -92,6 +92,64 @@ pub fn op(program: &Program, text: &str, spec: &OpSpec) -> String {
         OpSpec::Process(c) => format!(".process({})", expr(c)),
         OpSpec::Sequence(_) => ".sequence(…)".to_string(),
         OpSpec::Pattern(t) => format!(".pattern({}: {})", t.name, expr(&t.test)),
+        OpSpec::Group(g) => group_op(g, expr),
+        OpSpec::OnError(r) => {
+            let name = program
+                .connectors
+                .get(r.connector as usize)
+                .map_or("?", |c| &*c.name);
+            format!(".on_error({name})")
+        }
+        OpSpec::Map(m) => {
+            let fields = program.schemas.get(m.schema as usize);
+            let items: Vec<String> = m
+                .items
+                .iter()
+                .map(|(slot, c)| {
+                    let name = fields
+                        .and_then(|s| s.fields.get(usize::from(*slot)))
+                        .map_or("?", |f| &*f.name);
+                    format!("{name}: {}", expr(c))
+                })
+                .collect();
+            format!(".map({})", items.join(", "))
+        }
+    }
+}
+
+/// The group operators right after the window at `ops[window]`, which the
+/// engine runs inside that window (docs/LANGUAGE.md#window-group-operators).
+pub fn fused_group_ops(ops: &[OpSpec], window: usize) -> &[OpSpec] {
+    if !matches!(ops.get(window), Some(OpSpec::Window(_))) {
+        return &[];
+    }
+    let rest = ops.get(window + 1..).unwrap_or(&[]);
+    let n = rest
+        .iter()
+        .take_while(|o| matches!(o, OpSpec::Group(_)))
+        .count();
+    &rest[..n]
+}
+
+/// A window group operator: `.order_by(price, desc(volume))`, `.any(…)`.
+fn group_op(g: &GroupOp, expr: impl Fn(&Chunk) -> String) -> String {
+    match g {
+        GroupOp::OrderBy(keys) => {
+            let keys: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    if k.descending {
+                        format!("desc({})", expr(&k.key))
+                    } else {
+                        expr(&k.key)
+                    }
+                })
+                .collect();
+            format!(".order_by({})", keys.join(", "))
+        }
+        GroupOp::Collect(c) => format!(".collect(as: {})", c.field),
+        GroupOp::Any(c) => format!(".any({})", expr(c)),
+        GroupOp::All(c) => format!(".all({})", expr(c)),
     }
 }
 

@@ -22,7 +22,10 @@ pub mod decode;
 pub mod event;
 pub mod evt;
 pub mod fingerprint;
+pub mod group;
 pub mod json;
+pub mod map;
+pub mod on_error;
 pub mod plan;
 pub mod schema;
 pub mod span;
@@ -33,6 +36,9 @@ pub use bytecode::{Builtin, Chunk, FunctionId, GlobalId, Instr};
 pub use decode::{DecodeError, DecodeWarning, EventDecoder, RawEvent};
 pub use event::{Event, Extra};
 pub use fingerprint::Fingerprints;
+pub use group::{CollectSpec, GroupOp, SortKey};
+pub use map::MapSpec;
+pub use on_error::ErrorRoute;
 pub use plan::{
     AggCall, AggFunc, AggItem, AggregateSpec, AliasDef, ConfigValue, ConnectorDef, ConnectorId,
     EmitSpec, Evict, InputRef, JoinInput, JoinSpec, Kleene, LogLevel, LogSpec, MergeBranch,

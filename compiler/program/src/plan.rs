@@ -275,6 +275,16 @@ pub enum OpSpec {
     /// `.pattern(name: events => test)`: always right after a
     /// [`OpSpec::Window`], which hands it each released group whole.
     Pattern(PatternTest),
+    /// `.order_by`, `.collect`, `.any`, `.all`: an operator on the group the
+    /// `.window` before it releases ([`crate::group`]).
+    Group(crate::group::GroupOp),
+    /// `.map(name: expr, ...)`: fields added or replaced, the others kept
+    /// ([`crate::map`]).
+    Map(crate::map::MapSpec),
+    /// `.on_error(Conn, ...)`: the stream's runtime errors also go to a
+    /// connector as error records ([`crate::on_error`]). A setting of the
+    /// whole stream, not a step: it passes events on unchanged.
+    OnError(crate::on_error::ErrorRoute),
 }
 
 /// `.pattern(name: events => test)` (docs/LANGUAGE.md#pattern-window-test): when the

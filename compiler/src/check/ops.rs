@@ -269,6 +269,11 @@ impl Checker<'_> {
             }
             Operator::Pattern => return self.window_pattern(s, op, name, args, input, p),
             Operator::Concurrent => self.concurrent(name, args, p),
+            Operator::Map => return self.map_op(name, args, input, p),
+            Operator::OnError => self.on_error(s, op, name, args, &scope),
+            Operator::OrderBy | Operator::Collect | Operator::Any | Operator::All => {
+                return self.group_op(s, op, name, args, input, p)
+            }
             Operator::Context => {
                 let e = first.expect("arity checked: one argument");
                 StageKind::Context(self.context_ref(e).unwrap_or_default())
@@ -282,13 +287,7 @@ impl Checker<'_> {
             | Operator::Forecast
             | Operator::Enrich
             | Operator::Score
-            | Operator::Map
-            | Operator::Collect
-            | Operator::OnError
-            | Operator::Fork
-            | Operator::Any
-            | Operator::All
-            | Operator::OrderBy => {
+            | Operator::Fork => {
                 self.report(
                     Diagnostic::new(
                         codes::UNSUPPORTED_OPERATOR,

@@ -135,7 +135,11 @@ fn call_snippet(name: &str, signature: &str) -> String {
 fn operator_snippet(op: Op) -> String {
     let name = op.name();
     match op {
-        Op::Where | Op::Filter | Op::Having | Op::On => format!("{name}(${{1:condition}})"),
+        Op::Where | Op::Filter | Op::Having | Op::On | Op::Any | Op::All => {
+            format!("{name}(${{1:condition}})")
+        }
+        Op::OrderBy => "order_by(${1:key})".to_string(),
+        Op::Collect => "collect(as: ${1:events})".to_string(),
         Op::Select | Op::Emit | Op::Aggregate => format!("{name}(${{1:name}}: ${{2:expr}})"),
         Op::Window => "window(${1:5m})".to_string(),
         Op::PartitionBy => "partition_by(${1:key})".to_string(),
@@ -163,12 +167,8 @@ fn operator_snippet(op: Op) -> String {
         | Op::Enrich
         | Op::Score
         | Op::Map
-        | Op::Collect
         | Op::OnError
-        | Op::Fork
-        | Op::Any
-        | Op::All
-        | Op::OrderBy => format!("{name}($1)"),
+        | Op::Fork => format!("{name}($1)"),
     }
 }
 

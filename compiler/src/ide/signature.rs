@@ -25,8 +25,8 @@ pub struct SignatureHelp {
 /// Conventional names of operators' positional arguments.
 fn positional_names(op: Op) -> &'static [&'static str] {
     match op {
-        Op::Where | Op::Filter | Op::Having | Op::On => &["condition"],
-        Op::PartitionBy => &["key"],
+        Op::Where | Op::Filter | Op::Having | Op::On | Op::Any | Op::All => &["condition"],
+        Op::PartitionBy | Op::OrderBy => &["key"],
         Op::Window => &["size"],
         Op::To => &["connector"],
         Op::Within | Op::AllowedLateness => &["duration"],
@@ -56,10 +56,7 @@ fn positional_names(op: Op) -> &'static [&'static str] {
         | Op::Map
         | Op::Collect
         | Op::OnError
-        | Op::Fork
-        | Op::Any
-        | Op::All
-        | Op::OrderBy => &[],
+        | Op::Fork => &[],
     }
 }
 
@@ -67,7 +64,10 @@ fn positional_names(op: Op) -> &'static [&'static str] {
 pub(super) fn operator_label(op: &OpInfo) -> String {
     let mut params: Vec<String> = Vec::new();
     if op.max_positional == usize::MAX {
-        params.push("name: expr, ...".to_string());
+        match positional_names(op.op) {
+            [one] => params.push(format!("{one}, ...")),
+            _ => params.push("name: expr, ...".to_string()),
+        }
     } else {
         let names = positional_names(op.op);
         for i in 0..op.max_positional {

@@ -26,6 +26,8 @@
 
 mod expr;
 mod lambda;
+mod group;
+mod map;
 mod pattern;
 mod schema;
 mod spans;

@@ -39,7 +39,7 @@ pub(crate) struct Chain {
 }
 
 impl Chain {
-    fn layout(&self) -> SchemaId {
+    pub(crate) fn layout(&self) -> SchemaId {
         self.env.layout.unwrap_or(0)
     }
 }
@@ -713,6 +713,19 @@ impl Lowerer<'_> {
             }
             Operator::Pattern => self.window_pattern(ch, args, op.span),
             Operator::Concurrent => self.concurrent(args),
+                        Operator::OrderBy | Operator::Collect | Operator::Any | Operator::All => self.group_op(ch, name, args),
+            Operator::Map => self.map_op(ch, args),
+            Operator::OnError => {
+                let Some(connector) = self.connector_arg(args, op.span) else {
+                    return;
+                };
+                let named: Vec<Arg> = args.iter().filter(|a| a.name.is_some()).cloned().collect();
+                let params = self.config_params(&named);
+                ch.ops.push(OpSpec::OnError(varpulis_program::ErrorRoute {
+                    connector,
+                    params,
+                }));
+            }
             // Scheduling hints and no-ops: results must not depend on them.
             Operator::Context | Operator::Tap | Operator::Timeouts | Operator::Late => {}
             Operator::Within => self.unsupported("`.within` outside a sequence", op.span),
@@ -725,13 +738,7 @@ impl Lowerer<'_> {
             Operator::Forecast
             | Operator::Enrich
             | Operator::Score
-            | Operator::Map
-            | Operator::Collect
-            | Operator::OnError
-            | Operator::Fork
-            | Operator::Any
-            | Operator::All
-            | Operator::OrderBy => {
+            | Operator::Fork => {
                 let supported = which.support() == Support::Supported;
                 self.not_lowered(name, supported, op.span)
             }

@@ -202,6 +202,16 @@ fn validate(p: &Program) -> Result<(), LoadError> {
                 OpSpec::Emit(e) => schema_ok(e.schema, "emit", n)?,
                 OpSpec::Aggregate(a) => schema_ok(a.schema, "aggregate", n)?,
                 OpSpec::Pattern(t) => schema_ok(t.schema, "pattern", n)?,
+                OpSpec::Map(m) => schema_ok(m.schema, "map", n)?,
+                OpSpec::Group(varpulis_program::GroupOp::Collect(c)) => {
+                    schema_ok(c.schema, "collect", n)?
+                }
+                OpSpec::OnError(r) if r.connector as usize >= p.connectors.len() => {
+                    return Err(invalid(format!(
+                        "stream `{n}`: error connector {} out of range",
+                        r.connector
+                    )));
+                }
                 OpSpec::Sink { connector, .. } if *connector as usize >= p.connectors.len() => {
                     return Err(invalid(format!(
                         "stream `{n}`: connector {connector} out of range"
@@ -338,6 +348,7 @@ fn build_stream(
     let mut layout = source_layout(p, plan, 0);
     let bound = |at: usize| plan.bounds.iter().find(|b| b.op as usize == at);
     let mut ops: Vec<Box<dyn Operator>> = Vec::with_capacity(plan.ops.len());
+    let mut on_error = None;
     let mut origin = Vec::with_capacity(plan.ops.len());
     let mut i = 0;
     while let Some(op) = plan.ops.get(i) {
@@ -365,7 +376,16 @@ fn build_stream(
             },
             OpSpec::PartitionBy(c) => Box::new(PartitionBy::new(c.clone(), bound(at))),
             OpSpec::Window(w) => {
-                // `.aggregate` right after the window is fused into it.
+                // The group operators and an `.aggregate` right after the
+                // window are fused into it, in that order.
+                let mut group_ops = Vec::new();
+                while let Some(OpSpec::Group(g)) = plan.ops.get(i) {
+                    if let varpulis_program::GroupOp::Collect(c) = g {
+                        layout = c.schema;
+                    }
+                    group_ops.push(g.clone());
+                    i += 1;
+                }
                 let sink = match plan.ops.get(i) {
                     Some(OpSpec::Aggregate(a)) => {
                         i += 1;
@@ -382,7 +402,8 @@ fn build_stream(
                 };
                 window(
                     *w,
-                    sink.with_max_events(bound(at).and_then(|b| b.max_events)),
+                    sink.with_max_events(bound(at).and_then(|b| b.max_events))
+                        .with_group_ops(group_ops),
                 )
             }
             OpSpec::Aggregate(a) => {
@@ -417,9 +438,25 @@ fn build_stream(
                 })
             }
             OpSpec::Process(c) => Box::new(Process(c.clone())),
+            // A setting of the whole stream, not a step of the chain.
+            OpSpec::OnError(route) => {
+                on_error = Some(crate::ops::on_error::ErrorSink::new(p, route));
+                continue;
+            }
+            OpSpec::Map(m) => {
+                let op = crate::ops::map::Map::new(p, m, layout);
+                layout = m.schema;
+                Box::new(op)
+            }
             OpSpec::Pattern(_) => {
                 return Err(LoadError::Invalid(format!(
                     "stream `{}`: `.pattern` must come right after `.window`",
+                    plan.name
+                )))
+            }
+            OpSpec::Group(_) => {
+                return Err(LoadError::Invalid(format!(
+                    "stream `{}`: a window group operator without a window before it",
                     plan.name
                 )))
             }
@@ -441,6 +478,7 @@ fn build_stream(
         visible: plan.visible,
         allowed_lateness: plan.time.allowed_lateness,
         origin,
+        on_error,
     })
 }
 

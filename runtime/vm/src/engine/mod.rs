@@ -143,6 +143,8 @@ pub(crate) struct StreamRt {
     /// Plan index of each runtime operator (fusion and `.emit()` make the
     /// two lists differ), for [`crate::inspect`].
     pub origin: Vec<usize>,
+    /// `.on_error(Conn)`: where the stream's runtime errors also go.
+    pub on_error: Option<crate::ops::on_error::ErrorSink>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -508,9 +510,27 @@ impl Engine {
                 continue;
             };
             let admitted = {
-                let StreamRt { name, source, .. } = st;
+                let StreamRt {
+                    name,
+                    source,
+                    on_error,
+                    ..
+                } = st;
                 let mut cx = self.shared.cx(name, now);
-                source.admit(input, rec, &mut cx)
+                match on_error {
+                    None => source.admit(input, rec, &mut cx),
+                    // A merge branch's or a join's condition may fail too.
+                    Some(sink) => {
+                        let ev = rec.ev.clone();
+                        cx.vm.captured = Some(Vec::new());
+                        let admitted = source.admit(input, rec, &mut cx);
+                        let errors = cx.vm.captured.take().unwrap_or_default();
+                        if !errors.is_empty() {
+                            sink.route(cx.program, name, errors, Some(&ev), now, cx.side);
+                        }
+                        admitted
+                    }
+                }
             };
             if let Some(r) = admitted {
                 let mut cur = std::mem::take(&mut self.cur);
@@ -537,7 +557,11 @@ impl Engine {
         };
         {
             let StreamRt {
-                name, ops, origin, ..
+                name,
+                ops,
+                origin,
+                on_error,
+                ..
             } = st;
             let mut cx = self.shared.cx(name, now);
             let mut scratch = std::mem::take(&mut self.scratch);
@@ -548,8 +572,23 @@ impl Engine {
                 let traced = self.trace.as_ref().map(|_| (cur.len(), cur[0].ev.clone()));
                 scratch.clear();
                 let Some(op) = ops.get_mut(i) else { break };
-                for r in cur.drain(..) {
-                    op.process(r, &mut cx, &mut scratch);
+                match on_error {
+                    None => {
+                        for r in cur.drain(..) {
+                            op.process(r, &mut cx, &mut scratch);
+                        }
+                    }
+                    Some(sink) => {
+                        for r in cur.drain(..) {
+                            let ev = r.ev.clone();
+                            cx.vm.captured = Some(Vec::new());
+                            op.process(r, &mut cx, &mut scratch);
+                            let errors = cx.vm.captured.take().unwrap_or_default();
+                            if !errors.is_empty() {
+                                sink.route(cx.program, name, errors, Some(&ev), now, cx.side);
+                            }
+                        }
+                    }
                 }
                 std::mem::swap(cur, &mut scratch);
                 if op.sets_key() {
@@ -632,10 +671,20 @@ impl Engine {
                     continue;
                 }
                 {
-                    let StreamRt { name, ops, .. } = &mut self.streams[s];
+                    let StreamRt {
+                        name,
+                        ops,
+                        on_error,
+                        ..
+                    } = &mut self.streams[s];
                     let mut cx = self.shared.cx(name, now);
                     if let Some(op) = ops.get_mut(i) {
+                        cx.vm.captured = on_error.as_ref().map(|_| Vec::new());
                         op.on_watermark(wm, &mut cx, &mut cur);
+                        let errors = cx.vm.captured.take().unwrap_or_default();
+                        if let (Some(sink), false) = (on_error.as_ref(), errors.is_empty()) {
+                            sink.route(cx.program, name, errors, None, now, cx.side);
+                        }
                     }
                 }
                 if let Some(t) = &mut self.trace {

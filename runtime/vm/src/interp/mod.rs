@@ -68,6 +68,10 @@ pub struct Vm {
     pub stream: Option<Arc<str>>,
     /// Events created by `emit T(...)` during `.process()`.
     pub emitted: Vec<Event>,
+    /// When set, every error reported is also pushed here, uncapped, with
+    /// the event the failing expression read (the engine sets it around one
+    /// operator call of a stream with `.on_error`, [`crate::ops::on_error`]).
+    pub captured: Option<Vec<(RuntimeError, Option<Event>)>>,
 }
 
 /// Control transfer out of a chunk.
@@ -96,11 +100,19 @@ impl Vm {
         self.depth = 0;
         let base = self.locals.len();
         self.locals.resize(base + usize::from(chunk.locals), None);
+        let captured_before = self.captured.as_ref().map(Vec::len);
         let r = match self.run(program, globals, chunk, cx, base) {
             Exit::Value(v) => v,
             Exit::Abort => None,
         };
         self.locals.truncate(base);
+        // Errors of this evaluation read this event (a window's group
+        // operators evaluate other events than the one that closed it).
+        if let (Some(from), Some(c), Some(ev)) = (captured_before, &mut self.captured, cx.event) {
+            for (_, event) in c.iter_mut().skip(from) {
+                event.get_or_insert_with(|| ev.clone());
+            }
+        }
         r
     }
 
@@ -153,14 +165,18 @@ impl Vm {
                 None => self.errors_by_stream.push((stream.clone(), 1)),
             }
         }
+        let error = RuntimeError {
+            kind,
+            span,
+            stream: self.stream.clone(),
+            time,
+            detail,
+        };
+        if let Some(c) = &mut self.captured {
+            c.push((error.clone(), None));
+        }
         if self.reports.len() < MAX_REPORTS {
-            self.reports.push(RuntimeError {
-                kind,
-                span,
-                stream: self.stream.clone(),
-                time,
-                detail,
-            });
+            self.reports.push(error);
         }
     }
 

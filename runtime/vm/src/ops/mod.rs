@@ -10,6 +10,8 @@ pub mod basic;
 pub mod dedup;
 pub mod keys;
 pub mod pattern;
+pub mod map;
+pub mod on_error;
 pub mod sequence;
 
 use crate::engine::SideOutput;

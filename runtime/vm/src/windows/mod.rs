@@ -9,6 +9,7 @@
 //! count and session windows aggregate incrementally and buffer nothing).
 
 pub mod count;
+pub mod group;
 pub mod session;
 pub mod sliding;
 pub mod sliding_count;
@@ -40,6 +41,10 @@ pub struct GroupSink {
     max_events: Option<usize>,
     /// Events dropped by `max_events` (counted as FIFO evictions).
     dropped: u64,
+    /// `.order_by`, `.collect`, `.any`, `.all` after the window, run on each
+    /// released group before the aggregate ([`group`]); with any, groups
+    /// buffer their events even when an aggregate follows.
+    group_ops: Vec<varpulis_program::GroupOp>,
 }
 
 impl GroupSink {
@@ -50,6 +55,7 @@ impl GroupSink {
             pattern: None,
             max_events: None,
             dropped: 0,
+            group_ops: Vec::new(),
         }
     }
 
@@ -76,12 +82,19 @@ impl GroupSink {
             pattern: None,
             max_events: None,
             dropped: 0,
+            group_ops: Vec::new(),
         }
     }
 
     /// Bounds every group to `max` events (docs/LANGUAGE.md#bounded-state).
     pub fn with_max_events(mut self, max: Option<u64>) -> GroupSink {
         self.max_events = max.map(|n| usize::try_from(n).unwrap_or(usize::MAX).max(1));
+        self
+    }
+
+    /// Runs `ops` on every released group (docs/LANGUAGE.md#window-group-operators).
+    pub fn with_group_ops(mut self, ops: Vec<varpulis_program::GroupOp>) -> GroupSink {
+        self.group_ops = ops;
         self
     }
 
@@ -115,8 +128,8 @@ impl GroupSink {
     /// An empty group.
     pub fn new_group(&self) -> Group {
         match &self.agg {
-            Some(a) => Group::Acc(a.new_state()),
-            None => Group::Buffer(VecDeque::new()),
+            Some(a) if self.group_ops.is_empty() => Group::Acc(a.new_state()),
+            _ => Group::Buffer(VecDeque::new()),
         }
     }
 
@@ -153,6 +166,13 @@ impl GroupSink {
         cx: &mut Cx<'_>,
         out: &mut Vec<Rec>,
     ) {
+        let g = match g {
+            Group::Buffer(v) if !self.group_ops.is_empty() => {
+                let recs = group::run(&self.group_ops, v.into(), key, end, cx);
+                return self.release_grouped(recs, key, end, cx, out);
+            }
+            g => g,
+        };
         match (g, &self.agg) {
             (Group::Acc(st), Some(a)) => out.extend(a.finish(&st, key, end, cx)),
             (Group::Buffer(v), None) => match &mut self.pattern {
@@ -174,10 +194,31 @@ impl GroupSink {
         cx: &mut Cx<'_>,
         out: &mut Vec<Rec>,
     ) {
+        if !self.group_ops.is_empty() {
+            let recs = group::run(&self.group_ops, recs.cloned().collect(), key, end, cx);
+            return self.release_grouped(recs, key, end, cx, out);
+        }
         match (&self.agg, &mut self.pattern) {
             (Some(a), _) => self.release_all(recs, key, end, cx, out, a),
             (None, Some(p)) => p.release(recs, cx, out),
             (None, None) => out.extend(recs.cloned()),
+        }
+    }
+
+    /// Sends what the group operators left downstream, through the
+    /// aggregate when one follows.
+    fn release_grouped(
+        &self,
+        recs: Vec<Rec>,
+        key: &PartKey,
+        end: Option<i64>,
+        cx: &mut Cx<'_>,
+        out: &mut Vec<Rec>,
+    ) {
+        match &self.agg {
+            Some(a) if !recs.is_empty() => self.release_all(recs.iter(), key, end, cx, out, a),
+            Some(_) => {}
+            None => out.extend(recs),
         }
     }
 
