@@ -232,10 +232,10 @@ pub const OPERATORS: &[OpInfo] = &[
     ),
     op!(
         "forecast",
-        NotYet,
+        Supported,
         0,
         0,
-        None,
+        Some(crate::forecast::PARAMS),
         "predict sequence completion"
     ),
     op!(

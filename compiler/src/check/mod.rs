@@ -16,6 +16,7 @@ mod bounds;
 mod call;
 mod decl;
 mod expr;
+mod forecast;
 mod ops;
 mod pattern;
 mod stream;

@@ -141,6 +141,7 @@ impl Checker<'_> {
                 self.trend_shape(s, name, p);
                 return self.trend_aggregate(name, args, input, p);
             }
+            "forecast" => return self.forecast(s, name, args, input, p),
             "late" => {
                 if !s.ops.first().is_some_and(|o| std::ptr::eq(o, op)) {
                     self.report(

@@ -25,6 +25,7 @@
 //! See `docs/LOWERING.md` for the construct-by-construct table.
 
 mod expr;
+mod forecast;
 mod pattern;
 mod schema;
 mod spans;
