@@ -62,6 +62,40 @@ pub struct Prediction {
     pub upper: f64,
 }
 
+/// What one event did to a forecast, for `:why`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForecastNote {
+    /// The state the event left its key in.
+    pub state: u16,
+    /// Events learned, this one included.
+    pub learned: u64,
+    /// Events to learn before forecasting.
+    pub warmup: u64,
+    /// The probability computed for the event (`None` in the warm-up).
+    pub probability: Option<f64>,
+    /// The emission threshold.
+    pub threshold: f64,
+}
+
+/// A forecast model's state, for `:inspect`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForecastView {
+    /// Events learned.
+    pub learned: u64,
+    /// Events to learn before forecasting.
+    pub warmup: u64,
+    /// Contexts in the suffix tree.
+    pub contexts: usize,
+    /// Keys remembered.
+    pub keys: usize,
+    /// Outcomes known to the conformal intervals.
+    pub outcomes: usize,
+    /// The fitted Hawkes parameters (when `hawkes:` is on and fitted).
+    pub hawkes: Option<hawkes::Params>,
+    /// The labels of the states.
+    pub states: Vec<std::sync::Arc<str>>,
+}
+
 /// A prediction waiting for its outcome.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 struct Pending {
@@ -102,6 +136,8 @@ pub struct Forecaster {
     st: ForecastState,
     index: FxHashMap<ValueKey, usize>,
     unkeyed: Option<usize>,
+    /// The probability computed for the last event, emitted or not.
+    last: Option<f64>,
 }
 
 impl Forecaster {
@@ -120,6 +156,35 @@ impl Forecaster {
             },
             index: FxHashMap::default(),
             unkeyed: None,
+            last: None,
+        }
+    }
+
+    /// What the last [`Forecaster::observe`] did, for `:why`.
+    pub fn note(&self, state: u16) -> ForecastNote {
+        ForecastNote {
+            state,
+            learned: self.st.learned,
+            warmup: self.spec.warmup,
+            probability: self.last,
+            threshold: self.spec.confidence,
+        }
+    }
+
+    /// The model's state, for `:inspect`.
+    pub fn view(&self) -> ForecastView {
+        ForecastView {
+            learned: self.st.learned,
+            warmup: self.spec.warmup,
+            contexts: self.st.pst.nodes(),
+            keys: self.st.keys.len(),
+            outcomes: self.st.conformal.len(),
+            hawkes: if self.spec.hawkes {
+                self.st.hawkes.params()
+            } else {
+                None
+            },
+            states: self.spec.states.clone(),
         }
     }
 
@@ -221,6 +286,7 @@ impl Forecaster {
     /// warm-up, with probability at least the threshold).
     pub fn observe(&mut self, key: Option<&ValueKey>, state: u16, time: i64) -> Option<Prediction> {
         let state = state.min(self.complete);
+        self.last = None;
         let slot = self.key_slot(key);
         let clock = self.st.learned;
         let depth = usize::from(self.spec.max_depth);
@@ -273,6 +339,7 @@ impl Forecaster {
         .clamp(1, MAX_HORIZON);
         let first = pst.predict(&ks.history);
         let (probability, expected) = propagate(pst, &ks.history, complete, steps);
+        self.last = Some(probability);
         if self.spec.conformal {
             if ks.pending.len() > MAX_HORIZON as usize {
                 ks.pending.pop_front();

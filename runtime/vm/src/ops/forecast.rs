@@ -36,6 +36,11 @@ impl ForecastOp {
         }
     }
 
+    /// What the last event did, for `:why`.
+    pub fn note(&self, state: u16) -> crate::forecast::ForecastNote {
+        self.model.note(state)
+    }
+
     /// The model, for `:inspect` and metrics.
     pub fn model(&self) -> &Forecaster {
         &self.model

@@ -389,6 +389,9 @@ impl Operator for SequenceOp {
             };
             self.out.clear();
             f.observe(cx.program, key.as_ref(), state, &rec.ev, out);
+            if let Some(e) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                e.forecast = Some(f.note(state));
+            }
             return;
         }
         self.emit(cx, Some(&rec.ev), out);
@@ -444,7 +447,9 @@ impl Operator for SequenceOp {
     }
 
     fn inspect_sequence(&self) -> Option<SequenceState> {
-        Some(self.matcher.inspect())
+        let mut st = self.matcher.inspect();
+        st.forecast = self.forecast.as_ref().map(|f| f.model().view());
+        Some(st)
     }
 
     fn set_trace(&mut self, on: bool) {
