@@ -434,6 +434,11 @@ fn candidates(view: &FileView<'_>, start: usize) -> Vec<Completion> {
             "to" => return decls(view, |k| k == DeclKind::Connector),
             "context" => return decls(view, |k| k == DeclKind::Context),
             "aggregate" | "trend_aggregate" => in_aggregate = true,
+            "forecast" => {
+                if let Some(c) = super::forecast::arguments(item_text, &before) {
+                    return c;
+                }
+            }
             _ => {}
         }
     }
@@ -507,6 +512,21 @@ mod tests {
         let l = labels(SRC);
         assert_eq!(&l[..2], ["zone", "temp"]);
         assert!(l.contains(&"LIMIT".to_string()) && l.contains(&"abs".to_string()));
+    }
+
+    #[test]
+    fn forecast_arguments_presets_and_fields() {
+        let seq = "event A:\n    id: int\nevent B:\n    id: int\n\nstream S = A as a\n    -> B as b\n    .within(1m)\n";
+        let args = labels(&format!("{seq}    .forecast($|)\n"));
+        assert!(args.contains(&"horizon".to_string()), "{args:?}");
+        let modes = labels(&format!("{seq}    .forecast(mode: $|)\n"));
+        assert_eq!(modes, ["fast", "balanced", "accurate"]);
+        let after = labels(&format!("{seq}    .forecast()\n    .emit(p: $|)\n"));
+        assert!(
+            after.contains(&"forecast_probability".to_string()),
+            "{after:?}"
+        );
+        assert!(after.contains(&"id".to_string()), "{after:?}");
     }
 
     #[test]
