@@ -37,7 +37,7 @@ impl Checker<'_> {
         name: &Ident,
         args: &[Arg],
         input: &Arc<Schema>,
-        p: &Pipeline,
+        p: &mut Pipeline,
     ) -> (StageKind, Arc<Schema>) {
         let (_, problems) = forecast::settings(args);
         for pr in problems {
@@ -64,6 +64,9 @@ impl Checker<'_> {
         }
         self.forecast_placement(s, name);
         let schema = self.forecast_schema(s);
+        // Forecast records carry no bindings: the steps' aliases end here.
+        p.bound.clear();
+        p.all_aliases.clear();
         (StageKind::Forecast, Arc::new(schema))
     }
 
