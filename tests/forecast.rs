@@ -203,6 +203,28 @@ stream Next = A as a
 }
 
 #[test]
+fn workers_refuse_a_forecast_whose_model_spans_keys() {
+    let mut c = varpulis_compiler::Compiler::new();
+    let rules = "
+stream Next = A as a
+    -> B as b
+    .partition_by(id)
+    .within(1m)
+    .forecast()
+    .emit()
+";
+    c.set_file("rules.vpl", format!("{TYPES}\n{rules}"));
+    let program = c.program("rules.vpl").expect("the rules compile");
+    let why = varpulis::parallel::plan(&program)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        why.contains("stream `Next`") && why.contains(".forecast"),
+        "{why}"
+    );
+}
+
+#[test]
 fn a_partitioned_forecast_survives_snapshot_and_restore_at_any_point() {
     let rules = "
 stream Next = A as a
