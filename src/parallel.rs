@@ -223,6 +223,11 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
                     ))
                 }
                 OpSpec::Sequence(spec) => {
+                    if spec.forecast.is_some() {
+                        return Err(refuse(
+                            "its `.forecast` learns one model from the events of every key".into(),
+                        ));
+                    }
                     if spec.limits.total.is_some() {
                         return Err(refuse(
                             "`.limit_runs(total: ...)` bounds the runs of one engine".into(),

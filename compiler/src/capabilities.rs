@@ -122,7 +122,7 @@ operators! {
     Context = "context", Supported, 1, 1, Some(&[]), "run the stream in a named context (a scheduling hint)";
     Tap = "tap", NoOp, 0, ANY, None, "does nothing";
     TrendAggregate = "trend_aggregate", Supported, 0, ANY, None, "aggregate over Kleene trends";
-    Forecast = "forecast", NotYet, 0, 0, None, "predict sequence completion";
+    Forecast = "forecast", Supported, 0, 0, Some(crate::forecast::PARAMS), "predict sequence completion";
     Enrich = "enrich", NotYet, 1, 1, None, "look up extra fields in an external store";
     Score = "score", NotYet, 0, 0, None, "ONNX model inference";
     Pattern = "pattern", Supported, 0, ANY, None, "boolean test over the window's events: `.pattern(name: events => condition)`";

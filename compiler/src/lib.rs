@@ -15,6 +15,7 @@ pub mod check;
 pub mod codes;
 pub mod db;
 pub mod diagnostic;
+pub mod forecast;
 mod host;
 pub mod ide;
 pub mod lower;

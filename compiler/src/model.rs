@@ -295,6 +295,8 @@ pub enum StageKind {
     },
     /// `.trend_aggregate(...)`: trend aggregates over the Kleene sequence.
     TrendAggregate(Vec<OutputItem>),
+    /// `.forecast(...)`: completion predictions of the sequence.
+    Forecast,
     /// `.having(e)`.
     Having(Span),
     /// `.emit(...)`; an empty list passes every field through.

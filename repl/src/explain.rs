@@ -339,6 +339,13 @@ impl Session {
                         Some(OpSpec::Limit(_)) if *output == 0 => {
                             format!("✗ {text}: the limit was already reached")
                         }
+                        Some(OpSpec::Sequence(s)) if s.forecast.is_some() => {
+                            if *output == 0 {
+                                format!("… {text} made no forecast")
+                            } else {
+                                format!("✓ {text} made a forecast")
+                            }
+                        }
                         Some(OpSpec::Sequence(_)) if *output == 0 => {
                             format!("… {text} completed no match")
                         }

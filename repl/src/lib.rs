@@ -17,6 +17,7 @@ pub mod commands;
 pub mod complete;
 pub mod decls;
 pub mod explain;
+mod forecast;
 pub mod format;
 pub mod front;
 mod patterns;

@@ -183,6 +183,9 @@ impl Pattern<'_> {
         if st.open > st.runs.len() {
             lines.push(format!("    … and {} more", st.open - st.runs.len()));
         }
+        if let Some(v) = &st.forecast {
+            lines.extend(crate::forecast::inspect_lines(v));
+        }
         lines
     }
 
@@ -266,6 +269,9 @@ impl Pattern<'_> {
                 "✗ no partial match opened: {}",
                 self.false_steps(&e.not_started, ev)
             ));
+        }
+        if let (Some(n), Some(f)) = (&e.forecast, &self.spec.forecast) {
+            lines.push(crate::forecast::why_line(n, &f.states));
         }
         lines
     }

@@ -225,6 +225,10 @@ pub struct JoinInput {
 }
 
 /// One operator of a chain (docs/LANGUAGE.md#operators).
+// A program holds a handful of these per stream and the engine reads them
+// once, at load: the room a large `Sequence` takes in every slot costs
+// little, and boxing it would change every place that builds or matches one.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum OpSpec {
     /// `.where(e)` / `.filter(e)`: keeps events for which `e` is `true`.
@@ -520,6 +524,47 @@ pub struct SequenceSpec {
     /// over the trends of a Kleene step instead of the match event.
     #[serde(default)]
     pub trend: Option<TrendSpec>,
+    /// `.forecast(...)`: the operator outputs, per relevant event, a
+    /// prediction that the sequence completes instead of the matches.
+    /// Left out when unset, so that other sequences keep their fingerprints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<Box<ForecastSpec>>,
+}
+
+/// `.forecast(...)` after an in-stream sequence (docs/LANGUAGE.md#forecast,
+/// docs/DESIGN.md *Forecasting*): a prediction suffix tree over the
+/// sequence's progress states, a Hawkes intensity for the timing and
+/// conformal intervals.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForecastSpec {
+    /// Emit a prediction only when its probability is at least this.
+    pub confidence: f64,
+    /// How far ahead the completion is predicted.
+    pub horizon: ForecastHorizon,
+    /// Events learned before the first prediction.
+    pub warmup: u64,
+    /// Longest context of the prediction suffix tree (symbols).
+    pub max_depth: u8,
+    /// Time to completion from a fitted Hawkes intensity (else the mean
+    /// gap between events).
+    pub hawkes: bool,
+    /// Conformal intervals (else lower = upper = probability).
+    pub conformal: bool,
+    /// A label per progress state: `states[0]` = no run open, `states[i]`
+    /// = step `i` bound, the last = completed.
+    pub states: Vec<Arc<str>>,
+    /// Output layout: the seven `forecast_*` fields, then the raw event's
+    /// fields by name.
+    pub schema: SchemaId,
+}
+
+/// How far `.forecast` looks ahead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForecastHorizon {
+    /// The next n relevant events (of the same partition key).
+    Events(u32),
+    /// A span of event time (ns), turned into events by the mean gap.
+    Time(i64),
 }
 
 /// `.trend_aggregate(name: f(arg), ...)` after a sequence (PATTERNS.md

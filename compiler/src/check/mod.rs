@@ -20,6 +20,7 @@ pub(crate) mod lambda;
 pub(crate) mod group;
 mod map;
 mod on_error;
+mod forecast;
 mod ops;
 mod pattern;
 mod stream;

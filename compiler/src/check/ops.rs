@@ -145,6 +145,7 @@ impl Checker<'_> {
                 self.trend_shape(s, name, p);
                 return self.trend_aggregate(name, args, input, p);
             }
+            Operator::Forecast => return self.forecast(s, name, args, input, p),
             Operator::Late => {
                 if !s.ops.first().is_some_and(|o| std::ptr::eq(o, op)) {
                     self.report(
@@ -284,7 +285,6 @@ impl Checker<'_> {
             Operator::Emit
             | Operator::Not
             | Operator::Tap
-            | Operator::Forecast
             | Operator::Enrich
             | Operator::Score
             | Operator::Fork => {

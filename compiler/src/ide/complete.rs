@@ -490,6 +490,11 @@ fn candidates(view: &FileView<'_>, start: usize) -> Vec<Completion> {
             Some(Op::To) => return decls(view, |k| k == DeclKind::Connector),
             Some(Op::Context) => return decls(view, |k| k == DeclKind::Context),
             Some(Op::Aggregate | Op::TrendAggregate) => in_aggregate = true,
+            Some(Op::Forecast) => {
+                if let Some(c) = super::forecast::arguments(item_text, &before) {
+                    return c;
+                }
+            }
             _ => {}
         }
     }
@@ -563,6 +568,21 @@ mod tests {
         let l = labels(SRC);
         assert_eq!(&l[..2], ["zone", "temp"]);
         assert!(l.contains(&"LIMIT".to_string()) && l.contains(&"abs".to_string()));
+    }
+
+    #[test]
+    fn forecast_arguments_presets_and_fields() {
+        let seq = "event A:\n    id: int\nevent B:\n    id: int\n\nstream S = A as a\n    -> B as b\n    .within(1m)\n";
+        let args = labels(&format!("{seq}    .forecast($|)\n"));
+        assert!(args.contains(&"horizon".to_string()), "{args:?}");
+        let modes = labels(&format!("{seq}    .forecast(mode: $|)\n"));
+        assert_eq!(modes, ["fast", "balanced", "accurate"]);
+        let after = labels(&format!("{seq}    .forecast()\n    .emit(p: $|)\n"));
+        assert!(
+            after.contains(&"forecast_probability".to_string()),
+            "{after:?}"
+        );
+        assert!(after.contains(&"id".to_string()), "{after:?}");
     }
 
     #[test]

@@ -272,6 +272,21 @@ mod tests {
     }
 
     #[test]
+    fn hover_forecast_and_its_fields() {
+        let src = "event A:\n    id: int\nevent B:\n    id: int\n\nstream S = A as a\n    -> B as b\n    .within(1m)\n    .forecast(mode: fast)\n    .emit(p: forecast_probability, t: forecast_time)\n";
+        let op = check(src, "forecast(");
+        assert!(
+            op.contains("predict sequence completion") && op.contains("horizon"),
+            "{op}"
+        );
+        assert_eq!(
+            check(src, "forecast_probability"),
+            "```vpl\n(field) forecast_probability: float\n```"
+        );
+        assert!(check(src, "forecast_time").contains("forecast_time: int"));
+    }
+
+    #[test]
     fn hover_out_of_range_is_none() {
         let mut c = Compiler::new();
         c.set_file("t.vpl", SRC);

@@ -16,6 +16,7 @@
 //! file's declared names (stream sources, `.to` targets, types).
 
 mod complete;
+mod forecast;
 mod hover;
 mod outline;
 mod refs;

@@ -28,6 +28,7 @@ mod expr;
 mod lambda;
 mod group;
 mod map;
+mod forecast;
 mod pattern;
 mod schema;
 mod spans;

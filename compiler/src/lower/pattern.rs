@@ -57,6 +57,10 @@ struct Builder {
     trend_at: Option<usize>,
     /// The lowered `.trend_aggregate`.
     trend: Option<varpulis_program::TrendSpec>,
+    /// The `.forecast` operator (its index in the stream's ops).
+    forecast_at: Option<usize>,
+    /// The lowered `.forecast`.
+    forecast: Option<varpulis_program::ForecastSpec>,
 }
 
 impl Lowerer<'_> {
@@ -141,8 +145,18 @@ impl Lowerer<'_> {
         });
         let layout = *sb.layouts.last()?;
         let root = PatternTree::Seq(0..to_u16(sb.steps.len()));
-        // After `.trend_aggregate` the chain sees its output layout.
-        let chain_layout = sb.trend.as_ref().map_or(layout, |t| t.schema);
+        // After `.trend_aggregate` or `.forecast` the chain sees its output
+        // layout; forecasts carry no bindings.
+        let chain_layout = match (&sb.trend, &sb.forecast) {
+            (_, Some(f)) => f.schema,
+            (Some(t), None) => t.schema,
+            (None, None) => layout,
+        };
+        let scope = if sb.forecast.is_some() {
+            Vec::new()
+        } else {
+            sb.scope
+        };
         Some(SeqResult {
             source,
             spec: SequenceSpec {
@@ -157,8 +171,9 @@ impl Lowerer<'_> {
                 emit_timeouts: false,
                 limits: sb.limits,
                 trend: sb.trend,
+                forecast: sb.forecast.map(Box::new),
             },
-            aliases: sb.scope,
+            aliases: scope,
             layout: chain_layout,
         })
     }
@@ -247,6 +262,10 @@ impl Lowerer<'_> {
                         sb.trend_at = Some(i);
                         skip[i] = true;
                     }
+                    Some(Operator::Forecast) if sb.forecast_at.is_none() => {
+                        sb.forecast_at = Some(i);
+                        skip[i] = true;
+                    }
                     Some(Operator::PartitionBy) => {
                         if sb.partition.is_none() {
                             sb.partition = args.first().map(|a| a.value.clone());
@@ -299,6 +318,11 @@ impl Lowerer<'_> {
                 decl,
                 at,
             )?);
+        }
+        if let Some(at) = sb.forecast_at {
+            let names: Vec<Arc<str>> = sb.aliases.iter().map(|a| a.name.clone()).collect();
+            sb.forecast =
+                Some(self.forecast_spec(&sb.steps, &sb.layouts, &names, sb.within, decl, at)?);
         }
         self.finish_sequence(sb, SourceSpec::Input(input))
     }

@@ -156,8 +156,9 @@ impl Lowerer<'_> {
             SourceKind::Named { name, .. } if decl.starts_with_op(Operator::Timeouts.name()) => {
                 let mut seq = self.timeout_sequence(&name.name, decl)?;
                 seq.spec.emit_timeouts = true;
-                // Timeouts are runs in the match layout, not trend aggregates.
-                if seq.spec.trend.take().is_some() {
+                // Timeouts are runs in the match layout, not trend aggregates
+                // or forecasts.
+                if seq.spec.trend.take().is_some() | seq.spec.forecast.take().is_some() {
                     seq.layout = seq.spec.schema;
                 }
                 ch.env.layout = Some(seq.layout);

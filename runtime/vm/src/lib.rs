@@ -15,6 +15,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod forecast;
 pub mod inspect;
 pub mod interp;
 pub mod memory;

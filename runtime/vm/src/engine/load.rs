@@ -461,7 +461,11 @@ fn build_stream(
                 )))
             }
             OpSpec::Sequence(seq) => {
-                layout = seq.trend.as_ref().map_or(seq.schema, |t| t.schema);
+                layout = match (&seq.trend, &seq.forecast) {
+                    (_, Some(f)) => f.schema,
+                    (Some(t), None) => t.schema,
+                    (None, None) => seq.schema,
+                };
                 let op = SequenceOp::with_limits(p, seq, limits)
                     .map_err(|e| LoadError::Invalid(format!("stream `{}`: {e}", plan.name)))?;
                 Box::new(op)

@@ -8,6 +8,7 @@
 pub mod aggregate;
 pub mod basic;
 pub mod dedup;
+pub mod forecast;
 pub mod keys;
 pub mod pattern;
 pub mod map;

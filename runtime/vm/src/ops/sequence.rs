@@ -20,7 +20,11 @@
 //!   run that reached its deadline without completing: the latest bound
 //!   event in the match layout, stamped with the deadline, with the
 //!   bindings so far (unbound aliases read as no value).
+//! - Forecasts ([`SequenceSpec::forecast`]): the operator outputs, instead
+//!   of the matches, the predictions of [`super::forecast::ForecastOp`]
+//!   from the progress state each relevant event leaves its partition in.
 
+use super::forecast::ForecastOp;
 use super::{decode, encode, Cx, Operator, Rec, StateResult};
 use crate::interp::{arith, EvalCx};
 use crate::sequence::trend::{self, TrendRules, TrendStats};
@@ -61,6 +65,8 @@ pub struct SequenceOp {
     /// `.trend_aggregate`: output trend aggregates per match instead of
     /// the match event; with the alias slot of the trend step.
     trend: Option<(TrendSpec, u16)>,
+    /// `.forecast`: output predictions instead of matches.
+    forecast: Option<ForecastOp>,
     /// Reused matcher output.
     out: Output,
     /// What each event did to the runs, while the engine traces (`:why`).
@@ -106,6 +112,10 @@ impl SequenceOp {
             });
         }
         let aliases = u16::try_from(declared + hidden).unwrap_or(u16::MAX);
+        let forecast = spec.forecast.as_ref().map(|f| {
+            let n = u16::try_from(spec.steps.len()).unwrap_or(u16::MAX);
+            ForecastOp::new(program, f, n)
+        });
         let trend = spec.trend.as_ref().and_then(|t| {
             let alias = steps.get(usize::from(t.step))?.alias?;
             Some((t.clone(), alias))
@@ -182,6 +192,7 @@ impl SequenceOp {
             schema: spec.schema,
             emit_timeouts: spec.emit_timeouts,
             trend,
+            forecast,
             out: Output::default(),
             trace: None,
         })
@@ -368,6 +379,21 @@ impl Operator for SequenceOp {
         }
         self.matcher
             .on_event(input, key.as_ref(), &rec.ev, &mut preds, &mut self.out);
+        if let Some(f) = &mut self.forecast {
+            // The event completed a match of its key, or left its runs at
+            // their furthest progress.
+            let state = if self.out.matches.iter().any(|m| !m.absence) {
+                f.model().complete()
+            } else {
+                self.matcher.progress(key.as_ref())
+            };
+            self.out.clear();
+            f.observe(cx.program, key.as_ref(), state, &rec.ev, out);
+            if let Some(e) = self.trace.as_mut().and_then(|t| t.last_mut()) {
+                e.forecast = Some(f.note(state));
+            }
+            return;
+        }
         self.emit(cx, Some(&rec.ev), out);
     }
 
@@ -376,6 +402,11 @@ impl Operator for SequenceOp {
             t.push(self.matcher.explain_watermark(wm));
         }
         self.matcher.on_watermark(wm, &mut self.out);
+        if self.forecast.is_some() {
+            // Runs that end at a deadline show in the next event's state.
+            self.out.clear();
+            return;
+        }
         self.emit(cx, None, out);
     }
 
@@ -384,16 +415,31 @@ impl Operator for SequenceOp {
     }
 
     fn save(&self) -> StateResult<Option<Vec<u8>>> {
-        encode(&self.matcher.snapshot())
+        match &self.forecast {
+            // With a forecast, the model goes along with the runs.
+            Some(f) => encode(&(self.matcher.snapshot(), f.snapshot())),
+            None => encode(&self.matcher.snapshot()),
+        }
     }
 
     fn load(&mut self, bytes: &[u8]) -> StateResult<()> {
-        self.matcher.restore(decode(bytes)?);
+        match &mut self.forecast {
+            Some(f) => {
+                let (runs, model) = decode(bytes)?;
+                self.matcher.restore(runs);
+                f.restore(model);
+            }
+            None => self.matcher.restore(decode(bytes)?),
+        }
         Ok(())
     }
 
     fn memory(&self) -> Option<crate::memory::OpMemory> {
-        Some(self.matcher.memory())
+        let mut m = self.matcher.memory();
+        if let Some(f) = &self.forecast {
+            m.bytes += f.model().bytes();
+        }
+        Some(m)
     }
 
     fn sequence_metrics(&self) -> Option<Metrics> {
@@ -401,7 +447,9 @@ impl Operator for SequenceOp {
     }
 
     fn inspect_sequence(&self) -> Option<SequenceState> {
-        Some(self.matcher.inspect())
+        let mut st = self.matcher.inspect();
+        st.forecast = self.forecast.as_ref().map(|f| f.model().view());
+        Some(st)
     }
 
     fn set_trace(&mut self, on: bool) {

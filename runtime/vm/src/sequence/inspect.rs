@@ -106,6 +106,8 @@ pub struct EventTrace {
     pub not_started: Vec<usize>,
     /// Whether the event could open a run at all (it feeds a first step).
     pub can_start: bool,
+    /// With `.forecast`: what the event taught the model and predicted.
+    pub forecast: Option<crate::forecast::ForecastNote>,
 }
 
 /// The state of a sequence operator, for `:inspect`.
@@ -118,6 +120,8 @@ pub struct SequenceState {
     pub open: usize,
     /// The matcher's counters.
     pub metrics: Metrics,
+    /// With `.forecast`: the model's state.
+    pub forecast: Option<crate::forecast::ForecastView>,
 }
 
 impl SequenceState {
@@ -216,6 +220,7 @@ impl Matcher {
             runs,
             open,
             metrics: self.metrics(),
+            forecast: None,
         }
     }
 

@@ -438,6 +438,27 @@ impl Matcher {
             .collect();
     }
 
+    /// How far the runs of partition `key` have come: the most steps bound
+    /// by one run, summed over its branches (`0` when no run is open).
+    /// The symbol `.forecast` learns from (crate::forecast).
+    pub fn progress(&self, key: Option<&ValueKey>) -> u16 {
+        let Some(part) = self
+            .find_partition(key)
+            .and_then(|p| self.parts.get(p as usize))
+        else {
+            return 0;
+        };
+        part.runs
+            .iter()
+            .map(|r| {
+                (0..self.c.branches.len())
+                    .map(|b| r.progress.bound_in(&self.c.branches[b], b))
+                    .fold(0u16, u16::saturating_add)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Every open run, for a snapshot.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {

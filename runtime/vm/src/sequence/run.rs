@@ -47,6 +47,16 @@ impl Progress {
         }
     }
 
+    /// Steps of branch `b` (covering `steps`) that have bound an event.
+    pub fn bound_in(&self, steps: &std::ops::Range<usize>, b: usize) -> u16 {
+        let pos = self.get(b);
+        if pos.last == NONE {
+            return 0;
+        }
+        let done = usize::from(pos.last) + 1 - steps.start.min(usize::from(pos.last));
+        u16::try_from(done).unwrap_or(u16::MAX)
+    }
+
     fn get_mut(&mut self, b: usize) -> Option<&mut BranchPos> {
         match self {
             Progress::One(p) => (b == 0).then_some(p),
