@@ -240,10 +240,10 @@ pub const OPERATORS: &[OpInfo] = &[
     ),
     op!(
         "enrich",
-        NotYet,
+        Supported,
         1,
         1,
-        None,
+        Some(&["key", "fields", "cache_ttl", "timeout", "fallback"]),
         "look up extra fields in an external store"
     ),
     op!("score", NotYet, 0, 0, None, "ONNX model inference"),
@@ -485,11 +485,64 @@ pub const CONNECTOR_KINDS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Connector kinds that only answer `.enrich` lookups (no source, no sink),
+/// with the parameters the host's resolvers read (docs/connectors/redis.md,
+/// docs/connectors/postgres.md). `database` is the reference's name for a
+/// PostgreSQL connector. `http` also answers lookups, with its own row above.
+pub const LOOKUP_KINDS: &[(&str, &[&str])] = &[
+    (
+        "redis",
+        &[
+            "url",
+            "key_template",
+            "format",
+            "timeout",
+            "cache_size",
+            "workers",
+        ],
+    ),
+    (
+        "postgres",
+        &[
+            "url",
+            "table",
+            "key_column",
+            "query",
+            "timeout",
+            "cache_size",
+            "workers",
+        ],
+    ),
+    (
+        "database",
+        &[
+            "url",
+            "table",
+            "key_column",
+            "query",
+            "timeout",
+            "cache_size",
+            "workers",
+        ],
+    ),
+];
+
+/// Whether `kind` only answers lookups (no source, no sink).
+pub fn is_lookup_only(kind: &str) -> bool {
+    LOOKUP_KINDS.iter().any(|(k, _)| *k == kind)
+}
+
+/// The kinds `.enrich` accepts: the lookup-only kinds and `http`.
+pub fn enrich_kinds() -> impl Iterator<Item = &'static str> {
+    std::iter::once("http").chain(LOOKUP_KINDS.iter().map(|(k, _)| *k))
+}
+
 /// The parameters a connector of `kind` reads, when the kind is one the
-/// runtime implements.
+/// runtime implements (a source/sink kind or a lookup kind).
 pub fn connector_kind_params(kind: &str) -> Option<&'static [&'static str]> {
     CONNECTOR_KINDS
         .iter()
+        .chain(LOOKUP_KINDS)
         .find(|(k, _)| *k == kind)
         .map(|(_, params)| *params)
 }

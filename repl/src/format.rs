@@ -91,6 +91,17 @@ pub fn op(program: &Program, text: &str, spec: &OpSpec) -> String {
         OpSpec::Sink { .. } => ".to(…)".to_string(),
         OpSpec::Process(c) => format!(".process({})", expr(c)),
         OpSpec::Sequence(_) => ".sequence(…)".to_string(),
+        OpSpec::Enrich(e) => {
+            let conn = program
+                .connectors
+                .get(e.connector as usize)
+                .map_or("…", |c| &*c.name);
+            format!(
+                ".enrich({conn}, key: {}, fields: [{}])",
+                expr(&e.key),
+                e.fields.iter().map(|f| &**f).collect::<Vec<_>>().join(", ")
+            )
+        }
     }
 }
 

@@ -35,10 +35,10 @@ pub use event::{Event, Extra};
 pub use fingerprint::Fingerprints;
 pub use plan::{
     AggCall, AggFunc, AggItem, AggregateSpec, AliasDef, ConfigValue, ConnectorDef, ConnectorId,
-    EmitSpec, Evict, InputRef, JoinInput, JoinSpec, Kleene, LogLevel, LogSpec, MergeBranch,
-    Negation, OnFull, OpSpec, PatternTree, Projection, RunLimits, SelectionPolicy, SeqStep,
-    SequenceSpec, SourceSpec, StateBound, StreamId, StreamPlan, StreamTime, TrendFn, TrendItem,
-    TrendSpec, WindowSpec,
+    EmitSpec, EnrichSpec, Evict, InputRef, JoinInput, JoinSpec, Kleene, LogLevel, LogSpec,
+    MergeBranch, Negation, OnFull, OpSpec, PatternTree, Projection, RunLimits, SelectionPolicy,
+    SeqStep, SequenceSpec, SourceSpec, StateBound, StreamId, StreamPlan, StreamTime, TrendFn,
+    TrendItem, TrendSpec, WindowSpec,
 };
 pub use schema::{EventSchema, FieldDef, SchemaId, SchemaOrigin, Type};
 pub use span::{SpanId, SpanInfo, SpanTable};

@@ -250,6 +250,7 @@ impl Checker<'_> {
                 }
             }
             "first" => StageKind::First,
+            "enrich" => return self.enrich(op, name, args, input, &scope),
             "process" => {
                 return self.process(first.expect("arity checked: one argument"), &scope, input)
             }

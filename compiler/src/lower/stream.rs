@@ -262,7 +262,7 @@ impl Lowerer<'_> {
     }
 
     /// The connector named by the first positional argument.
-    fn connector_arg(&mut self, args: &[Arg], span: Span) -> Option<u32> {
+    pub(crate) fn connector_arg(&mut self, args: &[Arg], span: Span) -> Option<u32> {
         let first = args.iter().find(|a| a.name.is_none());
         match first.map(|a| &unparen(&a.value).kind) {
             Some(ExprKind::Ident(id)) => match self.connector_ids.get(&id.name) {
@@ -690,6 +690,7 @@ impl Lowerer<'_> {
                 ch.ops.push(OpSpec::Sink { connector, params });
             }
             "process" => self.process(ch, first, op.span),
+            "enrich" => self.enrich(ch, args, op.span),
             "watermark" => {
                 let e = args
                     .iter()

@@ -161,6 +161,8 @@ pub(crate) struct Shared {
     pub side: Vec<SideOutput>,
     /// The watermark operators see ([`Cx::watermark`]).
     pub watermark: Option<i64>,
+    /// The host's answers to `.enrich` lookups ([`Engine::set_enricher`]).
+    pub enricher: Box<dyn crate::enrich::Enricher>,
 }
 
 impl Shared {
@@ -181,6 +183,7 @@ impl Shared {
             stream,
             now,
             watermark: self.watermark,
+            enricher: self.enricher.as_mut(),
         }
     }
 }
@@ -477,6 +480,12 @@ impl Engine {
         std::mem::take(&mut self.shared.side)
     }
 
+    /// Sets the host's answers to `.enrich` lookups (by default every
+    /// lookup fails: [`crate::enrich::Unanswered`]).
+    pub fn set_enricher(&mut self, enricher: Box<dyn crate::enrich::Enricher>) {
+        self.shared.enricher = enricher;
+    }
+
     /// Takes the runtime error reports collected so far (at most
     /// [`crate::interp::MAX_REPORTS`] between takes; the counter in
     /// [`Engine::metrics`] is exact).
@@ -531,9 +540,7 @@ impl Engine {
                 let traced = self.trace.as_ref().map(|_| (cur.len(), cur[0].ev.clone()));
                 scratch.clear();
                 let Some(op) = ops.get_mut(i) else { break };
-                for r in cur.drain(..) {
-                    op.process(r, &mut cx, &mut scratch);
-                }
+                op.process_batch(cur, &mut cx, &mut scratch);
                 std::mem::swap(cur, &mut scratch);
                 if op.sets_key() {
                     evict_after(ops, i);
@@ -679,6 +686,7 @@ fn op_kind(op: &varpulis_program::OpSpec) -> &'static str {
         OpSpec::Distinct { .. } => "distinct",
         OpSpec::Limit(_) => "limit",
         OpSpec::Sequence(_) => "sequence",
+        OpSpec::Enrich(_) => "enrich",
         _ => "operator",
     }
 }
