@@ -1,0 +1,223 @@
+//! The host's side of `.enrich` (docs/LANGUAGE.md#enrich,
+//! docs/DESIGN.md#enrich): how the engine's lookups are answered.
+//!
+//! - `run` (and `varpulis server`): [`live::LiveEnricher`], real lookups on
+//!   `http` (`http.rs`) and `redis` (`redis.rs`) connectors by a pool of
+//!   worker threads, with a bounded cache and per-lookup timeouts;
+//!   `--enrich-record FILE` writes every answer to a replay file.
+//! - `simulate` and `test`: no network. [`replay::ReplayEnricher`] answers
+//!   from a replay file (`--enrich-replay FILE`); without one every lookup
+//!   fails with the fallback ([`varpulis_vm::enrich::Unanswered`]).
+
+pub mod cache;
+pub mod http;
+pub mod live;
+pub mod record;
+pub mod redis;
+pub mod replay;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use varpulis_program::{ConfigValue, ConnectorDef, OpSpec, Program, ValueMap};
+use varpulis_vm::enrich::{Enricher, Lookup};
+
+/// Where the answers to `.enrich` lookups come from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum EnrichMode {
+    /// No lookups: each fails with the fallback (status `error`).
+    #[default]
+    Offline,
+    /// Answers read from a replay file (JSON lines).
+    Replay(PathBuf),
+    /// Real lookups on the connectors, optionally recorded to a replay file.
+    Live {
+        /// Where answers are recorded, if anywhere.
+        record: Option<PathBuf>,
+    },
+}
+
+/// Latency histogram bounds, in milliseconds.
+pub const LATENCY_BUCKETS_MS: &[u64] = &[1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000];
+
+/// Lookup counters of one connector.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectorCounts {
+    /// Lookups by status (`ok`, `cached`, `error`, `timeout`).
+    pub by_status: BTreeMap<&'static str, u64>,
+    /// Lookups per latency bucket ([`LATENCY_BUCKETS_MS`], then +Inf).
+    pub buckets: Vec<u64>,
+    /// Sum of latencies, ms.
+    pub latency_sum_ms: u64,
+}
+
+/// `.enrich` counters of a process, by connector name.
+#[derive(Debug, Default)]
+pub struct EnrichMetrics {
+    /// Per connector.
+    pub connectors: Mutex<BTreeMap<String, ConnectorCounts>>,
+    /// Batches asked (one per engine step reaching an `.enrich`).
+    pub batches: AtomicU64,
+}
+
+impl EnrichMetrics {
+    /// Counts one lookup of connector `name`.
+    pub fn count(&self, name: &str, l: &Lookup) {
+        let mut m = self.connectors.lock().unwrap_or_else(|e| e.into_inner());
+        let c = m.entry(name.to_string()).or_default();
+        *c.by_status.entry(l.status.as_str()).or_default() += 1;
+        if c.buckets.is_empty() {
+            c.buckets = vec![0; LATENCY_BUCKETS_MS.len() + 1];
+        }
+        let b = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|&ub| l.latency_ms <= ub)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        if let Some(n) = c.buckets.get_mut(b) {
+            *n += 1;
+        }
+        c.latency_sum_ms = c.latency_sum_ms.saturating_add(l.latency_ms);
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> BTreeMap<String, ConnectorCounts> {
+        self.connectors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// The process's `.enrich` counters (exported by `--metrics`).
+pub fn metrics() -> Arc<EnrichMetrics> {
+    static METRICS: std::sync::OnceLock<Arc<EnrichMetrics>> = std::sync::OnceLock::new();
+    METRICS.get_or_init(Default::default).clone()
+}
+
+/// The enricher for `program` in `mode`, and where its warnings go.
+pub fn enricher(
+    program: &Program,
+    mode: &EnrichMode,
+    warnings: Arc<Mutex<Vec<String>>>,
+) -> anyhow::Result<Option<Box<dyn Enricher>>> {
+    if sites(program).is_empty() {
+        return Ok(None);
+    }
+    Ok(match mode {
+        EnrichMode::Offline => {
+            let mut w = warnings.lock().unwrap_or_else(|e| e.into_inner());
+            w.push(
+                "warning: no enrich replay file (--enrich-replay): every `.enrich` lookup \
+                 fails with its fallback (status error)"
+                    .to_string(),
+            );
+            None
+        }
+        EnrichMode::Replay(path) => Some(Box::new(replay::ReplayEnricher::open(path, warnings)?)),
+        EnrichMode::Live { record } => {
+            let recorder = match record {
+                Some(p) => Some(Arc::new(Mutex::new(record::Recorder::create(p)?))),
+                None => None,
+            };
+            Some(Box::new(live::LiveEnricher::new(
+                program,
+                metrics(),
+                recorder,
+                warnings,
+            )?))
+        }
+    })
+}
+
+/// The `.enrich` sites of a program: connector and timeout (the largest
+/// timeout when a connector serves several sites).
+pub fn sites(program: &Program) -> Vec<(u32, Duration)> {
+    let mut out: Vec<(u32, Duration)> = Vec::new();
+    for s in &program.streams {
+        for op in &s.ops {
+            if let OpSpec::Enrich(e) = op {
+                let t = Duration::from_nanos(u64::try_from(e.timeout).unwrap_or(0));
+                match out.iter_mut().find(|(c, _)| *c == e.connector) {
+                    Some((_, d)) => *d = (*d).max(t),
+                    None => out.push((e.connector, t)),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The backend answering lookups on connector `def`.
+pub fn backend(def: &ConnectorDef, timeout: Duration) -> anyhow::Result<Arc<dyn live::Backend>> {
+    Ok(match &*def.kind {
+        "http" => Arc::new(http::HttpBackend::new(def, timeout)?),
+        "redis" => Arc::new(redis::RedisBackend::new(def, timeout)?),
+        other => anyhow::bail!(
+            "connector `{}`: `.enrich` on `{other}` connectors is not available in this build \
+             (http and redis are)",
+            def.name
+        ),
+    })
+}
+
+/// A text parameter of a connector.
+pub(crate) fn text_param(def: &ConnectorDef, name: &str) -> Option<String> {
+    def.params
+        .iter()
+        .find(|(k, _)| &**k == name)
+        .and_then(|(_, v)| v.as_text())
+        .map(str::to_string)
+}
+
+/// A non-negative integer parameter of a connector.
+pub(crate) fn int_param(def: &ConnectorDef, name: &str) -> Option<usize> {
+    def.params
+        .iter()
+        .find(|(k, _)| &**k == name)
+        .and_then(|(_, v)| match v {
+            ConfigValue::Int(n) => usize::try_from(*n).ok(),
+            _ => None,
+        })
+}
+
+/// `headers: ["Name: value", ...]` of a connector.
+pub(crate) fn header_params(def: &ConnectorDef) -> anyhow::Result<Vec<(String, String)>> {
+    let Some((_, v)) = def.params.iter().find(|(k, _)| &**k == "headers") else {
+        return Ok(Vec::new());
+    };
+    let items: Vec<&ConfigValue> = match v {
+        ConfigValue::Array(a) => a.iter().collect(),
+        other => vec![other],
+    };
+    items
+        .into_iter()
+        .map(|i| {
+            let text = i.as_text().unwrap_or_default();
+            match text.split_once(':') {
+                Some((n, v)) if !n.trim().is_empty() => {
+                    Ok((n.trim().to_string(), v.trim().to_string()))
+                }
+                _ => anyhow::bail!(
+                    "connector `{}`: a header must read \"Name: value\", got {text:?}",
+                    def.name
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The fields of a JSON object answer.
+pub(crate) fn object_fields(json: &serde_json::Value) -> Result<Arc<ValueMap>, String> {
+    let serde_json::Value::Object(members) = json else {
+        return Err("the answer is not a JSON object".into());
+    };
+    Ok(Arc::new(
+        members
+            .iter()
+            .map(|(k, v)| (Arc::from(k.as_str()), varpulis_program::Value::from_json(v)))
+            .collect(),
+    ))
+}
