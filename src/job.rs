@@ -173,6 +173,8 @@ pub struct Job {
     /// Warnings of the `.enrich` lookups (failed lookups, keys a replay
     /// file lacks), gathered by [`Job::take_messages`].
     enrich_warnings: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Counters of the `.enrich` lookups.
+    enrich_metrics: Arc<crate::enrich::EnrichMetrics>,
 }
 
 impl Job {
@@ -194,9 +196,13 @@ impl Job {
         let mut engine =
             Engine::with_config(program.clone(), config).map_err(|e| anyhow::anyhow!("{e}"))?;
         let enrich_warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
-        if let Some(e) =
-            crate::enrich::enricher(&program, &options.enrich, enrich_warnings.clone())?
-        {
+        let enrich_metrics = Arc::new(crate::enrich::EnrichMetrics::default());
+        if let Some(e) = crate::enrich::enricher(
+            &program,
+            &options.enrich,
+            enrich_metrics.clone(),
+            enrich_warnings.clone(),
+        )? {
             engine.set_enricher(e);
         }
         let decoder = EventDecoder::new(&program);
@@ -220,6 +226,7 @@ impl Job {
             messages: Vec::new(),
             trace_parent: None,
             enrich_warnings,
+            enrich_metrics,
         };
         job.set_pipeline(&new_pipeline_id());
         Ok(job)
@@ -241,6 +248,13 @@ impl Job {
             *slot = Some(sink);
         }
         Ok(())
+    }
+
+    /// The `.enrich` lookup counters by connector name.
+    pub fn enrich_metrics(
+        &self,
+    ) -> std::collections::BTreeMap<String, crate::enrich::ConnectorCounts> {
+        self.enrich_metrics.snapshot()
     }
 
     /// The pipeline id that scopes record ids ([`Job::set_pipeline`]).

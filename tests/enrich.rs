@@ -233,16 +233,26 @@ fn failures_and_unknown_keys_take_the_fallback() {
 fn lookups_are_counted_in_the_metrics() {
     let server = Server::start();
     let url = format!("http://127.0.0.1:{}/accounts/{{key}}", server.port);
-    let text = program(&url, "").replace("Accounts", "Counted");
-    run(
-        &text,
-        "@0s Payment { account: \"m1\", amount: 1.0 }\n",
-        live(),
-    );
-    let m = varpulis::enrich::metrics().snapshot();
-    let c = m.get("Counted").expect("counted");
+    let options = JobOptions {
+        sinks: false,
+        enrich: live(),
+        ..JobOptions::default()
+    };
+    let text = program(&url, ", cache_ttl: 1m");
+    let mut job = Job::new(compile(&text), options).expect("job");
+    let mut outputs = Vec::new();
+    let events = "@0s Payment { account: \"m1\", amount: 1.0 }\n\
+                  @1s Payment { account: \"m1\", amount: 1.0 }\n\
+                  @2s Payment { account: \"boom\", amount: 1.0 }\n";
+    for rec in Records::new(events.as_bytes(), InputFormat::Evt) {
+        job.push_record(&rec, &mut outputs).expect("record");
+    }
+    let m = job.enrich_metrics();
+    let c = m.get("Accounts").expect("counted");
     assert_eq!(c.by_status.get("ok"), Some(&1));
-    assert_eq!(c.buckets.iter().sum::<u64>(), 1);
+    assert_eq!(c.by_status.get("cached"), Some(&1));
+    assert_eq!(c.by_status.get("error"), Some(&1));
+    assert_eq!(c.buckets.iter().sum::<u64>(), 3);
 }
 
 /// The Redis server of `scripts/brokers`, with the test's keys written.

@@ -201,8 +201,12 @@ impl Enricher for LiveEnricher {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(answers) => {
+                    // A store that gave up at the deadline (the client's
+                    // own timeout) timed out rather than failed.
+                    let late = Instant::now() >= deadline;
                     for (u, a) in g.into_iter().zip(answers) {
-                        results[u] = Some((a, false));
+                        let timed_out = late && a.is_err();
+                        results[u] = Some((a, timed_out));
                     }
                 }
                 Err(_) => {

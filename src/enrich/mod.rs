@@ -54,7 +54,8 @@ pub struct ConnectorCounts {
     pub latency_sum_ms: u64,
 }
 
-/// `.enrich` counters of a process, by connector name.
+/// `.enrich` counters of a job, by connector name (exported by `--metrics`
+/// as `varpulis_enrich_*`).
 #[derive(Debug, Default)]
 pub struct EnrichMetrics {
     /// Per connector.
@@ -91,16 +92,12 @@ impl EnrichMetrics {
     }
 }
 
-/// The process's `.enrich` counters (exported by `--metrics`).
-pub fn metrics() -> Arc<EnrichMetrics> {
-    static METRICS: std::sync::OnceLock<Arc<EnrichMetrics>> = std::sync::OnceLock::new();
-    METRICS.get_or_init(Default::default).clone()
-}
-
-/// The enricher for `program` in `mode`, and where its warnings go.
+/// The enricher for `program` in `mode`, the counters it keeps and where
+/// its warnings go.
 pub fn enricher(
     program: &Program,
     mode: &EnrichMode,
+    metrics: Arc<EnrichMetrics>,
     warnings: Arc<Mutex<Vec<String>>>,
 ) -> anyhow::Result<Option<Box<dyn Enricher>>> {
     if sites(program).is_empty() {
@@ -123,10 +120,7 @@ pub fn enricher(
                 None => None,
             };
             Some(Box::new(live::LiveEnricher::new(
-                program,
-                metrics(),
-                recorder,
-                warnings,
+                program, metrics, recorder, warnings,
             )?))
         }
     })
