@@ -431,3 +431,73 @@ fn recorded_lookups_replay_the_same_output_in_simulate() {
         "only the recording run asked the server"
     );
 }
+
+/// The PostgreSQL server of `scripts/brokers`, as a client.
+fn postgres() -> Option<(String, postgres::Client)> {
+    let url = std::env::var("VARPULIS_TEST_POSTGRES").ok();
+    let client = url
+        .as_deref()
+        .and_then(|u| postgres::Client::connect(u, postgres::NoTls).ok());
+    match (url, client) {
+        (Some(u), Some(c)) => Some((u, c)),
+        _ => {
+            assert!(
+                std::env::var("VARPULIS_REQUIRE_BROKERS").map_or(true, |v| v != "1"),
+                "VARPULIS_TEST_POSTGRES is not set or not reachable"
+            );
+            eprintln!("skipped: no PostgreSQL server (eval \"$(scripts/brokers env)\")");
+            None
+        }
+    }
+}
+
+#[test]
+fn postgres_answers_a_batch_with_one_query() {
+    let Some((url, mut db)) = postgres() else {
+        return;
+    };
+    let t = format!("owners_{}", std::process::id());
+    db.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {t}; DROP SEQUENCE IF EXISTS {t}_calls;\n\
+         CREATE TABLE {t} (account text PRIMARY KEY, owner text, limit_eur int);\n\
+         CREATE SEQUENCE {t}_calls;\n\
+         INSERT INTO {t} VALUES ('u0', 'ann', 100), ('u1', 'bob', 200), ('u2', 'cy', 300),\n\
+         ('u3', 'dee', 400);"
+    ))
+    .expect("create the table");
+    // `(SELECT nextval(...))` runs once per query: the rows of one batch share its value.
+    let text = format!(
+        "event Login:\n    user: str\n\n\
+         connector Owners = postgres (url: \"{url}\", table: \"{t}\", key_column: \"account\")\n\
+         connector Batched = database (url: \"{url}\", key_column: \"account\", query: \"SELECT o.*, (SELECT nextval('{t}_calls')) AS batch FROM {t} o WHERE o.account = ANY($1)\")\n\n\
+         stream Direct = Login\n    .enrich(Owners, key: user, fields: [owner, limit_eur], fallback: \"?\")\n    .emit()\n\n\
+         stream PerUser = Login\n    .partition_by(user)\n    .window(1m)\n    .aggregate(user: last(user), n: count())\n    \
+         .enrich(Batched, key: user, fields: [owner, batch])\n    .emit()\n"
+    );
+    let mut events = String::new();
+    for i in 0..5 {
+        events.push_str(&format!("@{i}s Login {{ user: \"u{i}\" }}\n"));
+    }
+    let (out, messages) = run(&text, &events, live());
+    let direct: Vec<_> = out.iter().filter(|o| o["stream"] == "Direct").collect();
+    assert_eq!(direct.len(), 5, "{out:?} {messages:?}");
+    assert_eq!(direct[1]["owner"], "bob");
+    assert_eq!(direct[1]["limit_eur"], 200);
+    assert_eq!(direct[1]["enrich_status"], "ok");
+    assert_eq!(direct[4]["owner"], "?", "no row for u4");
+    assert_eq!(direct[4]["enrich_status"], "ok");
+    let batched: Vec<_> = out.iter().filter(|o| o["stream"] == "PerUser").collect();
+    assert_eq!(batched.len(), 5, "{out:?}");
+    let batches: std::collections::BTreeSet<String> = batched
+        .iter()
+        .filter_map(|o| o.get("batch").map(|b| b.to_string()))
+        .collect();
+    assert_eq!(
+        batches.len(),
+        1,
+        "one query for the whole batch: {batched:?}"
+    );
+    assert!(batched.iter().any(|o| o["owner"] == "dee"));
+    db.batch_execute(&format!("DROP TABLE {t}; DROP SEQUENCE {t}_calls;"))
+        .expect("drop");
+}

@@ -2,7 +2,8 @@
 //! docs/DESIGN.md#enrich): how the engine's lookups are answered.
 //!
 //! - `run` (and `varpulis server`): [`live::LiveEnricher`], real lookups on
-//!   `http` (`http.rs`) and `redis` (`redis.rs`) connectors by a pool of
+//!   `http` (`http.rs`), `redis` (`redis.rs`) and `postgres`/`database`
+//!   (`postgres.rs`) connectors by a pool of
 //!   worker threads, with a bounded cache and per-lookup timeouts;
 //!   `--enrich-record FILE` writes every answer to a replay file.
 //! - `simulate` and `test`: no network. [`replay::ReplayEnricher`] answers
@@ -12,6 +13,7 @@
 pub mod cache;
 pub mod http;
 pub mod live;
+pub mod postgres;
 pub mod record;
 pub mod redis;
 pub mod replay;
@@ -149,9 +151,9 @@ pub fn backend(def: &ConnectorDef, timeout: Duration) -> anyhow::Result<Arc<dyn 
     Ok(match &*def.kind {
         "http" => Arc::new(http::HttpBackend::new(def, timeout)?),
         "redis" => Arc::new(redis::RedisBackend::new(def, timeout)?),
+        "postgres" | "database" => Arc::new(postgres::PostgresBackend::new(def, timeout)?),
         other => anyhow::bail!(
-            "connector `{}`: `.enrich` on `{other}` connectors is not available in this build \
-             (http and redis are)",
+            "connector `{}`: `{other}` connectors cannot answer `.enrich` lookups",
             def.name
         ),
     })

@@ -4,15 +4,16 @@
 //! schema it produces (the input's fields, the listed fields, then
 //! `enrich_status` and `enrich_latency_ms`).
 //!
-//! Whether the connector's kind answers lookups is checked by the lowering,
-//! which sees every declaration (the checker reads other items only through
-//! their signatures, and a connector's signature has no kind).
+//! Whether the connector's kind answers lookups is read from the
+//! connector's signature; the lowering checks it again for connectors
+//! declared in a `config:` block, which have no signature of their own.
 
 use std::sync::Arc;
 
 use varpulis_syntax::ast::{Arg, ExprKind, Ident, Op, UnaryOp};
 
 use super::Checker;
+use crate::capabilities;
 use crate::codes;
 use crate::diagnostic::Diagnostic;
 use crate::model::StageKind;
@@ -36,6 +37,25 @@ impl Checker<'_> {
     ) -> (StageKind, Arc<Schema>) {
         let positional: Vec<Arg> = args.iter().filter(|a| a.name.is_none()).cloned().collect();
         let connector = self.connector_args(op.span, scope, &positional, "enrich");
+        if let (Some(c), Some(first)) = (&connector, positional.first()) {
+            if let Some(kind) = self.env.connector_kind(c) {
+                if !capabilities::enrich_kinds().any(|k| k == kind) {
+                    let kinds: Vec<&str> = capabilities::enrich_kinds().collect();
+                    self.report(
+                        Diagnostic::new(
+                            codes::NOT_A_LOOKUP_CONNECTOR,
+                            format!("`{c}` is a `{kind}` connector, which cannot answer lookups"),
+                            first.value.span,
+                        )
+                        .with_label("not a lookup connector")
+                        .with_help(format!(
+                            "`.enrich` looks up in connectors of kind {}",
+                            kinds.join(", ")
+                        )),
+                    );
+                }
+            }
+        }
         let named = |n: &str| {
             args.iter()
                 .find(|a| a.name.as_ref().is_some_and(|x| x.name == n))
@@ -172,5 +192,120 @@ fn is_literal(e: &ExprKind) -> bool {
         } => matches!(expr.kind, ExprKind::Int(_) | ExprKind::Float(_)),
         ExprKind::Paren(inner) => is_literal(&inner.kind),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Compiler;
+
+    const P: &str = "event Payment:\n    account: str\n    amount: float\n\n\
+                     connector Users = http (url: \"http://127.0.0.1:9/users/{key}\")\n\
+                     connector Cache = redis (url: \"redis://127.0.0.1:6379\", key_template: \"u:{key}\")\n\
+                     connector Db = postgres (url: \"postgres://h/db\", table: \"users\", key_column: \"id\")\n\
+                     connector Out = file (path: \"o.jsonl\")\n";
+
+    /// Diagnostics of `P` plus `rest` (checked, then lowered) as `CODE message`.
+    fn check(rest: &str) -> Vec<String> {
+        let text = format!("{P}{rest}");
+        let mut c = Compiler::new();
+        c.set_file("t.vpl", text.as_str());
+        c.check_and_lower("t.vpl")
+            .iter()
+            .map(|d| {
+                let help = d.help.as_deref().unwrap_or("");
+                format!("{} {} | {help}", d.code, d.message)
+            })
+            .collect()
+    }
+
+    fn stream(op: &str) -> String {
+        format!("stream S = Payment\n    {op}\n    .emit()\n")
+    }
+
+    #[test]
+    fn enrich_adds_the_fields_the_status_and_the_latency() {
+        let text = format!(
+            "{P}{}",
+            stream(".enrich(Users, key: account, fields: [tier, region], cache_ttl: 1m, timeout: 500ms, fallback: \"unknown\")")
+        );
+        let mut c = Compiler::new();
+        c.set_file("t.vpl", text.as_str());
+        assert!(c.check_and_lower("t.vpl").is_empty());
+        let fields: Vec<String> = c
+            .stream_schema("t.vpl", "S")
+            .expect("schema")
+            .fields
+            .iter()
+            .map(|f| format!("{}: {}", f.name, f.ty))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "account: str",
+                "amount: float",
+                "tier: any",
+                "region: any",
+                "enrich_status: str",
+                "enrich_latency_ms: int"
+            ]
+        );
+        for conn in ["Cache", "Db"] {
+            let op = format!(".enrich({conn}, key: account, fields: [tier])");
+            assert_eq!(check(&stream(&op)), Vec::<String>::new(), "{conn}");
+        }
+    }
+
+    #[test]
+    fn enrich_without_a_key_is_an_error() {
+        let got = check(&stream(".enrich(Users, fields: [tier])"));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("E0303 `.enrich` needs `key:`"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn enrich_arguments_of_the_wrong_kind_are_errors() {
+        let got = check(&stream(
+            ".enrich(Users, key: account, fields: [tier, 1], timeout: 5, fallback: account)",
+        ));
+        let codes: Vec<&str> = got.iter().map(|d| &d[..5]).collect();
+        assert_eq!(codes, ["E0304", "E0408", "E0304"], "{got:?}");
+        let got = check(&stream(
+            ".enrich(Users, key: account, fields: [enrich_status])",
+        ));
+        assert!(got[0].contains("set by `.enrich` itself"), "{got:?}");
+        let got = check(&stream(".enrich(Users, key: account, timeout: 0s)"));
+        assert!(got[0].contains("longer than zero"), "{got:?}");
+    }
+
+    #[test]
+    fn enrich_needs_a_declared_lookup_connector() {
+        let got = check(&stream(".enrich(Usres, key: account)"));
+        assert!(got[0].starts_with("E0206"), "{got:?}");
+        assert!(got[0].contains("Users"), "did you mean: {got:?}");
+        let got = check(&stream(".enrich(Out, key: account)"));
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("E0506 `Out` is a `file` connector, which cannot answer lookups"),
+            "{got:?}"
+        );
+        let got = check(&stream(".enrich(Users, key: account, feilds: [tier])"));
+        assert!(got.iter().any(|d| d.contains("fields")), "{got:?}");
+    }
+
+    #[test]
+    fn lookup_connector_parameters_are_checked() {
+        let got = check("connector R = redis (url: \"redis://h\", key_templat: \"u:{key}\")\n");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("W0111 `redis` connectors have no parameter `key_templat`")
+                && got[0].contains("did you mean `key_template`?"),
+            "{got:?}"
+        );
+        let got = check("config:\n  sinks:\n    r: { type: redis, url: \"redis://h\" }\n");
+        assert!(got.iter().any(|d| d.starts_with("E0505")), "{got:?}");
     }
 }
