@@ -295,6 +295,15 @@ impl Session {
                         Some(OpSpec::Limit(_)) if *output == 0 => {
                             format!("✗ {text}: the limit was already reached")
                         }
+                        // The REPL never opens connections: every lookup
+                        // fails, so say what the fields hold.
+                        Some(OpSpec::Enrich(e)) => format!(
+                            "✓ {text}: not looked up in the REPL (enrich_status \"error\", {})",
+                            match &e.fallback {
+                                Some(v) => format!("fields = fallback {}", v.to_json()),
+                                None => "fields absent: no fallback".to_string(),
+                            }
+                        ),
                         Some(OpSpec::Sequence(_)) if *output == 0 => {
                             format!("… {text} completed no match")
                         }

@@ -308,4 +308,52 @@ mod tests {
         let got = check("config:\n  sinks:\n    r: { type: redis, url: \"redis://h\" }\n");
         assert!(got.iter().any(|d| d.starts_with("E0505")), "{got:?}");
     }
+
+    /// `text` with the cursor marker `$|` removed, and the marker's offset.
+    fn at_marker(rest: &str) -> (Compiler, u32) {
+        let text = format!("{P}{rest}");
+        let off = text.find("$|").expect("marker") as u32;
+        let mut c = Compiler::new();
+        c.set_file("t.vpl", text.replacen("$|", "", 1));
+        (c, off)
+    }
+
+    #[test]
+    fn the_editor_completes_hovers_and_signs_enrich() {
+        let (c, off) = at_marker("stream S = Payment\n    .enrich($|)\n");
+        let labels: Vec<String> = crate::ide::completions(&c, "t.vpl", off)
+            .items
+            .into_iter()
+            .map(|i| i.label)
+            .collect();
+        assert_eq!(labels, ["Cache", "Db", "Out", "Users"], "the connectors");
+        let (c, off) = at_marker("stream S = Payment\n    .$|\n");
+        let enrich = crate::ide::completions(&c, "t.vpl", off)
+            .items
+            .into_iter()
+            .find(|i| i.label == "enrich")
+            .expect("offered after a dot");
+        assert!(
+            enrich
+                .detail
+                .as_deref()
+                .is_some_and(|d| d.contains("external store")),
+            "{enrich:?}"
+        );
+        let (c, off) = at_marker("stream S = Payment\n    .enr$|ich(Users, key: account)\n");
+        let h = crate::ide::hover(&c, "t.vpl", off).expect("hover").markdown;
+        assert!(
+            h.contains(
+                ".enrich(connector, key: _, fields: _, cache_ttl: _, timeout: _, fallback: _)"
+            ),
+            "{h}"
+        );
+        let (c, off) = at_marker("stream S = Payment\n    .enrich(Users, key: $|)\n");
+        let sig = crate::ide::signature_help(&c, "t.vpl", off).expect("signature");
+        assert!(
+            sig.label.starts_with(".enrich(connector, key: _"),
+            "{sig:?}"
+        );
+        assert_eq!(sig.active, 1);
+    }
 }

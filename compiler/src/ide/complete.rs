@@ -138,6 +138,7 @@ fn operator_snippet(name: &str) -> String {
         "window" => "window(${1:5m})".to_string(),
         "partition_by" => "partition_by(${1:key})".to_string(),
         "to" => "to(${1:Connector})".to_string(),
+        "enrich" => "enrich(${1:Connector}, key: ${2:field}, fields: [${3:name}])".to_string(),
         "within" => "within(${1:5m})".to_string(),
         "limit" => "limit(${1:10})".to_string(),
         "first" => "first()".to_string(),
@@ -432,6 +433,7 @@ fn candidates(view: &FileView<'_>, start: usize) -> Vec<Completion> {
     if let Some((name, true, _)) = call {
         match name {
             "to" => return decls(view, |k| k == DeclKind::Connector),
+            "enrich" => return decls(view, |k| k == DeclKind::Connector),
             "context" => return decls(view, |k| k == DeclKind::Context),
             "aggregate" | "trend_aggregate" => in_aggregate = true,
             _ => {}

@@ -29,6 +29,7 @@ fn positional_names(name: &str) -> &'static [&'static str] {
         "partition_by" => &["key"],
         "window" => &["size"],
         "to" => &["connector"],
+        "enrich" => &["connector"],
         "within" | "allowed_lateness" => &["duration"],
         "limit" => &["n"],
         "context" => &["context"],

@@ -100,3 +100,139 @@ impl Operator for Enrich {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use crate::enrich::{EnrichStatus, Enricher, Lookup, LookupRequest};
+    use crate::testing::{event, field, input, render, ProgramBuilder};
+    use crate::Engine;
+    use varpulis_program::{
+        ConfigValue, ConnectorDef, EmitSpec, EnrichSpec, OpSpec, SpanId, Value, ValueMap,
+        WindowSpec,
+    };
+
+    /// Answers `tier: "t-KEY"`, fails key `x`, and records each batch's keys.
+    struct Fake(Arc<Mutex<Vec<Vec<Value>>>>);
+
+    impl Enricher for Fake {
+        fn lookup(&mut self, request: &LookupRequest<'_>, keys: &[Value]) -> Vec<Lookup> {
+            assert_eq!(request.name, "Users");
+            self.0.lock().expect("lock").push(keys.to_vec());
+            keys.iter()
+                .map(|k| match k {
+                    Value::Str(s) if &**s == "x" => Lookup::failed(EnrichStatus::Timeout, 9),
+                    Value::Str(s) => {
+                        let mut m = ValueMap::new();
+                        m.insert("tier".into(), Value::str(format!("t-{s}")));
+                        Lookup {
+                            fields: Some(Arc::new(m)),
+                            status: EnrichStatus::Ok,
+                            latency_ms: 2,
+                        }
+                    }
+                    _ => Lookup::failed(EnrichStatus::Error, 0),
+                })
+                .collect()
+        }
+    }
+
+    /// `R(k, v)` through a 1 s tumbling window, then `.enrich(Users, key: k,
+    /// fields: [tier], fallback: "none")` and `.emit()`.
+    fn engine() -> Engine {
+        let mut b = ProgramBuilder::new();
+        let r = b.event("R", &["k", "v"]);
+        b.program.connectors.push(ConnectorDef {
+            name: "Users".into(),
+            kind: "http".into(),
+            params: vec![("url".into(), ConfigValue::Str("http://h/{key}".into()))],
+            span: SpanId::NONE,
+        });
+        let out = b.layout(
+            "S",
+            &["k", "v", "tier", "enrich_status", "enrich_latency_ms"],
+        );
+        b.stream(
+            "S",
+            input(r),
+            vec![
+                OpSpec::Window(WindowSpec::Tumbling {
+                    size: 1_000_000_000,
+                }),
+                OpSpec::Enrich(EnrichSpec {
+                    connector: 0,
+                    key: field(0),
+                    fields: vec!["tier".into()],
+                    input_width: 2,
+                    slots: vec![2],
+                    status_slot: 3,
+                    latency_slot: 4,
+                    schema: out,
+                    cache_ttl: None,
+                    timeout: 1_000_000_000,
+                    fallback: Some(Value::str("none")),
+                }),
+                OpSpec::Emit(EmitSpec {
+                    items: None,
+                    schema: out,
+                }),
+            ],
+            out,
+        );
+        Engine::new(b.build()).expect("loads")
+    }
+
+    #[test]
+    fn a_window_release_is_one_lookup_batch_answered_in_order() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let mut e = engine();
+        e.set_enricher(Box::new(Fake(batches.clone())));
+        let mut out = Vec::new();
+        for (t, k) in [(0, "b"), (100, "x"), (200, "a")] {
+            e.push_into(
+                event(0, t * 1_000_000, vec![Value::str(k), Value::Int(t)]),
+                &mut out,
+            );
+        }
+        let mut absent = event(0, 300_000_000, vec![]);
+        absent.fields = vec![None, Some(Value::Int(3))];
+        e.push_into(absent, &mut out);
+        e.push_into(
+            event(0, 2_000_000_000, vec![Value::str("c"), Value::Int(9)]),
+            &mut out,
+        );
+        out.extend(e.finish());
+        assert_eq!(
+            render(&out),
+            [
+                "S@0{k=\"b\",v=0,tier=\"t-b\",enrich_status=\"ok\",enrich_latency_ms=2}",
+                "S@100000000{k=\"x\",v=100,tier=\"none\",enrich_status=\"timeout\",enrich_latency_ms=9}",
+                "S@200000000{k=\"a\",v=200,tier=\"t-a\",enrich_status=\"ok\",enrich_latency_ms=2}",
+                "S@300000000{v=3,tier=\"none\",enrich_status=\"error\",enrich_latency_ms=0}",
+                "S@2000000000{k=\"c\",v=9,tier=\"t-c\",enrich_status=\"ok\",enrich_latency_ms=2}",
+            ]
+        );
+        let b = batches.lock().expect("lock");
+        assert_eq!(
+            *b,
+            [
+                vec![Value::str("b"), Value::str("x"), Value::str("a")],
+                vec![Value::str("c")]
+            ],
+            "one call per release; an absent key is not asked"
+        );
+    }
+
+    #[test]
+    fn without_an_enricher_every_lookup_fails_with_the_fallback() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        e.push_into(event(0, 0, vec![Value::str("a"), Value::Int(1)]), &mut out);
+        out.extend(e.finish());
+        assert_eq!(
+            render(&out),
+            ["S@0{k=\"a\",v=1,tier=\"none\",enrich_status=\"error\",enrich_latency_ms=0}"]
+        );
+    }
+}
