@@ -95,8 +95,8 @@ impl PostgresBackend {
                 Some(other) => other.to_string(),
             };
             // The first row of a key wins.
-            if !by_key.contains_key(&key) {
-                by_key.insert(key, Some(super::object_fields(&json)?));
+            if let std::collections::hash_map::Entry::Vacant(slot) = by_key.entry(key) {
+                slot.insert(Some(super::object_fields(&json)?));
             }
         }
         self.idle
