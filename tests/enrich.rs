@@ -17,11 +17,13 @@ use varpulis::job::{Job, JobOptions};
 use varpulis::output::to_json;
 
 /// An HTTP lookup server: `GET /accounts/KEY` answers
-/// `{"tier": "t-KEY", "region": "eu"}`, except `slow` (after 2 s), `boom`
-/// (500) and `missing` (404). Counts requests per key.
+/// `{"tier": "t-KEY", "region": "eu"}`, except `slow` (after 2 s), `wNN`
+/// (after NN ms), `boom` (500) and `missing` (404). Counts requests per key.
 struct Server {
     port: u16,
     hits: Arc<Mutex<HashMap<String, usize>>>,
+    /// Requests in flight now, and the most there ever were.
+    inflight: Arc<Mutex<(usize, usize)>>,
 }
 
 impl Server {
@@ -29,14 +31,27 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let h = hits.clone();
+        let inflight: Arc<Mutex<(usize, usize)>> = Arc::default();
+        let (h, f) = (hits.clone(), inflight.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let h = h.clone();
-                std::thread::spawn(move || serve(stream, &h));
+                let (h, f) = (h.clone(), f.clone());
+                std::thread::spawn(move || {
+                    {
+                        let mut n = f.lock().expect("lock");
+                        n.0 += 1;
+                        n.1 = n.1.max(n.0);
+                    }
+                    serve(stream, &h);
+                    f.lock().expect("lock").0 -= 1;
+                });
             }
         });
-        Server { port, hits }
+        Server {
+            port,
+            hits,
+            inflight,
+        }
     }
 
     fn hits(&self, key: &str) -> usize {
@@ -73,6 +88,12 @@ fn serve(stream: TcpStream, hits: &Mutex<HashMap<String, usize>>) {
             ("200 OK", "{\"tier\":\"late\"}".to_string())
         }
         "boom" => ("500 Internal Server Error", "oops".to_string()),
+        // `wNN`: answers after NN ms, so concurrent lookups finish out of order.
+        k if k.starts_with('w') && k[1..].parse::<u64>().is_ok() => {
+            let ms = k[1..].parse::<u64>().unwrap_or(0);
+            std::thread::sleep(Duration::from_millis(ms));
+            ("200 OK", format!("{{\"tier\":\"t-{k}\"}}"))
+        }
         "missing" => ("404 Not Found", String::new()),
         k => (
             "200 OK",
@@ -157,6 +178,38 @@ fn http_lookups_add_the_fields_in_input_order() {
         assert_eq!(field(o, "enrich_status"), &serde_json::json!("ok"));
         assert!(field(o, "enrich_latency_ms").is_u64());
     }
+}
+
+#[test]
+fn a_batch_looked_up_concurrently_keeps_its_input_order() {
+    let server = Server::start();
+    let url = format!("http://127.0.0.1:{}/accounts/{{key}}", server.port);
+    // One window closing releases eight events at once; the first key answers last.
+    let text = format!(
+        "event Payment:\n    account: str\n    amount: float\n\n\
+         connector Accounts = http (url: \"{url}\")\n\n\
+         stream Batched = Payment\n    .window(1m)\n    .enrich(Accounts, key: account, fields: [tier])\n    .emit()\n"
+    );
+    let mut events = String::new();
+    for i in 0..8 {
+        events.push_str(&format!(
+            "@{i}s Payment {{ account: \"w{}\", amount: {i}.0 }}\n",
+            (8 - i) * 40
+        ));
+    }
+    let (out, _) = run(&text, &events, live());
+    let keys: Vec<String> = out
+        .iter()
+        .map(|o| o["tier"].as_str().unwrap_or("?").to_string())
+        .collect();
+    let want: Vec<String> = (0..8).map(|i| format!("t-w{}", (8 - i) * 40)).collect();
+    assert_eq!(keys, want, "input order");
+    assert!(out.iter().all(|o| o["enrich_status"] == "ok"));
+    let most = server.inflight.lock().expect("lock").1;
+    assert!(
+        most > 1,
+        "the lookups of a batch run concurrently: at most {most} at once"
+    );
 }
 
 #[test]
@@ -500,4 +553,38 @@ fn postgres_answers_a_batch_with_one_query() {
     assert!(batched.iter().any(|o| o["owner"] == "dee"));
     db.batch_execute(&format!("DROP TABLE {t}; DROP SEQUENCE {t}_calls;"))
         .expect("drop");
+}
+
+#[test]
+fn rule_tests_replay_lookups_from_the_file_beside_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vpl = "# given:\n# @0s Payment { account: \"a1\", amount: 1.0 }\n\
+               # @1s Payment { account: \"a2\", amount: 2.0 }\n# end\n\
+               # expect:\n\
+               # {\"stream\": \"Scored\", \"account\": \"a1\", \"tier\": \"gold\", \"enrich_status\": \"ok\", \"enrich_latency_ms\": 4}\n\
+               # {\"stream\": \"Scored\", \"account\": \"a2\", \"tier\": \"none\", \"enrich_status\": \"timeout\", \"enrich_latency_ms\": 500}\n\
+               # end\n\
+               event Payment:\n    account: str\n    amount: float\n\n\
+               connector Accounts = http (url: \"http://127.0.0.1:1/{key}\")\n\n\
+               stream Scored = Payment\n    .enrich(Accounts, key: account, fields: [tier], fallback: \"none\")\n    \
+               .emit(account, tier, enrich_status, enrich_latency_ms)\n";
+    std::fs::write(dir.path().join("scored.vpl"), vpl).expect("write");
+    std::fs::write(
+        dir.path().join("scored.enrich.jsonl"),
+        "{\"connector\":\"Accounts\",\"key\":\"a1\",\"fields\":{\"tier\":\"gold\"},\"latency_ms\":4}\n\
+         {\"connector\":\"Accounts\",\"key\":\"a2\",\"status\":\"timeout\",\"latency_ms\":500}\n",
+    )
+    .expect("write");
+    let out = bin()
+        .arg("test")
+        .arg(dir.path())
+        .args(["--color", "never"])
+        .output()
+        .expect("test");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
