@@ -588,3 +588,26 @@ fn rule_tests_replay_lookups_from_the_file_beside_them() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn partition_parallel_runs_refuse_enrich() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vpl = dir.path().join("p.vpl");
+    std::fs::write(&vpl, program("http://127.0.0.1:1/{key}", "")).expect("write");
+    let evt = dir.path().join("p.evt");
+    std::fs::write(&evt, "@0s Payment { account: \"a\", amount: 1.0 }\n").expect("write");
+    let out = bin()
+        .arg("run")
+        .arg(&vpl)
+        .arg("--input")
+        .arg(&evt)
+        .args(["--workers", "2"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`.enrich` waits for its lookups on one engine thread"),
+        "{err}"
+    );
+}
