@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::cache::Answer;
 use super::live::Backend;
-use varpulis_program::{ConnectorDef, Value};
+use varpulis_program::ConnectorDef;
 
 /// Largest answer read, in bytes.
 const MAX_BODY: u64 = 1 << 20;
@@ -22,7 +22,7 @@ pub struct HttpBackend {
 impl HttpBackend {
     /// The backend of connector `def`, whose `url` must contain `{key}`.
     pub fn new(def: &ConnectorDef, timeout: Duration) -> anyhow::Result<HttpBackend> {
-        let template = super::text_param(def, "url").ok_or_else(|| {
+        let template = super::text_param(def, "url")?.ok_or_else(|| {
             anyhow::anyhow!(
                 "connector `{}`: `.enrich` needs `url: \"http://host/path/{{key}}\"`",
                 def.name
@@ -93,27 +93,16 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-/// The text a key is looked up by: strings as they are, numbers and
-/// booleans as written, anything else as JSON.
-pub fn key_text(v: &Value) -> String {
-    match v {
-        Value::Str(s) => s.to_string(),
-        Value::Int(n) => n.to_string(),
-        Value::Float(f) => f.to_string(),
-        Value::Bool(b) => b.to_string(),
-        other => other.to_json().to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use varpulis_program::Value;
 
     #[test]
     fn keys_are_percent_encoded_into_the_url() {
         assert_eq!(percent_encode("a b/c?d"), "a%20b%2Fc%3Fd");
         assert_eq!(percent_encode("user-1_x.~"), "user-1_x.~");
-        assert_eq!(key_text(&Value::Int(42)), "42");
-        assert_eq!(key_text(&Value::str("u1")), "u1");
+        assert_eq!(super::super::key_text(&Value::Int(42)), "42");
+        assert_eq!(super::super::key_text(&Value::str("u1")), "u1");
     }
 }

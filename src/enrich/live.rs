@@ -14,7 +14,7 @@ use varpulis_program::{Program, Value};
 use varpulis_vm::enrich::{EnrichStatus, Enricher, Lookup, LookupRequest};
 
 use super::cache::{Answer, Cache};
-use super::http::key_text;
+use super::key_text;
 use super::record::Recorder;
 use super::EnrichMetrics;
 

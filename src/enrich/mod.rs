@@ -159,13 +159,33 @@ pub fn backend(def: &ConnectorDef, timeout: Duration) -> anyhow::Result<Arc<dyn 
     })
 }
 
-/// A text parameter of a connector.
-pub(crate) fn text_param(def: &ConnectorDef, name: &str) -> Option<String> {
-    def.params
+/// A text parameter of a connector, with `${NAME}` and `${file:PATH}`
+/// expanded (and the expanded values registered as secrets).
+pub(crate) fn text_param(def: &ConnectorDef, name: &str) -> anyhow::Result<Option<String>> {
+    let Some(text) = def
+        .params
         .iter()
         .find(|(k, _)| &**k == name)
         .and_then(|(_, v)| v.as_text())
-        .map(str::to_string)
+    else {
+        return Ok(None);
+    };
+    varpulis_connectors::substitute(text)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("connector `{}`: `{name}`: {e}", def.name))
+}
+
+/// The text a key is looked up by: strings as they are, numbers and
+/// booleans as written, anything else as JSON.
+pub fn key_text(v: &varpulis_program::Value) -> String {
+    use varpulis_program::Value;
+    match v {
+        Value::Str(s) => s.to_string(),
+        Value::Int(n) => n.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => other.to_json().to_string(),
+    }
 }
 
 /// A non-negative integer parameter of a connector.
@@ -191,13 +211,15 @@ pub(crate) fn header_params(def: &ConnectorDef) -> anyhow::Result<Vec<(String, S
     items
         .into_iter()
         .map(|i| {
-            let text = i.as_text().unwrap_or_default();
+            let text = varpulis_connectors::substitute(i.as_text().unwrap_or_default())
+                .map_err(|e| anyhow::anyhow!("connector `{}`: `headers`: {e}", def.name))?;
             match text.split_once(':') {
                 Some((n, v)) if !n.trim().is_empty() => {
                     Ok((n.trim().to_string(), v.trim().to_string()))
                 }
+                // The value may be a secret: only the shape is named.
                 _ => anyhow::bail!(
-                    "connector `{}`: a header must read \"Name: value\", got {text:?}",
+                    "connector `{}`: a header must read \"Name: value\"",
                     def.name
                 ),
             }
@@ -216,4 +238,56 @@ pub(crate) fn object_fields(json: &serde_json::Value) -> Result<Arc<ValueMap>, S
             .map(|(k, v)| (Arc::from(k.as_str()), varpulis_program::Value::from_json(v)))
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(params: Vec<(&str, ConfigValue)>) -> ConnectorDef {
+        ConnectorDef {
+            name: "Users".into(),
+            kind: "http".into(),
+            params: params.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+            span: varpulis_program::SpanId::NONE,
+        }
+    }
+
+    #[test]
+    fn parameters_expand_the_environment_and_name_the_place_on_errors() {
+        let d = def(vec![(
+            "url",
+            ConfigValue::Str("http://h/${VARPULIS_SURELY_UNSET_ENRICH_VAR}/{key}".into()),
+        )]);
+        let e = text_param(&d, "url").expect_err("missing variable");
+        let e = format!("{e:#}");
+        assert!(e.contains("`Users`") && e.contains("`url`"), "{e}");
+        let d = def(vec![(
+            "headers",
+            ConfigValue::Array(vec![ConfigValue::Str("X-Key: abc".into())]),
+        )]);
+        assert_eq!(
+            header_params(&d).expect("headers"),
+            [("X-Key".to_string(), "abc".to_string())]
+        );
+        let d = def(vec![("headers", ConfigValue::Str("no colon".into()))]);
+        assert!(header_params(&d).is_err());
+    }
+
+    #[test]
+    fn metrics_put_latencies_in_their_buckets() {
+        let m = EnrichMetrics::default();
+        m.count(
+            "U",
+            &Lookup::failed(varpulis_vm::enrich::EnrichStatus::Timeout, 7000),
+        );
+        m.count(
+            "U",
+            &Lookup::failed(varpulis_vm::enrich::EnrichStatus::Error, 1),
+        );
+        let c = &m.snapshot()["U"];
+        assert_eq!(c.buckets.first(), Some(&1));
+        assert_eq!(c.buckets.last(), Some(&1), "over 5 s: +Inf only");
+        assert_eq!(c.latency_sum_ms, 7001);
+    }
 }

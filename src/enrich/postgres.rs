@@ -30,7 +30,7 @@ impl PostgresBackend {
     /// The backend of connector `def`.
     pub fn new(def: &ConnectorDef, timeout: Duration) -> anyhow::Result<PostgresBackend> {
         let name = &def.name;
-        let url = super::text_param(def, "url").ok_or_else(|| {
+        let url = super::text_param(def, "url")?.ok_or_else(|| {
             anyhow::anyhow!(
                 "connector `{name}`: `.enrich` needs `url: \"postgres://user@host/db\"`"
             )
@@ -38,10 +38,10 @@ impl PostgresBackend {
         let mut config = postgres::Config::from_str(&url)
             .map_err(|e| anyhow::anyhow!("connector `{name}`: `url`: {e}"))?;
         config.connect_timeout(timeout);
-        let key_column = super::text_param(def, "key_column").unwrap_or_else(|| "key".into());
+        let key_column = super::text_param(def, "key_column")?.unwrap_or_else(|| "key".into());
         let sql = match (
-            super::text_param(def, "query"),
-            super::text_param(def, "table"),
+            super::text_param(def, "query")?,
+            super::text_param(def, "table")?,
         ) {
             (Some(q), _) => format!("SELECT row_to_json(q)::text FROM ({q}) AS q"),
             (None, Some(table)) => format!(

@@ -69,7 +69,7 @@ impl RedisBackend {
     /// The backend of connector `def` (`url: "redis://[:password@]host:port[/db]"`).
     pub fn new(def: &ConnectorDef, timeout: Duration) -> anyhow::Result<RedisBackend> {
         let url =
-            super::text_param(def, "url").unwrap_or_else(|| "redis://127.0.0.1:6379".to_string());
+            super::text_param(def, "url")?.unwrap_or_else(|| "redis://127.0.0.1:6379".to_string());
         let rest = url.strip_prefix("redis://").ok_or_else(|| {
             anyhow::anyhow!("connector `{}`: `url` must start with redis://", def.name)
         })?;
@@ -93,8 +93,8 @@ impl RedisBackend {
         } else {
             format!("{address}:6379")
         };
-        let template = super::text_param(def, "key_template").unwrap_or_else(|| "{key}".into());
-        let format = match super::text_param(def, "format").as_deref() {
+        let template = super::text_param(def, "key_template")?.unwrap_or_else(|| "{key}".into());
+        let format = match super::text_param(def, "format")?.as_deref() {
             None | Some("json") => Format::Json,
             Some("hash") => Format::Hash,
             Some(other) => anyhow::bail!(

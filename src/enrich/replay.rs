@@ -19,7 +19,7 @@ use serde::Deserialize;
 use varpulis_program::Value;
 use varpulis_vm::enrich::{EnrichStatus, Enricher, Lookup, LookupRequest};
 
-use super::http::key_text;
+use super::key_text;
 
 /// One line of a replay file.
 #[derive(Debug, Deserialize)]
