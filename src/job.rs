@@ -31,6 +31,8 @@ pub struct JobOptions {
     pub sinks: bool,
     /// Directory against which relative sink paths resolve.
     pub sink_dir: PathBuf,
+    /// Where `.enrich` lookups are answered from (docs/DESIGN.md#enrich).
+    pub enrich: crate::enrich::EnrichMode,
 }
 
 impl Default for JobOptions {
@@ -40,6 +42,7 @@ impl Default for JobOptions {
             final_flush: true,
             sinks: true,
             sink_dir: PathBuf::from("."),
+            enrich: crate::enrich::EnrichMode::Offline,
         }
     }
 }
@@ -167,6 +170,11 @@ pub struct Job {
     /// The trace context of the event being pushed, carried by the records
     /// it sends to sinks ([`Job::set_trace_parent`]).
     trace_parent: Option<TraceParent>,
+    /// Warnings of the `.enrich` lookups (failed lookups, keys a replay
+    /// file lacks), gathered by [`Job::take_messages`].
+    enrich_warnings: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Counters of the `.enrich` lookups.
+    enrich_metrics: Arc<crate::enrich::EnrichMetrics>,
 }
 
 impl Job {
@@ -185,8 +193,18 @@ impl Job {
             flush_at_end: options.final_flush,
             ..EngineConfig::default()
         };
-        let engine =
+        let mut engine =
             Engine::with_config(program.clone(), config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let enrich_warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let enrich_metrics = Arc::new(crate::enrich::EnrichMetrics::default());
+        if let Some(e) = crate::enrich::enricher(
+            &program,
+            &options.enrich,
+            enrich_metrics.clone(),
+            enrich_warnings.clone(),
+        )? {
+            engine.set_enricher(e);
+        }
         let decoder = EventDecoder::new(&program);
         let n = program.connectors.len();
         let sinks = (0..n).map(|_| None).collect();
@@ -207,6 +225,8 @@ impl Job {
             last_problem: None,
             messages: Vec::new(),
             trace_parent: None,
+            enrich_warnings,
+            enrich_metrics,
         };
         job.set_pipeline(&new_pipeline_id());
         Ok(job)
@@ -228,6 +248,13 @@ impl Job {
             *slot = Some(sink);
         }
         Ok(())
+    }
+
+    /// The `.enrich` lookup counters by connector name.
+    pub fn enrich_metrics(
+        &self,
+    ) -> std::collections::BTreeMap<String, crate::enrich::ConnectorCounts> {
+        self.enrich_metrics.snapshot()
     }
 
     /// The pipeline id that scopes record ids ([`Job::set_pipeline`]).
@@ -535,6 +562,12 @@ impl Job {
     /// last call, as lines for stderr.
     pub fn take_messages(&mut self) -> Vec<String> {
         let mut lines = std::mem::take(&mut self.messages);
+        lines.append(
+            &mut self
+                .enrich_warnings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
         lines.extend(
             self.problems
                 .drain(..)
@@ -664,7 +697,7 @@ pub fn connector_config(
     }
 }
 
-fn config_value(v: &ConfigValue) -> varpulis_connectors::ConfigValue {
+pub(crate) fn config_value(v: &ConfigValue) -> varpulis_connectors::ConfigValue {
     use varpulis_connectors::ConfigValue as C;
     match v {
         ConfigValue::Str(s) => C::Str(s.to_string()),

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod duration;
+pub mod enrich;
 pub mod expect;
 pub mod input;
 pub mod job;

@@ -773,6 +773,7 @@ impl LiveRun {
                 trace_spans_dropped: self.trace.tracer.dropped(),
                 latency: self.live.latency.clone(),
                 memory,
+                enrich: self.job.enrich_metrics(),
             },
             listeners,
             sources,
@@ -1798,6 +1799,7 @@ impl Live {
             trace_spans_dropped,
             latency: self.latency.clone(),
             memory,
+            enrich: job.enrich_metrics(),
         })
     }
 

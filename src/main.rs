@@ -145,6 +145,10 @@ enum Command {
         /// the export requests' headers.
         #[arg(long, value_name = "URL")]
         otlp_endpoint: Option<String>,
+        /// Write every `.enrich` lookup answer to this file (JSON lines), to be replayed by
+        /// `simulate --enrich-replay` (docs/LANGUAGE.md#enrich).
+        #[arg(long, value_name = "FILE", conflicts_with = "enrich_replay")]
+        enrich_record: Option<PathBuf>,
         /// Run on N engine shards, routed by partition key (`--input` runs; the output is the
         /// same for every N, in a canonical order: docs/RUNTIME.md#workers). Default: the
         /// program's `.concurrent(workers: N)`, else one engine in arrival order.
@@ -238,6 +242,10 @@ struct RunFlags {
     /// Colour in diagnostics.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
+    /// Answer `.enrich` lookups from this file (JSON lines, as `run --enrich-record` writes)
+    /// instead of the network; a key it lacks gets the fallback with status `error`.
+    #[arg(long, value_name = "FILE")]
+    enrich_replay: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -307,6 +315,10 @@ impl RunFlags {
                 strict: self.strict,
                 final_flush: !self.no_final_flush,
                 sinks: !self.no_sinks,
+                enrich: match &self.enrich_replay {
+                    Some(f) => varpulis::enrich::EnrichMode::Replay(f.clone()),
+                    None => varpulis::enrich::EnrichMode::Offline,
+                },
                 ..Default::default()
             },
         }
@@ -429,6 +441,7 @@ fn main() -> ExitCode {
             config,
             max_keys,
             otlp_endpoint,
+            enrich_record,
             workers,
             run,
         } => {
@@ -451,6 +464,12 @@ fn main() -> ExitCode {
                 cli::simulate::Pace::Fast,
             );
             args.workers = workers;
+            // `run` looks up for real unless a replay file is given.
+            if run.enrich_replay.is_none() {
+                args.job.enrich = varpulis::enrich::EnrichMode::Live {
+                    record: enrich_record,
+                };
+            }
             args.live = cli::simulate::LiveSettings {
                 idle_timeout: (!idle_timeout.is_zero()).then_some(idle_timeout),
                 dead_letter,

@@ -51,6 +51,8 @@ pub struct Snapshot<'a> {
     pub latency: Vec<LatencyHistogram>,
     /// State size per stream and stateful operator ([`varpulis_vm::Engine::memory`]).
     pub memory: Vec<StreamMemory>,
+    /// `.enrich` lookups by connector name.
+    pub enrich: std::collections::BTreeMap<String, crate::enrich::ConnectorCounts>,
 }
 
 /// Upper bounds (seconds) of the latency histogram's buckets: 100 µs to 10 s.
@@ -416,7 +418,59 @@ pub fn render(s: &Snapshot<'_>) -> String {
     );
     render_latency(&mut out, &s.streams, &s.latency);
     render_state(&mut out, &s.memory);
+    render_enrich(&mut out, &s.enrich);
     out
+}
+
+/// `varpulis_enrich_lookups_total{connector,status}` and the
+/// `varpulis_enrich_latency_seconds{connector}` histogram of `.enrich`.
+fn render_enrich(
+    out: &mut String,
+    enrich: &std::collections::BTreeMap<String, crate::enrich::ConnectorCounts>,
+) {
+    let mut lookups = Vec::new();
+    for (name, c) in enrich {
+        for status in ["ok", "cached", "error", "timeout"] {
+            let v = c.by_status.get(status).copied().unwrap_or(0);
+            lookups.push((labels(&[("connector", name), ("status", status)]), v));
+        }
+    }
+    family(
+        out,
+        "enrich_lookups_total",
+        "counter",
+        "`.enrich` lookups by connector and outcome (ok, cached, error, timeout).",
+        &lookups,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP varpulis_enrich_latency_seconds Time a `.enrich` lookup took, per connector."
+    );
+    let _ = writeln!(out, "# TYPE varpulis_enrich_latency_seconds histogram");
+    for (name, c) in enrich {
+        let l = labels(&[("connector", name)]);
+        let inner = l.trim_start_matches('{').trim_end_matches('}');
+        let mut cumulative = 0;
+        for (i, ms) in crate::enrich::LATENCY_BUCKETS_MS.iter().enumerate() {
+            cumulative += c.buckets.get(i).copied().unwrap_or(0);
+            let le = *ms as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "varpulis_enrich_latency_seconds_bucket{{{inner},le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let count: u64 = c.buckets.iter().sum();
+        let _ = writeln!(
+            out,
+            "varpulis_enrich_latency_seconds_bucket{{{inner},le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "varpulis_enrich_latency_seconds_sum{l} {}",
+            c.latency_sum_ms as f64 / 1000.0
+        );
+        let _ = writeln!(out, "varpulis_enrich_latency_seconds_count{l} {count}");
+    }
 }
 
 /// State size per stream and operator: `op` is the operator's index in the stream's chain
@@ -724,6 +778,13 @@ mod tests {
                     ..Default::default()
                 }],
             }],
+            enrich: {
+                let m = crate::enrich::EnrichMetrics::default();
+                let ok =
+                    varpulis_vm::enrich::Lookup::failed(varpulis_vm::enrich::EnrichStatus::Ok, 7);
+                m.count("Users", &ok);
+                m.snapshot()
+            },
         });
         assert!(
             text.contains(
@@ -731,6 +792,18 @@ mod tests {
             ),
             "{text}"
         );
+        assert!(
+            text.contains("varpulis_enrich_lookups_total{connector=\"Users\",status=\"ok\"} 1\n")
+        );
+        assert!(text
+            .contains("varpulis_enrich_lookups_total{connector=\"Users\",status=\"timeout\"} 0\n"));
+        assert!(text.contains(
+            "varpulis_enrich_latency_seconds_bucket{connector=\"Users\",le=\"0.005\"} 0\n"
+        ));
+        assert!(text.contains(
+            "varpulis_enrich_latency_seconds_bucket{connector=\"Users\",le=\"0.01\"} 1\n"
+        ));
+        assert!(text.contains("varpulis_enrich_latency_seconds_sum{connector=\"Users\"} 0.007\n"));
         assert!(text.contains(
             "varpulis_evictions_total{stream=\"Hot\",op=\"0\",kind=\"partition_by\",policy=\"lru\"} 3\n"
         ));

@@ -217,6 +217,11 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
                 // Without a window an aggregate sees each event alone; after
                 // one it sees the window's partition.
                 OpSpec::Aggregate(_) => {}
+                OpSpec::Enrich(_) => {
+                    return Err(refuse(
+                        "`.enrich` waits for its lookups on one engine thread".into(),
+                    ))
+                }
                 OpSpec::Distinct { .. } | OpSpec::Limit(_) => {
                     return Err(refuse(
                         "`.distinct` and `.limit` keep one state over all keys".into(),

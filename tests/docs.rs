@@ -46,6 +46,8 @@ fn documentation_examples_check_and_their_tests_pass() {
         "docs/connectors/mqtt.md",
         "docs/connectors/kafka.md",
         "docs/connectors/websocket.md",
+        "docs/connectors/redis.md",
+        "docs/connectors/postgres.md",
     ];
     let dir = tempfile::tempdir().expect("tempdir");
     let mut failures = Vec::new();

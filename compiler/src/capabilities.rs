@@ -123,7 +123,7 @@ operators! {
     Tap = "tap", NoOp, 0, ANY, None, "does nothing";
     TrendAggregate = "trend_aggregate", Supported, 0, ANY, None, "aggregate over Kleene trends";
     Forecast = "forecast", Supported, 0, 0, Some(crate::forecast::PARAMS), "predict sequence completion";
-    Enrich = "enrich", NotYet, 1, 1, None, "look up extra fields in an external store";
+    Enrich = "enrich", Supported, 1, 1, Some(&["key", "fields", "cache_ttl", "timeout", "fallback"]), "look up extra fields in an external store";
     Score = "score", NotYet, 0, 0, None, "ONNX model inference";
     Pattern = "pattern", Supported, 0, ANY, None, "boolean test over the window's events: `.pattern(name: events => condition)`";
     Process = "process", Supported, 1, 1, Some(&[]), "call a function per event";
@@ -351,11 +351,61 @@ pub const CONNECTOR_KINDS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Connector kinds that only answer `.enrich` lookups (no source, no sink),
+/// with the parameters the host's resolvers read (docs/connectors/redis.md,
+/// docs/connectors/postgres.md). `database` is the reference's name for a
+/// PostgreSQL connector. `http` also answers lookups, with its own row above.
+pub const LOOKUP_KINDS: &[(&str, &[&str])] = &[
+    (
+        "redis",
+        &[
+            "url",
+            "key_template",
+            "format",
+            "cache_size",
+            "workers",
+        ],
+    ),
+    (
+        "postgres",
+        &[
+            "url",
+            "table",
+            "key_column",
+            "query",
+            "cache_size",
+            "workers",
+        ],
+    ),
+    (
+        "database",
+        &[
+            "url",
+            "table",
+            "key_column",
+            "query",
+            "cache_size",
+            "workers",
+        ],
+    ),
+];
+
+/// Whether `kind` only answers lookups (no source, no sink).
+pub fn is_lookup_only(kind: &str) -> bool {
+    LOOKUP_KINDS.iter().any(|(k, _)| *k == kind)
+}
+
+/// The kinds `.enrich` accepts: the lookup-only kinds and `http`.
+pub fn enrich_kinds() -> impl Iterator<Item = &'static str> {
+    std::iter::once("http").chain(LOOKUP_KINDS.iter().map(|(k, _)| *k))
+}
+
 /// The parameters a connector of `kind` reads, when the kind is one the
-/// runtime implements.
+/// runtime implements (a source/sink kind or a lookup kind).
 pub fn connector_kind_params(kind: &str) -> Option<&'static [&'static str]> {
     CONNECTOR_KINDS
         .iter()
+        .chain(LOOKUP_KINDS)
         .find(|(k, _)| *k == kind)
         .map(|(_, params)| *params)
 }

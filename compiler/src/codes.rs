@@ -126,6 +126,8 @@ codes! {
     UNKNOWN_CONNECTOR_KIND = "E0504", "unknown connector kind";
     /// A sink-only connector kind declared under `sources:`.
     CONNECTOR_WRONG_SECTION = "E0505", "connector in the wrong section";
+    /// `.enrich(X, ...)` on a connector whose kind cannot answer lookups.
+    NOT_A_LOOKUP_CONNECTOR = "E0506", "connector cannot answer lookups";
 
     /// A source or step type that is not declared with `event`.
     UNDECLARED_EVENT_TYPE = "W0101", "undeclared event type";

@@ -303,7 +303,9 @@ pub enum Signature {
     Global(Type),
     /// A type alias's meaning.
     TypeAlias(Type),
-    /// Connectors, contexts: nothing beyond their kind.
+    /// A connector's kind (`file`, `http`, `redis`, ...).
+    Connector(String),
+    /// Contexts and the rest: nothing beyond their kind.
     Other,
 }
 
@@ -346,7 +348,8 @@ pub fn signature<'db>(db: &'db dyn Db, file: SourceFile, name: Name<'db>) -> Opt
         ItemModel::Fn(sig) => Signature::Fn(sig.clone()),
         ItemModel::Global(t) => Signature::Global(t.clone()),
         ItemModel::TypeAlias(t) => Signature::TypeAlias(t.clone()),
-        ItemModel::Connector(_) | ItemModel::Other => Signature::Other,
+        ItemModel::Connector(c) => Signature::Connector(c.kind.clone()),
+        ItemModel::Other => Signature::Other,
     })
 }
 
@@ -605,6 +608,13 @@ impl Env for DbEnv<'_> {
     fn fn_sig(&self, name: &str) -> Option<FnSig> {
         match self.sig(name)? {
             Signature::Fn(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn connector_kind(&self, name: &str) -> Option<String> {
+        match self.sig(name)? {
+            Signature::Connector(kind) => Some(kind),
             _ => None,
         }
     }

@@ -306,6 +306,14 @@ pub enum StageKind {
         /// `context: c` forwarding target.
         context: Option<String>,
     },
+    /// `.enrich(Conn, key: e, fields: [...], ...)`.
+    Enrich {
+        /// Connector name.
+        connector: String,
+        /// The fields it adds (besides `enrich_status` and
+        /// `enrich_latency_ms`).
+        fields: Vec<String>,
+    },
     /// `.to(Conn, ...)`.
     To {
         /// Connector name.

@@ -346,6 +346,15 @@ impl Session {
                                 format!("✓ {text} made a forecast")
                             }
                         }
+                        // The REPL never opens connections: every lookup
+                        // fails, so say what the fields hold.
+                        Some(OpSpec::Enrich(e)) => format!(
+                            "✓ {text}: not looked up in the REPL (enrich_status \"error\", {})",
+                            match &e.fallback {
+                                Some(v) => format!("fields = fallback {}", v.to_json()),
+                                None => "fields absent: no fallback".to_string(),
+                            }
+                        ),
                         Some(OpSpec::Sequence(_)) if *output == 0 => {
                             format!("… {text} completed no match")
                         }

@@ -150,6 +150,17 @@ fn group_op(g: &GroupOp, expr: impl Fn(&Chunk) -> String) -> String {
         GroupOp::Collect(c) => format!(".collect(as: {})", c.field),
         GroupOp::Any(c) => format!(".any({})", expr(c)),
         GroupOp::All(c) => format!(".all({})", expr(c)),
+        OpSpec::Enrich(e) => {
+            let conn = program
+                .connectors
+                .get(e.connector as usize)
+                .map_or("…", |c| &*c.name);
+            format!(
+                ".enrich({conn}, key: {}, fields: [{}])",
+                expr(&e.key),
+                e.fields.iter().map(|f| &**f).collect::<Vec<_>>().join(", ")
+            )
+        }
     }
 }
 

@@ -16,6 +16,9 @@
 //!
 //! Directories are searched recursively for `.vpl` files with an
 //! `# expect:` block. `--update` rewrites each block with the actual output.
+//! A `NAME.enrich.jsonl` beside the test answers its `.enrich` lookups (the
+//! replay format of `simulate --enrich-replay`); without one they fail with
+//! their fallback.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -179,9 +182,17 @@ fn execute(
     let program = compiler.program(&name).map_err(|diags| {
         varpulis_compiler::render::terminal::render(&name, source, &diags, color)
     })?;
+    // `.enrich` lookups are answered by `NAME.enrich.jsonl` beside the test
+    // when there is one (never by the network).
+    let replay = file.with_extension("enrich.jsonl");
     let options = JobOptions {
         sinks: false,
         strict: true,
+        enrich: if replay.is_file() {
+            crate::enrich::EnrichMode::Replay(replay)
+        } else {
+            crate::enrich::EnrichMode::Offline
+        },
         ..JobOptions::default()
     };
     let mut job = Job::new(program, options).map_err(|e| format!("{e:#}"))?;

@@ -361,6 +361,7 @@ pub enum UpdateRefused {
 fn job_options(settings: &RunSettings) -> JobOptions {
     JobOptions {
         sink_dir: settings.base_dir.clone(),
+        enrich: crate::enrich::EnrichMode::Live { record: None },
         ..JobOptions::default()
     }
 }

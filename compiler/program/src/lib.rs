@@ -41,10 +41,10 @@ pub use map::MapSpec;
 pub use on_error::ErrorRoute;
 pub use plan::{
     AggCall, AggFunc, AggItem, AggregateSpec, AliasDef, ConfigValue, ConnectorDef, ConnectorId,
-    EmitSpec, Evict, ForecastHorizon, ForecastSpec, InputRef, JoinInput, JoinSpec, Kleene,
-    LogLevel, LogSpec, MergeBranch, Negation, OnFull, OpSpec, PatternTest, PatternTree, Projection,
-    RunLimits, SelectionPolicy, SeqStep, SequenceSpec, SourceSpec, StateBound, StreamId,
-    StreamPlan, StreamTime, TrendFn, TrendItem, TrendSpec, WindowSpec,
+    EmitSpec, EnrichSpec, Evict, ForecastHorizon, ForecastSpec, InputRef, JoinInput, JoinSpec,
+    Kleene, LogLevel, LogSpec, MergeBranch, Negation, OnFull, OpSpec, PatternTest, PatternTree,
+    Projection, RunLimits, SelectionPolicy, SeqStep, SequenceSpec, SourceSpec, StateBound,
+    StreamId, StreamPlan, StreamTime, TrendFn, TrendItem, TrendSpec, WindowSpec,
 };
 pub use schema::{EventSchema, FieldDef, SchemaId, SchemaOrigin, Type};
 pub use span::{SpanId, SpanInfo, SpanTable};

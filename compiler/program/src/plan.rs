@@ -16,6 +16,7 @@
 use crate::bytecode::Chunk;
 use crate::schema::SchemaId;
 use crate::span::SpanId;
+use crate::value::Value;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -289,6 +290,9 @@ pub enum OpSpec {
     /// connector as error records ([`crate::on_error`]). A setting of the
     /// whole stream, not a step: it passes events on unchanged.
     OnError(crate::on_error::ErrorRoute),
+    /// `.enrich(Conn, key: e, fields: [...], ...)`: looks each event's key
+    /// up through the host's enricher (docs/LANGUAGE.md#enrich).
+    Enrich(EnrichSpec),
 }
 
 /// `.pattern(name: events => test)` (docs/LANGUAGE.md#pattern-window-test): when the
@@ -306,6 +310,40 @@ pub struct PatternTest {
     /// Output layout: the input layout's fields, then `pattern` (str) and
     /// `window_events` (int).
     pub schema: SchemaId,
+}
+
+/// `.enrich(Conn, key: e, fields: [a, b], cache_ttl: d, timeout: d,
+/// fallback: v)`. The engine asks the host for the keys of the events that
+/// reach the operator in one step, in input order, and writes the answers
+/// into the output layout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnrichSpec {
+    /// The connector looked up (an `http`, `redis`, `postgres` or `database`
+    /// connector).
+    pub connector: ConnectorId,
+    /// The lookup key, on the input layout.
+    pub key: Chunk,
+    /// The fields added, in `fields:` order.
+    pub fields: Vec<Arc<str>>,
+    /// Number of input slots copied to the output (the input layout's
+    /// width when the operator was compiled).
+    pub input_width: u16,
+    /// Output slot of each field of [`EnrichSpec::fields`].
+    pub slots: Vec<u16>,
+    /// Output slot of `enrich_status`.
+    pub status_slot: u16,
+    /// Output slot of `enrich_latency_ms`.
+    pub latency_slot: u16,
+    /// The output layout: the input's fields first (same slots), then the
+    /// added ones.
+    pub schema: SchemaId,
+    /// How long an answer stays cached, in ns (`None`: not cached).
+    pub cache_ttl: Option<i64>,
+    /// How long one lookup may take, in ns (default 5 s).
+    pub timeout: i64,
+    /// The value given to every field when the lookup fails or times out
+    /// (`None`: the fields stay absent).
+    pub fallback: Option<Value>,
 }
 
 /// Items of `.select(...)`.

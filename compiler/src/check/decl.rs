@@ -626,6 +626,21 @@ impl Checker<'_> {
             self.report(d);
             return;
         }
+        if capabilities::is_lookup_only(&kind.name) {
+            self.report(
+                Diagnostic::new(
+                    codes::CONNECTOR_WRONG_SECTION,
+                    format!("`{}` connectors only answer `.enrich` lookups", kind.name),
+                    kind.span,
+                )
+                .with_label("neither a source nor a sink")
+                .with_help(format!(
+                    "declare it with `connector {} = {} (...)` and use it in `.enrich({}, key: ...)`",
+                    k.name.name, kind.name, k.name.name
+                )),
+            );
+            return;
+        }
         if role == ConfigRole::Sources && capabilities::is_sink_only(&kind.name) {
             self.report(
                 Diagnostic::new(

@@ -15,6 +15,8 @@
 mod bounds;
 mod call;
 mod decl;
+mod enrich;
+pub use enrich::{LATENCY_FIELD, STATUS_FIELD};
 mod expr;
 pub(crate) mod lambda;
 pub(crate) mod group;

@@ -255,6 +255,7 @@ impl Checker<'_> {
                 }
             }
             Operator::First => StageKind::First,
+            Operator::Enrich => return self.enrich(op, name, args, input, &scope),
             Operator::Process => {
                 return self.process(first.expect("arity checked: one argument"), &scope, input)
             }
@@ -285,7 +286,6 @@ impl Checker<'_> {
             Operator::Emit
             | Operator::Not
             | Operator::Tap
-            | Operator::Enrich
             | Operator::Score
             | Operator::Fork => {
                 self.report(

@@ -144,6 +144,7 @@ fn operator_snippet(op: Op) -> String {
         Op::Window => "window(${1:5m})".to_string(),
         Op::PartitionBy => "partition_by(${1:key})".to_string(),
         Op::To => "to(${1:Connector})".to_string(),
+        Op::Enrich => "enrich(${1:Connector}, key: ${2:field}, fields: [${3:name}])".to_string(),
         Op::Within => "within(${1:5m})".to_string(),
         Op::Limit => "limit(${1:10})".to_string(),
         Op::First => "first()".to_string(),
@@ -164,7 +165,6 @@ fn operator_snippet(op: Op) -> String {
         | Op::Tap
         | Op::Process
         | Op::Forecast
-        | Op::Enrich
         | Op::Score
         | Op::Map
         | Op::OnError
@@ -487,7 +487,7 @@ fn candidates(view: &FileView<'_>, start: usize) -> Vec<Completion> {
     let mut in_aggregate = false;
     if let Some((name, true, _)) = call {
         match Op::from_name(name) {
-            Some(Op::To) => return decls(view, |k| k == DeclKind::Connector),
+            Some(Op::To | Op::Enrich) => return decls(view, |k| k == DeclKind::Connector),
             Some(Op::Context) => return decls(view, |k| k == DeclKind::Context),
             Some(Op::Aggregate | Op::TrendAggregate) => in_aggregate = true,
             Some(Op::Forecast) => {

@@ -28,7 +28,7 @@ fn positional_names(op: Op) -> &'static [&'static str] {
         Op::Where | Op::Filter | Op::Having | Op::On | Op::Any | Op::All => &["condition"],
         Op::PartitionBy | Op::OrderBy => &["key"],
         Op::Window => &["size"],
-        Op::To => &["connector"],
+        Op::To | Op::Enrich => &["connector"],
         Op::Within | Op::AllowedLateness => &["duration"],
         Op::Limit => &["n"],
         Op::Context => &["context"],
@@ -37,7 +37,6 @@ fn positional_names(op: Op) -> &'static [&'static str] {
         Op::Policy
         | Op::LimitRuns
         | Op::Process
-        | Op::Enrich
         | Op::Pattern
         | Op::Select
         | Op::Emit

@@ -24,6 +24,7 @@
 //!
 //! See `docs/LOWERING.md` for the construct-by-construct table.
 
+mod enrich;
 mod expr;
 mod lambda;
 mod group;

@@ -263,7 +263,7 @@ impl Lowerer<'_> {
     }
 
     /// The connector named by the first positional argument.
-    fn connector_arg(&mut self, args: &[Arg], span: Span) -> Option<u32> {
+    pub(crate) fn connector_arg(&mut self, args: &[Arg], span: Span) -> Option<u32> {
         let first = args.iter().find(|a| a.name.is_none());
         match first.map(|a| &unparen(&a.value).kind) {
             Some(ExprKind::Ident(id)) => match self.connector_ids.get(&id.name) {
@@ -699,6 +699,7 @@ impl Lowerer<'_> {
                 ch.ops.push(OpSpec::Sink { connector, params });
             }
             Operator::Process => self.process(ch, first, op.span),
+            Operator::Enrich => self.enrich(ch, args, op.span),
             Operator::Watermark => {
                 let e = args
                     .iter()
@@ -737,7 +738,6 @@ impl Lowerer<'_> {
                 self.not_lowered(name, true, op.span)
             }
             Operator::Forecast
-            | Operator::Enrich
             | Operator::Score
             | Operator::Fork => {
                 let supported = which.support() == Support::Supported;

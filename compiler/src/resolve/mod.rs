@@ -313,6 +313,9 @@ pub trait Env {
     fn late_input(&self, name: &str) -> Option<Arc<Schema>>;
     /// The signature of a user function.
     fn fn_sig(&self, name: &str) -> Option<FnSig>;
+    /// The kind of a connector declared with `connector X = kind (...)`
+    /// (`None` for other names and for `config:` connectors).
+    fn connector_kind(&self, name: &str) -> Option<String>;
     /// The type of a global.
     fn global_type(&self, name: &str) -> Option<Type>;
     /// The type a `type` alias stands for.

@@ -4,7 +4,9 @@
 //!
 //! - [`interp`]: the bytecode interpreter and built-in functions;
 //! - [`ops`]: dataflow operators (filter, select, emit, partition, aggregate,
-//!   distinct, limit, print, log, sink, process);
+//!   distinct, limit, print, log, sink, process, enrich);
+//! - [`enrich`]: the [`enrich::Enricher`] through which the host answers
+//!   `.enrich` lookups;
 //! - [`windows`]: tumbling, sliding, count, sliding count and session
 //!   windows, closed by events (REF anchoring) and by the watermark;
 //! - [`engine`]: the [`Engine`] driver (routing, event time, watermarks,
@@ -14,6 +16,7 @@
 //! the same output, also across a snapshot and restore.
 
 pub mod engine;
+pub mod enrich;
 pub mod error;
 pub mod forecast;
 pub mod inspect;

@@ -9,6 +9,7 @@ use crate::ops::aggregate::{Aggregator, PerEventAggregate};
 use crate::ops::basic::{Filter, Log, PartitionBy, Print, Process, Project, Sink};
 use crate::ops::dedup::{Distinct, Limit};
 use crate::ops::pattern::PatternRt;
+use crate::ops::enrich::Enrich;
 use crate::ops::sequence::SequenceOp;
 use crate::ops::Operator;
 use crate::windows::{
@@ -54,6 +55,7 @@ pub(super) fn build(program: Arc<Program>, config: EngineConfig) -> Result<Engin
         globals: vec![None; program.globals.len()],
         side: Vec::new(),
         watermark: None,
+        enricher: Box::new(crate::enrich::Unanswered),
     };
     for (i, g) in program.globals.iter().enumerate() {
         let cx = EvalCx {
@@ -459,6 +461,24 @@ fn build_stream(
                     "stream `{}`: a window group operator without a window before it",
                     plan.name
                 )))
+            }
+            OpSpec::Enrich(e) => {
+                let Some(conn) = p.connectors.get(e.connector as usize) else {
+                    return Err(LoadError::Invalid(format!(
+                        "stream `{}`: `.enrich` names connector {} of {}",
+                        plan.name,
+                        e.connector,
+                        p.connectors.len()
+                    )));
+                };
+                if p.schemas.get(e.schema as usize).is_none() {
+                    return Err(LoadError::Invalid(format!(
+                        "stream `{}`: `.enrich` output layout {} does not exist",
+                        plan.name, e.schema
+                    )));
+                }
+                layout = e.schema;
+                Box::new(Enrich::new(e.clone(), conn.name.clone()))
             }
             OpSpec::Sequence(seq) => {
                 layout = match (&seq.trend, &seq.forecast) {

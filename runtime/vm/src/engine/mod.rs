@@ -176,6 +176,8 @@ pub(crate) struct Shared {
     pub side: Vec<SideOutput>,
     /// The watermark operators see ([`Cx::watermark`]).
     pub watermark: Option<i64>,
+    /// The host's answers to `.enrich` lookups ([`Engine::set_enricher`]).
+    pub enricher: Box<dyn crate::enrich::Enricher>,
 }
 
 impl Shared {
@@ -196,6 +198,7 @@ impl Shared {
             stream,
             now,
             watermark: self.watermark,
+            enricher: self.enricher.as_mut(),
         }
     }
 }
@@ -496,6 +499,12 @@ impl Engine {
         std::mem::take(&mut self.shared.side)
     }
 
+    /// Sets the host's answers to `.enrich` lookups (by default every
+    /// lookup fails: [`crate::enrich::Unanswered`]).
+    pub fn set_enricher(&mut self, enricher: Box<dyn crate::enrich::Enricher>) {
+        self.shared.enricher = enricher;
+    }
+
     /// Takes the runtime error reports collected so far (at most
     /// [`crate::interp::MAX_REPORTS`] between takes; the counter in
     /// [`Engine::metrics`] is exact).
@@ -573,11 +582,7 @@ impl Engine {
                 scratch.clear();
                 let Some(op) = ops.get_mut(i) else { break };
                 match on_error {
-                    None => {
-                        for r in cur.drain(..) {
-                            op.process(r, &mut cx, &mut scratch);
-                        }
-                    }
+                    None => op.process_batch(cur, &mut cx, &mut scratch),
                     Some(sink) => {
                         for r in cur.drain(..) {
                             let ev = r.ev.clone();
@@ -746,6 +751,7 @@ fn op_kind(op: &varpulis_program::OpSpec) -> &'static str {
         OpSpec::Limit(_) => "limit",
         OpSpec::Sequence(_) => "sequence",
         OpSpec::Pattern(_) => "pattern",
+        OpSpec::Enrich(_) => "enrich",
         _ => "operator",
     }
 }

@@ -9,6 +9,7 @@ pub mod aggregate;
 pub mod basic;
 pub mod dedup;
 pub mod forecast;
+pub mod enrich;
 pub mod keys;
 pub mod pattern;
 pub mod map;
@@ -67,6 +68,8 @@ pub struct Cx<'a> {
     /// The watermark once the event being processed is accounted for (`None`
     /// before any event): windows whose end it has reached can close.
     pub watermark: Option<i64>,
+    /// The host's answers to `.enrich` lookups.
+    pub enricher: &'a mut dyn crate::enrich::Enricher,
 }
 
 impl Cx<'_> {
@@ -105,6 +108,15 @@ pub type StateResult<T> = Result<T, String>;
 pub trait Operator {
     /// Handles one record.
     fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>);
+
+    /// Handles the records that reach the operator together in one engine
+    /// step, in order, draining `recs`. One at a time by default;
+    /// `.enrich` asks the host for the whole batch at once.
+    fn process_batch(&mut self, recs: &mut Vec<Rec>, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
+        for r in recs.drain(..) {
+            self.process(r, cx, out);
+        }
+    }
 
     /// The watermark reached `wm`: emit whatever closes at or before it.
     fn on_watermark(&mut self, _wm: i64, _cx: &mut Cx<'_>, _out: &mut Vec<Rec>) {}
