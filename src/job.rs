@@ -20,6 +20,15 @@ use varpulis_program::evt::EvtRecord;
 use varpulis_program::{ConfigValue, DecodeError, EventDecoder, Program, RawEvent};
 use varpulis_vm::{Engine, EngineConfig, Output, SideOutput};
 
+/// Reads and loads the models of the program's `.score` operators (each
+/// file once; paths were resolved against the program file by the
+/// compiler). A missing file or a model that does not fit its `.score` is an
+/// error here, before the first event.
+pub fn load_models(program: &Program) -> anyhow::Result<varpulis_vm::model::Models> {
+    varpulis_vm::model::load(program, &mut |path| std::fs::read(path))
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// Options shared by the commands that run programs.
 #[derive(Clone, Debug)]
 pub struct JobOptions {
@@ -185,8 +194,9 @@ impl Job {
             flush_at_end: options.final_flush,
             ..EngineConfig::default()
         };
-        let engine =
-            Engine::with_config(program.clone(), config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let models = load_models(&program)?;
+        let engine = Engine::with_models(program.clone(), config, &models)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let decoder = EventDecoder::new(&program);
         let n = program.connectors.len();
         let sinks = (0..n).map(|_| None).collect();

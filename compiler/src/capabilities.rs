@@ -246,7 +246,14 @@ pub const OPERATORS: &[OpInfo] = &[
         None,
         "look up extra fields in an external store"
     ),
-    op!("score", NotYet, 0, 0, None, "ONNX model inference"),
+    op!(
+        "score",
+        Supported,
+        0,
+        0,
+        Some(&["model", "inputs", "outputs"]),
+        "score events with an ONNX model"
+    ),
     op!(
         "pattern",
         NotYet,

@@ -91,6 +91,7 @@ pub fn op(program: &Program, text: &str, spec: &OpSpec) -> String {
         OpSpec::Sink { .. } => ".to(…)".to_string(),
         OpSpec::Process(c) => format!(".process({})", expr(c)),
         OpSpec::Sequence(_) => ".sequence(…)".to_string(),
+        OpSpec::Score(s) => crate::score::format(s),
     }
 }
 

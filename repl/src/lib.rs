@@ -20,6 +20,7 @@ pub mod explain;
 pub mod format;
 pub mod front;
 mod patterns;
+pub mod score;
 pub mod session;
 
 use std::io::IsTerminal;

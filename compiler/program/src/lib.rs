@@ -36,9 +36,9 @@ pub use fingerprint::Fingerprints;
 pub use plan::{
     AggCall, AggFunc, AggItem, AggregateSpec, AliasDef, ConfigValue, ConnectorDef, ConnectorId,
     EmitSpec, Evict, InputRef, JoinInput, JoinSpec, Kleene, LogLevel, LogSpec, MergeBranch,
-    Negation, OnFull, OpSpec, PatternTree, Projection, RunLimits, SelectionPolicy, SeqStep,
-    SequenceSpec, SourceSpec, StateBound, StreamId, StreamPlan, StreamTime, TrendFn, TrendItem,
-    TrendSpec, WindowSpec,
+    Negation, OnFull, OpSpec, PatternTree, Projection, RunLimits, ScoreSpec, SelectionPolicy,
+    SeqStep, SequenceSpec, SourceSpec, StateBound, StreamId, StreamPlan, StreamTime, TrendFn,
+    TrendItem, TrendSpec, WindowSpec,
 };
 pub use schema::{EventSchema, FieldDef, SchemaId, SchemaOrigin, Type};
 pub use span::{SpanId, SpanInfo, SpanTable};

@@ -272,6 +272,33 @@ pub enum OpSpec {
     Process(Chunk),
     /// An in-stream sequence or named pattern, run by the VM's matcher.
     Sequence(SequenceSpec),
+    /// `.score(model:, inputs:, outputs:)`: ONNX inference on batches of
+    /// events (docs/LANGUAGE.md#score).
+    Score(ScoreSpec),
+}
+
+/// `.score(model: "m.onnx", inputs: [f...], outputs: [g...])`.
+///
+/// The engine never reads the file: the host loads the model from `path`
+/// and hands it over with the program (`varpulis_vm::model`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoreSpec {
+    /// The model as written in the program (`"m.onnx"`).
+    pub model: Arc<str>,
+    /// The model file, resolved against the directory of the program file
+    /// that names it (an absolute path stays as written).
+    pub path: Arc<str>,
+    /// The input fields in model-input order: the name and the read of its
+    /// value on the operator's input layout.
+    pub inputs: Vec<(Arc<str>, Chunk)>,
+    /// The output fields in model-output order: the name and its slot in
+    /// `schema`.
+    pub outputs: Vec<(Arc<str>, u16)>,
+    /// The output layout: the input layout's slots unchanged, then the
+    /// output fields that are not input fields.
+    pub schema: SchemaId,
+    /// The operator's place, for runtime errors.
+    pub span: SpanId,
 }
 
 /// Items of `.select(...)`.

@@ -18,6 +18,7 @@ mod decl;
 mod expr;
 mod ops;
 mod pattern;
+mod score;
 mod stream;
 
 use std::sync::Arc;

@@ -250,6 +250,7 @@ impl Checker<'_> {
                 }
             }
             "first" => StageKind::First,
+            "score" => return self.score(name, args, input, p),
             "process" => {
                 return self.process(first.expect("arity checked: one argument"), &scope, input)
             }

@@ -900,6 +900,8 @@ impl Checker<'_> {
             match name.name.as_str() {
                 "window" => p.window = p.window.or(Some(name.span)),
                 "aggregate" => p.aggregate = p.aggregate.or(Some(name.span)),
+                // Its output fields are unknown: later uses are not blamed.
+                "score" => return (StageKind::Invalid, opened(input)),
                 _ => {}
             }
             return (StageKind::Invalid, input.clone());

@@ -27,6 +27,7 @@
 mod expr;
 mod pattern;
 mod schema;
+mod score;
 mod spans;
 mod stmt;
 mod stream;

@@ -690,6 +690,7 @@ impl Lowerer<'_> {
                 ch.ops.push(OpSpec::Sink { connector, params });
             }
             "process" => self.process(ch, first, op.span),
+            "score" => self.score(ch, args, op.span),
             "watermark" => {
                 let e = args
                     .iter()

@@ -18,6 +18,7 @@ pub mod error;
 pub mod inspect;
 pub mod interp;
 pub mod memory;
+pub mod model;
 pub mod ops;
 pub mod sequence;
 #[cfg(any(test, feature = "testing"))]

@@ -9,6 +9,7 @@ pub mod aggregate;
 pub mod basic;
 pub mod dedup;
 pub mod keys;
+pub mod score;
 pub mod sequence;
 
 use crate::engine::SideOutput;
@@ -101,6 +102,15 @@ pub type StateResult<T> = Result<T, String>;
 pub trait Operator {
     /// Handles one record.
     fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>);
+
+    /// Handles every record that reaches the operator in one engine step,
+    /// in order, emptying `recs`. By default one [`Operator::process`] each;
+    /// `.score` runs its model once per batch instead.
+    fn process_batch(&mut self, recs: &mut Vec<Rec>, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
+        for r in recs.drain(..) {
+            self.process(r, cx, out);
+        }
+    }
 
     /// The watermark reached `wm`: emit whatever closes at or before it.
     fn on_watermark(&mut self, _wm: i64, _cx: &mut Cx<'_>, _out: &mut Vec<Rec>) {}
