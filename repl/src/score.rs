@@ -38,7 +38,8 @@ pub fn why(text: &str, s: &ScoreSpec, input: usize, output: usize) -> String {
 
 /// An engine for `program` with the models its `.score` operators name.
 pub fn engine(program: &Arc<Program>) -> Result<Engine, String> {
-    let models = model::load(program, &mut |path| std::fs::read(path)).map_err(|e| e.to_string())?;
+    let models =
+        model::load(program, &mut |path| std::fs::read(path)).map_err(|e| e.to_string())?;
     Engine::with_models(program.clone(), crate::session::engine_config(), &models)
         .map_err(|e| e.to_string())
 }

@@ -148,7 +148,9 @@ impl Checker<'_> {
                         item.span,
                     )
                     .with_label(format!("this is `{t}`"))
-                    .with_help("models take numbers: convert with `to_float(...)` in a `.select` first"),
+                    .with_help(
+                        "models take numbers: convert with `to_float(...)` in a `.select` first",
+                    ),
                 );
             }
             names.push(name);

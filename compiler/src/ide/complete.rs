@@ -141,6 +141,8 @@ fn operator_snippet(name: &str) -> String {
         "within" => "within(${1:5m})".to_string(),
         "limit" => "limit(${1:10})".to_string(),
         "first" => "first()".to_string(),
+        "score" => "score(model: \"${1:model.onnx}\", inputs: [${2:field}], outputs: [${3:score}])"
+            .to_string(),
         _ => format!("{name}($1)"),
     }
 }

@@ -32,7 +32,11 @@ impl Lowerer<'_> {
         let model = model.clone();
         let file = match self.item.unit {
             0 => self.input.file,
-            i => self.input.imports.get(i - 1).map_or(self.input.file, |u| u.file),
+            i => self
+                .input
+                .imports
+                .get(i - 1)
+                .map_or(self.input.file, |u| u.file),
         };
         let path = crate::db::resolve_import_path(file, &model);
         let mut inputs = Vec::new();

@@ -100,7 +100,10 @@ fn one_batch_gives_the_scores_of_one_row_at_a_time() {
             .chunks(width)
             .flat_map(|r| m.run(1, r).expect("runs"))
             .collect();
-        assert_eq!(batched, single, "{name}: batch size must not change a score");
+        assert_eq!(
+            batched, single,
+            "{name}: batch size must not change a score"
+        );
     }
 }
 
