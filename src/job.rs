@@ -20,6 +20,15 @@ use varpulis_program::evt::EvtRecord;
 use varpulis_program::{ConfigValue, DecodeError, EventDecoder, Program, RawEvent};
 use varpulis_vm::{Engine, EngineConfig, Output, SideOutput};
 
+/// Reads and loads the models of the program's `.score` operators (each
+/// file once; paths were resolved against the program file by the
+/// compiler). A missing file or a model that does not fit its `.score` is an
+/// error here, before the first event.
+pub fn load_models(program: &Program) -> anyhow::Result<varpulis_vm::model::Models> {
+    varpulis_vm::model::load(program, &mut |path| std::fs::read(path))
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// Options shared by the commands that run programs.
 #[derive(Clone, Debug)]
 pub struct JobOptions {
@@ -193,8 +202,9 @@ impl Job {
             flush_at_end: options.final_flush,
             ..EngineConfig::default()
         };
-        let mut engine =
-            Engine::with_config(program.clone(), config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let models = load_models(&program)?;
+        let mut engine = Engine::with_models(program.clone(), config, &models)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let enrich_warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
         let enrich_metrics = Arc::new(crate::enrich::EnrichMetrics::default());
         if let Some(e) = crate::enrich::enricher(

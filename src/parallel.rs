@@ -181,6 +181,9 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
                         reshaped = true;
                     }
                 }
+                // Per event, and a score does not depend on the batch it ran
+                // in; the input's slots (the key among them) stay in place.
+                OpSpec::Score(_) => {}
                 OpSpec::PartitionBy(chunk) => {
                     if key.is_some() || reshaped {
                         return Err(refuse(
@@ -379,6 +382,8 @@ pub fn run<R: std::io::BufRead + Send>(
         .collect();
     let batch = layout.batch.clamp(1, BATCH);
 
+    // Read and loaded once; the shards share the loaded models.
+    let models = crate::job::load_models(&program)?;
     std::thread::scope(|scope| -> anyhow::Result<Outcome> {
         let mut to_shards: Vec<Sender<ToShard>> = Vec::new();
         let mut from_shards: Vec<Receiver<FromShard>> = Vec::new();
@@ -387,7 +392,8 @@ pub fn run<R: std::io::BufRead + Send>(
             let (tx, rx) = bounded::<ToShard>(QUEUE);
             let (otx, orx) = bounded::<FromShard>(QUEUE);
             let program = program.clone();
-            shard_handles.push(scope.spawn(move || shard(program, config, rx, otx)));
+            let models = models.clone();
+            shard_handles.push(scope.spawn(move || shard(program, config, &models, rx, otx)));
             to_shards.push(tx);
             from_shards.push(orx);
         }
@@ -540,10 +546,12 @@ fn route<R: std::io::BufRead>(
 fn shard(
     program: Arc<Program>,
     config: EngineConfig,
+    models: &varpulis_vm::model::Models,
     rx: Receiver<ToShard>,
     tx: Sender<FromShard>,
 ) -> anyhow::Result<Metrics> {
-    let mut engine = Engine::with_config(program, config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut engine =
+        Engine::with_models(program, config, models).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut pos: u64 = 0;
     let mut scratch = Vec::new();
     while let Ok(msg) = rx.recv() {

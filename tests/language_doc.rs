@@ -99,6 +99,14 @@ fn language_reference_examples_check_load_and_pass_their_rule_tests() {
     let empty = dir.path().join("empty.evt");
     std::fs::write(&empty, "").expect("write empty input");
     let empty = empty.to_string_lossy().to_string();
+    // The `.score` examples run the committed test models.
+    for model in ["linear.onnx", "logistic.onnx", "two.onnx"] {
+        std::fs::copy(
+            root().join("tests/corpus/run/score").join(model),
+            dir.path().join(model),
+        )
+        .expect("copy a test model");
+    }
 
     // Named files first, so that blocks importing them find them.
     let files: Vec<PathBuf> = blocks

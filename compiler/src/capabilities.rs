@@ -124,7 +124,7 @@ operators! {
     TrendAggregate = "trend_aggregate", Supported, 0, ANY, None, "aggregate over Kleene trends";
     Forecast = "forecast", Supported, 0, 0, Some(crate::forecast::PARAMS), "predict sequence completion";
     Enrich = "enrich", Supported, 1, 1, Some(&["key", "fields", "cache_ttl", "timeout", "fallback"]), "look up extra fields in an external store";
-    Score = "score", NotYet, 0, 0, None, "ONNX model inference";
+    Score = "score", Supported, 0, 0, Some(&["model", "inputs", "outputs"]), "score events with an ONNX model";
     Pattern = "pattern", Supported, 0, ANY, None, "boolean test over the window's events: `.pattern(name: events => condition)`";
     Process = "process", Supported, 1, 1, Some(&[]), "call a function per event";
     Map = "map", Supported, 1, ANY, None, "keep every field and add or replace `name: expr` fields";

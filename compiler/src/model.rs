@@ -369,6 +369,15 @@ pub enum StageKind {
     },
     /// `.first()`.
     First,
+    /// `.score(model:, inputs:, outputs:)`: ONNX inference.
+    Score {
+        /// The model file as written.
+        model: String,
+        /// Input field names, in model order.
+        inputs: Vec<String>,
+        /// Output field names, in model order.
+        outputs: Vec<String>,
+    },
     /// `.watermark(out_of_order: d)`, nanoseconds.
     Watermark(u64),
     /// `.allowed_lateness(d)`, nanoseconds.

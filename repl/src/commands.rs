@@ -7,10 +7,10 @@ use std::path::Path;
 
 use varpulis_program::evt::EvtReader;
 use varpulis_program::{DecodeError, InputRef, Program, RawEvent, SourceSpec};
-use varpulis_vm::{Engine, Output};
+use varpulis_vm::Output;
 
 use crate::format;
-use crate::session::{engine_config, Action, Session};
+use crate::session::{Action, Session};
 
 /// Every command with its one-line help, in `:help` order.
 pub const COMMANDS: &[(&str, &str, &str)] = &[
@@ -313,7 +313,7 @@ impl Session {
                 Err(e) => e,
             }
         } else {
-            match Engine::with_config(self.current.program.clone(), engine_config()) {
+            match crate::score::engine(&self.current.program) {
                 Ok(e) => {
                     self.engine = e;
                     vec!["reset: events and state cleared, declarations kept".to_string()]
@@ -458,8 +458,7 @@ pub(crate) fn run_actions(
     program: &std::sync::Arc<Program>,
     actions: &[Action],
 ) -> Result<Vec<Output>, String> {
-    let mut engine =
-        Engine::with_config(program.clone(), engine_config()).map_err(|e| e.to_string())?;
+    let mut engine = crate::score::engine(program)?;
     let decoder = varpulis_program::EventDecoder::new(program);
     let mut out = Vec::new();
     for a in actions {

@@ -114,6 +114,18 @@ pub fn op(program: &Program, text: &str, spec: &OpSpec) -> String {
                 .collect();
             format!(".map({})", items.join(", "))
         }
+        OpSpec::Enrich(e) => {
+            let conn = program
+                .connectors
+                .get(e.connector as usize)
+                .map_or("…", |c| &*c.name);
+            format!(
+                ".enrich({conn}, key: {}, fields: [{}])",
+                expr(&e.key),
+                e.fields.iter().map(|f| &**f).collect::<Vec<_>>().join(", ")
+            )
+        }
+        OpSpec::Score(s) => crate::score::format(s),
     }
 }
 
@@ -150,17 +162,6 @@ fn group_op(g: &GroupOp, expr: impl Fn(&Chunk) -> String) -> String {
         GroupOp::Collect(c) => format!(".collect(as: {})", c.field),
         GroupOp::Any(c) => format!(".any({})", expr(c)),
         GroupOp::All(c) => format!(".all({})", expr(c)),
-        OpSpec::Enrich(e) => {
-            let conn = program
-                .connectors
-                .get(e.connector as usize)
-                .map_or("…", |c| &*c.name);
-            format!(
-                ".enrich({conn}, key: {}, fields: [{}])",
-                expr(&e.key),
-                e.fields.iter().map(|f| &**f).collect::<Vec<_>>().join(", ")
-            )
-        }
     }
 }
 

@@ -21,6 +21,7 @@ mod forecast;
 pub mod format;
 pub mod front;
 mod patterns;
+pub mod score;
 pub mod session;
 
 use std::io::IsTerminal;

@@ -238,7 +238,7 @@ impl Session {
                 ]);
             }
         };
-        let mut engine = match Engine::with_config(program.clone(), engine_config()) {
+        let mut engine = match crate::score::engine(&program) {
             Ok(e) => e,
             Err(e) => {
                 self.compiler

@@ -43,8 +43,8 @@ pub use plan::{
     AggCall, AggFunc, AggItem, AggregateSpec, AliasDef, ConfigValue, ConnectorDef, ConnectorId,
     EmitSpec, EnrichSpec, Evict, ForecastHorizon, ForecastSpec, InputRef, JoinInput, JoinSpec,
     Kleene, LogLevel, LogSpec, MergeBranch, Negation, OnFull, OpSpec, PatternTest, PatternTree,
-    Projection, RunLimits, SelectionPolicy, SeqStep, SequenceSpec, SourceSpec, StateBound,
-    StreamId, StreamPlan, StreamTime, TrendFn, TrendItem, TrendSpec, WindowSpec,
+    Projection, RunLimits, ScoreSpec, SelectionPolicy, SeqStep, SequenceSpec, SourceSpec,
+    StateBound, StreamId, StreamPlan, StreamTime, TrendFn, TrendItem, TrendSpec, WindowSpec,
 };
 pub use schema::{EventSchema, FieldDef, SchemaId, SchemaOrigin, Type};
 pub use span::{SpanId, SpanInfo, SpanTable};

@@ -293,6 +293,9 @@ pub enum OpSpec {
     /// `.enrich(Conn, key: e, fields: [...], ...)`: looks each event's key
     /// up through the host's enricher (docs/LANGUAGE.md#enrich).
     Enrich(EnrichSpec),
+    /// `.score(model:, inputs:, outputs:)`: ONNX inference on batches of
+    /// events (docs/LANGUAGE.md#score).
+    Score(ScoreSpec),
 }
 
 /// `.pattern(name: events => test)` (docs/LANGUAGE.md#pattern-window-test): when the
@@ -344,6 +347,30 @@ pub struct EnrichSpec {
     /// The value given to every field when the lookup fails or times out
     /// (`None`: the fields stay absent).
     pub fallback: Option<Value>,
+}
+
+/// `.score(model: "m.onnx", inputs: [f...], outputs: [g...])`.
+///
+/// The engine never reads the file: the host loads the model from `path`
+/// and hands it over with the program (`varpulis_vm::model`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoreSpec {
+    /// The model as written in the program (`"m.onnx"`).
+    pub model: Arc<str>,
+    /// The model file, resolved against the directory of the program file
+    /// that names it (an absolute path stays as written).
+    pub path: Arc<str>,
+    /// The input fields in model-input order: the name and the read of its
+    /// value on the operator's input layout.
+    pub inputs: Vec<(Arc<str>, Chunk)>,
+    /// The output fields in model-output order: the name and its slot in
+    /// `schema`.
+    pub outputs: Vec<(Arc<str>, u16)>,
+    /// The output layout: the input layout's slots unchanged, then the
+    /// output fields that are not input fields.
+    pub schema: SchemaId,
+    /// The operator's place, for runtime errors.
+    pub span: SpanId,
 }
 
 /// Items of `.select(...)`.

@@ -25,6 +25,7 @@ mod on_error;
 mod forecast;
 mod ops;
 mod pattern;
+mod score;
 mod stream;
 pub(crate) mod window_pattern;
 

@@ -256,6 +256,7 @@ impl Checker<'_> {
             }
             Operator::First => StageKind::First,
             Operator::Enrich => return self.enrich(op, name, args, input, &scope),
+            Operator::Score => return self.score(name, args, input, p),
             Operator::Process => {
                 return self.process(first.expect("arity checked: one argument"), &scope, input)
             }
@@ -286,7 +287,6 @@ impl Checker<'_> {
             Operator::Emit
             | Operator::Not
             | Operator::Tap
-            | Operator::Score
             | Operator::Fork => {
                 self.report(
                     Diagnostic::new(

@@ -901,6 +901,8 @@ impl Checker<'_> {
             match info.op {
                 Operator::Window => p.window = p.window.or(Some(name.span)),
                 Operator::Aggregate => p.aggregate = p.aggregate.or(Some(name.span)),
+                // Its output fields are unknown: later uses are not blamed.
+                Operator::Score => return (StageKind::Invalid, opened(input)),
                 _ => {}
             }
             return (StageKind::Invalid, input.clone());

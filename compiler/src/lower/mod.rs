@@ -32,6 +32,7 @@ mod map;
 mod forecast;
 mod pattern;
 mod schema;
+mod score;
 mod spans;
 mod stmt;
 mod stream;

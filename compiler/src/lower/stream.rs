@@ -700,6 +700,7 @@ impl Lowerer<'_> {
             }
             Operator::Process => self.process(ch, first, op.span),
             Operator::Enrich => self.enrich(ch, args, op.span),
+            Operator::Score => self.score(ch, args, op.span),
             Operator::Watermark => {
                 let e = args
                     .iter()
@@ -737,9 +738,7 @@ impl Lowerer<'_> {
             Operator::Policy | Operator::LimitRuns | Operator::Not | Operator::TrendAggregate => {
                 self.not_lowered(name, true, op.span)
             }
-            Operator::Forecast
-            | Operator::Score
-            | Operator::Fork => {
+            Operator::Forecast | Operator::Fork => {
                 let supported = which.support() == Support::Supported;
                 self.not_lowered(name, supported, op.span)
             }

@@ -33,6 +33,9 @@ pub enum LoadError {
     /// A global initialiser failed with a runtime error.
     #[error("global `{0}` could not be initialised")]
     Global(String),
+    /// A `.score` whose model the host did not load or that does not fit.
+    #[error("{0}")]
+    Model(String),
     /// Snapshot bytes that cannot be restored into this engine.
     #[error("cannot restore snapshot: {0}")]
     Snapshot(String),
@@ -57,6 +60,10 @@ pub enum RuntimeErrorKind {
     Limit,
     /// Malformed bytecode (a compiler bug).
     Internal,
+    /// A `.score` input field is missing or not a number.
+    ScoreInput,
+    /// A `.score` model run failed.
+    ScoreModel,
 }
 
 impl RuntimeErrorKind {
@@ -71,6 +78,8 @@ impl RuntimeErrorKind {
             RuntimeErrorKind::Arity => "R0006",
             RuntimeErrorKind::Limit => "R0007",
             RuntimeErrorKind::Internal => "R0008",
+            RuntimeErrorKind::ScoreInput => "R0009",
+            RuntimeErrorKind::ScoreModel => "R0010",
         }
     }
 
@@ -85,6 +94,8 @@ impl RuntimeErrorKind {
             RuntimeErrorKind::Arity => "wrong number of arguments",
             RuntimeErrorKind::Limit => "call depth or instruction budget exhausted",
             RuntimeErrorKind::Internal => "malformed bytecode",
+            RuntimeErrorKind::ScoreInput => "model input is not a number",
+            RuntimeErrorKind::ScoreModel => "model run failed",
         }
     }
 }

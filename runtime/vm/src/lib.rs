@@ -22,6 +22,7 @@ pub mod forecast;
 pub mod inspect;
 pub mod interp;
 pub mod memory;
+pub mod model;
 pub mod ops;
 pub mod sequence;
 #[cfg(any(test, feature = "testing"))]

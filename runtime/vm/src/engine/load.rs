@@ -5,11 +5,13 @@ use super::source::{JoinRt, SourceRt, TimerRt};
 use super::{Engine, EngineConfig, Metrics, Shared, StreamRt, TimeState};
 use crate::error::LoadError;
 use crate::interp::{EvalCx, Vm};
+use crate::model::Models;
 use crate::ops::aggregate::{Aggregator, PerEventAggregate};
 use crate::ops::basic::{Filter, Log, PartitionBy, Print, Process, Project, Sink};
 use crate::ops::dedup::{Distinct, Limit};
 use crate::ops::pattern::PatternRt;
 use crate::ops::enrich::Enrich;
+use crate::ops::score::Score;
 use crate::ops::sequence::SequenceOp;
 use crate::ops::Operator;
 use crate::windows::{
@@ -22,7 +24,11 @@ use varpulis_program::{
     InputRef, OpSpec, Program, SchemaId, SourceSpec, StreamPlan, WindowSpec, FORMAT_VERSION,
 };
 
-pub(super) fn build(program: Arc<Program>, config: EngineConfig) -> Result<Engine, LoadError> {
+pub(super) fn build(
+    program: Arc<Program>,
+    config: EngineConfig,
+    models: &Models,
+) -> Result<Engine, LoadError> {
     if program.version != FORMAT_VERSION {
         return Err(LoadError::Version {
             found: program.version,
@@ -47,7 +53,12 @@ pub(super) fn build(program: Arc<Program>, config: EngineConfig) -> Result<Engin
     }
     let mut streams = Vec::with_capacity(program.streams.len());
     for plan in &program.streams {
-        streams.push(build_stream(&program, plan, config.sequence_limits)?);
+        streams.push(build_stream(
+            &program,
+            plan,
+            config.sequence_limits,
+            models,
+        )?);
     }
     let mut shared = Shared {
         program: program.clone(),
@@ -201,6 +212,7 @@ fn validate(p: &Program) -> Result<(), LoadError> {
         for op in &plan.ops {
             match op {
                 OpSpec::Select(pj) => schema_ok(pj.schema, "select", n)?,
+                OpSpec::Score(s) => schema_ok(s.schema, "score", n)?,
                 OpSpec::Emit(e) => schema_ok(e.schema, "emit", n)?,
                 OpSpec::Aggregate(a) => schema_ok(a.schema, "aggregate", n)?,
                 OpSpec::Pattern(t) => schema_ok(t.schema, "pattern", n)?,
@@ -321,6 +333,7 @@ fn build_stream(
     p: &Program,
     plan: &StreamPlan,
     limits: crate::sequence::Limits,
+    models: &Models,
 ) -> Result<StreamRt, LoadError> {
     let source = match &plan.source {
         SourceSpec::Merge { branches, schema } => SourceRt::Merge {
@@ -490,6 +503,10 @@ fn build_stream(
                     .map_err(|e| LoadError::Invalid(format!("stream `{}`: {e}", plan.name)))?;
                 Box::new(op)
             }
+            OpSpec::Score(spec) => {
+                layout = spec.schema;
+                Box::new(score(p, plan, spec, models)?)
+            }
         };
         ops.push(built);
         origin.push(at);
@@ -504,6 +521,40 @@ fn build_stream(
         origin,
         on_error,
     })
+}
+
+/// A `.score` operator with its model, checked against the spec.
+fn score(
+    p: &Program,
+    plan: &StreamPlan,
+    spec: &varpulis_program::ScoreSpec,
+    models: &Models,
+) -> Result<Score, LoadError> {
+    let u = crate::model::ModelUse {
+        stream: plan.name.clone(),
+        model: spec.model.clone(),
+        path: spec.path.clone(),
+        inputs: spec.inputs.iter().map(|(n, _)| n.clone()).collect(),
+        outputs: spec.outputs.iter().map(|(n, _)| n.clone()).collect(),
+    };
+    let Some(model) = models.get(&spec.path) else {
+        return Err(LoadError::Model(format!(
+            "stream `{}` scores with model `{}` ({}), which was not loaded",
+            plan.name, spec.model, spec.path
+        )));
+    };
+    crate::model::check(&u, model.as_ref()).map_err(|e| LoadError::Model(e.to_string()))?;
+    let width = p
+        .schemas
+        .get(spec.schema as usize)
+        .map_or(0, |s| s.fields.len());
+    if let Some((name, slot)) = spec.outputs.iter().find(|(_, s)| *s as usize >= width) {
+        return Err(invalid(format!(
+            "stream `{}`: `.score` output `{name}` slot {slot} out of range",
+            plan.name
+        )));
+    }
+    Ok(Score::new(model.clone(), spec, width))
 }
 
 fn window(w: WindowSpec, sink: GroupSink) -> Box<dyn Operator> {

@@ -234,7 +234,19 @@ impl Engine {
 
     /// Loads a program with a configuration.
     pub fn with_config(program: Arc<Program>, config: EngineConfig) -> Result<Engine, LoadError> {
-        load::build(program, config)
+        load::build(program, config, &crate::model::Models::new())
+    }
+
+    /// Loads a program with a configuration and the models its `.score`
+    /// operators run (read and loaded by the host: [`crate::model::load`]).
+    /// A `.score` whose model is not in `models`, or does not fit it, is a
+    /// [`LoadError::Model`].
+    pub fn with_models(
+        program: Arc<Program>,
+        config: EngineConfig,
+        models: &crate::model::Models,
+    ) -> Result<Engine, LoadError> {
+        load::build(program, config, models)
     }
 
     /// The program being run.

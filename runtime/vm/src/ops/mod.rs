@@ -14,6 +14,7 @@ pub mod keys;
 pub mod pattern;
 pub mod map;
 pub mod on_error;
+pub mod score;
 pub mod sequence;
 
 use crate::engine::SideOutput;
@@ -109,9 +110,10 @@ pub trait Operator {
     /// Handles one record.
     fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>);
 
-    /// Handles the records that reach the operator together in one engine
-    /// step, in order, draining `recs`. One at a time by default;
-    /// `.enrich` asks the host for the whole batch at once.
+    /// Handles every record that reaches the operator in one engine step,
+    /// in order, emptying `recs`. By default one [`Operator::process`] each;
+    /// `.enrich` asks the host for the whole batch at once and `.score` runs
+    /// its model once per batch.
     fn process_batch(&mut self, recs: &mut Vec<Rec>, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
         for r in recs.drain(..) {
             self.process(r, cx, out);
