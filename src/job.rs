@@ -18,6 +18,7 @@ use varpulis_connectors::{
 };
 use varpulis_program::evt::EvtRecord;
 use varpulis_program::{ConfigValue, DecodeError, EventDecoder, Program, RawEvent};
+use varpulis_state::StateStore;
 use varpulis_vm::{Engine, EngineConfig, Output, SideOutput};
 
 /// Options shared by the commands that run programs.
@@ -167,7 +168,26 @@ pub struct Job {
     /// The trace context of the event being pushed, carried by the records
     /// it sends to sinks ([`Job::set_trace_parent`]).
     trace_parent: Option<TraceParent>,
+    /// Partition-parallel engine shards ([`Job::start_workers`]); when set,
+    /// they run the events and `engine` only stands for the program.
+    shards: Option<crate::parallel::Shards>,
+    /// Why the shards stopped working, once they have (a live run stops).
+    broken: Option<String>,
 }
+
+/// One decoded event for [`Job::push_events`]: the connector subscription it
+/// came from and the trace context its records carry.
+pub struct Routed {
+    /// The event.
+    pub event: varpulis_program::Event,
+    /// The subscription it came from (`None`: every stream of its type).
+    pub origin: Option<u32>,
+    /// The caller's trace context, if it sent one.
+    pub trace_parent: Option<TraceParent>,
+}
+
+/// Table of a checkpoint that holds one engine state per worker.
+const SHARDS_TABLE: &str = "shards";
 
 impl Job {
     /// Loads `program` into a fresh engine and opens its sinks.
@@ -207,9 +227,118 @@ impl Job {
             last_problem: None,
             messages: Vec::new(),
             trace_parent: None,
+            shards: None,
+            broken: None,
         };
         job.set_pipeline(&new_pipeline_id());
         Ok(job)
+    }
+
+    /// Runs the program on `workers` engine shards from now on (before any
+    /// event): events are routed by partition key, outputs merged in the
+    /// canonical order (docs/RUNTIME.md#workers). A program whose state
+    /// cannot be split by key is refused ([`crate::parallel::plan`]).
+    pub fn start_workers(&mut self, workers: usize) -> anyhow::Result<()> {
+        if workers == 0 || workers > crate::parallel::MAX_WORKERS {
+            anyhow::bail!(
+                "--workers must be between 1 and {}, got {workers}",
+                crate::parallel::MAX_WORKERS
+            );
+        }
+        let plan = if workers > 1 {
+            crate::parallel::plan(&self.program).map_err(|r| anyhow::anyhow!("{r}"))?
+        } else {
+            crate::parallel::ShardPlan { keys: Vec::new() }
+        };
+        let config = EngineConfig {
+            flush_at_end: self.options.final_flush,
+            ..EngineConfig::default()
+        };
+        self.shards = Some(crate::parallel::Shards::start(
+            self.program.clone(),
+            config,
+            workers,
+            plan,
+        )?);
+        Ok(())
+    }
+
+    /// The number of engine shards (`None`: one engine, in arrival order).
+    pub fn workers(&self) -> Option<usize> {
+        self.shards.as_ref().map(crate::parallel::Shards::workers)
+    }
+
+    /// Why the engine shards stopped working, if they did: the run must stop.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
+    /// Runs decoded events, in order, appending the visible outputs to `out`;
+    /// returns, for each output appended, the index of the event that caused
+    /// it (`None`: none did). With workers the events run as one batch on
+    /// the shards; a shard that stopped is an error (the run must stop).
+    pub fn push_events(
+        &mut self,
+        events: Vec<Routed>,
+        out: &mut Vec<Output>,
+    ) -> anyhow::Result<Vec<Option<usize>>> {
+        if self.shards.is_none() {
+            let mut causes = Vec::new();
+            for (i, r) in events.into_iter().enumerate() {
+                let start = out.len();
+                self.trace_parent = r.trace_parent;
+                self.engine.push_from(r.event, r.origin, out);
+                self.after_engine(start, out);
+                causes.resize(out.len(), Some(i));
+            }
+            self.trace_parent = None;
+            return Ok(causes);
+        }
+        let parents: Vec<Option<TraceParent>> = events.iter().map(|r| r.trace_parent).collect();
+        let batch = events.into_iter().map(|r| (r.event, r.origin)).collect();
+        let merged = self.run_shards(|s| s.run(batch))?;
+        Ok(self.absorb_merged(merged, &parents, out))
+    }
+
+    /// One round of the shards; a failure marks the job broken.
+    fn run_shards(
+        &mut self,
+        f: impl FnOnce(&mut crate::parallel::Shards) -> anyhow::Result<crate::parallel::Merged>,
+    ) -> anyhow::Result<crate::parallel::Merged> {
+        let Some(shards) = self.shards.as_mut() else {
+            return Ok(crate::parallel::Merged::default());
+        };
+        f(shards).inspect_err(|e| self.broken = Some(format!("{e:#}")))
+    }
+
+    /// Hands merged shard results to the sinks and messages (each sink
+    /// record with its event's trace context) and `out`.
+    fn absorb_merged(
+        &mut self,
+        merged: crate::parallel::Merged,
+        parents: &[Option<TraceParent>],
+        out: &mut Vec<Output>,
+    ) -> Vec<Option<usize>> {
+        let n = merged.outputs.len();
+        let mut causes = Vec::with_capacity(n);
+        for (cause, o, _) in merged.outputs {
+            causes.push(cause);
+            out.push(o);
+        }
+        self.stats.outputs += n as u64;
+        // Side outputs come grouped by position: one trace context per group.
+        let mut side = merged.side.into_iter().peekable();
+        while let Some((cause, first)) = side.next() {
+            let mut group = vec![first];
+            while let Some((_, s)) = side.next_if(|(c, _)| *c == cause) {
+                group.push(s);
+            }
+            self.trace_parent = cause.and_then(|i| parents.get(i).copied().flatten());
+            self.absorb(0, group, Vec::new());
+        }
+        self.trace_parent = None;
+        self.absorb(0, Vec::new(), merged.errors);
+        causes
     }
 
     /// Opens the sinks the program sends to (those that are not open yet). On an error the
@@ -342,9 +471,116 @@ impl Job {
             .collect()
     }
 
-    /// The engine (metrics, snapshots).
+    /// The engine (metrics, snapshots). With workers
+    /// ([`Job::start_workers`]) it runs nothing: use [`Job::engine_stats`],
+    /// [`Job::save_engine`] and [`Job::load_engine`].
     pub fn engine(&mut self) -> &mut Engine {
         &mut self.engine
+    }
+
+    /// The engine's counters, per-stream memory and watermark (with workers:
+    /// summed over the shards, and their common watermark).
+    pub fn engine_stats(
+        &mut self,
+    ) -> (
+        varpulis_vm::Metrics,
+        Vec<varpulis_vm::memory::StreamMemory>,
+        Option<i64>,
+    ) {
+        if let Some(shards) = self.shards.as_mut() {
+            match shards.stats() {
+                Ok(stats) => return stats,
+                Err(e) => self.broken = Some(format!("{e:#}")),
+            }
+        }
+        (
+            self.engine.metrics(),
+            self.engine.memory(),
+            self.engine.watermark(),
+        )
+    }
+
+    /// Writes the engine state into `store` (cleared first). With workers,
+    /// table `shards` holds `count` and one state per shard (key `0`, `1`,
+    /// ...), all in the same store, so they commit together.
+    pub fn save_engine(
+        &mut self,
+        store: &mut dyn varpulis_state::StateStore,
+    ) -> anyhow::Result<()> {
+        let Some(shards) = self.shards.as_mut() else {
+            return self
+                .engine
+                .save_state(store)
+                .map_err(|e| anyhow::anyhow!("{e}"));
+        };
+        let states = shards
+            .save()
+            .inspect_err(|e| self.broken = Some(format!("{e:#}")))?;
+        store.clear()?;
+        store.put(
+            SHARDS_TABLE,
+            b"count",
+            states.len().to_string().into_bytes(),
+        )?;
+        for (i, bytes) in states.into_iter().enumerate() {
+            store.put(SHARDS_TABLE, i.to_string().as_bytes(), bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Restores the engine state [`Job::save_engine`] wrote. A state saved by
+    /// one engine and one saved by one worker are interchangeable; a state
+    /// saved with another number of workers cannot be split again by key:
+    /// with [`varpulis_vm::Compat::Strict`] that is an error saying which
+    /// count to run with, with `Carry` (a server restart) every stream starts
+    /// empty and the report says why.
+    pub fn load_engine(
+        &mut self,
+        store: &dyn varpulis_state::StateStore,
+        compat: varpulis_vm::Compat,
+    ) -> anyhow::Result<varpulis_vm::StateReport> {
+        let saved = saved_workers(store)?;
+        let running = self.workers().unwrap_or(1);
+        if saved != running {
+            if compat == varpulis_vm::Compat::Strict {
+                anyhow::bail!(WorkersMismatch { saved, running });
+            }
+            return Ok(varpulis_vm::StateReport {
+                streams: self
+                    .program
+                    .streams
+                    .iter()
+                    .map(|s| varpulis_vm::StreamState {
+                        name: s.name.to_string(),
+                        from: None,
+                        state: "empty",
+                        reason: "saved with another number of workers",
+                    })
+                    .collect(),
+                removed: Vec::new(),
+            });
+        }
+        let sharded_state = store.get(SHARDS_TABLE, b"count")?.is_some();
+        let mut states = Vec::with_capacity(saved);
+        if sharded_state {
+            for i in 0..saved {
+                let bytes = store
+                    .get(SHARDS_TABLE, i.to_string().as_bytes())?
+                    .ok_or_else(|| anyhow::anyhow!("the state of worker {i} is missing"))?;
+                states.push(varpulis_state::MemoryStore::from_snapshot(&bytes)?);
+            }
+        } else {
+            states.push(engine_tables(store)?);
+        }
+        match self.shards.as_mut() {
+            Some(shards) => shards.load(states, compat),
+            None => {
+                let one = states.pop().unwrap_or_default();
+                self.engine
+                    .load_state_with(&one, compat)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            }
+        }
     }
 
     /// Pushes one `.evt` record; its time is its JSON `timestamp` or its
@@ -382,6 +618,19 @@ impl Job {
         let Some(event) = self.decode_from(raw, time, from)? else {
             return Ok(());
         };
+        if self.shards.is_some() {
+            // One event as a batch of its own (live runs batch their events:
+            // [`Job::push_events`]).
+            let routed = Routed {
+                event,
+                origin,
+                trace_parent: self.trace_parent,
+            };
+            if let Err(e) = self.push_events(vec![routed], out) {
+                self.messages.push(format!("error: {e:#}"));
+            }
+            return Ok(());
+        }
         let start = out.len();
         self.engine.push_from(event, origin, out);
         self.after_engine(start, out);
@@ -489,6 +738,15 @@ impl Job {
     /// Moves the watermark to `ts` (a live run whose sources are idle) and
     /// collects what closes.
     pub fn advance_watermark(&mut self, ts: i64, out: &mut Vec<Output>) {
+        if self.shards.is_some() {
+            match self.run_shards(|s| s.advance_watermark(ts)) {
+                Ok(merged) => {
+                    self.absorb_merged(merged, &[], out);
+                }
+                Err(e) => self.messages.push(format!("error: {e:#}")),
+            }
+            return;
+        }
         let start = out.len();
         out.extend(self.engine.advance_watermark(ts));
         self.after_engine(start, out);
@@ -503,6 +761,15 @@ impl Job {
     /// End of bounded input for the engine only: every open window and timer
     /// fires (sinks stay open).
     pub fn flush_end(&mut self, out: &mut Vec<Output>) {
+        if self.shards.is_some() {
+            match self.run_shards(crate::parallel::Shards::finish) {
+                Ok(merged) => {
+                    self.absorb_merged(merged, &[], out);
+                }
+                Err(e) => self.messages.push(format!("error: {e:#}")),
+            }
+            return;
+        }
         let start = out.len();
         out.extend(self.engine.finish());
         self.after_engine(start, out);
@@ -612,6 +879,75 @@ impl Job {
                 .push(format!("warning: runtime error {}", err.render(spans)));
         }
     }
+}
+
+/// A checkpoint saved with another number of engine workers than the run
+/// has ([`Job::load_engine`]).
+#[derive(Debug)]
+pub struct WorkersMismatch {
+    /// Workers the state was saved with.
+    pub saved: usize,
+    /// Workers of this run.
+    pub running: usize,
+}
+
+impl std::fmt::Display for WorkersMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: usize| if n == 1 { "worker" } else { "workers" };
+        write!(
+            f,
+            "this state was saved with {} {} and this run has {} {}; the state of each \
+             worker holds its own partition keys and cannot be split again: run with \
+             --workers {}, or start afresh with another --state-dir",
+            self.saved,
+            plural(self.saved),
+            self.running,
+            plural(self.running),
+            self.saved
+        )
+    }
+}
+
+/// How many engine workers the state in `store` was saved with (1: one
+/// engine, or no state).
+pub fn saved_workers(store: &dyn varpulis_state::StateStore) -> anyhow::Result<usize> {
+    let Some(bytes) = store.get(SHARDS_TABLE, b"count")? else {
+        return Ok(1);
+    };
+    std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        .filter(|n| (1..=crate::parallel::MAX_WORKERS).contains(n))
+        .ok_or_else(|| anyhow::anyhow!("the checkpoint's worker count is unreadable"))
+}
+
+/// The state of one engine shard as saved in `store`: shard 0's when the
+/// state was saved by workers, else the engine tables themselves.
+pub fn first_engine_state(
+    store: &dyn varpulis_state::StateStore,
+) -> anyhow::Result<varpulis_state::MemoryStore> {
+    match store.get(SHARDS_TABLE, b"0")? {
+        Some(bytes) => Ok(varpulis_state::MemoryStore::from_snapshot(&bytes)?),
+        None => engine_tables(store),
+    }
+}
+
+/// A copy of the tables one engine's [`Engine::save_state`] wrote.
+fn engine_tables(
+    store: &dyn varpulis_state::StateStore,
+) -> anyhow::Result<varpulis_state::MemoryStore> {
+    let mut copy = varpulis_state::MemoryStore::new();
+    let streams = varpulis_vm::saved_streams(store)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map_or(0, |s| s.names.len());
+    let tables =
+        std::iter::once("engine".to_string()).chain((0..streams).map(|i| format!("stream/{i}")));
+    for table in tables {
+        for (k, v) in store.scan(&table)? {
+            copy.put(&table, &k, v)?;
+        }
+    }
+    Ok(copy)
 }
 
 /// The message key of a `.to(Conn, key: field)` site: the text of that

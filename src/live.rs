@@ -562,6 +562,9 @@ impl LiveRun {
             return Ok(false);
         }
         self.live.on_idle(&mut self.job);
+        if let Some(why) = self.job.broken() {
+            anyhow::bail!("the engine workers stopped: {why}");
+        }
         self.write_messages()?;
         self.live
             .write_outputs(self.out.writer())
@@ -604,16 +607,27 @@ impl LiveRun {
                 "{why}; an update that changes sources restarts the pipeline instead"
             ));
         }
+        if let Some(workers) = self.job.workers() {
+            let routing = |p: &Program| crate::parallel::plan(p).map(|plan| plan.keys);
+            if workers > 1 && routing(&self.program) != routing(&program) {
+                return Err(
+                    "the new program routes events to its workers by other partition keys; \
+                     an update that changes partition keys restarts the pipeline instead"
+                        .into(),
+                );
+            }
+        }
         let mut next = Job::without_sinks(program, job_options).map_err(|e| format!("{e:#}"))?;
+        if let Some(workers) = self.job.workers() {
+            next.start_workers(workers).map_err(|e| format!("{e:#}"))?;
+        }
         let mut state = varpulis_state::MemoryStore::new();
         self.job
-            .engine()
-            .save_state(&mut state)
-            .map_err(|e| format!("cannot take the running state: {e}"))?;
+            .save_engine(&mut state)
+            .map_err(|e| format!("cannot take the running state: {e:#}"))?;
         let report = next
-            .engine()
-            .load_state_with(&state, varpulis_vm::Compat::Carry)
-            .map_err(|e| format!("cannot move the state to the new program: {e}"))?;
+            .load_engine(&state, varpulis_vm::Compat::Carry)
+            .map_err(|e| format!("cannot move the state to the new program: {e:#}"))?;
         // Everything the old program emitted is delivered (or durably staged) before its
         // sinks close: nothing is lost, nothing is sent twice.
         let deadline = Instant::now() + self.options.checkpoint_timeout;
@@ -734,9 +748,7 @@ impl LiveRun {
         }
         self.last_observed = Instant::now();
         let listeners = self.listeners();
-        let engine = self.job.engine().metrics();
-        let memory = self.job.engine().memory();
-        let watermark = self.job.engine().watermark();
+        let (engine, memory, watermark) = self.job.engine_stats();
         let program = self.program.clone();
         let sinks = self.job.sink_metrics();
         let sources: Vec<(String, String, bool)> = self
@@ -1396,6 +1408,32 @@ impl Pending {
     }
 }
 
+/// Decoded events waiting to run on a job's engine workers, with what the
+/// host measures of each.
+#[derive(Default)]
+struct Pushing {
+    events: Vec<crate::job::Routed>,
+    meta: Vec<BatchMeta>,
+}
+
+impl Pushing {
+    /// A batch when `job` runs on workers (`None`: events run one by one).
+    fn for_job(job: &Job) -> Option<Pushing> {
+        job.workers().map(|_| Pushing::default())
+    }
+}
+
+/// A decoded event, or why it is skipped.
+type Decoded = Result<RawEvent, (&'static str, String)>;
+
+/// What the host keeps of one batched event.
+struct BatchMeta {
+    received: Instant,
+    connector: String,
+    /// Its `varpulis.event` span and the event, when traced.
+    span: Option<(Span, Decoded)>,
+}
+
 /// Events held back at most: past this the oldest are released anyway (a
 /// source far behind the others cannot make the host grow without bound).
 const MAX_PENDING: usize = 100_000;
@@ -1696,25 +1734,90 @@ impl Live {
     /// time order.
     fn release(&mut self, job: &mut Job, trace: &RunTrace) -> Result<(), InputProblem> {
         let bound = self.bound();
+        let mut batch = Pushing::for_job(job);
         while let Some(Reverse(top)) = self.pending.peek() {
             let due = bound.is_some_and(|b| top.time <= b) || self.pending.len() > MAX_PENDING;
             if !due {
                 break;
             }
-            self.run_next(job, trace)?;
+            self.run_next(job, trace, batch.as_mut())?;
+            self.run_batch_if_full(job, trace, batch.as_mut());
+        }
+        if let Some(b) = batch.as_mut() {
+            self.run_batch(job, trace, b);
         }
         Ok(())
     }
 
     /// Runs everything pending (the sources have stopped).
     fn release_all(&mut self, job: &mut Job, trace: &RunTrace) -> Result<(), InputProblem> {
+        let mut batch = Pushing::for_job(job);
         while !self.pending.is_empty() {
-            self.run_next(job, trace)?;
+            self.run_next(job, trace, batch.as_mut())?;
+            self.run_batch_if_full(job, trace, batch.as_mut());
+        }
+        if let Some(b) = batch.as_mut() {
+            self.run_batch(job, trace, b);
         }
         Ok(())
     }
 
-    fn run_next(&mut self, job: &mut Job, trace: &RunTrace) -> Result<(), InputProblem> {
+    fn run_batch_if_full(&mut self, job: &mut Job, trace: &RunTrace, batch: Option<&mut Pushing>) {
+        if let Some(b) = batch.filter(|b| b.events.len() >= DRAIN_BATCH) {
+            self.run_batch(job, trace, b);
+        }
+    }
+
+    /// Runs a batch of decoded events on the job's engine workers, then
+    /// measures latency and ends the events' trace spans.
+    fn run_batch(&mut self, job: &mut Job, trace: &RunTrace, batch: &mut Pushing) {
+        if batch.events.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut batch.events);
+        let meta = std::mem::take(&mut batch.meta);
+        let before = self.outputs.len();
+        let causes = match job.push_events(events, &mut self.outputs) {
+            Ok(causes) => causes,
+            // The job is broken now and the loop stops on it.
+            Err(_) => return,
+        };
+        let now = Instant::now();
+        let mut caused: Vec<Vec<usize>> = vec![Vec::new(); meta.len()];
+        for (k, cause) in causes.iter().enumerate() {
+            let o = before + k;
+            let Some(i) = *cause else { continue };
+            if let Some(list) = caused.get_mut(i) {
+                list.push(o);
+            }
+            let (Some(m), Some(out)) = (meta.get(i), self.outputs.get(o)) else {
+                continue;
+            };
+            if let Some(h) = self
+                .stream_index
+                .get(&out.stream)
+                .and_then(|&s| self.latency.get_mut(s))
+            {
+                h.observe(now.saturating_duration_since(m.received));
+            }
+        }
+        for (m, outs) in meta.into_iter().zip(caused) {
+            if let Some((span, raw)) = m.span {
+                let outputs: Vec<Output> = outs
+                    .iter()
+                    .filter_map(|&o| self.outputs.get(o).cloned())
+                    .collect();
+                trace.end_event(span, &raw, &m.connector, &outputs);
+            }
+        }
+    }
+
+    fn run_next(
+        &mut self,
+        job: &mut Job,
+        trace: &RunTrace,
+        batch: Option<&mut Pushing>,
+    ) -> Result<(), InputProblem> {
         let Some(Reverse(p)) = self.pending.pop() else {
             return Ok(());
         };
@@ -1729,6 +1832,41 @@ impl Live {
         // per-event path otherwise.
         let skipped = |job: &Job| job.stats().skipped.values().sum::<u64>();
         let skipped_before = self.dead_letter.as_ref().map(|_| skipped(job));
+        if let Some(batch) = batch {
+            // Engine workers: decode now (bad input is counted and
+            // dead-lettered in order), run with the batch.
+            let result = match &p.raw {
+                Ok(raw) => job.decode_from(raw, Some(p.time), from).map(|event| {
+                    if let Some(event) = event {
+                        let (span, trace_parent) = match p.trace_parent.as_ref() {
+                            Some(parent) => {
+                                let (span, context) = trace.event(parent);
+                                (span, Some(context))
+                            }
+                            None => (None, None),
+                        };
+                        batch.events.push(crate::job::Routed {
+                            event,
+                            origin: Some(u32::try_from(p.sub).unwrap_or(u32::MAX)),
+                            trace_parent,
+                        });
+                        batch.meta.push(BatchMeta {
+                            received: p.received,
+                            connector: connector.to_string(),
+                            span: span.map(|s| (s, p.raw.clone())),
+                        });
+                    }
+                }),
+                Err((kind, message)) => job.rejected_from(from, kind, message.clone()),
+            };
+            if skipped_before.is_some_and(|before| skipped(job) > before) {
+                if let Some(d) = self.dead_letter.as_mut() {
+                    let place = format!("connector `{connector}` ({})", p.place);
+                    d.write(&place, &p.payload, job);
+                }
+            }
+            return result;
+        }
         let before = self.outputs.len();
         // Only an event that came with a trace context is traced on its own;
         // the others cost nothing here.
@@ -1777,9 +1915,7 @@ impl Live {
         checkpoints: Option<(u64, u64)>,
         trace_spans_dropped: u64,
     ) -> String {
-        let engine = job.engine().metrics();
-        let memory = job.engine().memory();
-        let watermark = job.engine().watermark();
+        let (engine, memory, watermark) = job.engine_stats();
         let program = job.program().clone();
         let sinks = job.sink_metrics();
         crate::metrics::render(&crate::metrics::Snapshot {

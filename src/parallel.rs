@@ -34,7 +34,11 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use varpulis_program::{
     Chunk, Event, InputRef, Instr, OpSpec, Program, SchemaId, SourceSpec, Value, ValueKey,
 };
-use varpulis_vm::{Engine, EngineConfig, Metrics, Output, RuntimeError, SideOutput};
+use varpulis_state::{MemoryStore, StateStore};
+use varpulis_vm::memory::StreamMemory;
+use varpulis_vm::{
+    Compat, Engine, EngineConfig, Metrics, Output, RuntimeError, SideOutput, StateReport,
+};
 
 use crate::input::Records;
 use crate::job::{InputProblem, Job, JobStats};
@@ -277,21 +281,46 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
 
 /// One input position as a shard sees it.
 enum Item {
-    /// The shard owns the event: run it.
-    Own(Event),
+    /// The shard owns the event: run it (with the connector subscription it
+    /// came from, in a live run).
+    Own(Event, Option<u32>),
     /// Another shard runs it: only its time counts here.
     Time { ty: SchemaId, time: i64 },
 }
 
 /// A message to a shard.
-enum ToShard {
+enum Cmd {
     /// The next input positions, one item each.
     Batch(Vec<Item>),
-    /// End of input: fire what is open (with a final flush) and stop.
+    /// The sources are idle: move the watermark (one position).
+    Watermark(i64),
+    /// End of input: fire what is open (the final flush).
     Finish,
+    /// Save the engine state (a checkpoint or a hot update).
+    Save,
+    /// Replace the engine state with a saved one.
+    Load(Box<MemoryStore>, Compat),
+    /// Counters, memory and watermark for metrics.
+    Stats,
 }
 
-/// What a shard produced for one batch, tagged with input positions.
+/// A shard's answer to one [`Cmd`].
+enum Reply {
+    Ran(FromShard),
+    Saved(Result<Vec<u8>, String>),
+    Loaded(Result<StateReport, String>),
+    Stats(Box<ShardStats>),
+}
+
+/// What one shard reports for metrics.
+struct ShardStats {
+    metrics: Metrics,
+    memory: Vec<StreamMemory>,
+    watermark: Option<i64>,
+}
+
+/// What a shard produced for one batch, tagged with input positions
+/// (indexes into the batch; [`END`] for the final flush).
 #[derive(Default)]
 struct FromShard {
     outputs: Vec<(u64, Output)>,
@@ -356,14 +385,18 @@ pub fn run<R: std::io::BufRead + Send>(
     let batch = layout.batch.clamp(1, BATCH);
 
     std::thread::scope(|scope| -> anyhow::Result<Outcome> {
-        let mut to_shards: Vec<Sender<ToShard>> = Vec::new();
-        let mut from_shards: Vec<Receiver<FromShard>> = Vec::new();
+        let mut to_shards: Vec<Sender<Cmd>> = Vec::new();
+        let mut from_shards: Vec<Receiver<Reply>> = Vec::new();
         let mut shard_handles = Vec::new();
         for _ in 0..workers {
-            let (tx, rx) = bounded::<ToShard>(QUEUE);
-            let (otx, orx) = bounded::<FromShard>(QUEUE);
+            let (tx, rx) = bounded::<Cmd>(QUEUE);
+            let (otx, orx) = bounded::<Reply>(QUEUE);
             let program = program.clone();
-            shard_handles.push(scope.spawn(move || shard(program, config, rx, otx)));
+            shard_handles.push(scope.spawn(move || {
+                let engine =
+                    Engine::with_config(program, config).map_err(|e| anyhow::anyhow!("{e}"))?;
+                Ok::<_, anyhow::Error>(serve(engine, rx, otx))
+            }));
             to_shards.push(tx);
             from_shards.push(orx);
         }
@@ -380,8 +413,8 @@ pub fn run<R: std::io::BufRead + Send>(
         let mut errors: Vec<RuntimeError> = Vec::new();
         'rounds: loop {
             for rx in &from_shards {
-                let Ok(part) = rx.recv() else {
-                    // A shard ended: after the final batch every shard ends.
+                // A shard ended: after the final batch every shard ends.
+                let Ok(Reply::Ran(part)) = rx.recv() else {
                     break 'rounds;
                 };
                 for (pos, o) in part.outputs {
@@ -431,6 +464,290 @@ pub fn run<R: std::io::BufRead + Send>(
     })
 }
 
+/// What a round of the shards produced, merged in the canonical order. Each
+/// item carries the index of the batch event that caused it (`None`: a
+/// watermark move or the final flush).
+#[derive(Default)]
+pub struct Merged {
+    /// Visible outputs with their JSON text.
+    pub outputs: Vec<(Option<usize>, Output, Vec<u8>)>,
+    /// Print/log lines and sink records.
+    pub side: Vec<(Option<usize>, SideOutput)>,
+    /// Runtime errors.
+    pub errors: Vec<RuntimeError>,
+}
+
+/// Engine shards on their own threads that a live run keeps for its whole
+/// life ([`crate::job::Job::with_workers`]): the host hands them one batch
+/// of events at a time and gets the merged results back, in the canonical
+/// order of [`run`]; checkpoints save one state per shard.
+///
+/// Each shard has a bounded command queue and a bounded reply queue; a round
+/// sends one command to every shard and waits for every answer, so the host
+/// loop (and behind it the sources' bounded queue) waits for the slowest
+/// shard: back-pressure, not buffering.
+pub struct Shards {
+    plan: ShardPlan,
+    to: Vec<Sender<Cmd>>,
+    from: Vec<Receiver<Reply>>,
+    handles: Vec<std::thread::JoinHandle<Metrics>>,
+    stream_index: HashMap<Arc<str>, usize>,
+    /// Input positions routed so far (keyless events go round-robin by it).
+    pos: u64,
+}
+
+impl Shards {
+    /// Starts `workers` engine shards running `program`, routed by `plan`.
+    pub fn start(
+        program: Arc<Program>,
+        config: EngineConfig,
+        workers: usize,
+        plan: ShardPlan,
+    ) -> anyhow::Result<Shards> {
+        let workers = workers.clamp(1, MAX_WORKERS);
+        let mut shards = Shards {
+            plan,
+            to: Vec::new(),
+            from: Vec::new(),
+            handles: Vec::new(),
+            stream_index: program
+                .streams
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.name.clone(), i))
+                .collect(),
+            pos: 0,
+        };
+        for i in 0..workers {
+            let (tx, rx) = bounded::<Cmd>(QUEUE);
+            let (otx, orx) = bounded::<Reply>(QUEUE);
+            let (ready_tx, ready) = bounded::<Result<(), String>>(1);
+            let program = program.clone();
+            // An engine stays on the thread that made it.
+            let handle = std::thread::Builder::new()
+                .name(format!("varpulis-shard-{i}"))
+                .spawn(move || match Engine::with_config(program, config) {
+                    Ok(engine) => {
+                        let _ = ready_tx.send(Ok(()));
+                        serve(engine, rx, otx)
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        Metrics::default()
+                    }
+                })
+                .map_err(|e| anyhow::anyhow!("cannot start engine worker {i}: {e}"))?;
+            shards.to.push(tx);
+            shards.from.push(orx);
+            shards.handles.push(handle);
+            match ready.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => anyhow::bail!("engine worker {i}: {e}"),
+                Err(_) => anyhow::bail!("engine worker {i} stopped unexpectedly"),
+            }
+        }
+        Ok(shards)
+    }
+
+    /// The number of shards.
+    pub fn workers(&self) -> usize {
+        self.to.len()
+    }
+
+    /// Sends `cmd(i)` to every shard `i` and collects the answers in shard
+    /// order.
+    fn round(&mut self, mut cmd: impl FnMut(usize) -> Cmd) -> anyhow::Result<Vec<Reply>> {
+        for (i, tx) in self.to.iter().enumerate() {
+            tx.send(cmd(i))
+                .map_err(|_| anyhow::anyhow!("engine worker {i} stopped unexpectedly"))?;
+        }
+        let mut replies = Vec::with_capacity(self.from.len());
+        for (i, rx) in self.from.iter().enumerate() {
+            replies.push(
+                rx.recv()
+                    .map_err(|_| anyhow::anyhow!("engine worker {i} stopped unexpectedly"))?,
+            );
+        }
+        Ok(replies)
+    }
+
+    /// Runs `events` (each with the subscription it came from): each goes to
+    /// the shard that owns its key, its time to the others.
+    pub fn run(&mut self, events: Vec<(Event, Option<u32>)>) -> anyhow::Result<Merged> {
+        if events.is_empty() {
+            return Ok(Merged::default());
+        }
+        let n = self.workers();
+        let mut batches: Vec<Vec<Item>> =
+            (0..n).map(|_| Vec::with_capacity(events.len())).collect();
+        for (event, origin) in events {
+            let own = self.plan.owner(&event, self.pos, n);
+            self.pos += 1;
+            let (ty, time) = (event.type_id, event.time);
+            let mut event = Some(event);
+            for (i, b) in batches.iter_mut().enumerate() {
+                if i == own {
+                    if let Some(ev) = event.take() {
+                        b.push(Item::Own(ev, origin));
+                    }
+                } else {
+                    b.push(Item::Time { ty, time });
+                }
+            }
+        }
+        let mut batches = batches.into_iter();
+        let replies = self.round(|_| Cmd::Batch(batches.next().unwrap_or_default()))?;
+        Ok(self.merge(replies))
+    }
+
+    /// Moves every shard's watermark to `ts` (idle sources).
+    pub fn advance_watermark(&mut self, ts: i64) -> anyhow::Result<Merged> {
+        let replies = self.round(|_| Cmd::Watermark(ts))?;
+        Ok(self.merge(replies))
+    }
+
+    /// End of input: every shard fires what is open.
+    pub fn finish(&mut self) -> anyhow::Result<Merged> {
+        let replies = self.round(|_| Cmd::Finish)?;
+        Ok(self.merge(replies))
+    }
+
+    /// Each shard's engine state, as [`MemoryStore`] snapshot bytes, in
+    /// shard order.
+    pub fn save(&mut self) -> anyhow::Result<Vec<Vec<u8>>> {
+        let replies = self.round(|_| Cmd::Save)?;
+        replies
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| match r {
+                Reply::Saved(Ok(bytes)) => Ok(bytes),
+                Reply::Saved(Err(e)) => Err(anyhow::anyhow!(
+                    "engine worker {i} cannot save its state: {e}"
+                )),
+                _ => Err(anyhow::anyhow!("engine worker {i} answered out of turn")),
+            })
+            .collect()
+    }
+
+    /// Loads one saved state per shard (`states[i]` into shard `i`; as many
+    /// as there are shards). The report is shard 0's: every shard runs the
+    /// same program, so every shard's report is the same.
+    pub fn load(
+        &mut self,
+        states: Vec<MemoryStore>,
+        compat: Compat,
+    ) -> anyhow::Result<StateReport> {
+        if states.len() != self.workers() {
+            anyhow::bail!(
+                "{} saved states for {} engine workers",
+                states.len(),
+                self.workers()
+            );
+        }
+        let mut states = states.into_iter();
+        let replies =
+            self.round(|_| Cmd::Load(Box::new(states.next().unwrap_or_default()), compat))?;
+        let mut first = None;
+        for (i, r) in replies.into_iter().enumerate() {
+            match r {
+                Reply::Loaded(Ok(report)) => {
+                    first.get_or_insert(report);
+                }
+                Reply::Loaded(Err(e)) => anyhow::bail!("engine worker {i}: {e}"),
+                _ => anyhow::bail!("engine worker {i} answered out of turn"),
+            }
+        }
+        Ok(first.unwrap_or_default())
+    }
+
+    /// The shards' counters and memory, summed, and their watermark (the
+    /// same in every shard: time is broadcast).
+    pub fn stats(&mut self) -> anyhow::Result<(Metrics, Vec<StreamMemory>, Option<i64>)> {
+        let replies = self.round(|_| Cmd::Stats)?;
+        let mut metrics = Metrics::default();
+        let mut memory: Vec<StreamMemory> = Vec::new();
+        let mut watermark = None;
+        for r in replies {
+            let Reply::Stats(s) = r else {
+                anyhow::bail!("an engine worker answered out of turn");
+            };
+            add_metrics(&mut metrics, &s.metrics);
+            add_memory(&mut memory, s.memory);
+            watermark = watermark.or(s.watermark);
+        }
+        Ok((metrics, memory, watermark))
+    }
+
+    /// Merges one round's answers: by position (the end of input last),
+    /// event time, stream, JSON text.
+    fn merge(&self, replies: Vec<Reply>) -> Merged {
+        let mut outputs: Vec<(u64, i64, usize, Vec<u8>, Output)> = Vec::new();
+        let mut side: Vec<(u64, Vec<u8>, SideOutput)> = Vec::new();
+        let mut errors = Vec::new();
+        for r in replies {
+            let Reply::Ran(part) = r else { continue };
+            for (pos, o) in part.outputs {
+                let mut bytes = Vec::with_capacity(128);
+                crate::output::write_json(&mut bytes, &o);
+                let si = self
+                    .stream_index
+                    .get(&o.stream)
+                    .copied()
+                    .unwrap_or(usize::MAX);
+                outputs.push((pos, o.time, si, bytes, o));
+            }
+            for (pos, s) in part.side {
+                side.push((pos, side_key(&s), s));
+            }
+            errors.extend(part.errors);
+        }
+        outputs.sort_by(|a, b| (a.0, a.1, a.2, &a.3).cmp(&(b.0, b.1, b.2, &b.3)));
+        side.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let index = |pos: u64| (pos != END).then(|| usize::try_from(pos).ok()).flatten();
+        Merged {
+            outputs: outputs
+                .into_iter()
+                .map(|(pos, _, _, b, o)| (index(pos), o, b))
+                .collect(),
+            side: side
+                .into_iter()
+                .map(|(pos, _, s)| (index(pos), s))
+                .collect(),
+            errors,
+        }
+    }
+}
+
+impl Drop for Shards {
+    /// Closes the queues and waits for the shard threads to end.
+    fn drop(&mut self) {
+        self.to.clear();
+        self.from.clear();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Adds one shard's memory to the sum, stream by stream and operator by
+/// operator (every shard runs the same plan).
+fn add_memory(sum: &mut Vec<StreamMemory>, shard: Vec<StreamMemory>) {
+    if sum.is_empty() {
+        *sum = shard;
+        return;
+    }
+    for (s, t) in sum.iter_mut().zip(shard) {
+        for (o, p) in s.ops.iter_mut().zip(t.ops) {
+            o.bytes += p.bytes;
+            o.keys += p.keys;
+            o.runs += p.runs;
+            o.evictions.lru += p.evictions.lru;
+            o.evictions.fifo += p.evictions.fifo;
+            o.evictions.idle += p.evictions.idle;
+        }
+    }
+}
+
 /// The canonical order of side outputs within one input position.
 fn side_key(s: &SideOutput) -> Vec<u8> {
     match s {
@@ -453,7 +770,7 @@ fn route<R: std::io::BufRead>(
     decoder: &mut Job,
     records: Records<R>,
     plan: &ShardPlan,
-    shards: Vec<Sender<ToShard>>,
+    shards: Vec<Sender<Cmd>>,
     batch: usize,
 ) -> anyhow::Result<(JobStats, Option<InputProblem>)> {
     let n = shards.len();
@@ -463,11 +780,8 @@ fn route<R: std::io::BufRead>(
     let mut stderr = std::io::stderr();
     let send_all = |batches: &mut Vec<Vec<Item>>| -> anyhow::Result<()> {
         for (tx, b) in shards.iter().zip(batches.iter_mut()) {
-            tx.send(ToShard::Batch(std::mem::replace(
-                b,
-                Vec::with_capacity(batch),
-            )))
-            .map_err(|_| anyhow::anyhow!("an engine worker stopped"))?;
+            tx.send(Cmd::Batch(std::mem::replace(b, Vec::with_capacity(batch))))
+                .map_err(|_| anyhow::anyhow!("an engine worker stopped"))?;
         }
         Ok(())
     };
@@ -490,7 +804,7 @@ fn route<R: std::io::BufRead>(
         for (i, b) in batches.iter_mut().enumerate() {
             if i == own {
                 if let Some(ev) = event.take() {
-                    b.push(Item::Own(ev));
+                    b.push(Item::Own(ev, None));
                 }
             } else {
                 b.push(Item::Time { ty, time });
@@ -505,49 +819,70 @@ fn route<R: std::io::BufRead>(
         send_all(&mut batches)?;
     }
     for tx in &shards {
-        tx.send(ToShard::Finish)
+        tx.send(Cmd::Finish)
             .map_err(|_| anyhow::anyhow!("an engine worker stopped"))?;
     }
     Ok((decoder.stats().clone(), failed))
 }
 
-/// One engine shard: runs its batches and answers each with its tagged
-/// results; returns its counters.
-fn shard(
-    program: Arc<Program>,
-    config: EngineConfig,
-    rx: Receiver<ToShard>,
-    tx: Sender<FromShard>,
-) -> anyhow::Result<Metrics> {
-    let mut engine = Engine::with_config(program, config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut pos: u64 = 0;
+/// One engine shard: answers each command in order until its channel
+/// closes; returns its counters. Positions are indexes into each batch, so
+/// the merger orders one round at a time.
+fn serve(mut engine: Engine, rx: Receiver<Cmd>, tx: Sender<Reply>) -> Metrics {
     let mut scratch = Vec::new();
-    while let Ok(msg) = rx.recv() {
-        let mut part = FromShard::default();
-        let finish = match msg {
-            ToShard::Batch(items) => {
-                for item in items {
+    while let Ok(cmd) = rx.recv() {
+        let reply = match cmd {
+            Cmd::Batch(items) => {
+                let mut part = FromShard::default();
+                for (pos, item) in (0u64..).zip(items) {
                     match item {
-                        Item::Own(ev) => engine.push_from(ev, None, &mut scratch),
+                        Item::Own(ev, origin) => engine.push_from(ev, origin, &mut scratch),
                         Item::Time { ty, time } => engine.observe_time(ty, time, &mut scratch),
                     }
                     tag(&mut engine, pos, &mut scratch, &mut part);
-                    pos += 1;
                 }
-                false
+                part.errors = engine.take_errors();
+                Reply::Ran(part)
             }
-            ToShard::Finish => {
+            Cmd::Watermark(ts) => {
+                let mut part = FromShard::default();
+                scratch.extend(engine.advance_watermark(ts));
+                tag(&mut engine, 0, &mut scratch, &mut part);
+                part.errors = engine.take_errors();
+                Reply::Ran(part)
+            }
+            Cmd::Finish => {
+                let mut part = FromShard::default();
                 scratch.extend(engine.finish());
                 tag(&mut engine, END, &mut scratch, &mut part);
-                true
+                part.errors = engine.take_errors();
+                Reply::Ran(part)
             }
+            Cmd::Save => {
+                let mut store = MemoryStore::new();
+                Reply::Saved(
+                    engine
+                        .save_state(&mut store)
+                        .map_err(|e| e.to_string())
+                        .and_then(|()| store.snapshot().map_err(|e| e.to_string())),
+                )
+            }
+            Cmd::Load(store, compat) => Reply::Loaded(
+                engine
+                    .load_state_with(store.as_ref(), compat)
+                    .map_err(|e| e.to_string()),
+            ),
+            Cmd::Stats => Reply::Stats(Box::new(ShardStats {
+                metrics: engine.metrics(),
+                memory: engine.memory(),
+                watermark: engine.watermark(),
+            })),
         };
-        part.errors = engine.take_errors();
-        if tx.send(part).is_err() || finish {
+        if tx.send(reply).is_err() {
             break;
         }
     }
-    Ok(engine.metrics())
+    engine.metrics()
 }
 
 /// Moves what the engine produced for input position `pos` into `part`.
@@ -563,6 +898,18 @@ fn add_metrics(sum: &mut Metrics, m: &Metrics) {
     sum.late += m.late;
     sum.dropped += m.dropped;
     sum.runtime_errors += m.runtime_errors;
+    for (a, b) in [
+        (&mut sum.out_per_stream, &m.out_per_stream),
+        (&mut sum.late_per_stream, &m.late_per_stream),
+        (&mut sum.errors_per_stream, &m.errors_per_stream),
+    ] {
+        if a.len() < b.len() {
+            a.resize(b.len(), 0);
+        }
+        for (x, y) in a.iter_mut().zip(b) {
+            *x += y;
+        }
+    }
     let (p, q) = (&mut sum.patterns, &m.patterns);
     p.active_runs += q.active_runs;
     p.partitions += q.partitions;
