@@ -284,12 +284,18 @@ impl Checkpointer {
         })
     }
 
-    /// What a restore of this checkpoint into `program` would keep, stream by
-    /// stream (`None`: there is no checkpoint).
+    /// What a restore of this checkpoint into `program` on `workers` engine
+    /// workers (1: one engine) would keep, stream by stream (`None`: there is
+    /// no checkpoint). A state saved with another number of workers is not
+    /// kept ([`Job::load_engine`]).
     pub fn preview(
         &self,
         program: &varpulis_program::Program,
+        workers: usize,
     ) -> anyhow::Result<Option<varpulis_vm::StateReport>> {
+        if self.recovered && crate::job::saved_workers(self.store.as_ref())? != workers {
+            return Ok(Some(crate::job::emptied(program)));
+        }
         let engine = crate::job::first_engine_state(self.store.as_ref())
             .with_context(|| format!("cannot read the checkpoint in `{}`", self.dir.display()))?;
         let saved = varpulis_vm::saved_streams(&engine)

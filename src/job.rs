@@ -545,20 +545,7 @@ impl Job {
             if compat == varpulis_vm::Compat::Strict {
                 anyhow::bail!(WorkersMismatch { saved, running });
             }
-            return Ok(varpulis_vm::StateReport {
-                streams: self
-                    .program
-                    .streams
-                    .iter()
-                    .map(|s| varpulis_vm::StreamState {
-                        name: s.name.to_string(),
-                        from: None,
-                        state: "empty",
-                        reason: "saved with another number of workers",
-                    })
-                    .collect(),
-                removed: Vec::new(),
-            });
+            return Ok(emptied(&self.program));
         }
         let sharded_state = store.get(SHARDS_TABLE, b"count")?.is_some();
         let mut states = Vec::with_capacity(saved);
@@ -905,6 +892,24 @@ impl std::fmt::Display for WorkersMismatch {
             plural(self.running),
             self.saved
         )
+    }
+}
+
+/// The report of a restore that keeps nothing because the state was saved
+/// with another number of engine workers.
+pub fn emptied(program: &Program) -> varpulis_vm::StateReport {
+    varpulis_vm::StateReport {
+        streams: program
+            .streams
+            .iter()
+            .map(|s| varpulis_vm::StreamState {
+                name: s.name.to_string(),
+                from: None,
+                state: "empty",
+                reason: "saved with another number of workers",
+            })
+            .collect(),
+        removed: Vec::new(),
     }
 }
 

@@ -607,17 +607,11 @@ impl LiveRun {
                 "{why}; an update that changes sources restarts the pipeline instead"
             ));
         }
-        if let Some(workers) = self.job.workers() {
-            let routing = |p: &Program| crate::parallel::plan(p).map(|plan| plan.keys);
-            if workers > 1 && routing(&self.program) != routing(&program) {
-                return Err(
-                    "the new program routes events to its workers by other partition keys; \
-                     an update that changes partition keys restarts the pipeline instead"
-                        .into(),
-                );
-            }
-        }
         let mut next = Job::without_sinks(program, job_options).map_err(|e| format!("{e:#}"))?;
+        // As many workers as before: each shard's state moves to its
+        // successor. A stream that keeps its state keeps its definition, so
+        // its events are routed by the same key; a type whose routing
+        // changes feeds no kept per-key state.
         if let Some(workers) = self.job.workers() {
             next.start_workers(workers).map_err(|e| format!("{e:#}"))?;
         }
