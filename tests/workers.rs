@@ -574,3 +574,86 @@ fn a_live_program_that_cannot_be_split_is_refused_before_it_starts() {
         "{err}"
     );
 }
+
+/// Bytes the process has read so far (`rchar` of /proc/PID/io).
+fn bytes_read(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+#[test]
+fn a_slow_output_holds_the_sources_back_on_two_workers() {
+    use std::io::Read;
+    const EVENTS: u64 = 400_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut input = String::with_capacity(EVENTS as usize * 64);
+    for i in 0..EVENTS {
+        input.push_str(&format!(
+            "{{\"zone\":\"z{}\",\"temp\":{}.5,\"timestamp\":{}}}\n",
+            i % 13,
+            i % 90,
+            1_700_000_000_000 + i
+        ));
+    }
+    let input_len = input.len() as u64;
+    write(dir.path(), "in.jsonl", &input);
+    write(
+        dir.path(),
+        "rules.vpl",
+        "event Reading:\n    zone: str\n    temp: float\n\nconnector In = file (path: \"in.jsonl\")\n\n\
+         stream Every = Reading.from(In)\n    .emit(zone: zone, temp: temp)\n\n\
+         stream Counts = Reading.from(In)\n    .partition_by(zone)\n    .window(100)\n    \
+         .aggregate(n: count())\n    .emit(zone: zone, n: n)\n",
+    );
+    // Nobody reads the output for now: the pipe fills and the run must stop
+    // reading its source instead of buffering it.
+    let mut child = live(
+        &["rules.vpl", "--workers", "2", "--idle-timeout", "0"],
+        dir.path(),
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("start varpulis");
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut last = 0;
+    let stalled = loop {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let now = bytes_read(pid).expect("/proc/PID/io of the run");
+        if now == last && now > 0 {
+            break now;
+        }
+        last = now;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never stopped reading ({now} of {input_len} bytes)"
+        );
+    };
+    assert!(
+        stalled < input_len / 4,
+        "with its output blocked the run read {stalled} of {input_len} input bytes"
+    );
+    // Reading the output lets it go on to the end, with nothing lost.
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read the outputs");
+    let status = child.wait().expect("wait");
+    assert!(status.success());
+    let every = out
+        .lines()
+        .filter(|l| l.contains("\"stream\":\"Every\""))
+        .count();
+    assert_eq!(every as u64, EVENTS);
+    let counts = out
+        .lines()
+        .filter(|l| l.contains("\"stream\":\"Counts\""))
+        .count();
+    assert!(counts > 0);
+}
