@@ -145,8 +145,9 @@ enum Command {
         /// the export requests' headers.
         #[arg(long, value_name = "URL")]
         otlp_endpoint: Option<String>,
-        /// Run on N engine shards, routed by partition key (`--input` runs; the output is the
-        /// same for every N, in a canonical order: docs/RUNTIME.md#workers). Default: the
+        /// Run on N engine shards, routed by partition key, over connector sources or
+        /// `--input` (the output is the same for every N, in a canonical order; a --state-dir
+        /// restarts only with the N it was saved with: docs/RUNTIME.md#workers). Default: the
         /// program's `.concurrent(workers: N)`, else one engine in arrival order.
         #[arg(short = 'w', long, value_name = "N")]
         workers: Option<usize>,
