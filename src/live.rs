@@ -1729,31 +1729,40 @@ impl Live {
     fn release(&mut self, job: &mut Job, trace: &RunTrace) -> Result<(), InputProblem> {
         let bound = self.bound();
         let mut batch = Pushing::for_job(job);
+        let mut result = Ok(());
         while let Some(Reverse(top)) = self.pending.peek() {
             let due = bound.is_some_and(|b| top.time <= b) || self.pending.len() > MAX_PENDING;
             if !due {
                 break;
             }
-            self.run_next(job, trace, batch.as_mut())?;
+            result = self.run_next(job, trace, batch.as_mut());
+            if result.is_err() {
+                break;
+            }
             self.run_batch_if_full(job, trace, batch.as_mut());
         }
+        // The events before a fatal one run, as they do on one engine.
         if let Some(b) = batch.as_mut() {
             self.run_batch(job, trace, b);
         }
-        Ok(())
+        result
     }
 
     /// Runs everything pending (the sources have stopped).
     fn release_all(&mut self, job: &mut Job, trace: &RunTrace) -> Result<(), InputProblem> {
         let mut batch = Pushing::for_job(job);
+        let mut result = Ok(());
         while !self.pending.is_empty() {
-            self.run_next(job, trace, batch.as_mut())?;
+            result = self.run_next(job, trace, batch.as_mut());
+            if result.is_err() {
+                break;
+            }
             self.run_batch_if_full(job, trace, batch.as_mut());
         }
         if let Some(b) = batch.as_mut() {
             self.run_batch(job, trace, b);
         }
-        Ok(())
+        result
     }
 
     fn run_batch_if_full(&mut self, job: &mut Job, trace: &RunTrace, batch: Option<&mut Pushing>) {

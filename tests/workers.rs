@@ -657,3 +657,34 @@ fn a_slow_output_holds_the_sources_back_on_two_workers() {
         .count();
     assert!(counts > 0);
 }
+
+#[test]
+fn strict_live_runs_on_workers_run_every_event_before_the_bad_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "in.jsonl",
+        "{\"zone\":\"a\",\"temp\":1}\n{\"zone\":\"b\",\"temp\":2}\n{broken\n{\"zone\":\"c\",\"temp\":3}\n",
+    );
+    write(
+        dir.path(),
+        "rules.vpl",
+        "event Reading:\n    zone: str\n    temp: float\n\nconnector In = file (path: \"in.jsonl\")\n\n\
+         stream All = Reading.from(In)\n    .emit(zone: zone)\n",
+    );
+    let out = live(&["rules.vpl", "--workers", "2", "--strict"], dir.path())
+        .output()
+        .expect("run varpulis");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let zones: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| {
+            l.rsplit_once("\"zone\":\"")
+                .map(|(_, z)| z.trim_end_matches("\"}"))
+        })
+        .collect();
+    assert_eq!(zones, ["a", "b"], "{stdout}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in.jsonl line 3"), "{err}");
+}
