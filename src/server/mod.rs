@@ -594,7 +594,7 @@ pub fn run(config: ServerConfig) -> anyhow::Result<ExitCode> {
             }
             None => None,
         };
-        match pipelines.deploy(&boot.name, &source, settings.as_ref(), None) {
+        match pipelines.deploy(&boot.name, &source, settings.as_ref(), boot.workers) {
             Ok(()) => eprintln!(
                 "server: deployed `{}` from `{}`",
                 boot.name,
