@@ -171,6 +171,9 @@ pub struct Job {
     /// Partition-parallel engine shards ([`Job::start_workers`]); when set,
     /// they run the events and `engine` only stands for the program.
     shards: Option<crate::parallel::Shards>,
+    /// Per round of the shards in flight, oldest first: the trace contexts
+    /// of its events (`None`: a watermark move or the final flush).
+    rounds: std::collections::VecDeque<Option<Vec<Option<TraceParent>>>>,
     /// Why the shards stopped working, once they have (a live run stops).
     broken: Option<String>,
 }
@@ -185,6 +188,22 @@ pub struct Routed {
     /// The caller's trace context, if it sent one.
     pub trace_parent: Option<TraceParent>,
 }
+
+/// What one round of the engine produced ([`Job::push_events`], [`Job::settle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    /// It ran a batch of events (else a watermark move or the final flush).
+    pub batch: bool,
+    /// Where its outputs start in the caller's output vector.
+    pub start: usize,
+    /// For each of its outputs, the index in its batch of the event that
+    /// caused it.
+    pub causes: Vec<Option<usize>>,
+}
+
+/// Rounds of the workers left running when [`Job::push_events`] returns: the
+/// host decodes the next batch while they run.
+const MAX_IN_FLIGHT: usize = 1;
 
 /// Table of a checkpoint that holds one engine state per worker.
 const SHARDS_TABLE: &str = "shards";
@@ -228,6 +247,7 @@ impl Job {
             messages: Vec::new(),
             trace_parent: None,
             shards: None,
+            rounds: Default::default(),
             broken: None,
         };
         job.set_pipeline(&new_pipeline_id());
@@ -273,42 +293,113 @@ impl Job {
         self.broken.as_deref()
     }
 
-    /// Runs decoded events, in order, appending the visible outputs to `out`;
-    /// returns, for each output appended, the index of the event that caused
-    /// it (`None`: none did). With workers the events run as one batch on
-    /// the shards; a shard that stopped is an error (the run must stop).
+    /// Runs decoded events, in order, appending visible outputs to `out`.
+    ///
+    /// On one engine the events run at once and the answer is their round.
+    /// With workers the events go to the shards as one round and the call
+    /// returns once at most one round is still running:
+    /// the host decodes the next batch while the shards run this one, and
+    /// the answer holds the rounds that finished (an earlier batch's
+    /// outputs, in order). [`Job::settle`] waits for the rest; a shard that
+    /// stopped is an error (the run must stop).
     pub fn push_events(
         &mut self,
         events: Vec<Routed>,
         out: &mut Vec<Output>,
-    ) -> anyhow::Result<Vec<Option<usize>>> {
+    ) -> anyhow::Result<Vec<Done>> {
         if self.shards.is_none() {
+            let start = out.len();
             let mut causes = Vec::new();
             for (i, r) in events.into_iter().enumerate() {
-                let start = out.len();
+                let before = out.len();
                 self.trace_parent = r.trace_parent;
                 self.engine.push_from(r.event, r.origin, out);
-                self.after_engine(start, out);
-                causes.resize(out.len(), Some(i));
+                self.after_engine(before, out);
+                causes.resize(out.len() - start, Some(i));
             }
             self.trace_parent = None;
-            return Ok(causes);
+            return Ok(vec![Done {
+                batch: true,
+                start,
+                causes,
+            }]);
         }
         let parents: Vec<Option<TraceParent>> = events.iter().map(|r| r.trace_parent).collect();
         let batch = events.into_iter().map(|r| (r.event, r.origin)).collect();
-        let merged = self.run_shards(|s| s.run(batch))?;
-        Ok(self.absorb_merged(merged, &parents, out))
+        self.with_shards(|s| s.run(batch))?;
+        self.rounds.push_back(Some(parents));
+        let mut done = Vec::new();
+        while self
+            .shards
+            .as_ref()
+            .map_or(0, crate::parallel::Shards::in_flight)
+            > MAX_IN_FLIGHT
+        {
+            match self.collect_round(out)? {
+                Some(d) => done.push(d),
+                None => break,
+            }
+        }
+        Ok(done)
     }
 
-    /// One round of the shards; a failure marks the job broken.
-    fn run_shards(
+    /// Waits for every round of the workers still running and takes their
+    /// outputs (nothing to do on one engine). Hosts settle before a
+    /// checkpoint, a hot update and a stop, so that what they save or close
+    /// covers every event handed over.
+    pub fn settle(&mut self, out: &mut Vec<Output>) -> anyhow::Result<Vec<Done>> {
+        let mut done = Vec::new();
+        while let Some(d) = self.collect_round(out)? {
+            done.push(d);
+        }
+        Ok(done)
+    }
+
+    /// Collects the oldest round in flight into `out` and the sinks.
+    fn collect_round(&mut self, out: &mut Vec<Output>) -> anyhow::Result<Option<Done>> {
+        if self.shards.is_none() {
+            return Ok(None);
+        }
+        let Some(merged) = self.with_shards(crate::parallel::Shards::collect)? else {
+            return Ok(None);
+        };
+        let parents = self.rounds.pop_front().flatten();
+        let batch = parents.is_some();
+        let start = out.len();
+        let causes = self.absorb_merged(merged, parents.as_deref().unwrap_or(&[]), out);
+        Ok(Some(Done {
+            batch,
+            start,
+            causes,
+        }))
+    }
+
+    /// Calls the shards; a failure marks the job broken.
+    fn with_shards<T>(
         &mut self,
-        f: impl FnOnce(&mut crate::parallel::Shards) -> anyhow::Result<crate::parallel::Merged>,
-    ) -> anyhow::Result<crate::parallel::Merged> {
+        f: impl FnOnce(&mut crate::parallel::Shards) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
         let Some(shards) = self.shards.as_mut() else {
-            return Ok(crate::parallel::Merged::default());
+            anyhow::bail!("the job runs no engine workers");
         };
         f(shards).inspect_err(|e| self.broken = Some(format!("{e:#}")))
+    }
+
+    /// A watermark move or the final flush on the workers: the rounds in
+    /// flight first, then this one, all into `out`.
+    fn shard_round(
+        &mut self,
+        out: &mut Vec<Output>,
+        f: impl FnOnce(&mut crate::parallel::Shards) -> anyhow::Result<()>,
+    ) {
+        let result = self.settle(out).and_then(|_| {
+            self.with_shards(f)?;
+            self.rounds.push_back(None);
+            self.settle(out)
+        });
+        if let Err(e) = result {
+            self.messages.push(format!("error: {e:#}"));
+        }
     }
 
     /// Hands merged shard results to the sinks and messages (each sink
@@ -613,7 +704,10 @@ impl Job {
                 origin,
                 trace_parent: self.trace_parent,
             };
-            if let Err(e) = self.push_events(vec![routed], out) {
+            if let Err(e) = self
+                .push_events(vec![routed], out)
+                .and_then(|_| self.settle(out))
+            {
                 self.messages.push(format!("error: {e:#}"));
             }
             return Ok(());
@@ -726,12 +820,7 @@ impl Job {
     /// collects what closes.
     pub fn advance_watermark(&mut self, ts: i64, out: &mut Vec<Output>) {
         if self.shards.is_some() {
-            match self.run_shards(|s| s.advance_watermark(ts)) {
-                Ok(merged) => {
-                    self.absorb_merged(merged, &[], out);
-                }
-                Err(e) => self.messages.push(format!("error: {e:#}")),
-            }
+            self.shard_round(out, |s| s.advance_watermark(ts));
             return;
         }
         let start = out.len();
@@ -749,12 +838,7 @@ impl Job {
     /// fires (sinks stay open).
     pub fn flush_end(&mut self, out: &mut Vec<Output>) {
         if self.shards.is_some() {
-            match self.run_shards(crate::parallel::Shards::finish) {
-                Ok(merged) => {
-                    self.absorb_merged(merged, &[], out);
-                }
-                Err(e) => self.messages.push(format!("error: {e:#}")),
-            }
+            self.shard_round(out, crate::parallel::Shards::finish);
             return;
         }
         let start = out.len();
@@ -766,6 +850,10 @@ impl Job {
     /// windows and partial matches are not fired; sinks are flushed and
     /// closed.
     pub fn stop(&mut self) -> anyhow::Result<()> {
+        // Rounds still running deliver their sink records before the sinks
+        // close (their visible outputs are the host's to collect first).
+        let mut late = Vec::new();
+        let _ = self.settle(&mut late);
         self.close_sinks()
     }
 

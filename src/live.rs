@@ -561,6 +561,11 @@ impl LiveRun {
             self.stop_reason = "bad input with --strict";
             return Ok(false);
         }
+        if self.rx.is_empty() {
+            // Nothing waiting: the outputs of the rounds still running go
+            // out now rather than with the next batch.
+            self.live.settle(&mut self.job, &self.trace);
+        }
         self.live.on_idle(&mut self.job);
         if let Some(why) = self.job.broken() {
             anyhow::bail!("the engine workers stopped: {why}");
@@ -606,6 +611,11 @@ impl LiveRun {
             return Err(format!(
                 "{why}; an update that changes sources restarts the pipeline instead"
             ));
+        }
+        // The old program's state and sinks must cover every event it was given.
+        self.live.settle(&mut self.job, &self.trace);
+        if let Some(why) = self.job.broken() {
+            return Err(format!("the engine workers stopped: {why}"));
         }
         let mut next = Job::without_sinks(program, job_options).map_err(|e| format!("{e:#}"))?;
         // As many workers as before: each shard's state moves to its
@@ -681,6 +691,15 @@ impl LiveRun {
     /// Checkpoints; with `tell_sources`, the replaying sources learn the
     /// committed positions.
     fn checkpoint(&mut self, tell_sources: bool) -> anyhow::Result<()> {
+        if self.checkpoints.is_none() {
+            return Ok(());
+        }
+        // The state saved must cover every event handed to the engine, and
+        // the barrier every output it caused.
+        self.live.settle(&mut self.job, &self.trace);
+        if let Some(why) = self.job.broken() {
+            anyhow::bail!("the engine workers stopped: {why}");
+        }
         let Some(c) = self.checkpoints.as_mut() else {
             return Ok(());
         };
@@ -813,6 +832,7 @@ impl LiveRun {
             if let Err(problem) = self.live.release_all(&mut self.job, &self.trace) {
                 self.failure = Some(problem);
             }
+            self.live.settle(&mut self.job, &self.trace);
             self.trace.end_batch(batch, &self.job);
         }
         let end_of_input =
@@ -848,6 +868,7 @@ impl LiveRun {
 
     /// Writes the last outputs and the summary; the exit code.
     fn report(mut self: Box<Self>) -> anyhow::Result<ExitCode> {
+        self.live.settle(&mut self.job, &self.trace);
         if let Some(problem) = &self.failure {
             writeln!(self.log, "error: input {problem}")?;
             writeln!(
@@ -1463,6 +1484,9 @@ struct Live {
     latency: Vec<crate::metrics::LatencyHistogram>,
     /// Stream name → index into `latency`.
     stream_index: std::collections::HashMap<Arc<str>, usize>,
+    /// Per batch handed to engine workers and not finished yet, oldest
+    /// first: what is measured of its events.
+    in_flight: std::collections::VecDeque<Vec<BatchMeta>>,
 }
 
 impl Live {
@@ -1556,6 +1580,7 @@ impl Live {
                 .enumerate()
                 .map(|(i, s)| (s.name.clone(), i))
                 .collect(),
+            in_flight: Default::default(),
         }
     }
 
@@ -1771,46 +1796,63 @@ impl Live {
         }
     }
 
-    /// Runs a batch of decoded events on the job's engine workers, then
-    /// measures latency and ends the events' trace spans.
+    /// Hands a batch of decoded events to the job's engine workers and
+    /// accounts for the rounds that finished meanwhile.
     fn run_batch(&mut self, job: &mut Job, trace: &RunTrace, batch: &mut Pushing) {
         if batch.events.is_empty() {
             return;
         }
         let events = std::mem::take(&mut batch.events);
-        let meta = std::mem::take(&mut batch.meta);
-        let before = self.outputs.len();
-        let causes = match job.push_events(events, &mut self.outputs) {
-            Ok(causes) => causes,
-            // The job is broken now and the loop stops on it.
-            Err(_) => return,
-        };
+        self.in_flight.push_back(std::mem::take(&mut batch.meta));
+        // An error leaves the job broken, and the loop stops on it.
+        if let Ok(done) = job.push_events(events, &mut self.outputs) {
+            self.account(done, trace);
+        }
+    }
+
+    /// Waits for the job's rounds still running (engine workers) and
+    /// accounts for them: before a checkpoint, an update, a stop, and when
+    /// no input is waiting (outputs do not linger).
+    fn settle(&mut self, job: &mut Job, trace: &RunTrace) {
+        if let Ok(done) = job.settle(&mut self.outputs) {
+            self.account(done, trace);
+        }
+    }
+
+    /// Latency per output (arrival to hand-off of the merged round) and the
+    /// events' trace spans, for finished rounds.
+    fn account(&mut self, done: Vec<crate::job::Done>, trace: &RunTrace) {
         let now = Instant::now();
-        let mut caused: Vec<Vec<usize>> = vec![Vec::new(); meta.len()];
-        for (k, cause) in causes.iter().enumerate() {
-            let o = before + k;
-            let Some(i) = *cause else { continue };
-            if let Some(list) = caused.get_mut(i) {
-                list.push(o);
-            }
-            let (Some(m), Some(out)) = (meta.get(i), self.outputs.get(o)) else {
+        for round in done.into_iter().filter(|d| d.batch) {
+            let Some(meta) = self.in_flight.pop_front() else {
                 continue;
             };
-            if let Some(h) = self
-                .stream_index
-                .get(&out.stream)
-                .and_then(|&s| self.latency.get_mut(s))
-            {
-                h.observe(now.saturating_duration_since(m.received));
+            let mut caused: Vec<Vec<usize>> = vec![Vec::new(); meta.len()];
+            for (k, cause) in round.causes.iter().enumerate() {
+                let o = round.start + k;
+                let Some(i) = *cause else { continue };
+                if let Some(list) = caused.get_mut(i) {
+                    list.push(o);
+                }
+                let (Some(m), Some(out)) = (meta.get(i), self.outputs.get(o)) else {
+                    continue;
+                };
+                if let Some(h) = self
+                    .stream_index
+                    .get(&out.stream)
+                    .and_then(|&s| self.latency.get_mut(s))
+                {
+                    h.observe(now.saturating_duration_since(m.received));
+                }
             }
-        }
-        for (m, outs) in meta.into_iter().zip(caused) {
-            if let Some((span, raw)) = m.span {
-                let outputs: Vec<Output> = outs
-                    .iter()
-                    .filter_map(|&o| self.outputs.get(o).cloned())
-                    .collect();
-                trace.end_event(span, &raw, &m.connector, &outputs);
+            for (m, outs) in meta.into_iter().zip(caused) {
+                if let Some((span, raw)) = m.span {
+                    let outputs: Vec<Output> = outs
+                        .iter()
+                        .filter_map(|&o| self.outputs.get(o).cloned())
+                        .collect();
+                    trace.end_event(span, &raw, &m.connector, &outputs);
+                }
             }
         }
     }

@@ -306,7 +306,7 @@ enum Cmd {
 
 /// A shard's answer to one [`Cmd`].
 enum Reply {
-    Ran(FromShard),
+    Ran(Box<FromShard>),
     Saved(Result<Vec<u8>, String>),
     Loaded(Result<StateReport, String>),
     Stats(Box<ShardStats>),
@@ -320,12 +320,15 @@ struct ShardStats {
 }
 
 /// What a shard produced for one batch, tagged with input positions
-/// (indexes into the batch; [`END`] for the final flush).
+/// (indexes into the batch; [`END`] for the final flush), with each output's
+/// JSON text, and its counters and watermark after the batch.
 #[derive(Default)]
 struct FromShard {
-    outputs: Vec<(u64, Output)>,
+    outputs: Vec<(u64, Output, Vec<u8>)>,
     side: Vec<(u64, SideOutput)>,
     errors: Vec<RuntimeError>,
+    metrics: Metrics,
+    watermark: Option<i64>,
 }
 
 /// How a parallel run went.
@@ -417,9 +420,7 @@ pub fn run<R: std::io::BufRead + Send>(
                 let Ok(Reply::Ran(part)) = rx.recv() else {
                     break 'rounds;
                 };
-                for (pos, o) in part.outputs {
-                    let mut bytes = Vec::with_capacity(128);
-                    crate::output::write_json(&mut bytes, &o);
+                for (pos, o, bytes) in part.outputs {
                     let si = stream_index.get(&o.stream).copied().unwrap_or(usize::MAX);
                     merged.push((pos, o.time, si, bytes, o));
                 }
@@ -478,14 +479,15 @@ pub struct Merged {
 }
 
 /// Engine shards on their own threads that a live run keeps for its whole
-/// life ([`crate::job::Job::with_workers`]): the host hands them one batch
-/// of events at a time and gets the merged results back, in the canonical
+/// life ([`crate::job::Job::start_workers`]): the host hands them one batch
+/// of events at a time as a round ([`Shards::run`]) and collects the
+/// rounds' merged results in order ([`Shards::collect`]), in the canonical
 /// order of [`run`]; checkpoints save one state per shard.
 ///
-/// Each shard has a bounded command queue and a bounded reply queue; a round
-/// sends one command to every shard and waits for every answer, so the host
-/// loop (and behind it the sources' bounded queue) waits for the slowest
-/// shard: back-pressure, not buffering.
+/// Each shard has a bounded command queue and a bounded reply queue; the
+/// host keeps at most a round or two in flight and collecting a round waits
+/// for every shard's answer, so the host loop (and behind it the sources'
+/// bounded queue) waits for the slowest shard: back-pressure, not buffering.
 pub struct Shards {
     plan: ShardPlan,
     to: Vec<Sender<Cmd>>,
@@ -494,6 +496,11 @@ pub struct Shards {
     stream_index: HashMap<Arc<str>, usize>,
     /// Input positions routed so far (keyless events go round-robin by it).
     pos: u64,
+    /// Rounds sent and not collected yet, oldest first.
+    in_flight: usize,
+    /// Counters, memory and watermark as last seen (memory from the last
+    /// [`Shards::stats`] taken with nothing in flight).
+    last: (Metrics, Vec<StreamMemory>, Option<i64>),
 }
 
 impl Shards {
@@ -517,6 +524,8 @@ impl Shards {
                 .map(|(i, s)| (s.name.clone(), i))
                 .collect(),
             pos: 0,
+            in_flight: 0,
+            last: (Metrics::default(), Vec::new(), None),
         };
         for i in 0..workers {
             let (tx, rx) = bounded::<Cmd>(QUEUE);
@@ -554,13 +563,45 @@ impl Shards {
         self.to.len()
     }
 
-    /// Sends `cmd(i)` to every shard `i` and collects the answers in shard
-    /// order.
-    fn round(&mut self, mut cmd: impl FnMut(usize) -> Cmd) -> anyhow::Result<Vec<Reply>> {
+    /// Sends `cmd(i)` to every shard `i` without waiting: a round in flight,
+    /// collected in order by [`Shards::collect`].
+    fn submit(&mut self, mut cmd: impl FnMut(usize) -> Cmd) -> anyhow::Result<()> {
         for (i, tx) in self.to.iter().enumerate() {
             tx.send(cmd(i))
                 .map_err(|_| anyhow::anyhow!("engine worker {i} stopped unexpectedly"))?;
         }
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// Rounds sent and not collected yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Waits for the oldest round in flight and merges it (`None`: nothing
+    /// in flight).
+    pub fn collect(&mut self) -> anyhow::Result<Option<Merged>> {
+        if self.in_flight == 0 {
+            return Ok(None);
+        }
+        let replies = self.answers()?;
+        self.in_flight -= 1;
+        let mut metrics = Metrics::default();
+        let mut watermark = None;
+        for r in &replies {
+            if let Reply::Ran(part) = r {
+                add_metrics(&mut metrics, &part.metrics);
+                watermark = watermark.or(part.watermark);
+            }
+        }
+        self.last.0 = metrics;
+        self.last.2 = watermark;
+        Ok(Some(self.merge(replies)))
+    }
+
+    /// One answer from every shard, in shard order.
+    fn answers(&mut self) -> anyhow::Result<Vec<Reply>> {
         let mut replies = Vec::with_capacity(self.from.len());
         for (i, rx) in self.from.iter().enumerate() {
             replies.push(
@@ -571,12 +612,25 @@ impl Shards {
         Ok(replies)
     }
 
-    /// Runs `events` (each with the subscription it came from): each goes to
-    /// the shard that owns its key, its time to the others.
-    pub fn run(&mut self, events: Vec<(Event, Option<u32>)>) -> anyhow::Result<Merged> {
-        if events.is_empty() {
-            return Ok(Merged::default());
+    /// A round that is answered at once (state, counters); nothing may be in
+    /// flight, so the answers are this round's.
+    fn round(&mut self, cmd: impl FnMut(usize) -> Cmd) -> anyhow::Result<Vec<Reply>> {
+        if self.in_flight > 0 {
+            anyhow::bail!(
+                "{} rounds of the engine workers are still running (a host bug: they are \
+                 collected first)",
+                self.in_flight
+            );
         }
+        self.submit(cmd)?;
+        self.in_flight -= 1;
+        self.answers()
+    }
+
+    /// Sends `events` (each with the subscription it came from) as one round:
+    /// each goes to the shard that owns its key, its time to the others.
+    /// [`Shards::collect`] gives the outputs.
+    pub fn run(&mut self, events: Vec<(Event, Option<u32>)>) -> anyhow::Result<()> {
         let n = self.workers();
         let mut batches: Vec<Vec<Item>> =
             (0..n).map(|_| Vec::with_capacity(events.len())).collect();
@@ -596,20 +650,17 @@ impl Shards {
             }
         }
         let mut batches = batches.into_iter();
-        let replies = self.round(|_| Cmd::Batch(batches.next().unwrap_or_default()))?;
-        Ok(self.merge(replies))
+        self.submit(|_| Cmd::Batch(batches.next().unwrap_or_default()))
     }
 
-    /// Moves every shard's watermark to `ts` (idle sources).
-    pub fn advance_watermark(&mut self, ts: i64) -> anyhow::Result<Merged> {
-        let replies = self.round(|_| Cmd::Watermark(ts))?;
-        Ok(self.merge(replies))
+    /// Moves every shard's watermark to `ts` (idle sources), as one round.
+    pub fn advance_watermark(&mut self, ts: i64) -> anyhow::Result<()> {
+        self.submit(|_| Cmd::Watermark(ts))
     }
 
-    /// End of input: every shard fires what is open.
-    pub fn finish(&mut self) -> anyhow::Result<Merged> {
-        let replies = self.round(|_| Cmd::Finish)?;
-        Ok(self.merge(replies))
+    /// End of input, as one round: every shard fires what is open.
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        self.submit(|_| Cmd::Finish)
     }
 
     /// Each shard's engine state, as [`MemoryStore`] snapshot bytes, in
@@ -661,8 +712,13 @@ impl Shards {
     }
 
     /// The shards' counters and memory, summed, and their watermark (the
-    /// same in every shard: time is broadcast).
+    /// same in every shard: time is broadcast). With rounds in flight, the
+    /// counters and watermark of the last round collected and the memory of
+    /// the last time nothing was in flight.
     pub fn stats(&mut self) -> anyhow::Result<(Metrics, Vec<StreamMemory>, Option<i64>)> {
+        if self.in_flight > 0 {
+            return Ok(self.last.clone());
+        }
         let replies = self.round(|_| Cmd::Stats)?;
         let mut metrics = Metrics::default();
         let mut memory: Vec<StreamMemory> = Vec::new();
@@ -675,7 +731,8 @@ impl Shards {
             add_memory(&mut memory, s.memory);
             watermark = watermark.or(s.watermark);
         }
-        Ok((metrics, memory, watermark))
+        self.last = (metrics, memory, watermark);
+        Ok(self.last.clone())
     }
 
     /// Merges one round's answers: by position (the end of input last),
@@ -686,9 +743,7 @@ impl Shards {
         let mut errors = Vec::new();
         for r in replies {
             let Reply::Ran(part) = r else { continue };
-            for (pos, o) in part.outputs {
-                let mut bytes = Vec::with_capacity(128);
-                crate::output::write_json(&mut bytes, &o);
+            for (pos, o, bytes) in part.outputs {
                 let si = self
                     .stream_index
                     .get(&o.stream)
@@ -842,21 +897,21 @@ fn serve(mut engine: Engine, rx: Receiver<Cmd>, tx: Sender<Reply>) -> Metrics {
                     tag(&mut engine, pos, &mut scratch, &mut part);
                 }
                 part.errors = engine.take_errors();
-                Reply::Ran(part)
+                Reply::Ran(Box::new(part))
             }
             Cmd::Watermark(ts) => {
                 let mut part = FromShard::default();
                 scratch.extend(engine.advance_watermark(ts));
                 tag(&mut engine, 0, &mut scratch, &mut part);
                 part.errors = engine.take_errors();
-                Reply::Ran(part)
+                Reply::Ran(Box::new(part))
             }
             Cmd::Finish => {
                 let mut part = FromShard::default();
                 scratch.extend(engine.finish());
                 tag(&mut engine, END, &mut scratch, &mut part);
                 part.errors = engine.take_errors();
-                Reply::Ran(part)
+                Reply::Ran(Box::new(part))
             }
             Cmd::Save => {
                 let mut store = MemoryStore::new();
@@ -878,6 +933,14 @@ fn serve(mut engine: Engine, rx: Receiver<Cmd>, tx: Sender<Reply>) -> Metrics {
                 watermark: engine.watermark(),
             })),
         };
+        let reply = match reply {
+            Reply::Ran(mut part) => {
+                part.metrics = engine.metrics();
+                part.watermark = engine.watermark();
+                Reply::Ran(part)
+            }
+            other => other,
+        };
         if tx.send(reply).is_err() {
             break;
         }
@@ -886,8 +949,14 @@ fn serve(mut engine: Engine, rx: Receiver<Cmd>, tx: Sender<Reply>) -> Metrics {
 }
 
 /// Moves what the engine produced for input position `pos` into `part`.
+/// Each output is encoded to its JSON text here, on the shard's thread: the
+/// merger sorts by it and writers reuse it.
 fn tag(engine: &mut Engine, pos: u64, scratch: &mut Vec<Output>, part: &mut FromShard) {
-    part.outputs.extend(scratch.drain(..).map(|o| (pos, o)));
+    part.outputs.extend(scratch.drain(..).map(|o| {
+        let mut bytes = Vec::with_capacity(128);
+        crate::output::write_json(&mut bytes, &o);
+        (pos, o, bytes)
+    }));
     part.side
         .extend(engine.take_side_outputs().into_iter().map(|s| (pos, s)));
 }
