@@ -369,6 +369,24 @@ impl Checkpointer {
         result
     }
 
+    /// The checkpoint of a fresh state directory, before the first event: the
+    /// engine's empty state and every sink's starting mark (a file sink's
+    /// length). Without it, a crash between the first barrier (which writes
+    /// the sinks' records) and the first commit would leave output that a
+    /// restart, finding no checkpoint, sends again. Not counted as written.
+    pub fn save_start(
+        &mut self,
+        job: &mut Job,
+        output: Option<&mut OutputFile>,
+    ) -> Result<(), (Failure, anyhow::Error)> {
+        self.last = Instant::now();
+        let result = self.barrier_and_write(job, &Positions::new(), output);
+        if result.is_ok() {
+            self.recovered = true;
+        }
+        result
+    }
+
     fn barrier_and_write(
         &mut self,
         job: &mut Job,

@@ -492,6 +492,17 @@ impl LiveRun {
             }),
             None => None,
         };
+        let mut out = out;
+        if let Some(c) = checkpoints.as_mut().filter(|c| !c.recovered()) {
+            if let Err((why, e)) = c.save_start(&mut job, out.file()) {
+                writeln!(
+                    log,
+                    "warning: the first checkpoint failed ({}): {e:#}; a crash before the next \
+                     one may send the sinks' first records again",
+                    why.as_str()
+                )?;
+            }
+        }
         let output_name = match (&out, &options.output) {
             (Destination::Host(_), _) => "the host".to_string(),
             (_, Some(p)) if p.as_os_str() != "-" => format!("`{}`", p.display()),
