@@ -24,7 +24,11 @@
 //! `output` (the `--output` file and its length) and `pipeline` (the id in
 //! every record id, written when the directory is first opened so that even a
 //! crash before the first checkpoint replays with the same ids); the engine's
-//! tables are its own (runtime/vm snapshot.rs).
+//! tables are its own (runtime/vm snapshot.rs). A run with `--workers N`
+//! saves, in the same commit, table `shards`: `count` (N) and one engine
+//! snapshot per shard (keys `0`..`N-1`); a restart restores each shard, and a
+//! restart with another N is refused with the count to use (the shards' state
+//! is split by partition key and cannot be split again).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -249,16 +253,17 @@ impl Checkpointer {
                 )));
             }
         }
-        let report = job
-            .engine()
-            .load_state_with(self.store.as_ref(), compat)
-            .map_err(|e| anyhow::anyhow!("{e}"))
-            .with_context(|| {
-                format!(
-                    "cannot restore the checkpoint in `{}` (remove it to start afresh)",
-                    self.dir.display()
-                )
-            })?;
+        let report = job.load_engine(self.store.as_ref(), compat).map_err(|e| {
+            let advice = if e.is::<crate::job::WorkersMismatch>() {
+                ""
+            } else {
+                " (remove it to start afresh)"
+            };
+            e.context(format!(
+                "cannot restore the checkpoint in `{}`{advice}",
+                self.dir.display()
+            ))
+        })?;
         let sinks: SinkStates = self.read("sinks")?.unwrap_or_default();
         if let Err(e) = job.restore_sinks(&sinks) {
             if let Some(varpulis_connectors::SinkError::NotCommitted { .. }) =
@@ -279,13 +284,21 @@ impl Checkpointer {
         })
     }
 
-    /// What a restore of this checkpoint into `program` would keep, stream by
-    /// stream (`None`: there is no checkpoint).
+    /// What a restore of this checkpoint into `program` on `workers` engine
+    /// workers (1: one engine) would keep, stream by stream (`None`: there is
+    /// no checkpoint). A state saved with another number of workers is not
+    /// kept ([`Job::load_engine`]).
     pub fn preview(
         &self,
         program: &varpulis_program::Program,
+        workers: usize,
     ) -> anyhow::Result<Option<varpulis_vm::StateReport>> {
-        let saved = varpulis_vm::saved_streams(self.store.as_ref())
+        if self.recovered && crate::job::saved_workers(self.store.as_ref())? != workers {
+            return Ok(Some(crate::job::emptied(program)));
+        }
+        let engine = crate::job::first_engine_state(self.store.as_ref())
+            .with_context(|| format!("cannot read the checkpoint in `{}`", self.dir.display()))?;
+        let saved = varpulis_vm::saved_streams(&engine)
             .map_err(|e| anyhow::anyhow!("{e}"))
             .with_context(|| format!("cannot read the checkpoint in `{}`", self.dir.display()))?;
         Ok(saved.map(|s| {
@@ -356,6 +369,24 @@ impl Checkpointer {
         result
     }
 
+    /// The checkpoint of a fresh state directory, before the first event: the
+    /// engine's empty state and every sink's starting mark (a file sink's
+    /// length). Without it, a crash between the first barrier (which writes
+    /// the sinks' records) and the first commit would leave output that a
+    /// restart, finding no checkpoint, sends again. Not counted as written.
+    pub fn save_start(
+        &mut self,
+        job: &mut Job,
+        output: Option<&mut OutputFile>,
+    ) -> Result<(), (Failure, anyhow::Error)> {
+        self.last = Instant::now();
+        let result = self.barrier_and_write(job, &Positions::new(), output);
+        if result.is_ok() {
+            self.recovered = true;
+        }
+        result
+    }
+
     fn barrier_and_write(
         &mut self,
         job: &mut Job,
@@ -389,9 +420,7 @@ impl Checkpointer {
         sinks: &SinkStates,
         output: Option<&OutputMark>,
     ) -> anyhow::Result<()> {
-        job.engine()
-            .save_state(self.store.as_mut())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        job.save_engine(self.store.as_mut())?;
         // `save_state` clears the store: every host entry is written again.
         let names: Vec<&str> = job.program().streams.iter().map(|s| &*s.name).collect();
         self.store

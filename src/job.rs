@@ -18,6 +18,7 @@ use varpulis_connectors::{
 };
 use varpulis_program::evt::EvtRecord;
 use varpulis_program::{ConfigValue, DecodeError, EventDecoder, Program, RawEvent};
+use varpulis_state::StateStore;
 use varpulis_vm::{Engine, EngineConfig, Output, SideOutput};
 
 /// Reads and loads the models of the program's `.score` operators (each
@@ -184,7 +185,45 @@ pub struct Job {
     enrich_warnings: Arc<std::sync::Mutex<Vec<String>>>,
     /// Counters of the `.enrich` lookups.
     enrich_metrics: Arc<crate::enrich::EnrichMetrics>,
+    /// Partition-parallel engine shards ([`Job::start_workers`]); when set,
+    /// they run the events and `engine` only stands for the program.
+    shards: Option<crate::parallel::Shards>,
+    /// Per round of the shards in flight, oldest first: the trace contexts
+    /// of its events (`None`: a watermark move or the final flush).
+    rounds: std::collections::VecDeque<Option<Vec<Option<TraceParent>>>>,
+    /// Why the shards stopped working, once they have (a live run stops).
+    broken: Option<String>,
 }
+
+/// One decoded event for [`Job::push_events`]: the connector subscription it
+/// came from and the trace context its records carry.
+pub struct Routed {
+    /// The event.
+    pub event: varpulis_program::Event,
+    /// The subscription it came from (`None`: every stream of its type).
+    pub origin: Option<u32>,
+    /// The caller's trace context, if it sent one.
+    pub trace_parent: Option<TraceParent>,
+}
+
+/// What one round of the engine produced ([`Job::push_events`], [`Job::settle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    /// It ran a batch of events (else a watermark move or the final flush).
+    pub batch: bool,
+    /// Where its outputs start in the caller's output vector.
+    pub start: usize,
+    /// For each of its outputs, the index in its batch of the event that
+    /// caused it.
+    pub causes: Vec<Option<usize>>,
+}
+
+/// Rounds of the workers left running when [`Job::push_events`] returns: the
+/// host decodes the next batch while they run.
+const MAX_IN_FLIGHT: usize = 1;
+
+/// Table of a checkpoint that holds one engine state per worker.
+const SHARDS_TABLE: &str = "shards";
 
 impl Job {
     /// Loads `program` into a fresh engine and opens its sinks.
@@ -237,9 +276,192 @@ impl Job {
             trace_parent: None,
             enrich_warnings,
             enrich_metrics,
+            shards: None,
+            rounds: Default::default(),
+            broken: None,
         };
         job.set_pipeline(&new_pipeline_id());
         Ok(job)
+    }
+
+    /// Runs the program on `workers` engine shards from now on (before any
+    /// event): events are routed by partition key, outputs merged in the
+    /// canonical order (docs/RUNTIME.md#workers). A program whose state
+    /// cannot be split by key is refused ([`crate::parallel::plan`]).
+    pub fn start_workers(&mut self, workers: usize) -> anyhow::Result<()> {
+        if workers == 0 || workers > crate::parallel::MAX_WORKERS {
+            anyhow::bail!(
+                "--workers must be between 1 and {}, got {workers}",
+                crate::parallel::MAX_WORKERS
+            );
+        }
+        let plan = if workers > 1 {
+            crate::parallel::plan(&self.program).map_err(|r| anyhow::anyhow!("{r}"))?
+        } else {
+            crate::parallel::ShardPlan { keys: Vec::new() }
+        };
+        let config = EngineConfig {
+            flush_at_end: self.options.final_flush,
+            ..EngineConfig::default()
+        };
+        let models = load_models(&self.program)?;
+        self.shards = Some(crate::parallel::Shards::start(
+            self.program.clone(),
+            config,
+            &models,
+            workers,
+            plan,
+        )?);
+        Ok(())
+    }
+
+    /// The number of engine shards (`None`: one engine, in arrival order).
+    pub fn workers(&self) -> Option<usize> {
+        self.shards.as_ref().map(crate::parallel::Shards::workers)
+    }
+
+    /// Why the engine shards stopped working, if they did: the run must stop.
+    pub fn broken(&self) -> Option<&str> {
+        self.broken.as_deref()
+    }
+
+    /// Runs decoded events, in order, appending visible outputs to `out`.
+    ///
+    /// On one engine the events run at once and the answer is their round.
+    /// With workers the events go to the shards as one round and the call
+    /// returns once at most one round is still running:
+    /// the host decodes the next batch while the shards run this one, and
+    /// the answer holds the rounds that finished (an earlier batch's
+    /// outputs, in order). [`Job::settle`] waits for the rest; a shard that
+    /// stopped is an error (the run must stop).
+    pub fn push_events(
+        &mut self,
+        events: Vec<Routed>,
+        out: &mut Vec<Output>,
+    ) -> anyhow::Result<Vec<Done>> {
+        if self.shards.is_none() {
+            let start = out.len();
+            let mut causes = Vec::new();
+            for (i, r) in events.into_iter().enumerate() {
+                let before = out.len();
+                self.trace_parent = r.trace_parent;
+                self.engine.push_from(r.event, r.origin, out);
+                self.after_engine(before, out);
+                causes.resize(out.len() - start, Some(i));
+            }
+            self.trace_parent = None;
+            return Ok(vec![Done {
+                batch: true,
+                start,
+                causes,
+            }]);
+        }
+        let parents: Vec<Option<TraceParent>> = events.iter().map(|r| r.trace_parent).collect();
+        let batch = events.into_iter().map(|r| (r.event, r.origin)).collect();
+        self.with_shards(|s| s.run(batch))?;
+        self.rounds.push_back(Some(parents));
+        let mut done = Vec::new();
+        while self
+            .shards
+            .as_ref()
+            .map_or(0, crate::parallel::Shards::in_flight)
+            > MAX_IN_FLIGHT
+        {
+            match self.collect_round(out)? {
+                Some(d) => done.push(d),
+                None => break,
+            }
+        }
+        Ok(done)
+    }
+
+    /// Waits for every round of the workers still running and takes their
+    /// outputs (nothing to do on one engine). Hosts settle before a
+    /// checkpoint, a hot update and a stop, so that what they save or close
+    /// covers every event handed over.
+    pub fn settle(&mut self, out: &mut Vec<Output>) -> anyhow::Result<Vec<Done>> {
+        let mut done = Vec::new();
+        while let Some(d) = self.collect_round(out)? {
+            done.push(d);
+        }
+        Ok(done)
+    }
+
+    /// Collects the oldest round in flight into `out` and the sinks.
+    fn collect_round(&mut self, out: &mut Vec<Output>) -> anyhow::Result<Option<Done>> {
+        if self.shards.is_none() {
+            return Ok(None);
+        }
+        let Some(merged) = self.with_shards(crate::parallel::Shards::collect)? else {
+            return Ok(None);
+        };
+        let parents = self.rounds.pop_front().flatten();
+        let batch = parents.is_some();
+        let start = out.len();
+        let causes = self.absorb_merged(merged, parents.as_deref().unwrap_or(&[]), out);
+        Ok(Some(Done {
+            batch,
+            start,
+            causes,
+        }))
+    }
+
+    /// Calls the shards; a failure marks the job broken.
+    fn with_shards<T>(
+        &mut self,
+        f: impl FnOnce(&mut crate::parallel::Shards) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let Some(shards) = self.shards.as_mut() else {
+            anyhow::bail!("the job runs no engine workers");
+        };
+        f(shards).inspect_err(|e| self.broken = Some(format!("{e:#}")))
+    }
+
+    /// A watermark move or the final flush on the workers: the rounds in
+    /// flight first, then this one, all into `out`.
+    fn shard_round(
+        &mut self,
+        out: &mut Vec<Output>,
+        f: impl FnOnce(&mut crate::parallel::Shards) -> anyhow::Result<()>,
+    ) {
+        let result = self.settle(out).and_then(|_| {
+            self.with_shards(f)?;
+            self.rounds.push_back(None);
+            self.settle(out)
+        });
+        if let Err(e) = result {
+            self.messages.push(format!("error: {e:#}"));
+        }
+    }
+
+    /// Hands merged shard results to the sinks and messages (each sink
+    /// record with its event's trace context) and `out`.
+    fn absorb_merged(
+        &mut self,
+        merged: crate::parallel::Merged,
+        parents: &[Option<TraceParent>],
+        out: &mut Vec<Output>,
+    ) -> Vec<Option<usize>> {
+        let n = merged.outputs.len();
+        let mut causes = Vec::with_capacity(n);
+        for (cause, o, _) in merged.outputs {
+            causes.push(cause);
+            out.push(o);
+        }
+        self.stats.outputs += n as u64;
+        // Side outputs come grouped by position: one trace context per group.
+        let mut side = merged.side.into_iter().peekable();
+        while let Some((cause, first)) = side.next() {
+            let mut group = vec![first];
+            while let Some((_, s)) = side.next_if(|(c, _)| *c == cause) {
+                group.push(s);
+            }
+            self.trace_parent = cause.and_then(|i| parents.get(i).copied().flatten());
+            self.absorb(0, group, Vec::new());
+        }
+        self.trace_parent = None;
+        self.absorb(0, Vec::new(), merged.errors);
+        causes
     }
 
     /// Opens the sinks the program sends to (those that are not open yet). On an error the
@@ -379,9 +601,103 @@ impl Job {
             .collect()
     }
 
-    /// The engine (metrics, snapshots).
+    /// The engine (metrics, snapshots). With workers
+    /// ([`Job::start_workers`]) it runs nothing: use [`Job::engine_stats`],
+    /// [`Job::save_engine`] and [`Job::load_engine`].
     pub fn engine(&mut self) -> &mut Engine {
         &mut self.engine
+    }
+
+    /// The engine's counters, per-stream memory and watermark (with workers:
+    /// summed over the shards, and their common watermark).
+    pub fn engine_stats(
+        &mut self,
+    ) -> (
+        varpulis_vm::Metrics,
+        Vec<varpulis_vm::memory::StreamMemory>,
+        Option<i64>,
+    ) {
+        if let Some(shards) = self.shards.as_mut() {
+            match shards.stats() {
+                Ok(stats) => return stats,
+                Err(e) => self.broken = Some(format!("{e:#}")),
+            }
+        }
+        (
+            self.engine.metrics(),
+            self.engine.memory(),
+            self.engine.watermark(),
+        )
+    }
+
+    /// Writes the engine state into `store` (cleared first). With workers,
+    /// table `shards` holds `count` and one state per shard (key `0`, `1`,
+    /// ...), all in the same store, so they commit together.
+    pub fn save_engine(
+        &mut self,
+        store: &mut dyn varpulis_state::StateStore,
+    ) -> anyhow::Result<()> {
+        let Some(shards) = self.shards.as_mut() else {
+            return self
+                .engine
+                .save_state(store)
+                .map_err(|e| anyhow::anyhow!("{e}"));
+        };
+        let states = shards
+            .save()
+            .inspect_err(|e| self.broken = Some(format!("{e:#}")))?;
+        store.clear()?;
+        store.put(
+            SHARDS_TABLE,
+            b"count",
+            states.len().to_string().into_bytes(),
+        )?;
+        for (i, bytes) in states.into_iter().enumerate() {
+            store.put(SHARDS_TABLE, i.to_string().as_bytes(), bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Restores the engine state [`Job::save_engine`] wrote. A state saved by
+    /// one engine and one saved by one worker are interchangeable; a state
+    /// saved with another number of workers cannot be split again by key:
+    /// with [`varpulis_vm::Compat::Strict`] that is an error saying which
+    /// count to run with, with `Carry` (a server restart) every stream starts
+    /// empty and the report says why.
+    pub fn load_engine(
+        &mut self,
+        store: &dyn varpulis_state::StateStore,
+        compat: varpulis_vm::Compat,
+    ) -> anyhow::Result<varpulis_vm::StateReport> {
+        let saved = saved_workers(store)?;
+        let running = self.workers().unwrap_or(1);
+        if saved != running {
+            if compat == varpulis_vm::Compat::Strict {
+                anyhow::bail!(WorkersMismatch { saved, running });
+            }
+            return Ok(emptied(&self.program));
+        }
+        let sharded_state = store.get(SHARDS_TABLE, b"count")?.is_some();
+        let mut states = Vec::with_capacity(saved);
+        if sharded_state {
+            for i in 0..saved {
+                let bytes = store
+                    .get(SHARDS_TABLE, i.to_string().as_bytes())?
+                    .ok_or_else(|| anyhow::anyhow!("the state of worker {i} is missing"))?;
+                states.push(varpulis_state::MemoryStore::from_snapshot(&bytes)?);
+            }
+        } else {
+            states.push(engine_tables(store)?);
+        }
+        match self.shards.as_mut() {
+            Some(shards) => shards.load(states, compat),
+            None => {
+                let one = states.pop().unwrap_or_default();
+                self.engine
+                    .load_state_with(&one, compat)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            }
+        }
     }
 
     /// Pushes one `.evt` record; its time is its JSON `timestamp` or its
@@ -419,6 +735,22 @@ impl Job {
         let Some(event) = self.decode_from(raw, time, from)? else {
             return Ok(());
         };
+        if self.shards.is_some() {
+            // One event as a batch of its own (live runs batch their events:
+            // [`Job::push_events`]).
+            let routed = Routed {
+                event,
+                origin,
+                trace_parent: self.trace_parent,
+            };
+            if let Err(e) = self
+                .push_events(vec![routed], out)
+                .and_then(|_| self.settle(out))
+            {
+                self.messages.push(format!("error: {e:#}"));
+            }
+            return Ok(());
+        }
         let start = out.len();
         self.engine.push_from(event, origin, out);
         self.after_engine(start, out);
@@ -526,6 +858,10 @@ impl Job {
     /// Moves the watermark to `ts` (a live run whose sources are idle) and
     /// collects what closes.
     pub fn advance_watermark(&mut self, ts: i64, out: &mut Vec<Output>) {
+        if self.shards.is_some() {
+            self.shard_round(out, |s| s.advance_watermark(ts));
+            return;
+        }
         let start = out.len();
         out.extend(self.engine.advance_watermark(ts));
         self.after_engine(start, out);
@@ -540,6 +876,10 @@ impl Job {
     /// End of bounded input for the engine only: every open window and timer
     /// fires (sinks stay open).
     pub fn flush_end(&mut self, out: &mut Vec<Output>) {
+        if self.shards.is_some() {
+            self.shard_round(out, crate::parallel::Shards::finish);
+            return;
+        }
         let start = out.len();
         out.extend(self.engine.finish());
         self.after_engine(start, out);
@@ -549,6 +889,10 @@ impl Job {
     /// windows and partial matches are not fired; sinks are flushed and
     /// closed.
     pub fn stop(&mut self) -> anyhow::Result<()> {
+        // Rounds still running deliver their sink records before the sinks
+        // close (their visible outputs are the host's to collect first).
+        let mut late = Vec::new();
+        let _ = self.settle(&mut late);
         self.close_sinks()
     }
 
@@ -655,6 +999,93 @@ impl Job {
                 .push(format!("warning: runtime error {}", err.render(spans)));
         }
     }
+}
+
+/// A checkpoint saved with another number of engine workers than the run
+/// has ([`Job::load_engine`]).
+#[derive(Debug)]
+pub struct WorkersMismatch {
+    /// Workers the state was saved with.
+    pub saved: usize,
+    /// Workers of this run.
+    pub running: usize,
+}
+
+impl std::fmt::Display for WorkersMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: usize| if n == 1 { "worker" } else { "workers" };
+        write!(
+            f,
+            "this state was saved with {} {} and this run has {} {}; the state of each \
+             worker holds its own partition keys and cannot be split again: run with \
+             --workers {}, or start afresh with another --state-dir",
+            self.saved,
+            plural(self.saved),
+            self.running,
+            plural(self.running),
+            self.saved
+        )
+    }
+}
+
+/// The report of a restore that keeps nothing because the state was saved
+/// with another number of engine workers.
+pub fn emptied(program: &Program) -> varpulis_vm::StateReport {
+    varpulis_vm::StateReport {
+        streams: program
+            .streams
+            .iter()
+            .map(|s| varpulis_vm::StreamState {
+                name: s.name.to_string(),
+                from: None,
+                state: "empty",
+                reason: "saved with another number of workers",
+            })
+            .collect(),
+        removed: Vec::new(),
+    }
+}
+
+/// How many engine workers the state in `store` was saved with (1: one
+/// engine, or no state).
+pub fn saved_workers(store: &dyn varpulis_state::StateStore) -> anyhow::Result<usize> {
+    let Some(bytes) = store.get(SHARDS_TABLE, b"count")? else {
+        return Ok(1);
+    };
+    std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|t| t.parse::<usize>().ok())
+        .filter(|n| (1..=crate::parallel::MAX_WORKERS).contains(n))
+        .ok_or_else(|| anyhow::anyhow!("the checkpoint's worker count is unreadable"))
+}
+
+/// The state of one engine shard as saved in `store`: shard 0's when the
+/// state was saved by workers, else the engine tables themselves.
+pub fn first_engine_state(
+    store: &dyn varpulis_state::StateStore,
+) -> anyhow::Result<varpulis_state::MemoryStore> {
+    match store.get(SHARDS_TABLE, b"0")? {
+        Some(bytes) => Ok(varpulis_state::MemoryStore::from_snapshot(&bytes)?),
+        None => engine_tables(store),
+    }
+}
+
+/// A copy of the tables one engine's [`Engine::save_state`] wrote.
+fn engine_tables(
+    store: &dyn varpulis_state::StateStore,
+) -> anyhow::Result<varpulis_state::MemoryStore> {
+    let mut copy = varpulis_state::MemoryStore::new();
+    let streams = varpulis_vm::saved_streams(store)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map_or(0, |s| s.names.len());
+    let tables =
+        std::iter::once("engine".to_string()).chain((0..streams).map(|i| format!("stream/{i}")));
+    for table in tables {
+        for (k, v) in store.scan(&table)? {
+            copy.put(&table, &k, v)?;
+        }
+    }
+    Ok(copy)
 }
 
 /// The message key of a `.to(Conn, key: field)` site: the text of that

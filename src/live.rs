@@ -492,6 +492,17 @@ impl LiveRun {
             }),
             None => None,
         };
+        let mut out = out;
+        if let Some(c) = checkpoints.as_mut().filter(|c| !c.recovered()) {
+            if let Err((why, e)) = c.save_start(&mut job, out.file()) {
+                writeln!(
+                    log,
+                    "warning: the first checkpoint failed ({}): {e:#}; a crash before the next \
+                     one may send the sinks' first records again",
+                    why.as_str()
+                )?;
+            }
+        }
         let output_name = match (&out, &options.output) {
             (Destination::Host(_), _) => "the host".to_string(),
             (_, Some(p)) if p.as_os_str() != "-" => format!("`{}`", p.display()),
@@ -561,7 +572,15 @@ impl LiveRun {
             self.stop_reason = "bad input with --strict";
             return Ok(false);
         }
+        if self.rx.is_empty() {
+            // Nothing waiting: the outputs of the rounds still running go
+            // out now rather than with the next batch.
+            self.live.settle(&mut self.job, &self.trace);
+        }
         self.live.on_idle(&mut self.job);
+        if let Some(why) = self.job.broken() {
+            anyhow::bail!("the engine workers stopped: {why}");
+        }
         self.write_messages()?;
         self.live
             .write_outputs(self.out.writer())
@@ -604,16 +623,26 @@ impl LiveRun {
                 "{why}; an update that changes sources restarts the pipeline instead"
             ));
         }
+        // The old program's state and sinks must cover every event it was given.
+        self.live.settle(&mut self.job, &self.trace);
+        if let Some(why) = self.job.broken() {
+            return Err(format!("the engine workers stopped: {why}"));
+        }
         let mut next = Job::without_sinks(program, job_options).map_err(|e| format!("{e:#}"))?;
+        // As many workers as before: each shard's state moves to its
+        // successor. A stream that keeps its state keeps its definition, so
+        // its events are routed by the same key; a type whose routing
+        // changes feeds no kept per-key state.
+        if let Some(workers) = self.job.workers() {
+            next.start_workers(workers).map_err(|e| format!("{e:#}"))?;
+        }
         let mut state = varpulis_state::MemoryStore::new();
         self.job
-            .engine()
-            .save_state(&mut state)
-            .map_err(|e| format!("cannot take the running state: {e}"))?;
+            .save_engine(&mut state)
+            .map_err(|e| format!("cannot take the running state: {e:#}"))?;
         let report = next
-            .engine()
-            .load_state_with(&state, varpulis_vm::Compat::Carry)
-            .map_err(|e| format!("cannot move the state to the new program: {e}"))?;
+            .load_engine(&state, varpulis_vm::Compat::Carry)
+            .map_err(|e| format!("cannot move the state to the new program: {e:#}"))?;
         // Everything the old program emitted is delivered (or durably staged) before its
         // sinks close: nothing is lost, nothing is sent twice.
         let deadline = Instant::now() + self.options.checkpoint_timeout;
@@ -673,6 +702,15 @@ impl LiveRun {
     /// Checkpoints; with `tell_sources`, the replaying sources learn the
     /// committed positions.
     fn checkpoint(&mut self, tell_sources: bool) -> anyhow::Result<()> {
+        if self.checkpoints.is_none() {
+            return Ok(());
+        }
+        // The state saved must cover every event handed to the engine, and
+        // the barrier every output it caused.
+        self.live.settle(&mut self.job, &self.trace);
+        if let Some(why) = self.job.broken() {
+            anyhow::bail!("the engine workers stopped: {why}");
+        }
         let Some(c) = self.checkpoints.as_mut() else {
             return Ok(());
         };
@@ -734,9 +772,7 @@ impl LiveRun {
         }
         self.last_observed = Instant::now();
         let listeners = self.listeners();
-        let engine = self.job.engine().metrics();
-        let memory = self.job.engine().memory();
-        let watermark = self.job.engine().watermark();
+        let (engine, memory, watermark) = self.job.engine_stats();
         let program = self.program.clone();
         let sinks = self.job.sink_metrics();
         let sources: Vec<(String, String, bool)> = self
@@ -808,6 +844,7 @@ impl LiveRun {
             if let Err(problem) = self.live.release_all(&mut self.job, &self.trace) {
                 self.failure = Some(problem);
             }
+            self.live.settle(&mut self.job, &self.trace);
             self.trace.end_batch(batch, &self.job);
         }
         let end_of_input =
@@ -843,6 +880,7 @@ impl LiveRun {
 
     /// Writes the last outputs and the summary; the exit code.
     fn report(mut self: Box<Self>) -> anyhow::Result<ExitCode> {
+        self.live.settle(&mut self.job, &self.trace);
         if let Some(problem) = &self.failure {
             writeln!(self.log, "error: input {problem}")?;
             writeln!(
@@ -1397,6 +1435,32 @@ impl Pending {
     }
 }
 
+/// Decoded events waiting to run on a job's engine workers, with what the
+/// host measures of each.
+#[derive(Default)]
+struct Pushing {
+    events: Vec<crate::job::Routed>,
+    meta: Vec<BatchMeta>,
+}
+
+impl Pushing {
+    /// A batch when `job` runs on workers (`None`: events run one by one).
+    fn for_job(job: &Job) -> Option<Pushing> {
+        job.workers().map(|_| Pushing::default())
+    }
+}
+
+/// A decoded event, or why it is skipped.
+type Decoded = Result<RawEvent, (&'static str, String)>;
+
+/// What the host keeps of one batched event.
+struct BatchMeta {
+    received: Instant,
+    connector: String,
+    /// Its `varpulis.event` span and the event, when traced.
+    span: Option<(Span, Decoded)>,
+}
+
 /// Events held back at most: past this the oldest are released anyway (a
 /// source far behind the others cannot make the host grow without bound).
 const MAX_PENDING: usize = 100_000;
@@ -1432,6 +1496,9 @@ struct Live {
     latency: Vec<crate::metrics::LatencyHistogram>,
     /// Stream name → index into `latency`.
     stream_index: std::collections::HashMap<Arc<str>, usize>,
+    /// Per batch handed to engine workers and not finished yet, oldest
+    /// first: what is measured of its events.
+    in_flight: std::collections::VecDeque<Vec<BatchMeta>>,
 }
 
 impl Live {
@@ -1525,6 +1592,7 @@ impl Live {
                 .enumerate()
                 .map(|(i, s)| (s.name.clone(), i))
                 .collect(),
+            in_flight: Default::default(),
         }
     }
 
@@ -1697,25 +1765,116 @@ impl Live {
     /// time order.
     fn release(&mut self, job: &mut Job, trace: &RunTrace) -> Result<(), InputProblem> {
         let bound = self.bound();
+        let mut batch = Pushing::for_job(job);
+        let mut result = Ok(());
         while let Some(Reverse(top)) = self.pending.peek() {
             let due = bound.is_some_and(|b| top.time <= b) || self.pending.len() > MAX_PENDING;
             if !due {
                 break;
             }
-            self.run_next(job, trace)?;
+            result = self.run_next(job, trace, batch.as_mut());
+            if result.is_err() {
+                break;
+            }
+            self.run_batch_if_full(job, trace, batch.as_mut());
         }
-        Ok(())
+        // The events before a fatal one run, as they do on one engine.
+        if let Some(b) = batch.as_mut() {
+            self.run_batch(job, trace, b);
+        }
+        result
     }
 
     /// Runs everything pending (the sources have stopped).
     fn release_all(&mut self, job: &mut Job, trace: &RunTrace) -> Result<(), InputProblem> {
+        let mut batch = Pushing::for_job(job);
+        let mut result = Ok(());
         while !self.pending.is_empty() {
-            self.run_next(job, trace)?;
+            result = self.run_next(job, trace, batch.as_mut());
+            if result.is_err() {
+                break;
+            }
+            self.run_batch_if_full(job, trace, batch.as_mut());
         }
-        Ok(())
+        if let Some(b) = batch.as_mut() {
+            self.run_batch(job, trace, b);
+        }
+        result
     }
 
-    fn run_next(&mut self, job: &mut Job, trace: &RunTrace) -> Result<(), InputProblem> {
+    fn run_batch_if_full(&mut self, job: &mut Job, trace: &RunTrace, batch: Option<&mut Pushing>) {
+        if let Some(b) = batch.filter(|b| b.events.len() >= DRAIN_BATCH) {
+            self.run_batch(job, trace, b);
+        }
+    }
+
+    /// Hands a batch of decoded events to the job's engine workers and
+    /// accounts for the rounds that finished meanwhile.
+    fn run_batch(&mut self, job: &mut Job, trace: &RunTrace, batch: &mut Pushing) {
+        if batch.events.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut batch.events);
+        self.in_flight.push_back(std::mem::take(&mut batch.meta));
+        // An error leaves the job broken, and the loop stops on it.
+        if let Ok(done) = job.push_events(events, &mut self.outputs) {
+            self.account(done, trace);
+        }
+    }
+
+    /// Waits for the job's rounds still running (engine workers) and
+    /// accounts for them: before a checkpoint, an update, a stop, and when
+    /// no input is waiting (outputs do not linger).
+    fn settle(&mut self, job: &mut Job, trace: &RunTrace) {
+        if let Ok(done) = job.settle(&mut self.outputs) {
+            self.account(done, trace);
+        }
+    }
+
+    /// Latency per output (arrival to hand-off of the merged round) and the
+    /// events' trace spans, for finished rounds.
+    fn account(&mut self, done: Vec<crate::job::Done>, trace: &RunTrace) {
+        let now = Instant::now();
+        for round in done.into_iter().filter(|d| d.batch) {
+            let Some(meta) = self.in_flight.pop_front() else {
+                continue;
+            };
+            let mut caused: Vec<Vec<usize>> = vec![Vec::new(); meta.len()];
+            for (k, cause) in round.causes.iter().enumerate() {
+                let o = round.start + k;
+                let Some(i) = *cause else { continue };
+                if let Some(list) = caused.get_mut(i) {
+                    list.push(o);
+                }
+                let (Some(m), Some(out)) = (meta.get(i), self.outputs.get(o)) else {
+                    continue;
+                };
+                if let Some(h) = self
+                    .stream_index
+                    .get(&out.stream)
+                    .and_then(|&s| self.latency.get_mut(s))
+                {
+                    h.observe(now.saturating_duration_since(m.received));
+                }
+            }
+            for (m, outs) in meta.into_iter().zip(caused) {
+                if let Some((span, raw)) = m.span {
+                    let outputs: Vec<Output> = outs
+                        .iter()
+                        .filter_map(|&o| self.outputs.get(o).cloned())
+                        .collect();
+                    trace.end_event(span, &raw, &m.connector, &outputs);
+                }
+            }
+        }
+    }
+
+    fn run_next(
+        &mut self,
+        job: &mut Job,
+        trace: &RunTrace,
+        batch: Option<&mut Pushing>,
+    ) -> Result<(), InputProblem> {
         let Some(Reverse(p)) = self.pending.pop() else {
             return Ok(());
         };
@@ -1730,6 +1889,41 @@ impl Live {
         // per-event path otherwise.
         let skipped = |job: &Job| job.stats().skipped.values().sum::<u64>();
         let skipped_before = self.dead_letter.as_ref().map(|_| skipped(job));
+        if let Some(batch) = batch {
+            // Engine workers: decode now (bad input is counted and
+            // dead-lettered in order), run with the batch.
+            let result = match &p.raw {
+                Ok(raw) => job.decode_from(raw, Some(p.time), from).map(|event| {
+                    if let Some(event) = event {
+                        let (span, trace_parent) = match p.trace_parent.as_ref() {
+                            Some(parent) => {
+                                let (span, context) = trace.event(parent);
+                                (span, Some(context))
+                            }
+                            None => (None, None),
+                        };
+                        batch.events.push(crate::job::Routed {
+                            event,
+                            origin: Some(u32::try_from(p.sub).unwrap_or(u32::MAX)),
+                            trace_parent,
+                        });
+                        batch.meta.push(BatchMeta {
+                            received: p.received,
+                            connector: connector.to_string(),
+                            span: span.map(|s| (s, p.raw.clone())),
+                        });
+                    }
+                }),
+                Err((kind, message)) => job.rejected_from(from, kind, message.clone()),
+            };
+            if skipped_before.is_some_and(|before| skipped(job) > before) {
+                if let Some(d) = self.dead_letter.as_mut() {
+                    let place = format!("connector `{connector}` ({})", p.place);
+                    d.write(&place, &p.payload, job);
+                }
+            }
+            return result;
+        }
         let before = self.outputs.len();
         // Only an event that came with a trace context is traced on its own;
         // the others cost nothing here.
@@ -1778,9 +1972,7 @@ impl Live {
         checkpoints: Option<(u64, u64)>,
         trace_spans_dropped: u64,
     ) -> String {
-        let engine = job.engine().metrics();
-        let memory = job.engine().memory();
-        let watermark = job.engine().watermark();
+        let (engine, memory, watermark) = job.engine_stats();
         let program = job.program().clone();
         let sinks = job.sink_metrics();
         crate::metrics::render(&crate::metrics::Snapshot {

@@ -149,8 +149,9 @@ enum Command {
         /// `simulate --enrich-replay` (docs/LANGUAGE.md#enrich).
         #[arg(long, value_name = "FILE", conflicts_with = "enrich_replay")]
         enrich_record: Option<PathBuf>,
-        /// Run on N engine shards, routed by partition key (`--input` runs; the output is the
-        /// same for every N, in a canonical order: docs/RUNTIME.md#workers). Default: the
+        /// Run on N engine shards, routed by partition key, over connector sources or
+        /// `--input` (the output is the same for every N, in a canonical order; a --state-dir
+        /// restarts only with the N it was saved with: docs/RUNTIME.md#workers). Default: the
         /// program's `.concurrent(workers: N)`, else one engine in arrival order.
         #[arg(short = 'w', long, value_name = "N")]
         workers: Option<usize>,

@@ -34,7 +34,11 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use varpulis_program::{
     Chunk, Event, InputRef, Instr, OpSpec, Program, SchemaId, SourceSpec, Value, ValueKey,
 };
-use varpulis_vm::{Engine, EngineConfig, Metrics, Output, RuntimeError, SideOutput};
+use varpulis_state::{MemoryStore, StateStore};
+use varpulis_vm::memory::StreamMemory;
+use varpulis_vm::{
+    Compat, Engine, EngineConfig, Metrics, Output, RuntimeError, SideOutput, StateReport,
+};
 
 use crate::input::Records;
 use crate::job::{InputProblem, Job, JobStats};
@@ -304,26 +308,54 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
 
 /// One input position as a shard sees it.
 enum Item {
-    /// The shard owns the event: run it.
-    Own(Event),
+    /// The shard owns the event: run it (with the connector subscription it
+    /// came from, in a live run).
+    Own(Event, Option<u32>),
     /// Another shard runs it: only its time counts here.
     Time { ty: SchemaId, time: i64 },
 }
 
 /// A message to a shard.
-enum ToShard {
+enum Cmd {
     /// The next input positions, one item each.
     Batch(Vec<Item>),
-    /// End of input: fire what is open (with a final flush) and stop.
+    /// The sources are idle: move the watermark (one position).
+    Watermark(i64),
+    /// End of input: fire what is open (the final flush).
     Finish,
+    /// Save the engine state (a checkpoint or a hot update).
+    Save,
+    /// Replace the engine state with a saved one.
+    Load(Box<MemoryStore>, Compat),
+    /// Counters, memory and watermark for metrics.
+    Stats,
 }
 
-/// What a shard produced for one batch, tagged with input positions.
+/// A shard's answer to one [`Cmd`].
+enum Reply {
+    Ran(Box<FromShard>),
+    Saved(Result<Vec<u8>, String>),
+    Loaded(Result<StateReport, String>),
+    Stats(Box<ShardStats>),
+}
+
+/// What one shard reports for metrics.
+struct ShardStats {
+    metrics: Metrics,
+    memory: Vec<StreamMemory>,
+    watermark: Option<i64>,
+}
+
+/// What a shard produced for one batch, tagged with input positions
+/// (indexes into the batch; [`END`] for the final flush), with each output's
+/// JSON text, and its counters and watermark after the batch.
 #[derive(Default)]
 struct FromShard {
-    outputs: Vec<(u64, Output)>,
+    outputs: Vec<(u64, Output, Vec<u8>)>,
     side: Vec<(u64, SideOutput)>,
     errors: Vec<RuntimeError>,
+    metrics: Metrics,
+    watermark: Option<i64>,
 }
 
 /// How a parallel run went.
@@ -385,15 +417,19 @@ pub fn run<R: std::io::BufRead + Send>(
     // Read and loaded once; the shards share the loaded models.
     let models = crate::job::load_models(&program)?;
     std::thread::scope(|scope| -> anyhow::Result<Outcome> {
-        let mut to_shards: Vec<Sender<ToShard>> = Vec::new();
-        let mut from_shards: Vec<Receiver<FromShard>> = Vec::new();
+        let mut to_shards: Vec<Sender<Cmd>> = Vec::new();
+        let mut from_shards: Vec<Receiver<Reply>> = Vec::new();
         let mut shard_handles = Vec::new();
         for _ in 0..workers {
-            let (tx, rx) = bounded::<ToShard>(QUEUE);
-            let (otx, orx) = bounded::<FromShard>(QUEUE);
+            let (tx, rx) = bounded::<Cmd>(QUEUE);
+            let (otx, orx) = bounded::<Reply>(QUEUE);
             let program = program.clone();
             let models = models.clone();
-            shard_handles.push(scope.spawn(move || shard(program, config, &models, rx, otx)));
+            shard_handles.push(scope.spawn(move || {
+                let engine = Engine::with_models(program, config, &models)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                Ok::<_, anyhow::Error>(serve(engine, rx, otx))
+            }));
             to_shards.push(tx);
             from_shards.push(orx);
         }
@@ -410,13 +446,11 @@ pub fn run<R: std::io::BufRead + Send>(
         let mut errors: Vec<RuntimeError> = Vec::new();
         'rounds: loop {
             for rx in &from_shards {
-                let Ok(part) = rx.recv() else {
-                    // A shard ended: after the final batch every shard ends.
+                // A shard ended: after the final batch every shard ends.
+                let Ok(Reply::Ran(part)) = rx.recv() else {
                     break 'rounds;
                 };
-                for (pos, o) in part.outputs {
-                    let mut bytes = Vec::with_capacity(128);
-                    crate::output::write_json(&mut bytes, &o);
+                for (pos, o, bytes) in part.outputs {
                     let si = stream_index.get(&o.stream).copied().unwrap_or(usize::MAX);
                     merged.push((pos, o.time, si, bytes, o));
                 }
@@ -461,6 +495,346 @@ pub fn run<R: std::io::BufRead + Send>(
     })
 }
 
+/// What a round of the shards produced, merged in the canonical order. Each
+/// item carries the index of the batch event that caused it (`None`: a
+/// watermark move or the final flush).
+#[derive(Default)]
+pub struct Merged {
+    /// Visible outputs with their JSON text.
+    pub outputs: Vec<(Option<usize>, Output, Vec<u8>)>,
+    /// Print/log lines and sink records.
+    pub side: Vec<(Option<usize>, SideOutput)>,
+    /// Runtime errors.
+    pub errors: Vec<RuntimeError>,
+}
+
+/// Engine shards on their own threads that a live run keeps for its whole
+/// life ([`crate::job::Job::start_workers`]): the host hands them one batch
+/// of events at a time as a round ([`Shards::run`]) and collects the
+/// rounds' merged results in order ([`Shards::collect`]), in the canonical
+/// order of [`run`]; checkpoints save one state per shard.
+///
+/// Each shard has a bounded command queue and a bounded reply queue; the
+/// host keeps at most a round or two in flight and collecting a round waits
+/// for every shard's answer, so the host loop (and behind it the sources'
+/// bounded queue) waits for the slowest shard: back-pressure, not buffering.
+pub struct Shards {
+    plan: ShardPlan,
+    to: Vec<Sender<Cmd>>,
+    from: Vec<Receiver<Reply>>,
+    handles: Vec<std::thread::JoinHandle<Metrics>>,
+    stream_index: HashMap<Arc<str>, usize>,
+    /// Input positions routed so far (keyless events go round-robin by it).
+    pos: u64,
+    /// Rounds sent and not collected yet, oldest first.
+    in_flight: usize,
+    /// Counters, memory and watermark as last seen (memory from the last
+    /// [`Shards::stats`] taken with nothing in flight).
+    last: (Metrics, Vec<StreamMemory>, Option<i64>),
+}
+
+impl Shards {
+    /// Starts `workers` engine shards running `program`, routed by `plan`.
+    pub fn start(
+        program: Arc<Program>,
+        config: EngineConfig,
+        models: &varpulis_vm::model::Models,
+        workers: usize,
+        plan: ShardPlan,
+    ) -> anyhow::Result<Shards> {
+        let workers = workers.clamp(1, MAX_WORKERS);
+        let mut shards = Shards {
+            plan,
+            to: Vec::new(),
+            from: Vec::new(),
+            handles: Vec::new(),
+            stream_index: program
+                .streams
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.name.clone(), i))
+                .collect(),
+            pos: 0,
+            in_flight: 0,
+            last: (Metrics::default(), Vec::new(), None),
+        };
+        for i in 0..workers {
+            let (tx, rx) = bounded::<Cmd>(QUEUE);
+            let (otx, orx) = bounded::<Reply>(QUEUE);
+            let (ready_tx, ready) = bounded::<Result<(), String>>(1);
+            let program = program.clone();
+            let models = models.clone();
+            // An engine stays on the thread that made it.
+            let handle = std::thread::Builder::new()
+                .name(format!("varpulis-shard-{i}"))
+                .spawn(move || match Engine::with_models(program, config, &models) {
+                    Ok(engine) => {
+                        let _ = ready_tx.send(Ok(()));
+                        serve(engine, rx, otx)
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        Metrics::default()
+                    }
+                })
+                .map_err(|e| anyhow::anyhow!("cannot start engine worker {i}: {e}"))?;
+            shards.to.push(tx);
+            shards.from.push(orx);
+            shards.handles.push(handle);
+            match ready.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => anyhow::bail!("engine worker {i}: {e}"),
+                Err(_) => anyhow::bail!("engine worker {i} stopped unexpectedly"),
+            }
+        }
+        Ok(shards)
+    }
+
+    /// The number of shards.
+    pub fn workers(&self) -> usize {
+        self.to.len()
+    }
+
+    /// Sends `cmd(i)` to every shard `i` without waiting: a round in flight,
+    /// collected in order by [`Shards::collect`].
+    fn submit(&mut self, mut cmd: impl FnMut(usize) -> Cmd) -> anyhow::Result<()> {
+        for (i, tx) in self.to.iter().enumerate() {
+            tx.send(cmd(i))
+                .map_err(|_| anyhow::anyhow!("engine worker {i} stopped unexpectedly"))?;
+        }
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// Rounds sent and not collected yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Waits for the oldest round in flight and merges it (`None`: nothing
+    /// in flight).
+    pub fn collect(&mut self) -> anyhow::Result<Option<Merged>> {
+        if self.in_flight == 0 {
+            return Ok(None);
+        }
+        let replies = self.answers()?;
+        self.in_flight -= 1;
+        let mut metrics = Metrics::default();
+        let mut watermark = None;
+        for r in &replies {
+            if let Reply::Ran(part) = r {
+                add_metrics(&mut metrics, &part.metrics);
+                watermark = watermark.or(part.watermark);
+            }
+        }
+        self.last.0 = metrics;
+        self.last.2 = watermark;
+        Ok(Some(self.merge(replies)))
+    }
+
+    /// One answer from every shard, in shard order.
+    fn answers(&mut self) -> anyhow::Result<Vec<Reply>> {
+        let mut replies = Vec::with_capacity(self.from.len());
+        for (i, rx) in self.from.iter().enumerate() {
+            replies.push(
+                rx.recv()
+                    .map_err(|_| anyhow::anyhow!("engine worker {i} stopped unexpectedly"))?,
+            );
+        }
+        Ok(replies)
+    }
+
+    /// A round that is answered at once (state, counters); nothing may be in
+    /// flight, so the answers are this round's.
+    fn round(&mut self, cmd: impl FnMut(usize) -> Cmd) -> anyhow::Result<Vec<Reply>> {
+        if self.in_flight > 0 {
+            anyhow::bail!(
+                "{} rounds of the engine workers are still running (a host bug: they are \
+                 collected first)",
+                self.in_flight
+            );
+        }
+        self.submit(cmd)?;
+        self.in_flight -= 1;
+        self.answers()
+    }
+
+    /// Sends `events` (each with the subscription it came from) as one round:
+    /// each goes to the shard that owns its key, its time to the others.
+    /// [`Shards::collect`] gives the outputs.
+    pub fn run(&mut self, events: Vec<(Event, Option<u32>)>) -> anyhow::Result<()> {
+        let n = self.workers();
+        let mut batches: Vec<Vec<Item>> =
+            (0..n).map(|_| Vec::with_capacity(events.len())).collect();
+        for (event, origin) in events {
+            let own = self.plan.owner(&event, self.pos, n);
+            self.pos += 1;
+            let (ty, time) = (event.type_id, event.time);
+            let mut event = Some(event);
+            for (i, b) in batches.iter_mut().enumerate() {
+                if i == own {
+                    if let Some(ev) = event.take() {
+                        b.push(Item::Own(ev, origin));
+                    }
+                } else {
+                    b.push(Item::Time { ty, time });
+                }
+            }
+        }
+        let mut batches = batches.into_iter();
+        self.submit(|_| Cmd::Batch(batches.next().unwrap_or_default()))
+    }
+
+    /// Moves every shard's watermark to `ts` (idle sources), as one round.
+    pub fn advance_watermark(&mut self, ts: i64) -> anyhow::Result<()> {
+        self.submit(|_| Cmd::Watermark(ts))
+    }
+
+    /// End of input, as one round: every shard fires what is open.
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        self.submit(|_| Cmd::Finish)
+    }
+
+    /// Each shard's engine state, as [`MemoryStore`] snapshot bytes, in
+    /// shard order.
+    pub fn save(&mut self) -> anyhow::Result<Vec<Vec<u8>>> {
+        let replies = self.round(|_| Cmd::Save)?;
+        replies
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| match r {
+                Reply::Saved(Ok(bytes)) => Ok(bytes),
+                Reply::Saved(Err(e)) => Err(anyhow::anyhow!(
+                    "engine worker {i} cannot save its state: {e}"
+                )),
+                _ => Err(anyhow::anyhow!("engine worker {i} answered out of turn")),
+            })
+            .collect()
+    }
+
+    /// Loads one saved state per shard (`states[i]` into shard `i`; as many
+    /// as there are shards). The report is shard 0's: every shard runs the
+    /// same program, so every shard's report is the same.
+    pub fn load(
+        &mut self,
+        states: Vec<MemoryStore>,
+        compat: Compat,
+    ) -> anyhow::Result<StateReport> {
+        if states.len() != self.workers() {
+            anyhow::bail!(
+                "{} saved states for {} engine workers",
+                states.len(),
+                self.workers()
+            );
+        }
+        let mut states = states.into_iter();
+        let replies =
+            self.round(|_| Cmd::Load(Box::new(states.next().unwrap_or_default()), compat))?;
+        let mut first = None;
+        for (i, r) in replies.into_iter().enumerate() {
+            match r {
+                Reply::Loaded(Ok(report)) => {
+                    first.get_or_insert(report);
+                }
+                Reply::Loaded(Err(e)) => anyhow::bail!("engine worker {i}: {e}"),
+                _ => anyhow::bail!("engine worker {i} answered out of turn"),
+            }
+        }
+        Ok(first.unwrap_or_default())
+    }
+
+    /// The shards' counters and memory, summed, and their watermark (the
+    /// same in every shard: time is broadcast). With rounds in flight, the
+    /// counters and watermark of the last round collected and the memory of
+    /// the last time nothing was in flight.
+    pub fn stats(&mut self) -> anyhow::Result<(Metrics, Vec<StreamMemory>, Option<i64>)> {
+        if self.in_flight > 0 {
+            return Ok(self.last.clone());
+        }
+        let replies = self.round(|_| Cmd::Stats)?;
+        let mut metrics = Metrics::default();
+        let mut memory: Vec<StreamMemory> = Vec::new();
+        let mut watermark = None;
+        for r in replies {
+            let Reply::Stats(s) = r else {
+                anyhow::bail!("an engine worker answered out of turn");
+            };
+            add_metrics(&mut metrics, &s.metrics);
+            add_memory(&mut memory, s.memory);
+            watermark = watermark.or(s.watermark);
+        }
+        self.last = (metrics, memory, watermark);
+        Ok(self.last.clone())
+    }
+
+    /// Merges one round's answers: by position (the end of input last),
+    /// event time, stream, JSON text.
+    fn merge(&self, replies: Vec<Reply>) -> Merged {
+        let mut outputs: Vec<(u64, i64, usize, Vec<u8>, Output)> = Vec::new();
+        let mut side: Vec<(u64, Vec<u8>, SideOutput)> = Vec::new();
+        let mut errors = Vec::new();
+        for r in replies {
+            let Reply::Ran(part) = r else { continue };
+            for (pos, o, bytes) in part.outputs {
+                let si = self
+                    .stream_index
+                    .get(&o.stream)
+                    .copied()
+                    .unwrap_or(usize::MAX);
+                outputs.push((pos, o.time, si, bytes, o));
+            }
+            for (pos, s) in part.side {
+                side.push((pos, side_key(&s), s));
+            }
+            errors.extend(part.errors);
+        }
+        outputs.sort_by(|a, b| (a.0, a.1, a.2, &a.3).cmp(&(b.0, b.1, b.2, &b.3)));
+        side.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let index = |pos: u64| (pos != END).then(|| usize::try_from(pos).ok()).flatten();
+        Merged {
+            outputs: outputs
+                .into_iter()
+                .map(|(pos, _, _, b, o)| (index(pos), o, b))
+                .collect(),
+            side: side
+                .into_iter()
+                .map(|(pos, _, s)| (index(pos), s))
+                .collect(),
+            errors,
+        }
+    }
+}
+
+impl Drop for Shards {
+    /// Closes the queues and waits for the shard threads to end.
+    fn drop(&mut self) {
+        self.to.clear();
+        self.from.clear();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Adds one shard's memory to the sum, stream by stream and operator by
+/// operator (every shard runs the same plan).
+fn add_memory(sum: &mut Vec<StreamMemory>, shard: Vec<StreamMemory>) {
+    if sum.is_empty() {
+        *sum = shard;
+        return;
+    }
+    for (s, t) in sum.iter_mut().zip(shard) {
+        for (o, p) in s.ops.iter_mut().zip(t.ops) {
+            o.bytes += p.bytes;
+            o.keys += p.keys;
+            o.runs += p.runs;
+            o.evictions.lru += p.evictions.lru;
+            o.evictions.fifo += p.evictions.fifo;
+            o.evictions.idle += p.evictions.idle;
+        }
+    }
+}
+
 /// The canonical order of side outputs within one input position.
 fn side_key(s: &SideOutput) -> Vec<u8> {
     match s {
@@ -483,7 +857,7 @@ fn route<R: std::io::BufRead>(
     decoder: &mut Job,
     records: Records<R>,
     plan: &ShardPlan,
-    shards: Vec<Sender<ToShard>>,
+    shards: Vec<Sender<Cmd>>,
     batch: usize,
 ) -> anyhow::Result<(JobStats, Option<InputProblem>)> {
     let n = shards.len();
@@ -493,11 +867,8 @@ fn route<R: std::io::BufRead>(
     let mut stderr = std::io::stderr();
     let send_all = |batches: &mut Vec<Vec<Item>>| -> anyhow::Result<()> {
         for (tx, b) in shards.iter().zip(batches.iter_mut()) {
-            tx.send(ToShard::Batch(std::mem::replace(
-                b,
-                Vec::with_capacity(batch),
-            )))
-            .map_err(|_| anyhow::anyhow!("an engine worker stopped"))?;
+            tx.send(Cmd::Batch(std::mem::replace(b, Vec::with_capacity(batch))))
+                .map_err(|_| anyhow::anyhow!("an engine worker stopped"))?;
         }
         Ok(())
     };
@@ -520,7 +891,7 @@ fn route<R: std::io::BufRead>(
         for (i, b) in batches.iter_mut().enumerate() {
             if i == own {
                 if let Some(ev) = event.take() {
-                    b.push(Item::Own(ev));
+                    b.push(Item::Own(ev, None));
                 }
             } else {
                 b.push(Item::Time { ty, time });
@@ -535,56 +906,89 @@ fn route<R: std::io::BufRead>(
         send_all(&mut batches)?;
     }
     for tx in &shards {
-        tx.send(ToShard::Finish)
+        tx.send(Cmd::Finish)
             .map_err(|_| anyhow::anyhow!("an engine worker stopped"))?;
     }
     Ok((decoder.stats().clone(), failed))
 }
 
-/// One engine shard: runs its batches and answers each with its tagged
-/// results; returns its counters.
-fn shard(
-    program: Arc<Program>,
-    config: EngineConfig,
-    models: &varpulis_vm::model::Models,
-    rx: Receiver<ToShard>,
-    tx: Sender<FromShard>,
-) -> anyhow::Result<Metrics> {
-    let mut engine =
-        Engine::with_models(program, config, models).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut pos: u64 = 0;
+/// One engine shard: answers each command in order until its channel
+/// closes; returns its counters. Positions are indexes into each batch, so
+/// the merger orders one round at a time.
+fn serve(mut engine: Engine, rx: Receiver<Cmd>, tx: Sender<Reply>) -> Metrics {
     let mut scratch = Vec::new();
-    while let Ok(msg) = rx.recv() {
-        let mut part = FromShard::default();
-        let finish = match msg {
-            ToShard::Batch(items) => {
-                for item in items {
+    while let Ok(cmd) = rx.recv() {
+        let reply = match cmd {
+            Cmd::Batch(items) => {
+                let mut part = FromShard::default();
+                for (pos, item) in (0u64..).zip(items) {
                     match item {
-                        Item::Own(ev) => engine.push_from(ev, None, &mut scratch),
+                        Item::Own(ev, origin) => engine.push_from(ev, origin, &mut scratch),
                         Item::Time { ty, time } => engine.observe_time(ty, time, &mut scratch),
                     }
                     tag(&mut engine, pos, &mut scratch, &mut part);
-                    pos += 1;
                 }
-                false
+                part.errors = engine.take_errors();
+                Reply::Ran(Box::new(part))
             }
-            ToShard::Finish => {
+            Cmd::Watermark(ts) => {
+                let mut part = FromShard::default();
+                scratch.extend(engine.advance_watermark(ts));
+                tag(&mut engine, 0, &mut scratch, &mut part);
+                part.errors = engine.take_errors();
+                Reply::Ran(Box::new(part))
+            }
+            Cmd::Finish => {
+                let mut part = FromShard::default();
                 scratch.extend(engine.finish());
                 tag(&mut engine, END, &mut scratch, &mut part);
-                true
+                part.errors = engine.take_errors();
+                Reply::Ran(Box::new(part))
             }
+            Cmd::Save => {
+                let mut store = MemoryStore::new();
+                Reply::Saved(
+                    engine
+                        .save_state(&mut store)
+                        .map_err(|e| e.to_string())
+                        .and_then(|()| store.snapshot().map_err(|e| e.to_string())),
+                )
+            }
+            Cmd::Load(store, compat) => Reply::Loaded(
+                engine
+                    .load_state_with(store.as_ref(), compat)
+                    .map_err(|e| e.to_string()),
+            ),
+            Cmd::Stats => Reply::Stats(Box::new(ShardStats {
+                metrics: engine.metrics(),
+                memory: engine.memory(),
+                watermark: engine.watermark(),
+            })),
         };
-        part.errors = engine.take_errors();
-        if tx.send(part).is_err() || finish {
+        let reply = match reply {
+            Reply::Ran(mut part) => {
+                part.metrics = engine.metrics();
+                part.watermark = engine.watermark();
+                Reply::Ran(part)
+            }
+            other => other,
+        };
+        if tx.send(reply).is_err() {
             break;
         }
     }
-    Ok(engine.metrics())
+    engine.metrics()
 }
 
 /// Moves what the engine produced for input position `pos` into `part`.
+/// Each output is encoded to its JSON text here, on the shard's thread: the
+/// merger sorts by it and writers reuse it.
 fn tag(engine: &mut Engine, pos: u64, scratch: &mut Vec<Output>, part: &mut FromShard) {
-    part.outputs.extend(scratch.drain(..).map(|o| (pos, o)));
+    part.outputs.extend(scratch.drain(..).map(|o| {
+        let mut bytes = Vec::with_capacity(128);
+        crate::output::write_json(&mut bytes, &o);
+        (pos, o, bytes)
+    }));
     part.side
         .extend(engine.take_side_outputs().into_iter().map(|s| (pos, s)));
 }
@@ -597,6 +1001,18 @@ fn add_metrics(sum: &mut Metrics, m: &Metrics) {
     sum.runtime_errors += m.runtime_errors;
     sum.window_patterns.tested += m.window_patterns.tested;
     sum.window_patterns.matched += m.window_patterns.matched;
+    for (a, b) in [
+        (&mut sum.out_per_stream, &m.out_per_stream),
+        (&mut sum.late_per_stream, &m.late_per_stream),
+        (&mut sum.errors_per_stream, &m.errors_per_stream),
+    ] {
+        if a.len() < b.len() {
+            a.resize(b.len(), 0);
+        }
+        for (x, y) in a.iter_mut().zip(b) {
+            *x += y;
+        }
+    }
     let (p, q) = (&mut sum.patterns, &m.patterns);
     p.active_runs += q.active_runs;
     p.partitions += q.partitions;

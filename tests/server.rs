@@ -878,3 +878,104 @@ fn a_hot_update_whose_sinks_cannot_confirm_is_refused_and_the_old_program_keeps_
     drop(s);
     drop(held);
 }
+
+#[test]
+fn a_pipeline_runs_on_its_workers_and_a_new_worker_count_restarts_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start(dir.path(), &[], &[]);
+    let deploy_with = |name: &str, source: &str, workers: Value| {
+        s.call(
+            "POST",
+            "/api/v1/pipelines",
+            Some(&json!({ "name": name, "source": source, "workers": workers })),
+            None,
+        )
+    };
+    // Bad settings, and a program whose state spans keys, are refused.
+    for bad in [json!(0), json!(65), json!("two"), json!(1.5)] {
+        let (code, v) = deploy_with("bad", COUNTS, bad.clone());
+        assert_eq!(code, 422, "{bad}: {v}");
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.contains("workers")),
+            "{v}"
+        );
+    }
+    let global = "event Reading:\n    zone: str\n    temp: float\n\nstream All = Reading\n    .window(3)\n    .aggregate(n: count())\n    .emit(n: n)\n";
+    let (code, v) = deploy_with("global", global, json!(2));
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("stream `All`") && e.contains("\"workers\": 1")),
+        "{v}"
+    );
+
+    let (code, v) = deploy_with("counts", COUNTS, json!(2));
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["workers"], 2, "{v}");
+    s.wait_state("counts", "running");
+    let events: String = (0..12)
+        .map(|i| {
+            format!(
+                "{{\"event_type\":\"Reading\",\"zone\":\"z{}\",\"temp\":{i}}}\n",
+                i % 2
+            )
+        })
+        .collect();
+    let (code, text) = post_events(&s, "counts", &events, None);
+    assert_eq!(code, 202, "{text}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = s.call("GET", "/api/v1/pipelines/counts", None, None);
+        // Two zones of six readings: two windows of 3 each; counted over both workers.
+        if v["events_in"] == 12 && v["streams"][0]["events_out"] == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The same count: in place (the setting is kept without `workers`).
+    let (code, v) = s.call(
+        "PUT",
+        "/api/v1/pipelines/counts",
+        Some(&json!({ "source": COUNTS })),
+        None,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["update"]["sources"], "kept", "{v}");
+    assert_eq!(v["update"]["streams"][0]["state"], "kept", "{v}");
+    assert_eq!(v["workers"], 2, "{v}");
+
+    // Another count restarts the pipeline and says that its state is not kept.
+    let (code, v) = s.call(
+        "PUT",
+        "/api/v1/pipelines/counts",
+        Some(&json!({ "source": COUNTS, "workers": 3 })),
+        None,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["update"]["sources"], "restarted", "{v}");
+    assert!(
+        v["update"]["restart_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("from 2 workers to 3 workers")),
+        "{v}"
+    );
+    assert_eq!(v["update"]["streams"][0]["state"], "empty", "{v}");
+    assert_eq!(
+        v["update"]["streams"][0]["reason"], "saved with another number of workers",
+        "{v}"
+    );
+    let v = s.wait_state("counts", "running");
+    assert_eq!(v["workers"], 3, "{v}");
+    let (ok, _) = s.terminate();
+    assert!(ok);
+
+    // The setting is stored with the pipeline.
+    let s = Server::start(dir.path(), &[], &[]);
+    let v = s.wait_state("counts", "running");
+    assert_eq!(v["workers"], 3, "{v}");
+    let (ok, _) = s.terminate();
+    assert!(ok);
+}

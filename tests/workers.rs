@@ -1,6 +1,8 @@
 //! Partition-parallel runs (`varpulis run --workers N`): for random inputs,
 //! N = 1..4 engine shards give byte-identical output; programs that cannot
-//! be split are refused with the stream and the reason.
+//! be split are refused with the stream and the reason; live runs over
+//! connector sources give the same bytes for every N, survive SIGKILL with
+//! N = 2 and refuse a checkpoint of another worker count.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -351,4 +353,365 @@ fn strict_runs_on_workers_stop_at_bad_input_with_exit_one() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2"), "{err}");
+}
+
+// Live runs (connector sources) on workers.
+
+/// xorshift64*: seeded kill points and inputs.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+}
+
+/// A file source of `n` readings over 7 zones, one millisecond apart; per
+/// zone a count window of 5 and a 10 ms tumbling window, to the `file` sink
+/// `sink.jsonl` and the outputs. Runs use `--idle-timeout 0` (only events
+/// move time) so that a pause of a loaded machine cannot close windows.
+fn write_live_pipeline(dir: &Path, n: u64) {
+    let mut rng = Rng(11);
+    let mut input = String::new();
+    for i in 0..n {
+        input.push_str(&format!(
+            "{{\"zone\":\"z{}\",\"temp\":{}.5,\"timestamp\":{}}}\n",
+            rng.below(7),
+            rng.below(100),
+            1_700_000_000_000 + i
+        ));
+    }
+    write(dir, "in.jsonl", &input);
+    write(
+        dir,
+        "rules.vpl",
+        "event Reading:\n    zone: str\n    temp: float\n\n\
+         connector In = file (path: \"in.jsonl\")\nconnector Out = file (path: \"sink.jsonl\")\n\n\
+         stream Counts = Reading.from(In)\n    .partition_by(zone)\n    .window(5)\n    \
+         .aggregate(n: count(), total: sum(temp))\n    .emit(zone: zone, n: n, total: total)\n    \
+         .to(Out)\n\n\
+         stream Peaks = Reading.from(In)\n    .partition_by(zone)\n    .window(10ms)\n    \
+         .aggregate(hi: max(temp))\n    .emit(zone: zone, hi: hi)\n",
+    );
+}
+
+fn live(args: &[&str], cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_varpulis"));
+    cmd.arg("run")
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+fn live_to_end(args: &[&str], cwd: &Path) -> ProcessOutput {
+    let out = live(args, cwd).output().expect("run varpulis");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn live_runs_on_workers_give_the_same_bytes_for_every_count() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_live_pipeline(dir.path(), 5_000);
+    let mut seen = Vec::new();
+    for n in ["1", "2", "3"] {
+        let _ = std::fs::remove_file(dir.path().join("sink.jsonl"));
+        // `--idle-timeout 0`: only events move time (a slow machine's pause
+        // must not close the 10 ms windows).
+        let out = live_to_end(
+            &["rules.vpl", "--idle-timeout", "0", "--workers", n],
+            dir.path(),
+        );
+        let sink = std::fs::read(dir.path().join("sink.jsonl")).expect("the sink file");
+        assert!(!out.stdout.is_empty() && !sink.is_empty());
+        seen.push((out.stdout, sink));
+    }
+    assert!(seen[0] == seen[1], "2 workers differ from 1");
+    assert!(seen[0] == seen[2], "3 workers differ from 1");
+    // One engine without --workers: the same outputs, in arrival order.
+    let _ = std::fs::remove_file(dir.path().join("sink.jsonl"));
+    let plain = live_to_end(&["rules.vpl", "--idle-timeout", "0"], dir.path());
+    let sorted = |b: &[u8]| {
+        let mut l: Vec<String> = String::from_utf8_lossy(b)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        l.sort();
+        l
+    };
+    assert_eq!(sorted(&plain.stdout), sorted(&seen[0].0));
+    let err = String::from_utf8_lossy(&plain.stderr);
+    assert!(err.contains("5000 events"), "{err}");
+}
+
+#[test]
+fn a_live_run_on_two_workers_killed_and_restarted_ends_like_an_uninterrupted_one() {
+    const EVENTS: u64 = 30_000;
+    const RUN: &[&str] = &[
+        "rules.vpl",
+        "--workers",
+        "2",
+        "--idle-timeout",
+        "0",
+        "--state-dir",
+        "state",
+        "--checkpoint-interval",
+        "50ms",
+        "--output",
+        "out.jsonl",
+    ];
+    let reference = tempfile::tempdir().expect("tempdir");
+    write_live_pipeline(reference.path(), EVENTS);
+    let started = std::time::Instant::now();
+    live_to_end(RUN, reference.path());
+    let uninterrupted = started.elapsed();
+    let expected_sink = std::fs::read(reference.path().join("sink.jsonl")).expect("sink");
+    let expected_out = std::fs::read(reference.path().join("out.jsonl")).expect("out");
+
+    let seed = std::env::var("VARPULIS_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_4321_u64);
+    let mut rng = Rng(seed.max(1));
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_live_pipeline(dir.path(), EVENTS);
+    let slice = u64::try_from(uninterrupted.as_millis()).unwrap_or(u64::MAX) / 8;
+    let mut delays = Vec::new();
+    let mut partial = 0;
+    // Kill until some output is out (a loaded machine starts slowly), at
+    // random points well before the input can be done.
+    while delays.len() < 6 || (partial == 0 && delays.len() < 30) {
+        let delay = std::time::Duration::from_millis(10 + rng.below(slice.max(20)));
+        delays.push(delay);
+        let mut child = live(RUN, dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start varpulis");
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        partial = std::fs::metadata(dir.path().join("sink.jsonl")).map_or(0, |m| m.len());
+    }
+    assert!(
+        partial > 0 && partial < expected_sink.len() as u64,
+        "the kills should land while output is being written ({partial} bytes; seed {seed}, \
+         delays {delays:?})"
+    );
+    let last = live_to_end(RUN, dir.path());
+    let context = format!(
+        "seed {seed}, kill delays {delays:?}; last run:\n{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    let sink = std::fs::read(dir.path().join("sink.jsonl")).expect("sink");
+    let out = std::fs::read(dir.path().join("out.jsonl")).expect("out");
+    assert_same(&sink, &expected_sink, "the file sink", &context);
+    assert_same(&out, &expected_out, "--output", &context);
+}
+
+/// Byte equality, reported as the first differing line.
+fn assert_same(actual: &[u8], expected: &[u8], what: &str, context: &str) {
+    if actual == expected {
+        return;
+    }
+    let a: Vec<&[u8]> = actual.split(|b| *b == b'\n').collect();
+    let e: Vec<&[u8]> = expected.split(|b| *b == b'\n').collect();
+    let line = a
+        .iter()
+        .zip(&e)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(e.len()));
+    let show = |l: &[&[u8]]| {
+        l.get(line)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
+    };
+    panic!(
+        "{what} differs from the uninterrupted run at line {} ({} lines vs {}):\n  got      {}\n  expected {}\n{context}",
+        line + 1,
+        a.len(),
+        e.len(),
+        show(&a),
+        show(&e)
+    );
+}
+
+#[test]
+fn a_checkpoint_of_another_worker_count_is_refused_with_the_count_to_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_live_pipeline(dir.path(), 200);
+    live_to_end(
+        &["rules.vpl", "--workers", "2", "--state-dir", "state"],
+        dir.path(),
+    );
+    for other in [&["--workers", "3"][..], &[]] {
+        let mut args = vec!["rules.vpl", "--state-dir", "state"];
+        args.extend_from_slice(other);
+        let out = live(&args, dir.path()).output().expect("run varpulis");
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("saved with 2 workers") && err.contains("--workers 2"),
+            "{err}"
+        );
+    }
+    // The same count resumes (nothing left to read).
+    live_to_end(
+        &["rules.vpl", "--workers", "2", "--state-dir", "state"],
+        dir.path(),
+    );
+    // One engine and one worker read each other's state.
+    let one = tempfile::tempdir().expect("tempdir");
+    write_live_pipeline(one.path(), 200);
+    live_to_end(&["rules.vpl", "--state-dir", "state"], one.path());
+    let out = live_to_end(
+        &["rules.vpl", "--workers", "1", "--state-dir", "state"],
+        one.path(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("restored the checkpoint"), "{err}");
+}
+
+#[test]
+fn a_live_program_that_cannot_be_split_is_refused_before_it_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "in.jsonl", "{\"zone\":\"a\",\"temp\":1.0}\n");
+    write(
+        dir.path(),
+        "g.vpl",
+        "event Reading:\n    zone: str\n    temp: float\n\nconnector In = file (path: \"in.jsonl\")\n\n\
+         stream All = Reading.from(In)\n    .window(5)\n    .aggregate(n: count())\n    .emit(n: n)\n",
+    );
+    let out = live(&["g.vpl", "--workers", "2"], dir.path())
+        .output()
+        .expect("run varpulis");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stream `All`") && err.contains("--workers 1"),
+        "{err}"
+    );
+}
+
+/// Bytes the process has read so far (`rchar` of /proc/PID/io).
+fn bytes_read(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+#[test]
+fn a_slow_output_holds_the_sources_back_on_two_workers() {
+    use std::io::Read;
+    const EVENTS: u64 = 400_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut input = String::with_capacity(EVENTS as usize * 64);
+    for i in 0..EVENTS {
+        input.push_str(&format!(
+            "{{\"zone\":\"z{}\",\"temp\":{}.5,\"timestamp\":{}}}\n",
+            i % 13,
+            i % 90,
+            1_700_000_000_000 + i
+        ));
+    }
+    let input_len = input.len() as u64;
+    write(dir.path(), "in.jsonl", &input);
+    write(
+        dir.path(),
+        "rules.vpl",
+        "event Reading:\n    zone: str\n    temp: float\n\nconnector In = file (path: \"in.jsonl\")\n\n\
+         stream Every = Reading.from(In)\n    .emit(zone: zone, temp: temp)\n\n\
+         stream Counts = Reading.from(In)\n    .partition_by(zone)\n    .window(100)\n    \
+         .aggregate(n: count())\n    .emit(zone: zone, n: n)\n",
+    );
+    // Nobody reads the output for now: the pipe fills and the run must stop
+    // reading its source instead of buffering it.
+    let mut child = live(
+        &["rules.vpl", "--workers", "2", "--idle-timeout", "0"],
+        dir.path(),
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("start varpulis");
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut last = 0;
+    let stalled = loop {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        let now = bytes_read(pid).expect("/proc/PID/io of the run");
+        if now == last && now > 0 {
+            break now;
+        }
+        last = now;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never stopped reading ({now} of {input_len} bytes)"
+        );
+    };
+    assert!(
+        stalled < input_len / 4,
+        "with its output blocked the run read {stalled} of {input_len} input bytes"
+    );
+    // Reading the output lets it go on to the end, with nothing lost.
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read the outputs");
+    let status = child.wait().expect("wait");
+    assert!(status.success());
+    let every = out
+        .lines()
+        .filter(|l| l.contains("\"stream\":\"Every\""))
+        .count();
+    assert_eq!(every as u64, EVENTS);
+    let counts = out
+        .lines()
+        .filter(|l| l.contains("\"stream\":\"Counts\""))
+        .count();
+    assert!(counts > 0);
+}
+
+#[test]
+fn strict_live_runs_on_workers_run_every_event_before_the_bad_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "in.jsonl",
+        "{\"zone\":\"a\",\"temp\":1}\n{\"zone\":\"b\",\"temp\":2}\n{broken\n{\"zone\":\"c\",\"temp\":3}\n",
+    );
+    write(
+        dir.path(),
+        "rules.vpl",
+        "event Reading:\n    zone: str\n    temp: float\n\nconnector In = file (path: \"in.jsonl\")\n\n\
+         stream All = Reading.from(In)\n    .emit(zone: zone)\n",
+    );
+    let out = live(&["rules.vpl", "--workers", "2", "--strict"], dir.path())
+        .output()
+        .expect("run varpulis");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let zones: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| {
+            l.rsplit_once("\"zone\":\"")
+                .map(|(_, z)| z.trim_end_matches("\"}"))
+        })
+        .collect();
+    assert_eq!(zones, ["a", "b"], "{stdout}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in.jsonl line 3"), "{err}");
 }

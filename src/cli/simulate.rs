@@ -135,19 +135,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             );
             return Ok(ExitCode::from(2));
         }
-        if live && n > 1 {
-            eprintln!(
-                "error: --workers {n}: runs over connector sources use one engine for now                  (partition-parallel runs read --input)"
-            );
-            eprintln!("help: run with --workers 1, or replay the events with --input FILE");
-            return Ok(ExitCode::from(2));
-        }
     }
     if live {
         // Relative connector paths resolve against the working directory,
         // as for sinks (DESIGN.md, Connector sources).
         let base_dir = args.job.sink_dir.clone();
-        let job = Job::new(program, args.job.clone())?;
+        let mut job = Job::new(program, args.job.clone())?;
+        if let Some(n) = workers {
+            if let Err(e) = job.start_workers(n) {
+                eprintln!("error: {e:#}");
+                return Ok(ExitCode::from(2));
+            }
+        }
         let options = crate::live::LiveOptions {
             output: args.output.clone(),
             format: args.format,
@@ -412,7 +411,7 @@ fn connector_source_notes(program: &varpulis_program::Program) -> Vec<String> {
 /// `simulate: 1200 events in 0.01s, 14 outputs; skipped 2 (malformed 1, ...); 1 late`.
 pub(crate) fn summary(job: &mut Job, elapsed: Duration) -> String {
     let stats = job.stats().clone();
-    let metrics = job.engine().metrics();
+    let metrics = job.engine_stats().0;
     summary_of(&stats, &metrics, elapsed)
 }
 

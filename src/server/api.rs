@@ -167,6 +167,27 @@ fn field<'a>(body: &'a Value, name: &str) -> Result<&'a str, Box<Response>> {
     })
 }
 
+/// The optional `workers` field of a deployment: a whole number of engine workers.
+fn workers_field(body: &Value) -> Result<Option<usize>, Box<Response>> {
+    match body.get("workers") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|n| (1..=crate::parallel::MAX_WORKERS).contains(n))
+            .map(Some)
+            .ok_or_else(|| {
+                Box::new(json_error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &format!(
+                        "`workers` must be a whole number from 1 to {}, got {v}",
+                        crate::parallel::MAX_WORKERS
+                    ),
+                ))
+            }),
+    }
+}
+
 /// The status document of a pipeline.
 pub fn pipeline_json(p: &Pipeline) -> Value {
     let status = p.shared.status();
@@ -182,6 +203,7 @@ pub fn pipeline_json(p: &Pipeline) -> Value {
             .unwrap_or(i64::MAX),
         ),
         "uptime_seconds": (p.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        "workers": p.running_workers.unwrap_or(1),
     });
     if let PipelineState::Failed(reason) = &status.state {
         out["reason"] = json!(reason);
@@ -306,10 +328,14 @@ async fn create(State(app): App, request: Request) -> Response {
         (Err(answer), _) | (_, Err(answer)) => return *answer,
     };
     let connectors = body.get("connectors").cloned();
+    let workers = match workers_field(&body) {
+        Ok(w) => w,
+        Err(answer) => return *answer,
+    };
     let pipelines = app.pipelines.clone();
     let deployed = blocking(move || {
         pipelines
-            .deploy(&name, &source, connectors.as_ref())
+            .deploy(&name, &source, connectors.as_ref(), workers)
             .map(|()| pipelines.with(&name, pipeline_json))
     })
     .await;
@@ -331,10 +357,14 @@ async fn update(State(app): App, Path(name): Path<String>, request: Request) -> 
         Err(answer) => return *answer,
     };
     let connectors = body.get("connectors").cloned();
+    let workers = match workers_field(&body) {
+        Ok(w) => w,
+        Err(answer) => return *answer,
+    };
     let pipelines = app.pipelines.clone();
     let updated = blocking(move || {
         pipelines
-            .update(&name, &source, connectors.as_ref())
+            .update(&name, &source, connectors.as_ref(), workers)
             .map(|report| {
                 let mut v = pipelines
                     .with(&name, pipeline_json)

@@ -62,6 +62,8 @@ pub struct BootPipeline {
     pub file: PathBuf,
     /// Its connector settings (a TOML file with `[connectors.NAME]` tables), if any.
     pub config: Option<PathBuf>,
+    /// Its engine workers (`workers = N`), if set.
+    pub workers: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -125,6 +127,7 @@ struct PipelineSection {
     name: String,
     file: PathBuf,
     config: Option<PathBuf>,
+    workers: Option<usize>,
 }
 
 /// Expands `${ENV}` and `${file:...}` in every string of `value`, naming the key on failure.
@@ -281,6 +284,7 @@ pub fn load(
                 name: p.name,
                 file: relative(p.file),
                 config: p.config.map(relative),
+                workers: p.workers,
             })
             .collect(),
     })
@@ -321,6 +325,10 @@ mod tests {
         assert_eq!(c.max_keys, Some(100_000));
         let e = check("[defaults]\nmax_keys = 0\n").expect_err("zero");
         assert!(format!("{e:#}").contains("defaults.max_keys"), "{e:#}");
+        let c =
+            check("[[pipelines]]\nname = \"p\"\nfile = \"p.vpl\"\nworkers = 4\n").expect("config");
+        assert_eq!(c.pipelines[0].workers, Some(4));
+        assert_eq!(c.pipelines[0].config, None);
         let c = load(None, Some("127.0.0.1:1".into()), None, Some("k".into())).expect("flags");
         assert_eq!(c.listen, "127.0.0.1:1");
         assert_eq!(c.keys.verify("k"), Some(Role::Admin));

@@ -41,6 +41,9 @@ struct Stored {
     /// Per-pipeline connector settings (`[connectors.NAME]` as JSON), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     connectors: Option<Value>,
+    /// Engine workers it runs on, when its deployment set them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    workers: Option<usize>,
     /// Seconds since the Unix epoch.
     deployed_at: u64,
 }
@@ -128,13 +131,21 @@ pub enum DeployError {
     Unavailable(String),
 }
 
+/// The engine workers a pipeline runs on: its `workers` setting, else the program's
+/// `.concurrent(workers: N)`; `None`: one engine, outputs in arrival order.
+pub fn effective_workers(program: &Program, setting: Option<usize>) -> Option<usize> {
+    setting.or(program.workers.map(|n| n as usize))
+}
+
 /// Compiles `source` and applies the connector settings and the server's default key bound
-/// (`[defaults] max_keys`): the program to run.
+/// (`[defaults] max_keys`): the program to run. A program that cannot run on the pipeline's
+/// workers is refused.
 fn prepare(
     name: &str,
     source: &str,
     connectors: Option<&Value>,
     max_keys: Option<u64>,
+    workers: Option<usize>,
 ) -> Result<Program, DeployError> {
     let (diagnostics, program) = compile(name, source);
     let Some(mut program) = program else {
@@ -157,6 +168,23 @@ fn prepare(
     }
     if let Some(n) = max_keys {
         crate::limits::default_max_keys(&mut program, n);
+    }
+    match effective_workers(&program, workers) {
+        Some(n) if n == 0 || n > crate::parallel::MAX_WORKERS => {
+            return Err(DeployError::BadSettings(format!(
+                "`workers` must be between 1 and {}, got {n}",
+                crate::parallel::MAX_WORKERS
+            )))
+        }
+        Some(n) if n > 1 => {
+            if let Err(r) = crate::parallel::plan(&program) {
+                return Err(DeployError::BadSettings(format!(
+                    "{} cannot run on {n} workers: {}; deploy it with \"workers\": 1",
+                    r.what, r.why
+                )));
+            }
+        }
+        _ => {}
     }
     Ok(program)
 }
@@ -215,12 +243,14 @@ impl Pipelines {
     }
 
     /// Compiles, stores and starts a new pipeline; `connectors` overrides its connectors'
-    /// parameters (`{"NAME": {"param": value}}`).
+    /// parameters (`{"NAME": {"param": value}}`); `workers` sets its engine workers (else
+    /// the program's `.concurrent(workers: N)`, else one engine).
     pub fn deploy(
         &self,
         name: &str,
         source: &str,
         connectors: Option<&Value>,
+        workers: Option<usize>,
     ) -> Result<(), DeployError> {
         if !valid_name(name) {
             return Err(DeployError::BadName(name.to_string()));
@@ -228,9 +258,9 @@ impl Pipelines {
         if lock(&self.map).contains_key(name) {
             return Err(DeployError::Exists(name.to_string()));
         }
-        let program = prepare(name, source, connectors, self.settings.max_keys)?;
+        let program = prepare(name, source, connectors, self.settings.max_keys, workers)?;
         let deployed_at = SystemTime::now();
-        self.store(name, source, connectors, deployed_at)
+        self.store(name, source, connectors, workers, deployed_at)
             .map_err(DeployError::Io)?;
         let mut map = lock(&self.map);
         if map.contains_key(name) {
@@ -241,6 +271,7 @@ impl Pipelines {
             source.to_string(),
             deployed_at,
             program,
+            workers,
             self.run_settings(name),
         );
         pipeline.connectors = connectors.cloned();
@@ -252,19 +283,29 @@ impl Pipelines {
     /// final checkpoint), and the new program starts on the same state: streams whose
     /// definition did not change keep their state, the others start empty. Replaying sources
     /// (files, Kafka) resume where the checkpoint left them. Returns the state report, stream
-    /// by stream.
+    /// by stream. Another number of workers restarts the pipeline, and its state, split by
+    /// key among the old workers, is not kept.
     pub fn update(
         &self,
         name: &str,
         source: &str,
         connectors: Option<&Value>,
+        workers: Option<usize>,
     ) -> Result<Value, DeployError> {
-        let Some(kept) = self.with(name, |p| p.connectors.clone()) else {
+        let Some((kept, kept_workers)) = self.with(name, |p| (p.connectors.clone(), p.workers))
+        else {
             return Err(DeployError::Unknown(name.to_string()));
         };
         // Without new settings the pipeline keeps the ones it was deployed with.
         let connectors = connectors.cloned().or(kept);
-        let program = match prepare(name, source, connectors.as_ref(), self.settings.max_keys) {
+        let workers = workers.or(kept_workers);
+        let program = match prepare(
+            name,
+            source,
+            connectors.as_ref(),
+            self.settings.max_keys,
+            workers,
+        ) {
             Ok(p) => p,
             Err(DeployError::Rejected(r)) => {
                 return Err(DeployError::Rejected(Rejected {
@@ -281,8 +322,17 @@ impl Pipelines {
         let Some((old_source, old_connectors, old_deployed_at)) = old_stored else {
             return Err(DeployError::Unknown(name.to_string()));
         };
+        let restore_old = || {
+            let _ = self.store(
+                name,
+                &old_source,
+                old_connectors.as_ref(),
+                kept_workers,
+                old_deployed_at,
+            );
+        };
         let deployed_at = SystemTime::now();
-        self.store(name, source, connectors.as_ref(), deployed_at)
+        self.store(name, source, connectors.as_ref(), workers, deployed_at)
             .map_err(DeployError::Io)?;
         let streams: Vec<String> = program.streams.iter().map(|s| s.name.to_string()).collect();
         let in_place = {
@@ -290,7 +340,7 @@ impl Pipelines {
             match map.get(name) {
                 // The map lock is held while the run switches (bounded by the checkpoint
                 // timeout): no other request can stop or replace the pipeline meanwhile.
-                Some(p) => p.update(program.clone()),
+                Some(p) => p.update(program.clone(), effective_workers(&program, workers)),
                 None => Err(pipeline::UpdateRefused::NotRunning),
             }
         };
@@ -302,6 +352,7 @@ impl Pipelines {
                     p.deployed_at = deployed_at;
                     p.streams = streams;
                     p.program = Some(program);
+                    p.workers = workers;
                 }
                 return Ok(serde_json::json!({
                     "streams": report.streams,
@@ -310,16 +361,16 @@ impl Pipelines {
                 }));
             }
             Err(pipeline::UpdateRefused::Failed(why)) => {
-                let _ = self.store(name, &old_source, old_connectors.as_ref(), old_deployed_at);
+                restore_old();
                 return Err(DeployError::Unavailable(why));
             }
             Err(pipeline::UpdateRefused::Busy) => {
-                let _ = self.store(name, &old_source, old_connectors.as_ref(), old_deployed_at);
+                restore_old();
                 return Err(DeployError::Unavailable(
                     "the pipeline did not take the update in time (a checkpoint is slow); the running program is unchanged, try again".to_string(),
                 ));
             }
-            Err(pipeline::UpdateRefused::SourcesDiffer(why)) => why,
+            Err(pipeline::UpdateRefused::Restart(why)) => why,
             Err(pipeline::UpdateRefused::NotRunning) => "it was not running".to_string(),
         };
         let Some(mut old) = lock(&self.map).remove(name) else {
@@ -332,7 +383,7 @@ impl Pipelines {
             settings.checkpoint_interval,
             Duration::from_secs(10),
         )
-        .and_then(|c| c.preview(&program));
+        .and_then(|c| c.preview(&program, effective_workers(&program, workers).unwrap_or(1)));
         let report = match report {
             Ok(Some(r)) => serde_json::json!({ "streams": r.streams, "removed": r.removed }),
             Ok(None) => serde_json::json!({
@@ -343,8 +394,14 @@ impl Pipelines {
             }),
             Err(e) => serde_json::json!({ "error": format!("{e:#}") }),
         };
-        let mut pipeline =
-            Pipeline::start(name, source.to_string(), deployed_at, program, settings);
+        let mut pipeline = Pipeline::start(
+            name,
+            source.to_string(),
+            deployed_at,
+            program,
+            workers,
+            settings,
+        );
         pipeline.connectors = connectors;
         lock(&self.map).insert(name.to_string(), pipeline);
         let mut report = report;
@@ -372,6 +429,7 @@ impl Pipelines {
         name: &str,
         source: &str,
         connectors: Option<&Value>,
+        workers: Option<usize>,
         deployed_at: SystemTime,
     ) -> anyhow::Result<()> {
         let dir = self.dir(name);
@@ -381,6 +439,7 @@ impl Pipelines {
             name: name.to_string(),
             source: source.to_string(),
             connectors: connectors.cloned(),
+            workers,
             deployed_at: epoch_secs(deployed_at),
         };
         let tmp = dir.join("pipeline.json.tmp");
@@ -423,12 +482,14 @@ impl Pipelines {
                 &stored.source,
                 stored.connectors.as_ref(),
                 self.settings.max_keys,
+                stored.workers,
             ) {
                 Ok(program) => Pipeline::start(
                     &stored.name,
                     stored.source.clone(),
                     deployed_at,
                     program,
+                    stored.workers,
                     self.run_settings(&stored.name),
                 ),
                 Err(e) => Pipeline::failed(
@@ -442,6 +503,7 @@ impl Pipelines {
                 ),
             };
             pipeline.connectors = stored.connectors.clone();
+            pipeline.workers = stored.workers;
             lock(&self.map).insert(stored.name.clone(), pipeline);
             restored += 1;
         }
@@ -532,7 +594,7 @@ pub fn run(config: ServerConfig) -> anyhow::Result<ExitCode> {
             }
             None => None,
         };
-        match pipelines.deploy(&boot.name, &source, settings.as_ref()) {
+        match pipelines.deploy(&boot.name, &source, settings.as_ref(), boot.workers) {
             Ok(()) => eprintln!(
                 "server: deployed `{}` from `{}`",
                 boot.name,

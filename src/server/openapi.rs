@@ -292,6 +292,7 @@ pub fn document() -> Value {
                         "name": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$" },
                         "source": { "type": "string", "description": "The VPL program." },
                         "connectors": { "$ref": "#/components/schemas/ConnectorSettings" },
+                        "workers": { "type": "integer", "minimum": 1, "maximum": 64, "description": "Engine workers, routed by partition key (default: the program's .concurrent(workers: N), else one engine). A PUT without it keeps the deployed setting; another count restarts the pipeline without its state." },
                     },
                 },
                 "Program": {
@@ -300,6 +301,7 @@ pub fn document() -> Value {
                     "properties": {
                         "source": { "type": "string", "description": "The VPL program." },
                         "connectors": { "$ref": "#/components/schemas/ConnectorSettings" },
+                        "workers": { "type": "integer", "minimum": 1, "maximum": 64, "description": "Engine workers, routed by partition key (default: the program's .concurrent(workers: N), else one engine). A PUT without it keeps the deployed setting; another count restarts the pipeline without its state." },
                     },
                 },
                 "ConnectorSettings": {

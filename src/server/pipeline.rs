@@ -155,6 +155,11 @@ pub struct Pipeline {
     pub source: String,
     /// Its connector settings (`{"NAME": {"param": value}}`), if any.
     pub connectors: Option<Value>,
+    /// Its `workers` setting, if its deployment gave one.
+    pub workers: Option<usize>,
+    /// The engine workers its run has (its setting, else the program's
+    /// `.concurrent(workers: N)`; `None`: one engine).
+    pub running_workers: Option<usize>,
     /// When it was deployed.
     pub deployed_at: SystemTime,
     /// When this run of it started.
@@ -198,8 +203,10 @@ impl Pipeline {
         source: String,
         deployed_at: SystemTime,
         program: Program,
+        workers: Option<usize>,
         settings: RunSettings,
     ) -> Pipeline {
+        let running_workers = super::effective_workers(&program, workers);
         let streams: Vec<String> = program.streams.iter().map(|s| s.name.to_string()).collect();
         let shared = Arc::new(Shared {
             status: Mutex::new(Status {
@@ -226,6 +233,7 @@ impl Pipeline {
                 run(
                     &run_name,
                     program,
+                    running_workers,
                     run_settings,
                     run_shared,
                     run_stop,
@@ -243,6 +251,8 @@ impl Pipeline {
             name: name.to_string(),
             source,
             connectors: None,
+            workers,
+            running_workers,
             deployed_at,
             started: Instant::now(),
             streams,
@@ -256,9 +266,14 @@ impl Pipeline {
     }
 
     /// Hot update: `program` takes over inside the running run, whose sources keep going
-    /// (see [`crate::live::Update`]). `Err` when the run is not running, its sources differ
-    /// from the new program's, or the switch failed; the old program then still runs.
-    pub fn update(&self, program: Program) -> Result<varpulis_vm::StateReport, UpdateRefused> {
+    /// (see [`crate::live::Update`]). `Err` when the run is not running, its sources or its
+    /// number of engine workers (`workers`) differ from the new program's, or the switch
+    /// failed; the old program then still runs.
+    pub fn update(
+        &self,
+        program: Program,
+        workers: Option<usize>,
+    ) -> Result<varpulis_vm::StateReport, UpdateRefused> {
         let (Some(control), Some(settings)) = (&self.control, &self.settings) else {
             return Err(UpdateRefused::NotRunning);
         };
@@ -270,7 +285,19 @@ impl Pipeline {
             .as_ref()
             .and_then(|old| crate::live::sources_differ(old, &program))
         {
-            return Err(UpdateRefused::SourcesDiffer(why));
+            return Err(UpdateRefused::Restart(why));
+        }
+        if workers != self.running_workers {
+            let count = |w: Option<usize>| match w {
+                Some(n) => format!("{n} workers"),
+                None => "one engine".to_string(),
+            };
+            return Err(UpdateRefused::Restart(format!(
+                "the pipeline changes from {} to {}, which restarts it; the state of the old \
+                 workers is split by key and is not kept",
+                count(self.running_workers),
+                count(workers)
+            )));
         }
         let (reply, outcome) = crossbeam_channel::bounded(1);
         let claimed = Arc::new(AtomicBool::new(false));
@@ -316,6 +343,8 @@ impl Pipeline {
             name: name.to_string(),
             source,
             connectors: None,
+            workers: None,
+            running_workers: None,
             deployed_at,
             started: Instant::now(),
             streams: Vec::new(),
@@ -349,8 +378,9 @@ impl Drop for Pipeline {
 pub enum UpdateRefused {
     /// The pipeline is not running (starting, failed or stopped).
     NotRunning,
-    /// The new program reads other sources: the pipeline restarts instead.
-    SourcesDiffer(String),
+    /// The new program reads other sources or runs on another number of workers: the
+    /// pipeline restarts instead.
+    Restart(String),
     /// The run did not take the update in time (a slow checkpoint); nothing changed.
     Busy,
     /// The switch failed (a sink could not confirm its records or open); nothing changed.
@@ -369,12 +399,19 @@ fn job_options(settings: &RunSettings) -> JobOptions {
 fn run(
     name: &str,
     program: Program,
+    workers: Option<usize>,
     settings: RunSettings,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     requests: crossbeam_channel::Receiver<Control>,
 ) {
-    let job = match Job::new(program, job_options(&settings)) {
+    let job = Job::new(program, job_options(&settings)).and_then(|mut job| {
+        if let Some(n) = workers {
+            job.start_workers(n)?;
+        }
+        Ok(job)
+    });
+    let job = match job {
         Ok(job) => job,
         Err(e) => {
             shared.set_state(State::Failed(format!("{e:#}")));
