@@ -144,6 +144,9 @@ impl Checker<'_> {
                 return invalid;
             }
         }
+        // The window is used up: what follows sees single events again (an
+        // `.aggregate` needs a window of its own, W0102 otherwise).
+        p.window = None;
         out.fields.push(Field::new(PATTERN_FIELD, Type::Str));
         out.fields.push(Field::new(COUNT_FIELD, Type::Int));
         (

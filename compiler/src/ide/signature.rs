@@ -62,7 +62,9 @@ fn positional_names(op: Op) -> &'static [&'static str] {
 /// The signature line of an operator, e.g. `.window(size, sliding: _)`.
 pub(super) fn operator_label(op: &OpInfo) -> String {
     let mut params: Vec<String> = Vec::new();
-    if op.max_positional == usize::MAX {
+    if op.op == Op::Pattern {
+        params.push("name: events => condition".to_string());
+    } else if op.max_positional == usize::MAX {
         match positional_names(op.op) {
             [one] => params.push(format!("{one}, ...")),
             _ => params.push("name: expr, ...".to_string()),

@@ -1045,3 +1045,74 @@ fn sliding_windows_holding_out_of_order_events_are_released_and_cleaned_up() {
     );
     e.finish();
 }
+
+/// `Reading.window(3).pattern(big: events => len(events) >= 3 and
+/// events[-1].bar > 4.0).emit()`, built by hand.
+fn window_pattern(ops_before: Vec<OpSpec>) -> Arc<Program> {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let out = b.layout("Reading", &["pump", "bar", "pattern", "window_events"]);
+    // len(events) >= 3 and events[-1].bar > 4.0
+    let test = code(
+        vec![
+            Instr::LoadLocal(0),
+            Instr::CallBuiltin(varpulis_program::Builtin::Len, 1),
+            Instr::Const(0),
+            Instr::Ge,
+            Instr::AndThen(13),
+            Instr::LoadLocal(0),
+            Instr::Const(1),
+            Instr::Index,
+            Instr::Member(2),
+            Instr::Const(3),
+            Instr::Gt,
+            Instr::ToBool,
+            Instr::Jump(13),
+        ],
+        vec![
+            Value::Int(3),
+            Value::Int(-1),
+            Value::str("bar"),
+            Value::Float(4.0),
+        ],
+    );
+    let mut ops = ops_before;
+    ops.push(OpSpec::Pattern(varpulis_program::PatternTest {
+        name: Arc::from("big"),
+        test,
+        schema: out,
+    }));
+    ops.push(OpSpec::Emit(EmitSpec {
+        items: None,
+        schema: out,
+    }));
+    b.stream("Big", input(r), ops, out);
+    b.build()
+}
+
+#[test]
+fn pattern_tests_each_window_group_and_passes_its_last_event() {
+    let p = window_pattern(vec![OpSpec::Window(WindowSpec::Count { size: 3 })]);
+    let mut e = Engine::new(p).expect("loads");
+    let mut out = Vec::new();
+    for (i, bar) in [1.0, 2.0, 5.0, 9.0, 9.0, 3.0].iter().enumerate() {
+        out.extend(e.push(reading(i as i64, "P1", *bar)));
+    }
+    assert_eq!(
+        render(&out),
+        ["Big@2{pump=\"P1\",bar=5.0,pattern=\"big\",window_events=3}"]
+    );
+    let m = e.metrics().window_patterns;
+    assert_eq!((m.tested, m.matched), (2, 1));
+    let state = e.inspect("Big").expect("stream");
+    assert_eq!(state.ops[0].pattern, Some((2, 1)));
+}
+
+#[test]
+fn a_pattern_not_right_after_a_window_is_refused_at_load() {
+    let p = window_pattern(vec![
+        OpSpec::Window(WindowSpec::Count { size: 3 }),
+        OpSpec::Filter(konst(Value::Bool(true))),
+    ]);
+    assert!(matches!(Engine::new(p), Err(LoadError::Invalid(_))));
+}
