@@ -7,6 +7,9 @@
 //! downstream as individual events or, when `.aggregate` follows the window,
 //! into the accumulators of [`crate::ops::aggregate`] (fused: tumbling,
 //! count and session windows aggregate incrementally and buffer nothing).
+//! The window group operators written right after the window (`.order_by`,
+//! `.collect`, `.any`, `.all`, [`group`]) run on each released group first;
+//! a window with them buffers its events even when an aggregate follows.
 
 pub mod count;
 pub mod group;
