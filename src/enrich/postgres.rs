@@ -5,7 +5,8 @@
 //! `key_column` (default `key`) from each row. Rows become JSON objects in
 //! the database (`row_to_json`), so every column type maps to a field. A
 //! key with no row is an answer without fields. Connections (no TLS) are
-//! kept in a small pool and dropped on errors.
+//! kept in a small pool (`application_name` `varpulis-enrich`) and dropped on
+//! errors; a pooled one the server closed is replaced once.
 
 use std::collections::HashMap;
 use std::str::FromStr;

@@ -3,7 +3,8 @@
 //! `user:{key}`), holding either a JSON object (`format: "json"`, the
 //! default; a batch is one `MGET`) or a hash (`format: "hash"`; a batch is
 //! pipelined `HGETALL`s, one round trip). A missing key is an answer with
-//! no fields. Connections are kept in a small pool and dropped on errors.
+//! no fields. Connections are kept in a small pool (named `varpulis-enrich`)
+//! and dropped on errors; a pooled one the server closed is replaced once.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
