@@ -499,6 +499,8 @@ impl Job {
     pub fn carry_stats_from(&mut self, old: &mut Job) {
         self.stats = std::mem::take(&mut old.stats);
         self.sinks_before = old.sink_metrics().into_iter().collect();
+        // Lookup counters continue too, so they never go backwards.
+        self.enrich_metrics.add(&old.enrich_metrics.snapshot());
     }
 
     /// Names the pipeline: record ids are `<pipeline>/<connector>:<seq>`. A run with a state

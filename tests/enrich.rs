@@ -402,6 +402,40 @@ fn redis_answers_a_batch_with_one_mget() {
     assert_eq!(hashed[1]["tier"], "silver");
     assert_eq!(hashed[0]["tier"], "none", "no such hash");
     assert_eq!(hashed[0]["enrich_status"], "ok");
+
+    // The server drops the pooled connections while they are idle: the next
+    // lookup reconnects instead of failing.
+    let one = format!(
+        "event Login:\n    user: str\n\n\
+         connector Users = redis (url: \"redis://{addr}\", key_template: \"{tag}:user:{{key}}\")\n\n\
+         stream S = Login\n    .enrich(Users, key: user, fields: [tier])\n    .emit()\n"
+    );
+    let mut job = Job::new(
+        compile(&one),
+        JobOptions {
+            sinks: false,
+            enrich: live(),
+            ..JobOptions::default()
+        },
+    )
+    .expect("job");
+    let mut out = Vec::new();
+    let push = |job: &mut Job, out: &mut Vec<varpulis_vm::Output>, t: u32| {
+        let line = format!("@{t}s Login {{ user: \"u1\" }}\n");
+        for rec in Records::new(line.as_bytes(), InputFormat::Evt) {
+            job.push_record(&rec, out).expect("record");
+        }
+    };
+    push(&mut job, &mut out, 0);
+    redis_cmd(
+        &addr,
+        &["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"],
+    );
+    push(&mut job, &mut out, 1);
+    let out: Vec<_> = out.iter().map(to_json).collect();
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|o| o["enrich_status"] == "ok"), "{out:?}");
+    assert_eq!(out[1]["tier"], "gold1");
 }
 
 fn bin() -> std::process::Command {
@@ -551,6 +585,41 @@ fn postgres_answers_a_batch_with_one_query() {
         "one query for the whole batch: {batched:?}"
     );
     assert!(batched.iter().any(|o| o["owner"] == "dee"));
+
+    // The server ends the pooled connections while they are idle: the next
+    // lookup reconnects instead of failing.
+    let one = format!(
+        "event Login:\n    user: str\n\n\
+         connector Owners = postgres (url: \"{url}\", table: \"{t}\", key_column: \"account\")\n\n\
+         stream S = Login\n    .enrich(Owners, key: user, fields: [owner])\n    .emit()\n"
+    );
+    let mut job = Job::new(
+        compile(&one),
+        JobOptions {
+            sinks: false,
+            enrich: live(),
+            ..JobOptions::default()
+        },
+    )
+    .expect("job");
+    let mut out = Vec::new();
+    for (t, kill) in [(0, true), (1, false)] {
+        let line = format!("@{t}s Login {{ user: \"u2\" }}\n");
+        for rec in Records::new(line.as_bytes(), InputFormat::Evt) {
+            job.push_record(&rec, &mut out).expect("record");
+        }
+        if kill {
+            db.batch_execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name = 'varpulis-enrich'",
+            )
+            .expect("terminate");
+        }
+    }
+    let out: Vec<_> = out.iter().map(to_json).collect();
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|o| o["enrich_status"] == "ok"), "{out:?}");
+    assert_eq!(out[1]["owner"], "cy");
     db.batch_execute(&format!("DROP TABLE {t}; DROP SEQUENCE {t}_calls;"))
         .expect("drop");
 }

@@ -358,13 +358,7 @@ pub const CONNECTOR_KINDS: &[(&str, &[&str])] = &[
 pub const LOOKUP_KINDS: &[(&str, &[&str])] = &[
     (
         "redis",
-        &[
-            "url",
-            "key_template",
-            "format",
-            "cache_size",
-            "workers",
-        ],
+        &["url", "key_template", "format", "cache_size", "workers"],
     ),
     (
         "postgres",

@@ -85,6 +85,24 @@ impl EnrichMetrics {
         c.latency_sum_ms = c.latency_sum_ms.saturating_add(l.latency_ms);
     }
 
+    /// Adds counters taken from another job (a hot update's predecessor).
+    pub fn add(&self, other: &BTreeMap<String, ConnectorCounts>) {
+        let mut m = self.connectors.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, o) in other {
+            let c = m.entry(name.clone()).or_default();
+            for (status, n) in &o.by_status {
+                *c.by_status.entry(status).or_default() += n;
+            }
+            if c.buckets.len() < o.buckets.len() {
+                c.buckets.resize(o.buckets.len(), 0);
+            }
+            for (b, n) in c.buckets.iter_mut().zip(&o.buckets) {
+                *b += n;
+            }
+            c.latency_sum_ms = c.latency_sum_ms.saturating_add(o.latency_sum_ms);
+        }
+    }
+
     /// A copy of the counters.
     pub fn snapshot(&self) -> BTreeMap<String, ConnectorCounts> {
         self.connectors
@@ -289,5 +307,15 @@ mod tests {
         assert_eq!(c.buckets.first(), Some(&1));
         assert_eq!(c.buckets.last(), Some(&1), "over 5 s: +Inf only");
         assert_eq!(c.latency_sum_ms, 7001);
+        let next = EnrichMetrics::default();
+        next.count(
+            "U",
+            &Lookup::failed(varpulis_vm::enrich::EnrichStatus::Error, 1),
+        );
+        next.add(&m.snapshot());
+        let c = &next.snapshot()["U"];
+        assert_eq!(c.by_status.get("error"), Some(&2));
+        assert_eq!(c.buckets.first(), Some(&2));
+        assert_eq!(c.latency_sum_ms, 7002);
     }
 }

@@ -5,7 +5,8 @@
 //! `key_column` (default `key`) from each row. Rows become JSON objects in
 //! the database (`row_to_json`), so every column type maps to a field. A
 //! key with no row is an answer without fields. Connections (no TLS) are
-//! kept in a small pool and dropped on errors.
+//! kept in a small pool (`application_name` `varpulis-enrich`) and dropped on
+//! errors; a pooled one the server closed is replaced once.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -38,6 +39,10 @@ impl PostgresBackend {
         let mut config = postgres::Config::from_str(&url)
             .map_err(|e| anyhow::anyhow!("connector `{name}`: `url`: {e}"))?;
         config.connect_timeout(timeout);
+        if config.get_application_name().is_none() {
+            // So `pg_stat_activity` shows whose connections these are.
+            config.application_name("varpulis-enrich");
+        }
         let key_column = super::text_param(def, "key_column")?.unwrap_or_else(|| "key".into());
         let sql = match (
             super::text_param(def, "query")?,
@@ -76,13 +81,22 @@ impl PostgresBackend {
 
     fn run(&self, keys: &[String]) -> Result<Vec<Answer>, String> {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut client = match pooled {
-            Some(c) => c,
-            None => self.connect()?,
+        let (mut client, reused) = match pooled {
+            Some(c) => (c, true),
+            None => (self.connect()?, false),
         };
-        let rows = client
-            .query(self.sql.as_str(), &[&keys])
-            .map_err(|e| e.to_string())?;
+        let rows = match client.query(self.sql.as_str(), &[&keys]) {
+            Ok(rows) => rows,
+            // A pooled connection the server closed while idle: once more
+            // on a fresh one.
+            Err(_) if reused && client.is_closed() => {
+                client = self.connect()?;
+                client
+                    .query(self.sql.as_str(), &[&keys])
+                    .map_err(|e| e.to_string())?
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         let mut by_key: HashMap<String, Answer> = HashMap::new();
         for row in rows {
             let text: String = row.try_get(0).map_err(|e| e.to_string())?;

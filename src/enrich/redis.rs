@@ -3,7 +3,8 @@
 //! `user:{key}`), holding either a JSON object (`format: "json"`, the
 //! default; a batch is one `MGET`) or a hash (`format: "hash"`; a batch is
 //! pipelined `HGETALL`s, one round trip). A missing key is an answer with
-//! no fields. Connections are kept in a small pool and dropped on errors.
+//! no fields. Connections are kept in a small pool (named `varpulis-enrich`)
+//! and dropped on errors; a pooled one the server closed is replaced once.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -136,15 +137,36 @@ impl RedisBackend {
         if let Some(db) = self.db {
             c.expect_ok(&[b"SELECT", db.to_string().as_bytes()])?;
         }
+        // Named, so `CLIENT LIST` shows whose connections these are.
+        c.expect_ok(&[b"CLIENT", b"SETNAME", b"varpulis-enrich"])?;
         Ok(c)
     }
 
     fn run(&self, keys: &[String]) -> Result<Vec<Answer>, String> {
         let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => self.connect()?,
+        let (mut conn, reused) = match pooled {
+            Some(c) => (c, true),
+            None => (self.connect()?, false),
         };
+        let answers = match self.attempt(&mut conn, keys) {
+            Ok(a) => a,
+            // A pooled connection may have been closed by the server while
+            // idle: once more on a fresh one.
+            Err(_) if reused => {
+                conn = self.connect()?;
+                self.attempt(&mut conn, keys)?
+            }
+            Err(e) => return Err(e),
+        };
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(conn);
+        Ok(answers)
+    }
+
+    /// One batch on `conn`; the connection is unusable after an error.
+    fn attempt(&self, conn: &mut Conn, keys: &[String]) -> Result<Vec<Answer>, String> {
         let names: Vec<String> = keys
             .iter()
             .map(|k| self.template.replace("{key}", k))
@@ -175,10 +197,6 @@ impl RedisBackend {
                 out
             }
         };
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(conn);
         Ok(answers)
     }
 }

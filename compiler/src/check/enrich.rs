@@ -41,6 +41,13 @@ impl Checker<'_> {
             if let Some(kind) = self.env.connector_kind(c) {
                 if !capabilities::enrich_kinds().any(|k| k == kind) {
                     let kinds: Vec<&str> = capabilities::enrich_kinds().collect();
+                    let help = match crate::suggest::did_you_mean(&kind, kinds.iter().copied()) {
+                        Some(k) => format!("did you mean `connector {c} = {k} (...)`?"),
+                        None => format!(
+                            "`.enrich` looks up in connectors of kind {}",
+                            kinds.join(", ")
+                        ),
+                    };
                     self.report(
                         Diagnostic::new(
                             codes::NOT_A_LOOKUP_CONNECTOR,
@@ -48,10 +55,7 @@ impl Checker<'_> {
                             first.value.span,
                         )
                         .with_label("not a lookup connector")
-                        .with_help(format!(
-                            "`.enrich` looks up in connectors of kind {}",
-                            kinds.join(", ")
-                        )),
+                        .with_help(help),
                     );
                 }
             }
@@ -290,6 +294,15 @@ mod tests {
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(
             got[0].starts_with("E0506 `Out` is a `file` connector, which cannot answer lookups"),
+            "{got:?}"
+        );
+        let got = check(&format!(
+            "connector Typo = redsi (url: \"redis://h\")\n{}",
+            stream(".enrich(Typo, key: account)")
+        ));
+        assert!(
+            got[0].starts_with("E0506")
+                && got[0].contains("did you mean `connector Typo = redis (...)`?"),
             "{got:?}"
         );
         let got = check(&stream(".enrich(Users, key: account, feilds: [tier])"));
