@@ -567,16 +567,18 @@ impl Shards {
             // An engine stays on the thread that made it.
             let handle = std::thread::Builder::new()
                 .name(format!("varpulis-shard-{i}"))
-                .spawn(move || match Engine::with_models(program, config, &models) {
-                    Ok(engine) => {
-                        let _ = ready_tx.send(Ok(()));
-                        serve(engine, rx, otx)
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        Metrics::default()
-                    }
-                })
+                .spawn(
+                    move || match Engine::with_models(program, config, &models) {
+                        Ok(engine) => {
+                            let _ = ready_tx.send(Ok(()));
+                            serve(engine, rx, otx)
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            Metrics::default()
+                        }
+                    },
+                )
                 .map_err(|e| anyhow::anyhow!("cannot start engine worker {i}: {e}"))?;
             shards.to.push(tx);
             shards.from.push(orx);

@@ -19,6 +19,7 @@ event Alert:
     zone: str
 
 connector Out = console ()
+connector Lookup = http (url: \"http://127.0.0.1:1/zones/{key}\")
 context fast
 
 fn check(zone: str, temp: float):
@@ -71,12 +72,18 @@ fn example(op: Op) -> String {
         Op::Context => simple(".context(fast)"),
         Op::Tap => simple(".tap()"),
         Op::Process => "stream S = Reading\n    .process(check(zone, temp))\n".to_string(),
-        Op::Enrich => simple(".enrich(Out)"),
-        Op::Forecast | Op::Score => simple(&format!(".{}()", op.name())),
+        Op::Enrich => simple(".enrich(Lookup, key: zone, fields: [owner])"),
+        Op::Forecast => format!(
+            "stream S = {SEQ}\n    .forecast(mode: fast)\n    .emit(p: forecast_probability)\n"
+        ),
+        Op::Score => simple(".score(model: \"m.onnx\", inputs: [temp], outputs: [risk])"),
         Op::Pattern => windowed(".pattern(hot: events => events.len() > 2)\n    .emit()"),
-        Op::Map | Op::Collect | Op::OnError | Op::Fork | Op::Any | Op::All | Op::OrderBy => {
-            simple(&format!(".{}(zone)", op.name()))
-        }
+        Op::Map => simple(".map(z: zone)"),
+        Op::OnError => simple(".on_error(Out)"),
+        Op::Collect => windowed(".collect(as: evs)\n    .emit()"),
+        Op::Any | Op::All => windowed(&format!(".{}(temp > 1.0)\n    .emit(zone: zone)", op.name())),
+        Op::OrderBy => windowed(".order_by(temp)\n    .emit(zone: zone)"),
+        Op::Fork => simple(".fork(zone)"),
     }
 }
 

@@ -284,10 +284,7 @@ impl Checker<'_> {
             // Not run by the engine (`call_op` reported them already) or
             // parsed as their own syntax (`.emit`, `.not(...)`). Reaching here
             // is a compiler bug, reported rather than panicking.
-            Operator::Emit
-            | Operator::Not
-            | Operator::Tap
-            | Operator::Fork => {
+            Operator::Emit | Operator::Not | Operator::Tap | Operator::Fork => {
                 self.report(
                     Diagnostic::new(
                         codes::UNSUPPORTED_OPERATOR,

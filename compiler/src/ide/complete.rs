@@ -148,8 +148,10 @@ fn operator_snippet(op: Op) -> String {
         Op::Within => "within(${1:5m})".to_string(),
         Op::Limit => "limit(${1:10})".to_string(),
         Op::First => "first()".to_string(),
-        Op::Score => "score(model: \"${1:model.onnx}\", inputs: [${2:field}], outputs: [${3:score}])"
-            .to_string(),
+        Op::Score => {
+            "score(model: \"${1:model.onnx}\", inputs: [${2:field}], outputs: [${3:score}])"
+                .to_string()
+        }
         Op::Pattern => "pattern(${1:name}: events => ${2:events.len() > 3})".to_string(),
         Op::TrendAggregate
         | Op::AllowedLateness

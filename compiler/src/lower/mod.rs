@@ -26,10 +26,10 @@
 
 mod enrich;
 mod expr;
-mod lambda;
-mod group;
-mod map;
 mod forecast;
+mod group;
+mod lambda;
+mod map;
 mod pattern;
 mod schema;
 mod score;

@@ -716,7 +716,9 @@ impl Lowerer<'_> {
             }
             Operator::Pattern => self.window_pattern(ch, args, op.span),
             Operator::Concurrent => self.concurrent(args),
-                        Operator::OrderBy | Operator::Collect | Operator::Any | Operator::All => self.group_op(ch, name, args),
+            Operator::OrderBy | Operator::Collect | Operator::Any | Operator::All => {
+                self.group_op(ch, name, args)
+            }
             Operator::Map => self.map_op(ch, args),
             Operator::OnError => {
                 let Some(connector) = self.connector_arg(args, op.span) else {

@@ -8,12 +8,12 @@
 pub mod aggregate;
 pub mod basic;
 pub mod dedup;
-pub mod forecast;
 pub mod enrich;
+pub mod forecast;
 pub mod keys;
-pub mod pattern;
 pub mod map;
 pub mod on_error;
+pub mod pattern;
 pub mod score;
 pub mod sequence;
 

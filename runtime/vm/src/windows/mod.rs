@@ -70,6 +70,7 @@ impl GroupSink {
             pattern: Some(test),
             max_events: None,
             dropped: 0,
+            group_ops: Vec::new(),
         }
     }
 
