@@ -162,3 +162,17 @@ fn the_key_set_stays_bounded() {
     }
     assert!(f.keys() <= MAX_KEYS);
 }
+
+#[test]
+fn histories_encode_and_decode_losslessly() {
+    let mut buf = [0u16; 8];
+    for h in [&[][..], &[0], &[3, 0, 2], &[1, 2, 3, 4, 5, 6, 7, 65_534]] {
+        assert_eq!(decode(encode(h), &mut buf), h);
+    }
+    // Only the last 8 states count.
+    assert_eq!(
+        encode(&[9, 1, 2, 3, 4, 5, 6, 7, 8]),
+        encode(&[1, 2, 3, 4, 5, 6, 7, 8])
+    );
+    assert_ne!(encode(&[0]), encode(&[0, 0]));
+}
