@@ -247,3 +247,25 @@ stream Next = A as a
         assert_eq!(run(rules, &input, Some(split)), straight, "split {split}");
     }
 }
+
+#[test]
+fn the_model_counts_in_the_engine_memory_estimate() {
+    let bytes = |rules: &str| {
+        let types: Vec<char> = (0..300).map(|i| ['A', 'B', 'C'][i % 3]).collect();
+        let records: Vec<InputRecord> =
+            Records::new(events(&types).as_bytes(), InputFormat::Evt).collect();
+        let mut j = job(rules);
+        let mut out = Vec::new();
+        for r in &records {
+            j.push_record(r, &mut out).expect("valid input");
+        }
+        j.engine()
+            .memory()
+            .iter()
+            .find(|s| &*s.stream == "Next")
+            .map_or(0, |s| s.bytes())
+    };
+    let plain = bytes("stream Next = A as a -> B as b -> C as c .within(1m) .emit()");
+    let forecast = bytes(CYCLE);
+    assert!(forecast > plain + 1000, "{forecast} vs {plain}");
+}

@@ -146,16 +146,13 @@ impl Lowerer<'_> {
         let layout = *sb.layouts.last()?;
         let root = PatternTree::Seq(0..to_u16(sb.steps.len()));
         // After `.trend_aggregate` or `.forecast` the chain sees its output
-        // layout; forecasts carry no bindings.
+        // layout. (Forecasts carry no bindings; the checker rejects aliases
+        // after `.forecast`, and a timeout stream of the same sequence needs
+        // them.)
         let chain_layout = match (&sb.trend, &sb.forecast) {
             (_, Some(f)) => f.schema,
             (Some(t), None) => t.schema,
             (None, None) => layout,
-        };
-        let scope = if sb.forecast.is_some() {
-            Vec::new()
-        } else {
-            sb.scope
         };
         Some(SeqResult {
             source,
@@ -173,7 +170,7 @@ impl Lowerer<'_> {
                 trend: sb.trend,
                 forecast: sb.forecast.map(Box::new),
             },
-            aliases: scope,
+            aliases: sb.scope,
             layout: chain_layout,
         })
     }

@@ -17,17 +17,38 @@ pub const MAX_RESIDUALS: usize = 512;
 /// The residuals of past predictions.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Conformal {
+    /// In arrival order.
     residuals: VecDeque<f64>,
+    /// The same, sorted (rebuilt after a restore).
+    #[serde(skip)]
+    sorted: Vec<f64>,
 }
 
 impl Conformal {
     /// Records the outcome (`true` = completed) of a prediction `p`.
     pub fn resolve(&mut self, p: f64, outcome: bool) {
         let y = if outcome { 1.0 } else { 0.0 };
+        self.resort();
         if self.residuals.len() >= MAX_RESIDUALS {
-            self.residuals.pop_front();
+            if let Some(old) = self.residuals.pop_front() {
+                let at = self.sorted.partition_point(|x| x.total_cmp(&old).is_lt());
+                if at < self.sorted.len() {
+                    self.sorted.remove(at);
+                }
+            }
         }
-        self.residuals.push_back((y - p).abs());
+        let r = (y - p).abs();
+        self.residuals.push_back(r);
+        let at = self.sorted.partition_point(|x| x.total_cmp(&r).is_le());
+        self.sorted.insert(at, r);
+    }
+
+    /// Rebuilds the sorted copy when it is out of step (after a restore).
+    fn resort(&mut self) {
+        if self.sorted.len() != self.residuals.len() {
+            self.sorted = self.residuals.iter().copied().collect();
+            self.sorted.sort_by(f64::total_cmp);
+        }
     }
 
     /// Residuals held.
@@ -41,15 +62,14 @@ impl Conformal {
     }
 
     /// The interval around `p` at level `level`, clipped to `[0, 1]`.
-    pub fn interval(&self, p: f64, level: f64) -> (f64, f64) {
+    pub fn interval(&mut self, p: f64, level: f64) -> (f64, f64) {
+        self.resort();
         let k = self.residuals.len();
         let rank = ((k as f64 + 1.0) * level.clamp(0.0, 1.0)).ceil() as usize;
         if rank > k || k == 0 {
             return (0.0, 1.0);
         }
-        let mut sorted: Vec<f64> = self.residuals.iter().copied().collect();
-        sorted.sort_by(f64::total_cmp);
-        let q = sorted.get(rank.max(1) - 1).copied().unwrap_or(1.0);
+        let q = self.sorted.get(rank.max(1) - 1).copied().unwrap_or(1.0);
         ((p - q).max(0.0), (p + q).min(1.0))
     }
 }

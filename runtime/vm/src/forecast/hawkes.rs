@@ -139,7 +139,7 @@ impl Hawkes {
         let dt = time.saturating_sub(last).max(0) as f64;
         if self.fits.is_empty() {
             self.gap_sum += dt;
-            self.gaps += 1;
+            self.gaps = self.gaps.saturating_add(1);
             if self.gaps >= CALIBRATION && self.gap_sum > 0.0 {
                 let base = self.gaps as f64 / self.gap_sum;
                 self.fits = GRID

@@ -29,7 +29,7 @@ use hawkes::{Excitation, Hawkes};
 use pst::Pst;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use varpulis_program::{ForecastHorizon, ForecastSpec, ValueKey};
 
 /// Partition keys remembered.
@@ -41,6 +41,17 @@ pub const MAX_HORIZON: u32 = 64;
 pub const MAX_SPREAD: usize = 256;
 /// Mass below which a context is dropped from a propagation.
 const NEGLIGIBLE: f64 = 1e-12;
+/// Forecasts come from a copy of the model taken at the last refresh, and
+/// are cached until the next one, which comes once the events learned since
+/// reach `1 / REFRESH` of all events learned (every event at first):
+/// between two refreshes no count grows by more than that fraction, so a
+/// forecast stays close to one from the live model. The copy is part of the
+/// snapshot; the caches are functions of it, rebuilt after a restore.
+const REFRESH: u64 = 64;
+/// Most forecasts, and most next-state distributions, cached.
+const MAX_CACHED: usize = 4096;
+/// Highest state: contexts are cached as 16 bits per state.
+const MAX_STATE: u16 = u16::MAX - 1;
 
 /// One prediction.
 #[derive(Clone, Debug, PartialEq)]
@@ -125,6 +136,22 @@ pub struct ForecastState {
     keys: Vec<KeyState>,
     /// Events learned.
     learned: u64,
+    /// The model as it was at the last refresh: forecasts are computed
+    /// from it (and cached) until the next one.
+    #[serde(default)]
+    frozen: Option<Pst>,
+    /// Events learned since the last refresh.
+    #[serde(default)]
+    since_refresh: u64,
+}
+
+/// A forecast computed for one history and horizon.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct Cached {
+    probability: f64,
+    expected: Option<f64>,
+    depth: u8,
+    support: u32,
 }
 
 /// The online model of one `.forecast` (see the module docs).
@@ -138,14 +165,20 @@ pub struct Forecaster {
     unkeyed: Option<usize>,
     /// The probability computed for the last event, emitted or not.
     last: Option<f64>,
+    /// Forecasts from the frozen model, by (encoded history, steps).
+    cache: FxHashMap<(u128, u32), Cached>,
+    /// Next-state distributions of the frozen model, by encoded context.
+    next_of: FxHashMap<u128, Vec<f64>>,
 }
 
 impl Forecaster {
     /// A model for a sequence of `steps` steps.
     pub fn new(spec: &ForecastSpec, steps: u16) -> Forecaster {
-        let complete = steps;
+        let complete = steps.min(MAX_STATE);
+        let mut spec = spec.clone();
+        // Cached histories hold at most 8 states.
+        spec.max_depth = spec.max_depth.min(8);
         Forecaster {
-            spec: spec.clone(),
             complete,
             st: ForecastState {
                 pst: Pst::new(complete.saturating_add(1), spec.max_depth),
@@ -153,10 +186,15 @@ impl Forecaster {
                 conformal: Conformal::default(),
                 keys: Vec::new(),
                 learned: 0,
+                frozen: None,
+                since_refresh: 0,
             },
             index: FxHashMap::default(),
             unkeyed: None,
             last: None,
+            cache: FxHashMap::default(),
+            next_of: FxHashMap::default(),
+            spec,
         }
     }
 
@@ -217,7 +255,8 @@ impl Forecaster {
     pub fn bytes(&self) -> u64 {
         let depth = u64::from(self.spec.max_depth);
         let per_key = crate::memory::KEY_BYTES + 2 * depth + 40 + 16 * MAX_HORIZON as u64 / 4;
-        self.st.pst.bytes()
+        (self.cache.len() + self.next_of.len()) as u64 * 64
+            + 2 * self.st.pst.bytes()
             + self.st.hawkes.bytes()
             + conformal::MAX_RESIDUALS as u64 * 8
             + self.st.keys.len() as u64 * per_key
@@ -231,6 +270,8 @@ impl Forecaster {
     /// Restores a snapshot.
     pub fn restore(&mut self, st: ForecastState) {
         self.st = st;
+        self.cache.clear();
+        self.next_of.clear();
         self.reindex();
     }
 
@@ -297,7 +338,10 @@ impl Forecaster {
             conformal,
             keys,
             learned,
+            frozen,
+            since_refresh,
         } = &mut self.st;
+        let (cache, next_of) = (&mut self.cache, &mut self.next_of);
         let ks = keys.get_mut(slot)?;
         ks.seen = clock;
         // Outcomes of this key's earlier predictions.
@@ -319,7 +363,14 @@ impl Forecaster {
             ks.history.remove(0);
         }
         hawkes.observe(&mut ks.excitation, time);
-        *learned += 1;
+        *learned = learned.saturating_add(1);
+        *since_refresh = since_refresh.saturating_add(1);
+        if *since_refresh >= (*learned / REFRESH).max(1) || frozen.is_none() {
+            *frozen = Some(pst.clone());
+            cache.clear();
+            next_of.clear();
+            *since_refresh = 0;
+        }
         if *learned < self.spec.warmup.max(1) {
             return None;
         }
@@ -337,8 +388,27 @@ impl Forecaster {
             }
         }
         .clamp(1, MAX_HORIZON);
-        let first = pst.predict(&ks.history);
-        let (probability, expected) = propagate(pst, &ks.history, complete, steps);
+        let key = (encode(&ks.history), steps);
+        let c = match cache.get(&key) {
+            Some(c) => *c,
+            None => {
+                let model = frozen.as_ref().unwrap_or(pst);
+                let first = model.predict(&ks.history);
+                let (probability, expected) =
+                    propagate(model, next_of, &ks.history, complete, steps);
+                let c = Cached {
+                    probability,
+                    expected,
+                    depth: first.depth,
+                    support: first.support,
+                };
+                if cache.len() < MAX_CACHED {
+                    cache.insert(key, c);
+                }
+                c
+            }
+        };
+        let (probability, expected) = (c.probability, c.expected);
         self.last = Some(probability);
         if self.spec.conformal {
             if ks.pending.len() > MAX_HORIZON as usize {
@@ -366,35 +436,76 @@ impl Forecaster {
             let ns = hawkes_time.or_else(|| gap.map(|g| g * e))?;
             ns.is_finite().then_some(ns.round() as i64)
         });
-        let support = f64::from(first.support);
+        let support = f64::from(c.support);
         Some(Prediction {
             probability,
             confidence: support / (support + f64::from(pst.alphabet())),
             time,
             state,
-            depth: first.depth,
+            depth: c.depth,
             lower,
             upper,
         })
     }
 }
 
+/// A history of at most 8 states as one number: 16 bits per state (the
+/// state plus one, so that histories of different lengths differ), the most
+/// recent in the lowest bits.
+fn encode(history: &[u16]) -> u128 {
+    let tail = &history[history.len().saturating_sub(8)..];
+    tail.iter().fold(0u128, |acc, s| {
+        (acc << 16) | u128::from(s.saturating_add(1))
+    })
+}
+
+/// The states of an [`encode`]d history, oldest first, into `buf`.
+fn decode(code: u128, buf: &mut [u16; 8]) -> &[u16] {
+    let mut n = 0;
+    for i in (0..8).rev() {
+        let s = ((code >> (16 * i)) & 0xffff) as u16;
+        if s != 0 {
+            if let Some(b) = buf.get_mut(n) {
+                *b = s - 1;
+            }
+            n += 1;
+        }
+    }
+    &buf[..n.min(8)]
+}
+
 /// The probability that `complete` occurs within `steps` further symbols
 /// after `history`, and the expected number of symbols until it does given
-/// that it does (`None` when it cannot).
-fn propagate(pst: &Pst, history: &[u16], complete: u16, steps: u32) -> (f64, Option<f64>) {
-    let depth = usize::from(pst.depth());
-    let mut dist: BTreeMap<Vec<u16>, f64> = BTreeMap::new();
-    dist.insert(history.to_vec(), 1.0);
-    let mut next_of: BTreeMap<Vec<u16>, Vec<f64>> = BTreeMap::new();
+/// that it does (`None` when it cannot). Contexts are [`encode`]d; each
+/// step's distribution is kept sorted by context, so sums are taken in the
+/// same order on every run.
+fn propagate(
+    pst: &Pst,
+    next_of: &mut FxHashMap<u128, Vec<f64>>,
+    history: &[u16],
+    complete: u16,
+    steps: u32,
+) -> (f64, Option<f64>) {
+    let depth = u32::from(pst.depth().min(8));
+    let mask = if depth >= 8 {
+        u128::MAX
+    } else {
+        (1u128 << (16 * depth)) - 1
+    };
+    let mut dist: Vec<(u128, f64)> = vec![(encode(history) & mask, 1.0)];
+    let mut next: Vec<(u128, f64)> = Vec::new();
+    let mut buf = [0u16; 8];
     let mut absorbed = 0.0;
     let mut weighted = 0.0;
     for t in 1..=steps {
-        let mut next: BTreeMap<Vec<u16>, f64> = BTreeMap::new();
-        for (ctx, mass) in &dist {
+        next.clear();
+        for &(ctx, mass) in &dist {
+            if next_of.len() >= MAX_CACHED && !next_of.contains_key(&ctx) {
+                next_of.clear();
+            }
             let probs = next_of
-                .entry(ctx.clone())
-                .or_insert_with(|| pst.predict(ctx).probs);
+                .entry(ctx)
+                .or_insert_with(|| pst.predict(decode(ctx, &mut buf)).probs);
             for (s, p) in probs.iter().enumerate() {
                 let m = mass * p;
                 if m < NEGLIGIBLE {
@@ -406,22 +517,23 @@ fn propagate(pst: &Pst, history: &[u16], complete: u16, steps: u32) -> (f64, Opt
                     weighted += f64::from(t) * m;
                     continue;
                 }
-                let mut c = Vec::with_capacity(depth);
-                let keep = depth.saturating_sub(1).min(ctx.len());
-                c.extend_from_slice(&ctx[ctx.len() - keep..]);
-                if depth > 0 {
-                    c.push(s);
-                }
-                *next.entry(c).or_insert(0.0) += m;
+                let c = ((ctx << 16) | u128::from(s.saturating_add(1))) & mask;
+                next.push((c, m));
             }
         }
-        if next.len() > MAX_SPREAD {
-            let mut v: Vec<(Vec<u16>, f64)> = next.into_iter().collect();
-            v.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            v.truncate(MAX_SPREAD);
-            next = v.into_iter().collect();
+        next.sort_by_key(|e| e.0);
+        dist.clear();
+        for &(c, m) in &next {
+            match dist.last_mut() {
+                Some(last) if last.0 == c => last.1 += m,
+                _ => dist.push((c, m)),
+            }
         }
-        dist = next;
+        if dist.len() > MAX_SPREAD {
+            dist.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            dist.truncate(MAX_SPREAD);
+            dist.sort_by_key(|e| e.0);
+        }
         if dist.is_empty() {
             break;
         }

@@ -112,11 +112,12 @@ impl Pst {
                     for c in &mut n.counts {
                         *c /= 2;
                     }
-                    n.total = n.counts.iter().sum();
+                    n.total = n.counts.iter().fold(0u32, |a, c| a.saturating_add(*c));
                 }
+                // Saturating: a restored snapshot may hold any counts.
                 if let Some(c) = n.counts.get_mut(usize::from(symbol)) {
-                    *c += 1;
-                    n.total += 1;
+                    *c = c.saturating_add(1);
+                    n.total = n.total.saturating_add(1);
                 }
             }
         }

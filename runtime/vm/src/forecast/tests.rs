@@ -162,3 +162,56 @@ fn the_key_set_stays_bounded() {
     }
     assert!(f.keys() <= MAX_KEYS);
 }
+
+#[test]
+fn histories_encode_and_decode_losslessly() {
+    let mut buf = [0u16; 8];
+    for h in [&[][..], &[0], &[3, 0, 2], &[1, 2, 3, 4, 5, 6, 7, 65_534]] {
+        assert_eq!(decode(encode(h), &mut buf), h);
+    }
+    // Only the last 8 states count.
+    assert_eq!(
+        encode(&[9, 1, 2, 3, 4, 5, 6, 7, 8]),
+        encode(&[1, 2, 3, 4, 5, 6, 7, 8])
+    );
+    assert_ne!(encode(&[0]), encode(&[0, 0]));
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any states (also out of range), any times (also going back), a
+        /// few keys: forecasts stay probabilities inside their interval,
+        /// with a non-negative time.
+        #[test]
+        fn forecasts_stay_well_formed(
+            events in prop::collection::vec((0u16..8, -5i64..5, 0u8..4), 1..300),
+            depth in 1u8..6,
+            horizon in 1u32..80,
+            hawkes: bool,
+            conformal: bool,
+        ) {
+            let mut s = spec(5, ForecastHorizon::Events(horizon), 0.0);
+            s.max_depth = depth;
+            s.hawkes = hawkes;
+            s.conformal = conformal;
+            let mut f = Forecaster::new(&s, 3);
+            let mut t = 0i64;
+            for (state, dt, key) in events {
+                t = t.saturating_add(dt * SEC);
+                let k = ValueKey(Value::Int(i64::from(key)));
+                if let Some(p) = f.observe(Some(&k), state, t) {
+                    prop_assert!((0.0..=1.0).contains(&p.probability), "{p:?}");
+                    prop_assert!(p.lower <= p.probability && p.probability <= p.upper, "{p:?}");
+                    prop_assert!((0.0..=1.0).contains(&p.confidence), "{p:?}");
+                    prop_assert!(p.time.is_none_or(|t| t >= 0), "{p:?}");
+                    prop_assert!(p.state <= 3);
+                }
+            }
+        }
+    }
+}

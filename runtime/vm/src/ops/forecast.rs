@@ -76,25 +76,28 @@ impl ForecastOp {
         fields.push(Some(Value::Int(i64::from(p.depth))));
         fields.push(Some(Value::Float(p.lower)));
         fields.push(Some(Value::Float(p.upper)));
-        let layout = self.layout(program, ev.type_id);
-        for slot in layout {
-            fields.push(slot.and_then(|s| ev.fields.get(usize::from(s)).cloned().flatten()));
+        self.prepare_layout(program, ev.type_id);
+        if let Some(Some(layout)) = self.layouts.get(ev.type_id as usize) {
+            for slot in layout {
+                fields.push(slot.and_then(|s| ev.fields.get(usize::from(s)).cloned().flatten()));
+            }
         }
         let mut out = Event::new(self.schema, ev.time, fields);
         out.extra.clone_from(&ev.extra);
         out
     }
 
-    /// Where the raw output fields are in events of type `ty`.
-    fn layout(&mut self, program: &Program, ty: SchemaId) -> Vec<Option<u16>> {
-        if let Some(Some(l)) = self.layouts.get(ty as usize) {
-            return l.clone();
+    /// Works out, once per type, where the raw output fields are in events
+    /// of type `ty`.
+    fn prepare_layout(&mut self, program: &Program, ty: SchemaId) {
+        if let Some(Some(_)) = self.layouts.get(ty as usize) {
+            return;
         }
         let (Some(to), Some(from)) = (
             program.schemas.get(self.schema as usize),
             program.schemas.get(ty as usize),
         ) else {
-            return Vec::new();
+            return;
         };
         let l: Vec<Option<u16>> = to
             .fields
@@ -106,9 +109,8 @@ impl ForecastOp {
             })
             .collect();
         if let Some(e) = self.layouts.get_mut(ty as usize) {
-            *e = Some(l.clone());
+            *e = Some(l);
         }
-        l
     }
 
     /// The model's state for a snapshot.
