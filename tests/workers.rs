@@ -715,3 +715,116 @@ fn strict_live_runs_on_workers_run_every_event_before_the_bad_one() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in.jsonl line 3"), "{err}");
 }
+
+/// A port nobody listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// POSTs `body` to the ingest endpoint; the status code.
+fn post(port: u16, body: &str) -> u16 {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let request = format!(
+        "POST /events HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/x-ndjson\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(request.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// Runs the http ingest pipeline on `workers`, posts `body` once the source
+/// is up, waits for `outputs` lines and stops the run with SIGINT.
+fn http_run(dir: &Path, workers: &str, body: &str, outputs: usize) -> Vec<String> {
+    use std::io::BufRead;
+    let port = free_port();
+    write(
+        dir,
+        "http.vpl",
+        &format!(
+            "event Reading:\n    zone: str\n    temp: float\n\n\
+             connector In = http (url: \"http://127.0.0.1:{port}/events\")\n\n\
+             stream Hot = Reading.from(In)\n    .where(temp > 50.0)\n    .emit(zone: zone, temp: temp)\n\n\
+             stream Pairs = Reading.from(In)\n    .partition_by(zone)\n    .window(2)\n    \
+             .aggregate(n: count(), total: sum(temp))\n    .emit(zone: zone, total: total)\n"
+        ),
+    );
+    let mut child = live(
+        &["http.vpl", "--workers", workers, "--idle-timeout", "0"],
+        dir,
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("start varpulis");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut log = Vec::new();
+    while !log.iter().any(|l: &String| l.starts_with("running;")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never started: {log:#?}"
+        );
+        if let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            log.push(l);
+        }
+    }
+    assert_eq!(post(port, body), 202);
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut lines = Vec::new();
+    while lines.len() < outputs {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        lines.push(line.trim_end().to_string());
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{:#?}", rx.try_iter().collect::<Vec<_>>());
+    lines
+}
+
+#[test]
+fn an_http_ingest_run_on_workers_prints_what_one_worker_prints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body: String = (0..40)
+        .map(|i| {
+            format!(
+                "{{\"event_type\":\"Reading\",\"zone\":\"z{}\",\"temp\":{}.0,\"timestamp\":{}}}\n",
+                i % 5,
+                (i * 37) % 100,
+                1_700_000_000_000i64 + i
+            )
+        })
+        .collect();
+    // 40 readings: 20 pairs, and the hot ones.
+    let hot = (0..40).filter(|i| (i * 37) % 100 > 50).count();
+    let one = http_run(dir.path(), "1", &body, 20 + hot);
+    assert_eq!(one.len(), 20 + hot, "{one:#?}");
+    let three = http_run(dir.path(), "3", &body, 20 + hot);
+    assert_eq!(one, three);
+}
