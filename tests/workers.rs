@@ -8,6 +8,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output as ProcessOutput};
 
+#[cfg(feature = "kafka")]
+mod common;
+
 use proptest::prelude::*;
 use varpulis::input::{InputFormat, Records};
 use varpulis::job::{Job, JobOptions};
@@ -827,4 +830,171 @@ fn an_http_ingest_run_on_workers_prints_what_one_worker_prints() {
     assert_eq!(one.len(), 20 + hot, "{one:#?}");
     let three = http_run(dir.path(), "3", &body, 20 + hot);
     assert_eq!(one, three);
+}
+
+/// The text of `GET path` on 127.0.0.1:`port`.
+#[cfg(feature = "kafka")]
+fn get(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    if s.write_all(request.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Kafka on two workers with checkpoints: orders of three users, a stop (the
+/// final checkpoint), more orders, a restart: each user's count window of 3
+/// fires once, with the orders from both sides of the restart (state in the
+/// right worker, offsets from the checkpoint). Needs `VARPULIS_TEST_KAFKA`
+/// (`eval "$(scripts/brokers env)"`); skipped without it unless
+/// `VARPULIS_REQUIRE_BROKERS=1`.
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_on_two_workers_resumes_every_workers_windows_after_a_restart() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    use varpulis_connectors::{open_sink, ConfigValue, ConnectorConfig, Record, SinkContext};
+    let required = std::env::var("VARPULIS_REQUIRE_BROKERS").is_ok_and(|v| v == "1");
+    let brokers = match std::env::var("VARPULIS_TEST_KAFKA") {
+        Ok(b) if std::net::TcpStream::connect(&b).is_ok() => b,
+        _ => {
+            assert!(!required, "VARPULIS_TEST_KAFKA is not set or not reachable");
+            eprintln!("skipped: no Kafka broker (scripts/brokers env)");
+            return;
+        }
+    };
+    let tag = format!("workers-{}", std::process::id());
+    let topic = format!("{tag}-orders");
+    common::create_topics(&brokers, &[&topic]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "rules.vpl",
+        &format!(
+            "event Order:\n    user: str\n    amount: float\n\n\
+             connector K = kafka (brokers: \"{brokers}\", topic: \"{topic}\", group_id: \"{tag}\", start: earliest, session_timeout: 6s)\n\n\
+             stream Sum = Order.from(K)\n    .partition_by(user)\n    .window(3)\n    \
+             .aggregate(n: count(), total: sum(amount))\n    .emit(user: user, n: n, total: total)\n"
+        ),
+    );
+    let produce = |orders: &[(&str, f64)]| {
+        let mut p = open_sink(
+            &ConnectorConfig::new("P", "kafka")
+                .param("brokers", ConfigValue::Str(brokers.clone()))
+                .param("topic", ConfigValue::Str(topic.clone())),
+            &SinkContext::new(dir.path()),
+        )
+        .expect("producer");
+        for (user, amount) in orders {
+            let body = format!("{{\"user\":\"{user}\",\"amount\":{amount}}}");
+            p.send(Record::from_json(body.as_bytes()).expect("record"))
+                .expect("produce");
+        }
+        p.close().expect("delivered");
+    };
+    let metrics = free_port();
+    let addr = format!("127.0.0.1:{metrics}");
+    let args = [
+        "rules.vpl",
+        "--workers",
+        "2",
+        "--state-dir",
+        "state",
+        "--checkpoint-interval",
+        "1h",
+        "--metrics",
+        &addr,
+    ];
+    // A run, with its stdout and stderr as channels of lines.
+    let start = || {
+        let mut child = live(&args, dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start varpulis");
+        let lines = |r: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        };
+        let out = lines(Box::new(child.stdout.take().expect("stdout")));
+        let err = lines(Box::new(child.stderr.take().expect("stderr")));
+        (child, out, err)
+    };
+    let stop = |mut child: std::process::Child,
+                out: std::sync::mpsc::Receiver<String>,
+                err: std::sync::mpsc::Receiver<String>| {
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let status = child.wait().expect("wait");
+        let err: Vec<String> = err.iter().collect();
+        assert!(status.success(), "{err:#?}");
+        (out.iter().collect::<Vec<_>>(), err.join("\n"))
+    };
+
+    produce(&[
+        ("a", 1.0),
+        ("b", 10.0),
+        ("c", 100.0),
+        ("a", 2.0),
+        ("b", 20.0),
+        ("c", 200.0),
+    ]);
+    let (child, out, err) = start();
+    // Stop once the six orders are in the engine (joining the group takes a few seconds).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !get(metrics, "/metrics").contains("varpulis_events_total 6\n") {
+        assert!(Instant::now() < deadline, "the orders never arrived");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (lines, log) = stop(child, out, err);
+    assert!(lines.is_empty(), "{lines:#?}");
+    assert!(log.contains("source `K`: 6 received"), "{log}");
+
+    produce(&[("a", 4.0), ("b", 40.0), ("c", 400.0)]);
+    let (child, out, err) = start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while seen.len() < 3 && Instant::now() < deadline {
+        if let Ok(l) = out.recv_timeout(Duration::from_millis(100)) {
+            seen.push(l);
+        }
+    }
+    let (rest, log) = stop(child, out, err);
+    seen.extend(rest);
+    let mut totals: Vec<(String, i64, f64)> = seen
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON output");
+            (
+                v["user"].as_str().unwrap_or_default().to_string(),
+                v["n"].as_i64().unwrap_or_default(),
+                v["total"].as_f64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    totals.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        totals,
+        [
+            ("a".to_string(), 3, 7.0),
+            ("b".to_string(), 3, 70.0),
+            ("c".to_string(), 3, 700.0)
+        ],
+        "{log}"
+    );
 }
