@@ -567,14 +567,16 @@ impl LiveRun {
             self.live.handle(event);
         }
         let batch = self.trace.batch(&self.job);
+        let records_before = self.job.stats().records;
         if let Err(problem) = self.live.release(&mut self.job, &self.trace) {
             self.failure = Some(problem);
             self.stop_reason = "bad input with --strict";
             return Ok(false);
         }
-        if self.rx.is_empty() {
-            // Nothing waiting: the outputs of the rounds still running go
-            // out now rather than with the next batch.
+        if self.rx.is_empty() || self.job.stats().records == records_before {
+            // Nothing waiting, or nothing released this turn (a source holds
+            // event time back): the outputs of the rounds still running go
+            // out now rather than with a later batch.
             self.live.settle(&mut self.job, &self.trace);
         }
         self.live.on_idle(&mut self.job);
