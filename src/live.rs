@@ -811,6 +811,7 @@ impl LiveRun {
                 trace_spans_dropped: self.trace.tracer.dropped(),
                 latency: self.live.latency.clone(),
                 memory,
+                workers: self.job.workers().unwrap_or(1),
             },
             listeners,
             sources,
@@ -1992,6 +1993,7 @@ impl Live {
             trace_spans_dropped,
             latency: self.latency.clone(),
             memory,
+            workers: job.workers().unwrap_or(1),
         })
     }
 

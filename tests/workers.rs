@@ -957,10 +957,13 @@ fn kafka_on_two_workers_resumes_every_workers_windows_after_a_restart() {
     let (child, out, err) = start();
     // Stop once the six orders are in the engine (joining the group takes a few seconds).
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !get(metrics, "/metrics").contains("varpulis_events_total 6\n") {
+    let mut text = String::new();
+    while !text.contains("varpulis_events_total 6\n") {
         assert!(Instant::now() < deadline, "the orders never arrived");
         std::thread::sleep(Duration::from_millis(100));
+        text = get(metrics, "/metrics");
     }
+    assert!(text.contains("varpulis_engine_workers 2\n"), "{text}");
     let (lines, log) = stop(child, out, err);
     assert!(lines.is_empty(), "{lines:#?}");
     assert!(log.contains("source `K`: 6 received"), "{log}");
