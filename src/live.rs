@@ -567,14 +567,16 @@ impl LiveRun {
             self.live.handle(event);
         }
         let batch = self.trace.batch(&self.job);
+        let records_before = self.job.stats().records;
         if let Err(problem) = self.live.release(&mut self.job, &self.trace) {
             self.failure = Some(problem);
             self.stop_reason = "bad input with --strict";
             return Ok(false);
         }
-        if self.rx.is_empty() {
-            // Nothing waiting: the outputs of the rounds still running go
-            // out now rather than with the next batch.
+        if self.rx.is_empty() || self.job.stats().records == records_before {
+            // Nothing waiting, or nothing released this turn (a source holds
+            // event time back): the outputs of the rounds still running go
+            // out now rather than with a later batch.
             self.live.settle(&mut self.job, &self.trace);
         }
         self.live.on_idle(&mut self.job);
@@ -810,6 +812,7 @@ impl LiveRun {
                 latency: self.live.latency.clone(),
                 memory,
                 enrich: self.job.enrich_metrics(),
+                workers: self.job.workers().unwrap_or(1),
             },
             listeners,
             sources,
@@ -1992,6 +1995,7 @@ impl Live {
             latency: self.latency.clone(),
             memory,
             enrich: job.enrich_metrics(),
+            workers: job.workers().unwrap_or(1),
         })
     }
 

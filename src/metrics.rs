@@ -53,6 +53,8 @@ pub struct Snapshot<'a> {
     pub memory: Vec<StreamMemory>,
     /// `.enrich` lookups by connector name.
     pub enrich: std::collections::BTreeMap<String, crate::enrich::ConnectorCounts>,
+    /// Engine workers (1: one engine).
+    pub workers: usize,
 }
 
 /// Upper bounds (seconds) of the latency histogram's buckets: 100 µs to 10 s.
@@ -285,6 +287,13 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "gauge",
         "Events waiting for other sources to catch up.",
         &[(String::new(), s.pending as u64)],
+    );
+    family(
+        &mut out,
+        "engine_workers",
+        "gauge",
+        "Engine workers the run's events are split over by partition key (1: one engine).",
+        &[(String::new(), s.workers as u64)],
     );
     family(
         &mut out,
@@ -755,6 +764,7 @@ mod tests {
             )],
             sinks: vec![],
             pending: 0,
+            workers: 1,
             checkpoints: Some((2, 0)),
             dead_letter_failures: 0,
             trace_spans_dropped: 4,

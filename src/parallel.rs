@@ -1026,3 +1026,108 @@ fn add_metrics(sum: &mut Metrics, m: &Metrics) {
     p.rejected += q.rejected;
     p.capped += q.capped;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Per key, a count window of 3 with the sum of `v`.
+    const COUNTS: &str = "event A:\n    key: str\n    v: int\n\nstream W = A\n    .partition_by(key)\n    .window(3)\n    .aggregate(n: count(), total: sum(v))\n    .emit(key: key, total: total)\n";
+
+    fn program() -> Arc<Program> {
+        let mut compiler = varpulis_compiler::Compiler::new();
+        compiler.set_file("t.vpl", COUNTS.to_string());
+        Arc::new(
+            compiler
+                .program("t.vpl")
+                .expect("the test program compiles"),
+        )
+    }
+
+    fn event(key: &str, v: i64, t: i64) -> (Event, Option<u32>) {
+        (
+            Event::new(0, t, vec![Some(Value::str(key)), Some(Value::Int(v))]),
+            None,
+        )
+    }
+
+    fn start(program: &Arc<Program>) -> Shards {
+        let plan = plan(program).expect("the program can be split");
+        Shards::start(program.clone(), EngineConfig::default(), 2, plan).expect("shards start")
+    }
+
+    fn lines(m: &Merged) -> Vec<String> {
+        m.outputs
+            .iter()
+            .map(|(_, _, b)| String::from_utf8_lossy(b).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn rounds_are_collected_in_order_with_the_events_that_caused_them() {
+        let program = program();
+        let mut shards = start(&program);
+        let first: Vec<_> = ["a", "b", "a", "b", "a"]
+            .iter()
+            .zip(0..)
+            .map(|(k, i)| event(k, i, i))
+            .collect();
+        shards.run(first).expect("round 1");
+        shards.run(vec![event("b", 10, 5)]).expect("round 2");
+        assert_eq!(shards.in_flight(), 2);
+        let one = shards.collect().expect("collect").expect("round 1");
+        // Key a's window closes at its third event, the fifth of the batch.
+        assert_eq!(one.outputs.len(), 1);
+        assert_eq!(one.outputs[0].0, Some(4));
+        assert!(lines(&one)[0].contains("\"total\":6"), "{:?}", lines(&one));
+        let two = shards.collect().expect("collect").expect("round 2");
+        assert_eq!(two.outputs[0].0, Some(0));
+        assert!(lines(&two)[0].contains("\"total\":14"), "{:?}", lines(&two));
+        assert!(shards.collect().expect("collect").is_none());
+        let (metrics, _, _) = shards.stats().expect("stats");
+        assert_eq!(
+            metrics.events_in, 6,
+            "each event counted once, by its owner"
+        );
+    }
+
+    #[test]
+    fn saved_shard_states_load_into_new_shards_and_go_on() {
+        let program = program();
+        let mut before = start(&program);
+        before
+            .run(vec![event("a", 1, 0), event("b", 2, 1), event("a", 3, 2)])
+            .expect("run");
+        before.collect().expect("collect");
+        let states = before.save().expect("save");
+        assert_eq!(states.len(), 2);
+        let mut after = start(&program);
+        let stores = states
+            .iter()
+            .map(|b| MemoryStore::from_snapshot(b).expect("snapshot"))
+            .collect();
+        let report = after.load(stores, Compat::Strict).expect("load");
+        assert!(report.is_complete());
+        let rest = vec![event("a", 5, 3), event("b", 7, 4), event("b", 9, 5)];
+        before.run(rest.clone()).expect("run");
+        after.run(rest).expect("run");
+        let expected = before.collect().expect("collect").expect("round");
+        let got = after.collect().expect("collect").expect("round");
+        assert_eq!(lines(&got), lines(&expected));
+        assert_eq!(lines(&got).len(), 2, "both keys' windows close");
+        // A state for another number of shards is refused.
+        let one = vec![MemoryStore::new()];
+        assert!(after.load(one, Compat::Strict).is_err());
+    }
+
+    #[test]
+    fn a_state_round_refuses_to_run_behind_rounds_in_flight() {
+        let program = program();
+        let mut shards = start(&program);
+        shards.run(vec![event("a", 1, 0)]).expect("run");
+        let e = shards.save().expect_err("a round is in flight");
+        assert!(e.to_string().contains("still running"), "{e}");
+        shards.collect().expect("collect");
+        assert!(shards.save().is_ok());
+    }
+}

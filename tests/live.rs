@@ -370,6 +370,7 @@ fn a_live_run_serves_prometheus_metrics() {
         "varpulis_outputs_total{stream=\"Hot\"} 1",
         "varpulis_source_received_total{connector=\"Ingest\"} 3",
         "varpulis_pending_events 0",
+        "varpulis_engine_workers 1",
     ] {
         assert!(
             text.lines().any(|l| l == line),

@@ -935,7 +935,24 @@ fn a_pipeline_runs_on_its_workers_and_a_new_worker_count_restarts_it() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // The same count: in place (the setting is kept without `workers`).
+    // Two more readings per zone: open windows, in whichever worker owns the zone.
+    let more: String = (0..4)
+        .map(|i| {
+            format!(
+                "{{\"event_type\":\"Reading\",\"zone\":\"z{}\",\"temp\":{i}}}\n",
+                i % 2
+            )
+        })
+        .collect();
+    assert_eq!(post_events(&s, "counts", &more, None).0, 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.call("GET", "/api/v1/pipelines/counts", None, None).1["events_in"] != 16 {
+        assert!(Instant::now() < deadline, "the readings never arrived");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The same count: in place (the setting is kept without `workers`), and each worker's
+    // open windows move to the new program's worker.
     let (code, v) = s.call(
         "PUT",
         "/api/v1/pipelines/counts",
@@ -946,6 +963,19 @@ fn a_pipeline_runs_on_its_workers_and_a_new_worker_count_restarts_it() {
     assert_eq!(v["update"]["sources"], "kept", "{v}");
     assert_eq!(v["update"]["streams"][0]["state"], "kept", "{v}");
     assert_eq!(v["workers"], 2, "{v}");
+    let last = "{\"event_type\":\"Reading\",\"zone\":\"z0\",\"temp\":1}\n{\"event_type\":\"Reading\",\"zone\":\"z1\",\"temp\":1}\n";
+    assert_eq!(post_events(&s, "counts", last, None).0, 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // The third reading of each zone closes the windows the old program opened (the
+        // stream's counter goes on from its 4 outputs).
+        let (_, v) = s.call("GET", "/api/v1/pipelines/counts", None, None);
+        if v["streams"][0]["events_out"] == 6 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Another count restarts the pipeline and says that its state is not kept.
     let (code, v) = s.call(

@@ -8,6 +8,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output as ProcessOutput};
 
+#[cfg(feature = "kafka")]
+mod common;
+
 use proptest::prelude::*;
 use varpulis::input::{InputFormat, Records};
 use varpulis::job::{Job, JobOptions};
@@ -714,4 +717,287 @@ fn strict_live_runs_on_workers_run_every_event_before_the_bad_one() {
     assert_eq!(zones, ["a", "b"], "{stdout}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("in.jsonl line 3"), "{err}");
+}
+
+/// A port nobody listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// POSTs `body` to the ingest endpoint; the status code.
+fn post(port: u16, body: &str) -> u16 {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let request = format!(
+        "POST /events HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/x-ndjson\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    if s.write_all(request.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// Runs the http ingest pipeline on `workers`, posts `body` once the source
+/// is up, waits for `outputs` lines and stops the run with SIGINT.
+fn http_run(dir: &Path, workers: &str, body: &str, outputs: usize) -> Vec<String> {
+    use std::io::BufRead;
+    let port = free_port();
+    write(
+        dir,
+        "http.vpl",
+        &format!(
+            "event Reading:\n    zone: str\n    temp: float\n\n\
+             connector In = http (url: \"http://127.0.0.1:{port}/events\")\n\n\
+             stream Hot = Reading.from(In)\n    .where(temp > 50.0)\n    .emit(zone: zone, temp: temp)\n\n\
+             stream Pairs = Reading.from(In)\n    .partition_by(zone)\n    .window(2)\n    \
+             .aggregate(n: count(), total: sum(temp))\n    .emit(zone: zone, total: total)\n"
+        ),
+    );
+    let mut child = live(
+        &["http.vpl", "--workers", workers, "--idle-timeout", "0"],
+        dir,
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("start varpulis");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut log = Vec::new();
+    while !log.iter().any(|l: &String| l.starts_with("running;")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never started: {log:#?}"
+        );
+        if let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            log.push(l);
+        }
+    }
+    assert_eq!(post(port, body), 202);
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut lines = Vec::new();
+    while lines.len() < outputs {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        lines.push(line.trim_end().to_string());
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{:#?}", rx.try_iter().collect::<Vec<_>>());
+    lines
+}
+
+#[test]
+fn an_http_ingest_run_on_workers_prints_what_one_worker_prints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body: String = (0..40)
+        .map(|i| {
+            format!(
+                "{{\"event_type\":\"Reading\",\"zone\":\"z{}\",\"temp\":{}.0,\"timestamp\":{}}}\n",
+                i % 5,
+                (i * 37) % 100,
+                1_700_000_000_000i64 + i
+            )
+        })
+        .collect();
+    // 40 readings: 20 pairs, and the hot ones.
+    let hot = (0..40).filter(|i| (i * 37) % 100 > 50).count();
+    let one = http_run(dir.path(), "1", &body, 20 + hot);
+    assert_eq!(one.len(), 20 + hot, "{one:#?}");
+    let three = http_run(dir.path(), "3", &body, 20 + hot);
+    assert_eq!(one, three);
+}
+
+/// The text of `GET path` on 127.0.0.1:`port`.
+#[cfg(feature = "kafka")]
+fn get(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    if s.write_all(request.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Kafka on two workers with checkpoints: orders of three users, a stop (the
+/// final checkpoint), more orders, a restart: each user's count window of 3
+/// fires once, with the orders from both sides of the restart (state in the
+/// right worker, offsets from the checkpoint). Needs `VARPULIS_TEST_KAFKA`
+/// (`eval "$(scripts/brokers env)"`); skipped without it unless
+/// `VARPULIS_REQUIRE_BROKERS=1`.
+#[cfg(feature = "kafka")]
+#[test]
+fn kafka_on_two_workers_resumes_every_workers_windows_after_a_restart() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    use varpulis_connectors::{open_sink, ConfigValue, ConnectorConfig, Record, SinkContext};
+    let required = std::env::var("VARPULIS_REQUIRE_BROKERS").is_ok_and(|v| v == "1");
+    let brokers = match std::env::var("VARPULIS_TEST_KAFKA") {
+        Ok(b) if std::net::TcpStream::connect(&b).is_ok() => b,
+        _ => {
+            assert!(!required, "VARPULIS_TEST_KAFKA is not set or not reachable");
+            eprintln!("skipped: no Kafka broker (scripts/brokers env)");
+            return;
+        }
+    };
+    let tag = format!("workers-{}", std::process::id());
+    let topic = format!("{tag}-orders");
+    common::create_topics(&brokers, &[&topic]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "rules.vpl",
+        &format!(
+            "event Order:\n    user: str\n    amount: float\n\n\
+             connector K = kafka (brokers: \"{brokers}\", topic: \"{topic}\", group_id: \"{tag}\", start: earliest, session_timeout: 6s)\n\n\
+             stream Sum = Order.from(K)\n    .partition_by(user)\n    .window(3)\n    \
+             .aggregate(n: count(), total: sum(amount))\n    .emit(user: user, n: n, total: total)\n"
+        ),
+    );
+    let produce = |orders: &[(&str, f64)]| {
+        let mut p = open_sink(
+            &ConnectorConfig::new("P", "kafka")
+                .param("brokers", ConfigValue::Str(brokers.clone()))
+                .param("topic", ConfigValue::Str(topic.clone())),
+            &SinkContext::new(dir.path()),
+        )
+        .expect("producer");
+        for (user, amount) in orders {
+            let body = format!("{{\"user\":\"{user}\",\"amount\":{amount}}}");
+            p.send(Record::from_json(body.as_bytes()).expect("record"))
+                .expect("produce");
+        }
+        p.close().expect("delivered");
+    };
+    let metrics = free_port();
+    let addr = format!("127.0.0.1:{metrics}");
+    let args = [
+        "rules.vpl",
+        "--workers",
+        "2",
+        "--state-dir",
+        "state",
+        "--checkpoint-interval",
+        "1h",
+        "--metrics",
+        &addr,
+    ];
+    // A run, with its stdout and stderr as channels of lines.
+    let start = || {
+        let mut child = live(&args, dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start varpulis");
+        let lines = |r: Box<dyn std::io::Read + Send>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(r).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            rx
+        };
+        let out = lines(Box::new(child.stdout.take().expect("stdout")));
+        let err = lines(Box::new(child.stderr.take().expect("stderr")));
+        (child, out, err)
+    };
+    let stop = |mut child: std::process::Child,
+                out: std::sync::mpsc::Receiver<String>,
+                err: std::sync::mpsc::Receiver<String>| {
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let status = child.wait().expect("wait");
+        let err: Vec<String> = err.iter().collect();
+        assert!(status.success(), "{err:#?}");
+        (out.iter().collect::<Vec<_>>(), err.join("\n"))
+    };
+
+    produce(&[
+        ("a", 1.0),
+        ("b", 10.0),
+        ("c", 100.0),
+        ("a", 2.0),
+        ("b", 20.0),
+        ("c", 200.0),
+    ]);
+    let (child, out, err) = start();
+    // Stop once the six orders are in the engine (joining the group takes a few seconds).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut text = String::new();
+    while !text.contains("varpulis_events_total 6\n") {
+        assert!(Instant::now() < deadline, "the orders never arrived");
+        std::thread::sleep(Duration::from_millis(100));
+        text = get(metrics, "/metrics");
+    }
+    assert!(text.contains("varpulis_engine_workers 2\n"), "{text}");
+    let (lines, log) = stop(child, out, err);
+    assert!(lines.is_empty(), "{lines:#?}");
+    assert!(log.contains("source `K`: 6 received"), "{log}");
+
+    produce(&[("a", 4.0), ("b", 40.0), ("c", 400.0)]);
+    let (child, out, err) = start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while seen.len() < 3 && Instant::now() < deadline {
+        if let Ok(l) = out.recv_timeout(Duration::from_millis(100)) {
+            seen.push(l);
+        }
+    }
+    let (rest, log) = stop(child, out, err);
+    seen.extend(rest);
+    let mut totals: Vec<(String, i64, f64)> = seen
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON output");
+            (
+                v["user"].as_str().unwrap_or_default().to_string(),
+                v["n"].as_i64().unwrap_or_default(),
+                v["total"].as_f64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    totals.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        totals,
+        [
+            ("a".to_string(), 3, 7.0),
+            ("b".to_string(), 3, 70.0),
+            ("c".to_string(), 3, 700.0)
+        ],
+        "{log}"
+    );
 }
