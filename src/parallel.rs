@@ -1053,7 +1053,14 @@ mod tests {
 
     fn start(program: &Arc<Program>) -> Shards {
         let plan = plan(program).expect("the program can be split");
-        Shards::start(program.clone(), EngineConfig::default(), 2, plan).expect("shards start")
+        Shards::start(
+            program.clone(),
+            EngineConfig::default(),
+            &Default::default(),
+            2,
+            plan,
+        )
+        .expect("shards start")
     }
 
     fn lines(m: &Merged) -> Vec<String> {

@@ -352,17 +352,7 @@ fn a_live_run_serves_prometheus_metrics() {
         "{\"zone\":\"a\",\"temp\":31}\n{\"zone\":\"b\",\"temp\":\"hot\"}\n{\"type\":\"Nope\"}";
     assert_eq!(post(port, "/", body, &[]).0, 202);
     run.wait_outputs(1);
-    // The snapshot is refreshed every tick: poll until it shows the events.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let text = loop {
-        let (status, text) = get(metrics, "/metrics");
-        assert_eq!(status, 200);
-        if text.contains("varpulis_events_total 1\n") || Instant::now() > deadline {
-            break text;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    for line in [
+    let expected = [
         "varpulis_input_records_total 3",
         "varpulis_events_total 1",
         "varpulis_input_skipped_total{reason=\"unknown_type\"} 1",
@@ -371,7 +361,20 @@ fn a_live_run_serves_prometheus_metrics() {
         "varpulis_source_received_total{connector=\"Ingest\"} 3",
         "varpulis_pending_events 0",
         "varpulis_engine_workers 1",
-    ] {
+    ];
+    // The snapshot is refreshed every tick and the three records may land in
+    // different ticks: poll until it shows all of them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let has_all = |text: &str| expected.iter().all(|e| text.lines().any(|l| l == *e));
+    let text = loop {
+        let (status, text) = get(metrics, "/metrics");
+        assert_eq!(status, 200);
+        if has_all(&text) || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for line in expected {
         assert!(
             text.lines().any(|l| l == line),
             "missing `{line}` in\n{text}"
