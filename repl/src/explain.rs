@@ -336,7 +336,9 @@ impl Session {
                         Some(OpSpec::Distinct { .. }) if *output == 0 => {
                             format!("✗ {text} dropped a value already seen")
                         }
-                        Some(OpSpec::Score(s)) => crate::score::why(&text, s, *input, *output),
+                        Some(OpSpec::Score(s)) => {
+                            crate::score::why(&text, s, *input, *output, sample.as_deref())
+                        }
                         Some(OpSpec::Limit(_)) if *output == 0 => {
                             format!("✗ {text}: the limit was already reached")
                         }

@@ -3,7 +3,7 @@
 //! paths are relative to the directory the REPL started in).
 
 use std::sync::Arc;
-use varpulis_program::{Program, ScoreSpec};
+use varpulis_program::{Event, Instr, Program, ScoreSpec, Value};
 use varpulis_vm::{model, Engine};
 
 /// `.score(model: "m.onnx", inputs: [a, b], outputs: [y])`.
@@ -18,14 +18,23 @@ pub fn format(s: &ScoreSpec) -> String {
 }
 
 /// The `:why` line of a `.score` step that took `input` events and passed
-/// `output` on.
-pub fn why(text: &str, s: &ScoreSpec, input: usize, output: usize) -> String {
+/// `output` on; `sample` is the first event it took.
+pub fn why(
+    text: &str,
+    s: &ScoreSpec,
+    input: usize,
+    output: usize,
+    sample: Option<&Event>,
+) -> String {
     let outs: Vec<&str> = s.outputs.iter().map(|(n, _)| &**n).collect();
     if output == 0 {
-        format!(
-            "✗ {text} scored nothing: an input was missing or not a number (R0009), \
-             or the model failed (R0010); see the runtime errors"
-        )
+        match sample.and_then(|ev| bad_input(s, ev)) {
+            Some(why) => format!("✗ {text} did not score the event: {why} (R0009)"),
+            None => format!(
+                "✗ {text} scored nothing: an input was not a number (R0009), \
+                 or the model failed (R0010)"
+            ),
+        }
     } else if output < input {
         format!(
             "✓ {text} set {} on {output} of {input} events; the others had no numeric input",
@@ -34,6 +43,23 @@ pub fn why(text: &str, s: &ScoreSpec, input: usize, output: usize) -> String {
     } else {
         format!("✓ {text} set {}", outs.join(", "))
     }
+}
+
+/// The first input of `s` that `ev` has no number for, when the input is a
+/// plain field read: "input `b` is missing".
+fn bad_input(s: &ScoreSpec, ev: &Event) -> Option<String> {
+    for (name, chunk) in &s.inputs {
+        let slot = match chunk.code.as_slice() {
+            [Instr::LoadField(slot)] | [Instr::LoadField(slot), Instr::Return] => *slot,
+            _ => continue,
+        };
+        match ev.get(slot) {
+            None => return Some(format!("input `{name}` is missing")),
+            Some(Value::Int(_) | Value::Float(_)) => {}
+            Some(v) => return Some(format!("input `{name}` is {}, not a number", v.type_name())),
+        }
+    }
+    None
 }
 
 /// An engine for `program` with the models its `.score` operators name.

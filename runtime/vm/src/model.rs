@@ -251,3 +251,35 @@ fn from_bytes(u: &ModelUse, _bytes: &[u8]) -> Result<Arc<dyn Model>, ModelError>
 
 #[cfg(feature = "onnx")]
 pub mod onnx;
+
+#[cfg(all(test, not(feature = "onnx")))]
+mod tests {
+    use super::*;
+    use varpulis_program::{InputRef, ScoreSpec, SourceSpec, SpanId, StreamPlan, StreamTime};
+
+    /// Without the `onnx` feature a program with `.score` is refused before
+    /// its model is read, naming the feature.
+    #[test]
+    fn without_onnx_a_score_is_refused_naming_the_feature() {
+        let mut p = Program::default();
+        p.streams.push(StreamPlan {
+            name: Arc::from("Scored"),
+            source: SourceSpec::Input(InputRef::Event(0)),
+            ops: vec![OpSpec::Score(ScoreSpec {
+                model: Arc::from("m.onnx"),
+                path: Arc::from("m.onnx"),
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+                schema: 0,
+                span: SpanId::NONE,
+            })],
+            output_schema: 0,
+            visible: false,
+            time: StreamTime::default(),
+            bounds: Vec::new(),
+            span: SpanId::NONE,
+        });
+        let e = load(&p, &mut |_| panic!("the file is not read")).expect_err("refused");
+        assert!(e.to_string().contains("`onnx` cargo feature"), "{e}");
+    }
+}

@@ -32,6 +32,10 @@ enum Outputs {
 /// An optimised ONNX model.
 pub struct OnnxModel {
     plan: TypedRunnableModel<TypedModel>,
+    /// The same model optimised for exactly one row (an event alone in its
+    /// engine step, the common case on a plain stream); `None` when `plan`
+    /// already is.
+    single: Option<TypedRunnableModel<TypedModel>>,
     inputs: usize,
     input_type: DatumType,
     outputs: Outputs,
@@ -102,9 +106,10 @@ impl OnnxModel {
                 )))
             }
         };
+        let n = model.sym("N");
         let batch_dim = match batch {
             Some(b) => TDim::from(b),
-            None => TDim::from(model.sym("N")),
+            None => TDim::from(n.clone()),
         };
         let width_dim = TDim::from(i64::try_from(inputs).unwrap_or(i64::MAX));
         model
@@ -119,12 +124,23 @@ impl OnnxModel {
             ))
         })?;
         let outputs = output_layout(&typed)?;
+        let single = match batch {
+            Some(_) => None,
+            None => Some(
+                typed
+                    .concretize_dims(&SymbolValues::default().with(&n, 1))
+                    .and_then(|m| m.into_optimized())
+                    .and_then(|m| m.into_runnable())
+                    .map_err(invalid)?,
+            ),
+        };
         let plan = typed
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(invalid)?;
         Ok(OnnxModel {
             plan,
+            single,
             inputs,
             input_type,
             outputs,
@@ -197,7 +213,11 @@ impl Model for OnnxModel {
                 Tensor::from_shape(&[rows, self.inputs], &v).map_err(err)?
             }
         };
-        let out = self.plan.run(tvec!(tensor.into())).map_err(err)?;
+        let plan = match (&self.single, rows) {
+            (Some(single), 1) => single,
+            _ => &self.plan,
+        };
+        let out = plan.run(tvec!(tensor.into())).map_err(err)?;
         let column = |t: &TValue| -> Result<Vec<f64>, String> {
             let t = t.cast_to::<f64>().map_err(err)?;
             let s = t.as_slice::<f64>().map_err(err)?;
