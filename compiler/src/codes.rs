@@ -157,6 +157,10 @@ codes! {
     /// `.partition_by` without `max_keys:` or `idle:` before a count window:
     /// every key keeps an open window for ever.
     UNBOUNDED_PARTITION = "W0112", "partitioned state without a bound";
+    /// A stream fed by a kafka source with `state_per_partition: true` keeps
+    /// state that is not partitioned by the one field the topic's records are
+    /// keyed by: per-partition results would differ from one engine's.
+    PARTITION_NOT_RECORD_KEY = "W0113", "per-partition state not keyed by the record key";
 }
 
 /// One registry row.

@@ -508,6 +508,19 @@ pub fn file_diagnostics(db: &dyn Db, file: SourceFile) -> Vec<Diagnostic> {
                 .map(|d| d.clone().shifted(entry.offset)),
         );
     }
+    let checked: Vec<crate::scale_out::FileItem<'_>> = items
+        .items
+        .iter()
+        .filter_map(|entry| {
+            let parse = parse_item(db, entry.key);
+            parse.errors.is_empty().then(|| crate::scale_out::FileItem {
+                item: &parse.item,
+                model: &analyze_item(db, entry.key).model,
+                offset: entry.offset,
+            })
+        })
+        .collect();
+    out.extend(crate::scale_out::diagnostics(&checked));
     let index = name_index(db, file);
     for dup in index.duplicates.iter().filter(|d| d.again.file.is_none()) {
         let at = |d: &crate::resolve::Decl| {

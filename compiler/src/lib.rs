@@ -22,6 +22,7 @@ pub mod lower;
 pub mod model;
 pub mod render;
 pub mod resolve;
+pub mod scale_out;
 pub mod suggest;
 pub mod types;
 

@@ -38,7 +38,13 @@ pub use sink::{Acks, Compression, KafkaSink, KafkaSinkSettings};
 pub use source::{KafkaSource, KafkaSourceSettings, Start};
 
 /// Parameters only the kafka source reads (a kafka connector used as a sink tolerates them).
-pub const SOURCE_PARAMS: &[&str] = &["group_id", "start", "auto_offset_reset", "session_timeout"];
+pub const SOURCE_PARAMS: &[&str] = &[
+    "group_id",
+    "start",
+    "auto_offset_reset",
+    "session_timeout",
+    "state_per_partition",
+];
 
 /// Parameters only the kafka sink reads (a kafka connector used as a source tolerates them).
 pub const SINK_PARAMS: &[&str] = &[

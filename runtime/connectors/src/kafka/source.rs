@@ -135,6 +135,18 @@ impl KafkaSourceSettings {
             p.duration("session_timeout", Duration::ZERO)?;
             None
         };
+        // Per-partition state (docs/OPERATIONS.md, "Scaling out"): `varpulis
+        // check` already applies its keying rule (W0113), but the runs do not
+        // keep one state per partition yet, so `true` is refused rather than
+        // silently running with one state for all partitions.
+        if p.bool("state_per_partition", false)? {
+            return Err(p.invalid(
+                "state_per_partition",
+                "per-partition state is not available in this version yet: remove the \
+                 parameter to run with one state for every partition \
+                 (docs/OPERATIONS.md, \"Scaling out\")",
+            ));
+        }
         p.tolerate(SINK_PARAMS);
         // Unknown parameters first: a misspelt `topic` is better reported as a typo.
         p.finish()?;
@@ -797,6 +809,22 @@ mod tests {
         assert_eq!(s.start, Start::Latest);
         assert_eq!(s.session_timeout, Some(Duration::from_secs(6)));
         assert_eq!(s.group_id, "fraud");
+    }
+
+    #[test]
+    fn state_per_partition_is_refused_until_runs_support_it() {
+        let off = ("state_per_partition", ConfigValue::Bool(false));
+        check(&[topic(), off]).expect("`false` is the default behaviour");
+        let on = ("state_per_partition", ConfigValue::Bool(true));
+        let err = check(&[topic(), on]).expect_err("not available yet");
+        let text = err.to_string();
+        assert!(
+            text.contains("parameter `state_per_partition`") && text.contains("Scaling out"),
+            "{text}"
+        );
+        let err = check(&[topic(), ("state_per_partition", ConfigValue::Int(1))])
+            .expect_err("not a bool");
+        assert!(err.to_string().contains("`true` or `false`"), "{err}");
     }
 
     #[test]
