@@ -1133,3 +1133,174 @@ fn a_transactional_sink_publishes_at_the_checkpoint_and_a_restart_goes_back_when
     plain.close().expect("close");
     assert_published(&read_committed(&brokers, &out), 0..13, &[5, 6, 7, 10, 11]);
 }
+
+/// The partition of a kafka message, from its position key (`topic/partition`... any text ending
+/// in the partition number).
+fn partition_of(m: &SourceMessage) -> i32 {
+    let key = &m
+        .position
+        .as_ref()
+        .expect("kafka messages have a position")
+        .key;
+    let digits: String = key
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no partition in {key:?}"))
+}
+
+/// Messages `host` receives within `for_`, with problems collected in `problems`.
+fn drain(host: &Host, for_: Duration, problems: &mut Vec<(String, bool)>) -> Vec<SourceMessage> {
+    let deadline = Instant::now() + for_;
+    let mut out = Vec::new();
+    while let Ok(event) = host.rx.recv_deadline(deadline) {
+        match event {
+            SourceEvent::Message(m) => out.push(m),
+            SourceEvent::Problem { message, fatal, .. } => problems.push((message, fatal)),
+            SourceEvent::Ended { .. } => panic!("a kafka source never ends"),
+        }
+    }
+    out
+}
+
+/// Produces one `Order` record per partition of a 6-partition topic, indexes from `first`.
+fn produce_round(producer: &BaseProducer, topic: &str, first: u64) {
+    for p in 0..6u64 {
+        let payload = format!(r#"{{"event_type":"Order","i":{}}}"#, first + p);
+        producer
+            .send(
+                BaseRecord::<(), _>::to(topic)
+                    .payload(&payload)
+                    .partition(p as i32),
+            )
+            .expect("queued");
+    }
+    producer.flush(Duration::from_secs(10)).expect("flushed");
+}
+
+/// Two sources of one group on a 6-partition topic: once the group is stable each reads a
+/// disjoint, non-empty set of partitions; when one leaves, the other takes all six over; and no
+/// record is lost on the way (re-reads during a rebalance are allowed: at least once). What
+/// scaling out over a consumer group (docs/OPERATIONS.md, "Scaling out") builds on.
+fn a_group_shares_partitions_and_hands_them_over(brokers: &str, topic: &str, group_id: &str) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer");
+    let config = |name: &str| {
+        kafka(
+            name,
+            brokers,
+            &[("topic", s(topic)), group(group_id), fast_session()],
+        )
+    };
+    let mut a = Host::start(config("A"), 10_000);
+    let mut b = Host::start(config("B"), 10_000);
+    let mut problems = Vec::new();
+    let mut seen: Vec<u64> = Vec::new();
+    let mut next = 0u64;
+    // Produce a round per partition until one round is split between the two members.
+    let deadline = Instant::now() + 3 * WAIT;
+    let split = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the group never split the partitions between its two members; problems: {problems:?}"
+        );
+        produce_round(&producer, topic, next);
+        let round = next..next + 6;
+        next += 6;
+        let got_a = drain(&a, Duration::from_secs(2), &mut problems);
+        let got_b = drain(&b, Duration::from_secs(2), &mut problems);
+        seen.extend(got_a.iter().chain(&got_b).map(|m| index(&m.payload)));
+        let last = |got: &[SourceMessage]| -> Vec<i32> {
+            let mut ps: Vec<i32> = got
+                .iter()
+                .filter(|m| round.contains(&index(&m.payload)))
+                .map(partition_of)
+                .collect();
+            ps.sort_unstable();
+            ps.dedup();
+            ps
+        };
+        let (pa, pb) = (last(&got_a), last(&got_b));
+        if !pa.is_empty() && !pb.is_empty() && pa.len() + pb.len() == 6 {
+            break (pa, pb);
+        }
+    };
+    assert!(
+        split.0.iter().all(|p| !split.1.contains(p)),
+        "members share partitions: {split:?}"
+    );
+    // B leaves the group: A takes all six partitions over.
+    b.stop();
+    let deadline = Instant::now() + 3 * WAIT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "A never took the partitions over; problems: {problems:?}"
+        );
+        produce_round(&producer, topic, next);
+        let round = next..next + 6;
+        next += 6;
+        let got = drain(&a, Duration::from_secs(2), &mut problems);
+        seen.extend(got.iter().map(|m| index(&m.payload)));
+        let mut ps: Vec<i32> = got
+            .iter()
+            .filter(|m| round.contains(&index(&m.payload)))
+            .map(partition_of)
+            .collect();
+        ps.sort_unstable();
+        ps.dedup();
+        if ps.len() == 6 {
+            break;
+        }
+    }
+    // Whatever the rebalances delayed arrives at A too: nothing produced is lost.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut distinct = seen.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct == (0..next).collect::<Vec<_>>() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "records lost: {} of {next} seen; problems: {problems:?}",
+            distinct.len()
+        );
+        seen.extend(
+            drain(&a, Duration::from_millis(500), &mut problems)
+                .iter()
+                .map(|m| index(&m.payload)),
+        );
+    }
+    assert!(
+        problems.iter().all(|(_, fatal)| !fatal),
+        "fatal problems: {problems:?}"
+    );
+    a.stop();
+}
+
+#[test]
+fn a_group_on_the_mock_cluster_shares_partitions_and_hands_them_over() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("orders", 6, 1).expect("topic");
+    a_group_shares_partitions_and_hands_them_over(&cluster.bootstrap_servers(), "orders", "shared");
+}
+
+#[test]
+fn a_group_on_a_broker_shares_partitions_and_hands_them_over() {
+    let Some(brokers) = broker("a_group_on_a_broker_shares_partitions_and_hands_them_over") else {
+        return;
+    };
+    let topic = unique("shared");
+    create_topic(&brokers, &topic, 6);
+    a_group_shares_partitions_and_hands_them_over(&brokers, &topic, &unique("shared-group"));
+}
