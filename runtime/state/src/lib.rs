@@ -20,12 +20,16 @@
 //! ([`StateStore::warnings`]), and [`StateStore::step_back`] loads the one
 //! before.
 //!
+//! Runs that share a Kafka consumer group keep one state directory per
+//! topic-partition, fenced by the group generation ([`partition`]).
+//!
 //! Hosts that want "the durable backend this build has" call
 //! [`open_durable`]. All backends share one snapshot byte format, so a
 //! snapshot taken from one restores into any other.
 
 mod file;
 mod memory;
+pub mod partition;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 
@@ -50,6 +54,23 @@ pub enum StateError {
         found: u32,
         /// Version this build writes.
         expected: u32,
+    },
+    /// A partition's state directory was claimed by a newer group generation:
+    /// this member lost the partition in a rebalance and must not write it
+    /// ([`partition::PartitionLease`]).
+    #[error(
+        "state of `{dir}` belongs to group generation {theirs} (member {member}), not to this \
+         member's generation {ours}: the partition moved in a rebalance"
+    )]
+    Fenced {
+        /// The partition's state directory.
+        dir: String,
+        /// The generation this member holds.
+        ours: i32,
+        /// The newer generation on disk.
+        theirs: i32,
+        /// The member that claimed it.
+        member: String,
     },
     /// An I/O or backend failure; `retryable` says whether trying again can help.
     #[error("state backend failure: {message}")]
