@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use varpulis_program::time::format_rfc3339;
+use varpulis_program::time::{format_rfc3339, write_rfc3339};
 use varpulis_vm::Output;
 
 /// Where a checkpoint left the `--output` file.
@@ -116,9 +116,22 @@ pub fn write_json(buf: &mut Vec<u8>, output: &Output) {
     buf.extend_from_slice(b"{\"stream\":");
     write_json_str(buf, &output.stream);
     buf.extend_from_slice(b",\"event_type\":");
+    write_members(buf, output);
+}
+
+/// Appends `output` as a sink payload (docs/LANGUAGE.md#to-sinks): `{"event_type": T,
+/// "timestamp": RFC3339, <fields>}`, without the `stream` key.
+pub fn write_json_sink(buf: &mut Vec<u8>, output: &Output) {
+    buf.extend_from_slice(b"{\"event_type\":");
+    write_members(buf, output);
+}
+
+/// Writes the event type's value, the timestamp and the fields, and closes the object. Every
+/// value is encoded straight from the engine's value into `buf` (no JSON tree in between).
+fn write_members(buf: &mut Vec<u8>, output: &Output) {
     write_json_str(buf, &output.event_type);
     buf.extend_from_slice(b",\"timestamp\":\"");
-    buf.extend_from_slice(format_rfc3339(output.time).as_bytes());
+    write_rfc3339(buf, output.time);
     buf.push(b'"');
     for (name, value) in &output.fields {
         if matches!(name.as_ref(), "stream" | "event_type" | "timestamp") {
@@ -132,25 +145,9 @@ pub fn write_json(buf: &mut Vec<u8>, output: &Output) {
             write_json_str(buf, name);
             buf.push(b':');
         }
-        // Writing into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *buf, &value.to_json());
+        value.write_json(buf);
     }
     buf.push(b'}');
-}
-
-/// Appends `output` as a sink payload (docs/LANGUAGE.md#to-sinks): `{"event_type": T,
-/// "timestamp": RFC3339, <fields>}`, without the `stream` key.
-pub fn write_json_sink(buf: &mut Vec<u8>, output: &Output) {
-    let start = buf.len();
-    write_json(buf, output);
-    // Drop the leading `"stream":"...",` member written by `write_json`.
-    let mut stream = Vec::new();
-    stream.extend_from_slice(b"{\"stream\":");
-    write_json_str(&mut stream, &output.stream);
-    stream.push(b',');
-    if buf[start..].starts_with(&stream) {
-        buf.drain(start + 1..start + stream.len());
-    }
 }
 
 /// The output as a JSON object, keys in output order.
@@ -280,6 +277,27 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(&buf),
             r#"{"stream":"Hot","event_type":"Hot","timestamp":"1970-01-01T00:00:01.500Z","zone":"a\"b","avg":3.0,"n":2}"#
+        );
+    }
+
+    #[test]
+    fn sink_payload_is_the_json_line_without_the_stream_member() {
+        let o = out(
+            "Hot",
+            1_700_000_000_000_000_001,
+            vec![("stream", Value::str("x")), ("v", Value::Float(f64::NAN))],
+        );
+        let (mut line, mut sink) = (Vec::new(), Vec::new());
+        write_json(&mut line, &o);
+        write_json_sink(&mut sink, &o);
+        let line = String::from_utf8_lossy(&line);
+        assert_eq!(
+            String::from_utf8_lossy(&sink),
+            line.replacen(r#""stream":"Hot","#, "", 1)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&sink),
+            r#"{"event_type":"Hot","timestamp":"2023-11-14T22:13:20.000000001Z","_stream":"x","v":null}"#
         );
     }
 

@@ -82,19 +82,19 @@ pub fn raw_event_from_json(v: &J) -> Result<RawEvent, JsonEventError> {
 }
 
 /// Applies the shape rules of the module docs to the top-level entries.
-fn shape(
-    top: Vec<(String, Entry)>,
+fn shape<K: AsRef<str> + Into<String>>(
+    top: Vec<(K, Entry)>,
     default_type: Option<&str>,
 ) -> Result<RawEvent, JsonEventError> {
     let body: Option<&Vec<(String, Value)>> = ["data", "fields"].iter().find_map(|k| {
         top.iter().find_map(|(name, e)| match e {
-            Entry::Object(fields) if name == k => Some(fields),
+            Entry::Object(fields) if name.as_ref() == *k => Some(fields),
             _ => None,
         })
     });
     let top_str = |k: &str| {
         top.iter().find_map(|(name, e)| match e {
-            Entry::Value(Value::Str(s)) if name == k => Some(s.to_string()),
+            Entry::Value(Value::Str(s)) if name.as_ref() == k => Some(s.to_string()),
             _ => None,
         })
     };
@@ -121,7 +121,10 @@ fn shape(
     } else {
         return Err(JsonEventError::MissingType);
     };
-    let top_ts = top.iter().find(|(k, _)| k == "timestamp").map(|(_, e)| e);
+    let top_ts = top
+        .iter()
+        .find(|(k, _)| k.as_ref() == "timestamp")
+        .map(|(_, e)| e);
     let body_ts = body.and_then(|b| b.iter().find(|(k, _)| k == "timestamp").map(|(_, v)| v));
     let timestamp = match (top_ts, body_ts) {
         (Some(Entry::Value(v)), _) => Some(parse_timestamp(v)?),
@@ -139,8 +142,8 @@ fn shape(
             .collect(),
         None => top
             .into_iter()
-            .filter(|(k, _)| k != type_key && k != "timestamp")
-            .map(|(k, e)| (k, e.into_value()))
+            .filter(|(k, _)| k.as_ref() != type_key && k.as_ref() != "timestamp")
+            .map(|(k, e)| (k.into(), e.into_value()))
             .collect(),
     };
     Ok(RawEvent {
@@ -175,7 +178,7 @@ impl Entry {
 /// parsed `serde_json` object holds (and JavaScript's `JSON.parse`), so both readers of this
 /// module agree. Small objects are checked pairwise without allocating; events rarely repeat a
 /// key.
-fn last_wins<T>(entries: Vec<(String, T)>) -> Vec<(String, T)> {
+fn last_wins<K: AsRef<str> + Eq + std::hash::Hash + Clone, T>(entries: Vec<(K, T)>) -> Vec<(K, T)> {
     let duplicated = if entries.len() <= 16 {
         entries
             .iter()
@@ -183,14 +186,14 @@ fn last_wins<T>(entries: Vec<(String, T)>) -> Vec<(String, T)> {
             .any(|(i, (k, _))| entries.iter().skip(i + 1).any(|(other, _)| other == k))
     } else {
         let mut seen = std::collections::HashSet::with_capacity(entries.len());
-        !entries.iter().all(|(k, _)| seen.insert(k.as_str()))
+        !entries.iter().all(|(k, _)| seen.insert(k.as_ref()))
     };
     if !duplicated {
         return entries;
     }
-    let mut index: std::collections::HashMap<String, usize> =
+    let mut index: std::collections::HashMap<K, usize> =
         std::collections::HashMap::with_capacity(entries.len());
-    let mut out: Vec<(String, T)> = Vec::with_capacity(entries.len());
+    let mut out: Vec<(K, T)> = Vec::with_capacity(entries.len());
     for (k, v) in entries {
         match index.get(&k) {
             Some(&i) => {
@@ -208,19 +211,61 @@ fn last_wins<T>(entries: Vec<(String, T)>) -> Vec<(String, T)> {
 }
 
 /// The top-level object, members in input order.
-struct Top(Vec<(String, Entry)>);
+struct Top<'de>(Vec<(Key<'de>, Entry)>);
 
-impl<'de> serde::Deserialize<'de> for Top {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Top, D::Error> {
+/// A top-level member name: borrowed from the input when it has no escapes, so the names that do
+/// not become fields (`event_type`, `timestamp`) cost no allocation.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl AsRef<str> for Key<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Key<'_>> for String {
+    fn from(k: Key<'_>) -> String {
+        k.0.into_owned()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Top;
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Top<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Top<'de>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Top<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Top, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Top<'de>, A::Error> {
                 let mut out = Vec::with_capacity(m.size_hint().unwrap_or(8));
-                while let Some(k) = m.next_key::<String>()? {
+                while let Some(k) = m.next_key::<Key<'de>>()? {
                     let v: EntrySeed = m.next_value()?;
                     out.push((k, v.0));
                 }
@@ -416,6 +461,19 @@ mod tests {
                 ("b".to_string(), Value::Int(2))
             ]
         );
+    }
+
+    #[test]
+    fn escaped_member_names_read_like_plain_ones_in_both_readers() {
+        // Names without escapes are borrowed from the text, escaped ones are decoded: a
+        // repeated name spelled both ways is still one member, last value wins.
+        let text = r#"{"event\u005ftype": "T", "a": 1, "\u0061": 2, "time\u0073tamp": 3}"#;
+        let direct = parse_json_event(text).expect("event");
+        assert_eq!(direct.event_type, "T");
+        assert_eq!(direct.fields, vec![("a".to_string(), Value::Int(2))]);
+        assert_eq!(direct.timestamp, Some(3_000_000));
+        let tree: J = serde_json::from_str(text).expect("valid JSON");
+        assert_eq!(Ok(direct), raw_event_from_json(&tree));
     }
 
     #[test]

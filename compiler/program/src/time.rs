@@ -44,24 +44,59 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// (`2024-01-02T03:04:05Z`, with `.fff`/`.ffffff`/`.fffffffff` only when the
 /// sub-second part is non-zero).
 pub fn format_rfc3339(ns: i64) -> String {
+    let mut out = Vec::with_capacity(30);
+    write_rfc3339(&mut out, ns);
+    // Only ASCII digits and punctuation were written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends [`format_rfc3339`]'s text to `out` without allocating (beyond `out` growing): the
+/// output writers call it once per output event.
+pub fn write_rfc3339(out: &mut Vec<u8>, ns: i64) {
     let secs = ns.div_euclid(NS_PER_SEC);
     let frac = ns.rem_euclid(NS_PER_SEC);
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     let (hh, mm, ss) = (sod / 3600, (sod % 3600) / 60, sod % 60);
-    let mut out = format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}");
+    if (0..=9999).contains(&y) {
+        push_digits(out, y, 4);
+    } else {
+        // Years outside 0..=9999 keep the sign and take as many digits as they need.
+        use std::io::Write;
+        let _ = write!(out, "{y:04}");
+    }
+    out.push(b'-');
+    push_digits(out, i64::from(m), 2);
+    out.push(b'-');
+    push_digits(out, i64::from(d), 2);
+    out.push(b'T');
+    push_digits(out, hh, 2);
+    out.push(b':');
+    push_digits(out, mm, 2);
+    out.push(b':');
+    push_digits(out, ss, 2);
     if frac != 0 {
+        out.push(b'.');
         if frac % NS_PER_MS == 0 {
-            out.push_str(&format!(".{:03}", frac / NS_PER_MS));
+            push_digits(out, frac / NS_PER_MS, 3);
         } else if frac % NS_PER_US == 0 {
-            out.push_str(&format!(".{:06}", frac / NS_PER_US));
+            push_digits(out, frac / NS_PER_US, 6);
         } else {
-            out.push_str(&format!(".{frac:09}"));
+            push_digits(out, frac, 9);
         }
     }
-    out.push('Z');
-    out
+    out.push(b'Z');
+}
+
+/// Appends the non-negative `n`, zero-padded to exactly `width` digits (`n` has at most that many).
+fn push_digits(out: &mut Vec<u8>, mut n: i64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for slot in out[start..].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
 }
 
 /// Parses an RFC 3339 timestamp (`YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`; `t`,
@@ -187,6 +222,57 @@ mod tests {
         }
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_rfc3339(1_500_000_000), "1970-01-01T00:00:01.500Z");
+    }
+
+    /// The formatting `format_rfc3339` had before it wrote digits itself.
+    fn reference(ns: i64) -> String {
+        let secs = ns.div_euclid(NS_PER_SEC);
+        let frac = ns.rem_euclid(NS_PER_SEC);
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        let sod = secs.rem_euclid(86_400);
+        let mut out = format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+            sod / 3600,
+            (sod % 3600) / 60,
+            sod % 60
+        );
+        if frac != 0 {
+            if frac % NS_PER_MS == 0 {
+                out.push_str(&format!(".{:03}", frac / NS_PER_MS));
+            } else if frac % NS_PER_US == 0 {
+                out.push_str(&format!(".{:06}", frac / NS_PER_US));
+            } else {
+                out.push_str(&format!(".{frac:09}"));
+            }
+        }
+        out.push('Z');
+        out
+    }
+
+    #[test]
+    fn written_digits_match_the_formatted_reference() {
+        let mut ns: i64 = 0x0005_DEEC_E66D;
+        let mut cases = vec![
+            i64::MIN,
+            i64::MAX,
+            0,
+            -1,
+            1,
+            NS_PER_MS,
+            NS_PER_US,
+            999_999_999,
+        ];
+        for _ in 0..10_000 {
+            // A fixed linear congruential walk over the whole i64 range.
+            ns = ns.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            cases.push(ns);
+            cases.push(ns - ns.rem_euclid(NS_PER_MS));
+            cases.push(ns - ns.rem_euclid(NS_PER_US));
+            cases.push(ns - ns.rem_euclid(NS_PER_SEC));
+        }
+        for ns in cases {
+            assert_eq!(format_rfc3339(ns), reference(ns), "{ns}");
+        }
     }
 
     #[test]

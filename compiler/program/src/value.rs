@@ -122,6 +122,54 @@ impl Value {
         }
     }
 
+    /// Appends [`Value::to_json`]'s JSON text to `buf` without building the JSON tree: the
+    /// bytes are the same as `serde_json::to_writer(buf, &value.to_json())` (maps in key
+    /// order, floats in serde_json's shortest form, non-finite floats `null`).
+    pub fn write_json(&self, buf: &mut Vec<u8>) {
+        match self {
+            Value::Null => buf.extend_from_slice(b"null"),
+            Value::Bool(true) => buf.extend_from_slice(b"true"),
+            Value::Bool(false) => buf.extend_from_slice(b"false"),
+            // Writing numbers and strings into a Vec cannot fail.
+            Value::Int(i) | Value::Duration(i) => {
+                let _ = serde_json::to_writer(&mut *buf, i);
+            }
+            Value::Float(f) => {
+                let _ = serde_json::to_writer(&mut *buf, f);
+            }
+            Value::Str(s) => {
+                let _ = serde_json::to_writer(&mut *buf, &**s);
+            }
+            Value::Timestamp(t) => {
+                buf.push(b'"');
+                crate::time::write_rfc3339(buf, *t);
+                buf.push(b'"');
+            }
+            Value::Array(items) => {
+                buf.push(b'[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        buf.push(b',');
+                    }
+                    v.write_json(buf);
+                }
+                buf.push(b']');
+            }
+            Value::Map(m) => {
+                buf.push(b'{');
+                for (i, (k, v)) in m.iter().enumerate() {
+                    if i > 0 {
+                        buf.push(b',');
+                    }
+                    let _ = serde_json::to_writer(&mut *buf, &**k);
+                    buf.push(b':');
+                    v.write_json(buf);
+                }
+                buf.push(b'}');
+            }
+        }
+    }
+
     /// Converts a JSON value: integral numbers become `Int`, other numbers
     /// `Float`, objects `Map` (docs/LANGUAGE.md#json-events).
     pub fn from_json(j: &serde_json::Value) -> Value {
@@ -281,6 +329,50 @@ mod tests {
         let mut s = DefaultHasher::new();
         ValueKey(v.clone()).hash(&mut s);
         s.finish()
+    }
+
+    #[test]
+    fn write_json_is_byte_identical_to_the_serde_json_tree() {
+        let mut map = ValueMap::new();
+        map.insert(Arc::from("z"), Value::Int(-1));
+        map.insert(
+            Arc::from("a\"q"),
+            Value::array(vec![Value::Null, Value::Bool(false)]),
+        );
+        map.insert(Arc::from("é"), Value::Float(f64::INFINITY));
+        let values = [
+            Value::Null,
+            Value::Bool(true),
+            Value::Int(i64::MIN),
+            Value::Int(42),
+            Value::Float(3.0),
+            Value::Float(-0.0),
+            Value::Float(1e300),
+            Value::Float(0.1 + 0.2),
+            Value::Float(f64::NAN),
+            Value::str("tab\tquote\"nl\n\u{1}é😀"),
+            Value::Timestamp(0),
+            Value::Timestamp(1_700_000_000_123_456_789),
+            Value::Timestamp(1_700_000_000_123_456_000),
+            Value::Timestamp(-1),
+            Value::Timestamp(i64::MIN),
+            Value::Timestamp(i64::MAX),
+            Value::Duration(90_000_000_000),
+            Value::array(vec![]),
+            Value::map(ValueMap::new()),
+            Value::map(map.clone()),
+            Value::array(vec![Value::map(map), Value::Timestamp(5)]),
+        ];
+        for v in values {
+            let mut direct = Vec::new();
+            v.write_json(&mut direct);
+            let tree = serde_json::to_vec(&v.to_json()).expect("serialize");
+            assert_eq!(
+                String::from_utf8_lossy(&direct),
+                String::from_utf8_lossy(&tree),
+                "{v:?}"
+            );
+        }
     }
 
     #[test]
