@@ -177,30 +177,8 @@ fn file_sink_and_output_file_survive_sigkill_at_random_points_byte_for_byte() {
     );
     let sink = std::fs::read(dir.path().join("sink.jsonl")).expect("sink");
     let out = std::fs::read(dir.path().join("out.jsonl")).expect("out");
-    assert_same(&sink, &expected_sink, "the file sink", &context);
-    assert_same(&out, &expected_out, "--output", &context);
-}
-
-/// Byte equality, reported as the first differing line.
-fn assert_same(actual: &[u8], expected: &[u8], what: &str, context: &str) {
-    if actual == expected {
-        return;
-    }
-    let a: Vec<&[u8]> = actual.split(|b| *b == b'\n').collect();
-    let e: Vec<&[u8]> = expected.split(|b| *b == b'\n').collect();
-    let line = a
-        .iter()
-        .zip(&e)
-        .position(|(x, y)| x != y)
-        .unwrap_or(a.len().min(e.len()));
-    panic!(
-        "{what} differs from the uninterrupted run at line {} ({} lines vs {}):\n  got      {}\n  expected {}\n{context}",
-        line + 1,
-        a.len(),
-        e.len(),
-        a.get(line).map_or("(end)".into(), |l| String::from_utf8_lossy(l)),
-        e.get(line).map_or("(end)".into(), |l| String::from_utf8_lossy(l)),
-    );
+    common::assert_same(&sink, &expected_sink, "the file sink", &context);
+    common::assert_same(&out, &expected_out, "--output", &context);
 }
 
 /// A webhook receiver on 127.0.0.1: answers 200 (after `hang`) and keeps

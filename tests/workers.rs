@@ -517,35 +517,8 @@ fn a_live_run_on_two_workers_killed_and_restarted_ends_like_an_uninterrupted_one
     );
     let sink = std::fs::read(dir.path().join("sink.jsonl")).expect("sink");
     let out = std::fs::read(dir.path().join("out.jsonl")).expect("out");
-    assert_same(&sink, &expected_sink, "the file sink", &context);
-    assert_same(&out, &expected_out, "--output", &context);
-}
-
-/// Byte equality, reported as the first differing line.
-fn assert_same(actual: &[u8], expected: &[u8], what: &str, context: &str) {
-    if actual == expected {
-        return;
-    }
-    let a: Vec<&[u8]> = actual.split(|b| *b == b'\n').collect();
-    let e: Vec<&[u8]> = expected.split(|b| *b == b'\n').collect();
-    let line = a
-        .iter()
-        .zip(&e)
-        .position(|(x, y)| x != y)
-        .unwrap_or(a.len().min(e.len()));
-    let show = |l: &[&[u8]]| {
-        l.get(line)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default()
-    };
-    panic!(
-        "{what} differs from the uninterrupted run at line {} ({} lines vs {}):\n  got      {}\n  expected {}\n{context}",
-        line + 1,
-        a.len(),
-        e.len(),
-        show(&a),
-        show(&e)
-    );
+    common::assert_same(&sink, &expected_sink, "the file sink", &context);
+    common::assert_same(&out, &expected_out, "--output", &context);
 }
 
 #[test]
