@@ -9,13 +9,19 @@ use varpulis_syntax::ast::{Arg, Expr, ExprKind, Ident, Op, OpKind, StreamDecl};
 
 use super::stream::Pipeline;
 use super::Checker;
+use crate::capabilities::Op as Operator;
 use crate::codes;
 use crate::diagnostic::Diagnostic;
 use crate::model::StageKind;
 use crate::types::{Field, Schema, Type};
 
 /// The operators that act on a window's released group.
-pub(crate) const GROUP_OPS: &[&str] = &["order_by", "collect", "any", "all"];
+pub(crate) const GROUP_OPS: &[Operator] = &[
+    Operator::OrderBy,
+    Operator::Collect,
+    Operator::Any,
+    Operator::All,
+];
 
 /// The field `.collect()` fills when no `as:` is given.
 pub(crate) const DEFAULT_COLLECT_FIELD: &str = "events";
@@ -61,8 +67,9 @@ impl Checker<'_> {
     ) -> (StageKind, Arc<Schema>) {
         self.group_placement(s, op, name);
         let scope = p.scope(input);
-        let kind = match name.name.as_str() {
-            "order_by" => {
+        let which = Operator::from_name(&name.name);
+        let kind = match which {
+            Some(Operator::OrderBy) => {
                 let mut keys = Vec::new();
                 for a in args {
                     let (key, _) = sort_key(&a.value);
@@ -89,18 +96,18 @@ impl Checker<'_> {
                 }
                 StageKind::OrderBy(keys)
             }
-            "any" | "all" => {
+            Some(Operator::Any | Operator::All) => {
                 let e = args
                     .first()
                     .map(|a| &a.value)
                     .expect("arity checked: one argument");
-                let what = if name.name == "any" {
+                let what = if which == Some(Operator::Any) {
                     "an `.any` condition"
                 } else {
                     "an `.all` condition"
                 };
                 self.condition(e, &scope, what);
-                if name.name == "any" {
+                if which == Some(Operator::Any) {
                     StageKind::Any(e.span)
                 } else {
                     StageKind::All(e.span)
@@ -156,7 +163,8 @@ impl Checker<'_> {
             Some(OpKind::Call { name, .. }) => Some(name.name.as_str()),
             _ => None,
         };
-        if prev.is_some_and(|n| n == "window" || GROUP_OPS.contains(&n)) {
+        let prev_op = prev.and_then(Operator::from_name);
+        if prev_op.is_some_and(|o| o == Operator::Window || GROUP_OPS.contains(&o)) {
             return;
         }
         let op_name = &name.name;
@@ -174,7 +182,7 @@ impl Checker<'_> {
                 .with_secondary(b.span, "this operator passes events one at a time"),
             _ => d.with_label("a stream is unbounded: there is no group to work on"),
         };
-        let help = if prev == Some("aggregate") {
+        let help = if prev_op == Some(Operator::Aggregate) {
             format!(
                 "an aggregate already gives one event per window: filter it with `.having(...)`, \
                  or move `.{op_name}(...)` between `.window(...)` and `.aggregate(...)`"

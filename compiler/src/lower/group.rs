@@ -7,13 +7,14 @@ use varpulis_syntax::ast::Arg;
 
 use super::stream::Chain;
 use super::{to_u16, Lowerer};
+use crate::capabilities::Op as Operator;
 use crate::check::group::{collect_field, sort_key};
 
 impl Lowerer<'_> {
     /// Lowers one group operator onto the chain.
-    pub(crate) fn group_op(&mut self, ch: &mut Chain, name: &str, args: &[Arg]) {
-        let op = match name {
-            "order_by" => {
+    pub(crate) fn group_op(&mut self, ch: &mut Chain, which: Operator, args: &[Arg]) {
+        let op = match which {
+            Operator::OrderBy => {
                 let keys = args
                     .iter()
                     .map(|a| {
@@ -26,12 +27,12 @@ impl Lowerer<'_> {
                     .collect();
                 GroupOp::OrderBy(keys)
             }
-            "any" | "all" => {
+            Operator::Any | Operator::All => {
                 let Some(e) = args.first().map(|a| &a.value) else {
                     return;
                 };
                 let c = self.chunk(&mut ch.env, e);
-                if name == "any" {
+                if which == Operator::Any {
                     GroupOp::Any(c)
                 } else {
                     GroupOp::All(c)

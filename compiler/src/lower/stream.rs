@@ -717,7 +717,7 @@ impl Lowerer<'_> {
             Operator::Pattern => self.window_pattern(ch, args, op.span),
             Operator::Concurrent => self.concurrent(args),
             Operator::OrderBy | Operator::Collect | Operator::Any | Operator::All => {
-                self.group_op(ch, name, args)
+                self.group_op(ch, which, args)
             }
             Operator::Map => self.map_op(ch, args),
             Operator::OnError => {
