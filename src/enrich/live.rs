@@ -29,6 +29,15 @@ pub trait Backend: Send + Sync {
     fn batches(&self) -> bool;
 }
 
+/// The answers of a store that answers a whole batch in one request: each
+/// key's answer, or the request's error for every key.
+pub fn per_key(batch: Result<Vec<Answer>, String>, keys: &[String]) -> Vec<Result<Answer, String>> {
+    match batch {
+        Ok(a) => a.into_iter().map(Ok).collect(),
+        Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
+    }
+}
+
 /// Default worker threads per connector.
 pub const DEFAULT_WORKERS: usize = 8;
 /// Default cache capacity per connector.

@@ -203,10 +203,7 @@ impl RedisBackend {
 
 impl Backend for RedisBackend {
     fn fetch(&self, keys: &[String]) -> Vec<Result<Answer, String>> {
-        match self.run(keys) {
-            Ok(a) => a.into_iter().map(Ok).collect(),
-            Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
-        }
+        super::live::per_key(self.run(keys), keys)
     }
 
     fn batches(&self) -> bool {
