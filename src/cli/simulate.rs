@@ -136,7 +136,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
+    let contexts = crate::contexts::plan(&program);
     if live {
+        if let crate::contexts::Layout::Threads(lanes) = &contexts {
+            eprintln!(
+                "note: the {} contexts run on one engine thread in a run over connector \
+                 sources (only `run --input` gives each its own thread)",
+                lanes.len()
+            );
+        }
         // Relative connector paths resolve against the working directory,
         // as for sinks (DESIGN.md, Connector sources).
         let base_dir = args.job.sink_dir.clone();
@@ -180,8 +188,36 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     for note in connector_source_notes(&program) {
         eprintln!("{note}");
     }
+    match contexts {
+        crate::contexts::Layout::Threads(lanes) => match workers {
+            Some(n) if n > 1 => {
+                eprintln!(
+                    "error: the program runs its {} contexts on their own threads and cannot \
+                     also run on {n} workers",
+                    lanes.len()
+                );
+                eprintln!(
+                    "help: drop --workers (and `.concurrent`) to run the contexts in \
+                     parallel, or remove the `.context(...)` placements to run on workers"
+                );
+                return Ok(ExitCode::from(2));
+            }
+            Some(_) => {}
+            None => {
+                let names: Vec<&str> = lanes.iter().map(|l| l.name.as_str()).collect();
+                eprintln!(
+                    "note: {} contexts run on their own engine threads: {}",
+                    lanes.len(),
+                    names.join(", ")
+                );
+                return run_parallel(args, program, &input, Pipeline::Contexts(lanes));
+            }
+        },
+        crate::contexts::Layout::One { why: Some(why) } => eprintln!("note: {why}"),
+        crate::contexts::Layout::One { why: None } => {}
+    }
     if let Some(n) = workers {
-        return run_parallel(args, program, &input, n);
+        return run_parallel(args, program, &input, Pipeline::Workers(n));
     }
     let mut job = Job::new(program, args.job.clone())?;
 
@@ -277,14 +313,27 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `run --input ... --workers N`: the same run on N engine shards, outputs
-/// merged in the canonical order ([`crate::parallel`]).
+/// How a run over several engine threads splits the program.
+enum Pipeline {
+    /// `--workers N`: N shards by partition key ([`crate::parallel`]).
+    Workers(usize),
+    /// One engine thread per context ([`crate::contexts`]).
+    Contexts(Vec<crate::contexts::Lane>),
+}
+
+/// `run --input ... --workers N`: the same run on N engine shards, or on one
+/// engine thread per context, outputs merged in the canonical order
+/// ([`crate::parallel`]).
 fn run_parallel(
     args: &RunArgs,
     program: varpulis_program::Program,
     input: &Path,
-    workers: usize,
+    pipeline: Pipeline,
 ) -> anyhow::Result<ExitCode> {
+    let workers = match &pipeline {
+        Pipeline::Workers(n) => *n,
+        Pipeline::Contexts(_) => 1,
+    };
     let plan = if workers > 1 {
         match crate::parallel::plan(&program) {
             Ok(plan) => plan,
@@ -332,7 +381,19 @@ fn run_parallel(
     let started = Instant::now();
     let mut stderr = io::stderr();
     let records = Records::new(reader, format);
-    let outcome = crate::parallel::run(&mut job, records, &layout, &mut out, &mut stderr);
+    let outcome = match &pipeline {
+        Pipeline::Workers(_) => {
+            crate::parallel::run(&mut job, records, &layout, &mut out, &mut stderr)
+        }
+        Pipeline::Contexts(lanes) => crate::contexts::run(
+            &mut job,
+            records,
+            lanes,
+            layout.batch,
+            &mut out,
+            &mut stderr,
+        ),
+    };
     let closed = job.stop();
     let outcome = outcome?;
     closed?;

@@ -1,0 +1,623 @@
+//! Context pipelines: `varpulis run --input` runs each `context` of the
+//! program on its own engine thread (docs/DESIGN.md, *Contexts*).
+//!
+//! [`plan`] places every stream in a context (its `.context(c)`, else the
+//! context the stream it reads forwards to or runs in, else the default
+//! context of streams that name none) and orders the contexts so that each
+//! reads streams only of contexts before it. [`run`] then starts:
+//!
+//! - a decoding thread that reads and decodes the input into batches;
+//! - one engine thread per context, in that order, each an [`Engine`] that
+//!   runs only its context's streams ([`Engine::run_only`]). Every engine
+//!   sees every input event, so time, watermarks and timers move the same
+//!   in all of them. A batch goes from the decoder to the first context and
+//!   from each context to the next over bounded channels, with what the
+//!   streams read downstream produced ([`Export`], tagged with the input
+//!   position and engine stage), which the next engine delivers at the same
+//!   stage ([`Engine::inject`]);
+//! - the calling thread, which merges every context's outputs of a batch in
+//!   the canonical order of [`crate::parallel`] (input position, event time,
+//!   stream, JSON text), so the bytes are those of `--workers 1` on the same
+//!   program without contexts.
+//!
+//! A program whose split could change results runs on one engine thread
+//! instead, and [`plan`] says why: contexts that read each other's streams
+//! (a cycle), a stream reading several inputs one of which comes from
+//! another context (the order of its inputs would depend on the threads),
+//! a `var` (one value shared by every context) and `.enrich` (answered on
+//! one engine thread).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use varpulis_program::{Event, InputRef, OpSpec, Program, SourceSpec, StreamPlan};
+use varpulis_vm::engine::lane::Export;
+use varpulis_vm::{Engine, EngineConfig, Metrics, Output, RuntimeError, SideOutput};
+
+use crate::input::Records;
+use crate::job::{InputProblem, Job, JobStats};
+use crate::parallel::{
+    add_metrics, side_key, tag, FromShard, Outcome, OutputSink, BATCH, END, QUEUE,
+};
+
+/// The name of the context of streams that name none.
+pub const DEFAULT_CONTEXT: &str = "(default)";
+
+/// One context's share of the program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lane {
+    /// The context's name ([`DEFAULT_CONTEXT`] for streams that name none).
+    pub name: String,
+    /// The cores its declaration asks for (`cores: [...]`).
+    pub cores: Vec<u32>,
+    /// By stream id: whether the stream runs here.
+    pub streams: Vec<bool>,
+    /// By stream id: whether a later context reads the stream's output.
+    pub exported: Vec<bool>,
+}
+
+/// How a program's contexts run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// On one engine: fewer than two contexts have streams (`why` is
+    /// `None`), or splitting could change results (`why` says how).
+    One {
+        /// Why contexts that the program uses do not get threads.
+        why: Option<String>,
+    },
+    /// One engine thread per context, upstream contexts first.
+    Threads(Vec<Lane>),
+}
+
+/// The distinct inputs of a stream: its source's and, for a sequence, its
+/// other steps' and negations'.
+fn inputs(plan: &StreamPlan) -> Vec<InputRef> {
+    let mut v: Vec<InputRef> = Vec::new();
+    let mut add = |i: InputRef| {
+        if !v.contains(&i) {
+            v.push(i);
+        }
+    };
+    match &plan.source {
+        SourceSpec::Input(i) => add(*i),
+        SourceSpec::Connector { schema, .. } => add(InputRef::Event(*schema)),
+        SourceSpec::Merge { branches, .. } => branches.iter().for_each(|b| add(b.input)),
+        SourceSpec::Join(j) => j.inputs.iter().for_each(|b| add(b.input)),
+        SourceSpec::Timer { .. } | SourceSpec::Late(_) => {}
+    }
+    for op in &plan.ops {
+        if let OpSpec::Sequence(seq) = op {
+            seq.inputs().into_iter().for_each(&mut add);
+        }
+    }
+    v
+}
+
+/// The streams a stream reads the output of.
+fn upstream(plan: &StreamPlan) -> Vec<usize> {
+    inputs(plan)
+        .into_iter()
+        .filter_map(|i| match i {
+            InputRef::Stream(s) => Some(s as usize),
+            InputRef::Event(_) => None,
+        })
+        .collect()
+}
+
+/// Decides how `program`'s contexts run.
+pub fn plan(program: &Program) -> Layout {
+    let n = program.streams.len();
+    // The declared placement of each stream.
+    let mut declared: Vec<(Option<u32>, Option<u32>)> = vec![(None, None); n];
+    for p in &program.placements {
+        if let Some(d) = declared.get_mut(p.stream as usize) {
+            *d = (p.context, p.emit);
+        }
+    }
+    // The context each stream runs in (`None`: the default one).
+    let mut context: Vec<Option<Option<u32>>> = vec![None; n];
+    for s in 0..n {
+        resolve(program, &declared, &mut context, s, 0);
+    }
+    let context: Vec<Option<u32>> = context.into_iter().map(Option::flatten).collect();
+    // Contexts with streams: declared ones in declaration order, the
+    // default one last.
+    let mut used: Vec<Option<u32>> = Vec::new();
+    for c in (0..program.contexts.len())
+        .filter_map(|c| u32::try_from(c).ok())
+        .map(Some)
+        .chain([None])
+    {
+        if context.contains(&c) {
+            used.push(c);
+        }
+    }
+    if used.len() < 2 {
+        return Layout::One { why: None };
+    }
+    let name = |c: Option<u32>| -> String {
+        c.and_then(|c| program.contexts.get(c as usize))
+            .map_or_else(|| DEFAULT_CONTEXT.to_string(), |d| d.name.to_string())
+    };
+    let one = |why: String| Layout::One {
+        why: Some(format!("contexts run on one engine thread: {why}")),
+    };
+    if let Some(g) = program.globals.iter().find(|g| g.mutable) {
+        return one(format!(
+            "`var {}` is one value shared by every context",
+            g.name
+        ));
+    }
+    for plan in &program.streams {
+        if plan.ops.iter().any(|o| matches!(o, OpSpec::Enrich(_))) {
+            return one(format!(
+                "stream `{}` uses `.enrich`, whose lookups are answered on one engine thread",
+                plan.name
+            ));
+        }
+    }
+    // Streams whose records come (maybe through others of their context)
+    // from another context.
+    let mut crossed = vec![false; n];
+    for s in topo(program) {
+        let Some(plan) = program.streams.get(s) else {
+            continue;
+        };
+        crossed[s] = upstream(plan)
+            .into_iter()
+            .any(|u| context.get(u) != context.get(s) || crossed.get(u).copied().unwrap_or(false));
+        if inputs(plan).len() > 1 && crossed[s] {
+            return one(format!(
+                "stream `{}` reads several inputs, one of them from another context, and the \
+                 order in which they arrive would depend on the threads; place its inputs in \
+                 its context",
+                plan.name
+            ));
+        }
+    }
+    // Order the contexts: each after every context it reads from.
+    let index = |c: Option<u32>| used.iter().position(|u| *u == c).unwrap_or(0);
+    let k = used.len();
+    let mut reads = vec![vec![false; k]; k];
+    let mut exported = vec![false; n];
+    for (s, plan) in program.streams.iter().enumerate() {
+        for u in upstream(plan) {
+            if let (Some(cu), Some(cs)) = (context.get(u), context.get(s)) {
+                if cu != cs {
+                    reads[index(*cs)][index(*cu)] = true;
+                    exported[u] = true;
+                }
+            }
+        }
+    }
+    let mut order: Vec<usize> = Vec::with_capacity(k);
+    let mut placed = vec![false; k];
+    while order.len() < k {
+        let next = (0..k).find(|&i| !placed[i] && (0..k).all(|j| !reads[i][j] || placed[j]));
+        let Some(i) = next else {
+            let left: Vec<String> = (0..k)
+                .filter(|&i| !placed[i])
+                .map(|i| format!("`{}`", name(used[i])))
+                .collect();
+            return one(format!(
+                "contexts {} read each other's streams (a cycle)",
+                left.join(", ")
+            ));
+        };
+        placed[i] = true;
+        order.push(i);
+    }
+    Layout::Threads(
+        order
+            .into_iter()
+            .map(|i| {
+                let c = used[i];
+                Lane {
+                    name: name(c),
+                    cores: c
+                        .and_then(|c| program.contexts.get(c as usize))
+                        .map(|d| d.cores.clone())
+                        .unwrap_or_default(),
+                    streams: context.iter().map(|x| *x == c).collect(),
+                    exported: exported.clone(),
+                }
+            })
+            .collect(),
+    )
+}
+
+/// The context of stream `s`: its own, else the one the single stream it
+/// reads forwards to or runs in, else the default one.
+fn resolve(
+    program: &Program,
+    declared: &[(Option<u32>, Option<u32>)],
+    memo: &mut Vec<Option<Option<u32>>>,
+    s: usize,
+    depth: usize,
+) -> Option<u32> {
+    if let Some(Some(c)) = memo.get(s) {
+        return *c;
+    }
+    let own = declared.get(s).and_then(|d| d.0);
+    let c = match (own, program.streams.get(s)) {
+        (Some(c), _) => Some(c),
+        // The stream graph is acyclic (the engine refuses cycles); the
+        // depth bound only keeps a bad program from recursing for ever.
+        (None, Some(plan)) if depth < program.streams.len() => {
+            let from = match &plan.source {
+                SourceSpec::Late(u) => Some(*u as usize),
+                _ => match inputs(plan).as_slice() {
+                    [InputRef::Stream(u)] => Some(*u as usize),
+                    _ => None,
+                },
+            };
+            from.and_then(|u| {
+                declared
+                    .get(u)
+                    .and_then(|d| d.1)
+                    .or_else(|| resolve(program, declared, memo, u, depth + 1))
+            })
+        }
+        _ => None,
+    };
+    if let Some(m) = memo.get_mut(s) {
+        *m = Some(c);
+    }
+    c
+}
+
+/// Stream ids, each after the streams it reads (the order of declaration
+/// where the graph allows).
+fn topo(program: &Program) -> Vec<usize> {
+    let n = program.streams.len();
+    let ups: Vec<Vec<usize>> = program.streams.iter().map(upstream).collect();
+    let mut done = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    while order.len() < n {
+        let next = (0..n).find(|&s| !done[s] && ups[s].iter().all(|&u| u >= n || done[u]));
+        let Some(s) = next else {
+            // A cycle (refused by the engine): the rest in declaration order.
+            order.extend((0..n).filter(|&s| !done[s]));
+            break;
+        };
+        done[s] = true;
+        order.push(s);
+    }
+    order
+}
+
+/// A message along the pipeline.
+enum Msg {
+    /// The next input positions, with what earlier contexts exported at
+    /// each (in stage order).
+    Batch(Arc<Vec<Event>>, Vec<Vec<Export>>),
+    /// End of input, with what earlier contexts exported at the end.
+    Finish(Vec<Export>),
+}
+
+/// Runs `job`'s program over `records` with one engine thread per lane
+/// (from [`plan`]), as [`crate::parallel::run`] does with shards: `job`
+/// keeps the sinks and receives the merged side outputs; the input is
+/// decoded on its own thread; messages go to `messages`.
+pub fn run<R: std::io::BufRead + Send>(
+    job: &mut Job,
+    records: Records<R>,
+    lanes: &[Lane],
+    batch: usize,
+    out: &mut dyn OutputSink,
+    messages: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    let program = job.program().clone();
+    let mut decoder_options = job.options().clone();
+    decoder_options.sinks = false;
+    let config = EngineConfig {
+        flush_at_end: job.options().final_flush,
+        ..EngineConfig::default()
+    };
+    let stream_index: HashMap<Arc<str>, usize> = program
+        .streams
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.clone(), i))
+        .collect();
+    let batch = batch.clamp(1, BATCH);
+    let models = crate::job::load_models(&program)?;
+    std::thread::scope(|scope| -> anyhow::Result<Outcome> {
+        let (first_tx, mut rx) = bounded::<Msg>(QUEUE);
+        let mut from_lanes: Vec<Receiver<FromShard>> = Vec::new();
+        let mut handles = Vec::new();
+        let last = lanes.len().saturating_sub(1);
+        for (i, lane) in lanes.iter().enumerate() {
+            let (next_tx, next_rx) = bounded::<Msg>(QUEUE);
+            let (otx, orx) = bounded::<FromShard>(QUEUE);
+            let forward = (i < last).then_some(next_tx);
+            let input = std::mem::replace(&mut rx, next_rx);
+            let name = lane.name.clone();
+            let (ready_tx, ready) = bounded::<Result<(), String>>(1);
+            let (program, models) = (program.clone(), models.clone());
+            let (streams, exported) = (lane.streams.clone(), lane.exported.clone());
+            // An engine stays on the thread that made it.
+            let handle = std::thread::Builder::new()
+                .name(format!("varpulis-context-{name}"))
+                .spawn_scoped(scope, move || {
+                    match Engine::with_models(program, config, &models) {
+                        Ok(mut engine) => {
+                            engine.run_only(streams, exported);
+                            let _ = ready_tx.send(Ok(()));
+                            serve(engine, input, forward, otx);
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                        }
+                    }
+                })
+                .map_err(|e| anyhow::anyhow!("cannot start the thread of context `{name}`: {e}"))?;
+            handles.push(handle);
+            from_lanes.push(orx);
+            match ready.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => anyhow::bail!("context `{}`: {e}", lane.name),
+                Err(_) => {
+                    anyhow::bail!("the thread of context `{}` stopped unexpectedly", lane.name)
+                }
+            }
+        }
+        drop(rx);
+        let decoder_program = (*program).clone();
+        let decoder = scope.spawn(move || {
+            let mut decoder = Job::without_sinks(decoder_program, decoder_options)?;
+            decode(&mut decoder, records, first_tx, batch)
+        });
+
+        // Merge round by round: every context answers every batch, in order.
+        let mut merged: Vec<(u64, i64, usize, Vec<u8>, Output)> = Vec::new();
+        let mut side: Vec<(u64, Vec<u8>, SideOutput)> = Vec::new();
+        let mut errors: Vec<RuntimeError> = Vec::new();
+        let mut metrics: Vec<Metrics> = vec![Metrics::default(); lanes.len()];
+        'rounds: loop {
+            for (i, rx) in from_lanes.iter().enumerate() {
+                // A context ended: after the final batch every one ends.
+                let Ok(part) = rx.recv() else {
+                    break 'rounds;
+                };
+                for (pos, o, bytes) in part.outputs {
+                    let si = stream_index.get(&o.stream).copied().unwrap_or(usize::MAX);
+                    merged.push((pos, o.time, si, bytes, o));
+                }
+                for (pos, s) in part.side {
+                    side.push((pos, side_key(&s), s));
+                }
+                errors.extend(part.errors);
+                if let Some(m) = metrics.get_mut(i) {
+                    *m = part.metrics;
+                }
+            }
+            merged.sort_by(|a, b| (a.0, a.1, a.2, &a.3).cmp(&(b.0, b.1, b.2, &b.3)));
+            side.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            let n = merged.len();
+            let sides = side.drain(..).map(|(_, _, s)| s).collect();
+            job.absorb(n, sides, std::mem::take(&mut errors));
+            for m in job.take_messages() {
+                writeln!(messages, "{m}")?;
+            }
+            out.outputs(merged.drain(..).map(|(_, _, _, b, o)| (o, b)).collect())?;
+        }
+        // A context that stopped early ends the rounds while the others may
+        // still be sending: closing the receivers lets them stop.
+        drop(from_lanes);
+        let (decoder_stats, failed) = decoder
+            .join()
+            .map_err(|_| anyhow::anyhow!("the decoding thread stopped unexpectedly"))??;
+        for (h, lane) in handles.into_iter().zip(lanes) {
+            h.join().map_err(|_| {
+                anyhow::anyhow!("the thread of context `{}` stopped unexpectedly", lane.name)
+            })?;
+        }
+        let mut sum = Metrics::default();
+        for m in &metrics {
+            add_metrics(&mut sum, m);
+        }
+        // Every context sees every input event: count them once.
+        if let Some(first) = metrics.first() {
+            sum.events_in = first.events_in;
+            sum.late = first.late;
+        }
+        let mut stats = job.stats().clone();
+        stats.records = decoder_stats.records;
+        stats.events = decoder_stats.events;
+        stats.skipped = decoder_stats.skipped;
+        Ok(Outcome {
+            stats,
+            metrics: sum,
+            failed,
+        })
+    })
+}
+
+/// The decoding thread: decodes records into batches for the first
+/// context, then tells it to finish. Returns the decoder's counters and the
+/// problem that stopped a strict run.
+fn decode<R: std::io::BufRead>(
+    decoder: &mut Job,
+    records: Records<R>,
+    first: Sender<Msg>,
+    batch: usize,
+) -> anyhow::Result<(JobStats, Option<InputProblem>)> {
+    let mut events: Vec<Event> = Vec::with_capacity(batch);
+    let mut failed = None;
+    let mut stderr = std::io::stderr();
+    let stopped = || anyhow::anyhow!("a context's engine thread stopped");
+    for rec in records {
+        let decoded = decoder.decode_record(&rec);
+        for m in decoder.take_messages() {
+            let _ = writeln!(stderr, "{m}");
+        }
+        match decoded {
+            Ok(Some(ev)) => events.push(ev),
+            Ok(None) => continue,
+            Err(problem) => {
+                failed = Some(problem);
+                break;
+            }
+        }
+        if events.len() >= batch {
+            let full = std::mem::replace(&mut events, Vec::with_capacity(batch));
+            let n = full.len();
+            first
+                .send(Msg::Batch(Arc::new(full), vec![Vec::new(); n]))
+                .map_err(|_| stopped())?;
+        }
+    }
+    if !events.is_empty() {
+        let n = events.len();
+        first
+            .send(Msg::Batch(Arc::new(events), vec![Vec::new(); n]))
+            .map_err(|_| stopped())?;
+    }
+    first.send(Msg::Finish(Vec::new())).map_err(|_| stopped())?;
+    Ok((decoder.stats().clone(), failed))
+}
+
+/// One context's engine: runs each batch (and the end of input) with what
+/// earlier contexts exported, hands its outputs to the merger and the batch
+/// with its own exports added to the next context. Positions are indexes
+/// into each batch.
+fn serve(
+    mut engine: Engine,
+    input: Receiver<Msg>,
+    next: Option<Sender<Msg>>,
+    merger: Sender<FromShard>,
+) {
+    let mut scratch = Vec::new();
+    while let Ok(msg) = input.recv() {
+        let mut part = FromShard::default();
+        let onward = match msg {
+            Msg::Batch(events, exports) => {
+                let mut passed = Vec::with_capacity(events.len());
+                for ((pos, ev), given) in (0u64..).zip(events.iter()).zip(exports) {
+                    engine.inject(given.iter().cloned());
+                    engine.push_from(ev.clone(), None, &mut scratch);
+                    tag(&mut engine, pos, &mut scratch, &mut part);
+                    passed.push(combine(given, engine.take_exports()));
+                }
+                Msg::Batch(events, passed)
+            }
+            Msg::Finish(given) => {
+                engine.inject(given.iter().cloned());
+                scratch.extend(engine.finish());
+                tag(&mut engine, END, &mut scratch, &mut part);
+                Msg::Finish(combine(given, engine.take_exports()))
+            }
+        };
+        part.errors = engine.take_errors();
+        part.metrics = engine.metrics();
+        part.watermark = engine.watermark();
+        if merger.send(part).is_err() {
+            break;
+        }
+        if let Some(next) = &next {
+            if next.send(onward).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// What a later context receives at one position: the exports of the
+/// earlier contexts and of this one, in stage order (records of one stage
+/// keep the order they were produced in).
+fn combine(mut given: Vec<Export>, own: Vec<Export>) -> Vec<Export> {
+    if given.is_empty() {
+        return own;
+    }
+    given.extend(own);
+    given.sort_by_key(|x| x.stage);
+    given
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(text: &str) -> Program {
+        let mut compiler = varpulis_compiler::Compiler::new();
+        compiler.set_file("t.vpl", text.to_string());
+        compiler
+            .program("t.vpl")
+            .expect("the test program compiles")
+    }
+
+    const HEAD: &str = "context a\ncontext b\n\nevent E:\n    k: str\n    v: int\n\n";
+
+    fn names(layout: &Layout, program: &Program) -> Vec<(String, Vec<String>)> {
+        let Layout::Threads(lanes) = layout else {
+            panic!("expected threads, got {layout:?}");
+        };
+        lanes
+            .iter()
+            .map(|l| {
+                let streams = program
+                    .streams
+                    .iter()
+                    .zip(&l.streams)
+                    .filter(|(_, on)| **on)
+                    .map(|(s, _)| s.name.to_string())
+                    .collect();
+                (l.name.clone(), streams)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn streams_inherit_the_context_their_input_forwards_to_or_runs_in() {
+        let p = compile(&format!(
+            "{HEAD}stream X = E\n    .context(b)\n    .emit(context: a, k: k, v: v)\n\nstream Y = X\n    .where(v > 1)\n\nstream Z = Y\n    .emit(k: k)\n\nstream W = E\n    .emit(v: v)\n"
+        ));
+        let layout = plan(&p);
+        assert_eq!(
+            names(&layout, &p),
+            [
+                ("b".to_string(), vec!["X".to_string()]),
+                ("a".to_string(), vec!["Y".to_string(), "Z".to_string()]),
+                (DEFAULT_CONTEXT.to_string(), vec!["W".to_string()]),
+            ]
+        );
+        let Layout::Threads(lanes) = layout else {
+            return;
+        };
+        let x = p.stream_id("X").expect("X") as usize;
+        assert!(lanes[0].exported[x], "a reads X");
+        assert_eq!(lanes[0].exported.iter().filter(|e| **e).count(), 1);
+    }
+
+    #[test]
+    fn one_context_with_streams_needs_no_thread() {
+        let p = compile(&format!(
+            "{HEAD}stream X = E\n    .context(a)\n    .emit(k: k)\n\nstream Y = X\n    .emit(k: k)\n"
+        ));
+        assert_eq!(plan(&p), Layout::One { why: None });
+    }
+
+    fn why(text: &str) -> String {
+        match plan(&compile(&format!("{HEAD}{text}"))) {
+            Layout::One { why: Some(why) } => why,
+            other => panic!("expected one thread with a reason, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn splits_that_could_change_results_run_on_one_thread_saying_why() {
+        let cycle = "stream X = E\n    .context(a)\n    .emit(k: k, v: v)\n\nstream Y = X\n    .context(b)\n    .emit(k: k, v: v)\n\nstream Z = Y\n    .context(a)\n    .emit(k: k)\n";
+        let w = why(cycle);
+        assert!(
+            w.contains("cycle") && w.contains("`a`") && w.contains("`b`"),
+            "{w}"
+        );
+        let merge = "stream X = E\n    .context(a)\n    .emit(k: k, v: v)\n\nstream M = merge(X, E)\n    .context(b)\n    .emit(k: k)\n";
+        assert!(why(merge).contains("stream `M` reads several inputs"));
+        let var = "var n: int = 0\n\nstream X = E\n    .context(a)\n    .emit(k: k)\n\nstream Y = E\n    .context(b)\n    .emit(k: k)\n";
+        assert!(why(var).contains("`var n`"));
+    }
+}
