@@ -288,6 +288,37 @@ fn topo(program: &Program) -> Vec<usize> {
     order
 }
 
+/// Pins the calling thread to `cores` (none: leaves it free), or says why
+/// it cannot.
+fn pin(cores: &[u32]) -> Result<(), String> {
+    if cores.is_empty() {
+        return Ok(());
+    }
+    pin_to(cores)
+}
+
+#[cfg(target_os = "linux")]
+fn pin_to(cores: &[u32]) -> Result<(), String> {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    let mut set = CpuSet::new();
+    for c in cores {
+        let c = usize::try_from(*c).map_err(|e| e.to_string())?;
+        set.set(c).map_err(|_| {
+            format!(
+                "core {c} is beyond the {} this system can name",
+                CpuSet::count()
+            )
+        })?;
+    }
+    // Pid 0: the calling thread.
+    sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(|e| e.desc().to_string())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pin_to(_cores: &[u32]) -> Result<(), String> {
+    Err("pinning threads is only supported on Linux".into())
+}
+
 /// A message along the pipeline.
 enum Msg {
     /// The next input positions, with what earlier contexts exported at
@@ -335,17 +366,19 @@ pub fn run<R: std::io::BufRead + Send>(
             let forward = (i < last).then_some(next_tx);
             let input = std::mem::replace(&mut rx, next_rx);
             let name = lane.name.clone();
-            let (ready_tx, ready) = bounded::<Result<(), String>>(1);
+            let (ready_tx, ready) = bounded::<Result<Option<String>, String>>(1);
             let (program, models) = (program.clone(), models.clone());
             let (streams, exported) = (lane.streams.clone(), lane.exported.clone());
+            let cores = lane.cores.clone();
             // An engine stays on the thread that made it.
             let handle = std::thread::Builder::new()
                 .name(format!("varpulis-context-{name}"))
                 .spawn_scoped(scope, move || {
+                    let pinned = pin(&cores).err();
                     match Engine::with_models(program, config, &models) {
                         Ok(mut engine) => {
                             engine.run_only(streams, exported);
-                            let _ = ready_tx.send(Ok(()));
+                            let _ = ready_tx.send(Ok(pinned));
                             serve(engine, input, forward, otx);
                         }
                         Err(e) => {
@@ -357,7 +390,13 @@ pub fn run<R: std::io::BufRead + Send>(
             handles.push(handle);
             from_lanes.push(orx);
             match ready.recv() {
-                Ok(Ok(())) => {}
+                Ok(Ok(None)) => {}
+                Ok(Ok(Some(why))) => writeln!(
+                    messages,
+                    "warning: context `{}` runs on any core: cannot pin its thread to cores \
+                     {:?}: {why}",
+                    lane.name, lane.cores
+                )?,
                 Ok(Err(e)) => anyhow::bail!("context `{}`: {e}", lane.name),
                 Err(_) => {
                     anyhow::bail!("the thread of context `{}` stopped unexpectedly", lane.name)
@@ -598,6 +637,28 @@ mod tests {
             "{HEAD}stream X = E\n    .context(a)\n    .emit(k: k)\n\nstream Y = X\n    .emit(k: k)\n"
         ));
         assert_eq!(plan(&p), Layout::One { why: None });
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_context_thread_is_pinned_to_its_cores() {
+        let allowed = std::thread::spawn(|| {
+            pin(&[0]).expect("core 0 exists");
+            std::fs::read_to_string("/proc/thread-self/status").expect("status")
+        })
+        .join()
+        .expect("thread");
+        let line = allowed
+            .lines()
+            .find(|l| l.starts_with("Cpus_allowed_list:"))
+            .expect("Cpus_allowed_list");
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+        let e = std::thread::spawn(|| pin(&[100_000]))
+            .join()
+            .expect("thread")
+            .expect_err("no such core");
+        assert!(e.contains("core 100000"), "{e}");
+        assert!(pin(&[]).is_ok(), "no cores: not pinned");
     }
 
     fn why(text: &str) -> String {

@@ -386,6 +386,31 @@ fn run_names_its_context_threads_and_prints_the_bytes_of_one_engine() {
 }
 
 #[test]
+fn a_context_whose_cores_cannot_be_had_runs_anyway_with_a_warning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "p.vpl",
+        &CONTEXTS.replace("context alerts", "context alerts (cores: [100000])"),
+    );
+    write(dir.path(), "plain.vpl", &strip(CONTEXTS));
+    write(dir.path(), "in.evt", &fixed_input());
+    let out = varpulis(&["run", "p.vpl", "--input", "in.evt"], dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: context `alerts` runs on any core: cannot pin its thread"),
+        "{err}"
+    );
+    assert!(!err.contains("context `ingest` runs on any core"), "{err}");
+    let one = varpulis(
+        &["run", "plain.vpl", "--input", "in.evt", "--workers", "1"],
+        dir.path(),
+    );
+    assert!(out.stdout == one.stdout);
+}
+
+#[test]
 fn run_refuses_contexts_on_several_workers_with_exit_two() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "p.vpl", CONTEXTS);
