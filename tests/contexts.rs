@@ -20,8 +20,9 @@ use varpulis_vm::Output;
 /// Three contexts in a chain (ingest → analytics → alerts) plus the
 /// default one: `.emit(context: ...)` forwarding, a stream inheriting the
 /// context its input forwards to, windows (time, sliding, count, session,
-/// global) over streams of another context, a sequence, a stream reading a
-/// late stream of another context, and a stream in the default context.
+/// global) over streams of another context, a sequence, the late events of
+/// a stream of another context, a timer read by another context, and a
+/// stream in the default context.
 const CONTEXTS: &str = r#"
 context ingest (cores: [0])
 context analytics
@@ -90,6 +91,20 @@ stream Rises = Pairs
     .context(alerts)
     .where(second > first + 1)
     .emit(key: key, jump: second - first)
+
+stream LateClean = Clean.late()
+    .context(alerts)
+    .emit(key: key, v: v)
+
+stream Beat = timer(10s, initial_delay: 3s)
+    .context(analytics)
+    .emit(kind: "beat")
+
+stream Beats = Beat
+    .context(alerts)
+    .window(3)
+    .aggregate(n: count())
+    .emit(n: n)
 
 stream Loud = Note
     .where(text != "quiet")
@@ -244,7 +259,11 @@ proptest! {
 
 fn fixed_input() -> String {
     let lines: Vec<(u8, u8, i64, i64)> = (0..240)
-        .map(|i| ((i * 7 % 10) as u8, (i % 4) as u8, (i * 5) % 19, 650))
+        .map(|i| {
+            // Now and then a step back in time: late events.
+            let step = if i % 11 == 5 { -2_500 } else { 650 };
+            ((i * 7 % 10) as u8, (i % 4) as u8, (i * 5) % 19, step)
+        })
         .collect();
     events_text(&lines)
 }
@@ -265,7 +284,19 @@ fn a_fixed_input_produces_outputs_of_every_stream_in_every_context() {
     let events = fixed_input();
     let out = on_contexts(&program, &events, 16);
     for stream in [
-        "Clean", "Tumble", "Slide", "Big", "Threes", "Sess", "AllSess", "Pairs", "Rises", "Loud",
+        "Clean",
+        "Tumble",
+        "Slide",
+        "Big",
+        "Threes",
+        "Sess",
+        "AllSess",
+        "Pairs",
+        "Rises",
+        "LateClean",
+        "Beat",
+        "Beats",
+        "Loud",
     ] {
         assert!(
             out.contains(&format!("\"stream\":\"{stream}\"")),
