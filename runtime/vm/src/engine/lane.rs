@@ -159,6 +159,11 @@ impl Engine {
 }
 
 impl Lane {
+    /// By stream id: whether the stream runs here.
+    pub(super) fn active(&self) -> &[bool] {
+        &self.active
+    }
+
     /// Sets the current stage (its injected records are queued by
     /// [`Engine::enter_stage`]).
     pub(super) fn set_stage(&mut self, stage: u32) {
