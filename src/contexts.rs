@@ -33,13 +33,17 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use varpulis_program::{Event, InputRef, OpSpec, Program, SourceSpec, StreamPlan};
+use varpulis_state::{MemoryStore, StateStore};
 use varpulis_vm::engine::lane::Export;
-use varpulis_vm::{Engine, EngineConfig, Metrics, Output, RuntimeError, SideOutput};
+use varpulis_vm::memory::StreamMemory;
+use varpulis_vm::{
+    Compat, Engine, EngineConfig, Metrics, Output, RuntimeError, SideOutput, StateReport,
+};
 
 use crate::input::Records;
 use crate::job::{InputProblem, Job, JobStats};
 use crate::parallel::{
-    add_metrics, side_key, tag, FromShard, Outcome, OutputSink, BATCH, END, QUEUE,
+    add_metrics, side_key, tag, FromShard, Merged, Outcome, OutputSink, BATCH, END, QUEUE,
 };
 
 /// The name of the context of streams that name none.
@@ -319,13 +323,338 @@ fn pin_to(_cores: &[u32]) -> Result<(), String> {
     Err("pinning threads is only supported on Linux".into())
 }
 
-/// A message along the pipeline.
+/// A message along the pipeline: each context answers it to the merger and
+/// passes it on to the next.
 enum Msg {
-    /// The next input positions, with what earlier contexts exported at
-    /// each (in stage order).
-    Batch(Arc<Vec<Event>>, Vec<Vec<Export>>),
-    /// End of input, with what earlier contexts exported at the end.
+    /// The next input positions (each event with the connector
+    /// subscription it came from), with what earlier contexts exported at
+    /// each position (in stage order).
+    Batch(Arc<Vec<(Event, Option<u32>)>>, Vec<Vec<Export>>),
+    /// The sources are idle: move the watermark (one position).
+    Watermark(i64, Vec<Export>),
+    /// End of input: fire what is open.
     Finish(Vec<Export>),
+    /// Save the engine state.
+    Save,
+    /// Replace the engine state with (its share of) a saved one.
+    Load(Arc<MemoryStore>, Compat),
+    /// Counters, memory and watermark.
+    Stats,
+}
+
+/// A context's answer to one [`Msg`].
+enum Reply {
+    /// Outputs of a batch, a watermark move or the end (`true`).
+    Ran(Box<FromShard>, bool),
+    Saved(Result<Vec<u8>, String>),
+    Loaded(Result<StateReport, String>),
+    Stats(Box<(Metrics, Vec<StreamMemory>, Option<i64>)>),
+}
+
+/// The engine threads of a context pipeline, one per context, for a whole
+/// run: `varpulis run --input` ([`run`]) and live runs
+/// ([`crate::job::Job::start_contexts`]). The host hands the first context
+/// a batch (a round), every context answers it in order, and
+/// [`Pipeline::collect`] merges the answers of the oldest round in the
+/// canonical order. Channels are bounded: a slow merger holds the contexts
+/// back, which hold the host back.
+pub struct Pipeline {
+    first: Option<Sender<Msg>>,
+    from: Vec<Receiver<Reply>>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+    names: Vec<String>,
+    stream_index: HashMap<Arc<str>, usize>,
+    /// Rounds sent and not collected yet.
+    in_flight: usize,
+    /// Counters, memory and watermark as last seen.
+    last: (Metrics, Vec<StreamMemory>, Option<i64>),
+}
+
+impl Pipeline {
+    /// Starts one engine thread per lane (from [`plan`]). A context whose
+    /// cores cannot be had runs unpinned; `warnings` says so.
+    pub fn start(
+        program: Arc<Program>,
+        config: EngineConfig,
+        models: &varpulis_vm::model::Models,
+        lanes: &[Lane],
+        warnings: &mut Vec<String>,
+    ) -> anyhow::Result<Pipeline> {
+        let (first, mut rx) = bounded::<Msg>(QUEUE);
+        let mut pipeline = Pipeline {
+            first: Some(first),
+            from: Vec::new(),
+            handles: Vec::new(),
+            names: lanes.iter().map(|l| l.name.clone()).collect(),
+            stream_index: program
+                .streams
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.name.clone(), i))
+                .collect(),
+            in_flight: 0,
+            last: (Metrics::default(), Vec::new(), None),
+        };
+        let last = lanes.len().saturating_sub(1);
+        for (i, lane) in lanes.iter().enumerate() {
+            let (next_tx, next_rx) = bounded::<Msg>(QUEUE);
+            let (otx, orx) = bounded::<Reply>(QUEUE);
+            let forward = (i < last).then_some(next_tx);
+            let input = std::mem::replace(&mut rx, next_rx);
+            let (ready_tx, ready) = bounded::<Result<Option<String>, String>>(1);
+            let (program, models) = (program.clone(), models.clone());
+            let (streams, exported) = (lane.streams.clone(), lane.exported.clone());
+            let cores = lane.cores.clone();
+            // An engine stays on the thread that made it.
+            let handle = std::thread::Builder::new()
+                .name(format!("varpulis-context-{}", lane.name))
+                .spawn(move || {
+                    let pinned = pin(&cores).err();
+                    match Engine::with_models(program, config, &models) {
+                        Ok(mut engine) => {
+                            engine.run_only(streams, exported);
+                            let _ = ready_tx.send(Ok(pinned));
+                            serve(engine, i == 0, input, forward, otx);
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                        }
+                    }
+                })
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot start the thread of context `{}`: {e}", lane.name)
+                })?;
+            pipeline.handles.push(handle);
+            pipeline.from.push(orx);
+            match ready.recv() {
+                Ok(Ok(None)) => {}
+                Ok(Ok(Some(why))) => warnings.push(format!(
+                    "warning: context `{}` runs on any core: cannot pin its thread to cores \
+                     {:?}: {why}",
+                    lane.name, lane.cores
+                )),
+                Ok(Err(e)) => anyhow::bail!("context `{}`: {e}", lane.name),
+                Err(_) => {
+                    anyhow::bail!("the thread of context `{}` stopped unexpectedly", lane.name)
+                }
+            }
+        }
+        Ok(pipeline)
+    }
+
+    /// The number of context threads.
+    pub fn contexts(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Rounds sent and not collected yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    fn send(&mut self, msg: Msg) -> anyhow::Result<()> {
+        let first = self
+            .first
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the context threads were handed to a reader"))?;
+        first.send(msg).map_err(|_| {
+            anyhow::anyhow!(
+                "the thread of context `{}` stopped unexpectedly",
+                self.names.first().map_or("?", String::as_str)
+            )
+        })?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// Sends `events` (each with the subscription it came from) as one
+    /// round; [`Pipeline::collect`] gives the outputs.
+    pub fn run(&mut self, events: Vec<(Event, Option<u32>)>) -> anyhow::Result<()> {
+        let n = events.len();
+        self.send(Msg::Batch(Arc::new(events), vec![Vec::new(); n]))
+    }
+
+    /// Moves every context's watermark to `ts` (idle sources), as one round.
+    pub fn advance_watermark(&mut self, ts: i64) -> anyhow::Result<()> {
+        self.send(Msg::Watermark(ts, Vec::new()))
+    }
+
+    /// End of input, as one round: every context fires what is open.
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        self.send(Msg::Finish(Vec::new()))
+    }
+
+    /// One answer from every context, in pipeline order.
+    fn answers(&mut self) -> anyhow::Result<Vec<Reply>> {
+        let mut replies = Vec::with_capacity(self.from.len());
+        for (rx, name) in self.from.iter().zip(&self.names) {
+            replies.push(rx.recv().map_err(|_| {
+                anyhow::anyhow!("the thread of context `{name}` stopped unexpectedly")
+            })?);
+        }
+        Ok(replies)
+    }
+
+    /// Waits for the oldest round in flight and merges it (`None`: nothing
+    /// in flight).
+    pub fn collect(&mut self) -> anyhow::Result<Option<Merged>> {
+        if self.in_flight == 0 {
+            return Ok(None);
+        }
+        let replies = self.answers()?;
+        self.in_flight -= 1;
+        let mut parts = Vec::with_capacity(replies.len());
+        for r in replies {
+            match r {
+                Reply::Ran(part, _) => parts.push(*part),
+                _ => anyhow::bail!("a context thread answered out of turn"),
+            }
+        }
+        let metrics: Vec<Metrics> = parts.iter().map(|p| p.metrics.clone()).collect();
+        self.last.0 = sum_lanes(&metrics);
+        self.last.2 = parts.first().and_then(|p| p.watermark);
+        Ok(Some(merge(parts, &self.stream_index)))
+    }
+
+    /// A round answered at once (state, counters); nothing may be in flight.
+    fn round(&mut self, msg: Msg) -> anyhow::Result<Vec<Reply>> {
+        if self.in_flight > 0 {
+            anyhow::bail!(
+                "{} rounds of the context threads are still running (a host bug: they are \
+                 collected first)",
+                self.in_flight
+            );
+        }
+        self.send(msg)?;
+        self.in_flight -= 1;
+        self.answers()
+    }
+
+    /// Writes the state of every context, combined into the state one
+    /// engine would have ([`varpulis_vm::combine_lane_states`]), into
+    /// `store` (cleared first).
+    pub fn save_into(
+        &mut self,
+        store: &mut dyn varpulis_state::StateStore,
+        lanes: &[Lane],
+    ) -> anyhow::Result<()> {
+        let replies = self.round(Msg::Save)?;
+        let mut states = Vec::with_capacity(replies.len());
+        for (r, name) in replies.into_iter().zip(&self.names) {
+            match r {
+                Reply::Saved(Ok(bytes)) => states.push(MemoryStore::from_snapshot(&bytes)?),
+                Reply::Saved(Err(e)) => {
+                    anyhow::bail!("context `{name}` cannot save its state: {e}")
+                }
+                _ => anyhow::bail!("the thread of context `{name}` answered out of turn"),
+            }
+        }
+        let parts: Vec<(&dyn varpulis_state::StateStore, &[bool])> = states
+            .iter()
+            .zip(lanes)
+            .map(|(s, l)| (s as &dyn varpulis_state::StateStore, l.streams.as_slice()))
+            .collect();
+        varpulis_vm::combine_lane_states(&parts, store).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// Loads a one-engine state: each context takes the state of its own
+    /// streams. The report is the first context's (every context compares
+    /// the same program with the same state).
+    pub fn load(&mut self, state: MemoryStore, compat: Compat) -> anyhow::Result<StateReport> {
+        let replies = self.round(Msg::Load(Arc::new(state), compat))?;
+        let mut first = None;
+        for (r, name) in replies.into_iter().zip(&self.names) {
+            match r {
+                Reply::Loaded(Ok(report)) => {
+                    first.get_or_insert(report);
+                }
+                Reply::Loaded(Err(e)) => anyhow::bail!("context `{name}`: {e}"),
+                _ => anyhow::bail!("the thread of context `{name}` answered out of turn"),
+            }
+        }
+        Ok(first.unwrap_or_default())
+    }
+
+    /// The contexts' counters (input counters once), memory (each stream
+    /// from its context) and watermark. With rounds in flight, those of the
+    /// last round collected and the memory of the last quiet time.
+    pub fn stats(&mut self) -> anyhow::Result<(Metrics, Vec<StreamMemory>, Option<i64>)> {
+        if self.in_flight > 0 {
+            return Ok(self.last.clone());
+        }
+        let replies = self.round(Msg::Stats)?;
+        let mut metrics = Vec::with_capacity(replies.len());
+        let mut memory: Vec<StreamMemory> = Vec::new();
+        let mut watermark = None;
+        for r in replies {
+            let Reply::Stats(s) = r else {
+                anyhow::bail!("a context thread answered out of turn");
+            };
+            let (m, mem, wm) = *s;
+            metrics.push(m);
+            crate::parallel::add_memory(&mut memory, mem);
+            watermark = watermark.or(wm);
+        }
+        self.last = (sum_lanes(&metrics), memory, watermark);
+        Ok(self.last.clone())
+    }
+}
+
+impl Drop for Pipeline {
+    /// Closes the queues and waits for the context threads to end.
+    fn drop(&mut self) {
+        self.first = None;
+        self.from.clear();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The counters of a pipeline: every context sees every input event, so the
+/// input counters are the first context's; the rest add up.
+fn sum_lanes(parts: &[Metrics]) -> Metrics {
+    let mut sum = Metrics::default();
+    for m in parts {
+        add_metrics(&mut sum, m);
+    }
+    if let Some(first) = parts.first() {
+        sum.events_in = first.events_in;
+        sum.late = first.late;
+    }
+    sum
+}
+
+/// Merges one round's answers in the canonical order: by position (the end
+/// of input last), event time, stream, JSON text.
+fn merge(parts: Vec<FromShard>, stream_index: &HashMap<Arc<str>, usize>) -> Merged {
+    let mut outputs: Vec<(u64, i64, usize, Vec<u8>, Output)> = Vec::new();
+    let mut side: Vec<(u64, Vec<u8>, SideOutput)> = Vec::new();
+    let mut errors: Vec<RuntimeError> = Vec::new();
+    for part in parts {
+        for (pos, o, bytes) in part.outputs {
+            let si = stream_index.get(&o.stream).copied().unwrap_or(usize::MAX);
+            outputs.push((pos, o.time, si, bytes, o));
+        }
+        for (pos, s) in part.side {
+            side.push((pos, side_key(&s), s));
+        }
+        errors.extend(part.errors);
+    }
+    outputs.sort_by(|a, b| (a.0, a.1, a.2, &a.3).cmp(&(b.0, b.1, b.2, &b.3)));
+    side.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let index = |pos: u64| (pos != END).then(|| usize::try_from(pos).ok()).flatten();
+    Merged {
+        outputs: outputs
+            .into_iter()
+            .map(|(pos, _, _, b, o)| (index(pos), o, b))
+            .collect(),
+        side: side
+            .into_iter()
+            .map(|(pos, _, s)| (index(pos), s))
+            .collect(),
+        errors,
+    }
 }
 
 /// Runs `job`'s program over `records` with one engine thread per lane
@@ -347,121 +676,65 @@ pub fn run<R: std::io::BufRead + Send>(
         flush_at_end: job.options().final_flush,
         ..EngineConfig::default()
     };
-    let stream_index: HashMap<Arc<str>, usize> = program
-        .streams
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.clone(), i))
-        .collect();
     let batch = batch.clamp(1, BATCH);
     let models = crate::job::load_models(&program)?;
+    let mut warnings = Vec::new();
+    let mut pipeline = Pipeline::start(program.clone(), config, &models, lanes, &mut warnings)?;
+    for w in warnings {
+        writeln!(messages, "{w}")?;
+    }
+    // The decoder holds the only sender: if it stops, the contexts stop.
+    let first = pipeline
+        .first
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("the context threads have no input"))?;
     std::thread::scope(|scope| -> anyhow::Result<Outcome> {
-        let (first_tx, mut rx) = bounded::<Msg>(QUEUE);
-        let mut from_lanes: Vec<Receiver<FromShard>> = Vec::new();
-        let mut handles = Vec::new();
-        let last = lanes.len().saturating_sub(1);
-        for (i, lane) in lanes.iter().enumerate() {
-            let (next_tx, next_rx) = bounded::<Msg>(QUEUE);
-            let (otx, orx) = bounded::<FromShard>(QUEUE);
-            let forward = (i < last).then_some(next_tx);
-            let input = std::mem::replace(&mut rx, next_rx);
-            let name = lane.name.clone();
-            let (ready_tx, ready) = bounded::<Result<Option<String>, String>>(1);
-            let (program, models) = (program.clone(), models.clone());
-            let (streams, exported) = (lane.streams.clone(), lane.exported.clone());
-            let cores = lane.cores.clone();
-            // An engine stays on the thread that made it.
-            let handle = std::thread::Builder::new()
-                .name(format!("varpulis-context-{name}"))
-                .spawn_scoped(scope, move || {
-                    let pinned = pin(&cores).err();
-                    match Engine::with_models(program, config, &models) {
-                        Ok(mut engine) => {
-                            engine.run_only(streams, exported);
-                            let _ = ready_tx.send(Ok(pinned));
-                            serve(engine, input, forward, otx);
-                        }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.to_string()));
-                        }
-                    }
-                })
-                .map_err(|e| anyhow::anyhow!("cannot start the thread of context `{name}`: {e}"))?;
-            handles.push(handle);
-            from_lanes.push(orx);
-            match ready.recv() {
-                Ok(Ok(None)) => {}
-                Ok(Ok(Some(why))) => writeln!(
-                    messages,
-                    "warning: context `{}` runs on any core: cannot pin its thread to cores \
-                     {:?}: {why}",
-                    lane.name, lane.cores
-                )?,
-                Ok(Err(e)) => anyhow::bail!("context `{}`: {e}", lane.name),
-                Err(_) => {
-                    anyhow::bail!("the thread of context `{}` stopped unexpectedly", lane.name)
-                }
-            }
-        }
-        drop(rx);
         let decoder_program = (*program).clone();
         let decoder = scope.spawn(move || {
             let mut decoder = Job::without_sinks(decoder_program, decoder_options)?;
-            decode(&mut decoder, records, first_tx, batch)
+            decode(&mut decoder, records, first, batch)
         });
-
-        // Merge round by round: every context answers every batch, in order.
-        let mut merged: Vec<(u64, i64, usize, Vec<u8>, Output)> = Vec::new();
-        let mut side: Vec<(u64, Vec<u8>, SideOutput)> = Vec::new();
-        let mut errors: Vec<RuntimeError> = Vec::new();
         let mut metrics: Vec<Metrics> = vec![Metrics::default(); lanes.len()];
-        'rounds: loop {
-            for (i, rx) in from_lanes.iter().enumerate() {
-                // A context ended: after the final batch every one ends.
-                let Ok(part) = rx.recv() else {
-                    break 'rounds;
-                };
-                for (pos, o, bytes) in part.outputs {
-                    let si = stream_index.get(&o.stream).copied().unwrap_or(usize::MAX);
-                    merged.push((pos, o.time, si, bytes, o));
+        let mut stopped = None;
+        loop {
+            // A context that stopped ends the rounds.
+            let replies = match pipeline.answers() {
+                Ok(replies) => replies,
+                Err(e) => {
+                    stopped = Some(e);
+                    break;
                 }
-                for (pos, s) in part.side {
-                    side.push((pos, side_key(&s), s));
-                }
-                errors.extend(part.errors);
-                if let Some(m) = metrics.get_mut(i) {
-                    *m = part.metrics;
+            };
+            let mut parts = Vec::with_capacity(replies.len());
+            let mut end = false;
+            for (i, r) in replies.into_iter().enumerate() {
+                if let Reply::Ran(part, last) = r {
+                    end |= last;
+                    if let Some(m) = metrics.get_mut(i) {
+                        m.clone_from(&part.metrics);
+                    }
+                    parts.push(*part);
                 }
             }
-            merged.sort_by(|a, b| (a.0, a.1, a.2, &a.3).cmp(&(b.0, b.1, b.2, &b.3)));
-            side.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-            let n = merged.len();
-            let sides = side.drain(..).map(|(_, _, s)| s).collect();
-            job.absorb(n, sides, std::mem::take(&mut errors));
+            let merged = merge(parts, &pipeline.stream_index);
+            let n = merged.outputs.len();
+            let sides = merged.side.into_iter().map(|(_, s)| s).collect();
+            job.absorb(n, sides, merged.errors);
             for m in job.take_messages() {
                 writeln!(messages, "{m}")?;
             }
-            out.outputs(merged.drain(..).map(|(_, _, _, b, o)| (o, b)).collect())?;
+            out.outputs(merged.outputs.into_iter().map(|(_, o, b)| (o, b)).collect())?;
+            if end {
+                break;
+            }
         }
-        // A context that stopped early ends the rounds while the others may
-        // still be sending: closing the receivers lets them stop.
-        drop(from_lanes);
+        // Contexts still sending (after one stopped) stop when nobody reads.
+        pipeline.from.clear();
         let (decoder_stats, failed) = decoder
             .join()
             .map_err(|_| anyhow::anyhow!("the decoding thread stopped unexpectedly"))??;
-        for (h, lane) in handles.into_iter().zip(lanes) {
-            h.join().map_err(|_| {
-                anyhow::anyhow!("the thread of context `{}` stopped unexpectedly", lane.name)
-            })?;
-        }
-        let mut sum = Metrics::default();
-        for m in &metrics {
-            add_metrics(&mut sum, m);
-        }
-        // Every context sees every input event: count them once.
-        if let Some(first) = metrics.first() {
-            sum.events_in = first.events_in;
-            sum.late = first.late;
+        if let Some(e) = stopped {
+            return Err(e);
         }
         let mut stats = job.stats().clone();
         stats.records = decoder_stats.records;
@@ -469,7 +742,7 @@ pub fn run<R: std::io::BufRead + Send>(
         stats.skipped = decoder_stats.skipped;
         Ok(Outcome {
             stats,
-            metrics: sum,
+            metrics: sum_lanes(&metrics),
             failed,
         })
     })
@@ -484,17 +757,23 @@ fn decode<R: std::io::BufRead>(
     first: Sender<Msg>,
     batch: usize,
 ) -> anyhow::Result<(JobStats, Option<InputProblem>)> {
-    let mut events: Vec<Event> = Vec::with_capacity(batch);
+    let mut events: Vec<(Event, Option<u32>)> = Vec::with_capacity(batch);
     let mut failed = None;
     let mut stderr = std::io::stderr();
     let stopped = || anyhow::anyhow!("a context's engine thread stopped");
+    let send = |events: Vec<(Event, Option<u32>)>| {
+        let n = events.len();
+        first
+            .send(Msg::Batch(Arc::new(events), vec![Vec::new(); n]))
+            .map_err(|_| stopped())
+    };
     for rec in records {
         let decoded = decoder.decode_record(&rec);
         for m in decoder.take_messages() {
             let _ = writeln!(stderr, "{m}");
         }
         match decoded {
-            Ok(Some(ev)) => events.push(ev),
+            Ok(Some(ev)) => events.push((ev, None)),
             Ok(None) => continue,
             Err(problem) => {
                 failed = Some(problem);
@@ -502,58 +781,85 @@ fn decode<R: std::io::BufRead>(
             }
         }
         if events.len() >= batch {
-            let full = std::mem::replace(&mut events, Vec::with_capacity(batch));
-            let n = full.len();
-            first
-                .send(Msg::Batch(Arc::new(full), vec![Vec::new(); n]))
-                .map_err(|_| stopped())?;
+            send(std::mem::replace(&mut events, Vec::with_capacity(batch)))?;
         }
     }
     if !events.is_empty() {
-        let n = events.len();
-        first
-            .send(Msg::Batch(Arc::new(events), vec![Vec::new(); n]))
-            .map_err(|_| stopped())?;
+        send(events)?;
     }
     first.send(Msg::Finish(Vec::new())).map_err(|_| stopped())?;
     Ok((decoder.stats().clone(), failed))
 }
 
-/// One context's engine: runs each batch (and the end of input) with what
-/// earlier contexts exported, hands its outputs to the merger and the batch
-/// with its own exports added to the next context. Positions are indexes
-/// into each batch.
+/// One context's engine: answers each message with what earlier contexts
+/// exported, hands its answer to the merger and the message with its own
+/// exports added to the next context. Positions are indexes into each
+/// batch. `first`: the context that keeps the run's drop and error totals
+/// when a state is loaded.
 fn serve(
     mut engine: Engine,
+    first: bool,
     input: Receiver<Msg>,
     next: Option<Sender<Msg>>,
-    merger: Sender<FromShard>,
+    merger: Sender<Reply>,
 ) {
     let mut scratch = Vec::new();
     while let Ok(msg) = input.recv() {
         let mut part = FromShard::default();
-        let onward = match msg {
+        let mut end = false;
+        let (reply, onward) = match msg {
             Msg::Batch(events, exports) => {
                 let mut passed = Vec::with_capacity(events.len());
-                for ((pos, ev), given) in (0u64..).zip(events.iter()).zip(exports) {
+                for ((pos, (ev, origin)), given) in (0u64..).zip(events.iter()).zip(exports) {
                     engine.inject(given.iter().cloned());
-                    engine.push_from(ev.clone(), None, &mut scratch);
+                    engine.push_from(ev.clone(), *origin, &mut scratch);
                     tag(&mut engine, pos, &mut scratch, &mut part);
                     passed.push(combine(given, engine.take_exports()));
                 }
-                Msg::Batch(events, passed)
+                (None, Msg::Batch(events, passed))
+            }
+            Msg::Watermark(ts, given) => {
+                engine.inject(given.iter().cloned());
+                scratch.extend(engine.advance_watermark(ts));
+                tag(&mut engine, 0, &mut scratch, &mut part);
+                (
+                    None,
+                    Msg::Watermark(ts, combine(given, engine.take_exports())),
+                )
             }
             Msg::Finish(given) => {
                 engine.inject(given.iter().cloned());
                 scratch.extend(engine.finish());
                 tag(&mut engine, END, &mut scratch, &mut part);
-                Msg::Finish(combine(given, engine.take_exports()))
+                end = true;
+                (None, Msg::Finish(combine(given, engine.take_exports())))
+            }
+            Msg::Save => {
+                let mut store = MemoryStore::new();
+                let saved = engine
+                    .save_state(&mut store)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| store.snapshot().map_err(|e| e.to_string()));
+                (Some(Reply::Saved(saved)), Msg::Save)
+            }
+            Msg::Load(store, compat) => {
+                let loaded = engine
+                    .load_lane_state(store.as_ref(), compat, first)
+                    .map_err(|e| e.to_string());
+                (Some(Reply::Loaded(loaded)), Msg::Load(store, compat))
+            }
+            Msg::Stats => {
+                let stats = (engine.metrics(), engine.memory(), engine.watermark());
+                (Some(Reply::Stats(Box::new(stats))), Msg::Stats)
             }
         };
-        part.errors = engine.take_errors();
-        part.metrics = engine.metrics();
-        part.watermark = engine.watermark();
-        if merger.send(part).is_err() {
+        let reply = reply.unwrap_or_else(|| {
+            part.errors = engine.take_errors();
+            part.metrics = engine.metrics();
+            part.watermark = engine.watermark();
+            Reply::Ran(Box::new(std::mem::take(&mut part)), end)
+        });
+        if merger.send(reply).is_err() {
             break;
         }
         if let Some(next) = &next {

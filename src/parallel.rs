@@ -820,7 +820,7 @@ impl Drop for Shards {
 
 /// Adds one shard's memory to the sum, stream by stream and operator by
 /// operator (every shard runs the same plan).
-fn add_memory(sum: &mut Vec<StreamMemory>, shard: Vec<StreamMemory>) {
+pub(crate) fn add_memory(sum: &mut Vec<StreamMemory>, shard: Vec<StreamMemory>) {
     if sum.is_empty() {
         *sum = shard;
         return;
