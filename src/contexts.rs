@@ -611,6 +611,82 @@ impl Drop for Pipeline {
     }
 }
 
+/// The engine threads behind a [`crate::job::Job`] that does not run its
+/// program on its own engine: worker shards split by key, or one thread per
+/// context. Both take rounds and answer them in order.
+pub enum Engines {
+    /// `--workers N` ([`crate::parallel::Shards`]).
+    Shards(crate::parallel::Shards),
+    /// One engine thread per context, with the lanes they run.
+    Contexts(Pipeline, Vec<Lane>),
+}
+
+impl Engines {
+    /// The number of worker shards (`None`: context threads).
+    pub fn workers(&self) -> Option<usize> {
+        match self {
+            Engines::Shards(s) => Some(s.workers()),
+            Engines::Contexts(..) => None,
+        }
+    }
+
+    /// The number of context threads (`None`: worker shards).
+    pub fn contexts(&self) -> Option<usize> {
+        match self {
+            Engines::Shards(_) => None,
+            Engines::Contexts(p, _) => Some(p.contexts()),
+        }
+    }
+
+    /// Rounds sent and not collected yet.
+    pub fn in_flight(&self) -> usize {
+        match self {
+            Engines::Shards(s) => s.in_flight(),
+            Engines::Contexts(p, _) => p.in_flight(),
+        }
+    }
+
+    /// Sends a batch of events as one round.
+    pub fn run(&mut self, events: Vec<(Event, Option<u32>)>) -> anyhow::Result<()> {
+        match self {
+            Engines::Shards(s) => s.run(events),
+            Engines::Contexts(p, _) => p.run(events),
+        }
+    }
+
+    /// Collects the oldest round, merged in the canonical order.
+    pub fn collect(&mut self) -> anyhow::Result<Option<Merged>> {
+        match self {
+            Engines::Shards(s) => s.collect(),
+            Engines::Contexts(p, _) => p.collect(),
+        }
+    }
+
+    /// A watermark move, as one round.
+    pub fn advance_watermark(&mut self, ts: i64) -> anyhow::Result<()> {
+        match self {
+            Engines::Shards(s) => s.advance_watermark(ts),
+            Engines::Contexts(p, _) => p.advance_watermark(ts),
+        }
+    }
+
+    /// The end of input, as one round.
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        match self {
+            Engines::Shards(s) => s.finish(),
+            Engines::Contexts(p, _) => p.finish(),
+        }
+    }
+
+    /// Counters, memory and watermark.
+    pub fn stats(&mut self) -> anyhow::Result<(Metrics, Vec<StreamMemory>, Option<i64>)> {
+        match self {
+            Engines::Shards(s) => s.stats(),
+            Engines::Contexts(p, _) => p.stats(),
+        }
+    }
+}
+
 /// The counters of a pipeline: every context sees every input event, so the
 /// input counters are the first context's; the rest add up.
 fn sum_lanes(parts: &[Metrics]) -> Metrics {

@@ -458,3 +458,199 @@ fn run_refuses_contexts_on_several_workers_with_exit_two() {
     );
     assert!(out.stdout.is_empty());
 }
+
+// Live runs (connector sources).
+
+/// xorshift64*: seeded kill points and inputs.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+}
+
+/// Two contexts over a file source: `ingest` cleans the readings and
+/// forwards them to `analytics`, whose count windows go to the `file` sink
+/// `sink.jsonl` and whose time windows are outputs.
+const LIVE: &str = "context ingest\ncontext analytics\n\nevent Reading:\n    zone: str\n    temp: float\n\n\
+connector In = file (path: \"in.jsonl\", follow: FOLLOW)\nconnector Out = file (path: \"sink.jsonl\")\n\n\
+stream Clean = Reading.from(In)\n    .context(ingest)\n    .where(temp > 5.0)\n    .emit(context: analytics, zone: zone, temp: temp)\n\n\
+stream Counts = Clean\n    .partition_by(zone)\n    .window(5)\n    .aggregate(n: count(), total: sum(temp))\n    .emit(zone: zone, n: n, total: total)\n    .to(Out)\n\n\
+stream Peaks = Clean\n    .partition_by(zone)\n    .window(10ms)\n    .aggregate(hi: max(temp))\n    .emit(zone: zone, hi: hi)\n";
+
+/// `n` readings over 7 zones, one millisecond apart, in `in.jsonl`; the
+/// rules with contexts in `rules.vpl` and without in `plain.vpl`.
+fn write_live(dir: &Path, n: u64, follow: bool) {
+    let mut rng = Rng(7);
+    let mut input = String::new();
+    for i in 0..n {
+        input.push_str(&format!(
+            "{{\"zone\":\"z{}\",\"temp\":{}.5,\"timestamp\":{}}}\n",
+            rng.below(7),
+            rng.below(100),
+            1_700_000_000_000 + i
+        ));
+    }
+    write(dir, "in.jsonl", &input);
+    let rules = LIVE.replace("FOLLOW", if follow { "true" } else { "false" });
+    write(dir, "rules.vpl", &rules);
+    write(dir, "plain.vpl", &strip(&rules));
+}
+
+fn live(args: &[&str], cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_varpulis"));
+    cmd.arg("run")
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+fn live_to_end(args: &[&str], cwd: &Path) -> ProcessOutput {
+    let out = live(args, cwd).output().expect("run varpulis");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn a_live_run_with_contexts_gives_the_bytes_of_one_engine() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_live(dir.path(), 5_000, false);
+    // `--idle-timeout 0`: only events move time.
+    let threads = live_to_end(&["rules.vpl", "--idle-timeout", "0"], dir.path());
+    let err = String::from_utf8_lossy(&threads.stderr);
+    assert!(
+        err.contains("note: 2 contexts run on their own engine threads: ingest, analytics"),
+        "{err}"
+    );
+    let sink = std::fs::read(dir.path().join("sink.jsonl")).expect("the sink file");
+    std::fs::remove_file(dir.path().join("sink.jsonl")).expect("remove the sink file");
+    let one = live_to_end(
+        &["plain.vpl", "--idle-timeout", "0", "--workers", "1"],
+        dir.path(),
+    );
+    let one_sink = std::fs::read(dir.path().join("sink.jsonl")).expect("the sink file");
+    assert!(!threads.stdout.is_empty() && !sink.is_empty());
+    assert!(threads.stdout == one.stdout, "the outputs differ");
+    assert!(sink == one_sink, "the sink records differ");
+}
+
+#[test]
+fn a_live_run_with_contexts_killed_and_restarted_ends_like_an_uninterrupted_one() {
+    const EVENTS: u64 = 30_000;
+    let run = |program: &'static str| {
+        vec![
+            program,
+            "--idle-timeout",
+            "0",
+            "--state-dir",
+            "state",
+            "--checkpoint-interval",
+            "50ms",
+            "--output",
+            "out.jsonl",
+        ]
+    };
+    let reference = tempfile::tempdir().expect("tempdir");
+    write_live(reference.path(), EVENTS, false);
+    let started = std::time::Instant::now();
+    live_to_end(&run("rules.vpl"), reference.path());
+    let uninterrupted = started.elapsed();
+    let expected_sink = std::fs::read(reference.path().join("sink.jsonl")).expect("sink");
+    let expected_out = std::fs::read(reference.path().join("out.jsonl")).expect("out");
+
+    let mut rng = Rng(0x5eed_c0de);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_live(dir.path(), EVENTS, false);
+    let slice = u64::try_from(uninterrupted.as_millis()).unwrap_or(u64::MAX) / 8;
+    let mut delays = Vec::new();
+    let mut partial = 0;
+    while delays.len() < 5 || (partial == 0 && delays.len() < 30) {
+        let delay = std::time::Duration::from_millis(10 + rng.below(slice.max(20)));
+        delays.push(delay);
+        let mut child = live(&run("rules.vpl"), dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start varpulis");
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        partial = std::fs::metadata(dir.path().join("sink.jsonl")).map_or(0, |m| m.len());
+    }
+    assert!(
+        partial > 0 && partial < expected_sink.len() as u64,
+        "the kills should land while output is being written ({partial} bytes; delays \
+         {delays:?})"
+    );
+    // The checkpoint of the context threads is one engine's: the program
+    // without contexts, on one engine, takes it and ends the run.
+    let last = live_to_end(&run("plain.vpl"), dir.path());
+    let log = String::from_utf8_lossy(&last.stderr);
+    let sink = std::fs::read(dir.path().join("sink.jsonl")).expect("sink");
+    let out = std::fs::read(dir.path().join("out.jsonl")).expect("out");
+    assert!(
+        sink == expected_sink,
+        "the sink differs (delays {delays:?}):\n{log}"
+    );
+    assert!(
+        out == expected_out,
+        "--output differs (delays {delays:?}):\n{log}"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn get(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    if s.write_all(request.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn the_metrics_count_the_context_threads_of_a_live_run() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_live(dir.path(), 100, true);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = live(&["rules.vpl", "--metrics", &addr], dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start varpulis");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut text = String::new();
+    while !text.contains("varpulis_events_total 100\n") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        text = get(port, "/metrics");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("varpulis_events_total 100\n"), "{text}");
+    assert!(text.contains("varpulis_engine_contexts 2\n"), "{text}");
+    assert!(text.contains("varpulis_engine_workers 1\n"), "{text}");
+}

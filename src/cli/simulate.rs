@@ -136,15 +136,40 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
-    let contexts = crate::contexts::plan(&program);
-    if live {
-        if let crate::contexts::Layout::Threads(lanes) = &contexts {
-            eprintln!(
-                "note: the {} contexts run on one engine thread in a run over connector \
-                 sources (only `run --input` gives each its own thread)",
-                lanes.len()
-            );
+    // Context threads, unless --workers asks for shards (N > 1 is refused:
+    // the two splits do not combine) or for one engine (N = 1).
+    let contexts = match crate::contexts::plan(&program) {
+        crate::contexts::Layout::Threads(lanes) => match workers {
+            Some(n) if n > 1 => {
+                eprintln!(
+                    "error: the program runs its {} contexts on their own threads and cannot \
+                     also run on {n} workers",
+                    lanes.len()
+                );
+                eprintln!(
+                    "help: drop --workers (and `.concurrent`) to run the contexts in \
+                     parallel, or remove the `.context(...)` placements to run on workers"
+                );
+                return Ok(ExitCode::from(2));
+            }
+            Some(_) => None,
+            None => {
+                let names: Vec<&str> = lanes.iter().map(|l| l.name.as_str()).collect();
+                eprintln!(
+                    "note: {} contexts run on their own engine threads: {}",
+                    lanes.len(),
+                    names.join(", ")
+                );
+                Some(lanes)
+            }
+        },
+        crate::contexts::Layout::One { why: Some(why) } => {
+            eprintln!("note: {why}");
+            None
         }
+        crate::contexts::Layout::One { why: None } => None,
+    };
+    if live {
         // Relative connector paths resolve against the working directory,
         // as for sinks (DESIGN.md, Connector sources).
         let base_dir = args.job.sink_dir.clone();
@@ -153,6 +178,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             if let Err(e) = job.start_workers(n) {
                 eprintln!("error: {e:#}");
                 return Ok(ExitCode::from(2));
+            }
+        } else if let Some(lanes) = contexts {
+            for warning in job.start_contexts(lanes)? {
+                eprintln!("{warning}");
             }
         }
         let options = crate::live::LiveOptions {
@@ -188,33 +217,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     for note in connector_source_notes(&program) {
         eprintln!("{note}");
     }
-    match contexts {
-        crate::contexts::Layout::Threads(lanes) => match workers {
-            Some(n) if n > 1 => {
-                eprintln!(
-                    "error: the program runs its {} contexts on their own threads and cannot \
-                     also run on {n} workers",
-                    lanes.len()
-                );
-                eprintln!(
-                    "help: drop --workers (and `.concurrent`) to run the contexts in \
-                     parallel, or remove the `.context(...)` placements to run on workers"
-                );
-                return Ok(ExitCode::from(2));
-            }
-            Some(_) => {}
-            None => {
-                let names: Vec<&str> = lanes.iter().map(|l| l.name.as_str()).collect();
-                eprintln!(
-                    "note: {} contexts run on their own engine threads: {}",
-                    lanes.len(),
-                    names.join(", ")
-                );
-                return run_parallel(args, program, &input, Pipeline::Contexts(lanes));
-            }
-        },
-        crate::contexts::Layout::One { why: Some(why) } => eprintln!("note: {why}"),
-        crate::contexts::Layout::One { why: None } => {}
+    if let Some(lanes) = contexts {
+        return run_parallel(args, program, &input, Pipeline::Contexts(lanes));
     }
     if let Some(n) = workers {
         return run_parallel(args, program, &input, Pipeline::Workers(n));
