@@ -185,9 +185,10 @@ pub struct Job {
     enrich_warnings: Arc<std::sync::Mutex<Vec<String>>>,
     /// Counters of the `.enrich` lookups.
     enrich_metrics: Arc<crate::enrich::EnrichMetrics>,
-    /// Partition-parallel engine shards ([`Job::start_workers`]); when set,
-    /// they run the events and `engine` only stands for the program.
-    shards: Option<crate::parallel::Shards>,
+    /// Partition-parallel engine shards ([`Job::start_workers`]) or one
+    /// engine thread per context ([`Job::start_contexts`]); when set, they
+    /// run the events and `engine` only stands for the program.
+    shards: Option<crate::contexts::Engines>,
     /// Per round of the shards in flight, oldest first: the trace contexts
     /// of its events (`None`: a watermark move or the final flush).
     rounds: std::collections::VecDeque<Option<Vec<Option<TraceParent>>>>,
@@ -305,19 +306,58 @@ impl Job {
             ..EngineConfig::default()
         };
         let models = load_models(&self.program)?;
-        self.shards = Some(crate::parallel::Shards::start(
-            self.program.clone(),
-            config,
-            &models,
-            workers,
-            plan,
-        )?);
+        self.shards = Some(crate::contexts::Engines::Shards(
+            crate::parallel::Shards::start(self.program.clone(), config, &models, workers, plan)?,
+        ));
         Ok(())
     }
 
-    /// The number of engine shards (`None`: one engine, in arrival order).
+    /// Runs each context of the program on its own engine thread from now on
+    /// (before any event): `lanes` from [`crate::contexts::plan`]. Outputs
+    /// are merged in the canonical order, as with workers, and a checkpoint
+    /// holds the one state a single engine would have
+    /// (docs/RUNTIME.md#contexts). Returns the warnings of contexts whose
+    /// cores could not be had.
+    pub fn start_contexts(
+        &mut self,
+        lanes: Vec<crate::contexts::Lane>,
+    ) -> anyhow::Result<Vec<String>> {
+        let config = EngineConfig {
+            flush_at_end: self.options.final_flush,
+            ..EngineConfig::default()
+        };
+        let models = load_models(&self.program)?;
+        let mut warnings = Vec::new();
+        let pipeline = crate::contexts::Pipeline::start(
+            self.program.clone(),
+            config,
+            &models,
+            &lanes,
+            &mut warnings,
+        )?;
+        self.shards = Some(crate::contexts::Engines::Contexts(pipeline, lanes));
+        Ok(warnings)
+    }
+
+    /// The number of engine shards (`None`: one engine, in arrival order,
+    /// or context threads).
     pub fn workers(&self) -> Option<usize> {
-        self.shards.as_ref().map(crate::parallel::Shards::workers)
+        self.shards
+            .as_ref()
+            .and_then(crate::contexts::Engines::workers)
+    }
+
+    /// The number of context threads (`None`: one engine or shards).
+    pub fn contexts(&self) -> Option<usize> {
+        self.shards
+            .as_ref()
+            .and_then(crate::contexts::Engines::contexts)
+    }
+
+    /// Whether events go to engine threads in batches (workers or
+    /// contexts) rather than run one by one.
+    pub fn batches(&self) -> bool {
+        self.shards.is_some()
     }
 
     /// Why the engine shards stopped working, if they did: the run must stop.
@@ -364,7 +404,7 @@ impl Job {
         while self
             .shards
             .as_ref()
-            .map_or(0, crate::parallel::Shards::in_flight)
+            .map_or(0, crate::contexts::Engines::in_flight)
             > MAX_IN_FLIGHT
         {
             match self.collect_round(out)? {
@@ -392,7 +432,7 @@ impl Job {
         if self.shards.is_none() {
             return Ok(None);
         }
-        let Some(merged) = self.with_shards(crate::parallel::Shards::collect)? else {
+        let Some(merged) = self.with_shards(crate::contexts::Engines::collect)? else {
             return Ok(None);
         };
         let parents = self.rounds.pop_front().flatten();
@@ -409,7 +449,7 @@ impl Job {
     /// Calls the shards; a failure marks the job broken.
     fn with_shards<T>(
         &mut self,
-        f: impl FnOnce(&mut crate::parallel::Shards) -> anyhow::Result<T>,
+        f: impl FnOnce(&mut crate::contexts::Engines) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
         let Some(shards) = self.shards.as_mut() else {
             anyhow::bail!("the job runs no engine workers");
@@ -422,7 +462,7 @@ impl Job {
     fn shard_round(
         &mut self,
         out: &mut Vec<Output>,
-        f: impl FnOnce(&mut crate::parallel::Shards) -> anyhow::Result<()>,
+        f: impl FnOnce(&mut crate::contexts::Engines) -> anyhow::Result<()>,
     ) {
         let result = self.settle(out).and_then(|_| {
             self.with_shards(f)?;
@@ -639,11 +679,20 @@ impl Job {
         &mut self,
         store: &mut dyn varpulis_state::StateStore,
     ) -> anyhow::Result<()> {
-        let Some(shards) = self.shards.as_mut() else {
-            return self
-                .engine
-                .save_state(store)
-                .map_err(|e| anyhow::anyhow!("{e}"));
+        let shards = match self.shards.as_mut() {
+            None => {
+                return self
+                    .engine
+                    .save_state(store)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            }
+            // One combined state, as one engine would have saved it.
+            Some(crate::contexts::Engines::Contexts(pipeline, lanes)) => {
+                return pipeline
+                    .save_into(store, lanes)
+                    .inspect_err(|e| self.broken = Some(format!("{e:#}")));
+            }
+            Some(crate::contexts::Engines::Shards(shards)) => shards,
         };
         let states = shards
             .save()
@@ -692,7 +741,10 @@ impl Job {
             states.push(engine_tables(store)?);
         }
         match self.shards.as_mut() {
-            Some(shards) => shards.load(states, compat),
+            Some(crate::contexts::Engines::Shards(shards)) => shards.load(states, compat),
+            Some(crate::contexts::Engines::Contexts(pipeline, _)) => {
+                pipeline.load(states.pop().unwrap_or_default(), compat)
+            }
             None => {
                 let one = states.pop().unwrap_or_default();
                 self.engine
@@ -879,7 +931,7 @@ impl Job {
     /// fires (sinks stay open).
     pub fn flush_end(&mut self, out: &mut Vec<Output>) {
         if self.shards.is_some() {
-            self.shard_round(out, crate::parallel::Shards::finish);
+            self.shard_round(out, crate::contexts::Engines::finish);
             return;
         }
         let start = out.len();

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod contexts;
 pub mod duration;
 pub mod enrich;
 pub mod expect;

@@ -637,6 +637,12 @@ impl LiveRun {
         // changes feeds no kept per-key state.
         if let Some(workers) = self.job.workers() {
             next.start_workers(workers).map_err(|e| format!("{e:#}"))?;
+        } else if self.job.contexts().is_some() {
+            // Context threads for the new program's contexts; its state is
+            // one engine's, whatever the layout (docs/RUNTIME.md#contexts).
+            if let crate::contexts::Layout::Threads(lanes) = crate::contexts::plan(next.program()) {
+                next.start_contexts(lanes).map_err(|e| format!("{e:#}"))?;
+            }
         }
         let mut state = varpulis_state::MemoryStore::new();
         self.job
@@ -813,6 +819,7 @@ impl LiveRun {
                 memory,
                 enrich: self.job.enrich_metrics(),
                 workers: self.job.workers().unwrap_or(1),
+                contexts: self.job.contexts().unwrap_or(1),
             },
             listeners,
             sources,
@@ -1449,7 +1456,7 @@ struct Pushing {
 impl Pushing {
     /// A batch when `job` runs on workers (`None`: events run one by one).
     fn for_job(job: &Job) -> Option<Pushing> {
-        job.workers().map(|_| Pushing::default())
+        job.batches().then(Pushing::default)
     }
 }
 
@@ -1996,6 +2003,7 @@ impl Live {
             memory,
             enrich: job.enrich_metrics(),
             workers: job.workers().unwrap_or(1),
+            contexts: job.contexts().unwrap_or(1),
         })
     }
 

@@ -55,6 +55,8 @@ pub struct Snapshot<'a> {
     pub enrich: std::collections::BTreeMap<String, crate::enrich::ConnectorCounts>,
     /// Engine workers (1: one engine).
     pub workers: usize,
+    /// Engine threads the program's contexts run on (1: one engine).
+    pub contexts: usize,
 }
 
 /// Upper bounds (seconds) of the latency histogram's buckets: 100 µs to 10 s.
@@ -294,6 +296,13 @@ pub fn render(s: &Snapshot<'_>) -> String {
         "gauge",
         "Engine workers the run's events are split over by partition key (1: one engine).",
         &[(String::new(), s.workers as u64)],
+    );
+    family(
+        &mut out,
+        "engine_contexts",
+        "gauge",
+        "Engine threads the program's contexts run on, one per context (1: one engine).",
+        &[(String::new(), s.contexts as u64)],
     );
     family(
         &mut out,
@@ -765,6 +774,7 @@ mod tests {
             sinks: vec![],
             pending: 0,
             workers: 1,
+            contexts: 1,
             checkpoints: Some((2, 0)),
             dead_letter_failures: 0,
             trace_spans_dropped: 4,

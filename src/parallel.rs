@@ -47,13 +47,13 @@ use crate::job::{InputProblem, Job, JobStats};
 pub const MAX_WORKERS: usize = 64;
 
 /// Input records per batch sent to the shards.
-const BATCH: usize = 1024;
+pub(crate) const BATCH: usize = 1024;
 
 /// Batches in flight on each channel (router → shard, shard → merger).
-const QUEUE: usize = 4;
+pub(crate) const QUEUE: usize = 4;
 
 /// The position of the outputs of the end of input (the final flush).
-const END: u64 = u64::MAX;
+pub(crate) const END: u64 = u64::MAX;
 
 /// Why a program cannot run on several workers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -350,12 +350,12 @@ struct ShardStats {
 /// (indexes into the batch; [`END`] for the final flush), with each output's
 /// JSON text, and its counters and watermark after the batch.
 #[derive(Default)]
-struct FromShard {
-    outputs: Vec<(u64, Output, Vec<u8>)>,
-    side: Vec<(u64, SideOutput)>,
-    errors: Vec<RuntimeError>,
-    metrics: Metrics,
-    watermark: Option<i64>,
+pub(crate) struct FromShard {
+    pub(crate) outputs: Vec<(u64, Output, Vec<u8>)>,
+    pub(crate) side: Vec<(u64, SideOutput)>,
+    pub(crate) errors: Vec<RuntimeError>,
+    pub(crate) metrics: Metrics,
+    pub(crate) watermark: Option<i64>,
 }
 
 /// How a parallel run went.
@@ -820,7 +820,7 @@ impl Drop for Shards {
 
 /// Adds one shard's memory to the sum, stream by stream and operator by
 /// operator (every shard runs the same plan).
-fn add_memory(sum: &mut Vec<StreamMemory>, shard: Vec<StreamMemory>) {
+pub(crate) fn add_memory(sum: &mut Vec<StreamMemory>, shard: Vec<StreamMemory>) {
     if sum.is_empty() {
         *sum = shard;
         return;
@@ -838,7 +838,7 @@ fn add_memory(sum: &mut Vec<StreamMemory>, shard: Vec<StreamMemory>) {
 }
 
 /// The canonical order of side outputs within one input position.
-fn side_key(s: &SideOutput) -> Vec<u8> {
+pub(crate) fn side_key(s: &SideOutput) -> Vec<u8> {
     match s {
         SideOutput::Print { line, .. } | SideOutput::Log { line, .. } => line.as_bytes().to_vec(),
         SideOutput::Sink {
@@ -985,7 +985,7 @@ fn serve(mut engine: Engine, rx: Receiver<Cmd>, tx: Sender<Reply>) -> Metrics {
 /// Moves what the engine produced for input position `pos` into `part`.
 /// Each output is encoded to its JSON text here, on the shard's thread: the
 /// merger sorts by it and writers reuse it.
-fn tag(engine: &mut Engine, pos: u64, scratch: &mut Vec<Output>, part: &mut FromShard) {
+pub(crate) fn tag(engine: &mut Engine, pos: u64, scratch: &mut Vec<Output>, part: &mut FromShard) {
     part.outputs.extend(scratch.drain(..).map(|o| {
         let mut bytes = Vec::with_capacity(128);
         crate::output::write_json(&mut bytes, &o);
@@ -996,7 +996,7 @@ fn tag(engine: &mut Engine, pos: u64, scratch: &mut Vec<Output>, part: &mut From
 }
 
 /// Adds the counters a summary reports.
-fn add_metrics(sum: &mut Metrics, m: &Metrics) {
+pub(crate) fn add_metrics(sum: &mut Metrics, m: &Metrics) {
     sum.events_in += m.events_in;
     sum.late += m.late;
     sum.dropped += m.dropped;

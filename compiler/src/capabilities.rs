@@ -119,7 +119,7 @@ operators! {
     First = "first", Supported, 0, 0, Some(&[]), "pass the first event";
     Watermark = "watermark", Supported, 0, 0, Some(&["out_of_order"]), "declare the allowed out-of-orderness";
     AllowedLateness = "allowed_lateness", Supported, 1, 1, Some(&[]), "process late events within a bound";
-    Context = "context", Supported, 1, 1, Some(&[]), "run the stream in a named context (a scheduling hint)";
+    Context = "context", Supported, 1, 1, Some(&[]), "run the stream in a named context (its own engine thread in `varpulis run`)";
     Tap = "tap", NoOp, 0, ANY, None, "does nothing";
     TrendAggregate = "trend_aggregate", Supported, 0, ANY, None, "aggregate over Kleene trends";
     Forecast = "forecast", Supported, 0, 0, Some(crate::forecast::PARAMS), "predict sequence completion";

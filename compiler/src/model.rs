@@ -382,7 +382,7 @@ pub enum StageKind {
     Watermark(u64),
     /// `.allowed_lateness(d)`, nanoseconds.
     AllowedLateness(u64),
-    /// `.context(c)`: a scheduling hint.
+    /// `.context(c)`: the context (engine thread) the stream runs in.
     Context(String),
     /// `.concurrent(workers: n)`: the program's default number of engine
     /// shards (a scheduling setting; results do not depend on it).

@@ -581,3 +581,32 @@ connector audit = file (path: "audit.jsonl")
     );
     assert_eq!(config, declared);
 }
+
+#[test]
+fn contexts_and_stream_placements_are_recorded_for_the_host() {
+    let src = "context ingest (cores: [0, 2])\ncontext analytics\n\nevent R:\n    zone: str\n    temp: float\n\nstream Clean = R\n    .context(ingest)\n    .where(temp < 150.0)\n    .emit(context: analytics, zone: zone, temp: temp)\n\nstream Hot = Clean\n    .where(temp > 40.0)\n    .emit(zone: zone)\n\nstream Raw = R\n    .context(analytics)\n    .emit(zone: zone)\n";
+    let mut c = Compiler::new();
+    c.set_file("test.vpl", src);
+    let p = c.program("test.vpl").expect("compiles");
+    let names: Vec<(&str, &[u32])> = p
+        .contexts
+        .iter()
+        .map(|c| (&*c.name, c.cores.as_slice()))
+        .collect();
+    assert_eq!(names, [("ingest", &[0, 2][..]), ("analytics", &[][..])]);
+    let clean = p.stream_id("Clean").expect("Clean");
+    let raw = p.stream_id("Raw").expect("Raw");
+    let placed: Vec<_> = p
+        .placements
+        .iter()
+        .map(|x| (x.stream, x.context, x.emit))
+        .collect();
+    assert_eq!(
+        placed,
+        [(clean, Some(0), Some(1)), (raw, Some(1), None)],
+        "Hot names no context: it has no placement"
+    );
+    // `context:` is not a field of the emitted event.
+    let schema = &p.schemas[p.streams[clean as usize].output_schema as usize];
+    assert!(schema.fields.iter().all(|f| &*f.name != "context"));
+}

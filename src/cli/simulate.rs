@@ -136,6 +136,39 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
+    // Context threads, unless --workers asks for shards (N > 1 is refused:
+    // the two splits do not combine) or for one engine (N = 1).
+    let contexts = match crate::contexts::plan(&program) {
+        crate::contexts::Layout::Threads(lanes) => match workers {
+            Some(n) if n > 1 => {
+                eprintln!(
+                    "error: the program runs its {} contexts on their own threads and cannot \
+                     also run on {n} workers",
+                    lanes.len()
+                );
+                eprintln!(
+                    "help: drop --workers (and `.concurrent`) to run the contexts in \
+                     parallel, or remove the `.context(...)` placements to run on workers"
+                );
+                return Ok(ExitCode::from(2));
+            }
+            Some(_) => None,
+            None => {
+                let names: Vec<&str> = lanes.iter().map(|l| l.name.as_str()).collect();
+                eprintln!(
+                    "note: {} contexts run on their own engine threads: {}",
+                    lanes.len(),
+                    names.join(", ")
+                );
+                Some(lanes)
+            }
+        },
+        crate::contexts::Layout::One { why: Some(why) } => {
+            eprintln!("note: {why}");
+            None
+        }
+        crate::contexts::Layout::One { why: None } => None,
+    };
     if live {
         // Relative connector paths resolve against the working directory,
         // as for sinks (DESIGN.md, Connector sources).
@@ -145,6 +178,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             if let Err(e) = job.start_workers(n) {
                 eprintln!("error: {e:#}");
                 return Ok(ExitCode::from(2));
+            }
+        } else if let Some(lanes) = contexts {
+            for warning in job.start_contexts(lanes)? {
+                eprintln!("{warning}");
             }
         }
         let options = crate::live::LiveOptions {
@@ -180,8 +217,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     for note in connector_source_notes(&program) {
         eprintln!("{note}");
     }
+    if let Some(lanes) = contexts {
+        return run_parallel(args, program, &input, Pipeline::Contexts(lanes));
+    }
     if let Some(n) = workers {
-        return run_parallel(args, program, &input, n);
+        return run_parallel(args, program, &input, Pipeline::Workers(n));
     }
     let mut job = Job::new(program, args.job.clone())?;
 
@@ -277,14 +317,27 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `run --input ... --workers N`: the same run on N engine shards, outputs
-/// merged in the canonical order ([`crate::parallel`]).
+/// How a run over several engine threads splits the program.
+enum Pipeline {
+    /// `--workers N`: N shards by partition key ([`crate::parallel`]).
+    Workers(usize),
+    /// One engine thread per context ([`crate::contexts`]).
+    Contexts(Vec<crate::contexts::Lane>),
+}
+
+/// `run --input ... --workers N`: the same run on N engine shards, or on one
+/// engine thread per context, outputs merged in the canonical order
+/// ([`crate::parallel`]).
 fn run_parallel(
     args: &RunArgs,
     program: varpulis_program::Program,
     input: &Path,
-    workers: usize,
+    pipeline: Pipeline,
 ) -> anyhow::Result<ExitCode> {
+    let workers = match &pipeline {
+        Pipeline::Workers(n) => *n,
+        Pipeline::Contexts(_) => 1,
+    };
     let plan = if workers > 1 {
         match crate::parallel::plan(&program) {
             Ok(plan) => plan,
@@ -332,7 +385,19 @@ fn run_parallel(
     let started = Instant::now();
     let mut stderr = io::stderr();
     let records = Records::new(reader, format);
-    let outcome = crate::parallel::run(&mut job, records, &layout, &mut out, &mut stderr);
+    let outcome = match &pipeline {
+        Pipeline::Workers(_) => {
+            crate::parallel::run(&mut job, records, &layout, &mut out, &mut stderr)
+        }
+        Pipeline::Contexts(lanes) => crate::contexts::run(
+            &mut job,
+            records,
+            lanes,
+            layout.batch,
+            &mut out,
+            &mut stderr,
+        ),
+    };
     let closed = job.stop();
     let outcome = outcome?;
     closed?;

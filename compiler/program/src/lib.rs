@@ -18,6 +18,7 @@
 //! conversion of decoded records to slot events ([`decode`]).
 
 pub mod bytecode;
+pub mod context;
 pub mod decode;
 pub mod event;
 pub mod evt;
@@ -33,6 +34,7 @@ pub mod time;
 pub mod value;
 
 pub use bytecode::{Builtin, Chunk, FunctionId, GlobalId, Instr};
+pub use context::{ContextDef, ContextId, Placement};
 pub use decode::{DecodeError, DecodeWarning, EventDecoder, RawEvent};
 pub use event::{Event, Extra};
 pub use fingerprint::Fingerprints;
@@ -54,8 +56,16 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// The current artifact format version. Bump it on incompatible changes;
-/// the runtime refuses programs with another version.
-pub const FORMAT_VERSION: u32 = 1;
+/// the runtime refuses programs of a version outside
+/// [`OLDEST_FORMAT_VERSION`]`..=FORMAT_VERSION`.
+///
+/// Version 2 added [`Program::contexts`] and [`Program::placements`].
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version the runtime still loads: every field added
+/// since has a serde default, so a version-1 program loads as one without
+/// contexts.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// A compiled VPL program.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -78,6 +88,13 @@ pub struct Program {
     /// `varpulis run --workers` overrides it). `None`: one engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<u32>,
+    /// `context` declarations, in declaration order (format version 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contexts: Vec<ContextDef>,
+    /// The streams that name a context (`.context(c)` or
+    /// `.emit(context: c, ...)`), in stream order (format version 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placements: Vec<Placement>,
 }
 
 impl Default for Program {
@@ -91,6 +108,8 @@ impl Default for Program {
             connectors: Vec::new(),
             span_table: SpanTable::default(),
             workers: None,
+            contexts: Vec::new(),
+            placements: Vec::new(),
         }
     }
 }

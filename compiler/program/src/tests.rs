@@ -105,6 +105,33 @@ fn program_round_trips_through_json() {
 }
 
 #[test]
+fn contexts_and_placements_round_trip_and_old_programs_load_without_them() {
+    let mut p = sample();
+    p.contexts.push(ContextDef {
+        name: "ingest".into(),
+        cores: vec![0, 1],
+        span: SpanId::NONE,
+    });
+    p.placements.push(Placement {
+        stream: 0,
+        context: Some(0),
+        emit: None,
+    });
+    let text = serde_json::to_string(&p).expect("serialises");
+    let back: Program = serde_json::from_str(&text).expect("deserialises");
+    assert_eq!(back, p);
+    // A version-1 artifact has neither field: it loads as a program without
+    // contexts.
+    let mut old = sample();
+    old.version = 1;
+    let text = serde_json::to_string(&old).expect("serialises");
+    assert!(!text.contains("contexts") && !text.contains("placements"));
+    let back: Program = serde_json::from_str(&text).expect("deserialises");
+    assert!(back.contexts.is_empty() && back.placements.is_empty());
+    assert!((OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&back.version));
+}
+
+#[test]
 fn span_table_renders_locations_without_source_text() {
     let p = sample();
     assert_eq!(

@@ -24,6 +24,7 @@
 //!
 //! See `docs/LOWERING.md` for the construct-by-construct table.
 
+mod contexts;
 mod enrich;
 mod expr;
 mod forecast;
@@ -200,6 +201,7 @@ impl<'a> Lowerer<'a> {
         }
         self.lower_functions();
         self.finish_streams();
+        self.lower_contexts();
     }
 
     /// Records every top-level name (first wins) and assigns ids to

@@ -30,7 +30,8 @@ pub mod testing;
 pub mod windows;
 
 pub use engine::snapshot::{
-    plan_transfer, saved_streams, Compat, SavedStreams, StateReport, StreamState,
+    combine_lane_states, plan_transfer, saved_streams, Compat, SavedStreams, StateReport,
+    StreamState,
 };
 pub use engine::{Engine, EngineConfig, Metrics, Output, SideOutput};
 pub use error::{LoadError, RuntimeError, RuntimeErrorKind};

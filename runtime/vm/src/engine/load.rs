@@ -22,6 +22,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use varpulis_program::{
     InputRef, OpSpec, Program, SchemaId, SourceSpec, StreamPlan, WindowSpec, FORMAT_VERSION,
+    OLDEST_FORMAT_VERSION,
 };
 
 pub(super) fn build(
@@ -29,7 +30,7 @@ pub(super) fn build(
     config: EngineConfig,
     models: &Models,
 ) -> Result<Engine, LoadError> {
-    if program.version != FORMAT_VERSION {
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&program.version) {
         return Err(LoadError::Version {
             found: program.version,
             expected: FORMAT_VERSION,
@@ -111,6 +112,7 @@ pub(super) fn build(
         cur: Vec::new(),
         scratch: Vec::new(),
         trace: None,
+        lane: None,
     })
 }
 

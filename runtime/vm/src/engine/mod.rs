@@ -6,6 +6,7 @@
 //! Time is event time; `now()` is the time of the event being processed (or
 //! the watermark when timers fire).
 
+pub mod lane;
 mod load;
 pub mod snapshot;
 pub mod source;
@@ -222,6 +223,9 @@ pub struct Engine {
     scratch: Vec<Rec>,
     /// The `:why` trace, `None` unless [`Engine::set_trace`] turned it on.
     pub(crate) trace: Option<Box<crate::inspect::Trace>>,
+    /// `Some` when this engine runs one context of a pipeline
+    /// ([`Engine::run_only`]).
+    lane: Option<Box<lane::Lane>>,
 }
 
 impl Engine {
@@ -284,6 +288,7 @@ impl Engine {
             return;
         }
         let t = event.time;
+        self.begin_step();
         let prev_wm = self.time.watermark;
         let late = prev_wm.is_some_and(|w| t < w);
         if late {
@@ -308,6 +313,9 @@ impl Engine {
                 rec.clone()
             };
             let Some(r) = r else { break };
+            // A stream of another context: only its late events may matter
+            // here (to late streams of this one); it counts them itself.
+            let active = self.is_active(s);
             // Late beyond the stream's allowed lateness (default 0): counted,
             // routed to the stream's late streams, not processed (DESIGN.md,
             // Time).
@@ -318,13 +326,15 @@ impl Engine {
                     .and_then(|st| st.allowed_lateness)
                     .unwrap_or(0);
                 if t < w.saturating_sub(lateness.max(0)) {
-                    self.metrics.dropped += 1;
-                    let per = &mut self.metrics.late_per_stream;
-                    if per.len() <= s {
-                        per.resize(s + 1, 0);
-                    }
-                    if let Some(n) = per.get_mut(s) {
-                        *n += 1;
+                    if active {
+                        self.metrics.dropped += 1;
+                        let per = &mut self.metrics.late_per_stream;
+                        if per.len() <= s {
+                            per.resize(s + 1, 0);
+                        }
+                        if let Some(n) = per.get_mut(s) {
+                            *n += 1;
+                        }
                     }
                     for lc in self.routes.by_late.get(s).map_or(&[][..], Vec::as_slice) {
                         self.queue.push_back((lc.stream as usize, 0, r.clone()));
@@ -332,12 +342,16 @@ impl Engine {
                     continue;
                 }
             }
-            self.queue.push_back((s, c.input, r));
+            if active {
+                self.queue.push_back((s, c.input, r));
+            }
         }
+        self.enter_stage(0);
         self.drain(t, out);
         if let Some(c) = next_wm {
             self.advance(c, out);
         }
+        self.end_step(t, out);
     }
 
     /// Applies the time bookkeeping of an input event of type `type_id` at
@@ -356,9 +370,13 @@ impl Engine {
         if ty >= self.shared.program.schemas.len() {
             return;
         }
+        self.begin_step();
+        self.enter_stage(0);
+        self.drain(time, out);
         if let Some(c) = self.count_time(ty, time) {
             self.advance(c, out);
         }
+        self.end_step(time, out);
     }
 
     /// Counts an input event of schema `ty` at time `t` in the time state and
@@ -391,9 +409,12 @@ impl Engine {
     /// outputs of windows and timers that close.
     pub fn advance_watermark(&mut self, ts: i64) -> Vec<Output> {
         let mut out = Vec::new();
+        self.begin_step();
         if self.time.watermark.is_none_or(|w| ts > w) {
             self.advance(ts, &mut out);
         }
+        let now = self.time.max_seen.map_or(ts, |m| m.min(ts));
+        self.end_step(now, &mut out);
         out
     }
 
@@ -403,14 +424,25 @@ impl Engine {
     /// are released too.
     pub fn finish(&mut self) -> Vec<Output> {
         let mut out = Vec::new();
+        self.begin_step();
         if self.config.flush_at_end {
             self.advance(i64::MAX, &mut out);
         }
         if self.config.flush_partial_count_windows {
             let now = self.time.max_seen.unwrap_or(0);
+            let base = self.stage_base();
             for k in 0..self.topo.len() {
                 let s = self.topo[k];
-                for i in 0..self.streams[s].ops.len() {
+                let stage = base.saturating_add(u32::try_from(k).unwrap_or(u32::MAX));
+                if let Some(l) = &mut self.lane {
+                    l.set_stage(stage);
+                }
+                let ops = if self.is_active(s) {
+                    self.streams[s].ops.len()
+                } else {
+                    0
+                };
+                for i in 0..ops {
                     let mut cur = std::mem::take(&mut self.cur);
                     {
                         let StreamRt { name, ops, .. } = &mut self.streams[s];
@@ -422,9 +454,12 @@ impl Engine {
                     self.run_from(s, i + 1, &mut cur, now, &mut out);
                     self.cur = cur;
                 }
+                self.enter_stage(stage);
                 self.drain(now, &mut out);
             }
         }
+        let now = self.time.max_seen.unwrap_or(0);
+        self.end_step(now, &mut out);
         out
     }
 
@@ -527,6 +562,9 @@ impl Engine {
     /// Processes queued deliveries until none are left.
     fn drain(&mut self, now: i64, out: &mut Vec<Output>) {
         while let Some((s, input, rec)) = self.queue.pop_front() {
+            if !self.is_active(s) {
+                continue;
+            }
             let Some(st) = self.streams.get_mut(s) else {
                 continue;
             };
@@ -651,6 +689,9 @@ impl Engine {
             }
             // Partition keys do not cross stream boundaries.
             r.key = None;
+            if let Some(l) = &mut self.lane {
+                l.export(s, &r);
+            }
             for c in consumers {
                 self.queue
                     .push_back((c.stream as usize, c.input, r.clone()));
@@ -665,8 +706,19 @@ impl Engine {
         self.time.watermark = Some(wm);
         self.shared.watermark = Some(wm);
         let now = self.time.max_seen.map_or(wm, |m| m.min(wm));
+        let base = self.stage_base();
         for k in 0..self.topo.len() {
             let s = self.topo[k];
+            let stage = base.saturating_add(u32::try_from(k).unwrap_or(u32::MAX));
+            if !self.is_active(s) {
+                // Another context runs it: deliver what it produced here.
+                self.enter_stage(stage);
+                self.drain(now, out);
+                continue;
+            }
+            if let Some(l) = &mut self.lane {
+                l.set_stage(stage);
+            }
             let mut cur = std::mem::take(&mut self.cur);
             let first = self.time.first_seen.unwrap_or(0);
             let max_seen = self.time.max_seen.unwrap_or(i64::MIN);
@@ -729,6 +781,7 @@ impl Engine {
                 }
             }
             self.cur = cur;
+            self.enter_stage(stage);
             self.drain(now, out);
         }
     }

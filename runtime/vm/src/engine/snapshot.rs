@@ -300,3 +300,120 @@ pub fn plan_transfer(
         .collect();
     StateReport { streams, removed }
 }
+
+/// Combines the states that the engines of a context pipeline saved
+/// ([`Engine::save_state`] on each, with the streams each ran) into the one
+/// state a single engine running every stream would have saved: the time,
+/// globals and input counters of the first, each stream's state and output
+/// count from the engine that ran it, the drop and error counters summed.
+/// The result restores into one engine, into worker shards of one, or into
+/// any context layout ([`Engine::load_lane_state`]).
+pub fn combine_lane_states(
+    parts: &[(&dyn StateStore, &[bool])],
+    out: &mut dyn StateStore,
+) -> Result<(), LoadError> {
+    let Some((first, _)) = parts.first() else {
+        return Err(err("no engine states to combine"));
+    };
+    out.clear().map_err(err)?;
+    for (k, v) in first.scan("engine").map_err(err)? {
+        out.put("engine", &k, v).map_err(err)?;
+    }
+    let shape: Vec<String> = decode(
+        &first
+            .get("engine", b"shape")
+            .map_err(err)?
+            .ok_or_else(|| err("missing shape"))?,
+    )
+    .map_err(err)?;
+    let meta_of = |store: &dyn StateStore| -> Result<Meta, LoadError> {
+        decode(
+            &store
+                .get("engine", b"meta")
+                .map_err(err)?
+                .ok_or_else(|| err("missing meta"))?,
+        )
+        .map_err(err)
+    };
+    let mut meta = meta_of(*first)?;
+    meta.metrics.dropped = 0;
+    meta.error_count = 0;
+    for (store, _) in parts {
+        let m = meta_of(*store)?;
+        meta.metrics.dropped += m.metrics.dropped;
+        meta.error_count += m.error_count;
+    }
+    for i in 0..shape.len() {
+        let owner = parts
+            .iter()
+            .find(|(_, active)| active.get(i).copied().unwrap_or(false))
+            .map_or(*first, |(s, _)| *s);
+        let count = meta_of(owner)?
+            .metrics
+            .out_per_stream
+            .get(i)
+            .copied()
+            .unwrap_or(0);
+        if let Some(n) = meta.metrics.out_per_stream.get_mut(i) {
+            *n = count;
+        }
+        let table = format!("stream/{i}");
+        for (k, v) in owner.scan(&table).map_err(err)? {
+            out.put(&table, &k, v).map_err(err)?;
+        }
+    }
+    put(out, "engine", "meta", encode(&meta).map_err(err)?)
+}
+
+impl Engine {
+    /// Restores a state saved by one engine (or combined by
+    /// [`combine_lane_states`]) into an engine that runs only some streams
+    /// ([`Engine::run_only`]): only its streams take their state, and only
+    /// its streams' output counts are kept; the drop and error totals go to
+    /// the engine with `totals` (one per pipeline), so that the counters of
+    /// the pipeline's engines still add up. Without a lane it is
+    /// [`Engine::load_state_with`].
+    pub fn load_lane_state(
+        &mut self,
+        store: &dyn StateStore,
+        compat: Compat,
+        totals: bool,
+    ) -> Result<StateReport, LoadError> {
+        let Some(active) = self.lane.as_ref().map(|l| l.active().to_vec()) else {
+            return self.load_state_with(store, compat);
+        };
+        let Some(saved) = saved_streams(store)? else {
+            return Err(err("missing shape"));
+        };
+        let report = plan_transfer(
+            &saved.names,
+            saved.fingerprints.as_ref(),
+            &self.shared.program.fingerprints(),
+        );
+        // Only the tables of this engine's streams: the others stay empty.
+        let mut mine = MemoryStore::new();
+        for (k, v) in store.scan("engine").map_err(err)? {
+            mine.put("engine", &k, v).map_err(err)?;
+        }
+        for (i, s) in report.streams.iter().enumerate() {
+            let (Some(old), true) = (s.from, active.get(i).copied().unwrap_or(false)) else {
+                continue;
+            };
+            let table = format!("stream/{old}");
+            for (k, v) in store.scan(&table).map_err(err)? {
+                mine.put(&table, &k, v).map_err(err)?;
+            }
+        }
+        let report = self.load_state_with(&mine, compat)?;
+        for (i, n) in self.metrics.out_per_stream.iter_mut().enumerate() {
+            if !active.get(i).copied().unwrap_or(false) {
+                *n = 0;
+            }
+        }
+        if !totals {
+            self.metrics.dropped = 0;
+            self.shared.vm.error_count = 0;
+        }
+        Ok(report)
+    }
+}

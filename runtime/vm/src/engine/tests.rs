@@ -1116,3 +1116,178 @@ fn a_pattern_not_right_after_a_window_is_refused_at_load() {
     ]);
     assert!(matches!(Engine::new(p), Err(LoadError::Invalid(_))));
 }
+
+/// `Tumble` (10 s windows of `Reading` by pump, counted) feeds `Total`
+/// (20 s windows of `Tumble`, summed): `Total` reads what `Tumble`'s timers
+/// release.
+fn two_levels() -> Arc<Program> {
+    let mut b = ProgramBuilder::new();
+    let r = b.event("Reading", &["pump", "bar"]);
+    let (agg, schema) = b.aggregate("Tumble", &[("n", AggFunc::Count, None, None)], Some("pump"));
+    let tumble = b.stream(
+        "Tumble",
+        input(r),
+        vec![
+            OpSpec::PartitionBy(field(0)),
+            OpSpec::Window(WindowSpec::Tumbling { size: 10 * S }),
+            agg,
+            OpSpec::Emit(EmitSpec {
+                items: None,
+                schema,
+            }),
+        ],
+        schema,
+    );
+    let (agg, schema) = b.aggregate("Total", &[("sum", AggFunc::Sum, Some(0), None)], None);
+    b.stream(
+        "Total",
+        from_stream(tumble),
+        vec![
+            OpSpec::Window(WindowSpec::Tumbling { size: 20 * S }),
+            agg,
+            OpSpec::Emit(EmitSpec {
+                items: None,
+                schema,
+            }),
+        ],
+        schema,
+    );
+    b.build()
+}
+
+#[test]
+fn two_engines_each_running_one_stream_give_the_outputs_of_one_engine() {
+    let p = two_levels();
+    let input: Vec<Event> = (0..60)
+        .map(|i| {
+            // Pump c is rare: its windows close on the watermark.
+            let pump = if i % 10 == 0 {
+                "c"
+            } else {
+                ["a", "b"][(i % 2) as usize]
+            };
+            reading(i * 1_700_000_000, pump, 1.0)
+        })
+        .collect();
+    let mut one = Engine::new(p.clone()).expect("loads");
+    let mut expected = Vec::new();
+    for ev in input.clone() {
+        expected.extend(render(&one.push(ev)));
+    }
+    expected.extend(render(&one.finish()));
+
+    let mut up = Engine::new(p.clone()).expect("loads");
+    up.run_only(vec![true, false], vec![true, false]);
+    let mut down = Engine::new(p).expect("loads");
+    down.run_only(vec![false, true], vec![false, false]);
+    let mut got = Vec::new();
+    let mut staged_after_the_event = 0;
+    for ev in input {
+        got.extend(render(&up.push(ev.clone())));
+        let exports = up.take_exports();
+        // Tumble's windows close on the watermark, after the event's stage.
+        staged_after_the_event += exports.iter().filter(|x| x.stage > 0).count();
+        down.inject(exports);
+        got.extend(render(&down.push(ev)));
+        assert!(down.take_exports().is_empty(), "nothing is exported");
+    }
+    got.extend(render(&up.finish()));
+    down.inject(up.take_exports());
+    got.extend(render(&down.finish()));
+    assert!(staged_after_the_event > 0);
+    assert!(got.iter().any(|l| l.starts_with("Total")), "{got:?}");
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+    // Each engine counts the events of its own streams only.
+    assert_eq!(up.metrics().out_per_stream[1], 0);
+    assert_eq!(down.metrics().out_per_stream[0], 0);
+}
+
+#[test]
+fn the_combined_state_of_two_lanes_restores_into_one_engine_or_two_lanes() {
+    let p = two_levels();
+    let input: Vec<Event> = (0..60)
+        .map(|i| {
+            let pump = if i % 10 == 0 {
+                "c"
+            } else {
+                ["a", "b"][(i % 2) as usize]
+            };
+            reading(i * 1_700_000_000, pump, 1.0)
+        })
+        .collect();
+    let (head, tail) = input.split_at(31);
+    let lanes = |p: &Arc<Program>| {
+        let mut up = Engine::new(p.clone()).expect("loads");
+        up.run_only(vec![true, false], vec![true, false]);
+        let mut down = Engine::new(p.clone()).expect("loads");
+        down.run_only(vec![false, true], vec![false, false]);
+        (up, down)
+    };
+    let step = |up: &mut Engine, down: &mut Engine, ev: &Event, got: &mut Vec<String>| {
+        got.extend(render(&up.push(ev.clone())));
+        down.inject(up.take_exports());
+        got.extend(render(&down.push(ev.clone())));
+    };
+    let end = |up: &mut Engine, down: &mut Engine, got: &mut Vec<String>| {
+        got.extend(render(&up.finish()));
+        down.inject(up.take_exports());
+        got.extend(render(&down.finish()));
+        got.sort();
+    };
+    let (mut up, mut down) = lanes(&p);
+    let mut ignored = Vec::new();
+    for ev in head {
+        step(&mut up, &mut down, ev, &mut ignored);
+    }
+    let mut saved_up = varpulis_state::MemoryStore::new();
+    up.save_state(&mut saved_up).expect("saves");
+    let mut saved_down = varpulis_state::MemoryStore::new();
+    down.save_state(&mut saved_down).expect("saves");
+    let mut combined = varpulis_state::MemoryStore::new();
+    let (a, b) = ([true, false], [false, true]);
+    crate::combine_lane_states(&[(&saved_up, &a[..]), (&saved_down, &b[..])], &mut combined)
+        .expect("combines");
+
+    let mut expected = Vec::new();
+    for ev in tail {
+        step(&mut up, &mut down, ev, &mut expected);
+    }
+    end(&mut up, &mut down, &mut expected);
+    assert!(expected.iter().any(|l| l.starts_with("Total")));
+
+    // Into one engine.
+    let mut one = Engine::new(p.clone()).expect("loads");
+    one.load_state(&combined).expect("a one-engine state");
+    let mut got = Vec::new();
+    for ev in tail {
+        got.extend(render(&one.push(ev.clone())));
+    }
+    got.extend(render(&one.finish()));
+    got.sort();
+    assert_eq!(got, expected);
+
+    // Into two lanes again.
+    let (mut up2, mut down2) = lanes(&p);
+    up2.load_lane_state(&combined, crate::Compat::Strict, true)
+        .expect("loads");
+    down2
+        .load_lane_state(&combined, crate::Compat::Strict, false)
+        .expect("loads");
+    assert_eq!(
+        down2.memory()[0].ops.iter().map(|o| o.keys).sum::<u64>(),
+        0,
+        "a lane keeps no state of the streams it does not run"
+    );
+    let mut got = Vec::new();
+    for ev in tail {
+        step(&mut up2, &mut down2, ev, &mut got);
+    }
+    end(&mut up2, &mut down2, &mut got);
+    assert_eq!(got, expected);
+    assert_eq!(
+        up2.metrics().out_per_stream[0] + down2.metrics().out_per_stream[0],
+        one.metrics().out_per_stream[0]
+    );
+}
