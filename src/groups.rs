@@ -541,7 +541,14 @@ impl GroupRun {
     }
 
     fn rebalance(&mut self, request: Rebalance) -> anyhow::Result<()> {
-        self.counters.rebalances += 1;
+        match request {
+            // An incremental rebalance that gives this member nothing new.
+            Rebalance::Assigned { partitions, reply } if partitions.is_empty() => {
+                let _ = reply.send(Ok(BTreeMap::new()));
+                return Ok(());
+            }
+            _ => self.counters.rebalances += 1,
+        }
         match request {
             Rebalance::Assigned { partitions, reply } => {
                 let answer = self.assign(&partitions);
@@ -582,11 +589,7 @@ impl GroupRun {
         let _ = writeln!(
             self.log,
             "group: assigned {} (owning {})",
-            if list.is_empty() {
-                "nothing".to_string()
-            } else {
-                list.join(", ")
-            },
+            list.join(", "),
             self.owned.len()
         );
         Ok(starts)

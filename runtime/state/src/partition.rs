@@ -8,7 +8,9 @@
 //! ([`PartitionLease::claim`]) and checks its lease before each checkpoint
 //! ([`PartitionLease::check`]); once a newer generation has claimed the
 //! directory, the older member (a zombie that missed the rebalance) is
-//! refused, so it cannot overwrite the new owner's checkpoints.
+//! refused, so it cannot overwrite the new owner's checkpoints. The runs use
+//! a claim epoch as the generation ([`PartitionLease::take`]: one above the
+//! generation on disk), since librdkafka does not expose the group's.
 //!
 //! The check and the checkpoint that follows are two steps, not one atomic
 //! operation: a new owner that claims between them sees the zombie's commit.

@@ -22,6 +22,14 @@
 //! ([`Source::commit`]) for tools that watch the group's lag; a crash between a checkpoint
 //! and that commit no longer replays or skips anything.
 //!
+//! **With per-partition state** (`state_per_partition: true`, [`SourceConfig::partitions`]) the
+//! host keeps one state per partition and the rebalance callback asks it first
+//! ([`Rebalance`]): a revoked partition is released only once the host has checkpointed it, an
+//! assigned one starts at the offset the host restored (else the group's committed offset or
+//! `start`). The callback waits a bounded time and not at all once the host or the source
+//! stops. Without such a host the parameter is refused (server pipelines, runs without
+//! `--state-dir`).
+//!
 //! Why `earliest` by default: a group that has never committed would otherwise start at the end
 //! of the topic and silently miss whatever was produced before it joined (for instance while the
 //! group was forming). `start: latest` opts out when only new events matter.
