@@ -829,7 +829,7 @@ impl GroupRun {
             c.checkpoint_failures,
         );
         metric("input_records_total", "counter", "Records read.", records);
-        metric("input_events_total", "counter", "Events run.", events);
+        metric("events_total", "counter", "Events run.", events);
         metric("outputs_total", "counter", "Visible outputs.", outputs);
         metric(
             "source_received_total",

@@ -430,3 +430,71 @@ fn unsupported_combinations_are_refused_with_the_reason() {
         "a refused run wrote no state"
     );
 }
+
+/// A member whose partitions another member claimed (it missed the rebalance: a long stall)
+/// stops writing their state: each is dropped with a warning at its next checkpoint, counted,
+/// and its directory keeps the newer owner's claim.
+#[test]
+fn a_member_that_lost_its_claims_never_writes_those_partitions_again() {
+    let Some(brokers) =
+        brokers("a_member_that_lost_its_claims_never_writes_those_partitions_again")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = unique("fence");
+    assert!(
+        common::create_topic(&brokers, &topic, 6),
+        "cannot create a 6-partition topic (tansu's CLI)"
+    );
+    write(
+        dir.path(),
+        "count.vpl",
+        &counting(&brokers, &topic, &unique("group")),
+    );
+    let a = Member::start(dir.path(), "a");
+    wait_for_assignment(dir.path(), &["a"]);
+    produce(dir.path(), &brokers, &topic, 0, 300);
+    wait_for_outputs(dir.path(), &["a"], expected_outputs(300));
+    // Another member claims every partition with a newer generation.
+    let state = dir.path().join("state");
+    let mut claimed = Vec::new();
+    for p in 0..6 {
+        let owner = state.join(format!("{topic}-{p}")).join("owner");
+        let text = std::fs::read_to_string(&owner).expect("A claimed the partition");
+        let generation: i32 = text
+            .split_whitespace()
+            .next()
+            .and_then(|g| g.parse().ok())
+            .expect("owner record");
+        let newer = format!("{} someone-else\n", generation + 1);
+        std::fs::write(&owner, &newer).expect("claim");
+        claimed.push((owner, newer));
+    }
+    let deadline = Instant::now() + WAIT;
+    while log(dir.path(), "a")
+        .matches("its state is dropped here, not written")
+        .count()
+        < 6
+    {
+        assert!(
+            Instant::now() < deadline,
+            "A kept writing claimed partitions:\n{}",
+            log(dir.path(), "a")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // What arrives now is left to the owner; nothing of A reaches the directories.
+    produce(dir.path(), &brokers, &topic, 300, 400);
+    std::thread::sleep(Duration::from_secs(1));
+    a.interrupt();
+    let text = log(dir.path(), "a");
+    assert!(text.contains("6 fenced"), "{text}");
+    for (owner, newer) in claimed {
+        assert_eq!(
+            std::fs::read_to_string(&owner).expect("owner"),
+            newer,
+            "{text}"
+        );
+    }
+}
