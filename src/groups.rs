@@ -54,6 +54,9 @@ const REBALANCE_SLACK: Duration = Duration::from_secs(30);
 /// How often the loop wakes without payloads (idle watermark, Ctrl-C, metrics).
 const TICK: Duration = Duration::from_millis(100);
 
+/// Payloads taken from the source in one turn of the loop.
+const DRAIN_BATCH: usize = 1024;
+
 /// How often the metrics endpoint's text is refreshed.
 const PUBLISH: Duration = Duration::from_secs(1);
 
@@ -101,7 +104,8 @@ pub fn refusal(job: &Job, options: &LiveOptions) -> Option<String> {
     }
     if job.workers().is_some_and(|n| n > 1) {
         return Some(
-            "--workers above 1 is not supported with it: the partitions already split the \
+            "--workers (or `.concurrent(workers: N)`) above 1 is not supported with it: the \
+             partitions already split the \
              work; run more processes of the group instead"
                 .into(),
         );
@@ -393,13 +397,14 @@ impl GroupRun {
             },
             _ => {}
         }
-        // More payloads waiting, a bounded amount, unless a rebalance is asked for.
-        while self.requests.is_empty() && self.bad_input.is_none() && self.failure.is_none() {
-            let Ok(event) = self.rx.try_recv() else { break };
-            self.handle(event);
-            if self.outputs.len() >= 1024 {
+        // More payloads waiting, a bounded amount (checkpoints and rebalances are looked at
+        // between turns), unless a rebalance is asked for.
+        for _ in 0..DRAIN_BATCH {
+            if !self.requests.is_empty() || self.bad_input.is_some() || self.failure.is_some() {
                 break;
             }
+            let Ok(event) = self.rx.try_recv() else { break };
+            self.handle(event);
         }
         self.on_idle();
         self.write_outputs()?;
