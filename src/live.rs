@@ -2186,7 +2186,7 @@ impl IdleClock {
 }
 
 /// Ctrl-C and SIGTERM set the returned flag; a second one exits at once.
-pub(crate) fn install_interrupt_handler() -> anyhow::Result<Arc<AtomicBool>> {
+fn install_interrupt_handler() -> anyhow::Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
     ctrlc::set_handler(move || {
