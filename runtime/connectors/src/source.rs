@@ -54,6 +54,10 @@ pub struct SourceConfig {
     /// position where the host's checkpoints say ([`Source::commit`]) instead of advancing it
     /// on delivery, so a restart replays exactly what the restored state has not seen.
     pub checkpointed: bool,
+    /// The host keeps one state per partition (a kafka source with `state_per_partition:
+    /// true`): the source asks it before taking or giving up a partition ([`Rebalance`]).
+    /// A source whose connector asks for per-partition state refuses to start without it.
+    pub partitions: Option<PartitionHost>,
 }
 
 impl SourceConfig {
@@ -64,7 +68,64 @@ impl SourceConfig {
             id,
             resume: BTreeMap::new(),
             checkpointed: false,
+            partitions: None,
         }
+    }
+}
+
+/// A partition of a partitioned source: a Kafka topic and partition number.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartitionId {
+    /// The topic.
+    pub topic: String,
+    /// The partition number.
+    pub partition: i32,
+}
+
+impl PartitionId {
+    /// The record stream key of its payloads' [`Position`]s: `topic/partition`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.topic, self.partition)
+    }
+}
+
+/// What a source that keeps state per partition asks its host ([`PartitionHost`]). The
+/// source waits for the answer before it goes on, so the host sees every payload of a
+/// revoked partition before the revocation, and no payload of an assigned partition before
+/// it answered the assignment.
+#[derive(Debug)]
+pub enum Rebalance {
+    /// The group gave these partitions to this member. The host restores their state and
+    /// answers, per partition, the offset to read next (`None`: where the group's committed
+    /// offset or `auto.offset.reset` says), or an error that stops the source.
+    Assigned {
+        /// The partitions.
+        partitions: Vec<PartitionId>,
+        /// Where the answer goes.
+        reply: Sender<Result<BTreeMap<PartitionId, Option<u64>>, String>>,
+    },
+    /// The group takes these partitions away. The host checkpoints and drops their state,
+    /// then answers.
+    Revoked {
+        /// The partitions.
+        partitions: Vec<PartitionId>,
+        /// Where the answer goes.
+        reply: Sender<()>,
+    },
+}
+
+/// The channel through which a partitioned source asks its host ([`Rebalance`]).
+#[derive(Debug, Clone)]
+pub struct PartitionHost {
+    /// Where requests go.
+    pub tx: Sender<Rebalance>,
+    /// How long the source waits for an answer before it gives up (see the source).
+    pub timeout: Duration,
+}
+
+impl PartialEq for PartitionHost {
+    fn eq(&self, other: &Self) -> bool {
+        self.tx.same_channel(&other.tx) && self.timeout == other.timeout
     }
 }
 

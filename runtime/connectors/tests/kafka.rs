@@ -28,8 +28,9 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 use varpulis_connectors::{
-    open_sink, open_source, ConfigError, ConfigValue, ConnectorConfig, Record, Sink, SinkContext,
-    SinkError, Source, SourceConfig, SourceContext, SourceEvent, SourceMessage, SourceSender,
+    open_sink, open_source, ConfigError, ConfigValue, ConnectorConfig, PartitionHost, PartitionId,
+    Rebalance, Record, Sink, SinkContext, SinkError, Source, SourceConfig, SourceContext,
+    SourceEvent, SourceMessage, SourceSender,
 };
 
 const MS: u64 = 1_000_000;
@@ -1303,4 +1304,178 @@ fn a_group_on_a_broker_shares_partitions_and_hands_them_over() {
     let topic = unique("shared");
     create_topic(&brokers, &topic, 6);
     a_group_shares_partitions_and_hands_them_over(&brokers, &topic, &unique("shared-group"));
+}
+
+/// What a partition host saw: each request, when it answered it, and its partitions.
+type Requests = Arc<std::sync::Mutex<Vec<(Instant, &'static str, Vec<i32>)>>>;
+
+/// A source of `group_id` with `state_per_partition: true` whose host answers every
+/// assignment with `start` (the offset to resume at, for every partition) and records the
+/// requests; `answer_revocations` off leaves revocations unanswered (a host that is busy or
+/// stuck). Returns the host and the requests it saw.
+fn partitioned(
+    brokers: &str,
+    topic: &str,
+    group_id: &str,
+    start: Option<u64>,
+    answer_revocations: Arc<AtomicBool>,
+) -> (Host, Requests) {
+    let (tx, rx) = crossbeam_channel::bounded(10_000);
+    let stopping = Arc::new(AtomicBool::new(false));
+    let sender = SourceSender::new(tx, Arc::clone(&stopping));
+    let (requests_tx, requests_rx) = crossbeam_channel::unbounded();
+    let mut config = SourceConfig::new(
+        kafka(
+            "Orders",
+            brokers,
+            &[
+                ("topic", s(topic)),
+                group(group_id),
+                fast_session(),
+                ("state_per_partition", ConfigValue::Bool(true)),
+            ],
+        ),
+        7,
+    );
+    config.checkpointed = true;
+    config.partitions = Some(PartitionHost {
+        tx: requests_tx,
+        timeout: Duration::from_secs(20),
+    });
+    let seen: Requests = Arc::default();
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        let numbers = |ps: &[PartitionId]| ps.iter().map(|p| p.partition).collect::<Vec<_>>();
+        for request in requests_rx {
+            match request {
+                Rebalance::Assigned { partitions, reply } => {
+                    let starts = partitions.iter().map(|p| (p.clone(), start)).collect();
+                    let _ = reply.send(Ok(starts));
+                    let entry = (Instant::now(), "assigned", numbers(&partitions));
+                    log.lock().expect("log").push(entry);
+                }
+                Rebalance::Revoked { partitions, reply } => {
+                    if answer_revocations.load(Ordering::Acquire) {
+                        let entry = (Instant::now(), "revoked", numbers(&partitions));
+                        log.lock().expect("log").push(entry);
+                        let _ = reply.send(());
+                    }
+                }
+            }
+        }
+    });
+    let source = open_source(&config, &SourceContext::new("."), sender)
+        .unwrap_or_else(|e| panic!("valid kafka source: {e}"));
+    (
+        Host {
+            source,
+            rx,
+            stopping,
+        },
+        seen,
+    )
+}
+
+/// The partitions `seen` last says this member owns.
+fn owned(seen: &Requests) -> Vec<i32> {
+    let mut owned = std::collections::BTreeSet::new();
+    for (_, kind, ps) in seen.lock().expect("log").iter() {
+        for p in ps {
+            if *kind == "assigned" {
+                owned.insert(*p);
+            } else {
+                owned.remove(p);
+            }
+        }
+    }
+    owned.into_iter().collect()
+}
+
+/// With per-partition state the source asks its host: an assigned partition starts at the
+/// offset the host answers (not the group's), a partition moving to another member is
+/// revoked from this one (and the host answered) before the other is asked to take it, and a
+/// source whose host stops answering still stops within its bound.
+#[test]
+fn a_partition_host_decides_where_partitions_start_and_hears_of_revocations_first() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("orders", 6, 1).expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("producer");
+    // Ten records per partition: offsets 0..10, i = round * 6 + partition.
+    for round in 0..10 {
+        produce_round(&producer, "orders", round * 6);
+    }
+    let answering = Arc::new(AtomicBool::new(true));
+    let (mut a, seen_a) = partitioned(&brokers, "orders", "hosted", Some(6), answering.clone());
+    let mut problems = Vec::new();
+    let got = a.messages(24, &mut problems);
+    let offsets: Vec<u64> = got
+        .iter()
+        .map(|m| m.position.as_ref().expect("position").start)
+        .collect();
+    assert!(
+        offsets.iter().all(|o| *o >= 6),
+        "read before the host's offset: {offsets:?}"
+    );
+    let mut indexes: Vec<u64> = got.iter().map(|m| index(&m.payload)).collect();
+    indexes.sort_unstable();
+    assert_eq!(indexes, (36..60).collect::<Vec<_>>());
+    assert_eq!(owned(&seen_a), (0..6).collect::<Vec<_>>());
+
+    // B joins: some partitions move. A's host hears of each before B's host is asked.
+    let (mut b, seen_b) = partitioned(&brokers, "orders", "hosted", None, answering.clone());
+    let deadline = Instant::now() + 3 * WAIT;
+    let mut from_b = Vec::new();
+    while owned(&seen_b).is_empty() || owned(&seen_a).len() + owned(&seen_b).len() != 6 {
+        assert!(
+            Instant::now() < deadline,
+            "B never got partitions: A {:?}, B {:?}",
+            seen_a.lock().expect("log"),
+            seen_b.lock().expect("log")
+        );
+        drain(&a, Duration::from_millis(200), &mut problems);
+        from_b.extend(drain(&b, Duration::from_millis(200), &mut problems));
+    }
+    let (log_a, log_b) = (
+        seen_a.lock().expect("log").clone(),
+        seen_b.lock().expect("log").clone(),
+    );
+    for (at, _, ps) in log_b.iter().filter(|(_, k, _)| *k == "assigned") {
+        for p in ps {
+            let revoked = log_a
+                .iter()
+                .filter(|(_, k, rs)| *k == "revoked" && rs.contains(p))
+                .map(|(t, _, _)| *t)
+                .next_back();
+            assert!(
+                revoked.is_some_and(|t| t <= *at),
+                "partition {p} reached B before A's host let it go: A {log_a:?}, B {log_b:?}"
+            );
+        }
+    }
+    // B's host had no checkpoint (`None`): B starts where the group says (nothing committed:
+    // `start`, the earliest record), so it reads its partitions from offset 0.
+    from_b.extend(drain(&b, Duration::from_secs(2), &mut problems));
+    assert!(
+        from_b
+            .iter()
+            .any(|m| m.position.as_ref().is_some_and(|p| p.start == 0)),
+        "B did not start at the group's default"
+    );
+
+    // A host that stops answering does not hold the source's stop beyond its bound: B leaves,
+    // A's callback waits for a revocation answer that never comes, and A is stopped then.
+    answering.store(false, Ordering::Release);
+    let took = b.stop();
+    assert!(took < Duration::from_secs(15), "B took {took:?} to stop");
+    drain(&a, Duration::from_secs(2), &mut problems);
+    let took = a.stop();
+    assert!(took < Duration::from_secs(10), "A took {took:?} to stop");
+    assert!(
+        problems.iter().all(|(_, fatal)| !fatal),
+        "fatal problems: {problems:?}"
+    );
 }

@@ -8,7 +8,9 @@
 //! ([`PartitionLease::claim`]) and checks its lease before each checkpoint
 //! ([`PartitionLease::check`]); once a newer generation has claimed the
 //! directory, the older member (a zombie that missed the rebalance) is
-//! refused, so it cannot overwrite the new owner's checkpoints.
+//! refused, so it cannot overwrite the new owner's checkpoints. The runs use
+//! a claim epoch as the generation ([`PartitionLease::take`]: one above the
+//! generation on disk), since librdkafka does not expose the group's.
 //!
 //! The check and the checkpoint that follows are two steps, not one atomic
 //! operation: a new owner that claims between them sees the zombie's commit.
@@ -108,7 +110,7 @@ impl PartitionLease {
             dir: dir.to_path_buf(),
             owner,
         };
-        lease.check()?;
+        lease.fenced_by(|on_disk| on_disk.generation > generation)?;
         let path = dir.join(OWNER_FILE);
         let tmp = dir.join(format!("{OWNER_FILE}.{generation}.tmp"));
         let write = || -> std::io::Result<()> {
@@ -122,18 +124,43 @@ impl PartitionLease {
         Ok(lease)
     }
 
+    /// Claims `dir` with the generation after the one recorded there (1 for
+    /// a directory nobody claimed): the claim epoch the runs use as the
+    /// group generation (docs/DESIGN.md, "Scaling out over Kafka consumer
+    /// groups"). Every claim supersedes the ones before it, so the previous
+    /// owner's next [`PartitionLease::check`] fails.
+    pub fn take(dir: &Path, member: &str) -> Result<PartitionLease, StateError> {
+        let last = read_owner(dir)?.map_or(0, |o| o.generation);
+        let next = last.checked_add(1).ok_or_else(|| {
+            StateError::Corrupt(format!(
+                "`{}` records generation {last}, the last there can be",
+                dir.join(OWNER_FILE).display()
+            ))
+        })?;
+        PartitionLease::claim(dir, next, member)
+    }
+
     /// Whether this lease still holds: [`StateError::Fenced`] once a newer
-    /// generation has claimed the directory. Call before every checkpoint.
+    /// generation has claimed the directory, or another member claimed it
+    /// with the same generation (two [`PartitionLease::take`]s that raced).
+    /// Call before every checkpoint.
     pub fn check(&self) -> Result<(), StateError> {
+        let ours = &self.owner;
+        self.fenced_by(|on_disk| {
+            on_disk.generation > ours.generation
+                || (on_disk.generation == ours.generation && on_disk.member != ours.member)
+        })
+    }
+
+    /// [`StateError::Fenced`] when the owner on disk is one `newer` says supersedes us.
+    fn fenced_by(&self, newer: impl Fn(&Owner) -> bool) -> Result<(), StateError> {
         match read_owner(&self.dir)? {
-            Some(on_disk) if on_disk.generation > self.owner.generation => {
-                Err(StateError::Fenced {
-                    dir: self.dir.display().to_string(),
-                    ours: self.owner.generation,
-                    theirs: on_disk.generation,
-                    member: on_disk.member,
-                })
-            }
+            Some(on_disk) if newer(&on_disk) => Err(StateError::Fenced {
+                dir: self.dir.display().to_string(),
+                ours: self.owner.generation,
+                theirs: on_disk.generation,
+                member: on_disk.member,
+            }),
             _ => Ok(()),
         }
     }
@@ -204,6 +231,35 @@ mod tests {
         // The same generation may claim again (a member restarting its own assignment).
         PartitionLease::claim(&dir, 5, "member-b").expect("same generation");
         assert_eq!(new.dir(), dir.as_path());
+        // The same generation by another member fences the first one.
+        let _other = PartitionLease::claim(&dir, 5, "member-c").expect("same generation");
+        assert!(matches!(
+            new.check(),
+            Err(StateError::Fenced { theirs: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn each_take_supersedes_the_claims_before_it() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = partition_dir(root.path(), "orders", 1).expect("dir");
+        let first = PartitionLease::take(&dir, "a").expect("first");
+        assert_eq!(first.generation(), 1);
+        let second = PartitionLease::take(&dir, "b").expect("second");
+        assert_eq!(second.generation(), 2);
+        assert!(matches!(
+            first.check(),
+            Err(StateError::Fenced {
+                ours: 1,
+                theirs: 2,
+                ..
+            })
+        ));
+        second.check().expect("the newest holds it");
+        // The member taking its own partition again supersedes its older lease too.
+        let third = PartitionLease::take(&dir, "b").expect("again");
+        assert_eq!(third.generation(), 3);
+        assert!(second.check().is_err());
     }
 
     #[test]

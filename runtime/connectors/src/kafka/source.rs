@@ -22,6 +22,14 @@
 //! ([`Source::commit`]) for tools that watch the group's lag; a crash between a checkpoint
 //! and that commit no longer replays or skips anything.
 //!
+//! **With per-partition state** (`state_per_partition: true`, [`SourceConfig::partitions`]) the
+//! host keeps one state per partition and the rebalance callback asks it first
+//! ([`Rebalance`]): a revoked partition is released only once the host has checkpointed it, an
+//! assigned one starts at the offset the host restored (else the group's committed offset or
+//! `start`). The callback waits a bounded time and not at all once the host or the source
+//! stops. Without such a host the parameter is refused (server pipelines, runs without
+//! `--state-dir`).
+//!
 //! Why `earliest` by default: a group that has never committed would otherwise start at the end
 //! of the topic and silently miss whatever was produced before it joined (for instance while the
 //! group was forming). `start: latest` opts out when only new events matter.
@@ -57,8 +65,8 @@ use super::{
 use crate::config::{expand_env, ConnectorConfig, Params};
 use crate::error::ConfigError;
 use crate::source::{
-    join_until, now_ms, Position, Source, SourceConfig, SourceCounters, SourceEvent, SourceMessage,
-    SourceMetrics, SourceSender,
+    join_until, now_ms, PartitionHost, PartitionId, Position, Rebalance, Source, SourceConfig,
+    SourceCounters, SourceEvent, SourceMessage, SourceMetrics, SourceSender,
 };
 use crate::trace_context::TRACEPARENT;
 
@@ -109,6 +117,9 @@ pub struct KafkaSourceSettings {
     pub start: Start,
     /// The group session timeout, when not librdkafka's default.
     pub session_timeout: Option<Duration>,
+    /// One state per partition: the host is asked before a partition is taken or given up
+    /// ([`SourceConfig::partitions`]).
+    pub state_per_partition: bool,
 }
 
 impl KafkaSourceSettings {
@@ -135,18 +146,9 @@ impl KafkaSourceSettings {
             p.duration("session_timeout", Duration::ZERO)?;
             None
         };
-        // Per-partition state (docs/OPERATIONS.md, "Scaling out"): `varpulis
-        // check` already applies its keying rule (W0113), but the runs do not
-        // keep one state per partition yet, so `true` is refused rather than
-        // silently running with one state for all partitions.
-        if p.bool("state_per_partition", false)? {
-            return Err(p.invalid(
-                "state_per_partition",
-                "per-partition state is not available in this version yet: remove the \
-                 parameter to run with one state for every partition \
-                 (docs/OPERATIONS.md, \"Scaling out\")",
-            ));
-        }
+        // Per-partition state (docs/OPERATIONS.md, "Scaling out"): the host keeps one state
+        // per assigned partition; only a host that says so can run it ([`KafkaSource::start`]).
+        let state_per_partition = p.bool("state_per_partition", false)?;
         p.tolerate(SINK_PARAMS);
         // Unknown parameters first: a misspelt `topic` is better reported as a typo.
         p.finish()?;
@@ -163,6 +165,7 @@ impl KafkaSourceSettings {
             group_id,
             start,
             session_timeout,
+            state_per_partition,
         })
     }
 
@@ -217,10 +220,125 @@ type ReadPositions = Arc<Mutex<BTreeMap<String, u64>>>;
 type Shared = Arc<BaseConsumer<Assign>>;
 
 /// The consumer's callbacks: with checkpoints, partitions are assigned at [`ReadPositions`]
-/// instead of the group's committed offsets.
+/// instead of the group's committed offsets; with per-partition state, the host is asked
+/// ([`Rebalance`]) before a partition is taken or given up.
 struct Assign {
     /// `None` without checkpoints: librdkafka's default (committed offsets).
     positions: Option<ReadPositions>,
+    /// The host keeping one state per partition, if it does.
+    partitions: Option<PartitionAsk>,
+}
+
+/// What the rebalance callback needs to ask a host that keeps state per partition.
+struct PartitionAsk {
+    host: PartitionHost,
+    /// This source's stop flag.
+    stop: Arc<AtomicBool>,
+    /// For the host's stop flag and for reporting a failed assignment.
+    sender: SourceSender,
+    id: usize,
+    place: String,
+    counters: Arc<SourceCounters>,
+}
+
+impl PartitionAsk {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire) || self.sender.stopping()
+    }
+
+    /// Waits for the host's answer, looking at the stop flags meanwhile: `None` when the run
+    /// or this source stops, or the host did not answer in time (a host that is stopping
+    /// does not answer; the callback must not hang on it).
+    fn wait<T>(&self, reply: &Receiver<T>) -> Option<T> {
+        let deadline = Instant::now() + self.host.timeout;
+        loop {
+            if self.stopping() {
+                return None;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            let step = (deadline - now).min(Duration::from_millis(50));
+            match reply.recv_timeout(step) {
+                Ok(answer) => return Some(answer),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Asks the host to restore `partitions`: per partition, the offset to start at; `Err`
+    /// when it refused or did not answer (the partitions must not be read then).
+    fn assigned(
+        &self,
+        partitions: Vec<PartitionId>,
+    ) -> Result<BTreeMap<PartitionId, Option<u64>>, String> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let asked = self
+            .host
+            .tx
+            .send(Rebalance::Assigned { partitions, reply })
+            .is_ok();
+        match asked.then(|| self.wait(&answer)).flatten() {
+            Some(result) => result,
+            None if self.stopping() => Err("the run is stopping".to_string()),
+            None => Err(format!(
+                "the run did not restore the assigned partitions within {}s",
+                self.host.timeout.as_secs()
+            )),
+        }
+    }
+
+    /// Asks the host to checkpoint and drop `partitions`; a host that does not answer in time
+    /// is counted as an error (its next checkpoint of them is fenced once another member
+    /// claims them).
+    fn revoked(&self, partitions: Vec<PartitionId>) {
+        // A stopping run has taken its last checkpoint before it stopped this source.
+        if self.stopping() {
+            return;
+        }
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let asked = self
+            .host
+            .tx
+            .send(Rebalance::Revoked { partitions, reply })
+            .is_ok();
+        if (!asked || self.wait(&answer).is_none()) && !self.stopping() {
+            self.counters.error(format!(
+                "{}: the run did not checkpoint the revoked partitions within {}s",
+                self.place,
+                self.host.timeout.as_secs()
+            ));
+        }
+    }
+
+    /// A failed assignment stops the source: reading partitions whose state is not there
+    /// would give wrong results.
+    fn fail(&self, why: &str) {
+        if self.stopping() {
+            return;
+        }
+        let message = format!("{}: cannot take the assigned partitions: {why}", self.place);
+        self.counters.error(message.clone());
+        self.stop.store(true, Ordering::Release);
+        // The stop flag is set: deliver without waiting on it.
+        let _ = self.sender.try_deliver(SourceEvent::Problem {
+            source: self.id,
+            message,
+            fatal: true,
+        });
+    }
+}
+
+fn partition_ids(tpl: &TopicPartitionList) -> Vec<PartitionId> {
+    tpl.elements()
+        .iter()
+        .map(|elem| PartitionId {
+            topic: elem.topic().to_string(),
+            partition: elem.partition(),
+        })
+        .collect()
 }
 
 impl ClientContext for Assign {}
@@ -239,6 +357,10 @@ impl ConsumerContext for Assign {
         // Failures here cannot be returned: librdkafka reports them as consumer errors at the
         // next poll, which the reader counts.
         if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            // Revocation: the host checkpoints the partitions while they are still ours.
+            if let Some(ask) = &self.partitions {
+                ask.revoked(partition_ids(tpl));
+            }
             let _ = if cooperative && err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
                 consumer.incremental_unassign(tpl)
             } else {
@@ -246,7 +368,25 @@ impl ConsumerContext for Assign {
             };
             return;
         }
-        if let Some(positions) = &self.positions {
+        if let Some(ask) = &self.partitions {
+            match ask.assigned(partition_ids(tpl)) {
+                Ok(starts) => {
+                    for (id, next) in starts {
+                        let Some(next) = next.and_then(|n| i64::try_from(n).ok()) else {
+                            continue;
+                        };
+                        // Only fails for a partition not in the list, which the host
+                        // does not invent.
+                        let _ =
+                            tpl.set_partition_offset(&id.topic, id.partition, Offset::Offset(next));
+                    }
+                }
+                Err(why) => {
+                    ask.fail(&why);
+                    return;
+                }
+            }
+        } else if let Some(positions) = &self.positions {
             let known: Vec<(String, i32, i64)> = {
                 let positions = positions.lock().unwrap_or_else(|e| e.into_inner());
                 tpl.elements()
@@ -291,13 +431,52 @@ impl KafkaSource {
     pub fn start(config: &SourceConfig, sender: SourceSender) -> Result<KafkaSource, ConfigError> {
         let c = &config.connector;
         let settings = KafkaSourceSettings::from_config(c)?;
-        let positions: Option<ReadPositions> = config
-            .checkpointed
+        let host = match (&config.partitions, settings.state_per_partition) {
+            (Some(host), true) => Some(host.clone()),
+            (None, false) => None,
+            (None, true) => {
+                return Err(ConfigError::InvalidValue {
+                    connector: c.name.clone(),
+                    param: "state_per_partition".into(),
+                    reason: "per-partition state runs only in `varpulis run` with --state-dir \
+                             (not in server pipelines or other commands); see \
+                             docs/OPERATIONS.md, \"Scaling out\""
+                        .into(),
+                })
+            }
+            (Some(_), false) => {
+                return Err(ConfigError::InvalidValue {
+                    connector: c.name.clone(),
+                    param: "state_per_partition".into(),
+                    reason: "the run keeps state per partition but the connector does not ask \
+                             for it"
+                        .into(),
+                })
+            }
+        };
+        // With per-partition state the host answers where each assigned partition starts.
+        let positions: Option<ReadPositions> = (config.checkpointed && host.is_none())
             .then(|| Arc::new(Mutex::new(config.resume.clone())));
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(SourceCounters::default());
+        let place = format!(
+            "kafka {} topic {}",
+            settings.client.brokers,
+            settings.topics.join(",")
+        );
+        let partitions = host.map(|host| PartitionAsk {
+            host,
+            stop: Arc::clone(&stop),
+            sender: sender.clone(),
+            id: config.id,
+            place: place.clone(),
+            counters: Arc::clone(&counters),
+        });
         let consumer: BaseConsumer<Assign> = settings
             .client_config(&c.name)
             .create_with_context(Assign {
                 positions: positions.clone(),
+                partitions,
             })
             .map_err(|e| rejected_config(&c.name, &settings.client, e))?;
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
@@ -308,15 +487,8 @@ impl KafkaSource {
                 param: "topic".into(),
                 reason: format!("cannot subscribe: {e}"),
             })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let counters = Arc::new(SourceCounters::default());
         let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
         let to_commit = Arc::new(Mutex::new(None));
-        let place = format!(
-            "kafka {} topic {}",
-            settings.client.brokers,
-            settings.topics.join(",")
-        );
         let description = format!("{place} group {}", settings.group_id);
         let delivered: ReadPositions = Arc::new(Mutex::new(BTreeMap::new()));
         let consumer: Shared = Arc::new(consumer);
@@ -812,19 +984,56 @@ mod tests {
     }
 
     #[test]
-    fn state_per_partition_is_refused_until_runs_support_it() {
+    fn state_per_partition_needs_a_host_that_keeps_it() {
         let off = ("state_per_partition", ConfigValue::Bool(false));
-        check(&[topic(), off]).expect("`false` is the default behaviour");
-        let on = ("state_per_partition", ConfigValue::Bool(true));
-        let err = check(&[topic(), on]).expect_err("not available yet");
-        let text = err.to_string();
         assert!(
-            text.contains("parameter `state_per_partition`") && text.contains("Scaling out"),
-            "{text}"
+            !check(&[topic(), off])
+                .expect("the default")
+                .state_per_partition
+        );
+        let on = ("state_per_partition", ConfigValue::Bool(true));
+        assert!(
+            check(&[topic(), on.clone()])
+                .expect("valid")
+                .state_per_partition
         );
         let err = check(&[topic(), ("state_per_partition", ConfigValue::Int(1))])
             .expect_err("not a bool");
         assert!(err.to_string().contains("`true` or `false`"), "{err}");
+
+        // A host that does not keep state per partition (a server pipeline, or a run
+        // without --state-dir) is refused before any broker is contacted.
+        let connector = ConnectorConfig::new("Orders", "kafka")
+            .param("brokers", ConfigValue::Str("127.0.0.1:1".into()))
+            .param(topic().0, topic().1)
+            .param(on.0, on.1);
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let sender = SourceSender::new(tx, Arc::new(AtomicBool::new(false)));
+        let config = SourceConfig::new(connector.clone(), 0);
+        let Err(err) = KafkaSource::start(&config, sender.clone()) else {
+            panic!("started without a partition host");
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("parameter `state_per_partition`")
+                && text.contains("--state-dir")
+                && text.contains("Scaling out"),
+            "{text}"
+        );
+        // And a host that keeps state per partition for a connector that did not ask.
+        let (host, _requests) = crossbeam_channel::bounded(1);
+        let mut config = SourceConfig::new(
+            connector.param("state_per_partition", ConfigValue::Bool(false)),
+            0,
+        );
+        config.partitions = Some(PartitionHost {
+            tx: host,
+            timeout: Duration::from_secs(1),
+        });
+        let Err(err) = KafkaSource::start(&config, sender) else {
+            panic!("started a partitioned run on a plain source");
+        };
+        assert!(err.to_string().contains("does not ask"), "{err}");
     }
 
     #[test]

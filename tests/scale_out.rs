@@ -1,0 +1,516 @@
+//! Scaling out over a Kafka consumer group (docs/OPERATIONS.md, "Scaling out"): `varpulis
+//! run` processes with one `group_id` and `state_per_partition: true` share a 6-partition
+//! topic, each partition's state moving with the partition. Against the broker of
+//! `VARPULIS_TEST_KAFKA` (`eval "$(scripts/brokers env)"`); skipped without one unless
+//! `VARPULIS_REQUIRE_BROKERS=1`. The refusals need no broker.
+//!
+//! The program is a keyed count window, whose outputs depend only on the order of each key's
+//! events, which Kafka keeps within a partition; the producer keys records by that key.
+
+#![cfg(feature = "kafka")]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a group may take to settle, or the outputs to catch up.
+const WAIT: Duration = Duration::from_secs(90);
+
+fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).expect("write test file");
+    p
+}
+
+fn varpulis(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_varpulis"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn brokers(test: &str) -> Option<String> {
+    let found = std::env::var("VARPULIS_TEST_KAFKA")
+        .ok()
+        .filter(|a| std::net::TcpStream::connect(a).is_ok());
+    if found.is_none() {
+        assert!(
+            std::env::var("VARPULIS_REQUIRE_BROKERS").map_or(true, |v| v != "1"),
+            "{test}: VARPULIS_TEST_KAFKA is not set or not reachable"
+        );
+        eprintln!("{test}: skipped: no Kafka broker (eval \"$(scripts/brokers env)\")");
+    }
+    found
+}
+
+fn unique(tag: &str) -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("scale-{tag}-{}-{ms}", std::process::id())
+}
+
+const CLICK: &str = "event Clicks:\n    user: str\n    n: int\n\n";
+
+/// The counting program: per user, a count window of 3 over the group's topic.
+fn counting(brokers: &str, topic: &str, group: &str) -> String {
+    format!(
+        "{CLICK}connector In = kafka (brokers: \"{brokers}\", topic: \"{topic}\", \
+         group_id: \"{group}\", state_per_partition: true, session_timeout: 6s)\n\n\
+         stream Counts = Clicks.from(In)\n    .partition_by(user, idle: 1h)\n    \
+         .window(3)\n    .aggregate(c: count(), total: sum(n))\n    \
+         .emit(user: user, c: c, total: total)\n"
+    )
+}
+
+/// Produces events `from..to` (users `u0`..`u36`, keyed by user) to `topic` with a
+/// `varpulis run` of a file source into a kafka sink; returns how many each user got.
+fn produce(dir: &Path, brokers: &str, topic: &str, from: u64, to: u64) {
+    let mut input = String::new();
+    for i in from..to {
+        // A fixed scramble of users, so keys interleave in every partition.
+        let user = (i * 7919 + i / 5) % 37;
+        input.push_str(&format!(
+            "{{\"user\":\"u{user}\",\"n\":{i},\"timestamp\":{}}}\n",
+            1_700_000_000_000u64 + i
+        ));
+    }
+    let name = format!("in-{from}.jsonl");
+    write(dir, &name, &input);
+    write(
+        dir,
+        "produce.vpl",
+        &format!(
+            "event Raw:\n    user: str\n    n: int\n\n\
+             connector File = file (path: \"{name}\")\n\
+             connector Topic = kafka (brokers: \"{brokers}\", topic: \"{topic}\")\n\n\
+             # The records' type is the stream's name: `Clicks`.\n\
+             stream Clicks = Raw.from(File)\n    .to(Topic, key: user)\n"
+        ),
+    );
+    let out = varpulis(dir, &["run", "produce.vpl", "-o", "/dev/null"])
+        .output()
+        .expect("run the producer");
+    assert!(
+        out.status.success(),
+        "producer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// How many count-window outputs events `0..n` give (per user, one per three events).
+fn expected_outputs(n: u64) -> usize {
+    let mut per_user: BTreeMap<u64, usize> = BTreeMap::new();
+    for i in 0..n {
+        *per_user.entry((i * 7919 + i / 5) % 37).or_default() += 1;
+    }
+    per_user.values().map(|c| c / 3).sum()
+}
+
+/// A member of the group: `varpulis run count.vpl` with the shared state directory, its
+/// outputs in `out-<name>.jsonl` and its log in `err-<name>.log`.
+struct Member {
+    name: String,
+    child: Child,
+}
+
+impl Member {
+    fn start(dir: &Path, name: &str) -> Member {
+        let out = std::fs::File::create(dir.join(format!("out-{name}.jsonl"))).expect("out");
+        let err = std::fs::File::create(dir.join(format!("err-{name}.log"))).expect("err");
+        let child = varpulis(
+            dir,
+            &[
+                "run",
+                "count.vpl",
+                "--state-dir",
+                "state",
+                "--checkpoint-interval",
+                "300ms",
+                // Event time only from the events: the test's pauses must not move it.
+                "--idle-timeout",
+                "0",
+            ],
+        )
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start varpulis");
+        Member {
+            name: name.to_string(),
+            child,
+        }
+    }
+
+    /// Ctrl-C: the last checkpoint, then it leaves the group.
+    fn interrupt(mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!("member {} did not stop on Ctrl-C", self.name);
+    }
+
+    /// kill -9: no last checkpoint, no goodbye to the group.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn log(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(format!("err-{name}.log"))).unwrap_or_default()
+}
+
+fn logs(dir: &Path, names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("--- {n}:\n{}", log(dir, n)))
+        .collect()
+}
+
+/// Every output line of the members, with how often it was produced.
+fn outputs(dir: &Path, names: &[&str]) -> BTreeMap<String, usize> {
+    let mut all = BTreeMap::new();
+    for n in names {
+        let text = std::fs::read_to_string(dir.join(format!("out-{n}.jsonl"))).unwrap_or_default();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            *all.entry(line.to_string()).or_default() += 1;
+        }
+    }
+    all
+}
+
+/// Waits until the members' distinct outputs number `n`.
+fn wait_for_outputs(dir: &Path, names: &[&str], n: usize) -> BTreeMap<String, usize> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = outputs(dir, names);
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} distinct outputs after {}s\n{}",
+            got.len(),
+            WAIT.as_secs(),
+            logs(dir, names)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until every named member's log says it owns partitions.
+fn wait_for_assignment(dir: &Path, names: &[&str]) {
+    let deadline = Instant::now() + WAIT;
+    let owns = |n: &str| {
+        log(dir, n)
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("group: "))
+            .is_some_and(|l| l.starts_with("group: assigned") && !l.ends_with("(owning 0)"))
+    };
+    while !names.iter().all(|n| owns(n)) {
+        assert!(
+            Instant::now() < deadline,
+            "the group never gave every member partitions\n{}",
+            logs(dir, names)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The outputs of one process reading the whole topic in a group of its own.
+fn single_run(dir: &Path, brokers: &str, topic: &str, n: usize) -> BTreeSet<String> {
+    let single = dir.join("single");
+    std::fs::create_dir_all(&single).expect("mkdir");
+    write(
+        &single,
+        "count.vpl",
+        &counting(brokers, topic, &unique("single")),
+    );
+    let member = Member::start(&single, "single");
+    let got = wait_for_outputs(&single, &["single"], n);
+    member.interrupt();
+    assert!(
+        got.values().all(|&c| c == 1),
+        "one process without a move produces each output once"
+    );
+    got.into_keys().collect()
+}
+
+/// Compares the members' union with the single run's outputs: the same set, duplicates
+/// counted (at least once: what a dead member did after its last checkpoint is done again).
+fn assert_union(
+    dir: &Path,
+    names: &[&str],
+    got: &BTreeMap<String, usize>,
+    want: &BTreeSet<String>,
+) -> usize {
+    let union: BTreeSet<String> = got.keys().cloned().collect();
+    let missing: Vec<&String> = want.difference(&union).take(5).collect();
+    let extra: Vec<&String> = union.difference(want).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "the members' outputs differ from one process's: missing {missing:?}, extra {extra:?}\n{}",
+        logs(dir, names)
+    );
+    got.values().map(|c| c - 1).sum()
+}
+
+/// Two members, one after the other: the second joins mid-stream and the group moves
+/// partitions (and their open windows) to it; the union of both outputs is one process's.
+#[test]
+fn a_joining_member_takes_partitions_with_their_state() {
+    let Some(brokers) = brokers("a_joining_member_takes_partitions_with_their_state") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = unique("join");
+    assert!(
+        common::create_topic(&brokers, &topic, 6),
+        "cannot create a 6-partition topic (tansu's CLI)"
+    );
+    const N: u64 = 2_000;
+    produce(dir.path(), &brokers, &topic, 0, N / 2);
+    write(
+        dir.path(),
+        "count.vpl",
+        &counting(&brokers, &topic, &unique("group")),
+    );
+    let a = Member::start(dir.path(), "a");
+    // A reads the first half alone: some windows stay open (one or two events of a user).
+    wait_for_outputs(dir.path(), &["a"], expected_outputs(N / 2));
+    let b = Member::start(dir.path(), "b");
+    wait_for_assignment(dir.path(), &["a", "b"]);
+    produce(dir.path(), &brokers, &topic, N / 2, N);
+    let want_n = expected_outputs(N);
+    let got = wait_for_outputs(dir.path(), &["a", "b"], want_n);
+    b.interrupt();
+    a.interrupt();
+    let restored = log(dir.path(), "b");
+    assert!(
+        restored.contains("restored (generation"),
+        "B took no partition with state:\n{restored}"
+    );
+    let want = single_run(dir.path(), &brokers, &topic, want_n);
+    let duplicates = assert_union(dir.path(), &["a", "b"], &got, &want);
+    // Both stopped cleanly: each checkpointed before giving a partition up.
+    assert_eq!(duplicates, 0, "{}", logs(dir.path(), &["a", "b"]));
+}
+
+/// Three members on a 6-partition topic, one killed mid-stream: its partitions go to the
+/// others, which restore their last checkpoints and read on from their offsets. The union of
+/// the outputs equals one process's; duplicates are allowed (at least once) and counted.
+#[test]
+fn three_members_and_one_killed_give_one_process_outputs() {
+    let Some(brokers) = brokers("three_members_and_one_killed_give_one_process_outputs") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = unique("three");
+    assert!(
+        common::create_topic(&brokers, &topic, 6),
+        "cannot create a 6-partition topic (tansu's CLI)"
+    );
+    const N: u64 = 3_000;
+    write(
+        dir.path(),
+        "count.vpl",
+        &counting(&brokers, &topic, &unique("group")),
+    );
+    let names = ["a", "b", "c"];
+    let members: Vec<Member> = names.iter().map(|n| Member::start(dir.path(), n)).collect();
+    wait_for_assignment(dir.path(), &names);
+    produce(dir.path(), &brokers, &topic, 0, N / 2);
+    wait_for_outputs(dir.path(), &names, expected_outputs(N / 2));
+    let mut members = members.into_iter();
+    let (a, b, c) = (
+        members.next().expect("a"),
+        members.next().expect("b"),
+        members.next().expect("c"),
+    );
+    // Killed while the second half arrives: what it ran after its last checkpoint is lost
+    // with it, and its partitions' next owners read it again.
+    let producer = {
+        let (dir, brokers, topic) = (dir.path().to_path_buf(), brokers.clone(), topic.clone());
+        std::thread::spawn(move || produce(&dir, &brokers, &topic, N / 2, N))
+    };
+    // As soon as B writes outputs of the second half (or after a while, when its partitions
+    // got none of it).
+    let before = outputs(dir.path(), &["b"]).len();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while outputs(dir.path(), &["b"]).len() == before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    b.kill();
+    producer.join().expect("producer");
+    let want_n = expected_outputs(N);
+    wait_for_outputs(dir.path(), &names, want_n);
+    // The survivors take the killed member's partitions once the group notices (its session
+    // timeout), restoring their last checkpoints; what it ran after them runs again.
+    let owning = |n: &str| -> usize {
+        log(dir.path(), n)
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("group: "))
+            .and_then(|l| l.rsplit_once("(owning "))
+            .and_then(|(_, n)| n.trim_end_matches(')').parse().ok())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + WAIT;
+    while owning("a") + owning("c") != 6 {
+        assert!(
+            Instant::now() < deadline,
+            "the survivors never took every partition\n{}",
+            logs(dir.path(), &names)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    a.interrupt();
+    c.interrupt();
+    let got = outputs(dir.path(), &names);
+    let want = single_run(dir.path(), &brokers, &topic, want_n);
+    let duplicates = assert_union(dir.path(), &names, &got, &want);
+    eprintln!(
+        "{} outputs, {duplicates} produced again after the kill",
+        got.len()
+    );
+}
+
+/// What a run with per-partition state refuses, with the reason (no broker needed: the run
+/// refuses before it connects).
+#[test]
+fn unsupported_combinations_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program = counting("127.0.0.1:1", "t", "g");
+    write(dir.path(), "count.vpl", &program);
+    let refused = |args: &[&str], why: &str| {
+        let out = varpulis(dir.path(), args).output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("state_per_partition") && err.contains(why),
+            "{args:?}: expected {why:?} in:\n{err}"
+        );
+    };
+    refused(&["run", "count.vpl"], "needs --state-dir");
+    refused(
+        &["run", "count.vpl", "--state-dir", "s", "--workers", "2"],
+        "above 1 is not supported",
+    );
+    refused(
+        &["run", "count.vpl", "--state-dir", "s", "--dead-letter", "d"],
+        "--dead-letter",
+    );
+    let with_file_sink =
+        format!("{program}    .to(Out)\n\nconnector Out = file (path: \"o.jsonl\")\n");
+    write(dir.path(), "sink.vpl", &with_file_sink);
+    refused(
+        &["run", "sink.vpl", "--state-dir", "s"],
+        "file connector `Out`",
+    );
+    let two_sources = format!(
+        "{program}\nconnector Other = kafka (brokers: \"127.0.0.1:1\", topic: \"u\")\n\
+         stream More = Clicks.from(Other)\n    .where(n > 1)\n"
+    );
+    write(dir.path(), "two.vpl", &two_sources);
+    refused(
+        &["run", "two.vpl", "--state-dir", "s"],
+        "2 connector subscriptions",
+    );
+    assert!(
+        !dir.path().join("s").exists(),
+        "a refused run wrote no state"
+    );
+}
+
+/// A member whose partitions another member claimed (it missed the rebalance: a long stall)
+/// stops writing their state: each is dropped with a warning at its next checkpoint, counted,
+/// and its directory keeps the newer owner's claim.
+#[test]
+fn a_member_that_lost_its_claims_never_writes_those_partitions_again() {
+    let Some(brokers) =
+        brokers("a_member_that_lost_its_claims_never_writes_those_partitions_again")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = unique("fence");
+    assert!(
+        common::create_topic(&brokers, &topic, 6),
+        "cannot create a 6-partition topic (tansu's CLI)"
+    );
+    write(
+        dir.path(),
+        "count.vpl",
+        &counting(&brokers, &topic, &unique("group")),
+    );
+    let a = Member::start(dir.path(), "a");
+    wait_for_assignment(dir.path(), &["a"]);
+    produce(dir.path(), &brokers, &topic, 0, 300);
+    wait_for_outputs(dir.path(), &["a"], expected_outputs(300));
+    // Another member claims every partition with a newer generation.
+    let state = dir.path().join("state");
+    let mut claimed = Vec::new();
+    for p in 0..6 {
+        let owner = state.join(format!("{topic}-{p}")).join("owner");
+        let text = std::fs::read_to_string(&owner).expect("A claimed the partition");
+        let generation: i32 = text
+            .split_whitespace()
+            .next()
+            .and_then(|g| g.parse().ok())
+            .expect("owner record");
+        let newer = format!("{} someone-else\n", generation + 1);
+        std::fs::write(&owner, &newer).expect("claim");
+        claimed.push((owner, newer));
+    }
+    let deadline = Instant::now() + WAIT;
+    while log(dir.path(), "a")
+        .matches("its state is dropped here, not written")
+        .count()
+        < 6
+    {
+        assert!(
+            Instant::now() < deadline,
+            "A kept writing claimed partitions:\n{}",
+            log(dir.path(), "a")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // What arrives now is left to the owner; nothing of A reaches the directories.
+    produce(dir.path(), &brokers, &topic, 300, 400);
+    std::thread::sleep(Duration::from_secs(1));
+    a.interrupt();
+    let text = log(dir.path(), "a");
+    assert!(text.contains("6 fenced"), "{text}");
+    for (owner, newer) in claimed {
+        assert_eq!(
+            std::fs::read_to_string(&owner).expect("owner"),
+            newer,
+            "{text}"
+        );
+    }
+}
