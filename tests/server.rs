@@ -879,6 +879,87 @@ fn a_hot_update_whose_sinks_cannot_confirm_is_refused_and_the_old_program_keeps_
     drop(held);
 }
 
+/// Two contexts: cleaning in `ingest`, per-zone counts in `analytics`.
+const CONTEXTS: &str = "context ingest\ncontext analytics\n\nevent Reading:\n    zone: str\n    temp: float\n\nstream Clean = Reading\n    .context(ingest)\n    .where(temp > -50.0)\n    .emit(context: analytics, zone: zone, temp: temp)\n\nstream Counts = Clean\n    .partition_by(zone)\n    .window(3)\n    .aggregate(zone: last(zone), n: count())\n    .emit(zone: zone, n: n)\n";
+
+fn readings(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"event_type\":\"Reading\",\"zone\":\"z{}\",\"temp\":{i}}}\n",
+                i % 2
+            )
+        })
+        .collect()
+}
+
+/// Waits until `name`'s stream `stream` has emitted `n` events.
+fn wait_outputs(s: &Server, name: &str, stream: usize, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = s.call("GET", &format!("/api/v1/pipelines/{name}"), None, None);
+        if v["streams"][stream]["events_out"] == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_pipeline_runs_its_contexts_on_threads_and_keeps_them_on_an_update() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start(dir.path(), &[], &[]);
+    // Contexts and workers do not combine: refused with what to do instead.
+    let (code, v) = s.call(
+        "POST",
+        "/api/v1/pipelines",
+        Some(&json!({ "name": "both", "source": CONTEXTS, "workers": 2 })),
+        None,
+    );
+    assert_eq!(code, 422, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("2 contexts") && e.contains("without \"workers\"")),
+        "{v}"
+    );
+
+    let (code, v) = deploy(&s, "ctx", CONTEXTS);
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["contexts"], 2, "{v}");
+    assert_eq!(v["workers"], 1, "{v}");
+    s.wait_state("ctx", "running");
+    // Two zones of five readings: one full window of 3 each, two readings left open.
+    assert_eq!(post_events(&s, "ctx", &readings(10), None).0, 202);
+    wait_outputs(&s, "ctx", 1, 2);
+    let (_, metrics) = s.raw("GET", "/metrics", None, None);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("varpulis_engine_contexts{")
+                && l.contains("pipeline=\"ctx\"")
+                && l.ends_with(" 2")),
+        "{metrics}"
+    );
+
+    // A hot update keeps the contexts and moves the open windows across: one more
+    // reading per zone closes them.
+    let (code, v) = s.call(
+        "PUT",
+        "/api/v1/pipelines/ctx",
+        Some(&json!({ "source": CONTEXTS })),
+        None,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["update"]["sources"], "kept", "{v}");
+    assert_eq!(v["contexts"], 2, "{v}");
+    assert_eq!(post_events(&s, "ctx", &readings(2), None).0, 202);
+    wait_outputs(&s, "ctx", 1, 4);
+    let (ok, _) = s.terminate();
+    assert!(ok);
+}
+
 #[test]
 fn a_pipeline_runs_on_its_workers_and_a_new_worker_count_restarts_it() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -204,6 +204,7 @@ pub fn pipeline_json(p: &Pipeline) -> Value {
         ),
         "uptime_seconds": (p.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         "workers": p.running_workers.unwrap_or(1),
+        "contexts": p.running_contexts,
     });
     if let PipelineState::Failed(reason) = &status.state {
         out["reason"] = json!(reason);

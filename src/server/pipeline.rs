@@ -160,6 +160,8 @@ pub struct Pipeline {
     /// The engine workers its run has (its setting, else the program's
     /// `.concurrent(workers: N)`; `None`: one engine).
     pub running_workers: Option<usize>,
+    /// The engine threads its contexts run on (1: one engine for every context).
+    pub running_contexts: usize,
     /// When it was deployed.
     pub deployed_at: SystemTime,
     /// When this run of it started.
@@ -207,6 +209,10 @@ impl Pipeline {
         settings: RunSettings,
     ) -> Pipeline {
         let running_workers = super::effective_workers(&program, workers);
+        let running_contexts = match (running_workers, crate::contexts::plan(&program)) {
+            (None, crate::contexts::Layout::Threads(lanes)) => lanes.len(),
+            _ => 1,
+        };
         let streams: Vec<String> = program.streams.iter().map(|s| s.name.to_string()).collect();
         let shared = Arc::new(Shared {
             status: Mutex::new(Status {
@@ -253,6 +259,7 @@ impl Pipeline {
             connectors: None,
             workers,
             running_workers,
+            running_contexts,
             deployed_at,
             started: Instant::now(),
             streams,
@@ -345,6 +352,7 @@ impl Pipeline {
             connectors: None,
             workers: None,
             running_workers: None,
+            running_contexts: 1,
             deployed_at,
             started: Instant::now(),
             streams: Vec::new(),
@@ -408,6 +416,20 @@ fn run(
     let job = Job::new(program, job_options(&settings)).and_then(|mut job| {
         if let Some(n) = workers {
             job.start_workers(n)?;
+        } else if let crate::contexts::Layout::Threads(lanes) = crate::contexts::plan(job.program())
+        {
+            // One engine thread per context, as for `varpulis run` (docs/RUNTIME.md,
+            // "Contexts"); a core that cannot be had is a warning, kept for the status API.
+            let names: Vec<String> = lanes.iter().map(|l| l.name.clone()).collect();
+            eprintln!(
+                "[{name}] note: {} contexts run on their own engine threads: {}",
+                names.len(),
+                names.join(", ")
+            );
+            for warning in job.start_contexts(lanes)? {
+                eprintln!("[{name}] {warning}");
+                shared.remember(&warning);
+            }
         }
         Ok(job)
     });
