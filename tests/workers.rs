@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output as ProcessOutput};
 
-#[cfg(feature = "kafka")]
+#[allow(dead_code)] // the Kafka helpers are used only with the kafka feature
 mod common;
 
 use proptest::prelude::*;
