@@ -443,15 +443,16 @@ pub fn run<R: std::io::BufRead + Send>(
         let event_decoder = Arc::new(EventDecoder::new(&program));
         let mut to_decoders = Vec::with_capacity(decoders);
         let mut from_decoders = Vec::with_capacity(decoders);
+        let mut reading = Vec::with_capacity(decoders + 1);
         for _ in 0..decoders {
             let (tx, rx) = bounded::<Chunk>(QUEUE);
             let (dtx, drx) = bounded::<Vec<(usize, Decoded)>>(QUEUE);
             let event_decoder = event_decoder.clone();
-            scope.spawn(move || decode_chunks(&event_decoder, rx, dtx));
+            reading.push(scope.spawn(move || decode_chunks(&event_decoder, rx, dtx)));
             to_decoders.push(tx);
             from_decoders.push(drx);
         }
-        scope.spawn(move || read_chunks(records, batch, to_decoders));
+        reading.push(scope.spawn(move || read_chunks(records, batch, to_decoders)));
         let plan = layout.plan.clone();
         let decoder_program = (*program).clone();
         let router = scope.spawn(move || {
@@ -494,7 +495,13 @@ pub fn run<R: std::io::BufRead + Send>(
         drop(from_shards);
         let (decoder_stats, failed) = router
             .join()
-            .map_err(|_| anyhow::anyhow!("the decoding thread stopped unexpectedly"))??;
+            .map_err(|_| anyhow::anyhow!("the routing thread stopped unexpectedly"))??;
+        // A reading or decoding thread that stopped early ended the input
+        // there for the router: the run fails rather than look complete.
+        for h in reading {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("an input reading thread stopped unexpectedly"))?;
+        }
         let mut metrics = Metrics::default();
         for (i, h) in shard_handles.into_iter().enumerate() {
             let m = h
