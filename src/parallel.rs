@@ -1,8 +1,9 @@
 //! Partition-parallel runs (`varpulis run --workers N`, `.concurrent(workers: N)`).
 //!
-//! One decoding thread reads and decodes the input and routes each event to
-//! the engine shard that owns its partition key; N shard threads each run
-//! their own deterministic [`Engine`]; the calling thread merges their
+//! One thread reads the input in batches of whole lines, N threads parse and
+//! decode the batches, and a routing thread takes them back in input order
+//! and routes each event to the engine shard that owns its partition key; N
+//! shard threads each run their own deterministic [`Engine`]; the calling thread merges their
 //! outputs in a canonical order, encodes them and handles sinks and
 //! messages. Stages talk over bounded channels carrying batches, so a slow
 //! stage holds the others back instead of buffering without end.
