@@ -75,6 +75,20 @@ impl<R: BufRead> Records<R> {
     }
 }
 
+impl<R> Records<R> {
+    /// The format being read.
+    pub fn format(&self) -> InputFormat {
+        self.format
+    }
+
+    /// The reader, positioned at the next line, and that line's 1-based
+    /// number: for reading JSON lines some other way (the parallel reader
+    /// of `run --workers`). `.evt` records need this reader's state.
+    pub fn into_lines(self) -> (R, usize) {
+        (self.reader, self.line + 1)
+    }
+}
+
 impl<R: BufRead> Iterator for Records<R> {
     type Item = InputRecord;
 

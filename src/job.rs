@@ -153,6 +153,54 @@ pub fn new_pipeline_id() -> String {
     format!("{id:016x}")
 }
 
+/// A record decoded without the state of a job (the previous record's
+/// time, counters, unknown types already reported), so any thread can
+/// decode it; [`Job::admit`] applies that state in input order.
+#[derive(Debug)]
+pub enum Decoded {
+    /// An event. `time` is the record's own time; `None` takes the previous
+    /// record's (the event's `time` is set by [`Job::admit`]).
+    Event {
+        /// The event.
+        event: varpulis_program::Event,
+        /// The record's own time.
+        time: Option<i64>,
+    },
+    /// The program has no such event type: skipped.
+    UnknownType {
+        /// The type name the record gave.
+        name: String,
+        /// The record's own time.
+        time: Option<i64>,
+    },
+    /// A field has the wrong type: skipped.
+    WrongType {
+        /// What is wrong.
+        message: String,
+        /// The record's own time.
+        time: Option<i64>,
+    },
+    /// Not an event at all (bad JSON, bad `.evt` line): skipped.
+    Malformed(String),
+}
+
+/// Decodes `raw` with the given time (else its `timestamp`, else the
+/// previous record's, filled in by [`Job::admit`]) on any thread.
+pub fn decode_alone(decoder: &EventDecoder, raw: &RawEvent, time: Option<i64>) -> Decoded {
+    let time = time.or(raw.timestamp);
+    let mut warnings = Vec::new();
+    match decoder.decode(raw, time.unwrap_or(0), &mut warnings) {
+        Ok(event) => match warnings.first() {
+            Some(w) => Decoded::WrongType {
+                message: w.to_string(),
+                time,
+            },
+            None => Decoded::Event { event, time },
+        },
+        Err(DecodeError::UnknownType(name)) => Decoded::UnknownType { name, time },
+    }
+}
+
 /// A program running in an engine, plus its host-side state.
 pub struct Job {
     engine: Engine,
@@ -822,40 +870,64 @@ impl Job {
         time: Option<i64>,
         from: RecordFrom<'_>,
     ) -> Result<Option<varpulis_program::Event>, InputProblem> {
-        self.stats.records += 1;
-        let time = time.or(raw.timestamp).unwrap_or(self.clock);
-        self.clock = time;
-        let mut warnings = Vec::new();
-        let event = match self.decoder.decode(raw, time, &mut warnings) {
-            Ok(ev) => ev,
-            Err(DecodeError::UnknownType(t)) => {
+        let decoded = decode_alone(&self.decoder, raw, time);
+        self.admit(decoded, from)
+    }
+
+    /// Applies what a record decoded on its own ([`decode_alone`], on any
+    /// thread) needs of the job, in input order: the previous record's time
+    /// for records without one, the counters, the report of each unknown
+    /// type once, and `--strict`. `Ok(None)` when the record is counted and
+    /// skipped. [`Job::decode_from`] is [`decode_alone`] then this.
+    pub fn admit(
+        &mut self,
+        decoded: Decoded,
+        from: RecordFrom<'_>,
+    ) -> Result<Option<varpulis_program::Event>, InputProblem> {
+        let time = match &decoded {
+            Decoded::Malformed(_) => None,
+            Decoded::Event { time, .. }
+            | Decoded::UnknownType { time, .. }
+            | Decoded::WrongType { time, .. } => Some(time.unwrap_or(self.clock)),
+        };
+        if let Some(time) = time {
+            self.stats.records += 1;
+            self.clock = time;
+        }
+        match decoded {
+            Decoded::Malformed(message) => self.malformed_from(from, message).map(|()| None),
+            Decoded::Event { mut event, .. } => {
+                event.time = self.clock;
+                self.stats.events += 1;
+                Ok(Some(event))
+            }
+            Decoded::UnknownType { name, .. } => {
                 // Each unknown name is reported once; the set of names is bounded so a
                 // sender inventing a new type per event cannot grow it without end (past
                 // the bound they are still counted, no longer listed).
+                let message = format!(
+                    "unknown event type `{name}` (the program declares or uses no such type)"
+                );
                 let first = self.unknown_reported.len() < MAX_UNKNOWN_REPORTED
-                    && self.unknown_reported.insert(t.clone());
+                    && self.unknown_reported.insert(name);
                 let problem = InputProblem {
                     line: from.line(),
                     place: from.place(),
                     kind: "unknown_type",
-                    message: format!(
-                        "unknown event type `{t}` (the program declares or uses no such type)"
-                    ),
+                    message,
                 };
-                return self.skip(problem, first).map(|()| None);
+                self.skip(problem, first).map(|()| None)
             }
-        };
-        if let Some(w) = warnings.first() {
-            let problem = InputProblem {
-                line: from.line(),
-                place: from.place(),
-                kind: "wrong_type",
-                message: w.to_string(),
-            };
-            return self.skip(problem, true).map(|()| None);
+            Decoded::WrongType { message, .. } => {
+                let problem = InputProblem {
+                    line: from.line(),
+                    place: from.place(),
+                    kind: "wrong_type",
+                    message,
+                };
+                self.skip(problem, true).map(|()| None)
+            }
         }
-        self.stats.events += 1;
-        Ok(Some(event))
     }
 
     /// Records a malformed line (the reader could not decode it).

@@ -1,8 +1,9 @@
 //! Partition-parallel runs (`varpulis run --workers N`, `.concurrent(workers: N)`).
 //!
-//! One decoding thread reads and decodes the input and routes each event to
-//! the engine shard that owns its partition key; N shard threads each run
-//! their own deterministic [`Engine`]; the calling thread merges their
+//! One thread reads the input in batches of whole lines, N threads parse and
+//! decode the batches, and a routing thread takes them back in input order
+//! and routes each event to the engine shard that owns its partition key; N
+//! shard threads each run their own deterministic [`Engine`]; the calling thread merges their
 //! outputs in a canonical order, encodes them and handles sinks and
 //! messages. Stages talk over bounded channels carrying batches, so a slow
 //! stage holds the others back instead of buffering without end.
@@ -31,8 +32,10 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use varpulis_program::json::parse_json_event;
 use varpulis_program::{
-    Chunk, Event, InputRef, Instr, OpSpec, Program, SchemaId, SourceSpec, Value, ValueKey,
+    Chunk as Code, Event, EventDecoder, InputRef, Instr, OpSpec, Program, SchemaId, SourceSpec,
+    Value, ValueKey,
 };
 use varpulis_state::{MemoryStore, StateStore};
 use varpulis_vm::memory::StreamMemory;
@@ -40,8 +43,8 @@ use varpulis_vm::{
     Compat, Engine, EngineConfig, Metrics, Output, RuntimeError, SideOutput, StateReport,
 };
 
-use crate::input::Records;
-use crate::job::{InputProblem, Job, JobStats};
+use crate::input::{InputFormat, InputRecord, Records};
+use crate::job::{decode_alone, Decoded, InputProblem, Job, JobStats, RecordFrom};
 
 /// Most workers a run may ask for.
 pub const MAX_WORKERS: usize = 64;
@@ -110,7 +113,7 @@ impl ShardPlan {
 }
 
 /// The slot of a key expression that is a plain field of its input.
-fn plain_field(chunk: &Chunk) -> Option<u16> {
+fn plain_field(chunk: &Code) -> Option<u16> {
     match chunk.code.as_slice() {
         [Instr::LoadField(s)] | [Instr::LoadField(s), Instr::Return] => Some(*s),
         _ => None,
@@ -386,11 +389,13 @@ pub struct Layout {
     pub plan: ShardPlan,
 }
 
-/// Runs `job`'s program over `records` on `layout.workers` engine shards.
-/// `job` keeps the sinks and receives the merged side outputs; the input is
-/// decoded on its own thread by a job of the same program without sinks.
-/// Messages (print/log lines, runtime errors) go to `messages`; input
-/// warnings go to stderr from the decoding thread.
+/// Runs `job`'s program over `records` on `layout.workers` engine shards. `job` keeps the sinks and receives the
+/// merged side outputs. The input is read in batches of whole lines on one
+/// thread, parsed and decoded on `layout.workers` threads, and put back in
+/// input order by the routing thread, which applies the job state of
+/// decoding (a job of the same program without sinks) and routes. Messages
+/// (print/log lines, runtime errors) go to `messages`; input warnings go to
+/// stderr from the routing thread.
 pub fn run<R: std::io::BufRead + Send>(
     job: &mut Job,
     records: Records<R>,
@@ -433,11 +438,27 @@ pub fn run<R: std::io::BufRead + Send>(
             to_shards.push(tx);
             from_shards.push(orx);
         }
+        // Reader → decoders (chunk k to decoder k mod n) → router, which
+        // takes the decoded chunks back in the same turn, so in input order.
+        let decoders = workers;
+        let event_decoder = Arc::new(EventDecoder::new(&program));
+        let mut to_decoders = Vec::with_capacity(decoders);
+        let mut from_decoders = Vec::with_capacity(decoders);
+        let mut reading = Vec::with_capacity(decoders + 1);
+        for _ in 0..decoders {
+            let (tx, rx) = bounded::<Chunk>(QUEUE);
+            let (dtx, drx) = bounded::<Vec<(usize, Decoded)>>(QUEUE);
+            let event_decoder = event_decoder.clone();
+            reading.push(scope.spawn(move || decode_chunks(&event_decoder, rx, dtx)));
+            to_decoders.push(tx);
+            from_decoders.push(drx);
+        }
+        reading.push(scope.spawn(move || read_chunks(records, batch, to_decoders)));
         let plan = layout.plan.clone();
         let decoder_program = (*program).clone();
         let router = scope.spawn(move || {
             let mut decoder = Job::without_sinks(decoder_program, decoder_options)?;
-            route(&mut decoder, records, &plan, to_shards, batch)
+            route(&mut decoder, from_decoders, &plan, to_shards, batch)
         });
 
         // Merge round by round: every shard answers every batch, in order.
@@ -475,7 +496,13 @@ pub fn run<R: std::io::BufRead + Send>(
         drop(from_shards);
         let (decoder_stats, failed) = router
             .join()
-            .map_err(|_| anyhow::anyhow!("the decoding thread stopped unexpectedly"))??;
+            .map_err(|_| anyhow::anyhow!("the routing thread stopped unexpectedly"))??;
+        // A reading or decoding thread that stopped early ended the input
+        // there for the router: the run fails rather than look complete.
+        for h in reading {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("an input reading thread stopped unexpectedly"))?;
+        }
         let mut metrics = Metrics::default();
         for (i, h) in shard_handles.into_iter().enumerate() {
             let m = h
@@ -852,12 +879,152 @@ pub(crate) fn side_key(s: &SideOutput) -> Vec<u8> {
     }
 }
 
-/// The decoding thread: decodes records, routes each to its owner and its
-/// time to every other shard, in batches; then tells every shard to finish.
-/// Returns the decoder's counters and the problem that stopped a strict run.
-fn route<R: std::io::BufRead>(
+/// Whole input lines read in one go, for one decoding thread.
+enum Chunk {
+    /// JSON lines, parsed and decoded by the decoding thread.
+    Json {
+        /// The 1-based number of the first line.
+        first: usize,
+        /// The lines' bytes, newlines included.
+        text: Vec<u8>,
+        /// Where each line ends in `text`.
+        ends: Vec<usize>,
+    },
+    /// `.evt` records, parsed by the reader (a `BATCH` line and the time
+    /// offsets carry from line to line), decoded by the decoding thread.
+    Evt(Vec<InputRecord>),
+}
+
+/// The reading thread: cuts `input` into chunks of `batch` whole lines (or
+/// `.evt` records) and hands chunk k to decoder k mod n, so the router can
+/// take the decoded chunks back in order. Stops at the end of input, at a
+/// read error other than a line that is not UTF-8 (as [`Records`] does), or
+/// when the decoders are gone.
+fn read_chunks<R: std::io::BufRead>(
+    mut records: Records<R>,
+    batch: usize,
+    decoders: Vec<Sender<Chunk>>,
+) {
+    let mut turn = decoders.iter().cycle();
+    if records.format() == InputFormat::Evt {
+        loop {
+            let chunk: Vec<InputRecord> = records.by_ref().take(batch).collect();
+            let end = chunk.len() < batch;
+            if !chunk.is_empty()
+                && turn
+                    .next()
+                    .is_some_and(|tx| tx.send(Chunk::Evt(chunk)).is_err())
+            {
+                return;
+            }
+            if end {
+                return;
+            }
+        }
+    }
+    let (mut input, mut line) = records.into_lines();
+    loop {
+        let mut text = Vec::with_capacity(128 * batch);
+        let mut ends = Vec::with_capacity(batch);
+        let mut end = false;
+        while ends.len() < batch {
+            match input.read_until(b'\n', &mut text) {
+                Ok(0) => {
+                    end = true;
+                    break;
+                }
+                Ok(_) => ends.push(text.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    end = true;
+                    break;
+                }
+            }
+        }
+        let lines = ends.len();
+        if lines > 0 {
+            let chunk = Chunk::Json {
+                first: line,
+                text,
+                ends,
+            };
+            if turn.next().is_some_and(|tx| tx.send(chunk).is_err()) {
+                return;
+            }
+        }
+        line += lines;
+        if end {
+            return;
+        }
+    }
+}
+
+/// A decoding thread: parses and decodes each chunk it gets, each record
+/// with its line, until the reader or the router is gone.
+fn decode_chunks(
+    decoder: &EventDecoder,
+    chunks: Receiver<Chunk>,
+    decoded: Sender<Vec<(usize, Decoded)>>,
+) {
+    for chunk in chunks {
+        let out = match chunk {
+            Chunk::Json { first, text, ends } => {
+                let mut out = Vec::with_capacity(ends.len());
+                let mut start = 0;
+                for (line, end) in (first..).zip(ends) {
+                    let bytes = text.get(start..end).unwrap_or_default();
+                    start = end;
+                    let Ok(text) = std::str::from_utf8(bytes) else {
+                        // What reading the line as text says (`Records`).
+                        let e = std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "stream did not contain valid UTF-8",
+                        );
+                        out.push((line, Decoded::Malformed(format!("cannot read line: {e}"))));
+                        continue;
+                    };
+                    let text = text.trim();
+                    if text.is_empty() {
+                        continue;
+                    }
+                    out.push((
+                        line,
+                        match parse_json_event(text) {
+                            Ok(raw) => decode_alone(decoder, &raw, None),
+                            Err(e) => Decoded::Malformed(e.to_string()),
+                        },
+                    ));
+                }
+                out
+            }
+            Chunk::Evt(records) => records
+                .into_iter()
+                .map(|rec| match rec {
+                    InputRecord::Evt(r) => (
+                        r.line,
+                        decode_alone(decoder, &r.event, Some(r.event_time(0))),
+                    ),
+                    InputRecord::Json { line, event } => {
+                        (line, decode_alone(decoder, &event, None))
+                    }
+                    InputRecord::Bad { line, message } => (line, Decoded::Malformed(message)),
+                })
+                .collect(),
+        };
+        if decoded.send(out).is_err() {
+            return;
+        }
+    }
+}
+
+/// The routing thread: takes the decoded chunks in input order, applies the
+/// job state of decoding ([`Job::admit`]: times, counters, reports,
+/// `--strict`), routes each event to its owner and its time to every other
+/// shard, in batches; then tells every shard to finish. Returns the
+/// decoder's counters and the problem that stopped a strict run.
+fn route(
     decoder: &mut Job,
-    records: Records<R>,
+    decoded: Vec<Receiver<Vec<(usize, Decoded)>>>,
     plan: &ShardPlan,
     shards: Vec<Sender<Cmd>>,
     batch: usize,
@@ -874,36 +1041,43 @@ fn route<R: std::io::BufRead>(
         }
         Ok(())
     };
-    for rec in records {
-        let decoded = decoder.decode_record(&rec);
-        for m in decoder.take_messages() {
-            let _ = writeln!(stderr, "{m}");
-        }
-        let event = match decoded {
-            Ok(Some(ev)) => ev,
-            Ok(None) => continue,
-            Err(problem) => {
-                failed = Some(problem);
-                break;
+    // The decoder of the next chunk ends first when the input has.
+    'chunks: for rx in decoded.iter().cycle() {
+        let Ok(chunk) = rx.recv() else { break };
+        for (line, d) in chunk {
+            let admitted = decoder.admit(d, RecordFrom::Line(line));
+            for m in decoder.take_messages() {
+                let _ = writeln!(stderr, "{m}");
             }
-        };
-        let own = plan.owner(&event, pos, n);
-        let (ty, time) = (event.type_id, event.time);
-        let mut event = Some(event);
-        for (i, b) in batches.iter_mut().enumerate() {
-            if i == own {
-                if let Some(ev) = event.take() {
-                    b.push(Item::Own(ev, None));
+            let event = match admitted {
+                Ok(Some(ev)) => ev,
+                Ok(None) => continue,
+                Err(problem) => {
+                    failed = Some(problem);
+                    break 'chunks;
                 }
-            } else {
-                b.push(Item::Time { ty, time });
+            };
+            let own = plan.owner(&event, pos, n);
+            let (ty, time) = (event.type_id, event.time);
+            let mut event = Some(event);
+            for (i, b) in batches.iter_mut().enumerate() {
+                if i == own {
+                    if let Some(ev) = event.take() {
+                        b.push(Item::Own(ev, None));
+                    }
+                } else {
+                    b.push(Item::Time { ty, time });
+                }
             }
-        }
-        pos += 1;
-        if batches.first().is_some_and(|b| b.len() >= batch) {
-            send_all(&mut batches)?;
+            pos += 1;
+            if batches.first().is_some_and(|b| b.len() >= batch) {
+                send_all(&mut batches)?;
+            }
         }
     }
+    // Closing the decoders' queues stops them (and then the reader) when a
+    // strict run stopped early.
+    drop(decoded);
     if batches.first().is_some_and(|b| !b.is_empty()) {
         send_all(&mut batches)?;
     }

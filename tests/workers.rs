@@ -280,6 +280,126 @@ fn run_with_workers_prints_the_same_lines_for_every_count() {
     assert_eq!(seen[0], seen[2]);
 }
 
+/// JSON lines over several read batches, with bad records of every kind
+/// among them (broken JSON, bytes that are not UTF-8, blank lines, unknown
+/// types, wrong field types) and records without a time of their own.
+fn json_lines_with_problems(n: usize) -> Vec<u8> {
+    let mut text = Vec::new();
+    for i in 0..n {
+        let (key, v, t) = (i % 7, i % 23, i * 40);
+        let line = match i % 97 {
+            5 => "{\"event_type\": \"A\", \"key\": ".to_string(),
+            11 => String::new(),
+            17 => format!("{{\"event_type\":\"Ghost{}\",\"timestamp\":{t}}}", i % 3),
+            23 => {
+                format!("{{\"event_type\":\"A\",\"timestamp\":{t},\"key\":\"k{key}\",\"v\":\"x\"}}")
+            }
+            29 => format!("{{\"event_type\":\"B\",\"key\":\"k{key}\",\"v\":{v}}}"),
+            31 => "[1, 2]".to_string(),
+            37 => {
+                text.extend_from_slice(b"{\"event_type\":\"A\",\"key\":\"\xff\xfe\"}\n");
+                continue;
+            }
+            _ if i % 3 == 0 => {
+                format!("{{\"event_type\":\"B\",\"timestamp\":{t},\"key\":\"k{key}\",\"v\":{v}}}")
+            }
+            _ => format!("{{\"event_type\":\"A\",\"timestamp\":{t},\"key\":\"k{key}\",\"v\":{v}}}"),
+        };
+        text.extend_from_slice(line.as_bytes());
+        text.push(b'\n');
+    }
+    text
+}
+
+/// The input problem lines and the counters of a run's stderr (not the
+/// timing in its summary).
+fn problem_lines(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .map(
+            |l| match (l.strip_prefix("done: "), l.find(" in "), l.find(',')) {
+                (Some(_), Some(at), Some(comma)) if at < comma => {
+                    format!("{}{}", &l[..at], &l[comma..])
+                }
+                _ => l.to_string(),
+            },
+        )
+        .collect()
+}
+
+#[test]
+fn json_lines_decoded_on_workers_keep_outputs_problems_and_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "p.vpl", PARTITIONED);
+    std::fs::write(dir.path().join("in.jsonl"), json_lines_with_problems(5000))
+        .expect("write input");
+    let alone = varpulis(&["run", "p.vpl", "--input", "in.jsonl"], dir.path());
+    assert!(
+        alone.status.success(),
+        "{}",
+        String::from_utf8_lossy(&alone.stderr)
+    );
+    let problems = problem_lines(&alone.stderr);
+    assert!(
+        problems.iter().any(|l| l.contains("line 4985")),
+        "problems past the first read batches are reported: {problems:?}"
+    );
+    // Workers order the outputs of one input position canonically, so they
+    // match a run without workers line for line only once sorted.
+    let sorted = |out: &[u8]| {
+        let mut lines: Vec<Vec<u8>> = out.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+        lines.sort();
+        lines
+    };
+    let mut first: Option<Vec<u8>> = None;
+    for n in ["1", "2", "3", "4"] {
+        let out = varpulis(
+            &["run", "p.vpl", "--input", "in.jsonl", "--workers", n],
+            dir.path(),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            sorted(&out.stdout) == sorted(&alone.stdout),
+            "--workers {n}: other outputs than a run without workers"
+        );
+        let first = first.get_or_insert_with(|| out.stdout.clone());
+        assert!(
+            out.stdout == *first,
+            "--workers {n}: the outputs differ from --workers 1"
+        );
+        let got = problem_lines(&out.stderr);
+        let first_difference = got.iter().zip(&problems).find(|(a, b)| a != b);
+        assert!(
+            got.len() == problems.len() && first_difference.is_none(),
+            "--workers {n}: {} problem lines against {}, first difference {first_difference:?}",
+            got.len(),
+            problems.len()
+        );
+    }
+    // --strict stops at the first bad record, line 6, for every count.
+    for n in ["1", "3"] {
+        let out = varpulis(
+            &[
+                "run",
+                "p.vpl",
+                "--input",
+                "in.jsonl",
+                "--strict",
+                "--workers",
+                n,
+            ],
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(1), "--workers {n}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("line 6"), "--workers {n}: {err}");
+    }
+}
+
 #[test]
 fn run_refuses_a_program_it_cannot_split_with_exit_two() {
     let dir = tempfile::tempdir().expect("tempdir");

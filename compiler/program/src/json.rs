@@ -83,7 +83,7 @@ pub fn raw_event_from_json(v: &J) -> Result<RawEvent, JsonEventError> {
 
 /// Applies the shape rules of the module docs to the top-level entries.
 fn shape<K: AsRef<str> + Into<String>>(
-    top: Vec<(K, Entry)>,
+    top: Vec<(K, Entry<'_>)>,
     default_type: Option<&str>,
 ) -> Result<RawEvent, JsonEventError> {
     let body: Option<&Vec<(String, Value)>> = ["data", "fields"].iter().find_map(|k| {
@@ -94,6 +94,7 @@ fn shape<K: AsRef<str> + Into<String>>(
     });
     let top_str = |k: &str| {
         top.iter().find_map(|(name, e)| match e {
+            Entry::Text(s) if name.as_ref() == k => Some(s.to_string()),
             Entry::Value(Value::Str(s)) if name.as_ref() == k => Some(s.to_string()),
             _ => None,
         })
@@ -128,6 +129,7 @@ fn shape<K: AsRef<str> + Into<String>>(
     let body_ts = body.and_then(|b| b.iter().find(|(k, _)| k == "timestamp").map(|(_, v)| v));
     let timestamp = match (top_ts, body_ts) {
         (Some(Entry::Value(v)), _) => Some(parse_timestamp(v)?),
+        (Some(Entry::Text(t)), _) => Some(parse_timestamp(&Value::str(t))?),
         (Some(Entry::Object(_)), _) => return Err(JsonEventError::BadTimestamp("{...}".into())),
         (None, Some(v)) => Some(parse_timestamp(v)?),
         (None, None) => None,
@@ -154,16 +156,20 @@ fn shape<K: AsRef<str> + Into<String>>(
 }
 
 /// A top-level member: objects are kept as field lists (a candidate `data`
-/// or `fields` envelope), anything else as a value.
-enum Entry {
+/// or `fields` envelope), strings without escapes as borrowed text (the
+/// event type's name is copied once, into the [`RawEvent`], and a field's
+/// string becomes a [`Value`] only if it is kept), anything else as a value.
+enum Entry<'de> {
     Object(Vec<(String, Value)>),
+    Text(std::borrow::Cow<'de, str>),
     Value(Value),
 }
 
-impl Entry {
+impl Entry<'_> {
     fn into_value(self) -> Value {
         match self {
             Entry::Value(v) => v,
+            Entry::Text(t) => Value::str(t),
             Entry::Object(fields) => Value::map(
                 fields
                     .into_iter()
@@ -211,7 +217,7 @@ fn last_wins<K: AsRef<str> + Eq + std::hash::Hash + Clone, T>(entries: Vec<(K, T
 }
 
 /// The top-level object, members in input order.
-struct Top<'de>(Vec<(Key<'de>, Entry)>);
+struct Top<'de>(Vec<(Key<'de>, Entry<'de>)>);
 
 /// A top-level member name: borrowed from the input when it has no escapes, so the names that do
 /// not become fields (`event_type`, `timestamp`) cost no allocation.
@@ -266,7 +272,7 @@ impl<'de> serde::Deserialize<'de> for Top<'de> {
             ) -> Result<Top<'de>, A::Error> {
                 let mut out = Vec::with_capacity(m.size_hint().unwrap_or(8));
                 while let Some(k) = m.next_key::<Key<'de>>()? {
-                    let v: EntrySeed = m.next_value()?;
+                    let v: EntrySeed<'de> = m.next_value()?;
                     out.push((k, v.0));
                 }
                 Ok(Top(last_wins(out)))
@@ -277,20 +283,20 @@ impl<'de> serde::Deserialize<'de> for Top<'de> {
 }
 
 /// Deserialises one member value into an [`Entry`].
-struct EntrySeed(Entry);
+struct EntrySeed<'de>(Entry<'de>);
 
-impl<'de> serde::Deserialize<'de> for EntrySeed {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<EntrySeed, D::Error> {
+impl<'de> serde::Deserialize<'de> for EntrySeed<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<EntrySeed<'de>, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
-            type Value = EntrySeed;
+            type Value = EntrySeed<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a JSON value")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut m: A,
-            ) -> Result<EntrySeed, A::Error> {
+            ) -> Result<EntrySeed<'de>, A::Error> {
                 let mut out = Vec::with_capacity(m.size_hint().unwrap_or(8));
                 while let Some(k) = m.next_key::<String>()? {
                     let v: JsonValue = m.next_value()?;
@@ -298,27 +304,33 @@ impl<'de> serde::Deserialize<'de> for EntrySeed {
                 }
                 Ok(EntrySeed(Entry::Object(last_wins(out))))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, s: A) -> Result<EntrySeed, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                s: A,
+            ) -> Result<EntrySeed<'de>, A::Error> {
                 ValueVisitor
                     .visit_seq(s)
                     .map(|v| EntrySeed(Entry::Value(v.0)))
             }
-            fn visit_bool<E>(self, b: bool) -> Result<EntrySeed, E> {
+            fn visit_bool<E>(self, b: bool) -> Result<EntrySeed<'de>, E> {
                 Ok(EntrySeed(Entry::Value(Value::Bool(b))))
             }
-            fn visit_i64<E>(self, i: i64) -> Result<EntrySeed, E> {
+            fn visit_i64<E>(self, i: i64) -> Result<EntrySeed<'de>, E> {
                 Ok(EntrySeed(Entry::Value(Value::Int(i))))
             }
-            fn visit_u64<E>(self, u: u64) -> Result<EntrySeed, E> {
+            fn visit_u64<E>(self, u: u64) -> Result<EntrySeed<'de>, E> {
                 Ok(EntrySeed(Entry::Value(int_or_float(u))))
             }
-            fn visit_f64<E>(self, f: f64) -> Result<EntrySeed, E> {
+            fn visit_f64<E>(self, f: f64) -> Result<EntrySeed<'de>, E> {
                 Ok(EntrySeed(Entry::Value(Value::Float(f))))
             }
-            fn visit_str<E>(self, s: &str) -> Result<EntrySeed, E> {
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<EntrySeed<'de>, E> {
+                Ok(EntrySeed(Entry::Text(std::borrow::Cow::Borrowed(s))))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<EntrySeed<'de>, E> {
                 Ok(EntrySeed(Entry::Value(Value::str(s))))
             }
-            fn visit_unit<E>(self) -> Result<EntrySeed, E> {
+            fn visit_unit<E>(self) -> Result<EntrySeed<'de>, E> {
                 Ok(EntrySeed(Entry::Value(Value::Null)))
             }
         }
