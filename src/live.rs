@@ -90,7 +90,8 @@ pub struct LiveOptions {
     pub otlp: Option<crate::trace::ExportConfig>,
 }
 
-/// Payloads taken from the sources between two releases into the engine.
+/// Payloads taken from the sources in one turn of the loop (with engine workers, between two
+/// releases into the engine).
 const DRAIN_BATCH: usize = 1024;
 
 /// How often the loop wakes without events (idle watermark, Ctrl-C).
@@ -568,14 +569,33 @@ impl LiveRun {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => self.live.all_ended(),
         }
-        // Take what else is waiting before releasing, to batch the work, but
-        // a bounded amount: a fast source must not pile up in the merge.
-        for event in self.rx.try_iter().take(DRAIN_BATCH) {
-            self.live.handle(event);
-        }
         let batch = self.trace.batch(&self.job);
         let records_before = self.job.stats().records;
-        if let Err(problem) = self.live.release(&mut self.job, &self.trace) {
+        // Take what else is waiting, a bounded amount: a fast source must not pile up in the
+        // merge. Engine workers get it as one batch; one engine runs each payload's events as
+        // soon as they are due, so the first event of a backlog does not wait for the
+        // decoding of up to DRAIN_BATCH payloads behind it.
+        let one_by_one = !self.job.batches();
+        let mut released = if one_by_one {
+            self.live.release(&mut self.job, &self.trace)
+        } else {
+            Ok(())
+        };
+        if released.is_ok() {
+            for event in self.rx.try_iter().take(DRAIN_BATCH) {
+                self.live.handle(event);
+                if one_by_one {
+                    released = self.live.release(&mut self.job, &self.trace);
+                    if released.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        if released.is_ok() && !one_by_one {
+            released = self.live.release(&mut self.job, &self.trace);
+        }
+        if let Err(problem) = released {
             self.failure = Some(problem);
             self.stop_reason = "bad input with --strict";
             return Ok(false);
