@@ -7,7 +7,8 @@
   latency_load.py kafka-topics BROKERS TOPIC...
       creates the topics (one partition each).
   latency_load.py kafka-produce BROKERS TOPIC --rate R --seconds S
-      produces one reading per record, carrying `sent_us` (wall clock, microseconds).
+      produces one reading per record, carrying `sent_us` (wall clock, microseconds); reports
+      the send -> broker acknowledgement latency of every 100th record (ack_p50_ms, ack_p99_ms).
   latency_load.py kafka-consume BROKERS TOPIC --seconds S --out FILE
       reads the output topic from the start until S seconds pass or 3 s without a record, and
       writes `sent_us latency_us` (latency: arrival here - sent_us) per record to FILE.
@@ -94,11 +95,21 @@ def kafka_produce(brokers, topic, rate, seconds):
                   "queue.buffering.max.messages": 1_000_000})
     rng = random.Random(42)
     errors = 0
+    # Send -> broker acknowledgement of every 100th record: the part of the end-to-end latency
+    # spent before the run could see the record (the producer's queue and the broker's append).
+    acked = []
 
     def report(err, _msg):
         nonlocal errors
         if err is not None:
             errors += 1
+
+    def sampled(sent_us):
+        def on_delivery(err, msg):
+            report(err, msg)
+            if err is None:
+                acked.append(time.time_ns() // 1000 - sent_us)
+        return on_delivery
 
     sent = 0
     start = time.perf_counter()
@@ -106,13 +117,21 @@ def kafka_produce(brokers, topic, rate, seconds):
     for n in paced(rate, seconds, step):
         for line in readings(rng, n, ""):
             # The send time goes in last, as late as possible before the record is handed over.
-            p.produce(topic, f'{line[:-1]},"sent_us":{time.time_ns() // 1000}}}'.encode(), on_delivery=report)
-        sent += n
+            now_us = time.time_ns() // 1000
+            p.produce(topic, f'{line[:-1]},"sent_us":{now_us}}}'.encode(),
+                      on_delivery=sampled(now_us) if sent % 100 == 0 else report)
+            sent += 1
         p.poll(0)
     p.flush(30)
     elapsed = time.perf_counter() - start
+    acked.sort()
+
+    def ack_ms(q):
+        return round(acked[min(len(acked) - 1, int(q * len(acked)))] / 1000, 3) if acked else None
+
     print(json.dumps({"sent": sent, "errors": errors, "seconds": round(elapsed, 2),
-                      "rate": round(sent / elapsed)}))
+                      "rate": round(sent / elapsed), "ack_p50_ms": ack_ms(0.5),
+                      "ack_p99_ms": ack_ms(0.99)}))
 
 
 def kafka_consume(brokers, topic, seconds, out):

@@ -90,7 +90,8 @@ pub struct LiveOptions {
     pub otlp: Option<crate::trace::ExportConfig>,
 }
 
-/// Payloads taken from the sources between two releases into the engine.
+/// Payloads taken from the sources in one turn of the loop (with engine workers, between two
+/// releases into the engine).
 const DRAIN_BATCH: usize = 1024;
 
 /// How often the loop wakes without events (idle watermark, Ctrl-C).
@@ -559,19 +560,42 @@ impl LiveRun {
             self.stop_reason = "interrupted";
             return Ok(false);
         }
-        match self.rx.recv_timeout(TICK) {
+        // Wait for input, but not past the moment something falls due without it (a quiet
+        // source releasing the events it holds back, the idle watermark): those happen on
+        // time, not at the next tick.
+        let wait = self.live.due_in().map_or(TICK, |d| d.min(TICK));
+        match self.rx.recv_timeout(wait) {
             Ok(event) => self.live.handle(event),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => self.live.all_ended(),
         }
-        // Take what else is waiting before releasing, to batch the work, but
-        // a bounded amount: a fast source must not pile up in the merge.
-        for event in self.rx.try_iter().take(DRAIN_BATCH) {
-            self.live.handle(event);
-        }
         let batch = self.trace.batch(&self.job);
         let records_before = self.job.stats().records;
-        if let Err(problem) = self.live.release(&mut self.job, &self.trace) {
+        // Take what else is waiting, a bounded amount: a fast source must not pile up in the
+        // merge. Engine workers get it as one batch; one engine runs each payload's events as
+        // soon as they are due, so the first event of a backlog does not wait for the
+        // decoding of up to DRAIN_BATCH payloads behind it.
+        let one_by_one = !self.job.batches();
+        let mut released = if one_by_one {
+            self.live.release(&mut self.job, &self.trace)
+        } else {
+            Ok(())
+        };
+        if released.is_ok() {
+            for event in self.rx.try_iter().take(DRAIN_BATCH) {
+                self.live.handle(event);
+                if one_by_one {
+                    released = self.live.release(&mut self.job, &self.trace);
+                    if released.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        if released.is_ok() && !one_by_one {
+            released = self.live.release(&mut self.job, &self.trace);
+        }
+        if let Err(problem) = released {
             self.failure = Some(problem);
             self.stop_reason = "bad input with --strict";
             return Ok(false);
@@ -1774,6 +1798,18 @@ impl Live {
         Some(bound)
     }
 
+    /// How long until the loop has work without new input: a source that holds
+    /// pending events back reaches the idle timeout (and stops holding them), or,
+    /// with nothing pending, the idle clock is due. `None`: nothing is due.
+    fn due_in(&self) -> Option<Duration> {
+        due_in(
+            &self.subs,
+            !self.pending.is_empty() && self.align,
+            self.idle_timeout,
+            &self.idle,
+        )
+    }
+
     /// Runs the pending events every source has caught up with, in event
     /// time order.
     fn release(&mut self, job: &mut Job, trace: &RunTrace) -> Result<(), InputProblem> {
@@ -2181,6 +2217,12 @@ impl IdleClock {
         self.last = Some((max, Instant::now()));
     }
 
+    /// How long until [`IdleClock::due`] answers, if it does not yet.
+    pub(crate) fn due_in(&self) -> Option<Duration> {
+        let (_, at) = self.last?;
+        self.timeout?.checked_sub(at.elapsed())
+    }
+
     pub(crate) fn due(&self) -> Option<i64> {
         let timeout = self.timeout?;
         let (t, at) = self.last?;
@@ -2191,6 +2233,25 @@ impl IdleClock {
         let quiet_ns = i64::try_from(quiet.as_nanos()).unwrap_or(i64::MAX);
         Some(t.saturating_add(quiet_ns).saturating_sub(self.out_of_order))
     }
+}
+
+/// [`Live::due_in`]: with `holding` (events pending in the merge), the soonest a
+/// source that still holds event time back goes quiet for `idle_timeout`; else
+/// when the idle clock is due.
+fn due_in(
+    subs: &[SubState],
+    holding: bool,
+    idle_timeout: Option<Duration>,
+    idle: &IdleClock,
+) -> Option<Duration> {
+    let timeout = idle_timeout?;
+    if !holding {
+        return idle.due_in();
+    }
+    subs.iter()
+        .filter(|s| !(s.ended || (s.injected && s.max_time.is_none())))
+        .filter_map(|s| timeout.checked_sub(s.last_arrival.elapsed()))
+        .min()
 }
 
 /// Ctrl-C and SIGTERM set the returned flag; a second one exits at once.
@@ -2244,5 +2305,65 @@ mod tests {
         assert!(due >= 5_000_000 - 1_000, "{due}");
         let never = IdleClock::new(None, 0);
         assert_eq!(never.due(), None);
+    }
+
+    fn sub(quiet_for: Duration, ended: bool, injected: bool, max_time: Option<i64>) -> SubState {
+        // A monotonic clock may start at boot: stay a few seconds back at most.
+        let now = Instant::now();
+        SubState {
+            name: "S".into(),
+            default_type: None,
+            ended,
+            max_time,
+            last_arrival: now.checked_sub(quiet_for).unwrap_or(now),
+            received_end: BTreeMap::new(),
+            injected,
+        }
+    }
+
+    #[test]
+    fn held_events_wake_the_loop_when_the_quiet_source_times_out_not_at_the_next_tick() {
+        let hour = Duration::from_secs(3600);
+        let idle = IdleClock::new(Some(hour), 0);
+        // Source 1 has been quiet for 10 s: it stops holding the events of source 0 back
+        // in 59 min 50 s, far beyond any tick; source 0 has just spoken.
+        let subs = [
+            sub(Duration::ZERO, false, false, Some(1)),
+            sub(Duration::from_secs(10), false, false, Some(2)),
+        ];
+        let due = due_in(&subs, true, Some(hour), &idle).expect("a source holds back");
+        assert!(due <= hour - Duration::from_secs(10), "{due:?}");
+        assert!(due > hour - Duration::from_secs(20), "{due:?}");
+        // Ended sources, sources already quiet past the timeout and an injector that never
+        // injected hold nothing back: nothing falls due before new input.
+        let five = Duration::from_secs(5);
+        let none = [
+            sub(Duration::ZERO, true, false, Some(1)),
+            sub(Duration::from_secs(10), false, false, Some(2)),
+            sub(Duration::ZERO, false, true, None),
+        ];
+        assert_eq!(due_in(&none, true, Some(five), &idle), None);
+        // Without the event-time merge nothing is held back.
+        assert_eq!(due_in(&subs, true, None, &idle), None);
+    }
+
+    #[test]
+    fn the_idle_clock_wakes_the_loop_when_it_falls_due() {
+        let minute = Duration::from_secs(60);
+        let mut idle = IdleClock::new(Some(minute), 0);
+        assert_eq!(
+            idle.due_in(),
+            None,
+            "nothing seen yet: the clock does not run"
+        );
+        idle.saw(1);
+        let due = due_in(&[], false, Some(minute), &idle).expect("the clock runs");
+        assert!(due <= minute && due > minute / 2, "{due:?}");
+        // Once due, the clock moves the watermark at every turn: no earlier wake-up.
+        let mut due_now = IdleClock::new(Some(Duration::ZERO), 0);
+        due_now.saw(1);
+        std::thread::sleep(Duration::from_millis(1));
+        assert_eq!(due_now.due_in(), None);
+        assert!(due_now.due().is_some());
     }
 }

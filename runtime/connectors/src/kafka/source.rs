@@ -73,6 +73,14 @@ use crate::trace_context::TRACEPARENT;
 /// How long one poll waits for a record before the thread looks at the stop flag again.
 const POLL: Duration = Duration::from_millis(100);
 
+/// The longest a broker may hold a fetch request open waiting for records (librdkafka
+/// `fetch.wait.max.ms`, 500 ms by default), unless `properties` sets it. Brokers that hold a
+/// fetch for the whole time even while records arrive (tansu does) otherwise add up to that
+/// much to every record's latency, and hand records over in bursts that then wait in the
+/// host's queue; brokers that answer as soon as a record is there only see more fetch
+/// requests while the topic is idle (one per broker every 10 ms).
+const FETCH_WAIT_MS: &str = "10";
+
 /// How often a source that reported broker trouble checks whether the brokers answer again
 /// while no record arrives.
 const HEALTH_CHECK: Duration = Duration::from_secs(1);
@@ -172,6 +180,14 @@ impl KafkaSourceSettings {
     /// The librdkafka consumer configuration.
     fn client_config(&self, name: &str) -> rdkafka::ClientConfig {
         let mut c = self.client.client_config();
+        if !self
+            .client
+            .properties
+            .iter()
+            .any(|(k, _)| k == "fetch.wait.max.ms")
+        {
+            c.set("fetch.wait.max.ms", FETCH_WAIT_MS);
+        }
         c.set("client.id", format!("varpulis-{name}"))
             .set("group.id", &self.group_id)
             .set("auto.offset.reset", self.start.as_str())
@@ -960,6 +976,25 @@ mod tests {
         assert_eq!(s.group_id, "varpulis-Orders");
         assert_eq!(s.start, Start::Earliest);
         assert_eq!(s.session_timeout, None);
+    }
+
+    #[test]
+    fn a_fetch_is_held_10ms_at_most_unless_properties_say_otherwise() {
+        let s = check(&[topic()]).expect("valid");
+        let c = s.client_config("Orders");
+        assert_eq!(c.get("fetch.wait.max.ms"), Some("10"));
+        let s = check(&[
+            topic(),
+            (
+                "properties",
+                ConfigValue::Array(vec![ConfigValue::Str("fetch.wait.max.ms=250".into())]),
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.client_config("Orders").get("fetch.wait.max.ms"),
+            Some("250")
+        );
     }
 
     #[test]
