@@ -170,6 +170,8 @@ struct Counters {
     fenced: u64,
     checkpoints: u64,
     checkpoint_failures: u64,
+    /// Checkpoint rounds in a row with a failed partition checkpoint.
+    consecutive_failures: u64,
     /// Payloads of a partition this run no longer owns (dropped: its owner reads them).
     unowned: u64,
     /// Records, events and outputs of jobs already dropped.
@@ -234,11 +236,60 @@ struct GroupRun {
     failure: Option<String>,
     bad_input: Option<InputProblem>,
     stop_reason: &'static str,
+    observer: Option<GroupObserver>,
 }
+
+/// What a per-partition run tells its host (a server pipeline) once its source is up, about
+/// every second after that, and once when it stops.
+#[derive(Debug, Clone)]
+pub struct GroupReport {
+    /// This process in the partition leases (`<pid>-<id>`).
+    pub member: String,
+    /// The partitions it owns now (`topic/partition`), in order.
+    pub owned: Vec<String>,
+    /// Assignments and revocations handled.
+    pub rebalances: u64,
+    /// Partitions restored from a checkpoint.
+    pub restores: u64,
+    /// Partitions dropped because another member claimed them.
+    pub fenced: u64,
+    /// Payloads of partitions no longer owned, left to their owner.
+    pub unowned: u64,
+    /// Records read, events run and visible outputs (every partition's job, dropped ones
+    /// included).
+    pub records: u64,
+    pub events: u64,
+    pub outputs: u64,
+    /// Partition checkpoints written and failed.
+    pub checkpoints: u64,
+    pub checkpoint_failures: u64,
+    /// Checkpoint rounds in a row in which a partition's checkpoint failed (0: the last one
+    /// went through).
+    pub consecutive_failures: u64,
+    /// The kafka source: its connector, what it reads, its counters.
+    pub connector: String,
+    pub description: String,
+    pub source: varpulis_connectors::SourceMetrics,
+    /// The Prometheus text of the run (the metrics of `--metrics`).
+    pub metrics: String,
+}
+
+/// Told a [`GroupReport`] as the run goes.
+pub type GroupObserver = Box<dyn FnMut(&GroupReport) + Send>;
 
 /// Runs `job`'s program with one engine per assigned partition of its kafka source, until
 /// interrupted or the source fails.
 pub fn run(job: Job, options: &LiveOptions, host: Host) -> anyhow::Result<ExitCode> {
+    run_observed(job, options, host, None)
+}
+
+/// [`run`], telling `observer` how the run is doing (a server pipeline's status).
+pub fn run_observed(
+    job: Job,
+    options: &LiveOptions,
+    host: Host,
+    observer: Option<GroupObserver>,
+) -> anyhow::Result<ExitCode> {
     let mut log: Box<dyn Write + Send> = Box::new(Redacting::new(host.log));
     if let Some(why) = refusal(&job, options) {
         writeln!(
@@ -252,6 +303,8 @@ pub fn run(job: Job, options: &LiveOptions, host: Host) -> anyhow::Result<ExitCo
         Ok(run) => run,
         Err(code) => return Ok(code),
     };
+    run.observer = observer;
+    run.publish();
     while run.step()? {}
     run.finish()
 }
@@ -369,6 +422,7 @@ impl GroupRun {
             failure: None,
             bad_input: None,
             stop_reason: "interrupted",
+            observer: None,
         }))
     }
 
@@ -617,7 +671,13 @@ impl GroupRun {
         job.set_pipeline(checkpoints.pipeline());
         let mut next = None;
         if checkpoints.recovered() {
-            let restored = checkpoints.restore(&mut job)?;
+            // A server pipeline restarted on a new program keeps its unchanged streams.
+            let compat = if self.options.carry_state {
+                varpulis_vm::Compat::Carry
+            } else {
+                varpulis_vm::Compat::Strict
+            };
+            let restored = checkpoints.restore_with(&mut job, compat)?;
             for why in &restored.passed_over {
                 writeln!(self.log, "warning: state of {}: {why}", id.key())?;
             }
@@ -750,15 +810,22 @@ impl GroupRun {
         // A checkpoint never covers an output a crash could still lose.
         if let Err(e) = self.out.sync() {
             self.counters.checkpoint_failures += 1;
+            self.counters.consecutive_failures += 1;
             writeln!(
                 self.log,
                 "warning: checkpoints skipped: cannot sync the outputs: {e}"
             )?;
             return Ok(());
         }
+        let failed_before = self.counters.checkpoint_failures;
         let ids: Vec<PartitionId> = self.owned.keys().cloned().collect();
         for id in &ids {
             self.checkpoint(id);
+        }
+        if self.counters.checkpoint_failures > failed_before {
+            self.counters.consecutive_failures += 1;
+        } else {
+            self.counters.consecutive_failures = 0;
         }
         self.tell_source();
         Ok(())
@@ -852,12 +919,47 @@ impl GroupRun {
 
     fn publish(&mut self) {
         self.last_publish = Instant::now();
-        if self.metrics.is_none() {
+        if self.metrics.is_none() && self.observer.is_none() {
             return;
         }
         let text = self.metrics_text();
+        if self.observer.is_some() {
+            let report = self.report(text.clone());
+            if let Some(observer) = &mut self.observer {
+                observer(&report);
+            }
+        }
         if let Some(m) = &self.metrics {
             m.publish(text, Vec::new());
+        }
+    }
+
+    fn report(&self, metrics: String) -> GroupReport {
+        let c = &self.counters;
+        let (mut records, mut events, mut outputs) = (c.records, c.events, c.outputs);
+        for owned in self.owned.values() {
+            let s = owned.job.stats();
+            records += s.records;
+            events += s.events;
+            outputs += s.outputs;
+        }
+        GroupReport {
+            member: self.member.clone(),
+            owned: self.owned.keys().map(PartitionId::key).collect(),
+            rebalances: c.rebalances,
+            restores: c.restores,
+            fenced: c.fenced,
+            unowned: c.unowned,
+            records,
+            events,
+            outputs,
+            checkpoints: c.checkpoints,
+            checkpoint_failures: c.checkpoint_failures,
+            consecutive_failures: c.consecutive_failures,
+            connector: self.connector.clone(),
+            description: self.source.describe(),
+            source: self.source.metrics(),
+            metrics,
         }
     }
 

@@ -386,6 +386,30 @@ impl Pipelines {
         };
         old.stop();
         let settings = self.run_settings(name);
+        if crate::groups::is_partitioned(&program) {
+            // Each partition's checkpoint is restored when the group assigns it (with the
+            // same carry rules); nothing is opened here, so no member's lease is disturbed.
+            let mut pipeline = Pipeline::start(
+                name,
+                source.to_string(),
+                deployed_at,
+                program.clone(),
+                workers,
+                settings,
+            );
+            pipeline.connectors = connectors;
+            lock(&self.map).insert(name.to_string(), pipeline);
+            return Ok(serde_json::json!({
+                "streams": program.streams.iter().map(|s| serde_json::json!({
+                    "name": s.name.to_string(),
+                    "state": "per_partition",
+                    "reason": "each partition's checkpoint is restored when the group assigns it; unchanged streams keep their state",
+                })).collect::<Vec<_>>(),
+                "removed": [],
+                "sources": "restarted",
+                "restart_reason": restart_reason,
+            }));
+        }
         let report = crate::checkpoint::Checkpointer::open(
             &settings.state_dir,
             settings.checkpoint_interval,
