@@ -14,7 +14,7 @@
 //! claimed since is dropped with a warning and counted, never written.
 //!
 //! What is refused (each with its reason, before anything starts): other sources in the
-//! same run, `--workers` above 1, no `--state-dir`, `--dead-letter`, sinks that rewind on a
+//! same run, `--workers` above 1, no `--state-dir`, sinks that rewind on a
 //! restore (`file`) or stage records for a checkpoint (transactional `kafka`): several
 //! partitions' jobs, and several processes, share them.
 
@@ -41,8 +41,8 @@ use varpulis_vm::Output;
 use crate::checkpoint::{Checkpointer, Positions};
 use crate::job::{connector_config, InputProblem, Job, JobOptions, RecordFrom};
 use crate::live::{
-    default_type, fed_streams, max_out_of_order, payload_events, subscription_key, Host, IdleClock,
-    LiveOptions, Redacting,
+    default_type, fed_streams, max_out_of_order, payload_events, subscription_key, DeadLetters,
+    Host, IdleClock, LiveOptions, Redacting,
 };
 use crate::metrics::MetricsServer;
 use crate::output::write_json;
@@ -109,9 +109,6 @@ pub fn refusal(job: &Job, options: &LiveOptions) -> Option<String> {
              work; run more processes of the group instead"
                 .into(),
         );
-    }
-    if options.dead_letter.is_some() {
-        return Some("--dead-letter is not supported with it yet".into());
     }
     for stream in &program.streams {
         for op in &stream.ops {
@@ -237,6 +234,8 @@ struct GroupRun {
     bad_input: Option<InputProblem>,
     stop_reason: &'static str,
     observer: Option<GroupObserver>,
+    /// `--dead-letter`: payloads the jobs skipped, with their partition and offset.
+    dead_letter: Option<DeadLetters>,
 }
 
 /// What a per-partition run tells its host (a server pipeline) once its source is up, about
@@ -392,6 +391,10 @@ impl GroupRun {
             }
             (None, _) => Out::Stdout(BufWriter::new(io::stdout())),
         };
+        let dead_letter = match &options.dead_letter {
+            Some(p) => Some(DeadLetters::open(p)?),
+            None => None,
+        };
         writeln!(
             log,
             "running; waiting for the group to assign partitions; Ctrl-C stops"
@@ -423,6 +426,7 @@ impl GroupRun {
             bad_input: None,
             stop_reason: "interrupted",
             observer: None,
+            dead_letter,
         }))
     }
 
@@ -531,6 +535,9 @@ impl GroupRun {
             .options
             .max_future_skew
             .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        // Counting skips is only needed to dead-letter them.
+        let skipped = |job: &Job| job.stats().skipped.values().sum::<u64>();
+        let skipped_before = self.dead_letter.as_ref().map(|_| skipped(&owned.job));
         let mut result = Ok(());
         for item in payload_events(&msg.payload, self.default_type.as_deref()) {
             let step = match item {
@@ -560,6 +567,13 @@ impl GroupRun {
             if step.is_err() {
                 result = step;
                 break;
+            }
+        }
+        if skipped_before.is_some_and(|before| skipped(&owned.job) > before) {
+            if let Some(d) = self.dead_letter.as_mut() {
+                // The place names the topic, the partition and the offset.
+                let place = format!("connector `{}` ({})", self.connector, msg.place);
+                d.write(&place, &msg.payload, &owned.job);
             }
         }
         // A payload stopped by --strict is not seen: a restart reads it again.
@@ -807,6 +821,9 @@ impl GroupRun {
     /// Checkpoints every owned partition, then tells the source their offsets.
     fn checkpoint_all(&mut self) -> anyhow::Result<()> {
         self.last_checkpoint = Instant::now();
+        if let Some(d) = self.dead_letter.as_mut() {
+            d.flush();
+        }
         // A checkpoint never covers an output a crash could still lose.
         if let Err(e) = self.out.sync() {
             self.counters.checkpoint_failures += 1;
@@ -975,6 +992,17 @@ impl GroupRun {
             self.drop_partition(id);
         }
         self.publish();
+        if let Some(d) = self.dead_letter.as_mut() {
+            d.flush();
+            if d.failures > 0 {
+                writeln!(
+                    self.log,
+                    "warning: {} bad payloads could not be written to `{}`",
+                    d.failures,
+                    d.path.display()
+                )?;
+            }
+        }
         let c = &self.counters;
         writeln!(
             self.log,

@@ -482,17 +482,7 @@ impl LiveRun {
             (None, _) => Destination::Stdout(BufWriter::new(io::stdout().lock())),
         };
         let dead_letter = match &options.dead_letter {
-            Some(p) => Some(DeadLetters {
-                path: p.clone(),
-                file: BufWriter::new(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(p)
-                        .with_context(|| format!("cannot write `{}`", p.display()))?,
-                ),
-                failures: 0,
-            }),
+            Some(p) => Some(DeadLetters::open(p)?),
             None => None,
         };
         let mut out = out;
@@ -2048,19 +2038,34 @@ impl Live {
 }
 
 /// The `--dead-letter` file of bad payloads.
-struct DeadLetters {
-    path: PathBuf,
+pub(crate) struct DeadLetters {
+    pub(crate) path: PathBuf,
     file: BufWriter<std::fs::File>,
     /// Lines that could not be written (the payloads are still counted as
     /// skipped); the first failure is reported.
-    failures: u64,
+    pub(crate) failures: u64,
 }
 
 impl DeadLetters {
+    /// Opens `path` for appending (several runs and restarts each add their lines).
+    pub(crate) fn open(path: &Path) -> anyhow::Result<DeadLetters> {
+        Ok(DeadLetters {
+            path: path.to_path_buf(),
+            file: BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot write `{}`", path.display()))?,
+            ),
+            failures: 0,
+        })
+    }
+
     /// Appends one line: the payload, where it came from, and why it was
     /// skipped (the last problem the job reported). A failing file (disk
     /// full) does not stop the run: the failure is reported once and counted.
-    fn write(&mut self, place: &str, payload: &[u8], job: &Job) {
+    pub(crate) fn write(&mut self, place: &str, payload: &[u8], job: &Job) {
         let error = job
             .last_problem()
             .map_or_else(|| "skipped".to_string(), |p| p.message.clone());
@@ -2074,7 +2079,7 @@ impl DeadLetters {
         }
     }
 
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if let Err(e) = self.file.flush() {
             self.failed(&e);
         }

@@ -421,10 +421,6 @@ fn unsupported_combinations_are_refused_with_the_reason() {
         &["run", "count.vpl", "--state-dir", "s", "--workers", "2"],
         "above 1 is not supported",
     );
-    refused(
-        &["run", "count.vpl", "--state-dir", "s", "--dead-letter", "d"],
-        "--dead-letter",
-    );
     let with_file_sink =
         format!("{program}    .to(Out)\n\nconnector Out = file (path: \"o.jsonl\")\n");
     write(dir.path(), "sink.vpl", &with_file_sink);
@@ -513,4 +509,117 @@ fn a_member_that_lost_its_claims_never_writes_those_partitions_again() {
             "{text}"
         );
     }
+}
+
+/// `--dead-letter` in a run with per-partition state: a record the partition's job skips (a
+/// field of the wrong type) is written to the dead-letter file with its topic, partition and
+/// offset; the good records around it run as usual.
+#[test]
+fn bad_records_go_to_the_dead_letter_file_with_their_partition_and_offset() {
+    let Some(brokers) =
+        brokers("bad_records_go_to_the_dead_letter_file_with_their_partition_and_offset")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = unique("dead");
+    assert!(
+        common::create_topic(&brokers, &topic, 6),
+        "cannot create a 6-partition topic (tansu's CLI)"
+    );
+    write(
+        dir.path(),
+        "count.vpl",
+        &counting(&brokers, &topic, &unique("group")),
+    );
+    let out = std::fs::File::create(dir.path().join("out-a.jsonl")).expect("out");
+    let err = std::fs::File::create(dir.path().join("err-a.log")).expect("err");
+    let child = varpulis(
+        dir.path(),
+        &[
+            "run",
+            "count.vpl",
+            "--state-dir",
+            "state",
+            "--checkpoint-interval",
+            "300ms",
+            "--idle-timeout",
+            "0",
+            "--dead-letter",
+            "dead.jsonl",
+        ],
+    )
+    .stdout(out)
+    .stderr(err)
+    .spawn()
+    .expect("start varpulis");
+    let a = Member {
+        name: "a".into(),
+        child,
+    };
+    wait_for_assignment(dir.path(), &["a"]);
+    produce(dir.path(), &brokers, &topic, 0, 300);
+    // Five records whose `n` is text: the counting program's `Clicks` wants an int.
+    let mut bad = String::new();
+    for i in 0..5 {
+        bad.push_str(&format!(
+            "{{\"user\":\"bad{i}\",\"n\":\"oops-{i}\",\"timestamp\":1700000001000}}\n"
+        ));
+    }
+    write(dir.path(), "bad.jsonl", &bad);
+    write(
+        dir.path(),
+        "bad.vpl",
+        &format!(
+            "event Raw:\n    user: str\n    n: str\n\n\
+             connector File = file (path: \"bad.jsonl\")\n\
+             connector Topic = kafka (brokers: \"{brokers}\", topic: \"{topic}\")\n\n\
+             stream Clicks = Raw.from(File)\n    .to(Topic, key: user)\n"
+        ),
+    );
+    let produced = varpulis(dir.path(), &["run", "bad.vpl", "-o", "/dev/null"])
+        .output()
+        .expect("run the producer");
+    assert!(produced.status.success(), "{produced:?}");
+    wait_for_outputs(dir.path(), &["a"], expected_outputs(300));
+    // The file is flushed at each checkpoint.
+    let deadline = Instant::now() + WAIT;
+    let lines = loop {
+        let text = std::fs::read_to_string(dir.path().join("dead.jsonl")).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.len() >= 5 {
+            break lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} dead letters of 5:\n{text}\n{}",
+            lines.len(),
+            log(dir.path(), "a")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    a.interrupt();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    for line in &lines {
+        let place = line["_place"].as_str().unwrap_or_default();
+        assert!(
+            place.contains(&topic) && place.contains("partition") && place.contains("offset"),
+            "{line}"
+        );
+        assert!(
+            line["payload"]
+                .as_str()
+                .is_some_and(|p| p.contains("oops-")),
+            "{line}"
+        );
+        assert!(
+            line["_error"].as_str().is_some_and(|e| e.contains("`n`")),
+            "{line}"
+        );
+    }
+    let text = log(dir.path(), "a");
+    assert!(text.contains("stopped (interrupted)"), "{text}");
 }
