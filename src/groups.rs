@@ -42,10 +42,11 @@ use crate::checkpoint::{Checkpointer, Positions};
 use crate::job::{connector_config, InputProblem, Job, JobOptions, RecordFrom};
 use crate::live::{
     default_type, fed_streams, max_out_of_order, payload_events, subscription_key, DeadLetters,
-    Host, IdleClock, LiveOptions, Redacting,
+    Host, IdleClock, LiveOptions, Redacting, RunTrace,
 };
 use crate::metrics::MetricsServer;
 use crate::output::write_json;
+use crate::trace::Status;
 
 /// How long the source waits for this run to restore or checkpoint partitions in a
 /// rebalance, beyond the checkpoint timeout.
@@ -236,6 +237,8 @@ struct GroupRun {
     observer: Option<GroupObserver>,
     /// `--dead-letter`: payloads the jobs skipped, with their partition and offset.
     dead_letter: Option<DeadLetters>,
+    /// `--otlp-endpoint`: the run's spans (src/trace.rs), as in the live loop.
+    trace: RunTrace,
 }
 
 /// What a per-partition run tells its host (a server pipeline) once its source is up, about
@@ -338,10 +341,12 @@ impl GroupRun {
                 state_dir.display()
             )
         })?;
-        if options.otlp.is_some() {
+        let mut trace = RunTrace::start(options, 1)?;
+        if let Some(url) = trace.tracer.url() {
             writeln!(
                 log,
-                "warning: traces are not exported by runs with per-partition state yet"
+                "traces: OTLP to {url} (run trace {})",
+                trace.run_trace_id()
             )?;
         }
         let member = format!("{}-{}", std::process::id(), crate::job::new_pipeline_id());
@@ -356,10 +361,26 @@ impl GroupRun {
             timeout: options.checkpoint_timeout + REBALANCE_SLACK,
         });
         let context = SourceContext::new(options.base_dir.clone());
+        let mut span = trace.child("varpulis.source.start");
+        span.set("varpulis.connector", &*def.name);
+        span.set("varpulis.connector.kind", &*def.kind);
         let source = match open_source(&config, &context, sender) {
-            Ok(s) => s,
+            Ok(s) => {
+                span.set(
+                    "varpulis.source.description",
+                    varpulis_connectors::redact::redact(&s.describe()),
+                );
+                trace.tracer.end(span);
+                s
+            }
             Err(e) => {
                 writeln!(log, "error: {e}")?;
+                span.error(e.to_string());
+                trace.tracer.end(span);
+                trace.finish_with(
+                    Status::Error(format!("connector `{}`: {e}", def.name)),
+                    None,
+                );
                 return Ok(Err(ExitCode::FAILURE));
             }
         };
@@ -427,6 +448,7 @@ impl GroupRun {
             stop_reason: "interrupted",
             observer: None,
             dead_letter,
+            trace,
         }))
     }
 
@@ -436,6 +458,11 @@ impl GroupRun {
         if self.stop.load(Ordering::Acquire) {
             return Ok(false);
         }
+        // A `varpulis.batch` span of this turn, when tracing and it runs events.
+        let batch = self
+            .trace
+            .enabled()
+            .then(|| (self.trace.linked("varpulis.batch"), self.totals()));
         let (requests_rx, payloads_rx) = (self.requests.clone(), self.rx.clone());
         let mut select = Select::new();
         let requests = select.recv(&requests_rx);
@@ -463,6 +490,15 @@ impl GroupRun {
             }
             let Ok(event) = self.rx.try_recv() else { break };
             self.handle(event);
+        }
+        if let Some((mut span, (events, outputs))) = batch {
+            let (now_events, now_outputs) = self.totals();
+            if now_events > events {
+                span.set("varpulis.events", now_events - events);
+                span.set("varpulis.outputs", now_outputs.saturating_sub(outputs));
+                span.set("varpulis.partitions", self.owned.len());
+                self.trace.tracer.end(span);
+            }
         }
         self.on_idle();
         self.write_outputs()?;
@@ -556,9 +592,36 @@ impl GroupRun {
                         ),
                         None => {
                             owned.idle.saw(time);
-                            owned
-                                .job
-                                .push_raw_from(&raw, Some(time), from, &mut self.outputs)
+                            match msg.trace_parent.as_ref() {
+                                None => owned.job.push_raw_from(
+                                    &raw,
+                                    Some(time),
+                                    from,
+                                    &mut self.outputs,
+                                ),
+                                // The caller's trace continues through the event's span.
+                                Some(parent) => {
+                                    let before = self.outputs.len();
+                                    let (span, context) = self.trace.event(parent);
+                                    owned.job.set_trace_parent(Some(context));
+                                    let step = owned.job.push_raw_from(
+                                        &raw,
+                                        Some(time),
+                                        from,
+                                        &mut self.outputs,
+                                    );
+                                    owned.job.set_trace_parent(None);
+                                    if let Some(span) = span {
+                                        self.trace.end_event(
+                                            span,
+                                            &Ok(raw),
+                                            &self.connector,
+                                            &self.outputs[before..],
+                                        );
+                                    }
+                                    step
+                                }
+                            }
                         }
                     }
                 }
@@ -622,9 +685,17 @@ impl GroupRun {
             }
             _ => self.counters.rebalances += 1,
         }
+        let mut span = self.trace.linked("varpulis.rebalance");
         match request {
             Rebalance::Assigned { partitions, reply } => {
+                let list: Vec<String> = partitions.iter().map(PartitionId::key).collect();
+                span.set("varpulis.assigned", list.join(","));
                 let answer = self.assign(&partitions);
+                if let Err(why) = &answer {
+                    span.error(why.clone());
+                }
+                span.set("varpulis.partitions", self.owned.len());
+                self.trace.tracer.end(span);
                 if let Err(why) = &answer {
                     writeln!(self.log, "error: {why}")?;
                 }
@@ -632,7 +703,11 @@ impl GroupRun {
                 let _ = reply.send(answer);
             }
             Rebalance::Revoked { partitions, reply } => {
+                let list: Vec<String> = partitions.iter().map(PartitionId::key).collect();
+                span.set("varpulis.revoked", list.join(","));
                 let result = self.revoke(&partitions);
+                span.set("varpulis.partitions", self.owned.len());
+                self.trace.tracer.end(span);
                 let _ = reply.send(());
                 result?;
             }
@@ -803,7 +878,13 @@ impl GroupRun {
         if let Some(next) = owned.next {
             positions.insert(self.sub_key.clone(), BTreeMap::from([(id.key(), next)]));
         }
-        match owned.checkpoints.save(&mut owned.job, &positions, None) {
+        match self.trace.checkpoint(
+            &mut owned.checkpoints,
+            &mut owned.job,
+            &positions,
+            None,
+            Some(id.key()),
+        ) {
             Ok(()) => self.counters.checkpoints += 1,
             Err((why, e)) => {
                 self.counters.checkpoint_failures += 1;
@@ -951,6 +1032,17 @@ impl GroupRun {
         }
     }
 
+    /// Events run and outputs so far, over every partition's job (dropped ones included).
+    fn totals(&self) -> (u64, u64) {
+        let (mut events, mut outputs) = (self.counters.events, self.counters.outputs);
+        for owned in self.owned.values() {
+            let s = owned.job.stats();
+            events += s.events;
+            outputs += s.outputs;
+        }
+        (events, outputs)
+    }
+
     fn report(&self, metrics: String) -> GroupReport {
         let c = &self.counters;
         let (mut records, mut events, mut outputs) = (c.records, c.events, c.outputs);
@@ -1018,6 +1110,19 @@ impl GroupRun {
             c.checkpoints,
             c.checkpoint_failures
         )?;
+        let status = match (&self.bad_input, &self.failure) {
+            (Some(problem), _) => Status::Error(format!("input {problem}")),
+            (None, Some(why)) => Status::Error(why.clone()),
+            (None, None) => Status::Ok,
+        };
+        let end = (c.events, c.outputs, self.stop_reason);
+        if let Some((exported, dropped)) = self.trace.finish_with(status, Some(end)) {
+            let mut line = format!("traces: {exported} spans exported");
+            if dropped > 0 {
+                line.push_str(&format!(", {dropped} dropped"));
+            }
+            writeln!(self.log, "{line}")?;
+        }
         if let Some(problem) = &self.bad_input {
             writeln!(self.log, "error: {problem}")?;
             return Ok(ExitCode::FAILURE);

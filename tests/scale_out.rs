@@ -623,3 +623,171 @@ fn bad_records_go_to_the_dead_letter_file_with_their_partition_and_offset() {
     let text = log(dir.path(), "a");
     assert!(text.contains("stopped (interrupted)"), "{text}");
 }
+
+/// `oteltap` on a free port, exiting once the `varpulis.run` span arrived; `None` when it
+/// is not installed (the test is skipped unless `VARPULIS_REQUIRE_BROKERS=1`).
+fn oteltap() -> Option<(u16, Child)> {
+    let installed = Command::new("oteltap")
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        let why = "oteltap is not on PATH (python3 -m pip install oteltap; scripts/setup does)";
+        assert!(
+            std::env::var("VARPULIS_REQUIRE_BROKERS").map_or(true, |v| v != "1"),
+            "{why}"
+        );
+        eprintln!("skipped: {why}");
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let child = Command::new("oteltap")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--await-span",
+            r"^varpulis\.run$",
+        ])
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start oteltap");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "oteltap did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((port, child))
+}
+
+fn attribute<'a>(span: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    span["attributes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|kv| kv["key"] == key))
+        .map_or(&serde_json::Value::Null, |kv| &kv["value"])
+}
+
+/// `--otlp-endpoint` in a run with per-partition state: the run's root span with its
+/// totals, batch spans covering every event, a checkpoint span per partition checkpoint
+/// (naming the partition) and the rebalances, as the live loop traces its run.
+#[test]
+fn a_per_partition_run_sends_its_spans_to_an_otlp_receiver() {
+    let Some(brokers) = brokers("a_per_partition_run_sends_its_spans_to_an_otlp_receiver") else {
+        return;
+    };
+    let Some((port, mut tap)) = oteltap() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = unique("trace");
+    assert!(
+        common::create_topic(&brokers, &topic, 6),
+        "cannot create a 6-partition topic (tansu's CLI)"
+    );
+    write(
+        dir.path(),
+        "count.vpl",
+        &counting(&brokers, &topic, &unique("group")),
+    );
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let out = std::fs::File::create(dir.path().join("out-a.jsonl")).expect("out");
+    let err = std::fs::File::create(dir.path().join("err-a.log")).expect("err");
+    let child = varpulis(
+        dir.path(),
+        &[
+            "run",
+            "count.vpl",
+            "--state-dir",
+            "state",
+            "--checkpoint-interval",
+            "300ms",
+            "--idle-timeout",
+            "0",
+            "--otlp-endpoint",
+            &endpoint,
+        ],
+    )
+    .stdout(out)
+    .stderr(err)
+    .spawn()
+    .expect("start varpulis");
+    let a = Member {
+        name: "a".into(),
+        child,
+    };
+    wait_for_assignment(dir.path(), &["a"]);
+    produce(dir.path(), &brokers, &topic, 0, 300);
+    wait_for_outputs(dir.path(), &["a"], expected_outputs(300));
+    a.interrupt();
+    let text = log(dir.path(), "a");
+    assert!(
+        text.contains(&format!("traces: OTLP to {endpoint}/v1/traces")),
+        "{text}"
+    );
+    assert!(!text.contains("not exported"), "{text}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = tap.try_wait().expect("wait for oteltap") {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = tap.kill();
+            let _ = tap.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut printed = String::new();
+    let _ = std::io::Read::read_to_string(&mut tap.stdout.take().expect("piped"), &mut printed);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "oteltap did not receive the run span:\n{printed}\n{text}"
+    );
+    let spans: Vec<serde_json::Value> = printed
+        .lines()
+        .filter(|l| l.starts_with('{') && l.ends_with('}'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let named = |name: &str| -> Vec<&serde_json::Value> {
+        spans.iter().filter(|s| s["name"] == name).collect()
+    };
+    let roots = named("varpulis.run");
+    assert_eq!(roots.len(), 1, "{spans:#?}");
+    assert_eq!(attribute(roots[0], "varpulis.events")["intValue"], "300");
+    assert_eq!(
+        attribute(roots[0], "varpulis.stop_reason")["stringValue"],
+        "interrupted"
+    );
+    assert_eq!(roots[0]["status"]["code"], 1, "ok");
+    let events: i64 = named("varpulis.batch")
+        .iter()
+        .map(|b| {
+            attribute(b, "varpulis.events")["intValue"]
+                .as_str()
+                .and_then(|n| n.parse::<i64>().ok())
+                .expect("events of a batch")
+        })
+        .sum();
+    assert_eq!(events, 300, "every event ran in some batch");
+    let partitions: BTreeSet<&str> = named("varpulis.checkpoint")
+        .iter()
+        .filter_map(|c| attribute(c, "varpulis.partition")["stringValue"].as_str())
+        .collect();
+    assert_eq!(partitions.len(), 6, "{partitions:?}");
+    assert!(
+        named("varpulis.rebalance")
+            .iter()
+            .any(|r| attribute(r, "varpulis.assigned")["stringValue"]
+                .as_str()
+                .is_some_and(|a| a.contains(&format!("{topic}/0")))),
+        "{spans:#?}"
+    );
+    assert_eq!(named("varpulis.source.start").len(), 1, "{spans:#?}");
+}
