@@ -34,7 +34,7 @@ use varpulis_connectors::{
     SourceContext, SourceEvent, SourceMessage, SourceSender,
 };
 use varpulis_program::{OpSpec, Program, Subscription};
-use varpulis_state::partition::{partition_dir, PartitionLease};
+use varpulis_state::partition::{partition_dir, read_owner, PartitionLease};
 use varpulis_state::StateError;
 use varpulis_vm::Output;
 
@@ -148,6 +148,17 @@ pub fn refusal(job: &Job, options: &LiveOptions) -> Option<String> {
     None
 }
 
+/// Whether opening a store failed because another process holds it open (RocksDB's lock):
+/// worth trying again once that process lets go.
+fn is_locked(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<StateError>(),
+            Some(StateError::Backend { message, retryable: true }) if message.contains("in use")
+        )
+    })
+}
+
 /// One owned partition.
 struct Owned {
     job: Job,
@@ -170,6 +181,8 @@ struct Counters {
     checkpoint_failures: u64,
     /// Checkpoint rounds in a row with a failed partition checkpoint.
     consecutive_failures: u64,
+    /// Partition stores found locked by another process on assignment (waited for).
+    lock_waits: u64,
     /// Payloads of a partition this run no longer owns (dropped: its owner reads them).
     unowned: u64,
     /// Records, events and outputs of jobs already dropped.
@@ -721,6 +734,8 @@ impl GroupRun {
         partitions: &[PartitionId],
     ) -> Result<BTreeMap<PartitionId, Option<u64>>, String> {
         let mut starts = BTreeMap::new();
+        // One bound for the whole assignment: the source waits for all of it.
+        let deadline = Instant::now() + self.options.checkpoint_timeout;
         for id in partitions {
             if let Some(owned) = self.owned.get(id) {
                 // Still ours (an incremental assignment repeated it).
@@ -728,7 +743,7 @@ impl GroupRun {
                 continue;
             }
             let owned = self
-                .open(id)
+                .open(id, deadline)
                 .map_err(|e| format!("partition {}: {e:#}", id.key()))?;
             starts.insert(id.clone(), owned.next);
             self.owned.insert(id.clone(), owned);
@@ -743,15 +758,15 @@ impl GroupRun {
         Ok(starts)
     }
 
-    /// A partition's lease, store and job, restored from its checkpoint if it has one.
-    fn open(&mut self, id: &PartitionId) -> anyhow::Result<Owned> {
+    /// A partition's lease, store and job, restored from its checkpoint if it has one. A
+    /// store another process still holds open (a stalled member, RocksDB's lock) is tried
+    /// again until `deadline`.
+    fn open(&mut self, id: &PartitionId, deadline: Instant) -> anyhow::Result<Owned> {
         let dir = partition_dir(&self.state_dir, &id.topic, id.partition)?;
+        // The member that held the partition before this claim: the likely holder of a lock.
+        let previous = read_owner(&dir).ok().flatten();
         let lease = PartitionLease::take(&dir, &self.member)?;
-        let mut checkpoints = Checkpointer::open(
-            &dir.join("state"),
-            self.options.checkpoint_interval,
-            self.options.checkpoint_timeout,
-        )?;
+        let mut checkpoints = self.open_store(id, &dir.join("state"), previous, deadline)?;
         for damaged in &checkpoints.damaged {
             writeln!(self.log, "warning: state of {}: {damaged}", id.key())?;
         }
@@ -798,6 +813,75 @@ impl GroupRun {
             next,
             idle: IdleClock::new(self.options.idle_timeout, self.out_of_order),
         })
+    }
+
+    /// Opens a partition's checkpoint store, retrying with a bounded backoff while another
+    /// process holds it open, until `deadline`; then fails naming the last owner.
+    fn open_store(
+        &mut self,
+        id: &PartitionId,
+        dir: &std::path::Path,
+        previous: Option<varpulis_state::partition::Owner>,
+        deadline: Instant,
+    ) -> anyhow::Result<Checkpointer> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        let mut told = false;
+        let holder = || match &previous {
+            Some(o) => format!(
+                "member {} (its previous owner, generation {}; the number before the dash is \
+                 its process id)",
+                o.member, o.generation
+            ),
+            None => "another process".to_string(),
+        };
+        loop {
+            let error = match Checkpointer::open(
+                dir,
+                self.options.checkpoint_interval,
+                self.options.checkpoint_timeout,
+            ) {
+                Ok(c) => {
+                    if told {
+                        self.counters.lock_waits += 1;
+                        writeln!(
+                            self.log,
+                            "state: partition {} unlocked after {:.1}s",
+                            id.key(),
+                            started.elapsed().as_secs_f64()
+                        )?;
+                    }
+                    return Ok(c);
+                }
+                Err(e) => e,
+            };
+            if !is_locked(&error) {
+                return Err(error);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                self.counters.lock_waits += 1;
+                anyhow::bail!(
+                    "its state is still locked by {} after {:.1}s (the checkpoint timeout): a \
+                     stalled member keeps it open; stop that process and the group gives the \
+                     partition out again ({error:#})",
+                    holder(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            if !told {
+                told = true;
+                writeln!(
+                    self.log,
+                    "state: partition {} is locked by {}; trying again for up to {:.1}s",
+                    id.key(),
+                    holder(),
+                    deadline.saturating_duration_since(now).as_secs_f64()
+                )?;
+            }
+            std::thread::sleep(pause.min(deadline.saturating_duration_since(now)));
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
     }
 
     /// Runs what the source delivered, checkpoints the revoked partitions and drops them.
@@ -990,6 +1074,12 @@ impl GroupRun {
             "counter",
             "Payloads of partitions no longer owned, left to their owner.",
             c.unowned,
+        );
+        metric(
+            "partition_lock_waits_total",
+            "counter",
+            "Partition stores found locked by another process when assigned.",
+            c.lock_waits,
         );
         metric(
             "checkpoints_total",

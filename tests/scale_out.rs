@@ -791,3 +791,129 @@ fn a_per_partition_run_sends_its_spans_to_an_otlp_receiver() {
     );
     assert_eq!(named("varpulis.source.start").len(), 1, "{spans:#?}");
 }
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`) to a member.
+#[cfg(feature = "rocksdb")]
+fn signal(member: &Member, signal: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), &member.child.id().to_string()])
+        .status();
+}
+
+/// A member started with extra arguments (see [`Member::start`]).
+#[cfg(feature = "rocksdb")]
+fn start_with(dir: &Path, name: &str, extra: &[&str]) -> Member {
+    let out = std::fs::File::create(dir.join(format!("out-{name}.jsonl"))).expect("out");
+    let err = std::fs::File::create(dir.join(format!("err-{name}.log"))).expect("err");
+    let mut args = vec![
+        "run",
+        "count.vpl",
+        "--state-dir",
+        "state",
+        "--checkpoint-interval",
+        "300ms",
+        "--idle-timeout",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let child = varpulis(dir, &args)
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start varpulis");
+    Member {
+        name: name.to_string(),
+        child,
+    }
+}
+
+/// Waits until `name`'s log contains `text`.
+#[cfg(feature = "rocksdb")]
+fn wait_for_log(dir: &Path, name: &str, text: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !log(dir, name).contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "{name} never logged {text:?}:\n{}",
+            log(dir, name)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// With RocksDB, a stalled member (SIGSTOP) keeps its partitions' stores locked. The member
+/// the group gives them to waits for the lock with a bounded backoff: when the stalled one
+/// goes away within the checkpoint timeout it opens and restores them; when it does not, it
+/// fails naming the holder.
+#[cfg(feature = "rocksdb")]
+#[test]
+fn a_new_owner_waits_for_a_stalled_member_to_let_go_of_the_store() {
+    let Some(brokers) = brokers("a_new_owner_waits_for_a_stalled_member_to_let_go_of_the_store")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = unique("lock");
+    assert!(
+        common::create_topic(&brokers, &topic, 6),
+        "cannot create a 6-partition topic (tansu's CLI)"
+    );
+    write(
+        dir.path(),
+        "count.vpl",
+        &counting(&brokers, &topic, &unique("group")),
+    );
+    // The holder goes away within the timeout: the new owner opens the stores then.
+    let a = Member::start(dir.path(), "a");
+    wait_for_assignment(dir.path(), &["a"]);
+    produce(dir.path(), &brokers, &topic, 0, 300);
+    wait_for_outputs(dir.path(), &["a"], expected_outputs(300));
+    signal(&a, "STOP");
+    let b = start_with(dir.path(), "b", &["--checkpoint-timeout", "60s"]);
+    wait_for_log(dir.path(), "b", "is locked by member");
+    let text = log(dir.path(), "b");
+    assert!(
+        text.contains(&format!("member {}-", a.child.id())),
+        "the holder is named with its process id:\n{text}"
+    );
+    signal(&a, "KILL");
+    a.kill();
+    wait_for_log(dir.path(), "b", "unlocked after");
+    wait_for_log(dir.path(), "b", "restored (generation");
+    produce(dir.path(), &brokers, &topic, 300, 600);
+    let got = wait_for_outputs(dir.path(), &["a", "b"], expected_outputs(600));
+    assert_eq!(
+        got.len(),
+        expected_outputs(600),
+        "{}",
+        logs(dir.path(), &["a", "b"])
+    );
+    b.interrupt();
+
+    // The holder stays: the new owner gives up after the checkpoint timeout, naming it.
+    let c = Member::start(dir.path(), "c");
+    wait_for_assignment(dir.path(), &["c"]);
+    signal(&c, "STOP");
+    let mut d = start_with(dir.path(), "d", &["--checkpoint-timeout", "2s"]);
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Ok(Some(s)) = d.child.try_wait() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "d did not give up:\n{}",
+            log(dir.path(), "d")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    signal(&c, "KILL");
+    c.kill();
+    let text = log(dir.path(), "d");
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("still locked by member") && text.contains("the checkpoint timeout"),
+        "{text}"
+    );
+    let _ = d.child.kill();
+}
