@@ -1,7 +1,9 @@
-//! `varpulis run` over a kafka source with `state_per_partition: true`: one engine per
-//! assigned Kafka partition, so several processes of one consumer group share a topic and
-//! each partition's state moves with it (docs/OPERATIONS.md, "Scaling out"; the decisions
-//! are in docs/DESIGN.md, "Scaling out over Kafka consumer groups").
+//! `varpulis run` (and a `varpulis server` pipeline, through [`run_observed`]) over a kafka
+//! source with `state_per_partition: true`: one engine per assigned Kafka partition, so
+//! several processes of one consumer group share a topic and each partition's state moves
+//! with it (docs/OPERATIONS.md, "Scaling out"; the decisions are in docs/DESIGN.md,
+//! "Scaling out over Kafka consumer groups"). Dead letters and traces work as in the live
+//! loop (`live::DeadLetters`, `live::RunTrace`).
 //!
 //! Each owned partition has its own [`Job`] (engine and sinks), its own [`Checkpointer`] in
 //! `<state-dir>/<topic>-<partition>/state` and its own [`PartitionLease`] on
