@@ -1393,12 +1393,24 @@ mod partitioned {
         a.wait_state("count", "running");
         let deadline = Instant::now() + WAIT;
         while owned(&a).len() != 6 {
-            assert!(Instant::now() < deadline, "not back: {:?}", owned(&a));
+            assert!(
+                Instant::now() < deadline,
+                "not back: {}\n{}",
+                a.call("GET", "/api/v1/pipelines/count", None, None).1,
+                a.log.try_iter().collect::<Vec<_>>().join("\n")
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         // Nothing is produced again by a clean restart.
         std::thread::sleep(Duration::from_secs(1));
         assert_eq!(seen(&tails).len(), want.len());
+        // Deleting it on one server leaves the group's shared partition state.
+        assert_eq!(
+            a.call("DELETE", "/api/v1/pipelines/count", None, None).0,
+            204
+        );
+        assert!(shared.join(format!("{topic}-0/state")).is_dir());
+        assert!(!root.join("a/state/pipelines/count/pipeline.json").exists());
         let (ok, _) = a.terminate();
         assert!(ok, "SIGTERM is a clean stop");
         let dup: usize = got.values().map(|c| c - 1).sum();

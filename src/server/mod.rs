@@ -444,13 +444,24 @@ impl Pipelines {
         Ok(report)
     }
 
-    /// Stops and forgets a pipeline, with its state.
+    /// Stops and forgets a pipeline, with its state. A pipeline with per-partition state
+    /// keeps its partitions' state: it is shared with the other servers of its group.
     pub fn delete(&self, name: &str) -> Result<(), DeployError> {
         let Some(mut pipeline) = lock(&self.map).remove(name) else {
             return Err(DeployError::Unknown(name.to_string()));
         };
         pipeline.stop();
+        let shared = pipeline
+            .program
+            .as_ref()
+            .is_some_and(crate::groups::is_partitioned);
         drop(pipeline);
+        if shared {
+            let stored = self.dir(name).join("pipeline.json");
+            return std::fs::remove_file(&stored)
+                .with_context(|| format!("cannot remove `{}`", stored.display()))
+                .map_err(DeployError::Io);
+        }
         std::fs::remove_dir_all(self.dir(name))
             .with_context(|| format!("cannot remove `{}`", self.dir(name).display()))
             .map_err(DeployError::Io)
