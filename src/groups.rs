@@ -1,7 +1,9 @@
-//! `varpulis run` over a kafka source with `state_per_partition: true`: one engine per
-//! assigned Kafka partition, so several processes of one consumer group share a topic and
-//! each partition's state moves with it (docs/OPERATIONS.md, "Scaling out"; the decisions
-//! are in docs/DESIGN.md, "Scaling out over Kafka consumer groups").
+//! `varpulis run` (and a `varpulis server` pipeline, through [`run_observed`]) over a kafka
+//! source with `state_per_partition: true`: one engine per assigned Kafka partition, so
+//! several processes of one consumer group share a topic and each partition's state moves
+//! with it (docs/OPERATIONS.md, "Scaling out"; the decisions are in docs/DESIGN.md,
+//! "Scaling out over Kafka consumer groups"). Dead letters and traces work as in the live
+//! loop (`live::DeadLetters`, `live::RunTrace`).
 //!
 //! Each owned partition has its own [`Job`] (engine and sinks), its own [`Checkpointer`] in
 //! `<state-dir>/<topic>-<partition>/state` and its own [`PartitionLease`] on
@@ -14,7 +16,7 @@
 //! claimed since is dropped with a warning and counted, never written.
 //!
 //! What is refused (each with its reason, before anything starts): other sources in the
-//! same run, `--workers` above 1, no `--state-dir`, `--dead-letter`, sinks that rewind on a
+//! same run, `--workers` above 1, no `--state-dir`, sinks that rewind on a
 //! restore (`file`) or stage records for a checkpoint (transactional `kafka`): several
 //! partitions' jobs, and several processes, share them.
 
@@ -34,18 +36,19 @@ use varpulis_connectors::{
     SourceContext, SourceEvent, SourceMessage, SourceSender,
 };
 use varpulis_program::{OpSpec, Program, Subscription};
-use varpulis_state::partition::{partition_dir, PartitionLease};
+use varpulis_state::partition::{partition_dir, read_owner, PartitionLease};
 use varpulis_state::StateError;
 use varpulis_vm::Output;
 
 use crate::checkpoint::{Checkpointer, Positions};
 use crate::job::{connector_config, InputProblem, Job, JobOptions, RecordFrom};
 use crate::live::{
-    default_type, fed_streams, max_out_of_order, payload_events, subscription_key, Host, IdleClock,
-    LiveOptions, Redacting,
+    default_type, fed_streams, max_out_of_order, payload_events, subscription_key, DeadLetters,
+    Host, IdleClock, LiveOptions, Redacting, RunTrace,
 };
 use crate::metrics::MetricsServer;
 use crate::output::write_json;
+use crate::trace::Status;
 
 /// How long the source waits for this run to restore or checkpoint partitions in a
 /// rebalance, beyond the checkpoint timeout.
@@ -110,9 +113,6 @@ pub fn refusal(job: &Job, options: &LiveOptions) -> Option<String> {
                 .into(),
         );
     }
-    if options.dead_letter.is_some() {
-        return Some("--dead-letter is not supported with it yet".into());
-    }
     for stream in &program.streams {
         for op in &stream.ops {
             let (id, params) = match op {
@@ -150,6 +150,17 @@ pub fn refusal(job: &Job, options: &LiveOptions) -> Option<String> {
     None
 }
 
+/// Whether opening a store failed because another process holds it open (RocksDB's lock):
+/// worth trying again once that process lets go.
+fn is_locked(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<StateError>(),
+            Some(StateError::Backend { message, retryable: true }) if message.contains("in use")
+        )
+    })
+}
+
 /// One owned partition.
 struct Owned {
     job: Job,
@@ -170,6 +181,10 @@ struct Counters {
     fenced: u64,
     checkpoints: u64,
     checkpoint_failures: u64,
+    /// Checkpoint rounds in a row with a failed partition checkpoint.
+    consecutive_failures: u64,
+    /// Partition stores found locked by another process on assignment (waited for).
+    lock_waits: u64,
     /// Payloads of a partition this run no longer owns (dropped: its owner reads them).
     unowned: u64,
     /// Records, events and outputs of jobs already dropped.
@@ -234,11 +249,64 @@ struct GroupRun {
     failure: Option<String>,
     bad_input: Option<InputProblem>,
     stop_reason: &'static str,
+    observer: Option<GroupObserver>,
+    /// `--dead-letter`: payloads the jobs skipped, with their partition and offset.
+    dead_letter: Option<DeadLetters>,
+    /// `--otlp-endpoint`: the run's spans (src/trace.rs), as in the live loop.
+    trace: RunTrace,
 }
+
+/// What a per-partition run tells its host (a server pipeline) once its source is up, about
+/// every second after that, and once when it stops.
+#[derive(Debug, Clone)]
+pub struct GroupReport {
+    /// This process in the partition leases (`<pid>-<id>`).
+    pub member: String,
+    /// The partitions it owns now (`topic/partition`), in order.
+    pub owned: Vec<String>,
+    /// Assignments and revocations handled.
+    pub rebalances: u64,
+    /// Partitions restored from a checkpoint.
+    pub restores: u64,
+    /// Partitions dropped because another member claimed them.
+    pub fenced: u64,
+    /// Payloads of partitions no longer owned, left to their owner.
+    pub unowned: u64,
+    /// Records read, events run and visible outputs (every partition's job, dropped ones
+    /// included).
+    pub records: u64,
+    pub events: u64,
+    pub outputs: u64,
+    /// Partition checkpoints written and failed.
+    pub checkpoints: u64,
+    pub checkpoint_failures: u64,
+    /// Checkpoint rounds in a row in which a partition's checkpoint failed (0: the last one
+    /// went through).
+    pub consecutive_failures: u64,
+    /// The kafka source: its connector, what it reads, its counters.
+    pub connector: String,
+    pub description: String,
+    pub source: varpulis_connectors::SourceMetrics,
+    /// The Prometheus text of the run (the metrics of `--metrics`).
+    pub metrics: String,
+}
+
+/// Told a [`GroupReport`] as the run goes.
+pub type GroupObserver = Box<dyn FnMut(&GroupReport) + Send>;
 
 /// Runs `job`'s program with one engine per assigned partition of its kafka source, until
 /// interrupted or the source fails.
 pub fn run(job: Job, options: &LiveOptions, host: Host) -> anyhow::Result<ExitCode> {
+    run_observed(job, options, host, None)
+}
+
+/// [`run`], telling `observer` how the run is doing (a server pipeline's status).
+pub fn run_observed(
+    job: Job,
+    options: &LiveOptions,
+    host: Host,
+    observer: Option<GroupObserver>,
+) -> anyhow::Result<ExitCode> {
     let mut log: Box<dyn Write + Send> = Box::new(Redacting::new(host.log));
     if let Some(why) = refusal(&job, options) {
         writeln!(
@@ -252,6 +320,8 @@ pub fn run(job: Job, options: &LiveOptions, host: Host) -> anyhow::Result<ExitCo
         Ok(run) => run,
         Err(code) => return Ok(code),
     };
+    run.observer = observer;
+    run.publish();
     while run.step()? {}
     run.finish()
 }
@@ -286,10 +356,12 @@ impl GroupRun {
                 state_dir.display()
             )
         })?;
-        if options.otlp.is_some() {
+        let mut trace = RunTrace::start(options, 1)?;
+        if let Some(url) = trace.tracer.url() {
             writeln!(
                 log,
-                "warning: traces are not exported by runs with per-partition state yet"
+                "traces: OTLP to {url} (run trace {})",
+                trace.run_trace_id()
             )?;
         }
         let member = format!("{}-{}", std::process::id(), crate::job::new_pipeline_id());
@@ -304,10 +376,26 @@ impl GroupRun {
             timeout: options.checkpoint_timeout + REBALANCE_SLACK,
         });
         let context = SourceContext::new(options.base_dir.clone());
+        let mut span = trace.child("varpulis.source.start");
+        span.set("varpulis.connector", &*def.name);
+        span.set("varpulis.connector.kind", &*def.kind);
         let source = match open_source(&config, &context, sender) {
-            Ok(s) => s,
+            Ok(s) => {
+                span.set(
+                    "varpulis.source.description",
+                    varpulis_connectors::redact::redact(&s.describe()),
+                );
+                trace.tracer.end(span);
+                s
+            }
             Err(e) => {
                 writeln!(log, "error: {e}")?;
+                span.error(e.to_string());
+                trace.tracer.end(span);
+                trace.finish_with(
+                    Status::Error(format!("connector `{}`: {e}", def.name)),
+                    None,
+                );
                 return Ok(Err(ExitCode::FAILURE));
             }
         };
@@ -339,6 +427,10 @@ impl GroupRun {
             }
             (None, _) => Out::Stdout(BufWriter::new(io::stdout())),
         };
+        let dead_letter = match &options.dead_letter {
+            Some(p) => Some(DeadLetters::open(p)?),
+            None => None,
+        };
         writeln!(
             log,
             "running; waiting for the group to assign partitions; Ctrl-C stops"
@@ -369,6 +461,9 @@ impl GroupRun {
             failure: None,
             bad_input: None,
             stop_reason: "interrupted",
+            observer: None,
+            dead_letter,
+            trace,
         }))
     }
 
@@ -378,6 +473,11 @@ impl GroupRun {
         if self.stop.load(Ordering::Acquire) {
             return Ok(false);
         }
+        // A `varpulis.batch` span of this turn, when tracing and it runs events.
+        let batch = self
+            .trace
+            .enabled()
+            .then(|| (self.trace.linked("varpulis.batch"), self.totals()));
         let (requests_rx, payloads_rx) = (self.requests.clone(), self.rx.clone());
         let mut select = Select::new();
         let requests = select.recv(&requests_rx);
@@ -405,6 +505,15 @@ impl GroupRun {
             }
             let Ok(event) = self.rx.try_recv() else { break };
             self.handle(event);
+        }
+        if let Some((mut span, (events, outputs))) = batch {
+            let (now_events, now_outputs) = self.totals();
+            if now_events > events {
+                span.set("varpulis.events", now_events - events);
+                span.set("varpulis.outputs", now_outputs.saturating_sub(outputs));
+                span.set("varpulis.partitions", self.owned.len());
+                self.trace.tracer.end(span);
+            }
         }
         self.on_idle();
         self.write_outputs()?;
@@ -477,6 +586,9 @@ impl GroupRun {
             .options
             .max_future_skew
             .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        // Counting skips is only needed to dead-letter them.
+        let skipped = |job: &Job| job.stats().skipped.values().sum::<u64>();
+        let skipped_before = self.dead_letter.as_ref().map(|_| skipped(&owned.job));
         let mut result = Ok(());
         for item in payload_events(&msg.payload, self.default_type.as_deref()) {
             let step = match item {
@@ -495,9 +607,36 @@ impl GroupRun {
                         ),
                         None => {
                             owned.idle.saw(time);
-                            owned
-                                .job
-                                .push_raw_from(&raw, Some(time), from, &mut self.outputs)
+                            match msg.trace_parent.as_ref() {
+                                None => owned.job.push_raw_from(
+                                    &raw,
+                                    Some(time),
+                                    from,
+                                    &mut self.outputs,
+                                ),
+                                // The caller's trace continues through the event's span.
+                                Some(parent) => {
+                                    let before = self.outputs.len();
+                                    let (span, context) = self.trace.event(parent);
+                                    owned.job.set_trace_parent(Some(context));
+                                    let step = owned.job.push_raw_from(
+                                        &raw,
+                                        Some(time),
+                                        from,
+                                        &mut self.outputs,
+                                    );
+                                    owned.job.set_trace_parent(None);
+                                    if let Some(span) = span {
+                                        self.trace.end_event(
+                                            span,
+                                            &Ok(raw),
+                                            &self.connector,
+                                            &self.outputs[before..],
+                                        );
+                                    }
+                                    step
+                                }
+                            }
                         }
                     }
                 }
@@ -506,6 +645,13 @@ impl GroupRun {
             if step.is_err() {
                 result = step;
                 break;
+            }
+        }
+        if skipped_before.is_some_and(|before| skipped(&owned.job) > before) {
+            if let Some(d) = self.dead_letter.as_mut() {
+                // The place names the topic, the partition and the offset.
+                let place = format!("connector `{}` ({})", self.connector, msg.place);
+                d.write(&place, &msg.payload, &owned.job);
             }
         }
         // A payload stopped by --strict is not seen: a restart reads it again.
@@ -554,9 +700,17 @@ impl GroupRun {
             }
             _ => self.counters.rebalances += 1,
         }
+        let mut span = self.trace.linked("varpulis.rebalance");
         match request {
             Rebalance::Assigned { partitions, reply } => {
+                let list: Vec<String> = partitions.iter().map(PartitionId::key).collect();
+                span.set("varpulis.assigned", list.join(","));
                 let answer = self.assign(&partitions);
+                if let Err(why) = &answer {
+                    span.error(why.clone());
+                }
+                span.set("varpulis.partitions", self.owned.len());
+                self.trace.tracer.end(span);
                 if let Err(why) = &answer {
                     writeln!(self.log, "error: {why}")?;
                 }
@@ -564,7 +718,11 @@ impl GroupRun {
                 let _ = reply.send(answer);
             }
             Rebalance::Revoked { partitions, reply } => {
+                let list: Vec<String> = partitions.iter().map(PartitionId::key).collect();
+                span.set("varpulis.revoked", list.join(","));
                 let result = self.revoke(&partitions);
+                span.set("varpulis.partitions", self.owned.len());
+                self.trace.tracer.end(span);
                 let _ = reply.send(());
                 result?;
             }
@@ -578,6 +736,8 @@ impl GroupRun {
         partitions: &[PartitionId],
     ) -> Result<BTreeMap<PartitionId, Option<u64>>, String> {
         let mut starts = BTreeMap::new();
+        // One bound for the whole assignment: the source waits for all of it.
+        let deadline = Instant::now() + self.options.checkpoint_timeout;
         for id in partitions {
             if let Some(owned) = self.owned.get(id) {
                 // Still ours (an incremental assignment repeated it).
@@ -585,7 +745,7 @@ impl GroupRun {
                 continue;
             }
             let owned = self
-                .open(id)
+                .open(id, deadline)
                 .map_err(|e| format!("partition {}: {e:#}", id.key()))?;
             starts.insert(id.clone(), owned.next);
             self.owned.insert(id.clone(), owned);
@@ -600,15 +760,15 @@ impl GroupRun {
         Ok(starts)
     }
 
-    /// A partition's lease, store and job, restored from its checkpoint if it has one.
-    fn open(&mut self, id: &PartitionId) -> anyhow::Result<Owned> {
+    /// A partition's lease, store and job, restored from its checkpoint if it has one. A
+    /// store another process still holds open (a stalled member, RocksDB's lock) is tried
+    /// again until `deadline`.
+    fn open(&mut self, id: &PartitionId, deadline: Instant) -> anyhow::Result<Owned> {
         let dir = partition_dir(&self.state_dir, &id.topic, id.partition)?;
+        // The member that held the partition before this claim: the likely holder of a lock.
+        let previous = read_owner(&dir).ok().flatten();
         let lease = PartitionLease::take(&dir, &self.member)?;
-        let mut checkpoints = Checkpointer::open(
-            &dir.join("state"),
-            self.options.checkpoint_interval,
-            self.options.checkpoint_timeout,
-        )?;
+        let mut checkpoints = self.open_store(id, &dir.join("state"), previous, deadline)?;
         for damaged in &checkpoints.damaged {
             writeln!(self.log, "warning: state of {}: {damaged}", id.key())?;
         }
@@ -617,7 +777,13 @@ impl GroupRun {
         job.set_pipeline(checkpoints.pipeline());
         let mut next = None;
         if checkpoints.recovered() {
-            let restored = checkpoints.restore(&mut job)?;
+            // A server pipeline restarted on a new program keeps its unchanged streams.
+            let compat = if self.options.carry_state {
+                varpulis_vm::Compat::Carry
+            } else {
+                varpulis_vm::Compat::Strict
+            };
+            let restored = checkpoints.restore_with(&mut job, compat)?;
             for why in &restored.passed_over {
                 writeln!(self.log, "warning: state of {}: {why}", id.key())?;
             }
@@ -649,6 +815,75 @@ impl GroupRun {
             next,
             idle: IdleClock::new(self.options.idle_timeout, self.out_of_order),
         })
+    }
+
+    /// Opens a partition's checkpoint store, retrying with a bounded backoff while another
+    /// process holds it open, until `deadline`; then fails naming the last owner.
+    fn open_store(
+        &mut self,
+        id: &PartitionId,
+        dir: &std::path::Path,
+        previous: Option<varpulis_state::partition::Owner>,
+        deadline: Instant,
+    ) -> anyhow::Result<Checkpointer> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        let mut told = false;
+        let holder = || match &previous {
+            Some(o) => format!(
+                "member {} (its previous owner, generation {}; the number before the dash is \
+                 its process id)",
+                o.member, o.generation
+            ),
+            None => "another process".to_string(),
+        };
+        loop {
+            let error = match Checkpointer::open(
+                dir,
+                self.options.checkpoint_interval,
+                self.options.checkpoint_timeout,
+            ) {
+                Ok(c) => {
+                    if told {
+                        self.counters.lock_waits += 1;
+                        writeln!(
+                            self.log,
+                            "state: partition {} unlocked after {:.1}s",
+                            id.key(),
+                            started.elapsed().as_secs_f64()
+                        )?;
+                    }
+                    return Ok(c);
+                }
+                Err(e) => e,
+            };
+            if !is_locked(&error) {
+                return Err(error);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                self.counters.lock_waits += 1;
+                anyhow::bail!(
+                    "its state is still locked by {} after {:.1}s (the checkpoint timeout): a \
+                     stalled member keeps it open; stop that process and the group gives the \
+                     partition out again ({error:#})",
+                    holder(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            if !told {
+                told = true;
+                writeln!(
+                    self.log,
+                    "state: partition {} is locked by {}; trying again for up to {:.1}s",
+                    id.key(),
+                    holder(),
+                    deadline.saturating_duration_since(now).as_secs_f64()
+                )?;
+            }
+            std::thread::sleep(pause.min(deadline.saturating_duration_since(now)));
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
     }
 
     /// Runs what the source delivered, checkpoints the revoked partitions and drops them.
@@ -729,7 +964,13 @@ impl GroupRun {
         if let Some(next) = owned.next {
             positions.insert(self.sub_key.clone(), BTreeMap::from([(id.key(), next)]));
         }
-        match owned.checkpoints.save(&mut owned.job, &positions, None) {
+        match self.trace.checkpoint(
+            &mut owned.checkpoints,
+            &mut owned.job,
+            &positions,
+            None,
+            Some(id.key()),
+        ) {
             Ok(()) => self.counters.checkpoints += 1,
             Err((why, e)) => {
                 self.counters.checkpoint_failures += 1;
@@ -747,18 +988,28 @@ impl GroupRun {
     /// Checkpoints every owned partition, then tells the source their offsets.
     fn checkpoint_all(&mut self) -> anyhow::Result<()> {
         self.last_checkpoint = Instant::now();
+        if let Some(d) = self.dead_letter.as_mut() {
+            d.flush();
+        }
         // A checkpoint never covers an output a crash could still lose.
         if let Err(e) = self.out.sync() {
             self.counters.checkpoint_failures += 1;
+            self.counters.consecutive_failures += 1;
             writeln!(
                 self.log,
                 "warning: checkpoints skipped: cannot sync the outputs: {e}"
             )?;
             return Ok(());
         }
+        let failed_before = self.counters.checkpoint_failures;
         let ids: Vec<PartitionId> = self.owned.keys().cloned().collect();
         for id in &ids {
             self.checkpoint(id);
+        }
+        if self.counters.checkpoint_failures > failed_before {
+            self.counters.consecutive_failures += 1;
+        } else {
+            self.counters.consecutive_failures = 0;
         }
         self.tell_source();
         Ok(())
@@ -827,6 +1078,12 @@ impl GroupRun {
             c.unowned,
         );
         metric(
+            "partition_lock_waits_total",
+            "counter",
+            "Partition stores found locked by another process when assigned.",
+            c.lock_waits,
+        );
+        metric(
             "checkpoints_total",
             "counter",
             "Partition checkpoints written.",
@@ -852,12 +1109,58 @@ impl GroupRun {
 
     fn publish(&mut self) {
         self.last_publish = Instant::now();
-        if self.metrics.is_none() {
+        if self.metrics.is_none() && self.observer.is_none() {
             return;
         }
         let text = self.metrics_text();
+        if self.observer.is_some() {
+            let report = self.report(text.clone());
+            if let Some(observer) = &mut self.observer {
+                observer(&report);
+            }
+        }
         if let Some(m) = &self.metrics {
             m.publish(text, Vec::new());
+        }
+    }
+
+    /// Events run and outputs so far, over every partition's job (dropped ones included).
+    fn totals(&self) -> (u64, u64) {
+        let (mut events, mut outputs) = (self.counters.events, self.counters.outputs);
+        for owned in self.owned.values() {
+            let s = owned.job.stats();
+            events += s.events;
+            outputs += s.outputs;
+        }
+        (events, outputs)
+    }
+
+    fn report(&self, metrics: String) -> GroupReport {
+        let c = &self.counters;
+        let (mut records, mut events, mut outputs) = (c.records, c.events, c.outputs);
+        for owned in self.owned.values() {
+            let s = owned.job.stats();
+            records += s.records;
+            events += s.events;
+            outputs += s.outputs;
+        }
+        GroupReport {
+            member: self.member.clone(),
+            owned: self.owned.keys().map(PartitionId::key).collect(),
+            rebalances: c.rebalances,
+            restores: c.restores,
+            fenced: c.fenced,
+            unowned: c.unowned,
+            records,
+            events,
+            outputs,
+            checkpoints: c.checkpoints,
+            checkpoint_failures: c.checkpoint_failures,
+            consecutive_failures: c.consecutive_failures,
+            connector: self.connector.clone(),
+            description: self.source.describe(),
+            source: self.source.metrics(),
+            metrics,
         }
     }
 
@@ -873,6 +1176,17 @@ impl GroupRun {
             self.drop_partition(id);
         }
         self.publish();
+        if let Some(d) = self.dead_letter.as_mut() {
+            d.flush();
+            if d.failures > 0 {
+                writeln!(
+                    self.log,
+                    "warning: {} bad payloads could not be written to `{}`",
+                    d.failures,
+                    d.path.display()
+                )?;
+            }
+        }
         let c = &self.counters;
         writeln!(
             self.log,
@@ -888,6 +1202,19 @@ impl GroupRun {
             c.checkpoints,
             c.checkpoint_failures
         )?;
+        let status = match (&self.bad_input, &self.failure) {
+            (Some(problem), _) => Status::Error(format!("input {problem}")),
+            (None, Some(why)) => Status::Error(why.clone()),
+            (None, None) => Status::Ok,
+        };
+        let end = (c.events, c.outputs, self.stop_reason);
+        if let Some((exported, dropped)) = self.trace.finish_with(status, Some(end)) {
+            let mut line = format!("traces: {exported} spans exported");
+            if dropped > 0 {
+                line.push_str(&format!(", {dropped} dropped"));
+            }
+            writeln!(self.log, "{line}")?;
+        }
         if let Some(problem) = &self.bad_input {
             writeln!(self.log, "error: {problem}")?;
             return Ok(ExitCode::FAILURE);

@@ -483,17 +483,7 @@ impl LiveRun {
             (None, _) => Destination::Stdout(BufWriter::new(io::stdout().lock())),
         };
         let dead_letter = match &options.dead_letter {
-            Some(p) => Some(DeadLetters {
-                path: p.clone(),
-                file: BufWriter::new(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(p)
-                        .with_context(|| format!("cannot write `{}`", p.display()))?,
-                ),
-                failures: 0,
-            }),
+            Some(p) => Some(DeadLetters::open(p)?),
             None => None,
         };
         let mut out = out;
@@ -1099,7 +1089,7 @@ impl Checkpoint<'_> {
         live.write_outputs(self.out.writer())
             .with_context(|| format!("writing outputs to {}", self.output_name))?;
         let positions = live.positions(self.keys);
-        match trace.checkpoint(self.c, job, &positions, self.out.file()) {
+        match trace.checkpoint(self.c, job, &positions, self.out.file(), None) {
             Ok(()) => {
                 for (source, key) in sources.iter_mut().zip(self.keys) {
                     if let Some(p) = positions.get(key) {
@@ -1176,8 +1166,8 @@ pub(crate) fn checkpoint_metrics(
 /// The traces of one live run: the root span `varpulis.run` and its
 /// children, and the batch and checkpoint traces linked to it. With tracing
 /// off every call is a cheap no-op.
-struct RunTrace {
-    tracer: Tracer,
+pub(crate) struct RunTrace {
+    pub(crate) tracer: Tracer,
     /// The root span, until [`RunTrace::finish`] ends it.
     root: Option<Span>,
     state_dir: Option<String>,
@@ -1192,7 +1182,7 @@ struct Batch {
 }
 
 impl RunTrace {
-    fn start(options: &LiveOptions, sources: usize) -> anyhow::Result<RunTrace> {
+    pub(crate) fn start(options: &LiveOptions, sources: usize) -> anyhow::Result<RunTrace> {
         let tracer = match &options.otlp {
             Some(config) => Tracer::start(config)?,
             None => Tracer::disabled(),
@@ -1207,12 +1197,12 @@ impl RunTrace {
         })
     }
 
-    fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.tracer.enabled()
     }
 
     /// The run's trace id, in hex.
-    fn run_trace_id(&self) -> String {
+    pub(crate) fn run_trace_id(&self) -> String {
         self.root
             .as_ref()
             .map(Span::trace_id_hex)
@@ -1220,13 +1210,13 @@ impl RunTrace {
     }
 
     /// A child span of the run, starting now.
-    fn child(&self, name: &'static str) -> Span {
+    pub(crate) fn child(&self, name: &'static str) -> Span {
         self.tracer.span(name, self.root.as_ref())
     }
 
     /// The root of a new trace, starting now, linked to the run: a run lasts
     /// for days, so its batches and checkpoints are traces of their own.
-    fn linked(&self, name: &'static str) -> Span {
+    pub(crate) fn linked(&self, name: &'static str) -> Span {
         let mut span = self.tracer.span(name, None);
         if let Some(root) = &self.root {
             span.link(root);
@@ -1264,7 +1254,7 @@ impl RunTrace {
     /// of the caller's span, when tracing and the caller samples the trace)
     /// and the context its records carry on (under that span; unchanged
     /// when the span is not recorded, so the chain still holds).
-    fn event(&self, parent: &TraceParent) -> (Option<Span>, TraceParent) {
+    pub(crate) fn event(&self, parent: &TraceParent) -> (Option<Span>, TraceParent) {
         if !(self.enabled() && parent.sampled()) {
             return (None, *parent);
         }
@@ -1274,7 +1264,7 @@ impl RunTrace {
     }
 
     /// Records an event's span with what it was and what it caused.
-    fn end_event(
+    pub(crate) fn end_event(
         &self,
         mut span: Span,
         raw: &Result<RawEvent, (&'static str, String)>,
@@ -1301,16 +1291,20 @@ impl RunTrace {
 
     /// Saves a checkpoint (barrier, then commit) inside a `varpulis.checkpoint`
     /// span.
-    fn checkpoint(
+    pub(crate) fn checkpoint(
         &self,
         c: &mut Checkpointer,
         job: &mut Job,
         positions: &Positions,
         output: Option<&mut OutputFile>,
+        partition: Option<String>,
     ) -> Result<(), (Failure, anyhow::Error)> {
         let mut span = self.linked("varpulis.checkpoint");
         if let Some(dir) = &self.state_dir {
             span.set("varpulis.state_dir", dir.clone());
+        }
+        if let Some(p) = partition {
+            span.set("varpulis.partition", p);
         }
         let started = Instant::now();
         let result = c.save(job, positions, output);
@@ -1330,11 +1324,23 @@ impl RunTrace {
     /// got that far) and flushes the exporter, waiting at most 2 s.
     /// Returns the spans exported and dropped, when tracing.
     fn finish(&mut self, status: Status, end: Option<(&Job, &str)>) -> Option<(u64, u64)> {
+        let end = end.map(|(job, reason)| {
+            let stats = job.stats();
+            (stats.events, stats.outputs, reason)
+        });
+        self.finish_with(status, end)
+    }
+
+    /// [`RunTrace::finish`] with the run's totals given as (events, outputs, stop reason).
+    pub(crate) fn finish_with(
+        &mut self,
+        status: Status,
+        end: Option<(u64, u64, &str)>,
+    ) -> Option<(u64, u64)> {
         if let Some(mut root) = self.root.take() {
-            if let Some((job, reason)) = end {
-                let stats = job.stats();
-                root.set("varpulis.events", stats.events);
-                root.set("varpulis.outputs", stats.outputs);
+            if let Some((events, outputs, reason)) = end {
+                root.set("varpulis.events", events);
+                root.set("varpulis.outputs", outputs);
                 root.set("varpulis.stop_reason", reason);
             }
             root.status = status;
@@ -1347,7 +1353,7 @@ impl RunTrace {
 
     /// Prints the first export failure, once. The exporter thread cannot:
     /// the run holds the stderr lock (this thread may take it again).
-    fn report_failure(&self) {
+    pub(crate) fn report_failure(&self) {
         if let Some(warning) = self.tracer.take_warning() {
             eprintln!("{warning}");
         }
@@ -2084,19 +2090,34 @@ impl Live {
 }
 
 /// The `--dead-letter` file of bad payloads.
-struct DeadLetters {
-    path: PathBuf,
+pub(crate) struct DeadLetters {
+    pub(crate) path: PathBuf,
     file: BufWriter<std::fs::File>,
     /// Lines that could not be written (the payloads are still counted as
     /// skipped); the first failure is reported.
-    failures: u64,
+    pub(crate) failures: u64,
 }
 
 impl DeadLetters {
+    /// Opens `path` for appending (several runs and restarts each add their lines).
+    pub(crate) fn open(path: &Path) -> anyhow::Result<DeadLetters> {
+        Ok(DeadLetters {
+            path: path.to_path_buf(),
+            file: BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot write `{}`", path.display()))?,
+            ),
+            failures: 0,
+        })
+    }
+
     /// Appends one line: the payload, where it came from, and why it was
     /// skipped (the last problem the job reported). A failing file (disk
     /// full) does not stop the run: the failure is reported once and counted.
-    fn write(&mut self, place: &str, payload: &[u8], job: &Job) {
+    pub(crate) fn write(&mut self, place: &str, payload: &[u8], job: &Job) {
         let error = job
             .last_problem()
             .map_or_else(|| "skipped".to_string(), |p| p.message.clone());
@@ -2110,7 +2131,7 @@ impl DeadLetters {
         }
     }
 
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         if let Err(e) = self.file.flush() {
             self.failed(&e);
         }

@@ -421,10 +421,6 @@ fn unsupported_combinations_are_refused_with_the_reason() {
         &["run", "count.vpl", "--state-dir", "s", "--workers", "2"],
         "above 1 is not supported",
     );
-    refused(
-        &["run", "count.vpl", "--state-dir", "s", "--dead-letter", "d"],
-        "--dead-letter",
-    );
     let with_file_sink =
         format!("{program}    .to(Out)\n\nconnector Out = file (path: \"o.jsonl\")\n");
     write(dir.path(), "sink.vpl", &with_file_sink);
@@ -513,4 +509,411 @@ fn a_member_that_lost_its_claims_never_writes_those_partitions_again() {
             "{text}"
         );
     }
+}
+
+/// `--dead-letter` in a run with per-partition state: a record the partition's job skips (a
+/// field of the wrong type) is written to the dead-letter file with its topic, partition and
+/// offset; the good records around it run as usual.
+#[test]
+fn bad_records_go_to_the_dead_letter_file_with_their_partition_and_offset() {
+    let Some(brokers) =
+        brokers("bad_records_go_to_the_dead_letter_file_with_their_partition_and_offset")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = unique("dead");
+    assert!(
+        common::create_topic(&brokers, &topic, 6),
+        "cannot create a 6-partition topic (tansu's CLI)"
+    );
+    write(
+        dir.path(),
+        "count.vpl",
+        &counting(&brokers, &topic, &unique("group")),
+    );
+    let out = std::fs::File::create(dir.path().join("out-a.jsonl")).expect("out");
+    let err = std::fs::File::create(dir.path().join("err-a.log")).expect("err");
+    let child = varpulis(
+        dir.path(),
+        &[
+            "run",
+            "count.vpl",
+            "--state-dir",
+            "state",
+            "--checkpoint-interval",
+            "300ms",
+            "--idle-timeout",
+            "0",
+            "--dead-letter",
+            "dead.jsonl",
+        ],
+    )
+    .stdout(out)
+    .stderr(err)
+    .spawn()
+    .expect("start varpulis");
+    let a = Member {
+        name: "a".into(),
+        child,
+    };
+    wait_for_assignment(dir.path(), &["a"]);
+    produce(dir.path(), &brokers, &topic, 0, 300);
+    // Five records whose `n` is text: the counting program's `Clicks` wants an int.
+    let mut bad = String::new();
+    for i in 0..5 {
+        bad.push_str(&format!(
+            "{{\"user\":\"bad{i}\",\"n\":\"oops-{i}\",\"timestamp\":1700000001000}}\n"
+        ));
+    }
+    write(dir.path(), "bad.jsonl", &bad);
+    write(
+        dir.path(),
+        "bad.vpl",
+        &format!(
+            "event Raw:\n    user: str\n    n: str\n\n\
+             connector File = file (path: \"bad.jsonl\")\n\
+             connector Topic = kafka (brokers: \"{brokers}\", topic: \"{topic}\")\n\n\
+             stream Clicks = Raw.from(File)\n    .to(Topic, key: user)\n"
+        ),
+    );
+    let produced = varpulis(dir.path(), &["run", "bad.vpl", "-o", "/dev/null"])
+        .output()
+        .expect("run the producer");
+    assert!(produced.status.success(), "{produced:?}");
+    wait_for_outputs(dir.path(), &["a"], expected_outputs(300));
+    // The file is flushed at each checkpoint.
+    let deadline = Instant::now() + WAIT;
+    let lines = loop {
+        let text = std::fs::read_to_string(dir.path().join("dead.jsonl")).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.len() >= 5 {
+            break lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} dead letters of 5:\n{text}\n{}",
+            lines.len(),
+            log(dir.path(), "a")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    a.interrupt();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    for line in &lines {
+        let place = line["_place"].as_str().unwrap_or_default();
+        assert!(
+            place.contains(&topic) && place.contains("partition") && place.contains("offset"),
+            "{line}"
+        );
+        assert!(
+            line["payload"]
+                .as_str()
+                .is_some_and(|p| p.contains("oops-")),
+            "{line}"
+        );
+        assert!(
+            line["_error"].as_str().is_some_and(|e| e.contains("`n`")),
+            "{line}"
+        );
+    }
+    let text = log(dir.path(), "a");
+    assert!(text.contains("stopped (interrupted)"), "{text}");
+}
+
+/// `oteltap` on a free port, exiting once the `varpulis.run` span arrived; `None` when it
+/// is not installed (the test is skipped unless `VARPULIS_REQUIRE_BROKERS=1`).
+fn oteltap() -> Option<(u16, Child)> {
+    let installed = Command::new("oteltap")
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        let why = "oteltap is not on PATH (python3 -m pip install oteltap; scripts/setup does)";
+        assert!(
+            std::env::var("VARPULIS_REQUIRE_BROKERS").map_or(true, |v| v != "1"),
+            "{why}"
+        );
+        eprintln!("skipped: {why}");
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let child = Command::new("oteltap")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--await-span",
+            r"^varpulis\.run$",
+        ])
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start oteltap");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "oteltap did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some((port, child))
+}
+
+fn attribute<'a>(span: &'a serde_json::Value, key: &str) -> &'a serde_json::Value {
+    span["attributes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|kv| kv["key"] == key))
+        .map_or(&serde_json::Value::Null, |kv| &kv["value"])
+}
+
+/// `--otlp-endpoint` in a run with per-partition state: the run's root span with its
+/// totals, batch spans covering every event, a checkpoint span per partition checkpoint
+/// (naming the partition) and the rebalances, as the live loop traces its run.
+#[test]
+fn a_per_partition_run_sends_its_spans_to_an_otlp_receiver() {
+    let Some(brokers) = brokers("a_per_partition_run_sends_its_spans_to_an_otlp_receiver") else {
+        return;
+    };
+    let Some((port, mut tap)) = oteltap() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = unique("trace");
+    assert!(
+        common::create_topic(&brokers, &topic, 6),
+        "cannot create a 6-partition topic (tansu's CLI)"
+    );
+    write(
+        dir.path(),
+        "count.vpl",
+        &counting(&brokers, &topic, &unique("group")),
+    );
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let out = std::fs::File::create(dir.path().join("out-a.jsonl")).expect("out");
+    let err = std::fs::File::create(dir.path().join("err-a.log")).expect("err");
+    let child = varpulis(
+        dir.path(),
+        &[
+            "run",
+            "count.vpl",
+            "--state-dir",
+            "state",
+            "--checkpoint-interval",
+            "300ms",
+            "--idle-timeout",
+            "0",
+            "--otlp-endpoint",
+            &endpoint,
+        ],
+    )
+    .stdout(out)
+    .stderr(err)
+    .spawn()
+    .expect("start varpulis");
+    let a = Member {
+        name: "a".into(),
+        child,
+    };
+    wait_for_assignment(dir.path(), &["a"]);
+    produce(dir.path(), &brokers, &topic, 0, 300);
+    wait_for_outputs(dir.path(), &["a"], expected_outputs(300));
+    a.interrupt();
+    let text = log(dir.path(), "a");
+    assert!(
+        text.contains(&format!("traces: OTLP to {endpoint}/v1/traces")),
+        "{text}"
+    );
+    assert!(!text.contains("not exported"), "{text}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = tap.try_wait().expect("wait for oteltap") {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = tap.kill();
+            let _ = tap.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut printed = String::new();
+    let _ = std::io::Read::read_to_string(&mut tap.stdout.take().expect("piped"), &mut printed);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "oteltap did not receive the run span:\n{printed}\n{text}"
+    );
+    let spans: Vec<serde_json::Value> = printed
+        .lines()
+        .filter(|l| l.starts_with('{') && l.ends_with('}'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let named = |name: &str| -> Vec<&serde_json::Value> {
+        spans.iter().filter(|s| s["name"] == name).collect()
+    };
+    let roots = named("varpulis.run");
+    assert_eq!(roots.len(), 1, "{spans:#?}");
+    assert_eq!(attribute(roots[0], "varpulis.events")["intValue"], "300");
+    assert_eq!(
+        attribute(roots[0], "varpulis.stop_reason")["stringValue"],
+        "interrupted"
+    );
+    assert_eq!(roots[0]["status"]["code"], 1, "ok");
+    let events: i64 = named("varpulis.batch")
+        .iter()
+        .map(|b| {
+            attribute(b, "varpulis.events")["intValue"]
+                .as_str()
+                .and_then(|n| n.parse::<i64>().ok())
+                .expect("events of a batch")
+        })
+        .sum();
+    assert_eq!(events, 300, "every event ran in some batch");
+    let partitions: BTreeSet<&str> = named("varpulis.checkpoint")
+        .iter()
+        .filter_map(|c| attribute(c, "varpulis.partition")["stringValue"].as_str())
+        .collect();
+    assert_eq!(partitions.len(), 6, "{partitions:?}");
+    assert!(
+        named("varpulis.rebalance")
+            .iter()
+            .any(|r| attribute(r, "varpulis.assigned")["stringValue"]
+                .as_str()
+                .is_some_and(|a| a.contains(&format!("{topic}/0")))),
+        "{spans:#?}"
+    );
+    assert_eq!(named("varpulis.source.start").len(), 1, "{spans:#?}");
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `KILL`) to a member.
+#[cfg(feature = "rocksdb")]
+fn signal(member: &Member, signal: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), &member.child.id().to_string()])
+        .status();
+}
+
+/// A member started with extra arguments (see [`Member::start`]).
+#[cfg(feature = "rocksdb")]
+fn start_with(dir: &Path, name: &str, extra: &[&str]) -> Member {
+    let out = std::fs::File::create(dir.join(format!("out-{name}.jsonl"))).expect("out");
+    let err = std::fs::File::create(dir.join(format!("err-{name}.log"))).expect("err");
+    let mut args = vec![
+        "run",
+        "count.vpl",
+        "--state-dir",
+        "state",
+        "--checkpoint-interval",
+        "300ms",
+        "--idle-timeout",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let child = varpulis(dir, &args)
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start varpulis");
+    Member {
+        name: name.to_string(),
+        child,
+    }
+}
+
+/// Waits until `name`'s log contains `text`.
+#[cfg(feature = "rocksdb")]
+fn wait_for_log(dir: &Path, name: &str, text: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !log(dir, name).contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "{name} never logged {text:?}:\n{}",
+            log(dir, name)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// With RocksDB, a stalled member (SIGSTOP) keeps its partitions' stores locked. The member
+/// the group gives them to waits for the lock with a bounded backoff: when the stalled one
+/// goes away within the checkpoint timeout it opens and restores them; when it does not, it
+/// fails naming the holder.
+#[cfg(feature = "rocksdb")]
+#[test]
+fn a_new_owner_waits_for_a_stalled_member_to_let_go_of_the_store() {
+    let Some(brokers) = brokers("a_new_owner_waits_for_a_stalled_member_to_let_go_of_the_store")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let topic = unique("lock");
+    assert!(
+        common::create_topic(&brokers, &topic, 6),
+        "cannot create a 6-partition topic (tansu's CLI)"
+    );
+    write(
+        dir.path(),
+        "count.vpl",
+        &counting(&brokers, &topic, &unique("group")),
+    );
+    // The holder goes away within the timeout: the new owner opens the stores then.
+    let a = Member::start(dir.path(), "a");
+    wait_for_assignment(dir.path(), &["a"]);
+    produce(dir.path(), &brokers, &topic, 0, 300);
+    wait_for_outputs(dir.path(), &["a"], expected_outputs(300));
+    signal(&a, "STOP");
+    let b = start_with(dir.path(), "b", &["--checkpoint-timeout", "60s"]);
+    wait_for_log(dir.path(), "b", "is locked by member");
+    let text = log(dir.path(), "b");
+    assert!(
+        text.contains(&format!("member {}-", a.child.id())),
+        "the holder is named with its process id:\n{text}"
+    );
+    signal(&a, "KILL");
+    a.kill();
+    wait_for_log(dir.path(), "b", "unlocked after");
+    wait_for_log(dir.path(), "b", "restored (generation");
+    produce(dir.path(), &brokers, &topic, 300, 600);
+    let got = wait_for_outputs(dir.path(), &["a", "b"], expected_outputs(600));
+    assert_eq!(
+        got.len(),
+        expected_outputs(600),
+        "{}",
+        logs(dir.path(), &["a", "b"])
+    );
+    b.interrupt();
+
+    // The holder stays: the new owner gives up after the checkpoint timeout, naming it.
+    let c = Member::start(dir.path(), "c");
+    wait_for_assignment(dir.path(), &["c"]);
+    signal(&c, "STOP");
+    let mut d = start_with(dir.path(), "d", &["--checkpoint-timeout", "2s"]);
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Ok(Some(s)) = d.child.try_wait() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "d did not give up:\n{}",
+            log(dir.path(), "d")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    signal(&c, "KILL");
+    c.kill();
+    let text = log(dir.path(), "d");
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("still locked by member") && text.contains("the checkpoint timeout"),
+        "{text}"
+    );
+    let _ = d.child.kill();
 }

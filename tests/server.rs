@@ -1090,3 +1090,330 @@ fn a_pipeline_runs_on_its_workers_and_a_new_worker_count_restarts_it() {
     let (ok, _) = s.terminate();
     assert!(ok);
 }
+
+#[cfg(feature = "kafka")]
+mod common;
+
+/// Server pipelines with per-partition state (docs/SERVER.md, "Scaling out over Kafka"):
+/// two servers run one pipeline each in the same consumer group over a 6-partition topic,
+/// their partitions' state in one shared directory; one is killed with SIGKILL mid-stream.
+#[cfg(feature = "kafka")]
+mod partitioned {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::PathBuf;
+
+    const WAIT: Duration = Duration::from_secs(90);
+
+    fn brokers(test: &str) -> Option<String> {
+        let found = std::env::var("VARPULIS_TEST_KAFKA")
+            .ok()
+            .filter(|a| TcpStream::connect(a).is_ok());
+        if found.is_none() {
+            assert!(
+                std::env::var("VARPULIS_REQUIRE_BROKERS").map_or(true, |v| v != "1"),
+                "{test}: VARPULIS_TEST_KAFKA is not set or not reachable"
+            );
+            eprintln!("{test}: skipped: no Kafka broker (eval \"$(scripts/brokers env)\")");
+        }
+        found
+    }
+
+    fn unique(tag: &str) -> String {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        format!("server-{tag}-{}-{ms}", std::process::id())
+    }
+
+    fn user(i: u64) -> u64 {
+        // A fixed scramble of users, so keys interleave in every partition.
+        (i * 7919 + i / 5) % 37
+    }
+
+    fn varpulis(dir: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_varpulis"));
+        cmd.args(args)
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Produces events `from..to` keyed by user to `topic` (a `varpulis run` of a file
+    /// source into a kafka sink).
+    fn produce(dir: &Path, brokers: &str, topic: &str, from: u64, to: u64) {
+        let mut input = String::new();
+        for i in from..to {
+            input.push_str(&format!(
+                "{{\"user\":\"u{}\",\"n\":{i},\"timestamp\":{}}}\n",
+                user(i),
+                1_700_000_000_000u64 + i
+            ));
+        }
+        let name = format!("in-{from}.jsonl");
+        std::fs::write(dir.join(&name), input).expect("input");
+        let program = format!(
+            "event Raw:\n    user: str\n    n: int\n\n\
+             connector File = file (path: \"{name}\")\n\
+             connector Topic = kafka (brokers: \"{brokers}\", topic: \"{topic}\")\n\n\
+             stream Clicks = Raw.from(File)\n    .to(Topic, key: user)\n"
+        );
+        let file = format!("produce-{from}.vpl");
+        std::fs::write(dir.join(&file), program).expect("producer");
+        let out = varpulis(dir, &["run", &file, "-o", "/dev/null"])
+            .output()
+            .expect("run the producer");
+        assert!(
+            out.status.success(),
+            "producer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// What one process gives for events `0..n`: per user, one count window of three
+    /// consecutive events (Kafka keeps each key's order within its partition).
+    fn expected(n: u64) -> BTreeSet<(String, i64, i64)> {
+        let mut open: BTreeMap<u64, Vec<i64>> = BTreeMap::new();
+        let mut out = BTreeSet::new();
+        for i in 0..n {
+            let w = open.entry(user(i)).or_default();
+            w.push(i as i64);
+            if w.len() == 3 {
+                out.insert((format!("u{}", user(i)), 3, w.iter().sum()));
+                w.clear();
+            }
+        }
+        out
+    }
+
+    /// Output lines of the pipelines' tails, shared with the threads that read them.
+    type Tailed = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+    /// Follows the tail of `count`'s stream `Counts` on `s` until the server goes away.
+    fn follow(s: &Server, into: &Tailed) {
+        let mut conn = TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+        conn.write_all(
+            b"GET /api/v1/pipelines/count/streams/Counts/tail HTTP/1.1\r\nhost: x\r\n\r\n",
+        )
+        .expect("tail request");
+        let mut reader = BufReader::new(conn);
+        let mut first = String::new();
+        reader.read_line(&mut first).expect("tail status");
+        assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+        let into = into.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if let Some(data) = line.strip_prefix("data:") {
+                    into.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(data.trim().to_string());
+                }
+                line.clear();
+            }
+        });
+    }
+
+    /// The outputs tailed so far (each with how often it arrived).
+    fn seen(tails: &[&Tailed]) -> BTreeMap<(String, i64, i64), usize> {
+        let mut all = BTreeMap::new();
+        let lines: Vec<String> = tails
+            .iter()
+            .flat_map(|t| t.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect();
+        for line in lines {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            let key = (
+                v["user"].as_str().unwrap_or_default().to_string(),
+                v["c"].as_i64().unwrap_or(-1),
+                // `sum` is a float.
+                v["total"].as_f64().map_or(-1, |t| t as i64),
+            );
+            *all.entry(key).or_default() += 1;
+        }
+        all
+    }
+
+    fn owned(s: &Server) -> Vec<String> {
+        let (_, v) = s.call("GET", "/api/v1/pipelines/count", None, None);
+        v["partitions"]["owned"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A server in `dir/name` whose pipeline `count` keeps its partitions' state in the
+    /// shared directory (a symbolic link stands for the shared mount).
+    fn server(root: &Path, name: &str, shared: &Path) -> Server {
+        let dir = root.join(name);
+        let pipelines = dir.join("state/pipelines/count");
+        std::fs::create_dir_all(&pipelines).expect("mkdir");
+        std::os::unix::fs::symlink(shared, pipelines.join("state")).expect("symlink");
+        std::fs::write(
+            dir.join("varpulis.toml"),
+            "[defaults]\ncheckpoint_interval = \"300ms\"\nidle_timeout = \"0s\"\n",
+        )
+        .expect("config");
+        Server::start(&dir, &["--config", "varpulis.toml"], &[])
+    }
+
+    #[test]
+    fn two_servers_share_partitions_and_a_killed_one_loses_nothing() {
+        let Some(brokers) = brokers("two_servers_share_partitions_and_a_killed_one_loses_nothing")
+        else {
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let topic = unique("in");
+        assert!(
+            common::create_topic(&brokers, &topic, 6),
+            "cannot create a 6-partition topic (tansu's CLI)"
+        );
+        let shared: PathBuf = root.join("shared");
+        std::fs::create_dir_all(&shared).expect("mkdir");
+        let program = format!(
+            "event Clicks:\n    user: str\n    n: int\n\n\
+             connector In = kafka (brokers: \"{brokers}\", topic: \"{topic}\", \
+             group_id: \"{}\", state_per_partition: true, session_timeout: 6s)\n\
+             stream Counts = Clicks.from(In)\n    .partition_by(user, idle: 1h)\n    \
+             .window(3)\n    .aggregate(c: count(), total: sum(n))\n    \
+             .emit(user: user, c: c, total: total)\n",
+            unique("group")
+        );
+        let a = server(root, "a", &shared);
+        let b = server(root, "b", &shared);
+        let (tailed_a, tailed_b) = (Tailed::default(), Tailed::default());
+        for (s, tailed) in [(&a, &tailed_a), (&b, &tailed_b)] {
+            let (code, v) = deploy(s, "count", &program);
+            assert_eq!(code, 201, "{v}");
+            s.wait_state("count", "running");
+            follow(s, tailed);
+        }
+        let tails = [&tailed_a, &tailed_b];
+        let deadline = Instant::now() + WAIT;
+        while owned(&a).is_empty() || owned(&b).is_empty() || owned(&a).len() + owned(&b).len() != 6
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the group never split the partitions: a {:?}, b {:?}",
+                owned(&a),
+                owned(&b)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        const N: u64 = 3_000;
+        produce(root, &brokers, &topic, 0, N / 2);
+        let wait_seen = |n: usize, s: &Server| {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let got = seen(&tails);
+                if got.len() >= n {
+                    return got;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} of {n} distinct outputs; status {}\nserver: {}",
+                    got.len(),
+                    s.call("GET", "/api/v1/pipelines/count", None, None).1,
+                    s.log.try_iter().collect::<Vec<_>>().join("\n")
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        };
+        wait_seen(expected(N / 2).len(), &a);
+        // B is killed while the second half arrives: no last checkpoint, no goodbye.
+        let producer = {
+            let (root, brokers, topic) = (root.to_path_buf(), brokers.clone(), topic.clone());
+            std::thread::spawn(move || produce(&root, &brokers, &topic, N / 2, N))
+        };
+        // As soon as B shows outputs of the second half (or after a while, when its
+        // partitions got none of it).
+        let before = seen(&[&tailed_b]).len();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while seen(&[&tailed_b]).len() == before && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(b);
+        producer.join().expect("producer");
+        let want = expected(N);
+        let got = wait_seen(want.len(), &a);
+        let union: BTreeSet<_> = got.keys().cloned().collect();
+        let missing: Vec<_> = want.difference(&union).take(5).collect();
+        let extra: Vec<_> = union.difference(&want).take(5).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "missing {missing:?}, extra {extra:?}"
+        );
+        let deadline = Instant::now() + WAIT;
+        while owned(&a).len() != 6 {
+            assert!(
+                Instant::now() < deadline,
+                "A never took every partition: {:?}",
+                owned(&a)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (_, status) = a.call("GET", "/api/v1/pipelines/count", None, None);
+        assert!(
+            status["partitions"]["restores"]
+                .as_u64()
+                .is_some_and(|n| n >= 1),
+            "A restored B's partitions from their checkpoints: {status}"
+        );
+        let (_, metrics) = a.raw("GET", "/metrics", None, None);
+        assert!(
+            metrics.contains("varpulis_partitions_owned{pipeline=\"count\"} 6"),
+            "{metrics}"
+        );
+        // An update restarts the pipeline, with the reason; it comes back owning everything
+        // from the partitions' checkpoints.
+        let updated = program.replace("idle: 1h", "idle: 2h");
+        let (code, v) = a.call(
+            "PUT",
+            "/api/v1/pipelines/count",
+            Some(&json!({ "source": updated })),
+            None,
+        );
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(v["update"]["sources"], "restarted", "{v}");
+        assert!(
+            v["update"]["restart_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("state_per_partition")),
+            "{v}"
+        );
+        a.wait_state("count", "running");
+        let deadline = Instant::now() + WAIT;
+        while owned(&a).len() != 6 {
+            assert!(
+                Instant::now() < deadline,
+                "not back: {}\n{}",
+                a.call("GET", "/api/v1/pipelines/count", None, None).1,
+                a.log.try_iter().collect::<Vec<_>>().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Nothing is produced again by a clean restart.
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(seen(&tails).len(), want.len());
+        // Deleting it on one server leaves the group's shared partition state.
+        assert_eq!(
+            a.call("DELETE", "/api/v1/pipelines/count", None, None).0,
+            204
+        );
+        assert!(shared.join(format!("{topic}-0/state")).is_dir());
+        assert!(!root.join("a/state/pipelines/count/pipeline.json").exists());
+        let (ok, _) = a.terminate();
+        assert!(ok, "SIGTERM is a clean stop");
+        let dup: usize = got.values().map(|c| c - 1).sum();
+        eprintln!("{} outputs, {dup} produced again after the kill", got.len());
+    }
+}

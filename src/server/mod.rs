@@ -386,6 +386,30 @@ impl Pipelines {
         };
         old.stop();
         let settings = self.run_settings(name);
+        if crate::groups::is_partitioned(&program) {
+            // Each partition's checkpoint is restored when the group assigns it (with the
+            // same carry rules); nothing is opened here, so no member's lease is disturbed.
+            let mut pipeline = Pipeline::start(
+                name,
+                source.to_string(),
+                deployed_at,
+                program.clone(),
+                workers,
+                settings,
+            );
+            pipeline.connectors = connectors;
+            lock(&self.map).insert(name.to_string(), pipeline);
+            return Ok(serde_json::json!({
+                "streams": program.streams.iter().map(|s| serde_json::json!({
+                    "name": s.name.to_string(),
+                    "state": "per_partition",
+                    "reason": "each partition's checkpoint is restored when the group assigns it; unchanged streams keep their state",
+                })).collect::<Vec<_>>(),
+                "removed": [],
+                "sources": "restarted",
+                "restart_reason": restart_reason,
+            }));
+        }
         let report = crate::checkpoint::Checkpointer::open(
             &settings.state_dir,
             settings.checkpoint_interval,
@@ -420,13 +444,24 @@ impl Pipelines {
         Ok(report)
     }
 
-    /// Stops and forgets a pipeline, with its state.
+    /// Stops and forgets a pipeline, with its state. A pipeline with per-partition state
+    /// keeps its partitions' state: it is shared with the other servers of its group.
     pub fn delete(&self, name: &str) -> Result<(), DeployError> {
         let Some(mut pipeline) = lock(&self.map).remove(name) else {
             return Err(DeployError::Unknown(name.to_string()));
         };
         pipeline.stop();
+        let shared = pipeline
+            .program
+            .as_ref()
+            .is_some_and(crate::groups::is_partitioned);
         drop(pipeline);
+        if shared {
+            let stored = self.dir(name).join("pipeline.json");
+            return std::fs::remove_file(&stored)
+                .with_context(|| format!("cannot remove `{}`", stored.display()))
+                .map_err(DeployError::Io);
+        }
         std::fs::remove_dir_all(self.dir(name))
             .with_context(|| format!("cannot remove `{}`", self.dir(name).display()))
             .map_err(DeployError::Io)

@@ -209,7 +209,10 @@ impl Pipeline {
         settings: RunSettings,
     ) -> Pipeline {
         let running_workers = super::effective_workers(&program, workers);
+        let partitioned = crate::groups::is_partitioned(&program);
         let running_contexts = match (running_workers, crate::contexts::plan(&program)) {
+            // Each partition's job is one engine.
+            _ if partitioned => 1,
             (None, crate::contexts::Layout::Threads(lanes)) => lanes.len(),
             _ => 1,
         };
@@ -286,6 +289,10 @@ impl Pipeline {
         };
         if self.shared.status().state != State::Running {
             return Err(UpdateRefused::NotRunning);
+        }
+        let partitioned = |p: &Program| crate::groups::is_partitioned(p);
+        if self.program.as_ref().is_some_and(partitioned) || partitioned(&program) {
+            return Err(UpdateRefused::Restart(PARTITIONED_UPDATE.to_string()));
         }
         if let Some(why) = self
             .program
@@ -395,6 +402,13 @@ pub enum UpdateRefused {
     Failed(String),
 }
 
+/// Why a pipeline with per-partition state restarts on an update instead of switching in
+/// place.
+pub const PARTITIONED_UPDATE: &str = "the pipeline keeps its state per Kafka partition \
+    (`state_per_partition: true`): an update restarts it; it checkpoints every partition it \
+    owns and leaves the group, and the new program restores each partition's checkpoint \
+    (streams whose definition did not change keep their state) when the group assigns it";
+
 /// How a pipeline's jobs run.
 fn job_options(settings: &RunSettings) -> JobOptions {
     JobOptions {
@@ -413,8 +427,19 @@ fn run(
     stop: Arc<AtomicBool>,
     requests: crossbeam_channel::Receiver<Control>,
 ) {
+    let partitioned = crate::groups::is_partitioned(&program);
     let job = Job::new(program, job_options(&settings)).and_then(|mut job| {
-        if let Some(n) = workers {
+        if partitioned {
+            // Each assigned partition gets a job of its own (src/groups.rs); this one only
+            // carries the program, and a worker count above 1 is refused there.
+            if workers.is_some_and(|n| n > 1) {
+                anyhow::bail!(
+                    "per-partition state (`state_per_partition: true`): more than 1 worker is \
+                     not supported with it: the partitions already split the work; run more \
+                     servers in the group instead"
+                );
+            }
+        } else if let Some(n) = workers {
             job.start_workers(n)?;
         } else if let crate::contexts::Layout::Threads(lanes) = crate::contexts::plan(job.program())
         {
@@ -476,7 +501,14 @@ fn run(
         })),
         control: Some(requests),
     };
-    let result = crate::live::run_hosted(job, &options, host);
+    let result = if partitioned {
+        let reported = shared.clone();
+        let observer: crate::groups::GroupObserver =
+            Box::new(move |r: &crate::groups::GroupReport| observe_group(&reported, r));
+        crate::groups::run_observed(job, &options, host, Some(observer))
+    } else {
+        crate::live::run_hosted(job, &options, host)
+    };
     *lock(&shared.injector) = None;
     let state = match result {
         Ok(code) if code == ExitCode::SUCCESS => State::Stopped,
@@ -580,6 +612,43 @@ fn observe(shared: &Shared, o: &Observation<'_>) {
     status.metrics = crate::metrics::render(s);
     status.metrics.push_str(&o.checkpoint_metrics);
     status.previous = Some((now, out));
+}
+
+/// Turns a per-partition run's report into the status document and the metrics text; the
+/// first report (its source is up) makes the pipeline running.
+fn observe_group(shared: &Shared, r: &crate::groups::GroupReport) {
+    let mut status = lock(&shared.status);
+    if status.state == State::Starting {
+        status.state = State::Running;
+    }
+    status.detail = json!({
+        "events_in": r.events,
+        "records_in": r.records,
+        "events_out": r.outputs,
+        "partitions": {
+            "owned": r.owned,
+            "member": r.member,
+            "rebalances": r.rebalances,
+            "restores": r.restores,
+            "fenced": r.fenced,
+            "unowned_records": r.unowned,
+        },
+        "sources": [{
+            "connector": r.connector,
+            "description": varpulis_connectors::redact::redact(&r.description),
+            "received": r.source.received,
+            "rejected": r.source.rejected,
+            "errors": r.source.errors,
+            "lag": r.source.lag,
+            "ended": false,
+        }],
+        "checkpoints": {
+            "written": r.checkpoints,
+            "failed": r.checkpoint_failures,
+            "consecutive_failures": r.consecutive_failures,
+        },
+    });
+    status.metrics = r.metrics.clone();
 }
 
 /// The run's log: each line goes to the server's stderr, prefixed with the pipeline, and

@@ -27,8 +27,8 @@
 //! ([`Rebalance`]): a revoked partition is released only once the host has checkpointed it, an
 //! assigned one starts at the offset the host restored (else the group's committed offset or
 //! `start`). The callback waits a bounded time and not at all once the host or the source
-//! stops. Without such a host the parameter is refused (server pipelines, runs without
-//! `--state-dir`).
+//! stops. Without such a host the parameter is refused (runs without `--state-dir`, commands
+//! other than `run` and `server`).
 //!
 //! Why `earliest` by default: a group that has never committed would otherwise start at the end
 //! of the topic and silently miss whatever was produced before it joined (for instance while the
@@ -455,7 +455,7 @@ impl KafkaSource {
                     connector: c.name.clone(),
                     param: "state_per_partition".into(),
                     reason: "per-partition state runs only in `varpulis run` with --state-dir \
-                             (not in server pipelines or other commands); see \
+                             and in server pipelines (not in other commands); see \
                              docs/OPERATIONS.md, \"Scaling out\""
                         .into(),
                 })
