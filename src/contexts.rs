@@ -36,14 +36,12 @@ use varpulis_program::{Event, InputRef, OpSpec, Program, SourceSpec, StreamPlan}
 use varpulis_state::{MemoryStore, StateStore};
 use varpulis_vm::engine::lane::Export;
 use varpulis_vm::memory::StreamMemory;
-use varpulis_vm::{
-    Compat, Engine, EngineConfig, Metrics, Output, RuntimeError, SideOutput, StateReport,
-};
+use varpulis_vm::{Compat, Engine, EngineConfig, Metrics, StateReport};
 
 use crate::input::Records;
 use crate::job::{InputProblem, Job, JobStats};
 use crate::parallel::{
-    add_metrics, side_key, tag, FromShard, Merged, Outcome, OutputSink, BATCH, END, QUEUE,
+    add_metrics, merge_round, tag, FromShard, Merged, Outcome, OutputSink, BATCH, END, QUEUE,
 };
 
 /// The name of the context of streams that name none.
@@ -513,7 +511,7 @@ impl Pipeline {
         let metrics: Vec<Metrics> = parts.iter().map(|p| p.metrics.clone()).collect();
         self.last.0 = sum_lanes(&metrics);
         self.last.2 = parts.first().and_then(|p| p.watermark);
-        Ok(Some(merge(parts, &self.stream_index)))
+        Ok(Some(merge_round(parts, &self.stream_index)))
     }
 
     /// A round answered at once (state, counters); nothing may be in flight.
@@ -701,38 +699,6 @@ fn sum_lanes(parts: &[Metrics]) -> Metrics {
     sum
 }
 
-/// Merges one round's answers in the canonical order: by position (the end
-/// of input last), event time, stream, JSON text.
-fn merge(parts: Vec<FromShard>, stream_index: &HashMap<Arc<str>, usize>) -> Merged {
-    let mut outputs: Vec<(u64, i64, usize, Vec<u8>, Output)> = Vec::new();
-    let mut side: Vec<(u64, Vec<u8>, SideOutput)> = Vec::new();
-    let mut errors: Vec<RuntimeError> = Vec::new();
-    for part in parts {
-        for (pos, o, bytes) in part.outputs {
-            let si = stream_index.get(&o.stream).copied().unwrap_or(usize::MAX);
-            outputs.push((pos, o.time, si, bytes, o));
-        }
-        for (pos, s) in part.side {
-            side.push((pos, side_key(&s), s));
-        }
-        errors.extend(part.errors);
-    }
-    outputs.sort_by(|a, b| (a.0, a.1, a.2, &a.3).cmp(&(b.0, b.1, b.2, &b.3)));
-    side.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    let index = |pos: u64| (pos != END).then(|| usize::try_from(pos).ok()).flatten();
-    Merged {
-        outputs: outputs
-            .into_iter()
-            .map(|(pos, _, _, b, o)| (index(pos), o, b))
-            .collect(),
-        side: side
-            .into_iter()
-            .map(|(pos, _, s)| (index(pos), s))
-            .collect(),
-        errors,
-    }
-}
-
 /// Runs `job`'s program over `records` with one engine thread per lane
 /// (from [`plan`]), as [`crate::parallel::run`] does with shards: `job`
 /// keeps the sinks and receives the merged side outputs; the input is
@@ -792,7 +758,7 @@ pub fn run<R: std::io::BufRead + Send>(
                     parts.push(*part);
                 }
             }
-            let merged = merge(parts, &pipeline.stream_index);
+            let merged = merge_round(parts, &pipeline.stream_index);
             let n = merged.outputs.len();
             let sides = merged.side.into_iter().map(|(_, s)| s).collect();
             job.absorb(n, sides, merged.errors);

@@ -796,41 +796,50 @@ impl Shards {
         Ok(self.last.clone())
     }
 
-    /// Merges one round's answers: by position (the end of input last),
-    /// event time, stream, JSON text.
+    /// Merges one round's answers in the canonical order ([`merge_round`]).
     fn merge(&self, replies: Vec<Reply>) -> Merged {
-        let mut outputs: Vec<(u64, i64, usize, Vec<u8>, Output)> = Vec::new();
-        let mut side: Vec<(u64, Vec<u8>, SideOutput)> = Vec::new();
-        let mut errors = Vec::new();
-        for r in replies {
-            let Reply::Ran(part) = r else { continue };
-            for (pos, o, bytes) in part.outputs {
-                let si = self
-                    .stream_index
-                    .get(&o.stream)
-                    .copied()
-                    .unwrap_or(usize::MAX);
-                outputs.push((pos, o.time, si, bytes, o));
-            }
-            for (pos, s) in part.side {
-                side.push((pos, side_key(&s), s));
-            }
-            errors.extend(part.errors);
+        let parts = replies.into_iter().filter_map(|r| match r {
+            Reply::Ran(part) => Some(*part),
+            _ => None,
+        });
+        merge_round(parts, &self.stream_index)
+    }
+}
+
+/// Merges one round's answers of several engines (shards, or the threads of
+/// contexts) in the canonical order: by position (the end of input last),
+/// event time, stream in declaration order, JSON text. The one definition
+/// of that order, so every layout writes the same bytes.
+pub(crate) fn merge_round(
+    parts: impl IntoIterator<Item = FromShard>,
+    stream_index: &HashMap<Arc<str>, usize>,
+) -> Merged {
+    let mut outputs: Vec<(u64, i64, usize, Vec<u8>, Output)> = Vec::new();
+    let mut side: Vec<(u64, Vec<u8>, SideOutput)> = Vec::new();
+    let mut errors = Vec::new();
+    for part in parts {
+        for (pos, o, bytes) in part.outputs {
+            let si = stream_index.get(&o.stream).copied().unwrap_or(usize::MAX);
+            outputs.push((pos, o.time, si, bytes, o));
         }
-        outputs.sort_by(|a, b| (a.0, a.1, a.2, &a.3).cmp(&(b.0, b.1, b.2, &b.3)));
-        side.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        let index = |pos: u64| (pos != END).then(|| usize::try_from(pos).ok()).flatten();
-        Merged {
-            outputs: outputs
-                .into_iter()
-                .map(|(pos, _, _, b, o)| (index(pos), o, b))
-                .collect(),
-            side: side
-                .into_iter()
-                .map(|(pos, _, s)| (index(pos), s))
-                .collect(),
-            errors,
+        for (pos, s) in part.side {
+            side.push((pos, side_key(&s), s));
         }
+        errors.extend(part.errors);
+    }
+    outputs.sort_by(|a, b| (a.0, a.1, a.2, &a.3).cmp(&(b.0, b.1, b.2, &b.3)));
+    side.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let index = |pos: u64| (pos != END).then(|| usize::try_from(pos).ok()).flatten();
+    Merged {
+        outputs: outputs
+            .into_iter()
+            .map(|(pos, _, _, b, o)| (index(pos), o, b))
+            .collect(),
+        side: side
+            .into_iter()
+            .map(|(pos, _, s)| (index(pos), s))
+            .collect(),
+        errors,
     }
 }
 
