@@ -10,7 +10,7 @@
 //! to replay a failing sequence (the seed and the delays are in the failure
 //! message).
 
-#[cfg(feature = "kafka")]
+#[allow(dead_code)] // the Kafka helpers are used only with the kafka feature
 mod common;
 #[cfg(feature = "kafka")]
 use common::create_topics;

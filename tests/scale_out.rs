@@ -35,17 +35,7 @@ fn varpulis(dir: &Path, args: &[&str]) -> Command {
 }
 
 fn brokers(test: &str) -> Option<String> {
-    let found = std::env::var("VARPULIS_TEST_KAFKA")
-        .ok()
-        .filter(|a| std::net::TcpStream::connect(a).is_ok());
-    if found.is_none() {
-        assert!(
-            std::env::var("VARPULIS_REQUIRE_BROKERS").map_or(true, |v| v != "1"),
-            "{test}: VARPULIS_TEST_KAFKA is not set or not reachable"
-        );
-        eprintln!("{test}: skipped: no Kafka broker (eval \"$(scripts/brokers env)\")");
-    }
-    found
+    common::server_at("VARPULIS_TEST_KAFKA", "Kafka broker", test)
 }
 
 fn unique(tag: &str) -> String {

@@ -72,3 +72,21 @@ pub fn assert_same(actual: &[u8], expected: &[u8], what: &str, context: &str) {
         show(&e)
     );
 }
+
+/// The address in the environment variable `var` (set by `scripts/brokers env`) when something
+/// listens there. Otherwise the test `test` is skipped with a line saying so, or fails when
+/// `VARPULIS_REQUIRE_BROKERS=1` (CI), so a missing broker is never a silent pass there.
+#[allow(dead_code)] // not every test binary that shares this module needs a server
+pub fn server_at(var: &str, what: &str, test: &str) -> Option<String> {
+    let found = std::env::var(var)
+        .ok()
+        .filter(|a| std::net::TcpStream::connect(a).is_ok());
+    if found.is_none() {
+        assert!(
+            std::env::var("VARPULIS_REQUIRE_BROKERS").map_or(true, |v| v != "1"),
+            "{test}: {var} is not set or not reachable"
+        );
+        eprintln!("{test}: skipped: no {what} (eval \"$(scripts/brokers env)\")");
+    }
+    found
+}
