@@ -19,6 +19,9 @@ pub(super) struct Loop {
     header: String,
     /// The body lines (without line breaks).
     body: Vec<Range<usize>>,
+    /// Where the text kept verbatim after the body ends, when an item of
+    /// the last expansion continues below the loop at column 0.
+    tail_end: Option<usize>,
 }
 
 use crate::loops::{header_text, in_block_comment_after, indentation};
@@ -73,6 +76,7 @@ pub(super) fn find(text: &str) -> Vec<Loop> {
             range: lines[i].start..lines[last].end,
             header,
             body: lines[i + 1..=last].to_vec(),
+            tail_end: None,
         });
         i = last + 1;
     }
@@ -80,6 +84,18 @@ pub(super) fn find(text: &str) -> Vec<Loop> {
 }
 
 impl Loop {
+    /// Keeps the original text up to `end` (after the body) with the loop.
+    pub fn extend_to(&mut self, end: usize) {
+        if end > self.range.end {
+            self.tail_end = Some(self.tail_end.map_or(end, |t| t.max(end)));
+        }
+    }
+
+    /// The end of the loop's text, with any verbatim tail.
+    pub fn end(&self) -> usize {
+        self.tail_end.unwrap_or(self.range.end)
+    }
+
     /// The loop re-indented, ending in a line break.
     pub fn render(&self, text: &str) -> String {
         let strip = self
@@ -102,6 +118,24 @@ impl Loop {
             out.extend(std::iter::repeat_n(' ', INDENT + depth));
             out.push_str(line.trim_start());
             out.push('\n');
+        }
+        if let Some(tail) = self.tail_end.and_then(|end| text.get(self.range.end..end)) {
+            // The lines that continue the last expansion, as written (they
+            // are outside the loop, so re-indenting them would move them in).
+            let mut blank = false;
+            for line in tail.trim_start_matches(['\r', '\n']).lines() {
+                let line = line.trim_end();
+                if line.is_empty() {
+                    blank = true;
+                    continue;
+                }
+                if blank {
+                    out.push('\n');
+                    blank = false;
+                }
+                out.push_str(line);
+                out.push('\n');
+            }
         }
         out
     }

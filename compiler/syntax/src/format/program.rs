@@ -29,18 +29,34 @@ impl Unit<'_> {
 /// Prints `parse` (the parse of `orig`, free of errors) canonically.
 pub(super) fn print(orig: &str, parse: &crate::Parse) -> String {
     let mut f = Fmt::new(orig, &parse.text);
-    let loops = loops::find(orig);
-    let in_loop = |pos: u32| {
+    let mut loops = loops::find(orig);
+    let loop_of = |loops: &[loops::Loop], pos: u32| {
         loops
             .iter()
-            .any(|l| l.range.contains(&(pos as usize)) || l.range.start == pos as usize)
+            .position(|l| l.range.contains(&(pos as usize)) || l.range.start == pos as usize)
     };
     let mut units: Vec<Unit<'_>> = Vec::new();
     for node in &parse.items {
         let span = item_span(&node.item);
         let exp_start = node.offset + span.start;
         let orig_start = parse.source_map.to_original(exp_start);
-        if !parse.source_map.is_identity() && in_loop(orig_start) {
+        if parse.source_map.is_identity() {
+            // No loops: nothing to skip.
+        } else if let Some(k) = loop_of(&loops, orig_start) {
+            // An item of the loop's last expansion may go on below the
+            // loop, in column-0 lines the expander copied as they are
+            // (`.where(...)` under the loop continues only the last copy).
+            // Those lines are kept verbatim after the loop.
+            let exp_end = node.offset + span.end;
+            if exp_end > exp_start {
+                let orig_end = parse.source_map.to_original(exp_end - 1) as usize + 1;
+                // To the end of its line, so a trailing comment stays on it.
+                let line_end = orig
+                    .get(orig_end..)
+                    .and_then(|rest| rest.find('\n'))
+                    .map_or(orig.len(), |n| orig_end + n);
+                loops[k].extend_to(line_end);
+            }
             continue;
         }
         // Outside declaration loops the text is copied verbatim, so the
@@ -73,7 +89,7 @@ pub(super) fn print(orig: &str, parse: &crate::Parse) -> String {
                 while f
                     .comments
                     .get(f.next)
-                    .is_some_and(|c| (c.start as usize) < l.range.end)
+                    .is_some_and(|c| (c.start as usize) < l.end())
                 {
                     f.next += 1;
                 }

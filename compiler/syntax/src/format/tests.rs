@@ -129,6 +129,20 @@ fn declaration_loops_keep_their_body_and_are_reindented() {
     );
 }
 
+/// A column-0 line under a loop continues only its last expansion. The
+/// formatter keeps it where it is: indenting it would apply it to every
+/// expansion (found by the `parse` fuzz target).
+#[test]
+fn lines_continuing_a_loops_last_expansion_stay_below_it() {
+    check(
+        "event R:\n    x: int\n\nfor z in 1..=3:\n    stream A{z} = R\n.where(x: 1)  # last\n\n.where(x: 2)\nlet y = 1\n",
+        "event R:\n    x: int\n\nfor z in 1..=3:\n    stream A{z} = R\n.where(x: 1)  # last\n\n.where(x: 2)\n\nlet y = 1\n",
+    );
+    let crash = "event Reading:\n    zone: int\n\nfor z in 1..=3:\n    stream HotZone{z} = Reading\n        .where(zoneventDReading:\n pra+ure > 30.0)\n.where(zoneventDReading:\n pra+ure > 30.0)\n";
+    let out = format(crash).expect("formats");
+    assert_eq!(format(&out).as_deref(), Ok(out.as_str()));
+}
+
 #[test]
 fn comments_stay_where_they_belong() {
     check(
