@@ -171,6 +171,9 @@ struct Owned {
     next: Option<u64>,
     /// Event time follows the wall clock when this partition is quiet (`--idle-timeout`).
     idle: IdleClock,
+    /// The engine's outputs per stream when this process took the partition (a restored
+    /// state carries the counts of earlier owners; this process reports only its own).
+    base_out: Vec<u64>,
 }
 
 /// Counters of the partitions, for the summary and `/metrics`.
@@ -191,6 +194,41 @@ struct Counters {
     records: u64,
     events: u64,
     outputs: u64,
+    /// Per stream, of jobs already dropped: outputs, late events not processed, runtime
+    /// errors.
+    streams: StreamCounts,
+}
+
+/// Per-stream counters (indexed like the program's streams), summed over partitions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamCounts {
+    pub outputs: Vec<u64>,
+    pub late: Vec<u64>,
+    pub errors: Vec<u64>,
+}
+
+impl StreamCounts {
+    /// Adds one partition engine's counters, its outputs counted from `base_out`.
+    fn add(&mut self, m: &varpulis_vm::Metrics, base_out: &[u64]) {
+        let out: Vec<u64> = m
+            .out_per_stream
+            .iter()
+            .enumerate()
+            .map(|(i, n)| n.saturating_sub(base_out.get(i).copied().unwrap_or(0)))
+            .collect();
+        for (sum, add) in [
+            (&mut self.outputs, &out),
+            (&mut self.late, &m.late_per_stream),
+            (&mut self.errors, &m.errors_per_stream),
+        ] {
+            if sum.len() < add.len() {
+                sum.resize(add.len(), 0);
+            }
+            for (x, y) in sum.iter_mut().zip(add) {
+                *x += y;
+            }
+        }
+    }
 }
 
 /// Where outputs go.
@@ -289,6 +327,8 @@ pub struct GroupReport {
     pub source: varpulis_connectors::SourceMetrics,
     /// The Prometheus text of the run (the metrics of `--metrics`).
     pub metrics: String,
+    /// Each stream's name and the outputs it gave in this process (every partition).
+    pub streams: Vec<(String, u64)>,
 }
 
 /// Told a [`GroupReport`] as the run goes.
@@ -808,12 +848,14 @@ impl GroupRun {
                 why.as_str()
             )?;
         }
+        let base_out = job.engine_stats().0.out_per_stream;
         Ok(Owned {
             job,
             checkpoints,
             lease,
             next,
             idle: IdleClock::new(self.options.idle_timeout, self.out_of_order),
+            base_out,
         })
     }
 
@@ -918,6 +960,8 @@ impl GroupRun {
         self.counters.records += stats.records;
         self.counters.events += stats.events;
         self.counters.outputs += stats.outputs;
+        let (metrics, _, _) = owned.job.engine_stats();
+        self.counters.streams.add(&metrics, &owned.base_out);
         if let Err(e) = owned.job.stop() {
             let _ = writeln!(
                 self.log,
@@ -1027,17 +1071,22 @@ impl GroupRun {
         }
     }
 
-    fn metrics_text(&mut self) -> String {
-        let (mut records, mut events, mut outputs) = (
-            self.counters.records,
-            self.counters.events,
-            self.counters.outputs,
-        );
+    /// Per-stream counters of this process: owned partitions and dropped ones.
+    fn stream_counts(&mut self) -> StreamCounts {
+        let mut sum = self.counters.streams.clone();
+        for owned in self.owned.values_mut() {
+            let (metrics, _, _) = owned.job.engine_stats();
+            sum.add(&metrics, &owned.base_out);
+        }
+        sum
+    }
+
+    fn metrics_text(&mut self, streams: &StreamCounts) -> String {
+        let (mut records, mut events) = (self.counters.records, self.counters.events);
         for owned in self.owned.values() {
             let s = owned.job.stats();
             records += s.records;
             events += s.events;
-            outputs += s.outputs;
         }
         let c = &self.counters;
         let source = self.source.metrics();
@@ -1097,13 +1146,40 @@ impl GroupRun {
         );
         metric("input_records_total", "counter", "Records read.", records);
         metric("events_total", "counter", "Events run.", events);
-        metric("outputs_total", "counter", "Visible outputs.", outputs);
         metric(
             "source_received_total",
             "counter",
             "Payloads the source received.",
             source.received,
         );
+        let names: Vec<&str> = self.program.streams.iter().map(|s| &*s.name).collect();
+        for (name, help, values) in [
+            (
+                "outputs_total",
+                "Events leaving each stream.",
+                &streams.outputs,
+            ),
+            (
+                "stream_late_dropped_total",
+                "Late events a stream did not process (beyond its allowed lateness).",
+                &streams.late,
+            ),
+            (
+                "stream_runtime_errors_total",
+                "Expression errors in a stream's operators.",
+                &streams.errors,
+            ),
+        ] {
+            let samples: Vec<(String, u64)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, stream)| {
+                    let n = values.get(i).copied().unwrap_or(0);
+                    (crate::metrics::labels(&[("stream", stream)]), n)
+                })
+                .collect();
+            crate::metrics::family(&mut text, name, "counter", help, &samples);
+        }
         text
     }
 
@@ -1112,9 +1188,10 @@ impl GroupRun {
         if self.metrics.is_none() && self.observer.is_none() {
             return;
         }
-        let text = self.metrics_text();
+        let streams = self.stream_counts();
+        let text = self.metrics_text(&streams);
         if self.observer.is_some() {
-            let report = self.report(text.clone());
+            let report = self.report(text.clone(), streams);
             if let Some(observer) = &mut self.observer {
                 observer(&report);
             }
@@ -1135,7 +1212,7 @@ impl GroupRun {
         (events, outputs)
     }
 
-    fn report(&self, metrics: String) -> GroupReport {
+    fn report(&self, metrics: String, streams: StreamCounts) -> GroupReport {
         let c = &self.counters;
         let (mut records, mut events, mut outputs) = (c.records, c.events, c.outputs);
         for owned in self.owned.values() {
@@ -1161,6 +1238,13 @@ impl GroupRun {
             description: self.source.describe(),
             source: self.source.metrics(),
             metrics,
+            streams: self
+                .program
+                .streams
+                .iter()
+                .map(|s| s.name.to_string())
+                .zip(streams.outputs.iter().copied().chain(std::iter::repeat(0)))
+                .collect(),
         }
     }
 

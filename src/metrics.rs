@@ -558,7 +558,13 @@ fn render_state(out: &mut String, memory: &[StreamMemory]) {
 }
 
 /// One metric family: help, type and samples.
-fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
+pub(crate) fn family(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(String, u64)],
+) {
     let _ = writeln!(out, "# HELP varpulis_{name} {help}");
     let _ = writeln!(out, "# TYPE varpulis_{name} {kind}");
     for (labels, v) in samples {
@@ -567,7 +573,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
 }
 
 /// `{k="v",...}` with Prometheus escaping of `\`, `"` and newlines.
-fn labels(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> String {
     let inner: Vec<String> = pairs
         .iter()
         .map(|(k, v)| {

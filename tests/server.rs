@@ -1358,9 +1358,17 @@ mod partitioned {
                 .is_some_and(|n| n >= 1),
             "A restored B's partitions from their checkpoints: {status}"
         );
+        // Per-stream counts are this process's, over every partition it ran.
+        assert_eq!(status["streams"][0]["name"], "Counts", "{status}");
+        let out_a = status["streams"][0]["events_out"].as_u64().unwrap_or(0);
+        assert!(out_a >= 1, "A's outputs per stream: {status}");
         let (_, metrics) = a.raw("GET", "/metrics", None, None);
         assert!(
             metrics.contains("varpulis_partitions_owned{pipeline=\"count\"} 6"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("varpulis_outputs_total{pipeline=\"count\",stream=\"Counts\"} "),
             "{metrics}"
         );
         // An update restarts the pipeline, with the reason; it comes back owning everything

@@ -621,7 +621,25 @@ fn observe_group(shared: &Shared, r: &crate::groups::GroupReport) {
     if status.state == State::Starting {
         status.state = State::Running;
     }
+    let now = Instant::now();
+    let out: Vec<u64> = r.streams.iter().map(|(_, n)| *n).collect();
+    let streams: Vec<Value> = r
+        .streams
+        .iter()
+        .enumerate()
+        .map(|(i, (name, n))| {
+            let rate = match &status.previous {
+                Some((then, before)) => {
+                    let secs = now.duration_since(*then).as_secs_f64().max(1e-3);
+                    n.saturating_sub(before.get(i).copied().unwrap_or(0)) as f64 / secs
+                }
+                None => 0.0,
+            };
+            json!({ "name": name, "events_out": n, "rate": (rate * 10.0).round() / 10.0 })
+        })
+        .collect();
     status.detail = json!({
+        "streams": streams,
         "events_in": r.events,
         "records_in": r.records,
         "events_out": r.outputs,
@@ -649,6 +667,7 @@ fn observe_group(shared: &Shared, r: &crate::groups::GroupReport) {
         },
     });
     status.metrics = r.metrics.clone();
+    status.previous = Some((now, out));
 }
 
 /// The run's log: each line goes to the server's stderr, prefixed with the pipeline, and
