@@ -1358,6 +1358,18 @@ mod partitioned {
                 .is_some_and(|n| n >= 1),
             "A restored B's partitions from their checkpoints: {status}"
         );
+        // Events come only from the topic.
+        let (code, v) = a.call(
+            "POST",
+            "/api/v1/pipelines/count/events",
+            Some(&json!({ "user": "u1", "n": 1 })),
+            None,
+        );
+        assert_eq!(code, 409, "{v}");
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.contains("topic")),
+            "{v}"
+        );
         // Per-stream counts are this process's, over every partition it ran.
         assert_eq!(status["streams"][0]["name"], "Counts", "{status}");
         let out_a = status["streams"][0]["events_out"].as_u64().unwrap_or(0);

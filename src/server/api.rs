@@ -408,12 +408,29 @@ async fn events(State(app): App, Path(name): Path<String>, request: Request) -> 
         .extensions()
         .get::<Peer>()
         .map_or_else(|| "?".to_string(), |p| p.0.to_string());
-    let Some((injector, state)) = app
-        .pipelines
-        .with(&name, |p| (p.shared.injector(), p.shared.status().state))
-    else {
+    let Some((injector, state, partitioned)) = app.pipelines.with(&name, |p| {
+        (
+            p.shared.injector(),
+            p.shared.status().state,
+            p.program
+                .as_ref()
+                .is_some_and(crate::groups::is_partitioned),
+        )
+    }) else {
         return unknown(&name);
     };
+    if partitioned {
+        // Not a passing state: the events of a per-partition pipeline come only from its
+        // topic, where the group assigns each key's partition to one server.
+        return json_error(
+            StatusCode::CONFLICT,
+            &format!(
+                "pipeline `{name}` runs one engine per Kafka partition (state_per_partition) \
+                 and reads events only from its topic: produce them there, keyed by the \
+                 partition key"
+            ),
+        );
+    }
     let Some(injector) = injector else {
         return json_error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -224,6 +224,10 @@ pub fn document() -> Value {
             }
             (_, p) if p.ends_with("/events") => {
                 responses.insert(
+                    "409".into(),
+                    error_response("A per-partition pipeline: its Kafka topic is its only source."),
+                );
+                responses.insert(
                     "503".into(),
                     error_response(
                         "The pipeline is not running, or busy: resend the rejected events.",
