@@ -3,7 +3,7 @@
 //! engine thread each, gives the same bytes as the same program without its
 //! context annotations on one engine; contexts that read each other's
 //! streams (a cycle) run on one thread and say so; the command line names
-//! the context threads and refuses contexts with `--workers N`.
+//! the context threads and runs contexts inside each worker with `--workers N`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -441,22 +441,69 @@ fn a_context_whose_cores_cannot_be_had_runs_anyway_with_a_warning() {
     assert!(out.stdout == one.stdout);
 }
 
+/// Contexts whose streams read event types, so each can run partition-parallel.
+const KEYED_CONTEXTS: &str = r#"
+context ingest
+context analytics
+
+event A:
+    key: str
+    v: int
+
+event B:
+    key: str
+    v: int
+
+stream Clean = A
+    .context(ingest)
+    .where(v > 2)
+    .emit(key: key, v: v)
+
+stream Tumble = A
+    .context(analytics)
+    .partition_by(key)
+    .window(10s)
+    .aggregate(n: count(), total: sum(v))
+    .emit(key: key, n: n, total: total)
+
+stream Sess = B
+    .context(ingest)
+    .partition_by(key)
+    .window(session: 7s)
+    .aggregate(n: count(), avg: avg(v))
+    .emit(key: key, n: n, avg: avg)
+"#;
+
 #[test]
-fn run_refuses_contexts_on_several_workers_with_exit_two() {
+fn run_on_several_workers_runs_the_contexts_inside_each_worker() {
     let dir = tempfile::tempdir().expect("tempdir");
-    write(dir.path(), "p.vpl", CONTEXTS);
+    write(dir.path(), "p.vpl", KEYED_CONTEXTS);
+    write(dir.path(), "plain.vpl", &strip(KEYED_CONTEXTS));
     write(dir.path(), "in.evt", &fixed_input());
-    let out = varpulis(
-        &["run", "p.vpl", "--input", "in.evt", "--workers", "2"],
+    let one = varpulis(
+        &["run", "plain.vpl", "--input", "in.evt", "--workers", "1"],
         dir.path(),
     );
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("runs its 4 contexts on their own threads") && err.contains("help:"),
-        "{err}"
-    );
-    assert!(out.stdout.is_empty());
+    assert!(one.status.success());
+    for n in ["2", "3"] {
+        let out = varpulis(
+            &["run", "p.vpl", "--input", "in.evt", "--workers", n],
+            dir.path(),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains(&format!(
+                "note: the program's 2 contexts run inside each of the {n} workers"
+            )) && !err.contains("engine threads"),
+            "{err}"
+        );
+        assert!(!out.stdout.is_empty());
+        assert!(
+            out.stdout == one.stdout,
+            "{n} workers differ from one engine"
+        );
+    }
 }
 
 // Live runs (connector sources).

@@ -882,6 +882,9 @@ fn a_hot_update_whose_sinks_cannot_confirm_is_refused_and_the_old_program_keeps_
 /// Two contexts: cleaning in `ingest`, per-zone counts in `analytics`.
 const CONTEXTS: &str = "context ingest\ncontext analytics\n\nevent Reading:\n    zone: str\n    temp: float\n\nstream Clean = Reading\n    .context(ingest)\n    .where(temp > -50.0)\n    .emit(context: analytics, zone: zone, temp: temp)\n\nstream Counts = Clean\n    .partition_by(zone)\n    .window(3)\n    .aggregate(zone: last(zone), n: count())\n    .emit(zone: zone, n: n)\n";
 
+/// Contexts whose streams read the event type, so they can run partition-parallel too.
+const KEYED_CONTEXTS: &str = "context ingest\ncontext analytics\n\nevent Reading:\n    zone: str\n    temp: float\n\nstream Clean = Reading\n    .context(ingest)\n    .where(temp > -50.0)\n\nstream Counts = Reading\n    .context(analytics)\n    .partition_by(zone)\n    .window(3)\n    .aggregate(zone: last(zone), n: count())\n    .emit(zone: zone, n: n)\n";
+
 fn readings(n: usize) -> String {
     (0..n)
         .map(|i| {
@@ -910,19 +913,22 @@ fn wait_outputs(s: &Server, name: &str, stream: usize, n: u64) {
 fn a_pipeline_runs_its_contexts_on_threads_and_keeps_them_on_an_update() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Server::start(dir.path(), &[], &[]);
-    // Contexts and workers do not combine: refused with what to do instead.
+    // With workers, each worker runs every context's streams.
     let (code, v) = s.call(
         "POST",
         "/api/v1/pipelines",
-        Some(&json!({ "name": "both", "source": CONTEXTS, "workers": 2 })),
+        Some(&json!({ "name": "both", "source": KEYED_CONTEXTS, "workers": 2 })),
         None,
     );
-    assert_eq!(code, 422, "{v}");
-    assert!(
-        v["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("2 contexts") && e.contains("without \"workers\"")),
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(
+        (v["workers"].as_u64(), v["contexts"].as_u64()),
+        (Some(2), Some(1)),
         "{v}"
+    );
+    assert_eq!(
+        s.call("DELETE", "/api/v1/pipelines/both", None, None).0,
+        204
     );
 
     let (code, v) = deploy(&s, "ctx", CONTEXTS);

@@ -136,21 +136,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
-    // Context threads, unless --workers asks for shards (N > 1 is refused:
-    // the two splits do not combine) or for one engine (N = 1).
+    // Context threads, unless --workers asks for shards (N > 1: each shard runs
+    // every context's streams; N = 1: one engine).
     let contexts = match crate::contexts::plan(&program) {
         crate::contexts::Layout::Threads(lanes) => match workers {
             Some(n) if n > 1 => {
                 eprintln!(
-                    "error: the program runs its {} contexts on their own threads and cannot \
-                     also run on {n} workers",
+                    "note: the program's {} contexts run inside each of the {n} workers, not on \
+                     threads of their own (`cores` is not used); drop --workers (and \
+                     `.concurrent`) to run them on their own threads",
                     lanes.len()
                 );
-                eprintln!(
-                    "help: drop --workers (and `.concurrent`) to run the contexts in \
-                     parallel, or remove the `.context(...)` placements to run on workers"
-                );
-                return Ok(ExitCode::from(2));
+                None
             }
             Some(_) => None,
             None => {

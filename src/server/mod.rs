@@ -177,14 +177,6 @@ fn prepare(
             )))
         }
         Some(n) if n > 1 => {
-            if let crate::contexts::Layout::Threads(lanes) = crate::contexts::plan(&program) {
-                return Err(DeployError::BadSettings(format!(
-                    "the program runs its {} contexts on their own threads and cannot also run \
-                     on {n} workers; deploy it without \"workers\" (and `.concurrent`) to run \
-                     the contexts in parallel, or remove its `.context(...)` placements",
-                    lanes.len()
-                )));
-            }
             if let Err(r) = crate::parallel::plan(&program) {
                 return Err(DeployError::BadSettings(format!(
                     "{} cannot run on {n} workers: {}; deploy it with \"workers\": 1",

@@ -440,6 +440,15 @@ fn run(
                 );
             }
         } else if let Some(n) = workers {
+            let plan = crate::contexts::plan(job.program());
+            if let (true, crate::contexts::Layout::Threads(lanes)) = (n > 1, plan) {
+                // Each worker runs every context's streams, as on the command line.
+                eprintln!(
+                    "[{name}] note: the program's {} contexts run inside each of the {n} \
+                     workers, not on threads of their own (`cores` is not used)",
+                    lanes.len()
+                );
+            }
             job.start_workers(n)?;
         } else if let crate::contexts::Layout::Threads(lanes) = crate::contexts::plan(job.program())
         {
