@@ -6,7 +6,8 @@ Usage: benches/generate.py OUT_DIR [--events N ...]
 Writes OUT_DIR/<scenario>-<N>.jsonl for every scenario in benches/scenarios/
 and every N (default 100000 and 1000000). Events are JSON lines with an
 epoch-millisecond `timestamp`, generated from a fixed seed so every run of a
-benchmark reads the same input.
+benchmark reads the same input. With --evt it also writes the same events as
+OUT_DIR/<scenario>-<N>.evt (`@<t>ms Type { field: value, ... }`).
 """
 import argparse
 import json
@@ -94,6 +95,7 @@ def main():
     ap.add_argument("out_dir")
     ap.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--only", nargs="*", help="scenario names to generate")
+    ap.add_argument("--evt", action="store_true", help="also write the events as .evt files")
     args = ap.parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
     for name, gen in SCENARIOS.items():
@@ -109,6 +111,24 @@ def main():
                     f.write(json.dumps(ev, separators=(",", ":")))
                     f.write("\n")
             print(f"wrote {path}")
+        for n in args.events if args.evt else []:
+            path = os.path.join(args.out_dir, f"{name}-{n}.evt")
+            if os.path.exists(path):
+                continue
+            rng = random.Random(42)
+            with open(path, "w") as f:
+                for ev in gen(rng, n):
+                    f.write(evt_line(ev))
+            print(f"wrote {path}")
+
+
+def evt_line(ev):
+    """One event as an .evt line: the same type, time and fields as its JSON line."""
+    ev = dict(ev)
+    kind = ev.pop("event_type")
+    t = ev.pop("timestamp")
+    fields = ", ".join(f"{k}: {json.dumps(v)}" for k, v in ev.items())
+    return f"@{t}ms {kind} {{ {fields} }}\n"
 
 
 if __name__ == "__main__":

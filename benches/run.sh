@@ -6,7 +6,9 @@
 # when it exists (the same work written in jq: filter), else `jq -c .` (read every event and write
 # it back: less than any jq program for that scenario does, so the ratio is a lower bound).
 #
-# Usage: benches/run.sh [--sizes "100000 1000000"] [--only "filter vwap"] [--workers N] [--no-jq]
+# With --evt, varpulis reads the same events from an .evt file (jq still reads the JSON lines).
+#
+# Usage: benches/run.sh [--sizes "100000 1000000"] [--only "filter vwap"] [--workers N] [--evt] [--no-jq]
 # Data is generated once into $BENCH_DATA (default $HOME/.cache/varpulis-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,12 +17,14 @@ sizes="100000 1000000"
 only=""
 workers=""
 jq=1
+evt=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --sizes) sizes="$2"; shift 2 ;;
         --only) only="$2"; shift 2 ;;
         --workers) workers="$2"; shift 2 ;;
         --no-jq) jq=0; shift ;;
+        --evt) evt=1; shift ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -33,7 +37,7 @@ fi
 cargo build --release --quiet --bin varpulis
 bin="$CARGO_TARGET_DIR/release/varpulis"
 # shellcheck disable=SC2086
-python3 benches/generate.py "$data" --events $sizes ${only:+--only $only} >/dev/null
+python3 benches/generate.py "$data" --events $sizes ${only:+--only $only} $([ "$evt" = 1 ] && echo --evt) >/dev/null
 
 printf '%-16s %9s %10s %12s %10s %9s %8s %7s\n' scenario events seconds events/s peak_MB outputs jq_secs x_jq
 for vpl in benches/scenarios/*.vpl; do
@@ -41,17 +45,19 @@ for vpl in benches/scenarios/*.vpl; do
     if [ -n "$only" ] && ! grep -qw "$name" <<<"$only"; then continue; fi
     for n in $sizes; do
         input="$data/$name-$n.jsonl"
+        ours="$input"
+        [ "$evt" = 1 ] && ours="$data/$name-$n.evt"
         out="$data/$name-$n.out.jsonl"
         note=""
         # shellcheck disable=SC2086
-        if ! /usr/bin/time -o "$data/time.txt" -f '%e %M' "$bin" run "$vpl" --input "$input" --output "$out" \
+        if ! /usr/bin/time -o "$data/time.txt" -f '%e %M' "$bin" run "$vpl" --input "$ours" --output "$out" \
             --no-sinks --no-progress ${workers:+--workers $workers} 2>"$data/stderr.txt"; then
             if [ -z "$workers" ]; then
                 cat "$data/stderr.txt" >&2
                 exit 1
             fi
             # Some programs cannot run partition-parallel (a join): measure them on one engine.
-            /usr/bin/time -o "$data/time.txt" -f '%e %M' "$bin" run "$vpl" --input "$input" --output "$out" \
+            /usr/bin/time -o "$data/time.txt" -f '%e %M' "$bin" run "$vpl" --input "$ours" --output "$out" \
                 --no-sinks --no-progress 2>/dev/null
             note="  (no --workers: $(grep -o 'cannot run partition-parallel[^;]*' "$data/stderr.txt" | head -1))"
         fi
