@@ -52,6 +52,8 @@ use crate::metrics::MetricsServer;
 use crate::output::{write_json, write_tables, OutputFile, OutputMark};
 use crate::trace::{Span, Status, Tracer};
 
+mod decode;
+
 /// Options of a live run.
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
@@ -510,6 +512,13 @@ impl LiveRun {
             .collect();
         let mut live = Live::new(&program, &subs, &sources, &seen, options, dead_letter);
         live.endless = endless;
+        // Engine workers: N − 1 decoding threads beside the loop's.
+        if let Some(workers) = job.workers().filter(|&w| w > 1) {
+            live.decoders = Some(decode::Decoders::start(
+                varpulis_program::EventDecoder::new(&program),
+                workers - 1,
+            )?);
+        }
         Ok(Started::Running(Box::new(LiveRun {
             job,
             options: options.clone(),
@@ -554,8 +563,9 @@ impl LiveRun {
         // source releasing the events it holds back, the idle watermark): those happen on
         // time, not at the next tick.
         let wait = self.live.due_in().map_or(TICK, |d| d.min(TICK));
+        let mut turn = Vec::new();
         match self.rx.recv_timeout(wait) {
-            Ok(event) => self.live.handle(event),
+            Ok(event) => turn.push(event),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => self.live.all_ended(),
         }
@@ -565,19 +575,28 @@ impl LiveRun {
         // merge. Engine workers get it as one batch; one engine runs each payload's events as
         // soon as they are due, so the first event of a backlog does not wait for the
         // decoding of up to DRAIN_BATCH payloads behind it.
+        // Engine workers decode the turn's payloads on their decoding threads
+        // (docs/RUNTIME.md, "Live runs on workers").
         let one_by_one = !self.job.batches();
-        let mut released = if one_by_one {
-            self.live.release(&mut self.job, &self.trace)
+        let mut released = Ok(());
+        if self.live.decoders.is_some() {
+            turn.extend(self.rx.try_iter().take(DRAIN_BATCH));
+            self.live.handle_turn(turn);
         } else {
-            Ok(())
-        };
-        if released.is_ok() {
-            for event in self.rx.try_iter().take(DRAIN_BATCH) {
+            for event in turn {
                 self.live.handle(event);
-                if one_by_one {
-                    released = self.live.release(&mut self.job, &self.trace);
-                    if released.is_err() {
-                        break;
+            }
+            if one_by_one {
+                released = self.live.release(&mut self.job, &self.trace);
+            }
+            if released.is_ok() {
+                for event in self.rx.try_iter().take(DRAIN_BATCH) {
+                    self.live.handle(event);
+                    if one_by_one {
+                        released = self.live.release(&mut self.job, &self.trace);
+                        if released.is_err() {
+                            break;
+                        }
                     }
                 }
             }
@@ -1411,7 +1430,7 @@ struct SubState {
     /// The connector name, for messages.
     name: String,
     /// The type of payloads that name none.
-    default_type: Option<String>,
+    default_type: Option<Arc<str>>,
     /// Bounded input done, or the source gave up.
     ended: bool,
     /// The largest event time received.
@@ -1436,9 +1455,10 @@ struct Pending {
     time: i64,
     sub: usize,
     seq: u64,
-    /// The event, or why the item is skipped: the kind of problem
-    /// (`malformed`, `future_timestamp`) and the message.
-    raw: Result<RawEvent, (&'static str, String)>,
+    /// The event (parsed, or decoded already on engine workers), or why the
+    /// item is skipped: the kind of problem (`malformed`,
+    /// `future_timestamp`) and the message.
+    raw: Result<decode::Body, (&'static str, String)>,
     /// Where the connector received it.
     place: Arc<str>,
     payload: Arc<[u8]>,
@@ -1542,12 +1562,22 @@ struct Live {
     /// Per batch handed to engine workers and not finished yet, oldest
     /// first: what is measured of its events.
     in_flight: std::collections::VecDeque<Vec<BatchMeta>>,
+    /// With engine workers (`--workers N`, N > 1): the threads that parse
+    /// and decode each turn's payloads beside this one ([`Live::handle_turn`]).
+    decoders: Option<decode::Decoders>,
 }
 
 impl Live {
     /// After a hot update: what depends on the program (latency per stream, the idle clock's
     /// allowance) follows the new one; a stream that kept its name keeps its histogram.
     fn reprogram(&mut self, program: &Program) {
+        // What the old program decoded and still holds back is decoded again
+        // by the new one when it runs (parsed as it was, with the old
+        // default types).
+        self.undecode();
+        if let Some(d) = self.decoders.as_mut() {
+            d.set_decoder(varpulis_program::EventDecoder::new(program));
+        }
         let mut before = std::mem::take(&mut self.stream_index)
             .into_iter()
             .filter_map(|(name, i)| Some((name, self.latency.get(i)?.clone())))
@@ -1566,8 +1596,47 @@ impl Live {
         self.idle.out_of_order = max_out_of_order(program);
         // The same connectors may now feed other types.
         for (state, sub) in self.subs.iter_mut().zip(program.subscriptions().iter()) {
-            state.default_type = default_type(program, sub);
+            state.default_type = default_type(program, sub).map(Arc::from);
         }
+    }
+
+    /// Turns every pending item that a decoding thread decoded back into its
+    /// parsed form (each payload is parsed once more, when its item was not
+    /// kept), so the program that runs it decodes it.
+    fn undecode(&mut self) {
+        let mut parsed: std::collections::HashMap<
+            (usize, usize),
+            Vec<Option<Result<RawEvent, String>>>,
+        > = std::collections::HashMap::new();
+        let items = std::mem::take(&mut self.pending).into_vec();
+        self.pending = items
+            .into_iter()
+            .map(|Reverse(mut p)| {
+                if let Ok(decode::Body::Decoded { raw, item, .. }) = &mut p.raw {
+                    let raw = match raw.take() {
+                        Some(raw) => Ok(raw),
+                        None => {
+                            let default_type =
+                                self.subs.get(p.sub).and_then(|s| s.default_type.as_deref());
+                            let list = parsed
+                                .entry((p.payload.as_ptr() as usize, p.payload.len()))
+                                .or_insert_with(|| {
+                                    payload_events(&p.payload, default_type)
+                                        .into_iter()
+                                        .map(Some)
+                                        .collect()
+                                });
+                            list.get_mut(*item as usize)
+                                .and_then(Option::take)
+                                .unwrap_or_else(|| Err(missing_item()))
+                                .map_err(|m| ("malformed", m))
+                        }
+                    };
+                    p.raw = raw.map(decode::Body::Raw);
+                }
+                Reverse(p)
+            })
+            .collect();
     }
 
     /// `seen` holds, per subscription, the positions of the restored
@@ -1583,7 +1652,7 @@ impl Live {
     ) -> Live {
         let now = Instant::now();
         let state = |name: String,
-                     default_type: Option<String>,
+                     default_type: Option<Arc<str>>,
                      received_end: BTreeMap<String, u64>,
                      injected: bool| SubState {
             name,
@@ -1601,7 +1670,7 @@ impl Live {
             .map(|(i, (sub, source))| {
                 state(
                     source.name().to_string(),
-                    default_type(program, sub),
+                    default_type(program, sub).map(Arc::from),
                     seen.get(i).cloned().unwrap_or_default(),
                     false,
                 )
@@ -1636,6 +1705,7 @@ impl Live {
                 .map(|(i, s)| (s.name.clone(), i))
                 .collect(),
             in_flight: Default::default(),
+            decoders: None,
         }
     }
 
@@ -1684,9 +1754,66 @@ impl Live {
         }
     }
 
-    /// Decodes a payload into `pending`. An item that is not an event takes
-    /// the time of the source's latest event, so it is reported in order.
-    fn message(&mut self, msg: SourceMessage) {
+    /// Parses a payload into `pending` (on this thread; its events are
+    /// decoded when they run). An item that is not an event takes the time of
+    /// the source's latest event, so it is reported in order.
+    fn message(&mut self, mut msg: SourceMessage) {
+        let Some(sub) = self.subs.get(msg.source) else {
+            return;
+        };
+        let payload = decode::Payload {
+            bytes: std::mem::take(&mut msg.payload).into(),
+            default_type: sub.default_type.clone(),
+            arrival: msg.received_ms.saturating_mul(1_000_000),
+            keep_raw: false,
+        };
+        let items = decode::items(&payload, self.max_future_skew, None);
+        self.insert(msg, payload.bytes, items);
+    }
+
+    /// Takes one turn of the sources' events in order. With decoding
+    /// threads (engine workers), the turn's payloads are parsed and decoded
+    /// on them first; the merge, source states and messages follow in
+    /// arrival order, as with [`Live::handle`] one by one.
+    fn handle_turn(&mut self, events: Vec<SourceEvent>) {
+        let Some(decoders) = self.decoders.as_ref() else {
+            for event in events {
+                self.handle(event);
+            }
+            return;
+        };
+        let mut payloads = Vec::new();
+        let mut rest = Vec::with_capacity(events.len());
+        for mut event in events {
+            if let SourceEvent::Message(msg) = &mut event {
+                if let Some(sub) = self.subs.get(msg.source) {
+                    payloads.push(decode::Payload {
+                        bytes: std::mem::take(&mut msg.payload).into(),
+                        default_type: sub.default_type.clone(),
+                        arrival: msg.received_ms.saturating_mul(1_000_000),
+                        keep_raw: msg.trace_parent.is_some(),
+                    });
+                }
+            }
+            rest.push(event);
+        }
+        let bytes: Vec<Arc<[u8]>> = payloads.iter().map(|p| p.bytes.clone()).collect();
+        let decoded = decoders.decode(payloads, self.max_future_skew);
+        let mut decoded = bytes.into_iter().zip(decoded);
+        for event in rest {
+            match event {
+                SourceEvent::Message(msg) if self.subs.get(msg.source).is_some() => {
+                    if let Some((bytes, items)) = decoded.next() {
+                        self.insert(msg, bytes, items);
+                    }
+                }
+                other => self.handle(other),
+            }
+        }
+    }
+
+    /// Puts the items of `msg`'s payload (`bytes`) into `pending`.
+    fn insert(&mut self, msg: SourceMessage, payload: Arc<[u8]>, items: Vec<decode::Item>) {
         let Some(sub) = self.subs.get_mut(msg.source) else {
             return;
         };
@@ -1694,48 +1821,24 @@ impl Live {
         // Formatted with the connector's name only when a problem is reported.
         let place: Arc<str> = msg.place.into();
         let arrival = msg.received_ms.saturating_mul(1_000_000);
-        let payload: Arc<[u8]> = msg.payload.into();
         let position = msg.position.map(|p| {
             sub.received_end.insert(p.key.clone(), p.end);
             (Arc::<str>::from(p.key), p.start)
         });
-        let skew = self.max_future_skew;
-        for item in payload_events(&payload, sub.default_type.as_deref()) {
-            let item = match item {
-                // An event from far in the future would move event time past every other
-                // event (they would all be late): it is refused instead.
-                Ok(raw)
-                    if skew.is_some_and(|s| {
-                        raw.timestamp.is_some_and(|t| t > arrival.saturating_add(s))
-                    }) =>
-                {
-                    let ahead = raw.timestamp.unwrap_or(arrival).saturating_sub(arrival);
-                    Err((
-                        "future_timestamp",
-                        format!(
-                            "its timestamp is {}s after its arrival, beyond --max-future-skew ({}s); check the sender's clock",
-                            ahead / 1_000_000_000,
-                            skew.unwrap_or(0) / 1_000_000_000
-                        ),
-                    ))
-                }
-                Ok(raw) => Ok(raw),
-                Err(message) => Err(("malformed", message)),
-            };
-            let time = match &item {
-                Ok(raw) => {
-                    let time = raw.timestamp.unwrap_or(arrival);
+        for item in items {
+            let (time, raw) = match item {
+                Ok((time, body)) => {
                     sub.max_time = Some(sub.max_time.map_or(time, |m| m.max(time)));
-                    time
+                    (time, Ok(body))
                 }
-                Err(_) => sub.max_time.unwrap_or(arrival),
+                Err(skipped) => (sub.max_time.unwrap_or(arrival), Err(skipped)),
             };
             self.seq += 1;
             self.pending.push(Reverse(Pending {
                 time,
                 sub: msg.source,
                 seq: self.seq,
-                raw: item,
+                raw,
                 place: place.clone(),
                 payload: payload.clone(),
                 position: position.clone(),
@@ -1945,10 +2048,22 @@ impl Live {
         let skipped = |job: &Job| job.stats().skipped.values().sum::<u64>();
         let skipped_before = self.dead_letter.as_ref().map(|_| skipped(job));
         if let Some(batch) = batch {
-            // Engine workers: decode now (bad input is counted and
-            // dead-lettered in order), run with the batch.
-            let result = match &p.raw {
-                Ok(raw) => job.decode_from(raw, Some(p.time), from).map(|event| {
+            // Engine workers: decode now, or take what a decoding thread
+            // decoded, and apply the job's state in order (bad input is
+            // counted and dead-lettered in order); run with the batch.
+            let traced = p.trace_parent.is_some();
+            let (admitted, raw) = match p.raw {
+                Ok(decode::Body::Raw(raw)) => {
+                    let admitted = job.decode_from(&raw, Some(p.time), from);
+                    (Ok(admitted), traced.then_some(raw))
+                }
+                Ok(decode::Body::Decoded { decoded, raw, .. }) => {
+                    (Ok(job.admit(decoded, from)), raw)
+                }
+                Err(skipped) => (Err(skipped), None),
+            };
+            let result = match admitted {
+                Ok(admitted) => admitted.map(|event| {
                     if let Some(event) = event {
                         let (span, trace_parent) = match p.trace_parent.as_ref() {
                             Some(parent) => {
@@ -1965,11 +2080,11 @@ impl Live {
                         batch.meta.push(BatchMeta {
                             received: p.received,
                             connector: connector.to_string(),
-                            span: span.map(|s| (s, p.raw.clone())),
+                            span: span.map(|s| (s, Ok(raw.unwrap_or_else(unnamed)))),
                         });
                     }
                 }),
-                Err((kind, message)) => job.rejected_from(from, kind, message.clone()),
+                Err((kind, message)) => job.rejected_from(from, kind, message),
             };
             if skipped_before.is_some_and(|before| skipped(job) > before) {
                 if let Some(d) = self.dead_letter.as_mut() {
@@ -1979,6 +2094,18 @@ impl Live {
             }
             return result;
         }
+        // One engine: its events are decoded as they run (an item a decoding
+        // thread decoded cannot be here: hot updates keep the worker count,
+        // and parse again what they hold back; it would be parsed again).
+        let raw = match p.raw {
+            Ok(decode::Body::Raw(raw)) => Ok(raw),
+            Ok(decode::Body::Decoded { raw: Some(raw), .. }) => Ok(raw),
+            Ok(decode::Body::Decoded { item, .. }) => {
+                let default_type = self.subs.get(p.sub).and_then(|s| s.default_type.clone());
+                reparse(&p.payload, default_type.as_deref(), item)
+            }
+            Err(skipped) => Err(skipped),
+        };
         let before = self.outputs.len();
         // Only an event that came with a trace context is traced on its own;
         // the others cost nothing here.
@@ -1987,14 +2114,14 @@ impl Live {
             job.set_trace_parent(Some(context));
             span
         });
-        let result = match &p.raw {
+        let result = match &raw {
             Ok(raw) => job.push_raw_from(raw, Some(p.time), from, &mut self.outputs),
             Err((kind, message)) => job.rejected_from(from, kind, message.clone()),
         };
         if p.trace_parent.is_some() {
             job.set_trace_parent(None);
             if let Some(span) = event_span {
-                trace.end_event(span, &p.raw, connector, &self.outputs[before..]);
+                trace.end_event(span, &raw, connector, &self.outputs[before..]);
             }
         }
         // The outputs are handed to the sinks inside the push: their latency ends here.
@@ -2146,6 +2273,34 @@ impl DeadLetters {
             );
         }
         self.failures += 1;
+    }
+}
+
+/// A decoded item's parsed form, parsed again from its payload.
+fn reparse(
+    payload: &[u8],
+    default_type: Option<&str>,
+    item: u32,
+) -> Result<RawEvent, (&'static str, String)> {
+    payload_events(payload, default_type)
+        .into_iter()
+        .nth(item as usize)
+        .unwrap_or_else(|| Err(missing_item()))
+        .map_err(|m| ("malformed", m))
+}
+
+/// The message of an item its payload no longer yields (a host bug).
+fn missing_item() -> String {
+    "the item could not be parsed again from its payload".to_string()
+}
+
+/// The stand-in for an event's parsed form that was not kept (a trace span
+/// then names no type).
+fn unnamed() -> RawEvent {
+    RawEvent {
+        event_type: String::new(),
+        fields: Vec::new(),
+        timestamp: None,
     }
 }
 
