@@ -994,9 +994,11 @@ fn post(port: u16, body: &str) -> u16 {
 }
 
 /// Runs the http ingest pipeline on `workers`, posts `body` once the source
-/// is up, waits for `outputs` lines and stops the run with SIGINT.
-fn http_run(dir: &Path, workers: &str, body: &str, outputs: usize) -> Vec<String> {
+/// is up, waits for `outputs` lines and stops the run with SIGINT. Returns
+/// the output lines and the dead letters (the sender's port left out).
+fn http_run(dir: &Path, workers: &str, body: &str, outputs: usize) -> (Vec<String>, String) {
     use std::io::BufRead;
+    let _ = std::fs::remove_file(dir.join("dead.jsonl"));
     let port = free_port();
     write(
         dir,
@@ -1010,7 +1012,15 @@ fn http_run(dir: &Path, workers: &str, body: &str, outputs: usize) -> Vec<String
         ),
     );
     let mut child = live(
-        &["http.vpl", "--workers", workers, "--idle-timeout", "0"],
+        &[
+            "http.vpl",
+            "--workers",
+            workers,
+            "--idle-timeout",
+            "0",
+            "--dead-letter",
+            "dead.jsonl",
+        ],
         dir,
     )
     .stdout(std::process::Stdio::piped())
@@ -1055,28 +1065,51 @@ fn http_run(dir: &Path, workers: &str, body: &str, outputs: usize) -> Vec<String
         .status();
     let status = child.wait().expect("wait");
     assert!(status.success(), "{:#?}", rx.try_iter().collect::<Vec<_>>());
-    lines
+    let dead = std::fs::read_to_string(dir.join("dead.jsonl")).unwrap_or_default();
+    let mut dead_letters = String::new();
+    let mut rest = dead.as_str();
+    while let Some(i) = rest.find("127.0.0.1:") {
+        dead_letters.push_str(&rest[..i + 10]);
+        rest = rest[i + 10..].trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    dead_letters.push_str(rest);
+    (lines, dead_letters)
 }
 
 #[test]
-fn an_http_ingest_run_on_workers_prints_what_one_worker_prints() {
+fn an_http_ingest_run_on_workers_prints_and_dead_letters_what_one_worker_does() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // 40 readings, and bad lines among them (wrong field types, an unknown
+    // type; the endpoint itself refuses broken JSON), each skipped and
+    // dead-lettered in its place.
     let body: String = (0..40)
         .map(|i| {
-            format!(
+            let reading = format!(
                 "{{\"event_type\":\"Reading\",\"zone\":\"z{}\",\"temp\":{}.0,\"timestamp\":{}}}\n",
                 i % 5,
                 (i * 37) % 100,
                 1_700_000_000_000i64 + i
-            )
+            );
+            match i % 13 {
+                3 => format!("{{\"event_type\":\"Reading\",\"zone\":7,\"temp\":true}}\n{reading}"),
+                7 => format!(
+                    "{{\"event_type\":\"Reading\",\"zone\":\"z{i}\",\"temp\":\"hot\"}}\n{reading}"
+                ),
+                11 => format!("{{\"event_type\":\"Ghost\",\"v\":{i}}}\n{reading}"),
+                _ => reading,
+            }
         })
         .collect();
     // 40 readings: 20 pairs, and the hot ones.
     let hot = (0..40).filter(|i| (i * 37) % 100 > 50).count();
-    let one = http_run(dir.path(), "1", &body, 20 + hot);
+    let (one, one_dead) = http_run(dir.path(), "1", &body, 20 + hot);
     assert_eq!(one.len(), 20 + hot, "{one:#?}");
-    let three = http_run(dir.path(), "3", &body, 20 + hot);
-    assert_eq!(one, three);
+    assert_eq!(one_dead.lines().count(), 9, "{one_dead}");
+    for n in ["2", "3"] {
+        let (got, dead) = http_run(dir.path(), n, &body, 20 + hot);
+        assert_eq!(got, one, "--workers {n}");
+        assert_eq!(dead, one_dead, "--workers {n}");
+    }
 }
 
 /// The text of `GET path` on 127.0.0.1:`port`.
