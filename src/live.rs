@@ -1604,10 +1604,10 @@ impl Live {
     /// parsed form (each payload is parsed once more, when its item was not
     /// kept), so the program that runs it decodes it.
     fn undecode(&mut self) {
-        let mut parsed: std::collections::HashMap<
-            (usize, usize),
-            Vec<Option<Result<RawEvent, String>>>,
-        > = std::collections::HashMap::new();
+        // Each payload's items, parsed again once, by the payload's address.
+        type Items = Vec<Option<Result<RawEvent, String>>>;
+        let mut parsed: std::collections::HashMap<(usize, usize), Items> =
+            std::collections::HashMap::new();
         let items = std::mem::take(&mut self.pending).into_vec();
         self.pending = items
             .into_iter()
@@ -2469,6 +2469,142 @@ mod tests {
             .as_ref()
             .is_err_and(|e| e.starts_with("invalid JSON")));
         assert!(lines[2].as_ref().is_err_and(|e| e.contains("event_type")));
+    }
+
+    fn compiled(text: &str) -> Program {
+        let mut compiler = varpulis_compiler::Compiler::new();
+        compiler.set_file("t.vpl", text.to_string());
+        compiler
+            .program("t.vpl")
+            .expect("the test program compiles")
+    }
+
+    /// JSON-lines payloads with bad items among the good ones.
+    fn payloads(n: usize) -> Vec<decode::Payload> {
+        (0..n)
+            .map(|i| {
+                let text = match i % 5 {
+                    0 => format!("{{\"type\":\"A\",\"v\":{i},\"timestamp\":{i}}}\n{{\"type\":\"A\",\"v\":\"x\"}}"),
+                    1 => "{broken".to_string(),
+                    2 => format!("[{{\"type\":\"Ghost\"}}, {{\"v\":{i}}}]"),
+                    3 => format!("{{\"type\":\"A\",\"v\":{i},\"timestamp\":99999999999999}}"),
+                    _ => format!("{{\"v\":{i}}}"),
+                };
+                decode::Payload {
+                    bytes: text.into_bytes().into(),
+                    default_type: Some("A".into()),
+                    arrival: 1_000_000_000,
+                    keep_raw: i % 7 == 0,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn decoding_threads_give_every_payload_its_items_in_order() {
+        let program = compiled("event A:\n    v: int\n\nstream S = A\n    .emit(v: v)\n");
+        let decoder = varpulis_program::EventDecoder::new(&program);
+        let skew = Some(60_000_000_000);
+        // Over the bytes a turn keeps to the loop's thread, so the threads take parts.
+        let all = payloads(2_000);
+        let expected: Vec<String> = all
+            .iter()
+            .map(|p| format!("{:?}", decode::items(p, skew, Some(&decoder))))
+            .collect();
+        for threads in [0, 1, 3] {
+            let decoders =
+                decode::Decoders::start(varpulis_program::EventDecoder::new(&program), threads)
+                    .expect("threads start");
+            for turn in [&all[..], &all[..1], &all[..40]] {
+                let got: Vec<String> = decoders
+                    .decode(turn.to_vec(), skew)
+                    .iter()
+                    .map(|items| format!("{items:?}"))
+                    .collect();
+                assert!(got == expected[..turn.len()], "{threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn a_hot_update_parses_held_back_items_again_for_the_new_program() {
+        let old = compiled("event A:\n    v: int\n\nstream S = A\n    .emit(v: v)\n");
+        // The new program declares another type first: A's schema id changes.
+        let new = compiled(
+            "event B:\n    w: str\n\nevent A:\n    v: int\n\nstream S = A\n    .emit(v: v)\n\nstream T = B\n    .emit(w: w)\n",
+        );
+        let options = LiveOptions {
+            output: None,
+            format: OutputFormat::Jsonl,
+            idle_timeout: Some(Duration::from_secs(3600)),
+            queue_capacity: 1,
+            base_dir: PathBuf::from("."),
+            dead_letter: None,
+            metrics: None,
+            state_dir: None,
+            checkpoint_interval: Duration::from_secs(1),
+            checkpoint_timeout: Duration::from_secs(1),
+            max_future_skew: None,
+            carry_state: false,
+            program: PathBuf::from("t.vpl"),
+            otlp: None,
+        };
+        let mut live = Live::new(&old, &[], &[], &[], &options, None);
+        live.decoders = Some(
+            decode::Decoders::start(varpulis_program::EventDecoder::new(&old), 1)
+                .expect("threads start"),
+        );
+        let message = |payload: &str| {
+            SourceEvent::Message(SourceMessage {
+                source: 0,
+                payload: payload.as_bytes().to_vec(),
+                place: "here".into(),
+                received_ms: 1,
+                received: Instant::now(),
+                position: None,
+                trace_parent: None,
+            })
+        };
+        live.handle_turn(vec![
+            message("{\"type\":\"A\",\"v\":1,\"timestamp\":5}\n{\"type\":\"A\",\"v\":2,\"timestamp\":6}"),
+            message("{broken"),
+        ]);
+        let decoded = |live: &Live| {
+            live.pending
+                .iter()
+                .filter(|p| matches!(p.0.raw, Ok(decode::Body::Decoded { .. })))
+                .count()
+        };
+        assert_eq!((live.pending.len(), decoded(&live)), (3, 2));
+        live.reprogram(&new);
+        assert_eq!(
+            decoded(&live),
+            0,
+            "nothing decoded by the old program is left"
+        );
+        let mut values: Vec<(i64, String)> = live
+            .pending
+            .iter()
+            .map(|p| match &p.0.raw {
+                Ok(decode::Body::Raw(raw)) => {
+                    (p.0.time, format!("{} {:?}", raw.event_type, raw.fields))
+                }
+                other => (p.0.time, format!("{other:?}")),
+            })
+            .collect();
+        values.sort();
+        assert!(
+            values[0].1.starts_with("A ") && values[0].1.contains("Int(1)"),
+            "{values:?}"
+        );
+        assert!(
+            values[1].1.starts_with("A ") && values[1].1.contains("Int(2)"),
+            "{values:?}"
+        );
+        assert!(
+            values.iter().any(|(_, v)| v.contains("malformed")),
+            "{values:?}"
+        );
     }
 
     #[test]
