@@ -512,11 +512,11 @@ impl LiveRun {
             .collect();
         let mut live = Live::new(&program, &subs, &sources, &seen, options, dead_letter);
         live.endless = endless;
-        // Engine workers: N − 1 decoding threads beside the loop's.
+        // Engine workers: N decoding threads, a turn ahead of the loop.
         if let Some(workers) = job.workers().filter(|&w| w > 1) {
             live.decoders = Some(decode::Decoders::start(
                 varpulis_program::EventDecoder::new(&program),
-                workers - 1,
+                workers,
             )?);
         }
         Ok(Started::Running(Box::new(LiveRun {
@@ -564,10 +564,14 @@ impl LiveRun {
         // time, not at the next tick.
         let wait = self.live.due_in().map_or(TICK, |d| d.min(TICK));
         let mut turn = Vec::new();
-        match self.rx.recv_timeout(wait) {
-            Ok(event) => turn.push(event),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => self.live.all_ended(),
+        // A turn being decoded is finished this time round, with what else
+        // is waiting and without waiting for more.
+        if !self.live.turn_in_flight() {
+            match self.rx.recv_timeout(wait) {
+                Ok(event) => turn.push(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => self.live.all_ended(),
+            }
         }
         let batch = self.trace.batch(&self.job);
         let records_before = self.job.stats().records;
@@ -581,7 +585,7 @@ impl LiveRun {
         let mut released = Ok(());
         if self.live.decoders.is_some() {
             turn.extend(self.rx.try_iter().take(DRAIN_BATCH));
-            self.live.handle_turn(turn);
+            self.live.take_turn(turn);
         } else {
             for event in turn {
                 self.live.handle(event);
@@ -661,7 +665,9 @@ impl LiveRun {
                 "{why}; an update that changes sources restarts the pipeline instead"
             ));
         }
-        // The old program's state and sinks must cover every event it was given.
+        // The old program's state and sinks must cover every event it was given
+        // (a turn still decoding waits in the merge: the new program runs it).
+        self.live.flush_turn();
         self.live.settle(&mut self.job, &self.trace);
         if let Some(why) = self.job.broken() {
             return Err(format!("the engine workers stopped: {why}"));
@@ -883,6 +889,7 @@ impl LiveRun {
     /// seen.
     fn stop(&mut self) -> anyhow::Result<()> {
         if self.failure.is_none() {
+            self.live.flush_turn();
             while let Ok(event) = self.rx.try_recv() {
                 self.live.handle(event);
             }
@@ -1563,8 +1570,19 @@ struct Live {
     /// first: what is measured of its events.
     in_flight: std::collections::VecDeque<Vec<BatchMeta>>,
     /// With engine workers (`--workers N`, N > 1): the threads that parse
-    /// and decode each turn's payloads beside this one ([`Live::handle_turn`]).
+    /// and decode each turn's payloads ([`Live::take_turn`]).
     decoders: Option<decode::Decoders>,
+    /// The turn they are decoding, one turn ahead of the merge.
+    turn: Option<Turn>,
+}
+
+/// A turn of the sources' events whose payloads are being decoded: the
+/// events in arrival order (messages without their payload bytes, which are
+/// in `bytes`, one per message of a known subscription).
+struct Turn {
+    decoding: decode::Turn,
+    events: Vec<SourceEvent>,
+    bytes: Vec<Arc<[u8]>>,
 }
 
 impl Live {
@@ -1574,6 +1592,7 @@ impl Live {
         // What the old program decoded and still holds back is decoded again
         // by the new one when it runs (parsed as it was, with the old
         // default types).
+        self.flush_turn();
         self.undecode();
         if let Some(d) = self.decoders.as_mut() {
             d.set_decoder(varpulis_program::EventDecoder::new(program));
@@ -1706,12 +1725,16 @@ impl Live {
                 .collect(),
             in_flight: Default::default(),
             decoders: None,
+            turn: None,
         }
     }
 
     /// Every source has ended (bounded input done, or gave up).
     fn finished(&self) -> bool {
-        !self.endless && self.subs.iter().all(|s| s.ended || s.injected) && self.pending.is_empty()
+        !self.endless
+            && self.subs.iter().all(|s| s.ended || s.injected)
+            && self.pending.is_empty()
+            && self.turn.is_none()
     }
 
     /// The sources are all gone (their channel closed).
@@ -1772,35 +1795,74 @@ impl Live {
     }
 
     /// Takes one turn of the sources' events in order. With decoding
-    /// threads (engine workers), the turn's payloads are parsed and decoded
-    /// on them first; the merge, source states and messages follow in
-    /// arrival order, as with [`Live::handle`] one by one.
-    fn handle_turn(&mut self, events: Vec<SourceEvent>) {
+    /// threads (engine workers), the turn's payloads go to them to be parsed
+    /// and decoded while the loop goes on with the turn before, which this
+    /// call finishes (its items into the merge, in arrival order, as with
+    /// [`Live::handle`] one by one); a turn decoded at once (a small one) is
+    /// finished too. [`Live::flush_turn`] finishes a turn still decoding.
+    fn take_turn(&mut self, events: Vec<SourceEvent>) {
         let Some(decoders) = self.decoders.as_ref() else {
             for event in events {
                 self.handle(event);
             }
             return;
         };
-        let mut payloads = Vec::new();
-        let mut rest = Vec::with_capacity(events.len());
-        for mut event in events {
-            if let SourceEvent::Message(msg) = &mut event {
-                if let Some(sub) = self.subs.get(msg.source) {
-                    payloads.push(decode::Payload {
-                        bytes: std::mem::take(&mut msg.payload).into(),
-                        default_type: sub.default_type.clone(),
-                        arrival: msg.received_ms.saturating_mul(1_000_000),
-                        keep_raw: msg.trace_parent.is_some(),
-                    });
+        let previous = self.turn.take();
+        if !events.is_empty() {
+            let mut payloads = Vec::new();
+            let mut rest = Vec::with_capacity(events.len());
+            for mut event in events {
+                if let SourceEvent::Message(msg) = &mut event {
+                    if let Some(sub) = self.subs.get(msg.source) {
+                        payloads.push(decode::Payload {
+                            bytes: std::mem::take(&mut msg.payload).into(),
+                            default_type: sub.default_type.clone(),
+                            arrival: msg.received_ms.saturating_mul(1_000_000),
+                            keep_raw: msg.trace_parent.is_some(),
+                        });
+                    }
                 }
+                rest.push(event);
             }
-            rest.push(event);
+            let bytes = payloads.iter().map(|p| p.bytes.clone()).collect();
+            self.turn = Some(Turn {
+                decoding: decoders.dispatch(payloads, self.max_future_skew),
+                events: rest,
+                bytes,
+            });
         }
-        let bytes: Vec<Arc<[u8]>> = payloads.iter().map(|p| p.bytes.clone()).collect();
-        let decoded = decoders.decode(payloads, self.max_future_skew);
-        let mut decoded = bytes.into_iter().zip(decoded);
-        for event in rest {
+        if let Some(previous) = previous {
+            self.finish_turn(previous);
+        }
+        if matches!(&self.turn, Some(t) if matches!(t.decoding, decode::Turn::Here(_))) {
+            self.flush_turn();
+        }
+    }
+
+    /// Whether a turn is still being decoded.
+    fn turn_in_flight(&self) -> bool {
+        self.turn.is_some()
+    }
+
+    /// Waits for the turn still being decoded, if any, and puts it into the
+    /// merge: before a release that must see everything received (a stop,
+    /// a hot update) and when no new input came.
+    fn flush_turn(&mut self) {
+        if let Some(turn) = self.turn.take() {
+            self.finish_turn(turn);
+        }
+    }
+
+    fn finish_turn(&mut self, turn: Turn) {
+        let decoded = match self.decoders.as_ref() {
+            Some(d) => d.collect(turn.decoding),
+            None => match turn.decoding {
+                decode::Turn::Here(items) => items,
+                decode::Turn::There { .. } => Vec::new(),
+            },
+        };
+        let mut decoded = turn.bytes.into_iter().zip(decoded);
+        for event in turn.events {
             match event {
                 SourceEvent::Message(msg) if self.subs.get(msg.source).is_some() => {
                     if let Some((bytes, items)) = decoded.next() {
@@ -2182,7 +2244,9 @@ impl Live {
     /// Quiet sources: let event time follow the wall clock once nothing is
     /// pending.
     fn on_idle(&mut self, job: &mut Job) {
-        if !self.pending.is_empty() {
+        // Nothing held back, and no turn still decoding (its events may be
+        // behind the wall clock).
+        if !self.pending.is_empty() || self.turn.is_some() {
             return;
         }
         if let Some(ts) = self.idle.due() {
@@ -2565,7 +2629,7 @@ mod tests {
                 trace_parent: None,
             })
         };
-        live.handle_turn(vec![
+        live.take_turn(vec![
             message("{\"type\":\"A\",\"v\":1,\"timestamp\":5}\n{\"type\":\"A\",\"v\":2,\"timestamp\":6}"),
             message("{broken"),
         ]);

@@ -1,6 +1,6 @@
 //! Parsing and decoding of live payloads, on the loop's thread or, for a run
-//! on engine workers (`--workers N`, N > 1), on N − 1 decoding threads
-//! beside it.
+//! on engine workers (`--workers N`, N > 1), on N decoding threads one turn
+//! ahead of the loop.
 //!
 //! A payload's items depend only on the payload, its subscription's default
 //! type, its arrival time and `--max-future-skew`, and decoding an item
@@ -12,10 +12,11 @@
 //! runs).
 //!
 //! The loop hands over one turn at a time (at most `DRAIN_BATCH` payloads):
-//! it cuts the turn into contiguous parts of about equal bytes, sends all
-//! but the first to the decoding threads (one part each, over bounded
-//! channels of one), decodes the first itself and then takes the others
-//! back in order. Nothing is queued past one turn.
+//! [`Decoders::dispatch`] cuts it into contiguous parts of about equal bytes
+//! and sends one to each thread over a bounded channel of one, without
+//! waiting; the loop goes on with the turn before and takes this one back
+//! in order ([`Decoders::collect`]) on its next turn. A thread still busy
+//! holds the next dispatch back, so nothing is queued past one turn ahead.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -165,16 +166,15 @@ impl Decoders {
         self.decoder = Arc::new(decoder);
     }
 
-    /// The items of each payload, in the order given: cut into parts of about
-    /// equal bytes, the first decoded here, the others on the threads.
-    pub(crate) fn decode(&self, payloads: Vec<Payload>, skew: Option<i64>) -> Vec<Vec<Item>> {
+    /// Starts decoding a turn's payloads: cut into one part per thread of
+    /// about equal bytes, sent without waiting for the answers
+    /// ([`Decoders::collect`] takes them, in order). A small turn, or a run
+    /// without threads, is decoded here at once.
+    pub(crate) fn dispatch(&self, payloads: Vec<Payload>, skew: Option<i64>) -> Turn {
         let total: usize = payloads.iter().map(|p| p.bytes.len()).sum();
-        let parts = self.to.len() + 1;
-        if parts == 1 || payloads.len() < 2 || total < INLINE_BYTES {
-            return payloads
-                .iter()
-                .map(|p| items(p, skew, Some(&self.decoder)))
-                .collect();
+        let parts = self.to.len();
+        if parts == 0 || payloads.len() < 2 || total < INLINE_BYTES {
+            return Turn::Here(self.decode_here(&payloads, skew));
         }
         // Contiguous parts: part k ends where the bytes so far pass
         // (k + 1) / parts of the total.
@@ -187,37 +187,68 @@ impl Decoders {
                 part.push(p);
             }
         }
-        let mut cut = cut.into_iter();
-        let mine = cut.next().unwrap_or_default();
         // Each part is kept (its payloads are shared, not copied): a thread
         // that cannot take it or answer for it (it stopped: a bug) leaves it
-        // to this one, so no payload is lost.
-        let mut sent: Vec<(bool, Vec<Payload>)> = Vec::with_capacity(parts - 1);
-        for (k, payloads) in cut.enumerate() {
-            let part = Part {
-                decoder: self.decoder.clone(),
-                skew,
-                payloads: payloads.clone(),
-            };
-            let taken = self.to.get(k).is_some_and(|tx| tx.send(part).is_ok());
-            sent.push((taken, payloads));
-        }
-        let decode_here = |payloads: &[Payload]| -> Vec<Vec<Item>> {
-            payloads
-                .iter()
-                .map(|p| items(p, skew, Some(&self.decoder)))
-                .collect()
+        // to this one, so no payload is lost. A thread still busy with the
+        // turn before holds this send back (back-pressure, one turn ahead).
+        let sent = cut
+            .into_iter()
+            .enumerate()
+            .map(|(k, payloads)| {
+                let part = Part {
+                    decoder: self.decoder.clone(),
+                    skew,
+                    payloads: payloads.clone(),
+                };
+                let taken = self.to.get(k).is_some_and(|tx| tx.send(part).is_ok());
+                (taken, payloads)
+            })
+            .collect();
+        Turn::There { sent, skew }
+    }
+
+    /// The items of each payload of a dispatched turn, in the order given.
+    pub(crate) fn collect(&self, turn: Turn) -> Vec<Vec<Item>> {
+        let (sent, skew) = match turn {
+            Turn::Here(items) => return items,
+            Turn::There { sent, skew } => (sent, skew),
         };
-        let mut out = decode_here(&mine);
+        let mut out = Vec::new();
         for (k, (taken, payloads)) in sent.into_iter().enumerate() {
             let answer = match (taken, self.from.get(k)) {
                 (true, Some(rx)) => rx.recv().ok(),
                 _ => None,
             };
-            out.extend(answer.unwrap_or_else(|| decode_here(&payloads)));
+            out.extend(answer.unwrap_or_else(|| self.decode_here(&payloads, skew)));
         }
         out
     }
+
+    /// The items of each payload, in the order given ([`Decoders::dispatch`]
+    /// then [`Decoders::collect`]).
+    #[cfg(test)]
+    pub(crate) fn decode(&self, payloads: Vec<Payload>, skew: Option<i64>) -> Vec<Vec<Item>> {
+        let turn = self.dispatch(payloads, skew);
+        self.collect(turn)
+    }
+
+    fn decode_here(&self, payloads: &[Payload], skew: Option<i64>) -> Vec<Vec<Item>> {
+        payloads
+            .iter()
+            .map(|p| items(p, skew, Some(&self.decoder)))
+            .collect()
+    }
+}
+
+/// A turn's payloads being decoded ([`Decoders::dispatch`]).
+pub(crate) enum Turn {
+    /// Decoded already (a small turn).
+    Here(Vec<Vec<Item>>),
+    /// Parts sent to the threads (`true`: the thread took it), in order.
+    There {
+        sent: Vec<(bool, Vec<Payload>)>,
+        skew: Option<i64>,
+    },
 }
 
 impl Drop for Decoders {
