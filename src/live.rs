@@ -52,6 +52,8 @@ use crate::metrics::MetricsServer;
 use crate::output::{write_json, write_tables, OutputFile, OutputMark};
 use crate::trace::{Span, Status, Tracer};
 
+mod decode;
+
 /// Options of a live run.
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
@@ -510,6 +512,13 @@ impl LiveRun {
             .collect();
         let mut live = Live::new(&program, &subs, &sources, &seen, options, dead_letter);
         live.endless = endless;
+        // Engine workers: N decoding threads, a turn ahead of the loop.
+        if let Some(workers) = job.workers().filter(|&w| w > 1) {
+            live.decoders = Some(decode::Decoders::start(
+                varpulis_program::EventDecoder::new(&program),
+                workers,
+            )?);
+        }
         Ok(Started::Running(Box::new(LiveRun {
             job,
             options: options.clone(),
@@ -554,10 +563,15 @@ impl LiveRun {
         // source releasing the events it holds back, the idle watermark): those happen on
         // time, not at the next tick.
         let wait = self.live.due_in().map_or(TICK, |d| d.min(TICK));
-        match self.rx.recv_timeout(wait) {
-            Ok(event) => self.live.handle(event),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => self.live.all_ended(),
+        let mut turn = Vec::new();
+        // A turn being decoded is finished this time round, with what else
+        // is waiting and without waiting for more.
+        if !self.live.turn_in_flight() {
+            match self.rx.recv_timeout(wait) {
+                Ok(event) => turn.push(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => self.live.all_ended(),
+            }
         }
         let batch = self.trace.batch(&self.job);
         let records_before = self.job.stats().records;
@@ -565,19 +579,28 @@ impl LiveRun {
         // merge. Engine workers get it as one batch; one engine runs each payload's events as
         // soon as they are due, so the first event of a backlog does not wait for the
         // decoding of up to DRAIN_BATCH payloads behind it.
+        // Engine workers decode the turn's payloads on their decoding threads
+        // (docs/RUNTIME.md, "Live runs on workers").
         let one_by_one = !self.job.batches();
-        let mut released = if one_by_one {
-            self.live.release(&mut self.job, &self.trace)
+        let mut released = Ok(());
+        if self.live.decoders.is_some() {
+            turn.extend(self.rx.try_iter().take(DRAIN_BATCH));
+            self.live.take_turn(turn);
         } else {
-            Ok(())
-        };
-        if released.is_ok() {
-            for event in self.rx.try_iter().take(DRAIN_BATCH) {
+            for event in turn {
                 self.live.handle(event);
-                if one_by_one {
-                    released = self.live.release(&mut self.job, &self.trace);
-                    if released.is_err() {
-                        break;
+            }
+            if one_by_one {
+                released = self.live.release(&mut self.job, &self.trace);
+            }
+            if released.is_ok() {
+                for event in self.rx.try_iter().take(DRAIN_BATCH) {
+                    self.live.handle(event);
+                    if one_by_one {
+                        released = self.live.release(&mut self.job, &self.trace);
+                        if released.is_err() {
+                            break;
+                        }
                     }
                 }
             }
@@ -642,7 +665,9 @@ impl LiveRun {
                 "{why}; an update that changes sources restarts the pipeline instead"
             ));
         }
-        // The old program's state and sinks must cover every event it was given.
+        // The old program's state and sinks must cover every event it was given
+        // (a turn still decoding waits in the merge: the new program runs it).
+        self.live.flush_turn();
         self.live.settle(&mut self.job, &self.trace);
         if let Some(why) = self.job.broken() {
             return Err(format!("the engine workers stopped: {why}"));
@@ -864,6 +889,7 @@ impl LiveRun {
     /// seen.
     fn stop(&mut self) -> anyhow::Result<()> {
         if self.failure.is_none() {
+            self.live.flush_turn();
             while let Ok(event) = self.rx.try_recv() {
                 self.live.handle(event);
             }
@@ -1411,7 +1437,7 @@ struct SubState {
     /// The connector name, for messages.
     name: String,
     /// The type of payloads that name none.
-    default_type: Option<String>,
+    default_type: Option<Arc<str>>,
     /// Bounded input done, or the source gave up.
     ended: bool,
     /// The largest event time received.
@@ -1436,9 +1462,10 @@ struct Pending {
     time: i64,
     sub: usize,
     seq: u64,
-    /// The event, or why the item is skipped: the kind of problem
-    /// (`malformed`, `future_timestamp`) and the message.
-    raw: Result<RawEvent, (&'static str, String)>,
+    /// The event (parsed, or decoded already on engine workers), or why the
+    /// item is skipped: the kind of problem (`malformed`,
+    /// `future_timestamp`) and the message.
+    raw: Result<decode::Body, (&'static str, String)>,
     /// Where the connector received it.
     place: Arc<str>,
     payload: Arc<[u8]>,
@@ -1542,12 +1569,34 @@ struct Live {
     /// Per batch handed to engine workers and not finished yet, oldest
     /// first: what is measured of its events.
     in_flight: std::collections::VecDeque<Vec<BatchMeta>>,
+    /// With engine workers (`--workers N`, N > 1): the threads that parse
+    /// and decode each turn's payloads ([`Live::take_turn`]).
+    decoders: Option<decode::Decoders>,
+    /// The turn they are decoding, one turn ahead of the merge.
+    turn: Option<Turn>,
+}
+
+/// A turn of the sources' events whose payloads are being decoded: the
+/// events in arrival order (messages without their payload bytes, which are
+/// in `bytes`, one per message of a known subscription).
+struct Turn {
+    decoding: decode::Turn,
+    events: Vec<SourceEvent>,
+    bytes: Vec<Arc<[u8]>>,
 }
 
 impl Live {
     /// After a hot update: what depends on the program (latency per stream, the idle clock's
     /// allowance) follows the new one; a stream that kept its name keeps its histogram.
     fn reprogram(&mut self, program: &Program) {
+        // What the old program decoded and still holds back is decoded again
+        // by the new one when it runs (parsed as it was, with the old
+        // default types).
+        self.flush_turn();
+        self.undecode();
+        if let Some(d) = self.decoders.as_mut() {
+            d.set_decoder(varpulis_program::EventDecoder::new(program));
+        }
         let mut before = std::mem::take(&mut self.stream_index)
             .into_iter()
             .filter_map(|(name, i)| Some((name, self.latency.get(i)?.clone())))
@@ -1566,8 +1615,47 @@ impl Live {
         self.idle.out_of_order = max_out_of_order(program);
         // The same connectors may now feed other types.
         for (state, sub) in self.subs.iter_mut().zip(program.subscriptions().iter()) {
-            state.default_type = default_type(program, sub);
+            state.default_type = default_type(program, sub).map(Arc::from);
         }
+    }
+
+    /// Turns every pending item that a decoding thread decoded back into its
+    /// parsed form (each payload is parsed once more, when its item was not
+    /// kept), so the program that runs it decodes it.
+    fn undecode(&mut self) {
+        // Each payload's items, parsed again once, by the payload's address.
+        type Items = Vec<Option<Result<RawEvent, String>>>;
+        let mut parsed: std::collections::HashMap<(usize, usize), Items> =
+            std::collections::HashMap::new();
+        let items = std::mem::take(&mut self.pending).into_vec();
+        self.pending = items
+            .into_iter()
+            .map(|Reverse(mut p)| {
+                if let Ok(decode::Body::Decoded { raw, item, .. }) = &mut p.raw {
+                    let raw = match raw.take() {
+                        Some(raw) => Ok(raw),
+                        None => {
+                            let default_type =
+                                self.subs.get(p.sub).and_then(|s| s.default_type.as_deref());
+                            let list = parsed
+                                .entry((p.payload.as_ptr() as usize, p.payload.len()))
+                                .or_insert_with(|| {
+                                    payload_events(&p.payload, default_type)
+                                        .into_iter()
+                                        .map(Some)
+                                        .collect()
+                                });
+                            list.get_mut(*item as usize)
+                                .and_then(Option::take)
+                                .unwrap_or_else(|| Err(missing_item()))
+                                .map_err(|m| ("malformed", m))
+                        }
+                    };
+                    p.raw = raw.map(decode::Body::Raw);
+                }
+                Reverse(p)
+            })
+            .collect();
     }
 
     /// `seen` holds, per subscription, the positions of the restored
@@ -1583,7 +1671,7 @@ impl Live {
     ) -> Live {
         let now = Instant::now();
         let state = |name: String,
-                     default_type: Option<String>,
+                     default_type: Option<Arc<str>>,
                      received_end: BTreeMap<String, u64>,
                      injected: bool| SubState {
             name,
@@ -1601,7 +1689,7 @@ impl Live {
             .map(|(i, (sub, source))| {
                 state(
                     source.name().to_string(),
-                    default_type(program, sub),
+                    default_type(program, sub).map(Arc::from),
                     seen.get(i).cloned().unwrap_or_default(),
                     false,
                 )
@@ -1636,12 +1724,17 @@ impl Live {
                 .map(|(i, s)| (s.name.clone(), i))
                 .collect(),
             in_flight: Default::default(),
+            decoders: None,
+            turn: None,
         }
     }
 
     /// Every source has ended (bounded input done, or gave up).
     fn finished(&self) -> bool {
-        !self.endless && self.subs.iter().all(|s| s.ended || s.injected) && self.pending.is_empty()
+        !self.endless
+            && self.subs.iter().all(|s| s.ended || s.injected)
+            && self.pending.is_empty()
+            && self.turn.is_none()
     }
 
     /// The sources are all gone (their channel closed).
@@ -1684,9 +1777,105 @@ impl Live {
         }
     }
 
-    /// Decodes a payload into `pending`. An item that is not an event takes
-    /// the time of the source's latest event, so it is reported in order.
-    fn message(&mut self, msg: SourceMessage) {
+    /// Parses a payload into `pending` (on this thread; its events are
+    /// decoded when they run). An item that is not an event takes the time of
+    /// the source's latest event, so it is reported in order.
+    fn message(&mut self, mut msg: SourceMessage) {
+        let Some(sub) = self.subs.get(msg.source) else {
+            return;
+        };
+        let payload = decode::Payload {
+            bytes: std::mem::take(&mut msg.payload).into(),
+            default_type: sub.default_type.clone(),
+            arrival: msg.received_ms.saturating_mul(1_000_000),
+            keep_raw: false,
+        };
+        let items = decode::items(&payload, self.max_future_skew, None);
+        self.insert(msg, payload.bytes, items);
+    }
+
+    /// Takes one turn of the sources' events in order. With decoding
+    /// threads (engine workers), the turn's payloads go to them to be parsed
+    /// and decoded while the loop goes on with the turn before, which this
+    /// call finishes (its items into the merge, in arrival order, as with
+    /// [`Live::handle`] one by one); a turn decoded at once (a small one) is
+    /// finished too. [`Live::flush_turn`] finishes a turn still decoding.
+    fn take_turn(&mut self, events: Vec<SourceEvent>) {
+        let Some(decoders) = self.decoders.as_ref() else {
+            for event in events {
+                self.handle(event);
+            }
+            return;
+        };
+        let previous = self.turn.take();
+        if !events.is_empty() {
+            let mut payloads = Vec::new();
+            let mut rest = Vec::with_capacity(events.len());
+            for mut event in events {
+                if let SourceEvent::Message(msg) = &mut event {
+                    if let Some(sub) = self.subs.get(msg.source) {
+                        payloads.push(decode::Payload {
+                            bytes: std::mem::take(&mut msg.payload).into(),
+                            default_type: sub.default_type.clone(),
+                            arrival: msg.received_ms.saturating_mul(1_000_000),
+                            keep_raw: msg.trace_parent.is_some(),
+                        });
+                    }
+                }
+                rest.push(event);
+            }
+            let bytes = payloads.iter().map(|p| p.bytes.clone()).collect();
+            self.turn = Some(Turn {
+                decoding: decoders.dispatch(payloads, self.max_future_skew),
+                events: rest,
+                bytes,
+            });
+        }
+        if let Some(previous) = previous {
+            self.finish_turn(previous);
+        }
+        if matches!(&self.turn, Some(t) if matches!(t.decoding, decode::Turn::Here(_))) {
+            self.flush_turn();
+        }
+    }
+
+    /// Whether a turn is still being decoded.
+    fn turn_in_flight(&self) -> bool {
+        self.turn.is_some()
+    }
+
+    /// Waits for the turn still being decoded, if any, and puts it into the
+    /// merge: before a release that must see everything received (a stop,
+    /// a hot update) and when no new input came.
+    fn flush_turn(&mut self) {
+        if let Some(turn) = self.turn.take() {
+            self.finish_turn(turn);
+        }
+    }
+
+    fn finish_turn(&mut self, turn: Turn) {
+        let decoded = match self.decoders.as_ref() {
+            Some(d) => d.collect(turn.decoding),
+            None => match turn.decoding {
+                decode::Turn::Here(items) => items,
+                decode::Turn::There { .. } => Vec::new(),
+            },
+        };
+        let mut decoded = turn.bytes.into_iter().zip(decoded);
+        for event in turn.events {
+            match event {
+                SourceEvent::Message(msg) if self.subs.get(msg.source).is_some() => {
+                    if let Some((bytes, items)) = decoded.next() {
+                        self.insert(msg, bytes, items);
+                    }
+                }
+                other => self.handle(other),
+            }
+        }
+    }
+
+    /// Puts the items of `msg`'s payload (`bytes`) into `pending`.
+    fn insert(&mut self, msg: SourceMessage, payload: Arc<[u8]>, items: Vec<decode::Item>) {
         let Some(sub) = self.subs.get_mut(msg.source) else {
             return;
         };
@@ -1694,48 +1883,24 @@ impl Live {
         // Formatted with the connector's name only when a problem is reported.
         let place: Arc<str> = msg.place.into();
         let arrival = msg.received_ms.saturating_mul(1_000_000);
-        let payload: Arc<[u8]> = msg.payload.into();
         let position = msg.position.map(|p| {
             sub.received_end.insert(p.key.clone(), p.end);
             (Arc::<str>::from(p.key), p.start)
         });
-        let skew = self.max_future_skew;
-        for item in payload_events(&payload, sub.default_type.as_deref()) {
-            let item = match item {
-                // An event from far in the future would move event time past every other
-                // event (they would all be late): it is refused instead.
-                Ok(raw)
-                    if skew.is_some_and(|s| {
-                        raw.timestamp.is_some_and(|t| t > arrival.saturating_add(s))
-                    }) =>
-                {
-                    let ahead = raw.timestamp.unwrap_or(arrival).saturating_sub(arrival);
-                    Err((
-                        "future_timestamp",
-                        format!(
-                            "its timestamp is {}s after its arrival, beyond --max-future-skew ({}s); check the sender's clock",
-                            ahead / 1_000_000_000,
-                            skew.unwrap_or(0) / 1_000_000_000
-                        ),
-                    ))
-                }
-                Ok(raw) => Ok(raw),
-                Err(message) => Err(("malformed", message)),
-            };
-            let time = match &item {
-                Ok(raw) => {
-                    let time = raw.timestamp.unwrap_or(arrival);
+        for item in items {
+            let (time, raw) = match item {
+                Ok((time, body)) => {
                     sub.max_time = Some(sub.max_time.map_or(time, |m| m.max(time)));
-                    time
+                    (time, Ok(body))
                 }
-                Err(_) => sub.max_time.unwrap_or(arrival),
+                Err(skipped) => (sub.max_time.unwrap_or(arrival), Err(skipped)),
             };
             self.seq += 1;
             self.pending.push(Reverse(Pending {
                 time,
                 sub: msg.source,
                 seq: self.seq,
-                raw: item,
+                raw,
                 place: place.clone(),
                 payload: payload.clone(),
                 position: position.clone(),
@@ -1945,10 +2110,22 @@ impl Live {
         let skipped = |job: &Job| job.stats().skipped.values().sum::<u64>();
         let skipped_before = self.dead_letter.as_ref().map(|_| skipped(job));
         if let Some(batch) = batch {
-            // Engine workers: decode now (bad input is counted and
-            // dead-lettered in order), run with the batch.
-            let result = match &p.raw {
-                Ok(raw) => job.decode_from(raw, Some(p.time), from).map(|event| {
+            // Engine workers: decode now, or take what a decoding thread
+            // decoded, and apply the job's state in order (bad input is
+            // counted and dead-lettered in order); run with the batch.
+            let traced = p.trace_parent.is_some();
+            let (admitted, raw) = match p.raw {
+                Ok(decode::Body::Raw(raw)) => {
+                    let admitted = job.decode_from(&raw, Some(p.time), from);
+                    (Ok(admitted), traced.then_some(raw))
+                }
+                Ok(decode::Body::Decoded { decoded, raw, .. }) => {
+                    (Ok(job.admit(decoded, from)), raw)
+                }
+                Err(skipped) => (Err(skipped), None),
+            };
+            let result = match admitted {
+                Ok(admitted) => admitted.map(|event| {
                     if let Some(event) = event {
                         let (span, trace_parent) = match p.trace_parent.as_ref() {
                             Some(parent) => {
@@ -1965,11 +2142,11 @@ impl Live {
                         batch.meta.push(BatchMeta {
                             received: p.received,
                             connector: connector.to_string(),
-                            span: span.map(|s| (s, p.raw.clone())),
+                            span: span.map(|s| (s, Ok(raw.unwrap_or_else(unnamed)))),
                         });
                     }
                 }),
-                Err((kind, message)) => job.rejected_from(from, kind, message.clone()),
+                Err((kind, message)) => job.rejected_from(from, kind, message),
             };
             if skipped_before.is_some_and(|before| skipped(job) > before) {
                 if let Some(d) = self.dead_letter.as_mut() {
@@ -1979,6 +2156,18 @@ impl Live {
             }
             return result;
         }
+        // One engine: its events are decoded as they run (an item a decoding
+        // thread decoded cannot be here: hot updates keep the worker count,
+        // and parse again what they hold back; it would be parsed again).
+        let raw = match p.raw {
+            Ok(decode::Body::Raw(raw)) => Ok(raw),
+            Ok(decode::Body::Decoded { raw: Some(raw), .. }) => Ok(raw),
+            Ok(decode::Body::Decoded { item, .. }) => {
+                let default_type = self.subs.get(p.sub).and_then(|s| s.default_type.clone());
+                reparse(&p.payload, default_type.as_deref(), item)
+            }
+            Err(skipped) => Err(skipped),
+        };
         let before = self.outputs.len();
         // Only an event that came with a trace context is traced on its own;
         // the others cost nothing here.
@@ -1987,14 +2176,14 @@ impl Live {
             job.set_trace_parent(Some(context));
             span
         });
-        let result = match &p.raw {
+        let result = match &raw {
             Ok(raw) => job.push_raw_from(raw, Some(p.time), from, &mut self.outputs),
             Err((kind, message)) => job.rejected_from(from, kind, message.clone()),
         };
         if p.trace_parent.is_some() {
             job.set_trace_parent(None);
             if let Some(span) = event_span {
-                trace.end_event(span, &p.raw, connector, &self.outputs[before..]);
+                trace.end_event(span, &raw, connector, &self.outputs[before..]);
             }
         }
         // The outputs are handed to the sinks inside the push: their latency ends here.
@@ -2055,7 +2244,9 @@ impl Live {
     /// Quiet sources: let event time follow the wall clock once nothing is
     /// pending.
     fn on_idle(&mut self, job: &mut Job) {
-        if !self.pending.is_empty() {
+        // Nothing held back, and no turn still decoding (its events may be
+        // behind the wall clock).
+        if !self.pending.is_empty() || self.turn.is_some() {
             return;
         }
         if let Some(ts) = self.idle.due() {
@@ -2146,6 +2337,34 @@ impl DeadLetters {
             );
         }
         self.failures += 1;
+    }
+}
+
+/// A decoded item's parsed form, parsed again from its payload.
+fn reparse(
+    payload: &[u8],
+    default_type: Option<&str>,
+    item: u32,
+) -> Result<RawEvent, (&'static str, String)> {
+    payload_events(payload, default_type)
+        .into_iter()
+        .nth(item as usize)
+        .unwrap_or_else(|| Err(missing_item()))
+        .map_err(|m| ("malformed", m))
+}
+
+/// The message of an item its payload no longer yields (a host bug).
+fn missing_item() -> String {
+    "the item could not be parsed again from its payload".to_string()
+}
+
+/// The stand-in for an event's parsed form that was not kept (a trace span
+/// then names no type).
+fn unnamed() -> RawEvent {
+    RawEvent {
+        event_type: String::new(),
+        fields: Vec::new(),
+        timestamp: None,
     }
 }
 
@@ -2314,6 +2533,142 @@ mod tests {
             .as_ref()
             .is_err_and(|e| e.starts_with("invalid JSON")));
         assert!(lines[2].as_ref().is_err_and(|e| e.contains("event_type")));
+    }
+
+    fn compiled(text: &str) -> Program {
+        let mut compiler = varpulis_compiler::Compiler::new();
+        compiler.set_file("t.vpl", text.to_string());
+        compiler
+            .program("t.vpl")
+            .expect("the test program compiles")
+    }
+
+    /// JSON-lines payloads with bad items among the good ones.
+    fn payloads(n: usize) -> Vec<decode::Payload> {
+        (0..n)
+            .map(|i| {
+                let text = match i % 5 {
+                    0 => format!("{{\"type\":\"A\",\"v\":{i},\"timestamp\":{i}}}\n{{\"type\":\"A\",\"v\":\"x\"}}"),
+                    1 => "{broken".to_string(),
+                    2 => format!("[{{\"type\":\"Ghost\"}}, {{\"v\":{i}}}]"),
+                    3 => format!("{{\"type\":\"A\",\"v\":{i},\"timestamp\":99999999999999}}"),
+                    _ => format!("{{\"v\":{i}}}"),
+                };
+                decode::Payload {
+                    bytes: text.into_bytes().into(),
+                    default_type: Some("A".into()),
+                    arrival: 1_000_000_000,
+                    keep_raw: i % 7 == 0,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn decoding_threads_give_every_payload_its_items_in_order() {
+        let program = compiled("event A:\n    v: int\n\nstream S = A\n    .emit(v: v)\n");
+        let decoder = varpulis_program::EventDecoder::new(&program);
+        let skew = Some(60_000_000_000);
+        // Over the bytes a turn keeps to the loop's thread, so the threads take parts.
+        let all = payloads(2_000);
+        let expected: Vec<String> = all
+            .iter()
+            .map(|p| format!("{:?}", decode::items(p, skew, Some(&decoder))))
+            .collect();
+        for threads in [0, 1, 3] {
+            let decoders =
+                decode::Decoders::start(varpulis_program::EventDecoder::new(&program), threads)
+                    .expect("threads start");
+            for turn in [&all[..], &all[..1], &all[..40]] {
+                let got: Vec<String> = decoders
+                    .decode(turn.to_vec(), skew)
+                    .iter()
+                    .map(|items| format!("{items:?}"))
+                    .collect();
+                assert!(got == expected[..turn.len()], "{threads} threads");
+            }
+        }
+    }
+
+    #[test]
+    fn a_hot_update_parses_held_back_items_again_for_the_new_program() {
+        let old = compiled("event A:\n    v: int\n\nstream S = A\n    .emit(v: v)\n");
+        // The new program declares another type first: A's schema id changes.
+        let new = compiled(
+            "event B:\n    w: str\n\nevent A:\n    v: int\n\nstream S = A\n    .emit(v: v)\n\nstream T = B\n    .emit(w: w)\n",
+        );
+        let options = LiveOptions {
+            output: None,
+            format: OutputFormat::Jsonl,
+            idle_timeout: Some(Duration::from_secs(3600)),
+            queue_capacity: 1,
+            base_dir: PathBuf::from("."),
+            dead_letter: None,
+            metrics: None,
+            state_dir: None,
+            checkpoint_interval: Duration::from_secs(1),
+            checkpoint_timeout: Duration::from_secs(1),
+            max_future_skew: None,
+            carry_state: false,
+            program: PathBuf::from("t.vpl"),
+            otlp: None,
+        };
+        let mut live = Live::new(&old, &[], &[], &[], &options, None);
+        live.decoders = Some(
+            decode::Decoders::start(varpulis_program::EventDecoder::new(&old), 1)
+                .expect("threads start"),
+        );
+        let message = |payload: &str| {
+            SourceEvent::Message(SourceMessage {
+                source: 0,
+                payload: payload.as_bytes().to_vec(),
+                place: "here".into(),
+                received_ms: 1,
+                received: Instant::now(),
+                position: None,
+                trace_parent: None,
+            })
+        };
+        live.take_turn(vec![
+            message("{\"type\":\"A\",\"v\":1,\"timestamp\":5}\n{\"type\":\"A\",\"v\":2,\"timestamp\":6}"),
+            message("{broken"),
+        ]);
+        let decoded = |live: &Live| {
+            live.pending
+                .iter()
+                .filter(|p| matches!(p.0.raw, Ok(decode::Body::Decoded { .. })))
+                .count()
+        };
+        assert_eq!((live.pending.len(), decoded(&live)), (3, 2));
+        live.reprogram(&new);
+        assert_eq!(
+            decoded(&live),
+            0,
+            "nothing decoded by the old program is left"
+        );
+        let mut values: Vec<(i64, String)> = live
+            .pending
+            .iter()
+            .map(|p| match &p.0.raw {
+                Ok(decode::Body::Raw(raw)) => {
+                    (p.0.time, format!("{} {:?}", raw.event_type, raw.fields))
+                }
+                other => (p.0.time, format!("{other:?}")),
+            })
+            .collect();
+        values.sort();
+        assert!(
+            values[0].1.starts_with("A ") && values[0].1.contains("Int(1)"),
+            "{values:?}"
+        );
+        assert!(
+            values[1].1.starts_with("A ") && values[1].1.contains("Int(2)"),
+            "{values:?}"
+        );
+        assert!(
+            values.iter().any(|(_, v)| v.contains("malformed")),
+            "{values:?}"
+        );
     }
 
     #[test]

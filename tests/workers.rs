@@ -492,7 +492,8 @@ impl Rng {
     }
 }
 
-/// A file source of `n` readings over 7 zones, one millisecond apart; per
+/// A file source of `n` readings over 7 zones, one millisecond apart (and
+/// a broken line every 997), per
 /// zone a count window of 5 and a 10 ms tumbling window, to the `file` sink
 /// `sink.jsonl` and the outputs. Runs use `--idle-timeout 0` (only events
 /// move time) so that a pause of a loaded machine cannot close windows.
@@ -506,6 +507,9 @@ fn write_live_pipeline(dir: &Path, n: u64) {
             rng.below(100),
             1_700_000_000_000 + i
         ));
+        if i % 997 == 500 {
+            input.push_str("{\"zone\": \"broken\n");
+        }
     }
     write(dir, "in.jsonl", &input);
     write(
@@ -574,6 +578,156 @@ fn live_runs_on_workers_give_the_same_bytes_for_every_count() {
     assert_eq!(sorted(&plain.stdout), sorted(&seen[0].0));
     let err = String::from_utf8_lossy(&plain.stderr);
     assert!(err.contains("5000 events"), "{err}");
+}
+
+/// The events of [`PARTITIONED`] as one file source's lines, with bad
+/// lines of every kind among them (broken JSON, bytes that are not UTF-8,
+/// blank lines, arrays of non-events, unknown types, wrong field types, a
+/// timestamp decades ahead) and arrays of two events. Every event has a
+/// timestamp (an event without one would take its arrival time).
+fn live_lines_with_problems(n: usize) -> Vec<u8> {
+    let mut text = Vec::new();
+    for i in 0..n {
+        let (key, v, t) = (i % 7, i % 23, 1_700_000_000_000 + i * 40);
+        let line = match i % 97 {
+            5 => "{\"event_type\": \"A\", \"key\": ".to_string(),
+            11 => String::new(),
+            17 => format!("{{\"event_type\":\"Ghost{}\",\"timestamp\":{t}}}", i % 3),
+            23 => {
+                format!("{{\"event_type\":\"A\",\"timestamp\":{t},\"key\":\"k{key}\",\"v\":\"x\"}}")
+            }
+            31 => "[1, 2]".to_string(),
+            37 => {
+                text.extend_from_slice(b"{\"event_type\":\"A\",\"key\":\"\xff\xfe\"}\n");
+                continue;
+            }
+            41 => format!(
+                "[{{\"event_type\":\"A\",\"timestamp\":{t},\"key\":\"k{key}\",\"v\":{v}}}, \
+                 {{\"event_type\":\"B\",\"timestamp\":{t},\"key\":\"k{key}\",\"v\":{v}}}]"
+            ),
+            47 => format!(
+                "{{\"event_type\":\"A\",\"timestamp\":4000000000000,\"key\":\"k{key}\",\"v\":{v}}}"
+            ),
+            53 => format!("{{\"event_type\":\"Note\",\"timestamp\":{t},\"text\":\"n{i}\"}}"),
+            _ if i % 3 == 0 => {
+                format!("{{\"event_type\":\"B\",\"timestamp\":{t},\"key\":\"k{key}\",\"v\":{v}}}")
+            }
+            _ => format!("{{\"event_type\":\"A\",\"timestamp\":{t},\"key\":\"k{key}\",\"v\":{v}}}"),
+        };
+        text.extend_from_slice(line.as_bytes());
+        text.push(b'\n');
+    }
+    text
+}
+
+/// `text` with the seconds of "its timestamp is Ns after its arrival" left
+/// out: they depend on the wall clock of the run.
+fn without_skew_seconds(text: &str) -> String {
+    const AT: &str = "its timestamp is ";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(AT) {
+        out.push_str(&rest[..i + AT.len()]);
+        rest = rest[i + AT.len()..].trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn live_runs_on_workers_keep_outputs_dead_letters_problems_and_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The program of the `--input` tests, fed by a file source: its
+    // subscription feeds every stream of the types it delivers.
+    let program = format!(
+        "connector In = file (path: \"in.jsonl\")\n{PARTITIONED}\n\
+         stream Direct = Note.from(In)\n    .where(text == \"n53\")\n    .emit(text: text)\n"
+    );
+    write(dir.path(), "p.vpl", &program);
+    // Several turns of the loop, so decoding threads take parts of them.
+    std::fs::write(dir.path().join("in.jsonl"), live_lines_with_problems(6000))
+        .expect("write input");
+    let run = |workers: Option<&str>| {
+        let _ = std::fs::remove_file(dir.path().join("dead.jsonl"));
+        let mut args = vec![
+            "p.vpl",
+            "--idle-timeout",
+            "0",
+            "--dead-letter",
+            "dead.jsonl",
+            "--max-future-skew",
+            "1h",
+        ];
+        if let Some(n) = workers {
+            args.extend(["--workers", n]);
+        }
+        let out = live_to_end(&args, dir.path());
+        let dead = std::fs::read(dir.path().join("dead.jsonl")).expect("the dead-letter file");
+        let dead = without_skew_seconds(&String::from_utf8_lossy(&dead)).into_bytes();
+        // Problems, warnings and the counters of the summary (not its timing).
+        let log: Vec<String> = problem_lines(&out.stderr)
+            .into_iter()
+            .filter(|l| l.starts_with("warning:") || l.starts_with("done:"))
+            .map(|l| without_skew_seconds(&l))
+            .collect();
+        (out.stdout, dead, log)
+    };
+    let (plain_out, plain_dead, plain_log) = run(None);
+    for kind in [
+        "is not UTF-8",
+        "unknown event type `Ghost",
+        "--max-future-skew",
+        "expects int",
+        "must be an object",
+        "future timestamp",
+    ] {
+        assert!(
+            plain_log.iter().any(|l| l.contains(kind)),
+            "the input has a `{kind}` problem: {plain_log:#?}"
+        );
+    }
+    // Every skipped record is dead-lettered with its place, the last ones too.
+    let dead_text = String::from_utf8_lossy(&plain_dead);
+    assert!(
+        dead_text.contains("connector `In` (in.jsonl line 5965)"),
+        "{dead_text}"
+    );
+    let sorted = |b: &[u8]| {
+        let mut l: Vec<String> = String::from_utf8_lossy(b)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        l.sort();
+        l
+    };
+    let mut first: Option<Vec<u8>> = None;
+    for n in ["1", "2", "3", "4"] {
+        let (out, dead, log) = run(Some(n));
+        assert!(!out.is_empty(), "--workers {n}: no outputs");
+        let first = first.get_or_insert_with(|| out.clone());
+        assert!(
+            out == *first,
+            "--workers {n}: other outputs than --workers 1"
+        );
+        assert_eq!(
+            sorted(&out),
+            sorted(&plain_out),
+            "--workers {n}: other outputs than one engine"
+        );
+        common::assert_same(
+            &dead,
+            &plain_dead,
+            "the dead letters",
+            &format!("--workers {n}"),
+        );
+        let first_difference = log.iter().zip(&plain_log).find(|(a, b)| a != b);
+        assert!(
+            log.len() == plain_log.len() && first_difference.is_none(),
+            "--workers {n}: {} log lines against {}, first difference {first_difference:?}",
+            log.len(),
+            plain_log.len()
+        );
+    }
 }
 
 #[test]
@@ -840,9 +994,11 @@ fn post(port: u16, body: &str) -> u16 {
 }
 
 /// Runs the http ingest pipeline on `workers`, posts `body` once the source
-/// is up, waits for `outputs` lines and stops the run with SIGINT.
-fn http_run(dir: &Path, workers: &str, body: &str, outputs: usize) -> Vec<String> {
+/// is up, waits for `outputs` lines and stops the run with SIGINT. Returns
+/// the output lines and the dead letters (the sender's port left out).
+fn http_run(dir: &Path, workers: &str, body: &str, outputs: usize) -> (Vec<String>, String) {
     use std::io::BufRead;
+    let _ = std::fs::remove_file(dir.join("dead.jsonl"));
     let port = free_port();
     write(
         dir,
@@ -856,7 +1012,15 @@ fn http_run(dir: &Path, workers: &str, body: &str, outputs: usize) -> Vec<String
         ),
     );
     let mut child = live(
-        &["http.vpl", "--workers", workers, "--idle-timeout", "0"],
+        &[
+            "http.vpl",
+            "--workers",
+            workers,
+            "--idle-timeout",
+            "0",
+            "--dead-letter",
+            "dead.jsonl",
+        ],
         dir,
     )
     .stdout(std::process::Stdio::piped())
@@ -901,28 +1065,51 @@ fn http_run(dir: &Path, workers: &str, body: &str, outputs: usize) -> Vec<String
         .status();
     let status = child.wait().expect("wait");
     assert!(status.success(), "{:#?}", rx.try_iter().collect::<Vec<_>>());
-    lines
+    let dead = std::fs::read_to_string(dir.join("dead.jsonl")).unwrap_or_default();
+    let mut dead_letters = String::new();
+    let mut rest = dead.as_str();
+    while let Some(i) = rest.find("127.0.0.1:") {
+        dead_letters.push_str(&rest[..i + 10]);
+        rest = rest[i + 10..].trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    dead_letters.push_str(rest);
+    (lines, dead_letters)
 }
 
 #[test]
-fn an_http_ingest_run_on_workers_prints_what_one_worker_prints() {
+fn an_http_ingest_run_on_workers_prints_and_dead_letters_what_one_worker_does() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // 40 readings, and bad lines among them (wrong field types, an unknown
+    // type; the endpoint itself refuses broken JSON), each skipped and
+    // dead-lettered in its place.
     let body: String = (0..40)
         .map(|i| {
-            format!(
+            let reading = format!(
                 "{{\"event_type\":\"Reading\",\"zone\":\"z{}\",\"temp\":{}.0,\"timestamp\":{}}}\n",
                 i % 5,
                 (i * 37) % 100,
                 1_700_000_000_000i64 + i
-            )
+            );
+            match i % 13 {
+                3 => format!("{{\"event_type\":\"Reading\",\"zone\":7,\"temp\":true}}\n{reading}"),
+                7 => format!(
+                    "{{\"event_type\":\"Reading\",\"zone\":\"z{i}\",\"temp\":\"hot\"}}\n{reading}"
+                ),
+                11 => format!("{{\"event_type\":\"Ghost\",\"v\":{i}}}\n{reading}"),
+                _ => reading,
+            }
         })
         .collect();
     // 40 readings: 20 pairs, and the hot ones.
     let hot = (0..40).filter(|i| (i * 37) % 100 > 50).count();
-    let one = http_run(dir.path(), "1", &body, 20 + hot);
+    let (one, one_dead) = http_run(dir.path(), "1", &body, 20 + hot);
     assert_eq!(one.len(), 20 + hot, "{one:#?}");
-    let three = http_run(dir.path(), "3", &body, 20 + hot);
-    assert_eq!(one, three);
+    assert_eq!(one_dead.lines().count(), 9, "{one_dead}");
+    for n in ["2", "3"] {
+        let (got, dead) = http_run(dir.path(), n, &body, 20 + hot);
+        assert_eq!(got, one, "--workers {n}");
+        assert_eq!(dead, one_dead, "--workers {n}");
+    }
 }
 
 /// The text of `GET path` on 127.0.0.1:`port`.
