@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use varpulis_vm::Output;
 
-use crate::input::{InputFormat, InputRecord, Records};
+use crate::input::{InputFormat, InputRecord, Line, Records};
 use crate::job::{compile, Job, JobOptions};
 use crate::output::{write_json, write_tables};
 
@@ -275,11 +275,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
 
     let mut failed = false;
-    while let Some(rec) = records.next() {
-        if let (InputRecord::Evt(r), Pace::Speed(_)) = (&rec, args.pace) {
+    while let Some(rec) = records.next_line() {
+        if let (Line::Record(InputRecord::Evt(r)), Pace::Speed(_)) = (&rec, args.pace) {
             pacer.wait_for(r.event_time(0));
         }
-        if let Err(problem) = job.push_record(&rec, &mut outputs) {
+        if let Err(problem) = job.push_line(&rec, &mut outputs) {
             writeln!(stderr, "error: {}: input {problem}", input.display())?;
             writeln!(
                 stderr,
