@@ -909,6 +909,9 @@ impl Job {
         }
         let start = out.len();
         self.engine.push_from(event, origin, out);
+        if let Some(slots) = self.engine.take_spare_slots() {
+            self.json.give_slots(slots);
+        }
         self.after_engine(start, out);
     }
 

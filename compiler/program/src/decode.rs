@@ -47,6 +47,12 @@ pub enum DecodeWarning {
     },
 }
 
+/// What decoding may reuse: the cache of recent strings and the slots of a spent event.
+pub(crate) struct Reuse<'s> {
+    pub(crate) strings: &'s mut StrCache,
+    pub(crate) slots: Option<Vec<Option<Value>>>,
+}
+
 struct SchemaLookup {
     fields: FxHashMap<Arc<str>, u16>,
     types: Vec<Type>,
@@ -117,13 +123,16 @@ impl EventDecoder {
             .fields
             .iter()
             .map(|(name, value)| (name.as_str(), FieldRef::Value(value)));
-        let mut strings = StrCache::default();
+        let reuse = Reuse {
+            strings: &mut StrCache::default(),
+            slots: None,
+        };
         self.decode_fields(
             &raw.event_type,
             raw.timestamp,
             time,
             fields,
-            &mut strings,
+            reuse,
             warnings,
         )
     }
@@ -135,16 +144,19 @@ impl EventDecoder {
         timestamp: Option<i64>,
         time: i64,
         fields: impl Iterator<Item = (&'v str, FieldRef<'v>)>,
-        strings: &mut StrCache,
+        reuse: Reuse<'_>,
         warnings: &mut Vec<DecodeWarning>,
     ) -> Result<Event, DecodeError> {
+        let Reuse { strings, slots } = reuse;
         let found = self
             .type_id(event_type)
             .and_then(|id| Some((id, self.schemas.get(&id)?)));
         let Some((id, lookup)) = found else {
             return Err(DecodeError::UnknownType(event_type.to_string()));
         };
-        let mut slots: Vec<Option<Value>> = vec![None; lookup.types.len()];
+        let mut slots = slots.unwrap_or_default();
+        slots.clear();
+        slots.resize(lookup.types.len(), None);
         let mut extra = Vec::new();
         for (name, field) in fields {
             match lookup.fields.get(name) {

@@ -13,7 +13,7 @@
 //! milliseconds when a number, RFC 3339 when a string; it becomes the record's
 //! event time and is not kept as a field.
 
-use crate::decode::{DecodeError, DecodeWarning, EventDecoder, RawEvent};
+use crate::decode::{DecodeError, DecodeWarning, EventDecoder, RawEvent, Reuse};
 use crate::event::Event;
 use crate::value::Value;
 use serde_json::Value as J;
@@ -73,6 +73,16 @@ pub struct JsonDecoded {
 pub struct JsonScratch {
     members: Vec<(Key<'static>, Entry<'static>)>,
     strings: StrCache,
+    /// Slots of an event the engine is done with ([`JsonScratch::give_slots`]).
+    slots: Option<Vec<Option<Value>>>,
+}
+
+impl JsonScratch {
+    /// Hands back the slots of an event nothing keeps any more (the engine's
+    /// `take_spare_slots`): the next event decodes into them.
+    pub fn give_slots(&mut self, slots: Vec<Option<Value>>) {
+        self.slots = Some(slots);
+    }
 }
 
 impl EventDecoder {
@@ -90,6 +100,7 @@ impl EventDecoder {
     ) -> Result<JsonDecoded, JsonEventError> {
         let mut members = recycle(std::mem::take(&mut scratch.members));
         let strings = &mut scratch.strings;
+        let spare = scratch.slots.take();
         let decoded = read_members(text, &mut members).and_then(|()| {
             let found = locate(&members, default_type)?;
             let timestamp = found.timestamp;
@@ -98,7 +109,10 @@ impl EventDecoder {
                 timestamp,
                 timestamp.unwrap_or(0),
                 fields_of(&members, &found),
-                strings,
+                Reuse {
+                    strings,
+                    slots: spare,
+                },
                 warnings,
             );
             Ok(JsonDecoded { timestamp, event })

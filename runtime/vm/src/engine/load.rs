@@ -113,6 +113,8 @@ pub(super) fn build(
         scratch: Vec::new(),
         trace: None,
         lane: None,
+        recycled: None,
+        spare_slots: None,
     })
 }
 

@@ -226,6 +226,13 @@ pub struct Engine {
     /// `Some` when this engine runs one context of a pipeline
     /// ([`Engine::run_only`]).
     lane: Option<Box<lane::Lane>>,
+    /// The last input event's shared handle, kept so that its allocation carries the next
+    /// input event when no operator kept it (a filter drops most events): reused by
+    /// [`Engine::push_from`], let go where a stream re-types the event in place. Not state.
+    recycled: Option<Arc<Event>>,
+    /// The slots of the event that the last reuse replaced, emptied, for the host's decoder
+    /// ([`Engine::take_spare_slots`]).
+    spare_slots: Option<Vec<Option<Value>>>,
 }
 
 impl Engine {
@@ -296,7 +303,7 @@ impl Engine {
         }
         let next_wm = self.count_time(ty, t);
         self.shared.watermark = next_wm.or(prev_wm);
-        let mut rec = Some(Rec::new(Arc::new(event)));
+        let mut rec = Some(Rec::new(self.share(event)));
         let consumers = self.routes.by_event.get(ty).map_or(&[][..], Vec::as_slice);
         for (i, c) in consumers.iter().enumerate() {
             let s = c.stream as usize;
@@ -352,6 +359,32 @@ impl Engine {
             self.advance(c, out);
         }
         self.end_step(t, out);
+    }
+
+    /// `event` behind a shared handle: the previous input event's allocation when nothing
+    /// kept that event (its slots are kept for [`Engine::take_spare_slots`]), else a new one.
+    /// The engine holds a second handle until the next event.
+    fn share(&mut self, event: Event) -> Arc<Event> {
+        let shared = match self.recycled.take() {
+            Some(mut held) => match Arc::get_mut(&mut held) {
+                Some(place) => {
+                    let mut slots = std::mem::replace(place, event).fields;
+                    slots.clear();
+                    self.spare_slots = Some(slots);
+                    held
+                }
+                None => Arc::new(event),
+            },
+            None => Arc::new(event),
+        };
+        self.recycled = Some(shared.clone());
+        shared
+    }
+
+    /// The emptied slots of an input event no operator kept, when there are: a host that
+    /// decodes into them allocates no new ones.
+    pub fn take_spare_slots(&mut self) -> Option<Vec<Option<Value>>> {
+        self.spare_slots.take()
     }
 
     /// Applies the time bookkeeping of an input event of type `type_id` at
@@ -682,6 +715,14 @@ impl Engine {
         let consumers = self.routes.by_stream.get(s).map_or(&[][..], Vec::as_slice);
         for mut r in cur.drain(..) {
             if r.ev.type_id != schema {
+                // The engine's own handle on an input event would make this a copy.
+                if self
+                    .recycled
+                    .as_ref()
+                    .is_some_and(|h| Arc::ptr_eq(h, &r.ev))
+                {
+                    self.recycled = None;
+                }
                 Arc::make_mut(&mut r.ev).type_id = schema;
             }
             if st.visible {
