@@ -884,6 +884,16 @@ impl Job {
         Ok(())
     }
 
+    /// Takes back outputs the caller is done with (written or sent), emptying `outputs`: the
+    /// engine builds later outputs in their field lists.
+    pub fn recycle_outputs(&mut self, outputs: &mut Vec<Output>) {
+        if self.shards.is_some() {
+            outputs.clear();
+        } else {
+            self.engine.recycle_outputs(outputs);
+        }
+    }
+
     /// Runs one admitted event in the engine, or in the shards when there are.
     fn run_event(
         &mut self,

@@ -270,7 +270,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             }
             OutputFormat::Table => kept.append(outputs),
         }
-        outputs.clear();
         Ok(())
     };
 
@@ -292,6 +291,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             writeln!(stderr, "{msg}")?;
         }
         emit(&mut outputs, &mut kept, &mut *sink)?;
+        // Written: their field lists carry the next outputs.
+        job.recycle_outputs(&mut outputs);
         if stdin_input {
             // Interactive or piped input: make each output visible at once,
             // so stopping with Ctrl-C loses nothing already produced.
@@ -304,6 +305,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         writeln!(stderr, "{msg}")?;
     }
     emit(&mut outputs, &mut kept, &mut *sink)?;
+    job.recycle_outputs(&mut outputs);
     if args.format == OutputFormat::Table {
         write_tables(&mut *sink, &kept)?;
     }

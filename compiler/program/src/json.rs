@@ -207,16 +207,16 @@ fn fields_of<'t, K: AsRef<str>>(
         )
 }
 
-/// Recent short strings by hash, one per place: a repeated value (a sensor, a user, a
-/// symbol) is shared instead of allocated again; a new one takes its place's string. Bounded:
-/// [`StrCache::PLACES`] strings of at most [`StrCache::LONGEST`] bytes.
+/// Recent short strings by hash, two per set of places: a repeated value (a sensor, a user, a
+/// symbol) is shared instead of allocated again; a new one takes the older place of its set.
+/// Bounded: [`StrCache::PLACES`] strings of at most [`StrCache::LONGEST`] bytes.
 #[derive(Default)]
 pub(crate) struct StrCache {
     places: Vec<Option<std::sync::Arc<str>>>,
 }
 
 impl StrCache {
-    const PLACES: usize = 4096;
+    const PLACES: usize = 1 << 14;
     const LONGEST: usize = 64;
 
     /// A string value equal to `s`.
@@ -229,17 +229,19 @@ impl StrCache {
         }
         let mut hasher = rustc_hash::FxHasher::default();
         std::hash::Hasher::write(&mut hasher, s.as_bytes());
-        // The high bits of an Fx hash are its best mixed.
-        let at = (std::hash::Hasher::finish(&hasher) >> 52) as usize;
-        match self.places.get_mut(at) {
-            Some(Some(kept)) if **kept == *s => Value::Str(kept.clone()),
-            Some(place) => {
-                let new: std::sync::Arc<str> = std::sync::Arc::from(s);
-                *place = Some(new.clone());
-                Value::Str(new)
+        // The high bits of an Fx hash are its best mixed; a set is two neighbouring places.
+        let set = (std::hash::Hasher::finish(&hasher) >> 51) as usize * 2;
+        let Some([newer, older]) = self.places.get_mut(set..set + 2) else {
+            return Value::str(s);
+        };
+        for kept in [&*newer, &*older].into_iter().flatten() {
+            if **kept == *s {
+                return Value::Str(kept.clone());
             }
-            None => Value::str(s),
         }
+        let new: std::sync::Arc<str> = std::sync::Arc::from(s);
+        *older = newer.replace(new.clone());
+        Value::Str(new)
     }
 }
 
