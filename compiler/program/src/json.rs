@@ -209,38 +209,62 @@ fn fields_of<'t, K: AsRef<str>>(
 
 /// Recent short strings by hash, two per set of places: a repeated value (a sensor, a user, a
 /// symbol) is shared instead of allocated again; a new one takes the older place of its set.
-/// Bounded: [`StrCache::PLACES`] strings of at most [`StrCache::LONGEST`] bytes.
+/// Bounded: [`StrCache::PLACES`] strings of at most [`StrCache::LONGEST`] bytes. When fewer than
+/// half the lookups of a round hit (strings that hardly repeat: ids, addresses), the cache only
+/// costs, so it is left aside for [`StrCache::REST`] strings before it is tried again.
 #[derive(Default)]
 pub(crate) struct StrCache {
-    places: Vec<Option<std::sync::Arc<str>>>,
+    /// Each string with its hash, so a lookup reads a string only when the hashes agree.
+    places: Vec<Option<(u64, std::sync::Arc<str>)>>,
+    /// Lookups and hits so far in this round of [`StrCache::ROUND`].
+    looked: u32,
+    hits: u32,
+    /// Strings left to make without the cache.
+    resting: u32,
 }
 
 impl StrCache {
     const PLACES: usize = 1 << 14;
     const LONGEST: usize = 64;
+    const ROUND: u32 = 4096;
+    const REST: u32 = 1 << 16;
 
     /// A string value equal to `s`.
     pub(crate) fn get(&mut self, s: &str) -> Value {
         if s.len() > Self::LONGEST {
             return Value::str(s);
         }
+        if self.resting > 0 {
+            self.resting -= 1;
+            return Value::str(s);
+        }
+        self.looked += 1;
+        if self.looked >= Self::ROUND {
+            if self.hits < Self::ROUND / 2 {
+                self.resting = Self::REST;
+            }
+            self.looked = 0;
+            self.hits = 0;
+        }
         if self.places.is_empty() {
             self.places = vec![None; Self::PLACES];
         }
         let mut hasher = rustc_hash::FxHasher::default();
         std::hash::Hasher::write(&mut hasher, s.as_bytes());
+        let hash = std::hash::Hasher::finish(&hasher);
         // The high bits of an Fx hash are its best mixed; a set is two neighbouring places.
-        let set = (std::hash::Hasher::finish(&hasher) >> 51) as usize * 2;
+        let set = (hash >> 51) as usize * 2;
         let Some([newer, older]) = self.places.get_mut(set..set + 2) else {
             return Value::str(s);
         };
-        for kept in [&*newer, &*older].into_iter().flatten() {
-            if **kept == *s {
+        for (h, kept) in [&*newer, &*older].into_iter().flatten() {
+            if *h == hash && **kept == *s {
+                self.hits += 1;
                 return Value::Str(kept.clone());
             }
         }
         let new: std::sync::Arc<str> = std::sync::Arc::from(s);
-        *older = newer.replace(new.clone());
+        *older = newer.replace((hash, new.clone()));
         Value::Str(new)
     }
 }
@@ -865,5 +889,23 @@ mod tests {
         let (c, d) = (sensor(&text), sensor(&text));
         assert_eq!(*c, *long);
         assert!(!std::sync::Arc::ptr_eq(&c, &d));
+        // A round of strings that never repeat sets the cache aside, then it comes back.
+        for i in 0..StrCache::ROUND {
+            sensor(&format!(r#"{{"event_type":"Reading","sensor":"u{i}"}}"#));
+        }
+        let (e, f) = (
+            sensor(r#"{"event_type":"Reading","sensor":"s1"}"#),
+            sensor(r#"{"event_type":"Reading","sensor":"s1"}"#),
+        );
+        assert_eq!(*e, *"s1");
+        assert!(!std::sync::Arc::ptr_eq(&e, &f), "resting");
+        for _ in 0..StrCache::REST {
+            sensor(r#"{"event_type":"Reading","sensor":"s2"}"#);
+        }
+        let (g, h) = (
+            sensor(r#"{"event_type":"Reading","sensor":"s1"}"#),
+            sensor(r#"{"event_type":"Reading","sensor":"s1"}"#),
+        );
+        assert!(std::sync::Arc::ptr_eq(&g, &h), "back in use");
     }
 }
