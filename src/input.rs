@@ -89,10 +89,24 @@ impl<R> Records<R> {
     }
 }
 
-impl<R: BufRead> Iterator for Records<R> {
-    type Item = InputRecord;
+/// One input line as [`Records::next_line`] gives it: a JSON line still as text (the job decodes
+/// it straight into an event: [`crate::job::Job::push_line`]), anything else read.
+#[derive(Debug)]
+pub enum Line<'a> {
+    /// A read record: an `.evt` record or a line that is not an event.
+    Record(InputRecord),
+    /// The text of a JSON line (trimmed, not empty).
+    Json {
+        /// 1-based line.
+        line: usize,
+        /// The text, borrowed from the reader's buffer until the next line.
+        text: &'a str,
+    },
+}
 
-    fn next(&mut self) -> Option<InputRecord> {
+impl<R: BufRead> Records<R> {
+    /// The next line: JSON lines as text, so decoding them allocates no intermediate record.
+    pub fn next_line(&mut self) -> Option<Line<'_>> {
         loop {
             self.buf.clear();
             let n = match self.reader.read_line(&mut self.buf) {
@@ -106,39 +120,32 @@ impl<R: BufRead> Iterator for Records<R> {
                     if e.kind() != std::io::ErrorKind::InvalidData {
                         return None;
                     }
-                    return Some(InputRecord::Bad {
+                    return Some(Line::Record(InputRecord::Bad {
                         line: self.line,
                         message,
-                    });
+                    }));
                 }
             };
             self.bytes += n as u64;
             self.line += 1;
             match self.format {
                 InputFormat::Evt => match self.evt.parse_line(&self.buf) {
-                    Ok(Some(rec)) => return Some(InputRecord::Evt(rec)),
+                    Ok(Some(rec)) => return Some(Line::Record(InputRecord::Evt(rec))),
                     Ok(None) => continue,
                     Err(e) => {
-                        return Some(InputRecord::Bad {
+                        return Some(Line::Record(InputRecord::Bad {
                             line: self.line,
                             message: e.kind.to_string(),
-                        })
+                        }))
                     }
                 },
                 InputFormat::Jsonl => {
-                    let text = self.buf.trim();
-                    if text.is_empty() {
+                    if self.buf.trim().is_empty() {
                         continue;
                     }
-                    return Some(match parse_json_event(text) {
-                        Ok(event) => InputRecord::Json {
-                            line: self.line,
-                            event,
-                        },
-                        Err(e) => InputRecord::Bad {
-                            line: self.line,
-                            message: e.to_string(),
-                        },
+                    return Some(Line::Json {
+                        line: self.line,
+                        text: self.buf.trim(),
                     });
                 }
             }
@@ -146,7 +153,36 @@ impl<R: BufRead> Iterator for Records<R> {
     }
 }
 
+impl<R: BufRead> Iterator for Records<R> {
+    type Item = InputRecord;
+
+    fn next(&mut self) -> Option<InputRecord> {
+        Some(match self.next_line()? {
+            Line::Record(rec) => rec,
+            Line::Json { line, text } => match parse_json_event(text) {
+                Ok(event) => InputRecord::Json { line, event },
+                Err(e) => InputRecord::Bad {
+                    line,
+                    message: e.to_string(),
+                },
+            },
+        })
+    }
+}
+
 impl crate::job::Job {
+    /// Pushes one input line, whatever its kind ([`Records::next_line`]).
+    pub fn push_line(
+        &mut self,
+        line: &Line<'_>,
+        out: &mut Vec<varpulis_vm::Output>,
+    ) -> Result<(), crate::job::InputProblem> {
+        match line {
+            Line::Record(rec) => self.push_record(rec, out),
+            Line::Json { line, text } => self.push_json_line(text, *line, out),
+        }
+    }
+
     /// Pushes one input record, whatever its kind.
     pub fn push_record(
         &mut self,

@@ -17,6 +17,7 @@ use varpulis_connectors::{
     TraceParent,
 };
 use varpulis_program::evt::EvtRecord;
+use varpulis_program::json::{JsonDecoded, JsonScratch};
 use varpulis_program::{ConfigValue, DecodeError, EventDecoder, Program, RawEvent};
 use varpulis_state::StateStore;
 use varpulis_vm::{Engine, EngineConfig, Output, SideOutput};
@@ -189,7 +190,30 @@ pub enum Decoded {
 pub fn decode_alone(decoder: &EventDecoder, raw: &RawEvent, time: Option<i64>) -> Decoded {
     let time = time.or(raw.timestamp);
     let mut warnings = Vec::new();
-    match decoder.decode(raw, time.unwrap_or(0), &mut warnings) {
+    let event = decoder.decode(raw, time.unwrap_or(0), &mut warnings);
+    decoded(event, &warnings, time)
+}
+
+/// Decodes one JSON text straight into an event ([`EventDecoder::decode_json`]) on any
+/// thread, reusing `scratch` from one text to the next: what [`parse_json_event`] then
+/// [`decode_alone`] give, without the intermediate record.
+///
+/// [`parse_json_event`]: varpulis_program::json::parse_json_event
+pub fn decode_json_alone(decoder: &EventDecoder, text: &str, scratch: &mut JsonScratch) -> Decoded {
+    let mut warnings = Vec::new();
+    match decoder.decode_json(text, None, scratch, &mut warnings) {
+        Ok(JsonDecoded { timestamp, event }) => decoded(event, &warnings, timestamp),
+        Err(e) => Decoded::Malformed(e.to_string()),
+    }
+}
+
+/// A decoded event, or why it is skipped: its first type mismatch, or its unknown type.
+fn decoded(
+    event: Result<varpulis_program::Event, DecodeError>,
+    warnings: &[varpulis_program::DecodeWarning],
+    time: Option<i64>,
+) -> Decoded {
+    match event {
         Ok(event) => match warnings.first() {
             Some(w) => Decoded::WrongType {
                 message: w.to_string(),
@@ -205,6 +229,8 @@ pub fn decode_alone(decoder: &EventDecoder, raw: &RawEvent, time: Option<i64>) -
 pub struct Job {
     engine: Engine,
     decoder: EventDecoder,
+    /// What decoding JSON lines reuses from one line to the next.
+    json: JsonScratch,
     program: Arc<Program>,
     options: JobOptions,
     /// Time given to records without one: the previous record's time.
@@ -309,6 +335,7 @@ impl Job {
         let mut job = Job {
             engine,
             decoder,
+            json: JsonScratch::default(),
             program,
             options,
             clock: 0,
@@ -837,6 +864,43 @@ impl Job {
         let Some(event) = self.decode_from(raw, time, from)? else {
             return Ok(());
         };
+        self.run_event(event, origin, out);
+        Ok(())
+    }
+
+    /// Pushes the JSON text of input line `line` ([`Job::push_raw`] of what it reads), decoded
+    /// straight into an event.
+    pub fn push_json_line(
+        &mut self,
+        text: &str,
+        line: usize,
+        out: &mut Vec<Output>,
+    ) -> Result<(), InputProblem> {
+        let decoded = decode_json_alone(&self.decoder, text, &mut self.json);
+        let Some(event) = self.admit(decoded, RecordFrom::Line(line))? else {
+            return Ok(());
+        };
+        self.run_event(event, None, out);
+        Ok(())
+    }
+
+    /// Takes back outputs the caller is done with (written or sent), emptying `outputs`: the
+    /// engine builds later outputs in their field lists.
+    pub fn recycle_outputs(&mut self, outputs: &mut Vec<Output>) {
+        if self.shards.is_some() {
+            outputs.clear();
+        } else {
+            self.engine.recycle_outputs(outputs);
+        }
+    }
+
+    /// Runs one admitted event in the engine, or in the shards when there are.
+    fn run_event(
+        &mut self,
+        event: varpulis_program::Event,
+        origin: Option<u32>,
+        out: &mut Vec<Output>,
+    ) {
         if self.shards.is_some() {
             // One event as a batch of its own (live runs batch their events:
             // [`Job::push_events`]).
@@ -851,12 +915,14 @@ impl Job {
             {
                 self.messages.push(format!("error: {e:#}"));
             }
-            return Ok(());
+            return;
         }
         let start = out.len();
         self.engine.push_from(event, origin, out);
+        if let Some(slots) = self.engine.take_spare_slots() {
+            self.json.give_slots(slots);
+        }
         self.after_engine(start, out);
-        Ok(())
     }
 
     /// Decodes one record from `from` at `time` (or the previous record's

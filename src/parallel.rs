@@ -32,7 +32,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use varpulis_program::json::parse_json_event;
+use varpulis_program::json::JsonScratch;
 use varpulis_program::{
     Chunk as Code, Event, EventDecoder, InputRef, Instr, OpSpec, Program, SchemaId, SourceSpec,
     Value, ValueKey,
@@ -44,7 +44,9 @@ use varpulis_vm::{
 };
 
 use crate::input::{InputFormat, InputRecord, Records};
-use crate::job::{decode_alone, Decoded, InputProblem, Job, JobStats, RecordFrom};
+use crate::job::{
+    decode_alone, decode_json_alone, Decoded, InputProblem, Job, JobStats, RecordFrom,
+};
 
 /// Most workers a run may ask for.
 pub const MAX_WORKERS: usize = 64;
@@ -975,6 +977,7 @@ fn decode_chunks(
     chunks: Receiver<Chunk>,
     decoded: Sender<Vec<(usize, Decoded)>>,
 ) {
+    let mut scratch = JsonScratch::default();
     for chunk in chunks {
         let out = match chunk {
             Chunk::Json { first, text, ends } => {
@@ -996,13 +999,7 @@ fn decode_chunks(
                     if text.is_empty() {
                         continue;
                     }
-                    out.push((
-                        line,
-                        match parse_json_event(text) {
-                            Ok(raw) => decode_alone(decoder, &raw, None),
-                            Err(e) => Decoded::Malformed(e.to_string()),
-                        },
-                    ));
+                    out.push((line, decode_json_alone(decoder, text, &mut scratch)));
                 }
                 out
             }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use varpulis_vm::Output;
 
-use crate::input::{InputFormat, InputRecord, Records};
+use crate::input::{InputFormat, InputRecord, Line, Records};
 use crate::job::{compile, Job, JobOptions};
 use crate::output::{write_json, write_tables};
 
@@ -267,16 +267,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             }
             OutputFormat::Table => kept.append(outputs),
         }
-        outputs.clear();
         Ok(())
     };
 
     let mut failed = false;
-    while let Some(rec) = records.next() {
-        if let (InputRecord::Evt(r), Pace::Speed(_)) = (&rec, args.pace) {
+    while let Some(rec) = records.next_line() {
+        if let (Line::Record(InputRecord::Evt(r)), Pace::Speed(_)) = (&rec, args.pace) {
             pacer.wait_for(r.event_time(0));
         }
-        if let Err(problem) = job.push_record(&rec, &mut outputs) {
+        if let Err(problem) = job.push_line(&rec, &mut outputs) {
             writeln!(stderr, "error: {}: input {problem}", input.display())?;
             writeln!(
                 stderr,
@@ -289,6 +288,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             writeln!(stderr, "{msg}")?;
         }
         emit(&mut outputs, &mut kept, &mut *sink)?;
+        // Written: their field lists carry the next outputs.
+        job.recycle_outputs(&mut outputs);
         if stdin_input {
             // Interactive or piped input: make each output visible at once,
             // so stopping with Ctrl-C loses nothing already produced.
@@ -301,6 +302,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         writeln!(stderr, "{msg}")?;
     }
     emit(&mut outputs, &mut kept, &mut *sink)?;
+    job.recycle_outputs(&mut outputs);
     if args.format == OutputFormat::Table {
         write_tables(&mut *sink, &kept)?;
     }

@@ -2,6 +2,7 @@
 //! [`Event`]s against a program's schemas.
 
 use crate::event::Event;
+use crate::json::{FieldRef, StrCache};
 use crate::schema::{SchemaId, SchemaOrigin, Type};
 use crate::value::Value;
 use crate::Program;
@@ -44,6 +45,12 @@ pub enum DecodeWarning {
         /// The value's type name.
         got: &'static str,
     },
+}
+
+/// What decoding may reuse: the cache of recent strings and the slots of a spent event.
+pub(crate) struct Reuse<'s> {
+    pub(crate) strings: &'s mut StrCache,
+    pub(crate) slots: Option<Vec<Option<Value>>>,
 }
 
 struct SchemaLookup {
@@ -112,44 +119,75 @@ impl EventDecoder {
         time: i64,
         warnings: &mut Vec<DecodeWarning>,
     ) -> Result<Event, DecodeError> {
-        let id = self
-            .type_id(&raw.event_type)
-            .ok_or_else(|| DecodeError::UnknownType(raw.event_type.clone()))?;
-        let Some(lookup) = self.schemas.get(&id) else {
-            return Err(DecodeError::UnknownType(raw.event_type.clone()));
+        let fields = raw
+            .fields
+            .iter()
+            .map(|(name, value)| (name.as_str(), FieldRef::Value(value)));
+        let reuse = Reuse {
+            strings: &mut StrCache::default(),
+            slots: None,
         };
-        let mut fields: Vec<Option<Value>> = vec![None; lookup.types.len()];
+        self.decode_fields(
+            &raw.event_type,
+            raw.timestamp,
+            time,
+            fields,
+            reuse,
+            warnings,
+        )
+    }
+
+    /// [`EventDecoder::decode`] over fields borrowed from wherever they were read.
+    pub(crate) fn decode_fields<'v>(
+        &self,
+        event_type: &str,
+        timestamp: Option<i64>,
+        time: i64,
+        fields: impl Iterator<Item = (&'v str, FieldRef<'v>)>,
+        reuse: Reuse<'_>,
+        warnings: &mut Vec<DecodeWarning>,
+    ) -> Result<Event, DecodeError> {
+        let Reuse { strings, slots } = reuse;
+        let found = self
+            .type_id(event_type)
+            .and_then(|id| Some((id, self.schemas.get(&id)?)));
+        let Some((id, lookup)) = found else {
+            return Err(DecodeError::UnknownType(event_type.to_string()));
+        };
+        let mut slots = slots.unwrap_or_default();
+        slots.clear();
+        slots.resize(lookup.types.len(), None);
         let mut extra = Vec::new();
-        for (name, value) in &raw.fields {
-            match lookup.fields.get(name.as_str()) {
+        for (name, field) in fields {
+            match lookup.fields.get(name) {
                 Some(&slot) => {
                     let ty = lookup.types.get(usize::from(slot)).unwrap_or(&Type::Any);
-                    let v = coerce(value, ty);
+                    let v = coerce(field.to_value(strings), ty);
                     if !conforms(&v, ty) {
                         warnings.push(DecodeWarning::WrongType {
                             event_type: lookup.name.to_string(),
-                            field: name.clone(),
+                            field: name.to_string(),
                             expected: render_type(ty),
                             got: v.type_name(),
                         });
                     }
-                    if let Some(f) = fields.get_mut(usize::from(slot)) {
+                    if let Some(f) = slots.get_mut(usize::from(slot)) {
                         *f = Some(v);
                     }
                 }
-                None if lookup.keep_extra => extra.push((Arc::from(name.as_str()), value.clone())),
+                None if lookup.keep_extra => extra.push((Arc::from(name), field.to_value(strings))),
                 None => {}
             }
         }
-        if let (Some(slot), Some(ts)) = (lookup.timestamp_slot, raw.timestamp) {
-            if let Some(f @ None) = fields.get_mut(usize::from(slot)) {
+        if let (Some(slot), Some(ts)) = (lookup.timestamp_slot, timestamp) {
+            if let Some(f @ None) = slots.get_mut(usize::from(slot)) {
                 *f = Some(Value::Timestamp(ts));
             }
         }
         Ok(Event {
             type_id: id,
             time,
-            fields,
+            fields: slots,
             extra: if extra.is_empty() {
                 None
             } else {
@@ -159,17 +197,21 @@ impl EventDecoder {
     }
 }
 
-fn coerce(v: &Value, ty: &Type) -> Value {
-    match (v, ty) {
+/// `v` read into a field of type `ty`: ints into `float` become floats, RFC 3339 strings and
+/// epoch milliseconds into `timestamp` become timestamps; anything else is kept as is.
+fn coerce(v: Value, ty: &Type) -> Value {
+    match (&v, ty) {
         (Value::Int(i), Type::Float) => Value::Float(*i as f64),
-        (Value::Str(s), Type::Timestamp) => {
-            crate::time::parse_rfc3339(s).map_or_else(|| v.clone(), Value::Timestamp)
-        }
-        (Value::Int(ms), Type::Timestamp) => ms
-            .checked_mul(crate::time::NS_PER_MS)
-            .map_or_else(|| v.clone(), Value::Timestamp),
+        (Value::Str(s), Type::Timestamp) => match crate::time::parse_rfc3339(s) {
+            Some(t) => Value::Timestamp(t),
+            None => v,
+        },
+        (Value::Int(ms), Type::Timestamp) => match ms.checked_mul(crate::time::NS_PER_MS) {
+            Some(t) => Value::Timestamp(t),
+            None => v,
+        },
         (_, Type::Optional(inner)) if !matches!(v, Value::Null) => coerce(v, inner),
-        _ => v.clone(),
+        _ => v,
     }
 }
 

@@ -13,7 +13,8 @@
 //! milliseconds when a number, RFC 3339 when a string; it becomes the record's
 //! event time and is not kept as a field.
 
-use crate::decode::RawEvent;
+use crate::decode::{DecodeError, DecodeWarning, EventDecoder, RawEvent, Reuse};
+use crate::event::Event;
 use crate::value::Value;
 use serde_json::Value as J;
 use thiserror::Error;
@@ -51,14 +52,221 @@ pub fn parse_json_event_or(
     text: &str,
     default_type: Option<&str>,
 ) -> Result<RawEvent, JsonEventError> {
-    let top: Top = match serde_json::from_str(text) {
-        Ok(top) => top,
+    let mut members = Vec::with_capacity(8);
+    read_members(text, &mut members)?;
+    shape(members, default_type)
+}
+
+/// What [`EventDecoder::decode_json`] read: the record's own time and its event.
+#[derive(Debug, PartialEq)]
+pub struct JsonDecoded {
+    /// The event time the record gave (`timestamp`), if any.
+    pub timestamp: Option<i64>,
+    /// The event, stamped with `timestamp` (else 0), or why the program has no such type.
+    pub event: Result<Event, DecodeError>,
+}
+
+/// What decoding JSON events on one thread reuses from one text to the next
+/// ([`EventDecoder::decode_json`]): the list of top-level members and a bounded cache of
+/// recent short strings, so a steady stream of events allocates only the event itself.
+#[derive(Default)]
+pub struct JsonScratch {
+    members: Vec<(Key<'static>, Entry<'static>)>,
+    strings: StrCache,
+    /// Slots of an event the engine is done with ([`JsonScratch::give_slots`]).
+    slots: Option<Vec<Option<Value>>>,
+}
+
+impl JsonScratch {
+    /// Hands back the slots of an event nothing keeps any more (the engine's
+    /// `take_spare_slots`): the next event decodes into them.
+    pub fn give_slots(&mut self, slots: Vec<Option<Value>>) {
+        self.slots = Some(slots);
+    }
+}
+
+impl EventDecoder {
+    /// Reads one JSON text (the shapes of the module docs) straight into an event of the
+    /// program: what [`parse_json_event_or`] then [`EventDecoder::decode`] give, at the time
+    /// the record names (else 0), without the intermediate [`RawEvent`]. Field names are
+    /// looked up as borrowed text, string values come from `scratch`'s cache of recent
+    /// strings when they repeat; type mismatches are pushed to `warnings`.
+    pub fn decode_json(
+        &self,
+        text: &str,
+        default_type: Option<&str>,
+        scratch: &mut JsonScratch,
+        warnings: &mut Vec<DecodeWarning>,
+    ) -> Result<JsonDecoded, JsonEventError> {
+        let mut members = recycle(std::mem::take(&mut scratch.members));
+        let strings = &mut scratch.strings;
+        let spare = scratch.slots.take();
+        let decoded = read_members(text, &mut members).and_then(|()| {
+            let found = locate(&members, default_type)?;
+            let timestamp = found.timestamp;
+            let event = self.decode_fields(
+                found.event_type,
+                timestamp,
+                timestamp.unwrap_or(0),
+                fields_of(&members, &found),
+                Reuse {
+                    strings,
+                    slots: spare,
+                },
+                warnings,
+            );
+            Ok(JsonDecoded { timestamp, event })
+        });
+        scratch.members = recycle(members);
+        decoded
+    }
+}
+
+/// An empty vector of another element type with `v`'s buffer: the members of one text borrow
+/// it, so the buffer outlives them only emptied (collecting a vector's own iterator into
+/// elements of the same size and alignment reuses its allocation).
+fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+/// Reads the members of the top-level object of `text` into `out` (emptied first), the last
+/// value of a repeated name winning.
+fn read_members<'de>(
+    text: &'de str,
+    out: &mut Vec<(Key<'de>, Entry<'de>)>,
+) -> Result<(), JsonEventError> {
+    out.clear();
+    let mut de = serde_json::Deserializer::from_str(text);
+    let read =
+        serde::de::DeserializeSeed::deserialize(TopSeed(out), &mut de).and_then(|()| de.end());
+    match read {
+        Ok(()) => {}
         Err(e) if e.classify() == serde_json::error::Category::Data => {
             return Err(JsonEventError::NotAnObject)
         }
         Err(e) => return Err(JsonEventError::Syntax(e.to_string())),
+    }
+    let members = std::mem::take(out);
+    *out = last_wins(members);
+    Ok(())
+}
+
+/// One field of a located event, borrowed from the members.
+pub(crate) enum FieldRef<'t> {
+    /// A value read as such.
+    Value(&'t Value),
+    /// A string without escapes, still text.
+    Text(&'t str),
+    /// An object that is not the envelope of the fields.
+    Object(&'t [(String, Value)]),
+}
+
+impl FieldRef<'_> {
+    /// The field's value; strings come from `strings` when they repeat.
+    pub(crate) fn to_value(&self, strings: &mut StrCache) -> Value {
+        match self {
+            FieldRef::Value(v) => (*v).clone(),
+            FieldRef::Text(t) => strings.get(t),
+            FieldRef::Object(fields) => Value::map(
+                fields
+                    .iter()
+                    .map(|(k, v)| (std::sync::Arc::from(k.as_str()), v.clone()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// The fields of a located event in input order: the members of the envelope, or of the top
+/// level, minus the keys of the type and the time (what [`shape`] keeps).
+fn fields_of<'t, K: AsRef<str>>(
+    top: &'t [(K, Entry<'_>)],
+    found: &Located<'t>,
+) -> impl Iterator<Item = (&'t str, FieldRef<'t>)> {
+    let (type_in_body, type_key) = (found.type_in_body, found.type_key);
+    let keeps = move |name: &str, in_body: bool| {
+        name != "timestamp" && !(type_in_body == in_body && name == type_key)
     };
-    shape(top.0, default_type)
+    let body = found.body.unwrap_or_default();
+    let top = if found.body.is_some() { &[][..] } else { top };
+    body.iter()
+        .filter(move |(k, _)| keeps(k, true))
+        .map(|(k, v)| (k.as_str(), FieldRef::Value(v)))
+        .chain(
+            top.iter()
+                .filter(move |(k, _)| keeps(k.as_ref(), false))
+                .map(|(k, e)| {
+                    let field = match e {
+                        Entry::Value(v) => FieldRef::Value(v),
+                        Entry::Text(t) => FieldRef::Text(t),
+                        Entry::Object(fields) => FieldRef::Object(fields),
+                    };
+                    (k.as_ref(), field)
+                }),
+        )
+}
+
+/// Recent short strings by hash, two per set of places: a repeated value (a sensor, a user, a
+/// symbol) is shared instead of allocated again; a new one takes the older place of its set.
+/// Bounded: [`StrCache::PLACES`] strings of at most [`StrCache::LONGEST`] bytes. When fewer than
+/// half the lookups of a round hit (strings that hardly repeat: ids, addresses), the cache only
+/// costs, so it is left aside for [`StrCache::REST`] strings before it is tried again.
+#[derive(Default)]
+pub(crate) struct StrCache {
+    /// Each string with its hash, so a lookup reads a string only when the hashes agree.
+    places: Vec<Option<(u64, std::sync::Arc<str>)>>,
+    /// Lookups and hits so far in this round of [`StrCache::ROUND`].
+    looked: u32,
+    hits: u32,
+    /// Strings left to make without the cache.
+    resting: u32,
+}
+
+impl StrCache {
+    const PLACES: usize = 1 << 14;
+    const LONGEST: usize = 64;
+    const ROUND: u32 = 4096;
+    const REST: u32 = 1 << 16;
+
+    /// A string value equal to `s`.
+    pub(crate) fn get(&mut self, s: &str) -> Value {
+        if s.len() > Self::LONGEST {
+            return Value::str(s);
+        }
+        if self.resting > 0 {
+            self.resting -= 1;
+            return Value::str(s);
+        }
+        self.looked += 1;
+        if self.looked >= Self::ROUND {
+            if self.hits < Self::ROUND / 2 {
+                self.resting = Self::REST;
+            }
+            self.looked = 0;
+            self.hits = 0;
+        }
+        if self.places.is_empty() {
+            self.places = vec![None; Self::PLACES];
+        }
+        let mut hasher = rustc_hash::FxHasher::default();
+        std::hash::Hasher::write(&mut hasher, s.as_bytes());
+        let hash = std::hash::Hasher::finish(&hasher);
+        // The high bits of an Fx hash are its best mixed; a set is two neighbouring places.
+        let set = (hash >> 51) as usize * 2;
+        let Some([newer, older]) = self.places.get_mut(set..set + 2) else {
+            return Value::str(s);
+        };
+        for (h, kept) in [&*newer, &*older].into_iter().flatten() {
+            if *h == hash && **kept == *s {
+                self.hits += 1;
+                return Value::Str(kept.clone());
+            }
+        }
+        let new: std::sync::Arc<str> = std::sync::Arc::from(s);
+        *older = newer.replace((hash, new.clone()));
+        Value::Str(new)
+    }
 }
 
 /// Reads an event from an already parsed JSON value.
@@ -86,23 +294,72 @@ fn shape<K: AsRef<str> + Into<String>>(
     top: Vec<(K, Entry<'_>)>,
     default_type: Option<&str>,
 ) -> Result<RawEvent, JsonEventError> {
-    let body: Option<&Vec<(String, Value)>> = ["data", "fields"].iter().find_map(|k| {
+    let found = locate(&top, default_type)?;
+    let event_type = found.event_type.to_string();
+    let timestamp = found.timestamp;
+    // The timestamp key is dropped from the object the fields come from.
+    let fields = match found.body {
+        Some(b) => b
+            .iter()
+            .filter(|(k, _)| found.keeps(k, true))
+            .cloned()
+            .collect(),
+        None => {
+            let type_key = found.type_key;
+            top.into_iter()
+                .filter(|(k, _)| k.as_ref() != type_key && k.as_ref() != "timestamp")
+                .map(|(k, e)| (k.into(), e.into_value()))
+                .collect()
+        }
+    };
+    Ok(RawEvent {
+        event_type,
+        fields,
+        timestamp,
+    })
+}
+
+/// Where the shape rules found an event's type, time and fields, borrowed from the members.
+struct Located<'t> {
+    event_type: &'t str,
+    timestamp: Option<i64>,
+    /// The `data` or `fields` object the fields come from; `None`: the top level.
+    body: Option<&'t [(String, Value)]>,
+    /// Whether the type's key is in the object the fields come from.
+    type_in_body: bool,
+    /// The key that named the type (not a field), `""` when a default type applies.
+    type_key: &'static str,
+}
+
+impl Located<'_> {
+    /// Whether the member `name` of the object the fields come from is a field.
+    fn keeps(&self, name: &str, in_body: bool) -> bool {
+        name != "timestamp" && !(self.type_in_body == in_body && name == self.type_key)
+    }
+}
+
+/// Finds the type, the time and the object of fields by the shape rules of the module docs.
+fn locate<'t, K: AsRef<str>>(
+    top: &'t [(K, Entry<'_>)],
+    default_type: Option<&'t str>,
+) -> Result<Located<'t>, JsonEventError> {
+    let body: Option<&'t [(String, Value)]> = ["data", "fields"].iter().find_map(|k| {
         top.iter().find_map(|(name, e)| match e {
-            Entry::Object(fields) if name.as_ref() == *k => Some(fields),
+            Entry::Object(fields) if name.as_ref() == *k => Some(fields.as_slice()),
             _ => None,
         })
     });
-    let top_str = |k: &str| {
+    let top_str = |k: &str| -> Option<&'t str> {
         top.iter().find_map(|(name, e)| match e {
-            Entry::Text(s) if name.as_ref() == k => Some(s.to_string()),
-            Entry::Value(Value::Str(s)) if name.as_ref() == k => Some(s.to_string()),
+            Entry::Text(s) if name.as_ref() == k => Some(s.as_ref()),
+            Entry::Value(Value::Str(s)) if name.as_ref() == k => Some(s.as_ref()),
             _ => None,
         })
     };
-    let body_str = |k: &str| {
+    let body_str = |k: &str| -> Option<&'t str> {
         body.and_then(|b| {
             b.iter().find_map(|(name, v)| match v {
-                Value::Str(s) if name == k => Some(s.to_string()),
+                Value::Str(s) if name == k => Some(s.as_ref()),
                 _ => None,
             })
         })
@@ -118,7 +375,7 @@ fn shape<K: AsRef<str> + Into<String>>(
         (t, true, "type")
     } else if let Some(t) = default_type {
         // No key names the type, so no key is dropped from the fields.
-        (t.to_string(), false, "")
+        (t, false, "")
     } else {
         return Err(JsonEventError::MissingType);
     };
@@ -134,24 +391,12 @@ fn shape<K: AsRef<str> + Into<String>>(
         (None, Some(v)) => Some(parse_timestamp(v)?),
         (None, None) => None,
     };
-    // The timestamp key is dropped from the object the fields come from.
-    let fields = match body {
-        Some(b) => b
-            .iter()
-            .filter(|(k, _)| !(type_in_body && k == type_key))
-            .filter(|(k, _)| k != "timestamp")
-            .cloned()
-            .collect(),
-        None => top
-            .into_iter()
-            .filter(|(k, _)| k.as_ref() != type_key && k.as_ref() != "timestamp")
-            .map(|(k, e)| (k.into(), e.into_value()))
-            .collect(),
-    };
-    Ok(RawEvent {
+    Ok(Located {
         event_type,
-        fields,
         timestamp,
+        body,
+        type_in_body,
+        type_key,
     })
 }
 
@@ -216,9 +461,6 @@ fn last_wins<K: AsRef<str> + Eq + std::hash::Hash + Clone, T>(entries: Vec<(K, T
     out
 }
 
-/// The top-level object, members in input order.
-struct Top<'de>(Vec<(Key<'de>, Entry<'de>)>);
-
 /// A top-level member name: borrowed from the input when it has no escapes, so the names that do
 /// not become fields (`event_type`, `timestamp`) cost no allocation.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -258,27 +500,27 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for Top<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Top<'de>, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Top<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> Result<Top<'de>, A::Error> {
-                let mut out = Vec::with_capacity(m.size_hint().unwrap_or(8));
-                while let Some(k) = m.next_key::<Key<'de>>()? {
-                    let v: EntrySeed<'de> = m.next_value()?;
-                    out.push((k, v.0));
-                }
-                Ok(Top(last_wins(out)))
-            }
+/// Reads the top-level object's members, in input order, into a vector it is given.
+struct TopSeed<'s, 'de>(&'s mut Vec<(Key<'de>, Entry<'de>)>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for TopSeed<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TopSeed<'_, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+        while let Some(k) = m.next_key::<Key<'de>>()? {
+            let v: EntrySeed<'de> = m.next_value()?;
+            self.0.push((k, v.0));
         }
-        d.deserialize_map(V)
+        Ok(())
     }
 }
 
@@ -538,5 +780,132 @@ mod tests {
         assert_eq!(r.timestamp, Some(2_000_000_000));
         let r = parse_json_event_or(r#"{"type": "Other", "a": 1}"#, Some("R")).expect("event");
         assert_eq!(r.event_type, "Other", "a named type wins");
+    }
+
+    /// A program with typed fields, a schema keeping extras, a `timestamp` field and an
+    /// undeclared type.
+    fn typed_program() -> crate::Program {
+        use crate::schema::{EventSchema, FieldDef, SchemaOrigin, Type};
+        let typed = |name: &str, fields: &[(&str, Type)]| {
+            let mut s = EventSchema::with_fields(name, SchemaOrigin::Declared, &[]);
+            s.fields = fields
+                .iter()
+                .map(|(f, ty)| FieldDef {
+                    name: (*f).into(),
+                    ty: ty.clone(),
+                })
+                .collect();
+            s
+        };
+        let mut open = typed("Open", &[("a", Type::Int)]);
+        open.keep_extra = true;
+        crate::Program {
+            schemas: vec![
+                typed(
+                    "Reading",
+                    &[
+                        ("sensor", Type::Str),
+                        ("value", Type::Float),
+                        ("at", Type::Timestamp),
+                        ("maybe", Type::Optional(Box::new(Type::Float))),
+                    ],
+                ),
+                open,
+                typed(
+                    "Stamped",
+                    &[("timestamp", Type::Timestamp), ("x", Type::Any)],
+                ),
+                EventSchema::with_fields("Loose", SchemaOrigin::Undeclared, &["a"]),
+                EventSchema::with_fields("T", SchemaOrigin::Declared, &["a", "b", "type", ""]),
+                EventSchema::with_fields("S", SchemaOrigin::Stream, &["x"]),
+            ],
+            ..crate::Program::default()
+        }
+    }
+
+    #[test]
+    fn decoding_json_straight_into_slots_matches_reading_then_decoding() {
+        let decoder = EventDecoder::new(&typed_program());
+        let texts = [
+            r#"{"event_type":"Reading","timestamp":7,"sensor":"s1","value":91.5}"#,
+            r#"{"event_type":"Reading","sensor":"s1","value":3,"at":"1970-01-01T00:00:01Z","maybe":2}"#,
+            r#"{"event_type":"Reading","sensor":5,"value":"high","at":12,"junk":[1,{"a":2}]}"#,
+            r#"{"event_type":"Reading","data":{"sensor":"s\u0031","value":1.0,"timestamp":5},"x":1}"#,
+            r#"{"type":"event","data":{"event_type":"Reading","sensor":"s2","value":2.5}}"#,
+            r#"{"event_type":"Open","fields":{"a":1,"b":"two","c":{"d":null}}}"#,
+            r#"{"event_type":"Open","a":1,"b":"two","c":{"d":null},"e":[true]}"#,
+            r#"{"event_type":"Stamped","timestamp":"1970-01-01T00:00:02Z","x":"y"}"#,
+            r#"{"event_type":"Stamped","data":{"timestamp":3,"x":1}}"#,
+            r#"{"type":"Loose","a":"x","b":"kept","timestamp":4}"#,
+            r#"{"event_type":"T","type":"kept","a":1,"b":2,"a":3}"#,
+            r#"{"event\u005ftype":"T","a":1,"\u0061":2,"time\u0073tamp":3}"#,
+            r#"{"type":"T","data":{"type":"x","a":1},"fields":{"b":2}}"#,
+            r#"{"a":1,"":2,"b":{"c":1}}"#,
+            r#"{"event_type":"Nope","a":1,"timestamp":9}"#,
+            r#"{"event_type":"S","x":1}"#,
+            r#"{"event_type":"Reading","timestamp":true}"#,
+            r#"{"event_type":"Reading","timestamp":{"a":1}}"#,
+            r#"{"a":1}"#,
+            "[1]",
+            "{",
+            r#"{"event_type":"Reading"} x"#,
+        ];
+        let mut scratch = JsonScratch::default();
+        for default_type in [None, Some("T")] {
+            // Twice, so the second pass reads with a warm scratch.
+            for text in texts.iter().chain(&texts) {
+                let mut direct_warnings = Vec::new();
+                let direct =
+                    decoder.decode_json(text, default_type, &mut scratch, &mut direct_warnings);
+                let mut warnings = Vec::new();
+                let read = parse_json_event_or(text, default_type).map(|raw| JsonDecoded {
+                    timestamp: raw.timestamp,
+                    event: decoder.decode(&raw, raw.timestamp.unwrap_or(0), &mut warnings),
+                });
+                assert_eq!(direct, read, "{text} (default {default_type:?})");
+                assert_eq!(direct_warnings, warnings, "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_short_strings_are_shared_and_long_ones_are_not() {
+        let decoder = EventDecoder::new(&typed_program());
+        let mut scratch = JsonScratch::default();
+        let mut sensor = |text: &str| {
+            let decoded = decoder
+                .decode_json(text, None, &mut scratch, &mut Vec::new())
+                .expect("an event");
+            match decoded.event.expect("a known type").fields.swap_remove(0) {
+                Some(Value::Str(s)) => s,
+                other => panic!("{other:?}"),
+            }
+        };
+        let a = sensor(r#"{"event_type":"Reading","sensor":"s1"}"#);
+        let b = sensor(r#"{"event_type":"Reading","sensor":"s1"}"#);
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
+        let long = "x".repeat(StrCache::LONGEST + 1);
+        let text = format!(r#"{{"event_type":"Reading","sensor":"{long}"}}"#);
+        let (c, d) = (sensor(&text), sensor(&text));
+        assert_eq!(*c, *long);
+        assert!(!std::sync::Arc::ptr_eq(&c, &d));
+        // A round of strings that never repeat sets the cache aside, then it comes back.
+        for i in 0..StrCache::ROUND {
+            sensor(&format!(r#"{{"event_type":"Reading","sensor":"u{i}"}}"#));
+        }
+        let (e, f) = (
+            sensor(r#"{"event_type":"Reading","sensor":"s1"}"#),
+            sensor(r#"{"event_type":"Reading","sensor":"s1"}"#),
+        );
+        assert_eq!(*e, *"s1");
+        assert!(!std::sync::Arc::ptr_eq(&e, &f), "resting");
+        for _ in 0..StrCache::REST {
+            sensor(r#"{"event_type":"Reading","sensor":"s2"}"#);
+        }
+        let (g, h) = (
+            sensor(r#"{"event_type":"Reading","sensor":"s1"}"#),
+            sensor(r#"{"event_type":"Reading","sensor":"s1"}"#),
+        );
+        assert!(std::sync::Arc::ptr_eq(&g, &h), "back in use");
     }
 }

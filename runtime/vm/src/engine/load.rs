@@ -68,6 +68,7 @@ pub(super) fn build(
         side: Vec::new(),
         watermark: None,
         enricher: Box::new(crate::enrich::Unanswered),
+        spent: Vec::new(),
     };
     for (i, g) in program.globals.iter().enumerate() {
         let cx = EvalCx {
@@ -113,6 +114,9 @@ pub(super) fn build(
         scratch: Vec::new(),
         trace: None,
         lane: None,
+        recycled: None,
+        spare_slots: None,
+        output_fields: Vec::new(),
     })
 }
 

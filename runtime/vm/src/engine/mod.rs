@@ -22,6 +22,12 @@ use varpulis_program::{
     ConfigValue, ConnectorId, Event, LogLevel, Program, Routes, SchemaId, Value,
 };
 
+/// How many spent events the engine keeps for operators to build new ones in.
+const SPENT_KEPT: usize = 8;
+
+/// How many field lists of spent outputs the engine keeps for new outputs.
+const OUTPUT_FIELDS_KEPT: usize = 256;
+
 /// Engine options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EngineConfig {
@@ -179,6 +185,9 @@ pub(crate) struct Shared {
     pub watermark: Option<i64>,
     /// The host's answers to `.enrich` lookups ([`Engine::set_enricher`]).
     pub enricher: Box<dyn crate::enrich::Enricher>,
+    /// Events that left their last stream with nothing else holding them, for operators to
+    /// build new events in ([`Cx::new_event`]). Not state.
+    pub spent: Vec<Arc<Event>>,
 }
 
 impl Shared {
@@ -200,6 +209,7 @@ impl Shared {
             now,
             watermark: self.watermark,
             enricher: self.enricher.as_mut(),
+            spent: &mut self.spent,
         }
     }
 }
@@ -226,6 +236,16 @@ pub struct Engine {
     /// `Some` when this engine runs one context of a pipeline
     /// ([`Engine::run_only`]).
     lane: Option<Box<lane::Lane>>,
+    /// The last input event's shared handle, kept so that its allocation carries the next
+    /// input event when no operator kept it (a filter drops most events): reused by
+    /// [`Engine::push_from`], let go where a stream re-types the event in place. Not state.
+    recycled: Option<Arc<Event>>,
+    /// The slots of the event that the last reuse replaced, emptied, for the host's decoder
+    /// ([`Engine::take_spare_slots`]).
+    spare_slots: Option<Vec<Option<Value>>>,
+    /// Field lists of outputs the host is done with ([`Engine::recycle_outputs`]), emptied,
+    /// for the next visible outputs. Not state.
+    output_fields: Vec<Vec<(Arc<str>, Value)>>,
 }
 
 impl Engine {
@@ -296,7 +316,7 @@ impl Engine {
         }
         let next_wm = self.count_time(ty, t);
         self.shared.watermark = next_wm.or(prev_wm);
-        let mut rec = Some(Rec::new(Arc::new(event)));
+        let mut rec = Some(Rec::new(self.share(event)));
         let consumers = self.routes.by_event.get(ty).map_or(&[][..], Vec::as_slice);
         for (i, c) in consumers.iter().enumerate() {
             let s = c.stream as usize;
@@ -352,6 +372,44 @@ impl Engine {
             self.advance(c, out);
         }
         self.end_step(t, out);
+    }
+
+    /// `event` behind a shared handle: the previous input event's allocation when nothing
+    /// kept that event (its slots are kept for [`Engine::take_spare_slots`]), else a new one.
+    /// The engine holds a second handle until the next event.
+    fn share(&mut self, event: Event) -> Arc<Event> {
+        let shared = match self.recycled.take() {
+            Some(mut held) => match Arc::get_mut(&mut held) {
+                Some(place) => {
+                    let mut slots = std::mem::replace(place, event).fields;
+                    slots.clear();
+                    self.spare_slots = Some(slots);
+                    held
+                }
+                None => Arc::new(event),
+            },
+            None => Arc::new(event),
+        };
+        self.recycled = Some(shared.clone());
+        shared
+    }
+
+    /// Takes back outputs the host is done with (written or sent), emptying `outputs`: their
+    /// field lists carry the next outputs, so a steady stream of outputs allocates none.
+    pub fn recycle_outputs(&mut self, outputs: &mut Vec<Output>) {
+        for o in outputs.drain(..) {
+            if self.output_fields.len() < OUTPUT_FIELDS_KEPT {
+                let mut fields = o.fields;
+                fields.clear();
+                self.output_fields.push(fields);
+            }
+        }
+    }
+
+    /// The emptied slots of an input event no operator kept, when there are: a host that
+    /// decodes into them allocates no new ones.
+    pub fn take_spare_slots(&mut self) -> Option<Vec<Option<Value>>> {
+        self.spare_slots.take()
     }
 
     /// Applies the time bookkeeping of an input event of type `type_id` at
@@ -682,10 +740,25 @@ impl Engine {
         let consumers = self.routes.by_stream.get(s).map_or(&[][..], Vec::as_slice);
         for mut r in cur.drain(..) {
             if r.ev.type_id != schema {
+                // The engine's own handle on an input event would make this a copy.
+                if self
+                    .recycled
+                    .as_ref()
+                    .is_some_and(|h| Arc::ptr_eq(h, &r.ev))
+                {
+                    self.recycled = None;
+                }
                 Arc::make_mut(&mut r.ev).type_id = schema;
             }
             if st.visible {
-                out.push(output_of(&self.shared.program, &st.name, schema, &r.ev));
+                let fields = self.output_fields.pop().unwrap_or_default();
+                out.push(output_in(
+                    fields,
+                    &self.shared.program,
+                    &st.name,
+                    schema,
+                    &r.ev,
+                ));
             }
             // Partition keys do not cross stream boundaries.
             r.key = None;
@@ -695,6 +768,11 @@ impl Engine {
             for c in consumers {
                 self.queue
                     .push_back((c.stream as usize, c.input, r.clone()));
+            }
+            // An event nothing else holds lends its allocation to the next one an operator
+            // builds (a few are enough: each step builds and drops them in turn).
+            if self.shared.spent.len() < SPENT_KEPT && Arc::get_mut(&mut r.ev).is_some() {
+                self.shared.spent.push(r.ev);
             }
         }
     }
@@ -828,8 +906,24 @@ pub(crate) fn output_of(
     schema: SchemaId,
     ev: &Event,
 ) -> Output {
+    output_in(
+        Vec::with_capacity(ev.fields.len()),
+        program,
+        stream,
+        schema,
+        ev,
+    )
+}
+
+/// [`output_of`] with the fields written into `fields` (empty).
+fn output_in(
+    mut fields: Vec<(Arc<str>, Value)>,
+    program: &Program,
+    stream: &Arc<str>,
+    schema: SchemaId,
+    ev: &Event,
+) -> Output {
     let s = program.schemas.get(schema as usize);
-    let mut fields = Vec::with_capacity(ev.fields.len());
     if let Some(s) = s {
         for (f, v) in s.fields.iter().zip(ev.fields.iter()) {
             if let Some(v) = v {

@@ -34,6 +34,29 @@ fn hot() -> Arc<Program> {
 }
 
 #[test]
+fn an_input_event_nothing_keeps_lends_its_allocation_to_the_next() {
+    let mut e = Engine::new(hot()).expect("loads");
+    let mut out = Vec::new();
+    e.push_into(reading(S, "p1", 1.0), &mut out);
+    assert!(e.take_spare_slots().is_none(), "nothing to reuse yet");
+    e.push_into(reading(2 * S, "p2", 9.0), &mut out);
+    let slots = e.take_spare_slots().expect("the dropped event's slots");
+    assert!(slots.is_empty() && slots.capacity() >= 2, "{slots:?}");
+    e.push_into(reading(3 * S, "p3", 10.0), &mut out);
+    let pumps: Vec<_> = out
+        .iter()
+        .map(|o| (o.time, o.fields.first().map(|(_, v)| v.clone())))
+        .collect();
+    assert_eq!(
+        pumps,
+        [
+            (2 * S, Some(Value::str("p2"))),
+            (3 * S, Some(Value::str("p3")))
+        ]
+    );
+}
+
+#[test]
 fn simple_comparison_filters_agree_with_the_interpreter() {
     // `bar > 8.0` runs without the interpreter loop; `8.0 < bar` does not.
     let mut b = ProgramBuilder::new();

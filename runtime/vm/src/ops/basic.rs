@@ -68,10 +68,22 @@ pub struct Project {
 
 impl Operator for Project {
     fn process(&mut self, rec: Rec, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
-        let fields = self.items.iter().map(|c| cx.eval_rec(c, &rec)).collect();
-        let ev = Event::new(self.schema, rec.ev.time, fields);
+        let mut ev = cx.new_event(self.schema, rec.ev.time);
+        match Arc::get_mut(&mut ev) {
+            Some(e) => {
+                e.fields.reserve(self.items.len());
+                for c in &self.items {
+                    e.fields.push(cx.eval_rec(c, &rec));
+                }
+            }
+            // Never: a new event has no other handle.
+            None => {
+                let fields = self.items.iter().map(|c| cx.eval_rec(c, &rec)).collect();
+                ev = Arc::new(Event::new(self.schema, rec.ev.time, fields));
+            }
+        }
         out.push(Rec {
-            ev: Arc::new(ev),
+            ev,
             key: rec.key,
             bindings: rec.bindings,
         });

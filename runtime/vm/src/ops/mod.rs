@@ -22,7 +22,7 @@ use crate::interp::{EvalCx, Vm};
 use crate::sequence::Bindings;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use varpulis_program::{Chunk, Event, Program, Value, ValueKey};
+use varpulis_program::{Chunk, Event, Program, SchemaId, Value, ValueKey};
 
 /// A partition key: `None` when no `.partition_by` precedes the operator.
 pub type PartKey = Option<ValueKey>;
@@ -71,9 +71,26 @@ pub struct Cx<'a> {
     pub watermark: Option<i64>,
     /// The host's answers to `.enrich` lookups.
     pub enricher: &'a mut dyn crate::enrich::Enricher,
+    /// Spent events whose allocations new events reuse ([`Cx::new_event`]).
+    pub spent: &'a mut Vec<Arc<Event>>,
 }
 
 impl Cx<'_> {
+    /// A new event of `type_id` at `time` with no fields and no overflow, in the allocation
+    /// (and slots, emptied) of a spent event when the engine has one.
+    pub fn new_event(&mut self, type_id: SchemaId, time: i64) -> Arc<Event> {
+        while let Some(mut ev) = self.spent.pop() {
+            if let Some(e) = Arc::get_mut(&mut ev) {
+                e.type_id = type_id;
+                e.time = time;
+                e.fields.clear();
+                e.extra = None;
+                return ev;
+            }
+        }
+        Arc::new(Event::new(type_id, time, Vec::new()))
+    }
+
     /// Evaluates an expression on an event.
     pub fn eval(&mut self, chunk: &Chunk, ev: &Event) -> Option<Value> {
         let cx = EvalCx::event(ev, self.now);
