@@ -104,6 +104,13 @@ pub enum Line<'a> {
     },
 }
 
+impl<R> Records<R> {
+    /// The text of the line [`Records::next_line`] read last (with its line break).
+    pub fn line_text(&self) -> &str {
+        &self.buf
+    }
+}
+
 impl<R: BufRead> Records<R> {
     /// The next line: JSON lines as text, so decoding them allocates no intermediate record.
     pub fn next_line(&mut self) -> Option<Line<'_>> {

@@ -32,6 +32,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use varpulis_program::evt::EvtRecord;
 use varpulis_program::json::JsonScratch;
 use varpulis_program::{
     Chunk as Code, Event, EventDecoder, InputRef, Instr, OpSpec, Program, SchemaId, SourceSpec,
@@ -43,7 +44,7 @@ use varpulis_vm::{
     Compat, Engine, EngineConfig, Metrics, Output, RuntimeError, SideOutput, StateReport,
 };
 
-use crate::input::{InputFormat, InputRecord, Records};
+use crate::input::{InputFormat, InputRecord, Line, Records};
 use crate::job::{
     decode_alone, decode_json_alone, Decoded, InputProblem, Job, JobStats, RecordFrom,
 };
@@ -901,9 +902,33 @@ enum Chunk {
         /// Where each line ends in `text`.
         ends: Vec<usize>,
     },
-    /// `.evt` records, parsed by the reader (a `BATCH` line and the time
-    /// offsets carry from line to line), decoded by the decoding thread.
-    Evt(Vec<InputRecord>),
+    /// `.evt` lines. The reader parses each one for its time (a `BATCH` line
+    /// and the time offsets carry from line to line) and keeps only that and
+    /// the event text; the decoding thread parses the text again and decodes
+    /// it. Nothing the reader allocates per line reaches another thread, whose
+    /// frees would contend on the allocator's lock.
+    Evt {
+        /// The event texts, one after the other.
+        text: String,
+        items: Vec<EvtItem>,
+    },
+}
+
+/// One `.evt` line of a [`Chunk::Evt`].
+enum EvtItem {
+    Event {
+        line: usize,
+        /// Where its event text is in the chunk's text.
+        end: usize,
+        offset: i64,
+        timed: bool,
+        /// The event's `timestamp`, given by the text or the reader.
+        timestamp: Option<i64>,
+    },
+    Bad {
+        line: usize,
+        message: String,
+    },
 }
 
 /// The reading thread: cuts `input` into chunks of `batch` whole lines (or
@@ -919,12 +944,44 @@ fn read_chunks<R: std::io::BufRead>(
     let mut turn = decoders.iter().cycle();
     if records.format() == InputFormat::Evt {
         loop {
-            let chunk: Vec<InputRecord> = records.by_ref().take(batch).collect();
-            let end = chunk.len() < batch;
-            if !chunk.is_empty()
+            let mut text = String::with_capacity(64 * batch);
+            let mut items = Vec::with_capacity(batch);
+            let mut end = false;
+            while items.len() < batch {
+                let item = match records.next_line() {
+                    None => {
+                        end = true;
+                        break;
+                    }
+                    Some(Line::Record(InputRecord::Evt(rec))) => rec,
+                    Some(Line::Record(InputRecord::Bad { line, message })) => {
+                        items.push(EvtItem::Bad { line, message });
+                        continue;
+                    }
+                    // Not given by the `.evt` reader.
+                    Some(
+                        Line::Record(InputRecord::Json { line, .. }) | Line::Json { line, .. },
+                    ) => {
+                        items.push(EvtItem::Bad {
+                            line,
+                            message: "not an .evt line".to_string(),
+                        });
+                        continue;
+                    }
+                };
+                text.push_str(varpulis_program::evt::event_text(records.line_text()));
+                items.push(EvtItem::Event {
+                    line: item.line,
+                    end: text.len(),
+                    offset: item.offset,
+                    timed: item.timed,
+                    timestamp: item.event.timestamp,
+                });
+            }
+            if !items.is_empty()
                 && turn
                     .next()
-                    .is_some_and(|tx| tx.send(Chunk::Evt(chunk)).is_err())
+                    .is_some_and(|tx| tx.send(Chunk::Evt { text, items }).is_err())
             {
                 return;
             }
@@ -1003,19 +1060,40 @@ fn decode_chunks(
                 }
                 out
             }
-            Chunk::Evt(records) => records
-                .into_iter()
-                .map(|rec| match rec {
-                    InputRecord::Evt(r) => (
-                        r.line,
-                        decode_alone(decoder, &r.event, Some(r.event_time(0))),
-                    ),
-                    InputRecord::Json { line, event } => {
-                        (line, decode_alone(decoder, &event, None))
-                    }
-                    InputRecord::Bad { line, message } => (line, Decoded::Malformed(message)),
-                })
-                .collect(),
+            Chunk::Evt { text, items } => {
+                let mut start = 0;
+                items
+                    .into_iter()
+                    .map(|item| match item {
+                        EvtItem::Event {
+                            line,
+                            end,
+                            offset,
+                            timed,
+                            timestamp,
+                        } => {
+                            let body = text.get(start..end).unwrap_or_default();
+                            start = end;
+                            match varpulis_program::evt::parse_event_text(body) {
+                                Ok(mut event) => {
+                                    event.timestamp = timestamp;
+                                    let rec = EvtRecord {
+                                        line,
+                                        offset,
+                                        timed,
+                                        event,
+                                    };
+                                    let time = rec.event_time(0);
+                                    (line, decode_alone(decoder, &rec.event, Some(time)))
+                                }
+                                // The reader parsed the same text: not expected.
+                                Err(e) => (line, Decoded::Malformed(e.to_string())),
+                            }
+                        }
+                        EvtItem::Bad { line, message } => (line, Decoded::Malformed(message)),
+                    })
+                    .collect()
+            }
         };
         if decoded.send(out).is_err() {
             return;

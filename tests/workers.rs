@@ -447,6 +447,83 @@ fn concurrent_sets_the_default_worker_count_of_the_program() {
     assert_eq!(compile(PARTITIONED).workers, None);
 }
 
+/// `.evt` lines of every form: `BATCH` clocks, untimed lines that take the time before
+/// them, JSON lines with and without a `timestamp`, positional fields, and bad lines.
+fn evt_with_every_form(n: usize) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        let (key, v) = (i % 5, i % 17);
+        let line = match i % 41 {
+            0 => format!("BATCH {}", i * 100),
+            3 => format!("A {{ key: \"k{key}\", v: {v} }}"),
+            7 => format!(
+                "{{\"event_type\": \"A\", \"key\": \"k{key}\", \"v\": {v}, \"timestamp\": {}}}",
+                i * 100
+            ),
+            9 => format!("{{\"event_type\": \"B\", \"key\": \"k{key}\", \"v\": {v}}}"),
+            13 => "@x1s A { key: \"bad\" }".to_string(),
+            17 => format!("@{}ms A {{ key: \"k{key}\", v: \"text\" }}", i * 100),
+            19 => "A { key: ".to_string(),
+            23 => format!("@{}ms Ghost {{ n: 1 }}", i * 100),
+            29 => "# a comment".to_string(),
+            _ => format!("@{}ms A {{ key: \"k{key}\", v: {v} }}", i * 100),
+        };
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn evt_lines_on_workers_keep_outputs_problems_and_times() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "p.vpl", PARTITIONED);
+    // Several read batches (the reader cuts `.evt` input into chunks of lines).
+    write(dir.path(), "in.evt", &evt_with_every_form(9_000));
+    let problems = |err: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(err)
+            .lines()
+            .filter(|l| l.starts_with("warning") || l.starts_with("error"))
+            .map(str::to_string)
+            .collect()
+    };
+    let one = varpulis(&["run", "p.vpl", "--input", "in.evt"], dir.path());
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    assert!(!one.stdout.is_empty());
+    assert!(
+        problems(&one.stderr).len() >= 3,
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    let mut want = String::from_utf8_lossy(&one.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    want.sort();
+    for n in ["1", "2", "3"] {
+        let out = varpulis(
+            &["run", "p.vpl", "--input", "in.evt", "--workers", n],
+            dir.path(),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut got = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        got.sort();
+        assert!(got == want, "{n} workers: other outputs than one engine");
+        assert_eq!(problems(&out.stderr), problems(&one.stderr), "{n} workers");
+    }
+}
+
 #[test]
 fn strict_runs_on_workers_stop_at_bad_input_with_exit_one() {
     let dir = tempfile::tempdir().expect("tempdir");

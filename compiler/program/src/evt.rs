@@ -156,19 +156,16 @@ impl EvtReader {
             self.batch_fresh = true;
             return Ok(None);
         }
-        let (offset, timed, body) = match text.strip_prefix('@') {
-            Some(rest) => {
-                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-                let (spec, body) = rest.split_at(end);
+        let (offset, timed, body) = match split_time(text) {
+            (Some(spec), body) => {
                 let offset = parse_offset(spec)
                     .ok_or_else(|| EvtErrorKind::BadOffset(format!("@{spec}")))?;
-                let body = body.trim();
                 if body.is_empty() {
                     return Err(EvtErrorKind::MissingEvent);
                 }
                 (offset, true, body)
             }
-            None => (self.batch, false, text),
+            (None, body) => (self.batch, false, body),
         };
         let mut event = parse_event(body)?;
         let mut offset = offset;
@@ -191,6 +188,31 @@ impl EvtReader {
             event,
         }))
     }
+}
+
+/// A trimmed line's `@` time (without the `@`), if any, and the event text after it.
+fn split_time(text: &str) -> (Option<&str>, &str) {
+    match text.strip_prefix('@') {
+        Some(rest) => {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            let (spec, body) = rest.split_at(end);
+            (Some(spec), body.trim())
+        }
+        None => (None, text),
+    }
+}
+
+/// The event text of a line that [`EvtReader::parse_line`] read as an event: the line
+/// without its blanks and its `@` time. With [`parse_event_text`], a line can be parsed
+/// again elsewhere (another thread) once the reader has given it its time.
+pub fn event_text(raw: &str) -> &str {
+    split_time(raw.trim()).1
+}
+
+/// Parses an event text ([`event_text`]) as [`EvtReader::parse_line`] does; the event's
+/// `timestamp` is only what the text says (the reader may have given it the previous one).
+pub fn parse_event_text(text: &str) -> Result<RawEvent, EvtErrorKind> {
+    parse_event(text)
 }
 
 /// Parses a whole `.evt` text: the records and the errors of bad lines.

@@ -221,3 +221,24 @@ fn an_event_without_a_time_takes_the_previous_events_time_unless_a_batch_came_be
         .collect();
     assert_eq!(times, expected);
 }
+
+#[test]
+fn a_line_parsed_again_from_its_event_text_gives_the_same_event() {
+    // What `run --workers` does: the reader gives each line its time, a decoding thread
+    // parses the event text again.
+    let text = "BATCH 100\n  Login { user: \"a\" }\n@2s Trade(1, 2.5, \"x\");\n\
+                {\"event_type\": \"T\", \"timestamp\": 7}\nBare { n: [1, {k: 2}] }\n\
+                @5ms   {\"event_type\": \"U\", \"v\": \"p, q\"}  \nAfter { }\n";
+    let mut reader = EvtReader::new();
+    let mut seen = 0;
+    for raw in text.lines() {
+        let Some(rec) = reader.parse_line(raw).expect("good line") else {
+            continue;
+        };
+        let mut again = parse_event_text(event_text(raw)).expect("parses again");
+        again.timestamp = rec.event.timestamp;
+        assert_eq!(again, rec.event, "{raw}");
+        seen += 1;
+    }
+    assert_eq!(seen, 6);
+}
