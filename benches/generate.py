@@ -102,24 +102,24 @@ def main():
         if args.only and name not in args.only:
             continue
         for n in args.events:
-            path = os.path.join(args.out_dir, f"{name}-{n}.jsonl")
-            if os.path.exists(path):
-                continue
-            rng = random.Random(42)
-            with open(path, "w") as f:
-                for ev in gen(rng, n):
-                    f.write(json.dumps(ev, separators=(",", ":")))
-                    f.write("\n")
-            print(f"wrote {path}")
-        for n in args.events if args.evt else []:
-            path = os.path.join(args.out_dir, f"{name}-{n}.evt")
-            if os.path.exists(path):
-                continue
-            rng = random.Random(42)
-            with open(path, "w") as f:
-                for ev in gen(rng, n):
-                    f.write(evt_line(ev))
-            print(f"wrote {path}")
+            write(os.path.join(args.out_dir, f"{name}-{n}.jsonl"), gen, n, json_line)
+            if args.evt:
+                write(os.path.join(args.out_dir, f"{name}-{n}.evt"), gen, n, evt_line)
+
+
+def write(path, gen, n, line):
+    """Writes the n events of `gen` (from the fixed seed) to path, one `line(event)` each."""
+    if os.path.exists(path):
+        return
+    rng = random.Random(42)
+    with open(path, "w") as f:
+        for ev in gen(rng, n):
+            f.write(line(ev))
+    print(f"wrote {path}")
+
+
+def json_line(ev):
+    return json.dumps(ev, separators=(",", ":")) + "\n"
 
 
 def evt_line(ev):

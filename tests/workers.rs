@@ -247,6 +247,28 @@ fn varpulis(args: &[&str], cwd: &Path) -> ProcessOutput {
         .expect("run the varpulis binary")
 }
 
+/// [`varpulis`], which must succeed.
+#[track_caller]
+fn varpulis_ok(args: &[&str], cwd: &Path) -> ProcessOutput {
+    let out = varpulis(args, cwd);
+    assert!(
+        out.status.success(),
+        "varpulis {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The lines of an output, sorted.
+fn sorted_lines(bytes: &[u8]) -> Vec<String> {
+    let mut lines: Vec<String> = String::from_utf8_lossy(bytes)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
 fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
     let p = dir.join(name);
     let mut f = std::fs::File::create(&p).expect("create test file");
@@ -264,14 +286,9 @@ fn run_with_workers_prints_the_same_lines_for_every_count() {
     write(dir.path(), "in.evt", &events_text(&lines));
     let mut seen = Vec::new();
     for n in ["1", "2", "4"] {
-        let out = varpulis(
+        let out = varpulis_ok(
             &["run", "p.vpl", "--input", "in.evt", "--workers", n],
             dir.path(),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
         );
         assert!(!out.stdout.is_empty());
         seen.push(out.stdout);
@@ -333,12 +350,7 @@ fn json_lines_decoded_on_workers_keep_outputs_problems_and_counts() {
     write(dir.path(), "p.vpl", PARTITIONED);
     std::fs::write(dir.path().join("in.jsonl"), json_lines_with_problems(5000))
         .expect("write input");
-    let alone = varpulis(&["run", "p.vpl", "--input", "in.jsonl"], dir.path());
-    assert!(
-        alone.status.success(),
-        "{}",
-        String::from_utf8_lossy(&alone.stderr)
-    );
+    let alone = varpulis_ok(&["run", "p.vpl", "--input", "in.jsonl"], dir.path());
     let problems = problem_lines(&alone.stderr);
     assert!(
         problems.iter().any(|l| l.contains("line 4985")),
@@ -353,14 +365,9 @@ fn json_lines_decoded_on_workers_keep_outputs_problems_and_counts() {
     };
     let mut first: Option<Vec<u8>> = None;
     for n in ["1", "2", "3", "4"] {
-        let out = varpulis(
+        let out = varpulis_ok(
             &["run", "p.vpl", "--input", "in.jsonl", "--workers", n],
             dir.path(),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
         );
         assert!(
             sorted(&out.stdout) == sorted(&alone.stdout),
@@ -487,39 +494,23 @@ fn evt_lines_on_workers_keep_outputs_problems_and_times() {
             .map(str::to_string)
             .collect()
     };
-    let one = varpulis(&["run", "p.vpl", "--input", "in.evt"], dir.path());
-    assert!(
-        one.status.success(),
-        "{}",
-        String::from_utf8_lossy(&one.stderr)
-    );
+    let one = varpulis_ok(&["run", "p.vpl", "--input", "in.evt"], dir.path());
     assert!(!one.stdout.is_empty());
     assert!(
         problems(&one.stderr).len() >= 3,
         "{}",
         String::from_utf8_lossy(&one.stderr)
     );
-    let mut want = String::from_utf8_lossy(&one.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect::<Vec<_>>();
-    want.sort();
+    let want = sorted_lines(&one.stdout);
     for n in ["1", "2", "3"] {
-        let out = varpulis(
+        let out = varpulis_ok(
             &["run", "p.vpl", "--input", "in.evt", "--workers", n],
             dir.path(),
         );
         assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+            sorted_lines(&out.stdout) == want,
+            "{n} workers: other outputs than one engine"
         );
-        let mut got = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect::<Vec<_>>();
-        got.sort();
-        assert!(got == want, "{n} workers: other outputs than one engine");
         assert_eq!(problems(&out.stderr), problems(&one.stderr), "{n} workers");
     }
 }
@@ -644,14 +635,7 @@ fn live_runs_on_workers_give_the_same_bytes_for_every_count() {
     // One engine without --workers: the same outputs, in arrival order.
     let _ = std::fs::remove_file(dir.path().join("sink.jsonl"));
     let plain = live_to_end(&["rules.vpl", "--idle-timeout", "0"], dir.path());
-    let sorted = |b: &[u8]| {
-        let mut l: Vec<String> = String::from_utf8_lossy(b)
-            .lines()
-            .map(str::to_string)
-            .collect();
-        l.sort();
-        l
-    };
+    let sorted = sorted_lines;
     assert_eq!(sorted(&plain.stdout), sorted(&seen[0].0));
     let err = String::from_utf8_lossy(&plain.stderr);
     assert!(err.contains("5000 events"), "{err}");
@@ -769,14 +753,7 @@ fn live_runs_on_workers_keep_outputs_dead_letters_problems_and_counts() {
         dead_text.contains("connector `In` (in.jsonl line 5965)"),
         "{dead_text}"
     );
-    let sorted = |b: &[u8]| {
-        let mut l: Vec<String> = String::from_utf8_lossy(b)
-            .lines()
-            .map(str::to_string)
-            .collect();
-        l.sort();
-        l
-    };
+    let sorted = sorted_lines;
     let mut first: Option<Vec<u8>> = None;
     for n in ["1", "2", "3", "4"] {
         let (out, dead, log) = run(Some(n));
