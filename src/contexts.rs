@@ -929,11 +929,7 @@ mod tests {
     use super::*;
 
     fn compile(text: &str) -> Program {
-        let mut compiler = varpulis_compiler::Compiler::new();
-        compiler.set_file("t.vpl", text.to_string());
-        compiler
-            .program("t.vpl")
-            .expect("the test program compiles")
+        crate::test_program(text)
     }
 
     const HEAD: &str = "context a\ncontext b\n\nevent E:\n    k: str\n    v: int\n\n";

@@ -18,3 +18,13 @@ pub mod overrides;
 pub mod parallel;
 pub mod server;
 pub mod trace;
+
+/// Compiles a test program (file name `t.vpl`); unit tests only.
+#[cfg(test)]
+pub(crate) fn test_program(text: &str) -> varpulis_program::Program {
+    let mut compiler = varpulis_compiler::Compiler::new();
+    compiler.set_file("t.vpl", text.to_string());
+    compiler
+        .program("t.vpl")
+        .expect("the test program compiles")
+}

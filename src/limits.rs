@@ -51,9 +51,7 @@ mod tests {
     use super::*;
 
     fn program(text: &str) -> Program {
-        let mut c = varpulis_compiler::Compiler::new();
-        c.set_file("t.vpl", text);
-        c.program("t.vpl").expect("compiles")
+        crate::test_program(text)
     }
 
     #[test]

@@ -2536,11 +2536,7 @@ mod tests {
     }
 
     fn compiled(text: &str) -> Program {
-        let mut compiler = varpulis_compiler::Compiler::new();
-        compiler.set_file("t.vpl", text.to_string());
-        compiler
-            .program("t.vpl")
-            .expect("the test program compiles")
+        crate::test_program(text)
     }
 
     /// JSON-lines payloads with bad items among the good ones.

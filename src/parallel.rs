@@ -1293,13 +1293,7 @@ mod tests {
     const COUNTS: &str = "event A:\n    key: str\n    v: int\n\nstream W = A\n    .partition_by(key)\n    .window(3)\n    .aggregate(n: count(), total: sum(v))\n    .emit(key: key, total: total)\n";
 
     fn program() -> Arc<Program> {
-        let mut compiler = varpulis_compiler::Compiler::new();
-        compiler.set_file("t.vpl", COUNTS.to_string());
-        Arc::new(
-            compiler
-                .program("t.vpl")
-                .expect("the test program compiles"),
-        )
+        Arc::new(crate::test_program(COUNTS))
     }
 
     fn event(key: &str, v: i64, t: i64) -> (Event, Option<u32>) {
