@@ -35,8 +35,8 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use varpulis_program::evt::EvtRecord;
 use varpulis_program::json::JsonScratch;
 use varpulis_program::{
-    Chunk as Code, Event, EventDecoder, InputRef, Instr, OpSpec, Program, SchemaId, SourceSpec,
-    Value, ValueKey,
+    Chunk as Code, Event, EventDecoder, InputRef, Instr, JoinSpec, OpSpec, Program, SchemaId,
+    SourceSpec, StateBound, StreamPlan, Value, ValueKey,
 };
 use varpulis_state::{MemoryStore, StateStore};
 use varpulis_vm::memory::StreamMemory;
@@ -123,6 +123,47 @@ fn plain_field(chunk: &Code) -> Option<u16> {
     }
 }
 
+/// The key slot each input type of a join is routed by: the first equality
+/// of its `.on(...)` that compares a plain field of every input. Every joined
+/// pair satisfies it, so both events of a pair reach the shard of their
+/// common key. Refused (with the reason) when an input is another stream,
+/// no equality compares fields, or `max_events` bounds the keys of one
+/// engine.
+fn join_keys(stream: &StreamPlan, join: &JoinSpec) -> Result<Vec<(SchemaId, u16)>, String> {
+    if stream
+        .bounds
+        .iter()
+        .any(|b| b.op == StateBound::SOURCE && b.max_events.is_some())
+    {
+        return Err(
+            "its `max_events:` bounds the keys of the join in one engine, and each \
+                    shard would keep that many"
+                .into(),
+        );
+    }
+    let mut types = Vec::with_capacity(join.inputs.len());
+    for side in &join.inputs {
+        let InputRef::Event(t) = side.input else {
+            return Err("it joins another stream; only event types are routed by key".into());
+        };
+        types.push(t);
+    }
+    let equalities = join.inputs.first().map_or(0, |side| side.keys.len());
+    (0..equalities)
+        .find_map(|i| {
+            join.inputs
+                .iter()
+                .zip(&types)
+                .map(|(side, &t)| Some((t, plain_field(side.keys.get(i)?)?)))
+                .collect::<Option<Vec<_>>>()
+        })
+        .ok_or_else(|| {
+            "no equality of its `.on(...)` compares a field of each input (as in \
+             `.on(A.user == B.user)`), so the router cannot tell which events may join"
+                .into()
+        })
+}
+
 /// Decides how `program` is split over shards, or why it cannot be.
 pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
     if let Some(g) = program.globals.iter().find(|g| g.mutable) {
@@ -145,11 +186,6 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
                     "a `timer(...)` source ticks in every engine shard".into(),
                 ))
             }
-            SourceSpec::Join(_) => {
-                return Err(refuse(
-                    "a join keeps the latest event of every input and key in one engine".into(),
-                ))
-            }
             _ => {}
         }
         if stream.bounds.iter().any(|b| b.max_keys.is_some()) {
@@ -162,6 +198,9 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
         // The key slot (on the source event's layout) the stream's state is
         // kept by, per input type.
         let mut needs: Vec<(SchemaId, u16)> = Vec::new();
+        if let SourceSpec::Join(join) = &stream.source {
+            needs.extend(join_keys(stream, join).map_err(refuse)?);
+        }
         let source_type = match &stream.source {
             SourceSpec::Input(InputRef::Event(t)) => Some(*t),
             SourceSpec::Connector { schema, .. } => Some(*schema),

@@ -18,7 +18,7 @@ use varpulis::parallel::{self, Layout, OutputSink};
 use varpulis_program::Program;
 use varpulis_vm::Output;
 
-/// Windows, aggregates and a sequence, all partitioned by `key`, plus
+/// Windows, aggregates, a sequence and a join, all keyed by `key`, plus
 /// stateless streams (a filter on an unkeyed type and a stream derived from
 /// a windowed one).
 const PARTITIONED: &str = r#"
@@ -56,6 +56,12 @@ stream Pairs = A as a
     .partition_by(key)
     .within(15s)
     .emit(key: a.key, first: a.v, second: b.v)
+
+stream Joined = join(A, B)
+    .on(A.key == B.key)
+    .window(5s)
+    .where(B.v > A.v)
+    .emit(key: A.key, a: A.v, b: B.v)
 
 stream Big = Tumble
     .where(total > 20)
@@ -192,7 +198,7 @@ fn a_fixed_input_produces_outputs_of_every_stream_kind() {
         .collect();
     let events = events_text(&lines);
     let out = run_on(&program, &events, 3, 16);
-    for stream in ["Tumble", "Slide", "Sess", "Pairs", "Big", "Loud"] {
+    for stream in ["Tumble", "Slide", "Sess", "Pairs", "Joined", "Big", "Loud"] {
         assert!(
             out.contains(&format!("\"stream\":\"{stream}\"")),
             "no {stream} output in:\n{out}"
@@ -231,6 +237,33 @@ fn programs_whose_state_spans_keys_are_refused_naming_the_stream() {
 
     let after_match = "event A:\n    key: str\n\nevent B:\n    key: str\n\nstream M = A as a\n    -> B as b\n    .partition_by(key)\n    .within(1m)\n    .window(1m)\n    .aggregate(n: count())\n    .emit(n: n)\n";
     assert!(refusal(after_match).contains("stream `M`"));
+
+    let join = "event A:\n    key: str\n    v: int\n\nevent B:\n    key: str\n    v: int\n\n";
+    let computed =
+        format!("{join}stream J = join(A, B)\n    .on(A.v + 1 == B.v)\n    .emit(a: A.v)\n");
+    let why = refusal(&computed);
+    assert!(
+        why.contains("stream `J`") && why.contains("equality"),
+        "{why}"
+    );
+    let bounded = format!("{join}stream J = join(A, B)\n    .on(A.key == B.key)\n    .window(5s, max_events: 10)\n    .emit(a: A.v)\n");
+    let why = refusal(&bounded);
+    assert!(
+        why.contains("stream `J`") && why.contains("max_events"),
+        "{why}"
+    );
+    let of_streams = format!("{join}stream F = A\n    .where(v > 1)\n\nstream J = join(F, B)\n    .on(F.key == B.key)\n    .emit(a: F.v)\n");
+    let why = refusal(&of_streams);
+    assert!(
+        why.contains("stream `J`") && why.contains("another stream"),
+        "{why}"
+    );
+    let other_key = format!("{join}stream W = A\n    .partition_by(v)\n    .window(3)\n    .aggregate(n: count())\n    .emit(n: n)\n\nstream J = join(A, B)\n    .on(A.key == B.key)\n    .emit(a: A.v)\n");
+    let why = refusal(&other_key);
+    assert!(
+        why.contains("stream `J`") && why.contains("stream `W`"),
+        "{why}"
+    );
 
     let var = "var seen: int = 0\n\nevent A:\n    key: str\n\nstream S = A\n    .emit(key: key)\n";
     assert!(refusal(var).contains("var `seen`"));
