@@ -154,11 +154,37 @@ impl JoinRt {
         }
         let t = rec.ev.time;
         let lo = t.saturating_sub(self.spec.horizon);
-        self.st
-            .tables
-            .get_mut(input)?
-            .insert(key.clone(), rec.ev.clone());
-        self.track(input, &key);
+        // Most events join nothing: look for a partner in every other input
+        // (within the horizon) before anything is built.
+        let joins = (0..self.spec.inputs.len()).all(|i| {
+            i == input
+                || self
+                    .st
+                    .tables
+                    .get(i)
+                    .and_then(|table| table.get(&key))
+                    .is_some_and(|e| e.time >= lo && e.time <= t)
+        });
+        let out = if joins {
+            self.joined(input, &rec, &key, cx)
+        } else {
+            None
+        };
+        let table = self.st.tables.get_mut(input)?;
+        if self.max_events.is_some() {
+            table.insert(key.clone(), rec.ev);
+            self.track(input, &key);
+        } else {
+            table.insert(key, rec.ev);
+        }
+        out
+    }
+
+    /// The joined event of `rec` (on input `input`) with the partners of
+    /// its `key` in the other inputs' tables, which [`JoinRt::admit`] found
+    /// within the horizon; nothing when the `.on(...)` residual is not
+    /// `true`.
+    fn joined(&self, input: usize, rec: &Rec, key: &[ValueKey], cx: &mut Cx<'_>) -> Option<Rec> {
         let n_slots = cx
             .program
             .schemas
@@ -169,11 +195,7 @@ impl JoinRt {
             let ev = if i == input {
                 &rec.ev
             } else {
-                let e = self.st.tables.get(i)?.get(&key)?;
-                if e.time < lo || e.time > t {
-                    return None;
-                }
-                e
+                self.st.tables.get(i)?.get(key)?
             };
             // First source wins for unprefixed names: fill only empty slots.
             for &(dst, src) in &side.project {
@@ -182,7 +204,7 @@ impl JoinRt {
                 }
             }
         }
-        let joined = Event::new(self.spec.schema, t, fields);
+        let joined = Event::new(self.spec.schema, rec.ev.time, fields);
         if let Some(r) = &self.spec.residual {
             if !cx.test(r, &joined) {
                 return None;
@@ -190,7 +212,7 @@ impl JoinRt {
         }
         Some(Rec {
             ev: Arc::new(joined),
-            key: rec.key,
+            key: rec.key.clone(),
             bindings: None,
         })
     }
