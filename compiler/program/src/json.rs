@@ -137,6 +137,116 @@ fn read_members<'de>(
     out: &mut Vec<(Key<'de>, Entry<'de>)>,
 ) -> Result<(), JsonEventError> {
     out.clear();
+    if scan_flat(text, out).is_none() {
+        out.clear();
+        read_members_serde(text, out)?;
+    }
+    let members = std::mem::take(out);
+    *out = last_wins(members);
+    Ok(())
+}
+
+/// Reads a flat object (member values that are strings without escapes, numbers, `true`,
+/// `false` or `null`) into `out` as `serde_json` would, in one pass over the bytes; `None` as
+/// soon as the text is anything else (escapes, nested values, or not valid JSON), which
+/// [`read_members_serde`] then reads or rejects with its own error. Most events are flat,
+/// and the generic reader's per-member calls through `serde` cost more than the scan.
+fn scan_flat<'de>(text: &'de str, out: &mut Vec<(Key<'de>, Entry<'de>)>) -> Option<()> {
+    let bytes = text.as_bytes();
+    let ws = |mut i: usize| {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(i) {
+            i += 1;
+        }
+        i
+    };
+    // A string without escapes or control characters starting at the quote at `i`: its
+    // text and the index after its closing quote.
+    let string = |i: usize| -> Option<(&'de str, usize)> {
+        let start = i + 1;
+        let len = bytes
+            .get(start..)?
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let end = start + len;
+        (bytes.get(end) == Some(&b'"')).then_some(())?;
+        Some((text.get(start..end)?, end + 1))
+    };
+    let mut i = ws(0);
+    (bytes.get(i) == Some(&b'{')).then_some(())?;
+    i = ws(i + 1);
+    if bytes.get(i) == Some(&b'}') {
+        return (ws(i + 1) == bytes.len()).then_some(());
+    }
+    loop {
+        (bytes.get(i) == Some(&b'"')).then_some(())?;
+        let (key, after) = string(i)?;
+        i = ws(after);
+        (bytes.get(i) == Some(&b':')).then_some(())?;
+        i = ws(i + 1);
+        let (entry, after) = match bytes.get(i)? {
+            b'"' => {
+                let (s, after) = string(i)?;
+                (Entry::Text(std::borrow::Cow::Borrowed(s)), after)
+            }
+            b't' if bytes.get(i..i + 4) == Some(b"true") => {
+                (Entry::Value(Value::Bool(true)), i + 4)
+            }
+            b'f' if bytes.get(i..i + 5) == Some(b"false") => {
+                (Entry::Value(Value::Bool(false)), i + 5)
+            }
+            b'n' if bytes.get(i..i + 4) == Some(b"null") => (Entry::Value(Value::Null), i + 4),
+            b'-' | b'0'..=b'9' => {
+                let end = i + bytes
+                    .get(i..)?
+                    .iter()
+                    .position(|b| !matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+                    .unwrap_or(bytes.len() - i);
+                (Entry::Value(number(text.get(i..end)?)?), end)
+            }
+            _ => return None,
+        };
+        out.push((Key(std::borrow::Cow::Borrowed(key)), entry));
+        i = ws(after);
+        match bytes.get(i)? {
+            b',' => i = ws(i + 1),
+            b'}' => return (ws(i + 1) == bytes.len()).then_some(()),
+            _ => return None,
+        }
+    }
+}
+
+/// A JSON number token as [`EntrySeed`] reads it: short integers by hand, everything else
+/// (fractions, exponents, `-0`, long or malformed tokens) through `serde_json` itself, so
+/// the value (and its rounding) is exactly the generic reader's.
+fn number(token: &str) -> Option<Value> {
+    let (negative, digits) = match token.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, token),
+    };
+    let plain = !digits.is_empty()
+        && digits.len() <= 18
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    if plain && !(negative && digits == "0") {
+        let n = digits
+            .bytes()
+            .fold(0i64, |n, b| n * 10 + i64::from(b - b'0'));
+        return Some(Value::Int(if negative { -n } else { n }));
+    }
+    let mut de = serde_json::Deserializer::from_str(token);
+    let seed: EntrySeed<'_> = serde::Deserialize::deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    match seed.0 {
+        Entry::Value(v @ (Value::Int(_) | Value::Float(_))) => Some(v),
+        _ => None,
+    }
+}
+
+/// [`read_members`] through `serde_json`: any JSON text, with its errors.
+fn read_members_serde<'de>(
+    text: &'de str,
+    out: &mut Vec<(Key<'de>, Entry<'de>)>,
+) -> Result<(), JsonEventError> {
     let mut de = serde_json::Deserializer::from_str(text);
     let read =
         serde::de::DeserializeSeed::deserialize(TopSeed(out), &mut de).and_then(|()| de.end());
@@ -147,8 +257,6 @@ fn read_members<'de>(
         }
         Err(e) => return Err(JsonEventError::Syntax(e.to_string())),
     }
-    let members = std::mem::take(out);
-    *out = last_wins(members);
     Ok(())
 }
 
@@ -907,5 +1015,136 @@ mod tests {
             sensor(r#"{"event_type":"Reading","sensor":"s1"}"#),
         );
         assert!(std::sync::Arc::ptr_eq(&g, &h), "back in use");
+    }
+    /// Members as comparable text: name, how the value was kept, and the value.
+    fn shown(members: &[(Key<'_>, Entry<'_>)]) -> Vec<String> {
+        members
+            .iter()
+            .map(|(k, e)| match e {
+                Entry::Text(t) => format!("{} text {t:?}", k.as_ref()),
+                Entry::Value(v) => format!("{} value {v:?}", k.as_ref()),
+                Entry::Object(o) => format!("{} object {o:?}", k.as_ref()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn flat_event_lines_take_the_one_pass_reader() {
+        for text in [
+            r#"{"event_type":"Reading","timestamp":7,"sensor":"s1","value":91.5}"#,
+            r#" { "a" : -12 , "b":true,"c":false,"d":null,"e":"","f":1e3 } "#,
+            r#"{}"#,
+        ] {
+            let mut fast = Vec::new();
+            assert!(scan_flat(text, &mut fast).is_some(), "{text}");
+            let mut slow = Vec::new();
+            read_members_serde(text, &mut slow).expect("valid JSON");
+            assert_eq!(shown(&fast), shown(&slow), "{text}");
+        }
+    }
+
+    fn piece() -> impl proptest::strategy::Strategy<Value = &'static str> {
+        proptest::sample::select(vec![
+            "\"a\"",
+            "\"b\"",
+            "\"\"",
+            "\"\\u0061\"",
+            "\"x\\ny\"",
+            "\"\u{e9}t\u{e9}\"",
+            "\"tab\there\"",
+            "\"q\\\"\"",
+            "0",
+            "-0",
+            "12",
+            "-7",
+            "1.5",
+            "1e3",
+            "-1.25E-2",
+            "01",
+            "1.",
+            "-",
+            "+1",
+            "2.5e",
+            "99999999999999999999",
+            "123456789012345678",
+            "-123456789012345678",
+            "9223372036854775807",
+            "18446744073709551616",
+            "1.7976931348623157e309",
+            "0.1e-400",
+            "true",
+            "false",
+            "null",
+            "nul",
+            "truex",
+            "{\"x\":1}",
+            "[1,2]",
+            "{",
+            "}",
+            "[",
+            ":",
+            ",",
+            " ",
+            "\n",
+            "\t",
+            "x",
+        ])
+    }
+
+    fn key() -> impl proptest::strategy::Strategy<Value = &'static str> {
+        proptest::sample::select(vec![
+            "\"a\"",
+            "\"b\"",
+            "\"\"",
+            "\"\\u0061\"",
+            "\"\u{e9}\"",
+            "\"x\ny\"",
+            "a",
+            "\"a",
+        ])
+    }
+
+    /// Mostly values a flat event has, sometimes any piece.
+    fn value() -> impl proptest::strategy::Strategy<Value = &'static str> {
+        proptest::prop_oneof![
+            3 => proptest::sample::select(vec![
+                "\"s1\"", "\"\"", "0", "-7", "12", "91.5", "-1.25E-2", "1e3", "true", "false",
+                "null", "123456789012345678", "9223372036854775807", "18446744073709551616",
+                "0.30000000000000004", "2.2250738585072014e-308", "-0",
+            ]),
+            1 => piece(),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5000))]
+
+        /// The one-pass reader gives up or reads exactly what `serde_json` reads.
+        #[test]
+        fn the_one_pass_reader_agrees_with_serde_json(
+            members in proptest::collection::vec((key(), piece(), value(), piece()), 0..5),
+            open in proptest::sample::select(vec!["{", " {", "[", "", "{ "]),
+            close in proptest::sample::select(vec!["}", "} ", "", "}x", " }", "}}", ",}"]),
+        ) {
+            let mut text = open.to_string();
+            for (i, (k, colon, v, sep)) in members.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(if *sep == " " { ", " } else { "," });
+                }
+                // Mostly well-formed members, sometimes broken ones.
+                let colon = if *colon == "x" || *colon == "," { colon } else { ":" };
+                text.push_str(k);
+                text.push_str(colon);
+                text.push_str(v);
+            }
+            text.push_str(close);
+            let mut fast = Vec::new();
+            let mut slow = Vec::new();
+            let generic = read_members_serde(&text, &mut slow);
+            if scan_flat(&text, &mut fast).is_some() {
+                proptest::prop_assert!(generic.is_ok(), "{text}: {generic:?}");
+                proptest::prop_assert_eq!(shown(&fast), shown(&slow), "{}", text);
+            }
+        }
     }
 }
