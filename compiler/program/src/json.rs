@@ -233,6 +233,24 @@ fn number(token: &str) -> Option<Value> {
             .fold(0i64, |n, b| n * 10 + i64::from(b - b'0'));
         return Some(Value::Int(if negative { -n } else { n }));
     }
+    // A decimal with at most 15 digits: both the digits and the power of ten are exact
+    // doubles, so one division rounds the same as any correct reader (and serde_json,
+    // which computes exactly this).
+    if let Some((int, frac)) = digits.split_once('.') {
+        let decimal = !int.is_empty()
+            && !frac.is_empty()
+            && int.len() + frac.len() <= 15
+            && int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+            && (int == "0" || !int.starts_with('0'));
+        if decimal {
+            let n = int
+                .bytes()
+                .chain(frac.bytes())
+                .fold(0i64, |n, b| n * 10 + i64::from(b - b'0'));
+            let f = n as f64 / POW10.get(frac.len())?;
+            return Some(Value::Float(if negative { -f } else { f }));
+        }
+    }
     let mut de = serde_json::Deserializer::from_str(token);
     let seed: EntrySeed<'_> = serde::Deserialize::deserialize(&mut de).ok()?;
     de.end().ok()?;
@@ -241,6 +259,11 @@ fn number(token: &str) -> Option<Value> {
         _ => None,
     }
 }
+
+/// Powers of ten that are exact doubles, for the decimals of [`number`].
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
 
 /// [`read_members`] through `serde_json`: any JSON text, with its errors.
 fn read_members_serde<'de>(
@@ -1110,7 +1133,9 @@ mod tests {
             3 => proptest::sample::select(vec![
                 "\"s1\"", "\"\"", "0", "-7", "12", "91.5", "-1.25E-2", "1e3", "true", "false",
                 "null", "123456789012345678", "9223372036854775807", "18446744073709551616",
-                "0.30000000000000004", "2.2250738585072014e-308", "-0",
+                "0.30000000000000004", "2.2250738585072014e-308", "-0", "14729.69", "-0.0",
+                "0.1", "00.5", "1.000000000000001", "123456789.012345", "9007199254740.993",
+                "-.5", "5.-1", "0.000000000000001", "999999999999999.9", "1.5.5",
             ]),
             1 => piece(),
         ]
@@ -1118,6 +1143,24 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5000))]
+
+        /// Decimals read by hand are the doubles `serde_json` reads.
+        #[test]
+        fn short_decimals_read_as_serde_json_reads_them(
+            negative in proptest::bool::ANY,
+            int in 0u64..100_000_000,
+            frac in "[0-9]{1,9}",
+        ) {
+            let token = format!("{}{int}.{frac}", if negative { "-" } else { "" });
+            let by_serde = match serde_json::from_str::<EntrySeed<'_>>(&token) {
+                Ok(EntrySeed(Entry::Value(v))) => Some(v),
+                _ => None,
+            };
+            proptest::prop_assert_eq!(
+                number(&token).map(|v| format!("{v:?}")),
+                by_serde.map(|v| format!("{v:?}"))
+            );
+        }
 
         /// The one-pass reader gives up or reads exactly what `serde_json` reads.
         #[test]
