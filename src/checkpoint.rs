@@ -254,11 +254,12 @@ impl Checkpointer {
             }
         }
         let report = job.load_engine(self.store.as_ref(), compat).map_err(|e| {
-            let advice = if e.is::<crate::job::WorkersMismatch>() {
-                ""
-            } else {
-                " (remove it to start afresh)"
-            };
+            let advice =
+                if e.is::<crate::job::WorkersMismatch>() || e.is::<crate::job::RoutingMismatch>() {
+                    ""
+                } else {
+                    " (remove it to start afresh)"
+                };
             e.context(format!(
                 "cannot restore the checkpoint in `{}`{advice}",
                 self.dir.display()
@@ -294,7 +295,16 @@ impl Checkpointer {
         workers: usize,
     ) -> anyhow::Result<Option<varpulis_vm::StateReport>> {
         if self.recovered && crate::job::saved_workers(self.store.as_ref())? != workers {
-            return Ok(Some(crate::job::emptied(program)));
+            return Ok(Some(crate::job::emptied(
+                program,
+                "saved with another number of workers",
+            )));
+        }
+        if self.recovered && !crate::job::same_routing(self.store.as_ref())? {
+            return Ok(Some(crate::job::emptied(
+                program,
+                "saved by a build that routes keys differently",
+            )));
         }
         let engine = crate::job::first_engine_state(self.store.as_ref())
             .with_context(|| format!("cannot read the checkpoint in `{}`", self.dir.display()))?;

@@ -778,6 +778,11 @@ impl Job {
             b"count",
             states.len().to_string().into_bytes(),
         )?;
+        store.put(
+            SHARDS_TABLE,
+            b"routing",
+            crate::parallel::routing_fingerprint().into_bytes(),
+        )?;
         for (i, bytes) in states.into_iter().enumerate() {
             store.put(SHARDS_TABLE, i.to_string().as_bytes(), bytes)?;
         }
@@ -801,7 +806,19 @@ impl Job {
             if compat == varpulis_vm::Compat::Strict {
                 anyhow::bail!(WorkersMismatch { saved, running });
             }
-            return Ok(emptied(&self.program));
+            return Ok(emptied(
+                &self.program,
+                "saved with another number of workers",
+            ));
+        }
+        if !same_routing(store)? {
+            if compat == varpulis_vm::Compat::Strict {
+                anyhow::bail!(RoutingMismatch { workers: saved });
+            }
+            return Ok(emptied(
+                &self.program,
+                "saved by a build that routes keys differently",
+            ));
         }
         let sharded_state = store.get(SHARDS_TABLE, b"count")?.is_some();
         let mut states = Vec::with_capacity(saved);
@@ -1220,9 +1237,39 @@ impl std::fmt::Display for WorkersMismatch {
     }
 }
 
-/// The report of a restore that keeps nothing because the state was saved
-/// with another number of engine workers.
-pub fn emptied(program: &Program) -> varpulis_vm::StateReport {
+/// A checkpoint of several workers saved by a build that assigns partition
+/// keys to workers differently ([`crate::parallel::routing_fingerprint`]).
+#[derive(Debug)]
+pub struct RoutingMismatch {
+    /// Workers the state was saved with.
+    pub workers: usize,
+}
+
+impl std::fmt::Display for RoutingMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "this state was saved by a build that assigns partition keys to its {} workers \
+             differently, so each worker would look its keys up in another worker's state; \
+             run the build that saved it, or start afresh with another --state-dir",
+            self.workers
+        )
+    }
+}
+
+/// Whether the state in `store`, if several workers saved it, assigned keys
+/// to workers as this build does (a state without the record, from an
+/// earlier build, is taken as it is).
+pub fn same_routing(store: &dyn varpulis_state::StateStore) -> anyhow::Result<bool> {
+    Ok(match store.get(SHARDS_TABLE, b"routing")? {
+        Some(saved) => saved == crate::parallel::routing_fingerprint().as_bytes(),
+        None => true,
+    })
+}
+
+/// The report of a restore that keeps nothing, and why: the state was saved
+/// with another number of engine workers, or routed keys differently.
+pub fn emptied(program: &Program, reason: &'static str) -> varpulis_vm::StateReport {
     varpulis_vm::StateReport {
         streams: program
             .streams
@@ -1231,7 +1278,7 @@ pub fn emptied(program: &Program) -> varpulis_vm::StateReport {
                 name: s.name.to_string(),
                 from: None,
                 state: "empty",
-                reason: "saved with another number of workers",
+                reason,
             })
             .collect(),
         removed: Vec::new(),

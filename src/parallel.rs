@@ -98,21 +98,43 @@ impl ShardPlan {
         match slot {
             Some(slot) => {
                 // The engine's `partition_by` gives events without the field
-                // the key `""`; equal keys (by `ValueKey`, so 1 and 1.0 too)
-                // hash alike.
+                // the key `""`.
                 let value = event
                     .fields
                     .get(usize::from(slot))
                     .cloned()
                     .flatten()
                     .unwrap_or_else(|| Value::str(""));
-                let mut h = std::hash::DefaultHasher::new();
-                ValueKey(value).hash(&mut h);
-                (h.finish() % shards as u64) as usize
+                shard_of(value, shards)
             }
             None => (pos % shards as u64) as usize,
         }
     }
+}
+
+/// The shard of partition key `value` among `shards`. Equal keys (by
+/// `ValueKey`, so 1 and 1.0 too) go to the same shard. The assignment is
+/// part of a checkpoint of several workers: each worker's state holds its
+/// keys, so [`routing_fingerprint`] records it beside the state.
+pub fn shard_of(value: Value, shards: usize) -> usize {
+    let mut h = std::hash::DefaultHasher::new();
+    ValueKey(value).hash(&mut h);
+    (h.finish() % shards.max(1) as u64) as usize
+}
+
+/// The shards [`shard_of`] gives a fixed set of keys among
+/// [`MAX_WORKERS`], as text: a build that routes keys differently (another
+/// hash, or a toolchain whose `DefaultHasher` changed) has another
+/// fingerprint, so its restore of a checkpoint of several workers can refuse
+/// instead of looking each key up in the wrong worker's state.
+pub fn routing_fingerprint() -> String {
+    let keys = (0..12)
+        .map(Value::Int)
+        .chain([Value::Float(0.5), Value::Bool(true), Value::Null])
+        .chain(["", "a", "sensor-1", "user@example.com"].map(Value::str));
+    keys.map(|k| shard_of(k, MAX_WORKERS).to_string())
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// The slot of a key expression that is a plain field of its input.
@@ -1327,6 +1349,20 @@ pub(crate) fn add_metrics(sum: &mut Metrics, m: &Metrics) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_go_to_the_workers_they_went_to_in_earlier_builds() {
+        // Checkpoints of several workers hold each worker's keys. If this
+        // fails, keys now go to other workers (a new hash, or a toolchain
+        // whose `DefaultHasher` changed): restores of earlier checkpoints
+        // are refused by their routing record; say so in the release notes
+        // and update the expected value.
+        assert_eq!(
+            routing_fingerprint(),
+            "27.8.10.18.16.13.9.33.25.60.21.21.56.0.51.0.59.54.26"
+        );
+        assert_eq!(shard_of(Value::Int(3), 64), shard_of(Value::Float(3.0), 64));
+    }
 
     /// Per key, a count window of 3 with the sum of `v`.
     const COUNTS: &str = "event A:\n    key: str\n    v: int\n\nstream W = A\n    .partition_by(key)\n    .window(3)\n    .aggregate(n: count(), total: sum(v))\n    .emit(key: key, total: total)\n";

@@ -919,6 +919,33 @@ fn a_checkpoint_of_another_worker_count_is_refused_with_the_count_to_use() {
 }
 
 #[test]
+fn a_checkpoint_whose_workers_held_other_keys_is_refused() {
+    // A build that routes keys to workers otherwise (another hash) must not
+    // look each key up in another worker's state.
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_live_pipeline(dir.path(), 200);
+    let args = ["rules.vpl", "--workers", "2", "--state-dir", "state"];
+    live_to_end(&args, dir.path());
+    {
+        let mut store =
+            varpulis_state::open_durable(&dir.path().join("state")).expect("the state store");
+        let routing = store.get("shards", b"routing").expect("readable");
+        assert_eq!(routing, Some(parallel::routing_fingerprint().into_bytes()));
+        store
+            .put("shards", b"routing", b"0.1.2".to_vec())
+            .expect("put");
+        store.commit().expect("commit");
+    }
+    let out = live(&args, dir.path()).output().expect("run varpulis");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("assigns partition keys") && err.contains("--state-dir"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_live_program_that_cannot_be_split_is_refused_before_it_starts() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "in.jsonl", "{\"zone\":\"a\",\"temp\":1.0}\n");
