@@ -202,13 +202,10 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
             what: format!("stream `{}`", stream.name),
             why,
         };
-        match &stream.source {
-            SourceSpec::Timer { .. } => {
-                return Err(refuse(
-                    "a `timer(...)` source ticks in every engine shard".into(),
-                ))
-            }
-            _ => {}
+        if let SourceSpec::Timer { .. } = &stream.source {
+            return Err(refuse(
+                "a `timer(...)` source ticks in every engine shard".into(),
+            ));
         }
         if stream.bounds.iter().any(|b| b.max_keys.is_some()) {
             return Err(refuse(
