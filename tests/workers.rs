@@ -238,32 +238,32 @@ fn programs_whose_state_spans_keys_are_refused_naming_the_stream() {
     let after_match = "event A:\n    key: str\n\nevent B:\n    key: str\n\nstream M = A as a\n    -> B as b\n    .partition_by(key)\n    .within(1m)\n    .window(1m)\n    .aggregate(n: count())\n    .emit(n: n)\n";
     assert!(refusal(after_match).contains("stream `M`"));
 
+    // Joins: refused with the reason unless an equality routes both inputs.
     let join = "event A:\n    key: str\n    v: int\n\nevent B:\n    key: str\n    v: int\n\n";
-    let computed =
-        format!("{join}stream J = join(A, B)\n    .on(A.v + 1 == B.v)\n    .emit(a: A.v)\n");
-    let why = refusal(&computed);
-    assert!(
-        why.contains("stream `J`") && why.contains("equality"),
-        "{why}"
-    );
-    let bounded = format!("{join}stream J = join(A, B)\n    .on(A.key == B.key)\n    .window(5s, max_events: 10)\n    .emit(a: A.v)\n");
-    let why = refusal(&bounded);
-    assert!(
-        why.contains("stream `J`") && why.contains("max_events"),
-        "{why}"
-    );
-    let of_streams = format!("{join}stream F = A\n    .where(v > 1)\n\nstream J = join(F, B)\n    .on(F.key == B.key)\n    .emit(a: F.v)\n");
-    let why = refusal(&of_streams);
-    assert!(
-        why.contains("stream `J`") && why.contains("another stream"),
-        "{why}"
-    );
-    let other_key = format!("{join}stream W = A\n    .partition_by(v)\n    .window(3)\n    .aggregate(n: count())\n    .emit(n: n)\n\nstream J = join(A, B)\n    .on(A.key == B.key)\n    .emit(a: A.v)\n");
-    let why = refusal(&other_key);
-    assert!(
-        why.contains("stream `J`") && why.contains("stream `W`"),
-        "{why}"
-    );
+    for (streams, why) in [
+        (
+            "stream J = join(A, B)\n    .on(A.v + 1 == B.v)\n    .emit(a: A.v)\n",
+            "equality",
+        ),
+        (
+            "stream J = join(A, B)\n    .on(A.key == B.key)\n    .window(5s, max_events: 10)\n    .emit(a: A.v)\n",
+            "max_events",
+        ),
+        (
+            "stream F = A\n    .where(v > 1)\n\nstream J = join(F, B)\n    .on(F.key == B.key)\n    .emit(a: F.v)\n",
+            "another stream",
+        ),
+        (
+            "stream W = A\n    .partition_by(v)\n    .window(3)\n    .aggregate(n: count())\n    .emit(n: n)\n\nstream J = join(A, B)\n    .on(A.key == B.key)\n    .emit(a: A.v)\n",
+            "stream `W`",
+        ),
+    ] {
+        let refused = refusal(&format!("{join}{streams}"));
+        assert!(
+            refused.contains("stream `J`") && refused.contains(why),
+            "{refused}"
+        );
+    }
 
     let var = "var seen: int = 0\n\nevent A:\n    key: str\n\nstream S = A\n    .emit(key: key)\n";
     assert!(refusal(var).contains("var `seen`"));
