@@ -429,16 +429,22 @@ struct MergedOutput {
 }
 
 impl crate::parallel::OutputSink for MergedOutput {
-    fn outputs(&mut self, merged: Vec<(Output, Vec<u8>)>) -> io::Result<()> {
-        for (o, mut bytes) in merged {
-            match self.format {
-                OutputFormat::Jsonl => {
-                    bytes.push(b'\n');
-                    self.sink.write_all(&bytes)?;
-                }
-                OutputFormat::Table => self.kept.push(o),
+    fn wants_values(&self) -> bool {
+        self.format == OutputFormat::Table
+    }
+
+    fn output(&mut self, text: &[u8], value: Option<Output>) -> io::Result<()> {
+        match self.format {
+            OutputFormat::Jsonl => {
+                self.sink.write_all(text)?;
+                self.sink.write_all(b"\n")?;
             }
+            OutputFormat::Table => self.kept.extend(value),
         }
+        Ok(())
+    }
+
+    fn end_round(&mut self) -> io::Result<()> {
         if self.flush_each {
             self.sink.flush()?;
         }
