@@ -239,7 +239,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut records = Records::new(reader, format);
 
     let mut sink: Box<dyn Write> = match &args.output {
-        Some(p) if p.as_os_str() != "-" => Box::new(BufWriter::new(
+        Some(p) if p.as_os_str() != "-" => Box::new(BufWriter::with_capacity(
+            1 << 16,
             std::fs::File::create(p).with_context(|| format!("cannot write `{}`", p.display()))?,
         )),
         _ => Box::new(BufWriter::with_capacity(1 << 16, io::stdout().lock())),
@@ -364,7 +365,8 @@ fn run_parallel(
         InputFormat::for_path(input)
     };
     let sink: Box<dyn Write> = match &args.output {
-        Some(p) if p.as_os_str() != "-" => Box::new(BufWriter::new(
+        Some(p) if p.as_os_str() != "-" => Box::new(BufWriter::with_capacity(
+            1 << 16,
             std::fs::File::create(p).with_context(|| format!("cannot write `{}`", p.display()))?,
         )),
         _ => Box::new(BufWriter::with_capacity(1 << 16, io::stdout().lock())),
