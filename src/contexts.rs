@@ -27,7 +27,6 @@
 //! a `var` (one value shared by every context) and `.enrich` (answered on
 //! one engine thread).
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 
@@ -41,7 +40,8 @@ use varpulis_vm::{Compat, Engine, EngineConfig, Metrics, StateReport};
 use crate::input::Records;
 use crate::job::{InputProblem, Job, JobStats};
 use crate::parallel::{
-    add_metrics, merge_round, tag, FromShard, Merged, Outcome, OutputSink, BATCH, END, QUEUE,
+    add_metrics, deliver_round, merge_round, FromShard, Merged, Outcome, OutputSink, Tagger, BATCH,
+    END, QUEUE,
 };
 
 /// The name of the context of streams that name none.
@@ -361,7 +361,6 @@ pub struct Pipeline {
     from: Vec<Receiver<Reply>>,
     handles: Vec<std::thread::JoinHandle<()>>,
     names: Vec<String>,
-    stream_index: HashMap<Arc<str>, usize>,
     /// Rounds sent and not collected yet.
     in_flight: usize,
     /// Counters, memory and watermark as last seen.
@@ -370,7 +369,8 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Starts one engine thread per lane (from [`plan`]). A context whose
-    /// cores cannot be had runs unpinned; `warnings` says so.
+    /// cores cannot be had runs unpinned; `warnings` says so. The outputs
+    /// collected ([`Pipeline::collect`]) are kept as values.
     pub fn start(
         program: Arc<Program>,
         config: EngineConfig,
@@ -378,18 +378,25 @@ impl Pipeline {
         lanes: &[Lane],
         warnings: &mut Vec<String>,
     ) -> anyhow::Result<Pipeline> {
+        Pipeline::start_with(program, config, models, lanes, warnings, true)
+    }
+
+    /// [`Pipeline::start`]; `values`: whether the engines keep their
+    /// outputs as values for the host, or only their JSON texts.
+    fn start_with(
+        program: Arc<Program>,
+        config: EngineConfig,
+        models: &varpulis_vm::model::Models,
+        lanes: &[Lane],
+        warnings: &mut Vec<String>,
+        values: bool,
+    ) -> anyhow::Result<Pipeline> {
         let (first, mut rx) = bounded::<Msg>(QUEUE);
         let mut pipeline = Pipeline {
             first: Some(first),
             from: Vec::new(),
             handles: Vec::new(),
             names: lanes.iter().map(|l| l.name.clone()).collect(),
-            stream_index: program
-                .streams
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.name.clone(), i))
-                .collect(),
             in_flight: 0,
             last: (Metrics::default(), Vec::new(), None),
         };
@@ -408,11 +415,12 @@ impl Pipeline {
                 .name(format!("varpulis-context-{}", lane.name))
                 .spawn(move || {
                     let pinned = pin(&cores).err();
+                    let tagger = Tagger::new(&program, values);
                     match Engine::with_models(program, config, &models) {
                         Ok(mut engine) => {
                             engine.run_only(streams, exported);
                             let _ = ready_tx.send(Ok(pinned));
-                            serve(engine, i == 0, input, forward, otx);
+                            serve(engine, tagger, i == 0, input, forward, otx);
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e.to_string()));
@@ -511,7 +519,7 @@ impl Pipeline {
         let metrics: Vec<Metrics> = parts.iter().map(|p| p.metrics.clone()).collect();
         self.last.0 = sum_lanes(&metrics);
         self.last.2 = parts.first().and_then(|p| p.watermark);
-        Ok(Some(merge_round(parts, &self.stream_index)))
+        Ok(Some(merge_round(parts)))
     }
 
     /// A round answered at once (state, counters); nothing may be in flight.
@@ -721,7 +729,15 @@ pub fn run<R: std::io::BufRead + Send>(
     let batch = batch.clamp(1, BATCH);
     let models = crate::job::load_models(&program)?;
     let mut warnings = Vec::new();
-    let mut pipeline = Pipeline::start(program.clone(), config, &models, lanes, &mut warnings)?;
+    let values = out.wants_values();
+    let mut pipeline = Pipeline::start_with(
+        program.clone(),
+        config,
+        &models,
+        lanes,
+        &mut warnings,
+        values,
+    )?;
     for w in warnings {
         writeln!(messages, "{w}")?;
     }
@@ -738,6 +754,8 @@ pub fn run<R: std::io::BufRead + Send>(
         });
         let mut metrics: Vec<Metrics> = vec![Metrics::default(); lanes.len()];
         let mut stopped = None;
+        let mut parts: Vec<FromShard> = Vec::with_capacity(lanes.len());
+        let mut order = Vec::new();
         loop {
             // A context that stopped ends the rounds.
             let replies = match pipeline.answers() {
@@ -747,7 +765,6 @@ pub fn run<R: std::io::BufRead + Send>(
                     break;
                 }
             };
-            let mut parts = Vec::with_capacity(replies.len());
             let mut end = false;
             for (i, r) in replies.into_iter().enumerate() {
                 if let Reply::Ran(part, last) = r {
@@ -758,14 +775,7 @@ pub fn run<R: std::io::BufRead + Send>(
                     parts.push(*part);
                 }
             }
-            let merged = merge_round(parts, &pipeline.stream_index);
-            let n = merged.outputs.len();
-            let sides = merged.side.into_iter().map(|(_, s)| s).collect();
-            job.absorb(n, sides, merged.errors);
-            for m in job.take_messages() {
-                writeln!(messages, "{m}")?;
-            }
-            out.outputs(merged.outputs.into_iter().map(|(_, o, b)| (o, b)).collect())?;
+            deliver_round(job, &mut parts, &mut order, out, messages)?;
             if end {
                 break;
             }
@@ -840,6 +850,7 @@ fn decode<R: std::io::BufRead>(
 /// when a state is loaded.
 fn serve(
     mut engine: Engine,
+    mut tagger: Tagger,
     first: bool,
     input: Receiver<Msg>,
     next: Option<Sender<Msg>>,
@@ -855,7 +866,7 @@ fn serve(
                 for ((pos, (ev, origin)), given) in (0u64..).zip(events.iter()).zip(exports) {
                     engine.inject(given.iter().cloned());
                     engine.push_from(ev.clone(), *origin, &mut scratch);
-                    tag(&mut engine, pos, &mut scratch, &mut part);
+                    tagger.tag(&mut engine, pos, &mut scratch, &mut part);
                     passed.push(combine(given, engine.take_exports()));
                 }
                 (None, Msg::Batch(events, passed))
@@ -863,7 +874,7 @@ fn serve(
             Msg::Watermark(ts, given) => {
                 engine.inject(given.iter().cloned());
                 scratch.extend(engine.advance_watermark(ts));
-                tag(&mut engine, 0, &mut scratch, &mut part);
+                tagger.tag(&mut engine, 0, &mut scratch, &mut part);
                 (
                     None,
                     Msg::Watermark(ts, combine(given, engine.take_exports())),
@@ -872,7 +883,7 @@ fn serve(
             Msg::Finish(given) => {
                 engine.inject(given.iter().cloned());
                 scratch.extend(engine.finish());
-                tag(&mut engine, END, &mut scratch, &mut part);
+                tagger.tag(&mut engine, END, &mut scratch, &mut part);
                 end = true;
                 (None, Msg::Finish(combine(given, engine.take_exports())))
             }

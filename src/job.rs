@@ -559,7 +559,7 @@ impl Job {
     ) -> Vec<Option<usize>> {
         let n = merged.outputs.len();
         let mut causes = Vec::with_capacity(n);
-        for (cause, o, _) in merged.outputs {
+        for (cause, o) in merged.outputs {
             causes.push(cause);
             out.push(o);
         }

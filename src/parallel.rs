@@ -3,9 +3,9 @@
 //! One thread reads the input in batches of whole lines, N threads parse and
 //! decode the batches, and a routing thread takes them back in input order
 //! and routes each event to the engine shard that owns its partition key; N
-//! shard threads each run their own deterministic [`Engine`]; the calling thread merges their
-//! outputs in a canonical order, encodes them and handles sinks and
-//! messages. Stages talk over bounded channels carrying batches, so a slow
+//! shard threads each run their own deterministic [`Engine`] and encode its
+//! outputs to JSON text ([`Tagger`]); the calling thread merges the texts
+//! in a canonical order, writes them and handles sinks and messages. Stages talk over bounded channels carrying batches, so a slow
 //! stage holds the others back instead of buffering without end.
 //!
 //! Two rules make the output the same for every N (docs/DESIGN.md,
@@ -410,16 +410,111 @@ struct ShardStats {
     watermark: Option<i64>,
 }
 
-/// What a shard produced for one batch, tagged with input positions
-/// (indexes into the batch; [`END`] for the final flush), with each output's
-/// JSON text, and its counters and watermark after the batch.
+/// What a shard produced for one batch: each output's place in the
+/// canonical order with its JSON text in `text`, the outputs themselves when
+/// the host keeps them, side outputs tagged with input positions (indexes
+/// into the batch; [`END`] for the final flush), and its counters and
+/// watermark after the batch.
 #[derive(Default)]
 pub(crate) struct FromShard {
-    pub(crate) outputs: Vec<(u64, Output, Vec<u8>)>,
+    /// The outputs in the order the engine produced them.
+    pub(crate) outputs: Vec<Tagged>,
+    /// The JSON texts of `outputs`, one after the other.
+    pub(crate) text: Vec<u8>,
+    /// The outputs, in the order of `outputs`, when the [`Tagger`] keeps
+    /// them; else empty (the engine reused them).
+    pub(crate) values: Vec<Output>,
     pub(crate) side: Vec<(u64, SideOutput)>,
     pub(crate) errors: Vec<RuntimeError>,
     pub(crate) metrics: Metrics,
     pub(crate) watermark: Option<i64>,
+}
+
+/// One output of a [`FromShard`]: the keys of the canonical order and
+/// where its JSON text is in the part's `text`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tagged {
+    /// The input position that caused it ([`END`]: the final flush).
+    pos: u64,
+    time: i64,
+    /// Its stream's declaration index (`usize::MAX`: unknown).
+    stream: usize,
+    start: usize,
+    end: usize,
+}
+
+/// Turns what an engine produced for one input position into entries of a
+/// [`FromShard`], on the engine's thread: each output is encoded to its JSON
+/// text there, once, into one buffer per batch, so the merger only orders
+/// and copies bytes. Unless the host keeps the values (a live run, a
+/// table), the outputs go back to the engine, which reuses their field
+/// lists, and nothing allocated per output crosses threads.
+pub(crate) struct Tagger {
+    streams: HashMap<Arc<str>, usize>,
+    /// The stream of the previous output, recognised by pointer.
+    last: Option<(Arc<str>, usize)>,
+    values: bool,
+}
+
+impl Tagger {
+    /// A tagger for `program`'s outputs; `values`: keep the outputs.
+    pub(crate) fn new(program: &Program, values: bool) -> Tagger {
+        Tagger {
+            streams: stream_index(program),
+            last: None,
+            values,
+        }
+    }
+
+    fn stream(&mut self, name: &Arc<str>) -> usize {
+        if let Some((last, i)) = &self.last {
+            if Arc::ptr_eq(last, name) {
+                return *i;
+            }
+        }
+        let i = self.streams.get(name).copied().unwrap_or(usize::MAX);
+        self.last = Some((name.clone(), i));
+        i
+    }
+
+    /// Moves what the engine produced for input position `pos` into `part`.
+    pub(crate) fn tag(
+        &mut self,
+        engine: &mut Engine,
+        pos: u64,
+        scratch: &mut Vec<Output>,
+        part: &mut FromShard,
+    ) {
+        for o in scratch.iter() {
+            let start = part.text.len();
+            crate::output::write_json(&mut part.text, o);
+            let stream = self.stream(&o.stream);
+            part.outputs.push(Tagged {
+                pos,
+                time: o.time,
+                stream,
+                start,
+                end: part.text.len(),
+            });
+        }
+        if self.values {
+            part.values.append(scratch);
+        } else {
+            engine.recycle_outputs(scratch);
+        }
+        part.side
+            .extend(engine.take_side_outputs().into_iter().map(|s| (pos, s)));
+    }
+}
+
+/// Each stream's declaration index by name.
+pub(crate) fn stream_index(program: &Program) -> HashMap<Arc<str>, usize> {
+    program
+        .streams
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.clone(), i))
+        .collect()
 }
 
 /// How a parallel run went.
@@ -434,8 +529,21 @@ pub struct Outcome {
 
 /// Where merged outputs go.
 pub trait OutputSink {
-    /// Takes outputs in their final order, each with its JSON text.
-    fn outputs(&mut self, merged: Vec<(Output, Vec<u8>)>) -> std::io::Result<()>;
+    /// Whether [`OutputSink::output`] is given each output's value besides
+    /// its JSON text (a table needs them). When not, the engines reuse the
+    /// outputs' memory and only their texts reach the calling thread.
+    fn wants_values(&self) -> bool {
+        false
+    }
+
+    /// Takes the next output in the final order: its JSON text (one object,
+    /// no newline) and, when [`OutputSink::wants_values`], the output.
+    fn output(&mut self, text: &[u8], value: Option<Output>) -> std::io::Result<()>;
+
+    /// Every output of one round (a batch of input) was given.
+    fn end_round(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// How a parallel run is laid out.
@@ -472,12 +580,7 @@ pub fn run<R: std::io::BufRead + Send>(
         flush_at_end: job.options().final_flush,
         ..EngineConfig::default()
     };
-    let stream_index: HashMap<Arc<str>, usize> = program
-        .streams
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.clone(), i))
-        .collect();
+    let values = out.wants_values();
     let batch = layout.batch.clamp(1, BATCH);
 
     // Read and loaded once; the shards share the loaded models.
@@ -492,9 +595,10 @@ pub fn run<R: std::io::BufRead + Send>(
             let program = program.clone();
             let models = models.clone();
             shard_handles.push(scope.spawn(move || {
+                let tagger = Tagger::new(&program, values);
                 let engine = Engine::with_models(program, config, &models)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
-                Ok::<_, anyhow::Error>(serve(engine, rx, otx))
+                Ok::<_, anyhow::Error>(serve(engine, tagger, rx, otx))
             }));
             to_shards.push(tx);
             from_shards.push(orx);
@@ -523,33 +627,17 @@ pub fn run<R: std::io::BufRead + Send>(
         });
 
         // Merge round by round: every shard answers every batch, in order.
-        let mut merged: Vec<(u64, i64, usize, Vec<u8>, Output)> = Vec::new();
-        let mut side: Vec<(u64, Vec<u8>, SideOutput)> = Vec::new();
-        let mut errors: Vec<RuntimeError> = Vec::new();
+        let mut parts: Vec<FromShard> = Vec::with_capacity(workers);
+        let mut order = Vec::new();
         'rounds: loop {
             for rx in &from_shards {
                 // A shard ended: after the final batch every shard ends.
                 let Ok(Reply::Ran(part)) = rx.recv() else {
                     break 'rounds;
                 };
-                for (pos, o, bytes) in part.outputs {
-                    let si = stream_index.get(&o.stream).copied().unwrap_or(usize::MAX);
-                    merged.push((pos, o.time, si, bytes, o));
-                }
-                for (pos, s) in part.side {
-                    side.push((pos, side_key(&s), s));
-                }
-                errors.extend(part.errors);
+                parts.push(*part);
             }
-            merged.sort_by(|a, b| (a.0, a.1, a.2, &a.3).cmp(&(b.0, b.1, b.2, &b.3)));
-            side.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-            let n = merged.len();
-            let sides = side.drain(..).map(|(_, _, s)| s).collect();
-            job.absorb(n, sides, std::mem::take(&mut errors));
-            for m in job.take_messages() {
-                writeln!(messages, "{m}")?;
-            }
-            out.outputs(merged.drain(..).map(|(_, _, _, b, o)| (o, b)).collect())?;
+            deliver_round(job, &mut parts, &mut order, out, messages)?;
         }
         // A shard that stopped early (an error) ends the rounds while the
         // others may still be sending: closing the receivers lets them, and
@@ -588,8 +676,8 @@ pub fn run<R: std::io::BufRead + Send>(
 /// watermark move or the final flush).
 #[derive(Default)]
 pub struct Merged {
-    /// Visible outputs with their JSON text.
-    pub outputs: Vec<(Option<usize>, Output, Vec<u8>)>,
+    /// Visible outputs.
+    pub outputs: Vec<(Option<usize>, Output)>,
     /// Print/log lines and sink records.
     pub side: Vec<(Option<usize>, SideOutput)>,
     /// Runtime errors.
@@ -611,7 +699,6 @@ pub struct Shards {
     to: Vec<Sender<Cmd>>,
     from: Vec<Receiver<Reply>>,
     handles: Vec<std::thread::JoinHandle<Metrics>>,
-    stream_index: HashMap<Arc<str>, usize>,
     /// Input positions routed so far (keyless events go round-robin by it).
     pos: u64,
     /// Rounds sent and not collected yet, oldest first.
@@ -636,12 +723,6 @@ impl Shards {
             to: Vec::new(),
             from: Vec::new(),
             handles: Vec::new(),
-            stream_index: program
-                .streams
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.name.clone(), i))
-                .collect(),
             pos: 0,
             in_flight: 0,
             last: (Metrics::default(), Vec::new(), None),
@@ -655,18 +736,20 @@ impl Shards {
             // An engine stays on the thread that made it.
             let handle = std::thread::Builder::new()
                 .name(format!("varpulis-shard-{i}"))
-                .spawn(
-                    move || match Engine::with_models(program, config, &models) {
+                .spawn(move || {
+                    // The host keeps the outputs (sinks, the live output).
+                    let tagger = Tagger::new(&program, true);
+                    match Engine::with_models(program, config, &models) {
                         Ok(engine) => {
                             let _ = ready_tx.send(Ok(()));
-                            serve(engine, rx, otx)
+                            serve(engine, tagger, rx, otx)
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e.to_string()));
                             Metrics::default()
                         }
-                    },
-                )
+                    }
+                })
                 .map_err(|e| anyhow::anyhow!("cannot start engine worker {i}: {e}"))?;
             shards.to.push(tx);
             shards.from.push(orx);
@@ -859,48 +942,140 @@ impl Shards {
 
     /// Merges one round's answers in the canonical order ([`merge_round`]).
     fn merge(&self, replies: Vec<Reply>) -> Merged {
-        let parts = replies.into_iter().filter_map(|r| match r {
-            Reply::Ran(part) => Some(*part),
-            _ => None,
-        });
-        merge_round(parts, &self.stream_index)
+        let parts = replies
+            .into_iter()
+            .filter_map(|r| match r {
+                Reply::Ran(part) => Some(*part),
+                _ => None,
+            })
+            .collect();
+        merge_round(parts)
     }
 }
 
 /// Merges one round's answers of several engines (shards, or the threads of
-/// contexts) in the canonical order: by position (the end of input last),
-/// event time, stream in declaration order, JSON text. The one definition
-/// of that order, so every layout writes the same bytes.
-pub(crate) fn merge_round(
-    parts: impl IntoIterator<Item = FromShard>,
-    stream_index: &HashMap<Arc<str>, usize>,
-) -> Merged {
-    let mut outputs: Vec<(u64, i64, usize, Vec<u8>, Output)> = Vec::new();
+/// contexts) in the canonical order ([`canonical_order`]); their taggers
+/// kept the outputs.
+pub(crate) fn merge_round(mut parts: Vec<FromShard>) -> Merged {
+    let mut order = Vec::new();
+    canonical_order(&parts, &mut order);
+    let (side, errors) = merge_side(&mut parts);
+    let mut values = OutputValues::new(&mut parts);
+    let outputs = order
+        .iter()
+        .filter_map(|&(p, i)| {
+            let pos = parts.get(p)?.outputs.get(i)?.pos;
+            Some((index(pos), values.take(p, i)?))
+        })
+        .collect();
+    Merged {
+        outputs,
+        side,
+        errors,
+    }
+}
+
+/// Hands one round's answers to `job` (side outputs, runtime errors and
+/// the output count; its messages go to `messages`) and their outputs to
+/// `out` in the canonical order, as bytes already encoded by the engines'
+/// threads. Empties `parts`; `order` is reused from round to round.
+pub(crate) fn deliver_round(
+    job: &mut Job,
+    parts: &mut Vec<FromShard>,
+    order: &mut Vec<(usize, usize)>,
+    out: &mut dyn OutputSink,
+    messages: &mut dyn Write,
+) -> anyhow::Result<()> {
+    canonical_order(parts, order);
+    let (side, errors) = merge_side(parts);
+    let sides = side.into_iter().map(|(_, s)| s).collect();
+    job.absorb(order.len(), sides, errors);
+    for m in job.take_messages() {
+        writeln!(messages, "{m}")?;
+    }
+    let mut values = OutputValues::new(parts);
+    for &(p, i) in order.iter() {
+        out.output(text_of(parts, p, i), values.take(p, i))?;
+    }
+    out.end_round()?;
+    parts.clear();
+    Ok(())
+}
+
+/// The batch index of input position `pos` (`None`: the end of input).
+fn index(pos: u64) -> Option<usize> {
+    (pos != END).then(|| usize::try_from(pos).ok()).flatten()
+}
+
+/// The canonical order of one round's outputs over its parts, as `(part,
+/// index)` pairs: by input position (the end of input last), event time,
+/// stream in declaration order, then JSON text. The one definition of that
+/// order, so every layout writes the same bytes. The texts are compared only
+/// between outputs equal on the rest; each part's outputs come in position
+/// order, so the sort mostly merges runs already in order.
+pub(crate) fn canonical_order(parts: &[FromShard], order: &mut Vec<(usize, usize)>) {
+    order.clear();
+    for (p, part) in parts.iter().enumerate() {
+        order.extend((0..part.outputs.len()).map(|i| (p, i)));
+    }
+    let tag = |p: usize, i: usize| parts.get(p).and_then(|part| part.outputs.get(i));
+    order.sort_by(|&(p, i), &(q, j)| match (tag(p, i), tag(q, j)) {
+        (Some(a), Some(b)) => (a.pos, a.time, a.stream)
+            .cmp(&(b.pos, b.time, b.stream))
+            .then_with(|| text_of(parts, p, i).cmp(text_of(parts, q, j))),
+        _ => std::cmp::Ordering::Equal,
+    });
+}
+
+/// The JSON text of output `i` of part `p`.
+fn text_of(parts: &[FromShard], p: usize, i: usize) -> &[u8] {
+    parts
+        .get(p)
+        .and_then(|part| {
+            let t = part.outputs.get(i)?;
+            part.text.get(t.start..t.end)
+        })
+        .unwrap_or_default()
+}
+
+/// Takes the side outputs of one round's parts in their canonical order
+/// (position, then [`side_key`]), and the runtime errors.
+fn merge_side(parts: &mut [FromShard]) -> (Vec<(Option<usize>, SideOutput)>, Vec<RuntimeError>) {
     let mut side: Vec<(u64, Vec<u8>, SideOutput)> = Vec::new();
     let mut errors = Vec::new();
-    for part in parts {
-        for (pos, o, bytes) in part.outputs {
-            let si = stream_index.get(&o.stream).copied().unwrap_or(usize::MAX);
-            outputs.push((pos, o.time, si, bytes, o));
-        }
-        for (pos, s) in part.side {
-            side.push((pos, side_key(&s), s));
-        }
-        errors.extend(part.errors);
+    for part in parts.iter_mut() {
+        side.extend(part.side.drain(..).map(|(pos, s)| (pos, side_key(&s), s)));
+        errors.append(&mut part.errors);
     }
-    outputs.sort_by(|a, b| (a.0, a.1, a.2, &a.3).cmp(&(b.0, b.1, b.2, &b.3)));
     side.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    let index = |pos: u64| (pos != END).then(|| usize::try_from(pos).ok()).flatten();
-    Merged {
-        outputs: outputs
-            .into_iter()
-            .map(|(pos, _, _, b, o)| (index(pos), o, b))
-            .collect(),
-        side: side
-            .into_iter()
-            .map(|(pos, _, s)| (index(pos), s))
-            .collect(),
-        errors,
+    let side = side
+        .into_iter()
+        .map(|(pos, _, s)| (index(pos), s))
+        .collect();
+    (side, errors)
+}
+
+/// The kept outputs of one round's parts, taken one by one in the canonical
+/// order.
+struct OutputValues(Vec<Vec<Option<Output>>>);
+
+impl OutputValues {
+    fn new(parts: &mut [FromShard]) -> OutputValues {
+        OutputValues(
+            parts
+                .iter_mut()
+                .map(|p| {
+                    std::mem::take(&mut p.values)
+                        .into_iter()
+                        .map(Some)
+                        .collect()
+                })
+                .collect(),
+        )
+    }
+
+    fn take(&mut self, p: usize, i: usize) -> Option<Output> {
+        self.0.get_mut(p)?.get_mut(i)?.take()
     }
 }
 
@@ -1233,7 +1408,7 @@ fn route(
 /// One engine shard: answers each command in order until its channel
 /// closes; returns its counters. Positions are indexes into each batch, so
 /// the merger orders one round at a time.
-fn serve(mut engine: Engine, rx: Receiver<Cmd>, tx: Sender<Reply>) -> Metrics {
+fn serve(mut engine: Engine, mut tagger: Tagger, rx: Receiver<Cmd>, tx: Sender<Reply>) -> Metrics {
     let mut scratch = Vec::new();
     while let Ok(cmd) = rx.recv() {
         let reply = match cmd {
@@ -1244,7 +1419,7 @@ fn serve(mut engine: Engine, rx: Receiver<Cmd>, tx: Sender<Reply>) -> Metrics {
                         Item::Own(ev, origin) => engine.push_from(ev, origin, &mut scratch),
                         Item::Time { ty, time } => engine.observe_time(ty, time, &mut scratch),
                     }
-                    tag(&mut engine, pos, &mut scratch, &mut part);
+                    tagger.tag(&mut engine, pos, &mut scratch, &mut part);
                 }
                 part.errors = engine.take_errors();
                 Reply::Ran(Box::new(part))
@@ -1252,14 +1427,14 @@ fn serve(mut engine: Engine, rx: Receiver<Cmd>, tx: Sender<Reply>) -> Metrics {
             Cmd::Watermark(ts) => {
                 let mut part = FromShard::default();
                 scratch.extend(engine.advance_watermark(ts));
-                tag(&mut engine, 0, &mut scratch, &mut part);
+                tagger.tag(&mut engine, 0, &mut scratch, &mut part);
                 part.errors = engine.take_errors();
                 Reply::Ran(Box::new(part))
             }
             Cmd::Finish => {
                 let mut part = FromShard::default();
                 scratch.extend(engine.finish());
-                tag(&mut engine, END, &mut scratch, &mut part);
+                tagger.tag(&mut engine, END, &mut scratch, &mut part);
                 part.errors = engine.take_errors();
                 Reply::Ran(Box::new(part))
             }
@@ -1296,19 +1471,6 @@ fn serve(mut engine: Engine, rx: Receiver<Cmd>, tx: Sender<Reply>) -> Metrics {
         }
     }
     engine.metrics()
-}
-
-/// Moves what the engine produced for input position `pos` into `part`.
-/// Each output is encoded to its JSON text here, on the shard's thread: the
-/// merger sorts by it and writers reuse it.
-pub(crate) fn tag(engine: &mut Engine, pos: u64, scratch: &mut Vec<Output>, part: &mut FromShard) {
-    part.outputs.extend(scratch.drain(..).map(|o| {
-        let mut bytes = Vec::with_capacity(128);
-        crate::output::write_json(&mut bytes, &o);
-        (pos, o, bytes)
-    }));
-    part.side
-        .extend(engine.take_side_outputs().into_iter().map(|s| (pos, s)));
 }
 
 /// Adds the counters a summary reports.
@@ -1390,7 +1552,11 @@ mod tests {
     fn lines(m: &Merged) -> Vec<String> {
         m.outputs
             .iter()
-            .map(|(_, _, b)| String::from_utf8_lossy(b).into_owned())
+            .map(|(_, o)| {
+                let mut b = Vec::new();
+                crate::output::write_json(&mut b, o);
+                String::from_utf8_lossy(&b).into_owned()
+            })
             .collect()
     }
 

@@ -146,11 +146,9 @@ fn compile(text: &str) -> Program {
 struct Lines(Vec<u8>);
 
 impl OutputSink for Lines {
-    fn outputs(&mut self, merged: Vec<(Output, Vec<u8>)>) -> std::io::Result<()> {
-        for (_, bytes) in merged {
-            self.0.extend_from_slice(&bytes);
-            self.0.push(b'\n');
-        }
+    fn output(&mut self, text: &[u8], _: Option<Output>) -> std::io::Result<()> {
+        self.0.extend_from_slice(text);
+        self.0.push(b'\n');
         Ok(())
     }
 }

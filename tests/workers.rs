@@ -88,11 +88,9 @@ fn compile(text: &str) -> Program {
 struct Lines(Vec<u8>);
 
 impl OutputSink for Lines {
-    fn outputs(&mut self, merged: Vec<(Output, Vec<u8>)>) -> std::io::Result<()> {
-        for (_, bytes) in merged {
-            self.0.extend_from_slice(&bytes);
-            self.0.push(b'\n');
-        }
+    fn output(&mut self, text: &[u8], _: Option<Output>) -> std::io::Result<()> {
+        self.0.extend_from_slice(text);
+        self.0.push(b'\n');
         Ok(())
     }
 }
@@ -106,6 +104,19 @@ fn options() -> JobOptions {
 
 /// The output of `events` (`.evt` text) on `workers` shards.
 fn run_on(program: &Program, events: &str, workers: usize, batch: usize) -> String {
+    let mut out = Lines::default();
+    run_into(program, events, workers, batch, &mut out);
+    String::from_utf8(out.0).expect("utf-8")
+}
+
+/// Runs `events` on `workers` shards into `out`.
+fn run_into(
+    program: &Program,
+    events: &str,
+    workers: usize,
+    batch: usize,
+    out: &mut dyn OutputSink,
+) {
     let plan = if workers > 1 {
         parallel::plan(program).expect("the program can be split")
     } else {
@@ -118,11 +129,24 @@ fn run_on(program: &Program, events: &str, workers: usize, batch: usize) -> Stri
         batch,
         plan,
     };
-    let mut out = Lines::default();
     let mut messages = Vec::new();
-    let outcome = parallel::run(&mut job, records, &layout, &mut out, &mut messages).expect("runs");
+    let outcome = parallel::run(&mut job, records, &layout, out, &mut messages).expect("runs");
     assert!(outcome.failed.is_none());
-    String::from_utf8(out.0).expect("utf-8")
+}
+
+/// Collects merged outputs with their values (as a table does).
+#[derive(Default)]
+struct Values(Vec<(Vec<u8>, Option<Output>)>);
+
+impl OutputSink for Values {
+    fn wants_values(&self) -> bool {
+        true
+    }
+
+    fn output(&mut self, text: &[u8], value: Option<Output>) -> std::io::Result<()> {
+        self.0.push((text.to_vec(), value));
+        Ok(())
+    }
 }
 
 /// The output of one plain engine (the run without `--workers`), sorted.
@@ -205,6 +229,32 @@ fn a_fixed_input_produces_outputs_of_every_stream_kind() {
         );
     }
     assert_eq!(out, run_on(&program, &events, 1, 1024));
+}
+
+#[test]
+fn a_sink_that_wants_values_gets_each_output_with_its_text_in_the_same_order() {
+    let program = compile(PARTITIONED);
+    let lines: Vec<(u8, u8, i64, i64)> = (0..200)
+        .map(|i| ((i * 7 % 10) as u8, (i % 5) as u8, i % 17, 700))
+        .collect();
+    let events = events_text(&lines);
+    let texts = run_on(&program, &events, 2, 16);
+    let mut values = Values::default();
+    run_into(&program, &events, 2, 16, &mut values);
+    let mut again = String::new();
+    for (text, value) in &values.0 {
+        let value = value.as_ref().expect("each output comes with its value");
+        let mut b = Vec::new();
+        varpulis::output::write_json(&mut b, value);
+        assert_eq!(&b, text, "the value is the output of the text");
+        again.push_str(std::str::from_utf8(text).expect("utf-8"));
+        again.push('\n');
+    }
+    assert!(!values.0.is_empty());
+    assert_eq!(
+        again, texts,
+        "the same outputs in the same order as without values"
+    );
 }
 
 fn refusal(text: &str) -> String {

@@ -239,7 +239,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut records = Records::new(reader, format);
 
     let mut sink: Box<dyn Write> = match &args.output {
-        Some(p) if p.as_os_str() != "-" => Box::new(BufWriter::new(
+        Some(p) if p.as_os_str() != "-" => Box::new(BufWriter::with_capacity(
+            1 << 16,
             std::fs::File::create(p).with_context(|| format!("cannot write `{}`", p.display()))?,
         )),
         _ => Box::new(BufWriter::with_capacity(1 << 16, io::stdout().lock())),
@@ -364,7 +365,8 @@ fn run_parallel(
         InputFormat::for_path(input)
     };
     let sink: Box<dyn Write> = match &args.output {
-        Some(p) if p.as_os_str() != "-" => Box::new(BufWriter::new(
+        Some(p) if p.as_os_str() != "-" => Box::new(BufWriter::with_capacity(
+            1 << 16,
             std::fs::File::create(p).with_context(|| format!("cannot write `{}`", p.display()))?,
         )),
         _ => Box::new(BufWriter::with_capacity(1 << 16, io::stdout().lock())),
@@ -429,16 +431,22 @@ struct MergedOutput {
 }
 
 impl crate::parallel::OutputSink for MergedOutput {
-    fn outputs(&mut self, merged: Vec<(Output, Vec<u8>)>) -> io::Result<()> {
-        for (o, mut bytes) in merged {
-            match self.format {
-                OutputFormat::Jsonl => {
-                    bytes.push(b'\n');
-                    self.sink.write_all(&bytes)?;
-                }
-                OutputFormat::Table => self.kept.push(o),
+    fn wants_values(&self) -> bool {
+        self.format == OutputFormat::Table
+    }
+
+    fn output(&mut self, text: &[u8], value: Option<Output>) -> io::Result<()> {
+        match self.format {
+            OutputFormat::Jsonl => {
+                self.sink.write_all(text)?;
+                self.sink.write_all(b"\n")?;
             }
+            OutputFormat::Table => self.kept.extend(value),
         }
+        Ok(())
+    }
+
+    fn end_round(&mut self) -> io::Result<()> {
         if self.flush_each {
             self.sink.flush()?;
         }

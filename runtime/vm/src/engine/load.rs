@@ -379,18 +379,12 @@ fn build_stream(
             OpSpec::Filter(c) | OpSpec::Having(c) => Box::new(Filter::new(c.clone())),
             OpSpec::Select(pj) => {
                 layout = pj.schema;
-                Box::new(Project {
-                    items: pj.items.clone(),
-                    schema: pj.schema,
-                })
+                Box::new(Project::new(pj.items.clone(), pj.schema))
             }
             OpSpec::Emit(e) => match &e.items {
                 Some(items) => {
                     layout = e.schema;
-                    Box::new(Project {
-                        items: items.clone(),
-                        schema: e.schema,
-                    })
+                    Box::new(Project::new(items.clone(), e.schema))
                 }
                 // `.emit()` keeps the event (and its layout) as is.
                 None => continue,

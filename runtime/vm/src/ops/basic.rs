@@ -61,9 +61,75 @@ impl Operator for Filter {
 /// `.select(...)` and `.emit(items)`: a new event of `schema` from items.
 pub struct Project {
     /// One expression per slot.
-    pub items: Vec<Chunk>,
+    items: Vec<Chunk>,
+    /// Per item, a plain read of the record ([`Read`]) done without the
+    /// interpreter loop.
+    reads: Vec<Option<Read>>,
     /// Output schema.
-    pub schema: SchemaId,
+    schema: SchemaId,
+}
+
+/// An item that only reads the record, the most common `.emit` items
+/// (`f`, `alias.f`, `first(ks).f`, `len(ks)`). Each gives what the
+/// interpreter's instruction of the same name gives; none can fail.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Read {
+    /// `LoadField(s)`.
+    Field(u16),
+    /// `LoadAlias(a, s)`.
+    Alias(u16, u16),
+    /// `AliasFirst(a, s)`.
+    AliasFirst(u16, u16),
+    /// `AliasLen(a)`.
+    AliasLen(u16),
+}
+
+impl Read {
+    fn of(chunk: &Chunk) -> Option<Read> {
+        let one = match chunk.code.as_slice() {
+            [one] | [one, Instr::Return] => *one,
+            _ => return None,
+        };
+        match one {
+            Instr::LoadField(s) => Some(Read::Field(s)),
+            Instr::LoadAlias(a, s) => Some(Read::Alias(a, s)),
+            Instr::AliasFirst(a, s) => Some(Read::AliasFirst(a, s)),
+            Instr::AliasLen(a) => Some(Read::AliasLen(a)),
+            _ => None,
+        }
+    }
+
+    fn read(self, rec: &Rec) -> Option<Value> {
+        let b = rec.bindings.as_deref();
+        match self {
+            Read::Field(s) => rec.ev.get(s).cloned(),
+            Read::Alias(a, s) => b.and_then(|b| b.get(a)).and_then(|e| e.get(s)).cloned(),
+            Read::AliasFirst(a, s) => b.and_then(|b| b.first(a)).and_then(|e| e.get(s)).cloned(),
+            Read::AliasLen(a) => {
+                let n = b.map_or(0, |b| b.count(a));
+                Some(Value::Int(i64::try_from(n).unwrap_or(i64::MAX)))
+            }
+        }
+    }
+}
+
+impl Project {
+    /// A projection of `items` (one per slot of `schema`).
+    pub fn new(items: Vec<Chunk>, schema: SchemaId) -> Project {
+        let reads = items.iter().map(Read::of).collect();
+        Project {
+            items,
+            reads,
+            schema,
+        }
+    }
+
+    fn item(&self, i: usize, c: &Chunk, cx: &mut Cx<'_>, rec: &Rec) -> Option<Value> {
+        match self.reads.get(i).copied().flatten() {
+            Some(r) => r.read(rec),
+            None => cx.eval_rec(c, rec),
+        }
+    }
 }
 
 impl Operator for Project {
@@ -72,13 +138,15 @@ impl Operator for Project {
         match Arc::get_mut(&mut ev) {
             Some(e) => {
                 e.fields.reserve(self.items.len());
-                for c in &self.items {
-                    e.fields.push(cx.eval_rec(c, &rec));
+                for (i, c) in self.items.iter().enumerate() {
+                    e.fields.push(self.item(i, c, cx, &rec));
                 }
             }
             // Never: a new event has no other handle.
             None => {
-                let fields = self.items.iter().map(|c| cx.eval_rec(c, &rec)).collect();
+                let fields = (self.items.iter().enumerate())
+                    .map(|(i, c)| self.item(i, c, cx, &rec))
+                    .collect();
                 ev = Arc::new(Event::new(self.schema, rec.ev.time, fields));
             }
         }
@@ -288,5 +356,62 @@ impl Operator for Process {
                 bindings: rec.bindings.clone(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::interp::{EvalCx, Vm};
+    use crate::sequence::Bindings;
+    use crate::testing::{code, event};
+
+    #[test]
+    fn plain_reads_agree_with_the_interpreter() {
+        let program = crate::testing::ProgramBuilder::new().build();
+        let ev = |t: i64, v: Value| Arc::new(event(0, t, vec![Value::str("k"), v]));
+        let mut b = Bindings::new(3);
+        b.set(0, ev(1, Value::Int(1)));
+        b.push(1, ev(2, Value::Float(2.5)));
+        b.push(1, ev(3, Value::Float(3.5)));
+        // Alias 2 is left unbound.
+        let recs = [
+            Rec {
+                ev: ev(4, Value::Int(4)),
+                key: None,
+                bindings: Some(Arc::new(b)),
+            },
+            Rec {
+                ev: Arc::new(event(0, 5, vec![Value::str("k")])),
+                key: None,
+                bindings: None,
+            },
+        ];
+        let mut instrs = Vec::new();
+        for s in 0..3 {
+            instrs.push(Instr::LoadField(s));
+            for a in 0..4 {
+                instrs.push(Instr::LoadAlias(a, s));
+                instrs.push(Instr::AliasFirst(a, s));
+                instrs.push(Instr::AliasLen(a));
+            }
+        }
+        let mut vm = Vm::new();
+        for rec in &recs {
+            for &i in &instrs {
+                for chunk in [code(vec![i], vec![]), code(vec![i, Instr::Return], vec![])] {
+                    let read = Read::of(&chunk).expect("a plain read");
+                    let mut cx = EvalCx::event(&rec.ev, 0);
+                    cx.bindings = rec.bindings.as_deref();
+                    let slow = vm.eval(&program, &mut [], &chunk, &cx);
+                    assert_eq!(read.read(rec), slow, "{i:?}");
+                }
+            }
+        }
+        let sum = code(
+            vec![Instr::LoadField(0), Instr::LoadField(1), Instr::Add],
+            vec![],
+        );
+        assert_eq!(Read::of(&sum), None, "only plain reads");
     }
 }
