@@ -19,6 +19,13 @@
 //! dropped as late. `@` offsets do not move the `BATCH` clock.
 //! Bad lines produce an [`EvtError`] with the line number; the reader goes on
 //! with the next line and never panics.
+//!
+//! Reading is split in two so that lines can be parsed on several threads:
+//! [`classify`] and [`parse_event_text`] read one line on its own, and the
+//! [`EvtClock`] carries the `BATCH` clock and the previous event's time from
+//! line to line, in line order. [`EvtReader`] is the two one line after the
+//! other; `run --workers` parses on its decoding threads and stamps on its
+//! routing thread.
 
 use crate::decode::RawEvent;
 use crate::json::{parse_json_event, JsonEventError};
@@ -102,16 +109,85 @@ pub enum EvtErrorKind {
     Json(#[from] JsonEventError),
 }
 
-/// A stateful line parser (it tracks the `BATCH` clock). Feed it lines in
-/// order; it is cheap enough to stream files of any size.
-#[derive(Clone, Debug, Default)]
-pub struct EvtReader {
+/// What one line is, read on its own: the part of reading a line that needs no
+/// state, so any thread can do it for any line ([`classify`]). Only
+/// [`EvtClock::stamp`], in line order, gives an event its time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvtLine<'a> {
+    /// A blank line, a comment or a bare `BATCH`: nothing happens.
+    Skip,
+    /// `BATCH <ms>`: the new `BATCH` clock, in ns.
+    Batch(i64),
+    /// An event line: its `@` offset in ns, if it has one, and its event text
+    /// (for [`parse_event_text`]).
+    Event {
+        /// The `@` offset.
+        at: Option<i64>,
+        /// The line without its blanks and its `@` time.
+        text: &'a str,
+    },
+}
+
+/// Reads what kind of line `raw` is (blank, comment, `BATCH`, event) and its
+/// `@` offset, without parsing the event text. Errors are those of `BATCH`
+/// and `@` (the event text has its own, from [`parse_event_text`]).
+pub fn classify(raw: &str) -> Result<EvtLine<'_>, EvtErrorKind> {
+    let text = raw.trim();
+    if text.is_empty() || text.starts_with('#') || text.starts_with("//") {
+        return Ok(EvtLine::Skip);
+    }
+    if let Some(rest) = text.strip_prefix("BATCH") {
+        let rest = rest.trim();
+        if rest.is_empty() {
+            return Ok(EvtLine::Skip);
+        }
+        if !rest.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(EvtErrorKind::BadBatch);
+        }
+        let ms: i64 = rest.parse().map_err(|_| EvtErrorKind::BadBatch)?;
+        let ns = ms.checked_mul(NS_PER_MS).ok_or(EvtErrorKind::BadBatch)?;
+        return Ok(EvtLine::Batch(ns));
+    }
+    match split_time(text) {
+        (Some(spec), body) => {
+            let offset =
+                parse_offset(spec).ok_or_else(|| EvtErrorKind::BadOffset(format!("@{spec}")))?;
+            if body.is_empty() {
+                return Err(EvtErrorKind::MissingEvent);
+            }
+            Ok(EvtLine::Event {
+                at: Some(offset),
+                text: body,
+            })
+        }
+        (None, body) => Ok(EvtLine::Event {
+            at: None,
+            text: body,
+        }),
+    }
+}
+
+/// The state that carries from line to line: the `BATCH` clock and the time
+/// of the previous event. Feed it the `BATCH` lines and the events that
+/// parsed, in line order (bad lines are not events: they never become the
+/// previous one).
+#[derive(Clone, Debug)]
+pub struct EvtClock {
     batch: i64,
-    line: usize,
     /// A `BATCH` line came after the previous event (or there was none yet).
     batch_fresh: bool,
     /// The time of the previous event: its offset, or its JSON `timestamp`.
     previous: Option<Previous>,
+}
+
+impl Default for EvtClock {
+    fn default() -> EvtClock {
+        EvtClock {
+            batch: 0,
+            batch_fresh: true,
+            previous: None,
+        }
+    }
 }
 
 /// How the previous event's time was given.
@@ -121,13 +197,59 @@ enum Previous {
     Timestamp(i64),
 }
 
+/// The time [`EvtClock::stamp`] gives an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvtStamp {
+    /// Offset from the start of the replay in ns.
+    pub offset: i64,
+    /// The event's JSON `timestamp`: its own, or the previous event's for an
+    /// untimed event after one.
+    pub timestamp: Option<i64>,
+}
+
+impl EvtClock {
+    /// A `BATCH` line set the clock to `ns`.
+    pub fn batch(&mut self, ns: i64) {
+        self.batch = ns;
+        self.batch_fresh = true;
+    }
+
+    /// Stamps the next event: `at` is its `@` offset, `timestamp` the JSON
+    /// `timestamp` its text gives.
+    pub fn stamp(&mut self, at: Option<i64>, timestamp: Option<i64>) -> EvtStamp {
+        let mut stamp = EvtStamp {
+            offset: at.unwrap_or(self.batch),
+            timestamp,
+        };
+        if at.is_none() && timestamp.is_none() && !self.batch_fresh {
+            match self.previous {
+                Some(Previous::Offset(o)) => stamp.offset = o,
+                Some(Previous::Timestamp(t)) => stamp.timestamp = Some(t),
+                None => {}
+            }
+        }
+        self.batch_fresh = false;
+        self.previous = Some(match stamp.timestamp {
+            Some(t) => Previous::Timestamp(t),
+            None => Previous::Offset(stamp.offset),
+        });
+        stamp
+    }
+}
+
+/// A stateful line parser: [`classify`], [`parse_event_text`] and the
+/// [`EvtClock`], one line after the other. It is cheap enough to stream files
+/// of any size.
+#[derive(Clone, Debug, Default)]
+pub struct EvtReader {
+    clock: EvtClock,
+    line: usize,
+}
+
 impl EvtReader {
     /// A reader at line 0 with the `BATCH` clock at 0.
     pub fn new() -> EvtReader {
-        EvtReader {
-            batch_fresh: true,
-            ..EvtReader::default()
-        }
+        EvtReader::default()
     }
 
     /// Parses the next line. `Ok(None)` for blank lines, comments and
@@ -138,53 +260,28 @@ impl EvtReader {
         self.parse(raw).map_err(|kind| EvtError { line, kind })
     }
 
+    /// Counts a line that could not be read as text (it is not UTF-8): the
+    /// lines after it keep their numbers, and it changes no time.
+    pub fn skip_line(&mut self) {
+        self.line += 1;
+    }
+
     fn parse(&mut self, raw: &str) -> Result<Option<EvtRecord>, EvtErrorKind> {
-        let text = raw.trim();
-        if text.is_empty() || text.starts_with('#') || text.starts_with("//") {
-            return Ok(None);
-        }
-        if let Some(rest) = text.strip_prefix("BATCH") {
-            let rest = rest.trim();
-            if rest.is_empty() {
+        let (at, text) = match classify(raw)? {
+            EvtLine::Skip => return Ok(None),
+            EvtLine::Batch(ns) => {
+                self.clock.batch(ns);
                 return Ok(None);
             }
-            if !rest.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(EvtErrorKind::BadBatch);
-            }
-            let ms: i64 = rest.parse().map_err(|_| EvtErrorKind::BadBatch)?;
-            self.batch = ms.checked_mul(NS_PER_MS).ok_or(EvtErrorKind::BadBatch)?;
-            self.batch_fresh = true;
-            return Ok(None);
-        }
-        let (offset, timed, body) = match split_time(text) {
-            (Some(spec), body) => {
-                let offset = parse_offset(spec)
-                    .ok_or_else(|| EvtErrorKind::BadOffset(format!("@{spec}")))?;
-                if body.is_empty() {
-                    return Err(EvtErrorKind::MissingEvent);
-                }
-                (offset, true, body)
-            }
-            (None, body) => (self.batch, false, body),
+            EvtLine::Event { at, text } => (at, text),
         };
-        let mut event = parse_event(body)?;
-        let mut offset = offset;
-        if !timed && event.timestamp.is_none() && !self.batch_fresh {
-            match self.previous {
-                Some(Previous::Offset(o)) => offset = o,
-                Some(Previous::Timestamp(t)) => event.timestamp = Some(t),
-                None => {}
-            }
-        }
-        self.batch_fresh = false;
-        self.previous = Some(match event.timestamp {
-            Some(t) => Previous::Timestamp(t),
-            None => Previous::Offset(offset),
-        });
+        let mut event = parse_event(text)?;
+        let stamp = self.clock.stamp(at, event.timestamp);
+        event.timestamp = stamp.timestamp;
         Ok(Some(EvtRecord {
             line: self.line,
-            offset,
-            timed,
+            offset: stamp.offset,
+            timed: at.is_some(),
             event,
         }))
     }
@@ -209,8 +306,9 @@ pub fn event_text(raw: &str) -> &str {
     split_time(raw.trim()).1
 }
 
-/// Parses an event text ([`event_text`]) as [`EvtReader::parse_line`] does; the event's
-/// `timestamp` is only what the text says (the reader may have given it the previous one).
+/// Parses the event text of an event line ([`EvtLine::Event`]) on its own;
+/// the event's `timestamp` is only what the text says (the [`EvtClock`] may
+/// give it the previous one).
 pub fn parse_event_text(text: &str) -> Result<RawEvent, EvtErrorKind> {
     parse_event(text)
 }
