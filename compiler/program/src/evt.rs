@@ -299,13 +299,6 @@ fn split_time(text: &str) -> (Option<&str>, &str) {
     }
 }
 
-/// The event text of a line that [`EvtReader::parse_line`] read as an event: the line
-/// without its blanks and its `@` time. With [`parse_event_text`], a line can be parsed
-/// again elsewhere (another thread) once the reader has given it its time.
-pub fn event_text(raw: &str) -> &str {
-    split_time(raw.trim()).1
-}
-
 /// Parses the event text of an event line ([`EvtLine::Event`]) on its own;
 /// the event's `timestamp` is only what the text says (the [`EvtClock`] may
 /// give it the previous one).
