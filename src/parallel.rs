@@ -33,7 +33,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use varpulis_program::evt::{self, EvtClock, EvtLine};
+use varpulis_program::evt::{self, EvtClock, EvtLine, EvtScratch};
 use varpulis_program::json::JsonScratch;
 use varpulis_program::{
     Chunk as Code, Event, EventDecoder, InputRef, Instr, OpSpec, Program, SchemaId, SourceSpec,
@@ -47,7 +47,7 @@ use varpulis_vm::{
 
 use crate::input::{InputFormat, Records};
 use crate::job::{
-    decode_alone, decode_json_alone, Decoded, InputProblem, Job, JobStats, RecordFrom,
+    decode_evt_alone, decode_json_alone, Decoded, InputProblem, Job, JobStats, RecordFrom,
 };
 
 /// Most workers a run may ask for.
@@ -987,6 +987,7 @@ fn decode_chunks(
     decoded: Sender<Vec<(usize, Step)>>,
 ) {
     let mut scratch = JsonScratch::default();
+    let mut evt_scratch = EvtScratch::default();
     for Chunk { first, text, ends } in chunks {
         let mut out = Vec::with_capacity(ends.len());
         let mut start = 0;
@@ -1011,7 +1012,7 @@ fn decode_chunks(
                     }
                     Step::Record(decode_json_alone(decoder, text, &mut scratch))
                 }
-                InputFormat::Evt => match decode_evt_line(decoder, text) {
+                InputFormat::Evt => match decode_evt_line(decoder, text, &mut evt_scratch) {
                     Some(step) => step,
                     None => continue,
                 },
@@ -1024,21 +1025,18 @@ fn decode_chunks(
     }
 }
 
-/// Reads one `.evt` line on its own ([`evt::classify`], [`evt::parse_event_text`]) and
-/// decodes its event; `None` for a blank line or a comment.
-fn decode_evt_line(decoder: &EventDecoder, text: &str) -> Option<Step> {
+/// Reads one `.evt` line on its own ([`evt::classify`]) and decodes its event
+/// ([`decode_evt_alone`]); `None` for a blank line or a comment.
+fn decode_evt_line(decoder: &EventDecoder, text: &str, scratch: &mut EvtScratch) -> Option<Step> {
     let (at, text) = match evt::classify(text) {
         Ok(EvtLine::Skip) => return None,
         Ok(EvtLine::Batch(ns)) => return Some(Step::Batch(ns)),
         Ok(EvtLine::Event { at, text }) => (at, text),
         Err(e) => return Some(Step::Record(Decoded::Malformed(e.to_string()))),
     };
-    Some(match evt::parse_event_text(text) {
-        Ok(raw) => Step::Evt {
-            at,
-            decoded: decode_alone(decoder, &raw, None),
-        },
-        Err(e) => Step::Record(Decoded::Malformed(e.to_string())),
+    Some(match decode_evt_alone(decoder, text, scratch) {
+        Decoded::Malformed(message) => Step::Record(Decoded::Malformed(message)),
+        decoded => Step::Evt { at, decoded },
     })
 }
 

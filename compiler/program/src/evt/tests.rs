@@ -445,3 +445,49 @@ proptest::proptest! {
         proptest::prop_assert_eq!(&serial, &want);
     }
 }
+
+#[test]
+fn decoding_event_texts_straight_into_slots_matches_parsing_then_decoding() {
+    let decoder = EventDecoder::new(&crate::json::tests::typed_program());
+    let texts = [
+        r#"Reading { sensor: "s1", value: 91.5 }"#,
+        r#"Reading { sensor: s1 x, value: 3, at: "1970-01-01T00:00:01Z", maybe: 2 };"#,
+        r#"Reading { sensor: 5, value: "high", at: 12, junk: [1, "a", [2]] }"#,
+        r#"Reading { sensor: "a\"b", value: 'q', maybe: null }"#,
+        r#"Reading { sensor: "s1", sensor: "s2", value: 1e3 }"#,
+        r#"Open { a: 1, b: "two", c: [true, nil] }"#,
+        r#"Stamped { x: "y" }"#,
+        r#"Stamped(1)"#,
+        r#"Loose(1, "two", [3])"#,
+        r#"Loose { a: "x", b: "kept" }"#,
+        r#"T(1, 2, "k")"#,
+        r#"{"event_type": "Stamped", "timestamp": 3, "x": 1}"#,
+        r#"Nope { a: 1 }"#,
+        r#"S { x: 1 }"#,
+        "Reading {}",
+        "Reading()",
+        "Reading",
+        "Bad Name {}",
+        "Reading { a: 1",
+        "Reading { a: 1 } x",
+        "Reading { a }",
+        "Reading(1, )",
+        r#"Reading { a: "x" y }"#,
+        r#"Reading { a: "x }"#,
+        "Reading { a: [1] 2 }",
+        "{",
+    ];
+    let mut scratch = EvtScratch::default();
+    // Twice, so the second pass reads with a warm scratch.
+    for text in texts.iter().chain(&texts) {
+        let mut direct_warnings = Vec::new();
+        let direct = decoder.decode_evt(text, &mut scratch, &mut direct_warnings);
+        let mut warnings = Vec::new();
+        let read = parse_event_text(text).map(|raw| JsonDecoded {
+            timestamp: raw.timestamp,
+            event: decoder.decode(&raw, raw.timestamp.unwrap_or(0), &mut warnings),
+        });
+        assert_eq!(direct, read, "{text}");
+        assert_eq!(direct_warnings, warnings, "{text}");
+    }
+}
