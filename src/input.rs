@@ -127,6 +127,8 @@ impl<R: BufRead> Records<R> {
                     if e.kind() != std::io::ErrorKind::InvalidData {
                         return None;
                     }
+                    // The `.evt` reader numbers the lines it reads: this one counts too.
+                    self.evt.skip_line();
                     return Some(Line::Record(InputRecord::Bad {
                         line: self.line,
                         message,

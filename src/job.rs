@@ -16,7 +16,7 @@ use varpulis_connectors::{
     open_sink, ConnectorConfig, Record, RecordId, Sink, SinkContext, SinkError, SinkMark,
     TraceParent,
 };
-use varpulis_program::evt::EvtRecord;
+use varpulis_program::evt::{EvtRecord, EvtScratch};
 use varpulis_program::json::{JsonDecoded, JsonScratch};
 use varpulis_program::{ConfigValue, DecodeError, EventDecoder, Program, RawEvent};
 use varpulis_state::StateStore;
@@ -202,6 +202,19 @@ pub fn decode_alone(decoder: &EventDecoder, raw: &RawEvent, time: Option<i64>) -
 pub fn decode_json_alone(decoder: &EventDecoder, text: &str, scratch: &mut JsonScratch) -> Decoded {
     let mut warnings = Vec::new();
     match decoder.decode_json(text, None, scratch, &mut warnings) {
+        Ok(JsonDecoded { timestamp, event }) => decoded(event, &warnings, timestamp),
+        Err(e) => Decoded::Malformed(e.to_string()),
+    }
+}
+
+/// Decodes one `.evt` event text straight into an event ([`EventDecoder::decode_evt`]) on
+/// any thread, reusing `scratch`: what [`parse_event_text`] then [`decode_alone`] give, with
+/// only the time the text names (a JSON `timestamp`), without the intermediate record.
+///
+/// [`parse_event_text`]: varpulis_program::evt::parse_event_text
+pub fn decode_evt_alone(decoder: &EventDecoder, text: &str, scratch: &mut EvtScratch) -> Decoded {
+    let mut warnings = Vec::new();
+    match decoder.decode_evt(text, scratch, &mut warnings) {
         Ok(JsonDecoded { timestamp, event }) => decoded(event, &warnings, timestamp),
         Err(e) => Decoded::Malformed(e.to_string()),
     }

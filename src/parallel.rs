@@ -1,11 +1,13 @@
 //! Partition-parallel runs (`varpulis run --workers N`, `.concurrent(workers: N)`).
 //!
 //! One thread reads the input in batches of whole lines, N threads parse and
-//! decode the batches, and a routing thread takes them back in input order
-//! and routes each event to the engine shard that owns its partition key; N
+//! decode the batches, and a routing thread takes them back in input order,
+//! gives `.evt` events their times (which carry from line to line) and
+//! routes each event to the engine shard that owns its partition key; N
 //! shard threads each run their own deterministic [`Engine`] and encode its
 //! outputs to JSON text ([`Tagger`]); the calling thread merges the texts
-//! in a canonical order, writes them and handles sinks and messages. Stages talk over bounded channels carrying batches, so a slow
+//! in a canonical order, writes them and handles sinks and messages. Stages
+//! talk over bounded channels carrying batches, so a slow
 //! stage holds the others back instead of buffering without end.
 //!
 //! Two rules make the output the same for every N (docs/DESIGN.md,
@@ -32,7 +34,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use varpulis_program::evt::EvtRecord;
+use varpulis_program::evt::{self, EvtClock, EvtLine, EvtScratch};
 use varpulis_program::json::JsonScratch;
 use varpulis_program::{
     Chunk as Code, Event, EventDecoder, InputRef, Instr, JoinSpec, OpSpec, Program, SchemaId,
@@ -44,9 +46,9 @@ use varpulis_vm::{
     Compat, Engine, EngineConfig, Metrics, Output, RuntimeError, SideOutput, StateReport,
 };
 
-use crate::input::{InputFormat, InputRecord, Line, Records};
+use crate::input::{InputFormat, Records};
 use crate::job::{
-    decode_alone, decode_json_alone, Decoded, InputProblem, Job, JobStats, RecordFrom,
+    decode_evt_alone, decode_json_alone, Decoded, InputProblem, Job, JobStats, RecordFrom,
 };
 
 /// Most workers a run may ask for.
@@ -561,8 +563,9 @@ pub struct Layout {
 /// Runs `job`'s program over `records` on `layout.workers` engine shards. `job` keeps the sinks and receives the
 /// merged side outputs. The input is read in batches of whole lines on one
 /// thread, parsed and decoded on `layout.workers` threads, and put back in
-/// input order by the routing thread, which applies the job state of
-/// decoding (a job of the same program without sinks) and routes. Messages
+/// input order by the routing thread, which stamps `.evt` events with their
+/// times, applies the job state of decoding (a job of the same program
+/// without sinks) and routes. Messages
 /// (print/log lines, runtime errors) go to `messages`; input warnings go to
 /// stderr from the routing thread.
 pub fn run<R: std::io::BufRead + Send>(
@@ -610,11 +613,12 @@ pub fn run<R: std::io::BufRead + Send>(
         let mut to_decoders = Vec::with_capacity(decoders);
         let mut from_decoders = Vec::with_capacity(decoders);
         let mut reading = Vec::with_capacity(decoders + 1);
+        let format = records.format();
         for _ in 0..decoders {
             let (tx, rx) = bounded::<Chunk>(QUEUE);
-            let (dtx, drx) = bounded::<Vec<(usize, Decoded)>>(QUEUE);
+            let (dtx, drx) = bounded::<Vec<(usize, Step)>>(QUEUE);
             let event_decoder = event_decoder.clone();
-            reading.push(scope.spawn(move || decode_chunks(&event_decoder, rx, dtx)));
+            reading.push(scope.spawn(move || decode_chunks(&event_decoder, format, rx, dtx)));
             to_decoders.push(tx);
             from_decoders.push(drx);
         }
@@ -623,7 +627,14 @@ pub fn run<R: std::io::BufRead + Send>(
         let decoder_program = (*program).clone();
         let router = scope.spawn(move || {
             let mut decoder = Job::without_sinks(decoder_program, decoder_options)?;
-            route(&mut decoder, from_decoders, &plan, to_shards, batch)
+            route(
+                &mut decoder,
+                &event_decoder,
+                from_decoders,
+                &plan,
+                to_shards,
+                batch,
+            )
         });
 
         // Merge round by round: every shard answers every batch, in order.
@@ -1124,105 +1135,46 @@ pub(crate) fn side_key(s: &SideOutput) -> Vec<u8> {
     }
 }
 
-/// Whole input lines read in one go, for one decoding thread.
-enum Chunk {
-    /// JSON lines, parsed and decoded by the decoding thread.
-    Json {
-        /// The 1-based number of the first line.
-        first: usize,
-        /// The lines' bytes, newlines included.
-        text: Vec<u8>,
-        /// Where each line ends in `text`.
-        ends: Vec<usize>,
-    },
-    /// `.evt` lines. The reader parses each one for its time (a `BATCH` line
-    /// and the time offsets carry from line to line) and keeps only that and
-    /// the event text; the decoding thread parses the text again and decodes
-    /// it. Nothing the reader allocates per line reaches another thread, whose
-    /// frees would contend on the allocator's lock.
+/// Whole input lines read in one go, for one decoding thread. The reader
+/// only cuts lines: parsing them is the decoding threads' work, and giving
+/// `.evt` events their times (which carry from line to line) the router's.
+struct Chunk {
+    /// The 1-based number of the first line.
+    first: usize,
+    /// The lines' bytes, newlines included.
+    text: Vec<u8>,
+    /// Where each line ends in `text`.
+    ends: Vec<usize>,
+}
+
+/// One line as a decoding thread hands it to the router (blank lines and
+/// comments are left out).
+enum Step {
+    /// A record with its own time (or the previous record's), or a bad line.
+    Record(Decoded),
+    /// A `.evt` `BATCH` line: the clock of later untimed events, in ns.
+    Batch(i64),
+    /// A `.evt` event, decoded with only the time its text gives (a JSON
+    /// `timestamp`): the router stamps it ([`EvtClock::stamp`]) with that,
+    /// its `@` offset, the `BATCH` clock or the previous event's time.
     Evt {
-        /// The event texts, one after the other.
-        text: String,
-        items: Vec<EvtItem>,
+        /// The `@` offset.
+        at: Option<i64>,
+        decoded: Decoded,
     },
 }
 
-/// One `.evt` line of a [`Chunk::Evt`].
-enum EvtItem {
-    Event {
-        line: usize,
-        /// Where its event text is in the chunk's text.
-        end: usize,
-        offset: i64,
-        timed: bool,
-        /// The event's `timestamp`, given by the text or the reader.
-        timestamp: Option<i64>,
-    },
-    Bad {
-        line: usize,
-        message: String,
-    },
-}
-
-/// The reading thread: cuts `input` into chunks of `batch` whole lines (or
-/// `.evt` records) and hands chunk k to decoder k mod n, so the router can
-/// take the decoded chunks back in order. Stops at the end of input, at a
-/// read error other than a line that is not UTF-8 (as [`Records`] does), or
-/// when the decoders are gone.
+/// The reading thread: cuts `input` into chunks of `batch` whole lines and
+/// hands chunk k to decoder k mod n, so the router can take the decoded
+/// chunks back in order. Stops at the end of input, at a read error other
+/// than a line that is not UTF-8 (as [`Records`] does), or when the decoders
+/// are gone.
 fn read_chunks<R: std::io::BufRead>(
-    mut records: Records<R>,
+    records: Records<R>,
     batch: usize,
     decoders: Vec<Sender<Chunk>>,
 ) {
     let mut turn = decoders.iter().cycle();
-    if records.format() == InputFormat::Evt {
-        loop {
-            let mut text = String::with_capacity(64 * batch);
-            let mut items = Vec::with_capacity(batch);
-            let mut end = false;
-            while items.len() < batch {
-                let item = match records.next_line() {
-                    None => {
-                        end = true;
-                        break;
-                    }
-                    Some(Line::Record(InputRecord::Evt(rec))) => rec,
-                    Some(Line::Record(InputRecord::Bad { line, message })) => {
-                        items.push(EvtItem::Bad { line, message });
-                        continue;
-                    }
-                    // Not given by the `.evt` reader.
-                    Some(
-                        Line::Record(InputRecord::Json { line, .. }) | Line::Json { line, .. },
-                    ) => {
-                        items.push(EvtItem::Bad {
-                            line,
-                            message: "not an .evt line".to_string(),
-                        });
-                        continue;
-                    }
-                };
-                text.push_str(varpulis_program::evt::event_text(records.line_text()));
-                items.push(EvtItem::Event {
-                    line: item.line,
-                    end: text.len(),
-                    offset: item.offset,
-                    timed: item.timed,
-                    timestamp: item.event.timestamp,
-                });
-            }
-            if !items.is_empty()
-                && turn
-                    .next()
-                    .is_some_and(|tx| tx.send(Chunk::Evt { text, items }).is_err())
-            {
-                return;
-            }
-            if end {
-                return;
-            }
-        }
-    }
     let (mut input, mut line) = records.into_lines();
     loop {
         let mut text = Vec::with_capacity(128 * batch);
@@ -1244,7 +1196,7 @@ fn read_chunks<R: std::io::BufRead>(
         }
         let lines = ends.len();
         if lines > 0 {
-            let chunk = Chunk::Json {
+            let chunk = Chunk {
                 first: line,
                 text,
                 ends,
@@ -1260,88 +1212,103 @@ fn read_chunks<R: std::io::BufRead>(
     }
 }
 
-/// A decoding thread: parses and decodes each chunk it gets, each record
-/// with its line, until the reader or the router is gone.
+/// A decoding thread: parses and decodes each line of each chunk it gets,
+/// with its line number, until the reader or the router is gone.
 fn decode_chunks(
     decoder: &EventDecoder,
+    format: InputFormat,
     chunks: Receiver<Chunk>,
-    decoded: Sender<Vec<(usize, Decoded)>>,
+    decoded: Sender<Vec<(usize, Step)>>,
 ) {
     let mut scratch = JsonScratch::default();
-    for chunk in chunks {
-        let out = match chunk {
-            Chunk::Json { first, text, ends } => {
-                let mut out = Vec::with_capacity(ends.len());
-                let mut start = 0;
-                for (line, end) in (first..).zip(ends) {
-                    let bytes = text.get(start..end).unwrap_or_default();
-                    start = end;
-                    let Ok(text) = std::str::from_utf8(bytes) else {
-                        // What reading the line as text says (`Records`).
-                        let e = std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            "stream did not contain valid UTF-8",
-                        );
-                        out.push((line, Decoded::Malformed(format!("cannot read line: {e}"))));
-                        continue;
-                    };
+    let mut evt_scratch = EvtScratch::default();
+    for Chunk { first, text, ends } in chunks {
+        let mut out = Vec::with_capacity(ends.len());
+        let mut start = 0;
+        for (line, end) in (first..).zip(ends) {
+            let bytes = text.get(start..end).unwrap_or_default();
+            start = end;
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                // What reading the line as text says (`Records`).
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "stream did not contain valid UTF-8",
+                );
+                let message = format!("cannot read line: {e}");
+                out.push((line, Step::Record(Decoded::Malformed(message))));
+                continue;
+            };
+            let step = match format {
+                InputFormat::Jsonl => {
                     let text = text.trim();
                     if text.is_empty() {
                         continue;
                     }
-                    out.push((line, decode_json_alone(decoder, text, &mut scratch)));
+                    Step::Record(decode_json_alone(decoder, text, &mut scratch))
                 }
-                out
-            }
-            Chunk::Evt { text, items } => {
-                let mut start = 0;
-                items
-                    .into_iter()
-                    .map(|item| match item {
-                        EvtItem::Event {
-                            line,
-                            end,
-                            offset,
-                            timed,
-                            timestamp,
-                        } => {
-                            let body = text.get(start..end).unwrap_or_default();
-                            start = end;
-                            match varpulis_program::evt::parse_event_text(body) {
-                                Ok(mut event) => {
-                                    event.timestamp = timestamp;
-                                    let rec = EvtRecord {
-                                        line,
-                                        offset,
-                                        timed,
-                                        event,
-                                    };
-                                    let time = rec.event_time(0);
-                                    (line, decode_alone(decoder, &rec.event, Some(time)))
-                                }
-                                // The reader parsed the same text: not expected.
-                                Err(e) => (line, Decoded::Malformed(e.to_string())),
-                            }
-                        }
-                        EvtItem::Bad { line, message } => (line, Decoded::Malformed(message)),
-                    })
-                    .collect()
-            }
-        };
+                InputFormat::Evt => match decode_evt_line(decoder, text, &mut evt_scratch) {
+                    Some(step) => step,
+                    None => continue,
+                },
+            };
+            out.push((line, step));
+        }
         if decoded.send(out).is_err() {
             return;
         }
     }
 }
 
-/// The routing thread: takes the decoded chunks in input order, applies the
-/// job state of decoding ([`Job::admit`]: times, counters, reports,
+/// Reads one `.evt` line on its own ([`evt::classify`]) and decodes its event
+/// ([`decode_evt_alone`]); `None` for a blank line or a comment.
+fn decode_evt_line(decoder: &EventDecoder, text: &str, scratch: &mut EvtScratch) -> Option<Step> {
+    let (at, text) = match evt::classify(text) {
+        Ok(EvtLine::Skip) => return None,
+        Ok(EvtLine::Batch(ns)) => return Some(Step::Batch(ns)),
+        Ok(EvtLine::Event { at, text }) => (at, text),
+        Err(e) => return Some(Step::Record(Decoded::Malformed(e.to_string()))),
+    };
+    Some(match decode_evt_alone(decoder, text, scratch) {
+        Decoded::Malformed(message) => Step::Record(Decoded::Malformed(message)),
+        decoded => Step::Evt { at, decoded },
+    })
+}
+
+/// A `.evt` event decoded on its own, with the time `clock` gives it (what
+/// [`EvtReader`](varpulis_program::evt::EvtReader) gives the same line). An
+/// event after one with a JSON `timestamp` takes that one, in its
+/// `timestamp` field too, as decoding it with that `timestamp` would have.
+fn stamp_evt(
+    clock: &mut EvtClock,
+    events: &EventDecoder,
+    at: Option<i64>,
+    mut decoded: Decoded,
+) -> Decoded {
+    let time = match &mut decoded {
+        Decoded::Event { time, .. }
+        | Decoded::UnknownType { time, .. }
+        | Decoded::WrongType { time, .. } => time,
+        Decoded::Malformed(_) => return decoded,
+    };
+    let own = *time;
+    let stamp = clock.stamp(at, own);
+    *time = Some(stamp.timestamp.unwrap_or(stamp.offset));
+    if let (None, Some(ts), Decoded::Event { event, .. }) = (own, stamp.timestamp, &mut decoded) {
+        events.fill_timestamp(event, ts);
+    }
+    decoded
+}
+
+/// The routing thread: takes the decoded chunks in input order, stamps
+/// `.evt` events with the `BATCH` clock and the previous event's time
+/// ([`stamp_evt`]), applies the job state of decoding ([`Job::admit`]: times, counters, reports,
 /// `--strict`), routes each event to its owner and its time to every other
 /// shard, in batches; then tells every shard to finish. Returns the
 /// decoder's counters and the problem that stopped a strict run.
 fn route(
     decoder: &mut Job,
-    decoded: Vec<Receiver<Vec<(usize, Decoded)>>>,
+    events: &EventDecoder,
+    decoded: Vec<Receiver<Vec<(usize, Step)>>>,
     plan: &ShardPlan,
     shards: Vec<Sender<Cmd>>,
     batch: usize,
@@ -1351,6 +1318,7 @@ fn route(
     let mut pos: u64 = 0;
     let mut failed = None;
     let mut stderr = std::io::stderr();
+    let mut clock = EvtClock::default();
     let send_all = |batches: &mut Vec<Vec<Item>>| -> anyhow::Result<()> {
         for (tx, b) in shards.iter().zip(batches.iter_mut()) {
             tx.send(Cmd::Batch(std::mem::replace(b, Vec::with_capacity(batch))))
@@ -1361,7 +1329,15 @@ fn route(
     // The decoder of the next chunk ends first when the input has.
     'chunks: for rx in decoded.iter().cycle() {
         let Ok(chunk) = rx.recv() else { break };
-        for (line, d) in chunk {
+        for (line, step) in chunk {
+            let d = match step {
+                Step::Record(d) => d,
+                Step::Batch(ns) => {
+                    clock.batch(ns);
+                    continue;
+                }
+                Step::Evt { at, decoded } => stamp_evt(&mut clock, events, at, decoded),
+            };
             let admitted = decoder.admit(d, RecordFrom::Line(line));
             for m in decoder.take_messages() {
                 let _ = writeln!(stderr, "{m}");

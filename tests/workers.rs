@@ -539,37 +539,71 @@ fn concurrent_sets_the_default_worker_count_of_the_program() {
 
 /// `.evt` lines of every form: `BATCH` clocks, untimed lines that take the time before
 /// them, JSON lines with and without a `timestamp`, positional fields, and bad lines.
-fn evt_with_every_form(n: usize) -> String {
-    let mut text = String::new();
+fn evt_with_every_form(n: usize) -> Vec<u8> {
+    let mut text = Vec::new();
     for i in 0..n {
         let (key, v) = (i % 5, i % 17);
-        let line = match i % 41 {
-            0 => format!("BATCH {}", i * 100),
-            3 => format!("A {{ key: \"k{key}\", v: {v} }}"),
-            7 => format!(
+        let untimed = format!("A {{ key: \"k{key}\", v: {v} }}");
+        let line = match (i % 1024, i % 41) {
+            // A JSON line with a `timestamp` ends a read chunk (1024 lines) and
+            // the untimed lines that take its time start the next one, then an
+            // `@` line and an untimed line that takes its offset.
+            (1023, _) => format!(
+                "{{\"event_type\": \"A\", \"key\": \"k{key}\", \"v\": {v}, \"timestamp\": {}}}",
+                i * 100 + 7
+            ),
+            (0 | 1 | 3, _) if i > 0 => untimed,
+            (2, _) => format!("@{}ms B {{ key: \"k{key}\", v: {v} }}", i * 100 + 3),
+            (_, 0) => format!("BATCH {}", i * 100),
+            // A bad line right after a `BATCH`: the untimed line after it still
+            // takes the `BATCH` clock.
+            (_, 1) => "A { key: \"k1\", v: 1 ".to_string(),
+            (_, 2 | 3) => untimed,
+            (_, 7) => format!(
                 "{{\"event_type\": \"A\", \"key\": \"k{key}\", \"v\": {v}, \"timestamp\": {}}}",
                 i * 100
             ),
-            9 => format!("{{\"event_type\": \"B\", \"key\": \"k{key}\", \"v\": {v}}}"),
-            13 => "@x1s A { key: \"bad\" }".to_string(),
-            17 => format!("@{}ms A {{ key: \"k{key}\", v: \"text\" }}", i * 100),
-            19 => "A { key: ".to_string(),
-            23 => format!("@{}ms Ghost {{ n: 1 }}", i * 100),
-            29 => "# a comment".to_string(),
+            (_, 9) => format!("{{\"event_type\": \"B\", \"key\": \"k{key}\", \"v\": {v}}}"),
+            (_, 13) => "@x1s A { key: \"bad\" }".to_string(),
+            (_, 17) => format!("@{}ms A {{ key: \"k{key}\", v: \"text\" }}", i * 100),
+            // A bad line is never the previous event of an untimed one.
+            (_, 19) => "A { key: ".to_string(),
+            (_, 20) => untimed,
+            (_, 23) => format!("@{}ms Ghost {{ n: 1 }}", i * 100),
+            (_, 29) => "# a comment".to_string(),
+            // Not UTF-8: reported, and the lines after it keep their numbers.
+            (_, 31) => {
+                text.extend_from_slice(b"A { key: \"\xff\" }\n");
+                continue;
+            }
             _ => format!("@{}ms A {{ key: \"k{key}\", v: {v} }}", i * 100),
         };
-        text.push_str(&line);
-        text.push('\n');
+        text.extend_from_slice(line.as_bytes());
+        text.push(b'\n');
     }
     text
 }
+
+/// Every `A` event read back: a key and the time of each, stamped from the
+/// `.evt` rules, and its `timestamp` field, which an untimed line after a
+/// JSON line with a `timestamp` takes too.
+const STAMPS: &str = r#"
+event A:
+    key: str
+    v: int
+    timestamp: timestamp
+
+stream Stamps = A
+    .emit(key: key, at: timestamp)
+"#;
 
 #[test]
 fn evt_lines_on_workers_keep_outputs_problems_and_times() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "p.vpl", PARTITIONED);
+    write(dir.path(), "stamps.vpl", STAMPS);
     // Several read batches (the reader cuts `.evt` input into chunks of lines).
-    write(dir.path(), "in.evt", &evt_with_every_form(9_000));
+    std::fs::write(dir.path().join("in.evt"), evt_with_every_form(9_000)).expect("write");
     let problems = |err: &[u8]| -> Vec<String> {
         String::from_utf8_lossy(err)
             .lines()
@@ -577,24 +611,66 @@ fn evt_lines_on_workers_keep_outputs_problems_and_times() {
             .map(str::to_string)
             .collect()
     };
-    let one = varpulis_ok(&["run", "p.vpl", "--input", "in.evt"], dir.path());
-    assert!(!one.stdout.is_empty());
-    assert!(
-        problems(&one.stderr).len() >= 3,
-        "{}",
-        String::from_utf8_lossy(&one.stderr)
-    );
-    let want = sorted_lines(&one.stdout);
-    for n in ["1", "2", "3"] {
-        let out = varpulis_ok(
-            &["run", "p.vpl", "--input", "in.evt", "--workers", n],
-            dir.path(),
-        );
+    for program in ["p.vpl", "stamps.vpl"] {
+        let one = varpulis_ok(&["run", program, "--input", "in.evt"], dir.path());
+        assert!(!one.stdout.is_empty());
         assert!(
-            sorted_lines(&out.stdout) == want,
-            "{n} workers: other outputs than one engine"
+            problems(&one.stderr).len() >= 3,
+            "{}",
+            String::from_utf8_lossy(&one.stderr)
         );
-        assert_eq!(problems(&out.stderr), problems(&one.stderr), "{n} workers");
+        // Line 59 has a field of the wrong type, after the line that is not
+        // UTF-8 (32).
+        assert!(
+            problems(&one.stderr)
+                .iter()
+                .any(|p| p.starts_with("warning: input line 59: field `v`")),
+            "{}",
+            String::from_utf8_lossy(&one.stderr)
+        );
+        let want = sorted_lines(&one.stdout);
+        for n in ["1", "2", "3"] {
+            let out = varpulis_ok(
+                &["run", program, "--input", "in.evt", "--workers", n],
+                dir.path(),
+            );
+            assert!(
+                sorted_lines(&out.stdout) == want,
+                "{program}, {n} workers: other outputs than one engine"
+            );
+            assert_eq!(
+                problems(&out.stderr),
+                problems(&one.stderr),
+                "{program}, {n} workers"
+            );
+        }
+    }
+    // The stamps themselves, around the first chunk boundary and a bad line.
+    let out = varpulis_ok(
+        &["run", "stamps.vpl", "--input", "in.evt", "--workers", "2"],
+        dir.path(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = "\"timestamp\":\"1970-01-01T00:01:42.307Z\"";
+    for (line, what) in [
+        (
+            format!("{json},\"key\":\"k3\",\"at\":\"1970-01-01T00:01:42.307Z\"}}"),
+            "the JSON line at the end of a chunk",
+        ),
+        (
+            format!("{json},\"key\":\"k4\",\"at\":\"1970-01-01T00:01:42.307Z\"}}"),
+            "an untimed line in the next chunk: the time and the `timestamp` field",
+        ),
+        (
+            format!("{json},\"key\":\"k0\",\"at\":\"1970-01-01T00:01:42.307Z\"}}"),
+            "and the one after it",
+        ),
+        (
+            "\"timestamp\":\"1970-01-01T00:01:42.603Z\",\"key\":\"k2\"}".to_string(),
+            "an untimed line after an `@` line (of a type the program does not know)",
+        ),
+    ] {
+        assert!(text.contains(&line), "{what}: {line} not in {text:.3000}");
     }
 }
 

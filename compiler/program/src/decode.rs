@@ -61,6 +61,19 @@ struct SchemaLookup {
     name: Arc<str>,
 }
 
+impl SchemaLookup {
+    /// Puts the record's time `ts` in the schema's `timestamp` field when the record left
+    /// that field empty.
+    fn fill_timestamp(&self, slots: &mut [Option<Value>], ts: i64) {
+        if let Some(f @ None) = self
+            .timestamp_slot
+            .and_then(|slot| slots.get_mut(usize::from(slot)))
+        {
+            *f = Some(Value::Timestamp(ts));
+        }
+    }
+}
+
 /// Resolves event type names and field names to ids and slots once, then
 /// converts records cheaply. Only schemas of input types (declared or
 /// undeclared event types) accept input.
@@ -137,6 +150,16 @@ impl EventDecoder {
         )
     }
 
+    /// Gives an event decoded without a `timestamp` the one its record turned out to have
+    /// (a `.evt` line after a JSON line with a `timestamp` takes that one): its schema's
+    /// `timestamp` field gets it when the record left the field empty, as decoding a record
+    /// with that `timestamp` does. The event's time is the caller's to set.
+    pub fn fill_timestamp(&self, event: &mut Event, ts: i64) {
+        if let Some(lookup) = self.schemas.get(&event.type_id) {
+            lookup.fill_timestamp(&mut event.fields, ts);
+        }
+    }
+
     /// [`EventDecoder::decode`] over fields borrowed from wherever they were read.
     pub(crate) fn decode_fields<'v>(
         &self,
@@ -179,10 +202,8 @@ impl EventDecoder {
                 None => {}
             }
         }
-        if let (Some(slot), Some(ts)) = (lookup.timestamp_slot, timestamp) {
-            if let Some(f @ None) = slots.get_mut(usize::from(slot)) {
-                *f = Some(Value::Timestamp(ts));
-            }
+        if let Some(ts) = timestamp {
+            lookup.fill_timestamp(&mut slots, ts);
         }
         Ok(Event {
             type_id: id,

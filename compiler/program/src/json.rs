@@ -78,6 +78,14 @@ pub struct JsonScratch {
 }
 
 impl JsonScratch {
+    /// What decoding the next event reuses: the cache of strings and the spare slots.
+    pub(crate) fn reuse(&mut self) -> Reuse<'_> {
+        Reuse {
+            strings: &mut self.strings,
+            slots: self.slots.take(),
+        }
+    }
+
     /// Hands back the slots of an event nothing keeps any more (the engine's
     /// `take_spare_slots`): the next event decodes into them.
     pub fn give_slots(&mut self, slots: Vec<Option<Value>>) {
@@ -125,7 +133,7 @@ impl EventDecoder {
 /// An empty vector of another element type with `v`'s buffer: the members of one text borrow
 /// it, so the buffer outlives them only emptied (collecting a vector's own iterator into
 /// elements of the same size and alignment reuses its allocation).
-fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
+pub(crate) fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
     v.clear();
     v.into_iter().filter_map(|_| None).collect()
 }
@@ -785,7 +793,7 @@ fn parse_timestamp(v: &Value) -> Result<i64, JsonEventError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn names(r: &RawEvent) -> Vec<&str> {
@@ -915,7 +923,8 @@ mod tests {
 
     /// A program with typed fields, a schema keeping extras, a `timestamp` field and an
     /// undeclared type.
-    fn typed_program() -> crate::Program {
+    /// Declared, open, undeclared and stream types, with typed fields and a `timestamp` one.
+    pub(crate) fn typed_program() -> crate::Program {
         use crate::schema::{EventSchema, FieldDef, SchemaOrigin, Type};
         let typed = |name: &str, fields: &[(&str, Type)]| {
             let mut s = EventSchema::with_fields(name, SchemaOrigin::Declared, &[]);
