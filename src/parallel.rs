@@ -95,33 +95,46 @@ impl ShardPlan {
     /// The shard of `event` among `shards`, or of input position `pos` when
     /// its type has no key.
     pub fn owner(&self, event: &Event, pos: u64, shards: usize) -> usize {
-        let shards = shards.max(1);
-        let slot = self.keys.get(event.type_id as usize).copied().flatten();
-        match slot {
-            Some(slot) => {
-                // The engine's `partition_by` gives events without the field
-                // the key `""`.
-                let value = event
-                    .fields
-                    .get(usize::from(slot))
-                    .cloned()
-                    .flatten()
-                    .unwrap_or_else(|| Value::str(""));
-                shard_of(value, shards)
-            }
-            None => (pos % shards as u64) as usize,
-        }
+        owner_of(self.key_hash(event), pos, shards)
+    }
+
+    /// The hash of `event`'s partition key ([`key_hash`]), `None` when its
+    /// type has no key. Decoding threads compute it, so the routing thread
+    /// only takes it modulo the shards ([`owner_of`]).
+    pub fn key_hash(&self, event: &Event) -> Option<u64> {
+        let slot = self.keys.get(event.type_id as usize).copied().flatten()?;
+        // The engine's `partition_by` gives events without the field the
+        // key `""`.
+        let value = event
+            .fields
+            .get(usize::from(slot))
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| Value::str(""));
+        Some(key_hash(value))
     }
 }
 
-/// The shard of partition key `value` among `shards`. Equal keys (by
-/// `ValueKey`, so 1 and 1.0 too) go to the same shard. The assignment is
+/// The shard of an event whose key hashes to `hash`, or of input position
+/// `pos` when its type has no key.
+pub fn owner_of(hash: Option<u64>, pos: u64, shards: usize) -> usize {
+    let shards = shards.max(1) as u64;
+    (hash.unwrap_or(pos) % shards) as usize
+}
+
+/// The hash that routes partition key `value`. Equal keys (by `ValueKey`,
+/// so 1 and 1.0 too) hash alike.
+fn key_hash(value: Value) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    ValueKey(value).hash(&mut h);
+    h.finish()
+}
+
+/// The shard of partition key `value` among `shards`. The assignment is
 /// part of a checkpoint of several workers: each worker's state holds its
 /// keys, so [`routing_fingerprint`] records it beside the state.
 pub fn shard_of(value: Value, shards: usize) -> usize {
-    let mut h = std::hash::DefaultHasher::new();
-    ValueKey(value).hash(&mut h);
-    (h.finish() % shards.max(1) as u64) as usize
+    owner_of(Some(key_hash(value)), 0, shards)
 }
 
 /// The shards [`shard_of`] gives a fixed set of keys among
@@ -616,9 +629,11 @@ pub fn run<R: std::io::BufRead + Send>(
         let format = records.format();
         for _ in 0..decoders {
             let (tx, rx) = bounded::<Chunk>(QUEUE);
-            let (dtx, drx) = bounded::<Vec<(usize, Step)>>(QUEUE);
+            let (dtx, drx) = bounded::<Vec<Decoding>>(QUEUE);
             let event_decoder = event_decoder.clone();
-            reading.push(scope.spawn(move || decode_chunks(&event_decoder, format, rx, dtx)));
+            let plan = layout.plan.clone();
+            reading
+                .push(scope.spawn(move || decode_chunks(&event_decoder, &plan, format, rx, dtx)));
             to_decoders.push(tx);
             from_decoders.push(drx);
         }
@@ -1147,6 +1162,10 @@ struct Chunk {
     ends: Vec<usize>,
 }
 
+/// A decoded line with its line number and the hash of its event's
+/// partition key ([`ShardPlan::key_hash`]), computed on the decoding thread.
+type Decoding = (usize, Step, Option<u64>);
+
 /// One line as a decoding thread hands it to the router (blank lines and
 /// comments are left out).
 enum Step {
@@ -1216,9 +1235,10 @@ fn read_chunks<R: std::io::BufRead>(
 /// with its line number, until the reader or the router is gone.
 fn decode_chunks(
     decoder: &EventDecoder,
+    plan: &ShardPlan,
     format: InputFormat,
     chunks: Receiver<Chunk>,
-    decoded: Sender<Vec<(usize, Step)>>,
+    decoded: Sender<Vec<Decoding>>,
 ) {
     let mut scratch = JsonScratch::default();
     let mut evt_scratch = EvtScratch::default();
@@ -1235,7 +1255,7 @@ fn decode_chunks(
                     "stream did not contain valid UTF-8",
                 );
                 let message = format!("cannot read line: {e}");
-                out.push((line, Step::Record(Decoded::Malformed(message))));
+                out.push((line, Step::Record(Decoded::Malformed(message)), None));
                 continue;
             };
             let step = match format {
@@ -1251,7 +1271,15 @@ fn decode_chunks(
                     None => continue,
                 },
             };
-            out.push((line, step));
+            let hash = match &step {
+                Step::Record(Decoded::Event { event, .. })
+                | Step::Evt {
+                    decoded: Decoded::Event { event, .. },
+                    ..
+                } => plan.key_hash(event),
+                _ => None,
+            };
+            out.push((line, step, hash));
         }
         if decoded.send(out).is_err() {
             return;
@@ -1277,26 +1305,28 @@ fn decode_evt_line(decoder: &EventDecoder, text: &str, scratch: &mut EvtScratch)
 /// A `.evt` event decoded on its own, with the time `clock` gives it (what
 /// [`EvtReader`](varpulis_program::evt::EvtReader) gives the same line). An
 /// event after one with a JSON `timestamp` takes that one, in its
-/// `timestamp` field too, as decoding it with that `timestamp` would have.
+/// `timestamp` field too, as decoding it with that `timestamp` would have;
+/// the flag says whether that field was filled.
 fn stamp_evt(
     clock: &mut EvtClock,
     events: &EventDecoder,
     at: Option<i64>,
     mut decoded: Decoded,
-) -> Decoded {
+) -> (Decoded, bool) {
     let time = match &mut decoded {
         Decoded::Event { time, .. }
         | Decoded::UnknownType { time, .. }
         | Decoded::WrongType { time, .. } => time,
-        Decoded::Malformed(_) => return decoded,
+        Decoded::Malformed(_) => return (decoded, false),
     };
     let own = *time;
     let stamp = clock.stamp(at, own);
     *time = Some(stamp.timestamp.unwrap_or(stamp.offset));
     if let (None, Some(ts), Decoded::Event { event, .. }) = (own, stamp.timestamp, &mut decoded) {
         events.fill_timestamp(event, ts);
+        return (decoded, true);
     }
-    decoded
+    (decoded, false)
 }
 
 /// The routing thread: takes the decoded chunks in input order, stamps
@@ -1308,7 +1338,7 @@ fn stamp_evt(
 fn route(
     decoder: &mut Job,
     events: &EventDecoder,
-    decoded: Vec<Receiver<Vec<(usize, Step)>>>,
+    decoded: Vec<Receiver<Vec<Decoding>>>,
     plan: &ShardPlan,
     shards: Vec<Sender<Cmd>>,
     batch: usize,
@@ -1329,14 +1359,21 @@ fn route(
     // The decoder of the next chunk ends first when the input has.
     'chunks: for rx in decoded.iter().cycle() {
         let Ok(chunk) = rx.recv() else { break };
-        for (line, step) in chunk {
+        for (line, step, mut hash) in chunk {
             let d = match step {
                 Step::Record(d) => d,
                 Step::Batch(ns) => {
                     clock.batch(ns);
                     continue;
                 }
-                Step::Evt { at, decoded } => stamp_evt(&mut clock, events, at, decoded),
+                Step::Evt { at, decoded } => {
+                    let (d, filled) = stamp_evt(&mut clock, events, at, decoded);
+                    if filled {
+                        // The key may be the `timestamp` field just filled.
+                        hash = None;
+                    }
+                    d
+                }
             };
             let admitted = decoder.admit(d, RecordFrom::Line(line));
             for m in decoder.take_messages() {
@@ -1350,7 +1387,10 @@ fn route(
                     break 'chunks;
                 }
             };
-            let own = plan.owner(&event, pos, n);
+            let own = match hash {
+                Some(h) => owner_of(Some(h), pos, n),
+                None => plan.owner(&event, pos, n),
+            };
             let (ty, time) = (event.type_id, event.time);
             let mut event = Some(event);
             for (i, b) in batches.iter_mut().enumerate() {
