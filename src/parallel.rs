@@ -1376,8 +1376,12 @@ fn route(
                 }
             };
             let admitted = decoder.admit(d, RecordFrom::Line(line));
-            for m in decoder.take_messages() {
-                let _ = writeln!(stderr, "{m}");
+            // Only a record that is not admitted as an event reports
+            // something (and taking the messages locks).
+            if !matches!(admitted, Ok(Some(_))) {
+                for m in decoder.take_messages() {
+                    let _ = writeln!(stderr, "{m}");
+                }
             }
             let event = match admitted {
                 Ok(Some(ev)) => ev,
