@@ -5,7 +5,7 @@
 //! gives `.evt` events their times (which carry from line to line) and
 //! routes each event to the engine shard that owns its partition key; N
 //! shard threads each run their own deterministic [`Engine`] and encode its
-//! outputs to JSON text ([`Tagger`]); the calling thread merges the texts
+//! outputs to JSON text (`Tagger`); the calling thread merges the texts
 //! in a canonical order, writes them and handles sinks and messages. Stages
 //! talk over bounded channels carrying batches, so a slow
 //! stage holds the others back instead of buffering without end.
@@ -98,7 +98,7 @@ impl ShardPlan {
         owner_of(self.key_hash(event), pos, shards)
     }
 
-    /// The hash of `event`'s partition key ([`key_hash`]), `None` when its
+    /// The hash of `event`'s partition key (`key_hash`), `None` when its
     /// type has no key. Decoding threads compute it, so the routing thread
     /// only takes it modulo the shards ([`owner_of`]).
     pub fn key_hash(&self, event: &Event) -> Option<u64> {
