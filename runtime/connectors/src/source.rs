@@ -567,6 +567,29 @@ mod tests {
     }
 
     #[test]
+    fn a_sender_waiting_for_a_full_queue_to_drain_still_stops_and_sees_the_host_go() {
+        // A queue larger than one, so the sender naps until it drains.
+        let (tx, rx) = crossbeam_channel::bounded(8);
+        let sender = SourceSender::new(tx, Arc::default());
+        for n in 0..8 {
+            assert!(sender.deliver(message(n)));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let waiting = {
+            let (sender, stop) = (sender.clone(), Arc::clone(&stop));
+            std::thread::spawn(move || sender.deliver_until_stopped(message(8), &stop))
+        };
+        stop.store(true, Ordering::Release);
+        assert!(!waiting.join().expect("no panic"), "stopped, not delivered");
+        assert_eq!(rx.len(), 8);
+        // The host goes away while the queue is full: the sender gives up.
+        drop(rx);
+        let start = Instant::now();
+        assert!(!sender.deliver(message(9)));
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
     fn delivery_gives_up_when_the_host_stops_or_goes_away() {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let host_stopping = Arc::new(AtomicBool::new(true));
