@@ -1391,10 +1391,7 @@ fn route(
                     break 'chunks;
                 }
             };
-            let own = match hash {
-                Some(h) => owner_of(Some(h), pos, n),
-                None => plan.owner(&event, pos, n),
-            };
+            let own = owner_of(hash.or_else(|| plan.key_hash(&event)), pos, n);
             let (ty, time) = (event.type_id, event.time);
             let mut event = Some(event);
             for (i, b) in batches.iter_mut().enumerate() {
