@@ -980,7 +980,11 @@ fn a_live_run_on_two_workers_killed_and_restarted_ends_like_an_uninterrupted_one
     // Kill until some output is out (a loaded machine starts slowly), at
     // random points well before the input can be done.
     while delays.len() < 6 || (partial == 0 && delays.len() < 30) {
-        let delay = std::time::Duration::from_millis(10 + rng.below(slice.max(20)));
+        // Past the sixth kill with nothing out yet, later kills come later
+        // (up to a quarter of the uninterrupted run more): a fast run leaves short
+        // slices, which can all land before the first checkpoint.
+        let late = (delays.len() as u64).saturating_sub(5).min(16) * slice / 8;
+        let delay = std::time::Duration::from_millis(10 + late + rng.below(slice.max(20)));
         delays.push(delay);
         let mut child = live(RUN, dir.path())
             .stdout(std::process::Stdio::null())
