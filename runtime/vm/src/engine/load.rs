@@ -2,7 +2,7 @@
 //! and cycle detection, operator construction, global initialisation.
 
 use super::source::{JoinRt, SourceRt, TimerRt};
-use super::{Engine, EngineConfig, Metrics, Shared, StreamRt, TimeState};
+use super::{Engine, EngineConfig, Metrics, OutputNames, Shared, StreamRt, TimeState};
 use crate::error::LoadError;
 use crate::interp::{EvalCx, Vm};
 use crate::model::Models;
@@ -117,6 +117,14 @@ pub(super) fn build(
         recycled: None,
         spare_slots: None,
         output_fields: Vec::new(),
+        names: program
+            .schemas
+            .iter()
+            .map(|s| OutputNames {
+                event_type: Arc::from(&*s.name),
+                fields: s.fields.iter().map(|f| Arc::from(&*f.name)).collect(),
+            })
+            .collect(),
     })
 }
 
@@ -512,7 +520,9 @@ fn build_stream(
         origin.push(at);
     }
     Ok(StreamRt {
-        name: plan.name.clone(),
+        // The engine's own copy: outputs carry it, and engines on other
+        // threads count their own references (`OutputNames`).
+        name: Arc::from(&*plan.name),
         source,
         ops,
         output_schema: plan.output_schema,

@@ -246,6 +246,16 @@ pub struct Engine {
     /// Field lists of outputs the host is done with ([`Engine::recycle_outputs`]), emptied,
     /// for the next visible outputs. Not state.
     output_fields: Vec<Vec<(Arc<str>, Value)>>,
+    /// Each schema's names as visible outputs carry them ([`OutputNames`]). Not state.
+    names: Vec<OutputNames>,
+}
+
+/// The names of one schema for its visible outputs, copied for each engine: outputs clone
+/// them, and engines on several threads cloning and dropping the program's own strings would
+/// contend for their reference counts.
+pub(crate) struct OutputNames {
+    pub event_type: Arc<str>,
+    pub fields: Vec<Arc<str>>,
 }
 
 impl Engine {
@@ -752,11 +762,10 @@ impl Engine {
             }
             if st.visible {
                 let fields = self.output_fields.pop().unwrap_or_default();
-                out.push(output_in(
+                out.push(named_output(
                     fields,
-                    &self.shared.program,
+                    self.names.get(schema as usize),
                     &st.name,
-                    schema,
                     &r.ev,
                 ));
             }
@@ -941,6 +950,35 @@ fn output_in(
     Output {
         stream: stream.clone(),
         event_type: s.map_or_else(|| stream.clone(), |s| s.name.clone()),
+        time: ev.time,
+        fields,
+    }
+}
+
+/// [`output_in`] with the names of the engine's own copy.
+fn named_output(
+    mut fields: Vec<(Arc<str>, Value)>,
+    names: Option<&OutputNames>,
+    stream: &Arc<str>,
+    ev: &Event,
+) -> Output {
+    if let Some(n) = names {
+        for (f, v) in n.fields.iter().zip(ev.fields.iter()) {
+            if let Some(v) = v {
+                fields.push((f.clone(), v.clone()));
+            }
+        }
+    }
+    if let Some(extra) = &ev.extra {
+        for (k, v) in extra.iter() {
+            if !fields.iter().any(|(n, _)| n == k) {
+                fields.push((k.clone(), v.clone()));
+            }
+        }
+    }
+    Output {
+        stream: stream.clone(),
+        event_type: names.map_or_else(|| stream.clone(), |n| n.event_type.clone()),
         time: ev.time,
         fields,
     }
