@@ -776,6 +776,7 @@ pub fn run<R: std::io::BufRead + Send>(
                 }
             }
             deliver_round(job, &mut parts, &mut order, out, messages)?;
+            parts.clear();
             if end {
                 break;
             }

@@ -55,7 +55,7 @@ use crate::job::{
 pub const MAX_WORKERS: usize = 64;
 
 /// Input records per batch sent to the shards.
-pub(crate) const BATCH: usize = 1024;
+pub const BATCH: usize = 1024;
 
 /// Batches in flight on each channel (router → shard, shard → merger).
 pub(crate) const QUEUE: usize = 4;
@@ -394,6 +394,93 @@ enum Item {
     Time { ty: SchemaId, time: i64 },
 }
 
+/// Buffers handed back up the pipeline, so a steady run allocates none per
+/// batch: each stage frees what an earlier stage's thread allocated, which
+/// costs the allocator more than reusing it (memory freed on another thread
+/// goes back through locks). Bounded: a full pool drops what it is given, an
+/// empty one gives nothing and the stage allocates.
+struct Spares<T>(Sender<T>, Receiver<T>);
+
+impl<T> Spares<T> {
+    fn new(cap: usize) -> Spares<T> {
+        let (tx, rx) = bounded(cap);
+        Spares(tx, rx)
+    }
+
+    fn give(&self, t: T) {
+        let _ = self.0.try_send(t);
+    }
+
+    fn take(&self) -> Option<T> {
+        self.1.try_recv().ok()
+    }
+}
+
+impl<T> Clone for Spares<T> {
+    fn clone(&self) -> Spares<T> {
+        Spares(self.0.clone(), self.1.clone())
+    }
+}
+
+/// The buffers the stages of a parallel run hand back ([`Spares`]).
+#[derive(Clone)]
+struct Pools {
+    /// Read chunks' lines and line ends: decoders → reader.
+    chunks: Spares<(Vec<u8>, Vec<usize>)>,
+    /// Decoded chunks: router → decoders.
+    decodings: Spares<Vec<Decoding>>,
+    /// Shard batches: shards → router.
+    items: Spares<Vec<Item>>,
+    /// The emptied slots of events the engines kept nothing of, a batch at
+    /// a time: shards → decoders, which decode the next events into them
+    /// (`None` when the events are decoded elsewhere: a live run).
+    slots: Option<Spares<Vec<Vec<Option<Value>>>>>,
+    /// Shard answers: merger → shards.
+    parts: Spares<FromShard>,
+}
+
+impl Pools {
+    /// Pools for `workers` shards (and as many decoders); `slots`: whether
+    /// the run's decoders take the events' slots back.
+    fn new(workers: usize, slots: bool) -> Pools {
+        let n = (QUEUE + 2) * workers.max(1);
+        Pools {
+            chunks: Spares::new(n),
+            decodings: Spares::new(n),
+            items: Spares::new(n),
+            slots: slots.then(|| Spares::new(n)),
+            parts: Spares::new(n),
+        }
+    }
+
+    /// An empty answer for a shard, reused when one came back.
+    fn part(&self) -> Box<FromShard> {
+        Box::new(match self.parts.take() {
+            Some(mut part) => {
+                part.outputs.clear();
+                part.text.clear();
+                part.values.clear();
+                part.side.clear();
+                part.errors.clear();
+                part.watermark = None;
+                part
+            }
+            None => FromShard::default(),
+        })
+    }
+
+    /// An empty batch of `batch` items for a shard.
+    fn batch(&self, batch: usize) -> Vec<Item> {
+        match self.items.take() {
+            Some(mut items) => {
+                items.clear();
+                items
+            }
+            None => Vec::with_capacity(batch),
+        }
+    }
+}
+
 /// A message to a shard.
 enum Cmd {
     /// The next input positions, one item each.
@@ -601,6 +688,7 @@ pub fn run<R: std::io::BufRead + Send>(
 
     // Read and loaded once; the shards share the loaded models.
     let models = crate::job::load_models(&program)?;
+    let pools = Pools::new(workers, true);
     std::thread::scope(|scope| -> anyhow::Result<Outcome> {
         let mut to_shards: Vec<Sender<Cmd>> = Vec::new();
         let mut from_shards: Vec<Receiver<Reply>> = Vec::new();
@@ -610,11 +698,12 @@ pub fn run<R: std::io::BufRead + Send>(
             let (otx, orx) = bounded::<Reply>(QUEUE);
             let program = program.clone();
             let models = models.clone();
+            let pools = pools.clone();
             shard_handles.push(scope.spawn(move || {
                 let tagger = Tagger::new(&program, values);
                 let engine = Engine::with_models(program, config, &models)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
-                Ok::<_, anyhow::Error>(serve(engine, tagger, rx, otx))
+                Ok::<_, anyhow::Error>(serve(engine, tagger, rx, otx, &pools))
             }));
             to_shards.push(tx);
             from_shards.push(orx);
@@ -632,14 +721,18 @@ pub fn run<R: std::io::BufRead + Send>(
             let (dtx, drx) = bounded::<Vec<Decoding>>(QUEUE);
             let event_decoder = event_decoder.clone();
             let plan = layout.plan.clone();
-            reading
-                .push(scope.spawn(move || decode_chunks(&event_decoder, &plan, format, rx, dtx)));
+            let pools = pools.clone();
+            reading.push(
+                scope.spawn(move || decode_chunks(&event_decoder, &plan, format, rx, dtx, &pools)),
+            );
             to_decoders.push(tx);
             from_decoders.push(drx);
         }
-        reading.push(scope.spawn(move || read_chunks(records, batch, to_decoders)));
+        let reader_pools = pools.clone();
+        reading.push(scope.spawn(move || read_chunks(records, batch, to_decoders, &reader_pools)));
         let plan = layout.plan.clone();
         let decoder_program = (*program).clone();
+        let router_pools = pools.clone();
         let router = scope.spawn(move || {
             let mut decoder = Job::without_sinks(decoder_program, decoder_options)?;
             route(
@@ -649,6 +742,7 @@ pub fn run<R: std::io::BufRead + Send>(
                 &plan,
                 to_shards,
                 batch,
+                &router_pools,
             )
         });
 
@@ -664,6 +758,9 @@ pub fn run<R: std::io::BufRead + Send>(
                 parts.push(*part);
             }
             deliver_round(job, &mut parts, &mut order, out, messages)?;
+            for part in parts.drain(..) {
+                pools.parts.give(part);
+            }
         }
         // A shard that stopped early (an error) ends the rounds while the
         // others may still be sending: closing the receivers lets them, and
@@ -732,6 +829,8 @@ pub struct Shards {
     /// Counters, memory and watermark as last seen (memory from the last
     /// [`Shards::stats`] taken with nothing in flight).
     last: (Metrics, Vec<StreamMemory>, Option<i64>),
+    /// Batches and answers handed back by the shards and the host.
+    pools: Pools,
 }
 
 impl Shards {
@@ -752,6 +851,7 @@ impl Shards {
             pos: 0,
             in_flight: 0,
             last: (Metrics::default(), Vec::new(), None),
+            pools: Pools::new(workers, false),
         };
         for i in 0..workers {
             let (tx, rx) = bounded::<Cmd>(QUEUE);
@@ -759,6 +859,7 @@ impl Shards {
             let (ready_tx, ready) = bounded::<Result<(), String>>(1);
             let program = program.clone();
             let models = models.clone();
+            let pools = shards.pools.clone();
             // An engine stays on the thread that made it.
             let handle = std::thread::Builder::new()
                 .name(format!("varpulis-shard-{i}"))
@@ -768,7 +869,7 @@ impl Shards {
                     match Engine::with_models(program, config, &models) {
                         Ok(engine) => {
                             let _ = ready_tx.send(Ok(()));
-                            serve(engine, tagger, rx, otx)
+                            serve(engine, tagger, rx, otx, &pools)
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e.to_string()));
@@ -863,8 +964,7 @@ impl Shards {
     /// [`Shards::collect`] gives the outputs.
     pub fn run(&mut self, events: Vec<(Event, Option<u32>)>) -> anyhow::Result<()> {
         let n = self.workers();
-        let mut batches: Vec<Vec<Item>> =
-            (0..n).map(|_| Vec::with_capacity(events.len())).collect();
+        let mut batches: Vec<Vec<Item>> = (0..n).map(|_| self.pools.batch(events.len())).collect();
         for (event, origin) in events {
             let own = self.plan.owner(&event, self.pos, n);
             self.pos += 1;
@@ -1004,10 +1104,11 @@ pub(crate) fn merge_round(mut parts: Vec<FromShard>) -> Merged {
 /// Hands one round's answers to `job` (side outputs, runtime errors and
 /// the output count; its messages go to `messages`) and their outputs to
 /// `out` in the canonical order, as bytes already encoded by the engines'
-/// threads. Empties `parts`; `order` is reused from round to round.
+/// threads. Leaves `parts` emptied of outputs, for the caller to reuse or
+/// drop; `order` is reused from round to round.
 pub(crate) fn deliver_round(
     job: &mut Job,
-    parts: &mut Vec<FromShard>,
+    parts: &mut [FromShard],
     order: &mut Vec<(usize, usize)>,
     out: &mut dyn OutputSink,
     messages: &mut dyn Write,
@@ -1024,7 +1125,6 @@ pub(crate) fn deliver_round(
         out.output(text_of(parts, p, i), values.take(p, i))?;
     }
     out.end_round()?;
-    parts.clear();
     Ok(())
 }
 
@@ -1192,12 +1292,17 @@ fn read_chunks<R: std::io::BufRead>(
     records: Records<R>,
     batch: usize,
     decoders: Vec<Sender<Chunk>>,
+    pools: &Pools,
 ) {
     let mut turn = decoders.iter().cycle();
     let (mut input, mut line) = records.into_lines();
     loop {
-        let mut text = Vec::with_capacity(128 * batch);
-        let mut ends = Vec::with_capacity(batch);
+        let (mut text, mut ends) = pools
+            .chunks
+            .take()
+            .unwrap_or_else(|| (Vec::with_capacity(128 * batch), Vec::with_capacity(batch)));
+        text.clear();
+        ends.clear();
         let mut end = false;
         while ends.len() < batch {
             match input.read_until(b'\n', &mut text) {
@@ -1239,15 +1344,31 @@ fn decode_chunks(
     format: InputFormat,
     chunks: Receiver<Chunk>,
     decoded: Sender<Vec<Decoding>>,
+    pools: &Pools,
 ) {
     let mut scratch = JsonScratch::default();
     let mut evt_scratch = EvtScratch::default();
+    // Slots the shards handed back, for the next events.
+    let mut slots: Vec<Vec<Option<Value>>> = Vec::new();
     for Chunk { first, text, ends } in chunks {
-        let mut out = Vec::with_capacity(ends.len());
+        let mut out = match pools.decodings.take() {
+            Some(mut out) => {
+                out.clear();
+                out
+            }
+            None => Vec::with_capacity(ends.len()),
+        };
         let mut start = 0;
-        for (line, end) in (first..).zip(ends) {
+        for (line, &end) in (first..).zip(&ends) {
             let bytes = text.get(start..end).unwrap_or_default();
             start = end;
+            if slots.is_empty() {
+                slots = pools
+                    .slots
+                    .as_ref()
+                    .and_then(Spares::take)
+                    .unwrap_or_default();
+            }
             let Ok(text) = std::str::from_utf8(bytes) else {
                 // What reading the line as text says (`Records`).
                 let e = std::io::Error::new(
@@ -1264,12 +1385,17 @@ fn decode_chunks(
                     if text.is_empty() {
                         continue;
                     }
+                    if let Some(s) = slots.pop() {
+                        scratch.give_slots(s);
+                    }
                     Step::Record(decode_json_alone(decoder, text, &mut scratch))
                 }
-                InputFormat::Evt => match decode_evt_line(decoder, text, &mut evt_scratch) {
-                    Some(step) => step,
-                    None => continue,
-                },
+                InputFormat::Evt => {
+                    match decode_evt_line(decoder, text, &mut evt_scratch, &mut slots) {
+                        Some(step) => step,
+                        None => continue,
+                    }
+                }
             };
             let hash = match &step {
                 Step::Record(Decoded::Event { event, .. })
@@ -1281,6 +1407,7 @@ fn decode_chunks(
             };
             out.push((line, step, hash));
         }
+        pools.chunks.give((text, ends));
         if decoded.send(out).is_err() {
             return;
         }
@@ -1289,13 +1416,21 @@ fn decode_chunks(
 
 /// Reads one `.evt` line on its own ([`evt::classify`]) and decodes its event
 /// ([`decode_evt_alone`]); `None` for a blank line or a comment.
-fn decode_evt_line(decoder: &EventDecoder, text: &str, scratch: &mut EvtScratch) -> Option<Step> {
+fn decode_evt_line(
+    decoder: &EventDecoder,
+    text: &str,
+    scratch: &mut EvtScratch,
+    slots: &mut Vec<Vec<Option<Value>>>,
+) -> Option<Step> {
     let (at, text) = match evt::classify(text) {
         Ok(EvtLine::Skip) => return None,
         Ok(EvtLine::Batch(ns)) => return Some(Step::Batch(ns)),
         Ok(EvtLine::Event { at, text }) => (at, text),
         Err(e) => return Some(Step::Record(Decoded::Malformed(e.to_string()))),
     };
+    if let Some(s) = slots.pop() {
+        scratch.give_slots(s);
+    }
     Some(match decode_evt_alone(decoder, text, scratch) {
         Decoded::Malformed(message) => Step::Record(Decoded::Malformed(message)),
         decoded => Step::Evt { at, decoded },
@@ -1342,24 +1477,25 @@ fn route(
     plan: &ShardPlan,
     shards: Vec<Sender<Cmd>>,
     batch: usize,
+    pools: &Pools,
 ) -> anyhow::Result<(JobStats, Option<InputProblem>)> {
     let n = shards.len();
-    let mut batches: Vec<Vec<Item>> = (0..n).map(|_| Vec::with_capacity(batch)).collect();
+    let mut batches: Vec<Vec<Item>> = (0..n).map(|_| pools.batch(batch)).collect();
     let mut pos: u64 = 0;
     let mut failed = None;
     let mut stderr = std::io::stderr();
     let mut clock = EvtClock::default();
     let send_all = |batches: &mut Vec<Vec<Item>>| -> anyhow::Result<()> {
         for (tx, b) in shards.iter().zip(batches.iter_mut()) {
-            tx.send(Cmd::Batch(std::mem::replace(b, Vec::with_capacity(batch))))
+            tx.send(Cmd::Batch(std::mem::replace(b, pools.batch(batch))))
                 .map_err(|_| anyhow::anyhow!("an engine worker stopped"))?;
         }
         Ok(())
     };
     // The decoder of the next chunk ends first when the input has.
     'chunks: for rx in decoded.iter().cycle() {
-        let Ok(chunk) = rx.recv() else { break };
-        for (line, step, mut hash) in chunk {
+        let Ok(mut chunk) = rx.recv() else { break };
+        for (line, step, mut hash) in chunk.drain(..) {
             let d = match step {
                 Step::Record(d) => d,
                 Step::Batch(ns) => {
@@ -1408,6 +1544,7 @@ fn route(
                 send_all(&mut batches)?;
             }
         }
+        pools.decodings.give(chunk);
     }
     // Closing the decoders' queues stops them (and then the reader) when a
     // strict run stopped early.
@@ -1425,35 +1562,55 @@ fn route(
 /// One engine shard: answers each command in order until its channel
 /// closes; returns its counters. Positions are indexes into each batch, so
 /// the merger orders one round at a time.
-fn serve(mut engine: Engine, mut tagger: Tagger, rx: Receiver<Cmd>, tx: Sender<Reply>) -> Metrics {
+fn serve(
+    mut engine: Engine,
+    mut tagger: Tagger,
+    rx: Receiver<Cmd>,
+    tx: Sender<Reply>,
+    pools: &Pools,
+) -> Metrics {
     let mut scratch = Vec::new();
+    let mut spare_slots = Vec::new();
     while let Ok(cmd) = rx.recv() {
         let reply = match cmd {
-            Cmd::Batch(items) => {
-                let mut part = FromShard::default();
-                for (pos, item) in (0u64..).zip(items) {
+            Cmd::Batch(mut items) => {
+                let mut part = pools.part();
+                for (pos, item) in (0u64..).zip(items.drain(..)) {
                     match item {
-                        Item::Own(ev, origin) => engine.push_from(ev, origin, &mut scratch),
+                        Item::Own(ev, origin) => {
+                            engine.push_from(ev, origin, &mut scratch);
+                            if pools.slots.is_some() {
+                                spare_slots.extend(engine.take_spare_slots());
+                            }
+                        }
                         Item::Time { ty, time } => engine.observe_time(ty, time, &mut scratch),
                     }
                     tagger.tag(&mut engine, pos, &mut scratch, &mut part);
                 }
+                pools.items.give(items);
+                if let (Some(pool), false) = (&pools.slots, spare_slots.is_empty()) {
+                    let room = spare_slots.len();
+                    pool.give(std::mem::replace(
+                        &mut spare_slots,
+                        Vec::with_capacity(room),
+                    ));
+                }
                 part.errors = engine.take_errors();
-                Reply::Ran(Box::new(part))
+                Reply::Ran(part)
             }
             Cmd::Watermark(ts) => {
-                let mut part = FromShard::default();
+                let mut part = pools.part();
                 scratch.extend(engine.advance_watermark(ts));
                 tagger.tag(&mut engine, 0, &mut scratch, &mut part);
                 part.errors = engine.take_errors();
-                Reply::Ran(Box::new(part))
+                Reply::Ran(part)
             }
             Cmd::Finish => {
-                let mut part = FromShard::default();
+                let mut part = pools.part();
                 scratch.extend(engine.finish());
                 tagger.tag(&mut engine, END, &mut scratch, &mut part);
                 part.errors = engine.take_errors();
-                Reply::Ran(Box::new(part))
+                Reply::Ran(part)
             }
             Cmd::Save => {
                 let mut store = MemoryStore::new();

@@ -446,6 +446,14 @@ pub struct EvtScratch {
     json: JsonScratch,
 }
 
+impl EvtScratch {
+    /// Hands back the slots of an event nothing keeps any more: the next event decodes into
+    /// them ([`JsonScratch::give_slots`]).
+    pub fn give_slots(&mut self, slots: Vec<Option<Value>>) {
+        self.json.give_slots(slots);
+    }
+}
+
 impl EventDecoder {
     /// Reads one event text (of an [`EvtLine::Event`]) straight into an event of the
     /// program: what [`parse_event_text`] then [`EventDecoder::decode`] give, at the time the
