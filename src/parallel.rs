@@ -37,8 +37,8 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use varpulis_program::evt::{self, EvtClock, EvtLine, EvtScratch};
 use varpulis_program::json::JsonScratch;
 use varpulis_program::{
-    Chunk as Code, Event, EventDecoder, InputRef, Instr, JoinSpec, OpSpec, Program, SchemaId,
-    SourceSpec, StateBound, StreamPlan, Value, ValueKey,
+    Chunk as Code, Event, EventDecoder, InputRef, JoinSpec, OpSpec, Program, SchemaId, SourceSpec,
+    StateBound, StreamPlan, Value, ValueKey,
 };
 use varpulis_state::{MemoryStore, StateStore};
 use varpulis_vm::memory::StreamMemory;
@@ -152,14 +152,6 @@ pub fn routing_fingerprint() -> String {
         .join(".")
 }
 
-/// The slot of a key expression that is a plain field of its input.
-fn plain_field(chunk: &Code) -> Option<u16> {
-    match chunk.code.as_slice() {
-        [Instr::LoadField(s)] | [Instr::LoadField(s), Instr::Return] => Some(*s),
-        _ => None,
-    }
-}
-
 /// The key slot each input type of a join is routed by: the first equality
 /// of its `.on(...)` that compares a plain field of every input. Every joined
 /// pair satisfies it, so both events of a pair reach the shard of their
@@ -191,7 +183,7 @@ fn join_keys(stream: &StreamPlan, join: &JoinSpec) -> Result<Vec<(SchemaId, u16)
             join.inputs
                 .iter()
                 .zip(&types)
-                .map(|(side, &t)| Some((t, plain_field(side.keys.get(i)?)?)))
+                .map(|(side, &t)| Some((t, side.keys.get(i)?.plain_field()?)))
                 .collect::<Option<Vec<_>>>()
         })
         .ok_or_else(|| {
@@ -275,7 +267,7 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
                                 .into(),
                         ));
                     }
-                    key = Some(plain_field(chunk).ok_or_else(|| {
+                    key = Some(chunk.plain_field().ok_or_else(|| {
                         refuse(
                             "its partition key is an expression; the router can only \
                              route by a field of the input event (`.partition_by(field)`)"
@@ -344,7 +336,7 @@ pub fn plan(program: &Program) -> Result<ShardPlan, Refusal> {
                                     .into(),
                             ));
                         };
-                        let Some(slot) = chunk.and_then(plain_field) else {
+                        let Some(slot) = chunk.and_then(Code::plain_field) else {
                             return Err(refuse(
                                 "its sequence has a step or negation whose partition key is \
                                  not a plain field of the event"

@@ -57,6 +57,16 @@ impl Chunk {
     pub fn span_at(&self, pc: usize) -> SpanId {
         self.spans.get(pc).copied().unwrap_or(self.span)
     }
+
+    /// The slot the chunk reads when it is only a read of one field of its event (a partition
+    /// key, an aggregate's argument, a projected field): evaluating it has no effect and its
+    /// value is that field's, or none when the event lacks it.
+    pub fn plain_field(&self) -> Option<u16> {
+        match self.code.as_slice() {
+            [Instr::LoadField(s)] | [Instr::LoadField(s), Instr::Return] => Some(*s),
+            _ => None,
+        }
+    }
 }
 
 /// One stack-machine instruction. "Pops a, b" means `b` is on top.

@@ -99,9 +99,12 @@ impl Vm {
         // A plain field read (a partition key, an aggregate's argument, a
         // projected field) needs none of the machine: the same value as
         // running `LoadField`, without the set-up around it.
-        if let [Instr::LoadField(s)] | [Instr::LoadField(s), Instr::Return] = chunk.code.as_slice()
-        {
-            return cx.event.and_then(|e| e.get(*s)).cloned();
+        if let Some(s) = chunk.plain_field() {
+            return cx.event.and_then(|e| e.get(s)).cloned();
+        }
+        // The same for an aggregate's output item that is only its result.
+        if let [Instr::LoadAgg(i)] | [Instr::LoadAgg(i), Instr::Return] = chunk.code.as_slice() {
+            return cx.aggs.get(usize::from(*i)).cloned().flatten();
         }
         self.budget = INSTRUCTION_BUDGET;
         self.depth = 0;

@@ -18,12 +18,13 @@ pub mod sliding;
 pub mod sliding_count;
 pub mod tumbling;
 
-use crate::ops::aggregate::{AccState, Aggregator};
+use crate::ops::aggregate::{AccState, Aggregator, PlainArgs};
 use crate::ops::pattern::PatternRt;
 use crate::ops::{Cx, PartKey, Rec};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
+use varpulis_program::Value;
 
 /// The contents of one open window.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -48,6 +49,9 @@ pub struct GroupSink {
     /// released group before the aggregate ([`group`]); with any, groups
     /// buffer their events even when an aggregate follows.
     group_ops: Vec<varpulis_program::GroupOp>,
+    /// The accumulators of the last group folded from rows
+    /// ([`GroupSink::release_rows`]), emptied and reused by the next.
+    spare: Option<AccState>,
 }
 
 impl GroupSink {
@@ -59,6 +63,7 @@ impl GroupSink {
             max_events: None,
             dropped: 0,
             group_ops: Vec::new(),
+            spare: None,
         }
     }
 
@@ -71,6 +76,7 @@ impl GroupSink {
             max_events: None,
             dropped: 0,
             group_ops: Vec::new(),
+            spare: None,
         }
     }
 
@@ -87,6 +93,7 @@ impl GroupSink {
             max_events: None,
             dropped: 0,
             group_ops: Vec::new(),
+            spare: None,
         }
     }
 
@@ -224,6 +231,51 @@ impl GroupSink {
             Some(_) => {}
             None => out.extend(recs),
         }
+    }
+
+    /// Where the aggregate's arguments come from when a released group can be folded from rows
+    /// of them ([`GroupSink::release_rows`]): an aggregate follows directly, with no group
+    /// operator or pattern test in between, and reads only plain fields.
+    pub fn plain_args(&self) -> Option<PlainArgs> {
+        if !self.group_ops.is_empty() || self.pattern.is_some() {
+            return None;
+        }
+        self.agg.as_ref()?.plain_args()
+    }
+
+    /// Releases `n` buffered events through the aggregate from their rows of `plain` (`rows`:
+    /// `n` rows of `plain.slots.len()` values, oldest first), the last of them at `last_time`:
+    /// what [`GroupSink::release_copies`] of the events gives, without reading them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn release_rows(
+        &mut self,
+        plain: &PlainArgs,
+        rows: &[Option<Value>],
+        n: usize,
+        last_time: i64,
+        key: &PartKey,
+        end: Option<i64>,
+        cx: &mut Cx<'_>,
+        out: &mut Vec<Rec>,
+    ) {
+        let Some(a) = &self.agg else {
+            return;
+        };
+        let width = plain.slots.len();
+        let mut st = match self.spare.take() {
+            Some(mut st) => {
+                a.reset(&mut st);
+                st
+            }
+            None => a.new_state(),
+        };
+        for i in 0..n {
+            let row = rows.get(i * width..(i + 1) * width).unwrap_or_default();
+            a.update_row(&mut st, plain, row);
+        }
+        st.last_time = last_time;
+        out.extend(a.finish(&st, key, end, cx));
+        self.spare = Some(st);
     }
 
     fn release_all<'a>(

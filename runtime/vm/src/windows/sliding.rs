@@ -9,17 +9,29 @@
 //! with no new event releases nothing (it would repeat the previous release
 //! or a shrinking part of it), so end of input adds no duplicate releases.
 //! Aggregates are stamped with the release time (the window's end).
+//!
+//! Every event is released once per slide it stays for (`d / s` times). When
+//! the aggregate reads only plain fields, each window also keeps those
+//! values of its events in one row per event ([`PlainArgs`]), and a release
+//! folds the rows: the same values in the same order, without going back to
+//! every buffered event.
 
 use super::{Entries, GroupSink, Timers};
+use crate::ops::aggregate::PlainArgs;
 use crate::ops::{decode, encode, Cx, Operator, PartKey, Rec, StateResult};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-use varpulis_program::ValueKey;
+use varpulis_program::{Value, ValueKey};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Win {
     buf: VecDeque<Rec>,
+    /// The rows of `buf`'s events, oldest first, when the aggregate reads
+    /// plain fields ([`Sliding::plain`]). Not state: a restored window
+    /// rebuilds them from `buf` ([`Sliding::rows_of`]).
+    #[serde(skip)]
+    rows: VecDeque<Option<Value>>,
     last_release: i64,
     /// Whether an event joined since the last release: only then does a
     /// watermark slide release anything.
@@ -34,6 +46,8 @@ pub struct Sliding {
     sink: GroupSink,
     wins: FxHashMap<PartKey, Win>,
     timers: Timers,
+    /// The aggregate's arguments, when it reads only plain fields.
+    plain: Option<PlainArgs>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -51,15 +65,69 @@ impl Sliding {
         Sliding {
             size: size.max(1),
             slide: slide.max(1),
+            plain: sink.plain_args(),
             sink,
             wins: FxHashMap::default(),
             timers: Timers::default(),
         }
     }
 
-    fn evict(buf: &mut VecDeque<Rec>, before: i64) {
-        while buf.front().is_some_and(|r| r.ev.time < before) {
-            buf.pop_front();
+    /// Values per row (0 without rows).
+    fn width(plain: Option<&PlainArgs>) -> usize {
+        plain.map_or(0, |p| p.slots.len())
+    }
+
+    /// Appends `rec` to `w`, with its row.
+    fn push(plain: Option<&PlainArgs>, w: &mut Win, rec: Rec) {
+        if let Some(p) = plain {
+            p.push_row(&rec.ev, &mut w.rows);
+        }
+        w.buf.push_back(rec);
+    }
+
+    /// Drops the `n` oldest events of `w`, with their rows.
+    fn drop_oldest(plain: Option<&PlainArgs>, w: &mut Win, n: usize) {
+        w.buf.drain(..n.min(w.buf.len()));
+        let rows = n.saturating_mul(Self::width(plain)).min(w.rows.len());
+        w.rows.drain(..rows);
+    }
+
+    fn evict(plain: Option<&PlainArgs>, w: &mut Win, before: i64) {
+        let old = w.buf.iter().take_while(|r| r.ev.time < before).count();
+        Self::drop_oldest(plain, w, old);
+    }
+
+    /// The rows of `w`'s events, rebuilt when they are not all there (a
+    /// window restored from a snapshot).
+    fn rows_of<'w>(plain: &PlainArgs, w: &'w mut Win) -> &'w [Option<Value>] {
+        if w.rows.len() != w.buf.len() * plain.slots.len() {
+            w.rows.clear();
+            for r in &w.buf {
+                plain.push_row(&r.ev, &mut w.rows);
+            }
+        }
+        w.rows.make_contiguous()
+    }
+
+    /// Releases `w`'s events (as copies: the window keeps them) stamped
+    /// `end`: through their rows when the aggregate reads plain fields.
+    fn release(
+        sink: &mut GroupSink,
+        plain: Option<&PlainArgs>,
+        w: &mut Win,
+        key: &PartKey,
+        end: i64,
+        cx: &mut Cx<'_>,
+        out: &mut Vec<Rec>,
+    ) {
+        match plain {
+            Some(p) => {
+                let n = w.buf.len();
+                let last = w.buf.back().map_or(i64::MIN, |r| r.ev.time);
+                let rows = Self::rows_of(p, w);
+                sink.release_rows(p, rows, n, last, key, Some(end), cx, out);
+            }
+            None => sink.release_copies(w.buf.iter(), key, Some(end), cx, out),
         }
     }
 
@@ -94,21 +162,21 @@ impl Operator for Sliding {
         let t = rec.ev.time;
         let key = rec.key.clone();
         let (size, slide) = (self.size, self.slide);
+        let plain = self.plain.as_ref();
         match self.wins.get_mut(&key) {
             Some(w) => {
-                w.buf.push_back(rec);
-                Self::evict(&mut w.buf, t.saturating_sub(size));
+                Self::push(plain, w, rec);
+                Self::evict(plain, w, t.saturating_sub(size));
                 if let Some(max) = self.sink.max_events() {
                     // `max_events:`: the oldest events go first.
                     let over = w.buf.len().saturating_sub(max);
-                    w.buf.drain(..over);
+                    Self::drop_oldest(plain, w, over);
                     self.sink.count_dropped(over as u64);
                 }
                 if t >= w.last_release.saturating_add(slide) {
                     w.last_release = t;
                     w.pending = false;
-                    self.sink
-                        .release_copies(w.buf.iter(), &key, Some(t), cx, out);
+                    Self::release(&mut self.sink, plain, w, &key, t, cx, out);
                     let due = Self::cleanup_at(size, w);
                     w.timer = self.timers.schedule(due, key);
                 } else if !w.pending {
@@ -118,15 +186,15 @@ impl Operator for Sliding {
                 }
             }
             None => {
-                let mut buf = VecDeque::new();
-                buf.push_back(rec);
-                self.sink.release_copies(buf.iter(), &key, Some(t), cx, out);
                 let mut w = Win {
-                    buf,
+                    buf: VecDeque::new(),
+                    rows: VecDeque::new(),
                     last_release: t,
                     pending: false,
                     timer: 0,
                 };
+                Self::push(plain, &mut w, rec);
+                Self::release(&mut self.sink, plain, &mut w, &key, t, cx, out);
                 w.timer = self
                     .timers
                     .schedule(Self::cleanup_at(size, &w), key.clone());
@@ -136,6 +204,7 @@ impl Operator for Sliding {
     }
 
     fn on_watermark(&mut self, wm: i64, cx: &mut Cx<'_>, out: &mut Vec<Rec>) {
+        let plain = self.plain.as_ref();
         while let Some(tm) = self.timers.pop_due(wm) {
             let Some(w) = self.wins.get_mut(&tm.key) else {
                 continue;
@@ -148,7 +217,7 @@ impl Operator for Sliding {
                 // repeat or shrink it, so nothing is released (DESIGN.md,
                 // Windows). The window goes once its events are all too old
                 // for any later event's window.
-                Self::evict(&mut w.buf, wm.saturating_sub(self.size));
+                Self::evict(plain, w, wm.saturating_sub(self.size));
                 let cleanup = Self::cleanup_at(self.size, w);
                 // A cleanup time not past the watermark means `newest + size` saturated at
                 // the end of time (events within `size` of i64::MAX ns, year 2262), which the
@@ -164,11 +233,10 @@ impl Operator for Sliding {
             // Slide at `T = last_release + s`: evict what is older than
             // `T − d` and release the rest, stamped `T` (the window's end).
             let at = w.last_release.saturating_add(self.slide);
-            Self::evict(&mut w.buf, at.saturating_sub(self.size));
+            Self::evict(plain, w, at.saturating_sub(self.size));
             w.last_release = at;
             w.pending = false;
-            self.sink
-                .release_copies(w.buf.iter(), &tm.key, Some(at), cx, out);
+            Self::release(&mut self.sink, plain, w, &tm.key, at, cx, out);
             w.timer = self.timers.schedule(Self::cleanup_at(self.size, w), tm.key);
         }
     }
@@ -197,6 +265,7 @@ impl Operator for Sliding {
             self.sink
                 .with_evictions(super::keyed_memory(&self.wins, |w| {
                     48 + super::buffer_bytes(w.buf.iter())
+                        + (w.rows.len() * std::mem::size_of::<Option<Value>>()) as u64
                 })),
         )
     }
