@@ -1451,6 +1451,9 @@ struct SubState {
     /// position, read the stream from its start and replay it into a state
     /// that has already seen it.
     received_end: BTreeMap<String, u64>,
+    /// The record stream of its last payload, shared by the items of the
+    /// payloads after it from the same stream (a file, a partition).
+    last_stream: Option<Arc<str>>,
     /// The host's injector ([`Injector`]): it neither ends nor holds event
     /// time back.
     injected: bool,
@@ -1680,6 +1683,7 @@ impl Live {
             max_time: None,
             last_arrival: now,
             received_end,
+            last_stream: None,
             injected,
         };
         let mut states: Vec<SubState> = subs
@@ -1884,8 +1888,23 @@ impl Live {
         let place: Arc<str> = msg.place.into();
         let arrival = msg.received_ms.saturating_mul(1_000_000);
         let position = msg.position.map(|p| {
-            sub.received_end.insert(p.key.clone(), p.end);
-            (Arc::<str>::from(p.key), p.start)
+            // Most payloads come from the stream of the one before: neither
+            // the map's key nor the shared name is copied again.
+            match sub.received_end.get_mut(&p.key) {
+                Some(end) => *end = p.end,
+                None => {
+                    sub.received_end.insert(p.key.clone(), p.end);
+                }
+            }
+            let stream = match &sub.last_stream {
+                Some(s) if **s == *p.key => s.clone(),
+                _ => {
+                    let s = Arc::<str>::from(p.key);
+                    sub.last_stream = Some(s.clone());
+                    s
+                }
+            };
+            (stream, p.start)
         });
         for item in items {
             let (time, raw) = match item {
@@ -2689,6 +2708,7 @@ mod tests {
             max_time,
             last_arrival: now.checked_sub(quiet_for).unwrap_or(now),
             received_end: BTreeMap::new(),
+            last_stream: None,
             injected,
         }
     }
