@@ -307,8 +307,10 @@ pub struct Done {
 }
 
 /// Rounds of the workers left running when [`Job::push_events`] returns: the
-/// host decodes the next batch while they run.
-const MAX_IN_FLIGHT: usize = 1;
+/// host decodes the next batches while they run. More than one absorbs the
+/// uneven pace of the host and the shards (docs/DESIGN.md, *Live runs use
+/// the same shards*).
+const MAX_IN_FLIGHT: usize = 3;
 
 /// Table of a checkpoint that holds one engine state per worker.
 const SHARDS_TABLE: &str = "shards";
@@ -457,7 +459,7 @@ impl Job {
     ///
     /// On one engine the events run at once and the answer is their round.
     /// With workers the events go to the shards as one round and the call
-    /// returns once at most one round is still running:
+    /// returns once at most three rounds (`MAX_IN_FLIGHT`) are still running:
     /// the host decodes the next batch while the shards run this one, and
     /// the answer holds the rounds that finished (an earlier batch's
     /// outputs, in order). [`Job::settle`] waits for the rest; a shard that
