@@ -414,6 +414,11 @@ impl<T> Clone for Spares<T> {
     }
 }
 
+/// The most bytes a text buffer handed back may hold: one that a huge line
+/// or a batch of huge outputs grew is freed rather than kept for the rest
+/// of the run.
+const KEEP_BYTES: usize = 1 << 20;
+
 /// The buffers the stages of a parallel run hand back ([`Spares`]).
 #[derive(Clone)]
 struct Pools {
@@ -442,6 +447,20 @@ impl Pools {
             items: Spares::new(n),
             slots: slots.then(|| Spares::new(n)),
             parts: Spares::new(n),
+        }
+    }
+
+    /// Hands back a chunk's buffers (a large one is dropped).
+    fn give_chunk(&self, text: Vec<u8>, ends: Vec<usize>) {
+        if text.capacity() <= KEEP_BYTES {
+            self.chunks.give((text, ends));
+        }
+    }
+
+    /// Hands back a shard's answer (one holding large texts is dropped).
+    fn give_part(&self, part: FromShard) {
+        if part.text.capacity() <= KEEP_BYTES {
+            self.parts.give(part);
         }
     }
 
@@ -751,7 +770,7 @@ pub fn run<R: std::io::BufRead + Send>(
             }
             deliver_round(job, &mut parts, &mut order, out, messages)?;
             for part in parts.drain(..) {
-                pools.parts.give(part);
+                pools.give_part(part);
             }
         }
         // A shard that stopped early (an error) ends the rounds while the
@@ -1399,7 +1418,7 @@ fn decode_chunks(
             };
             out.push((line, step, hash));
         }
-        pools.chunks.give((text, ends));
+        pools.give_chunk(text, ends);
         if decoded.send(out).is_err() {
             return;
         }
