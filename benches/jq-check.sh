@@ -27,14 +27,7 @@ if ! command -v jq >/dev/null; then
     echo "jq is not installed (apt-get install jq)" >&2
     exit 2
 fi
-if [ -n "${VARPULIS_BIN:-}" ]; then
-    bin="$VARPULIS_BIN"
-else
-    CARGO_TARGET_DIR="$(bash scripts/target-dir)"
-    export CARGO_TARGET_DIR
-    cargo build --release --quiet --bin varpulis
-    bin="$CARGO_TARGET_DIR/release/varpulis"
-fi
+bin="$(bash benches/varpulis-bin.sh)"
 data="${BENCH_DATA:-$HOME/.cache/varpulis-bench}"
 mkdir -p "$data"
 

@@ -926,47 +926,40 @@ pub(crate) fn output_of(
 
 /// [`output_of`] with the fields written into `fields` (empty).
 fn output_in(
-    mut fields: Vec<(Arc<str>, Value)>,
+    fields: Vec<(Arc<str>, Value)>,
     program: &Program,
     stream: &Arc<str>,
     schema: SchemaId,
     ev: &Event,
 ) -> Output {
     let s = program.schemas.get(schema as usize);
-    if let Some(s) = s {
-        for (f, v) in s.fields.iter().zip(ev.fields.iter()) {
-            if let Some(v) = v {
-                fields.push((f.name.clone(), v.clone()));
-            }
-        }
-    }
-    if let Some(extra) = &ev.extra {
-        for (k, v) in extra.iter() {
-            if !fields.iter().any(|(n, _)| n == k) {
-                fields.push((k.clone(), v.clone()));
-            }
-        }
-    }
-    Output {
-        stream: stream.clone(),
-        event_type: s.map_or_else(|| stream.clone(), |s| s.name.clone()),
-        time: ev.time,
-        fields,
-    }
+    let names = s.into_iter().flat_map(|s| s.fields.iter().map(|f| &f.name));
+    build_output(fields, s.map(|s| &s.name), names, stream, ev)
 }
 
 /// [`output_in`] with the names of the engine's own copy.
 fn named_output(
-    mut fields: Vec<(Arc<str>, Value)>,
+    fields: Vec<(Arc<str>, Value)>,
     names: Option<&OutputNames>,
     stream: &Arc<str>,
     ev: &Event,
 ) -> Output {
-    if let Some(n) = names {
-        for (f, v) in n.fields.iter().zip(ev.fields.iter()) {
-            if let Some(v) = v {
-                fields.push((f.clone(), v.clone()));
-            }
+    let fields_names = names.into_iter().flat_map(|n| n.fields.iter());
+    build_output(fields, names.map(|n| &n.event_type), fields_names, stream, ev)
+}
+
+/// The output of `ev` on `stream`: its present fields under `names` (its schema's, in slot
+/// order), then its undeclared fields, typed `event_type` (else the stream's name).
+fn build_output<'n>(
+    mut fields: Vec<(Arc<str>, Value)>,
+    event_type: Option<&Arc<str>>,
+    names: impl Iterator<Item = &'n Arc<str>>,
+    stream: &Arc<str>,
+    ev: &Event,
+) -> Output {
+    for (f, v) in names.zip(ev.fields.iter()) {
+        if let Some(v) = v {
+            fields.push((f.clone(), v.clone()));
         }
     }
     if let Some(extra) = &ev.extra {
@@ -978,7 +971,7 @@ fn named_output(
     }
     Output {
         stream: stream.clone(),
-        event_type: names.map_or_else(|| stream.clone(), |n| n.event_type.clone()),
+        event_type: event_type.map_or_else(|| stream.clone(), Arc::clone),
         time: ev.time,
         fields,
     }
