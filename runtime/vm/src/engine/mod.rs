@@ -945,7 +945,13 @@ fn named_output(
     ev: &Event,
 ) -> Output {
     let fields_names = names.into_iter().flat_map(|n| n.fields.iter());
-    build_output(fields, names.map(|n| &n.event_type), fields_names, stream, ev)
+    build_output(
+        fields,
+        names.map(|n| &n.event_type),
+        fields_names,
+        stream,
+        ev,
+    )
 }
 
 /// The output of `ev` on `stream`: its present fields under `names` (its schema's, in slot
